@@ -1,0 +1,21 @@
+"""voice_gru: a streaming GRU speech-command recognizer over MFCC features."""
+
+from voice_gru.errors import (
+    AudioDeviceError,
+    AudioFormatError,
+    CheckpointError,
+    ConfigError,
+    DatasetError,
+    DownloadError,
+    VoiceGruError,
+)
+
+__version__ = "0.1.0"
+COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SILENCE = "_silence_"
+UNKNOWN = "_unknown_"
+
+__all__ = [
+    "AudioDeviceError", "AudioFormatError", "CheckpointError", "ConfigError", "DatasetError",
+    "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__",
+]

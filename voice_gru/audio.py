@@ -1,0 +1,95 @@
+"""Audio in: any file soundfile reads -> 16 kHz mono float32 in [-1, 1]."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from voice_gru.errors import AudioFormatError
+
+SAMPLE_RATE = 16000
+
+
+def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
+    """Band-limited resampling of a 1-D float32 signal (soxr, through librosa's dependency)."""
+    if orig_sr == target_sr:
+        return audio.astype(np.float32, copy=False)
+    import soxr
+
+    return soxr.resample(audio.astype(np.float32, copy=False), orig_sr, target_sr, quality="HQ").astype(
+        np.float32, copy=False
+    )
+
+
+def to_mono(audio: np.ndarray) -> np.ndarray:
+    """Average channels of a (frames, channels) array; pass 1-D arrays through."""
+    if audio.ndim == 1:
+        return audio
+    return audio.mean(axis=1, dtype=np.float32)
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate``; bad input raises AudioFormatError."""
+    import soundfile as sf
+
+    path = Path(path)
+    if not path.exists():
+        raise AudioFormatError(f"{path}: file not found")
+    if path.is_dir():
+        raise AudioFormatError(f"{path}: is a directory, not an audio file")
+    if path.stat().st_size == 0:
+        raise AudioFormatError(f"{path}: file is empty (0 bytes)")
+    try:
+        with sf.SoundFile(str(path)) as f:
+            sr = f.samplerate
+            expected = f.frames if 0 < f.frames < 2**62 else 0
+            data = f.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as exc:
+        raise AudioFormatError(f"{path}: not a readable audio file ({_short(exc)})") from None
+    except (RuntimeError, ValueError, OSError) as exc:
+        raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+    if data.shape[0] == 0:
+        raise AudioFormatError(f"{path}: audio has zero length (no samples)")
+    if data.shape[0] < expected or is_truncated_wav(path):
+        raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+    if not np.isfinite(data).all():
+        bad = int((~np.isfinite(data)).sum())
+        raise AudioFormatError(f"{path}: contains {bad} NaN/inf samples")
+    audio = resample(to_mono(data), sr, sample_rate)
+    return np.clip(audio, -1.0, 1.0)
+
+
+def is_truncated_wav(path: str | Path) -> bool:
+    """True when a RIFF/WAVE file's data chunk is shorter than its header says."""
+    import struct
+
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False
+        size = Path(path).stat().st_size
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return False
+            cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                return f.tell() + clen > size
+            f.seek(clen + (clen & 1), 1)
+
+
+def _short(exc: BaseException) -> str:
+    """First line of an exception message."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV atomically (temp file + rename)."""
+    import soundfile as sf
+
+    from voice_gru.fileio import atomic_path
+
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(str(tmp), np.clip(audio, -1, 1), sample_rate, subtype="PCM_16")

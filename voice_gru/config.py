@@ -1,0 +1,200 @@
+"""Frozen, typed configuration loaded from ``configs/*.yaml``; unknown keys are errors."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from voice_gru.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """MFCC front end. Travels inside every checkpoint; inference never rereads YAML for it."""
+
+    sample_rate: int = 16000
+    win_ms: float = 30.0
+    hop_ms: float = 10.0
+    n_fft: int = 512
+    n_mels: int = 40
+    n_mfcc: int = 40
+    f_min: float = 20.0
+    f_max: float = 7600.0
+    log_offset: float = 1e-6
+
+    @property
+    def win_length(self) -> int:
+        return int(round(self.sample_rate * self.win_ms / 1000))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which task, and how silence/unknown examples are drawn."""
+
+    task: str = "12"  # "12" (10 commands + _silence_ + _unknown_) or "35" (all words)
+    silence_ratio: float = 0.1  # silence examples per word example, per split
+    unknown_ratio: float = 0.1  # unknown examples kept per command example in training
+    balanced: bool = True  # class-balanced sampling in training
+    clip_seconds: float = 1.0
+    seed: int = 59185
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Training-time augmentation (validation and test are never augmented)."""
+
+    time_shift_ms: float = 100.0
+    noise_prob: float = 0.8
+    noise_level: tuple[float, float] = (0.0, 0.1)  # amplitude of the background noise mixed in
+    gain_db: tuple[float, float] = (-12.0, 6.0)
+    speeds: tuple[float, ...] = (1.0,)  # speed-perturbed copies in the feature cache
+    freq_masks: int = 2
+    freq_mask_width: int = 6
+    time_masks: int = 2
+    time_mask_width: int = 10
+    context_prob: float = 0.5  # probability that another clip precedes the training clip
+    context_seconds: tuple[float, float] = (0.2, 1.5)  # noise/other speech before the clip
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """GRU classifier over normalised MFCC frames."""
+
+    conv_channels: int = 0  # 0: no convolutional front end
+    conv_kernel: int = 5
+    hidden: int = 128
+    layers: int = 2
+    dropout: float = 0.1
+    pooling: str = "last"  # how a clip decision is made from frames: last|mean|max|attention|tail
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings."""
+
+    epochs: int = 30
+    batch_size: int = 64
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.05
+    seed: int = 0
+    tail_frames: int = 20  # frames after the end of speech that carry the label
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    """Posteriors -> Command events."""
+
+    smooth_ms: float = 150.0
+    threshold: float = 0.7
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+    min_duration_ms: float = 40.0
+    cooldown_ms: float = 800.0
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything a recipe sets."""
+
+    name: str = "default"
+    features: FeatureConfig = FeatureConfig()
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    decision: DecisionConfig = DecisionConfig()
+
+
+def _convert(tp: Any, value: Any, where: str) -> Any:
+    """Check ``value`` against the annotation ``tp``; build nested dataclasses."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+        return from_dict(tp, value, where)
+    if origin is tuple:
+        args = typing.get_args(tp)
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: expected a list, got {value!r}")
+        if len(args) == 2 and args[1] is Ellipsis:
+            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
+        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if origin in (Mapping, dict) or tp is Mapping:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{where}: expected a mapping, got {value!r}")
+        kt, vt = typing.get_args(tp) or (str, Any)
+        return {_convert(kt, k, where): _convert(vt, v, f"{where}.{k}") for k, v in value.items()}
+    if tp is Any:
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: expected an integer, got {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: expected true/false, got {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise ConfigError(f"{where}: expected a string, got {value!r}")
+        return str(value)
+    raise ConfigError(f"{where}: unsupported type {tp}")  # pragma: no cover
+
+
+def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys by name."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        if key not in names:
+            raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
+        kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-dict form of a config dataclass (tuples become lists) for checkpoints and YAML."""
+    def plain(v: Any) -> Any:
+        if dataclasses.is_dataclass(v):
+            return {f.name: plain(getattr(v, f.name)) for f in dataclasses.fields(v)}
+        if isinstance(v, (tuple, list)):
+            return [plain(x) for x in v]
+        if isinstance(v, Mapping):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+    return plain(obj)
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a ``Config`` from a YAML file; errors name the file and the key."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path}: top level must be a mapping of sections")
+    try:
+        return from_dict(Config, raw, where="")
+    except ConfigError as exc:
+        msg = str(exc).lstrip(".")
+        raise ConfigError(f"{path}: {msg}") from None

@@ -1,0 +1,380 @@
+"""Speech Commands layouts, splits, the 12/35-class tasks, silence/unknown sampling, feature cache.
+
+Two layouts are read:
+* the v0.02 dataset root: one folder per word, ``_background_noise_``, and optionally
+  ``validation_list.txt`` / ``testing_list.txt`` (authoritative when present; otherwise the
+  official ``which_set`` hash decides);
+* the official separate test-set layout: folders ``yes … go``, ``_unknown_``, ``_silence_``
+  (``_unknown_`` files are named ``word_speaker_nohash_n.wav`` or ``....wav.wav``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru.config import DataConfig, FeatureConfig
+from voice_gru.errors import AudioFormatError, DatasetError
+
+WORDS_V2 = (
+    "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
+    "backward", "bed", "bird", "cat", "dog", "eight", "five", "follow", "forward", "four",
+    "happy", "house", "learn", "marvin", "nine", "one", "seven", "sheila", "six", "three",
+    "tree", "two", "visual", "wow", "zero",
+)
+BACKGROUND = "_background_noise_"
+SPLITS = ("training", "validation", "testing")
+MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, as in the reference TensorFlow input_data.py
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+_NAME_RE = re.compile(r"^(?:(?P<word>[a-z_]+?)_)?(?P<speaker>[0-9a-f]{8})_nohash_(?P<n>\d+)$")
+
+
+@dataclass(frozen=True)
+class ClipRef:
+    """One audio file of a labelled layout."""
+
+    path: str
+    word: str  # the spoken word, "_silence_" for silence files, "" when unknown
+    speaker: str
+    split: str
+    label: str = ""  # set by the official test-set layout (folder name)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One classification example: a clip, or a silence cut from background noise."""
+
+    label: str
+    path: str = ""  # empty for silence
+    noise: int = -1  # index of the background-noise file (silence examples)
+    offset: int = 0  # sample offset into that file
+    volume: float = 0.0
+
+
+def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
+    """The official Speech Commands split of a file, from a hash of its speaker id."""
+    base_name = os.path.basename(filename)
+    hash_name = re.sub(r"_nohash_.*$", "", base_name)
+    hashed = hashlib.sha1(hash_name.encode("utf-8")).hexdigest()
+    percentage_hash = (int(hashed, 16) % (MAX_NUM_WAVS_PER_CLASS + 1)) * (100.0 / MAX_NUM_WAVS_PER_CLASS)
+    if percentage_hash < validation_percentage:
+        return "validation"
+    if percentage_hash < testing_percentage + validation_percentage:
+        return "testing"
+    return "training"
+
+
+def strip_audio_suffixes(name: str) -> str:
+    """``bed_0c2ca723_nohash_0.wav.wav`` -> ``bed_0c2ca723_nohash_0``."""
+    while True:
+        stem, ext = os.path.splitext(name)
+        if ext.lower() not in AUDIO_SUFFIXES:
+            return name
+        name = stem
+
+
+def parse_name(path: str | Path) -> tuple[str, str]:
+    """(word prefix or "", speaker id) of a Speech Commands file name; speaker falls back to the stem."""
+    stem = strip_audio_suffixes(Path(path).name)
+    m = _NAME_RE.match(stem)
+    if not m:
+        return "", stem
+    return m.group("word") or "", m.group("speaker")
+
+
+def is_audio_file(path: Path) -> bool:
+    """A visible file with an audio suffix."""
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
+
+
+def is_test_set_layout(root: Path) -> bool:
+    """True for the official separate test-set layout (``_unknown_``/``_silence_`` folders)."""
+    return (root / UNKNOWN).is_dir() or (root / SILENCE).is_dir()
+
+
+def _read_list(path: Path) -> set[str]:
+    if not path.is_file():
+        return set()
+    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+
+
+def scan_dataset(root: str | Path) -> list[ClipRef]:
+    """Every clip of a dataset root (either layout), with its word, speaker and split."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"{root}: dataset folder not found")
+    if is_test_set_layout(root):
+        return _scan_test_set(root)
+    val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
+    use_lists = bool(val or test)
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for f in sorted(folder.iterdir()):
+            if not is_audio_file(f):
+                continue
+            rel = f"{folder.name}/{f.name}"
+            if use_lists:
+                split = "validation" if rel in val else "testing" if rel in test else "training"
+            else:
+                split = which_set(f.name)
+            clips.append(ClipRef(str(f), folder.name, parse_name(f)[1], split))
+    if not clips:
+        raise DatasetError(f"{root}: no word folders with audio clips (expected the Speech Commands layout)")
+    return clips
+
+
+def _scan_test_set(root: Path) -> list[ClipRef]:
+    clips = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        if folder.name == BACKGROUND:
+            continue
+        for f in sorted(folder.iterdir()):
+            if not is_audio_file(f):
+                continue
+            word, speaker = parse_name(f)
+            if folder.name == SILENCE:
+                word = SILENCE
+            elif folder.name != UNKNOWN:
+                word = folder.name
+            clips.append(ClipRef(str(f), word, speaker, "testing", label=folder.name))
+    if not clips:
+        raise DatasetError(f"{root}: no audio files in the label folders")
+    return clips
+
+
+def check_speakers(clips: Iterable[ClipRef]) -> None:
+    """Raise DatasetError when a speaker appears in more than one split."""
+    splits: dict[str, set[str]] = defaultdict(set)
+    for c in clips:
+        if c.word != SILENCE:
+            splits[c.speaker].add(c.split)
+    leaks = sorted(s for s, v in splits.items() if len(v) > 1)
+    if leaks:
+        raise DatasetError(
+            f"{len(leaks)} speaker(s) appear in more than one split (e.g. {leaks[0]}: "
+            f"{', '.join(sorted(splits[leaks[0]]))}); fix validation_list.txt/testing_list.txt"
+        )
+
+
+def background_files(root: str | Path) -> list[Path]:
+    """The background-noise recordings of a dataset root (may be empty)."""
+    folder = Path(root) / BACKGROUND
+    if not folder.is_dir():
+        return []
+    return sorted(f for f in folder.iterdir() if is_audio_file(f))
+
+
+def task_labels(task: str) -> list[str]:
+    """Class labels of a task, in model output order."""
+    if task == "12":
+        return [SILENCE, UNKNOWN, *COMMANDS]
+    if task == "35":
+        return list(WORDS_V2)
+    raise DatasetError(f"unknown task '{task}' (expected '12' or '35')")
+
+
+def label_of(clip: ClipRef, task: str) -> str:
+    """The class of a clip for a task."""
+    if clip.label:
+        return clip.label if task == "12" else clip.word
+    if task == "35":
+        return clip.word
+    return clip.word if clip.word in COMMANDS else UNKNOWN
+
+
+def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
+    """Clips on disk per split and word folder, and class counts after silence/unknown sampling."""
+    root = Path(root)
+    clips = scan_dataset(root)
+    out: dict = {"root": str(root), "task": cfg.task, "layout": "test-set" if is_test_set_layout(root) else "dataset"}
+    n_noise = len(background_files(root))
+    all_words = sorted({c.word or UNKNOWN for c in clips}, key=_word_order)
+    for split in SPLITS:
+        sc = [c for c in clips if c.split == split]
+        if not sc and split != "testing":
+            continue
+        words = Counter(c.word or UNKNOWN for c in sc)
+        words = {w: words.get(w, 0) for w in all_words}
+        ex = split_examples(clips, split, cfg, n_noise_files=n_noise, noise_lengths=None)
+        classes = Counter(e.label for e in ex)
+        out[split] = {
+            "clips": len(sc),
+            "speakers": len({c.speaker for c in sc if c.word != SILENCE}),
+            "per_word_folder": words,
+            "per_class": {lab: classes.get(lab, 0) for lab in task_labels(cfg.task)},
+        }
+    out["background_noise_files"] = n_noise
+    return out
+
+
+def _word_order(word: str) -> tuple[int, str]:
+    return (WORDS_V2.index(word), "") if word in WORDS_V2 else (len(WORDS_V2), word)
+
+
+def split_examples(
+    clips: Sequence[ClipRef],
+    split: str,
+    cfg: DataConfig,
+    n_noise_files: int,
+    noise_lengths: Sequence[int] | None,
+) -> list[Example]:
+    """Examples of one split: word clips, sampled unknowns and seeded silence cuts.
+
+    Training keeps every unknown clip (the sampler weighs classes); validation/testing keep a
+    seeded sample of ``unknown_ratio`` × commands. Silence examples number ``silence_ratio`` ×
+    commands and are cut from the background noise at seeded offsets and volumes, so the
+    validation and test sets are identical on every run.
+    """
+    sc = [c for c in clips if c.split == split]
+    rng = np.random.default_rng([cfg.seed, SPLITS.index(split) if split in SPLITS else 9])
+    out: list[Example] = []
+    if any(c.label for c in sc):  # the official test-set layout is taken as it is
+        return [Example(label_of(c, cfg.task), c.path) for c in sc if cfg.task == "12" or c.word in WORDS_V2]
+    commands = [c for c in sc if label_of(c, cfg.task) != UNKNOWN]
+    unknown = [c for c in sc if label_of(c, cfg.task) == UNKNOWN]
+    out += [Example(label_of(c, cfg.task), c.path) for c in commands]
+    if unknown:
+        if split == "training":
+            keep = unknown
+        else:
+            n = min(len(unknown), int(math.ceil(cfg.unknown_ratio * len(commands))))
+            idx = rng.choice(len(unknown), size=n, replace=False)
+            keep = [unknown[i] for i in sorted(idx)]
+        out += [Example(UNKNOWN, c.path) for c in keep]
+    if cfg.task == "12" and n_noise_files:
+        n_sil = int(math.ceil(cfg.silence_ratio * len(commands)))
+        clip_len = int(cfg.clip_seconds * 16000)
+        for _ in range(n_sil):
+            k = int(rng.integers(n_noise_files))
+            length = noise_lengths[k] if noise_lengths else clip_len
+            offset = int(rng.integers(0, max(1, length - clip_len)))
+            volume = float(silence_volume(rng))
+            out.append(Example(SILENCE, "", k, offset, volume))
+    return out
+
+
+def silence_volume(rng: np.random.Generator) -> float:
+    """Volume of a silence cut: digital silence 10% of the time, else log-uniform 0.001-1."""
+    if rng.random() < 0.1:
+        return 0.0
+    return float(10 ** rng.uniform(-3, 0))
+
+
+def class_weights(examples: Sequence[Example], labels: Sequence[str], cfg: DataConfig) -> np.ndarray:
+    """Sampling weight per example: equal mass per class when balanced, else per example."""
+    counts = Counter(e.label for e in examples)
+    if not cfg.balanced:
+        n_cmd = sum(v for k, v in counts.items() if k not in (SILENCE, UNKNOWN))
+        mass = {k: float(v) for k, v in counts.items()}
+        if UNKNOWN in counts:
+            mass[UNKNOWN] = cfg.unknown_ratio * n_cmd
+        if SILENCE in counts:
+            mass[SILENCE] = cfg.silence_ratio * n_cmd
+    else:
+        mass = {k: 1.0 for k in counts}
+    w = np.array([mass[e.label] / counts[e.label] for e in examples], dtype=np.float64)
+    return w / w.sum()
+
+
+def fit_clip(audio: np.ndarray, n: int) -> np.ndarray:
+    """Pad with zeros at the end (short clips) or cut the middle ``n`` samples (long ones)."""
+    if audio.size >= n:
+        start = (audio.size - n) // 2
+        return audio[start:start + n]
+    return np.pad(audio, (0, n - audio.size))
+
+
+def cache_dir(explicit: str | Path | None = None) -> Path:
+    """Feature-cache folder: explicit, else $XDG_CACHE_HOME/voice_gru, else ~/.cache/voice_gru."""
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "voice_gru"
+
+
+def _key(parts: Iterable[str]) -> str:
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def load_clip_mels(
+    paths: Sequence[str],
+    feat: FeatureConfig,
+    clip_seconds: float = 1.0,
+    speed: float = 1.0,
+    cache: str | Path | None = None,
+    progress: bool = True,
+):
+    """Mel power ``(N, frames, n_mels)`` of fixed-length clips, cached on disk.
+
+    Returns ``(mels, bad)`` where ``bad`` maps unreadable paths to the reason (their rows are
+    zeros); the caller reports them, nothing is dropped silently.
+    """
+    import torch
+
+    from voice_gru.fileio import atomic_path
+
+    sig = [f"{p}:{os.path.getsize(p) if os.path.exists(p) else -1}:{int(os.path.getmtime(p)) if os.path.exists(p) else 0}" for p in paths]
+    key = _key([json.dumps(feat.__dict__, sort_keys=True), str(clip_seconds), f"{speed:.4f}", *sig])
+    path = cache_dir(cache) / f"clips-{key}.pt"
+    if path.is_file():
+        try:
+            blob = torch.load(path, weights_only=True)
+            return blob["mels"], dict(blob["bad"])
+        except Exception:  # a damaged cache is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    mels, bad = compute_clip_mels(paths, feat, clip_seconds, speed, progress)
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"mels": mels, "bad": list(bad.items())}, tmp)
+    return mels, bad
+
+
+def compute_clip_mels(paths: Sequence[str], feat: FeatureConfig, clip_seconds: float, speed: float, progress: bool):
+    """Decode, speed-perturb, pad/cut and compute mel power for each clip (batched)."""
+    import torch
+    from tqdm.auto import tqdm
+
+    from voice_gru.audio import load_audio, resample
+    from voice_gru.features import mel_power
+
+    n = int(round(clip_seconds * feat.sample_rate))
+    bad: dict[str, str] = {}
+    out = []
+    batch: list[np.ndarray] = []
+    for p in tqdm(paths, desc=f"features (speed {speed:g})", unit="clip", disable=not progress, leave=False):
+        try:
+            audio = load_audio(p, feat.sample_rate)
+        except AudioFormatError as exc:
+            bad[p] = str(exc)
+            audio = np.zeros(n, dtype=np.float32)
+        if speed != 1.0:
+            audio = resample(audio, int(round(feat.sample_rate * speed)), feat.sample_rate)
+        batch.append(fit_clip(audio, n))
+        if len(batch) == 256:
+            out.append(mel_power(torch.from_numpy(np.stack(batch)), feat))
+            batch = []
+    if batch:
+        out.append(mel_power(torch.from_numpy(np.stack(batch)), feat))
+    if not out:
+        return torch.zeros(0, 0, feat.n_mels), bad
+    return torch.cat(out), bad
+
+
+def load_noise(root: str | Path, sample_rate: int = 16000) -> list[np.ndarray]:
+    """Background-noise recordings of a dataset root as 16 kHz mono arrays."""
+    from voice_gru.audio import load_audio
+
+    return [load_audio(f, sample_rate) for f in background_files(root)]

@@ -1,0 +1,29 @@
+"""One error family: every message names the file, key or device and what was wrong."""
+
+
+class VoiceGruError(Exception):
+    """Base class: the CLI prints the message on one line and exits non-zero."""
+
+
+class AudioFormatError(VoiceGruError):
+    """An audio file is missing, empty, not audio, truncated or holds invalid samples."""
+
+
+class ConfigError(VoiceGruError):
+    """A YAML config file is missing, malformed, or has an unknown or badly typed key."""
+
+
+class DatasetError(VoiceGruError):
+    """A dataset root is missing or not in a recognised layout."""
+
+
+class CheckpointError(VoiceGruError):
+    """A checkpoint file is missing, damaged or of an unsupported format."""
+
+
+class AudioDeviceError(VoiceGruError):
+    """No audio input device, an unknown device, or a device that disappeared."""
+
+
+class DownloadError(VoiceGruError):
+    """A download failed: offline, bad size/checksum, or an unsafe archive."""

@@ -1,0 +1,150 @@
+"""MFCC front end (torchaudio), per-coefficient normaliser, and the streaming front end.
+
+Frame ``i`` covers samples ``[i*hop, i*hop + win)`` (no centring, no padding), so a stream fed in
+chunks yields exactly the frames of the whole signal. The log is ``log(mel + offset)`` per frame,
+never clamped relative to the signal's maximum (torchaudio's default ``top_db`` would make a frame
+depend on the whole file, which a stream cannot know).
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from voice_gru.config import FeatureConfig
+
+
+class FrontEnd(torch.nn.Module):
+    """Mel power spectrogram and MFCC for one ``FeatureConfig`` (no state beyond constants)."""
+
+    def __init__(self, cfg: FeatureConfig) -> None:
+        super().__init__()
+        import torchaudio
+
+        self.cfg = cfg
+        self.melspec = torchaudio.transforms.MelSpectrogram(
+            sample_rate=cfg.sample_rate,
+            n_fft=cfg.n_fft,
+            win_length=cfg.win_length,
+            hop_length=cfg.hop_length,
+            f_min=cfg.f_min,
+            f_max=cfg.f_max,
+            n_mels=cfg.n_mels,
+            power=2.0,
+            center=False,
+        )
+        dct = torchaudio.functional.create_dct(cfg.n_mfcc, cfg.n_mels, norm="ortho")
+        self.register_buffer("dct", dct)  # (n_mels, n_mfcc)
+
+    def mel(self, audio: torch.Tensor) -> torch.Tensor:
+        """Mel power of ``(..., samples)`` audio as ``(..., frames, n_mels)``."""
+        if audio.shape[-1] < self.cfg.win_length:
+            return audio.new_zeros(*audio.shape[:-1], 0, self.cfg.n_mels)
+        return self.melspec(audio).transpose(-1, -2)
+
+    def mfcc_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
+        """MFCC ``(..., frames, n_mfcc)`` from mel power ``(..., frames, n_mels)``."""
+        return torch.log(mel + self.cfg.log_offset) @ self.dct
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        """MFCC frames ``(..., frames, n_mfcc)`` of ``(..., samples)`` audio."""
+        return self.mfcc_from_mel(self.mel(audio))
+
+
+@functools.lru_cache(maxsize=8)
+def front_end(cfg: FeatureConfig) -> FrontEnd:
+    """The (immutable) front end for a config, built once per process."""
+    return FrontEnd(cfg).eval()
+
+
+def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return audio if isinstance(audio, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+
+
+def num_frames(n_samples: int, cfg: FeatureConfig) -> int:
+    """Number of complete frames in ``n_samples`` of audio."""
+    if n_samples < cfg.win_length:
+        return 0
+    return 1 + (n_samples - cfg.win_length) // cfg.hop_length
+
+
+@torch.no_grad()
+def mel_power(audio: np.ndarray | torch.Tensor, cfg: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """Mel power spectrogram ``(frames, n_mels)`` of 16 kHz mono audio."""
+    return front_end(cfg).mel(_as_tensor(audio))
+
+
+@torch.no_grad()
+def mfcc(audio: np.ndarray | torch.Tensor, cfg: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """MFCC frames ``(frames, n_mfcc)`` of 16 kHz mono audio (the offline path)."""
+    return front_end(cfg)(_as_tensor(audio))
+
+
+def mfcc_from_mel(mel: torch.Tensor, cfg: FeatureConfig = FeatureConfig()) -> torch.Tensor:
+    """MFCC from mel power, so augmentation can work on cached mel spectra."""
+    return front_end(cfg).mfcc_from_mel(mel)
+
+
+@dataclass(frozen=True)
+class Normalizer:
+    """Per-coefficient mean/std computed on training data; saved inside checkpoints."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    @classmethod
+    def fit(cls, frames: torch.Tensor) -> "Normalizer":
+        """Statistics of ``(N, n_mfcc)`` (or ``(..., n_mfcc)``) frames."""
+        flat = frames.reshape(-1, frames.shape[-1]).double()
+        mean = flat.mean(0)
+        std = flat.std(0).clamp_min(1e-3)
+        return cls(tuple(mean.tolist()), tuple(std.tolist()))
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        """Normalised frames, same shape."""
+        mean = torch.tensor(self.mean, dtype=frames.dtype, device=frames.device)
+        std = torch.tensor(self.std, dtype=frames.dtype, device=frames.device)
+        return (frames - mean) / std
+
+    def to_dict(self) -> dict:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Normalizer":
+        return cls(tuple(float(x) for x in d["mean"]), tuple(float(x) for x in d["std"]))
+
+
+class StreamingMFCC:
+    """Push audio chunks of any size; get exactly the offline MFCC frames for the audio so far."""
+
+    def __init__(self, cfg: FeatureConfig = FeatureConfig()) -> None:
+        self.cfg = cfg
+        self._fe = front_end(cfg)
+        self._buf = np.zeros(0, dtype=np.float32)
+        self.frames_out = 0
+        self.samples_in = 0
+
+    def reset(self) -> None:
+        """Forget buffered audio and counters."""
+        self._buf = np.zeros(0, dtype=np.float32)
+        self.frames_out = 0
+        self.samples_in = 0
+
+    @torch.no_grad()
+    def push(self, chunk: np.ndarray) -> torch.Tensor:
+        """Append a chunk of 16 kHz mono float32; return the new frames ``(n, n_mfcc)``."""
+        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        self.samples_in += chunk.size
+        self._buf = np.concatenate([self._buf, chunk]) if self._buf.size else chunk.copy()
+        n = num_frames(self._buf.size, self.cfg)
+        if n == 0:
+            return torch.zeros(0, self.cfg.n_mfcc)
+        hop, win = self.cfg.hop_length, self.cfg.win_length
+        used = (n - 1) * hop + win
+        frames = self._fe(torch.from_numpy(self._buf[:used]))
+        self._buf = self._buf[n * hop:].copy()
+        self.frames_out += n
+        return frames
