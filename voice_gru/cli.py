@@ -49,6 +49,179 @@ def format_stats(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def _cmd_data_download(args: argparse.Namespace) -> int:
+    from voice_gru.download import OFFICIAL_BASE_URL, download_speech_commands
+
+    roots = download_speech_commands(Path(args.dest), args.base_url or OFFICIAL_BASE_URL, progress=not args.quiet)
+    for r in roots:
+        print(f"ready: {r}")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from voice_gru.config import load_config
+    from voice_gru.train import train
+
+    cfg = load_config(args.config)
+    summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
+                    quiet=args.quiet, restart=args.restart)
+    print(f"best validation accuracy {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']}; "
+          f"checkpoint {Path(args.out) / 'best.pt'}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report
+    from voice_gru.fileio import write_json
+    from voice_gru.model import resolve_model
+
+    ckpt = resolve_model(args.model)
+    items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    report = evaluate_items(ckpt, items, progress=not args.quiet)
+    print(format_report(report))
+    if args.json:
+        write_json(args.json, {k: v for k, v in report.items()})
+        print(f"wrote {args.json}")
+    if args.csv:
+        write_predictions_csv(args.csv, report["predictions"])
+        print(f"wrote {args.csv}")
+    if args.plot and "confusion" in report:
+        import numpy as np
+
+        from voice_gru.metrics import plot_confusion
+
+        plot_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"], args.plot,
+                       f"accuracy {report['accuracy']:.3f} (n={report['n']})")
+        print(f"wrote {args.plot}")
+    return 0
+
+
+def write_predictions_csv(path: str, predictions: list[dict]) -> None:
+    """One row per classified file: file, label, predicted, score."""
+    import csv
+    import io
+
+    from voice_gru.fileio import write_text
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=["file", "label", "predicted", "score"])
+    w.writeheader()
+    for p in predictions:
+        w.writerow({**p, "label": p["label"] or ""})
+    write_text(path, buf.getvalue())
+
+
+def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] | None:
+    """``["0.8"]`` -> 0.8; ``["stop=0.9", "go=0.6"]`` -> per-command; errors name the bad value."""
+    from voice_gru.errors import ConfigError
+
+    if not values:
+        return None
+    out: dict[str, float] = {}
+    glob = None
+    for v in values:
+        key, _, num = v.rpartition("=")
+        try:
+            x = float(num)
+        except ValueError:
+            raise ConfigError(f"--threshold {v!r}: expected a number or COMMAND=NUMBER") from None
+        if not 0.0 <= x <= 1.0:
+            raise ConfigError(f"--threshold {v!r}: thresholds are posteriors between 0 and 1")
+        if key:
+            out[key] = x
+        else:
+            glob = x
+    if glob is not None and not out:
+        return glob
+    if glob is not None:
+        raise ConfigError("--threshold: give either one number or COMMAND=NUMBER pairs, not both")
+    return out
+
+
+def _cmd_devices(args: argparse.Namespace) -> int:
+    from voice_gru.mic import format_devices, list_input_devices
+
+    print(format_devices(list_input_devices()))
+    return 0
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    import threading
+
+    import torch
+
+    from voice_gru import COMMANDS
+    from voice_gru.config import DecisionConfig, load_config
+    from voice_gru.decision import Detector, effective_thresholds
+    from voice_gru.errors import ConfigError
+    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks
+    from voice_gru.model import resolve_model
+    from voice_gru.stream import Recognizer
+
+    torch.set_num_threads(1)
+    override = parse_thresholds(args.threshold)
+    ckpt = resolve_model(args.model)
+    if isinstance(override, dict):
+        unknown = sorted(set(override) - set(COMMANDS) - set(ckpt.labels))
+        if unknown:
+            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
+    dcfg = load_config(args.config).decision if args.config else DecisionConfig(**ckpt.decision) if ckpt.decision else DecisionConfig()
+    thresholds = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, override)
+    runner = None
+    if args.assistant:
+        from voice_gru.actions import ActionRunner, load_assistant
+
+        def report(cmd, action, ok, detail):
+            print(f"  {cmd.label} -> {action} ({'ok' if ok else 'FAILED: ' + str(detail)})", flush=True)
+
+        runner = ActionRunner(load_assistant(args.assistant), on_result=report)
+    events = EventWriter(args.events) if args.events else None
+    recognizer = Recognizer(ckpt, mode=args.mode, refresh_s=args.refresh or None)
+    f = ckpt.features
+    detector = Detector(ckpt.labels, dcfg, thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
+
+    def on_command(cmd):
+        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}", flush=True)
+        if events:
+            events.write(cmd)
+        if runner:
+            runner.submit(cmd)
+
+    view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and not args.input)) else None
+    try:
+        if args.input:
+            print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
+            stats = listen_loop(file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate),
+                                recognizer, detector, on_command, view, args.seconds)
+        else:
+            from voice_gru.mic import MicrophoneStream
+
+            stop = threading.Event()
+            with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
+                print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
+
+                def first():
+                    print("listening: say a command (Ctrl-C to stop)", flush=True)
+
+                try:
+                    stats = listen_loop(mic_chunks(mic, stop.is_set, first), recognizer, detector, on_command,
+                                        view, args.seconds)
+                except KeyboardInterrupt:
+                    stop.set()
+                    stats = None
+                if mic.overflows or mic.dropped_blocks:
+                    print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
+    finally:
+        if runner:
+            runner.close(timeout=10)
+        if events:
+            events.close()
+    if stats is not None:
+        print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
+              f"real-time factor {stats.real_time_factor:.4f}", flush=True)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
@@ -61,6 +234,57 @@ def build_parser() -> argparse.ArgumentParser:
     st.add_argument("--task", choices=["12", "35"], default="12")
     st.add_argument("--json", metavar="FILE", help="also write the counts as JSON")
     st.set_defaults(func=_cmd_data_stats)
+    dl = dsub.add_parser("download", help="download and unpack Speech Commands v0.02 and its test set")
+    dl.add_argument("--dest", required=True, help="folder to unpack into")
+    dl.add_argument("--base-url", help="mirror to download from (default: the official storage)")
+    dl.add_argument("--quiet", action="store_true", help="no progress bar")
+    dl.set_defaults(func=_cmd_data_download)
+
+    tr = sub.add_parser("train", help="train a model (resumes an interrupted run in --out)")
+    tr.add_argument("--config", default="configs/default.yaml", help="recipe YAML (default: %(default)s)")
+    tr.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
+    tr.add_argument("--out", required=True, help="run folder: best.pt, metrics.jsonl, curves.png, state.pt")
+    tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
+    tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
+    tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
+    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.set_defaults(func=_cmd_train)
+
+    ev = sub.add_parser("evaluate", help="accuracy and confusions on clips, folders or a dataset split")
+    ev.add_argument("paths", nargs="+", metavar="PATH",
+                    help="dataset root (with --split), folder of label folders, folder of files, or files")
+    ev.add_argument("--model", help="checkpoint (default: the shipped model)")
+    ev.add_argument("--split", choices=["training", "validation", "testing"], default="testing",
+                    help="split of a dataset root (default: %(default)s)")
+    ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
+    ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
+    ev.add_argument("--plot", metavar="OUT.png", help="write the confusion matrix as PNG")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
+
+    ls = sub.add_parser("listen", help="recognise commands from the microphone (or --input FILE) and run actions")
+    ls.add_argument("--model", help="checkpoint (default: the shipped model)")
+    ls.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
+    ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone")
+    ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
+    ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
+    ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
+    ls.add_argument("--threshold", action="append", metavar="X|CMD=X",
+                    help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
+                         "repeat as stop=0.9 for one command. Default: the model's calibrated thresholds")
+    ls.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
+    ls.add_argument("--mode", choices=["stream", "window"], default="stream",
+                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
+    ls.add_argument("--refresh", type=float, default=3.0, metavar="S",
+                    help="state refresh period in seconds (two staggered states; 0 = never reset)")
+    ls.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+    ls.add_argument("--seconds", type=float, help="stop after this much audio")
+    ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
+                    help="live level/posterior line on the terminal (default: on for a microphone on a TTY)")
+    ls.set_defaults(func=_cmd_listen)
+
+    dv = sub.add_parser("devices", help="list audio input devices and their default sample rates")
+    dv.set_defaults(func=_cmd_devices)
     return p
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +89,7 @@ class TrainConfig:
     seed: int = 0
     tail_frames: int = 20  # frames after the end of speech that carry the label
     grad_clip: float = 5.0
+    background_weight: float = 0.5  # weight of an example's background frames relative to its word
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         if len(args) != len(value):
             raise ConfigError(f"{where}: expected {len(args)} values, got {len(value)}")
         return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin in (Mapping, dict) or tp is Mapping:
+    if origin in (collections.abc.Mapping, dict) or tp is Mapping:
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         kt, vt = typing.get_args(tp) or (str, Any)
@@ -180,6 +183,27 @@ def to_dict(obj: Any) -> dict[str, Any]:
     return plain(obj)
 
 
+def yaml_loader() -> type:
+    """A YAML SafeLoader whose booleans are only true/false (YAML 1.2), not yes/no/on/off.
+
+    PyYAML's default (YAML 1.1) reads the command words ``yes``, ``no``, ``on``, ``off`` as
+    booleans, so ``thresholds: {yes: 0.5, on: 0.6}`` would silently become ``{True: 0.6}``.
+    """
+    import yaml
+
+    bool_tag = "tag:yaml.org,2002:bool"
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.yaml_implicit_resolvers = {
+        ch: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    return Loader
+
+
 def load_config(path: str | Path) -> Config:
     """Load a ``Config`` from a YAML file; errors name the file and the key."""
     import yaml
@@ -188,7 +212,7 @@ def load_config(path: str | Path) -> Config:
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, Mapping):
@@ -196,5 +220,5 @@ def load_config(path: str | Path) -> Config:
     try:
         return from_dict(Config, raw, where="")
     except ConfigError as exc:
-        msg = str(exc).lstrip(".")
+        msg = str(exc).lstrip(".").removeprefix(": ")
         raise ConfigError(f"{path}: {msg}") from None

@@ -35,6 +35,7 @@ WORDS_V2 = (
 BACKGROUND = "_background_noise_"
 SPLITS = ("training", "validation", "testing")
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, as in the reference TensorFlow input_data.py
+FEATURE_CODE_VERSION = "mel-2"  # bump when the feature computation changes: old caches are ignored
 AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
 _NAME_RE = re.compile(r"^(?:(?P<word>[a-z_]+?)_)?(?P<speaker>[0-9a-f]{8})_nohash_(?P<n>\d+)$")
 
@@ -328,7 +329,7 @@ def load_clip_mels(
     from voice_gru.fileio import atomic_path
 
     sig = [f"{p}:{os.path.getsize(p) if os.path.exists(p) else -1}:{int(os.path.getmtime(p)) if os.path.exists(p) else 0}" for p in paths]
-    key = _key([json.dumps(feat.__dict__, sort_keys=True), str(clip_seconds), f"{speed:.4f}", *sig])
+    key = _key([FEATURE_CODE_VERSION, json.dumps(feat.__dict__, sort_keys=True), str(clip_seconds), f"{speed:.4f}", *sig])
     path = cache_dir(cache) / f"clips-{key}.pt"
     if path.is_file():
         try:

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from voice_gru.config import DecisionConfig
 
 
 @dataclass(frozen=True)
@@ -15,3 +21,86 @@ class Command:
 
     def to_dict(self) -> dict:
         return {"t": round(self.t, 3), "label": self.label, "score": round(self.score, 4)}
+
+BACKGROUND = ("_silence_", "_unknown_")
+
+
+def effective_thresholds(labels: Sequence[str], cfg: DecisionConfig,
+                         calibrated: Mapping[str, float] | None = None,
+                         override: float | Mapping[str, float] | None = None) -> dict[str, float]:
+    """Per-command thresholds: command-line override > model's calibrated values > config."""
+    out = {}
+    for lab in labels:
+        if lab in BACKGROUND:
+            continue
+        thr = cfg.thresholds.get(lab, cfg.threshold)
+        if calibrated and lab in calibrated:
+            thr = float(calibrated[lab])
+        if isinstance(override, Mapping):
+            thr = float(override.get(lab, thr))
+        elif override is not None:
+            thr = float(override)
+        out[lab] = thr
+    return out
+
+
+class Detector:
+    """Posterior frames in, ``Command`` events out.
+
+    Posteriors are averaged over the last ``smooth_ms``; a command fires when it is the top
+    smoothed class and stays at or above its threshold for ``min_duration_ms``; after a firing,
+    nothing fires for ``cooldown_ms`` (one utterance, one event). ``_silence_`` and
+    ``_unknown_`` never fire.
+    """
+
+    def __init__(self, labels: Sequence[str], cfg: DecisionConfig = DecisionConfig(),
+                 thresholds: Mapping[str, float] | None = None, frame_seconds: float = 0.01,
+                 first_frame_end: float = 0.03) -> None:
+        self.labels = list(labels)
+        self.cfg = cfg
+        self.thresholds = dict(thresholds) if thresholds is not None else effective_thresholds(labels, cfg)
+        self.frame_seconds = frame_seconds
+        self.first_frame_end = first_frame_end
+        self.n_smooth = max(1, int(round(cfg.smooth_ms / 1000 / frame_seconds)))
+        self.n_min = max(1, int(round(cfg.min_duration_ms / 1000 / frame_seconds)))
+        self.n_cool = int(round(cfg.cooldown_ms / 1000 / frame_seconds))
+        self._thr = np.array([self.thresholds.get(lab, np.inf) for lab in self.labels])
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget history."""
+        self._buf: deque = deque(maxlen=self.n_smooth)
+        self._sum = np.zeros(len(self.labels))
+        self._run_label = -1
+        self._run = 0
+        self._cool_until = -1
+        self.n = 0
+        self.smoothed = np.zeros(len(self.labels))
+
+    def time_of(self, frame: int) -> float:
+        """Stream time (s) when frame ``frame`` is complete."""
+        return self.first_frame_end + frame * self.frame_seconds
+
+    def update(self, posteriors) -> list[Command]:
+        """Consume ``(frames, classes)`` posteriors; return the commands that fired."""
+        p = np.asarray(posteriors, dtype=np.float64).reshape(-1, len(self.labels))
+        events = []
+        for row in p:
+            if len(self._buf) == self._buf.maxlen:
+                self._sum -= self._buf[0]
+            self._buf.append(row)
+            self._sum += row
+            s = self._sum / len(self._buf)
+            self.smoothed = s
+            top = int(np.argmax(s))
+            if s[top] >= self._thr[top]:
+                self._run = self._run + 1 if top == self._run_label else 1
+                self._run_label = top
+            else:
+                self._run, self._run_label = 0, -1
+            if self._run >= self.n_min and self.n > self._cool_until:
+                events.append(Command(self.labels[top], float(s[top]), self.time_of(self.n)))
+                self._cool_until = self.n + self.n_cool
+                self._run, self._run_label = 0, -1
+            self.n += 1
+        return events

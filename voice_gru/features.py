@@ -43,11 +43,22 @@ class FrontEnd(torch.nn.Module):
         """Mel power of ``(..., samples)`` audio as ``(..., frames, n_mels)``."""
         if audio.shape[-1] < self.cfg.win_length:
             return audio.new_zeros(*audio.shape[:-1], 0, self.cfg.n_mels)
+        # torch.stft frames span n_fft samples with the win_length window centred inside them (zero
+        # tails). Pad by those tails so frame i's window covers exactly [i*hop, i*hop + win): the
+        # frame count is then num_frames(), and the values are unchanged (padding meets zeros).
+        left = max(0, (self.cfg.n_fft - self.cfg.win_length) // 2)
+        right = max(0, self.cfg.n_fft - self.cfg.win_length - left)
+        if left or right:
+            audio = torch.nn.functional.pad(audio, (left, right))
         return self.melspec(audio).transpose(-1, -2)
 
     def mfcc_from_mel(self, mel: torch.Tensor) -> torch.Tensor:
         """MFCC ``(..., frames, n_mfcc)`` from mel power ``(..., frames, n_mels)``."""
-        return torch.log(mel + self.cfg.log_offset) @ self.dct
+        # Log and DCT in float64: a float32 matmul sums in an order that depends on the number of
+        # frames, which moves c0 (|c0| up to ~90) by up to ~2e-5 between a stream and a whole file.
+        wide = torch.float32 if mel.device.type == "mps" else torch.float64  # MPS has no float64
+        out = torch.log(mel.to(wide) + self.cfg.log_offset) @ self.dct.to(wide)
+        return out.to(mel.dtype)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         """MFCC frames ``(..., frames, n_mfcc)`` of ``(..., samples)`` audio."""

@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Set up voice_gru on Debian 12: Debian packages, .venv, the project installed with its pins.
+# Idempotent and quiet when everything is already there. Any arguments are run as a command
+# inside the venv (from the directory you called it from):  scripts/setup.sh voice-gru demo
+set -euo pipefail
+
+orig_pwd=$PWD
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+log() { echo "setup: $*" >&2; }
+
+# --- Debian packages ------------------------------------------------------------------------
+# libportaudio2: sounddevice; pulseaudio + pulseaudio-utils: the private fake microphone used
+# by the audio tests (pactl, paplay); espeak-ng: synthetic speech for demos and tests.
+apt_packages=(libportaudio2 pulseaudio pulseaudio-utils espeak-ng)
+missing=()
+for p in "${apt_packages[@]}"; do
+    dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    sudo=()
+    if [[ $(id -u) != 0 ]]; then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo)
+        else
+            log "missing Debian packages: ${missing[*]}; run as root or install them: apt-get install ${missing[*]}"
+            exit 1
+        fi
+    fi
+    log "installing Debian packages: ${missing[*]}"
+    apt_log=$(mktemp)
+    if ! { "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q update &&
+           "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"; } \
+           >"$apt_log" 2>&1; then
+        tail -n 30 "$apt_log" >&2
+        rm -f "$apt_log"
+        log "apt-get failed (output above)"
+        exit 1
+    fi
+    rm -f "$apt_log"
+fi
+
+# --- virtual environment ----------------------------------------------------------------------
+venv=$root/.venv
+if [[ ! -x $venv/bin/python ]]; then
+    log "creating .venv"
+    python3 -m venv "$venv"
+fi
+
+stamp=$venv/.voice_gru-install.sha256
+want=$(sha256sum pyproject.toml constraints.txt)
+if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; then
+    log "installing the project into .venv (pip, constraints.txt)"
+    start=$SECONDS
+    pip_log=$(mktemp)
+    # pip's output (including this machine's index warnings) goes to a log, shown only on failure
+    if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            "$venv/bin/pip" install -q -c constraints.txt -e '.[dev]' >"$pip_log" 2>&1; then
+        grep -v "is ignored: it is neither a file nor a directory" "$pip_log" | tail -n 40 >&2
+        rm -f "$pip_log"
+        log "pip install failed (output above)"
+        exit 1
+    fi
+    rm -f "$pip_log"
+    printf '%s\n' "$want" >"$stamp"
+    log "installed in $((SECONDS - start)) s"
+else
+    log "ready (Debian packages and .venv up to date)"
+fi
+
+# --- run the given command inside the venv --------------------------------------------------
+if (($#)); then
+    cd "$orig_pwd"
+    export VIRTUAL_ENV=$venv
+    export PATH=$venv/bin:$PATH
+    exec "$@"
+fi

@@ -1,0 +1,563 @@
+"""Actions: YAML validation, each action type, the non-blocking worker and the wake-word gate."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import logging
+import os
+import socket
+import sys
+import textwrap
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from voice_gru import COMMANDS, ConfigError
+from voice_gru.actions import (
+    Action,
+    ActionRunner,
+    AssistantConfig,
+    WakeGate,
+    WakeWord,
+    load_assistant,
+    substitute,
+    substitute_json,
+)
+from voice_gru.decision import Command
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = json.dumps(sys.executable)  # a YAML/JSON-safe quoted path of this interpreter
+
+
+def write_cfg(tmp_path: Path, text: str, name: str = "assistant.yaml") -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def runner_for(tmp_path: Path, text: str, **kw) -> ActionRunner:
+    return ActionRunner(load_assistant(write_cfg(tmp_path, text)), **kw)
+
+
+def make_module(tmp_path: Path, monkeypatch, source: str) -> str:
+    """A fresh module on sys.path; returns its (unique) name."""
+    name = f"va_hooks_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text(textwrap.dedent(source), encoding="utf-8")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return name
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+@pytest.fixture
+def hook_server():
+    """A local HTTP server that records POSTed JSON bodies."""
+    received: list = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802
+            n = int(self.headers.get("Content-Length", 0))
+            received.append((self.path, self.headers.get("Content-Type"), json.loads(self.rfile.read(n))))
+            code = 500 if self.path == "/fail" else 200
+            self.send_response(code)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --------------------------------------------------------------------------------------------
+# Placeholders
+
+
+def test_substitute_placeholders_and_leaves_other_braces():
+    cmd = Command("stop", 0.91234, 12.34567)
+    assert substitute("{label}|{cmd}|{score}|{t}", cmd) == "stop|stop|0.9123|12.346"
+    assert substitute("{score:.2f} {t:.1f}", cmd) == "0.91 12.3"
+    assert substitute('print({"a": 1}) {unknown} {}', cmd) == 'print({"a": 1}) {unknown} {}'
+
+
+def test_substitute_json_numbers_and_nesting():
+    cmd = Command("up", 0.5, 2.0)
+    body = {"s": "{score}", "t": "{t}", "msg": "said {label} at {t}", "nested": ["{cmd}", 3, None]}
+    assert substitute_json(body, cmd) == {
+        "s": 0.5, "t": 2.0, "msg": "said up at 2.0", "nested": ["up", 3, None]}
+
+
+# --------------------------------------------------------------------------------------------
+# Each action type
+
+
+def test_run_action_writes_file_with_placeholders(tmp_path):
+    out = tmp_path / "out.txt"
+    script = "import sys; open(sys.argv[1], 'w').write(' '.join(sys.argv[2:]))"
+    with runner_for(tmp_path, f"""
+        actions:
+          stop: {{run: [{PY}, "-c", "{script}", "{out}", "{{cmd}}", "{{label}}", "{{score}}", "{{t:.1f}}"], timeout: 10}}
+    """) as runner:
+        assert runner.submit(Command("stop", 0.875, 3.25))
+        assert runner.wait_idle(10)
+    assert out.read_text() == "stop stop 0.875 3.2"
+    assert runner.fired == 1 and runner.failed == 0
+    assert runner.results[0].ok and runner.results[0].action.startswith("run ")
+
+
+def test_http_action_default_body(tmp_path, hook_server):
+    url, received = hook_server
+    with runner_for(tmp_path, f"""
+        actions:
+          up: {{http: {{url: "{url}/hook", timeout: 3}}}}
+    """) as runner:
+        runner.submit(Command("up", 0.93, 1.5))
+        assert runner.wait_idle(10)
+    assert received == [("/hook", "application/json", {"t": 1.5, "label": "up", "score": 0.93})]
+    assert runner.fired == 1 and runner.results[0].detail == "HTTP 200"
+
+
+def test_http_action_json_body_with_placeholders(tmp_path, hook_server):
+    url, received = hook_server
+    with runner_for(tmp_path, f"""
+        actions:
+          up:
+            http:
+              url: "{url}/{{label}}"
+              json: {{volume: "+10", word: "{{label}}", score: "{{score}}", note: "at {{t}}s"}}
+    """) as runner:
+        runner.submit(Command("up", 0.8, 4.0))
+        assert runner.wait_idle(10)
+    assert received == [("/up", "application/json",
+                         {"volume": "+10", "word": "up", "score": 0.8, "note": "at 4.0s"})]
+
+
+def test_call_action_receives_the_command(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, """
+        seen = []
+        def on_command(cmd):
+            seen.append(cmd)
+    """)
+    with runner_for(tmp_path, f"""
+        actions:
+          go: {{call: "{mod}:on_command"}}
+    """) as runner:
+        cmd = Command("go", 0.99, 7.0)
+        runner.submit(cmd)
+        assert runner.wait_idle(10)
+    assert sys.modules[mod].seen == [cmd]
+    assert isinstance(sys.modules[mod].seen[0], Command)
+
+
+def test_print_and_log_actions(tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO, logger="voice_gru.actions")
+    with runner_for(tmp_path, """
+        actions:
+          left: {print: "turning {label} ({score:.1f})"}
+          right: log
+          on: [print, {log: "light {cmd}"}]
+    """) as runner:
+        runner.submit(Command("left", 0.9, 1.0))
+        runner.submit(Command("right", 0.8, 2.0))
+        runner.submit(Command("on", 0.7, 3.0))
+        assert runner.wait_idle(10)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "turning left (0.9)"
+    assert out[1].startswith("on (score 0.70")
+    messages = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
+    assert any(m.startswith("right (score 0.80") for m in messages)
+    assert "light on" in messages
+    assert runner.fired == 4
+
+
+def test_say_without_speech_program_logs_and_warns_once(tmp_path, monkeypatch, caplog):
+    monkeypatch.setattr("voice_gru.actions.find_speech_program", lambda: None)
+    caplog.set_level(logging.INFO, logger="voice_gru.actions")
+    with runner_for(tmp_path, """
+        actions:
+          yes: {say: "confirmed {label}"}
+    """) as runner:
+        runner.submit(Command("yes", 0.9, 1.0))
+        runner.submit(Command("yes", 0.9, 2.0))
+        assert runner.wait_idle(10)
+    records = [r for r in caplog.records if r.name == "voice_gru.actions"]
+    assert sum("no speech program" in r.getMessage() for r in records if r.levelno == logging.WARNING) == 1
+    assert sum(r.getMessage() == "say: confirmed yes" for r in records) == 2
+    assert runner.fired == 2 and runner.failed == 0
+
+
+def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
+    """A fake espeak-ng on PATH receives the text on stdin."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    spoken = tmp_path / "spoken.txt"
+    fake = bindir / "espeak-ng"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['--stdin']\n"
+                    f"open({str(spoken)!r}, 'w').write(sys.stdin.read())\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    with runner_for(tmp_path, """
+        actions:
+          yes: {say: "confirmed, score {score}"}
+    """) as runner:
+        runner.submit(Command("yes", 0.5, 1.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 0, list(runner.results)
+    assert spoken.read_text() == "confirmed, score 0.5"
+
+
+def test_on_result_callback(tmp_path):
+    seen = []
+    with runner_for(tmp_path, f"""
+        actions:
+          stop: [{{run: [{PY}, "-c", "pass"]}}, {{run: [{PY}, "-c", "raise SystemExit(3)"]}}]
+    """, on_result=lambda *a: seen.append(a)) as runner:
+        runner.submit(Command("stop", 0.9, 1.0))
+        assert runner.wait_idle(10)
+    assert [(c.label, ok) for c, _, ok, _ in seen] == [("stop", True), ("stop", False)]
+    assert seen[0][1].startswith("run ") and seen[0][1].endswith("-c pass")
+    assert seen[1][3] == "exit 3"
+    assert str(runner.results[1]) == f"stop -> {seen[1][1]} (failed: exit 3)"
+
+
+# --------------------------------------------------------------------------------------------
+# Worker: non-blocking, failures, drops
+
+
+def test_slow_action_does_not_block_submit(tmp_path):
+    runner = runner_for(tmp_path, f"""
+        queue_size: 8
+        actions:
+          stop: {{run: [{PY}, "-c", "import time; time.sleep(0.2)"]}}
+    """)
+    try:
+        for i in range(3):
+            t0 = time.perf_counter()
+            assert runner.submit(Command("stop", 0.9, float(i)))
+            assert time.perf_counter() - t0 < 0.05
+    finally:
+        assert runner.close(timeout=20)
+    assert runner.fired == 3
+
+
+def test_failures_are_logged_with_the_command_and_later_actions_run(tmp_path, monkeypatch, caplog):
+    mod = make_module(tmp_path, monkeypatch, """
+        def boom(cmd):
+            raise ValueError("boom for " + cmd.label)
+    """)
+    out = tmp_path / "after.txt"
+    port = closed_port()
+    append = "import sys; open(sys.argv[1], 'a').write(sys.argv[2] + chr(10))"
+    caplog.set_level(logging.INFO, logger="voice_gru.actions")
+    with runner_for(tmp_path, f"""
+        actions:
+          no:
+            - {{run: [{PY}, "-c", "raise SystemExit(1)"]}}
+            - {{run: [{PY}, "-c", "{append}", "{out}", "{{label}}-1"]}}
+          off:
+            - {{call: "{mod}:boom"}}
+            - {{run: [{PY}, "-c", "{append}", "{out}", "{{label}}-2"]}}
+          down:
+            - {{http: {{url: "http://127.0.0.1:{port}/x", timeout: 2}}}}
+            - {{run: [{PY}, "-c", "{append}", "{out}", "{{label}}-3"]}}
+          right:
+            - {{run: [{PY}, "-c", "import time; time.sleep(30)"], timeout: 0.3}}
+            - {{run: [{PY}, "-c", "{append}", "{out}", "{{label}}-4"]}}
+    """) as runner:
+        for i, label in enumerate(["no", "off", "down", "right"]):
+            runner.submit(Command(label, 0.9, float(i)))
+        assert runner.wait_idle(20)
+    assert out.read_text().split() == ["no-1", "off-2", "down-3", "right-4"]
+    assert runner.failed == 4 and runner.fired == 4
+    failures = [r.getMessage() for r in caplog.records
+                if r.name == "voice_gru.actions" and r.levelno >= logging.WARNING]
+    assert len(failures) == 4
+    assert failures[0].startswith("no -> run") and "exit 1" in failures[0]
+    assert failures[1].startswith("off -> call") and "boom for off" in failures[1]
+    assert failures[2].startswith("down -> http") and "unreachable" in failures[2]
+    assert failures[3].startswith("right -> run") and "timed out after 0.3s" in failures[3]
+
+
+def test_missing_program_fails_cleanly(tmp_path):
+    with runner_for(tmp_path, """
+        actions:
+          stop: {run: ["definitely-not-a-program-xyz"]}
+    """) as runner:
+        runner.submit(Command("stop", 0.9, 0.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 1
+    assert runner.results[0].detail == "program not found: definitely-not-a-program-xyz"
+
+
+def test_http_error_status_is_a_failure(tmp_path, hook_server):
+    url, received = hook_server
+    with runner_for(tmp_path, f"""
+        actions:
+          up: {{http: "{url}/fail"}}
+    """) as runner:
+        runner.submit(Command("up", 0.9, 0.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 1 and runner.results[0].detail.startswith("HTTP 500")
+    assert len(received) == 1
+
+
+def test_queue_full_drops_are_counted(tmp_path, monkeypatch, caplog):
+    mod = make_module(tmp_path, monkeypatch, """
+        import threading
+        started = threading.Event()
+        release = threading.Event()
+        calls = []
+        def block(cmd):
+            calls.append(cmd.t)
+            started.set()
+            assert release.wait(10)
+    """)
+    hooks = __import__(mod)
+    runner = runner_for(tmp_path, f"""
+        queue_size: 1
+        actions:
+          stop: {{call: "{mod}:block"}}
+    """)
+    try:
+        assert runner.submit(Command("stop", 0.9, 0.0))  # taken by the worker, which blocks
+        assert hooks.started.wait(10)
+        assert runner.submit(Command("stop", 0.9, 1.0))  # waits in the queue
+        t0 = time.perf_counter()
+        assert not runner.submit(Command("stop", 0.9, 2.0))  # queue full: dropped
+        assert not runner.submit(Command("stop", 0.9, 3.0))
+        assert time.perf_counter() - t0 < 0.05
+        assert runner.dropped == 2
+    finally:
+        hooks.release.set()
+        assert runner.close(timeout=10)
+    assert hooks.calls == [0.0, 1.0]
+    assert runner.fired == 2
+    assert sum("dropped stop" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_silence_unknown_unmapped_and_closed_are_not_queued(tmp_path):
+    runner = runner_for(tmp_path, """
+        actions:
+          stop: print
+    """)
+    assert not runner.submit(Command("_silence_", 0.9, 0.0))
+    assert not runner.submit(Command("_unknown_", 0.9, 0.0))
+    assert not runner.submit(Command("go", 0.9, 0.0))  # no actions configured
+    assert runner.close(timeout=5)
+    assert runner.close(timeout=5)  # idempotent
+    assert not runner.submit(Command("stop", 0.9, 1.0))
+    assert runner.fired == runner.failed == runner.dropped == 0
+
+
+def test_close_drains_the_queue(tmp_path):
+    out = tmp_path / "n.txt"
+    append = "import sys; open(sys.argv[1], 'a').write('x')"
+    runner = runner_for(tmp_path, f"""
+        actions:
+          go: {{run: [{PY}, "-c", "{append}", "{out}"]}}
+    """)
+    for i in range(5):
+        assert runner.submit(Command("go", 0.9, float(i)))
+    assert runner.close(timeout=20)
+    assert out.read_text() == "xxxxx"
+
+
+# --------------------------------------------------------------------------------------------
+# Config errors: each names the file and the key
+
+
+@pytest.mark.parametrize("body, key", [
+    ("actions: {stpo: log}", "stpo"),
+    ("actions: {_silence_: log}", "_silence_"),
+    ("actions: {left: {shout: hi}}", "shout"),
+    ("actions: {left: shout}", "shout"),
+    ("actions: {left: [log, {shout: hi}]}", "shout"),
+    ("actions: {up: {http: {url: 'ftp://example.com/x'}}}", "actions.up.http.url"),
+    ("actions: {up: {http: {url: 'http:///nohost'}}}", "actions.up.http.url"),
+    ("actions: {up: {http: {url: 'not a url'}}}", "actions.up.http.url"),
+    ("actions: {up: {http: {url: 'http://h:99999/'}}}", "actions.up.http.url"),
+    ("actions: {up: {http: {json: {a: 1}}}}", "actions.up.http.url"),
+    ("actions: {up: {http: {url: 'http://h/', method: GET}}}", "method"),
+    ("actions: {stop: {run: 'playerctl stop'}}", "actions.stop.run"),
+    ("actions: {stop: {run: []}}", "actions.stop.run"),
+    ("actions: {stop: {run: [sleep, 1]}}", "actions.stop.run"),
+    ("actions: {stop: {run: [playerctl], timeout: 0}}", "actions.stop.timeout"),
+    ("actions: {stop: {run: [playerctl], timeout: -1}}", "actions.stop.timeout"),
+    ("actions: {stop: {run: [playerctl], timeout: soon}}", "actions.stop.timeout"),
+    ("actions: {stop: {run: [playerctl], timeout: .inf}}", "actions.stop.timeout"),
+    ("actions: {stop: {run: [playerctl], timeout: true}}", "actions.stop.timeout"),
+    ("actions: {up: {http: {url: 'http://h/', timeout: 0}}}", "actions.up.http.timeout"),
+    ("actions: {yes: {say: hi, timeout: nope}}", "actions.yes.timeout"),
+    ("actions: {go: {call: 'no_such_module_xyz_123:func'}}", "actions.go.call"),
+    ("actions: {go: {call: 'os:no_such_function_xyz'}}", "actions.go.call"),
+    ("actions: {go: {call: 'os.path'}}", "actions.go.call"),
+    ("actions: {go: {call: 'os:sep'}}", "actions.go.call"),
+    ("actions: {go: {print: x, say: y}}", "actions.go"),
+    ("actions: {go: null}", "actions.go"),
+    ("actions: {go: {print: '{score:zz}'}}", "actions.go.print"),
+    ("actionz: {}", "actionz"),
+    ("actions: [stop]", "actions"),
+    ("queue_size: 0", "queue_size"),
+    ("wake_word: hello", "wake_word.word"),
+    ("wake_word: {word: _unknown_}", "wake_word.word"),
+    ("wake_word: {word: go, seconds: 0}", "wake_word.seconds"),
+    ("wake_word: {word: go, secs: 3}", "wake_word.secs"),
+    ("wake_word: {word: go, fire: maybe}", "wake_word.fire"),
+    ("actions:\n  stop: log\n  stop: print\n", "stop"),
+])
+def test_config_errors_name_file_and_key(tmp_path, body, key):
+    path = write_cfg(tmp_path, body + "\n", name=f"bad-{uuid.uuid4().hex[:6]}.yaml")
+    with pytest.raises(ConfigError) as info:
+        load_assistant(path)
+    msg = str(info.value)
+    assert str(path) in msg
+    assert key in msg
+
+
+def test_call_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, "raise RuntimeError('broken hook module')\n")
+    path = write_cfg(tmp_path, f"actions: {{go: {{call: '{mod}:f'}}}}\n")
+    with pytest.raises(ConfigError, match="broken hook module") as info:
+        load_assistant(path)
+    assert str(path) in str(info.value) and "actions.go.call" in str(info.value)
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_assistant(tmp_path / "nope.yaml")
+    bad = write_cfg(tmp_path, "actions: {stop: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML") as info:
+        load_assistant(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_yes_no_on_off_are_commands_not_booleans(tmp_path):
+    cfg = load_assistant(write_cfg(tmp_path, """
+        wake_word: {word: on, fire: true}
+        actions:
+          yes: log
+          no: log
+          on: log
+          off: {say: yes}
+    """))
+    assert set(cfg.actions) == {"yes", "no", "on", "off"}
+    assert cfg.wake_word == WakeWord("on", 5.0, True)
+    assert cfg.actions["off"][0].text == "yes"
+
+
+def test_shapes_and_defaults(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, "def f(cmd):\n    return 42\n")
+    cfg = load_assistant(write_cfg(tmp_path, f"""
+        wake_word: go
+        actions:
+          stop: {{run: ["playerctl", "stop"], timeout: 5}}
+          yes: {{say: "confirmed"}}
+          up: {{http: {{url: "http://127.0.0.1:8080/hook", json: {{volume: "+10"}}, timeout: 3}}}}
+          down: {{http: "https://example.com/x", timeout: 2}}
+          go: {{call: "{mod}:f"}}
+          left: {{print: "turning left"}}
+          right: log
+    """))
+    assert isinstance(cfg, AssistantConfig)
+    assert cfg.wake_word == WakeWord("go", 5.0, False)
+    a = cfg.actions
+    assert a["stop"] == (Action(kind="run", argv=("playerctl", "stop"), timeout=5.0),)
+    assert a["yes"][0].timeout == 15.0
+    assert a["up"][0].body == {"volume": "+10"} and a["up"][0].timeout == 3.0
+    assert a["down"][0].timeout == 2.0 and a["down"][0].body is None
+    assert a["go"][0].func(Command("go", 1, 0)) == 42
+    assert a["right"] == (Action(kind="log"),)
+    assert a["stop"][0].describe() == "run playerctl stop"
+    with pytest.raises(Exception):
+        cfg.queue_size = 3  # frozen
+    with pytest.raises(TypeError):
+        cfg.actions["no"] = ()  # read-only mapping
+
+
+def test_empty_file_is_an_empty_config(tmp_path):
+    cfg = load_assistant(write_cfg(tmp_path, "# nothing\n"))
+    assert dict(cfg.actions) == {} and cfg.wake_word is None
+
+
+def test_default_assistant_yaml_loads_and_prints(capsys):
+    cfg = load_assistant(ROOT / "configs" / "assistant.yaml")
+    assert set(cfg.actions) == set(COMMANDS)
+    assert all(act.kind == "print" for acts in cfg.actions.values() for act in acts)
+    assert cfg.wake_word is None
+    with ActionRunner(cfg) as runner:
+        for i, label in enumerate(COMMANDS):
+            assert runner.submit(Command(label, 0.9, float(i)))
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == len(COMMANDS)
+    assert "stop -> would stop the music" in out
+    assert runner.fired == len(COMMANDS) and runner.failed == 0
+
+
+def test_default_assistant_examples_are_valid(tmp_path, monkeypatch):
+    """The commented examples in the default file, uncommented, form a valid config."""
+    text = (ROOT / "configs" / "assistant.yaml").read_text()
+    examples = text.split("# Examples", 1)[1]
+    lines = [ln[1:] for ln in examples.splitlines() if ln.startswith("#  ")]
+    make_module(tmp_path, monkeypatch, "def on_command(cmd):\n    pass\n")
+    mod_name = sorted(tmp_path.glob("va_hooks_*.py"))[0].stem
+    body = "actions:\n" + "\n".join(lines).replace("my_hooks:", f"{mod_name}:") + "\n"
+    cfg = load_assistant(write_cfg(tmp_path, body, name="examples.yaml"))
+    assert {a.kind for acts in cfg.actions.values() for a in acts} == {"run", "say", "http", "call", "log"}
+
+
+# --------------------------------------------------------------------------------------------
+# Wake word
+
+
+def test_wake_gate_by_stream_time():
+    gate = WakeGate("go", seconds=5.0)
+    assert not gate.accept(Command("stop", 0.9, 1.0))  # not woken yet
+    assert not gate.accept(Command("go", 0.9, 10.0))  # the wake word itself doesn't fire
+    assert gate.is_open(12.0)
+    assert gate.accept(Command("stop", 0.9, 12.0))
+    assert gate.accept(Command("up", 0.9, 15.0))  # several commands within the window
+    assert not gate.accept(Command("stop", 0.9, 15.01))  # window over
+    assert not gate.accept(Command("go", 0.9, 20.0))  # wake again ...
+    assert gate.accept(Command("down", 0.9, 24.0))
+    assert not gate.accept(Command("down", 0.9, 3.0))  # time went backwards: a new stream
+    gate.reset()
+    assert not gate.is_open(20.5)
+
+
+def test_wake_gate_fire():
+    gate = WakeGate("go", seconds=2.0, fire=True)
+    assert gate.accept(Command("go", 0.9, 1.0))
+    assert gate.accept(Command("stop", 0.9, 2.5))
+
+
+def test_runner_with_wake_word(tmp_path, capsys):
+    with runner_for(tmp_path, """
+        wake_word: {word: go, seconds: 3}
+        actions:
+          go: {print: "go fired"}
+          stop: {print: "stop at {t}"}
+    """) as runner:
+        assert not runner.submit(Command("stop", 0.9, 1.0))
+        assert not runner.submit(Command("go", 0.9, 2.0))
+        assert runner.submit(Command("stop", 0.9, 4.0))
+        assert not runner.submit(Command("stop", 0.9, 6.0))
+    assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
+    assert runner.ignored == 2 and runner.fired == 1

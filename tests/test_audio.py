@@ -1,0 +1,247 @@
+"""Audio in: formats, downmix, resampling, and bad files that must fail with a clear message."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from voice_gru.audio import SAMPLE_RATE, load_audio, resample, save_wav, to_mono
+from voice_gru.cli import main
+from voice_gru.errors import AudioFormatError, VoiceGruError
+
+
+def sine(freq: float, sr: int, seconds: float = 1.0, amp: float = 0.5) -> np.ndarray:
+    t = np.arange(int(round(sr * seconds))) / sr
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float64)
+
+
+def peak_hz(audio: np.ndarray, sr: int = SAMPLE_RATE) -> float:
+    """Frequency of the largest FFT bin (Hann-windowed, zero-padded to 1 Hz bins or finer)."""
+    n = max(audio.size, sr)
+    spec = np.abs(np.fft.rfft(audio * np.hanning(audio.size), n=n))
+    return float(np.fft.rfftfreq(n, 1 / sr)[np.argmax(spec)])
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64))))
+
+
+def check_output(audio: np.ndarray) -> None:
+    assert isinstance(audio, np.ndarray)
+    assert audio.dtype == np.float32
+    assert audio.ndim == 1
+    assert np.isfinite(audio).all()
+    assert audio.min() >= -1.0 and audio.max() <= 1.0
+
+
+# ---------------------------------------------------------------- formats that must load
+
+
+@pytest.mark.parametrize(
+    "subtype, tol",
+    [("PCM_U8", 1 / 64), ("PCM_16", 1e-4), ("PCM_24", 1e-6), ("PCM_32", 1e-7), ("FLOAT", 1e-7), ("DOUBLE", 1e-7)],
+)
+def test_wav_subtypes(tmp_path, subtype, tol):
+    x = sine(440, SAMPLE_RATE)
+    path = tmp_path / f"tone_{subtype}.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype=subtype)
+    assert sf.info(path).subtype == subtype
+    y = load_audio(path)
+    check_output(y)
+    assert y.shape == x.shape
+    assert np.abs(y - x).max() < tol
+
+
+def test_flac(tmp_path):
+    x = sine(440, SAMPLE_RATE)
+    path = tmp_path / "tone.flac"
+    sf.write(path, x, SAMPLE_RATE, format="FLAC", subtype="PCM_16")
+    y = load_audio(path)
+    check_output(y)
+    assert y.shape == x.shape and np.abs(y - x).max() < 1e-4
+
+
+def test_ogg_vorbis(tmp_path):
+    x = sine(440, SAMPLE_RATE)
+    path = tmp_path / "tone.ogg"
+    sf.write(path, x, SAMPLE_RATE, format="OGG", subtype="VORBIS")
+    y = load_audio(path)
+    check_output(y)
+    assert abs(y.size - x.size) <= 1024  # lossy codecs may pad
+    assert abs(peak_hz(y) - 440) <= 2
+    assert rms(y) == pytest.approx(rms(x), rel=0.02)
+
+
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
+def test_mp3(tmp_path):
+    x = sine(440, SAMPLE_RATE)
+    path = tmp_path / "tone.mp3"
+    sf.write(path, x, SAMPLE_RATE, format="MP3", subtype="MPEG_LAYER_III")
+    y = load_audio(path)
+    check_output(y)
+    assert abs(y.size - x.size) <= 2304  # encoder delay/padding
+    assert abs(peak_hz(y) - 440) <= 2
+    assert rms(y) == pytest.approx(rms(x), rel=0.05)
+
+
+def test_real_clip(clip_paths):
+    """A Speech Commands clip: 16-bit PCM mono at 16 kHz, read exactly."""
+    y = load_audio(clip_paths["yes"])
+    check_output(y)
+    raw, sr = sf.read(clip_paths["yes"], dtype="int16")
+    assert sr == SAMPLE_RATE and y.shape == raw.shape == (16000,)
+    np.testing.assert_array_equal(y, raw.astype(np.float32) / 32768)
+    assert load_audio(clip_paths["go"]).shape == (13375,)  # short clips are not padded here
+
+
+def test_stereo_downmix_is_channel_mean(tmp_path):
+    rng = np.random.default_rng(1)
+    left = 0.5 * sine(440, SAMPLE_RATE)
+    right = 0.3 * rng.uniform(-1, 1, left.size)
+    path = tmp_path / "stereo.wav"
+    sf.write(path, np.stack([left, right], axis=1), SAMPLE_RATE, subtype="FLOAT")
+    y = load_audio(path)
+    check_output(y)
+    np.testing.assert_allclose(y, ((left + right) / 2).astype(np.float32), atol=1e-6)
+
+
+def test_multichannel_downmix(tmp_path):
+    x = np.stack([np.full(1600, v) for v in (0.1, 0.2, 0.3, -0.6)], axis=1)
+    path = tmp_path / "quad.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype="FLOAT")
+    np.testing.assert_allclose(load_audio(path), 0.0, atol=1e-7)
+
+
+def test_to_mono_passes_1d_through():
+    x = np.arange(5, dtype=np.float32)
+    assert to_mono(x) is x
+    np.testing.assert_allclose(to_mono(np.array([[1.0, 3.0], [0.0, -1.0]], dtype=np.float32)), [2.0, -0.5])
+
+
+@pytest.mark.parametrize("sr", [8000, 22050, 44100, 48000])
+def test_resampling_keeps_frequency_and_level(tmp_path, sr):
+    x = sine(440, sr, seconds=1.0, amp=0.5)
+    path = tmp_path / f"tone_{sr}.wav"
+    sf.write(path, x, sr, subtype="FLOAT")
+    y = load_audio(path)
+    check_output(y)
+    assert abs(y.size - SAMPLE_RATE) <= 1
+    assert abs(peak_hz(y) - 440) <= 1.0
+    mid = y[1600:-1600]  # away from the filter's edge transients
+    assert rms(mid) == pytest.approx(0.5 / np.sqrt(2), rel=0.02)
+
+
+def test_resample_to_other_rate_and_identity():
+    x = sine(1000, SAMPLE_RATE).astype(np.float32)
+    assert resample(x, SAMPLE_RATE, SAMPLE_RATE) is x  # no copy, no work
+    y = resample(x, SAMPLE_RATE, 8000)
+    assert y.dtype == np.float32 and abs(y.size - 8000) <= 1
+    assert abs(peak_hz(y, 8000) - 1000) <= 1.0
+
+
+def test_load_at_other_sample_rate(tmp_path):
+    path = tmp_path / "tone.wav"
+    sf.write(path, sine(440, 44100), 44100, subtype="PCM_16")
+    y = load_audio(path, sample_rate=8000)
+    check_output(y)
+    assert abs(y.size - 8000) <= 1 and abs(peak_hz(y, 8000) - 440) <= 1.0
+
+
+def test_out_of_range_float_is_clipped(tmp_path):
+    path = tmp_path / "loud.wav"
+    sf.write(path, 1.5 * sine(440, SAMPLE_RATE, amp=1.0), SAMPLE_RATE, subtype="FLOAT")
+    y = load_audio(path)
+    check_output(y)
+    assert y.max() == 1.0 and y.min() == -1.0
+
+
+def test_save_wav_round_trip(tmp_path):
+    x = sine(440, SAMPLE_RATE).astype(np.float32)
+    path = tmp_path / "sub" / "out.wav"
+    save_wav(path, x)
+    assert sf.info(path).subtype == "PCM_16" and sf.info(path).samplerate == SAMPLE_RATE
+    assert np.abs(load_audio(path) - x).max() < 1e-4
+    assert [p.name for p in path.parent.iterdir()] == ["out.wav"]  # no temp file left behind
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def expect_error(path, *reason_words: str) -> str:
+    with pytest.raises(AudioFormatError) as err:
+        load_audio(path)
+    msg = str(err.value)
+    assert str(path) in msg, msg
+    for word in reason_words:
+        assert word in msg.lower(), msg
+    assert "\n" not in msg
+    assert isinstance(err.value, VoiceGruError)
+    return msg
+
+
+def test_missing_file(tmp_path):
+    expect_error(tmp_path / "missing.wav", "not found")
+
+
+def test_directory(tmp_path):
+    d = tmp_path / "folder.wav"
+    d.mkdir()
+    expect_error(d, "directory")
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.wav"
+    path.write_bytes(b"")
+    expect_error(path, "empty")
+
+
+def test_text_file_named_wav(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("this is not audio\n" * 20)
+    expect_error(path, "not a readable audio file")
+
+
+def test_riff_header_only_garbage(tmp_path):
+    path = tmp_path / "garbage.wav"
+    path.write_bytes(b"RIFF\x24\x00\x00\x00WAVEjunk" + bytes(40))
+    expect_error(path)
+
+
+@pytest.mark.parametrize("cut", [1, 1000, 16000])
+def test_truncated_wav(tmp_path, cut):
+    path = tmp_path / "truncated.wav"
+    sf.write(path, sine(440, SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    data = path.read_bytes()
+    assert len(data) == 44 + 32000
+    path.write_bytes(data[:-cut])  # the header still promises 32000 bytes of data
+    expect_error(path, "truncated")
+
+
+def test_zero_length_wav(tmp_path):
+    path = tmp_path / "zero.wav"
+    sf.write(path, np.zeros(0, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16")
+    assert sf.info(path).frames == 0 and path.stat().st_size > 0
+    expect_error(path, "zero length")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_samples(tmp_path, bad):
+    x = sine(440, SAMPLE_RATE).astype(np.float32)
+    x[[10, 5000]] = bad
+    path = tmp_path / "nonfinite.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype="FLOAT")
+    msg = expect_error(path, "nan/inf")
+    assert "2 " in msg  # how many
+
+
+def test_cli_error_is_one_line_without_traceback(tmp_path, capsys):
+    missing = tmp_path / "no_such_dataset"
+    rc = main(["data", "stats", "--data-dir", str(missing)])
+    out, err = capsys.readouterr()
+    assert rc == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("voice-gru: error: ")
+    assert str(missing) in lines[0]
+    assert "Traceback" not in err + out

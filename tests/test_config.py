@@ -1,0 +1,165 @@
+"""Config loading: defaults, YAML round trip, and errors that name the key and the file."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from voice_gru.config import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    DecisionConfig,
+    FeatureConfig,
+    ModelConfig,
+    from_dict,
+    load_config,
+    to_dict,
+)
+from voice_gru.errors import ConfigError, VoiceGruError
+
+
+def write(tmp_path, text: str, name: str = "recipe.yaml"):
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults():
+    cfg = Config()
+    assert cfg.features.sample_rate == 16000
+    assert cfg.features.win_length == 480 and cfg.features.hop_length == 160
+    assert cfg.data.task == "12"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.model.hidden = 3  # type: ignore[misc]
+
+
+def test_empty_file_gives_defaults(tmp_path):
+    assert load_config(write(tmp_path, "")) == Config()
+    assert load_config(write(tmp_path, "# only a comment\n")) == Config()
+
+
+def test_partial_file_overrides_only_what_it_sets(tmp_path):
+    cfg = load_config(write(tmp_path, "name: tiny\nmodel:\n  hidden: 32\n  layers: 1\ntrain:\n  lr: 1\n"))
+    assert cfg.name == "tiny"
+    assert cfg.model == ModelConfig(hidden=32, layers=1)
+    assert cfg.train.lr == 1.0 and isinstance(cfg.train.lr, float)  # an int is accepted for a float
+    assert cfg.features == FeatureConfig() and cfg.data == DataConfig()
+
+
+def test_yaml_round_trip_of_every_field(tmp_path):
+    """A configs/*.yaml written from to_dict loads back to the same Config (tuples included)."""
+    cfg = Config(
+        name="round-trip",
+        features=FeatureConfig(n_mels=64, n_mfcc=20, f_max=8000.0),
+        data=DataConfig(task="35", silence_ratio=0.2, balanced=False, seed=7),
+        augment=AugmentConfig(noise_level=(0.01, 0.2), speeds=(0.9, 1.0, 1.1), gain_db=(-6.0, 3.0)),
+        model=ModelConfig(conv_channels=16, hidden=64, pooling="attention"),
+        decision=DecisionConfig(threshold=0.6, thresholds={"stop": 0.5, "go": 0.9}),
+    )
+    d = to_dict(cfg)
+    assert d["augment"]["speeds"] == [0.9, 1.0, 1.1]  # plain lists, as YAML wants them
+    path = write(tmp_path, yaml.safe_dump(d, sort_keys=False))
+    back = load_config(path)
+    assert back == cfg
+    assert isinstance(back.augment.speeds, tuple) and isinstance(back.augment.noise_level, tuple)
+    assert to_dict(back) == d
+    assert from_dict(Config, d) == cfg
+
+
+def test_default_config_round_trip(tmp_path):
+    path = write(tmp_path, yaml.safe_dump(to_dict(Config())))
+    assert load_config(path) == Config()
+
+
+def test_command_words_stay_strings_in_yaml(tmp_path):
+    """yes/no/on/off are YAML 1.1 booleans; as threshold keys they must stay the words."""
+    cfg = load_config(write(tmp_path, "decision:\n  thresholds: {yes: 0.5, no: 0.6, on: 0.7, off: 0.8, stop: 0.9}\n"))
+    assert cfg.decision.thresholds == {"yes": 0.5, "no": 0.6, "on": 0.7, "off": 0.8, "stop": 0.9}
+
+
+def test_numeric_task_is_read_as_string(tmp_path):
+    assert load_config(write(tmp_path, "data:\n  task: 35\n")).data.task == "35"
+
+
+def test_unknown_top_level_key_names_key_and_file(tmp_path):
+    path = write(tmp_path, "name: x\nmodle:\n  hidden: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "'modle'" in msg and str(path) in msg
+    assert "model" in msg  # the known keys are listed
+    assert ": :" not in msg  # no empty location in the message
+    assert isinstance(err.value, VoiceGruError)
+
+
+def test_unknown_nested_key_names_key_section_and_file(tmp_path):
+    path = write(tmp_path, "model:\n  hiden: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert "'hiden'" in msg and "model" in msg and str(path) in msg
+    assert "hidden" in msg  # suggests the known keys
+
+
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("model:\n  hidden: big\n", "model.hidden"),
+        ("model:\n  hidden: 3.5\n", "model.hidden"),
+        ("model:\n  hidden: true\n", "model.hidden"),
+        ("train:\n  lr: fast\n", "train.lr"),
+        ("data:\n  balanced: 1\n", "data.balanced"),
+        ("data:\n  balanced: yes\n", "data.balanced"),  # only true/false are booleans
+        ("augment:\n  noise_level: [0.1]\n", "augment.noise_level"),
+        ("augment:\n  noise_level: 0.1\n", "augment.noise_level"),
+        ("augment:\n  speeds: [1.0, fast]\n", "augment.speeds[1]"),
+        ("model: 3\n", "model"),
+        ("decision:\n  thresholds: [0.5]\n", "decision.thresholds"),
+        ("decision:\n  thresholds: {stop: high}\n", "decision.thresholds.stop"),
+        ("name: [a, b]\n", "name"),
+    ],
+)
+def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    msg = str(err.value)
+    assert key in msg, msg
+    assert str(path) in msg
+
+
+def test_malformed_yaml(tmp_path):
+    path = write(tmp_path, "model: [1, 2\n  hidden: 3\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "YAML" in str(err.value)
+    assert "\n" not in str(err.value)  # one line for the CLI
+
+
+def test_top_level_not_a_mapping(tmp_path):
+    path = write(tmp_path, "- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="mapping") as err:
+        load_config(path)
+    assert str(path) in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(path) in str(err.value) and "not found" in str(err.value)
+
+
+def test_directory_is_not_a_config(tmp_path):
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path)
+
+
+def test_from_dict_rejects_unknown_nested_key_with_path():
+    with pytest.raises(ConfigError, match=r"model: unknown key 'hiden'"):
+        from_dict(Config, {"model": {"hiden": 3}}, where="recipe")
+    with pytest.raises(ConfigError, match=r"recipe\.model: unknown key 'hiden'"):
+        from_dict(Config, {"model": {"hiden": 3}}, where="recipe")

@@ -1,0 +1,494 @@
+"""Speech Commands layouts, splits, silence/unknown sampling, class weights and the feature cache."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import voice_gru.data as data
+from conftest import CLIPS, TEST_DATA, needs_shared_data
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru.cli import main
+from voice_gru.config import DataConfig, FeatureConfig
+from voice_gru.data import (
+    ClipRef,
+    Example,
+    check_speakers,
+    class_weights,
+    dataset_stats,
+    fit_clip,
+    load_clip_mels,
+    parse_name,
+    scan_dataset,
+    split_examples,
+    task_labels,
+    which_set,
+)
+from voice_gru.errors import DatasetError
+
+FEAT = FeatureConfig()
+
+
+# ---------------------------------------------------------------- (a) data stats == counts.json
+
+
+@needs_shared_data
+def test_cli_data_stats_matches_counts_json(shared_data, tmp_path, capsys):
+    out_json = tmp_path / "stats.json"
+    rc = main(["data", "stats", "--data-dir", str(shared_data), "--json", str(out_json)])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "all clips" in out and "3615" in out
+    got = json.loads(out_json.read_text())
+    want = json.loads((shared_data / "counts.json").read_text())
+    assert set(want) == {"training", "validation", "testing"}
+    for split, expected in want.items():
+        assert got[split]["clips"] == expected["clips"], split
+        assert got[split]["speakers"] == expected["speakers"], split
+        assert got[split]["per_word_folder"] == expected["per_word_folder"], split
+        assert list(got[split]["per_word_folder"]) == list(expected["per_word_folder"])  # same order
+    assert got["background_noise_files"] == 6
+    assert got["layout"] == "dataset"
+
+
+@needs_shared_data
+def test_stats_class_counts_follow_the_ratios(shared_data):
+    cfg = DataConfig()
+    stats = dataset_stats(shared_data, cfg)
+    for split in ("training", "validation", "testing"):
+        per_class = stats[split]["per_class"]
+        assert list(per_class) == task_labels("12")
+        commands = sum(per_class[w] for w in COMMANDS)
+        assert commands == sum(stats[split]["per_word_folder"][w] for w in COMMANDS)
+        assert per_class[SILENCE] == math.ceil(cfg.silence_ratio * commands)
+        aux = stats[split]["clips"] - commands
+        if split == "training":
+            assert per_class[UNKNOWN] == aux  # training keeps every unknown clip
+        else:
+            assert per_class[UNKNOWN] == min(aux, math.ceil(cfg.unknown_ratio * commands))
+
+
+# ---------------------------------------------------------------- (b) which_set
+
+
+def reference_which_set(name: str) -> str:
+    """Written here independently from the rule in TensorFlow's speech_commands/input_data.py
+    (10% validation, 10% testing), so a slip in voice_gru.data.which_set can't hide in both."""
+    speaker_part = re.sub(r"_nohash_.*$", "", name.rsplit("/", 1)[-1])
+    value = int(hashlib.sha1(speaker_part.encode()).hexdigest(), 16)
+    pct = (value % (2**27)) * (100.0 / (2**27 - 1))
+    return "validation" if pct < 10 else "testing" if pct < 20 else "training"
+
+
+# Published split memberships: file names with the split they are listed under in the official
+# Speech Commands (v0.01) validation_list.txt / testing_list.txt, which Google generated with the
+# which_set rule. Taken from the expected values of a public unit test of a Kaggle "TensorFlow
+# Speech Recognition Challenge" reader (found with a code search for the file names).
+PUBLISHED = [
+    ("bed/eb67fcbc_nohash_0.wav", "training"),
+    ("cat/3bc21161_nohash_0.wav", "training"),
+    ("yes/05b2db80_nohash_0.wav", "training"),
+    ("bird/099d52ad_nohash_0.wav", "validation"),
+    ("go/0ab3b47d_nohash_0.wav", "validation"),
+    ("seven/471a0925_nohash_2.wav", "validation"),
+    ("bed/0c40e715_nohash_0.wav", "testing"),
+    ("bed/0ea0e2f4_nohash_0.wav", "testing"),
+    ("up/f6af2457_nohash_1.wav", "testing"),
+    ("zero/37dca74f_nohash_3.wav", "testing"),
+]
+
+
+@pytest.mark.parametrize("name, split", PUBLISHED)
+def test_which_set_published_examples(name, split):
+    assert which_set(name) == split
+    assert reference_which_set(name) == split
+
+
+def test_which_set_matches_inline_reference_on_many_names():
+    rng = np.random.default_rng(0)
+    names = [f"{rng.choice(COMMANDS)}/{int(rng.integers(2**32)):08x}_nohash_{int(rng.integers(5))}.wav" for _ in range(3000)]
+    got = [which_set(n) for n in names]
+    assert got == [reference_which_set(n) for n in names]
+    share = Counter(got)
+    assert 0.07 < share["validation"] / len(names) < 0.13
+    assert 0.07 < share["testing"] / len(names) < 0.13
+
+
+def test_which_set_depends_on_speaker_only():
+    splits = {which_set(f"{w}/0c40e715_nohash_{n}.wav") for w in ("yes", "bed", "stop") for n in range(4)}
+    assert splits == {"testing"}
+    assert which_set("/abs/path/yes/0c40e715_nohash_0.wav") == "testing"
+    assert which_set("bed/0c40e715_nohash_0.wav", 0, 0) == "training"
+    assert which_set("bed/0c40e715_nohash_0.wav", 100, 0) == "validation"
+
+
+def copy_clips(root: Path, words=("yes", "no", "stop", "go", "bed", "marvin")) -> list[str]:
+    rels = []
+    for w in words:
+        rel = CLIPS[w]
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(TEST_DATA / rel, root / rel)
+        rels.append(rel)
+    return rels
+
+
+def test_scan_without_lists_uses_which_set(tmp_path):
+    rels = copy_clips(tmp_path)
+    clips = scan_dataset(tmp_path)
+    assert sorted(Path(c.path).relative_to(tmp_path).as_posix() for c in clips) == sorted(rels)
+    for c in clips:
+        assert c.split == reference_which_set(Path(c.path).name)
+        assert c.word == Path(c.path).parent.name
+        assert c.speaker == Path(c.path).name.split("_")[0]
+        assert c.label == ""
+    # yes/0ea0e2f4 belongs to a speaker of the official test collection: hashes to testing
+    assert {c.split for c in clips if "0ea0e2f4" in c.path} == {"testing"}
+
+
+def test_scan_with_lists_uses_the_lists(tmp_path):
+    copy_clips(tmp_path)
+    (tmp_path / "validation_list.txt").write_text("yes/0ea0e2f4_nohash_0.wav\n")  # hashes to testing
+    (tmp_path / "testing_list.txt").write_text("marvin/4954abe8_nohash_0.wav\n\n")
+    (tmp_path / "_background_noise_").mkdir()
+    shutil.copy(TEST_DATA / CLIPS["no"], tmp_path / "_background_noise_" / "noise.wav")
+    clips = {Path(c.path).relative_to(tmp_path).as_posix(): c for c in scan_dataset(tmp_path)}
+    assert len(clips) == 6  # background noise is not a clip
+    assert clips["yes/0ea0e2f4_nohash_0.wav"].split == "validation"
+    assert clips["marvin/4954abe8_nohash_0.wav"].split == "testing"
+    assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
+
+
+def test_scan_errors(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        scan_dataset(tmp_path / "missing")
+    (tmp_path / "yes").mkdir()
+    (tmp_path / "yes" / "readme.txt").write_text("no audio here")
+    with pytest.raises(DatasetError) as err:
+        scan_dataset(tmp_path)
+    assert str(tmp_path) in str(err.value)
+
+
+def test_parse_name():
+    assert parse_name("yes/0c40e715_nohash_1.wav") == ("", "0c40e715")
+    assert parse_name("_unknown_/bed_0c2ca723_nohash_0.wav.wav") == ("bed", "0c2ca723")
+    assert parse_name("_unknown_/sheila_1a2b3c4d_nohash_12.wav") == ("sheila", "1a2b3c4d")
+    assert parse_name("my_recording.flac") == ("", "my_recording")
+
+
+# ---------------------------------------------------------------- (c) official test-set layout
+
+
+def make_test_set(root: Path) -> None:
+    for rel, src in [
+        ("yes/0c40e715_nohash_0.wav", "yes"),
+        ("stop/0ea0e2f4_nohash_1.wav", "stop"),
+        ("_unknown_/bed_0c2ca723_nohash_0.wav.wav", "bed"),
+        ("_unknown_/marvin_37dca74f_nohash_3.wav", "marvin"),
+        ("_silence_/silence_0.wav", "no"),
+    ]:
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(TEST_DATA / CLIPS[src], root / rel)
+
+
+def test_test_set_layout(tmp_path):
+    make_test_set(tmp_path)
+    clips = {Path(c.path).relative_to(tmp_path).as_posix(): c for c in scan_dataset(tmp_path)}
+    assert set(clips) == {
+        "yes/0c40e715_nohash_0.wav", "stop/0ea0e2f4_nohash_1.wav", "_unknown_/bed_0c2ca723_nohash_0.wav.wav",
+        "_unknown_/marvin_37dca74f_nohash_3.wav", "_silence_/silence_0.wav",
+    }
+    assert all(c.split == "testing" for c in clips.values())
+    bed = clips["_unknown_/bed_0c2ca723_nohash_0.wav.wav"]
+    assert (bed.label, bed.word, bed.speaker) == (UNKNOWN, "bed", "0c2ca723")
+    yes = clips["yes/0c40e715_nohash_0.wav"]
+    assert (yes.label, yes.word, yes.speaker) == ("yes", "yes", "0c40e715")
+    sil = clips["_silence_/silence_0.wav"]
+    assert (sil.label, sil.word) == (SILENCE, SILENCE)
+
+    ex = split_examples(list(clips.values()), "testing", DataConfig(), n_noise_files=6, noise_lengths=None)
+    assert sorted((e.label, Path(e.path).name) for e in ex) == sorted(
+        (c.label, Path(c.path).name) for c in clips.values()
+    )  # taken as it is: no sampled unknowns, no extra silence
+    assert split_examples(list(clips.values()), "training", DataConfig(), 6, None) == []
+
+    ex35 = split_examples(list(clips.values()), "testing", DataConfig(task="35"), 6, None)
+    assert sorted(e.label for e in ex35) == ["bed", "marvin", "stop", "yes"]
+
+    stats = dataset_stats(tmp_path)
+    assert stats["layout"] == "test-set"
+    assert stats["testing"]["clips"] == 5 and stats["testing"]["speakers"] == 4
+    assert stats["testing"]["per_class"][UNKNOWN] == 2 and stats["testing"]["per_class"][SILENCE] == 1
+    assert "training" not in stats
+    check_speakers(clips.values())
+
+
+# ---------------------------------------------------------------- (d) speakers never in two splits
+
+
+@needs_shared_data
+def test_shared_data_has_no_speaker_in_two_splits(shared_data):
+    clips = scan_dataset(shared_data)
+    assert len(clips) == 4527
+    check_speakers(clips)
+    speakers = {}
+    for c in clips:
+        speakers.setdefault(c.speaker, set()).add(c.split)
+    assert all(len(s) == 1 for s in speakers.values())
+    assert len(speakers) == 853 + 145 + 138
+
+
+def test_check_speakers_finds_a_leak():
+    clips = [
+        ClipRef("yes/aaaaaaaa_nohash_0.wav", "yes", "aaaaaaaa", "training"),
+        ClipRef("no/aaaaaaaa_nohash_0.wav", "no", "aaaaaaaa", "training"),
+        ClipRef("no/bbbbbbbb_nohash_0.wav", "no", "bbbbbbbb", "validation"),
+        ClipRef("go/bbbbbbbb_nohash_1.wav", "go", "bbbbbbbb", "testing"),
+    ]
+    with pytest.raises(DatasetError) as err:
+        check_speakers(clips)
+    msg = str(err.value)
+    assert "bbbbbbbb" in msg and "testing" in msg and "validation" in msg and "1 speaker" in msg
+    check_speakers(clips[:3])
+
+
+def test_check_speakers_ignores_silence():
+    check_speakers([
+        ClipRef("_silence_/x.wav", SILENCE, "x", "training"),
+        ClipRef("_silence_/x.wav", SILENCE, "x", "testing"),
+    ])
+
+
+# ---------------------------------------------------------------- (e) examples and weights
+
+
+def fake_clips() -> list[ClipRef]:
+    """43 command clips and 80 auxiliary-word clips per split, distinct speakers."""
+    clips = []
+    k = 0
+    for split in ("training", "validation", "testing"):
+        for i in range(43):
+            w = COMMANDS[i % 10]
+            clips.append(ClipRef(f"/d/{w}/{k:08x}_nohash_0.wav", w, f"{k:08x}", split))
+            k += 1
+        for i in range(80):
+            w = ("bed", "cat", "happy", "marvin")[i % 4]
+            clips.append(ClipRef(f"/d/{w}/{k:08x}_nohash_0.wav", w, f"{k:08x}", split))
+            k += 1
+    return clips
+
+
+@pytest.mark.parametrize("split", ["validation", "testing"])
+def test_split_examples_deterministic_with_seeded_silence_and_unknown(split):
+    clips = fake_clips()
+    cfg = DataConfig(silence_ratio=0.1, unknown_ratio=0.2)
+    a = split_examples(clips, split, cfg, n_noise_files=6, noise_lengths=[960000, 600000, 16000, 20000, 500000, 480000])
+    b = split_examples(clips, split, cfg, n_noise_files=6, noise_lengths=[960000, 600000, 16000, 20000, 500000, 480000])
+    c = split_examples(clips, split, DataConfig(silence_ratio=0.1, unknown_ratio=0.2), 6,
+                       [960000, 600000, 16000, 20000, 500000, 480000])
+    assert a == b == c
+    counts = Counter(e.label for e in a)
+    assert sum(counts[w] for w in COMMANDS) == 43
+    assert counts[SILENCE] == math.ceil(0.1 * 43) == 5
+    assert counts[UNKNOWN] == math.ceil(0.2 * 43) == 9
+    paths = [e.path for e in a if e.label == UNKNOWN]
+    assert len(set(paths)) == len(paths)  # sampled without replacement
+    allowed = {c.path for c in clips if c.split == split and c.word not in COMMANDS}
+    assert set(paths) <= allowed
+    lengths = [960000, 600000, 16000, 20000, 500000, 480000]
+    for e in a:
+        if e.label == SILENCE:
+            assert e.path == "" and 0 <= e.noise < 6
+            assert 0 <= e.offset and e.offset + 16000 <= max(lengths[e.noise], 16000)
+            assert 0.0 <= e.volume <= 1.0
+    other = split_examples(clips, split, DataConfig(silence_ratio=0.1, unknown_ratio=0.2, seed=1), 6, lengths)
+    assert other != a  # the seed matters
+
+
+def test_split_examples_training_keeps_all_unknown():
+    clips = fake_clips()
+    ex = split_examples(clips, "training", DataConfig(), n_noise_files=6, noise_lengths=None)
+    counts = Counter(e.label for e in ex)
+    assert counts[UNKNOWN] == 80
+    assert counts[SILENCE] == math.ceil(0.1 * 43)
+
+
+def test_split_examples_without_noise_files_has_no_silence():
+    ex = split_examples(fake_clips(), "validation", DataConfig(), n_noise_files=0, noise_lengths=None)
+    assert SILENCE not in {e.label for e in ex}
+
+
+def test_split_examples_35_class_task():
+    ex = split_examples(fake_clips(), "validation", DataConfig(task="35"), n_noise_files=6, noise_lengths=None)
+    labels = Counter(e.label for e in ex)
+    assert SILENCE not in labels and UNKNOWN not in labels
+    assert sum(labels.values()) == 43 + 80 and labels["bed"] == 20
+    with pytest.raises(DatasetError):
+        task_labels("7")
+
+
+@needs_shared_data
+def test_split_examples_on_shared_data_is_deterministic(shared_data):
+    clips = scan_dataset(shared_data)
+    n_noise = len(data.background_files(shared_data))
+    for split in ("validation", "testing"):
+        first = split_examples(clips, split, DataConfig(), n_noise, None)
+        again = split_examples(scan_dataset(shared_data), split, DataConfig(seed=DataConfig().seed), n_noise, None)
+        assert first == again
+        commands = sum(1 for c in clips if c.split == split and c.word in COMMANDS)
+        counts = Counter(e.label for e in first)
+        assert counts[SILENCE] == math.ceil(0.1 * commands)
+        assert counts[UNKNOWN] == math.ceil(0.1 * commands)
+
+
+def test_class_weights_balanced_equal_mass_per_class():
+    ex = [Example("yes", "a")] * 10 + [Example("no", "b")] * 30 + [Example(UNKNOWN, "c")] * 100 + [Example(SILENCE)] * 4
+    labels = task_labels("12")
+    w = class_weights(ex, labels, DataConfig(balanced=True))
+    assert w.shape == (len(ex),) and w.sum() == pytest.approx(1.0) and (w > 0).all()
+    mass = Counter()
+    for e, x in zip(ex, w):
+        mass[e.label] += x
+    assert set(mass) == {"yes", "no", UNKNOWN, SILENCE}
+    for v in mass.values():
+        assert v == pytest.approx(0.25)
+
+
+def test_class_weights_unbalanced_uses_ratios():
+    ex = [Example("yes", "a")] * 10 + [Example("no", "b")] * 30 + [Example(UNKNOWN, "c")] * 100 + [Example(SILENCE)] * 4
+    w = class_weights(ex, task_labels("12"), DataConfig(balanced=False, unknown_ratio=0.5, silence_ratio=0.25))
+    mass = Counter()
+    for e, x in zip(ex, w):
+        mass[e.label] += x
+    total = 10 + 30 + 0.5 * 40 + 0.25 * 40
+    assert mass["yes"] == pytest.approx(10 / total)
+    assert mass["no"] == pytest.approx(30 / total)
+    assert mass[UNKNOWN] == pytest.approx(20 / total)
+    assert mass[SILENCE] == pytest.approx(10 / total)
+    yes_w = {round(x, 12) for e, x in zip(ex, w) if e.label == "yes"}
+    assert len(yes_w) == 1  # equal weight inside a class
+
+
+# ---------------------------------------------------------------- (f) clip features and the cache
+
+
+def test_fit_clip():
+    x = np.arange(1, 11, dtype=np.float32)
+    np.testing.assert_array_equal(fit_clip(x, 14), np.r_[x, np.zeros(4, np.float32)])
+    np.testing.assert_array_equal(fit_clip(x, 10), x)
+    np.testing.assert_array_equal(fit_clip(x, 4), x[3:7])  # the middle
+    assert fit_clip(np.zeros(0, np.float32), 5).shape == (5,)
+
+
+def test_cache_dir(tmp_path, monkeypatch):
+    assert data.cache_dir(tmp_path / "x") == tmp_path / "x"
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert data.cache_dir() == tmp_path / "xdg" / "voice_gru"
+
+
+@pytest.fixture
+def clip_set(tmp_path, clip_paths):
+    """Real clips (two shorter than 1 s), a broken one and a missing one, in a temp folder."""
+    folder = tmp_path / "clips"
+    folder.mkdir()
+    paths = []
+    for w in ("yes", "go", "marvin"):
+        dst = folder / f"{w}.wav"
+        shutil.copy(clip_paths[w], dst)
+        paths.append(str(dst))
+    broken = folder / "broken.wav"
+    broken.write_text("not audio")
+    paths.insert(1, str(broken))
+    paths.append(str(folder / "missing.wav"))
+    return paths
+
+
+def test_load_clip_mels_cache(tmp_path, clip_set, monkeypatch):
+    from voice_gru.audio import load_audio
+    from voice_gru.features import mel_power
+
+    cache = tmp_path / "cache"
+    calls = []
+    real = data.compute_clip_mels
+
+    def counting(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(data, "compute_clip_mels", counting)
+    mels, bad = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    assert len(calls) == 1
+    assert mels.shape == (len(clip_set), 98, FEAT.n_mels)  # one row per path, none dropped
+    assert set(bad) == {clip_set[1], clip_set[-1]}
+    assert clip_set[1] in bad[clip_set[1]] and "not a readable audio file" in bad[clip_set[1]]
+    assert "not found" in bad[clip_set[-1]]
+    assert mels[1].abs().max() == 0 and mels[-1].abs().max() == 0
+    # short clips are padded with zeros at the end to 1 s: same as mel of the padded audio
+    for row, p in ((2, clip_set[2]), (3, clip_set[3])):
+        audio = load_audio(p)
+        assert audio.size < 16000
+        torch.testing.assert_close(mels[row], mel_power(fit_clip(audio, 16000)), rtol=1e-5, atol=1e-6)
+        first_pad = math.ceil(audio.size / FEAT.hop_length)  # from here on frames see only padding
+        assert mels[row, first_pad - 1].abs().max() > 0
+        assert mels[row, first_pad:].abs().max() == 0
+    torch.testing.assert_close(mels[0], mel_power(load_audio(clip_set[0])))
+
+    files = list(cache.glob("clips-*.pt"))
+    assert len(files) == 1
+    assert not list(cache.glob(".*"))  # no temp file left behind
+
+    # second call: from the cache, compute is not called
+    def must_not_compute(*args, **kwargs):
+        raise AssertionError("features recomputed although cached")
+
+    monkeypatch.setattr(data, "compute_clip_mels", must_not_compute)
+    mels2, bad2 = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    torch.testing.assert_close(mels2, mels)
+    assert bad2 == bad
+
+    # a damaged cache file is rebuilt
+    files[0].write_bytes(b"\x80\x02 this is not a torch file")
+    monkeypatch.setattr(data, "compute_clip_mels", counting)
+    mels3, bad3 = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    assert len(calls) == 2
+    torch.testing.assert_close(mels3, mels)
+    assert bad3 == bad
+    monkeypatch.setattr(data, "compute_clip_mels", must_not_compute)
+    torch.testing.assert_close(load_clip_mels(clip_set, FEAT, cache=cache, progress=False)[0], mels)
+
+    # a changed clip changes the key: recomputed, not served stale
+    Path(clip_set[1]).write_bytes(Path(clip_set[0]).read_bytes())
+    monkeypatch.setattr(data, "compute_clip_mels", counting)
+    mels4, bad4 = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    assert len(calls) == 3 and set(bad4) == {clip_set[-1]}
+    torch.testing.assert_close(mels4[1], mels[0])
+
+    # different feature settings are a different cache entry
+    small = FeatureConfig(n_mels=20, n_mfcc=20)
+    assert load_clip_mels(clip_set, small, cache=cache, progress=False)[0].shape == (len(clip_set), 98, 20)
+    assert len(calls) == 4
+
+
+def test_load_clip_mels_default_cache_is_xdg(tmp_path, clip_paths, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    mels, bad = load_clip_mels([str(clip_paths["stop"])], FEAT, progress=False)
+    assert mels.shape == (1, 98, FEAT.n_mels) and bad == {}
+    assert len(list((tmp_path / "xdg" / "voice_gru").glob("clips-*.pt"))) == 1
+
+
+def test_load_clip_mels_speed_and_length(tmp_path, clip_paths):
+    p = [str(clip_paths["stop"])]
+    base, _ = load_clip_mels(p, FEAT, cache=tmp_path, progress=False)
+    fast, _ = load_clip_mels(p, FEAT, speed=1.25, cache=tmp_path, progress=False)
+    longer, _ = load_clip_mels(p, FEAT, clip_seconds=1.5, cache=tmp_path, progress=False)
+    assert fast.shape == base.shape and not torch.allclose(fast, base)
+    assert longer.shape == (1, 148, FEAT.n_mels)
+    assert len(list(tmp_path.glob("clips-*.pt"))) == 3

@@ -1,0 +1,735 @@
+"""Command -> action(s): a YAML mapping validated at start-up and a worker thread that runs them.
+
+The audio path only calls ``ActionRunner.submit`` (never blocks: a full queue drops the command
+with a warning); the worker runs each command's actions in order, logs every failure with the
+command that caused it (logger ``voice_gru.actions``) and carries on.
+
+YAML (``configs/assistant.yaml``)::
+
+    wake_word: null            # or "go", or {word: go, seconds: 5, fire: false}
+    queue_size: 16             # commands waiting for the worker before new ones are dropped
+    actions:
+      stop: {run: ["playerctl", "stop"], timeout: 5}
+      yes: {say: "confirmed"}
+      up: {http: {url: "http://127.0.0.1:8080/hook", json: {volume: "+10"}, timeout: 3}}
+      go: {call: "pkg.module:func"}
+      left: [{print: "turning left"}, log]
+      right: log
+
+Placeholders ``{cmd}``/``{label}`` (the command word), ``{score}`` and ``{t}`` (stream seconds),
+optionally with a format spec (``{score:.2f}``), are substituted in ``run`` arguments, ``say``/
+``print``/``log`` text and the ``http`` URL and JSON body; other braces are left alone. In a JSON
+body a string that is exactly ``"{score}"`` or ``"{t}"`` becomes a number.
+
+``yes``/``no``/``on``/``off`` are read as plain strings (YAML 1.2), not booleans, so they work as
+command keys.
+"""
+
+from __future__ import annotations
+
+import collections
+import importlib
+import ipaddress
+import json as jsonlib
+import logging
+import math
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import queue
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, Callable, Mapping
+
+from voice_gru import COMMANDS
+from voice_gru.decision import Command
+from voice_gru.errors import ConfigError
+
+logger = logging.getLogger("voice_gru.actions")
+
+ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
+TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size")
+DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
+DEFAULT_QUEUE_SIZE = 16
+SPEECH_PROGRAMS = ("espeak-ng", "espeak", "spd-say")
+
+OnResult = Callable[[Command, str, bool, str], Any]
+
+
+# --------------------------------------------------------------------------------------------
+# Config
+
+
+@dataclass(frozen=True)
+class Action:
+    """One validated action. ``kind`` is one of ``ACTION_TYPES``; only its own fields are set."""
+
+    kind: str
+    argv: tuple[str, ...] = ()  # run
+    text: str | None = None  # say / print / log (None: a default line naming the command)
+    url: str = ""  # http
+    body: Any = None  # http JSON body template (None: the command as {"label","score","t"})
+    target: str = ""  # call: "module:function"
+    timeout: float | None = None  # run / say / http, seconds
+    func: Callable[[Command], Any] | None = field(default=None, compare=False, repr=False)
+
+    def describe(self) -> str:
+        """Short human name, e.g. ``run playerctl stop`` or ``say 'confirmed'``."""
+        if self.kind == "run":
+            return "run " + shlex.join(self.argv)
+        if self.kind == "http":
+            return f"http POST {self.url}"
+        if self.kind == "call":
+            return f"call {self.target}"
+        if self.text is None:
+            return self.kind
+        return f"{self.kind} {self.text!r}"
+
+
+@dataclass(frozen=True)
+class WakeWord:
+    """Commands other than ``word`` fire only within ``seconds`` (stream time) after it."""
+
+    word: str
+    seconds: float = 5.0
+    fire: bool = False  # whether the wake word also runs its own actions
+
+
+@dataclass(frozen=True)
+class AssistantConfig:
+    """A validated assistant file: actions per command, optional wake word."""
+
+    source: str
+    actions: Mapping[str, tuple[Action, ...]] = field(default_factory=lambda: MappingProxyType({}))
+    wake_word: WakeWord | None = None
+    queue_size: int = DEFAULT_QUEUE_SIZE
+
+
+def _yaml_loader() -> type:
+    """A SafeLoader where only true/false are booleans (``yes: ...`` is the command) and a
+    duplicated key is an error rather than a silent override."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    bool_tag = "tag:yaml.org,2002:bool"
+    Loader.yaml_implicit_resolvers = {
+        k: [(tag, rx) for tag, rx in v if tag != bool_tag]
+        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
+    }
+    Loader.add_implicit_resolver(
+        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+                seen.add(key)
+            except TypeError:
+                continue
+            if dup:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key '{key}'", key_node.start_mark)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
+    return Loader
+
+
+def load_assistant(path: str | Path) -> AssistantConfig:
+    """Load and validate an assistant YAML file; every problem is a ``ConfigError`` naming the
+    file and the key. ``call`` targets are imported here, so an import error is caught now."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: assistant config file not found")
+    try:
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())
+    except yaml.YAMLError as exc:
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        detail = problem or " ".join(str(exc).split())
+        raise ConfigError(f"{path}: not valid YAML{where} ({detail})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read ({exc})") from None
+    try:
+        config = _parse_assistant(raw if raw is not None else {}, str(path))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    for label, acts in config.actions.items():
+        for a in acts:
+            if a.kind == "run" and not shutil.which(a.argv[0]):
+                logger.warning("%s: actions.%s: program %r not found on PATH; that action will fail",
+                               path, label, a.argv[0])
+    return config
+
+
+def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"top level must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
+    for key in raw:
+        if key not in TOP_LEVEL_KEYS:
+            raise ConfigError(f"unknown key '{key}' (known: {', '.join(TOP_LEVEL_KEYS)})")
+    queue_size = raw.get("queue_size", DEFAULT_QUEUE_SIZE)
+    if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
+        raise ConfigError(f"queue_size: expected a positive integer, got {queue_size!r}")
+    wake = _parse_wake(raw.get("wake_word"))
+    acts = raw.get("actions")
+    if acts is None:
+        acts = {}
+    if not isinstance(acts, Mapping):
+        raise ConfigError(f"actions: expected a mapping of command -> action(s), got {acts!r}")
+    parsed: dict[str, tuple[Action, ...]] = {}
+    for label, spec in acts.items():
+        where = f"actions.{label}"
+        if label not in COMMANDS:
+            raise ConfigError(f"{where}: unknown command '{label}' (commands: {', '.join(COMMANDS)})")
+        if isinstance(spec, list):
+            if not spec:
+                raise ConfigError(f"{where}: empty list of actions")
+            parsed[label] = tuple(_parse_action(s, f"{where}[{i}]") for i, s in enumerate(spec))
+        else:
+            parsed[label] = (_parse_action(spec, where),)
+    return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
+                           queue_size=queue_size)
+
+
+def _parse_wake(spec: Any) -> WakeWord | None:
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        spec = {"word": spec}
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"wake_word: expected null, a command or {{word, seconds, fire}}, got {spec!r}")
+    known = ("word", "seconds", "fire")
+    for key in spec:
+        if key not in known:
+            raise ConfigError(f"wake_word.{key}: unknown key (known: {', '.join(known)})")
+    if "word" not in spec:
+        raise ConfigError("wake_word.word: missing (which command wakes the assistant?)")
+    word = spec["word"]
+    if word not in COMMANDS:
+        raise ConfigError(f"wake_word.word: '{word}' is not a command (commands: {', '.join(COMMANDS)})")
+    seconds = _positive_number(spec.get("seconds", 5.0), "wake_word.seconds")
+    fire = spec.get("fire", False)
+    if not isinstance(fire, bool):
+        raise ConfigError(f"wake_word.fire: expected true/false, got {fire!r}")
+    return WakeWord(word=word, seconds=seconds, fire=fire)
+
+
+def _positive_number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) \
+            or not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+    return float(value)
+
+
+def _check_keys(spec: Mapping, allowed: tuple[str, ...], where: str, kind: str) -> None:
+    for key in spec:
+        if key not in allowed:
+            raise ConfigError(f"{where}.{key}: unknown key for a {kind} action "
+                              f"(known: {', '.join(allowed)})")
+
+
+def _text(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{where}: expected a string, got {value!r}")
+    _check_template(value, where)
+    return value
+
+
+def _parse_action(spec: Any, where: str) -> Action:
+    if isinstance(spec, str):  # bare "log", "print", "say"
+        if spec in ("log", "print", "say"):
+            return Action(kind=spec)
+        if spec in ACTION_TYPES:
+            raise ConfigError(f"{where}: '{spec}' needs an argument, e.g. {{{spec}: ...}}")
+        raise ConfigError(f"{where}: unknown action type '{spec}' (types: {', '.join(ACTION_TYPES)})")
+    if spec is None:
+        raise ConfigError(f"{where}: no action given (types: {', '.join(ACTION_TYPES)})")
+    if not isinstance(spec, Mapping):
+        raise ConfigError(f"{where}: expected an action mapping like {{print: ...}}, got {spec!r}")
+    kinds = [k for k in spec if k in ACTION_TYPES]
+    for key in spec:
+        if key not in ACTION_TYPES and key != "timeout":
+            raise ConfigError(f"{where}.{key}: unknown action type '{key}' (types: {', '.join(ACTION_TYPES)})")
+    if len(kinds) != 1:
+        raise ConfigError(f"{where}: give exactly one action type per entry (got "
+                          f"{', '.join(map(str, kinds)) or 'none'}); use a list for several")
+    kind = kinds[0]
+    value = spec[kind]
+    kw = f"{where}.{kind}"
+
+    if kind == "run":
+        _check_keys(spec, ("run", "timeout"), where, kind)
+        if isinstance(value, str):
+            raise ConfigError(f"{kw}: expected a non-empty list of strings (no shell), e.g. "
+                              f"{jsonlib.dumps(value.split() or ['program'])}, got {value!r}")
+        if not isinstance(value, list) or not value or \
+                not all(isinstance(a, str) for a in value) or not value[0]:
+            raise ConfigError(f"{kw}: expected a non-empty list of strings (quote numbers), got {value!r}")
+        for i, a in enumerate(value):
+            _check_template(a, f"{kw}[{i}]")
+        timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["run"]), f"{where}.timeout")
+        return Action(kind="run", argv=tuple(value), timeout=timeout)
+
+    if kind == "say":
+        _check_keys(spec, ("say", "timeout"), where, kind)
+        timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["say"]), f"{where}.timeout")
+        return Action(kind="say", text=_text(value, kw), timeout=timeout)
+
+    if kind in ("print", "log"):
+        _check_keys(spec, (kind,), where, kind)
+        return Action(kind=kind, text=_text(value, kw))
+
+    if kind == "http":
+        _check_keys(spec, ("http", "timeout"), where, kind)
+        if isinstance(value, str):
+            value = {"url": value}
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{kw}: expected {{url, json, timeout}} or a URL, got {value!r}")
+        _check_keys(value, ("url", "json", "timeout"), kw, kind)
+        if "timeout" in value and "timeout" in spec:
+            raise ConfigError(f"{kw}.timeout: given twice (inside and beside http:)")
+        url = value.get("url")
+        _check_url(url, f"{kw}.url")
+        body = value.get("json")
+        if body is not None:
+            try:
+                jsonlib.dumps(body)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{kw}.json: not JSON-serialisable ({exc})") from None
+            _walk_templates(body, f"{kw}.json")
+        t_where = f"{kw}.timeout" if "timeout" in value else f"{where}.timeout"
+        timeout = _positive_number(value.get("timeout", spec.get("timeout", DEFAULT_TIMEOUTS["http"])), t_where)
+        return Action(kind="http", url=url, body=body, timeout=timeout)
+
+    # call
+    _check_keys(spec, ("call",), where, kind)
+    func = _import_callable(value, kw)
+    return Action(kind="call", target=value, func=func)
+
+
+def _check_url(url: Any, where: str) -> None:
+    if not isinstance(url, str) or not url:
+        raise ConfigError(f"{where}: expected an http(s) URL, got {url!r}")
+    _check_template(url, where)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise ConfigError(f"{where}: bad URL {url!r} ({exc})") from None
+    if parts.scheme not in ("http", "https"):
+        raise ConfigError(f"{where}: URL scheme must be http or https, got {url!r}")
+    if not parts.hostname:
+        raise ConfigError(f"{where}: URL has no host: {url!r}")
+
+
+def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
+    if not isinstance(target, str) or target.count(":") != 1:
+        raise ConfigError(f"{where}: expected 'module:function', got {target!r}")
+    mod_name, attr = target.split(":")
+    if not mod_name or not attr:
+        raise ConfigError(f"{where}: expected 'module:function', got {target!r}")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+    except Exception as exc:  # noqa: BLE001 - any failure importing user code is a config error
+        raise ConfigError(f"{where}: cannot import module '{mod_name}' "
+                          f"({type(exc).__name__}: {exc})") from None
+    for part in attr.split("."):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise ConfigError(f"{where}: module '{mod_name}' has no attribute '{attr}'") from None
+    if not callable(obj):
+        raise ConfigError(f"{where}: '{target}' is not callable")
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Placeholders
+
+_PLACEHOLDER = re.compile(r"\{(cmd|label|score|t)(?::([^{}]*))?\}")
+_PROBE = Command(label="stop", score=0.9, t=1.0)
+
+
+def _value(name: str, cmd: Command) -> Any:
+    if name in ("cmd", "label"):
+        return cmd.label
+    if name == "score":
+        return round(cmd.score, 4)
+    return round(cmd.t, 3)
+
+
+def substitute(template: str, cmd: Command) -> str:
+    """Replace ``{cmd}``/``{label}``/``{score}``/``{t}`` (optionally ``{score:.2f}``) in
+    ``template``; any other braces are left as they are."""
+    def repl(m: re.Match) -> str:
+        name, spec = m.group(1), m.group(2)
+        if spec is None:
+            return str(_value(name, cmd))
+        raw = cmd.label if name in ("cmd", "label") else (cmd.score if name == "score" else cmd.t)
+        return format(raw, spec)
+    return _PLACEHOLDER.sub(repl, template)
+
+
+def substitute_json(body: Any, cmd: Command) -> Any:
+    """``substitute`` every string in a JSON-like structure; a string that is exactly
+    ``"{score}"`` or ``"{t}"`` becomes the number."""
+    if isinstance(body, str):
+        m = _PLACEHOLDER.fullmatch(body)
+        if m and m.group(1) in ("score", "t") and m.group(2) is None:
+            return _value(m.group(1), cmd)
+        return substitute(body, cmd)
+    if isinstance(body, Mapping):
+        return {k: substitute_json(v, cmd) for k, v in body.items()}
+    if isinstance(body, (list, tuple)):
+        return [substitute_json(v, cmd) for v in body]
+    return body
+
+
+def _check_template(text: str, where: str) -> None:
+    try:
+        substitute(text, _PROBE)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{where}: bad placeholder in {text!r} ({exc})") from None
+
+
+def _walk_templates(body: Any, where: str) -> None:
+    if isinstance(body, str):
+        _check_template(body, where)
+    elif isinstance(body, Mapping):
+        for k, v in body.items():
+            _walk_templates(v, f"{where}.{k}")
+    elif isinstance(body, list):
+        for i, v in enumerate(body):
+            _walk_templates(v, f"{where}[{i}]")
+
+
+# --------------------------------------------------------------------------------------------
+# Running one action
+
+
+def find_speech_program() -> str | None:
+    """Path of the first of espeak-ng, espeak, spd-say on PATH, or None."""
+    for name in SPEECH_PROGRAMS:
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def _tail(data: bytes | None, limit: int = 200) -> str:
+    text = (data or b"").decode("utf-8", "replace").strip()
+    if not text:
+        return ""
+    last = text.splitlines()[-1]
+    return last if len(last) <= limit else last[: limit - 3] + "..."
+
+
+def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None) -> tuple[bool, str]:
+    """Run ``argv`` (no shell) with a timeout; on timeout kill its whole process group."""
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                start_new_session=True)
+    except FileNotFoundError:
+        return False, f"program not found: {argv[0]}"
+    except OSError as exc:
+        return False, f"cannot start {argv[0]}: {exc}"
+    try:
+        out, err = proc.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (OSError, AttributeError):
+            proc.kill()
+        try:
+            proc.communicate(timeout=1.0)
+        except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipes
+            proc.kill()
+        return False, f"timed out after {timeout:g}s"
+    if proc.returncode != 0:
+        tail = _tail(err) or _tail(out)
+        return False, f"exit {proc.returncode}" + (f": {tail}" if tail else "")
+    if out:
+        logger.debug("%s: %s", argv[0], _tail(out))
+    return True, "exit 0"
+
+
+def _is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _post_json(url: str, body: Any, timeout: float) -> tuple[bool, str]:
+    data = jsonlib.dumps(body).encode("utf-8")
+    req = urllib.request.Request(url, data=data, method="POST",
+                                 headers={"Content-Type": "application/json"})
+    # A local hook must not go through an HTTP proxy set in the environment.
+    handlers = [urllib.request.ProxyHandler({})] if _is_loopback(urllib.parse.urlsplit(url).hostname) else []
+    opener = urllib.request.build_opener(*handlers)
+    try:
+        with opener.open(req, timeout=timeout) as resp:
+            resp.read(65536)
+            return True, f"HTTP {resp.status}"
+    except urllib.error.HTTPError as exc:
+        return False, f"HTTP {exc.code} {exc.reason}"
+    except urllib.error.URLError as exc:
+        reason = exc.reason
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return False, f"timed out after {timeout:g}s"
+        return False, f"unreachable: {reason}"
+    except TimeoutError:
+        return False, f"timed out after {timeout:g}s"
+    except (OSError, ValueError) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+
+
+def _default_text(kind: str, cmd: Command) -> str:
+    if kind == "say":
+        return cmd.label
+    return f"{cmd.label} (score {cmd.score:.2f}, t={cmd.t:.2f}s)"
+
+
+# --------------------------------------------------------------------------------------------
+# Wake word
+
+
+class WakeGate:
+    """Ignore commands until the wake word, then accept them for ``seconds`` of stream time.
+
+    Times are the commands' ``t`` (stream seconds), never the wall clock. A repeated wake word
+    restarts the window; a time earlier than the wake word (a new stream) closes the gate.
+    """
+
+    def __init__(self, word: str, seconds: float, fire: bool = False):
+        self.word = word
+        self.seconds = float(seconds)
+        self.fire = fire
+        self.woke_at: float | None = None
+
+    @classmethod
+    def from_config(cls, wake: WakeWord) -> "WakeGate":
+        return cls(wake.word, wake.seconds, wake.fire)
+
+    def is_open(self, t: float) -> bool:
+        """Whether a command at stream time ``t`` would be accepted."""
+        return self.woke_at is not None and 0.0 <= t - self.woke_at <= self.seconds
+
+    def accept(self, cmd: Command) -> bool:
+        """Update the gate with ``cmd``; True if its actions should run."""
+        if cmd.label == self.word:
+            self.woke_at = cmd.t
+            return self.fire
+        return self.is_open(cmd.t)
+
+    def reset(self) -> None:
+        self.woke_at = None
+
+
+# --------------------------------------------------------------------------------------------
+# Worker
+
+
+@dataclass(frozen=True)
+class ActionResult:
+    """The outcome of one action run for one command."""
+
+    command: Command
+    action: str  # Action.describe()
+    ok: bool
+    detail: str
+
+    def __str__(self) -> str:
+        return f"{self.command.label} -> {self.action} ({'ok' if self.ok else 'failed: ' + self.detail})"
+
+
+class ActionRunner:
+    """Runs the configured actions of submitted commands on one worker thread.
+
+    ``submit`` never blocks; a full queue drops the command (counted in ``dropped``). Counters:
+    ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
+    lost to a full queue), ``ignored`` (commands held back by the wake word). ``results`` keeps
+    the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
+    on the worker thread after each action.
+    """
+
+    _STOP = object()
+
+    def __init__(self, config: AssistantConfig, *, on_result: OnResult | None = None,
+                 queue_size: int | None = None, keep: int = 1000):
+        self.config = config
+        self.on_result = on_result
+        self.gate = WakeGate.from_config(config.wake_word) if config.wake_word else None
+        self.results: collections.deque[ActionResult] = collections.deque(maxlen=keep)
+        self.fired = 0
+        self.failed = 0
+        self.dropped = 0
+        self.ignored = 0
+        self._queue: queue.Queue = queue.Queue(maxsize=queue_size or config.queue_size)
+        self._lock = threading.Lock()
+        self._closed = False
+        self._speech: str | None = None
+        self._speech_checked = False
+        self._thread = threading.Thread(target=self._work, name="voice-gru-actions", daemon=True)
+        self._thread.start()
+
+    # -- audio-path side ----------------------------------------------------------------------
+    def submit(self, cmd: Command) -> bool:
+        """Queue ``cmd``'s actions; True if queued. Never blocks. False for a label with no
+        actions, a command the wake word holds back, a full queue (counted) or a closed runner."""
+        if self._closed:
+            logger.debug("runner closed; %s not run", cmd.label)
+            return False
+        if cmd.label not in COMMANDS:
+            return False
+        if self.gate is not None and not self.gate.accept(cmd):
+            if cmd.label != self.gate.word:
+                with self._lock:
+                    self.ignored += 1
+            return False
+        if not self.config.actions.get(cmd.label):
+            return False
+        try:
+            self._queue.put_nowait(cmd)
+        except queue.Full:
+            with self._lock:
+                self.dropped += 1
+            logger.warning("action queue full (%d waiting): dropped %s at t=%.2fs",
+                           self._queue.maxsize, cmd.label, cmd.t)
+            return False
+        return True
+
+    # -- worker side ----------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is self._STOP:
+                    return
+                for action in self.config.actions.get(item.label, ()):
+                    self._run_one(action, item)
+            finally:
+                self._queue.task_done()
+
+    def _run_one(self, action: Action, cmd: Command) -> None:
+        name = action.describe()
+        try:
+            ok, detail = self._execute(action, cmd)
+        except Exception as exc:  # noqa: BLE001 - a failing action never stops the worker
+            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            logger.warning("%s -> %s failed: %s", cmd.label, name, detail,
+                           exc_info=action.kind == "call")
+        else:
+            if not ok:
+                logger.warning("%s -> %s failed: %s", cmd.label, name, detail)
+        result = ActionResult(cmd, name, ok, detail)
+        with self._lock:
+            self.results.append(result)
+            if ok:
+                self.fired += 1
+            else:
+                self.failed += 1
+        if self.on_result is not None:
+            try:
+                self.on_result(cmd, name, ok, detail)
+            except Exception:  # noqa: BLE001
+                logger.exception("on_result callback failed for %s -> %s", cmd.label, name)
+
+    def _execute(self, action: Action, cmd: Command) -> tuple[bool, str]:
+        kind = action.kind
+        if kind == "run":
+            return _run_process([substitute(a, cmd) for a in action.argv], action.timeout)
+        if kind == "http":
+            body = cmd.to_dict() if action.body is None else substitute_json(action.body, cmd)
+            return _post_json(substitute(action.url, cmd), body, action.timeout)
+        if kind == "call":
+            out = action.func(cmd)
+            return True, "returned" if out is None else f"returned {out!r}"[:200]
+        text = substitute(action.text, cmd) if action.text is not None else _default_text(kind, cmd)
+        if kind == "print":
+            print(text, file=sys.stdout, flush=True)
+            return True, "printed"
+        if kind == "log":
+            logger.info("%s", text)
+            return True, "logged"
+        return self._say(text, action.timeout)
+
+    def _say(self, text: str, timeout: float) -> tuple[bool, str]:
+        if not self._speech_checked:
+            self._speech = find_speech_program()
+            self._speech_checked = True
+            if self._speech is None:
+                logger.warning("no speech program found (install espeak-ng, espeak or "
+                               "speech-dispatcher); 'say' actions will only be logged")
+        if self._speech is None:
+            logger.info("say: %s", text)
+            return True, "no speech program; logged"
+        if Path(self._speech).name.startswith("espeak"):
+            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"))
+        return _run_process([self._speech, "--wait", "--", text], timeout)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until every queued command has run; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+    def close(self, timeout: float | None = 10.0) -> bool:
+        """Stop accepting commands, run what is queued, stop the worker. True if it finished
+        within ``timeout``; otherwise the (daemon) worker is abandoned with a warning."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        if not self._closed:
+            self._closed = True
+            try:
+                self._queue.put(self._STOP, timeout=timeout)
+            except queue.Full:
+                pass
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        self._thread.join(remaining)
+        if self._thread.is_alive():
+            logger.warning("actions still running after %gs; about %d command(s) not run",
+                           timeout, self._queue.qsize())
+            return False
+        return True
+
+    def __enter__(self) -> "ActionRunner":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = [
+    "ACTION_TYPES", "Action", "ActionResult", "ActionRunner", "AssistantConfig", "WakeGate",
+    "WakeWord", "find_speech_program", "load_assistant", "substitute", "substitute_json",
+]

@@ -1,0 +1,161 @@
+"""Training sequences built on cached mel spectra: shift, gain, noise, context, SpecAugment.
+
+Augmenting in the mel-power domain keeps the feature cache useful across epochs: mixing noise
+``n`` at amplitude ``a`` into a clip ``x`` gives ``mel(x + a·n) ≈ mel(x) + a²·mel(n)`` (the cross
+term averages out), a gain ``g`` scales power by ``g²``, and a time shift moves frames. A training
+sequence is ``[context][clip][tail]`` with per-frame targets: background frames are ``_silence_``;
+frames of a word up to just after its end are ignored (the model may fire early or late within
+the word); the ``tail_frames`` frames after a word ends carry its label. This is what the model
+sees when it runs on a stream with carried state.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from voice_gru.config import AugmentConfig, FeatureConfig
+from voice_gru.features import Normalizer, front_end
+
+IGNORE = -100
+
+
+def speech_bounds(mel: torch.Tensor, floor_db: float = 25.0) -> tuple[int, int]:
+    """First and last frame whose energy is within ``floor_db`` of the clip's loudest frame."""
+    energy = 10 * torch.log10(mel.sum(-1) + 1e-10)
+    loud = torch.nonzero(energy >= energy.max() - floor_db).flatten()
+    if loud.numel() == 0:
+        return 0, mel.shape[0] - 1
+    return int(loud[0]), int(loud[-1])
+
+
+def spec_augment(logmel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
+    """SpecAugment on log-mel ``(B, T, mels)``: frequency and time masks filled with each example's mean."""
+    B, T, F = logmel.shape
+    out = logmel.clone()
+    fill = logmel.mean(dim=(1, 2), keepdim=True).expand_as(out)
+    ar_f = torch.arange(F)
+    ar_t = torch.arange(T)
+    for _ in range(cfg.freq_masks):
+        w = torch.randint(0, cfg.freq_mask_width + 1, (B, 1), generator=gen)
+        s = (torch.rand(B, 1, generator=gen) * (F - w)).long()
+        m = ((ar_f >= s) & (ar_f < s + w))[:, None, :].expand(B, T, F)
+        out = torch.where(m, fill, out)
+    for _ in range(cfg.time_masks):
+        w = torch.randint(0, cfg.time_mask_width + 1, (B, 1), generator=gen)
+        s = (torch.rand(B, 1, generator=gen) * (T - w)).long()
+        m = ((ar_t >= s) & (ar_t < s + w))[:, :, None].expand(B, T, F)
+        out = torch.where(m, fill, out)
+    return out
+
+
+@dataclass
+class ClipBank:
+    """Cached mel spectra of a split: ``mels[speed]`` is ``(N, frames, mels)``; bounds per clip."""
+
+    mels: list[torch.Tensor]
+    bounds: list[np.ndarray]  # per speed: (N, 2) first/last speech frame
+    labels: np.ndarray  # (N,) class index
+
+    @classmethod
+    def build(cls, mels: list[torch.Tensor], labels: Sequence[int]) -> "ClipBank":
+        bounds = [np.array([speech_bounds(m) for m in ms], dtype=np.int64).reshape(-1, 2) for ms in mels]
+        return cls(mels, bounds, np.asarray(labels, dtype=np.int64))
+
+
+class SequenceBuilder:
+    """Makes augmented training batches (features + per-frame targets) from a ClipBank and noise."""
+
+    def __init__(
+        self,
+        bank: ClipBank,
+        noise_mels: list[torch.Tensor],
+        feat: FeatureConfig,
+        aug: AugmentConfig,
+        normalizer: Normalizer,
+        silence_index: int | None,
+        tail_frames: int,
+    ) -> None:
+        self.bank = bank
+        self.noise = [n for n in noise_mels if n.shape[0] > 0]
+        self.feat = feat
+        self.aug = aug
+        self.norm = normalizer
+        self.sil = silence_index
+        self.tail_frames = tail_frames
+        self.clip_frames = bank.mels[0].shape[1]
+
+    def _noise(self, T: int, rng: np.random.Generator) -> torch.Tensor:
+        n = self.noise[int(rng.integers(len(self.noise)))]
+        if n.shape[0] <= T:
+            reps = T // n.shape[0] + 1
+            n = n.repeat(reps, 1)
+        o = int(rng.integers(0, n.shape[0] - T + 1))
+        return n[o:o + T]
+
+    def _place(self, mel, y, clip: int, pos: int, rng: np.random.Generator, speed: int) -> None:
+        """Add clip ``clip`` at frame ``pos`` (may be partly outside) and write its targets."""
+        T = mel.shape[0]
+        F = self.clip_frames
+        lab = int(self.bank.labels[clip])
+        gain = 10 ** (rng.uniform(*self.aug.gain_db) / 20)
+        src = self.bank.mels[speed][clip] * gain**2
+        a, b = max(pos, 0), min(pos + F, T)
+        if a >= b:
+            return
+        mel[a:b] += src[a - pos:b - pos]
+        if lab == self.sil:
+            y[a:b] = lab
+            return
+        first, last = self.bank.bounds[speed][clip]
+        on, off = pos + first, pos + last + 3
+        y[max(a, on):min(T, off)] = IGNORE
+        y[max(0, off):min(T, off + self.tail_frames)] = lab
+        if pos < 0 and on < 0:  # the word's start is cut off: its label would be a guess
+            y[max(0, off):min(T, off + self.tail_frames)] = IGNORE
+
+    def batch(self, idx: Sequence[int], rng: np.random.Generator, context_frames: int | None = None):
+        """Features ``(B, T, n_mfcc)`` (normalised) and targets ``(B, T)`` for clip indices ``idx``."""
+        aug = self.aug
+        B = len(idx)
+        hop_s = self.feat.hop_ms / 1000
+        if context_frames is None:
+            lo, hi = (int(s / hop_s) for s in aug.context_seconds)
+            context_frames = int(rng.integers(lo, hi + 1)) if rng.random() < 0.8 else 0
+        tail = int(rng.integers(0, 31))
+        C, F = context_frames, self.clip_frames
+        T = C + F + tail
+        shift_max = int(aug.time_shift_ms / self.feat.hop_ms)
+        mel = torch.zeros(B, T, self.feat.n_mels)
+        y = torch.full((B, T), self.sil if self.sil is not None else IGNORE, dtype=torch.long)
+        n_speeds = len(self.bank.mels)
+        for b, clip in enumerate(idx):
+            if C > 0 and rng.random() < aug.context_prob:
+                other = int(rng.integers(len(self.bank.labels)))
+                if self.bank.labels[other] != self.sil:
+                    self._place(mel[b], y[b], other, C - F - int(rng.integers(0, 30)), rng, int(rng.integers(n_speeds)))
+            shift = int(rng.integers(-shift_max, shift_max + 1))
+            pos = min(max(C + shift, 0), T - F) if C > 0 else max(0, min(shift, tail))
+            self._place(mel[b], y[b], int(clip), pos, rng, int(rng.integers(n_speeds)))
+            if self.noise and (rng.random() < aug.noise_prob or self.bank.labels[clip] == self.sil):
+                vol = rng.uniform(*aug.noise_level)
+                if self.bank.labels[clip] == self.sil:
+                    from voice_gru.data import silence_volume
+
+                    vol = silence_volume(rng)
+                mel[b] += self._noise(T, rng) * vol**2
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        fe = front_end(self.feat)
+        logmel = torch.log(mel + self.feat.log_offset)
+        logmel = spec_augment(logmel, aug, gen)
+        return self.norm(logmel @ fe.dct), y
+
+
+def eval_features(mels: torch.Tensor, feat: FeatureConfig, normalizer: Normalizer, tail_frames: int = 30) -> torch.Tensor:
+    """Normalised MFCC of clean clips ``(N, F, mels)`` followed by ``tail_frames`` of digital silence."""
+    fe = front_end(feat)
+    pad = mels.new_zeros(mels.shape[0], tail_frames, mels.shape[2])
+    return normalizer(fe.mfcc_from_mel(torch.cat([mels, pad], 1)))

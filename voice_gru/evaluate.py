@@ -1,0 +1,200 @@
+"""Offline evaluation: clips or folders in, accuracy / per-class metrics / confusions out.
+
+Inputs may be a dataset root (one split of it), a folder of label folders (the official test-set
+layout), a folder of unlabelled audio, or single files, at any sample rate and in any format the
+audio reader accepts. An unreadable file is reported with its reason and counted, never dropped.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from voice_gru import COMMANDS, UNKNOWN
+from voice_gru.audio import load_audio
+from voice_gru.config import DataConfig
+from voice_gru.data import (
+    WORDS_V2, background_files, fit_clip, is_audio_file, is_test_set_layout, scan_dataset, split_examples,
+)
+from voice_gru.errors import AudioFormatError, DatasetError
+from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
+from voice_gru.model import Checkpoint, clip_posteriors
+
+TAIL_SECONDS = 0.3  # silence appended after a clip: the model marks a word just after it ends
+
+
+@dataclass(frozen=True)
+class EvalItem:
+    """One input: a display name, its true label (or None), and how to get its audio."""
+
+    name: str
+    label: str | None
+    load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+
+
+def _file_item(path: Path, label: str | None, sr: int) -> EvalItem:
+    return EvalItem(str(path), label, lambda p=path: load_audio(p, sr))
+
+
+def _is_dataset_root(d: Path) -> bool:
+    return (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file() or (d / "_background_noise_").is_dir()
+
+
+def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: Sequence[str] = (),
+                   data_cfg: DataConfig = DataConfig(), sample_rate: int = 16000) -> list[EvalItem]:
+    """Turn command-line paths into evaluation items (labelled where the layout says so)."""
+    items: list[EvalItem] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file() or (not p.exists() and p.suffix):
+            items.append(_file_item(p, None, sample_rate))
+        elif not p.exists():
+            raise DatasetError(f"{p}: no such file or folder")
+        elif is_test_set_layout(p):
+            for c in scan_dataset(p):
+                items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate))
+        elif _is_dataset_root(p):
+            items += _dataset_items(p, split, data_cfg, sample_rate)
+        else:
+            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(is_audio_file(f) for f in d.iterdir())]
+            if subdirs:
+                for d in subdirs:
+                    for f in sorted(d.iterdir()):
+                        if is_audio_file(f) or f.name.endswith(".wav.wav"):
+                            items.append(_file_item(f, _map_label(d.name, labels), sample_rate))
+            files = [f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
+            items += [_file_item(f, None, sample_rate) for f in files]
+            if not subdirs and not files:
+                raise DatasetError(f"{p}: folder holds no audio files")
+    return items
+
+
+def _map_label(name: str, labels: Sequence[str]) -> str:
+    if not labels or name in labels:
+        return name
+    if name in WORDS_V2 and UNKNOWN in labels:
+        return UNKNOWN
+    return name  # a label the model does not know: counted as an error of that class
+
+
+def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[EvalItem]:
+    clips = scan_dataset(root)
+    noise_paths = background_files(root)
+    noise_cache: dict[int, np.ndarray] = {}
+
+    def noise(k: int) -> np.ndarray:
+        if k not in noise_cache:
+            noise_cache[k] = load_audio(noise_paths[k], sr)
+        return noise_cache[k]
+
+    lengths = None
+    if noise_paths:
+        import soundfile as sf
+
+        lengths = [sf.info(str(f)).frames * sr // sf.info(str(f)).samplerate for f in noise_paths]
+    ex = split_examples(clips, split, cfg, len(noise_paths), lengths)
+    if not ex:
+        raise DatasetError(f"{root}: the '{split}' split is empty")
+    n = int(cfg.clip_seconds * sr)
+    items = []
+    for i, e in enumerate(ex):
+        if e.path:
+            items.append(_file_item(Path(e.path), e.label, sr))
+        else:
+            name = f"{noise_paths[e.noise].name}@{e.offset}x{e.volume:.3f}"
+            items.append(EvalItem(name, e.label, lambda e=e: fit_clip(noise(e.noise)[e.offset:e.offset + n], n) * e.volume))
+    return items
+
+
+@torch.no_grad()
+def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 128) -> np.ndarray:
+    """Clip posteriors ``(N, classes)`` for 16 kHz clips (short clips padded to 1 s)."""
+    from voice_gru.features import mfcc
+
+    sr = ckpt.features.sample_rate
+    tail = np.zeros(int(TAIL_SECONDS * sr), dtype=np.float32)
+    out = np.zeros((len(audios), len(ckpt.labels)), dtype=np.float32)
+    by_len: dict[int, list[int]] = {}
+    prepared = []
+    for i, a in enumerate(audios):
+        a = np.concatenate([fit_clip(a, sr) if a.size <= sr else a, tail])
+        prepared.append(a)
+        by_len.setdefault(a.size, []).append(i)
+    for idx in by_len.values():
+        for s in range(0, len(idx), batch_size):
+            chunk = idx[s:s + batch_size]
+            x = ckpt.normalizer(mfcc(torch.from_numpy(np.stack([prepared[i] for i in chunk])), ckpt.features))
+            post = clip_posteriors(ckpt.model(x), ckpt.pooling, ckpt.silence_index)
+            out[chunk] = post.numpy()
+    return out
+
+
+def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool = True, batch_size: int = 128) -> dict:
+    """Predict every item; report accuracy, per-class metrics, confusions, errors and throughput."""
+    from tqdm.auto import tqdm
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    labels = list(ckpt.labels)
+    t0 = time.perf_counter()
+    preds: list[dict] = []
+    errors: list[dict] = []
+    for s in tqdm(range(0, len(items), batch_size), desc="evaluating", unit="batch", disable=not progress, leave=False):
+        chunk, audios = [], []
+        for it in items[s:s + batch_size]:
+            try:
+                audios.append(it.load())
+                chunk.append(it)
+            except AudioFormatError as exc:
+                errors.append({"file": it.name, "error": str(exc), "label": it.label})
+        if not chunk:
+            continue
+        post = classify(ckpt, audios, batch_size)
+        for it, p in zip(chunk, post):
+            k = int(np.argmax(p))
+            preds.append({"file": it.name, "label": it.label, "predicted": labels[k], "score": float(p[k])})
+    seconds = time.perf_counter() - t0
+    report: dict = {"n_inputs": len(items), "n_errors": len(errors), "errors": errors,
+                    "seconds": seconds, "clips_per_second": len(preds) / seconds if seconds else 0.0}
+    scored = [p for p in preds if p["label"] is not None]
+    if scored:
+        known = labels + sorted({p["label"] for p in scored} - set(labels))
+        ix = {lab: i for i, lab in enumerate(known)}
+        conf = confusion_matrix([ix[p["label"]] for p in scored], [ix[p["predicted"]] for p in scored], len(known))
+        report.update({
+            "accuracy": float(np.trace(conf) / conf.sum()),
+            "n": int(conf.sum()),
+            "per_class": per_class_prf(conf, known),
+            "confusion": {"labels": known, "matrix": conf.tolist()},
+            "most_confused": top_confusions(conf, known, 8),
+        })
+    report["predictions"] = preds
+    return report
+
+
+def format_report(report: dict) -> str:
+    """Human-readable summary of ``evaluate_items`` output."""
+    from voice_gru.metrics import format_confusion
+
+    lines = []
+    if "accuracy" in report:
+        lines.append(f"accuracy {report['accuracy']:.4f} on {report['n']} labelled clips")
+        lines.append(f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'n':>6}")
+        for lab, m in report["per_class"].items():
+            lines.append(f"{lab:<12}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['n']:>6}")
+        lines += ["", "confusion (rows: true, columns: predicted)",
+                  format_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"])]
+        if report["most_confused"]:
+            lines.append("most confused: " + ", ".join(f"{c['true']}->{c['predicted']} ({c['count']})" for c in report["most_confused"]))
+    else:
+        for p in report["predictions"]:
+            lines.append(f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}")
+    for e in report["errors"]:
+        lines.append(f"skipped: {e['error']}")
+    lines.append(f"{len(report['predictions'])} clips classified, {report['n_errors']} unreadable, "
+                 f"{report['clips_per_second']:.0f} clips/s")
+    return "\n".join(lines)

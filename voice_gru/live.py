@@ -1,0 +1,134 @@
+"""The listening loop shared by the microphone and ``--input FILE``: audio -> recognizer ->
+detector -> events and actions, with an optional one-line live view on the terminal."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Iterator, TextIO
+
+import numpy as np
+
+from voice_gru.decision import Command, Detector
+from voice_gru.stream import Recognizer
+
+
+def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
+                sample_rate: int = 16000) -> Iterator[np.ndarray]:
+    """A recording as consecutive chunks; with ``realtime`` paced like a microphone."""
+    from voice_gru.audio import load_audio
+
+    audio = load_audio(path, sample_rate)
+    n = max(1, int(round(sample_rate * chunk_ms / 1000)))
+    t0 = time.monotonic()
+    for i in range(0, audio.size, n):
+        if realtime:
+            wait = t0 + i / sample_rate - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+        yield audio[i:i + n]
+
+
+def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+    """Chunks from an open ``MicrophoneStream`` until ``stop()`` says so."""
+    first = True
+    while not stop():
+        chunk = mic.read(timeout=0.5)
+        if chunk is None or chunk.size == 0:
+            continue
+        if first and on_first is not None:
+            on_first()
+        first = False
+        yield chunk
+
+
+@dataclass
+class ListenStats:
+    """What a listening session did."""
+
+    seconds: float = 0.0
+    events: list = field(default_factory=list)
+    wall: float = 0.0
+    compute: float = 0.0  # seconds spent in recognizer + detector
+
+    @property
+    def real_time_factor(self) -> float:
+        return self.compute / self.seconds if self.seconds else 0.0
+
+
+class LiveView:
+    """A one-line status on a terminal: input level, top posteriors, last detections."""
+
+    def __init__(self, labels, out: TextIO = sys.stderr, every_s: float = 0.1) -> None:
+        self.labels = list(labels)
+        self.out = out
+        self.every_s = every_s
+        self._next = 0.0
+        self.last: list[str] = []
+
+    def event(self, cmd: Command) -> None:
+        self.last = (self.last + [f"{cmd.label}@{cmd.t:.1f}s"])[-3:]
+
+    def update(self, chunk: np.ndarray, smoothed: np.ndarray) -> None:
+        now = time.monotonic()
+        if now < self._next:
+            return
+        self._next = now + self.every_s
+        rms = float(np.sqrt(np.mean(chunk**2))) if chunk.size else 0.0
+        db = 20 * np.log10(rms + 1e-9)
+        bar = "#" * int(np.clip((db + 60) / 3, 0, 20))
+        top = np.argsort(smoothed)[::-1][:3]
+        tops = " ".join(f"{self.labels[i]} {smoothed[i]:.2f}" for i in top)
+        self.out.write(f"\r\x1b[2Klevel {db:6.1f} dB {bar:<20} | {tops} | last: {' '.join(self.last) or '-'}")
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write("\r\x1b[2K")
+        self.out.flush()
+
+
+def listen_loop(chunks: Iterable[np.ndarray], recognizer: Recognizer, detector: Detector,
+                on_command: Callable[[Command], None], view: LiveView | None = None,
+                max_seconds: float | None = None) -> ListenStats:
+    """Run audio chunks through recognizer and detector, calling ``on_command`` for each event."""
+    stats = ListenStats()
+    sr = recognizer.ckpt.features.sample_rate
+    t_start = time.perf_counter()
+    for chunk in chunks:
+        t0 = time.perf_counter()
+        post = recognizer.push(chunk)
+        events = detector.update(post.numpy())
+        stats.compute += time.perf_counter() - t0
+        stats.seconds += chunk.size / sr
+        for ev in events:
+            stats.events.append(ev)
+            if view:
+                view.event(ev)
+            on_command(ev)
+        if view:
+            view.update(chunk, detector.smoothed)
+        if max_seconds is not None and stats.seconds >= max_seconds:
+            break
+    stats.wall = time.perf_counter() - t_start
+    if view:
+        view.close()
+    return stats
+
+
+class EventWriter:
+    """Appends one JSON line per event to a file, flushed as it happens."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "w", encoding="utf-8")
+
+    def write(self, cmd: Command) -> None:
+        self._f.write(json.dumps(cmd.to_dict()) + "\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()

@@ -1,0 +1,82 @@
+"""Classification metrics as pure functions of label arrays."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
+    """``m[i, j]`` = number of examples of class ``i`` predicted as ``j``."""
+    m = np.zeros((n_classes, n_classes), dtype=np.int64)
+    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    return m
+
+
+def per_class_prf(conf: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
+    """Precision, recall, F1 and support per class from a confusion matrix (0 where undefined)."""
+    tp = np.diag(conf).astype(float)
+    pred = conf.sum(0).astype(float)
+    true = conf.sum(1).astype(float)
+    out = {}
+    for i, lab in enumerate(labels):
+        p = tp[i] / pred[i] if pred[i] else 0.0
+        r = tp[i] / true[i] if true[i] else 0.0
+        f = 2 * p * r / (p + r) if p + r else 0.0
+        out[lab] = {"precision": p, "recall": r, "f1": f, "n": int(true[i])}
+    return out
+
+
+def top_confusions(conf: np.ndarray, labels: Sequence[str], k: int = 5) -> list[dict]:
+    """The ``k`` most frequent (true, predicted) pairs off the diagonal."""
+    off = conf.copy()
+    np.fill_diagonal(off, 0)
+    order = np.argsort(off, axis=None)[::-1][:k]
+    pairs = []
+    for flat in order:
+        i, j = np.unravel_index(flat, off.shape)
+        if off[i, j] == 0:
+            break
+        pairs.append({"true": labels[i], "predicted": labels[j], "count": int(off[i, j])})
+    return pairs
+
+
+def format_confusion(conf: np.ndarray, labels: Sequence[str]) -> str:
+    """Text confusion matrix (rows: true, columns: predicted)."""
+    short = [lab.strip("_")[:5] for lab in labels]
+    w = max(6, max(len(s) for s in short) + 1)
+    lines = [" " * 8 + "".join(f"{s:>{w}}" for s in short)]
+    for i, s in enumerate(short):
+        lines.append(f"{s:<8}" + "".join(f"{v:>{w}}" for v in conf[i]))
+    return "\n".join(lines)
+
+
+def plot_confusion(conf: np.ndarray, labels: Sequence[str], path: str, title: str = "") -> None:
+    """Confusion matrix PNG (row-normalised colours, counts written in the cells)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from voice_gru.fileio import atomic_path
+
+    norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+    n = len(labels)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=60, ha="right")
+    ax.set_yticks(range(n), labels)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    for i in range(n):
+        for j in range(n):
+            if conf[i, j]:
+                ax.text(j, i, str(conf[i, j]), ha="center", va="center", fontsize=8,
+                        color="white" if norm[i, j] > 0.5 else "black")
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)

@@ -1,0 +1,190 @@
+"""GRU classifier over normalised MFCC frames, and the one-file checkpoint.
+
+Per frame ``t`` with input ``x_t`` (after an optional causal convolution) each GRU layer computes
+
+    r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)          reset gate
+    z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)          update gate
+    n_t = tanh(W_in x_t + b_in + r_t ⊙ (W_hn h_{t-1} + b_hn))  candidate state
+    h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
+
+(PyTorch's ``nn.GRU``), and a linear layer maps the top ``h_t`` to per-frame class logits. The
+model is unidirectional and the convolution is causal, so ``step`` over consecutive chunks with
+carried state gives exactly ``forward`` over the whole sequence: that is the streaming recognizer.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from torch import nn
+
+from voice_gru.config import FeatureConfig, ModelConfig, from_dict, to_dict
+from voice_gru.errors import CheckpointError
+from voice_gru.features import Normalizer
+
+FORMAT = "voice_gru.checkpoint/1"
+POOLINGS = ("max", "mean", "last")
+
+
+@dataclass
+class State:
+    """Carried streaming state: the convolution's last input frames and the GRU hidden state."""
+
+    conv: Optional[torch.Tensor]  # (B, kernel-1, n_in) or None
+    h: Optional[torch.Tensor]  # (layers, B, hidden) or None
+
+
+class GRUClassifier(nn.Module):
+    """Optional causal Conv1d front end -> stacked unidirectional GRU -> per-frame logits."""
+
+    def __init__(self, n_in: int, n_classes: int, cfg: ModelConfig = ModelConfig()) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.n_in = n_in
+        self.n_classes = n_classes
+        gru_in = n_in
+        if cfg.conv_channels > 0:
+            self.conv = nn.Conv1d(n_in, cfg.conv_channels, cfg.conv_kernel)
+            gru_in = cfg.conv_channels
+        else:
+            self.conv = None
+        self.gru = nn.GRU(gru_in, cfg.hidden, cfg.layers, batch_first=True,
+                          dropout=cfg.dropout if cfg.layers > 1 else 0.0)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, n_classes)
+
+    def _conv(self, x: torch.Tensor, buf: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        if self.conv is None:
+            return x, None
+        k = self.cfg.conv_kernel
+        if buf is None:
+            buf = x.new_zeros(x.shape[0], k - 1, x.shape[2])
+        xx = torch.cat([buf, x], dim=1)
+        y = torch.relu(self.conv(xx.transpose(1, 2))).transpose(1, 2)
+        return self.drop(y), xx[:, xx.shape[1] - (k - 1):, :]
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state."""
+        return self.step(frames, State(None, None))[0]
+
+    def step(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
+        """Logits for a chunk ``(B, T, n_in)`` continuing from ``state``; returns the new state."""
+        if frames.shape[1] == 0:
+            return frames.new_zeros(frames.shape[0], 0, self.n_classes), state
+        x, conv_buf = self._conv(frames, state.conv)
+        y, h = self.gru(x, state.h)
+        return self.head(self.drop(y)), State(conv_buf, h)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def clip_posteriors(logits: torch.Tensor, pooling: str = "max", silence_index: int | None = 0) -> torch.Tensor:
+    """Clip-level scores ``(B, classes)`` from per-frame logits ``(B, T, classes)``.
+
+    ``max``: each class's peak posterior over time, with silence scored as one minus the best
+    other peak (the model marks a word just after it ends, then returns to silence);
+    ``mean``: average posterior; ``last``: posterior of the last frame.
+    """
+    p = logits.softmax(-1)
+    if pooling == "last":
+        return p[:, -1]
+    if pooling == "mean":
+        return p.mean(1)
+    if pooling != "max":
+        raise ValueError(f"unknown pooling '{pooling}' (expected one of {', '.join(POOLINGS)})")
+    peak = p.max(1).values
+    if silence_index is not None:
+        others = torch.cat([peak[:, :silence_index], peak[:, silence_index + 1:]], 1)
+        peak[:, silence_index] = 1.0 - others.max(1).values
+    return peak
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """Everything needed to run a model: weights, labels, feature/model config, normaliser, metadata."""
+
+    model: GRUClassifier
+    labels: tuple[str, ...]
+    features: FeatureConfig
+    normalizer: Normalizer
+    pooling: str = "max"
+    thresholds: dict = None  # calibrated per-command thresholds, or None
+    decision: dict = None  # decision settings the model was calibrated with
+    meta: dict = None
+
+    @property
+    def silence_index(self) -> int | None:
+        return self.labels.index("_silence_") if "_silence_" in self.labels else None
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
+    """Write a checkpoint atomically as a plain dict of tensors and primitives."""
+    from voice_gru.fileio import atomic_path
+
+    blob = {
+        "format": FORMAT,
+        "labels": list(ckpt.labels),
+        "features": to_dict(ckpt.features),
+        "model_config": to_dict(ckpt.model.cfg),
+        "n_in": ckpt.model.n_in,
+        "normalizer": ckpt.normalizer.to_dict(),
+        "pooling": ckpt.pooling,
+        "thresholds": dict(ckpt.thresholds or {}),
+        "decision": dict(ckpt.decision or {}),
+        "meta": dict(ckpt.meta or {}),
+        "weights": {k: v.detach().cpu().clone() for k, v in ckpt.model.state_dict().items()},
+    }
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save(blob, tmp)
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Load a checkpoint without executing code from it (``weights_only=True``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r})")
+    try:
+        feats = from_dict(FeatureConfig, blob["features"], f"{path}:features")
+        mcfg = from_dict(ModelConfig, blob["model_config"], f"{path}:model_config")
+        labels = tuple(blob["labels"])
+        model = GRUClassifier(int(blob["n_in"]), len(labels), mcfg)
+        model.load_state_dict(blob["weights"])
+        norm = Normalizer.from_dict(blob["normalizer"])
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:200]})") from None
+    model.eval()
+    return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"),
+                      dict(blob.get("thresholds") or {}), dict(blob.get("decision") or {}), dict(blob.get("meta") or {}))
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return Path(__file__).parent / "models" / "default.pt"
+
+
+def resolve_model(path: str | Path | None) -> Checkpoint:
+    """Load ``path`` or, when None, the shipped default model."""
+    if path is None:
+        p = default_model_path()
+        if not p.is_file():
+            raise CheckpointError(f"{p}: the shipped default model is missing; train one with `voice-gru train` and pass --model")
+        return load_checkpoint(p)
+    return load_checkpoint(path)

@@ -1,0 +1,118 @@
+"""Streaming recognizer: audio chunks in, per-frame posteriors out, GRU state carried frame by frame.
+
+Only new frames are computed: ``StreamingMFCC`` yields the frames the new audio completes and
+the GRU continues from its carried state (``GRUClassifier.step``). A GRU that runs for hours sees
+inputs unlike its training sequences (a few seconds long), so by default two copies of the state
+run side by side, each reset every ``refresh_s`` seconds, half a period apart; every frame's
+posterior comes from the copy that has run longer, which has between ``refresh_s/2`` and
+``refresh_s`` of context — always more than one word. This doubles a cheap GRU step and keeps
+the model inside what it was trained on however long it listens.
+
+``mode="window"`` is the reference: every ``every`` frames the model reruns from zero state on
+the last ``window_s`` seconds of frames and reports the final frame (what a non-streaming
+recognizer does); it costs ~``window`` times more compute per decision.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+import torch
+
+from voice_gru.features import StreamingMFCC
+from voice_gru.model import Checkpoint, State
+
+
+class Recognizer:
+    """Push audio chunks of any size; get the posteriors of the frames they complete."""
+
+    def __init__(self, ckpt: Checkpoint, mode: str = "stream", refresh_s: float | None = 3.0,
+                 window_s: float = 1.5, every: int = 1) -> None:
+        if mode not in ("stream", "window"):
+            raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
+        self.ckpt = ckpt
+        self.labels = ckpt.labels
+        self.mode = mode
+        hop_s = ckpt.features.hop_ms / 1000
+        self.period = max(2, int(round(refresh_s / hop_s))) if refresh_s else None
+        self.window = max(1, int(round(window_s / hop_s)))
+        self.every = max(1, every)
+        self.frontend = StreamingMFCC(ckpt.features)
+        self.reset()
+
+    @property
+    def frame_seconds(self) -> float:
+        return self.ckpt.features.hop_ms / 1000
+
+    def frame_time(self, index: int) -> float:
+        """Stream time (s) at which frame ``index`` is complete."""
+        f = self.ckpt.features
+        return (index * f.hop_length + f.win_length) / f.sample_rate
+
+    def reset(self) -> None:
+        """Clear audio buffer, features and GRU state."""
+        self.frontend.reset()
+        self.n = 0  # frames processed
+        self._state = State(None, None)
+        self._reset_at = np.zeros(2, dtype=np.int64)  # frame index of each copy's last reset
+        self._frames: deque = deque(maxlen=self.window)
+        self._last = torch.full((len(self.labels),), 1.0 / len(self.labels))
+
+    @torch.no_grad()
+    def push(self, chunk: np.ndarray) -> torch.Tensor:
+        """Feed 16 kHz mono float32 audio; return posteriors ``(new_frames, classes)``."""
+        frames = self.frontend.push(chunk)
+        if frames.shape[0] == 0:
+            return torch.zeros(0, len(self.labels))
+        x = self.ckpt.normalizer(frames)
+        return self._stream(x) if self.mode == "stream" else self._windowed(x)
+
+    def _stream(self, x: torch.Tensor) -> torch.Tensor:
+        model = self.ckpt.model
+        if self.period is None:
+            logits, self._state = model.step(x[None], self._state)
+            self.n += x.shape[0]
+            return logits[0].softmax(-1)
+        out = []
+        i = 0
+        half = self.period // 2
+        while i < x.shape[0]:
+            n = self.n
+            # next frame index at which either copy resets (copy 0 at multiples of period, copy 1 offset by half)
+            nxt0 = (n // self.period + 1) * self.period
+            nxt1 = ((n - half) // self.period + 1) * self.period + half if n >= half else half
+            seg = min(x.shape[0] - i, min(nxt0, nxt1) - n)
+            if self._state.h is None:
+                self._state = State(None, None)
+            batch = x[i:i + seg][None].expand(2, -1, -1)
+            logits, self._state = model.step(batch, self._state if self._state.h is not None else State(None, None))
+            ages = n - self._reset_at
+            if n < half:
+                ages = np.array([1, 0])  # copy 1 has not started: copy 0 is the only one
+            use = int(np.argmax(ages))
+            out.append(logits[use].softmax(-1))
+            self.n += seg
+            i += seg
+            for k, nxt in enumerate((nxt0, nxt1)):
+                if self.n == nxt:  # zero this copy's state: it starts afresh on the next frame
+                    self._reset_at[k] = self.n
+                    h = self._state.h.clone()
+                    h[:, k] = 0
+                    conv = None
+                    if self._state.conv is not None:
+                        conv = self._state.conv.clone()
+                        conv[k] = 0
+                    self._state = State(conv, h)
+        return torch.cat(out)
+
+    def _windowed(self, x: torch.Tensor) -> torch.Tensor:
+        out = []
+        for frame in x:
+            self._frames.append(frame)
+            if self.n % self.every == 0:
+                seq = torch.stack(tuple(self._frames))[None]
+                self._last = self.ckpt.model(seq)[0, -1].softmax(-1)
+            out.append(self._last)
+            self.n += 1
+        return torch.stack(out)

@@ -1,0 +1,303 @@
+"""Training: cached features, augmented sequences with per-frame targets, resume, DDP under torchrun.
+
+A run directory holds ``state.pt`` (everything needed to resume after the last completed
+epoch), ``best.pt`` (the best checkpoint on validation), ``metrics.jsonl`` (one line per epoch),
+``curves.png`` and ``config.yaml``. Every file is written atomically, so ``kill -9`` at any
+moment leaves a run that the same command resumes.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from voice_gru import SILENCE
+from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
+from voice_gru.config import Config, to_dict
+from voice_gru.data import (
+    background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
+    split_examples, task_labels,
+)
+from voice_gru.errors import DatasetError, VoiceGruError
+from voice_gru.features import Normalizer, front_end, mel_power
+from voice_gru.fileio import atomic_path, write_json, write_text
+from voice_gru.model import POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, save_checkpoint
+
+
+@dataclass
+class Prepared:
+    """Everything training needs in memory: clip banks, noise spectra, normaliser, labels."""
+
+    labels: list[str]
+    train: ClipBank
+    train_weights: np.ndarray
+    val_mels: torch.Tensor
+    val_labels: torch.Tensor
+    noise_mels: list[torch.Tensor]
+    normalizer: Normalizer
+    bad_files: dict
+    n_train_speakers: int
+
+
+def _log(msg: str, quiet: bool) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, quiet: bool = False) -> Prepared:
+    """Scan the dataset, draw the examples, load (or compute and cache) their mel spectra."""
+    clips = scan_dataset(data_dir)
+    check_speakers(clips)
+    if not background_files(data_dir) and cfg.data.task == "12":
+        raise DatasetError(f"{data_dir}: no _background_noise_ folder: silence examples cannot be made")
+    noise = load_noise(data_dir, cfg.features.sample_rate)
+    noise_mels = [mel_power(n, cfg.features) for n in noise]
+    lengths = [len(n) for n in noise]
+    labels = task_labels(cfg.data.task)
+    index = {lab: i for i, lab in enumerate(labels)}
+    train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
+    val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
+    if not train_ex or not val_ex:
+        raise DatasetError(f"{data_dir}: need clips in both the training and the validation split")
+    bad: dict = {}
+    banks = []
+    train_paths = [e.path for e in train_ex if e.path]
+    for speed in cfg.augment.speeds:
+        mels, b = load_clip_mels(train_paths, cfg.features, cfg.data.clip_seconds, speed, cache, progress=not quiet)
+        bad.update(b)
+        full = torch.zeros(len(train_ex), mels.shape[1], mels.shape[2])
+        rows = [i for i, e in enumerate(train_ex) if e.path]
+        full[rows] = mels
+        banks.append(full)
+    bank = ClipBank.build(banks, [index[e.label] for e in train_ex])
+    val_paths = [e.path for e in val_ex if e.path]
+    vm, b = load_clip_mels(val_paths, cfg.features, cfg.data.clip_seconds, 1.0, cache, progress=not quiet)
+    bad.update(b)
+    val_mels = torch.zeros(len(val_ex), vm.shape[1], vm.shape[2])
+    hop = cfg.features.hop_length
+    it = iter(vm)
+    for i, e in enumerate(val_ex):
+        if e.path:
+            val_mels[i] = next(it)
+        else:  # silence: a seeded cut of background noise at a seeded volume
+            o = e.offset // hop
+            seg = noise_mels[e.noise][o:o + vm.shape[1]]
+            val_mels[i, :seg.shape[0]] = seg * e.volume**2
+    speech = torch.stack([m for m, e in zip(banks[0], train_ex) if e.path])
+    normalizer = Normalizer.fit(front_end(cfg.features).mfcc_from_mel(speech))
+    return Prepared(
+        labels, bank, class_weights(train_ex, labels, cfg.data), val_mels,
+        torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad,
+        len({c.speaker for c in clips if c.split == "training"}),
+    )
+
+
+@torch.no_grad()
+def evaluate_mels(model: GRUClassifier, mels: torch.Tensor, labels: torch.Tensor, prep_norm: Normalizer,
+                  cfg: Config, silence_index: int | None, device: str = "cpu") -> dict:
+    """Validation loss and clip accuracy for each pooling rule."""
+    model.eval()
+    out = {p: 0 for p in POOLINGS}
+    for i in range(0, len(labels), 256):
+        x = eval_features(mels[i:i + 256], cfg.features, prep_norm).to(device)
+        logits = model(x).cpu()
+        for p in POOLINGS:
+            out[p] += int((clip_posteriors(logits, p, silence_index).argmax(1) == labels[i:i + 256]).sum())
+    return {f"val_acc_{p}": out[p] / len(labels) for p in POOLINGS}
+
+
+def _dist():
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    return world, rank
+
+
+def train(
+    cfg: Config,
+    data_dir: str | Path,
+    out_dir: str | Path,
+    device: str = "cpu",
+    cache: str | Path | None = None,
+    quiet: bool = False,
+    restart: bool = False,
+    stop_after: int | None = None,
+) -> dict:
+    """Train (or resume) a run; returns the summary also written to ``summary.json``."""
+    import yaml
+    from tqdm.auto import tqdm
+
+    out = Path(out_dir)
+    world, rank = _dist()
+    ddp = world > 1
+    if ddp:
+        import torch.distributed as dist
+
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        dist.init_process_group(backend)
+        if device.startswith("cuda"):
+            device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}"
+            torch.cuda.set_device(device)
+    main_proc = rank == 0
+    quiet = quiet or not main_proc
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise VoiceGruError("--device cuda: no CUDA GPU is available on this machine")
+    if not ddp:
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    cfg_dict = to_dict(cfg)
+    state_path = out / "state.pt"
+    state = None
+    if state_path.is_file() and not restart:
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state["config"] != cfg_dict:
+            raise VoiceGruError(f"{out}: holds a run with a different config; pass --restart or choose another --out")
+    if main_proc:
+        out.mkdir(parents=True, exist_ok=True)
+        write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
+
+    t0 = time.time()
+    prep = prepare(cfg, data_dir, cache, quiet)
+    for p, why in sorted(prep.bad_files.items()):
+        _log(f"warning: skipped unreadable clip {why}", quiet)
+    labels = prep.labels
+    sil = labels.index(SILENCE) if SILENCE in labels else None
+    torch.manual_seed(cfg.train.seed)
+    model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model).to(device)
+    net = model
+    if ddp:
+        net = torch.nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    epoch_size = len(prep.train_weights)
+    steps_per_epoch = max(1, math.ceil(epoch_size / (cfg.train.batch_size * world)))
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps_per_epoch * cfg.train.epochs,
+                                                pct_start=0.15)
+    history: list[dict] = []
+    best = {"epoch": -1, "score": -1.0}
+    start_epoch = 0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        history = list(state["history"])
+        best = dict(state["best"])
+        start_epoch = int(state["epoch"]) + 1
+        _log(f"resuming {out} after epoch {start_epoch} of {cfg.train.epochs}", quiet)
+    builder = SequenceBuilder(prep.train, prep.noise_mels, cfg.features, cfg.augment, prep.normalizer, sil,
+                              cfg.train.tail_frames)
+    if start_epoch == 0:
+        _log(f"{len(labels)} classes, {epoch_size} training examples/epoch, {len(prep.val_labels)} validation; "
+             f"model {count_parameters(model):,} parameters; features ready in {time.time() - t0:.1f}s", quiet)
+    meta = {"config_name": cfg.name, "data_dir": str(data_dir), "train_speakers": prep.n_train_speakers,
+            "parameters": count_parameters(model), "seed": cfg.train.seed, "torch": str(torch.__version__)}
+    interrupted = False
+    epoch = start_epoch
+    try:
+        for epoch in range(start_epoch, cfg.train.epochs):
+            if stop_after is not None and epoch >= stop_after:
+                break
+            te = time.time()
+            rng = np.random.default_rng([cfg.train.seed, epoch])
+            torch.manual_seed(cfg.train.seed * 1000 + epoch)
+            order = rng.choice(epoch_size, size=steps_per_epoch * cfg.train.batch_size * world, p=prep.train_weights)
+            order = order.reshape(steps_per_epoch, world, cfg.train.batch_size)[:, rank]
+            brng = np.random.default_rng([cfg.train.seed, epoch, rank, 7])
+            net.train()
+            tot_loss = tot_ok = tot_n = 0.0
+            bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", disable=quiet, leave=False)
+            for idx in bar:
+                x, y = builder.batch(idx, brng)
+                x, y = x.to(device), y.to(device)
+                logits = net(x)
+                loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
+                opt.step()
+                sched.step()
+                mask = y != IGNORE
+                tot_loss += float(loss.detach()) * int(mask.sum())
+                tot_ok += int(((logits.argmax(-1) == y) & mask).sum())
+                tot_n += int(mask.sum())
+                bar.set_postfix(loss=f"{tot_loss / max(tot_n, 1):.3f}", acc=f"{tot_ok / max(tot_n, 1):.3f}")
+            if main_proc:
+                val = evaluate_mels(model, prep.val_mels, prep.val_labels, prep.normalizer, cfg, sil, device)
+                row = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1), "train_frame_acc": tot_ok / max(tot_n, 1),
+                       **val, "lr": sched.get_last_lr()[0], "seconds": time.time() - te}
+                history.append(row)
+                score = val[f"val_acc_{cfg.model.pooling}"]
+                if score > best["score"]:
+                    best = {"epoch": epoch + 1, "score": score}
+                    save_checkpoint(out / "best.pt", Checkpoint(model, tuple(labels), cfg.features, prep.normalizer,
+                                                                cfg.model.pooling, {}, {}, {**meta, "epoch": epoch + 1,
+                                                                                            "val_acc": score}))
+                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict)
+                write_text(out / "metrics.jsonl", "".join(__import__("json").dumps(r) + "\n" for r in history))
+                _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
+                     f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
+                     f"{row['seconds']:.0f}s", quiet)
+            if ddp:
+                torch.distributed.barrier()
+    except KeyboardInterrupt:
+        interrupted = True
+        _log(f"\ninterrupted: the run is saved after epoch {len(history)}; rerun the same command to resume", quiet)
+    summary = {"run": str(out), "best_epoch": best["epoch"], "best_val_acc": best["score"], "epochs_done": len(history),
+               "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
+               "interrupted": interrupted, "labels": labels}
+    if main_proc and history:
+        write_json(out / "summary.json", summary)
+        plot_curves(history, out / "curves.png")
+    if ddp:
+        torch.distributed.destroy_process_group()
+    if interrupted:
+        raise KeyboardInterrupt
+    return summary
+
+
+def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smoothing: float, bg_weight: float) -> torch.Tensor:
+    """Per-frame cross entropy where each example's label frames and background frames weigh
+    ``1`` and ``bg_weight`` in total, however many frames each has (background frames outnumber
+    a word's label frames ten to one; unweighted, a model that always says silence looks good)."""
+    ce = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, label_smoothing=smoothing, reduction="none")
+    valid = y != IGNORE
+    is_bg = (y == sil) & valid if sil is not None else torch.zeros_like(valid)
+    is_word = valid & ~is_bg
+    n_word = is_word.sum(1, keepdim=True).clamp_min(1)
+    n_bg = is_bg.sum(1, keepdim=True).clamp_min(1)
+    has_word = is_word.any(1, keepdim=True)
+    w_bg = torch.where(has_word, bg_weight / n_bg, 1.0 / n_bg)  # a silence example is all background
+    w = is_word / n_word + is_bg * w_bg
+    return (ce * w).sum() / w.sum().clamp_min(1e-9)
+
+
+def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict) -> None:
+    with atomic_path(path, suffix=".pt") as tmp:
+        torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                    "epoch": epoch, "history": history, "best": best, "config": cfg_dict}, tmp)
+
+
+def plot_curves(history: list[dict], path: str | Path) -> None:
+    """PNG of training loss and validation accuracy per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [r["epoch"] for r in history]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(ep, [r["train_loss"] for r in history], label="train loss (per frame)")
+    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=.3)
+    b.plot(ep, [r["train_frame_acc"] for r in history], label="train frame acc")
+    for p in POOLINGS:
+        b.plot(ep, [r[f"val_acc_{p}"] for r in history], label=f"val clip acc ({p})")
+    b.set_xlabel("epoch"); b.set_ylabel("accuracy"); b.set_ylim(0, 1); b.legend(); b.grid(alpha=.3)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
