@@ -78,6 +78,7 @@ class SequenceBuilder:
         normalizer: Normalizer,
         silence_index: int | None,
         tail_frames: int,
+        target: str = "frames",
     ) -> None:
         self.bank = bank
         self.noise = [n for n in noise_mels if n.shape[0] > 0]
@@ -86,6 +87,9 @@ class SequenceBuilder:
         self.norm = normalizer
         self.sil = silence_index
         self.tail_frames = tail_frames
+        if target not in ("frames", "last"):
+            raise ValueError(f"unknown training target '{target}' (expected 'frames' or 'last')")
+        self.target = target
         self.clip_frames = bank.mels[0].shape[1]
 
     def _noise(self, T: int, rng: np.random.Generator) -> torch.Tensor:
@@ -147,6 +151,9 @@ class SequenceBuilder:
 
                     vol = silence_volume(rng)
                 mel[b] += self._noise(T, rng) * vol**2
+        if self.target == "last":  # the classic clip classifier: one label, on the last frame
+            y.fill_(IGNORE)
+            y[:, -1] = torch.as_tensor(self.bank.labels[np.asarray(idx)])
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         fe = front_end(self.feat)
         logmel = torch.log(mel + self.feat.log_offset)

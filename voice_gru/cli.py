@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Callable, Sequence
@@ -64,9 +65,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
-                    quiet=args.quiet, restart=args.restart)
-    print(f"best validation accuracy {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']}; "
-          f"checkpoint {Path(args.out) / 'best.pt'}")
+                    quiet=args.quiet, restart=args.restart, threads=args.threads)
+    if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, from rank 0
+        print(f"best validation accuracy {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']}; "
+              f"checkpoint {Path(args.out) / 'best.pt'}")
     return 0
 
 
@@ -180,8 +182,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     f = ckpt.features
     detector = Detector(ckpt.labels, dcfg, thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
 
+    collected = getattr(args, "collect", None)
+
     def on_command(cmd):
         print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}", flush=True)
+        if collected is not None:
+            collected.append(cmd)
         if events:
             events.write(cmd)
         if runner:
@@ -222,6 +228,37 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
+    import json
+
+    from voice_gru.model import default_model_path
+
+    assets = Path(__file__).parent / "assets"
+    example = assets / "example.wav"
+    truth = json.loads((assets / "example.json").read_text(encoding="utf-8"))
+    assistant = args.assistant or next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
+                                                          assets / "assistant.yaml") if p.is_file()), None)
+    said = ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"])
+    print(f"example recording ({truth['duration']:.0f} s of Speech Commands clips over background noise; "
+          f"CC BY 4.0): {said}")
+    ns = build_parser().parse_args(["listen", "--input", str(example), "--no-view"]
+                                   + (["--assistant", assistant] if assistant else [])
+                                   + (["--model", args.model] if args.model else [])
+                                   + (["--events", args.events] if args.events else []))
+    events: list = []
+    ns.collect = events
+    rc = _cmd_listen(ns)
+    from voice_gru.streams import score_events
+
+    score = score_events(events, truth, truth["duration"])
+    print(f"score against the recording's labels: {score['hits']} of {score['hits'] + score['misses'] + score['wrong']} "
+          f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
+    print("next: `voice-gru listen --assistant configs/assistant.yaml` listens to your microphone "
+          "(`voice-gru devices` lists them)")
+    return rc
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
@@ -247,6 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
+    tr.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 
@@ -282,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
                     help="live level/posterior line on the terminal (default: on for a microphone on a TTY)")
     ls.set_defaults(func=_cmd_listen)
+
+    de = sub.add_parser("demo", help="the shipped model on a bundled example recording, with actions")
+    de.add_argument("--model", help="checkpoint (default: the shipped model)")
+    de.add_argument("--assistant", metavar="YAML", help="actions (default: configs/assistant.yaml)")
+    de.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
+    de.set_defaults(func=_cmd_demo)
 
     dv = sub.add_parser("devices", help="list audio input devices and their default sample rates")
     dv.set_defaults(func=_cmd_devices)

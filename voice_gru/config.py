@@ -89,6 +89,8 @@ class TrainConfig:
     seed: int = 0
     tail_frames: int = 20  # frames after the end of speech that carry the label
     grad_clip: float = 5.0
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off)
+    target: str = "frames"  # frames: per-frame targets for streaming; last: one label on the last frame
     background_weight: float = 0.5  # weight of an example's background frames relative to its word
 
 

@@ -64,7 +64,9 @@ class Detector:
         self.n_smooth = max(1, int(round(cfg.smooth_ms / 1000 / frame_seconds)))
         self.n_min = max(1, int(round(cfg.min_duration_ms / 1000 / frame_seconds)))
         self.n_cool = int(round(cfg.cooldown_ms / 1000 / frame_seconds))
-        self._thr = np.array([self.thresholds.get(lab, np.inf) for lab in self.labels])
+        # background classes never fire, whatever a caller's thresholds mapping holds
+        self._thr = np.array([np.inf if lab in BACKGROUND else float(self.thresholds.get(lab, np.inf))
+                              for lab in self.labels])
         self.reset()
 
     def reset(self) -> None:
@@ -83,7 +85,8 @@ class Detector:
 
     def update(self, posteriors) -> list[Command]:
         """Consume ``(frames, classes)`` posteriors; return the commands that fired."""
-        p = np.asarray(posteriors, dtype=np.float64).reshape(-1, len(self.labels))
+        # a copy: the smoothing buffer keeps rows, which must not alias a caller's reused array
+        p = np.asarray(posteriors, dtype=np.float64).reshape(-1, len(self.labels)).copy()
         events = []
         for row in p:
             if len(self._buf) == self._buf.maxlen:

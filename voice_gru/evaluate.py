@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from voice_gru import COMMANDS, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.audio import load_audio
 from voice_gru.config import DataConfig
 from voice_gru.data import (
@@ -46,8 +46,14 @@ def _is_dataset_root(d: Path) -> bool:
 
 
 def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: Sequence[str] = (),
-                   data_cfg: DataConfig = DataConfig(), sample_rate: int = 16000) -> list[EvalItem]:
-    """Turn command-line paths into evaluation items (labelled where the layout says so)."""
+                   data_cfg: DataConfig | None = None, sample_rate: int = 16000) -> list[EvalItem]:
+    """Turn command-line paths into evaluation items (labelled where the layout says so).
+
+    ``data_cfg`` (how a dataset root's split is drawn) defaults to the task of ``labels``: the
+    35-word task for a model without ``_silence_``, else the 12-class task.
+    """
+    if data_cfg is None:
+        data_cfg = DataConfig(task="35" if labels and SILENCE not in labels else "12")
     items: list[EvalItem] = []
     for raw in paths:
         p = Path(raw)

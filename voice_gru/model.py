@@ -166,13 +166,14 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         model = GRUClassifier(int(blob["n_in"]), len(labels), mcfg)
         model.load_state_dict(blob["weights"])
         norm = Normalizer.from_dict(blob["normalizer"])
+        extras = [dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")]
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{path}: damaged checkpoint ({str(exc).splitlines()[0][:200]})") from None
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise CheckpointError(f"{path}: damaged checkpoint ({first})") from None
     model.eval()
-    return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"),
-                      dict(blob.get("thresholds") or {}), dict(blob.get("decision") or {}), dict(blob.get("meta") or {}))
+    return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"), *extras)
 
 
 def default_model_path() -> Path:

@@ -129,6 +129,7 @@ def train(
     quiet: bool = False,
     restart: bool = False,
     stop_after: int | None = None,
+    threads: int | None = None,
 ) -> dict:
     """Train (or resume) a run; returns the summary also written to ``summary.json``."""
     import yaml
@@ -149,17 +150,27 @@ def train(
     quiet = quiet or not main_proc
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise VoiceGruError("--device cuda: no CUDA GPU is available on this machine")
-    if not ddp:
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    # Oversubscribed cores make torch's small CPU kernels many times slower: one thread per
+    # process under torchrun, all cores (or --threads) otherwise.
+    torch.set_num_threads(threads or (1 if ddp else max(1, os.cpu_count() or 1)))
     cfg_dict = to_dict(cfg)
+    if not Path(data_dir).is_dir():  # before anything is written to --out
+        raise DatasetError(f"{data_dir}: dataset folder not found")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state["config"] != cfg_dict:
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=True)
+            saved_cfg = state["config"]
+        except Exception as exc:  # damaged by hand or by a full disk: say so, never a traceback
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise VoiceGruError(f"{state_path}: cannot resume from this file ({first}); "
+                                f"pass --restart or choose another --out") from None
+        if saved_cfg != cfg_dict:
             raise VoiceGruError(f"{out}: holds a run with a different config; pass --restart or choose another --out")
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(out)
         write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
 
     t0 = time.time()
@@ -178,6 +189,12 @@ def train(
     steps_per_epoch = max(1, math.ceil(epoch_size / (cfg.train.batch_size * world)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps_per_epoch * cfg.train.epochs,
                                                 pct_start=0.15)
+    ema = None
+    if cfg.train.ema > 0:  # an exponential moving average of the weights is what gets evaluated and shipped
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema))
+    eval_model = ema.module if ema is not None else model
     history: list[dict] = []
     best = {"epoch": -1, "score": -1.0}
     start_epoch = 0
@@ -185,12 +202,14 @@ def train(
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         history = list(state["history"])
         best = dict(state["best"])
         start_epoch = int(state["epoch"]) + 1
         _log(f"resuming {out} after epoch {start_epoch} of {cfg.train.epochs}", quiet)
     builder = SequenceBuilder(prep.train, prep.noise_mels, cfg.features, cfg.augment, prep.normalizer, sil,
-                              cfg.train.tail_frames)
+                              cfg.train.tail_frames, cfg.train.target)
     if start_epoch == 0:
         _log(f"{len(labels)} classes, {epoch_size} training examples/epoch, {len(prep.val_labels)} validation; "
              f"model {count_parameters(model):,} parameters; features ready in {time.time() - t0:.1f}s", quiet)
@@ -198,6 +217,7 @@ def train(
             "parameters": count_parameters(model), "seed": cfg.train.seed, "torch": str(torch.__version__)}
     interrupted = False
     epoch = start_epoch
+    saved = list(history)  # the epochs that state.pt holds
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             if stop_after is not None and epoch >= stop_after:
@@ -221,23 +241,26 @@ def train(
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
                 opt.step()
                 sched.step()
+                if ema is not None:
+                    ema.update_parameters(model)
                 mask = y != IGNORE
                 tot_loss += float(loss.detach()) * int(mask.sum())
                 tot_ok += int(((logits.argmax(-1) == y) & mask).sum())
                 tot_n += int(mask.sum())
                 bar.set_postfix(loss=f"{tot_loss / max(tot_n, 1):.3f}", acc=f"{tot_ok / max(tot_n, 1):.3f}")
             if main_proc:
-                val = evaluate_mels(model, prep.val_mels, prep.val_labels, prep.normalizer, cfg, sil, device)
+                val = evaluate_mels(eval_model, prep.val_mels, prep.val_labels, prep.normalizer, cfg, sil, device)
                 row = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1), "train_frame_acc": tot_ok / max(tot_n, 1),
                        **val, "lr": sched.get_last_lr()[0], "seconds": time.time() - te}
                 history.append(row)
                 score = val[f"val_acc_{cfg.model.pooling}"]
                 if score > best["score"]:
                     best = {"epoch": epoch + 1, "score": score}
-                    save_checkpoint(out / "best.pt", Checkpoint(model, tuple(labels), cfg.features, prep.normalizer,
+                    save_checkpoint(out / "best.pt", Checkpoint(eval_model, tuple(labels), cfg.features, prep.normalizer,
                                                                 cfg.model.pooling, {}, {}, {**meta, "epoch": epoch + 1,
                                                                                             "val_acc": score}))
-                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict)
+                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema)
+                saved = list(history)
                 write_text(out / "metrics.jsonl", "".join(__import__("json").dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -246,14 +269,20 @@ def train(
                 torch.distributed.barrier()
     except KeyboardInterrupt:
         interrupted = True
+        history = saved  # an epoch interrupted before state.pt was written is trained again on resume
         _log(f"\ninterrupted: the run is saved after epoch {len(history)}; rerun the same command to resume", quiet)
     summary = {"run": str(out), "best_epoch": best["epoch"], "best_val_acc": best["score"], "epochs_done": len(history),
                "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
                "interrupted": interrupted, "labels": labels}
     if main_proc and history:
+        if interrupted:  # Ctrl-C may have landed between state.pt and metrics.jsonl: make them agree
+            write_text(out / "metrics.jsonl", "".join(__import__("json").dumps(r) + "\n" for r in history))
         write_json(out / "summary.json", summary)
         plot_curves(history, out / "curves.png")
     if ddp:
+        box = [summary]  # only rank 0 validates: every rank returns rank 0's summary
+        torch.distributed.broadcast_object_list(box, src=0)
+        summary = box[0]
         torch.distributed.destroy_process_group()
     if interrupted:
         raise KeyboardInterrupt
@@ -276,10 +305,21 @@ def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smooth
     return (ce * w).sum() / w.sum().clamp_min(1e-9)
 
 
-def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict) -> None:
+RUN_FILES = ("state.pt", "best.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
+
+
+def _remove_stale_temps(out: Path) -> None:
+    """Delete temp files that a killed run left beside its run files (``.best.pt.<random>.pt``)."""
+    for name in RUN_FILES:
+        for tmp in out.glob(f".{name}.*"):
+            tmp.unlink(missing_ok=True)
+
+
+def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
-                    "epoch": epoch, "history": history, "best": best, "config": cfg_dict}, tmp)
+                    "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
+                    "ema": ema.state_dict() if ema is not None else None}, tmp)
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:

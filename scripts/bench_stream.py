@@ -1,0 +1,80 @@
+#!/usr/bin/env python
+"""Live-path CPU cost on one thread: streaming GRU (carried state) vs sliding-window re-evaluation.
+
+Prints the real-time factor (compute seconds per audio second) of features + GRU + decision for
+  * stream mode, state refresh every 3 s (two staggered states, the default of `voice-gru listen`),
+  * stream mode, no refresh (one state),
+  * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
+and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
+
+    .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import numpy as np
+import torch
+
+
+def make_audio(seconds: float, seed: int = 0) -> np.ndarray:
+    """Speech-like test audio: the bundled example recording looped, plus a little noise."""
+    from pathlib import Path
+
+    from voice_gru.audio import load_audio
+
+    example = Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav"
+    base = load_audio(example) if example.is_file() else np.zeros(16000, np.float32)
+    n = int(seconds * 16000)
+    audio = np.resize(base, n).astype(np.float32)
+    audio += np.random.default_rng(seed).normal(0, 0.003, n).astype(np.float32)
+    return audio
+
+
+def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, int]:
+    """Seconds of compute to push ``audio`` through Recognizer + Detector; number of events."""
+    from voice_gru.decision import Detector
+    from voice_gru.stream import Recognizer
+
+    rec = Recognizer(ckpt, **kw)
+    f = ckpt.features
+    det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate)
+    n_events = 0
+    t0 = time.perf_counter()
+    for i in range(0, audio.size, chunk):
+        n_events += len(det.update(rec.push(audio[i:i + chunk]).numpy()))
+    return time.perf_counter() - t0, n_events
+
+
+def main() -> None:
+    from voice_gru.model import count_parameters, resolve_model
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model")
+    ap.add_argument("--seconds", type=float, default=120.0, help="audio for the stream modes")
+    ap.add_argument("--window-seconds", type=float, default=10.0, help="audio for window mode (slow)")
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    ckpt = resolve_model(args.model)
+    print(f"model: {count_parameters(ckpt.model):,} parameters; 1 torch thread; 100 ms chunks")
+    audio = make_audio(args.seconds)
+    run(ckpt, audio[:16000])  # warm-up
+    rows = []
+    for name, kw, a in [
+        ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, audio),
+        ("stream, no refresh", {"mode": "stream", "refresh_s": None}, audio),
+        ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, audio[: int(args.window_seconds * 16000)]),
+    ]:
+        sec, ev = run(ckpt, a, **kw)
+        rows.append((name, a.size / 16000, sec, sec / (a.size / 16000)))
+    print(f"{'variant':<32}{'audio s':>9}{'compute s':>11}{'RTF':>9}{'1 h takes':>11}")
+    for name, dur, sec, rtf in rows:
+        print(f"{name:<32}{dur:>9.0f}{sec:>11.2f}{rtf:>9.4f}{rtf * 3600:>10.0f}s")
+    print(f"window / stream (refresh) compute ratio: {rows[2][3] / rows[0][3]:.0f}x; "
+          f"window / stream (no refresh): {rows[2][3] / rows[1][3]:.0f}x")
+
+
+if __name__ == "__main__":
+    main()

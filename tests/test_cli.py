@@ -1,0 +1,123 @@
+"""The ``voice-gru`` command line: help, a light import, and one-line errors for bad input.
+
+Error cases run in-process through ``main`` (fast), and through the real console script, where a
+stray warning or traceback on stderr would show (three cases by default, all of them in the slow set).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny_data import REPO, TEST_DATA, TINY_CONFIG
+from voice_gru.cli import main
+
+SCRIPT = Path(sys.executable).with_name("voice-gru")
+CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
+SUBCOMMANDS = ("data", "train", "evaluate", "listen", "devices")
+
+
+def test_help_lists_subcommands():
+    assert SCRIPT.is_file(), f"console script not installed at {SCRIPT}"
+    res = subprocess.run([str(SCRIPT), "--help"], capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0 and res.stderr == ""
+    for name in SUBCOMMANDS:
+        assert f"    {name} " in res.stdout, name
+    for sub in ("train", "evaluate", "listen"):
+        res = subprocess.run([str(SCRIPT), sub, "--help"], capture_output=True, text=True, timeout=60)
+        assert res.returncode == 0 and f"usage: voice-gru {sub}" in res.stdout
+
+
+def test_building_the_parser_does_not_import_torch():
+    code = "import sys, voice_gru.cli; voice_gru.cli.build_parser(); print('torch' in sys.modules)"
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=60)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "False"
+
+
+def test_no_subcommand_prints_help(capsys):
+    assert main([]) == 0
+    assert "train" in capsys.readouterr().out
+    assert main(["data"]) == 2
+
+
+# ---------------------------------------------------------------- one line per bad input
+
+
+def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
+    """case -> (arguments, substrings the error line must contain)."""
+    import torch
+
+    from voice_gru.model import default_model_path
+
+    unknown = tmp / "unknown_key.yaml"
+    unknown.write_text("name: x\nmodel:\n  hidden: 16\n  hiden: 32\n")
+    bad_yaml = tmp / "bad.yaml"
+    bad_yaml.write_text("model: [unclosed\n")
+    garbage = tmp / "garbage.pt"
+    garbage.write_bytes(b"definitely not a checkpoint" * 10)
+    torch.save({"weights": {}}, tmp / "other.pt")  # a torch file, but not ours
+    blob = (tmp / "other.pt").read_bytes()
+    (tmp / "truncated.pt").write_bytes(blob[: len(blob) // 2])
+    (tmp / "empty.pt").write_bytes(b"")
+    out = str(tmp / "run")
+    return {
+        "missing config": (["train", "--config", str(tmp / "nope.yaml"), "--out", out], ["nope.yaml", "not found"]),
+        "unknown config key": (["train", "--config", str(unknown), "--out", out], [str(unknown), "hiden"]),
+        "invalid yaml": (["train", "--config", str(bad_yaml), "--out", out], [str(bad_yaml), "YAML"]),
+        "missing data dir": (["train", "--config", str(TINY_CONFIG), "--data-dir", str(tmp / "no_data"), "--out", out],
+                             [str(tmp / "no_data"), "not found"]),
+        "missing model": (["evaluate", str(CLIP), "--model", str(tmp / "nope.pt")], ["nope.pt", "not found"]),
+        "garbage checkpoint": (["evaluate", str(CLIP), "--model", str(garbage)], [str(garbage)]),
+        "foreign checkpoint": (["evaluate", str(CLIP), "--model", str(tmp / "other.pt")], ["other.pt", "format"]),
+        "truncated checkpoint": (["evaluate", str(CLIP), "--model", str(tmp / "truncated.pt")], ["truncated.pt"]),
+        "empty checkpoint": (["evaluate", str(CLIP), "--model", str(tmp / "empty.pt")], ["empty.pt"]),
+        "missing evaluate input": (["evaluate", str(tmp / "no_folder")],  # with the shipped model, when there is one
+                                   ["no_folder", "no such file or folder"] if default_model_path().is_file()
+                                   else ["default model is missing"]),
+        "threshold not a number": (["listen", "--threshold", "abc"], ["--threshold", "abc"]),
+        "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
+    }
+
+
+CASES = [
+    "missing config", "unknown config key", "invalid yaml", "missing data dir", "missing model",
+    "garbage checkpoint", "foreign checkpoint", "truncated checkpoint", "empty checkpoint",
+    "missing evaluate input", "threshold not a number", "threshold out of range",
+]
+
+
+def check_one_line(err: str, needles: list[str]) -> None:
+    assert err.startswith("voice-gru: error: "), err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    for n in needles:
+        assert n in err, (n, err)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_error_line(case, tmp_path, capsys):
+    args, needles = make_bad_inputs(tmp_path)[case]
+    assert main(args) == 2
+    out, err = capsys.readouterr()
+    check_one_line(err, needles)
+    if case == "missing data dir":
+        assert not (tmp_path / "run").exists()  # nothing written for a typo
+
+
+SCRIPT_FAST = {"unknown config key", "truncated checkpoint", "threshold out of range"}
+
+
+@pytest.mark.parametrize("case", [c if c in SCRIPT_FAST else pytest.param(c, marks=pytest.mark.slow) for c in CASES])
+def test_bad_input_through_the_console_script(case, tmp_path):
+    """The real entry point: exit status 2 and exactly one stderr line (no stray warnings)."""
+    import os
+
+    args, needles = make_bad_inputs(tmp_path)[case]
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "xdg"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run([str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    check_one_line(res.stderr, needles)

@@ -1,0 +1,314 @@
+"""Offline evaluation: every input layout, unreadable files, the report's numbers, the CLI's outputs;
+and the metric functions against hand-computed examples.
+
+The checkpoint comes from one tiny training run (configs/tiny.yaml on tests/tiny_data.py); its
+accuracy is meaningless, so the tests check that the report agrees with its own predictions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tiny_data import TEST_DATA, TINY_CONFIG, make_tiny_dataset
+from voice_gru import SILENCE, UNKNOWN
+from voice_gru.cli import main
+from voice_gru.config import DataConfig, load_config
+from voice_gru.data import background_files, scan_dataset, split_examples
+from voice_gru.evaluate import collect_inputs, evaluate_items, format_report
+from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
+from voice_gru.model import load_checkpoint
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "speech_commands")
+
+
+@pytest.fixture(scope="module")
+def model_path(tiny_root, tmp_path_factory) -> Path:
+    """best.pt of a tiny training run."""
+    from voice_gru.train import train
+
+    out = tmp_path_factory.mktemp("run")
+    train(load_config(TINY_CONFIG), tiny_root, out, cache=tmp_path_factory.mktemp("cache"), quiet=True, threads=1)
+    return out / "best.pt"
+
+
+@pytest.fixture(scope="module")
+def ckpt(model_path):
+    return load_checkpoint(model_path)
+
+
+def read(word: str) -> np.ndarray:
+    rel = {"yes": "yes/0ea0e2f4_nohash_0.wav", "no": "no/03401e93_nohash_0.wav", "stop": "stop/0fa1e7a9_nohash_0.wav",
+           "bed": "bed/0c2d2ffa_nohash_1.wav", "marvin": "marvin/4954abe8_nohash_0.wav"}[word]
+    audio, sr = sf.read(str(TEST_DATA / rel), dtype="float32")
+    assert sr == 16000
+    return audio
+
+
+def write_flac_44k_stereo(path: Path, audio16k: np.ndarray) -> None:
+    from voice_gru.audio import resample
+
+    x = resample(audio16k, 16000, 44100)
+    sf.write(str(path), np.stack([x, 0.8 * x], 1), 44100, format="FLAC")
+
+
+def write_wav_8k(path: Path, audio16k: np.ndarray) -> None:
+    from voice_gru.audio import resample
+
+    sf.write(str(path), resample(audio16k, 16000, 8000), 8000, subtype="PCM_16", format="WAV")
+
+
+# The official test-set layout, with files in several formats; expected label per relative path.
+TEST_SET = {
+    "yes/0c40e715_nohash_0.wav": ("yes", "wav16"),
+    "yes/1a2b3c4d_nohash_0.flac": ("yes", "flac44"),
+    "no/2b3c4d5e_nohash_0.wav": ("no", "wav8"),
+    "no/3c4d5e6f_nohash_1.flac": ("no", "flac44"),
+    "stop/4d5e6f70_nohash_0.wav": ("stop", "wav8"),
+    "_unknown_/bed_0c2ca723_nohash_0.wav.wav": ("bed", "wav16"),
+    "_unknown_/marvin_37dca74f_nohash_3.flac": ("marvin", "flac44"),
+    "_silence_/silence_0.wav": (None, "wav16"),
+}
+
+
+def make_test_set(root: Path, broken: bool = True) -> dict[str, str]:
+    """Write the layout under ``root``; returns {path: true label} of the readable files."""
+    rng = np.random.default_rng(5)
+    labels = {}
+    for rel, (word, kind) in TEST_SET.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        audio = read(word) if word else rng.normal(0, 0.01, 16000).astype(np.float32)
+        {"wav16": lambda p, a: sf.write(str(p), a, 16000, subtype="PCM_16", format="WAV"),
+         "wav8": write_wav_8k, "flac44": write_flac_44k_stereo}[kind](path, audio)
+        labels[str(path)] = rel.split("/")[0]
+    if broken:
+        (root / "yes" / "notes_renamed.wav").write_text("this is text, not audio\n")
+        (root / "no" / "empty.wav").write_bytes(b"")
+    return labels
+
+
+# ---------------------------------------------------------------- (a) official test-set layout
+
+
+def test_test_set_layout_formats_and_labels(ckpt, tmp_path):
+    truth = make_test_set(tmp_path / "test_set", broken=False)
+    items = collect_inputs([tmp_path / "test_set"], labels=ckpt.labels)
+    assert {it.name: it.label for it in items} == truth
+    assert truth[str(tmp_path / "test_set" / "_unknown_/bed_0c2ca723_nohash_0.wav.wav")] == UNKNOWN
+    assert truth[str(tmp_path / "test_set" / "_silence_/silence_0.wav")] == SILENCE
+    report = evaluate_items(ckpt, items, progress=False)
+    assert report["n_errors"] == 0 and report["errors"] == []
+    assert report["n"] == report["n_inputs"] == len(truth) == len(report["predictions"])
+    assert {p["file"]: p["label"] for p in report["predictions"]} == truth
+    for p in report["predictions"]:
+        assert p["predicted"] in ckpt.labels and 0.0 <= p["score"] <= 1.0
+    assert 0.0 <= report["accuracy"] <= 1.0
+    n_per_class = Counter(truth.values())
+    assert {lab: m["n"] for lab, m in report["per_class"].items() if m["n"]} == dict(n_per_class)
+
+
+def test_resampled_and_stereo_files_score_like_the_16k_original(ckpt, tmp_path):
+    from voice_gru.evaluate import classify
+    from voice_gru.audio import load_audio
+
+    orig = read("yes")
+    write_flac_44k_stereo(tmp_path / "a.flac", orig)
+    write_wav_8k(tmp_path / "b.wav", orig)
+    a44 = load_audio(tmp_path / "a.flac")
+    assert a44.dtype == np.float32 and a44.ndim == 1 and abs(a44.size - orig.size) <= 2
+    post = classify(ckpt, [orig, a44])
+    assert np.abs(post[0] - post[1]).max() < 0.05
+    assert load_audio(tmp_path / "b.wav").size == orig.size
+
+
+# ---------------------------------------------------------------- (b) dataset root, one split
+
+
+@pytest.mark.parametrize("split", ["validation", "testing"])
+def test_dataset_root_split_matches_split_examples(ckpt, tiny_root, split):
+    items = collect_inputs([tiny_root], split=split, labels=ckpt.labels)
+    noise = background_files(tiny_root)
+    lengths = [sf.info(str(f)).frames for f in noise]
+    ex = split_examples(scan_dataset(tiny_root), split, DataConfig(), len(noise), lengths)
+    assert Counter(it.label for it in items) == Counter(e.label for e in ex)
+    assert SILENCE in {it.label for it in items} and UNKNOWN in {it.label for it in items}
+    report = evaluate_items(ckpt, items, progress=False)
+    assert report["n"] == len(ex) and report["n_errors"] == 0
+    assert {lab: m["n"] for lab, m in report["per_class"].items() if m["n"]} == dict(Counter(e.label for e in ex))
+    # silence cuts are deterministic: a second collection gives the same audio
+    again = collect_inputs([tiny_root], split=split, labels=ckpt.labels)
+    for a, b in zip(items, again):
+        assert a.name == b.name and np.array_equal(a.load(), b.load())
+
+
+def test_cli_dataset_root_split_validation(model_path, tiny_root, tmp_path, capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(tiny_root), "--split", "validation", "--model", str(model_path),
+                 "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    noise = background_files(tiny_root)
+    ex = split_examples(scan_dataset(tiny_root), "validation", DataConfig(), len(noise),
+                        [sf.info(str(f)).frames for f in noise])
+    assert report["n"] == len(ex) == 5  # 3 commands, ceil(0.1 * 3) unknown, ceil(0.1 * 3) silence
+
+
+# ---------------------------------------------------------------- (c) unlabelled folder, (d) single files
+
+
+def test_unlabelled_folder_gives_predictions_only(ckpt, model_path, tmp_path, capsys):
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    for w in ("yes", "stop", "marvin"):
+        sf.write(str(folder / f"{w}_take.wav"), read(w), 16000)
+    write_flac_44k_stereo(folder / "no_take.flac", read("no"))
+    items = collect_inputs([folder], labels=ckpt.labels)
+    assert len(items) == 4 and all(it.label is None for it in items)
+    report = evaluate_items(ckpt, items, progress=False)
+    assert len(report["predictions"]) == 4
+    for key in ("accuracy", "n", "per_class", "confusion", "most_confused"):
+        assert key not in report
+    text = format_report(report)
+    assert "accuracy" not in text and "no_take.flac" in text
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(folder), "--model", str(model_path), "--json", str(out), "--quiet",
+                 "--plot", str(tmp_path / "cm.png")]) == 0
+    assert "accuracy" not in json.loads(out.read_text())
+    assert not (tmp_path / "cm.png").exists()  # nothing to plot without labels
+
+
+def test_single_files(ckpt, model_path, tmp_path, capsys):
+    a, b = tmp_path / "one.wav", tmp_path / "two.flac"
+    sf.write(str(a), read("yes"), 16000)
+    write_flac_44k_stereo(b, read("stop"))
+    items = collect_inputs([a, b], labels=ckpt.labels)
+    assert [(it.name, it.label) for it in items] == [(str(a), None), (str(b), None)]
+    report = evaluate_items(ckpt, items, progress=False)
+    assert [p["file"] for p in report["predictions"]] == [str(a), str(b)]
+    capsys.readouterr()
+    assert main(["evaluate", str(a), str(b), "--model", str(model_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    for p in report["predictions"]:
+        assert f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}" in out
+    assert "2 clips classified, 0 unreadable" in out
+
+
+def test_missing_folder_is_an_error(ckpt, tmp_path):
+    from voice_gru.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="no such file or folder"):
+        collect_inputs([tmp_path / "nowhere"], labels=ckpt.labels)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no audio"):
+        collect_inputs([tmp_path / "empty"], labels=ckpt.labels)
+
+
+# ---------------------------------------------------------------- (e) unreadable files, (f) report outputs
+
+
+def test_broken_files_are_reported_not_counted(ckpt, tmp_path):
+    truth = make_test_set(tmp_path / "ts")
+    items = collect_inputs([tmp_path / "ts"], labels=ckpt.labels)
+    assert len(items) == len(truth) + 2
+    report = evaluate_items(ckpt, items, progress=False, batch_size=3)  # failures in several batches
+    assert report["n_errors"] == 2 and report["n_inputs"] == len(truth) + 2
+    assert report["n"] == len(truth) == len(report["predictions"])
+    errs = {Path(e["file"]).name: e for e in report["errors"]}
+    assert set(errs) == {"notes_renamed.wav", "empty.wav"}
+    assert str(tmp_path / "ts" / "no" / "empty.wav") in errs["empty.wav"]["error"]
+    assert "empty" in errs["empty.wav"]["error"]
+    assert "not a readable audio file" in errs["notes_renamed.wav"]["error"]
+    assert errs["notes_renamed.wav"]["label"] == "yes"
+    assert sum(m["n"] for m in report["per_class"].values()) == len(truth)
+
+
+def test_cli_report_json_csv_plot_agree_with_predictions(model_path, tmp_path, capsys):
+    truth = make_test_set(tmp_path / "ts")
+    js, cs, png = tmp_path / "r.json", tmp_path / "p.csv", tmp_path / "cm.png"
+    capsys.readouterr()
+    rc = main(["evaluate", str(tmp_path / "ts"), "--model", str(model_path), "--json", str(js), "--csv", str(cs),
+               "--plot", str(png), "--quiet"])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    skipped = [ln for ln in out.splitlines() if ln.startswith("skipped:")]
+    assert len(skipped) == 2
+    assert any("notes_renamed.wav" in s for s in skipped) and any("empty.wav" in s for s in skipped)
+    assert f"{len(truth)} clips classified, 2 unreadable" in out
+
+    r = json.loads(js.read_text())
+    assert isinstance(r["accuracy"], float) and isinstance(r["n"], int)
+    assert r["n"] == len(truth) and r["n_errors"] == 2 and len(r["errors"]) == 2
+    preds = r["predictions"]
+    assert {p["file"]: p["label"] for p in preds} == truth
+    # independent recomputation from the per-file predictions
+    assert r["accuracy"] == pytest.approx(sum(p["label"] == p["predicted"] for p in preds) / len(preds))
+    labels = r["confusion"]["labels"]
+    matrix = np.array(r["confusion"]["matrix"])
+    assert matrix.shape == (len(labels), len(labels)) and matrix.sum() == r["n"]
+    expect = np.zeros_like(matrix)
+    for p in preds:
+        expect[labels.index(p["label"]), labels.index(p["predicted"])] += 1
+    assert (matrix == expect).all()
+    for lab in labels:
+        m = r["per_class"][lab]
+        assert set(m) >= {"precision", "recall", "f1", "n"}
+        said = [p for p in preds if p["predicted"] == lab]
+        true = [p for p in preds if p["label"] == lab]
+        tp = sum(p["label"] == lab for p in said)
+        assert m["n"] == len(true)
+        assert m["precision"] == pytest.approx(tp / len(said) if said else 0.0)
+        assert m["recall"] == pytest.approx(tp / len(true) if true else 0.0)
+    with cs.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(preds) == len(truth)
+    assert {row["file"]: row["label"] for row in rows} == truth
+    assert png.read_bytes()[:8] == PNG
+
+
+# ---------------------------------------------------------------- metrics
+
+
+def test_confusion_matrix_and_per_class_by_hand():
+    conf = confusion_matrix([0, 0, 1, 1, 2], [0, 1, 1, 1, 0], 4)
+    assert conf.tolist() == [[1, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [0, 0, 0, 0]]
+    prf = per_class_prf(conf, ["a", "b", "c", "d"])
+    assert prf["a"] == pytest.approx({"precision": 0.5, "recall": 0.5, "f1": 0.5, "n": 2})
+    assert prf["b"] == pytest.approx({"precision": 2 / 3, "recall": 1.0, "f1": 0.8, "n": 2})
+    # never predicted: precision undefined -> 0; never present: recall undefined -> 0
+    assert prf["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 1}
+    assert prf["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 0}
+    assert confusion_matrix([], [], 2).tolist() == [[0, 0], [0, 0]]
+
+
+def test_top_confusions_by_hand():
+    conf = np.array([[5, 3, 0], [1, 4, 2], [0, 0, 9]])
+    labels = ["x", "y", "z"]
+    assert top_confusions(conf, labels, 2) == [
+        {"true": "x", "predicted": "y", "count": 3}, {"true": "y", "predicted": "z", "count": 2}]
+    assert [c["count"] for c in top_confusions(conf, labels, 10)] == [3, 2, 1]  # stops at zero counts
+    assert top_confusions(np.eye(3, dtype=int) * 4, labels) == []
+    text = format_confusion(conf, labels)
+    assert len(text.splitlines()) == 4 and "9" in text.splitlines()[3]
+
+
+def test_dataset_root_follows_the_models_task(tiny_root):
+    from voice_gru.data import WORDS_V2, task_labels
+
+    labels35 = task_labels("35")
+    items = collect_inputs([tiny_root], split="validation", labels=labels35)
+    assert {it.label for it in items} == {"yes", "no", "stop", "bed", "marvin"}  # no _unknown_/_silence_
+    assert all(it.label in WORDS_V2 for it in items)
+    items12 = collect_inputs([tiny_root], split="validation", labels=task_labels("12"))
+    assert {it.label for it in items12} == {"yes", "no", "stop", UNKNOWN, SILENCE}

@@ -1,0 +1,328 @@
+"""GRUClassifier (forward == step, the documented GRU equations), clip pooling, checkpoints."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed threads on a 2-core box
+
+from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
+from voice_gru.data import task_labels  # noqa: E402
+from voice_gru.errors import CheckpointError  # noqa: E402
+from voice_gru.features import Normalizer, mfcc  # noqa: E402
+from voice_gru.model import (FORMAT, Checkpoint, GRUClassifier, State, clip_posteriors,  # noqa: E402
+                             load_checkpoint, resolve_model, save_checkpoint)
+
+LABELS = tuple(task_labels("12"))
+N_IN = FeatureConfig().n_mfcc
+
+
+@pytest.fixture(scope="module")
+def normalizer(clip_paths) -> Normalizer:
+    """Normaliser fitted on the MFCC frames of the real clips in tests/data."""
+    from voice_gru.audio import load_audio
+
+    frames = torch.cat([mfcc(load_audio(p)) for p in clip_paths.values()])
+    return Normalizer.fit(frames)
+
+
+def make_model(conv: int, layers: int = 2, hidden: int = 24, seed: int = 0, kernel: int = 5) -> GRUClassifier:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.2)
+    return GRUClassifier(N_IN, len(LABELS), cfg).eval()
+
+
+def make_ckpt(normalizer: Normalizer, conv: int = 16) -> Checkpoint:
+    return Checkpoint(make_model(conv), LABELS, FeatureConfig(), normalizer, "max",
+                      {"yes": 0.61, "stop": 0.93}, {"smooth_ms": 120.0, "cooldown_ms": 500.0},
+                      {"epoch": 3, "note": "unit test"})
+
+
+# --------------------------------------------------------------------------------------------
+# forward == step
+
+
+@pytest.mark.parametrize("conv,kernel", [(0, 5), (16, 5), (8, 3)])
+def test_step_over_chunks_equals_forward(conv, kernel):
+    model = make_model(conv, kernel=kernel)
+    torch.manual_seed(1)
+    x = torch.randn(3, 50, N_IN)  # batch > 1, rows differ
+    with torch.no_grad():
+        full = model(x)
+        state = State(None, None)
+        outs = []
+        start = 0
+        for size in (1, 7, 13, x.shape[1] - 21):
+            y, state = model.step(x[:, start:start + size], state)
+            assert y.shape == (3, size, len(LABELS))
+            outs.append(y)
+            start += size
+    assert start == x.shape[1]
+    stepped = torch.cat(outs, 1)
+    assert full.shape == (3, 50, len(LABELS))
+    assert (stepped - full).abs().max().item() < 1e-5
+    assert state.h.shape == (2, 3, 24)
+    if conv:
+        assert state.conv.shape == (3, kernel - 1, N_IN)
+        # the carried conv buffer is the last kernel-1 input frames
+        assert torch.equal(state.conv, x[:, -(kernel - 1):])
+    else:
+        assert state.conv is None
+    # batch rows are independent: row 1 alone gives the same logits
+    with torch.no_grad():
+        alone = model(x[1:2])
+    assert (alone[0] - full[1]).abs().max().item() < 1e-5
+
+
+def test_step_with_empty_chunk_keeps_state():
+    model = make_model(16)
+    x = torch.randn(2, 10, N_IN)
+    with torch.no_grad():
+        _, state = model.step(x, State(None, None))
+        y, same = model.step(x[:, :0], state)
+    assert y.shape == (2, 0, len(LABELS))
+    assert same is state
+
+
+def test_gru_matches_documented_equations():
+    """An independent numpy implementation of the docstring's equations (1 layer, no conv)."""
+    model = make_model(0, layers=1, hidden=16, seed=3)
+    g = model.gru
+    W_ih = g.weight_ih_l0.detach().double().numpy()
+    W_hh = g.weight_hh_l0.detach().double().numpy()
+    b_ih = g.bias_ih_l0.detach().double().numpy()
+    b_hh = g.bias_hh_l0.detach().double().numpy()
+    H = 16
+    W_ir, W_iz, W_in = W_ih[:H], W_ih[H:2 * H], W_ih[2 * H:]
+    W_hr, W_hz, W_hn = W_hh[:H], W_hh[H:2 * H], W_hh[2 * H:]
+    b_ir, b_iz, b_in = b_ih[:H], b_ih[H:2 * H], b_ih[2 * H:]
+    b_hr, b_hz, b_hn = b_hh[:H], b_hh[H:2 * H], b_hh[2 * H:]
+
+    def sigmoid(v):
+        return 1.0 / (1.0 + np.exp(-v))
+
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((2, 30, N_IN)).astype(np.float32)
+    hs = np.zeros((2, 30, H))
+    for b in range(2):
+        h = np.zeros(H)
+        for t in range(30):
+            xt = x[b, t].astype(np.float64)
+            r = sigmoid(W_ir @ xt + b_ir + W_hr @ h + b_hr)
+            z = sigmoid(W_iz @ xt + b_iz + W_hz @ h + b_hz)
+            n = np.tanh(W_in @ xt + b_in + r * (W_hn @ h + b_hn))
+            h = (1 - z) * n + z * h
+            hs[b, t] = h
+    W_o = model.head.weight.detach().double().numpy()
+    b_o = model.head.bias.detach().double().numpy()
+    ref_logits = hs @ W_o.T + b_o
+
+    with torch.no_grad():
+        y, h_last = model.gru(torch.from_numpy(x))
+        logits = model(torch.from_numpy(x))
+    assert np.abs(y.double().numpy() - hs).max() < 1e-5
+    assert np.abs(h_last[0].double().numpy() - hs[:, -1]).max() < 1e-5
+    assert np.abs(logits.double().numpy() - ref_logits).max() < 1e-5
+
+
+def test_conv_front_end_is_causal_relu_conv():
+    """The conv front end: output frame t sees input frames t-k+1..t (zeros before the start)."""
+    model = make_model(8, kernel=3, seed=4)
+    x = torch.randn(1, 12, N_IN)
+    with torch.no_grad():
+        y, _ = model._conv(x, None)
+        w, b = model.conv.weight, model.conv.bias  # (C, n_in, k)
+        padded = torch.cat([torch.zeros(1, 2, N_IN), x], 1)
+        ref = torch.stack([torch.relu(torch.einsum("cik,ki->c", w, padded[0, t:t + 3]) + b) for t in range(12)])
+        # changing a future frame leaves earlier outputs untouched
+        x2 = x.clone()
+        x2[0, 8] += 5.0
+        y2, _ = model._conv(x2, None)
+    assert (y[0] - ref).abs().max().item() < 1e-5
+    assert torch.equal(y2[0, :8], y[0, :8])
+    assert not torch.equal(y2[0, 8:11], y[0, 8:11])
+
+
+# --------------------------------------------------------------------------------------------
+# clip pooling
+
+
+def _logits(probs) -> torch.Tensor:
+    return torch.log(torch.tensor(probs, dtype=torch.float64))
+
+
+PROBS = [  # (B=2, T=3, C=3)
+    [[0.8, 0.1, 0.1], [0.2, 0.7, 0.1], [0.5, 0.2, 0.3]],
+    [[0.6, 0.3, 0.1], [0.4, 0.2, 0.4], [0.9, 0.05, 0.05]],
+]
+
+
+def test_clip_posteriors_last_and_mean():
+    p = np.array(PROBS)
+    last = clip_posteriors(_logits(PROBS), "last").numpy()
+    mean = clip_posteriors(_logits(PROBS), "mean").numpy()
+    np.testing.assert_allclose(last, p[:, -1], atol=1e-12)
+    np.testing.assert_allclose(mean, p.mean(1), atol=1e-12)
+
+
+def test_clip_posteriors_max_with_silence_index():
+    got = clip_posteriors(_logits(PROBS), "max", silence_index=0).numpy()
+    # clip 0: peaks 0.8, 0.7, 0.3 -> silence = 1 - max(0.7, 0.3) = 0.3
+    # clip 1: peaks 0.9, 0.3, 0.4 -> silence = 1 - 0.4 = 0.6
+    np.testing.assert_allclose(got, [[0.3, 0.7, 0.3], [0.6, 0.3, 0.4]], atol=1e-12)
+    # silence at another index
+    got2 = clip_posteriors(_logits(PROBS), "max", silence_index=2).numpy()
+    np.testing.assert_allclose(got2, [[0.8, 0.7, 0.2], [0.9, 0.3, 0.1]], atol=1e-12)
+    # no silence class: plain peaks
+    got3 = clip_posteriors(_logits(PROBS), "max", silence_index=None).numpy()
+    np.testing.assert_allclose(got3, [[0.8, 0.7, 0.3], [0.9, 0.3, 0.4]], atol=1e-12)
+
+
+def test_clip_posteriors_unknown_pooling():
+    with pytest.raises(ValueError, match="attention"):
+        clip_posteriors(_logits(PROBS), "attention")
+
+
+# --------------------------------------------------------------------------------------------
+# checkpoints
+
+
+def test_checkpoint_round_trip(tmp_path, normalizer):
+    for conv in (0, 16):
+        ckpt = make_ckpt(normalizer, conv)
+        path = tmp_path / f"m{conv}.pt"
+        save_checkpoint(path, ckpt)
+        assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp left
+        got = load_checkpoint(path)
+        assert not got.model.training
+        assert got.labels == LABELS
+        assert got.features == FeatureConfig()
+        assert got.model.cfg == ckpt.model.cfg
+        assert got.normalizer == normalizer
+        assert got.pooling == "max"
+        assert got.thresholds == {"yes": 0.61, "stop": 0.93}
+        assert got.decision == {"smooth_ms": 120.0, "cooldown_ms": 500.0}
+        assert got.meta == {"epoch": 3, "note": "unit test"}
+        assert got.silence_index == 0
+        x = torch.randn(2, 33, N_IN)
+        with torch.no_grad():
+            assert torch.equal(got.model(x), ckpt.model(x))
+        for k, v in ckpt.model.state_dict().items():
+            assert torch.equal(got.model.state_dict()[k], v)
+
+
+def test_checkpoint_empty_extras_round_trip(tmp_path, normalizer):
+    ckpt = Checkpoint(make_model(0), LABELS, FeatureConfig(), normalizer)
+    save_checkpoint(tmp_path / "m.pt", ckpt)
+    got = load_checkpoint(tmp_path / "m.pt")
+    assert got.thresholds == {} and got.decision == {} and got.meta == {}
+
+
+def _raises_with_path(path: Path, match: str | None = None) -> CheckpointError:
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    if match:
+        assert match in str(info.value)
+    return info.value
+
+
+def test_load_missing_file(tmp_path):
+    _raises_with_path(tmp_path / "nope.pt", "not found")
+
+
+def test_load_text_file(tmp_path):
+    p = tmp_path / "notes.pt"
+    p.write_text("this is not a checkpoint\n")
+    _raises_with_path(p)
+
+
+def test_load_truncated_checkpoint(tmp_path, normalizer):
+    p = tmp_path / "m.pt"
+    save_checkpoint(p, make_ckpt(normalizer))
+    data = p.read_bytes()
+    p.write_bytes(data[: len(data) // 2])
+    _raises_with_path(p)
+
+
+def test_load_wrong_format(tmp_path, normalizer):
+    p = tmp_path / "other.pt"
+    torch.save({"format": "someone_else/9", "weights": {}}, p)
+    _raises_with_path(p, "someone_else/9")
+    q = tmp_path / "list.pt"
+    torch.save([1, 2, 3], q)
+    _raises_with_path(q, "format")
+    r = tmp_path / "state_dict.pt"  # a bare state dict, as torch.save(model.state_dict()) writes
+    torch.save(make_model(0).state_dict(), r)
+    _raises_with_path(r, "format")
+
+
+class _Evil:
+    """Unpickling this calls open(marker, 'w'): creating the marker file proves code ran."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_load_malicious_pickle_does_not_execute(tmp_path):
+    marker = tmp_path / "pwned"
+    raw = tmp_path / "evil_raw.pt"
+    raw.write_bytes(pickle.dumps({"format": FORMAT, "x": _Evil(marker)}, protocol=2))
+    zipped = tmp_path / "evil_zip.pt"
+    torch.save({"format": FORMAT, "x": _Evil(marker)}, zipped)
+    assert not marker.exists()
+    for p in (raw, zipped):
+        _raises_with_path(p)
+        assert not marker.exists(), f"loading {p.name} executed code from the file"
+    # the payload is live: an unsafe load does run it (so the check above means something)
+    with open(raw, "rb") as f:
+        pickle.load(f).get("x").close()
+    assert marker.exists()
+
+
+def _tampered(tmp_path: Path, normalizer: Normalizer, edit) -> Path:
+    src = tmp_path / "good.pt"
+    save_checkpoint(src, make_ckpt(normalizer, conv=16))
+    blob = torch.load(src, weights_only=True)
+    edit(blob)
+    out = tmp_path / "tampered.pt"
+    torch.save(blob, out)
+    return out
+
+
+@pytest.mark.parametrize("edit", [
+    lambda b: b["model_config"].update(hidden=48),  # weights of a 24-unit GRU, config says 48
+    lambda b: b["model_config"].update(conv_channels=0),  # unexpected conv weights
+    lambda b: b.update(n_in=13),
+    lambda b: b.update(labels=b["labels"][:-1]),  # head has 12 outputs, 11 labels
+    lambda b: b["weights"].pop("head.bias"),
+    lambda b: b["features"].update(n_mfcc_typo=40),
+    lambda b: b.pop("normalizer"),
+    lambda b: b.update(thresholds=5),
+], ids=["hidden", "conv", "n_in", "labels", "missing-weight", "features-key", "no-normalizer", "thresholds-type"])
+def test_load_inconsistent_checkpoint(tmp_path, normalizer, edit):
+    _raises_with_path(_tampered(tmp_path, normalizer, edit))
+
+
+def test_resolve_model(tmp_path, normalizer, monkeypatch):
+    import voice_gru.model as model_mod
+
+    missing = tmp_path / "models" / "default.pt"
+    monkeypatch.setattr(model_mod, "default_model_path", lambda: missing)
+    with pytest.raises(CheckpointError) as info:
+        resolve_model(None)
+    assert str(missing) in str(info.value) and "train" in str(info.value)
+    save_checkpoint(missing, make_ckpt(normalizer))
+    assert resolve_model(None).labels == LABELS
+    other = tmp_path / "other.pt"
+    save_checkpoint(other, make_ckpt(normalizer, conv=0))
+    assert resolve_model(other).model.conv is None
+    _raises_with_path(tmp_path / "absent.pt")

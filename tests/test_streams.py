@@ -1,0 +1,525 @@
+"""Long-recording evaluation: stream generation, event scoring, the listen path on a stream, the
+threshold sweep, calibration to a false-accept rate, and the three CLI subcommands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voice_gru.calibrate import OFF, _knapsack, calibrate, format_calibration, plateau_options
+from voice_gru.config import DecisionConfig, ModelConfig
+from voice_gru.decision import Command, Detector
+from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
+from voice_gru.streams import (
+    StreamSpec,
+    combine_scores,
+    detect,
+    detector_frames,
+    evaluate_stream,
+    fast_events,
+    labels_path_for,
+    load_stream,
+    make_stream,
+    plot_det,
+    public_result,
+    read_truth,
+    score_events,
+    smoothed_top,
+    speech_bounds,
+    sweep_thresholds,
+    write_stream,
+)
+
+LABELS = ("_silence_", "_unknown_", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go")
+SR = 16000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+def ev(label, start, end=None, speech_end=None, word=None):
+    end = start + 1.0 if end is None else end
+    return {"label": label, "word": word or label, "file": f"{word or label}/x.wav", "start": start, "end": end,
+            "speech_end": end - 0.2 if speech_end is None else speech_end}
+
+
+def truth_of(events, duration=60.0):
+    return {"sample_rate": SR, "duration": duration, "split": "validation", "seed": 0, "events": events}
+
+
+# ------------------------------------------------------------------------------ scoring
+
+
+def test_score_hit_with_latency_from_speech_end():
+    truth = truth_of([ev("stop", 10.0, 11.0, speech_end=10.7)])
+    s = score_events([Command("stop", 0.9, 10.95)], truth)
+    assert (s["hits"], s["misses"], s["wrong"], s["false_accepts"]) == (1, 0, 0, 0)
+    assert s["recall"] == 1.0 and s["miss_rate"] == 0.0
+    assert s["latency"]["values"] == [pytest.approx(0.25)]
+    assert s["latency"]["median"] == pytest.approx(0.25) and s["latency"]["p90"] == pytest.approx(0.25)
+    assert s["events"][0]["outcome"] == "hit" and s["events"][0]["latency"] == pytest.approx(0.25)
+
+
+def test_score_miss_and_window_edges():
+    truth = truth_of([ev("go", 10.0, 11.0), ev("yes", 20.0, 21.0)])
+    # go: detected exactly at end + after (inside); yes: detected just after end + after (outside)
+    s = score_events([{"t": 12.0, "label": "go"}, {"t": 22.01, "label": "yes"}], truth, after=1.0)
+    assert s["hits"] == 1 and s["misses"] == 1
+    assert s["false_accepts"] == 1 and s["false_accepts_by_kind"]["outside"] == 1
+    assert s["per_command"]["go"]["hits"] == 1 and s["per_command"]["yes"]["misses"] == 1
+    # a detection before the clip starts does not count for it
+    s = score_events([{"t": 9.99, "label": "go"}], truth)
+    assert s["hits"] == 0 and s["false_accepts"] == 1
+
+
+def test_score_wrong_label_is_not_a_hit_nor_a_false_accept():
+    truth = truth_of([ev("stop", 10.0)])
+    s = score_events([{"t": 10.8, "label": "go"}], truth)
+    assert (s["hits"], s["misses"], s["wrong"], s["false_accepts"]) == (0, 1, 1, 0)
+    assert s["per_command"]["stop"]["wrong_label_in"] == 1 and s["per_command"]["go"]["fired_wrongly"] == 1
+    # wrong first, right second: still a hit, and the wrong one is still counted
+    s = score_events([{"t": 10.5, "label": "go"}, {"t": 10.9, "label": "stop"}], truth)
+    assert (s["hits"], s["wrong"], s["false_accepts"]) == (1, 1, 0)
+
+
+def test_score_repeated_firing_on_one_utterance_is_a_false_accept():
+    truth = truth_of([ev("stop", 10.0)])
+    s = score_events([{"t": 10.8, "label": "stop"}, {"t": 11.7, "label": "stop"}], truth)
+    assert s["hits"] == 1 and s["false_accepts"] == 1 and s["false_accepts_by_kind"]["repeat"] == 1
+    assert [e["outcome"] for e in s["events"]] == ["hit", "false_accept"]
+    assert s["latency"]["values"] == [pytest.approx(0.0)]  # latency of the first one only
+
+
+def test_score_detection_on_unknown_word_and_outside_are_false_accepts():
+    truth = truth_of([ev("_unknown_", 5.0, word="bed"), ev("up", 10.0)], duration=1800.0)
+    s = score_events([{"t": 5.5, "label": "up"}, {"t": 30.0, "label": "no"}, {"t": 10.6, "label": "up"}], truth)
+    assert s["false_accepts"] == 2
+    assert s["false_accepts_by_kind"] == {"outside": 1, "unknown_word": 1, "repeat": 0}
+    assert s["false_accepts_per_hour"] == pytest.approx(4.0)  # 2 in half an hour
+    assert s["hits"] == 1 and s["commands"] == 1 and s["unknown_words"] == 1
+    assert s["detections"] == s["hits"] + s["wrong"] + s["false_accepts"]
+
+
+def test_score_window_is_cut_at_the_next_clip():
+    truth = truth_of([ev("yes", 10.0, 11.0), ev("no", 11.5, 12.5)])
+    s = score_events([{"t": 11.6, "label": "yes"}], truth, after=1.0)  # in yes's after-window but no's clip
+    assert s["hits"] == 0 and s["wrong"] == 1
+
+
+def test_score_unsorted_events_and_command_free_stream():
+    truth = truth_of([ev("_unknown_", 3.0, word="cat")], duration=7200.0)
+    s = score_events([Command("yes", 0.8, 50.0), Command("go", 0.8, 3.5)], truth)
+    assert s["commands"] == 0 and s["recall"] is None and s["miss_rate"] is None
+    assert s["false_accepts"] == 2 and s["false_accepts_per_hour"] == pytest.approx(1.0)
+    assert s["latency"]["median"] is None
+    assert [e["t"] for e in s["events"]] == [3.5, 50.0]
+
+
+def test_combine_scores_adds_counts_and_recomputes_rates():
+    a = score_events([{"t": 10.5, "label": "yes"}], truth_of([ev("yes", 10.0)], 1800.0))
+    b = score_events([{"t": 100.0, "label": "go"}], truth_of([ev("_unknown_", 3.0, word="bed")], 1800.0))
+    c = combine_scores([a, b])
+    assert c["hits"] == 1 and c["false_accepts"] == 1 and c["hours"] == pytest.approx(1.0)
+    assert c["false_accepts_per_hour"] == pytest.approx(1.0) and c["recall"] == 1.0
+
+
+def test_speech_bounds_finds_the_loud_part():
+    audio = np.zeros(SR, dtype=np.float32)
+    audio[3200:8000] = 0.3 * np.sin(np.arange(4800) * 0.3)
+    audio += 1e-4
+    s0, s1 = speech_bounds(audio, 25.0)
+    assert s0 == pytest.approx(0.2, abs=0.011) and s1 == pytest.approx(0.5, abs=0.011)
+
+
+# ------------------------------------------------------------------------------ detector replay
+
+
+@pytest.mark.parametrize("cfg", [DecisionConfig(), DecisionConfig(smooth_ms=50, min_duration_ms=10, cooldown_ms=300),
+                                 DecisionConfig(smooth_ms=300, min_duration_ms=100, cooldown_ms=0)])
+def test_fast_events_equal_the_detector(cfg):
+    rng = np.random.default_rng(0)
+    # bursts of one class over a background, like words in a stream
+    p = rng.dirichlet(np.ones(12), size=6000)
+    for start in range(50, 6000, 170):
+        k = int(rng.integers(2, 12))
+        p[start:start + int(rng.integers(5, 60)), k] += rng.uniform(1, 30)
+    p = (p / p.sum(1, keepdims=True)).astype(np.float32)
+    n_smooth, n_min, n_cool = detector_frames(cfg)
+    top, score = smoothed_top(p, n_smooth)
+    for thr_value in (0.3, 0.5, 0.8):
+        thresholds = {lab: thr_value + 0.01 * i for i, lab in enumerate(LABELS[2:])}
+        real = Detector(LABELS, cfg, thresholds, 0.01, 0.03).update(p)
+        thr = np.array([thresholds.get(lab, np.inf) for lab in LABELS])
+        fast = fast_events(top, score, thr, n_min, n_cool)
+        assert len(real) > 3
+        assert [(LABELS[k], round(0.03 + f * 0.01, 6)) for f, k, _ in fast] == [(e.label, round(e.t, 6)) for e in real]
+        assert [s for _, _, s in fast] == pytest.approx([e.score for e in real], abs=1e-9)
+
+
+def test_detect_reruns_the_detector():
+    p = np.full((300, 12), 0.01, dtype=np.float32)
+    p[100:140, LABELS.index("stop")] = 0.9
+    evs = detect(p, LABELS, DecisionConfig(), {lab: 0.5 for lab in LABELS[2:]})
+    assert [e.label for e in evs] == ["stop"]
+
+
+# ------------------------------------------------------------------------------ calibration search
+
+
+def test_plateau_options_take_the_middle_of_equal_stretches():
+    table = [(0.3, 5, 4, 1), (0.4, 5, 2, 0), (0.5, 4, 0, 0), (0.6, 4, 0, 0), (0.7, 4, 0, 0), (0.8, 1, 0, 0), (OFF, 0, 0, 0)]
+    assert plateau_options(table) == [(0.3, 5, 4, 1), (0.4, 5, 2, 0), (0.6, 4, 0, 0), (0.8, 1, 0, 0), (OFF, 0, 0, 0)]
+
+
+def test_knapsack_maximises_hits_within_the_budget():
+    options = {
+        "yes": [(0.3, 10, 3, 0), (0.5, 8, 1, 0), (0.7, 5, 0, 0), (OFF, 0, 0, 0)],
+        "no": [(0.3, 6, 2, 0), (0.6, 6, 1, 0), (0.8, 2, 0, 0), (OFF, 0, 0, 0)],
+    }
+    assert {c: o[0] for c, o in _knapsack(options, 0).items()} == {"yes": 0.7, "no": 0.8}
+    assert {c: o[0] for c, o in _knapsack(options, 1).items()} == {"yes": 0.7, "no": 0.6}  # 11 hits, not 8 + 2
+    assert {c: o[0] for c, o in _knapsack(options, 2).items()} == {"yes": 0.5, "no": 0.6}  # 14 hits
+    assert {c: o[0] for c, o in _knapsack(options, 9).items()} == {"yes": 0.3, "no": 0.6}  # 16; fewer FA on ties
+    # a command whose every threshold fires is switched off; "off" is never chosen on a tie
+    options["up"] = [(0.3, 1, 2, 0), (0.9, 0, 1, 0), (OFF, 0, 0, 0)]
+    options["go"] = [(0.5, 0, 0, 0), (OFF, 0, 0, 0)]
+    got = _knapsack(options, 0)
+    assert got["up"][0] == OFF and got["go"][0] == 0.5
+
+
+# ------------------------------------------------------------------------------ truth files, plots
+
+
+def test_read_truth_and_load_stream_errors(tmp_path):
+    with pytest.raises(DatasetError, match="label file not found"):
+        read_truth(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(DatasetError, match="not valid JSON"):
+        read_truth(bad)
+    bad.write_text(json.dumps({"events": [{"label": "yes"}], "duration": 3}))
+    with pytest.raises(DatasetError, match=r"events\[0\]"):
+        read_truth(bad)
+    audio = np.zeros(SR * 3, dtype=np.float32)
+    wav, labels = write_stream(tmp_path / "rec.wav", audio, truth_of([ev("yes", 1.0, 1.5)], duration=2.0))
+    assert labels == labels_path_for(wav) == tmp_path / "rec.json"
+    with pytest.raises(DatasetError, match="belongs to another recording"):
+        load_stream(wav)
+    with pytest.raises(VoiceGruError, match="not found"):
+        load_stream(tmp_path / "missing.wav", labels)
+    with pytest.raises(ConfigError, match=".wav"):
+        write_stream(tmp_path / "rec.flac", audio, truth_of([]))
+
+
+def test_stream_spec_checks():
+    with pytest.raises(ConfigError, match="gap_s"):
+        StreamSpec(gap_s=(4.0, 2.0)).check()
+    with pytest.raises(ConfigError, match="command_ratio"):
+        StreamSpec(command_ratio=1.5).check()
+    with pytest.raises(ConfigError, match="seconds"):
+        StreamSpec(seconds=0).check()
+
+
+def test_plot_det_writes_png(tmp_path):
+    pts = [{"threshold": t, "false_accepts_per_hour": fa, "miss_rate": m}
+           for t, fa, m in [(0.3, 20.0, 0.1), (0.6, 3.0, 0.2), (0.9, 0.0, 0.6)]]
+    plot_det(pts, tmp_path / "det.png")
+    assert (tmp_path / "det.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    free = [{**p, "miss_rate": None} for p in pts]  # a command-free stream: FA/h against threshold
+    plot_det(free, tmp_path / "free.png")
+    assert (tmp_path / "free.png").stat().st_size > 1000
+    assert not list(tmp_path.glob(".*"))  # no temp files left
+
+
+# ------------------------------------------------------------------------------ generated streams
+
+
+def _assert_truth_consistent(audio, truth, spec):
+    sr = truth["sample_rate"]
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert audio.size == round(spec.seconds * sr) and truth["duration"] == pytest.approx(spec.seconds)
+    assert np.abs(audio).max() <= 1.0
+    evs = truth["events"]
+    assert evs
+    starts = np.array([e["start"] for e in evs])
+    gaps = np.diff(starts)
+    assert gaps.min() >= spec.gap_s[0] - 1e-3 and gaps.max() <= spec.gap_s[1] + 1e-3
+    for e in evs:
+        assert 0 < e["start"] < e["speech_end"] <= e["end"] <= truth["duration"] - spec.tail_s + 1e-3
+        assert e["start"] <= e["speech_start"] < e["speech_end"]
+        assert e["label"] == (e["word"] if e["word"] in ("yes", "no", "up", "down", "left", "right", "on", "off",
+                                                         "stop", "go") else "_unknown_")
+        assert e["file"].startswith(e["word"] + "/")
+        # the words are louder than the noise just before them
+        speech = audio[int(e["speech_start"] * sr):int(e["speech_end"] * sr)].astype(np.float64)
+        before = audio[int((e["start"] - 0.5) * sr):int(e["start"] * sr)].astype(np.float64)
+        assert np.mean(speech ** 2) > np.mean(before ** 2), e
+    assert truth["noise"] and truth["noise"][0]["start"] == 0 and truth["noise"][-1]["end"] == pytest.approx(spec.seconds)
+
+
+def test_make_stream_is_deterministic_and_consistent(shared_data):
+    spec = StreamSpec(seconds=90.0)
+    audio, truth = make_stream(shared_data, "validation", spec, seed=7)
+    again, truth2 = make_stream(shared_data, "validation", spec, seed=7)
+    assert np.array_equal(audio, again) and truth == truth2
+    other, truth3 = make_stream(shared_data, "validation", spec, seed=8)
+    assert truth3["events"] != truth["events"]
+    _assert_truth_consistent(audio, truth, spec)
+    labels = [e["label"] for e in truth["events"]]
+    n_cmd = sum(lab != "_unknown_" for lab in labels)
+    assert 0.4 < n_cmd / len(labels) < 0.95  # about 70 % commands
+    json.dumps(truth)  # serialisable as it is
+    val = set((shared_data / "validation_list.txt").read_text().split())
+    assert all(e["file"] in val for e in truth["events"])
+
+
+def test_make_stream_command_free_and_testing_split(shared_data):
+    spec = StreamSpec(seconds=60.0, command_free=True, gap_s=(2.5, 3.0))
+    audio, truth = make_stream(shared_data, "validation", spec, seed=1)
+    assert truth["command_free"] and {e["label"] for e in truth["events"]} == {"_unknown_"}
+    _assert_truth_consistent(audio, truth, spec)
+    _, t2 = make_stream(shared_data, "testing", StreamSpec(seconds=30.0), seed=1)
+    test = set((shared_data / "testing_list.txt").read_text().split())
+    assert t2["split"] == "testing" and all(e["file"] in test for e in t2["events"])
+
+
+def test_make_stream_errors(tmp_path, shared_data):
+    with pytest.raises(DatasetError):
+        make_stream(tmp_path / "nowhere", "validation", StreamSpec(seconds=10))
+    with pytest.raises(DatasetError, match="split"):
+        make_stream(shared_data, "nonsense", StreamSpec(seconds=10))
+
+
+# ------------------------------------------------------------------------------ the listen path on a stream
+
+
+@pytest.fixture(scope="module")
+def model():
+    """The shipped model when present, else a small untrained one (these tests check consistency, not skill)."""
+    from voice_gru.config import FeatureConfig
+    from voice_gru.features import Normalizer
+    from voice_gru.model import Checkpoint, GRUClassifier, default_model_path, load_checkpoint
+
+    if default_model_path().is_file():
+        return load_checkpoint(default_model_path())
+    torch.manual_seed(0)
+    feats = FeatureConfig()
+    net = GRUClassifier(feats.n_mfcc, len(LABELS), ModelConfig(hidden=32, layers=1)).eval()
+    return Checkpoint(net, LABELS, feats, Normalizer((0.0,) * feats.n_mfcc, (10.0,) * feats.n_mfcc), "max", {}, {}, {})
+
+
+@pytest.fixture(scope="module")
+def short_stream(shared_data):
+    return make_stream(shared_data, "validation", StreamSpec(seconds=40.0), seed=11)
+
+
+def test_evaluate_stream_counts_are_consistent(model, short_stream):
+    audio, truth = short_stream
+    res = evaluate_stream(model, audio, truth, DecisionConfig(), thresholds=0.5)
+    post = res["posteriors"]
+    frames = (audio.size - model.features.win_length) // model.features.hop_length + 1
+    assert post.shape == (frames, len(model.labels))
+    np.testing.assert_allclose(post.sum(1), 1.0, atol=1e-4)
+    assert res["hits"] + res["misses"] == res["commands"] == sum(e["label"] != "_unknown_" for e in truth["events"])
+    assert res["detections"] == res["hits"] + res["wrong"] + res["false_accepts"] == len(res["events"])
+    assert res["rtf"] > 0 and res["audio_s"] == pytest.approx(40.0)
+    assert set(res["thresholds"].values()) == {0.5}
+    # the same detections come back from replaying the detector on the kept posteriors
+    again = detect(post, model.labels, DecisionConfig(), res["thresholds"], res["frame_seconds"], res["first_frame_end"])
+    assert [(e["label"], e["t"]) for e in res["events"]] == [(c.label, round(c.t, 4)) for c in again]
+    json.dumps(public_result(res))
+
+
+def test_evaluate_stream_equals_listen_on_the_file(model, short_stream, tmp_path):
+    """evaluate_stream runs the same chain as `listen --input FILE`: same events."""
+    from voice_gru.decision import effective_thresholds
+    from voice_gru.live import file_chunks, listen_loop
+    from voice_gru.stream import Recognizer
+
+    audio, truth = short_stream
+    wav, _ = write_stream(tmp_path / "rec.wav", audio, truth)
+    audio2, truth2 = load_stream(wav)
+    res = evaluate_stream(model, audio2, truth2, DecisionConfig(), thresholds=0.5, chunk_ms=100)
+    f = model.features
+    det = Detector(model.labels, DecisionConfig(), effective_thresholds(model.labels, DecisionConfig(), None, 0.5),
+                   f.hop_ms / 1000, f.win_length / f.sample_rate)
+    got = []
+    listen_loop(file_chunks(wav, 100), Recognizer(model), det, got.append)
+    assert [(e["label"], e["t"]) for e in res["events"]] == [(c.label, round(c.t, 4)) for c in got]
+
+
+def test_sweep_false_accepts_fall_as_threshold_rises(model, short_stream):
+    audio, truth = short_stream
+    res = evaluate_stream(model, audio, truth, DecisionConfig())
+    pts = sweep_thresholds(res["posteriors"], model.labels, truth, None, DecisionConfig(),
+                           thresholds=np.linspace(0.2, 0.99, 12))
+    assert len(pts) == 12
+    fa = [p["false_accepts"] + p["wrong"] for p in pts]
+    detections = [p["hits"] + p["wrong"] + p["false_accepts"] for p in pts]
+    # monotonic up to cooldown effects (one suppressed event may free another): allow one event of slack
+    assert all(b <= a + 1 for a, b in zip(detections, detections[1:]))
+    assert all(b <= a + 1 for a, b in zip(fa, fa[1:]))
+    assert pts[-1]["false_accepts_per_hour"] <= pts[0]["false_accepts_per_hour"]
+    for p in pts:
+        assert p["hits"] + p["misses"] == res["commands"]
+
+
+# ------------------------------------------------------------------------------ calibration
+
+
+def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, tmp_path):
+    from voice_gru.model import load_checkpoint, save_checkpoint
+
+    before = dict(model.thresholds or {})
+    cal, rep = calibrate(model, shared_data, 60.0, command_minutes=0.75, free_minutes=1.0, piece_minutes=0.5,
+                         grid=np.linspace(0.3, 0.95, 14), decision_cfg=DecisionConfig(cooldown_ms=600))
+    commands = [lab for lab in model.labels if not lab.startswith("_")]
+    assert set(cal.thresholds) == set(commands)
+    assert all(0.3 <= v <= 0.95 or v == OFF for v in cal.thresholds.values())
+    assert dict(model.thresholds or {}) == before  # the original is untouched
+    assert rep["split"] == "validation" and rep["command_free_pieces"] == 2
+    assert rep["stream_hours"] == pytest.approx(1.75 / 60, abs=1e-4)
+    assert rep["false_accepts"] <= rep["false_accept_budget"] == int(60.0 * 1.75 / 60)
+    assert rep["met"] and rep["achieved_fa_per_hour"] <= 60.0
+    meta = cal.meta["calibration"]
+    assert meta["split"] == "validation" and meta["target_fa_per_hour"] == 60.0
+    assert meta["recall"] == rep["recall"] and meta["stream_hours"] == rep["stream_hours"]
+    assert cal.decision["cooldown_ms"] == 600
+    save_checkpoint(tmp_path / "cal.pt", cal)
+    back = load_checkpoint(tmp_path / "cal.pt")
+    assert back.thresholds == cal.thresholds and back.meta["calibration"] == meta
+    assert back.decision == cal.decision
+    assert "recall" in format_calibration(rep)
+    # the stored thresholds reproduce the reported numbers through the real detector
+    audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=45.0), seed=0)
+    res = evaluate_stream(back, audio, truth)
+    assert res["thresholds"] == cal.thresholds and res["decision"]["cooldown_ms"] == 600
+    assert res["hits"] == rep["hits"]
+
+
+def test_calibrate_rejects_bad_arguments(model, shared_data):
+    with pytest.raises(ConfigError):
+        calibrate(model, shared_data, -1.0)
+    with pytest.raises(ConfigError):
+        calibrate(model, shared_data, 0.5, command_minutes=0)
+
+
+# ------------------------------------------------------------------------------ CLI
+
+
+def _run(argv):
+    """Parse with a fresh parser holding only our subcommands, run like cli.main does."""
+    from voice_gru.cli_stream import register
+
+    p = argparse.ArgumentParser(prog="voice-gru")
+    register(p.add_subparsers(dest="command"))
+    args = p.parse_args(argv)
+    try:
+        return args.func(args)
+    except VoiceGruError as exc:
+        print(f"voice-gru: error: {exc}")
+        return 2
+
+
+def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
+    from voice_gru.model import load_checkpoint, save_checkpoint
+
+    ck = tmp_path / "model.pt"
+    save_checkpoint(ck, model)
+    rec = tmp_path / "rec.wav"
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--split", "validation", "--minutes", "0.5",
+                 "--seed", "3", "--out", str(rec)]) == 0
+    out = capsys.readouterr().out
+    assert "wrote" in out and rec.is_file() and (tmp_path / "rec.json").is_file()
+    truth = json.loads((tmp_path / "rec.json").read_text())
+    assert truth["seed"] == 3 and truth["duration"] == pytest.approx(30.0)
+
+    free = tmp_path / "free.wav"
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--command-free",
+                 "--gap", "2", "3", "--noise-dbfs", "-60", "-55", "--out", str(free)]) == 0
+    assert all(e["label"] == "_unknown_" for e in json.loads(free.with_suffix(".json").read_text())["events"])
+
+    det = tmp_path / "det.png"
+    assert _run(["evaluate-stream", "--input", str(rec), "--model", str(ck), "--threshold", "0.6",
+                 "--json", str(tmp_path / "r.json"), "--det", str(det)]) == 0
+    out = capsys.readouterr().out
+    for word in ("hits", "false accepts", "per hour", "latency", "median", "p90", "real-time factor"):
+        assert word in out
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["thresholds"]["stop"] == 0.6 and "posteriors" not in report
+    assert det.read_bytes()[:4] == b"\x89PNG"
+    points = json.loads((tmp_path / "det.det.json").read_text())["points"]
+    assert len(points) == 24 and points[0]["threshold"] == 0.3
+
+    assert _run(["evaluate-stream", "--input", str(free), "--model", str(ck), "--threshold", "stop=0.9",
+                 "--det", str(tmp_path / "f.png"), "--det-json", str(tmp_path / "f.json")]) == 0
+    assert "command-free" in capsys.readouterr().out and (tmp_path / "f.json").is_file()
+
+    out_ck = tmp_path / "cal.pt"
+    assert _run(["calibrate", "--model", str(ck), "--data-dir", str(shared_data), "--max-false-accepts-per-hour", "100",
+                 "--minutes", "0.5", "--free-minutes", "0.5", "--out", str(out_ck), "--json", str(tmp_path / "c.json"),
+                 "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "recall" in out and "thresholds:" in out
+    cal = load_checkpoint(out_ck)
+    assert cal.meta["calibration"]["split"] == "validation" and len(cal.thresholds) == 10
+    assert json.loads((tmp_path / "c.json").read_text())["thresholds"] == cal.thresholds
+
+
+@pytest.mark.slow
+def test_cli_evaluate_stream_window_mode(model, shared_data, tmp_path, capsys):
+    """The reference recognizer (1.5 s windows rerun every frame: ~10 ms per frame on one core)."""
+    from voice_gru.model import save_checkpoint
+
+    ck = tmp_path / "model.pt"
+    save_checkpoint(ck, model)
+    rec = tmp_path / "rec.wav"
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.2", "--out", str(rec)]) == 0
+    assert _run(["evaluate-stream", "--input", str(rec), "--model", str(ck), "--mode", "window",
+                 "--json", str(tmp_path / "w.json")]) == 0
+    assert "window mode" in capsys.readouterr().out
+    rep = json.loads((tmp_path / "w.json").read_text())
+    assert rep["mode"] == "window" and rep["hits"] + rep["misses"] == rep["commands"]
+
+
+def test_cli_errors_are_one_line(shared_data, tmp_path, capsys):
+    assert _run(["evaluate-stream", "--input", str(tmp_path / "none.wav")]) == 2
+    assert "none.wav" in capsys.readouterr().out
+    assert _run(["evaluate-stream", "--input", str(tmp_path / "none.wav"), "--threshold", "abc"]) == 2
+    assert "--threshold" in capsys.readouterr().out
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--out", str(shared_data / "stop" / "x.wav")]) == 2
+    assert "inside the dataset" in capsys.readouterr().out
+    assert not (shared_data / "stop" / "x.wav").exists()
+    assert _run(["make-stream", "--data-dir", str(tmp_path / "nowhere"), "--minutes", "0.1",
+                 "--out", str(tmp_path / "r.wav")]) == 2
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "-1", "--out", str(tmp_path / "r.wav")]) == 2
+    assert "seconds" in capsys.readouterr().out
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--out", str(tmp_path / "r.mp3")]) == 2
+
+
+def _registered() -> bool:
+    from voice_gru.cli import build_parser
+
+    return any(isinstance(a, argparse._SubParsersAction) and "make-stream" in a.choices
+               for a in build_parser()._actions)
+
+
+@pytest.mark.xfail(not _registered(), reason="cli.py does not call cli_stream.register yet", strict=False)
+def test_main_runs_make_stream(shared_data, tmp_path, capsys):
+    from voice_gru.cli import main
+
+    rec = tmp_path / "m.wav"
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.25", "--out", str(rec)]) == 0
+    assert rec.is_file() and rec.with_suffix(".json").is_file()
+    assert main(["evaluate-stream", "--input", str(tmp_path / "missing.wav")]) == 2
+    assert "voice-gru: error:" in capsys.readouterr().err

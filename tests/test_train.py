@@ -1,0 +1,320 @@
+"""Training on a tiny dataset: run files, checkpoint contents, reproducibility, resume, kill -9,
+Ctrl-C and DDP under torchrun.
+
+The dataset (tests/tiny_data.py) is 30 one-second clips built from tests/data plus generated noise;
+the recipe is configs/tiny.yaml (a 16-unit GRU, 2 epochs). Every run uses one torch thread: the
+numbers are then identical from run to run on one machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from tiny_data import REPO, TINY_CONFIG, make_tiny_dataset
+from voice_gru import SILENCE, UNKNOWN, VoiceGruError
+from voice_gru.cli import main
+from voice_gru.config import load_config, to_dict
+from voice_gru.data import task_labels
+from voice_gru.model import load_checkpoint
+from voice_gru.train import train
+
+PNG = b"\x89PNG\r\n\x1a\n"
+VAL_KEYS = ("val_acc_max", "val_acc_mean", "val_acc_last")
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "speech_commands")
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("feature_cache")
+
+
+@pytest.fixture(scope="module")
+def tiny_cfg():
+    return load_config(TINY_CONFIG)
+
+
+@pytest.fixture(scope="module")
+def baseline(tiny_root, tiny_cfg, cache, tmp_path_factory):
+    """One uninterrupted tiny run: (run dir, summary)."""
+    out = tmp_path_factory.mktemp("baseline") / "run"
+    summary = train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+    return out, summary
+
+
+def read_metrics(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def comparable(rows: list[dict]) -> list[dict]:
+    """Metrics without the wall-clock field."""
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+
+
+def leftovers(run: Path) -> list[str]:
+    return sorted(p.name for p in run.iterdir() if p.name.startswith(".") or p.name.endswith(".tmp"))
+
+
+def check_run_files(run: Path, epochs: int) -> list[dict]:
+    """Every run file exists and loads; returns the metrics rows."""
+    for name in ("best.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"):
+        assert (run / name).is_file(), name
+    rows = read_metrics(run)
+    assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
+    for r in rows:
+        assert isinstance(r["train_loss"], float) and r["train_loss"] > 0
+        for k in VAL_KEYS:
+            assert 0.0 <= r[k] <= 1.0
+    assert (run / "curves.png").read_bytes()[:8] == PNG
+    state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == epochs - 1 and len(state["history"]) == epochs
+    load_checkpoint(run / "best.pt")
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_done"] == epochs
+    assert not leftovers(run)
+    return rows
+
+
+# ---------------------------------------------------------------- one run: files and checkpoint
+
+
+def test_run_writes_all_files(baseline, tiny_cfg):
+    run, summary = baseline
+    rows = check_run_files(run, tiny_cfg.train.epochs)
+    assert len(rows) == 2
+    assert summary["epochs_done"] == 2 and not summary["interrupted"]
+    assert summary["best_epoch"] in (1, 2)
+    assert summary["best_val_acc"] == max(r["val_acc_max"] for r in rows)  # tiny.yaml pools with max
+    assert json.loads((run / "summary.json").read_text()) == summary
+    # config.yaml is the resolved recipe and loads back to the same config
+    assert yaml.safe_load((run / "config.yaml").read_text()) == to_dict(tiny_cfg)
+    assert load_config(run / "config.yaml") == tiny_cfg
+
+
+def test_best_checkpoint_has_labels_normalizer_and_meta(baseline, tiny_cfg, tiny_root):
+    run, summary = baseline
+    ckpt = load_checkpoint(run / "best.pt")
+    assert list(ckpt.labels) == task_labels("12") == summary["labels"]
+    assert ckpt.labels[0] == SILENCE and UNKNOWN in ckpt.labels
+    assert ckpt.features == tiny_cfg.features
+    assert ckpt.pooling == tiny_cfg.model.pooling
+    assert ckpt.model.cfg == tiny_cfg.model
+    assert ckpt.normalizer.to_dict()["mean"] is not None
+    assert ckpt.meta["seed"] == tiny_cfg.train.seed
+    assert ckpt.meta["epoch"] == summary["best_epoch"]
+    assert ckpt.meta["val_acc"] == summary["best_val_acc"]
+    assert ckpt.meta["config_name"] == "tiny"
+    assert ckpt.meta["data_dir"] == str(tiny_root)
+    x = torch.randn(2, 50, tiny_cfg.features.n_mfcc)
+    assert ckpt.model(x).shape == (2, 50, len(ckpt.labels))
+
+
+def test_same_seed_gives_identical_metrics_and_weights(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    run, _ = baseline
+    train(tiny_cfg, tiny_root, tmp_path / "again", cache=cache, quiet=True, threads=1)
+    assert comparable(read_metrics(tmp_path / "again")) == comparable(read_metrics(run))
+    a = load_checkpoint(run / "best.pt").model.state_dict()
+    b = load_checkpoint(tmp_path / "again" / "best.pt").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---------------------------------------------------------------- resume
+
+
+def test_stop_after_then_rerun_continues_and_matches(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
+    run, summary = baseline
+    out = tmp_path / "run"
+    first = train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1, stop_after=1)
+    assert first["epochs_done"] == 1
+    assert len(read_metrics(out)) == 1
+    assert torch.load(out / "state.pt", weights_only=True)["epoch"] == 0
+    (out / ".state.pt.k9x2ab.pt").write_bytes(b"half a file")  # what a kill -9 during a save leaves
+    (out / ".best.pt.q1w2e3.pt").write_bytes(b"")
+    capsys.readouterr()
+    second = train(tiny_cfg, tiny_root, out, cache=cache, quiet=False, threads=1)
+    log = capsys.readouterr().out
+    assert "resuming" in log and "after epoch 1 of 2" in log
+    assert "epoch   1" not in log and "epoch   2" in log  # epoch 1 is not trained again
+    assert comparable(read_metrics(out)) == comparable(read_metrics(run))
+    assert {k: v for k, v in second.items() if k not in ("run", "train_seconds")} == \
+           {k: v for k, v in summary.items() if k not in ("run", "train_seconds")}
+    a = load_checkpoint(run / "best.pt").model.state_dict()
+    b = load_checkpoint(out / "best.pt").model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    # a finished run rerun is a no-op that keeps its files
+    third = train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+    assert third["epochs_done"] == 2
+    check_run_files(out, 2)
+
+
+def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
+    run, _ = baseline
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    other = replace(tiny_cfg, train=replace(tiny_cfg.train, seed=2))
+    with pytest.raises(VoiceGruError, match="different config.*--restart"):
+        train(other, tiny_root, run, cache=cache, quiet=True, threads=1)
+    # through the CLI: exit status 2, one line, and the run is untouched
+    cfg_file = tmp_path / "other.yaml"
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train"]["epochs"] = 3
+    cfg_file.write_text(yaml.safe_dump(raw))
+    capsys.readouterr()
+    rc = main(["train", "--config", str(cfg_file), "--data-dir", str(tiny_root), "--out", str(run),
+               "--cache-dir", str(cache), "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.startswith("voice-gru: error: ") and err.count("\n") == 1 and "different config" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_damaged_state_file_is_a_clear_error(tiny_root, tiny_cfg, cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state.pt").write_bytes(b"garbage, not a torch file")
+    with pytest.raises(VoiceGruError, match="state.pt.*--restart"):
+        train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+
+
+def test_cli_train_and_restart(tiny_root, cache, tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(out),
+            "--cache-dir", str(cache), "--threads", "1", "--quiet"]
+    assert main(args) == 0
+    printed = capsys.readouterr().out
+    assert "best validation accuracy" in printed and str(out / "best.pt") in printed
+    rows = check_run_files(out, 2)
+    # --restart starts again from scratch (same seed: same numbers) even over a different config's run
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train"]["epochs"] = 1
+    one = tmp_path / "one.yaml"
+    one.write_text(yaml.safe_dump(raw))
+    assert main([*args[:2], str(one), *args[3:]]) == 2
+    assert main([*args[:2], str(one), *args[3:], "--restart"]) == 0
+    assert len(read_metrics(out)) == 1
+    assert load_config(out / "config.yaml").train.epochs == 1
+    assert torch.load(out / "state.pt", weights_only=True)["config"]["train"]["epochs"] == 1
+    assert len(rows) == 2
+
+
+# ---------------------------------------------------------------- kill -9, Ctrl-C, torchrun (subprocesses)
+
+
+def long_config(tmp_path: Path, epochs: int = 20) -> Path:
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train"]["epochs"] = epochs
+    path = tmp_path / f"tiny{epochs}.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def cli_env(cache: Path) -> dict:
+    return {**os.environ, "XDG_CACHE_HOME": str(cache), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def train_cmd(cfg: Path, data: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "voice_gru.cli", "train", "--config", str(cfg), "--data-dir", str(data),
+            "--out", str(out), "--threads", "1", "--quiet"]
+
+
+def start_and_signal(cmd: list[str], env: dict, out: Path, sig: int, timeout: float = 120.0):
+    """Start ``cmd``, wait for its first metrics line, send ``sig``; returns (returncode, stderr)."""
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            m = out / "metrics.jsonl"
+            if m.is_file() and m.read_text().strip():
+                break
+            assert proc.poll() is None, f"training exited early: {proc.communicate()}"
+            assert time.monotonic() < deadline, "no epoch finished in time"
+            time.sleep(0.02)
+        assert proc.poll() is None, "the run finished before the signal: give it more epochs"
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, err
+
+
+@pytest.mark.slow
+def test_kill_9_then_rerun_resumes_to_the_uninterrupted_result(tiny_root, tiny_cfg, cache, tmp_path):
+    cfg_path = long_config(tmp_path, 20)
+    out = tmp_path / "run"
+    cmd = train_cmd(cfg_path, tiny_root, out)
+    env = cli_env(tmp_path / "xdg")
+    rc, _ = start_and_signal(cmd, env, out, signal.SIGKILL)
+    assert rc == -signal.SIGKILL
+    # whatever the moment of the kill, the files under their final names are whole
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+    done = state["epoch"] + 1
+    assert 1 <= done < 20
+    assert len(state["history"]) == done
+    load_checkpoint(out / "best.pt")
+    assert len(read_metrics(out)) in (done - 1, done)  # written right after state.pt
+    res = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    rows = check_run_files(out, 20)  # also: no temp files left beside them
+    # the same as a run that was never killed
+    ref = train(load_config(cfg_path), tiny_root, tmp_path / "ref", cache=cache, quiet=True, threads=1)
+    assert comparable(rows) == comparable(read_metrics(tmp_path / "ref"))
+    assert json.loads((out / "summary.json").read_text())["best_val_acc"] == ref["best_val_acc"]
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_the_run_exits_130_and_rerun_resumes(tiny_root, tmp_path):
+    cfg_path = long_config(tmp_path, 20)
+    out = tmp_path / "run"
+    cmd = train_cmd(cfg_path, tiny_root, out)
+    env = cli_env(tmp_path / "xdg")
+    rc, err = start_and_signal(cmd, env, out, signal.SIGINT)
+    assert rc == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+    state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
+    done = state["epoch"] + 1
+    assert 1 <= done < 20 and len(read_metrics(out)) == done
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["interrupted"] is True and summary["epochs_done"] == done
+    load_checkpoint(out / "best.pt")
+    assert not leftovers(out)
+    res = subprocess.run([*cmd[:-1]], cwd=REPO, env=env, capture_output=True, text=True, timeout=300)  # not quiet
+    assert res.returncode == 0, res.stderr
+    assert f"resuming {out} after epoch {done} of 20" in res.stdout
+    check_run_files(out, 20)
+    assert json.loads((out / "summary.json").read_text())["interrupted"] is False
+
+
+@pytest.mark.slow
+def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path):
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.is_file():
+        pytest.skip("torchrun is not installed beside this Python")
+    out = tmp_path / "run"
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "voice_gru.cli", "train",
+           "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(out), "--quiet"]
+    res = subprocess.run(cmd, cwd=REPO, env=cli_env(tmp_path / "xdg"), capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stdout + res.stderr
+    rows = check_run_files(out, 2)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["best.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"])
+    # one summary line (rank 0), and it reports the real best, not a non-validating rank's placeholder
+    lines = [ln for ln in res.stdout.splitlines() if "best validation accuracy" in ln]
+    assert len(lines) == 1, res.stdout
+    best = max(r["val_acc_max"] for r in rows)
+    assert f"best validation accuracy {best:.4f}" in lines[0]

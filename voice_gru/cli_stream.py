@@ -1,0 +1,218 @@
+"""``voice-gru make-stream``, ``evaluate-stream`` and ``calibrate``: long-recording evaluation.
+
+``register(subparsers)`` adds the three subcommands to the ``voice-gru`` parser (``cli.py`` calls
+it). Each handler parses, calls one public function of ``voice_gru.streams`` /
+``voice_gru.calibrate`` and prints; errors are ``VoiceGruError`` subclasses.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+DEFAULT_DATA = "../shared/speech_commands"
+
+
+def _under(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+def _spec_from_args(args: argparse.Namespace):
+    from voice_gru.streams import StreamSpec
+
+    kw = {"seconds": args.minutes * 60.0, "command_free": args.command_free}
+    for name in ("gap_s", "gain_db", "noise_dbfs"):
+        val = getattr(args, name, None)
+        if val is not None:
+            kw[name] = tuple(val)
+    if args.command_ratio is not None:
+        kw["command_ratio"] = args.command_ratio
+    return StreamSpec(**kw).check()
+
+
+def _cmd_make_stream(args: argparse.Namespace) -> int:
+    from voice_gru.errors import ConfigError
+    from voice_gru.streams import make_stream, write_stream
+
+    out = Path(args.out)
+    if _under(out, Path(args.data_dir)):
+        raise ConfigError(f"--out {out}: inside the dataset folder {args.data_dir}; write streams elsewhere "
+                          "(a WAV there would become a training clip)")
+    if out.suffix.lower() != ".wav":
+        raise ConfigError(f"--out {out}: give a file name ending in .wav (the labels go beside it as .json)")
+    spec = _spec_from_args(args)
+    audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed)
+    wav, labels = write_stream(out, audio, truth)
+    n_cmd = sum(1 for e in truth["events"] if e["label"] != "_unknown_")
+    n_unk = len(truth["events"]) - n_cmd
+    print(f"wrote {wav} ({_duration(truth['duration'])}, {args.split} split, seed {args.seed}: "
+          f"{n_cmd} commands, {n_unk} unknown words, {len(truth['noise'])} noise segments) and {labels}")
+    if truth["unreadable"]:
+        print(f"skipped {len(truth['unreadable'])} unreadable clip(s), e.g. {truth['unreadable'][0]['file']}: "
+              f"{truth['unreadable'][0]['reason']}")
+    return 0
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.1f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+
+
+def format_stream_report(r: dict) -> str:
+    """The summary lines ``evaluate-stream`` prints."""
+    lat = r["latency"]
+
+    def sec(x):
+        return "-" if x is None else f"{x * 1000:.0f} ms"
+
+    fa = r["false_accepts_by_kind"]
+    lines = [
+        f"{_duration(r['duration_s'])} of audio, {r['commands']} commands, {r['unknown_words']} unknown words "
+        f"({r['mode']} mode, chunks of {r['chunk_ms']:g} ms)",
+        (f"hits {r['hits']}/{r['commands']} (recall {r['recall']:.3f})  misses {r['misses']}  wrong label {r['wrong']}"
+         if r["commands"] else "command-free stream: no commands to hit"),
+        f"false accepts {r['false_accepts']} ({r['false_accepts_per_hour']:.2f} per hour; outside words "
+        f"{fa['outside']}, on unknown words {fa['unknown_word']}, repeats {fa['repeat']})",
+        f"latency from end of speech: median {sec(lat['median'])}, p90 {sec(lat['p90'])}",
+        f"real-time factor {r['rtf']:.4f} ({r['compute_s']:.1f} s compute for {r['audio_s']:.1f} s audio)",
+    ]
+    if r["commands"]:
+        lines.append("per command: " + "  ".join(
+            f"{c} {v['hits']}/{v['clips']}" for c, v in r["per_command"].items() if v["clips"]))
+    return "\n".join(lines)
+
+
+def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
+    import torch
+
+    from voice_gru import COMMANDS
+    from voice_gru.cli import parse_thresholds
+    from voice_gru.config import load_config
+    from voice_gru.errors import ConfigError
+    from voice_gru.fileio import write_json
+    from voice_gru.model import resolve_model
+    from voice_gru.streams import evaluate_stream, load_stream, plot_det, public_result, sweep_thresholds
+
+    torch.set_num_threads(1)
+    override = parse_thresholds(args.threshold)
+    ckpt = resolve_model(args.model)
+    if isinstance(override, dict):
+        unknown = sorted(set(override) - set(COMMANDS) - set(ckpt.labels))
+        if unknown:
+            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
+    dcfg = load_config(args.config).decision if args.config else None
+    audio, truth = load_stream(args.input, args.labels)
+    result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
+                             refresh_s=args.refresh or None, after=args.after)
+    print(format_stream_report(result))
+    if args.json:
+        write_json(args.json, public_result(result))
+        print(f"wrote {args.json}")
+    if args.det:
+        from voice_gru.config import DecisionConfig, from_dict
+
+        points = sweep_thresholds(result["posteriors"], result["labels"], truth, None,
+                                  from_dict(DecisionConfig, result["decision"]),
+                                  frame_seconds=result["frame_seconds"], first_frame_end=result["first_frame_end"],
+                                  after=args.after)
+        det_json = Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")
+        plot_det(points, args.det, f"{Path(args.input).name}: {result['mode']} mode")
+        write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": points})
+        print(f"wrote {args.det} and {det_json} ({len(points)} thresholds)")
+    return 0
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import torch
+
+    from voice_gru.calibrate import calibrate, format_calibration
+    from voice_gru.config import load_config
+    from voice_gru.fileio import write_json
+    from voice_gru.model import resolve_model, save_checkpoint
+
+    torch.set_num_threads(1)
+    ckpt = resolve_model(args.model)
+    dcfg = load_config(args.config).decision if args.config else None
+    log = None if args.quiet else (lambda msg: print(msg, flush=True))
+    calibrated, report = calibrate(ckpt, args.data_dir, args.max_false_accepts_per_hour,
+                                   command_minutes=args.minutes, free_minutes=args.free_minutes,
+                                   decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log)
+    save_checkpoint(args.out, calibrated)
+    print(format_calibration(report))
+    print(f"wrote {args.out}")
+    if args.json:
+        write_json(args.json, report)
+        print(f"wrote {args.json}")
+    return 0
+
+
+def _pair(kind: str):
+    def parse(text: str) -> float:
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{kind}: expected a number, got {text!r}") from None
+    return parse
+
+
+def register(subparsers) -> None:
+    """Add ``make-stream``, ``evaluate-stream`` and ``calibrate`` to the ``voice-gru`` subparsers."""
+    ms = subparsers.add_parser("make-stream", help="build a long test recording (WAV + JSON labels) from a dataset split")
+    ms.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
+    ms.add_argument("--split", choices=["validation", "testing"], default="validation",
+                    help="which split's clips (default: %(default)s)")
+    ms.add_argument("--minutes", type=float, default=10.0, help="length (default: %(default)s)")
+    ms.add_argument("--command-free", action="store_true",
+                    help="only unknown words and noise (measures false accepts per hour)")
+    ms.add_argument("--seed", type=int, default=0, help="same seed, same recording (default: %(default)s)")
+    ms.add_argument("--gap", dest="gap_s", nargs=2, type=_pair("--gap"), metavar=("MIN", "MAX"),
+                    help="seconds from one word's start to the next (default: 2 4)")
+    ms.add_argument("--command-ratio", type=float, help="fraction of words that are commands (default: 0.7)")
+    ms.add_argument("--gain-db", nargs=2, type=_pair("--gain-db"), metavar=("MIN", "MAX"),
+                    help="gain of each word in dB (default: -10 0)")
+    ms.add_argument("--noise-dbfs", nargs=2, type=_pair("--noise-dbfs"), metavar=("MIN", "MAX"),
+                    help="background noise level, dBFS RMS (default: -70 -50)")
+    ms.add_argument("--out", required=True, metavar="REC.wav", help="WAV to write; labels go to REC.json")
+    ms.set_defaults(func=_cmd_make_stream)
+
+    es = subparsers.add_parser("evaluate-stream",
+                               help="stream a labelled recording through the listen path: hits, false accepts/hour, latency")
+    es.add_argument("--input", required=True, metavar="REC.wav", help="recording (e.g. from make-stream)")
+    es.add_argument("--labels", metavar="REC.json", help="its label file (default: the input's name with .json)")
+    es.add_argument("--model", help="checkpoint (default: the shipped model)")
+    es.add_argument("--threshold", action="append", metavar="X|CMD=X",
+                    help="detection threshold (0-1, higher = fewer false accepts); repeat as stop=0.9. "
+                         "Default: the model's calibrated thresholds")
+    es.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
+    es.add_argument("--mode", choices=["stream", "window"], default="stream",
+                    help="stream: carried GRU state (what listen runs); window: rerun 1.5 s windows (reference)")
+    es.add_argument("--refresh", type=float, default=3.0, metavar="S",
+                    help="state refresh period in seconds (0 = never reset; default: %(default)s)")
+    es.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+    es.add_argument("--after", type=float, default=1.0, metavar="S",
+                    help="a detection up to this long after a word's end counts for it (default: %(default)s)")
+    es.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
+    es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
+    es.add_argument("--det-json", metavar="OUT", help="where the sweep's points go (default: OUT.det.json beside --det)")
+    es.set_defaults(func=_cmd_evaluate_stream)
+
+    ca = subparsers.add_parser("calibrate",
+                               help="choose per-command thresholds for a false-accepts-per-hour target on validation streams")
+    ca.add_argument("--model", help="checkpoint (default: the shipped model)")
+    ca.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
+    ca.add_argument("--max-false-accepts-per-hour", type=float, default=0.5, metavar="R",
+                    help="target rate over the calibration streams (default: %(default)s)")
+    ca.add_argument("--out", required=True, metavar="CKPT", help="where the calibrated copy of the model goes")
+    ca.add_argument("--minutes", type=float, default=25.0,
+                    help="length of the command stream (default: %(default)s, enough for every validation command)")
+    ca.add_argument("--free-minutes", type=float, default=120.0,
+                    help="length of the command-free stream (default: %(default)s; 0.5/h needs 2 h for one event)")
+    ca.add_argument("--seed", type=int, default=0, help="seed of the calibration streams (default: %(default)s)")
+    ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
+    ca.add_argument("--config", help="recipe YAML whose 'decision' section is calibrated (default: the model's)")
+    ca.add_argument("--json", metavar="OUT", help="write the calibration report as JSON")
+    ca.add_argument("--quiet", action="store_true", help="no progress lines")
+    ca.set_defaults(func=_cmd_calibrate)

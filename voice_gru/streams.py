@@ -1,0 +1,663 @@
+"""Long test recordings built from a dataset split, and how a detector is scored on them.
+
+A *stream* is what a listening assistant hears: a word every 2–4 s (commands and other words)
+over background noise that changes now and then, each word at its own gain. ``make_stream``
+builds one deterministically from a seed and returns the audio with its *truth*::
+
+    {"sample_rate": 16000, "duration": 600.0, "split": "validation", "seed": 0,
+     "command_free": false, "spec": {...},
+     "events": [{"label": "stop", "word": "stop", "file": "stop/0ab3b47d_nohash_0.wav",
+                 "start": 3.2, "end": 4.2, "speech_end": 3.91, "gain_db": -4.1}, ...],
+     "noise": [{"file": "running_tap.wav", "start": 0.0, "end": 12.3, "dbfs": -52.0}, ...]}
+
+``label`` is the 12-class label (a command or ``_unknown_``); ``speech_end`` is where the speech
+inside the clip ends (the end of the last 10 ms frame within ``speech_db`` dB of the clip's
+loudest frame) — latency is measured from there. A ``command_free`` stream holds only unknown
+words and noise: it measures false accepts.
+
+Scoring (``score_events``) gives every command clip a window ``[start, end + after]`` (cut at the
+next clip's start, so a detection belongs to at most one clip):
+
+* the first detection with the clip's label in its window is a *hit* (latency = t - speech_end);
+* a detection with another label in a command clip's window is a *wrong* label;
+* a command clip without a right detection is a *miss*;
+* every other detection is a *false accept*: outside every window, inside an unknown word's
+  window, or a repeated detection of an utterance already hit.
+
+``evaluate_stream`` runs exactly what ``voice-gru listen --input FILE`` runs (``live.listen_loop``
+over chunks into a ``Recognizer`` and a ``Detector``) and keeps the posteriors, so a threshold
+sweep (``sweep_thresholds``) reruns only the cheap detector.
+"""
+
+from __future__ import annotations
+
+import bisect
+import contextlib
+import functools
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from voice_gru import COMMANDS, UNKNOWN
+from voice_gru.config import DecisionConfig, from_dict, to_dict
+from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
+
+SAMPLE_RATE = 16000
+SPLITS = ("training", "validation", "testing")
+DEFAULT_SWEEP = tuple(float(x) for x in np.round(np.linspace(0.3, 0.99, 24), 3))
+FRAME_S = 0.01  # energy frames of the speech_end rule
+
+
+# --------------------------------------------------------------------------------------------
+# stream generation
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """How a test stream is built. Levels are dBFS (RMS) for noise, dB relative to the recording for clips."""
+
+    seconds: float = 600.0  # stream length
+    gap_s: tuple[float, float] = (2.0, 4.0)  # clip start to next clip start, uniform in this range
+    command_ratio: float = 0.7  # fraction of clips that are commands (ignored when command_free)
+    command_free: bool = False  # only unknown words and noise: measures false accepts
+    gain_db: tuple[float, float] = (-10.0, 0.0)  # gain applied to each clip, uniform in dB
+    noise_dbfs: tuple[float, float] = (-70.0, -50.0)  # RMS level of each noise segment, uniform in dB
+    noise_segment_s: tuple[float, float] = (5.0, 20.0)  # the noise changes file/level this often
+    crossfade_s: float = 0.1  # between noise segments
+    lead_s: float = 1.0  # noise only before the first clip
+    tail_s: float = 1.5  # noise only after the last clip's end
+    speech_db: float = 25.0  # speech_end: last 10 ms frame within this many dB of the loudest
+
+    def check(self) -> "StreamSpec":
+        """Raise ConfigError naming the first bad field; return self."""
+        def rng(name: str, lo_min: float | None = None) -> None:
+            lo, hi = getattr(self, name)
+            if not lo <= hi:
+                raise ConfigError(f"stream spec: {name} = ({lo}, {hi}): the first value must not exceed the second")
+            if lo_min is not None and lo < lo_min:
+                raise ConfigError(f"stream spec: {name} = ({lo}, {hi}): values must be at least {lo_min}")
+        if not self.seconds > 0:
+            raise ConfigError(f"stream spec: seconds = {self.seconds}: must be positive")
+        rng("gap_s", 0.1)
+        rng("gain_db")
+        rng("noise_dbfs")
+        rng("noise_segment_s", 0.5)
+        if not 0.0 <= self.command_ratio <= 1.0:
+            raise ConfigError(f"stream spec: command_ratio = {self.command_ratio}: must be between 0 and 1")
+        if self.crossfade_s < 0 or self.lead_s < 0 or self.tail_s < 0 or self.speech_db <= 0:
+            raise ConfigError("stream spec: crossfade_s, lead_s and tail_s must be >= 0 and speech_db > 0")
+        return self
+
+
+@dataclass(frozen=True)
+class ClipBank:
+    """The decoded clips of one split of a dataset root, and its background noise."""
+
+    root: str
+    split: str
+    commands: tuple  # ((relative path, word, audio), ...)
+    unknown: tuple
+    noise: tuple  # ((file name, audio, rms), ...)
+    unreadable: tuple = ()  # ((path, reason), ...): reported, never silently dropped
+
+
+@functools.lru_cache(maxsize=4)
+def load_clip_bank(root: str | Path, split: str) -> ClipBank:
+    """Decode every clip of ``split`` under ``root`` (cached per process) and the background noise."""
+    from voice_gru.audio import load_audio
+    from voice_gru.data import background_files, scan_dataset
+
+    if split not in SPLITS:
+        raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
+    root = Path(root)
+    clips = [c for c in scan_dataset(root) if c.split == split]
+    if not clips:
+        raise DatasetError(f"{root}: no clips in the {split} split")
+    commands, unknown, bad = [], [], []
+    for c in clips:
+        try:
+            audio = load_audio(c.path, SAMPLE_RATE)
+        except AudioFormatError as exc:
+            bad.append((c.path, str(exc)))
+            continue
+        try:
+            rel = Path(c.path).relative_to(root).as_posix()
+        except ValueError:
+            rel = c.path
+        word = c.word or c.label or UNKNOWN
+        (commands if word in COMMANDS else unknown).append((rel, word, audio))
+    noise = []
+    for f in background_files(root):
+        try:
+            a = load_audio(f, SAMPLE_RATE)
+        except AudioFormatError as exc:
+            bad.append((str(f), str(exc)))
+            continue
+        rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+        if rms > 0 and a.size >= SAMPLE_RATE:
+            noise.append((f.name, a, rms))
+    return ClipBank(str(root), split, tuple(commands), tuple(unknown), tuple(noise), tuple(bad))
+
+
+def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int = SAMPLE_RATE) -> tuple[float, float]:
+    """(start, end) in seconds of the speech in a clip: first/last 10 ms frame within ``speech_db``
+    dB of the loudest frame (energy = mean square of the frame)."""
+    hop = int(round(FRAME_S * sample_rate))
+    n = max(1, int(np.ceil(audio.size / hop)))
+    padded = np.zeros(n * hop, dtype=np.float64)
+    padded[:audio.size] = audio
+    energy = (padded.reshape(n, hop) ** 2).mean(1)
+    peak = energy.max()
+    if peak <= 0:
+        return 0.0, audio.size / sample_rate
+    loud = np.flatnonzero(energy >= peak * 10 ** (-speech_db / 10))
+    return float(loud[0] * hop / sample_rate), float(min(audio.size, (loud[-1] + 1) * hop) / sample_rate)
+
+
+class _Deck:
+    """Draw items in a shuffled order, reshuffling when all have been drawn (even coverage)."""
+
+    def __init__(self, items: Sequence, rng: np.random.Generator) -> None:
+        self.items, self.rng, self.order = items, rng, []
+
+    def draw(self):
+        if not self.order:
+            self.order = list(self.rng.permutation(len(self.items)))
+        return self.items[self.order.pop()]
+
+
+def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generator) -> tuple[np.ndarray, list]:
+    out = np.zeros(n, dtype=np.float32)
+    segments: list[dict] = []
+    if not bank.noise:
+        return out, segments
+    xf = int(round(spec.crossfade_s * SAMPLE_RATE))
+    pos = 0
+    while pos < n:
+        name, audio, rms = bank.noise[int(rng.integers(len(bank.noise)))]
+        length = int(round(rng.uniform(*spec.noise_segment_s) * SAMPLE_RATE)) + xf
+        length = min(length, n - pos)
+        dbfs = float(rng.uniform(*spec.noise_dbfs))
+        if audio.size >= length:
+            off = int(rng.integers(0, audio.size - length + 1))
+            seg = audio[off:off + length].astype(np.float32)
+        else:  # a short noise file is looped
+            off = int(rng.integers(0, audio.size))
+            seg = np.resize(np.roll(audio, -off), length).astype(np.float32)
+        seg *= np.float32(10 ** (dbfs / 20) / rms)
+        k = min(xf, length // 2)
+        if k > 0:
+            ramp = np.linspace(0.0, 1.0, k, endpoint=False, dtype=np.float32)
+            if pos > 0:
+                seg[:k] *= ramp
+            if pos + length < n:
+                seg[-k:] *= ramp[::-1]
+        out[pos:pos + length] += seg
+        segments.append({"file": name, "start": round(pos / SAMPLE_RATE, 4),
+                         "end": round((pos + length) / SAMPLE_RATE, 4), "dbfs": round(dbfs, 2)})
+        if pos + length >= n:
+            break
+        pos += length - k
+    return out, segments
+
+
+def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), seed: int = 0,
+                bank: ClipBank | None = None) -> tuple[np.ndarray, dict]:
+    """A long recording of ``split``'s clips over background noise, and its truth (see module doc).
+
+    Deterministic: the same root, split, spec and seed give the same samples and truth.
+    """
+    spec.check()
+    if bank is None:
+        bank = load_clip_bank(str(root), split)
+    if not bank.unknown and (spec.command_free or spec.command_ratio < 1):
+        raise DatasetError(f"{root}: the {split} split has no unknown-word clips to build this stream from")
+    if not bank.commands and not spec.command_free and spec.command_ratio > 0:
+        raise DatasetError(f"{root}: the {split} split has no command clips")
+    rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
+    n = int(round(spec.seconds * SAMPLE_RATE))
+    audio, noise = _noise_bed(n, bank, spec, rng)
+    decks = {True: _Deck(bank.commands, rng), False: _Deck(bank.unknown, rng)}
+    events = []
+    t = spec.lead_s + float(rng.uniform(0.0, 1.0))
+    stop_at = n - int(round(spec.tail_s * SAMPLE_RATE))
+    while True:
+        is_cmd = (not spec.command_free) and (not bank.unknown or float(rng.random()) < spec.command_ratio)
+        rel, word, clip = decks[is_cmd].draw()
+        gain_db = float(rng.uniform(*spec.gain_db))
+        start = int(round(t * SAMPLE_RATE))
+        if start + clip.size > stop_at:
+            break
+        audio[start:start + clip.size] += clip * np.float32(10 ** (gain_db / 20))
+        s0, s1 = speech_bounds(clip, spec.speech_db)
+        events.append({
+            "label": word if word in COMMANDS else UNKNOWN, "word": word, "file": rel,
+            "start": round(start / SAMPLE_RATE, 5), "end": round((start + clip.size) / SAMPLE_RATE, 5),
+            "speech_start": round(start / SAMPLE_RATE + s0, 5), "speech_end": round(start / SAMPLE_RATE + s1, 5),
+            "gain_db": round(gain_db, 2),
+        })
+        t += float(rng.uniform(*spec.gap_s))
+    clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
+    np.clip(audio, -1.0, 1.0, out=audio)
+    truth = {
+        "sample_rate": SAMPLE_RATE,
+        "duration": round(n / SAMPLE_RATE, 5),
+        "split": split,
+        "seed": int(seed),
+        "command_free": bool(spec.command_free),
+        "spec": to_dict(spec),
+        "clipped_samples": clipped,
+        "unreadable": [{"file": p, "reason": r} for p, r in bank.unreadable],
+        "events": events,
+        "noise": noise,
+    }
+    return audio, truth
+
+
+def labels_path_for(wav: str | Path) -> Path:
+    """``REC.wav`` -> ``REC.json`` (the label file written beside a stream)."""
+    return Path(wav).with_suffix(".json")
+
+
+def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[Path, Path]:
+    """Write ``path`` (16-bit WAV) and its truth beside it as ``.json``, both atomically."""
+    from voice_gru.audio import save_wav
+    from voice_gru.fileio import write_json
+
+    path = Path(path)
+    if path.suffix.lower() != ".wav":
+        raise ConfigError(f"{path}: a stream is written as WAV; give a file name ending in .wav")
+    labels = labels_path_for(path)
+    save_wav(path, audio, int(truth.get("sample_rate", SAMPLE_RATE)))
+    write_json(labels, dict(truth))
+    return path, labels
+
+
+def read_truth(path: str | Path) -> dict:
+    """Read and check a stream's label file; errors name the file and what is wrong."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: label file not found (make-stream writes it beside the WAV)")
+    try:
+        truth = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(truth, dict) or not isinstance(truth.get("events"), list):
+        raise DatasetError(f"{path}: not a stream label file (expected an object with an 'events' list)")
+    for i, ev in enumerate(truth["events"]):
+        if not isinstance(ev, dict) or not {"label", "start", "end"} <= set(ev):
+            raise DatasetError(f"{path}: events[{i}] needs 'label', 'start' and 'end'")
+    if not isinstance(truth.get("duration"), (int, float)):
+        raise DatasetError(f"{path}: missing 'duration' (seconds)")
+    return truth
+
+
+def load_stream(wav: str | Path, labels: str | Path | None = None) -> tuple[np.ndarray, dict]:
+    """A recording and its truth; the label file defaults to the WAV's name with ``.json``."""
+    from voice_gru.audio import load_audio
+
+    if not Path(wav).is_file():
+        raise AudioFormatError(f"{wav}: recording not found")
+    labels = Path(labels) if labels else labels_path_for(wav)
+    truth = read_truth(labels)
+    sr = int(truth.get("sample_rate", SAMPLE_RATE))
+    audio = load_audio(wav, sr)
+    if abs(audio.size / sr - float(truth["duration"])) > 0.05:
+        raise DatasetError(f"{labels}: says {float(truth['duration']):.2f} s but {wav} holds "
+                           f"{audio.size / sr:.2f} s: the label file belongs to another recording")
+    return audio, truth
+
+
+# --------------------------------------------------------------------------------------------
+# scoring
+
+
+def _det(ev: Any) -> tuple[float, str, float | None]:
+    if isinstance(ev, Mapping):
+        return float(ev["t"]), str(ev["label"]), ev.get("score")
+    return float(ev.t), str(ev.label), getattr(ev, "score", None)
+
+
+def _quantiles(values: Sequence[float]) -> dict:
+    if not values:
+        return {"median": None, "p90": None, "mean": None, "values": []}
+    v = np.asarray(values, dtype=np.float64)
+    return {"median": round(float(np.median(v)), 4), "p90": round(float(np.percentile(v, 90)), 4),
+            "mean": round(float(v.mean()), 4), "values": [round(float(x), 4) for x in values]}
+
+
+def score_events(events: Iterable[Any], truth: Mapping, duration: float | None = None, after: float = 1.0) -> dict:
+    """Hits, misses, wrong labels, false accepts (and per hour), recall and latency of detections.
+
+    ``events`` are ``Command``s or dicts with ``t`` and ``label``; ``truth`` is a stream's truth;
+    ``duration`` (default: the truth's) is the audio length the false-accept rate is taken over.
+    """
+    if duration is None:
+        duration = float(truth["duration"])
+    clips = sorted(truth["events"], key=lambda e: float(e["start"]))
+    starts = [float(c["start"]) for c in clips]
+    ends = []
+    for i, c in enumerate(clips):
+        hi = float(c["end"]) + after
+        if i + 1 < len(clips):
+            hi = min(hi, starts[i + 1])
+        ends.append(hi)
+    is_cmd = [c["label"] not in (UNKNOWN, "_silence_") for c in clips]
+    hit_at: dict[int, float] = {}
+    detections = []
+    fa_kinds = {"outside": 0, "unknown_word": 0, "repeat": 0}
+    wrong = 0
+    per: dict[str, dict] = {}
+
+    def cmd_stats(label: str) -> dict:
+        return per.setdefault(label, {"clips": 0, "hits": 0, "misses": 0, "wrong_label_in": 0,
+                                      "fired_wrongly": 0, "false_accepts": 0, "latency": []})
+
+    for c, cmd in zip(clips, is_cmd):
+        if cmd:
+            cmd_stats(c["label"])["clips"] += 1
+    for t, label, score in sorted((_det(e) for e in events), key=lambda d: d[0]):
+        i = bisect.bisect_right(starts, t) - 1
+        rec = {"t": round(t, 4), "label": label}
+        if score is not None:
+            rec["score"] = round(float(score), 4)
+        if i >= 0 and t <= ends[i]:
+            rec["clip"] = i
+            c = clips[i]
+            if not is_cmd[i]:
+                outcome, kind = "false_accept", "unknown_word"
+            elif label == c["label"] and i not in hit_at:
+                outcome, kind = "hit", None
+                hit_at[i] = t
+                lat = t - float(c.get("speech_end", c["end"]))
+                rec["latency"] = round(lat, 4)
+                cmd_stats(label)["hits"] += 1
+                cmd_stats(label)["latency"].append(lat)
+            elif label == c["label"]:
+                outcome, kind = "false_accept", "repeat"
+            else:
+                outcome, kind = "wrong", None
+                wrong += 1
+                cmd_stats(c["label"])["wrong_label_in"] += 1
+                cmd_stats(label)["fired_wrongly"] += 1
+        else:
+            outcome, kind = "false_accept", "outside"
+        if kind:
+            fa_kinds[kind] += 1
+            rec["kind"] = kind
+            cmd_stats(label)["false_accepts"] += 1
+        rec["outcome"] = outcome
+        detections.append(rec)
+    n_cmd = sum(is_cmd)
+    hits = len(hit_at)
+    fas = sum(fa_kinds.values())
+    hours = duration / 3600.0
+    latencies = [hit_at[i] - float(clips[i].get("speech_end", clips[i]["end"])) for i in sorted(hit_at)]
+    per_command = {}
+    for lab in sorted(per, key=lambda x: (COMMANDS.index(x) if x in COMMANDS else len(COMMANDS), x)):
+        s = per[lab]
+        s["misses"] = s["clips"] - s["hits"]
+        s["recall"] = round(s["hits"] / s["clips"], 4) if s["clips"] else None
+        q = _quantiles(s.pop("latency"))
+        s["latency_median"] = q["median"]
+        per_command[lab] = s
+    return {
+        "commands": n_cmd,
+        "unknown_words": len(clips) - n_cmd,
+        "detections": len(detections),
+        "hits": hits,
+        "misses": n_cmd - hits,
+        "wrong": wrong,
+        "false_accepts": fas,
+        "false_accepts_by_kind": fa_kinds,
+        "duration_s": round(duration, 3),
+        "hours": round(hours, 6),
+        "false_accepts_per_hour": round(fas / hours, 4) if hours > 0 else None,
+        "wrong_per_hour": round(wrong / hours, 4) if hours > 0 else None,
+        "recall": round(hits / n_cmd, 4) if n_cmd else None,
+        "miss_rate": round(1 - hits / n_cmd, 4) if n_cmd else None,
+        "latency": _quantiles(latencies),
+        "per_command": per_command,
+        "after_s": after,
+        "events": detections,
+    }
+
+
+def combine_scores(scores: Sequence[Mapping]) -> dict:
+    """Totals over several scored streams (counts add; rates and recall are recomputed)."""
+    keys = ("commands", "unknown_words", "detections", "hits", "misses", "wrong", "false_accepts")
+    out: dict = {k: int(sum(s[k] for s in scores)) for k in keys}
+    dur = float(sum(s["duration_s"] for s in scores))
+    hours = dur / 3600.0
+    out["duration_s"] = round(dur, 3)
+    out["hours"] = round(hours, 6)
+    out["false_accepts_per_hour"] = round(out["false_accepts"] / hours, 4) if hours > 0 else None
+    out["wrong_per_hour"] = round(out["wrong"] / hours, 4) if hours > 0 else None
+    out["recall"] = round(out["hits"] / out["commands"], 4) if out["commands"] else None
+    out["miss_rate"] = round(1 - out["hits"] / out["commands"], 4) if out["commands"] else None
+    out["latency"] = _quantiles([v for s in scores for v in s["latency"]["values"]])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# running the listen path
+
+
+def array_chunks(audio: np.ndarray, chunk_ms: float = 100.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
+    """Consecutive chunks of an in-memory recording, sliced exactly as ``live.file_chunks`` slices a file."""
+    n = max(1, int(round(sample_rate * chunk_ms / 1000)))
+    for i in range(0, audio.size, n):
+        yield audio[i:i + n]
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1) -> Iterator[None]:
+    """Run with ``n`` torch threads (small streaming ops are much slower oversubscribed)."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+def decision_of(ckpt, decision_cfg: DecisionConfig | None = None) -> DecisionConfig:
+    """The decision settings ``listen`` uses: explicit, else the checkpoint's, else the defaults."""
+    if decision_cfg is not None:
+        return decision_cfg
+    if ckpt.decision:
+        return from_dict(DecisionConfig, ckpt.decision, "checkpoint:decision")
+    return DecisionConfig()
+
+
+def make_detector(labels: Sequence[str], decision_cfg: DecisionConfig, thresholds: Mapping[str, float],
+                  frame_seconds: float = 0.01, first_frame_end: float = 0.03):
+    """A ``Detector`` with the timing of a checkpoint's front end."""
+    from voice_gru.decision import Detector
+
+    return Detector(labels, decision_cfg, thresholds, frame_seconds, first_frame_end)
+
+
+def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: DecisionConfig | None = None,
+                    thresholds: Mapping[str, float] | float | None = None, mode: str = "stream",
+                    chunk_ms: float = 100.0, refresh_s: float | None = 3.0, after: float = 1.0) -> dict:
+    """Run a recording through the listen path and score it against its truth.
+
+    ``thresholds``: per-command dict or one number overriding the checkpoint's calibrated values
+    (None: the checkpoint's, as ``listen`` does). Returns ``score_events``'s dict plus ``rtf``
+    (compute seconds / audio seconds), ``posteriors`` (``(frames, classes)`` float32 array),
+    ``labels``, the thresholds and decision settings used, and the frame timing.
+    """
+    from voice_gru.decision import effective_thresholds
+    from voice_gru.live import listen_loop
+    from voice_gru.stream import Recognizer
+
+    dcfg = decision_of(ckpt, decision_cfg)
+    thr = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, thresholds)
+    f = ckpt.features
+    frame_seconds, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
+    posts: list[np.ndarray] = []
+    with torch_threads(1):
+        recognizer = Recognizer(ckpt, mode=mode, refresh_s=refresh_s)
+        detector = make_detector(ckpt.labels, dcfg, thr, frame_seconds, first_end)
+        inner = detector.update
+
+        def update(p):  # keep the posteriors the detector sees
+            posts.append(np.array(p, dtype=np.float32, copy=True))
+            return inner(p)
+
+        detector.update = update
+        stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), recognizer, detector, lambda cmd: None)
+    post = np.concatenate(posts) if posts else np.zeros((0, len(ckpt.labels)), dtype=np.float32)
+    audio_s = audio.size / f.sample_rate
+    out = score_events(stats.events, truth, float(truth.get("duration", audio_s)), after)
+    out.update({
+        "rtf": round(stats.real_time_factor, 5),
+        "compute_s": round(stats.compute, 3),
+        "audio_s": round(audio_s, 3),
+        "mode": mode,
+        "chunk_ms": chunk_ms,
+        "refresh_s": refresh_s,
+        "thresholds": thr,
+        "decision": to_dict(dcfg),
+        "labels": list(ckpt.labels),
+        "frame_seconds": frame_seconds,
+        "first_frame_end": first_end,
+        "posteriors": post,
+    })
+    return out
+
+
+def detect(posteriors: np.ndarray, labels: Sequence[str], decision_cfg: DecisionConfig,
+           thresholds: Mapping[str, float], frame_seconds: float = 0.01, first_frame_end: float = 0.03) -> list:
+    """Rerun only the detector over stored posteriors; returns its ``Command`` events."""
+    det = make_detector(labels, decision_cfg, thresholds, frame_seconds, first_frame_end)
+    return det.update(posteriors)
+
+
+def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mapping, duration: float | None = None,
+                     decision_cfg: DecisionConfig = DecisionConfig(), thresholds: Sequence[float] = DEFAULT_SWEEP,
+                     frame_seconds: float = 0.01, first_frame_end: float = 0.03, after: float = 1.0) -> list[dict]:
+    """Detection-error trade-off: one point per threshold (applied to every command).
+
+    Each point: threshold, hits, misses, wrong, false_accepts, false_accepts_per_hour, recall,
+    miss_rate, latency_median. Raising the threshold never adds a detection run, so false
+    accepts per hour fall (up to a few cooldown effects) and misses rise.
+    """
+    duration = float(truth["duration"]) if duration is None else duration
+    points = []
+    for x in thresholds:
+        thr = {lab: float(x) for lab in labels if lab not in (UNKNOWN, "_silence_")}
+        s = score_events(detect(posteriors, labels, decision_cfg, thr, frame_seconds, first_frame_end), truth, duration, after)
+        points.append({"threshold": round(float(x), 4), "hits": s["hits"], "misses": s["misses"], "wrong": s["wrong"],
+                       "false_accepts": s["false_accepts"], "false_accepts_per_hour": s["false_accepts_per_hour"],
+                       "recall": s["recall"], "miss_rate": s["miss_rate"], "latency_median": s["latency"]["median"]})
+    return points
+
+
+def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> None:
+    """PNG of a sweep: miss rate against false accepts per hour (or, on a command-free stream,
+    false accepts per hour against threshold). Written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from voice_gru.fileio import atomic_path
+
+    if not points:
+        raise ConfigError("plot_det: no sweep points to plot")
+    fa = np.array([p["false_accepts_per_hour"] or 0.0 for p in points], dtype=float)
+    thr = [p["threshold"] for p in points]
+    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    if all(p.get("miss_rate") is None for p in points):
+        ax.plot(thr, fa, "o-")
+        ax.set_xlabel("threshold (every command)")
+        ax.set_ylabel("false accepts per hour")
+        ax.set_yscale("symlog", linthresh=1.0)
+    else:
+        miss = np.array([100 * p["miss_rate"] for p in points], dtype=float)
+        ax.plot(fa, miss, "o-")
+        step = max(1, len(points) // 8)
+        for k in range(0, len(points), step):
+            ax.annotate(f"{thr[k]:.2f}", (fa[k], miss[k]), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        ax.set_xscale("symlog", linthresh=1.0)
+        ax.set_xlabel("false accepts per hour")
+        ax.set_ylabel("miss rate (%)")
+        ax.set_ylim(bottom=0)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.set_title(title or "detection-error trade-off (labels: threshold)")
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, format="png", dpi=100)
+    plt.close(fig)
+
+
+# --------------------------------------------------------------------------------------------
+# a fast, exact replay of the detector for threshold searches
+
+
+def smoothed_top(posteriors: np.ndarray, n_smooth: int) -> tuple[np.ndarray, np.ndarray]:
+    """(top class, its smoothed score) per frame: the Detector's moving average over ``n_smooth`` frames."""
+    p = np.asarray(posteriors, dtype=np.float64)
+    if p.shape[0] == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0)
+    c = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)])
+    idx = np.arange(1, p.shape[0] + 1)
+    lo = np.maximum(0, idx - n_smooth)
+    s = (c[idx] - c[lo]) / (idx - lo)[:, None]
+    top = s.argmax(1)
+    return top, s[np.arange(s.shape[0]), top]
+
+
+def fast_events(top: np.ndarray, score: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int) -> list[tuple[int, int, float]]:
+    """The Detector's firing rule over precomputed (top, smoothed score): ``(frame, class, score)``.
+
+    A class fires on the frame where it has been top and at/above its threshold ``thr[class]``
+    for ``n_min`` frames, unless within ``n_cool`` frames of the last firing; a firing restarts
+    the count. Equal to ``Detector`` (tested) up to rounding in the moving average.
+    """
+    cond = score >= thr[top]
+    idx = np.flatnonzero(cond)
+    if idx.size == 0:
+        return []
+    lab = top[idx]
+    breaks = np.flatnonzero((np.diff(idx) != 1) | (np.diff(lab) != 0)) + 1
+    seg_start = np.concatenate([[0], breaks])
+    seg_end = np.concatenate([breaks, [idx.size]])
+    out = []
+    cool_until = -1
+    for a_i, b_i in zip(seg_start, seg_end):
+        a, b = int(idx[a_i]), int(idx[b_i - 1]) + 1  # frames a..b-1
+        f = max(a + n_min - 1, cool_until + 1)
+        while f < b:
+            out.append((f, int(top[f]), float(score[f])))
+            cool_until = f + n_cool
+            f = max(f + n_min, cool_until + 1)
+    return out
+
+
+def detector_frames(decision_cfg: DecisionConfig, frame_seconds: float = 0.01) -> tuple[int, int, int]:
+    """(smoothing, minimum-duration, cooldown) in frames, as the Detector rounds them."""
+    n_smooth = max(1, int(round(decision_cfg.smooth_ms / 1000 / frame_seconds)))
+    n_min = max(1, int(round(decision_cfg.min_duration_ms / 1000 / frame_seconds)))
+    n_cool = int(round(decision_cfg.cooldown_ms / 1000 / frame_seconds))
+    return n_smooth, n_min, n_cool
+
+
+def public_result(result: Mapping) -> dict:
+    """An ``evaluate_stream`` result without its arrays (for JSON)."""
+    return {k: v for k, v in result.items() if not isinstance(v, np.ndarray)}
+
+
+__all__ = [
+    "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
+    "load_stream", "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
+    "detect", "sweep_thresholds", "plot_det", "smoothed_top", "fast_events", "detector_frames", "public_result",
+    "decision_of", "torch_threads", "DEFAULT_SWEEP",
+]
