@@ -32,7 +32,7 @@ def _kernel_manager():
     class ThisInterpreter(KernelSpecManager):
         def get_kernel_spec(self, kernel_name: str) -> KernelSpec:
             return KernelSpec(argv=[sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-                              display_name="Python 3 (ipykernel)", language="python", resource_dir=str(NOTEBOOK_DIR))
+                              display_name="Python 3 (ipykernel)", language="python")
 
     return KernelManager(kernel_name="python3", kernel_spec_manager=ThisInterpreter())
 
@@ -57,6 +57,9 @@ def execute_notebook(src: str | Path, dst: str | Path | None = None, cwd: str | 
         if km.has_kernel:
             km.shutdown_kernel(now=True)
     seconds = time.perf_counter() - t0
+    for cell in nb.cells:  # progress bars that cleared themselves leave whitespace-only stderr behind
+        if cell.cell_type == "code":
+            cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and not o.text.strip())]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
     nbformat.write(nb, Path(dst) if dst else src)
     return seconds

@@ -174,6 +174,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         from voice_gru.actions import ActionRunner, load_assistant
 
         def report(cmd, action, ok, detail):
+            if ok and action.startswith("print"):  # its own output says it all
+                return
             print(f"  {cmd.label} -> {action} ({'ok' if ok else 'FAILED: ' + str(detail)})", flush=True)
 
         runner = ActionRunner(load_assistant(args.assistant), on_result=report)
@@ -326,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--assistant", metavar="YAML", help="actions (default: configs/assistant.yaml)")
     de.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     de.set_defaults(func=_cmd_demo)
+
+    from voice_gru.cli_stream import register
+
+    register(sub)
 
     dv = sub.add_parser("devices", help="list audio input devices and their default sample rates")
     dv.set_defaults(func=_cmd_devices)

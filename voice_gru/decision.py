@@ -49,7 +49,8 @@ class Detector:
 
     Posteriors are averaged over the last ``smooth_ms``; a command fires when it is the top
     smoothed class and stays at or above its threshold for ``min_duration_ms``; after a firing,
-    nothing fires for ``cooldown_ms`` (one utterance, one event). ``_silence_`` and
+    nothing fires for ``cooldown_ms``, and the same command fires again only after its score has
+    dropped below its threshold (one utterance, one event). ``_silence_`` and
     ``_unknown_`` never fire.
     """
 
@@ -76,6 +77,7 @@ class Detector:
         self._run_label = -1
         self._run = 0
         self._cool_until = -1
+        self._armed = np.ones(len(self.labels), dtype=bool)
         self.n = 0
         self.smoothed = np.zeros(len(self.labels))
 
@@ -96,7 +98,10 @@ class Detector:
             s = self._sum / len(self._buf)
             self.smoothed = s
             top = int(np.argmax(s))
-            if s[top] >= self._thr[top]:
+            # a command that fired re-arms only once its score falls below its threshold again,
+            # so one long or slowly fading utterance cannot fire twice after the cooldown
+            self._armed |= s < self._thr
+            if s[top] >= self._thr[top] and self._armed[top]:
                 self._run = self._run + 1 if top == self._run_label else 1
                 self._run_label = top
             else:
@@ -104,6 +109,7 @@ class Detector:
             if self._run >= self.n_min and self.n > self._cool_until:
                 events.append(Command(self.labels[top], float(s[top]), self.time_of(self.n)))
                 self._cool_until = self.n + self.n_cool
+                self._armed[top] = False
                 self._run, self._run_label = 0, -1
             self.n += 1
         return events

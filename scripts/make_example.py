@@ -1,0 +1,34 @@
+#!/usr/bin/env python
+"""Rebuild the bundled example recording (voice_gru/assets/example.wav + example.json).
+
+Real Speech Commands clips from the testing split (a few commands between other words) over
+background noise, built with the same generator as `voice-gru make-stream`:
+
+    .venv/bin/python scripts/make_example.py [--data-dir ../shared/speech_commands]
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from voice_gru.streams import StreamSpec, make_stream, write_stream
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "speech_commands"))
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--seed", type=int, default=2)
+    args = ap.parse_args()
+    spec = StreamSpec(seconds=args.seconds, gap_s=(2.0, 3.0), command_ratio=0.7, gain_db=(-6.0, 0.0),
+                      noise_dbfs=(-60.0, -48.0))
+    audio, truth = make_stream(args.data_dir, "testing", spec, seed=args.seed)
+    wav, js = write_stream(ROOT / "voice_gru" / "assets" / "example.wav", audio, truth)
+    print(f"wrote {wav} and {js}: " + ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"]))
+
+
+if __name__ == "__main__":
+    main()

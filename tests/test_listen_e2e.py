@@ -1,0 +1,111 @@
+"""End to end on the real audio stack: `voice-gru listen` as a separate process on a PulseAudio
+"microphone" hears a recording played into it and fires the configured actions.
+
+The same recording streamed with `--input` is the reference: the microphone path (16 kHz file ->
+PulseAudio at its own rate -> sounddevice -> resampled back to 16 kHz) must detect the same
+commands, and each detection must have run its `run` action (a program appending to a file) and,
+for "up"/"down", its `http` action (a POST to a server on 127.0.0.1).
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pulse import pulse_mic  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "voice_gru" / "assets" / "example.wav"
+MODEL = ROOT / "voice_gru" / "models" / "default.pt"
+
+pytestmark = [
+    pytest.mark.audio_stack,
+    pytest.mark.slow,
+    pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing"),
+]
+
+
+class _Hook(http.server.BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 (http.server's naming)
+        body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        _Hook.received.append(json.loads(body))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+def _assistant(tmp_path: Path, port: int) -> Path:
+    fired = tmp_path / "fired.txt"
+    writer = f"import sys; open({str(fired)!r}, 'a').write(sys.argv[1] + chr(10))"
+    lines = ["actions:"]
+    for cmd in ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"):
+        acts = [f'{{run: [{json.dumps(sys.executable)}, "-c", {json.dumps(writer)}, "{{label}}"]}}']
+        if cmd in ("up", "down"):
+            acts.append(f'{{http: {{url: "http://127.0.0.1:{port}/hook", timeout: 3}}}}')
+        lines.append(f"  {cmd}: [{', '.join(acts)}]")
+    path = tmp_path / "assistant.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _labels(path: Path) -> list[str]:
+    return [json.loads(line)["label"] for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):  # noqa: F811
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    _Hook.received = []
+    assistant = _assistant(tmp_path, server.server_address[1])
+    cli = [sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--assistant", str(assistant)]
+    try:
+        # the reference: the same recording through --input
+        ref_events = tmp_path / "ref.jsonl"
+        subprocess.run(cli + ["--input", str(EXAMPLE), "--events", str(ref_events)], check=True,
+                       capture_output=True, text=True, env=pulse_mic.env, timeout=120)
+        expected = _labels(ref_events)
+        assert len(expected) >= 3, f"the shipped model found too few commands in the example: {expected}"
+        (tmp_path / "fired.txt").unlink()
+        _Hook.received = []
+
+        # the microphone: listen runs as its own process on the PulseAudio source
+        mic_events = tmp_path / "mic.jsonl"
+        proc = subprocess.Popen(cli + ["--device", "pulse", "--events", str(mic_events)], env=pulse_mic.env,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        out: list[str] = []
+        listening = threading.Event()
+
+        def read():
+            for line in proc.stdout:
+                out.append(line)
+                if line.startswith("listening"):
+                    listening.set()
+
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        assert listening.wait(30), "listen never reported it was listening:\n" + "".join(out)
+        pulse_mic.play(EXAMPLE)
+        time.sleep(2.0)  # the last word's detection and its actions
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 0, "".join(out)
+        reader.join(5)
+    finally:
+        server.shutdown()
+    got = _labels(mic_events)
+    assert got == expected, f"microphone run detected {got}, --input run {expected}\n" + "".join(out)
+    fired = (tmp_path / "fired.txt").read_text().split()
+    assert fired == expected
+    hooks = [h["label"] for h in _Hook.received]
+    assert hooks == [lab for lab in expected if lab in ("up", "down")]
