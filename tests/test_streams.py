@@ -29,7 +29,7 @@ from voice_gru.streams import (
     public_result,
     read_truth,
     score_events,
-    smoothed_top,
+    smoothed_scores,
     speech_bounds,
     sweep_thresholds,
     write_stream,
@@ -146,21 +146,24 @@ def test_speech_bounds_finds_the_loud_part():
 
 @pytest.mark.parametrize("cfg", [DecisionConfig(), DecisionConfig(smooth_ms=50, min_duration_ms=10, cooldown_ms=300),
                                  DecisionConfig(smooth_ms=300, min_duration_ms=100, cooldown_ms=0)])
-def test_fast_events_equal_the_detector(cfg):
-    rng = np.random.default_rng(0)
-    # bursts of one class over a background, like words in a stream
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fast_events_equal_the_detector(cfg, seed):
+    rng = np.random.default_rng(seed)
+    # bursts of one or two classes over a background, like words in a stream; some longer than the cooldown
     p = rng.dirichlet(np.ones(12), size=6000)
     for start in range(50, 6000, 170):
         k = int(rng.integers(2, 12))
-        p[start:start + int(rng.integers(5, 60)), k] += rng.uniform(1, 30)
+        p[start:start + int(rng.integers(5, 120)), k] += rng.uniform(1, 30)
+        if rng.random() < 0.3:
+            p[start + 10:start + int(rng.integers(15, 90)), int(rng.integers(2, 12))] += rng.uniform(1, 30)
     p = (p / p.sum(1, keepdims=True)).astype(np.float32)
     n_smooth, n_min, n_cool = detector_frames(cfg)
-    top, score = smoothed_top(p, n_smooth)
+    smoothed = smoothed_scores(p, n_smooth)
     for thr_value in (0.3, 0.5, 0.8):
         thresholds = {lab: thr_value + 0.01 * i for i, lab in enumerate(LABELS[2:])}
         real = Detector(LABELS, cfg, thresholds, 0.01, 0.03).update(p)
         thr = np.array([thresholds.get(lab, np.inf) for lab in LABELS])
-        fast = fast_events(top, score, thr, n_min, n_cool)
+        fast = fast_events(smoothed, thr, n_min, n_cool)
         assert len(real) > 3
         assert [(LABELS[k], round(0.03 + f * 0.01, 6)) for f, k, _ in fast] == [(e.label, round(e.t, 6)) for e in real]
         assert [s for _, _, s in fast] == pytest.approx([e.score for e in real], abs=1e-9)
@@ -400,6 +403,8 @@ def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, 
     assert back.thresholds == cal.thresholds and back.meta["calibration"] == meta
     assert back.decision == cal.decision
     assert "recall" in format_calibration(rep)
+    assert [t["target_fa_per_hour"] for t in rep["tradeoff"]] == [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0]
+    assert all(t["fa_per_hour"] <= t["target_fa_per_hour"] for t in rep["tradeoff"])
     # the stored thresholds reproduce the reported numbers through the real detector
     audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=45.0), seed=0)
     res = evaluate_stream(back, audio, truth)

@@ -15,13 +15,15 @@ Search (documented, exact on its own terms):
    ``Detector``). Neighbouring thresholds with equal counts become one option at their middle
    grid value, leaving a margin on both sides.
 2. The false-accept budget is ``B = floor(target × stream hours)`` events. Choose one option per
-   command maximising total hits subject to total false accepts ≤ B — a small knapsack solved
-   exactly by dynamic programming over the integer budget; ties go to fewer false triggers
-   (false accepts + wrong labels), then to fewer commands switched off.
+   command maximising total hits − ``wrong_cost`` × wrong labels (a wrong label fires an action
+   and its cooldown usually swallows the right detection) subject to total false accepts ≤ B —
+   a small knapsack solved exactly by dynamic programming over the integer budget; ties go to
+   fewer false triggers (false accepts + wrong labels), then to fewer commands switched off.
 3. Verify with the real ``Detector`` and all commands enabled together (commands interact only
    through the cooldown). If the joint count exceeds ``B``, lower ``B`` by one and repeat.
 
-The budget is only measurable when the streams are long: 0.5 per hour needs two hours before a
+The report also gives the recall reached at other targets (``tradeoff``, same search, verified
+with the fast replay). The budget is only measurable when the streams are long: 0.5 per hour needs two hours before a
 single false accept is allowed, hence the default 120 command-free minutes (plus 25 with
 commands). The reported false accepts per hour and recall are those of step 3. Only the validation split
 is used; the testing split stays untouched for honest numbers.
@@ -41,23 +43,50 @@ from voice_gru.config import DecisionConfig, to_dict
 from voice_gru.errors import ConfigError
 from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
-    load_clip_bank, make_stream, score_events, smoothed_top,
+    load_clip_bank, make_stream, score_events, smoothed_scores, smoothed_top,
 )
 
 SPLIT = "validation"
 DEFAULT_GRID = tuple(float(x) for x in np.round(np.arange(0.30, 0.9901, 0.01), 2))
+WRONG_COST = 1.0  # a wrong label usually also costs the clip's hit (the cooldown swallows it)
+TRADEOFF_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
 OFF = 1.01  # above any posterior: the command is switched off (no grid value met the budget)
 
 
 @dataclasses.dataclass
-class _Piece:
+class Piece:
+    """One calibration stream after the model ran over it: truth, posteriors, smoothed top class."""
+
     kind: str  # "command" or "command_free"
     truth: dict
     duration: float
     posteriors: np.ndarray
+    smoothed: np.ndarray  # the detector's moving average, (frames, classes) float64
     top: np.ndarray
     score: np.ndarray
-    before: dict  # score with the checkpoint's own thresholds
+    before: dict  # its score with the checkpoint's own thresholds
+
+
+@dataclasses.dataclass
+class CalibrationData:
+    """The model's posteriors over the calibration streams, and how to replay the detector on them."""
+
+    labels: list
+    decision: DecisionConfig
+    frame_seconds: float
+    first_frame_end: float
+    pieces: list
+    after: float
+    rtf: float | None
+    seed: int
+    mode: str
+
+    @property
+    def hours(self) -> float:
+        return sum(p.duration for p in self.pieces) / 3600.0
+
+    def frames(self) -> tuple[int, int, int]:
+        return detector_frames(self.decision, self.frame_seconds)
 
 
 def _pieces_spec(minutes: float, piece_minutes: float) -> list[float]:
@@ -82,15 +111,16 @@ def plateau_options(table: Sequence[tuple]) -> list[tuple]:
     return out + [row for row in table if row[0] >= OFF]
 
 
-def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int) -> dict[str, tuple]:
+def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int, wrong_cost: float = 0.0) -> dict[str, tuple]:
     """Pick one option per command: maximise hits with sum of false accepts <= budget.
 
-    ``options[c]`` = [(threshold, hits, fa, wrong), ...]. Value order: hits, then fewer false
-    triggers (fa + wrong), then fewer commands switched off, then higher thresholds.
+    ``options[c]`` = [(threshold, hits, fa, wrong), ...]. Value order: hits − ``wrong_cost`` ×
+    wrong, then fewer false triggers (fa + wrong), then fewer commands switched off, then higher
+    thresholds.
     """
     neg = None
     best: list = [neg] * (budget + 1)  # best value using exactly b false accepts
-    best[0] = (0, 0, 0, 0.0)
+    best[0] = (0.0, 0, 0, 0.0)
     choice: list[dict] = [dict() for _ in range(budget + 1)]
     for c, opts in options.items():
         new: list = [neg] * (budget + 1)
@@ -104,7 +134,7 @@ def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int) -> dict[str, 
                 if nb > budget:
                     continue
                 v = best[b]
-                val = (v[0] + hits, v[1] - fa - wrong, v[2] - (thr >= OFF), v[3] + thr)
+                val = (v[0] + hits - wrong_cost * wrong, v[1] - fa - wrong, v[2] - (thr >= OFF), v[3] + thr)
                 if new[nb] is neg or val > new[nb]:
                     new[nb] = val
                     new_choice[nb] = {**choice[b], c: opt}
@@ -115,92 +145,134 @@ def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int) -> dict[str, 
     return choice[max(feasible, key=lambda b: best[b])]
 
 
-def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: float = 25.0,
-              free_minutes: float = 120.0, piece_minutes: float = 10.0, grid: Sequence[float] = DEFAULT_GRID,
-              decision_cfg: DecisionConfig | None = None, seed: int = 0, mode: str = "stream",
-              refresh_s: float | None = 3.0, chunk_ms: float = 100.0, after: float = 1.0,
-              spec: StreamSpec = StreamSpec(), log: Callable[[str], None] | None = None):
-    """Choose per-command thresholds on validation streams; return ``(calibrated_ckpt, report)``.
-
-    The calibrated checkpoint is a copy (``dataclasses.replace``) with ``thresholds`` set, the
-    decision settings used in ``decision`` and ``meta["calibration"]`` describing the result.
-    """
-    if not max_fa_per_hour >= 0:
-        raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
+def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minutes: float = 120.0,
+                        piece_minutes: float = 10.0, decision_cfg: DecisionConfig | None = None, seed: int = 0,
+                        mode: str = "stream", refresh_s: float | None = 3.0, chunk_ms: float = 100.0,
+                        after: float = 1.0, spec: StreamSpec = StreamSpec(),
+                        log: Callable[[str], None] | None = None) -> CalibrationData:
+    """Build the validation streams and run the model over them once (the listen path)."""
     if command_minutes <= 0 or free_minutes < 0 or piece_minutes <= 0:
         raise ConfigError("calibrate: command stream minutes and piece minutes must be > 0, command-free minutes >= 0")
-    grid = sorted({float(g) for g in grid})
-    if not grid or grid[0] < 0 or grid[-1] > 1:
-        raise ConfigError("calibrate: the threshold grid must hold posteriors between 0 and 1")
     say = log or (lambda msg: None)
-    t0 = time.perf_counter()
     dcfg = decision_of(ckpt, decision_cfg)
-    labels = list(ckpt.labels)
-    commands = [lab for lab in labels if lab not in ("_silence_", UNKNOWN)]
-    if not commands:
-        raise ConfigError("calibrate: the model has no command labels")
     f = ckpt.features
     frame_s, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
-    n_smooth, n_min, n_cool = detector_frames(dcfg, frame_s)
+    n_smooth = detector_frames(dcfg, frame_s)[0]
     bank = load_clip_bank(str(root), SPLIT)
-
-    # 1. the streams, and the model over them once
     plan = [("command", dataclasses.replace(spec, seconds=command_minutes * 60.0, command_free=False), seed)]
     for k, secs in enumerate(_pieces_spec(free_minutes, piece_minutes) if free_minutes > 0 else []):
         plan.append(("command_free", dataclasses.replace(spec, seconds=secs, command_free=True), seed * 1000 + 1 + k))
-    pieces: list[_Piece] = []
+    pieces: list[Piece] = []
     compute = audio_s = 0.0
     for i, (kind, sp, sd) in enumerate(plan):
         audio, truth = make_stream(root, SPLIT, sp, seed=sd, bank=bank)
         res = evaluate_stream(ckpt, audio, truth, dcfg, None, mode=mode, chunk_ms=chunk_ms,
                               refresh_s=refresh_s, after=after)
+        del audio
         compute += res["compute_s"]
         audio_s += res["audio_s"]
-        top, score = smoothed_top(res["posteriors"], n_smooth)
+        smoothed = smoothed_scores(res["posteriors"], n_smooth)
+        top, score = smoothed_top(smoothed)
         before = {k: v for k, v in res.items() if k not in ("posteriors", "events")}
-        pieces.append(_Piece(kind, truth, float(truth["duration"]), res["posteriors"], top, score, before))
+        pieces.append(Piece(kind, truth, float(truth["duration"]), res["posteriors"], smoothed, top, score, before))
         say(f"stream {i + 1}/{len(plan)} ({kind}, {sp.seconds / 60:.1f} min): {res['hits']}/{res['commands']} hits, "
             f"{res['false_accepts']} false accepts with the model's current thresholds (RTF {res['rtf']:.3f})")
-        del audio
-    hours = sum(p.duration for p in pieces) / 3600.0
-    budget = int(math.floor(max_fa_per_hour * hours + 1e-9))
+    return CalibrationData(list(ckpt.labels), dcfg, frame_s, first_end, pieces, after,
+                           round(compute / audio_s, 5) if audio_s else None, seed, mode)
 
-    # 2. per-command tables
-    options: dict[str, list[tuple]] = {}
-    tables: dict[str, list[tuple]] = {}
-    for c in commands:
-        ci = labels.index(c)
-        opts = []
+
+def _replay(data: CalibrationData, thr: np.ndarray) -> list[dict]:
+    """Scores of every piece with per-class thresholds ``thr`` (fast exact replay of the detector)."""
+    _, n_min, n_cool = data.frames()
+    out = []
+    for p in data.pieces:
+        evs = [{"t": data.first_frame_end + fr * data.frame_seconds, "label": data.labels[k]}
+               for fr, k, _ in fast_events(p.smoothed, thr, n_min, n_cool, p.top, p.score)]
+        out.append(score_events(evs, p.truth, p.duration, data.after))
+    return out
+
+
+def threshold_tables(data: CalibrationData, grid: Sequence[float] = DEFAULT_GRID) -> dict[str, list[tuple]]:
+    """Per command: ``(threshold, hits, false accepts, wrong)`` with only that command enabled."""
+    grid = sorted({float(g) for g in grid})
+    if not grid or grid[0] < 0 or grid[-1] > 1:
+        raise ConfigError("calibrate: the threshold grid must hold posteriors between 0 and 1")
+    tables = {}
+    for ci, c in enumerate(data.labels):
+        if c in ("_silence_", UNKNOWN):
+            continue
+        rows = []
         for g in [*grid, OFF]:
-            thr = np.full(len(labels), np.inf)
+            thr = np.full(len(data.labels), np.inf)
             thr[ci] = g
-            hits = fa = wrong = 0
-            for p in pieces:
-                evs = [{"t": first_end + fr * frame_s, "label": labels[k]}
-                       for fr, k, _ in fast_events(p.top, p.score, thr, n_min, n_cool)]
-                s = score_events(evs, p.truth, p.duration, after)
-                hits += s["hits"]
-                fa += s["false_accepts"]
-                wrong += s["wrong"]
-            opts.append((g, hits, fa, wrong))
-        options[c] = plateau_options(opts)
-        tables[c] = opts
+            scores = _replay(data, thr)
+            rows.append((g, sum(s["hits"] for s in scores), sum(s["false_accepts"] for s in scores),
+                         sum(s["wrong"] for s in scores)))
+        tables[c] = rows
+    if not tables:
+        raise ConfigError("calibrate: the model has no command labels")
+    return tables
 
-    # 3. choose, verify jointly with the real Detector, tighten if needed
-    b = budget
+
+def choose_thresholds(data: CalibrationData, max_fa_per_hour: float, tables: Mapping[str, Sequence[tuple]],
+                      wrong_cost: float = WRONG_COST, exact: bool = True,
+                      log: Callable[[str], None] | None = None) -> tuple[dict[str, float], list[dict], int]:
+    """Thresholds meeting the false-accept budget (module doc, steps 2–3): ``(thresholds, scores, budget)``.
+
+    ``exact``: verify with the real ``Detector`` (else with the fast replay).
+    """
+    say = log or (lambda msg: None)
+    budget = int(math.floor(max_fa_per_hour * data.hours + 1e-9))
+    options = {c: plateau_options(rows) for c, rows in tables.items()}
+    b = min(budget, sum(max(row[2] for row in rows) for rows in options.values()))  # no larger than useful
     while True:
-        chosen = _knapsack(options, max(b, 0)) if b >= 0 else {c: options[c][-1] for c in commands}
-        thresholds = {c: float(chosen[c][0]) for c in commands}
-        scores = []
-        for p in pieces:
-            evs = detect(p.posteriors, labels, dcfg, thresholds, frame_s, first_end)
-            scores.append(score_events(evs, p.truth, p.duration, after))
-        total = combine_scores(scores)
-        if total["false_accepts"] <= budget or b < 0:
-            break
-        say(f"joint detector gave {total['false_accepts']} false accepts > budget {budget}; tightening")
+        chosen = _knapsack(options, b, wrong_cost) if b >= 0 else {c: opts[-1] for c, opts in options.items()}
+        thresholds = {c: float(chosen[c][0]) for c in tables}
+        if exact:
+            scores = [score_events(detect(p.posteriors, data.labels, data.decision, thresholds, data.frame_seconds,
+                                          data.first_frame_end), p.truth, p.duration, data.after) for p in data.pieces]
+        else:
+            scores = _replay(data, np.array([thresholds.get(lab, np.inf) for lab in data.labels]))
+        fas = sum(s["false_accepts"] for s in scores)
+        if fas <= budget or b < 0:
+            return thresholds, scores, budget
+        say(f"joint detector gave {fas} false accepts > budget {budget}; tightening")
         b -= 1
 
+
+def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: float = 25.0,
+              free_minutes: float = 120.0, piece_minutes: float = 10.0, grid: Sequence[float] = DEFAULT_GRID,
+              decision_cfg: DecisionConfig | None = None, seed: int = 0, mode: str = "stream",
+              refresh_s: float | None = 3.0, chunk_ms: float = 100.0, after: float = 1.0,
+              spec: StreamSpec = StreamSpec(), wrong_cost: float = WRONG_COST,
+              tradeoff_targets: Sequence[float] = TRADEOFF_TARGETS,
+              log: Callable[[str], None] | None = None, data: CalibrationData | None = None):
+    """Choose per-command thresholds on validation streams; return ``(calibrated_ckpt, report)``.
+
+    The calibrated checkpoint is a copy (``dataclasses.replace``) with ``thresholds`` set, the
+    decision settings used in ``decision`` and ``meta["calibration"]`` describing the result.
+    ``data`` reuses the posteriors of an earlier ``calibration_streams`` call (same checkpoint).
+    """
+    if not max_fa_per_hour >= 0:
+        raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
+    t0 = time.perf_counter()
+    if data is None:
+        data = calibration_streams(ckpt, root, command_minutes=command_minutes, free_minutes=free_minutes,
+                                   piece_minutes=piece_minutes, decision_cfg=decision_cfg, seed=seed, mode=mode,
+                                   refresh_s=refresh_s, chunk_ms=chunk_ms, after=after, spec=spec, log=log)
+    tables = threshold_tables(data, grid)
+    thresholds, scores, budget = choose_thresholds(data, max_fa_per_hour, tables, wrong_cost, log=log)
+    commands = list(tables)
+    pieces = data.pieces
+    hours = data.hours
+    dcfg = data.decision
+    total = combine_scores(scores)
+    tradeoff = []
+    for target in tradeoff_targets:
+        thr_t, sc_t, _ = choose_thresholds(data, target, tables, wrong_cost, exact=False)
+        tot = combine_scores(sc_t)
+        tradeoff.append({"target_fa_per_hour": target, "fa_per_hour": tot["false_accepts_per_hour"],
+                         "recall": tot["recall"], "wrong": tot["wrong"], "thresholds": thr_t})
     cmd_scores = [s for s, p in zip(scores, pieces) if p.kind == "command"]
     free_scores = [s for s, p in zip(scores, pieces) if p.kind == "command_free"]
     cmd_total = combine_scores(cmd_scores)
@@ -243,10 +315,12 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
                    "false_accepts": before["false_accepts"], "false_accepts_per_hour": before["false_accepts_per_hour"],
                    "wrong": before["wrong"]},
         "decision": to_dict(dcfg),
-        "grid": [grid[0], grid[-1], len(grid)],
-        "seed": seed,
-        "mode": mode,
-        "rtf": round(compute / audio_s, 5) if audio_s else None,
+        "tradeoff": tradeoff,
+        "grid": [min(grid), max(grid), len(set(grid))],
+        "wrong_cost": wrong_cost,
+        "seed": data.seed,
+        "mode": data.mode,
+        "rtf": data.rtf,
         "seconds": round(time.perf_counter() - t0, 1),
         "method": "per-command threshold tables, exact knapsack on the false-accept budget, joint verification",
     }
@@ -258,8 +332,8 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         "stream_hours": report["stream_hours"],
         "command_free_hours": report["command_free_hours"],
         "split": SPLIT,
-        "seed": seed,
-        "mode": mode,
+        "seed": data.seed,
+        "mode": data.mode,
     }
     calibrated = dataclasses.replace(ckpt, thresholds=thresholds, decision=to_dict(dcfg), meta=meta)
     return calibrated, report
@@ -276,6 +350,8 @@ def format_calibration(report: Mapping) -> str:
         f"recall {report['recall']:.3f} ({report['hits']}/{report['commands']} commands), wrong labels "
         f"{report['wrong']}, latency median {_s(report['latency_median'])} p90 {_s(report['latency_p90'])}",
         f"before: recall {report['before']['recall']:.3f}, {report['before']['false_accepts_per_hour']:.2f} false accepts/hour",
+        "recall at other targets: " + ", ".join(
+            f"{t['target_fa_per_hour']:g}/h {t['recall']:.2f}" for t in report.get("tradeoff", []) if t["recall"] is not None),
         "thresholds: " + " ".join(f"{c}={'off' if v['off'] else format(v['threshold'], '.2f')}"
                                   for c, v in report["per_command"].items()),
     ]

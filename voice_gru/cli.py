@@ -140,6 +140,19 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
     return out
 
 
+def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> float | dict[str, float] | None:
+    """``--threshold`` values parsed and checked against a model's labels."""
+    from voice_gru import COMMANDS
+    from voice_gru.errors import ConfigError
+
+    override = parse_thresholds(values)
+    if isinstance(override, dict):
+        unknown = sorted(set(override) - set(COMMANDS) - set(labels))
+        if unknown:
+            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
+    return override
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from voice_gru.mic import format_devices, list_input_devices
 
@@ -152,22 +165,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     import torch
 
-    from voice_gru import COMMANDS
-    from voice_gru.config import DecisionConfig, load_config
+    from voice_gru.config import load_config
     from voice_gru.decision import Detector, effective_thresholds
-    from voice_gru.errors import ConfigError
     from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks
     from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
+    from voice_gru.streams import decision_of
 
     torch.set_num_threads(1)
-    override = parse_thresholds(args.threshold)
     ckpt = resolve_model(args.model)
-    if isinstance(override, dict):
-        unknown = sorted(set(override) - set(COMMANDS) - set(ckpt.labels))
-        if unknown:
-            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
-    dcfg = load_config(args.config).decision if args.config else DecisionConfig(**ckpt.decision) if ckpt.decision else DecisionConfig()
+    override = threshold_override(args.threshold, ckpt.labels)
+    dcfg = decision_of(ckpt, load_config(args.config).decision if args.config else None)
     thresholds = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, override)
     runner = None
     if args.assistant:

@@ -88,21 +88,15 @@ def format_stream_report(r: dict) -> str:
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_gru import COMMANDS
-    from voice_gru.cli import parse_thresholds
+    from voice_gru.cli import threshold_override
     from voice_gru.config import load_config
-    from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
     from voice_gru.streams import evaluate_stream, load_stream, plot_det, public_result, sweep_thresholds
 
     torch.set_num_threads(1)
-    override = parse_thresholds(args.threshold)
     ckpt = resolve_model(args.model)
-    if isinstance(override, dict):
-        unknown = sorted(set(override) - set(COMMANDS) - set(ckpt.labels))
-        if unknown:
-            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
+    override = threshold_override(args.threshold, ckpt.labels)
     dcfg = load_config(args.config).decision if args.config else None
     audio, truth = load_stream(args.input, args.labels)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,

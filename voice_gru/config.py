@@ -45,6 +45,8 @@ class DataConfig:
     unknown_ratio: float = 0.1  # unknown examples kept per command example in training
     balanced: bool = True  # class-balanced sampling in training
     clip_seconds: float = 1.0
+    unknown_weight: float = 1.0  # balanced sampling: mass of _unknown_ relative to every other class
+    synthetic_unknown: int = 0  # espeak-ng clips of other words added to training's _unknown_ (voice_gru/synth.py)
     seed: int = 59185
 
 

@@ -282,7 +282,7 @@ def class_weights(examples: Sequence[Example], labels: Sequence[str], cfg: DataC
         if SILENCE in counts:
             mass[SILENCE] = cfg.silence_ratio * n_cmd
     else:
-        mass = {k: 1.0 for k in counts}
+        mass = {k: cfg.unknown_weight if k == UNKNOWN else 1.0 for k in counts}
     w = np.array([mass[e.label] / counts[e.label] for e in examples], dtype=np.float64)
     return w / w.sum()
 

@@ -11,6 +11,10 @@ the model inside what it was trained on however long it listens.
 ``mode="window"`` is the reference: every ``every`` frames the model reruns from zero state on
 the last ``window_s`` seconds of frames and reports the final frame (what a non-streaming
 recognizer does); it costs ~``window`` times more compute per decision.
+
+Both modes run the model through ``voice_gru.fastgru.FastGRU`` (the same weights and equations in
+NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
+per chunk PyTorch's per-operator overhead would cost more than the arithmetic.
 """
 
 from __future__ import annotations
@@ -20,8 +24,9 @@ from collections import deque
 import numpy as np
 import torch
 
+from voice_gru.fastgru import FastGRU, FastState, softmax
 from voice_gru.features import StreamingMFCC
-from voice_gru.model import Checkpoint, State
+from voice_gru.model import Checkpoint
 
 
 class Recognizer:
@@ -39,6 +44,10 @@ class Recognizer:
         self.window = max(1, int(round(window_s / hop_s)))
         self.every = max(1, every)
         self.frontend = StreamingMFCC(ckpt.features)
+        # the model's weights as they are now (a recognizer does not see later changes to them)
+        self.net = FastGRU.from_model(ckpt.model)
+        self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
+        self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
         self.reset()
 
     @property
@@ -54,26 +63,28 @@ class Recognizer:
         """Clear audio buffer, features and GRU state."""
         self.frontend.reset()
         self.n = 0  # frames processed
-        self._state = State(None, None)
+        self._state = FastState(None, None)
         self._reset_at = np.zeros(2, dtype=np.int64)  # frame index of each copy's last reset
         self._frames: deque = deque(maxlen=self.window)
-        self._last = torch.full((len(self.labels),), 1.0 / len(self.labels))
+        self._last = np.full(len(self.labels), 1.0 / len(self.labels), dtype=np.float32)
 
-    @torch.no_grad()
     def push(self, chunk: np.ndarray) -> torch.Tensor:
         """Feed 16 kHz mono float32 audio; return posteriors ``(new_frames, classes)``."""
         frames = self.frontend.push(chunk)
         if frames.shape[0] == 0:
             return torch.zeros(0, len(self.labels))
-        x = self.ckpt.normalizer(frames)
-        return self._stream(x) if self.mode == "stream" else self._windowed(x)
+        # the normaliser's arithmetic ((x - mean) / std in float32), in NumPy
+        x = frames.numpy()
+        x = (x - self._mean) / self._std
+        post = self._stream(x) if self.mode == "stream" else self._windowed(x)
+        return torch.from_numpy(post)
 
-    def _stream(self, x: torch.Tensor) -> torch.Tensor:
-        model = self.ckpt.model
+    def _stream(self, x: np.ndarray) -> np.ndarray:
+        net = self.net
         if self.period is None:
-            logits, self._state = model.step(x[None], self._state)
+            logits, self._state = net.step(x[None], self._state)
             self.n += x.shape[0]
-            return logits[0].softmax(-1)
+            return softmax(logits[0])
         out = []
         i = 0
         half = self.period // 2
@@ -83,36 +94,35 @@ class Recognizer:
             nxt0 = (n // self.period + 1) * self.period
             nxt1 = ((n - half) // self.period + 1) * self.period + half if n >= half else half
             seg = min(x.shape[0] - i, min(nxt0, nxt1) - n)
-            if self._state.h is None:
-                self._state = State(None, None)
-            batch = x[i:i + seg][None].expand(2, -1, -1)
-            logits, self._state = model.step(batch, self._state if self._state.h is not None else State(None, None))
+            one = x[None, i:i + seg]
+            batch = np.concatenate((one, one))  # both copies see the same frames
+            logits, self._state = net.step(batch, self._state)
             ages = n - self._reset_at
             if n < half:
                 ages = np.array([1, 0])  # copy 1 has not started: copy 0 is the only one
             use = int(np.argmax(ages))
-            out.append(logits[use].softmax(-1))
+            out.append(softmax(logits[use]))
             self.n += seg
             i += seg
             for k, nxt in enumerate((nxt0, nxt1)):
                 if self.n == nxt:  # zero this copy's state: it starts afresh on the next frame
                     self._reset_at[k] = self.n
-                    h = self._state.h.clone()
+                    h = self._state.h.copy()
                     h[:, k] = 0
                     conv = None
                     if self._state.conv is not None:
-                        conv = self._state.conv.clone()
+                        conv = self._state.conv.copy()
                         conv[k] = 0
-                    self._state = State(conv, h)
-        return torch.cat(out)
+                    self._state = FastState(conv, h)
+        return out[0] if len(out) == 1 else np.concatenate(out)
 
-    def _windowed(self, x: torch.Tensor) -> torch.Tensor:
-        out = []
-        for frame in x:
+    def _windowed(self, x: np.ndarray) -> np.ndarray:
+        out = np.empty((x.shape[0], len(self.labels)), dtype=np.float32)
+        for j, frame in enumerate(x):
             self._frames.append(frame)
             if self.n % self.every == 0:
-                seq = torch.stack(tuple(self._frames))[None]
-                self._last = self.ckpt.model(seq)[0, -1].softmax(-1)
-            out.append(self._last)
+                seq = np.stack(tuple(self._frames))[None]
+                self._last = softmax(self.net.step(seq, FastState(None, None))[0][0, -1])
+            out[j] = self._last
             self.n += 1
-        return torch.stack(out)
+        return out

@@ -602,26 +602,35 @@ def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> No
 # a fast, exact replay of the detector for threshold searches
 
 
-def smoothed_top(posteriors: np.ndarray, n_smooth: int) -> tuple[np.ndarray, np.ndarray]:
-    """(top class, its smoothed score) per frame: the Detector's moving average over ``n_smooth`` frames."""
+def smoothed_scores(posteriors: np.ndarray, n_smooth: int) -> np.ndarray:
+    """The Detector's moving average of the posteriors over the last ``n_smooth`` frames (float64)."""
     p = np.asarray(posteriors, dtype=np.float64)
     if p.shape[0] == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return np.zeros((0,) + p.shape[1:])
     c = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)])
     idx = np.arange(1, p.shape[0] + 1)
     lo = np.maximum(0, idx - n_smooth)
-    s = (c[idx] - c[lo]) / (idx - lo)[:, None]
-    top = s.argmax(1)
-    return top, s[np.arange(s.shape[0]), top]
+    return (c[idx] - c[lo]) / (idx - lo)[:, None]
 
 
-def fast_events(top: np.ndarray, score: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int) -> list[tuple[int, int, float]]:
-    """The Detector's firing rule over precomputed (top, smoothed score): ``(frame, class, score)``.
+def smoothed_top(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(top class, its smoothed score) per frame."""
+    top = smoothed.argmax(1) if smoothed.shape[0] else np.zeros(0, dtype=np.int64)
+    return top, smoothed[np.arange(smoothed.shape[0]), top]
 
-    A class fires on the frame where it has been top and at/above its threshold ``thr[class]``
-    for ``n_min`` frames, unless within ``n_cool`` frames of the last firing; a firing restarts
-    the count. Equal to ``Detector`` (tested) up to rounding in the moving average.
+
+def fast_events(smoothed: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int,
+                top: np.ndarray | None = None, score: np.ndarray | None = None) -> list[tuple[int, int, float]]:
+    """The Detector's firing rule over precomputed smoothed scores: ``(frame, class, score)``.
+
+    A class fires on the frame where it has been the top class at/above its threshold
+    ``thr[class]`` for ``n_min`` frames, unless within ``n_cool`` frames of the last firing; a
+    class that fired re-arms only on a frame where its score is below its threshold again. Equal
+    to ``Detector`` (tested) up to rounding in the moving average; pass ``top``/``score`` from
+    ``smoothed_top`` to save recomputing them.
     """
+    if top is None or score is None:
+        top, score = smoothed_top(smoothed)
     cond = score >= thr[top]
     idx = np.flatnonzero(cond)
     if idx.size == 0:
@@ -632,13 +641,21 @@ def fast_events(top: np.ndarray, score: np.ndarray, thr: np.ndarray, n_min: int,
     seg_end = np.concatenate([breaks, [idx.size]])
     out = []
     cool_until = -1
+    armed_from: dict[int, float] = {}  # class -> first frame at which it is armed again
+    below: dict[int, np.ndarray] = {}
     for a_i, b_i in zip(seg_start, seg_end):
-        a, b = int(idx[a_i]), int(idx[b_i - 1]) + 1  # frames a..b-1
+        a, b = int(idx[a_i]), int(idx[b_i - 1]) + 1  # frames a..b-1, one class, all at/above threshold
+        k = int(top[a])
+        if armed_from.get(k, -1) > a:  # fired earlier and not yet below its threshold since
+            continue
         f = max(a + n_min - 1, cool_until + 1)
-        while f < b:
-            out.append((f, int(top[f]), float(score[f])))
+        if f < b:  # fires once; stays disarmed to the segment's end (its score is above threshold there)
+            out.append((f, k, float(score[f])))
             cool_until = f + n_cool
-            f = max(f + n_min, cool_until + 1)
+            if k not in below:
+                below[k] = np.flatnonzero(smoothed[:, k] < thr[k])
+            j = int(np.searchsorted(below[k], f, side="right"))
+            armed_from[k] = int(below[k][j]) if j < below[k].size else np.inf
     return out
 
 
@@ -658,6 +675,6 @@ def public_result(result: Mapping) -> dict:
 __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
     "load_stream", "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
-    "detect", "sweep_thresholds", "plot_det", "smoothed_top", "fast_events", "detector_frames", "public_result",
+    "detect", "sweep_thresholds", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "torch_threads", "DEFAULT_SWEEP",
 ]

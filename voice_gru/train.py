@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from voice_gru import SILENCE
+from voice_gru import SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
 from voice_gru.config import Config, to_dict
 from voice_gru.data import (
@@ -64,6 +64,12 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     labels = task_labels(cfg.data.task)
     index = {lab: i for i, lab in enumerate(labels)}
     train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
+    if cfg.data.synthetic_unknown > 0:
+        from voice_gru.data import Example, cache_dir
+        from voice_gru.synth import synthesize_unknown
+
+        synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed)
+        train_ex += [Example(UNKNOWN, p) for p in synth]
     val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
     if not train_ex or not val_ex:
         raise DatasetError(f"{data_dir}: need clips in both the training and the validation split")

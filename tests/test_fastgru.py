@@ -1,0 +1,164 @@
+"""FastGRU (NumPy inference) equals GRUClassifier.step: every config shape, chunked with carried state,
+both matmul back ends, both sigmoids; and the Recognizer built on it equals offline torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed threads on a 2-core box
+
+import voice_gru.fastgru as fastgru  # noqa: E402
+from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
+from voice_gru.fastgru import FastGRU, FastState, softmax  # noqa: E402
+from voice_gru.model import GRUClassifier, State, default_model_path, load_checkpoint  # noqa: E402
+
+N_IN = FeatureConfig().n_mfcc
+N_CLASSES = 12
+TOL = 1e-4  # max |logit difference| (float32; observed ~1e-6)
+
+
+def make_model(conv: int, layers: int, hidden: int = 24, kernel: int = 5, seed: int = 0) -> GRUClassifier:
+    torch.manual_seed(seed)
+    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.3)
+    model = GRUClassifier(N_IN, N_CLASSES, cfg).eval()
+    with torch.no_grad():  # larger than the default init, so that gates saturate and errors would show
+        for p in model.parameters():
+            p.mul_(2.0)
+    return model
+
+
+def chunked(model: GRUClassifier, net: FastGRU, x: torch.Tensor, sizes=(1, 7, 13)) -> tuple[float, State, FastState]:
+    """Max |logit diff| over chunks ``sizes`` + the rest, each continuing from its carried state."""
+    state, fstate = State(None, None), FastState(None, None)
+    err, start = 0.0, 0
+    for size in (*sizes, x.shape[1] - sum(sizes)):
+        with torch.no_grad():
+            ref, state = model.step(x[:, start:start + size], state)
+        got, fstate = net.step(x[:, start:start + size].numpy(), fstate)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        err = max(err, float(np.abs(got - ref.numpy()).max()))
+        start += size
+    return err, state, fstate
+
+
+@pytest.mark.parametrize("layers", [1, 2, 3])
+@pytest.mark.parametrize("conv,kernel", [(0, 5), (16, 5), (8, 3)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_step_equals_torch_over_chunks(conv, kernel, layers, batch):
+    model = make_model(conv, layers, kernel=kernel, seed=layers * 10 + conv)
+    net = FastGRU.from_model(model)
+    torch.manual_seed(1)
+    x = torch.randn(batch, 60, N_IN) * 1.5  # rows differ
+    err, state, fstate = chunked(model, net, x)
+    assert err <= TOL
+    # the carried state has the torch state's meaning: last kernel-1 input frames, h per layer
+    assert fstate.h.shape == tuple(state.h.shape) == (layers, batch, 24)
+    assert np.abs(fstate.h - state.h.numpy()).max() <= TOL
+    if conv:
+        assert fstate.conv.shape == tuple(state.conv.shape) == (batch, kernel - 1, N_IN)
+        np.testing.assert_array_equal(fstate.conv, state.conv.numpy())
+    else:
+        assert fstate.conv is None
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_shipped_size_model_and_both_matmul_back_ends(batch, monkeypatch):
+    """Hidden 128, conv 64: the shipped model's shape. Products go through NumPy or torch by size;
+    both back ends (and a 150-frame chunk, where they switch) give the same logits."""
+    model = make_model(64, 2, hidden=128, seed=3)
+    net = FastGRU.from_model(model)
+    torch.manual_seed(2)
+    x = torch.randn(batch, 200, N_IN)
+    err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
+    assert err <= TOL
+    monkeypatch.setattr(fastgru, "BLAS_MAX_MNK", 0)  # every product through torch
+    err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
+    assert err <= TOL
+    monkeypatch.setattr(fastgru, "BLAS_MAX_MNK", 1 << 62)  # every product through NumPy
+    err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
+    assert err <= TOL
+
+
+def test_sigmoid_without_scipy(monkeypatch):
+    monkeypatch.setattr(fastgru, "_expit", None)
+    x = np.linspace(-30, 30, 1001, dtype=np.float32)
+    y = x.copy()
+    fastgru._sigmoid_(y)
+    np.testing.assert_allclose(y, torch.sigmoid(torch.from_numpy(x)).numpy(), atol=1e-6)
+    model = make_model(16, 2)
+    torch.manual_seed(4)
+    err, _, _ = chunked(model, FastGRU.from_model(model), torch.randn(2, 40, N_IN))
+    assert err <= TOL
+
+
+def test_state_conversions_and_edge_cases():
+    model = make_model(16, 2)
+    net = FastGRU.from_model(model)
+    torch.manual_seed(5)
+    x = torch.randn(2, 30, N_IN)
+    with torch.no_grad():
+        _, tstate = model.step(x[:, :12], State(None, None))
+        ref, _ = model.step(x[:, 12:], tstate)
+    # continue from a torch state; and back: FastState -> State continues the torch model
+    got, fstate = net.step(x[:, 12:].numpy(), FastState.from_torch(tstate))
+    assert np.abs(got - ref.numpy()).max() <= TOL
+    _, f12 = net.step(x[:, :12].numpy(), None)
+    with torch.no_grad():
+        ref2, _ = model.step(x[:, 12:], f12.to_torch())
+    assert np.abs(got - ref2.numpy()).max() <= TOL
+    # explicit zero state == None state; empty chunk returns no frames and the same state
+    a, _ = net.step(x.numpy(), net.initial_state(2))
+    b, _ = net.step(x.numpy(), FastState(None, None))
+    np.testing.assert_array_equal(a, b)
+    empty, same = net.step(np.zeros((2, 0, N_IN), np.float32), fstate)
+    assert empty.shape == (2, 0, N_CLASSES) and same is fstate
+    # a broadcast (stride-0) batch and float64 input are accepted
+    one = x[:1].numpy()
+    c, _ = net.step(np.broadcast_to(one, (2,) + one.shape[1:]), None)
+    d, _ = net.step(one.astype(np.float64), None)
+    np.testing.assert_array_equal(c[0], c[1])
+    assert np.abs(c[0] - d[0]).max() <= 1e-6
+    # the input is never modified
+    before = x.numpy().copy()
+    net.step(x.numpy(), fstate)
+    np.testing.assert_array_equal(x.numpy(), before)
+
+
+def test_softmax_matches_torch():
+    rng = np.random.default_rng(0)
+    z = (rng.standard_normal((7, 12)) * 30).astype(np.float32)
+    p = softmax(z)
+    assert p.dtype == np.float32
+    np.testing.assert_allclose(p, torch.from_numpy(z).softmax(-1).numpy(), atol=1e-7)
+    np.testing.assert_allclose(p.sum(-1), 1.0, atol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the shipped model, through the Recognizer
+
+
+def test_recognizer_with_shipped_model_equals_offline_torch():
+    path = default_model_path()
+    if not Path(path).is_file():
+        pytest.skip(f"no trained model at {path}")
+    from voice_gru.features import mfcc
+    from voice_gru.stream import Recognizer
+
+    ckpt = load_checkpoint(path)
+    rng = np.random.default_rng(7)
+    audio = (0.05 * rng.standard_normal(3 * 16000)).astype(np.float32)
+    rec = Recognizer(ckpt, refresh_s=None)
+    post = torch.cat([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)])
+    with torch.no_grad():
+        ref = ckpt.model(ckpt.normalizer(mfcc(audio, ckpt.features))[None])[0].softmax(-1)
+    assert isinstance(post, torch.Tensor) and post.dtype == torch.float32
+    assert post.shape == ref.shape
+    assert (post - ref).abs().max().item() <= 1e-5
+    # default refresh: identical to offline until the first switch of state copy (frame 300)
+    rec = Recognizer(ckpt)
+    post3 = torch.cat([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)])
+    assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5

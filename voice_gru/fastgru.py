@@ -1,0 +1,255 @@
+"""Inference-only NumPy re-implementation of ``GRUClassifier.step`` for the live path.
+
+The model is small (~185k multiply-adds per frame), so in PyTorch the per-operator and
+per-timestep overhead dominates a 100 ms chunk. ``FastGRU`` does the same computation with as
+few NumPy calls as the structure allows:
+
+* the causal convolution of all ``T`` new frames is one matmul over im2col'd windows
+  (``[x_{t-k+1} … x_t]`` flattened) followed by an in-place ReLU;
+* each GRU layer's input projection ``W_ih x + b_ih`` (with ``b_hr``, ``b_hz`` folded in) for all
+  ``T·B`` frames is one matmul;
+* only ``W_hh h`` and the gates run per time step, in place on preallocated arrays. Per step the
+  state is kept "feature-major" (``(H, B)``), so every gate slice is one contiguous block;
+* the head over all frames is one matmul.
+
+Equations (PyTorch's ``nn.GRU``, gate order r, z, n in ``weight_ih``/``weight_hh``)::
+
+    r = σ(W_ir x + b_ir + W_hr h + b_hr)
+    z = σ(W_iz x + b_iz + W_hz h + b_hz)
+    n = tanh(W_in x + b_in + r ⊙ (W_hn h + b_hn))
+    h = (1 - z) ⊙ n + z ⊙ h  =  n + z ⊙ (h - n)
+
+Dropout is an identity (inference). The carried state has the semantics of
+``voice_gru.model.State``: ``conv`` holds the last ``kernel - 1`` input frames ``(B, k-1, n_in)``
+(zeros at the start), ``h`` the hidden state of every layer ``(layers, B, hidden)``; ``None``
+means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to float32 rounding
+(a test holds the logits within 1e-4).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+
+try:  # scipy comes with librosa; expit is one call per step for both sigmoid gates (fallback: four)
+    from scipy.special import expit as _expit
+except ImportError:  # pragma: no cover - exercised only without scipy
+    _expit = None
+
+
+@dataclass
+class FastState:
+    """Carried state as NumPy arrays: like ``voice_gru.model.State`` (``None`` means zeros)."""
+
+    conv: Optional[np.ndarray]  # (B, kernel-1, n_in) or None
+    h: Optional[np.ndarray]  # (layers, B, hidden) or None
+
+    @classmethod
+    def from_torch(cls, state) -> "FastState":
+        """From a ``voice_gru.model.State`` of tensors."""
+        conv = None if state.conv is None else state.conv.detach().cpu().numpy().astype(np.float32)
+        h = None if state.h is None else state.h.detach().cpu().numpy().astype(np.float32)
+        return cls(conv, h)
+
+    def to_torch(self):
+        """As a ``voice_gru.model.State`` of tensors (for ``GRUClassifier.step``)."""
+        import torch
+
+        from voice_gru.model import State
+
+        return State(None if self.conv is None else torch.from_numpy(self.conv.copy()),
+                     None if self.h is None else torch.from_numpy(self.h.copy()))
+
+
+# NumPy's OpenBLAS runs a product on several threads once m·n·k reaches a size (measured here,
+# OpenBLAS 0.3.31 on an AVX-512 CPU: 10**6; builds without its small-matrix kernels may start
+# sooner), and its idle workers then spin, competing with the main thread on a small machine.
+# Products at least this large go through torch, which obeys ``torch.set_num_threads`` (the live
+# path sets one thread); smaller ones through NumPy, which is ~2x faster than torch's MKL sgemm at
+# those sizes on the AMD test box. A 100 ms chunk's products (the largest, with two state copies:
+# 20 x 128 x 384) stay below it; the window mode's 150-frame reruns go through torch.
+BLAS_MAX_MNK = 1_000_000
+
+
+def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` for 2-D float arrays on the calling thread's terms (see ``BLAS_MAX_MNK``)."""
+    if a.shape[0] * a.shape[1] * b.shape[1] < BLAS_MAX_MNK:
+        return np.dot(a, b)
+    import torch
+
+    return torch.mm(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b)).numpy()
+
+
+def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Softmax along ``axis`` (float32 in, float32 out)."""
+    e = x - x.max(axis=axis, keepdims=True)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e
+
+
+def _sigmoid_(x: np.ndarray) -> None:
+    """In-place logistic sigmoid."""
+    if _expit is not None:
+        _expit(x, x)
+    else:  # σ(x) = (1 + tanh(x/2)) / 2
+        x *= 0.5
+        np.tanh(x, out=x)
+        x *= 0.5
+        x += 0.5
+
+
+class FastGRU:
+    """``GRUClassifier.step`` in NumPy float32, built from a model's weights (inference only)."""
+
+    dtype = np.float32  # float64 was measured too: ~1.5x slower per step, no accuracy needed
+
+    def __init__(self, n_in: int, n_classes: int, hidden: int,
+                 conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
+                 gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
+                 head_weight: np.ndarray, head_bias: np.ndarray) -> None:
+        """``conv_weight`` ``(C, n_in, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
+        ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
+        ``head_weight`` ``(classes, H)``."""
+        f = self.dtype
+        H = hidden
+        self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
+        if conv_weight is not None:
+            C, n_in_w, k = conv_weight.shape
+            assert n_in_w == n_in
+            self.kernel = k
+            # window row [x_{t-k+1}, …, x_t] (each n_in) times Wc: y_t[c] = Σ_j Σ_i w[c, i, j] x_{t-k+1+j}[i]
+            self._wc = np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(k * n_in, C), dtype=f)
+            self._bc = np.ascontiguousarray(conv_bias, dtype=f)
+        else:
+            self.kernel = 0
+            self._wc = self._bc = None
+        self._wih, self._bi, self._whh, self._bhn = [], [], [], []
+        for w_ih, w_hh, b_ih, b_hh in gru:
+            assert w_ih.shape[0] == 3 * H and w_hh.shape == (3 * H, H)
+            bi = np.array(b_ih, dtype=np.float64)
+            bi[:2 * H] += b_hh[:2 * H]  # r and z: both biases add outside any product
+            self._wih.append(np.ascontiguousarray(np.transpose(w_ih), dtype=f))  # (in, 3H)
+            self._bi.append(bi.astype(f))
+            self._whh.append(np.ascontiguousarray(w_hh, dtype=f))  # (3H, H): gates = W_hh @ h, h as (H, B)
+            self._bhn.append(np.ascontiguousarray(b_hh[2 * H:], dtype=f)[:, None])  # (H, 1)
+        self._wo = np.ascontiguousarray(np.transpose(head_weight), dtype=f)  # (H, classes)
+        self._bo = np.ascontiguousarray(head_bias, dtype=f)
+        self._bhn_cache: dict = {}
+
+    @classmethod
+    def from_model(cls, model) -> "FastGRU":
+        """From a ``voice_gru.model.GRUClassifier`` (weights are copied; later training is not seen)."""
+
+        def a(t) -> np.ndarray:
+            return t.detach().cpu().double().numpy()
+
+        cfg = model.cfg
+        conv_w = conv_b = None
+        if model.conv is not None:
+            conv_w = a(model.conv.weight)
+            conv_b = a(model.conv.bias) if model.conv.bias is not None else np.zeros(conv_w.shape[0])
+        gru = []
+        for layer in range(model.gru.num_layers):
+            g = model.gru
+            b_ih = getattr(g, f"bias_ih_l{layer}", None)
+            b_hh = getattr(g, f"bias_hh_l{layer}", None)
+            three_h = 3 * g.hidden_size
+            gru.append((a(getattr(g, f"weight_ih_l{layer}")), a(getattr(g, f"weight_hh_l{layer}")),
+                        a(b_ih) if b_ih is not None else np.zeros(three_h),
+                        a(b_hh) if b_hh is not None else np.zeros(three_h)))
+        return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
+                   a(model.head.weight), a(model.head.bias))
+
+    def initial_state(self, batch: int = 1) -> FastState:
+        """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
+        conv = np.zeros((batch, self.kernel - 1, self.n_in), self.dtype) if self.kernel else None
+        return FastState(conv, np.zeros((self.layers, batch, self.hidden), self.dtype))
+
+    # ------------------------------------------------------------------------------------------
+
+    def step(self, x: np.ndarray, state: FastState | None = None) -> tuple[np.ndarray, FastState]:
+        """Logits ``(B, T, classes)`` for a chunk ``(B, T, n_in)`` continuing from ``state``."""
+        f = self.dtype
+        x = np.asarray(x, dtype=f)
+        if state is None:
+            state = FastState(None, None)
+        B, T, _ = x.shape
+        if T == 0:
+            return np.zeros((B, 0, self.n_classes), f), state
+        H = self.hidden
+        # ---- causal convolution: one matmul over the k-frame windows
+        conv_buf = None
+        if self.kernel:
+            k = self.kernel
+            buf = state.conv if state.conv is not None else np.zeros((B, k - 1, self.n_in), f)
+            xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, k-1+T, n_in)
+            s0, s1, s2 = xx.strides  # overlapping windows [x_{t-k+1} … x_t] of the contiguous xx
+            win = np.ndarray((B, T, k, self.n_in), f, xx, 0, (s0, s1, s1, s2))
+            inp = _mm(win.reshape(B * T, k * self.n_in), self._wc)  # reshape copies: im2col
+            inp += self._bc
+            np.maximum(inp, 0.0, out=inp)
+            conv_buf = xx[:, T:, :].copy()  # the last k-1 input frames
+        else:
+            inp = x.reshape(B * T, self.n_in)
+        # ---- GRU layers: input projections for all frames at once, recurrences per frame
+        h_out = np.empty((self.layers, B, H), f)
+        for layer in range(self.layers):
+            g = _mm(inp, self._wih[layer])  # (B*T, 3H), rows b-major
+            g += self._bi[layer]
+            # time-major and feature-major per step: gi[t] is (3H, B), so every gate slice is one
+            # contiguous block (a strided operand makes each ufunc call several times slower)
+            if B == 1:
+                gi = g.reshape(T, 3 * H, 1)
+            else:
+                gi = np.empty((T, 3 * H, B), f)
+                g = g.reshape(B, T, 3 * H)
+                for b in range(B):  # B strided copies: much faster than one 3-axis transpose
+                    gi[:, :, b] = g[b]
+            h0 = state.h[layer] if state.h is not None else None
+            y = self._recur(gi, h0, layer, B, T)  # (T + 1, H, B); y[0] is the initial state
+            h_out[layer] = y[T].T
+            inp = np.ascontiguousarray(y[1:].transpose(2, 0, 1)).reshape(B * T, H)
+        logits = _mm(inp, self._wo)
+        logits += self._bo
+        return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
+
+    def _recur(self, gi: np.ndarray, h0: Optional[np.ndarray], layer: int, B: int, T: int) -> np.ndarray:
+        """One layer's recurrence over ``gi`` ``(T, 3H, B)`` (input projections with biases).
+
+        Returns ``(T + 1, H, B)``: the initial state, then the hidden state after each frame."""
+        f = self.dtype
+        H = self.hidden
+        H2 = 2 * H
+        whh = self._whh[layer]
+        bhn = self._bhn_b(layer, B)
+        y = np.empty((T + 1, H, B), f)
+        if h0 is None:
+            y[0] = 0.0
+        else:
+            y[0] = h0.T
+        gh = np.empty((3 * H, B), f)
+        rz, r, z, n = gh[:H2], gh[:H], gh[H:H2], gh[H2:]
+        dot, add, mul, sub, tanh, sig = np.dot, np.add, np.multiply, np.subtract, np.tanh, _sigmoid_
+        for g_rz, g_n, h, hn in zip(gi[:, :H2], gi[:, H2:], y, y[1:]):
+            dot(whh, h, gh)
+            add(rz, g_rz, rz)
+            sig(rz)
+            add(n, bhn, n)
+            mul(n, r, n)
+            add(n, g_n, n)
+            tanh(n, n)
+            sub(h, n, hn)  # h' = n + z (h - n)
+            mul(hn, z, hn)
+            add(hn, n, hn)
+        return y
+
+    def _bhn_b(self, layer: int, B: int) -> np.ndarray:
+        """``b_hn`` broadcast to ``(H, B)``, contiguous (a broadcast operand is slower per call)."""
+        key = (layer, B)
+        out = self._bhn_cache.get(key)
+        if out is None:
+            out = self._bhn_cache[key] = np.ascontiguousarray(np.broadcast_to(self._bhn[layer], (self.hidden, B)))
+        return out

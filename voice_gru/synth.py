@@ -1,0 +1,94 @@
+"""Synthetic unknown words from espeak-ng, to widen the ``_unknown_`` class.
+
+The shared Speech Commands subset has only 25 auxiliary words, three of which make up most of its
+unknown clips, while a live assistant hears every other word a person says. Synthetic speech of a
+few hundred other words, in espeak-ng's English voices at several speeds and pitches, teaches the
+model what "not a command" sounds like. Only unknown words are synthesised, never commands (a
+synthetic "stop" would teach the model espeak's accent, not people's), and the vocabulary leaves
+out homophones and near-homophones of the commands ("know", "write", "of", ...).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+
+from voice_gru.errors import DatasetError
+
+VOCABULARY = tuple("""
+about above accept across act add after again age air all almost alone along also always among
+and animal answer any apple area arm around art ask away baby back bad bag ball bank base basket
+bath beach bean bear beat beautiful because become been before begin behind believe bell below
+belt best better between big bike bill black blue board boat body bone book born both bottle box
+boy bread break bridge bright bring brother brown build burn bus busy but buy cake call camera
+can car card care carry case catch chair change cheap check cheese child choose church city class
+clean clear clock close cloud coat coffee cold color come common cook cool copy corner count
+country cover cow cross cup cut dance dark daughter day dead deep desk dinner doctor does dollar
+door double dream dress drink drive dry duck during each early earth easy eat egg empty end enjoy
+enough enter even evening ever every face fact fall family far farm fast father fear feel few
+field fill film find fine finger finish fire first fish flat floor flower fly follow food foot
+forest forget fork free fresh friend from front fruit full fun funny game garden gate gift girl
+glass gold good grass gray great green group grow guess hair half hall hand hang hard hat have
+head hear heart heavy hello help here high hill hold hole holiday home hope horse hot hour huge
+human hundred hungry hurry ice idea important inside island jacket job join juice jump just keep
+key kind king kitchen knife lady lake lamp land large last late laugh lazy leaf learn leave leg
+lemon lesson letter light like line lion list listen little live long look lose loud love low
+lucky lunch machine make man many map market matter maybe meat meet milk minute mirror miss money
+monkey month moon morning mother mountain mouse mouth move much music must name narrow near neck
+need never new news next nice night nothing number ocean office often oil old only open orange
+order other outside over page paint paper park party pass pay pen pencil people pepper person
+phone picture piece pink place plan plant plate play please pocket point police pool poor potato
+pretty price print problem pull purple push queen question quick quiet rabbit radio rain read
+ready really red remember rest rice rich ride ring river road rock room rose round run sad safe
+salt same sand say school sea season second see sell send seven shape share sheep shirt shoe shop
+short show shower side sign silver simple since sing sister sit size sky sleep slow small smell
+smile snake snow soap soft some son song soon sorry sound soup south space speak special spoon
+sport spring square stairs star start station stay step still stone storm story street strong
+study sugar summer sun supper sure sweet swim table tail take talk tall taxi tea teacher team
+tell ten test thank that then there thick thin thing think this though throw ticket tiger time
+tired today together tomorrow tonight tooth towel tower train travel tree trouble true try turn
+twelve under understand until use usual valley very video village visit voice wait walk wall
+want warm wash watch water wave way weather week welcome well west wet what wheel when where
+white who why wide wife wild win window wine winter wish with without woman wonder wood word
+work world worry wrong yard year yellow yesterday young zoo
+""".split())
+
+VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc", "en-gb-x-gbclan",
+          "en-gb-x-gbcwmd")
+VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "+klatt", "+klatt2")
+
+
+def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000) -> list[str]:
+    """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached)."""
+    from tqdm.auto import tqdm
+
+    from voice_gru.audio import load_audio, save_wav
+    from voice_gru.data import fit_clip
+
+    out = Path(out_dir) / f"espeak-{n}-{seed}"
+    done = out / "COMPLETE"
+    paths = [str(out / f"synth_{i:05d}.wav") for i in range(n)]
+    if done.is_file():
+        return paths
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    if exe is None:
+        raise DatasetError("data.synthetic_unknown needs espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
+    rng = np.random.default_rng(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / "raw.wav"
+    for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False):
+        word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
+        voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
+        speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
+        subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],
+                       check=True, capture_output=True)
+        audio = load_audio(tmp, sample_rate)
+        audio = audio / (np.abs(audio).max() + 1e-6) * float(10 ** rng.uniform(-1.5, -0.1))
+        n_pad = int(rng.integers(0, max(1, sample_rate - audio.size)))  # the word anywhere in the second
+        save_wav(p, fit_clip(np.pad(audio, (n_pad, 0)), sample_rate))
+    tmp.unlink(missing_ok=True)
+    done.write_text("ok\n")
+    return paths
