@@ -269,6 +269,19 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return rc
 
 
+def add_recognizer_args(p: argparse.ArgumentParser) -> None:
+    """The options shared by every command that runs the live recognition path."""
+    p.add_argument("--threshold", action="append", metavar="X|CMD=X",
+                   help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
+                        "repeat as stop=0.9 for one command. Default: the model's calibrated thresholds")
+    p.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
+    p.add_argument("--mode", choices=["stream", "window"], default="stream",
+                   help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
+    p.add_argument("--refresh", type=float, default=3.0, metavar="S",
+                   help="state refresh period in seconds (two staggered states; 0 = never reset)")
+    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
     p = argparse.ArgumentParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
@@ -317,15 +330,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
-    ls.add_argument("--threshold", action="append", metavar="X|CMD=X",
-                    help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
-                         "repeat as stop=0.9 for one command. Default: the model's calibrated thresholds")
-    ls.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
-    ls.add_argument("--mode", choices=["stream", "window"], default="stream",
-                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
-    ls.add_argument("--refresh", type=float, default=3.0, metavar="S",
-                    help="state refresh period in seconds (two staggered states; 0 = never reset)")
-    ls.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+    add_recognizer_args(ls)
     ls.add_argument("--seconds", type=float, help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
                     help="live level/posterior line on the terminal (default: on for a microphone on a TTY)")

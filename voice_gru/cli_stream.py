@@ -154,6 +154,8 @@ def _pair(kind: str):
 
 def register(subparsers) -> None:
     """Add ``make-stream``, ``evaluate-stream`` and ``calibrate`` to the ``voice-gru`` subparsers."""
+    from voice_gru.cli import add_recognizer_args
+
     ms = subparsers.add_parser("make-stream", help="build a long test recording (WAV + JSON labels) from a dataset split")
     ms.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
     ms.add_argument("--split", choices=["validation", "testing"], default="validation",
@@ -177,15 +179,7 @@ def register(subparsers) -> None:
     es.add_argument("--input", required=True, metavar="REC.wav", help="recording (e.g. from make-stream)")
     es.add_argument("--labels", metavar="REC.json", help="its label file (default: the input's name with .json)")
     es.add_argument("--model", help="checkpoint (default: the shipped model)")
-    es.add_argument("--threshold", action="append", metavar="X|CMD=X",
-                    help="detection threshold (0-1, higher = fewer false accepts); repeat as stop=0.9. "
-                         "Default: the model's calibrated thresholds")
-    es.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
-    es.add_argument("--mode", choices=["stream", "window"], default="stream",
-                    help="stream: carried GRU state (what listen runs); window: rerun 1.5 s windows (reference)")
-    es.add_argument("--refresh", type=float, default=3.0, metavar="S",
-                    help="state refresh period in seconds (0 = never reset; default: %(default)s)")
-    es.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+    add_recognizer_args(es)
     es.add_argument("--after", type=float, default=1.0, metavar="S",
                     help="a detection up to this long after a word's end counts for it (default: %(default)s)")
     es.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
