@@ -155,6 +155,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never
+            first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
         raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
