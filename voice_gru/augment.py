@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from voice_gru.config import AugmentConfig, FeatureConfig
+from voice_gru.data import silence_volume
 from voice_gru.features import Normalizer, front_end
 
 IGNORE = -100
@@ -147,8 +148,6 @@ class SequenceBuilder:
             if self.noise and (rng.random() < aug.noise_prob or self.bank.labels[clip] == self.sil):
                 vol = rng.uniform(*aug.noise_level)
                 if self.bank.labels[clip] == self.sil:
-                    from voice_gru.data import silence_volume
-
                     vol = silence_volume(rng)
                 mel[b] += self._noise(T, rng) * vol**2
         if self.target == "last":  # the classic clip classifier: one label, on the last frame

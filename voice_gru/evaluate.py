@@ -144,7 +144,6 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
     """Predict every item; report accuracy, per-class metrics, confusions, errors and throughput."""
     from tqdm.auto import tqdm
 
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     labels = list(ckpt.labels)
     t0 = time.perf_counter()
     preds: list[dict] = []

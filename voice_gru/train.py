@@ -8,6 +8,7 @@ moment leaves a run that the same command resumes.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import time
@@ -267,7 +268,7 @@ def train(
                                                                                             "val_acc": score}))
                 _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema)
                 saved = list(history)
-                write_text(out / "metrics.jsonl", "".join(__import__("json").dumps(r) + "\n" for r in history))
+                write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
                      f"{row['seconds']:.0f}s", quiet)
@@ -282,7 +283,7 @@ def train(
                "interrupted": interrupted, "labels": labels}
     if main_proc and history:
         if interrupted:  # Ctrl-C may have landed between state.pt and metrics.jsonl: make them agree
-            write_text(out / "metrics.jsonl", "".join(__import__("json").dumps(r) + "\n" for r in history))
+            write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         write_json(out / "summary.json", summary)
         plot_curves(history, out / "curves.png")
     if ddp:
