@@ -206,9 +206,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and not args.input)) else None
     try:
         if args.input:
+            chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
             print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
-            stats = listen_loop(file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate),
-                                recognizer, detector, on_command, view, args.seconds)
+            stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
         else:
             from voice_gru.mic import MicrophoneStream
 

@@ -18,10 +18,16 @@ from voice_gru.stream import Recognizer
 
 def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
                 sample_rate: int = 16000) -> Iterator[np.ndarray]:
-    """A recording as consecutive chunks; with ``realtime`` paced like a microphone."""
+    """A recording as consecutive chunks; with ``realtime`` paced like a microphone.
+
+    The file is read here, so a bad file is reported before anything starts listening.
+    """
     from voice_gru.audio import load_audio
 
-    audio = load_audio(path, sample_rate)
+    return _paced_chunks(load_audio(path, sample_rate), chunk_ms, realtime, sample_rate)
+
+
+def _paced_chunks(audio: np.ndarray, chunk_ms: float, realtime: bool, sample_rate: int) -> Iterator[np.ndarray]:
     n = max(1, int(round(sample_rate * chunk_ms / 1000)))
     t0 = time.monotonic()
     for i in range(0, audio.size, n):
