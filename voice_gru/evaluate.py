@@ -15,7 +15,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru import SILENCE, UNKNOWN
 from voice_gru.audio import load_audio
 from voice_gru.config import DataConfig
 from voice_gru.data import (
