@@ -17,7 +17,7 @@ from voice_gru.cli import main
 
 SCRIPT = Path(sys.executable).with_name("voice-gru")
 CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
-SUBCOMMANDS = ("data", "train", "evaluate", "listen", "devices")
+SUBCOMMANDS = ("data", "train", "ensemble", "evaluate", "listen", "devices")
 
 
 def test_help_lists_subcommands():
@@ -79,6 +79,8 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                                    ["no_folder", "no such file or folder"] if default_model_path().is_file()
                                    else ["default model is missing"]),
         "threshold not a number": (["listen", "--threshold", "abc"], ["--threshold", "abc"]),
+        "ensemble member missing": (["ensemble", str(default_model_path()), str(tmp / "nope.pt"), "--out", out + ".pt"],
+                                    ["nope.pt", "not found"]),
         "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
     }
 
@@ -86,7 +88,7 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
 CASES = [
     "missing config", "unknown config key", "invalid yaml", "missing data dir", "missing model",
     "garbage checkpoint", "foreign checkpoint", "truncated checkpoint", "empty checkpoint",
-    "missing evaluate input", "threshold not a number", "threshold out of range",
+    "missing evaluate input", "threshold not a number", "threshold out of range", "ensemble member missing",
 ]
 
 
@@ -104,8 +106,8 @@ def test_bad_input_gives_one_error_line(case, tmp_path, capsys):
     assert main(args) == 2
     out, err = capsys.readouterr()
     check_one_line(err, needles)
-    if case == "missing data dir":
-        assert not (tmp_path / "run").exists()  # nothing written for a typo
+    if case in ("missing data dir", "ensemble member missing"):
+        assert not list(tmp_path.glob("run*"))  # nothing written for a typo
 
 
 SCRIPT_FAST = {"unknown config key", "truncated checkpoint", "threshold out of range"}
@@ -121,3 +123,22 @@ def test_bad_input_through_the_console_script(case, tmp_path):
     res = subprocess.run([str(SCRIPT), *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2, res.stderr
     check_one_line(res.stderr, needles)
+
+
+def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
+    from voice_gru.model import Ensemble, default_model_path, load_checkpoint
+
+    shipped = default_model_path()
+    if not shipped.is_file():
+        pytest.skip("no shipped model")
+    out = tmp_path / "ens.pt"
+    assert main(["ensemble", str(shipped), str(shipped), "--out", str(out)]) == 0
+    assert "2 members" in capsys.readouterr().out
+    ens = load_checkpoint(out)
+    assert isinstance(ens.model, Ensemble) and ens.thresholds == {}
+    # two copies of one model average to that model: the same predictions on a real clip
+    assert main(["evaluate", str(CLIP), "--model", str(out), "--quiet"]) == 0
+    got = capsys.readouterr().out.splitlines()[0].split("\t")
+    assert main(["evaluate", str(CLIP), "--quiet"]) == 0
+    want = capsys.readouterr().out.splitlines()[0].split("\t")
+    assert got[1] == want[1] and abs(float(got[2]) - float(want[2])) < 1e-4

@@ -13,8 +13,8 @@ torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed thre
 
 import voice_gru.fastgru as fastgru  # noqa: E402
 from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
-from voice_gru.fastgru import FastGRU, FastState, softmax  # noqa: E402
-from voice_gru.model import GRUClassifier, State, default_model_path, load_checkpoint  # noqa: E402
+from voice_gru.fastgru import FastEnsemble, FastGRU, FastState, fast_model, softmax  # noqa: E402
+from voice_gru.model import Ensemble, GRUClassifier, State, default_model_path, load_checkpoint  # noqa: E402
 
 N_IN = FeatureConfig().n_mfcc
 N_CLASSES = 12
@@ -162,3 +162,27 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     rec = Recognizer(ckpt)
     post3 = torch.cat([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)])
     assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5
+
+
+def test_ensemble_equals_torch_over_chunks():
+    ens = Ensemble([make_model(16, 2, seed=1), make_model(0, 1, seed=2), make_model(8, 3, kernel=3, seed=3)]).eval()
+    net = fast_model(ens)
+    assert isinstance(net, FastEnsemble) and isinstance(fast_model(ens.members[0]), FastGRU)
+    torch.manual_seed(4)
+    x = torch.randn(2, 50, N_IN) * 1.5
+    state, fstate, start = None, None, 0
+    for size in (1, 7, 0, 13, 29):
+        with torch.no_grad():
+            ref, state = ens.step(x[:, start:start + size], state)
+        got, fstate = net.step(x[:, start:start + size].numpy(), fstate)
+        assert got.shape == ref.shape
+        assert size == 0 or np.abs(got - ref.numpy()).max() <= TOL
+        start += size
+    # zeroing stream 1 of the batch equals starting it afresh; stream 0 continues
+    z = fstate.zeroed(1)
+    more = x[:, :9].numpy()
+    got, _ = net.step(more, z)
+    fresh, _ = net.step(more[1:], None)
+    cont, _ = net.step(more, fstate)
+    assert np.abs(got[1] - fresh[0]).max() <= TOL and np.abs(got[0] - cont[0]).max() <= TOL
+    assert np.abs(fstate.members[0].h).max() > 0  # zeroed() copied: the original is untouched

@@ -15,8 +15,9 @@ from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
 from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.errors import CheckpointError  # noqa: E402
 from voice_gru.features import Normalizer, mfcc  # noqa: E402
-from voice_gru.model import (FORMAT, Checkpoint, GRUClassifier, State, clip_posteriors,  # noqa: E402
-                             load_checkpoint, resolve_model, save_checkpoint)
+from voice_gru.model import (ENSEMBLE_FORMAT, FORMAT, Checkpoint, Ensemble, GRUClassifier, State,  # noqa: E402
+                             clip_posteriors, count_parameters, load_checkpoint, make_ensemble, resolve_model,
+                             save_checkpoint)
 
 LABELS = tuple(task_labels("12"))
 N_IN = FeatureConfig().n_mfcc
@@ -326,3 +327,66 @@ def test_resolve_model(tmp_path, normalizer, monkeypatch):
     save_checkpoint(other, make_ckpt(normalizer, conv=0))
     assert resolve_model(other).model.conv is None
     _raises_with_path(tmp_path / "absent.pt")
+
+
+# --------------------------------------------------------------------------------------------
+# ensembles
+
+
+def test_ensemble_forward_and_step():
+    members = [make_model(16, seed=1), make_model(0, layers=1, seed=2), make_model(8, kernel=3, seed=3)]
+    ens = Ensemble(members).eval()
+    x = torch.randn(2, 40, N_IN)
+    with torch.no_grad():
+        want = (members[0](x) + members[1](x) + members[2](x)) / 3  # the mean of the members' logits
+        assert torch.allclose(ens(x), want, atol=1e-6)
+        state, outs = None, []
+        for a, b in ((0, 1), (1, 8), (8, 8), (8, 40)):  # an empty chunk, then carried state
+            y, state = ens.step(x[:, a:b], state)
+            outs.append(y)
+    assert torch.allclose(torch.cat(outs, 1), want, atol=1e-5)
+    assert len(state) == 3 and state[1].conv is None
+    assert count_parameters(ens) == sum(count_parameters(m) for m in members)
+
+
+def test_ensemble_rejects_mismatched_members():
+    with pytest.raises(ValueError, match="differ"):
+        Ensemble([make_model(0), GRUClassifier(N_IN, 5, ModelConfig(hidden=8, layers=1))])
+    with pytest.raises(ValueError):
+        Ensemble([])
+
+
+def test_make_ensemble_round_trip(tmp_path, normalizer):
+    a, b = make_ckpt(normalizer, 16), make_ckpt(normalizer, 0)
+    ens = make_ensemble([a, b], ["a.pt", "b.pt"])
+    assert ens.thresholds == {}  # an ensemble must be calibrated on its own scores
+    assert ens.decision == a.decision and ens.meta["sources"] == ["a.pt", "b.pt"]
+    save_checkpoint(tmp_path / "ens.pt", ens)
+    assert torch.load(tmp_path / "ens.pt", weights_only=True)["format"] == ENSEMBLE_FORMAT
+    got = load_checkpoint(tmp_path / "ens.pt")
+    assert isinstance(got.model, Ensemble) and not got.model.training
+    x = torch.randn(1, 30, N_IN)
+    with torch.no_grad():
+        assert torch.equal(got.model(x), ens.model(x))
+        assert torch.allclose(got.model(x), (a.model(x) + b.model(x)) / 2, atol=1e-6)
+    # an ensemble of an ensemble and a model is flat: three members
+    assert len(make_ensemble([got, a]).model.members) == 3
+    # a damaged member is reported with its position
+    blob = torch.load(tmp_path / "ens.pt", weights_only=True)
+    blob["members"][1]["weights"].pop("head.bias")
+    torch.save(blob, tmp_path / "bad.pt")
+    _raises_with_path(tmp_path / "bad.pt", "damaged")
+
+
+def test_make_ensemble_mismatches(normalizer):
+    a = make_ckpt(normalizer, 16)
+    other_labels = Checkpoint(GRUClassifier(N_IN, 3), ("a", "b", "c"), FeatureConfig(), normalizer)
+    with pytest.raises(CheckpointError, match="b.pt: labels"):
+        make_ensemble([a, other_labels], ["a.pt", "b.pt"])
+    shifted = Normalizer(tuple(m + 1.0 for m in normalizer.mean), normalizer.std)
+    with pytest.raises(CheckpointError, match="normaliser"):
+        make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(), shifted, "max")])
+    with pytest.raises(CheckpointError, match="feature"):
+        make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(n_mels=32), normalizer, "max")])
+    with pytest.raises(CheckpointError, match="pooling"):
+        make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(), normalizer, "last")])

@@ -15,7 +15,7 @@ from voice_gru.config import DecisionConfig, FeatureConfig, ModelConfig  # noqa:
 from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.decision import Detector  # noqa: E402
 from voice_gru.features import Normalizer, mfcc  # noqa: E402
-from voice_gru.model import Checkpoint, GRUClassifier, default_model_path, load_checkpoint  # noqa: E402
+from voice_gru.model import Checkpoint, Ensemble, GRUClassifier, default_model_path, load_checkpoint  # noqa: E402
 from voice_gru.stream import Recognizer  # noqa: E402
 
 LABELS = tuple(task_labels("12"))
@@ -48,8 +48,10 @@ def _ckpt(normalizer: Normalizer, conv: int, seed: int) -> Checkpoint:
 
 
 @pytest.fixture(scope="module")
-def ckpts(normalizer) -> dict[int, Checkpoint]:
-    return {0: _ckpt(normalizer, 0, seed=11), 16: _ckpt(normalizer, 16, seed=12)}
+def ckpts(normalizer) -> dict:
+    out: dict = {0: _ckpt(normalizer, 0, seed=11), 16: _ckpt(normalizer, 16, seed=12)}
+    out["ens"] = Checkpoint(Ensemble([out[0].model, out[16].model]).eval(), LABELS, FC, normalizer)
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +110,7 @@ def assert_same_events(a: list, b: list) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("conv", [0, 16])
+@pytest.mark.parametrize("conv", [0, 16, "ens"])
 def test_stream_without_refresh_equals_offline(ckpts, signal, conv):
     ckpt = ckpts[conv]
     rec = Recognizer(ckpt, refresh_s=None)
@@ -143,7 +145,7 @@ def test_chunk_size_independence(ckpts, signal, kw):
     assert (base[:148] - base_s).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("conv", [0, 16])
+@pytest.mark.parametrize("conv", [0, 16, "ens"])
 def test_refresh_semantics(ckpts, signal, conv):
     ckpt = ckpts[conv]
     audio = signal[: 2 * SR]

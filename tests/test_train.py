@@ -161,6 +161,16 @@ def test_stop_after_then_rerun_continues_and_matches(baseline, tiny_root, tiny_c
     check_run_files(out, 2)
 
 
+def test_run_from_before_a_new_setting_resumes(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """A setting added to the recipe since a run started (at its default) does not block resuming."""
+    out = tmp_path / "run"
+    train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1, stop_after=1)
+    state = torch.load(out / "state.pt", weights_only=True)
+    del state["config"]["augment"]["vtlp"]  # as written by the version before vtlp existed
+    torch.save(state, out / "state.pt")
+    assert train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+
+
 def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
     run, _ = baseline
     before = {p.name: p.read_bytes() for p in run.iterdir()}

@@ -1,8 +1,9 @@
-"""Training sequences built on cached mel spectra: shift, gain, noise, context, SpecAugment.
+"""Training sequences built on cached mel spectra: shift, gain, noise, context, warping, SpecAugment.
 
 Augmenting in the mel-power domain keeps the feature cache useful across epochs: mixing noise
 ``n`` at amplitude ``a`` into a clip ``x`` gives ``mel(x + a·n) ≈ mel(x) + a²·mel(n)`` (the cross
-term averages out), a gain ``g`` scales power by ``g²``, and a time shift moves frames. A training
+term averages out), a gain ``g`` scales power by ``g²``, a time shift moves frames, and a vocal
+tract length perturbation (``vtlp_matrix``) moves spectral envelopes along frequency. A training
 sequence is ``[context][clip][tail]`` with per-frame targets: background frames are ``_silence_``;
 frames of a word up to just after its end are ignored (the model may fire early or late within
 the word); the ``tail_frames`` frames after a word ends carry its label. This is what the model
@@ -53,6 +54,32 @@ def spec_augment(logmel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
     return out
 
 
+def _hz_to_mel(f: np.ndarray) -> np.ndarray:
+    return 2595.0 * np.log10(1.0 + f / 700.0)  # HTK, as torchaudio's MelSpectrogram
+
+
+def vtlp_matrix(alpha: float, feat: FeatureConfig) -> torch.Tensor:
+    """``(n_mels, n_mels)`` matrix ``W`` such that ``mel @ W`` is the spectrum of a vocal tract
+    ``alpha`` times shorter: band ``j`` (centre ``f_j``) takes the power found at ``f_j / alpha``,
+    interpolated linearly between the two nearest band centres (clamped at the edges).
+
+    Speed perturbation scales formants too but also pitch and duration; this changes only the
+    spectral envelope, which is what differs most between speakers of one word.
+    """
+    n = feat.n_mels
+    lo, hi = _hz_to_mel(np.array([feat.f_min, feat.f_max]))
+    centres_mel = np.linspace(lo, hi, n + 2)[1:-1]
+    centres_hz = 700.0 * (10 ** (centres_mel / 2595.0) - 1.0)
+    pos = np.interp(_hz_to_mel(centres_hz / alpha), centres_mel, np.arange(n))  # fractional source band
+    i0 = np.floor(pos).astype(int)
+    i1 = np.minimum(i0 + 1, n - 1)
+    w1 = pos - i0
+    W = np.zeros((n, n))
+    W[i0, np.arange(n)] += 1.0 - w1
+    W[i1, np.arange(n)] += w1
+    return torch.from_numpy(W.astype(np.float32))
+
+
 @dataclass
 class ClipBank:
     """Cached mel spectra of a split: ``mels[speed]`` is ``(N, frames, mels)``; bounds per clip."""
@@ -92,6 +119,10 @@ class SequenceBuilder:
             raise ValueError(f"unknown training target '{target}' (expected 'frames' or 'last')")
         self.target = target
         self.clip_frames = bank.mels[0].shape[1]
+        lo, hi = aug.vtlp
+        # a fixed grid of warps (steps of 0.01) so each batch reuses precomputed matrices
+        n_warps = max(1, int(round((hi - lo) / 0.01)) + 1)
+        self.warps = [vtlp_matrix(a, feat) for a in np.linspace(lo, hi, n_warps)] if (lo, hi) != (1.0, 1.0) else []
 
     def _noise(self, T: int, rng: np.random.Generator) -> torch.Tensor:
         n = self.noise[int(rng.integers(len(self.noise)))]
@@ -108,6 +139,8 @@ class SequenceBuilder:
         lab = int(self.bank.labels[clip])
         gain = 10 ** (rng.uniform(*self.aug.gain_db) / 20)
         src = self.bank.mels[speed][clip] * gain**2
+        if self.warps and lab != self.sil:
+            src = src @ self.warps[int(rng.integers(len(self.warps)))]
         a, b = max(pos, 0), min(pos + F, T)
         if a >= b:
             return

@@ -72,6 +72,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from voice_gru.model import count_parameters, load_checkpoint, make_ensemble, save_checkpoint
+
+    ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models)
+    save_checkpoint(args.out, ckpt)
+    print(f"wrote {args.out}: {len(ckpt.model.members)} members, {count_parameters(ckpt.model):,} parameters; "
+          f"calibrate it before listening (voice-gru calibrate --model {args.out})")
+    return 0
+
+
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from voice_gru.evaluate import collect_inputs, evaluate_items, format_report
     from voice_gru.fileio import write_json
@@ -310,6 +320,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
+
+    en = sub.add_parser("ensemble", help="combine checkpoints of one task into a model that averages them")
+    en.add_argument("models", nargs="+", metavar="CKPT", help="checkpoints with the same labels, features and normaliser")
+    en.add_argument("--out", required=True, help="ensemble checkpoint to write")
+    en.set_defaults(func=_cmd_ensemble)
 
     ev = sub.add_parser("evaluate", help="accuracy and confusions on clips, folders or a dataset split")
     ev.add_argument("paths", nargs="+", metavar="PATH",

@@ -59,6 +59,7 @@ class AugmentConfig:
     noise_level: tuple[float, float] = (0.0, 0.1)  # amplitude of the background noise mixed in
     gain_db: tuple[float, float] = (-12.0, 6.0)
     speeds: tuple[float, ...] = (1.0,)  # speed-perturbed copies in the feature cache
+    vtlp: tuple[float, float] = (1.0, 1.0)  # range of vocal tract length warps (1, 1: off)
     freq_masks: int = 2
     freq_mask_width: int = 6
     time_masks: int = 2

@@ -62,6 +62,27 @@ class FastState:
         return State(None if self.conv is None else torch.from_numpy(self.conv.copy()),
                      None if self.h is None else torch.from_numpy(self.h.copy()))
 
+    def zeroed(self, b: int) -> "FastState":
+        """A copy with stream ``b`` of the batch back at zero state (``None`` parts stay zeros)."""
+        conv = None if self.conv is None else self.conv.copy()
+        h = None if self.h is None else self.h.copy()
+        if conv is not None:
+            conv[b] = 0
+        if h is not None:
+            h[:, b] = 0
+        return FastState(conv, h)
+
+
+@dataclass
+class EnsembleState:
+    """Carried state of a ``FastEnsemble``: one ``FastState`` per member."""
+
+    members: tuple
+
+    def zeroed(self, b: int) -> "EnsembleState":
+        """A copy with stream ``b`` of the batch back at zero state in every member."""
+        return EnsembleState(tuple(s.zeroed(b) for s in self.members))
+
 
 # NumPy's OpenBLAS runs a product on several threads once m·n·k reaches a size (measured here,
 # OpenBLAS 0.3.31 on an AVX-512 CPU: 10**6; builds without its small-matrix kernels may start
@@ -253,3 +274,29 @@ class FastGRU:
         if out is None:
             out = self._bhn_cache[key] = np.ascontiguousarray(np.broadcast_to(self._bhn[layer], (self.hidden, B)))
         return out
+
+
+class FastEnsemble:
+    """``voice_gru.model.Ensemble.step`` in NumPy: the members' logits averaged."""
+
+    def __init__(self, members: list[FastGRU]) -> None:
+        self.members = list(members)
+        self.n_in, self.n_classes = members[0].n_in, members[0].n_classes
+
+    def step(self, x: np.ndarray, state: EnsembleState | None = None) -> tuple[np.ndarray, EnsembleState]:
+        """Mean logits ``(B, T, classes)`` for a chunk continuing from ``state``."""
+        states = state.members if state is not None else (None,) * len(self.members)
+        outs = [m.step(x, s) for m, s in zip(self.members, states)]
+        logits = outs[0][0]
+        for o in outs[1:]:
+            logits += o[0]
+        logits /= len(outs)
+        return logits, EnsembleState(tuple(o[1] for o in outs))
+
+
+def fast_model(model) -> FastGRU | FastEnsemble:
+    """NumPy inference of a ``GRUClassifier`` or an ``Ensemble`` of them (weights copied)."""
+    members = getattr(model, "members", None)
+    if members is not None:
+        return FastEnsemble([FastGRU.from_model(m) for m in members])
+    return FastGRU.from_model(model)

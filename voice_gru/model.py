@@ -10,6 +10,9 @@ Per frame ``t`` with input ``x_t`` (after an optional causal convolution) each G
 (PyTorch's ``nn.GRU``), and a linear layer maps the top ``h_t`` to per-frame class logits. The
 model is unidirectional and the convolution is causal, so ``step`` over consecutive chunks with
 carried state gives exactly ``forward`` over the whole sequence: that is the streaming recognizer.
+
+An ``Ensemble`` runs several such models on the same frames and averages their logits (a
+normalised geometric mean of their posteriors); it has the same ``forward``/``step`` interface.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import nn
@@ -28,6 +31,7 @@ from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
 
 FORMAT = "voice_gru.checkpoint/1"
+ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
 POOLINGS = ("max", "mean", "last")
 
 
@@ -81,6 +85,33 @@ class GRUClassifier(nn.Module):
         return self.head(self.drop(y)), State(conv_buf, h)
 
 
+class Ensemble(nn.Module):
+    """Models over the same inputs and labels whose per-frame logits are averaged."""
+
+    def __init__(self, members: Sequence[GRUClassifier]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member")
+        shapes = {(m.n_in, m.n_classes) for m in members}
+        if len(shapes) != 1:
+            raise ValueError(f"ensemble members differ in inputs/classes: {sorted(shapes)}")
+        self.members = nn.ModuleList(members)
+        self.n_in, self.n_classes = shapes.pop()
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Mean per-frame logits ``(B, T, classes)`` of a whole sequence from zero state."""
+        return torch.stack([m(frames) for m in self.members]).mean(0)
+
+    def step(self, frames: torch.Tensor, state: Optional[tuple[State, ...]]) -> tuple[torch.Tensor, tuple[State, ...]]:
+        """Mean logits for a chunk continuing from ``state`` (one ``State`` per member, or None)."""
+        states = state if state is not None else tuple(State(None, None) for _ in self.members)
+        outs = [m.step(frames, s) for m, s in zip(self.members, states)]
+        return torch.stack([o[0] for o in outs]).mean(0), tuple(o[1] for o in outs)
+
+
+Model = Union[GRUClassifier, Ensemble]
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -111,7 +142,7 @@ def clip_posteriors(logits: torch.Tensor, pooling: str = "max", silence_index: i
 class Checkpoint:
     """Everything needed to run a model: weights, labels, feature/model config, normaliser, metadata."""
 
-    model: GRUClassifier
+    model: Model
     labels: tuple[str, ...]
     features: FeatureConfig
     normalizer: Normalizer
@@ -129,19 +160,26 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write a checkpoint atomically as a plain dict of tensors and primitives."""
     from voice_gru.fileio import atomic_path
 
+    def weights(m: nn.Module) -> dict:
+        return {k: v.detach().cpu().clone() for k, v in m.state_dict().items()}
+
     blob = {
         "format": FORMAT,
         "labels": list(ckpt.labels),
         "features": to_dict(ckpt.features),
-        "model_config": to_dict(ckpt.model.cfg),
         "n_in": ckpt.model.n_in,
         "normalizer": ckpt.normalizer.to_dict(),
         "pooling": ckpt.pooling,
         "thresholds": dict(ckpt.thresholds or {}),
         "decision": dict(ckpt.decision or {}),
         "meta": dict(ckpt.meta or {}),
-        "weights": {k: v.detach().cpu().clone() for k, v in ckpt.model.state_dict().items()},
     }
+    if isinstance(ckpt.model, Ensemble):
+        blob["format"] = ENSEMBLE_FORMAT
+        blob["members"] = [{"model_config": to_dict(m.cfg), "weights": weights(m)} for m in ckpt.model.members]
+    else:
+        blob["model_config"] = to_dict(ckpt.model.cfg)
+        blob["weights"] = weights(ckpt.model)
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save(blob, tmp)
 
@@ -158,15 +196,22 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never
             first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
         raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r})")
+        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r} or {ENSEMBLE_FORMAT!r})")
     try:
         feats = from_dict(FeatureConfig, blob["features"], f"{path}:features")
-        mcfg = from_dict(ModelConfig, blob["model_config"], f"{path}:model_config")
         labels = tuple(blob["labels"])
-        model = GRUClassifier(int(blob["n_in"]), len(labels), mcfg)
-        model.load_state_dict(blob["weights"])
+
+        def member(d: dict, where: str) -> GRUClassifier:
+            m = GRUClassifier(int(blob["n_in"]), len(labels), from_dict(ModelConfig, d["model_config"], where))
+            m.load_state_dict(d["weights"])
+            return m
+
+        if blob["format"] == ENSEMBLE_FORMAT:
+            model = Ensemble([member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"])])
+        else:
+            model = member(blob, f"{path}:model_config")
         norm = Normalizer.from_dict(blob["normalizer"])
         extras = [dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")]
     except CheckpointError:
@@ -176,6 +221,34 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise CheckpointError(f"{path}: damaged checkpoint ({first})") from None
     model.eval()
     return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"), *extras)
+
+
+def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = ()) -> Checkpoint:
+    """One checkpoint averaging the members' logits; they must share labels, features, normaliser.
+
+    Calibrated thresholds are not carried over: an ensemble's scores are its own, so calibrate it.
+    """
+    names = list(names) or [f"member {i}" for i in range(len(ckpts))]
+    if not ckpts:
+        raise CheckpointError("an ensemble needs at least one checkpoint")
+    first = ckpts[0]
+    for name, c in zip(names[1:], ckpts[1:]):
+        if c.labels != first.labels:
+            raise CheckpointError(f"{name}: labels {list(c.labels)} differ from {names[0]}'s {list(first.labels)}")
+        if c.features != first.features:
+            raise CheckpointError(f"{name}: feature settings differ from {names[0]}'s")
+        a = torch.tensor(first.normalizer.mean + first.normalizer.std)
+        b = torch.tensor(c.normalizer.mean + c.normalizer.std)
+        if not torch.allclose(a, b, rtol=1e-4, atol=1e-5):
+            raise CheckpointError(f"{name}: normaliser statistics differ from {names[0]}'s (trained on other data)")
+        if c.pooling != first.pooling:
+            raise CheckpointError(f"{name}: clip pooling '{c.pooling}' differs from {names[0]}'s '{first.pooling}'")
+    members: list[GRUClassifier] = []
+    for c in ckpts:
+        members += list(c.model.members) if isinstance(c.model, Ensemble) else [c.model]
+    meta = {"ensemble_of": [dict(c.meta or {}) for c in ckpts], "sources": [str(n) for n in names]}
+    model = Ensemble(members).eval()
+    return Checkpoint(model, first.labels, first.features, first.normalizer, first.pooling, {}, dict(first.decision or {}), meta)
 
 
 def default_model_path() -> Path:

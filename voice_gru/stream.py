@@ -12,7 +12,7 @@ the model inside what it was trained on however long it listens.
 the last ``window_s`` seconds of frames and reports the final frame (what a non-streaming
 recognizer does); it costs ~``window`` times more compute per decision.
 
-Both modes run the model through ``voice_gru.fastgru.FastGRU`` (the same weights and equations in
+Both modes run the model through ``voice_gru.fastgru`` (``FastGRU``, or ``FastEnsemble``: the same weights and equations in
 NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
 per chunk PyTorch's per-operator overhead would cost more than the arithmetic.
 """
@@ -24,7 +24,7 @@ from collections import deque
 import numpy as np
 import torch
 
-from voice_gru.fastgru import FastGRU, FastState, softmax
+from voice_gru.fastgru import fast_model, softmax
 from voice_gru.features import StreamingMFCC
 from voice_gru.model import Checkpoint
 
@@ -45,7 +45,7 @@ class Recognizer:
         self.every = max(1, every)
         self.frontend = StreamingMFCC(ckpt.features)
         # the model's weights as they are now (a recognizer does not see later changes to them)
-        self.net = FastGRU.from_model(ckpt.model)
+        self.net = fast_model(ckpt.model)
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
         self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
         self.reset()
@@ -63,7 +63,7 @@ class Recognizer:
         """Clear audio buffer, features and GRU state."""
         self.frontend.reset()
         self.n = 0  # frames processed
-        self._state = FastState(None, None)
+        self._state = None  # zeros
         self._reset_at = np.zeros(2, dtype=np.int64)  # frame index of each copy's last reset
         self._frames: deque = deque(maxlen=self.window)
         self._last = np.full(len(self.labels), 1.0 / len(self.labels), dtype=np.float32)
@@ -107,13 +107,7 @@ class Recognizer:
             for k, nxt in enumerate((nxt0, nxt1)):
                 if self.n == nxt:  # zero this copy's state: it starts afresh on the next frame
                     self._reset_at[k] = self.n
-                    h = self._state.h.copy()
-                    h[:, k] = 0
-                    conv = None
-                    if self._state.conv is not None:
-                        conv = self._state.conv.copy()
-                        conv[k] = 0
-                    self._state = FastState(conv, h)
+                    self._state = self._state.zeroed(k)
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _windowed(self, x: np.ndarray) -> np.ndarray:
@@ -122,7 +116,7 @@ class Recognizer:
             self._frames.append(frame)
             if self.n % self.every == 0:
                 seq = np.stack(tuple(self._frames))[None]
-                self._last = softmax(self.net.step(seq, FastState(None, None))[0][0, -1])
+                self._last = softmax(self.net.step(seq, None)[0][0, -1])
             out[j] = self._last
             self.n += 1
         return out

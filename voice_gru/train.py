@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from voice_gru import SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
-from voice_gru.config import Config, to_dict
+from voice_gru.config import Config, from_dict, to_dict
 from voice_gru.data import (
     background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
     split_examples, task_labels,
@@ -172,6 +172,10 @@ def train(
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise VoiceGruError(f"{state_path}: cannot resume from this file ({first}); "
                                 f"pass --restart or choose another --out") from None
+        try:  # settings added since the run started take their defaults, as when it was written
+            saved_cfg = to_dict(from_dict(Config, saved_cfg, str(state_path)))
+        except VoiceGruError:
+            pass  # a key this version does not know: the configs differ
         if saved_cfg != cfg_dict:
             raise VoiceGruError(f"{out}: holds a run with a different config; pass --restart or choose another --out")
     if main_proc:
