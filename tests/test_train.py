@@ -218,6 +218,13 @@ def test_cli_train_and_restart(tiny_root, cache, tmp_path, capsys):
     assert load_config(out / "config.yaml").train.epochs == 1
     assert torch.load(out / "state.pt", weights_only=True)["config"]["train"]["epochs"] == 1
     assert len(rows) == 2
+    # --seed: another member of an ensemble; the run records the seed it used, and the weights differ
+    seeded = tmp_path / "seeded"
+    assert main([*args[:2], str(one), "--data-dir", str(tiny_root), "--out", str(seeded), *args[7:], "--seed", "7"]) == 0
+    assert load_config(seeded / "config.yaml").train.seed == 7
+    assert load_checkpoint(seeded / "best.pt").meta["seed"] == 7
+    a, b = (load_checkpoint(d / "best.pt").model.state_dict() for d in (out, seeded))
+    assert not torch.equal(a["head.weight"], b["head.weight"])
 
 
 # ---------------------------------------------------------------- kill -9, Ctrl-C, torchrun (subprocesses)

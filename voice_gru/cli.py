@@ -64,6 +64,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from voice_gru.train import train
 
     cfg = load_config(args.config)
+    if args.seed is not None:  # members of an ensemble: one recipe, several seeds
+        import dataclasses
+
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=args.seed))
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
                     quiet=args.quiet, restart=args.restart, threads=args.threads)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, from rank 0
@@ -318,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
     tr.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    tr.add_argument("--seed", type=int, help="override the recipe's train.seed (e.g. for ensemble members)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 

@@ -112,6 +112,21 @@ class Ensemble(nn.Module):
 Model = Union[GRUClassifier, Ensemble]
 
 
+def describe_model(model: Model) -> str:
+    """One line: the architecture (of each member, for an ensemble) and the parameter count."""
+    def one(m: GRUClassifier) -> str:
+        c = m.cfg
+        conv = f"conv {c.conv_channels}x{c.conv_kernel} + " if c.conv_channels else ""
+        return f"{conv}GRU {c.hidden}x{c.layers}"
+
+    if isinstance(model, Ensemble):
+        parts = [one(m) for m in model.members]
+        body = f"ensemble of {len(parts)}: " + ", ".join(parts)
+    else:
+        body = one(model)
+    return f"{body} ({count_parameters(model):,} parameters)"
+
+
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
