@@ -186,3 +186,4 @@ def test_ensemble_equals_torch_over_chunks():
     cont, _ = net.step(more, fstate)
     assert np.abs(got[1] - fresh[0]).max() <= TOL and np.abs(got[0] - cont[0]).max() <= TOL
     assert np.abs(fstate.members[0].h).max() > 0  # zeroed() copied: the original is untouched
+
