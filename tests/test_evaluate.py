@@ -312,3 +312,41 @@ def test_dataset_root_follows_the_models_task(tiny_root):
     assert all(it.label in WORDS_V2 for it in items)
     items12 = collect_inputs([tiny_root], split="validation", labels=task_labels("12"))
     assert {it.label for it in items12} == {"yes", "no", "stop", UNKNOWN, SILENCE}
+
+
+def test_streaming_mode_starts_like_clips_and_carries_state():
+    """--streaming: the first clip from zero state is exactly the clip on its own; later clips
+    continue the stream's state (the live situation), so their scores differ but not their words."""
+    from voice_gru.evaluate import classify, classify_streaming
+    from voice_gru.model import default_model_path
+    from voice_gru.stream import Recognizer
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model")
+    shipped = load_checkpoint(default_model_path())
+    words = ["yes", "no", "stop", "bed"]
+    audios = [read(w) for w in words]
+    alone = classify(shipped, audios)
+    streamed = classify_streaming(Recognizer(shipped), audios)
+    assert streamed.shape == alone.shape == (4, len(shipped.labels))
+    np.testing.assert_allclose(streamed[0], alone[0], atol=1e-4)
+    assert np.abs(streamed[1:] - alone[1:]).max() > 1e-4  # the carried state is really used
+    want = [w if w in shipped.labels else UNKNOWN for w in words]
+    assert [shipped.labels[i] for i in streamed.argmax(1)] == want
+
+
+
+def test_cli_streaming_mode_on_a_labelled_folder(tmp_path, capsys):
+    from voice_gru.model import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model")
+    root = tmp_path / "test_set"
+    for word, folder in (("yes", "yes"), ("no", "no"), ("stop", "stop"), ("bed", UNKNOWN)):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        sf.write(str(root / folder / f"{word}.wav"), read(word), 16000)
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(root), "--streaming", "--quiet", "--json", str(out)]) == 0
+    assert "streaming: one continuous stream" in capsys.readouterr().out
+    report = json.loads(out.read_text())
+    assert report["mode"] == "streaming" and report["n"] == 4 and report["accuracy"] == 1.0

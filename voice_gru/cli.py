@@ -93,7 +93,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
-    report = evaluate_items(ckpt, items, progress=not args.quiet)
+    report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
     print(format_report(report))
     if args.json:
         write_json(args.json, {k: v for k, v in report.items()})
@@ -337,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="checkpoint (default: the shipped model)")
     ev.add_argument("--split", choices=["training", "validation", "testing"], default="testing",
                     help="split of a dataset root (default: %(default)s)")
+    ev.add_argument("--streaming", action="store_true",
+                    help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
     ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
     ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
     ev.add_argument("--plot", metavar="OUT.png", help="write the confusion matrix as PNG")
