@@ -163,3 +163,17 @@ def test_from_dict_rejects_unknown_nested_key_with_path():
         from_dict(Config, {"model": {"hiden": 3}}, where="recipe")
     with pytest.raises(ConfigError, match=r"recipe\.model: unknown key 'hiden'"):
         from_dict(Config, {"model": {"hiden": 3}}, where="recipe")
+
+
+def test_every_recipe_in_configs_loads():
+    from pathlib import Path
+
+    from voice_gru.config import to_dict
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    recipes = {p.stem: load_config(p) for p in sorted(configs.glob("*.yaml")) if p.stem != "assistant"}
+    assert {"default", "default_b", "seed_baseline", "tiny"} <= set(recipes)
+    # the shipped ensemble's two members: one recipe, member B adds vocal tract length perturbation
+    a, b = to_dict(recipes["default"]), to_dict(recipes["default_b"])
+    assert b["augment"].pop("vtlp") == [0.9, 1.1] and a["augment"].pop("vtlp") == [1.0, 1.0]
+    assert {k: v for k, v in a.items() if k != "name"} == {k: v for k, v in b.items() if k != "name"}
