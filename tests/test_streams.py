@@ -4,6 +4,7 @@ threshold sweep, calibration to a false-accept rate, and the three CLI subcomman
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from voice_gru.calibrate import OFF, _knapsack, calibrate, format_calibration, plateau_options
+from voice_gru.calibrate import OFF, _knapsack, calibrate, format_calibration, operating_point, plateau_options
 from voice_gru.config import DecisionConfig, ModelConfig
 from voice_gru.decision import Command, Detector
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
@@ -405,6 +406,17 @@ def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, 
     assert "recall" in format_calibration(rep)
     assert [t["target_fa_per_hour"] for t in rep["tradeoff"]] == [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0]
     assert all(t["fa_per_hour"] <= t["target_fa_per_hour"] for t in rep["tradeoff"])
+    # the whole trade-off travels with the model: a listener picks a rate, not a posterior
+    points = back.meta["calibration"]["operating_points"]
+    assert [p["target_fa_per_hour"] for p in points] == [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 100.0]
+    assert operating_point(back, 60.0)["thresholds"] == cal.thresholds
+    assert operating_point(back, 75.0)["thresholds"] == cal.thresholds  # 60 is the largest target <= 75
+    assert operating_point(back, 7.0)["target_fa_per_hour"] in (0.5, 1.0, 2.0, 5.0)
+    assert operating_point(back, 7.0)["recall"] == max(p["recall"] for p in points if p["target_fa_per_hour"] <= 7)
+    with pytest.raises(ConfigError, match="lowest calibrated rate is 0.5"):
+        operating_point(back, 0.1)
+    with pytest.raises(ConfigError, match="voice-gru calibrate"):
+        operating_point(dataclasses.replace(model, meta={}), 1.0)  # a model never calibrated
     # the stored thresholds reproduce the reported numbers through the real detector
     audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=45.0), seed=0)
     res = evaluate_stream(back, audio, truth)
@@ -479,6 +491,18 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
     cal = load_checkpoint(out_ck)
     assert cal.meta["calibration"]["split"] == "validation" and len(cal.thresholds) == 10
     assert json.loads((tmp_path / "c.json").read_text())["thresholds"] == cal.thresholds
+    # sensitivity in user units: the calibrated thresholds for at most R false accepts per hour
+    assert _run(["evaluate-stream", "--input", str(rec), "--model", str(out_ck), "--false-accepts-per-hour", "100",
+                 "--json", str(tmp_path / "op.json")]) == 0
+    assert json.loads((tmp_path / "op.json").read_text())["thresholds"] == cal.thresholds
+    capsys.readouterr()
+    assert _run(["evaluate-stream", "--input", str(rec), "--model", str(out_ck), "--false-accepts-per-hour", "1",
+                 "--threshold", "0.5"]) == 2
+    assert "not both" in capsys.readouterr().out
+    raw = tmp_path / "uncalibrated.pt"
+    save_checkpoint(raw, dataclasses.replace(model, meta={}))
+    assert _run(["evaluate-stream", "--input", str(rec), "--model", str(raw), "--false-accepts-per-hour", "1"]) == 2
+    assert "voice-gru calibrate" in capsys.readouterr().out
 
 
 @pytest.mark.slow

@@ -334,9 +334,31 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         "split": SPLIT,
         "seed": data.seed,
         "mode": data.mode,
+        # the whole trade-off, so that a listener can pick its own false-accept rate later
+        "operating_points": sorted(
+            [{"target_fa_per_hour": max_fa_per_hour, "fa_per_hour": report["achieved_fa_per_hour"],
+              "recall": report["recall"], "thresholds": dict(thresholds)}]
+            + [{k: t[k] for k in ("target_fa_per_hour", "fa_per_hour", "recall", "thresholds")}
+               for t in tradeoff if t["target_fa_per_hour"] != max_fa_per_hour],
+            key=lambda t: t["target_fa_per_hour"]),
     }
     calibrated = dataclasses.replace(ckpt, thresholds=thresholds, decision=to_dict(dcfg), meta=meta)
     return calibrated, report
+
+
+def operating_point(ckpt, max_fa_per_hour: float) -> dict:
+    """The calibrated operating point with the highest recall whose target is at most
+    ``max_fa_per_hour`` false accepts per hour: ``{"target_fa_per_hour", "fa_per_hour", "recall",
+    "thresholds"}``, from the trade-off ``calibrate`` stores in the checkpoint."""
+    points = (ckpt.meta or {}).get("calibration", {}).get("operating_points")
+    if not points:
+        raise ConfigError("--false-accepts-per-hour: this model carries no calibrated trade-off; "
+                          "run `voice-gru calibrate` on it first (or give --threshold)")
+    fits = [p for p in points if p["target_fa_per_hour"] <= max_fa_per_hour]
+    if not fits:
+        lowest = min(p["target_fa_per_hour"] for p in points)
+        raise ConfigError(f"--false-accepts-per-hour {max_fa_per_hour:g}: the lowest calibrated rate is {lowest:g} per hour")
+    return max(fits, key=lambda p: (p["recall"], -p["target_fa_per_hour"]))
 
 
 def format_calibration(report: Mapping) -> str:

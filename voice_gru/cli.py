@@ -167,6 +167,24 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
     return override
 
 
+def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, float] | None:
+    """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
+    operating point of the model), or None for the model's own calibrated thresholds."""
+    from voice_gru.errors import ConfigError
+
+    rate = getattr(args, "false_accepts_per_hour", None)
+    if rate is None:
+        return threshold_override(args.threshold, ckpt.labels)
+    if args.threshold:
+        raise ConfigError("give --threshold or --false-accepts-per-hour, not both")
+    from voice_gru.calibrate import operating_point
+
+    point = operating_point(ckpt, rate)
+    print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour on the validation streams "
+          f"(measured {point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})", file=sys.stderr)
+    return dict(point["thresholds"])
+
+
 def _cmd_devices(args: argparse.Namespace) -> int:
     from voice_gru.mic import format_devices, list_input_devices
 
@@ -188,7 +206,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
-    override = threshold_override(args.threshold, ckpt.labels)
+    override = recognizer_override(args, ckpt)
     dcfg = decision_of(ckpt, load_config(args.config).decision if args.config else None)
     thresholds = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, override)
     runner = None
@@ -288,6 +306,9 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", action="append", metavar="X|CMD=X",
                    help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
                         "repeat as stop=0.9 for one command. Default: the model's calibrated thresholds")
+    p.add_argument("--false-accepts-per-hour", type=float, metavar="R",
+                   help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
+                        "per hour (its trade-off was measured on validation streams; higher R = more sensitive)")
     p.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")

@@ -88,7 +88,7 @@ def format_stream_report(r: dict) -> str:
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_gru.cli import threshold_override
+    from voice_gru.cli import recognizer_override
     from voice_gru.config import load_config
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
@@ -96,7 +96,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
-    override = threshold_override(args.threshold, ckpt.labels)
+    override = recognizer_override(args, ckpt)
     dcfg = load_config(args.config).decision if args.config else None
     audio, truth = load_stream(args.input, args.labels)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
