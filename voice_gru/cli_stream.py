@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-DEFAULT_DATA = "../shared/speech_commands"
+from voice_gru.cli import DEFAULT_DATA
 
 
 def _under(path: Path, folder: Path) -> bool:
