@@ -21,10 +21,14 @@ N_CLASSES = 12
 TOL = 1e-4  # max |logit difference| (float32; observed ~1e-6)
 
 
-def make_model(conv: int, layers: int, hidden: int = 24, kernel: int = 5, seed: int = 0) -> GRUClassifier:
+def make_model(conv: int, layers: int, hidden: int = 24, kernel: int = 5, seed: int = 0,
+               spectral: int = 0, spectral_kernel: tuple[int, int] = (3, 5), stride: int = 2) -> GRUClassifier:
     torch.manual_seed(seed)
-    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.3)
+    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.3,
+                      spectral_channels=spectral, spectral_kernel=spectral_kernel, spectral_stride=stride)
     model = GRUClassifier(N_IN, N_CLASSES, cfg).eval()
+    if spectral:
+        model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
     with torch.no_grad():  # larger than the default init, so that gates saturate and errors would show
         for p in model.parameters():
             p.mul_(2.0)
@@ -63,6 +67,21 @@ def test_step_equals_torch_over_chunks(conv, kernel, layers, batch):
         np.testing.assert_array_equal(fstate.conv, state.conv.numpy())
     else:
         assert fstate.conv is None
+
+
+@pytest.mark.parametrize("conv,kernel", [(0, 5), (8, 3)])
+@pytest.mark.parametrize("spectral_kernel,stride", [((3, 5), 2), ((2, 3), 3), ((1, 4), 1)])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kernel, stride, batch):
+    model = make_model(conv, 2, kernel=kernel, spectral=4, spectral_kernel=spectral_kernel, stride=stride, seed=7)
+    net = FastGRU.from_model(model)
+    assert net.context == model.context
+    torch.manual_seed(3)
+    x = torch.randn(batch, 60, N_IN)
+    err, state, fstate = chunked(model, net, x)
+    assert err <= TOL
+    if model.context:
+        np.testing.assert_array_equal(fstate.conv, state.conv.numpy())
 
 
 @pytest.mark.parametrize("batch", [1, 2])

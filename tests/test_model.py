@@ -32,14 +32,19 @@ def normalizer(clip_paths) -> Normalizer:
     return Normalizer.fit(frames)
 
 
-def make_model(conv: int, layers: int = 2, hidden: int = 24, seed: int = 0, kernel: int = 5) -> GRUClassifier:
+def make_model(conv: int, layers: int = 2, hidden: int = 24, seed: int = 0, kernel: int = 5,
+               spectral: int = 0) -> GRUClassifier:
     torch.manual_seed(seed)
-    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.2)
-    return GRUClassifier(N_IN, len(LABELS), cfg).eval()
+    cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.2,
+                      spectral_channels=spectral)
+    model = GRUClassifier(N_IN, len(LABELS), cfg).eval()
+    if spectral:  # any fixed map will do here; test_spectral_map checks the real one
+        model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
+    return model
 
 
-def make_ckpt(normalizer: Normalizer, conv: int = 16) -> Checkpoint:
-    return Checkpoint(make_model(conv), LABELS, FeatureConfig(), normalizer, "max",
+def make_ckpt(normalizer: Normalizer, conv: int = 16, spectral: int = 0) -> Checkpoint:
+    return Checkpoint(make_model(conv, spectral=spectral), LABELS, FeatureConfig(), normalizer, "max",
                       {"yes": 0.61, "stop": 0.93}, {"smooth_ms": 120.0, "cooldown_ms": 500.0},
                       {"epoch": 3, "note": "unit test"})
 
@@ -48,9 +53,9 @@ def make_ckpt(normalizer: Normalizer, conv: int = 16) -> Checkpoint:
 # forward == step
 
 
-@pytest.mark.parametrize("conv,kernel", [(0, 5), (16, 5), (8, 3)])
-def test_step_over_chunks_equals_forward(conv, kernel):
-    model = make_model(conv, kernel=kernel)
+@pytest.mark.parametrize("conv,kernel,spectral", [(0, 5, 0), (16, 5, 0), (8, 3, 0), (0, 5, 4), (8, 3, 4)])
+def test_step_over_chunks_equals_forward(conv, kernel, spectral):
+    model = make_model(conv, kernel=kernel, spectral=spectral)
     torch.manual_seed(1)
     x = torch.randn(3, 50, N_IN)  # batch > 1, rows differ
     with torch.no_grad():
@@ -68,10 +73,12 @@ def test_step_over_chunks_equals_forward(conv, kernel):
     assert full.shape == (3, 50, len(LABELS))
     assert (stepped - full).abs().max().item() < 1e-5
     assert state.h.shape == (2, 3, 24)
-    if conv:
-        assert state.conv.shape == (3, kernel - 1, N_IN)
-        # the carried conv buffer is the last kernel-1 input frames
-        assert torch.equal(state.conv, x[:, -(kernel - 1):])
+    context = (kernel - 1 if conv else 0) + (2 if spectral else 0)  # spectral kernel (3, 5)
+    assert model.context == context
+    if context:
+        assert state.conv.shape == (3, context, N_IN)
+        # the carried buffer is the last input frames the front ends look back on
+        assert torch.equal(state.conv, x[:, -context:])
     else:
         assert state.conv is None
     # batch rows are independent: row 1 alone gives the same logits
@@ -136,17 +143,65 @@ def test_conv_front_end_is_causal_relu_conv():
     model = make_model(8, kernel=3, seed=4)
     x = torch.randn(1, 12, N_IN)
     with torch.no_grad():
-        y, _ = model._conv(x, None)
+        y, _ = model._front(x, None)
         w, b = model.conv.weight, model.conv.bias  # (C, n_in, k)
         padded = torch.cat([torch.zeros(1, 2, N_IN), x], 1)
         ref = torch.stack([torch.relu(torch.einsum("cik,ki->c", w, padded[0, t:t + 3]) + b) for t in range(12)])
         # changing a future frame leaves earlier outputs untouched
         x2 = x.clone()
         x2[0, 8] += 5.0
-        y2, _ = model._conv(x2, None)
+        y2, _ = model._front(x2, None)
     assert (y[0] - ref).abs().max().item() < 1e-5
     assert torch.equal(y2[0, :8], y[0, :8])
     assert not torch.equal(y2[0, 8:11], y[0, 8:11])
+
+
+def test_spectral_front_end_is_conv_over_time_and_bands():
+    """Output frame t, channel c, band b: ReLU of the kernel over bands b·s-2..b·s+2 (zero-padded) of
+    the mapped frames t-2..t (zeros before the start), in (channel, band) order; causal."""
+    model = make_model(0, spectral=3, seed=5)
+    x = torch.randn(1, 10, N_IN)
+    with torch.no_grad():
+        y, _ = model._front(x, None)
+        w, b = model.spectral.weight[:, 0], model.spectral.bias  # (C, 3, 5)
+        z = torch.cat([torch.zeros(2, N_IN), x[0]]) @ model.spectral_map.T  # (12, bands)
+        z = torch.nn.functional.pad(z, (2, 2))
+        n_out = (N_IN - 1) // 2 + 1
+        ref = torch.zeros(10, 3, n_out)
+        for t in range(10):
+            for c in range(3):
+                for j in range(n_out):
+                    ref[t, c, j] = torch.relu((w[c] * z[t:t + 3, 2 * j:2 * j + 5]).sum() + b[c])
+        x2 = x.clone()
+        x2[0, 6] += 5.0
+        y2, _ = model._front(x2, None)
+    assert y.shape == (1, 10, 3 * n_out)
+    assert (y[0] - ref.reshape(10, -1)).abs().max().item() < 1e-5
+    assert torch.equal(y2[0, :6], y[0, :6])
+
+
+def test_spectral_map_inverts_the_dct(clip_paths):
+    """``x @ M.T`` of normalised MFCC frames is the log-mel spectrum (computed without any DCT)
+    minus the per-band mean the normaliser implies, over the per-band scale; zero mean per band."""
+    from voice_gru.audio import load_audio
+    from voice_gru.features import mel_power
+    from voice_gru.model import spectral_map
+
+    feat = FeatureConfig()
+    audio = [load_audio(p) for p in clip_paths.values()]
+    frames = torch.cat([mfcc(a) for a in audio]).double()
+    logmel = torch.cat([torch.log(mel_power(a, feat).double() + feat.log_offset) for a in audio])
+    norm = Normalizer.fit(frames)
+    m = spectral_map(feat, norm).double()
+    z = norm(frames) @ m.T
+    assert z.shape == logmel.shape
+    assert z.mean(0).abs().max().item() < 1e-6  # centred per band
+    assert 0.5 < z.std(0).mean().item() < 2.0  # scaled to about unit variance
+    # undo the per-band scale: what remains is log-mel minus its mean, to float32 MFCC precision
+    scale = (logmel - logmel.mean(0)).std(0) / z.std(0)
+    assert ((z * scale - (logmel - logmel.mean(0))).abs().max() / logmel.std()).item() < 1e-3
+    with pytest.raises(ValueError, match="n_mfcc == n_mels"):
+        spectral_map(FeatureConfig(n_mfcc=13), norm)
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,9 +249,9 @@ def test_clip_posteriors_unknown_pooling():
 
 
 def test_checkpoint_round_trip(tmp_path, normalizer):
-    for conv in (0, 16):
-        ckpt = make_ckpt(normalizer, conv)
-        path = tmp_path / f"m{conv}.pt"
+    for conv, spectral in ((0, 0), (16, 0), (16, 4)):
+        ckpt = make_ckpt(normalizer, conv, spectral)
+        path = tmp_path / f"m{conv}_{spectral}.pt"
         save_checkpoint(path, ckpt)
         assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []  # no temp left
         got = load_checkpoint(path)

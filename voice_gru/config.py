@@ -72,6 +72,9 @@ class AugmentConfig:
 class ModelConfig:
     """GRU classifier over normalised MFCC frames."""
 
+    spectral_channels: int = 0  # 0: off; else a causal Conv2d over (time, mel band) before conv/GRU
+    spectral_kernel: tuple[int, int] = (3, 5)  # (frames, mel bands)
+    spectral_stride: int = 2  # along the mel bands
     conv_channels: int = 0  # 0: no convolutional front end
     conv_kernel: int = 5
     hidden: int = 128

@@ -4,6 +4,8 @@ The model is small (~185k multiply-adds per frame), so in PyTorch the per-operat
 per-timestep overhead dominates a 100 ms chunk. ``FastGRU`` does the same computation with as
 few NumPy calls as the structure allows:
 
+* the spectral front end (if any) is one matmul to mel bands and one over im2col'd
+  (frames × bands) patches;
 * the causal convolution of all ``T`` new frames is one matmul over im2col'd windows
   (``[x_{t-k+1} … x_t]`` flattened) followed by an in-place ReLU;
 * each GRU layer's input projection ``W_ih x + b_ih`` (with ``b_hr``, ``b_hz`` folded in) for all
@@ -20,8 +22,8 @@ Equations (PyTorch's ``nn.GRU``, gate order r, z, n in ``weight_ih``/``weight_hh
     h = (1 - z) ⊙ n + z ⊙ h  =  n + z ⊙ (h - n)
 
 Dropout is an identity (inference). The carried state has the semantics of
-``voice_gru.model.State``: ``conv`` holds the last ``kernel - 1`` input frames ``(B, k-1, n_in)``
-(zeros at the start), ``h`` the hidden state of every layer ``(layers, B, hidden)``; ``None``
+``voice_gru.model.State``: ``conv`` holds the last input frames the front ends need
+``(B, context, n_in)`` (zeros at the start), ``h`` the hidden state of every layer ``(layers, B, hidden)``; ``None``
 means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to float32 rounding
 (a test holds the logits within 1e-4).
 """
@@ -43,7 +45,7 @@ except ImportError:  # pragma: no cover - exercised only without scipy
 class FastState:
     """Carried state as NumPy arrays: like ``voice_gru.model.State`` (``None`` means zeros)."""
 
-    conv: Optional[np.ndarray]  # (B, kernel-1, n_in) or None
+    conv: Optional[np.ndarray]  # (B, context, n_in) or None
     h: Optional[np.ndarray]  # (layers, B, hidden) or None
 
     @classmethod
@@ -130,19 +132,31 @@ class FastGRU:
     def __init__(self, n_in: int, n_classes: int, hidden: int,
                  conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
                  gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
-                 head_weight: np.ndarray, head_bias: np.ndarray) -> None:
-        """``conv_weight`` ``(C, n_in, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
+                 head_weight: np.ndarray, head_bias: np.ndarray,
+                 spectral: Optional[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = None) -> None:
+        """``conv_weight`` ``(C, width, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
-        ``head_weight`` ``(classes, H)``."""
+        ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), weight
+        (C, 1, kt, kf), bias (C,), stride along bands)`` of the spectral Conv2d front end."""
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
+        self.context = 0
+        self._spec = None
+        if spectral is not None:
+            smap, sw, sb, stride = spectral
+            C, _, kt, kf = sw.shape
+            # patch row [bands (t-kt+1 … t) × (b-kf//2 … b+kf//2)] times Ws gives the C channels at band b
+            self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f),
+                          np.ascontiguousarray(sw.reshape(C, kt * kf).T, dtype=f),
+                          np.ascontiguousarray(sb, dtype=f), kt, kf, stride)
+            self.context += kt - 1
         if conv_weight is not None:
-            C, n_in_w, k = conv_weight.shape
-            assert n_in_w == n_in
+            C, _, k = conv_weight.shape
             self.kernel = k
-            # window row [x_{t-k+1}, …, x_t] (each n_in) times Wc: y_t[c] = Σ_j Σ_i w[c, i, j] x_{t-k+1+j}[i]
-            self._wc = np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(k * n_in, C), dtype=f)
+            self.context += k - 1
+            # window row [y_{t-k+1}, …, y_t] (each `width`) times Wc: out_t[c] = Σ_j Σ_i w[c, i, j] y_{t-k+1+j}[i]
+            self._wc = np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(-1, C), dtype=f)
             self._bc = np.ascontiguousarray(conv_bias, dtype=f)
         else:
             self.kernel = 0
@@ -181,12 +195,17 @@ class FastGRU:
             gru.append((a(getattr(g, f"weight_ih_l{layer}")), a(getattr(g, f"weight_hh_l{layer}")),
                         a(b_ih) if b_ih is not None else np.zeros(three_h),
                         a(b_hh) if b_hh is not None else np.zeros(three_h)))
+        spectral = None
+        if getattr(model, "spectral", None) is not None:
+            sp = model.spectral
+            spectral = (a(model.spectral_map), a(sp.weight),
+                        a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]), cfg.spectral_stride)
         return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
-                   a(model.head.weight), a(model.head.bias))
+                   a(model.head.weight), a(model.head.bias), spectral)
 
     def initial_state(self, batch: int = 1) -> FastState:
         """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
-        conv = np.zeros((batch, self.kernel - 1, self.n_in), self.dtype) if self.kernel else None
+        conv = np.zeros((batch, self.context, self.n_in), self.dtype) if self.context else None
         return FastState(conv, np.zeros((self.layers, batch, self.hidden), self.dtype))
 
     # ------------------------------------------------------------------------------------------
@@ -201,18 +220,23 @@ class FastGRU:
         if T == 0:
             return np.zeros((B, 0, self.n_classes), f), state
         H = self.hidden
-        # ---- causal convolution: one matmul over the k-frame windows
+        # ---- causal front ends over the new frames preceded by the last `context` input frames
         conv_buf = None
-        if self.kernel:
-            k = self.kernel
-            buf = state.conv if state.conv is not None else np.zeros((B, k - 1, self.n_in), f)
-            xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, k-1+T, n_in)
-            s0, s1, s2 = xx.strides  # overlapping windows [x_{t-k+1} … x_t] of the contiguous xx
-            win = np.ndarray((B, T, k, self.n_in), f, xx, 0, (s0, s1, s1, s2))
-            inp = _mm(win.reshape(B * T, k * self.n_in), self._wc)  # reshape copies: im2col
-            inp += self._bc
-            np.maximum(inp, 0.0, out=inp)
-            conv_buf = xx[:, T:, :].copy()  # the last k-1 input frames
+        if self._spec is not None or self.kernel:
+            buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.n_in), f)
+            xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, context+T, n_in)
+            conv_buf = xx[:, T:, :].copy()
+            y = self._spectral(xx) if self._spec is not None else xx
+            if self.kernel:  # one matmul over the k-frame windows
+                k = self.kernel
+                y = np.ascontiguousarray(y)
+                s0, s1, s2 = y.strides  # overlapping windows [y_{t-k+1} … y_t] of the contiguous y
+                win = np.ndarray((B, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
+                inp = _mm(win.reshape(B * T, -1), self._wc)  # reshape copies: im2col
+                inp += self._bc
+                np.maximum(inp, 0.0, out=inp)
+            else:
+                inp = np.ascontiguousarray(y).reshape(B * T, -1)
         else:
             inp = x.reshape(B * T, self.n_in)
         # ---- GRU layers: input projections for all frames at once, recurrences per frame
@@ -236,6 +260,25 @@ class FastGRU:
         logits = _mm(inp, self._wo)
         logits += self._bo
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
+
+    def _spectral(self, xx: np.ndarray) -> np.ndarray:
+        """The spectral Conv2d + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L-kt+1, C·bands')`` in
+        torch's (channel, band) order."""
+        mt, ws, bs, kt, kf, stride = self._spec
+        f = self.dtype
+        B, L, _ = xx.shape
+        bands = _mm(xx.reshape(B * L, self.n_in), mt)  # (B·L, n_bands)
+        p = kf // 2
+        padded = np.zeros((B, L, bands.shape[1] + 2 * p), f)
+        padded[:, :, p:p + bands.shape[1]] = bands.reshape(B, L, -1)
+        s0, s1, s2 = padded.strides
+        L2 = L - kt + 1
+        nb = (padded.shape[2] - kf) // stride + 1
+        patches = np.ndarray((B, L2, nb, kt, kf), f, padded, 0, (s0, s1, s2 * stride, s1, s2))
+        out = _mm(patches.reshape(B * L2 * nb, kt * kf), ws)  # (B·L2·nb, C)
+        out += bs
+        np.maximum(out, 0.0, out=out)
+        return out.reshape(B, L2, nb, -1).transpose(0, 1, 3, 2).reshape(B, L2, -1)
 
     def _recur(self, gi: np.ndarray, h0: Optional[np.ndarray], layer: int, B: int, T: int) -> np.ndarray:
         """One layer's recurrence over ``gi`` ``(T, 3H, B)`` (input projections with biases).

@@ -1,6 +1,6 @@
 """GRU classifier over normalised MFCC frames, and the one-file checkpoint.
 
-Per frame ``t`` with input ``x_t`` (after an optional causal convolution) each GRU layer computes
+Per frame ``t`` with input ``x_t`` (after optional causal convolutions) each GRU layer computes
 
     r_t = σ(W_ir x_t + b_ir + W_hr h_{t-1} + b_hr)          reset gate
     z_t = σ(W_iz x_t + b_iz + W_hz h_{t-1} + b_hz)          update gate
@@ -8,8 +8,14 @@ Per frame ``t`` with input ``x_t`` (after an optional causal convolution) each G
     h_t = (1 - z_t) ⊙ n_t + z_t ⊙ h_{t-1}
 
 (PyTorch's ``nn.GRU``), and a linear layer maps the top ``h_t`` to per-frame class logits. The
-model is unidirectional and the convolution is causal, so ``step`` over consecutive chunks with
+model is unidirectional and the convolutions are causal, so ``step`` over consecutive chunks with
 carried state gives exactly ``forward`` over the whole sequence: that is the streaming recognizer.
+
+The optional *spectral* front end maps each normalised MFCC frame back to standardised log-mel
+bands (a fixed inverse DCT, ``spectral_map``) and convolves over time × mel band with a small
+kernel strided along the bands: features local in frequency shift with a speaker's formants
+where cepstral coefficients change everywhere. Its output (channels × bands per frame) feeds the
+Conv1d front end or the GRU.
 
 An ``Ensemble`` runs several such models on the same frames and averages their logits (a
 normalised geometric mean of their posteriors); it has the same ``forward``/``step`` interface.
@@ -39,38 +45,58 @@ POOLINGS = ("max", "mean", "last")
 class State:
     """Carried streaming state: the convolution's last input frames and the GRU hidden state."""
 
-    conv: Optional[torch.Tensor]  # (B, kernel-1, n_in) or None
+    conv: Optional[torch.Tensor]  # the last input frames the front ends need (B, context, n_in), or None
     h: Optional[torch.Tensor]  # (layers, B, hidden) or None
 
 
 class GRUClassifier(nn.Module):
-    """Optional causal Conv1d front end -> stacked unidirectional GRU -> per-frame logits."""
+    """Optional causal spectral Conv2d and Conv1d front ends -> stacked unidirectional GRU -> per-frame logits."""
 
     def __init__(self, n_in: int, n_classes: int, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.cfg = cfg
         self.n_in = n_in
         self.n_classes = n_classes
-        gru_in = n_in
+        width = n_in
+        self.spectral = None
+        if cfg.spectral_channels > 0:
+            kt, kf = cfg.spectral_kernel
+            # normalised MFCC -> per-band standardised log-mel; fixed, set from the training data
+            self.register_buffer("spectral_map", torch.eye(n_in))
+            self.spectral = nn.Conv2d(1, cfg.spectral_channels, (kt, kf), stride=(1, cfg.spectral_stride),
+                                      padding=(0, kf // 2))
+            width = cfg.spectral_channels * ((n_in + 2 * (kf // 2) - kf) // cfg.spectral_stride + 1)
+        self.conv = None
         if cfg.conv_channels > 0:
-            self.conv = nn.Conv1d(n_in, cfg.conv_channels, cfg.conv_kernel)
-            gru_in = cfg.conv_channels
-        else:
-            self.conv = None
-        self.gru = nn.GRU(gru_in, cfg.hidden, cfg.layers, batch_first=True,
+            self.conv = nn.Conv1d(width, cfg.conv_channels, cfg.conv_kernel)
+            width = cfg.conv_channels
+        self.context = (cfg.spectral_kernel[0] - 1 if self.spectral is not None else 0) + \
+            (cfg.conv_kernel - 1 if self.conv is not None else 0)
+        self.gru = nn.GRU(width, cfg.hidden, cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, n_classes)
 
-    def _conv(self, x: torch.Tensor, buf: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        if self.conv is None:
+    def set_spectral_map(self, m: torch.Tensor) -> None:
+        """Fix the linear map from input frames to the spectral convolution's mel bands."""
+        if self.spectral is None:
+            raise ValueError("this model has no spectral front end")
+        self.spectral_map.copy_(m.to(self.spectral_map))
+
+    def _front(self, x: torch.Tensor, buf: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Front ends over ``x`` preceded by the last ``context`` input frames; returns the new buffer."""
+        if self.spectral is None and self.conv is None:
             return x, None
-        k = self.cfg.conv_kernel
         if buf is None:
-            buf = x.new_zeros(x.shape[0], k - 1, x.shape[2])
+            buf = x.new_zeros(x.shape[0], self.context, x.shape[2])
         xx = torch.cat([buf, x], dim=1)
-        y = torch.relu(self.conv(xx.transpose(1, 2))).transpose(1, 2)
-        return self.drop(y), xx[:, xx.shape[1] - (k - 1):, :]
+        y = xx
+        if self.spectral is not None:
+            bands = (y @ self.spectral_map.T).unsqueeze(1)  # (B, 1, T', bands)
+            y = torch.relu(self.spectral(bands)).permute(0, 2, 1, 3).flatten(2)  # (B, T'', C·bands')
+        if self.conv is not None:
+            y = torch.relu(self.conv(y.transpose(1, 2))).transpose(1, 2)
+        return self.drop(y), xx[:, x.shape[1]:, :]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state."""
@@ -80,9 +106,23 @@ class GRUClassifier(nn.Module):
         """Logits for a chunk ``(B, T, n_in)`` continuing from ``state``; returns the new state."""
         if frames.shape[1] == 0:
             return frames.new_zeros(frames.shape[0], 0, self.n_classes), state
-        x, conv_buf = self._conv(frames, state.conv)
+        x, conv_buf = self._front(frames, state.conv)
         y, h = self.gru(x, state.h)
         return self.head(self.drop(y)), State(conv_buf, h)
+
+
+def spectral_map(features: FeatureConfig, normalizer: Normalizer) -> torch.Tensor:
+    """Matrix ``M`` ``(n_mels, n_mfcc)``: ``x @ M.T`` turns normalised MFCC frames back into log-mel
+    frames, centred and scaled per band (inverse DCT; the band variances assume uncorrelated
+    coefficients, which is what the DCT is for). Needs ``n_mfcc == n_mels`` (an invertible DCT)."""
+    import torchaudio
+
+    if features.n_mfcc != features.n_mels:
+        raise ValueError(f"a spectral front end needs n_mfcc == n_mels (got {features.n_mfcc} and {features.n_mels})")
+    dct = torchaudio.functional.create_dct(features.n_mfcc, features.n_mels, norm="ortho").double()  # mfcc = logmel @ dct
+    std = torch.tensor(normalizer.std, dtype=torch.float64)
+    m = dct * std  # (n_mels, n_mfcc): logmel - mean = (x ⊙ std) @ dct.T
+    return (m / m.pow(2).sum(1, keepdim=True).sqrt()).float()
 
 
 class Ensemble(nn.Module):
@@ -116,8 +156,9 @@ def describe_model(model: Model) -> str:
     """One line: the architecture (of each member, for an ensemble) and the parameter count."""
     def one(m: GRUClassifier) -> str:
         c = m.cfg
+        spec = f"spectral conv {c.spectral_channels}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]} + " if c.spectral_channels else ""
         conv = f"conv {c.conv_channels}x{c.conv_kernel} + " if c.conv_channels else ""
-        return f"{conv}GRU {c.hidden}x{c.layers}"
+        return f"{spec}{conv}GRU {c.hidden}x{c.layers}"
 
     if isinstance(model, Ensemble):
         parts = [one(m) for m in model.members]

@@ -26,10 +26,11 @@ from voice_gru.data import (
     background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
     split_examples, task_labels,
 )
-from voice_gru.errors import DatasetError, VoiceGruError
+from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, write_json, write_text
-from voice_gru.model import POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, save_checkpoint
+from voice_gru.model import (POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, save_checkpoint,
+                             spectral_map)
 
 
 @dataclass
@@ -162,6 +163,9 @@ def train(
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
         raise DatasetError(f"{data_dir}: dataset folder not found")
+    if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
+        raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
+                          f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
@@ -190,7 +194,10 @@ def train(
     labels = prep.labels
     sil = labels.index(SILENCE) if SILENCE in labels else None
     torch.manual_seed(cfg.train.seed)
-    model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model).to(device)
+    model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
+    if model.spectral is not None:
+        model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
+    model = model.to(device)
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model)
