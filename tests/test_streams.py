@@ -111,6 +111,26 @@ def test_score_detection_on_unknown_word_and_outside_are_false_accepts():
     assert s["detections"] == s["hits"] + s["wrong"] + s["false_accepts"]
 
 
+def test_score_groups_unknown_word_false_accepts_by_source_clip():
+    """A stream repeats its clips: the report says which source clips fired, and how often."""
+    cat = {"file": "cat/a.wav", "word": "cat"}
+    truth = truth_of([{**ev("_unknown_", 1.0), **cat}, {**ev("_unknown_", 5.0), **cat},
+                      ev("_unknown_", 9.0, word="bed"), {**ev("_unknown_", 13.0), **cat}, ev("up", 17.0)])
+    s = score_events([{"t": 1.5, "label": "down"}, {"t": 5.6, "label": "down"}, {"t": 13.2, "label": "go"},
+                      {"t": 9.5, "label": "down"}, {"t": 17.8, "label": "up"}, {"t": 30.0, "label": "no"}], truth)
+    assert s["unknown_clips"] == 2  # cat/a.wav three times, bed/x.wav once
+    assert s["false_accepts_by_clip"] == [
+        {"file": "cat/a.wav", "word": "cat", "label": "down", "count": 2},
+        {"file": "bed/x.wav", "word": "bed", "label": "down", "count": 1},
+        {"file": "cat/a.wav", "word": "cat", "label": "go", "count": 1},
+    ]
+    assert sum(c["count"] for c in s["false_accepts_by_clip"]) == s["false_accepts_by_kind"]["unknown_word"] == 4
+    from voice_gru.cli_stream import format_stream_report
+
+    text = format_stream_report({**s, "mode": "stream", "chunk_ms": 100.0, "rtf": 0.01, "compute_s": 1.0, "audio_s": 60.0})
+    assert "from 2 of 2 distinct clips: cat/a.wav (cat) -> down x2, bed/x.wav (bed) -> down x1" in text
+
+
 def test_score_window_is_cut_at_the_next_clip():
     truth = truth_of([ev("yes", 10.0, 11.0), ev("no", 11.5, 12.5)])
     s = score_events([{"t": 11.6, "label": "yes"}], truth, after=1.0)  # in yes's after-window but no's clip

@@ -79,6 +79,13 @@ def format_stream_report(r: dict) -> str:
         f"latency from end of speech: median {sec(lat['median'])}, p90 {sec(lat['p90'])}",
         f"real-time factor {r['rtf']:.4f} ({r['compute_s']:.1f} s compute for {r['audio_s']:.1f} s audio)",
     ]
+    by_clip = r.get("false_accepts_by_clip") or []
+    if by_clip:
+        n_files = len({c["file"] for c in by_clip})
+        top = ", ".join(f"{c['file']} ({c['word']}) -> {c['label']} x{c['count']}" for c in by_clip[:5])
+        more = f", +{len(by_clip) - 5} more" if len(by_clip) > 5 else ""
+        lines.append(f"false accepts on unknown words come from {n_files} of {r['unknown_clips']} distinct "
+                     f"clips: {top}{more}")
     if r["commands"]:
         lines.append("per command: " + "  ".join(
             f"{c} {v['hits']}/{v['clips']}" for c, v in r["per_command"].items() if v["clips"]))

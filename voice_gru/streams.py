@@ -349,6 +349,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     hit_at: dict[int, float] = {}
     detections = []
     fa_kinds = {"outside": 0, "unknown_word": 0, "repeat": 0}
+    fa_clips: dict[tuple, int] = {}  # (source file, word, fired label) -> count
     wrong = 0
     per: dict[str, dict] = {}
 
@@ -389,6 +390,9 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
             fa_kinds[kind] += 1
             rec["kind"] = kind
             cmd_stats(label)["false_accepts"] += 1
+            if kind == "unknown_word":
+                key = (clips[i].get("file") or f"clip {i}", clips[i].get("word", UNKNOWN), label)
+                fa_clips[key] = fa_clips.get(key, 0) + 1
         rec["outcome"] = outcome
         detections.append(rec)
     n_cmd = sum(is_cmd)
@@ -413,6 +417,10 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         "wrong": wrong,
         "false_accepts": fas,
         "false_accepts_by_kind": fa_kinds,
+        # a stream repeats its source clips, so unknown-word false accepts come in clumps per clip
+        "false_accepts_by_clip": [{"file": f, "word": w, "label": lab, "count": n}
+                                  for (f, w, lab), n in sorted(fa_clips.items(), key=lambda kv: (-kv[1], kv[0]))],
+        "unknown_clips": len({c.get("file") or f"clip {i}" for i, (c, cmd) in enumerate(zip(clips, is_cmd)) if not cmd}),
         "duration_s": round(duration, 3),
         "hours": round(hours, 6),
         "false_accepts_per_hour": round(fas / hours, 4) if hours > 0 else None,
