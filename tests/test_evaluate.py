@@ -350,3 +350,20 @@ def test_cli_streaming_mode_on_a_labelled_folder(tmp_path, capsys):
     assert "streaming: one continuous stream" in capsys.readouterr().out
     report = json.loads(out.read_text())
     assert report["mode"] == "streaming" and report["n"] == 4 and report["accuracy"] == 1.0
+
+
+@pytest.mark.slow
+def test_shipped_model_on_the_shared_validation_split(shared_data):
+    """The shipped model still scores what the README reports on validation (94.6%, 408 clips):
+    any change to features, model code or the file that breaks it shows here. Floor 93%."""
+    from voice_gru.evaluate import classify
+    from voice_gru.model import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model")
+    shipped = load_checkpoint(default_model_path())
+    items = collect_inputs([shared_data], "validation", shipped.labels)
+    assert len(items) == 408
+    post = classify(shipped, [it.load() for it in items])
+    truth = np.array([shipped.labels.index(it.label) for it in items])
+    assert (post.argmax(1) == truth).mean() >= 0.93
