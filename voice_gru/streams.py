@@ -346,6 +346,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
             hi = min(hi, starts[i + 1])
         ends.append(hi)
     is_cmd = [c["label"] not in (UNKNOWN, "_silence_") for c in clips]
+    sources = [c.get("file") or f"clip {i}" for i, c in enumerate(clips)]  # a stream repeats its source clips
     hit_at: dict[int, float] = {}
     detections = []
     fa_kinds = {"outside": 0, "unknown_word": 0, "repeat": 0}
@@ -391,7 +392,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
             rec["kind"] = kind
             cmd_stats(label)["false_accepts"] += 1
             if kind == "unknown_word":
-                key = (clips[i].get("file") or f"clip {i}", clips[i].get("word", UNKNOWN), label)
+                key = (sources[i], clips[i].get("word", UNKNOWN), label)
                 fa_clips[key] = fa_clips.get(key, 0) + 1
         rec["outcome"] = outcome
         detections.append(rec)
@@ -420,7 +421,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         # a stream repeats its source clips, so unknown-word false accepts come in clumps per clip
         "false_accepts_by_clip": [{"file": f, "word": w, "label": lab, "count": n}
                                   for (f, w, lab), n in sorted(fa_clips.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "unknown_clips": len({c.get("file") or f"clip {i}" for i, (c, cmd) in enumerate(zip(clips, is_cmd)) if not cmd}),
+        "unknown_clips": len({src for src, cmd in zip(sources, is_cmd) if not cmd}),
         "duration_s": round(duration, 3),
         "hours": round(hours, 6),
         "false_accepts_per_hour": round(fas / hours, 4) if hours > 0 else None,
