@@ -72,3 +72,46 @@ def test_batches_warp_commands_not_silence():
     assert int(warped[1, 30].argmax()) == 15  # background noise keeps its spectrum
     with pytest.raises(AssertionError):
         torch.testing.assert_close(warped[0], plain[0])
+
+
+def _noisy_builder(**aug_kw) -> SequenceBuilder:
+    F = 60
+    word = torch.full((F, FC.n_mels), 1e-6)
+    word[20:40, 10:20] = 0.5  # a word of 20 frames, 5 power units per frame
+    silence = torch.zeros(F, FC.n_mels)
+    bank = ClipBank.build([torch.stack([word, silence])], [1, 0])
+    noise = torch.full((500, FC.n_mels), 1e-3)  # flat noise: 0.04 power units per frame
+    aug = dataclasses.replace(AugmentConfig(), time_shift_ms=0, gain_db=(0.0, 0.0), freq_masks=0, time_masks=0,
+                              context_prob=0.0, **aug_kw)
+    ident = Normalizer((0.0,) * FC.n_mfcc, (1.0,) * FC.n_mfcc)
+    return SequenceBuilder(bank, [noise], FC, aug, ident, 0, tail_frames=10)
+
+
+def _mel(b: SequenceBuilder, idx, seed: int = 0) -> torch.Tensor:
+    x, _ = b.batch(idx, np.random.default_rng(seed), context_frames=0)
+    return torch.exp(x.double() @ front_end(FC).dct.double().T) - FC.log_offset
+
+
+@pytest.mark.parametrize("snr", [0.0, 7.5, 20.0])
+def test_snr_mode_mixes_noise_at_the_drawn_snr(snr):
+    clean = _mel(_noisy_builder(noise_prob=0.0), [0])[0]
+    noisy = _mel(_noisy_builder(noise_prob=1.0, snr_prob=1.0, snr_db=(snr, snr)), [0])[0]
+    added = (noisy - clean).sum(-1)  # noise power per frame
+    speech = 20 * 10 * 0.5 / 20  # per active frame, by hand: 10 bands of 0.5
+    assert float(added.std() / added.mean()) < 1e-3  # flat noise stays flat
+    assert 10 * np.log10(speech / float(added.mean())) == pytest.approx(snr, abs=0.01)
+
+
+def test_silence_gain_scales_the_noise_of_silence_examples():
+    rng_seed = 0
+    base = _mel(_noisy_builder(noise_prob=1.0), [1], rng_seed)[0].sum(-1).mean()
+    loud = _mel(_noisy_builder(noise_prob=1.0, silence_gain_db=(20.0, 20.0)), [1], rng_seed)[0].sum(-1).mean()
+    assert float(base) > 1e-3  # this seed draws a clearly non-zero silence volume
+    assert float(loud / base) == pytest.approx(100.0, rel=1e-4)
+
+
+def test_snr_settings_off_replay_the_old_random_stream():
+    """Recipes that do not use the SNR settings draw exactly the random numbers they drew before."""
+    plain = _noisy_builder(noise_prob=0.5)
+    off = _noisy_builder(noise_prob=0.5, snr_prob=0.0, snr_db=(-5.0, 5.0), silence_gain_db=(0.0, 0.0))
+    torch.testing.assert_close(_mel(plain, [0, 1, 0, 1], 7), _mel(off, [0, 1, 0, 1], 7))

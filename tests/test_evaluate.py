@@ -367,3 +367,37 @@ def test_shipped_model_on_the_shared_validation_split(shared_data):
     post = classify(shipped, [it.load() for it in items])
     truth = np.array([shipped.labels.index(it.label) for it in items])
     assert (post.argmax(1) == truth).mean() >= 0.93
+
+
+def test_with_noise_mixes_words_at_the_snr_and_leaves_silence(tiny_root, ckpt):
+    from voice_gru.evaluate import noise_recordings, with_noise
+    from voice_gru.mixing import active_power
+
+    items = collect_inputs([tiny_root], "validation", ckpt.labels)
+    noisy = with_noise(items, noise_recordings([tiny_root]), 5.0, seed=1)
+    assert [n.name for n in noisy] == [i.name for i in items]
+    labels = {i.label for i in items}
+    assert SILENCE in labels and len(labels) > 2
+    for it, nz in zip(items, noisy):
+        clean, mixed = it.load(), nz.load()
+        if it.label == SILENCE:
+            np.testing.assert_array_equal(mixed, clean)
+            continue
+        added = mixed.astype(np.float64) - clean
+        assert 10 * np.log10(active_power(clean) / np.mean(added ** 2)) == pytest.approx(5.0, abs=0.05)
+        np.testing.assert_array_equal(nz.load(), mixed)  # the same mixture every time it is loaded
+
+
+def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
+    out = tmp_path / "noisy.json"
+    args = ["evaluate", str(tiny_root), "--split", "validation", "--model", str(model_path), "--quiet"]
+    assert main(args + ["--snr", "0", "--json", str(out)]) == 0
+    assert "at 0 dB SNR" in capsys.readouterr().out
+    noisy = json.loads(out.read_text())
+    assert noisy["snr_db"] == 0.0 and noisy["n"] == len(collect_inputs([tiny_root], "validation", load_checkpoint(model_path).labels))
+    assert main(args + ["--snr", "0", "--noise", str(tmp_path / "nowhere")]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nowhere" in err[0] and "noise" in err[0]
+    (tmp_path / "empty").mkdir()
+    assert main(args + ["--snr", "0", "--noise", str(tmp_path / "empty")]) != 0
+    assert "no noise recordings" in capsys.readouterr().err

@@ -34,6 +34,13 @@ def speech_bounds(mel: torch.Tensor, floor_db: float = 25.0) -> tuple[int, int]:
     return int(loud[0]), int(loud[-1])
 
 
+def speech_power(mel: torch.Tensor, floor_db: float = 20.0) -> float:
+    """Mean power of the frames of ``mel`` ``(T, mels)`` within ``floor_db`` of its loudest frame."""
+    energy = mel.sum(-1)
+    loud = energy[energy >= energy.max() * 10 ** (-floor_db / 10)]
+    return float(loud.mean()) if loud.numel() else 0.0
+
+
 def spec_augment(logmel: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator) -> torch.Tensor:
     """SpecAugment on log-mel ``(B, T, mels)``: frequency and time masks filled with each example's mean."""
     B, T, F = logmel.shape
@@ -178,11 +185,21 @@ class SequenceBuilder:
             shift = int(rng.integers(-shift_max, shift_max + 1))
             pos = min(max(C + shift, 0), T - F) if C > 0 else max(0, min(shift, tail))
             self._place(mel[b], y[b], int(clip), pos, rng, int(rng.integers(n_speeds)))
-            if self.noise and (rng.random() < aug.noise_prob or self.bank.labels[clip] == self.sil):
-                vol = rng.uniform(*aug.noise_level)
-                if self.bank.labels[clip] == self.sil:
-                    vol = silence_volume(rng)
-                mel[b] += self._noise(T, rng) * vol**2
+            is_sil = self.bank.labels[clip] == self.sil
+            if self.noise and (rng.random() < aug.noise_prob or is_sil):
+                # draws only what a setting needs, so recipes without snr/silence gain replay exactly
+                power = rng.uniform(*aug.noise_level) ** 2
+                snr = None
+                if is_sil:
+                    power = silence_volume(rng) ** 2
+                    if aug.silence_gain_db != (0.0, 0.0):
+                        power *= 10 ** (rng.uniform(*aug.silence_gain_db) / 10)
+                elif aug.snr_prob > 0 and rng.random() < aug.snr_prob:
+                    snr = rng.uniform(*aug.snr_db)
+                noise = self._noise(T, rng)
+                if snr is not None:
+                    power = speech_power(mel[b]) / (float(noise.sum(-1).mean()) + 1e-12) / 10 ** (snr / 10)
+                mel[b] += noise * power
         if self.target == "last":  # the classic clip classifier: one label, on the last frame
             y.fill_(IGNORE)
             y[:, -1] = torch.as_tensor(self.bank.labels[np.asarray(idx)])

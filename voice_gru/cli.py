@@ -87,13 +87,19 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report
+    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    if args.snr is not None:
+        noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
+        items = with_noise(items, noises, args.snr)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
+    if args.snr is not None:
+        report["snr_db"] = args.snr
+        print(f"noise mixed into every clip but _silence_ at {args.snr:g} dB SNR")
     print(format_report(report))
     if args.json:
         write_json(args.json, {k: v for k, v in report.items()})
@@ -360,6 +366,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split of a dataset root (default: %(default)s)")
     ev.add_argument("--streaming", action="store_true",
                     help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
+    ev.add_argument("--snr", type=float, metavar="DB",
+                    help="mix background noise into every clip but _silence_ at this signal-to-noise ratio (dB)")
+    ev.add_argument("--noise", nargs="+", metavar="PATH",
+                    help="noise for --snr: files, folders or a dataset root (default: the first PATH's _background_noise_)")
     ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
     ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
     ev.add_argument("--plot", metavar="OUT.png", help="write the confusion matrix as PNG")

@@ -57,6 +57,9 @@ class AugmentConfig:
     time_shift_ms: float = 100.0
     noise_prob: float = 0.8
     noise_level: tuple[float, float] = (0.0, 0.1)  # amplitude of the background noise mixed in
+    snr_prob: float = 0.0  # of the noisy word examples, this share gets its noise at an SNR instead ...
+    snr_db: tuple[float, float] = (0.0, 30.0)  # ... drawn uniformly from this range (speech vs noise power)
+    silence_gain_db: tuple[float, float] = (0.0, 0.0)  # extra gain on silence examples' noise (louder rooms)
     gain_db: tuple[float, float] = (-12.0, 6.0)
     speeds: tuple[float, ...] = (1.0,)  # speed-perturbed copies in the feature cache
     vtlp: tuple[float, float] = (1.0, 1.0)  # range of vocal tract length warps (1, 1: off)

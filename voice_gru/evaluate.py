@@ -117,6 +117,45 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[Eva
     return items
 
 
+def noise_recordings(paths: Sequence[str | Path], sample_rate: int = 16000) -> list[np.ndarray]:
+    """Noise for ``with_noise``: audio files, folders of them, or dataset roots (their ``_background_noise_``)."""
+    files: list[Path] = []
+    for raw in paths:
+        p = Path(raw)
+        if p.is_file():
+            files.append(p)
+        elif p.is_dir():
+            found = background_files(p) or [f for f in sorted(p.iterdir()) if f.is_file() and is_audio_file(f)]
+            if not found:
+                raise DatasetError(f"{p}: no noise recordings (no audio files, no _background_noise_ folder)")
+            files += found
+        else:
+            raise DatasetError(f"{p}: no such noise file or folder")
+    out = []
+    for f in files:
+        a = load_audio(f, sample_rate)
+        if a.size == 0 or not np.any(a):
+            raise DatasetError(f"{f}: noise recording is empty or digital silence")
+        out.append(a)
+    return out
+
+
+def with_noise(items: Sequence[EvalItem], noises: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> list[EvalItem]:
+    """The same items with noise mixed into every clip not labelled ``_silence_`` at ``snr_db``.
+
+    Each clip's noise stretch depends only on ``seed`` and its position, so runs are repeatable
+    and two models see exactly the same mixtures.
+    """
+    from voice_gru.mixing import mix_random
+
+    def noisy(it: EvalItem, i: int) -> EvalItem:
+        if it.label == SILENCE:
+            return it
+        return EvalItem(it.name, it.label, lambda: mix_random(it.load(), noises, snr_db, np.random.default_rng([seed, i])))
+
+    return [noisy(it, i) for i, it in enumerate(items)]
+
+
 @torch.no_grad()
 def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 128) -> np.ndarray:
     """Clip posteriors ``(N, classes)`` for 16 kHz clips (short clips padded to 1 s)."""
