@@ -1,0 +1,88 @@
+#!/usr/bin/env python
+"""Clip accuracy against signal-to-noise ratio: one dataset split, several models, one table and a PNG.
+
+Every model sees exactly the same mixtures (``evaluate.with_noise``: the dataset's background noise
+mixed into every clip but ``_silence_`` at each SNR), so the rows compare models, not noise draws.
+
+    .venv/bin/python scripts/snr_curve.py [--model CKPT ...] [--split validation] [--snr 30 20 10 5 0]
+        [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", nargs="+", default=[None], help="checkpoints (default: the shipped model)")
+    p.add_argument("--data-dir", default="../shared/speech_commands")
+    p.add_argument("--split", default="validation", choices=["validation", "testing"])
+    p.add_argument("--snr", nargs="+", type=float, default=[30.0, 20.0, 10.0, 5.0, 0.0])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--plot", metavar="OUT.png")
+    p.add_argument("--json", metavar="OUT")
+    args = p.parse_args(argv)
+
+    from voice_gru import SILENCE
+    from voice_gru.errors import VoiceGruError
+    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise
+    from voice_gru.fileio import write_json
+    from voice_gru.model import resolve_model
+
+    torch.set_num_threads(args.threads)
+    try:
+        models = [(m or "shipped", resolve_model(m)) for m in args.model]
+        labels = models[0][1].labels
+        items = collect_inputs([args.data_dir], args.split, labels)
+        noises = noise_recordings([args.data_dir])
+    except VoiceGruError as exc:
+        print(f"snr_curve: {exc}", file=sys.stderr)
+        return 2
+    conditions: list[float | None] = [None, *args.snr]
+    table: dict[str, dict[str, dict]] = {}
+    for name, ckpt in models:
+        table[name] = {}
+        for snr in conditions:
+            its = items if snr is None else with_noise(items, noises, snr, args.seed)
+            rep = evaluate_items(ckpt, its, progress=False)
+            words = [q for q in rep["predictions"] if q["label"] != SILENCE]
+            to_sil = float(np.mean([q["predicted"] == SILENCE for q in words])) if words else 0.0
+            table[name]["clean" if snr is None else f"{snr:g}"] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
+    cols = ["clean"] + [f"{s:g}" for s in args.snr]
+    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB")
+    print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
+    for name, row in table.items():
+        print(f"{name[-40:]:<40}" + "".join(f"{row[c]['accuracy'] * 100:>9.1f}% ({row[c]['words_as_silence'] * 100:>3.0f}%)" for c in cols))
+    if args.json:
+        write_json(args.json, {"split": args.split, "n": len(items), "seed": args.seed, "models": table})
+    if args.plot:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        fig, ax = plt.subplots(figsize=(6, 4))
+        xs = list(range(len(cols)))
+        for name, row in table.items():
+            ax.plot(xs, [row[c]["accuracy"] * 100 for c in cols], marker="o", label=name)
+        ax.set_xticks(xs, cols)
+        ax.set_xlabel("signal-to-noise ratio (dB)")
+        ax.set_ylabel(f"accuracy on {args.split} (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(args.plot + ".tmp.png", dpi=110)
+        Path(args.plot + ".tmp.png").replace(args.plot)
+        plt.close(fig)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
