@@ -401,3 +401,25 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(args + ["--snr", "0", "--noise", str(tmp_path / "empty")]) != 0
     assert "no noise recordings" in capsys.readouterr().err
+
+
+def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
+    import importlib.util
+
+    from tiny_data import REPO
+
+    spec = importlib.util.spec_from_file_location("snr_curve", REPO / "scripts" / "snr_curve.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    js, png = tmp_path / "snr.json", tmp_path / "snr.png"
+    rc = mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--snr", "10", "0",
+                   "--json", str(js), "--plot", str(png)])
+    assert rc == 0
+    row = json.loads(js.read_text())["models"][str(model_path)]
+    assert list(row) == ["clean", "10", "0"]
+    items = collect_inputs([tiny_root], "validation", ckpt.labels)
+    assert row["clean"]["accuracy"] == pytest.approx(evaluate_items(ckpt, items, progress=False)["accuracy"])
+    assert png.read_bytes()[:8] == PNG
+    assert "clean" in capsys.readouterr().out
+    assert mod.main(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
+    assert "missing.pt" in capsys.readouterr().err
