@@ -80,14 +80,13 @@ def ref_offline(ckpt: Checkpoint, audio: np.ndarray) -> torch.Tensor:
 
 @torch.no_grad()
 def ref_refresh(ckpt: Checkpoint, x: torch.Tensor, period: int, frames) -> dict[int, torch.Tensor]:
-    """Posterior at frame n: the model from zero state over the frames since the older copy's
-    last reset. Copy 0 resets at 0, P, 2P, ...; copy 1 at P/2, P/2 + P, ... (and is not used
-    before P/2)."""
+    """Posterior at frame n: the model from zero state over the frames since the copy in use
+    started. Copy 0 starts at 0 and is used up to frame P - 1; copy j >= 1 starts at j·P - P/2
+    (warming up beside copy j - 1) and is used from j·P to (j + 1)·P - 1."""
     half = period // 2
     out = {}
     for n in frames:
-        r0 = (n // period) * period
-        r = r0 if n < half else min(r0, ((n - half) // period) * period + half)
+        r = 0 if n < period else (n // period) * period - half
         out[n] = ckpt.model(x[r:n + 1][None])[0, -1].softmax(-1)
     return out
 
@@ -154,7 +153,7 @@ def test_refresh_semantics(ckpts, signal, conv):
     post = push_all(rec, audio, 441)
     x = features(ckpt, audio)
     assert post.shape[0] == x.shape[0] == 198
-    # frames around every reset of both copies (24|25, 49|50, 74|75, ...) and a few others
+    # frames around every start of a new copy (24|25, 74|75, ...), every switch (49|50, ...) and a few others
     frames = sorted({0, 1, 10} | {k + d for k in range(25, 198, 25) for d in (-1, 0, 1) if k + d < 198} | {197})
     ref = ref_refresh(ckpt, x, 50, frames)
     for n in frames:
@@ -166,7 +165,7 @@ def test_refresh_semantics(ckpts, signal, conv):
 
 
 def test_refresh_default_period(ckpts, signal):
-    """refresh_s=3: copy 0 runs from the start up to frame 300, then copy 1 (reset at 150) takes over."""
+    """refresh_s=3: copy 0 runs from the start up to frame 300, then copy 1 (started at 150) takes over."""
     ckpt = ckpts[16]
     post = push_all(Recognizer(ckpt, refresh_s=3.0), signal, 1600)
     x = features(ckpt, signal)
@@ -279,3 +278,22 @@ def test_shipped_model_detects_words_in_a_stream(clips):
     rec = Recognizer(ckpt)
     det = Detector(ckpt.labels)
     assert det.update(push_all(rec, quiet(5.0), 1600).numpy()) == []
+
+
+def test_refresh_runs_two_copies_only_while_a_new_one_warms_up(ckpts, signal):
+    """The second copy costs compute only in the half period before each switch."""
+    rec = Recognizer(ckpts["ens"], refresh_s=0.5)
+    batches = []
+    step = rec.net.step
+
+    def counting(x, state):
+        batches.append((x.shape[0], x.shape[1]))
+        return step(x, state)
+
+    rec.net.step = counting
+    push_all(rec, signal[: 2 * SR], 441)
+    two = sum(t for b, t in batches if b == 2)
+    one = sum(t for b, t in batches if b == 1)
+    assert one + two == 198 and {b for b, _ in batches} == {1, 2}
+    # frames 25-49, 75-99, 125-149, 175-197 run as a batch of two; the rest alone
+    assert two == 25 * 3 + 23 and one == 198 - two

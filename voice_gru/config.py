@@ -83,7 +83,7 @@ class ModelConfig:
     hidden: int = 128
     layers: int = 2
     dropout: float = 0.1
-    pooling: str = "last"  # how a clip decision is made from frames: last|mean|max|attention|tail
+    pooling: str = "last"  # how a clip decision is made from the per-frame outputs: last|mean|max
 
 
 @dataclass(frozen=True)

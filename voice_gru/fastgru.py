@@ -74,6 +74,16 @@ class FastState:
             h[:, b] = 0
         return FastState(conv, h)
 
+    def take(self, b: int) -> "FastState":
+        """Stream ``b`` of the batch alone, as a batch of one."""
+        return FastState(None if self.conv is None else self.conv[b:b + 1].copy(),
+                         None if self.h is None else self.h[:, b:b + 1].copy())
+
+    def cat(self, other: "FastState") -> "FastState":
+        """This batch followed by ``other``'s (both with their parts present, e.g. ``initial_state``)."""
+        return FastState(None if self.conv is None else np.concatenate((self.conv, other.conv)),
+                         None if self.h is None else np.concatenate((self.h, other.h), axis=1))
+
 
 @dataclass
 class EnsembleState:
@@ -84,6 +94,14 @@ class EnsembleState:
     def zeroed(self, b: int) -> "EnsembleState":
         """A copy with stream ``b`` of the batch back at zero state in every member."""
         return EnsembleState(tuple(s.zeroed(b) for s in self.members))
+
+    def take(self, b: int) -> "EnsembleState":
+        """Stream ``b`` of the batch alone, in every member."""
+        return EnsembleState(tuple(s.take(b) for s in self.members))
+
+    def cat(self, other: "EnsembleState") -> "EnsembleState":
+        """This batch followed by ``other``'s, in every member."""
+        return EnsembleState(tuple(a.cat(b) for a, b in zip(self.members, other.members)))
 
 
 # NumPy's OpenBLAS runs a product on several threads once m·n·k reaches a size (measured here,
@@ -325,6 +343,10 @@ class FastEnsemble:
     def __init__(self, members: list[FastGRU]) -> None:
         self.members = list(members)
         self.n_in, self.n_classes = members[0].n_in, members[0].n_classes
+
+    def initial_state(self, batch: int = 1) -> EnsembleState:
+        """Zero state for ``batch`` streams in every member."""
+        return EnsembleState(tuple(m.initial_state(batch) for m in self.members))
 
     def step(self, x: np.ndarray, state: EnsembleState | None = None) -> tuple[np.ndarray, EnsembleState]:
         """Mean logits ``(B, T, classes)`` for a chunk continuing from ``state``."""
