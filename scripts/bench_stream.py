@@ -2,7 +2,7 @@
 """Live-path CPU cost on one thread: streaming GRU (carried state) vs sliding-window re-evaluation.
 
 Prints the real-time factor (compute seconds per audio second) of features + GRU + decision for
-  * stream mode, state refresh every 3 s (two staggered states, the default of `voice-gru listen`),
+  * stream mode, state refresh every 3 s (a second state only while it warms up; the default of `voice-gru listen`),
   * stream mode, no refresh (one state),
   * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
 and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.

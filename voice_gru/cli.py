@@ -319,7 +319,7 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
     p.add_argument("--refresh", type=float, default=3.0, metavar="S",
-                   help="state refresh period in seconds (two staggered states; 0 = never reset)")
+                   help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset)")
     p.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
 
 
