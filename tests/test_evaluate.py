@@ -354,7 +354,7 @@ def test_cli_streaming_mode_on_a_labelled_folder(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_shipped_model_on_the_shared_validation_split(shared_data):
-    """The shipped model still scores what the README reports on validation (94.6%, 408 clips):
+    """The shipped model still scores what the README reports on validation (94.1%, 408 clips):
     any change to features, model code or the file that breaks it shows here. Floor 93%."""
     from voice_gru.evaluate import classify
     from voice_gru.model import default_model_path
@@ -367,6 +367,22 @@ def test_shipped_model_on_the_shared_validation_split(shared_data):
     post = classify(shipped, [it.load() for it in items])
     truth = np.array([shipped.labels.index(it.label) for it in items])
     assert (post.argmax(1) == truth).mean() >= 0.93
+
+
+@pytest.mark.slow
+def test_shipped_model_hears_words_in_noise(shared_data):
+    """Validation words with the dataset's background noise at 10 dB SNR (seed 0): the shipped model
+    scores 86.3% (README); the model before noise-by-SNR training scored 45%. Floor 80%."""
+    from voice_gru.evaluate import classify, noise_recordings, with_noise
+    from voice_gru.model import default_model_path
+
+    if not default_model_path().is_file():
+        pytest.skip("no shipped model")
+    shipped = load_checkpoint(default_model_path())
+    items = with_noise(collect_inputs([shared_data], "validation", shipped.labels), noise_recordings([shared_data]), 10.0)
+    post = classify(shipped, [it.load() for it in items])
+    truth = np.array([shipped.labels.index(it.label) for it in items])
+    assert (post.argmax(1) == truth).mean() >= 0.80
 
 
 def test_with_noise_mixes_words_at_the_snr_and_leaves_silence(tiny_root, ckpt):
