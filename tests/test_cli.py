@@ -143,3 +143,29 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert main(["evaluate", str(CLIP), "--quiet"]) == 0
     want = capsys.readouterr().out.splitlines()[0].split("\t")
     assert got[1] == want[1] and abs(float(got[2]) - float(want[2])) < 1e-4
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(sig, tmp_path):
+    """`voice-gru listen &` from a script starts with SIGINT ignored, and services are stopped with
+    SIGTERM: both must still end the run through the clean path (events file closed, exit 130)."""
+    import signal
+    import time
+
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    events = tmp_path / "events.jsonl"
+    proc = subprocess.Popen([str(SCRIPT), "listen", "--input", str(example), "--realtime", "--no-view",
+                             "--events", str(events)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert proc.stdout.readline().startswith("streaming"), proc.stderr.read()
+        time.sleep(0.5)
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert err.strip() == "voice-gru: interrupted"
+    assert events.is_file()  # opened, and closed by the clean path

@@ -82,7 +82,9 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):  # noqa: 
 
         # the microphone: listen runs as its own process on the PulseAudio source
         mic_events = tmp_path / "mic.jsonl"
-        proc = subprocess.Popen(cli + ["--device", "pulse", "--events", str(mic_events)], env=pulse_mic.env,
+        # PYTHONFAULTHANDLER: if it hangs, SIGABRT below makes it print every thread's stack
+        proc = subprocess.Popen(cli + ["--device", "pulse", "--events", str(mic_events)],
+                                env={**pulse_mic.env, "PYTHONFAULTHANDLER": "1"},
                                 stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         out: list[str] = []
         listening = threading.Event()
@@ -99,8 +101,15 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):  # noqa: 
         pulse_mic.play(EXAMPLE)
         time.sleep(2.0)  # the last word's detection and its actions
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(30) == 0, "".join(out)
+        try:
+            rc = proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            proc.wait(10)
+            reader.join(5)
+            pytest.fail("listen did not stop within 30 s of Ctrl-C:\n" + "".join(out))
         reader.join(5)
+        assert rc == 0, "".join(out)
     finally:
         server.shutdown()
     got = _labels(mic_events)

@@ -205,7 +205,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from voice_gru.config import load_config
     from voice_gru.decision import Detector, effective_thresholds
-    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks
+    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stop_on_signals
     from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
@@ -242,34 +242,35 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             runner.submit(cmd)
 
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and not args.input)) else None
-    try:
-        if args.input:
-            chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
-            print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
-            stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
-        else:
-            from voice_gru.mic import MicrophoneStream
+    with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
+        try:
+            if args.input:
+                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
+                print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
+                stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
+            else:
+                from voice_gru.mic import MicrophoneStream
 
-            stop = threading.Event()
-            with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
-                print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
+                stop = threading.Event()
+                with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
+                    print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
 
-                def first():
-                    print("listening: say a command (Ctrl-C to stop)", flush=True)
+                    def first():
+                        print("listening: say a command (Ctrl-C to stop)", flush=True)
 
-                try:
-                    stats = listen_loop(mic_chunks(mic, stop.is_set, first), recognizer, detector, on_command,
-                                        view, args.seconds)
-                except KeyboardInterrupt:
-                    stop.set()
-                    stats = None
-                if mic.overflows or mic.dropped_blocks:
-                    print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
-    finally:
-        if runner:
-            runner.close(timeout=10)
-        if events:
-            events.close()
+                    try:
+                        stats = listen_loop(mic_chunks(mic, stop.is_set, first), recognizer, detector, on_command,
+                                            view, args.seconds)
+                    except KeyboardInterrupt:
+                        stop.set()
+                        stats = None
+                    if mic.overflows or mic.dropped_blocks:
+                        print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
+        finally:
+            if runner:
+                runner.close(timeout=10)
+            if events:
+                events.close()
     if stats is not None:
         print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
               f"real-time factor {stats.real_time_factor:.4f}", flush=True)
