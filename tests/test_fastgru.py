@@ -197,12 +197,12 @@ def test_ensemble_equals_torch_over_chunks():
         assert got.shape == ref.shape
         assert size == 0 or np.abs(got - ref.numpy()).max() <= TOL
         start += size
-    # zeroing stream 1 of the batch equals starting it afresh; stream 0 continues
-    z = fstate.zeroed(1)
+    # stream 0 of the batch followed by a fresh stream: stream 1 starts afresh, stream 0 continues
+    z = fstate.take(0).cat(net.initial_state(1))
     more = x[:, :9].numpy()
     got, _ = net.step(more, z)
     fresh, _ = net.step(more[1:], None)
     cont, _ = net.step(more, fstate)
     assert np.abs(got[1] - fresh[0]).max() <= TOL and np.abs(got[0] - cont[0]).max() <= TOL
-    assert np.abs(fstate.members[0].h).max() > 0  # zeroed() copied: the original is untouched
+    assert np.abs(fstate.members[0].h).max() > 0  # take() copied: the original is untouched
 

@@ -64,16 +64,6 @@ class FastState:
         return State(None if self.conv is None else torch.from_numpy(self.conv.copy()),
                      None if self.h is None else torch.from_numpy(self.h.copy()))
 
-    def zeroed(self, b: int) -> "FastState":
-        """A copy with stream ``b`` of the batch back at zero state (``None`` parts stay zeros)."""
-        conv = None if self.conv is None else self.conv.copy()
-        h = None if self.h is None else self.h.copy()
-        if conv is not None:
-            conv[b] = 0
-        if h is not None:
-            h[:, b] = 0
-        return FastState(conv, h)
-
     def take(self, b: int) -> "FastState":
         """Stream ``b`` of the batch alone, as a batch of one."""
         return FastState(None if self.conv is None else self.conv[b:b + 1].copy(),
@@ -90,10 +80,6 @@ class EnsembleState:
     """Carried state of a ``FastEnsemble``: one ``FastState`` per member."""
 
     members: tuple
-
-    def zeroed(self, b: int) -> "EnsembleState":
-        """A copy with stream ``b`` of the batch back at zero state in every member."""
-        return EnsembleState(tuple(s.zeroed(b) for s in self.members))
 
     def take(self, b: int) -> "EnsembleState":
         """Stream ``b`` of the batch alone, in every member."""

@@ -65,8 +65,7 @@ class Recognizer:
         """Clear audio buffer, features and GRU state."""
         self.frontend.reset()
         self.n = 0  # frames processed
-        self._state = self.net.initial_state(1)  # the copy in use; while warming, batch [in use, new]
-        self._warming = False
+        self._state = self.net.initial_state(1)  # the copy in use; while a new one warms up, batch [in use, new]
         self._frames: deque = deque(maxlen=self.window)
         self._last = np.full(len(self.labels), 1.0 / len(self.labels), dtype=np.float32)
 
@@ -96,17 +95,15 @@ class Recognizer:
             one = x[None, i:i + seg]
             if phase < start:
                 logits, self._state = net.step(one, self._state)
-            else:
-                if not self._warming:
+            else:  # segments split at `start`, so a warm-up always begins with phase == start
+                if phase == start:
                     self._state = self._state.cat(net.initial_state(1))
-                    self._warming = True
                 logits, self._state = net.step(np.concatenate((one, one)), self._state)
             out.append(softmax(logits[0]))
             self.n += seg
             i += seg
-            if self._warming and self.n % P == 0:  # the new copy takes over from the next frame
+            if phase >= start and self.n % P == 0:  # the new copy takes over from the next frame
                 self._state = self._state.take(1)
-                self._warming = False
         return out[0] if len(out) == 1 else np.concatenate(out)
 
     def _windowed(self, x: np.ndarray) -> np.ndarray:
