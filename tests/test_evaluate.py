@@ -439,3 +439,19 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     assert "clean" in capsys.readouterr().out
     assert mod.main(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
     assert "missing.pt" in capsys.readouterr().err
+
+
+def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():
+    from math import comb
+
+    from voice_gru.metrics import share_upper_bound
+
+    # k = 0: P(X = 0) = (1 - p)^n = 0.05;  k = n - 1: P(X <= n - 1) = 1 - p^n = 0.05
+    assert share_upper_bound(0, 210) == pytest.approx(1 - 0.05 ** (1 / 210), rel=1e-9)
+    assert share_upper_bound(9, 10) == pytest.approx(0.95 ** (1 / 10), rel=1e-9)
+    assert share_upper_bound(5, 5) == 1.0
+    p = share_upper_bound(2, 210)  # the binomial CDF at the bound is 1 - confidence
+    assert sum(comb(210, i) * p**i * (1 - p) ** (210 - i) for i in range(3)) == pytest.approx(0.05, rel=1e-6)
+    assert 2 / 210 < p < 0.04
+    with pytest.raises(ValueError, match="k=3, n=2"):
+        share_upper_bound(3, 2)

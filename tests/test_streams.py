@@ -16,6 +16,7 @@ from voice_gru.calibrate import OFF, _knapsack, calibrate, format_calibration, o
 from voice_gru.config import DecisionConfig, ModelConfig
 from voice_gru.decision import Command, Detector
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
+from voice_gru.metrics import share_upper_bound
 from voice_gru.streams import (
     StreamSpec,
     combine_scores,
@@ -424,6 +425,11 @@ def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, 
     assert back.thresholds == cal.thresholds and back.meta["calibration"] == meta
     assert back.decision == cal.decision
     assert "recall" in format_calibration(rep)
+    clips = rep["false_accept_clips"]  # each unknown clip recurs; the share that fires is what generalises
+    assert 0 < clips["distinct"] and 0 <= clips["fired"] <= clips["distinct"]
+    assert clips["fired"] <= rep["false_accepts"]
+    assert clips["share_upper_95"] == round(share_upper_bound(clips["fired"], clips["distinct"]), 4) > clips["fired"] / clips["distinct"]
+    assert f"{clips['fired']} of {clips['distinct']} distinct unknown-word clips" in format_calibration(rep)
     assert [t["target_fa_per_hour"] for t in rep["tradeoff"]] == [0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 100.0]
     assert all(t["fa_per_hour"] <= t["target_fa_per_hour"] for t in rep["tradeoff"])
     # the whole trade-off travels with the model: a listener picks a rate, not a posterior

@@ -1,4 +1,4 @@
-"""Classification metrics as pure functions of label arrays."""
+"""Classification metrics as pure functions of label arrays and counts."""
 
 from __future__ import annotations
 
@@ -12,6 +12,17 @@ def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: in
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
     np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
     return m
+
+
+def share_upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
+    """One-sided Clopper–Pearson upper bound on a share after ``k`` successes in ``n`` trials."""
+    if n <= 0 or not 0 <= k <= n:
+        raise ValueError(f"share_upper_bound: need 0 <= k <= n and n > 0 (got k={k}, n={n})")
+    if k == n:
+        return 1.0
+    from scipy.stats import beta
+
+    return float(beta.ppf(confidence, k + 1, n - k))
 
 
 def per_class_prf(conf: np.ndarray, labels: Sequence[str]) -> dict[str, dict[str, float]]:
