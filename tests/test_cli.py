@@ -169,3 +169,25 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     assert proc.returncode == 130, err
     assert err.strip() == "voice-gru: interrupted"
     assert events.is_file()  # opened, and closed by the clean path
+
+
+def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
+    import dataclasses
+
+    from voice_gru.model import resolve_model, save_checkpoint
+
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    base = ["listen", "--input", str(example), "--no-view", "--seconds", "1"]
+    cal = resolve_model(None).meta["calibration"]
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"sensitivity: calibrated for at most {cal['target_fa_per_hour']:g} false accept")
+    assert f"measured {cal['achieved_fa_per_hour']:.2f}/h, recall {cal['recall']:.0%}" in err
+    assert main(base + ["--threshold", "0.6"]) == 0
+    assert capsys.readouterr().err == "sensitivity: threshold 0.6 for every command (higher: fewer false triggers, more misses)\n"
+    assert main(base + ["--threshold", "stop=0.9"]) == 0
+    assert capsys.readouterr().err.startswith("sensitivity: thresholds stop=0.9, the rest the model's")
+    raw = dataclasses.replace(resolve_model(None), thresholds=None, meta={})
+    save_checkpoint(tmp_path / "raw.pt", raw)
+    assert main(base + ["--model", str(tmp_path / "raw.pt")]) == 0
+    assert "not calibrated" in capsys.readouterr().err

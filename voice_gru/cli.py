@@ -180,7 +180,9 @@ def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, flo
 
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
-        return threshold_override(args.threshold, ckpt.labels)
+        override = threshold_override(args.threshold, ckpt.labels)
+        print(sensitivity_line(ckpt, override), file=sys.stderr)
+        return override
     if args.threshold:
         raise ConfigError("give --threshold or --false-accepts-per-hour, not both")
     from voice_gru.calibrate import operating_point
@@ -189,6 +191,23 @@ def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, flo
     print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour on the validation streams "
           f"(measured {point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})", file=sys.stderr)
     return dict(point["thresholds"])
+
+
+def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
+    """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
+    change = "--false-accepts-per-hour R or --threshold T change it"
+    if isinstance(override, dict):
+        given = " ".join(f"{k}={v:g}" for k, v in override.items())
+        return f"sensitivity: thresholds {given}, the rest the model's (higher: fewer false triggers, more misses)"
+    if override is not None:
+        return f"sensitivity: threshold {override:g} for every command (higher: fewer false triggers, more misses)"
+    cal = (ckpt.meta or {}).get("calibration")
+    if ckpt.thresholds and cal:
+        rate = cal["target_fa_per_hour"]
+        return (f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour on "
+                f"{cal.get('split', 'validation')} streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall "
+                f"{cal['recall']:.0%}; expect more on other voices and rooms); {change}")
+    return "sensitivity: the model is not calibrated (voice-gru calibrate), default thresholds; --threshold T changes them"
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
