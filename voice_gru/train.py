@@ -8,6 +8,7 @@ moment leaves a run that the same command resumes.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
 import os
@@ -300,6 +301,10 @@ def train(
         box = [summary]  # only rank 0 validates: every rank returns rank 0's summary
         torch.distributed.broadcast_object_list(box, src=0)
         summary = box[0]
+        # free the DDP wrapper (its reducer holds the process group) while Python is fully alive:
+        # left to the interpreter's final clean-up, gloo's threads once aborted a finished run
+        del net
+        gc.collect()
         torch.distributed.destroy_process_group()
     if interrupted:
         raise KeyboardInterrupt
