@@ -270,7 +270,10 @@ def train_cmd(cfg: Path, data: Path, out: Path) -> list[str]:
 
 def start_and_signal(cmd: list[str], env: dict, out: Path, sig: int, timeout: float = 120.0):
     """Start ``cmd``, wait for its first metrics line, send ``sig``; returns (returncode, stderr)."""
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # SIGINT at its default in the child: a test run launched in the background from a script
+    # inherits SIGINT ignored, and Ctrl-C's clean stop is what is tested here
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + timeout
     try:
         while True:
