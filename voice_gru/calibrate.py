@@ -270,7 +270,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
     total = combine_scores(scores)
     # the streams reuse each unknown-word clip many times: false accepts are a few clips firing
     # again and again, and the share of clips that can fire is what carries over to new speakers
-    unknown_files = {ev.get("file") or ev["start"] for p in pieces for ev in p.truth["events"] if ev["label"] == UNKNOWN}
+    unknown_files = {ev["file"] for p in pieces for ev in p.truth["events"] if ev["label"] == UNKNOWN}
     fired = {c["file"] for s in scores for c in s["false_accepts_by_clip"]}
     tradeoff = []
     for target in tradeoff_targets:
