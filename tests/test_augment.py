@@ -1,5 +1,5 @@
-"""Vocal tract length perturbation: the warp matrix against hand-computed band centres, and the
-training batches it changes (commands warped, silence not)."""
+"""Training augmentation against hand-computed references: vocal tract length warps (band centres),
+noise by SNR, and room reverberation (an exponential power envelope, checked against scipy)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from voice_gru.augment import ClipBank, SequenceBuilder, vtlp_matrix
+import scipy.signal
+
+from voice_gru.augment import ClipBank, SequenceBuilder, reverb_kernel, reverberate, vtlp_matrix
 from voice_gru.config import AugmentConfig, FeatureConfig
 from voice_gru.features import Normalizer, front_end
 
@@ -114,4 +116,45 @@ def test_snr_settings_off_replay_the_old_random_stream():
     """Recipes that do not use the SNR settings draw exactly the random numbers they drew before."""
     plain = _noisy_builder(noise_prob=0.5)
     off = _noisy_builder(noise_prob=0.5, snr_prob=0.0, snr_db=(-5.0, 5.0), silence_gain_db=(0.0, 0.0))
+    torch.testing.assert_close(_mel(plain, [0, 1, 0, 1], 7), _mel(off, [0, 1, 0, 1], 7))
+
+
+@pytest.mark.parametrize("rt60,drr", [(0.3, 0.0), (0.8, 10.0)])
+def test_reverb_kernel_decays_60_db_in_rt60_and_holds_the_stated_tail_energy(rt60, drr):
+    h = reverb_kernel(rt60, drr, hop_ms=10.0, frames=int(rt60 * 100)).double().numpy()
+    assert h[0] == 1.0
+    per_frame_db = 10 * np.log10(h[2:] / h[1:-1])
+    np.testing.assert_allclose(per_frame_db, -60.0 * 0.010 / rt60, rtol=1e-4)
+    assert 10 * np.log10(1.0 / h[1:].sum()) == pytest.approx(drr, abs=1e-4)
+
+
+def test_reverberate_is_a_causal_convolution_along_time():
+    rng = np.random.default_rng(0)
+    mel = torch.from_numpy(rng.random((50, 4)).astype(np.float32))
+    h = reverb_kernel(0.4, 5.0, 10.0, 40)
+    want = scipy.signal.lfilter(h.double().numpy(), [1.0], mel.double().numpy(), axis=0)
+    np.testing.assert_allclose(reverberate(mel, h).double().numpy(), want, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_reverberate_words_not_silence():
+    dry = _mel(_noisy_builder(noise_prob=0.0), [0, 1])
+    wet = _mel(_noisy_builder(noise_prob=0.0, reverb_prob=1.0, rt60_s=(0.5, 0.5), drr_db=(3.0, 3.0)), [0, 1])
+    word_dry, word_wet = dry[0].sum(-1).numpy(), wet[0].sum(-1).numpy()
+    assert word_wet[20] == pytest.approx(word_dry[20], rel=1e-4)  # the direct sound arrives first ...
+    # ... then the room's energy builds up within the word and rings on after it, up to the clip's end (60 frames)
+    h = 10.0 ** (-6.0 * np.arange(50) * 0.010 / 0.5)
+    h[0] = 0.0
+    h = h * 10 ** (-3.0 / 10) / h.sum()
+    h[0] = 1.0
+    want = scipy.signal.lfilter(h, [1.0], word_dry[:60])
+    np.testing.assert_allclose(word_wet[:60], want, rtol=1e-4)
+    assert word_wet[45] > 0.1 * word_dry[30]
+    silence = _mel(_noisy_builder(noise_prob=0.0, reverb_prob=1.0), [1])  # background noise is already a room's
+    torch.testing.assert_close(silence, _mel(_noisy_builder(noise_prob=0.0), [1]))
+
+
+def test_reverb_off_replays_the_old_random_stream():
+    """Recipes without reverberation draw exactly the random numbers they drew before it existed."""
+    plain = _noisy_builder(noise_prob=0.5)
+    off = _noisy_builder(noise_prob=0.5, reverb_prob=0.0, rt60_s=(0.9, 1.0), drr_db=(-5.0, 0.0))
     torch.testing.assert_close(_mel(plain, [0, 1, 0, 1], 7), _mel(off, [0, 1, 0, 1], 7))

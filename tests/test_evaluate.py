@@ -419,6 +419,33 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
     assert "no noise recordings" in capsys.readouterr().err
 
 
+def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt):
+    from voice_gru.evaluate import with_reverb
+    from voice_gru.mixing import reverberate, room_impulse_response
+
+    items = collect_inputs([tiny_root], "validation", ckpt.labels)
+    wet = with_reverb(items, 0.5, 0.0, 16000, seed=2)
+    for i, (it, w) in enumerate(zip(items, wet)):
+        clean = it.load()
+        if it.label == SILENCE:
+            np.testing.assert_array_equal(w.load(), clean)
+            continue
+        want = reverberate(clean, room_impulse_response(0.5, 0.0, 16000, np.random.default_rng([2, i])))
+        np.testing.assert_array_equal(w.load(), want)
+        assert not np.allclose(want, clean)
+
+
+def test_cli_rt60_option(tiny_root, model_path, tmp_path, capsys):
+    out = tmp_path / "room.json"
+    args = ["evaluate", str(tiny_root), "--split", "validation", "--model", str(model_path), "--quiet"]
+    assert main(args + ["--rt60", "0.6", "--drr", "0", "--json", str(out)]) == 0
+    assert "RT60 0.6 s, direct-to-reverberant ratio 0 dB" in capsys.readouterr().out
+    assert json.loads(out.read_text())["room"] == {"rt60_s": 0.6, "drr_db": 0.0}
+    assert main(args + ["--rt60", "-1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--rt60" in err[0]
+
+
 def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     import importlib.util
 

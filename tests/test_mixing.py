@@ -1,11 +1,12 @@
-"""Speech and noise mixed at a stated SNR (``voice_gru.mixing``), checked against powers computed by hand."""
+"""Speech and noise mixed at a stated SNR, and rooms (``voice_gru.mixing``), checked against powers computed
+by hand and the reverberation time read back with Schroeder's backward integration."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from voice_gru.mixing import active_power, mix_at_snr, mix_random, noise_segment
+from voice_gru.mixing import active_power, mix_at_snr, mix_random, noise_segment, reverberate, room_impulse_response
 
 
 def burst(amplitude: float = 0.3, n: int = 16000, on: tuple[int, int] = (4800, 9600)) -> np.ndarray:
@@ -62,3 +63,35 @@ def test_mix_random_draws_from_the_given_recordings():
     added = out.astype(np.float64) - speech
     assert np.allclose(added, added[0], atol=1e-6)  # a constant stretch of one of the two
     assert 10 * np.log10(active_power(speech) / np.mean(added ** 2)) == pytest.approx(10.0, abs=0.01)
+
+
+def schroeder_rt60(rir: np.ndarray, sample_rate: int) -> float:
+    """RT60 from the energy decay curve's fall from -5 to -25 dB (T20), extrapolated to 60 dB (ISO 3382)."""
+    edc = np.cumsum(rir[::-1] ** 2)[::-1]
+    edc_db = 10 * np.log10(edc / edc[0])
+    i5, i25 = np.argmax(edc_db <= -5), np.argmax(edc_db <= -25)
+    return 3.0 * (i25 - i5) / sample_rate
+
+
+@pytest.mark.parametrize("rt60,drr", [(0.3, 0.0), (0.6, 6.0), (1.0, 10.0)])
+def test_room_response_has_the_stated_reverberation_time_and_drr(rt60, drr):
+    rir = room_impulse_response(rt60, drr, 16000, np.random.default_rng(0))
+    assert rir[0] == 1.0
+    assert 10 * np.log10(1.0 / np.sum(rir[1:] ** 2)) == pytest.approx(drr, abs=1e-9)
+    late = np.delete(rir, 0)  # the direct sound is not part of the decay
+    assert schroeder_rt60(late, 16000) == pytest.approx(rt60, rel=0.1)
+
+
+def test_room_response_rejects_a_nonpositive_time():
+    with pytest.raises(ValueError, match="reverberation time"):
+        room_impulse_response(0.0, 3.0, 16000, np.random.default_rng(0))
+
+
+def test_reverberate_is_the_convolution_cut_to_the_clip():
+    rir = room_impulse_response(0.2, 3.0, 16000, np.random.default_rng(1))
+    a = burst(0.3).astype(np.float32)
+    out = reverberate(a, rir)
+    assert out.dtype == np.float32 and out.shape == a.shape
+    np.testing.assert_allclose(out, np.convolve(a.astype(np.float64), rir)[: a.size], atol=1e-6)
+    assert np.abs(out[:4800]).max() < 1e-9  # nothing before the word arrives (FFT rounding aside)
+    assert np.abs(out[9600:]).max() > 0.01  # the room rings on after it

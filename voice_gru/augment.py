@@ -87,6 +87,32 @@ def vtlp_matrix(alpha: float, feat: FeatureConfig) -> torch.Tensor:
     return torch.from_numpy(W.astype(np.float32))
 
 
+def reverb_kernel(rt60_s: float, drr_db: float, hop_ms: float, frames: int) -> torch.Tensor:
+    """Power envelope ``(frames,)`` of a room's impulse response per feature frame: the direct
+    sound (1 at lag 0) and an exponential tail that falls 60 dB in ``rt60_s`` and holds
+    ``1 / 10^(drr_db/10)`` of the direct energy in all.
+
+    Convolving a clip's mel power with it along time is the statistical model of late
+    reverberation (Polack): the fine structure of a real response averages out within a frame.
+    """
+    lags = torch.arange(frames, dtype=torch.float64)
+    tail = 10.0 ** (-6.0 * lags * hop_ms / 1000.0 / rt60_s)
+    tail[0] = 0.0
+    total = float(tail.sum())
+    h = tail * (10.0 ** (-drr_db / 10.0) / total if total > 0 else 0.0)
+    h[0] = 1.0
+    return h.float()
+
+
+def reverberate(mel: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+    """Mel power ``(T, mels)`` convolved causally along time with ``kernel`` (same length ``T`` out)."""
+    T = mel.shape[0]
+    x = mel.T.unsqueeze(1)  # (mels, 1, T)
+    k = kernel.flip(0).view(1, 1, -1)
+    out = torch.nn.functional.conv1d(torch.nn.functional.pad(x, (kernel.numel() - 1, 0)), k)
+    return out.squeeze(1).T[:T]
+
+
 @dataclass
 class ClipBank:
     """Cached mel spectra of a split: ``mels[speed]`` is ``(N, frames, mels)``; bounds per clip."""
@@ -148,6 +174,10 @@ class SequenceBuilder:
         src = self.bank.mels[speed][clip] * gain**2
         if self.warps and lab != self.sil:
             src = src @ self.warps[int(rng.integers(len(self.warps)))]
+        if self.aug.reverb_prob > 0 and lab != self.sil and rng.random() < self.aug.reverb_prob:
+            rt60 = rng.uniform(*self.aug.rt60_s)
+            h = reverb_kernel(rt60, rng.uniform(*self.aug.drr_db), self.feat.hop_ms, min(F, int(rt60 * 1000 / self.feat.hop_ms)))
+            src = reverberate(src, h)
         a, b = max(pos, 0), min(pos + F, T)
         if a >= b:
             return

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from voice_gru.errors import VoiceGruError
+from voice_gru.errors import ConfigError, VoiceGruError
 
 DEFAULT_DATA = "../shared/speech_commands"
 
@@ -87,16 +87,24 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise
+    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise, with_reverb
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    if args.rt60 is not None:
+        if args.rt60 <= 0:
+            raise ConfigError(f"--rt60 must be a positive number of seconds, got {args.rt60:g}")
+        items = with_reverb(items, args.rt60, args.drr, ckpt.features.sample_rate)
     if args.snr is not None:
         noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
         items = with_noise(items, noises, args.snr)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
+    if args.rt60 is not None:
+        report["room"] = {"rt60_s": args.rt60, "drr_db": args.drr}
+        print(f"every clip but _silence_ played in a simulated room: RT60 {args.rt60:g} s, "
+              f"direct-to-reverberant ratio {args.drr:g} dB")
     if args.snr is not None:
         report["snr_db"] = args.snr
         print(f"noise mixed into every clip but _silence_ at {args.snr:g} dB SNR")
@@ -135,7 +143,6 @@ def write_predictions_csv(path: str, predictions: list[dict]) -> None:
 
 def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] | None:
     """``["0.8"]`` -> 0.8; ``["stop=0.9", "go=0.6"]`` -> per-command; errors name the bad value."""
-    from voice_gru.errors import ConfigError
 
     if not values:
         return None
@@ -163,7 +170,6 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> float | dict[str, float] | None:
     """``--threshold`` values parsed and checked against a model's labels."""
     from voice_gru import COMMANDS
-    from voice_gru.errors import ConfigError
 
     override = parse_thresholds(values)
     if isinstance(override, dict):
@@ -176,7 +182,6 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
 def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, float] | None:
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model), or None for the model's own calibrated thresholds."""
-    from voice_gru.errors import ConfigError
 
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
@@ -390,6 +395,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mix background noise into every clip but _silence_ at this signal-to-noise ratio (dB)")
     ev.add_argument("--noise", nargs="+", metavar="PATH",
                     help="noise for --snr: files, folders or a dataset root (default: the first PATH's _background_noise_)")
+    ev.add_argument("--rt60", type=float, metavar="S",
+                    help="play every clip but _silence_ in a simulated room with this reverberation time (s)")
+    ev.add_argument("--drr", type=float, metavar="DB", default=3.0,
+                    help="direct-to-reverberant ratio of that room, dB (default: %(default)s; ~0 across a room, ~10 close up)")
     ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
     ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
     ev.add_argument("--plot", metavar="OUT.png", help="write the confusion matrix as PNG")

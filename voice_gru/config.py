@@ -63,6 +63,9 @@ class AugmentConfig:
     gain_db: tuple[float, float] = (-12.0, 6.0)
     speeds: tuple[float, ...] = (1.0,)  # speed-perturbed copies in the feature cache
     vtlp: tuple[float, float] = (1.0, 1.0)  # range of vocal tract length warps (1, 1: off)
+    reverb_prob: float = 0.0  # share of word examples heard in a reverberant room ...
+    rt60_s: tuple[float, float] = (0.2, 0.8)  # ... with a reverberation time drawn from this range ...
+    drr_db: tuple[float, float] = (0.0, 15.0)  # ... and a direct-to-reverberant energy ratio from this one
     freq_masks: int = 2
     freq_mask_width: int = 6
     time_masks: int = 2

@@ -140,20 +140,32 @@ def noise_recordings(paths: Sequence[str | Path], sample_rate: int = 16000) -> l
     return out
 
 
-def with_noise(items: Sequence[EvalItem], noises: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> list[EvalItem]:
-    """The same items with noise mixed into every clip not labelled ``_silence_`` at ``snr_db``.
+def _perturbed(items: Sequence[EvalItem], perturb: Callable[[np.ndarray, np.random.Generator], np.ndarray], seed: int) -> list[EvalItem]:
+    """``items`` with ``perturb`` applied to every clip not labelled ``_silence_``.
 
-    Each clip's noise stretch depends only on ``seed`` and its position, so runs are repeatable
-    and two models see exactly the same mixtures.
+    Each clip's random draw depends only on ``seed`` and its position, so runs are repeatable
+    and two models see exactly the same audio.
     """
-    from voice_gru.mixing import mix_random
-
-    def noisy(it: EvalItem, i: int) -> EvalItem:
+    def changed(it: EvalItem, i: int) -> EvalItem:
         if it.label == SILENCE:
             return it
-        return EvalItem(it.name, it.label, lambda: mix_random(it.load(), noises, snr_db, np.random.default_rng([seed, i])))
+        return EvalItem(it.name, it.label, lambda: perturb(it.load(), np.random.default_rng([seed, i])))
 
-    return [noisy(it, i) for i, it in enumerate(items)]
+    return [changed(it, i) for i, it in enumerate(items)]
+
+
+def with_noise(items: Sequence[EvalItem], noises: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> list[EvalItem]:
+    """The same items with noise mixed into every clip not labelled ``_silence_`` at ``snr_db``."""
+    from voice_gru.mixing import mix_random
+
+    return _perturbed(items, lambda a, rng: mix_random(a, noises, snr_db, rng), seed)
+
+
+def with_reverb(items: Sequence[EvalItem], rt60_s: float, drr_db: float, sample_rate: int, seed: int = 0) -> list[EvalItem]:
+    """The same items played in a simulated room (``mixing.room_impulse_response``), ``_silence_`` excepted."""
+    from voice_gru.mixing import reverberate, room_impulse_response
+
+    return _perturbed(items, lambda a, rng: reverberate(a, room_impulse_response(rt60_s, drr_db, sample_rate, rng)), seed)
 
 
 @torch.no_grad()

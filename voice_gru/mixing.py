@@ -1,9 +1,15 @@
-"""Speech and noise mixed at a stated signal-to-noise ratio, for robustness measurements.
+"""Speech mixed with noise at a stated signal-to-noise ratio, or played in a simulated room, for
+robustness measurements.
 
 SNR here is the speech's *active* power (20 ms frames within ``floor_db`` of its loudest frame,
 so a short word in a 1 s clip is not diluted by the pause around it) over the noise's mean power,
 in dB. Training's mel-domain mixing (``augment.SequenceBuilder``, ``augment.snr_db``) uses the
 same definition on mel frames.
+
+A room is a synthetic impulse response: the direct sound, then Gaussian noise under an envelope
+that falls 60 dB in the reverberation time RT60 (Polack's model of late reverberation), scaled to
+a stated direct-to-reverberant ratio. Training approximates the same model on mel power frames
+(``augment.reverb_kernel``); this is the waveform version, to measure against.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
+import scipy.signal
 
 FRAME = 320  # 20 ms at 16 kHz
 
@@ -52,3 +59,23 @@ def mix_random(speech: np.ndarray, noises: Sequence[np.ndarray], snr_db: float, 
     """``speech`` mixed at ``snr_db`` with a random stretch of one of ``noises``."""
     noise = noises[int(rng.integers(len(noises)))]
     return mix_at_snr(speech, noise_segment(noise, speech.size, rng).astype(np.float64), snr_db)
+
+
+def room_impulse_response(rt60_s: float, drr_db: float, sample_rate: int, rng: np.random.Generator) -> np.ndarray:
+    """A synthetic room response: 1 at lag 0, then a noise tail decaying 60 dB in ``rt60_s`` whose
+    energy is ``drr_db`` below the direct sound's."""
+    if rt60_s <= 0:
+        raise ValueError(f"reverberation time must be positive, got {rt60_s} s")
+    n = max(2, int(rt60_s * sample_rate))
+    t = np.arange(n) / sample_rate
+    tail = rng.standard_normal(n) * 10 ** (-3.0 * t / rt60_s)  # amplitude: -60 dB of power at rt60
+    tail[0] = 0.0
+    tail *= np.sqrt(10 ** (-drr_db / 10) / np.sum(tail ** 2))
+    tail[0] = 1.0
+    return tail
+
+
+def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
+    """``audio`` convolved with ``rir``, cut to its own length (what a clip recorded in that room holds)."""
+    out = scipy.signal.fftconvolve(np.asarray(audio, dtype=np.float64), rir)[: audio.size]
+    return out.astype(audio.dtype, copy=False)
