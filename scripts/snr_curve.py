@@ -1,11 +1,12 @@
 #!/usr/bin/env python
-"""Clip accuracy against signal-to-noise ratio: one dataset split, several models, one table and a PNG.
+"""Clip accuracy against signal-to-noise ratio (and rooms): one dataset split, several models, one table and a PNG.
 
 Every model sees exactly the same mixtures (``evaluate.with_noise``: the dataset's background noise
-mixed into every clip but ``_silence_`` at each SNR), so the rows compare models, not noise draws.
+mixed into every clip but ``_silence_`` at each SNR; ``evaluate.with_reverb``: each clip played in
+a simulated room of reverberation time RT60), so the rows compare models, not random draws.
 
     .venv/bin/python scripts/snr_curve.py [--model CKPT ...] [--split validation] [--snr 30 20 10 5 0]
-        [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
+        [--rt60 0.3 0.6 1.0 [--drr 3]] [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", default="validation", choices=["validation", "testing"])
     p.add_argument("--snr", nargs="+", type=float, default=[30.0, 20.0, 10.0, 5.0, 0.0])
+    p.add_argument("--rt60", nargs="+", type=float, default=[], help="rooms: reverberation times (s), no noise")
+    p.add_argument("--drr", type=float, default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--plot", metavar="OUT.png")
@@ -32,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from voice_gru import SILENCE
     from voice_gru.errors import VoiceGruError
-    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise
+    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise, with_reverb
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
@@ -45,23 +48,29 @@ def main(argv: list[str] | None = None) -> int:
     except VoiceGruError as exc:
         print(f"snr_curve: {exc}", file=sys.stderr)
         return 2
-    conditions: list[float | None] = [None, *args.snr]
+    if any(r <= 0 for r in args.rt60):
+        print("snr_curve: --rt60 values must be positive (seconds)", file=sys.stderr)
+        return 2
+    conditions = {"clean": items}
+    conditions.update({f"{snr:g}": with_noise(items, noises, snr, args.seed) for snr in args.snr})
+    sr = models[0][1].features.sample_rate
+    conditions.update({f"room {r:g}s": with_reverb(items, r, args.drr, sr, args.seed) for r in args.rt60})
     table: dict[str, dict[str, dict]] = {}
     for name, ckpt in models:
         table[name] = {}
-        for snr in conditions:
-            its = items if snr is None else with_noise(items, noises, snr, args.seed)
+        for key, its in conditions.items():
             rep = evaluate_items(ckpt, its, progress=False)
             words = [q for q in rep["predictions"] if q["label"] != SILENCE]
             to_sil = float(np.mean([q["predicted"] == SILENCE for q in words])) if words else 0.0
-            table[name]["clean" if snr is None else f"{snr:g}"] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
-    cols = ["clean"] + [f"{s:g}" for s in args.snr]
-    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB")
+            table[name][key] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
+    cols = list(conditions)
+    rooms = f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else ""
+    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{rooms}")
     print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
     for name, row in table.items():
         print(f"{name[-40:]:<40}" + "".join(f"{row[c]['accuracy'] * 100:>9.1f}% ({row[c]['words_as_silence'] * 100:>3.0f}%)" for c in cols))
     if args.json:
-        write_json(args.json, {"split": args.split, "n": len(items), "seed": args.seed, "models": table})
+        write_json(args.json, {"split": args.split, "n": len(items), "seed": args.seed, "drr_db": args.drr, "models": table})
     if args.plot:
         import matplotlib
 
@@ -73,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in table.items():
             ax.plot(xs, [row[c]["accuracy"] * 100 for c in cols], marker="o", label=name)
         ax.set_xticks(xs, cols)
-        ax.set_xlabel("signal-to-noise ratio (dB)")
+        ax.set_xlabel("signal-to-noise ratio (dB)" + (" / simulated room" if args.rt60 else ""))
         ax.set_ylabel(f"accuracy on {args.split} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -22,7 +22,7 @@ from voice_gru import SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
-from voice_gru.evaluate import collect_inputs, evaluate_items, format_report
+from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, with_reverb
 from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
 from voice_gru.model import load_checkpoint
 
@@ -420,7 +420,6 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
 
 
 def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt):
-    from voice_gru.evaluate import with_reverb
     from voice_gru.mixing import reverberate, room_impulse_response
 
     items = collect_inputs([tiny_root], "validation", ckpt.labels)
@@ -455,17 +454,21 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     js, png = tmp_path / "snr.json", tmp_path / "snr.png"
-    rc = mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--snr", "10", "0",
+    rc = mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--snr", "10", "0", "--rt60", "0.5",
                    "--json", str(js), "--plot", str(png)])
     assert rc == 0
     row = json.loads(js.read_text())["models"][str(model_path)]
-    assert list(row) == ["clean", "10", "0"]
+    assert list(row) == ["clean", "10", "0", "room 0.5s"]
+    room = with_reverb(collect_inputs([tiny_root], "validation", ckpt.labels), 0.5, 3.0, 16000, 0)
+    assert row["room 0.5s"]["accuracy"] == pytest.approx(evaluate_items(ckpt, room, progress=False)["accuracy"])
     items = collect_inputs([tiny_root], "validation", ckpt.labels)
     assert row["clean"]["accuracy"] == pytest.approx(evaluate_items(ckpt, items, progress=False)["accuracy"])
     assert png.read_bytes()[:8] == PNG
     assert "clean" in capsys.readouterr().out
     assert mod.main(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
     assert "missing.pt" in capsys.readouterr().err
+    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--rt60", "0"]) == 2
+    assert "--rt60" in capsys.readouterr().err
 
 
 def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():
