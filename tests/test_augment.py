@@ -1,5 +1,6 @@
 """Training augmentation against hand-computed references: vocal tract length warps (band centres),
-noise by SNR, and room reverberation (an exponential power envelope, checked against scipy)."""
+noise by SNR, room reverberation (an exponential power envelope, checked against scipy) and microphone
+colouring (a smooth equaliser)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import torch
 
 import scipy.signal
 
-from voice_gru.augment import ClipBank, SequenceBuilder, reverb_kernel, reverberate, vtlp_matrix
+from voice_gru.augment import ClipBank, SequenceBuilder, eq_curve, reverb_kernel, reverberate, vtlp_matrix
 from voice_gru.config import AugmentConfig, FeatureConfig
 from voice_gru.features import Normalizer, front_end
 
@@ -156,5 +157,26 @@ def test_batches_reverberate_words_not_silence():
 def test_reverb_off_replays_the_old_random_stream():
     """Recipes without reverberation draw exactly the random numbers they drew before it existed."""
     plain = _noisy_builder(noise_prob=0.5)
-    off = _noisy_builder(noise_prob=0.5, reverb_prob=0.0, rt60_s=(0.9, 1.0), drr_db=(-5.0, 0.0))
+    off = _noisy_builder(noise_prob=0.5, reverb_prob=0.0, rt60_s=(0.9, 1.0), drr_db=(-5.0, 0.0), eq_db=0.0)
     torch.testing.assert_close(_mel(plain, [0, 1, 0, 1], 7), _mel(off, [0, 1, 0, 1], 7))
+
+
+def test_eq_curve_by_hand():
+    g = 10 * np.log10(eq_curve(np.array([3.0]), 5).numpy())
+    np.testing.assert_allclose(g, [3.0, 3.0 * np.cos(np.pi / 4), 0.0, -3.0 * np.cos(np.pi / 4), -3.0], atol=1e-5)
+    g = 10 * np.log10(eq_curve(np.array([0.0, 2.0]), 3).numpy())  # k = 2: up at both ends, down in the middle
+    np.testing.assert_allclose(g, [2.0, -2.0, 2.0], atol=1e-5)
+
+
+def test_eq_colours_whole_examples_by_a_fixed_gain_per_band():
+    # noise alone (seed 0 draws an audible level), then a word: the draws before the curve are the same
+    plain = _mel(_noisy_builder(noise_prob=1.0), [1], 0)[0]
+    coloured = _mel(_noisy_builder(noise_prob=1.0, eq_db=8.0), [1], 0)[0]
+    ratio_db = 10 * np.log10((coloured / plain).numpy())
+    np.testing.assert_allclose(ratio_db, np.broadcast_to(ratio_db[:1], ratio_db.shape), atol=1e-3)  # same gain every frame
+    assert 0.5 < np.abs(ratio_db[0]).max() <= 1.5 * 8.0 + 1e-3  # three terms of at most eq_db / 2 each
+    assert np.abs(np.diff(ratio_db[0])).max() < 1.5 * 8.0 * np.pi / 39 + 1e-3  # smooth across bands
+    word = _mel(_noisy_builder(noise_prob=0.0, eq_db=8.0), [0], 0)[0][20:40, 10:20]
+    word_db = 10 * np.log10((word / _mel(_noisy_builder(noise_prob=0.0), [0], 0)[0][20:40, 10:20]).numpy())
+    np.testing.assert_allclose(word_db, np.broadcast_to(word_db[:1], word_db.shape), atol=1e-3)
+    assert np.abs(word_db).max() > 0.1

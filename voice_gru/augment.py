@@ -113,6 +113,15 @@ def reverberate(mel: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     return out.squeeze(1).T[:T]
 
 
+def eq_curve(coefficients: np.ndarray, n_mels: int) -> torch.Tensor:
+    """Power gains ``(n_mels,)`` of a smooth equaliser: ``10^(g/10)`` with
+    ``g(j) = Σ_k c_k cos(π k j / (n_mels - 1))`` dB, ``k = 1..len(c)`` (a microphone's colouring)."""
+    j = np.arange(n_mels) / max(n_mels - 1, 1)
+    k = np.arange(1, len(coefficients) + 1)[:, None]
+    g_db = (np.asarray(coefficients, dtype=np.float64)[:, None] * np.cos(np.pi * k * j)).sum(0)
+    return torch.from_numpy((10 ** (g_db / 10)).astype(np.float32))
+
+
 @dataclass
 class ClipBank:
     """Cached mel spectra of a split: ``mels[speed]`` is ``(N, frames, mels)``; bounds per clip."""
@@ -230,6 +239,8 @@ class SequenceBuilder:
                 if snr is not None:
                     power = speech_power(mel[b]) / (float(noise.sum(-1).mean()) + 1e-12) / 10 ** (snr / 10)
                 mel[b] += noise * power
+            if aug.eq_db > 0:  # the microphone colours everything it records, noise included
+                mel[b] *= eq_curve(rng.uniform(-aug.eq_db, aug.eq_db, 3) / 2, self.feat.n_mels)
         if self.target == "last":  # the classic clip classifier: one label, on the last frame
             y.fill_(IGNORE)
             y[:, -1] = torch.as_tensor(self.bank.labels[np.asarray(idx)])

@@ -66,6 +66,7 @@ class AugmentConfig:
     reverb_prob: float = 0.0  # share of word examples heard in a reverberant room ...
     rt60_s: tuple[float, float] = (0.2, 0.8)  # ... with a reverberation time drawn from this range ...
     drr_db: tuple[float, float] = (0.0, 15.0)  # ... and a direct-to-reverberant energy ratio from this one
+    eq_db: float = 0.0  # microphones: a smooth random gain curve over the mel bands, up to about this many dB
     freq_masks: int = 2
     freq_mask_width: int = 6
     time_masks: int = 2
