@@ -82,6 +82,8 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "ensemble member missing": (["ensemble", str(default_model_path()), str(tmp / "nope.pt"), "--out", out + ".pt"],
                                     ["nope.pt", "not found"]),
         "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
+        "input rate without a pipe": (["listen", "--input", str(CLIP), "--input-rate", "48000"], ["--input-rate", "--input -"]),
+        "input rate not positive": (["listen", "--input", "-", "--input-rate", "0"], ["--input-rate 0", "positive"]),
     }
 
 
@@ -89,6 +91,7 @@ CASES = [
     "missing config", "unknown config key", "invalid yaml", "missing data dir", "missing model",
     "garbage checkpoint", "foreign checkpoint", "truncated checkpoint", "empty checkpoint",
     "missing evaluate input", "threshold not a number", "threshold out of range", "ensemble member missing",
+    "input rate without a pipe", "input rate not positive",
 ]
 
 

@@ -229,12 +229,19 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from voice_gru.config import load_config
     from voice_gru.decision import Detector, effective_thresholds
-    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stop_on_signals
+    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, pipe_chunks, stop_on_signals
     from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
 
     torch.set_num_threads(1)
+    from_pipe = args.input == "-"
+    if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
+        raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
+    in_rate = 16000 if args.input_rate is None else args.input_rate
+    in_channels = 1 if args.input_channels is None else args.input_channels
+    if in_rate <= 0 or in_channels <= 0:
+        raise ConfigError(f"--input-rate {in_rate} / --input-channels {in_channels}: both must be positive")
     ckpt = resolve_model(args.model)
     override = recognizer_override(args, ckpt)
     dcfg = decision_of(ckpt, load_config(args.config).decision if args.config else None)
@@ -268,7 +275,16 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and not args.input)) else None
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
-            if args.input:
+            if from_pipe:
+                def partial(n: int) -> None:
+                    print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
+                          file=sys.stderr, flush=True)
+
+                chunks = pipe_chunks(sys.stdin.buffer, in_rate, in_channels, args.chunk_ms, f.sample_rate, partial)
+                print(f"reading raw 16-bit PCM from standard input: {in_rate} Hz, {in_channels} channel(s) "
+                      f"({args.mode} mode)", flush=True)
+                stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
+            elif args.input:
                 chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                 print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
                 stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
@@ -408,7 +424,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("listen", help="recognise commands from the microphone (or --input FILE) and run actions")
     ls.add_argument("--model", help="checkpoint (default: the shipped model)")
     ls.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
-    ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone")
+    ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone; '-': raw signed "
+                    "16-bit little-endian PCM on standard input (e.g. from arecord -t raw, sox, ffmpeg -f s16le)")
+    ls.add_argument("--input-rate", type=int, metavar="HZ", help="with --input -: its sample rate (default: 16000)")
+    ls.add_argument("--input-channels", type=int, metavar="N", help="with --input -: interleaved channels (default: 1)")
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")

@@ -11,7 +11,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, TextIO
+from typing import BinaryIO, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
@@ -39,6 +39,39 @@ def _paced_chunks(audio: np.ndarray, chunk_ms: float, realtime: bool, sample_rat
             if wait > 0:
                 time.sleep(wait)
         yield audio[i:i + n]
+
+
+def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk_ms: float = 100.0,
+                out_rate: int = 16000, on_partial: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+    """Raw signed 16-bit little-endian PCM from a pipe (``arecord``, ``sox``, ``ffmpeg``) as mono
+    ``out_rate`` chunks, until the pipe ends.
+
+    Interleaved channels are averaged and other rates resampled in code, as for a microphone. A
+    trailing partial sample frame cannot be decoded; ``on_partial`` is told how many bytes it had.
+    """
+    from voice_gru.mic import StreamingResampler
+
+    frame_bytes = 2 * channels
+    want = max(1, int(round(in_rate * chunk_ms / 1000))) * frame_bytes
+    resample = StreamingResampler(in_rate, out_rate)
+    pending = b""
+    while True:
+        data = stream.read(want)  # a blocking pipe returns ``want`` bytes, fewer only at its end
+        if not data:
+            break
+        buf = pending + data
+        usable = len(buf) - len(buf) % frame_bytes
+        pending = buf[usable:]
+        if usable:
+            pcm = np.frombuffer(buf[:usable], dtype="<i2").astype(np.float32) / 32768.0
+            out = resample(pcm.reshape(-1, channels))
+            if out.size:
+                yield out
+    tail = resample.flush()
+    if tail.size:
+        yield tail
+    if pending and on_partial is not None:
+        on_partial(len(pending))
 
 
 def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None) -> Iterator[np.ndarray]:

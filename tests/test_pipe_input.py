@@ -1,0 +1,73 @@
+"""`listen --input -`: raw PCM on standard input (what arecord, sox and ffmpeg write to a pipe) goes
+through the same path as a file: the decoded samples against the int16 values, a 48 kHz stereo pipe
+against soxr's one-shot resampling, and the commands heard against `--input FILE`."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+import soxr
+
+from tiny_data import REPO
+from voice_gru.live import pipe_chunks
+
+EXAMPLE = REPO / "voice_gru" / "assets" / "example.wav"
+SCRIPT = REPO / ".venv" / "bin" / "voice-gru"
+
+
+def test_16k_mono_pipe_gives_the_samples_in_chunks():
+    pcm = (np.arange(-4000, 4000, 3) * 4).astype("<i2")
+    partial = []
+    chunks = list(pipe_chunks(io.BytesIO(pcm.tobytes() + b"\x01"), 16000, 1, chunk_ms=100, on_partial=partial.append))
+    assert [c.size for c in chunks[:-1]] == [1600] * (len(chunks) - 1)  # 100 ms each, the rest last
+    np.testing.assert_array_equal(np.concatenate(chunks), pcm.astype(np.float32) / 32768)
+    assert partial == [1]  # the odd byte is reported, not silently dropped
+
+
+def test_48k_stereo_pipe_is_downmixed_and_resampled_like_one_shot_soxr():
+    t = np.arange(48000) / 48000
+    left = 0.3 * np.sin(2 * np.pi * 440 * t)
+    right = 0.2 * np.sin(2 * np.pi * 1000 * t)
+    stereo = np.round(np.stack([left, right], 1) * 32767).astype("<i2")
+    got = np.concatenate(list(pipe_chunks(io.BytesIO(stereo.tobytes()), 48000, 2, chunk_ms=50)))
+    mono = stereo.astype(np.float32).mean(1) / 32768
+    want = soxr.resample(mono, 48000, 16000, quality="HQ")
+    assert abs(got.size - want.size) <= 2
+    n = min(got.size, want.size)
+    np.testing.assert_allclose(got[:n], want[:n], atol=2e-4)
+
+
+def _events(args, stdin=None):
+    out = subprocess.run([str(SCRIPT), "listen", "--no-view", *args], input=stdin, capture_output=True, timeout=120)
+    assert out.returncode == 0, out.stderr.decode()
+    return out
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")
+def test_listen_from_a_pipe_hears_what_the_file_path_hears(tmp_path):
+    audio, sr = sf.read(EXAMPLE, dtype="float32")
+    assert sr == 16000
+    ref = tmp_path / "file.jsonl"
+    _events(["--input", str(EXAMPLE), "--events", str(ref)])
+    want = [json.loads(line) for line in ref.read_text().splitlines()]
+    assert len(want) >= 3
+
+    pcm16 = np.round(audio * 32767).astype("<i2").tobytes()
+    got16 = tmp_path / "pipe16.jsonl"
+    out = _events(["--input", "-", "--events", str(got16)], stdin=pcm16)
+    assert b"16000 Hz, 1 channel(s)" in out.stdout
+    assert [json.loads(line) for line in got16.read_text().splitlines()] == want  # the same samples, the same path
+
+    hi = soxr.resample(audio, 16000, 48000, quality="HQ")
+    pcm48 = np.round(np.stack([hi, hi], 1) * 32767).clip(-32768, 32767).astype("<i2").tobytes()
+    got48 = tmp_path / "pipe48.jsonl"
+    _events(["--input", "-", "--input-rate", "48000", "--input-channels", "2", "--events", str(got48)], stdin=pcm48)
+    heard = [json.loads(line) for line in got48.read_text().splitlines()]
+    assert [e["label"] for e in heard] == [e["label"] for e in want]
+    for h, w in zip(heard, want):
+        assert abs(h["t"] - w["t"]) <= 0.05  # the resampler's delay is a few ms
