@@ -272,7 +272,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if runner:
             runner.submit(cmd)
 
-    view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and not args.input)) else None
+    live_audio = not args.input or from_pipe
+    view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and live_audio)) else None
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
             if from_pipe:
@@ -434,7 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_recognizer_args(ls)
     ls.add_argument("--seconds", type=float, help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
-                    help="live level/posterior line on the terminal (default: on for a microphone on a TTY)")
+                    help="live level/posterior line on the terminal (default: on for a microphone or a pipe, on a TTY)")
     ls.set_defaults(func=_cmd_listen)
 
     de = sub.add_parser("demo", help="the shipped model on a bundled example recording, with actions")
