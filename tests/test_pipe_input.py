@@ -71,3 +71,12 @@ def test_listen_from_a_pipe_hears_what_the_file_path_hears(tmp_path):
     assert [e["label"] for e in heard] == [e["label"] for e in want]
     for h, w in zip(heard, want):
         assert abs(h["t"] - w["t"]) <= 0.05  # the resampler's delay is a few ms
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")
+def test_an_empty_pipe_is_one_clear_error():
+    out = subprocess.run([str(SCRIPT), "listen", "--no-view", "--input", "-"], input=b"", capture_output=True, timeout=60)
+    assert out.returncode != 0
+    err = out.stderr.decode().strip().splitlines()
+    assert "Traceback" not in out.stderr.decode()
+    assert err[-1].startswith("voice-gru: error: standard input") and "before any audio" in err[-1]

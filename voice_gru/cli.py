@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from voice_gru.errors import ConfigError, VoiceGruError
+from voice_gru.errors import AudioFormatError, ConfigError, VoiceGruError
 
 DEFAULT_DATA = "../shared/speech_commands"
 
@@ -285,6 +285,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 print(f"reading raw 16-bit PCM from standard input: {in_rate} Hz, {in_channels} channel(s) "
                       f"({args.mode} mode)", flush=True)
                 stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
+                if stats.seconds == 0:
+                    raise AudioFormatError("standard input: the pipe ended before any audio arrived "
+                                           "(did the program writing to it fail?)")
             elif args.input:
                 chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                 print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
