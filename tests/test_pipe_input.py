@@ -1,6 +1,7 @@
-"""`listen --input -`: raw PCM on standard input (what arecord, sox and ffmpeg write to a pipe) goes
-through the same path as a file: the decoded samples against the int16 values, a 48 kHz stereo pipe
-against soxr's one-shot resampling, and the commands heard against `--input FILE`."""
+"""`listen --input -`: 16-bit PCM on standard input, raw or WAV (what arecord, sox and ffmpeg write to a
+pipe), goes through the same path as a file: the decoded samples against the int16 values, 48 kHz
+stereo against soxr's one-shot resampling, WAV headers written by libsndfile, and the commands heard
+against `--input FILE`."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ import soundfile as sf
 import soxr
 
 from tiny_data import REPO
-from voice_gru.live import pipe_chunks
+from voice_gru.errors import AudioFormatError
+from voice_gru.live import pipe_chunks, sniff_wav_header
 
 EXAMPLE = REPO / "voice_gru" / "assets" / "example.wav"
 SCRIPT = REPO / ".venv" / "bin" / "voice-gru"
@@ -40,6 +42,43 @@ def test_48k_stereo_pipe_is_downmixed_and_resampled_like_one_shot_soxr():
     assert abs(got.size - want.size) <= 2
     n = min(got.size, want.size)
     np.testing.assert_allclose(got[:n], want[:n], atol=2e-4)
+
+
+def _wav_bytes(audio: np.ndarray, rate: int, fmt: str = "WAV", subtype: str = "PCM_16") -> bytes:
+    buf = io.BytesIO()
+    sf.write(buf, audio, rate, format=fmt, subtype=subtype)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("fmt,channels", [("WAV", 1), ("WAV", 2), ("WAVEX", 3)])
+def test_a_wav_header_on_the_pipe_gives_its_rate_and_channels(fmt, channels):
+    rng = np.random.default_rng(0)
+    audio = (rng.uniform(-0.5, 0.5, (22050, channels))).astype(np.float32)
+    stream = io.BytesIO(_wav_bytes(audio, 44100, fmt))
+    header = sniff_wav_header(stream)
+    assert (header.rate, header.channels, header.head) == (44100, channels, b"")
+    got = np.concatenate(list(pipe_chunks(stream, header.rate, header.channels, head=header.head)))
+    pcm = np.frombuffer(_wav_bytes(audio, 44100, fmt), dtype="<i2")[-audio.size:].reshape(-1, channels)
+    want = soxr.resample(pcm.astype(np.float32).mean(1) / 32768, 44100, 16000, quality="HQ")
+    n = min(got.size, want.size)
+    assert abs(got.size - want.size) <= 2
+    np.testing.assert_allclose(got[:n], want[:n], atol=2e-4)
+
+
+def test_raw_pcm_passes_the_sniffing_untouched():
+    pcm = np.arange(-3000, 3000, 7).astype("<i2")
+    stream = io.BytesIO(pcm.tobytes())
+    header = sniff_wav_header(stream)
+    assert header.rate is None and len(header.head) == 12
+    got = np.concatenate(list(pipe_chunks(stream, head=header.head)))
+    np.testing.assert_array_equal(got, pcm.astype(np.float32) / 32768)
+
+
+@pytest.mark.parametrize("subtype,needle", [("PCM_24", "24-bit PCM"), ("FLOAT", "format tag 3")])
+def test_wav_that_is_not_16_bit_pcm_is_refused_by_name(subtype, needle):
+    data = _wav_bytes(np.zeros(1600, np.float32), 16000, "WAV", subtype)
+    with pytest.raises(AudioFormatError, match=needle):
+        sniff_wav_header(io.BytesIO(data))
 
 
 def _events(args, stdin=None):
@@ -80,3 +119,20 @@ def test_an_empty_pipe_is_one_clear_error():
     err = out.stderr.decode().strip().splitlines()
     assert "Traceback" not in out.stderr.decode()
     assert err[-1].startswith("voice-gru: error: standard input") and "before any audio" in err[-1]
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")
+def test_listen_reads_a_wav_pipe_and_refuses_contradicting_flags(tmp_path):
+    audio, _ = sf.read(EXAMPLE, dtype="float32")
+    wav = _wav_bytes(np.stack([audio, audio], 1), 16000)
+    ref, got = tmp_path / "file.jsonl", tmp_path / "wav.jsonl"
+    _events(["--input", str(EXAMPLE), "--events", str(ref)])
+    out = _events(["--input", "-", "--events", str(got)], stdin=wav)
+    assert b"WAV (16-bit PCM) from standard input: 16000 Hz, 2 channel(s)" in out.stdout
+    want = [json.loads(line) for line in ref.read_text().splitlines()]
+    heard = [json.loads(line) for line in got.read_text().splitlines()]
+    assert [e["label"] for e in heard] == [e["label"] for e in want]
+    bad = subprocess.run([str(SCRIPT), "listen", "--no-view", "--input", "-", "--input-rate", "48000"], input=wav,
+                         capture_output=True, timeout=60)
+    assert bad.returncode != 0
+    assert bad.stderr.decode().strip().splitlines()[-1].startswith("voice-gru: error: --input-rate 48000")

@@ -229,7 +229,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from voice_gru.config import load_config
     from voice_gru.decision import Detector, effective_thresholds
-    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, pipe_chunks, stop_on_signals
+    from voice_gru.live import (EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, pipe_chunks,
+                                sniff_wav_header, stop_on_signals)
     from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
@@ -281,8 +282,16 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
                           file=sys.stderr, flush=True)
 
-                chunks = pipe_chunks(sys.stdin.buffer, in_rate, in_channels, args.chunk_ms, f.sample_rate, partial)
-                print(f"reading raw 16-bit PCM from standard input: {in_rate} Hz, {in_channels} channel(s) "
+                header = sniff_wav_header(sys.stdin.buffer)
+                if header.rate is not None:
+                    if (args.input_rate, args.input_channels) != (None, None) and (in_rate, in_channels) != (header.rate, header.channels):
+                        raise ConfigError(f"--input-rate {in_rate} / --input-channels {in_channels}: standard input's WAV "
+                                          f"header says {header.rate} Hz, {header.channels} channel(s)")
+                    in_rate, in_channels = header.rate, header.channels
+                chunks = pipe_chunks(sys.stdin.buffer, in_rate, in_channels, args.chunk_ms, f.sample_rate, partial,
+                                     header.head)
+                kind = "WAV (16-bit PCM)" if header.rate is not None else "raw 16-bit PCM"
+                print(f"reading {kind} from standard input: {in_rate} Hz, {in_channels} channel(s) "
                       f"({args.mode} mode)", flush=True)
                 stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
                 if stats.seconds == 0:
@@ -428,10 +437,10 @@ def build_parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("listen", help="recognise commands from the microphone (or --input FILE) and run actions")
     ls.add_argument("--model", help="checkpoint (default: the shipped model)")
     ls.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
-    ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone; '-': raw signed "
-                    "16-bit little-endian PCM on standard input (e.g. from arecord -t raw, sox, ffmpeg -f s16le)")
-    ls.add_argument("--input-rate", type=int, metavar="HZ", help="with --input -: its sample rate (default: 16000)")
-    ls.add_argument("--input-channels", type=int, metavar="N", help="with --input -: interleaved channels (default: 1)")
+    ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone; '-': 16-bit PCM on "
+                    "standard input, WAV or raw little-endian (arecord, sox, ffmpeg -f s16le|wav)")
+    ls.add_argument("--input-rate", type=int, metavar="HZ", help="with --input - and raw PCM: its sample rate (default: 16000; a WAV header says its own)")
+    ls.add_argument("--input-channels", type=int, metavar="N", help="with --input - and raw PCM: interleaved channels (default: 1)")
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import signal
+import struct
 import sys
 import threading
 import time
@@ -41,10 +42,53 @@ def _paced_chunks(audio: np.ndarray, chunk_ms: float, realtime: bool, sample_rat
         yield audio[i:i + n]
 
 
+@dataclass(frozen=True)
+class PipeHeader:
+    """What the start of a pipe said about its audio: a WAV header's rate and channels, or nothing."""
+
+    rate: int | None  # None: no WAV header, raw PCM
+    channels: int | None
+    head: bytes = b""  # bytes read while looking that are audio
+
+
+def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
+    """Read a WAV header from the start of a pipe if there is one (``arecord``, ``sox -t wav -``,
+    ``ffmpeg -f wav -`` write one), leaving the stream at its first sample; only 16-bit PCM is accepted."""
+    from voice_gru.errors import AudioFormatError
+
+    head = stream.read(12)
+    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+        return PipeHeader(None, None, head)
+    fmt = None
+    while True:
+        chunk = stream.read(8)
+        if len(chunk) < 8:
+            raise AudioFormatError("standard input: the WAV header ends before its audio data")
+        cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+        if cid == b"data":  # its size is often a placeholder when streaming: read to the end instead
+            if fmt is None:
+                raise AudioFormatError("standard input: WAV audio data before any format chunk")
+            return PipeHeader(fmt[0], fmt[1])
+        body = stream.read(size + (size & 1))
+        if cid == b"fmt ":
+            if len(body) < 16:
+                raise AudioFormatError("standard input: WAV format chunk is cut short")
+            tag, channels, rate = struct.unpack("<HHI", body[:8])
+            bits = struct.unpack("<H", body[14:16])[0]
+            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+                tag = struct.unpack("<H", body[24:26])[0]
+            if tag != 1 or bits != 16 or channels < 1 or rate < 1:
+                kind = "PCM" if tag == 1 else f"format tag {tag}"
+                raise AudioFormatError(f"standard input: WAV with {bits}-bit {kind} samples; send 16-bit PCM "
+                                       f"(sox: -b 16 -e signed, ffmpeg: -c:a pcm_s16le)")
+            fmt = (rate, channels)
+
+
 def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk_ms: float = 100.0,
-                out_rate: int = 16000, on_partial: Callable[[int], None] | None = None) -> Iterator[np.ndarray]:
+                out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
+                head: bytes = b"") -> Iterator[np.ndarray]:
     """Raw signed 16-bit little-endian PCM from a pipe (``arecord``, ``sox``, ``ffmpeg``) as mono
-    ``out_rate`` chunks, until the pipe ends.
+    ``out_rate`` chunks, until the pipe ends (``head``: bytes of it already read).
 
     Interleaved channels are averaged and other rates resampled in code, as for a microphone. A
     trailing partial sample frame cannot be decoded; ``on_partial`` is told how many bytes it had.
@@ -54,7 +98,7 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
     frame_bytes = 2 * channels
     want = max(1, int(round(in_rate * chunk_ms / 1000))) * frame_bytes
     resample = StreamingResampler(in_rate, out_rate)
-    pending = b""
+    pending = head
     while True:
         data = stream.read(want)  # a blocking pipe returns ``want`` bytes, fewer only at its end
         if not data:
