@@ -245,3 +245,47 @@ def test_cli_error_is_one_line_without_traceback(tmp_path, capsys):
     assert lines[0].startswith("voice-gru: error: ")
     assert str(missing) in lines[0]
     assert "Traceback" not in err + out
+
+
+def test_file_chunks_are_the_loaded_samples_read_piece_by_piece(tmp_path):
+    from voice_gru.live import file_chunks
+
+    rng = np.random.default_rng(0)
+    audio = rng.uniform(-0.5, 0.5, 16000 * 3 + 123).astype(np.float32)
+    save_wav(tmp_path / "a.wav", audio)
+    want = load_audio(tmp_path / "a.wav")
+    chunks = list(file_chunks(tmp_path / "a.wav", chunk_ms=100))
+    assert [c.size for c in chunks] == [1600] * (want.size // 1600) + [want.size % 1600]
+    np.testing.assert_array_equal(np.concatenate(chunks), want)  # at 16 kHz: the very same samples
+
+
+def test_file_chunks_resample_like_the_one_shot_loader(tmp_path):
+    from voice_gru.live import file_chunks
+
+    t = np.arange(44100 * 3) / 44100
+    stereo = np.stack([0.3 * np.sin(2 * np.pi * 300 * t), 0.2 * np.sin(2 * np.pi * 2000 * t)], 1)
+    sf.write(tmp_path / "b.wav", stereo, 44100, subtype="FLOAT")
+    want = load_audio(tmp_path / "b.wav")
+    got = np.concatenate(list(file_chunks(tmp_path / "b.wav", chunk_ms=100)))
+    assert abs(got.size - want.size) <= 2
+    n = min(got.size, want.size)
+    np.testing.assert_allclose(got[:n], want[:n], atol=1e-4)
+
+
+def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tmp_path):
+    from voice_gru.live import file_chunks
+
+    wav = tmp_path / "cut.wav"
+    sf.write(wav, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    wav.write_bytes(wav.read_bytes()[:-5000])
+    with pytest.raises(AudioFormatError, match="truncated"):
+        file_chunks(wav)  # before a single chunk is asked for
+    audio = np.zeros(16000 * 4, np.float32)
+    audio[int(2.5 * 16000)] = np.nan
+    sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
+    it = file_chunks(tmp_path / "nan.wav", chunk_ms=100)
+    got = []
+    with pytest.raises(AudioFormatError, match=r"nan.wav: contains 1 NaN/inf samples from 2.0 s"):
+        for c in it:
+            got.append(c)
+    assert len(got) == 20  # the two good seconds were heard before the bad block

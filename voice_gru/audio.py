@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -29,11 +30,10 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return audio.mean(axis=1, dtype=np.float32)
 
 
-def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """Read an audio file as mono float32 at ``sample_rate``; bad input raises AudioFormatError."""
+def _open_checked(path: Path):
+    """An open ``soundfile.SoundFile`` after the checks that need no decoding; bad input raises AudioFormatError."""
     import soundfile as sf
 
-    path = Path(path)
     if not path.exists():
         raise AudioFormatError(f"{path}: file not found")
     if path.is_dir():
@@ -41,23 +41,83 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioFormatError(f"{path}: file is empty (0 bytes)")
     try:
-        with sf.SoundFile(str(path)) as f:
-            sr = f.samplerate
-            expected = f.frames if 0 < f.frames < 2**62 else 0
-            data = f.read(dtype="float32", always_2d=True)
+        f = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:
         raise AudioFormatError(f"{path}: not a readable audio file ({_short(exc)})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
-    if data.shape[0] == 0:
-        raise AudioFormatError(f"{path}: audio has zero length (no samples)")
-    if data.shape[0] < expected or is_truncated_wav(path):
+    if is_truncated_wav(path):
+        f.close()
         raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+    return f
+
+
+def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.ndarray:
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
-        raise AudioFormatError(f"{path}: contains {bad} NaN/inf samples")
-    audio = resample(to_mono(data), sr, sample_rate)
+        where = f" from {offset_s:.1f} s" if offset_s > 0 else ""
+        raise AudioFormatError(f"{path}: contains {bad} NaN/inf samples{where}")
+    return data
+
+
+def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate``; bad input raises AudioFormatError."""
+    path = Path(path)
+    with _open_checked(path) as f:
+        sr = f.samplerate
+        expected = f.frames if 0 < f.frames < 2**62 else 0
+        try:
+            data = f.read(dtype="float32", always_2d=True)
+        except (RuntimeError, ValueError, OSError) as exc:
+            raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+    if data.shape[0] == 0:
+        raise AudioFormatError(f"{path}: audio has zero length (no samples)")
+    if data.shape[0] < expected:
+        raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+    audio = resample(to_mono(_checked_samples(path, data)), sr, sample_rate)
     return np.clip(audio, -1.0, 1.0)
+
+
+def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0) -> Iterator[np.ndarray]:
+    """A recording as consecutive mono float32 blocks at ``sample_rate``, decoded and resampled piece
+    by piece, so memory does not grow with its length (hours of audio through ``listen --input``).
+
+    What can be checked without decoding is checked before this returns; a bad sample further in
+    raises AudioFormatError when its block is reached. For a file at ``sample_rate`` the samples
+    are those of ``load_audio``; other rates go through the streaming resampler the microphone uses.
+    """
+    from voice_gru.mic import StreamingResampler
+
+    path = Path(path)
+    f = _open_checked(path)
+    if f.frames == 0:
+        f.close()
+        raise AudioFormatError(f"{path}: audio has zero length (no samples)")
+
+    def blocks() -> Iterator[np.ndarray]:
+        resample_block = StreamingResampler(f.samplerate, sample_rate)
+        expected = f.frames if 0 < f.frames < 2**62 else 0
+        done = 0
+        with f:
+            step = max(1, int(f.samplerate * block_seconds))
+            while True:
+                try:
+                    data = f.read(step, dtype="float32", always_2d=True)
+                except (RuntimeError, ValueError, OSError) as exc:
+                    raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+                if data.shape[0] == 0:
+                    break
+                out = resample_block(_checked_samples(path, data, done / f.samplerate))
+                done += data.shape[0]
+                if out.size:
+                    yield np.clip(out, -1.0, 1.0)
+        tail = resample_block.flush()
+        if tail.size:
+            yield np.clip(tail, -1.0, 1.0)
+        if done < expected:
+            raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+
+    return blocks()
 
 
 def is_truncated_wav(path: str | Path) -> bool:

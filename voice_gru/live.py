@@ -22,24 +22,40 @@ from voice_gru.stream import Recognizer
 
 def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
                 sample_rate: int = 16000) -> Iterator[np.ndarray]:
-    """A recording as consecutive chunks; with ``realtime`` paced like a microphone.
+    """A recording as consecutive chunks of ``chunk_ms``, read piece by piece (memory stays flat
+    for hours of audio); with ``realtime`` paced like a microphone.
 
-    The file is read here, so a bad file is reported before anything starts listening.
+    The file is opened and checked here, so a bad file is reported before anything starts listening.
     """
-    from voice_gru.audio import load_audio
+    from voice_gru.audio import audio_blocks
 
-    return _paced_chunks(load_audio(path, sample_rate), chunk_ms, realtime, sample_rate)
-
-
-def _paced_chunks(audio: np.ndarray, chunk_ms: float, realtime: bool, sample_rate: int) -> Iterator[np.ndarray]:
     n = max(1, int(round(sample_rate * chunk_ms / 1000)))
+    return _paced(_rechunk(audio_blocks(path, sample_rate), n), realtime, sample_rate)
+
+
+def _rechunk(blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
+    """Blocks of any size as chunks of exactly ``n`` samples (the last one shorter)."""
+    buf = np.zeros(0, dtype=np.float32)
+    for b in blocks:
+        buf = np.concatenate([buf, b]) if buf.size else b
+        whole = buf.size // n * n
+        for i in range(0, whole, n):
+            yield buf[i:i + n]
+        buf = buf[whole:]
+    if buf.size:
+        yield buf
+
+
+def _paced(chunks: Iterable[np.ndarray], realtime: bool, sample_rate: int) -> Iterator[np.ndarray]:
     t0 = time.monotonic()
-    for i in range(0, audio.size, n):
+    done = 0
+    for c in chunks:
         if realtime:
-            wait = t0 + i / sample_rate - time.monotonic()
+            wait = t0 + done / sample_rate - time.monotonic()
             if wait > 0:
                 time.sleep(wait)
-        yield audio[i:i + n]
+        done += c.size
+        yield c
 
 
 @dataclass(frozen=True)
