@@ -269,7 +269,7 @@ def test_file_chunks_resample_like_the_one_shot_loader(tmp_path):
     got = np.concatenate(list(file_chunks(tmp_path / "b.wav", chunk_ms=100)))
     assert abs(got.size - want.size) <= 2
     n = min(got.size, want.size)
-    np.testing.assert_allclose(got[:n], want[:n], atol=1e-4)
+    np.testing.assert_allclose(got[:n], want[:n], atol=1e-6)
 
 
 def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tmp_path):

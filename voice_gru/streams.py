@@ -456,8 +456,8 @@ def combine_scores(scores: Sequence[Mapping]) -> dict:
 
 
 def array_chunks(audio: np.ndarray, chunk_ms: float = 100.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
-    """Consecutive chunks of an in-memory recording, sliced as ``live.file_chunks`` slices a file (at the
-    model's rate: the same samples; at other rates the file path resamples block by block, ~1e-5 apart)."""
+    """Consecutive chunks of an in-memory recording, sliced as ``live.file_chunks`` slices a file (the
+    same samples: its block-by-block resampling matches ``load_audio``'s up to float rounding)."""
     n = max(1, int(round(sample_rate * chunk_ms / 1000)))
     for i in range(0, audio.size, n):
         yield audio[i:i + n]
