@@ -253,6 +253,8 @@ def test_stream_spec_checks():
         StreamSpec(command_ratio=1.5).check()
     with pytest.raises(ConfigError, match="seconds"):
         StreamSpec(seconds=0).check()
+    with pytest.raises(ConfigError, match="rt60_s"):
+        StreamSpec(rt60_s=-0.5).check()
 
 
 def test_plot_det_writes_png(tmp_path):
@@ -316,6 +318,24 @@ def test_make_stream_command_free_and_testing_split(shared_data):
     _, t2 = make_stream(shared_data, "testing", StreamSpec(seconds=30.0), seed=1)
     test = set((shared_data / "testing_list.txt").read_text().split())
     assert t2["split"] == "testing" and all(e["file"] in test for e in t2["events"])
+
+
+def test_make_stream_in_a_room_keeps_the_words_and_adds_their_tails(shared_data):
+    dry_spec = StreamSpec(seconds=60.0)
+    wet_spec = StreamSpec(seconds=60.0, rt60_s=0.8, drr_db=0.0)
+    dry, t_dry = make_stream(shared_data, "validation", dry_spec, seed=3)
+    wet, t_wet = make_stream(shared_data, "validation", wet_spec, seed=3)
+    assert t_wet["events"] == t_dry["events"] and t_wet["noise"] == t_dry["noise"]  # same words, gains, noise
+    assert t_wet["spec"]["rt60_s"] == 0.8 and t_dry["spec"]["rt60_s"] == 0.0
+    sr = t_dry["sample_rate"]
+    first = int(t_dry["events"][0]["start"] * sr)
+    np.testing.assert_array_equal(wet[:first], dry[:first])  # the room only touches the words
+    rings = []
+    for e in t_dry["events"]:
+        a, b = int((e["speech_end"] + 0.05) * sr), int((e["speech_end"] + 0.25) * sr)
+        rings.append(np.mean(wet[a:b].astype(np.float64) ** 2) > 2 * np.mean(dry[a:b].astype(np.float64) ** 2))
+    assert np.mean(rings) > 0.8  # after most words the room rings on (RT60 0.8 s, as loud as the direct sound)
+    _assert_truth_consistent(wet, t_wet, wet_spec)
 
 
 def test_make_stream_errors(tmp_path, shared_data):
@@ -560,6 +580,8 @@ def test_cli_errors_are_one_line(shared_data, tmp_path, capsys):
     assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "-1", "--out", str(tmp_path / "r.wav")]) == 2
     assert "seconds" in capsys.readouterr().out
     assert _run(["make-stream", "--data-dir", str(shared_data), "--out", str(tmp_path / "r.mp3")]) == 2
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--rt60", "-1", "--out", str(tmp_path / "r.wav")]) == 2
+    assert "rt60_s" in capsys.readouterr().out
 
 
 def _registered() -> bool:

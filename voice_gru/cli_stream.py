@@ -31,6 +31,10 @@ def _spec_from_args(args: argparse.Namespace):
             kw[name] = tuple(val)
     if args.command_ratio is not None:
         kw["command_ratio"] = args.command_ratio
+    if args.rt60 is not None:
+        kw["rt60_s"] = args.rt60
+    if args.drr is not None:
+        kw["drr_db"] = args.drr
     return StreamSpec(**kw).check()
 
 
@@ -178,6 +182,10 @@ def register(subparsers) -> None:
                     help="gain of each word in dB (default: -10 0)")
     ms.add_argument("--noise-dbfs", nargs=2, type=_pair("--noise-dbfs"), metavar=("MIN", "MAX"),
                     help="background noise level, dBFS RMS (default: -70 -50)")
+    ms.add_argument("--rt60", type=float, metavar="S",
+                    help="play every word in one simulated room with this reverberation time (default: none)")
+    ms.add_argument("--drr", type=float, metavar="DB",
+                    help="that room's direct-to-reverberant ratio in dB (default: 3; ~0 across a room)")
     ms.add_argument("--out", required=True, metavar="REC.wav", help="WAV to write; labels go to REC.json")
     ms.set_defaults(func=_cmd_make_stream)
 

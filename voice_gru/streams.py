@@ -70,6 +70,8 @@ class StreamSpec:
     lead_s: float = 1.0  # noise only before the first clip
     tail_s: float = 1.5  # noise only after the last clip's end
     speech_db: float = 25.0  # speech_end: last 10 ms frame within this many dB of the loudest
+    rt60_s: float = 0.0  # > 0: every word played in one simulated room with this reverberation time ...
+    drr_db: float = 3.0  # ... and this direct-to-reverberant ratio (mixing.room_impulse_response)
 
     def check(self) -> "StreamSpec":
         """Raise ConfigError naming the first bad field; return self."""
@@ -89,6 +91,8 @@ class StreamSpec:
             raise ConfigError(f"stream spec: command_ratio = {self.command_ratio}: must be between 0 and 1")
         if self.crossfade_s < 0 or self.lead_s < 0 or self.tail_s < 0 or self.speech_db <= 0:
             raise ConfigError("stream spec: crossfade_s, lead_s and tail_s must be >= 0 and speech_db > 0")
+        if self.rt60_s < 0:
+            raise ConfigError(f"stream spec: rt60_s = {self.rt60_s}: a reverberation time is >= 0 (0: no room)")
         return self
 
 
@@ -221,6 +225,14 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)
     decks = {True: _Deck(bank.commands, rng), False: _Deck(bank.unknown, rng)}
+    rir = None
+    if spec.rt60_s > 0:  # its own random stream: the words, gains and noise stay those of the dry recording
+        from scipy.signal import fftconvolve
+
+        from voice_gru.mixing import room_impulse_response
+
+        room_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free), 1])
+        rir = room_impulse_response(spec.rt60_s, spec.drr_db, SAMPLE_RATE, room_rng).astype(np.float32)
     events = []
     t = spec.lead_s + float(rng.uniform(0.0, 1.0))
     stop_at = n - int(round(spec.tail_s * SAMPLE_RATE))
@@ -231,7 +243,8 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         start = int(round(t * SAMPLE_RATE))
         if start + clip.size > stop_at:
             break
-        audio[start:start + clip.size] += clip * np.float32(10 ** (gain_db / 20))
+        heard = clip if rir is None else fftconvolve(clip, rir)[: n - start].astype(np.float32)
+        audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
             "label": word if word in COMMANDS else UNKNOWN, "word": word, "file": rel,
