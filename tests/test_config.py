@@ -170,7 +170,15 @@ def test_every_recipe_in_configs_loads():
 
     configs = Path(__file__).resolve().parents[1] / "configs"
     recipes = {p.stem: load_config(p) for p in sorted(configs.glob("*.yaml")) if p.stem != "assistant"}
-    assert {"default", "seed_baseline", "tiny"} <= set(recipes)
+    assert {"default", "seed_baseline", "tiny", "rooms"} <= set(recipes)
+    # the far-field variant differs from the default recipe in its reverberation settings alone
+    import dataclasses
+
+    r = recipes["rooms"]
+    assert r.augment.reverb_prob == 0.5 and r.augment.rt60_s == (0.2, 0.8) and r.augment.drr_db == (0.0, 15.0)
+    assert dataclasses.replace(r.augment, reverb_prob=0.0) == recipes["default"].augment
+    assert (r.model, r.train, r.data, r.decision) == (recipes["default"].model, recipes["default"].train,
+                                                      recipes["default"].data, recipes["default"].decision)
     # the shipped ensemble: two seeds of the default recipe, spectral front end and noise set by SNR
     d = recipes["default"]
     assert d.model.spectral_channels == 16 and d.model.conv_kernel == 3
