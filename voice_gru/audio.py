@@ -52,6 +52,11 @@ def _open_checked(path: Path):
     return f
 
 
+def _header_frames(f) -> int:
+    """Frames the file's header promises (0 when it does not say)."""
+    return f.frames if 0 < f.frames < 2**62 else 0
+
+
 def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.ndarray:
     if not np.isfinite(data).all():
         bad = int((~np.isfinite(data)).sum())
@@ -65,7 +70,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     path = Path(path)
     with _open_checked(path) as f:
         sr = f.samplerate
-        expected = f.frames if 0 < f.frames < 2**62 else 0
+        expected = _header_frames(f)
         try:
             data = f.read(dtype="float32", always_2d=True)
         except (RuntimeError, ValueError, OSError) as exc:
@@ -96,7 +101,7 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
 
     def blocks() -> Iterator[np.ndarray]:
         resample_block = StreamingResampler(f.samplerate, sample_rate)
-        expected = f.frames if 0 < f.frames < 2**62 else 0
+        expected = _header_frames(f)
         done = 0
         with f:
             step = max(1, int(f.samplerate * block_seconds))

@@ -229,8 +229,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from voice_gru.config import load_config
     from voice_gru.decision import Detector, effective_thresholds
-    from voice_gru.live import (EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, pipe_chunks,
-                                sniff_wav_header, stop_on_signals)
+    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks, stop_on_signals
     from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
@@ -239,10 +238,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from_pipe = args.input == "-"
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
-    in_rate = 16000 if args.input_rate is None else args.input_rate
-    in_channels = 1 if args.input_channels is None else args.input_channels
-    if in_rate <= 0 or in_channels <= 0:
-        raise ConfigError(f"--input-rate {in_rate} / --input-channels {in_channels}: both must be positive")
+    for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = resolve_model(args.model)
     override = recognizer_override(args, ckpt)
     dcfg = decision_of(ckpt, load_config(args.config).decision if args.config else None)
@@ -277,30 +275,22 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and live_audio)) else None
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
-            if from_pipe:
-                def partial(n: int) -> None:
-                    print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
-                          file=sys.stderr, flush=True)
+            if args.input:
+                if from_pipe:
+                    def partial(n: int) -> None:
+                        print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
+                              file=sys.stderr, flush=True)
 
-                header = sniff_wav_header(sys.stdin.buffer)
-                if header.rate is not None:
-                    if (args.input_rate, args.input_channels) != (None, None) and (in_rate, in_channels) != (header.rate, header.channels):
-                        raise ConfigError(f"--input-rate {in_rate} / --input-channels {in_channels}: standard input's WAV "
-                                          f"header says {header.rate} Hz, {header.channels} channel(s)")
-                    in_rate, in_channels = header.rate, header.channels
-                chunks = pipe_chunks(sys.stdin.buffer, in_rate, in_channels, args.chunk_ms, f.sample_rate, partial,
-                                     header.head)
-                kind = "WAV (16-bit PCM)" if header.rate is not None else "raw 16-bit PCM"
-                print(f"reading {kind} from standard input: {in_rate} Hz, {in_channels} channel(s) "
-                      f"({args.mode} mode)", flush=True)
+                    chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
+                                                f.sample_rate, partial)
+                else:
+                    chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
+                    what = f"streaming {args.input} through the recognizer"
+                print(f"{what} ({args.mode} mode)", flush=True)
                 stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
-                if stats.seconds == 0:
+                if from_pipe and stats.seconds == 0:
                     raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                            "(did the program writing to it fail?)")
-            elif args.input:
-                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
-                print(f"streaming {args.input} through the recognizer ({args.mode} mode)", flush=True)
-                stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
             else:
                 from voice_gru.mic import MicrophoneStream
 
@@ -333,8 +323,6 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
     import json
-
-    from voice_gru.model import default_model_path
 
     assets = Path(__file__).parent / "assets"
     example = assets / "example.wav"

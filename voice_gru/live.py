@@ -134,6 +134,27 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
         on_partial(len(pending))
 
 
+def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None = None, chunk_ms: float = 100.0,
+                 out_rate: int = 16000, on_partial: Callable[[int], None] | None = None) -> tuple[Iterator[np.ndarray], str]:
+    """Chunks from a pipe, WAV or raw (``rate``/``channels``: what the user said of raw PCM, None =
+    16 kHz mono), and a line saying what is read; a WAV header that contradicts them is a ConfigError."""
+    from voice_gru.errors import ConfigError
+
+    header = sniff_wav_header(stream)
+    if header.rate is None:
+        rate, channels = (16000 if rate is None else rate), (1 if channels is None else channels)
+        kind = "raw 16-bit PCM"
+    else:
+        for flag, given, says in (("--input-rate", rate, header.rate), ("--input-channels", channels, header.channels)):
+            if given is not None and given != says:
+                raise ConfigError(f"{flag} {given}: standard input's WAV header says {header.rate} Hz, "
+                                  f"{header.channels} channel(s)")
+        rate, channels = header.rate, header.channels
+        kind = "WAV (16-bit PCM)"
+    chunks = pipe_chunks(stream, rate, channels, chunk_ms, out_rate, on_partial, header.head)
+    return chunks, f"reading {kind} from standard input: {rate} Hz, {channels} channel(s)"
+
+
 def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
     """Chunks from an open ``MicrophoneStream`` until ``stop()`` says so."""
     first = True

@@ -75,7 +75,8 @@ def room_impulse_response(rt60_s: float, drr_db: float, sample_rate: int, rng: n
     return tail
 
 
-def reverberate(audio: np.ndarray, rir: np.ndarray) -> np.ndarray:
-    """``audio`` convolved with ``rir``, cut to its own length (what a clip recorded in that room holds)."""
-    out = scipy.signal.fftconvolve(np.asarray(audio, dtype=np.float64), rir)[: audio.size]
+def reverberate(audio: np.ndarray, rir: np.ndarray, length: int | None = None) -> np.ndarray:
+    """``audio`` convolved with ``rir``, cut to its own length (what a clip recorded in that room
+    holds) or to at most ``length`` samples (a word whose echo rings on past the clip)."""
+    out = scipy.signal.fftconvolve(np.asarray(audio, dtype=np.float64), rir)[: audio.size if length is None else length]
     return out.astype(audio.dtype, copy=False)

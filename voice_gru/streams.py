@@ -227,9 +227,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     decks = {True: _Deck(bank.commands, rng), False: _Deck(bank.unknown, rng)}
     rir = None
     if spec.rt60_s > 0:  # its own random stream: the words, gains and noise stay those of the dry recording
-        from scipy.signal import fftconvolve
-
-        from voice_gru.mixing import room_impulse_response
+        from voice_gru.mixing import reverberate, room_impulse_response
 
         room_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free), 1])
         rir = room_impulse_response(spec.rt60_s, spec.drr_db, SAMPLE_RATE, room_rng).astype(np.float32)
@@ -243,7 +241,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         start = int(round(t * SAMPLE_RATE))
         if start + clip.size > stop_at:
             break
-        heard = clip if rir is None else fftconvolve(clip, rir)[: n - start].astype(np.float32)
+        heard = clip if rir is None else reverberate(clip, rir, length=n - start)
         audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
