@@ -22,10 +22,12 @@ TOL = 1e-4  # max |logit difference| (float32; observed ~1e-6)
 
 
 def make_model(conv: int, layers: int, hidden: int = 24, kernel: int = 5, seed: int = 0,
-               spectral: int = 0, spectral_kernel: tuple[int, int] = (3, 5), stride: int = 2) -> GRUClassifier:
+               spectral: int = 0, spectral_kernel: tuple[int, int] = (3, 5), stride: int = 2,
+               spectral_layers: int = 1) -> GRUClassifier:
     torch.manual_seed(seed)
     cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.3,
-                      spectral_channels=spectral, spectral_kernel=spectral_kernel, spectral_stride=stride)
+                      spectral_channels=spectral, spectral_kernel=spectral_kernel, spectral_stride=stride,
+                      spectral_layers=spectral_layers)
     model = GRUClassifier(N_IN, N_CLASSES, cfg).eval()
     if spectral:
         model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
@@ -72,8 +74,10 @@ def test_step_equals_torch_over_chunks(conv, kernel, layers, batch):
 @pytest.mark.parametrize("conv,kernel", [(0, 5), (8, 3)])
 @pytest.mark.parametrize("spectral_kernel,stride", [((3, 5), 2), ((2, 3), 3), ((1, 4), 1)])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kernel, stride, batch):
-    model = make_model(conv, 2, kernel=kernel, spectral=4, spectral_kernel=spectral_kernel, stride=stride, seed=7)
+@pytest.mark.parametrize("spectral_layers", [1, 2, 3])
+def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kernel, stride, batch, spectral_layers):
+    model = make_model(conv, 2, kernel=kernel, spectral=4, spectral_kernel=spectral_kernel, stride=stride, seed=7,
+                       spectral_layers=spectral_layers)
     net = FastGRU.from_model(model)
     assert net.context == model.context
     torch.manual_seed(3)

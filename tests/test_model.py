@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed threads on a 2-core box
 
@@ -33,10 +34,10 @@ def normalizer(clip_paths) -> Normalizer:
 
 
 def make_model(conv: int, layers: int = 2, hidden: int = 24, seed: int = 0, kernel: int = 5,
-               spectral: int = 0) -> GRUClassifier:
+               spectral: int = 0, spectral_layers: int = 1) -> GRUClassifier:
     torch.manual_seed(seed)
     cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.2,
-                      spectral_channels=spectral)
+                      spectral_channels=spectral, spectral_layers=spectral_layers)
     model = GRUClassifier(N_IN, len(LABELS), cfg).eval()
     if spectral:  # any fixed map will do here; test_spectral_map checks the real one
         model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
@@ -53,9 +54,10 @@ def make_ckpt(normalizer: Normalizer, conv: int = 16, spectral: int = 0) -> Chec
 # forward == step
 
 
-@pytest.mark.parametrize("conv,kernel,spectral", [(0, 5, 0), (16, 5, 0), (8, 3, 0), (0, 5, 4), (8, 3, 4)])
-def test_step_over_chunks_equals_forward(conv, kernel, spectral):
-    model = make_model(conv, kernel=kernel, spectral=spectral)
+@pytest.mark.parametrize("conv,kernel,spectral,spectral_layers",
+                         [(0, 5, 0, 1), (16, 5, 0, 1), (8, 3, 0, 1), (0, 5, 4, 1), (8, 3, 4, 1), (8, 3, 4, 2)])
+def test_step_over_chunks_equals_forward(conv, kernel, spectral, spectral_layers):
+    model = make_model(conv, kernel=kernel, spectral=spectral, spectral_layers=spectral_layers)
     torch.manual_seed(1)
     x = torch.randn(3, 50, N_IN)  # batch > 1, rows differ
     with torch.no_grad():
@@ -73,7 +75,7 @@ def test_step_over_chunks_equals_forward(conv, kernel, spectral):
     assert full.shape == (3, 50, len(LABELS))
     assert (stepped - full).abs().max().item() < 1e-5
     assert state.h.shape == (2, 3, 24)
-    context = (kernel - 1 if conv else 0) + (2 if spectral else 0)  # spectral kernel (3, 5)
+    context = (kernel - 1 if conv else 0) + (2 * spectral_layers if spectral else 0)  # spectral kernel (3, 5)
     assert model.context == context
     if context:
         assert state.conv.shape == (3, context, N_IN)
@@ -178,6 +180,23 @@ def test_spectral_front_end_is_conv_over_time_and_bands():
     assert y.shape == (1, 10, 3 * n_out)
     assert (y[0] - ref.reshape(10, -1)).abs().max().item() < 1e-5
     assert torch.equal(y2[0, :6], y[0, :6])
+
+
+def test_second_spectral_layer_doubles_channels_and_halves_bands():
+    """``spectral_layers: 2``: a second causal Conv2d (3 channels -> 6, stride 2 along the bands) over
+    the first one's ReLU output, the input preceded by zero frames as for one layer."""
+    model = make_model(0, spectral=3, spectral_layers=2, seed=6)
+    x = torch.randn(1, 10, N_IN)
+    with torch.no_grad():
+        y, _ = model._front(x, None)
+        z = (torch.cat([torch.zeros(4, N_IN), x[0]]) @ model.spectral_map.T)[None, None]  # (1, 1, 14, bands)
+        conv1, conv2 = model.spectral, model.spectral_more[0]
+        h = torch.relu(F.conv2d(F.pad(z, (2, 2)), conv1.weight, conv1.bias, stride=(1, 2)))  # (1, 3, 12, 20)
+        ref = torch.relu(F.conv2d(F.pad(h, (2, 2)), conv2.weight, conv2.bias, stride=(1, 2)))  # (1, 6, 10, 10)
+    assert conv2.weight.shape == (6, 3, 3, 5)
+    assert ref.shape == (1, 6, 10, 10)
+    assert y.shape == (1, 10, 60)
+    assert (y[0] - ref[0].permute(1, 0, 2).reshape(10, -1)).abs().max().item() < 1e-5
 
 
 def test_spectral_map_inverts_the_dct(clip_paths):

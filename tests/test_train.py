@@ -92,21 +92,28 @@ def check_run_files(run: Path, epochs: int) -> list[dict]:
 # ---------------------------------------------------------------- one run: files and checkpoint
 
 
-def test_spectral_front_end_trains_with_the_map_of_its_normaliser(tiny_root, tiny_cfg, cache, tmp_path):
+@pytest.mark.parametrize("layers", [1, 2])
+def test_spectral_front_end_trains_with_the_map_of_its_normaliser(tiny_root, tiny_cfg, cache, tmp_path, layers):
     """A spectral model's fixed input map is built from the run's normaliser, survives EMA and the
-    checkpoint, and is not trained; n_mfcc != n_mels is refused before anything is written."""
+    checkpoint, and is not trained; n_mfcc != n_mels or no spectral layer is refused before anything
+    is written."""
     from voice_gru.errors import ConfigError
     from voice_gru.model import spectral_map
 
-    cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, spectral_channels=2, spectral_kernel=(2, 3)),
+    cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, spectral_channels=2, spectral_kernel=(2, 3),
+                                          spectral_layers=layers),
                   train=replace(tiny_cfg.train, epochs=1, ema=0.9))
     train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
     ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
     assert ckpt.model.spectral is not None
     assert torch.allclose(ckpt.model.spectral_map, spectral_map(cfg.features, ckpt.normalizer), atol=1e-6)
     assert "spectral_map" not in dict(ckpt.model.named_parameters())
+    assert len(ckpt.model.spectral_more) == layers - 1
     bad = replace(cfg, features=replace(cfg.features, n_mfcc=13))
     with pytest.raises(ConfigError, match="n_mfcc == features.n_mels"):
+        train(bad, tiny_root, tmp_path / "bad", cache=cache, quiet=True, threads=1)
+    bad = replace(cfg, model=replace(cfg.model, spectral_layers=0))
+    with pytest.raises(ConfigError, match="spectral_layers must be at least 1"):
         train(bad, tiny_root, tmp_path / "bad", cache=cache, quiet=True, threads=1)
     assert not (tmp_path / "bad").exists()
 

@@ -82,6 +82,7 @@ class ModelConfig:
     spectral_channels: int = 0  # 0: off; else a causal Conv2d over (time, mel band) before conv/GRU
     spectral_kernel: tuple[int, int] = (3, 5)  # (frames, mel bands)
     spectral_stride: int = 2  # along the mel bands
+    spectral_layers: int = 1  # each further Conv2d doubles the channels and strides along the bands again
     conv_channels: int = 0  # 0: no convolutional front end
     conv_kernel: int = 5
     hidden: int = 128

@@ -4,8 +4,8 @@ The model is small (~185k multiply-adds per frame), so in PyTorch the per-operat
 per-timestep overhead dominates a 100 ms chunk. ``FastGRU`` does the same computation with as
 few NumPy calls as the structure allows:
 
-* the spectral front end (if any) is one matmul to mel bands and one over im2col'd
-  (frames × bands) patches;
+* the spectral front end (if any) is one matmul to mel bands and, per layer, one over im2col'd
+  (channels × frames × bands) patches;
 * the causal convolution of all ``T`` new frames is one matmul over im2col'd windows
   (``[x_{t-k+1} … x_t]`` flattened) followed by an in-place ReLU;
 * each GRU layer's input projection ``W_ih x + b_ih`` (with ``b_hr``, ``b_hz`` folded in) for all
@@ -137,24 +137,28 @@ class FastGRU:
                  conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
                  gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                  head_weight: np.ndarray, head_bias: np.ndarray,
-                 spectral: Optional[tuple[np.ndarray, np.ndarray, np.ndarray, int]] = None) -> None:
+                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None) -> None:
         """``conv_weight`` ``(C, width, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
-        ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), weight
-        (C, 1, kt, kf), bias (C,), stride along bands)`` of the spectral Conv2d front end."""
+        ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
+        (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
+        front end."""
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
         self.context = 0
         self._spec = None
         if spectral is not None:
-            smap, sw, sb, stride = spectral
-            C, _, kt, kf = sw.shape
-            # patch row [bands (t-kt+1 … t) × (b-kf//2 … b+kf//2)] times Ws gives the C channels at band b
-            self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f),
-                          np.ascontiguousarray(sw.reshape(C, kt * kf).T, dtype=f),
-                          np.ascontiguousarray(sb, dtype=f), kt, kf, stride)
-            self.context += kt - 1
+            smap, layers, stride = spectral
+            convs = []
+            for sw, sb in layers:
+                C, C_in, kt, kf = sw.shape
+                # patch row [channels × frames (t-kt+1 … t) × bands (b-kf//2 … b+kf//2)] times Ws
+                # gives the C channels at band b
+                convs.append((np.ascontiguousarray(sw.reshape(C, C_in * kt * kf).T, dtype=f),
+                              np.ascontiguousarray(sb, dtype=f), kt, kf))
+                self.context += kt - 1
+            self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f), convs, stride)
         if conv_weight is not None:
             C, _, k = conv_weight.shape
             self.kernel = k
@@ -201,9 +205,9 @@ class FastGRU:
                         a(b_hh) if b_hh is not None else np.zeros(three_h)))
         spectral = None
         if getattr(model, "spectral", None) is not None:
-            sp = model.spectral
-            spectral = (a(model.spectral_map), a(sp.weight),
-                        a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]), cfg.spectral_stride)
+            spectral = (a(model.spectral_map),
+                        [(a(sp.weight), a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]))
+                         for sp in [model.spectral, *model.spectral_more]], cfg.spectral_stride)
         return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
                    a(model.head.weight), a(model.head.bias), spectral)
 
@@ -266,23 +270,31 @@ class FastGRU:
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
     def _spectral(self, xx: np.ndarray) -> np.ndarray:
-        """The spectral Conv2d + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L-kt+1, C·bands')`` in
+        """The spectral Conv2d layers + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L', C·bands')`` in
         torch's (channel, band) order."""
-        mt, ws, bs, kt, kf, stride = self._spec
-        f = self.dtype
+        mt, convs, stride = self._spec
         B, L, _ = xx.shape
-        bands = _mm(xx.reshape(B * L, self.n_in), mt)  # (B·L, n_bands)
+        y = _mm(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
+        for ws, bs, kt, kf in convs:
+            y = self._conv2d(y, ws, bs, kt, kf, stride)
+        return y.reshape(B, y.shape[1], -1)
+
+    def _conv2d(self, y: np.ndarray, ws: np.ndarray, bs: np.ndarray, kt: int, kf: int, stride: int) -> np.ndarray:
+        """One causal Conv2d + ReLU, ``(B, L, C_in, bands)`` -> ``(B, L-kt+1, C_out, bands')``, as one
+        matmul over im2col'd (channel × frame × band) patches."""
+        f = self.dtype
+        B, L, C_in, nb_in = y.shape
         p = kf // 2
-        padded = np.zeros((B, L, bands.shape[1] + 2 * p), f)
-        padded[:, :, p:p + bands.shape[1]] = bands.reshape(B, L, -1)
-        s0, s1, s2 = padded.strides
+        padded = np.zeros((B, L, C_in, nb_in + 2 * p), f)
+        padded[..., p:p + nb_in] = y
+        s0, s1, s2, s3 = padded.strides
         L2 = L - kt + 1
-        nb = (padded.shape[2] - kf) // stride + 1
-        patches = np.ndarray((B, L2, nb, kt, kf), f, padded, 0, (s0, s1, s2 * stride, s1, s2))
-        out = _mm(patches.reshape(B * L2 * nb, kt * kf), ws)  # (B·L2·nb, C)
+        nb = (nb_in + 2 * p - kf) // stride + 1
+        patches = np.ndarray((B, L2, nb, C_in, kt, kf), f, padded, 0, (s0, s1, s3 * stride, s2, s1, s3))
+        out = _mm(patches.reshape(B * L2 * nb, C_in * kt * kf), ws)  # (B·L2·nb, C_out)
         out += bs
         np.maximum(out, 0.0, out=out)
-        return out.reshape(B, L2, nb, -1).transpose(0, 1, 3, 2).reshape(B, L2, -1)
+        return out.reshape(B, L2, nb, -1).transpose(0, 1, 3, 2)
 
     def _recur(self, gi: np.ndarray, h0: Optional[np.ndarray], layer: int, B: int, T: int) -> np.ndarray:
         """One layer's recurrence over ``gi`` ``(T, 3H, B)`` (input projections with biases).

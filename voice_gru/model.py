@@ -14,8 +14,9 @@ carried state gives exactly ``forward`` over the whole sequence: that is the str
 The optional *spectral* front end maps each normalised MFCC frame back to standardised log-mel
 bands (a fixed inverse DCT, ``spectral_map``) and convolves over time × mel band with a small
 kernel strided along the bands: features local in frequency shift with a speaker's formants
-where cepstral coefficients change everywhere. Its output (channels × bands per frame) feeds the
-Conv1d front end or the GRU.
+where cepstral coefficients change everywhere. ``spectral_layers`` stacks more such convolutions,
+each doubling the channels and striding along the bands again. Its output (channels × bands per
+frame) feeds the Conv1d front end or the GRU.
 
 An ``Ensemble`` runs several such models on the same frames and averages their logits (a
 normalised geometric mean of their posteriors); it has the same ``forward``/``step`` interface.
@@ -59,18 +60,27 @@ class GRUClassifier(nn.Module):
         self.n_classes = n_classes
         width = n_in
         self.spectral = None
+        self.spectral_more = nn.ModuleList()
         if cfg.spectral_channels > 0:
             kt, kf = cfg.spectral_kernel
             # normalised MFCC -> per-band standardised log-mel; fixed, set from the training data
             self.register_buffer("spectral_map", torch.eye(n_in))
-            self.spectral = nn.Conv2d(1, cfg.spectral_channels, (kt, kf), stride=(1, cfg.spectral_stride),
-                                      padding=(0, kf // 2))
-            width = cfg.spectral_channels * ((n_in + 2 * (kf // 2) - kf) // cfg.spectral_stride + 1)
+            if cfg.spectral_layers < 1:
+                raise ValueError(f"model.spectral_layers must be at least 1 (got {cfg.spectral_layers})")
+            conv2d = lambda c_in, c_out: nn.Conv2d(c_in, c_out, (kt, kf), stride=(1, cfg.spectral_stride),
+                                                   padding=(0, kf // 2))
+            self.spectral = conv2d(1, cfg.spectral_channels)
+            channels = [cfg.spectral_channels * 2 ** i for i in range(cfg.spectral_layers)]
+            self.spectral_more = nn.ModuleList(conv2d(a, b) for a, b in zip(channels, channels[1:]))
+            bands = n_in
+            for _ in channels:
+                bands = (bands + 2 * (kf // 2) - kf) // cfg.spectral_stride + 1
+            width = channels[-1] * bands
         self.conv = None
         if cfg.conv_channels > 0:
             self.conv = nn.Conv1d(width, cfg.conv_channels, cfg.conv_kernel)
             width = cfg.conv_channels
-        self.context = (cfg.spectral_kernel[0] - 1 if self.spectral is not None else 0) + \
+        self.context = ((cfg.spectral_kernel[0] - 1) * cfg.spectral_layers if self.spectral is not None else 0) + \
             (cfg.conv_kernel - 1 if self.conv is not None else 0)
         self.gru = nn.GRU(width, cfg.hidden, cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
@@ -93,7 +103,10 @@ class GRUClassifier(nn.Module):
         y = xx
         if self.spectral is not None:
             bands = (y @ self.spectral_map.T).unsqueeze(1)  # (B, 1, T', bands)
-            y = torch.relu(self.spectral(bands)).permute(0, 2, 1, 3).flatten(2)  # (B, T'', C·bands')
+            y = torch.relu(self.spectral(bands))
+            for layer in self.spectral_more:
+                y = torch.relu(layer(y))
+            y = y.permute(0, 2, 1, 3).flatten(2)  # (B, T'', C·bands')
         if self.conv is not None:
             y = torch.relu(self.conv(y.transpose(1, 2))).transpose(1, 2)
         return self.drop(y), xx[:, x.shape[1]:, :]
@@ -156,7 +169,8 @@ def describe_model(model: Model) -> str:
     """One line: the architecture (of each member, for an ensemble) and the parameter count."""
     def one(m: GRUClassifier) -> str:
         c = m.cfg
-        spec = f"spectral conv {c.spectral_channels}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]} + " if c.spectral_channels else ""
+        chans = "-".join(str(c.spectral_channels * 2 ** i) for i in range(c.spectral_layers))
+        spec = f"spectral conv {chans}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]} + " if c.spectral_channels else ""
         conv = f"conv {c.conv_channels}x{c.conv_kernel} + " if c.conv_channels else ""
         return f"{spec}{conv}GRU {c.hidden}x{c.layers}"
 

@@ -167,6 +167,8 @@ def train(
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
+    if cfg.model.spectral_layers < 1:
+        raise ConfigError(f"model.spectral_layers must be at least 1 (got {cfg.model.spectral_layers})")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
