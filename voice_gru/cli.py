@@ -143,7 +143,6 @@ def write_predictions_csv(path: str, predictions: list[dict]) -> None:
 
 def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] | None:
     """``["0.8"]`` -> 0.8; ``["stop=0.9", "go=0.6"]`` -> per-command; errors name the bad value."""
-
     if not values:
         return None
     out: dict[str, float] = {}
@@ -182,7 +181,6 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
 def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, float] | None:
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model), or None for the model's own calibrated thresholds."""
-
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
         override = threshold_override(args.threshold, ckpt.labels)
