@@ -23,11 +23,11 @@ TOL = 1e-4  # max |logit difference| (float32; observed ~1e-6)
 
 def make_model(conv: int, layers: int, hidden: int = 24, kernel: int = 5, seed: int = 0,
                spectral: int = 0, spectral_kernel: tuple[int, int] = (3, 5), stride: int = 2,
-               spectral_layers: int = 1, floor: int = 0) -> GRUClassifier:
+               spectral_layers: int = 1) -> GRUClassifier:
     torch.manual_seed(seed)
     cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.3,
                       spectral_channels=spectral, spectral_kernel=spectral_kernel, spectral_stride=stride,
-                      spectral_layers=spectral_layers, floor_frames=floor)
+                      spectral_layers=spectral_layers)
     model = GRUClassifier(N_IN, N_CLASSES, cfg).eval()
     if spectral:
         model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
@@ -86,31 +86,6 @@ def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kern
     assert err <= TOL
     if model.context:
         np.testing.assert_array_equal(fstate.conv, state.conv.numpy())
-
-
-@pytest.mark.parametrize("conv", [0, 8])
-@pytest.mark.parametrize("spectral_layers", [1, 2])
-def test_noise_floor_channel_equals_torch_over_chunks_and_batches(conv, spectral_layers):
-    """model.floor_frames: chunked, from ``initial_state`` (NaN floors) or None, and with a stream
-    that joins a running batch (``cat``) or leaves it (``take``), as the recognizer's refresh does."""
-    model = make_model(conv, 2, kernel=3, spectral=4, seed=5, spectral_layers=spectral_layers, floor=25)
-    net = FastGRU.from_model(model)
-    torch.manual_seed(6)
-    x = torch.randn(2, 90, N_IN) + torch.linspace(-2, 2, 90)[:, None]
-    err, state, fstate = chunked(model, net, x)
-    assert err <= TOL
-    np.testing.assert_allclose(fstate.floor, state.floor.numpy(), atol=1e-5)
-    with torch.no_grad():
-        ref = model(x).numpy()
-    first, s1 = net.step(x[:1, :40].numpy(), net.initial_state(1))
-    both, s2 = net.step(x[:, 40:70].numpy(), s1.cat(net.initial_state(1)))  # stream 1 joins at frame 40
-    rest, _ = net.step(x[1:, 70:].numpy(), s2.take(1))  # and goes on alone
-    with torch.no_grad():
-        late = model(x[1:, 40:]).numpy()
-    assert np.abs(first - ref[:1, :40]).max() <= TOL
-    assert np.abs(both[:1] - ref[:1, 40:70]).max() <= TOL and np.abs(both[1:] - late[:, :30]).max() <= TOL
-    assert np.abs(rest - late[:, 30:]).max() <= TOL
-    assert torch.equal(FastState.from_torch(state).to_torch().floor, state.floor)
 
 
 @pytest.mark.parametrize("batch", [1, 2])

@@ -34,10 +34,10 @@ def normalizer(clip_paths) -> Normalizer:
 
 
 def make_model(conv: int, layers: int = 2, hidden: int = 24, seed: int = 0, kernel: int = 5,
-               spectral: int = 0, spectral_layers: int = 1, floor: int = 0) -> GRUClassifier:
+               spectral: int = 0, spectral_layers: int = 1) -> GRUClassifier:
     torch.manual_seed(seed)
     cfg = ModelConfig(conv_channels=conv, conv_kernel=kernel, hidden=hidden, layers=layers, dropout=0.2,
-                      spectral_channels=spectral, spectral_layers=spectral_layers, floor_frames=floor)
+                      spectral_channels=spectral, spectral_layers=spectral_layers)
     model = GRUClassifier(N_IN, len(LABELS), cfg).eval()
     if spectral:  # any fixed map will do here; test_spectral_map checks the real one
         model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
@@ -51,62 +51,15 @@ def make_ckpt(normalizer: Normalizer, conv: int = 16, spectral: int = 0) -> Chec
 
 
 # --------------------------------------------------------------------------------------------
-# the noise-floor tracker (model.floor_frames)
-
-
-def test_band_floor_follows_steps_at_its_two_rates():
-    """Hand-computed: from a level of 0, a step up by 10 is followed as 10·(1 − (1 − u)^n) with
-    u = 1 − e^(−1/rise); a step back down to 0 as 10·(1 − u)^m_(1 − d)^n with d = 1 − e^(−1/10)."""
-    from voice_gru.model import band_floor
-
-    rise = 50.0
-    u, d = 1 - np.exp(-1 / rise), 1 - np.exp(-1 / 10)
-    b = torch.zeros(1, 61, 2, dtype=torch.float64)
-    b[:, 1:31] = 10.0
-    floors, last = band_floor(b, None, rise)
-    n = np.arange(1, 31)
-    np.testing.assert_allclose(floors[0, 1:31, 0].numpy(), 10 * (1 - (1 - u) ** n), rtol=1e-12)
-    top = 10 * (1 - (1 - u) ** 30)
-    np.testing.assert_allclose(floors[0, 31:, 1].numpy(), top * (1 - d) ** n, rtol=1e-12)
-    assert floors[0, 0, 0] == 0 and torch.equal(last, floors[:, -1])
-    # a louder word barely lifts it; a quieter room pulls it down within ~100 ms
-    assert floors[0, 30, 0] < 0.5 * 10 and floors[0, 40, 0] < 0.4 * top
-
-
-def test_band_floor_relative_channel_ignores_gain_and_colouration():
-    """Bands above the floor are the same for any constant offset per band (a microphone's gain or
-    colour in log-mel), from the first frame on; a NaN start row begins at its first frame."""
-    from voice_gru.model import band_floor
-
-    torch.manual_seed(0)
-    b = torch.randn(2, 80, 5, dtype=torch.float64)
-    offset = torch.tensor([3.0, -7.0, 0.5, 12.0, -1.0], dtype=torch.float64)
-    f1, _ = band_floor(b, None, 30.0)
-    f2, _ = band_floor(b + offset, None, 30.0)
-    torch.testing.assert_close(b - f1, (b + offset) - f2, atol=1e-12, rtol=0)
-    start = torch.full((2, 5), float("nan"), dtype=torch.float64)
-    start[1] = -4.0
-    f3, _ = band_floor(b, start, 30.0)
-    torch.testing.assert_close(f3[0], f1[0])
-    assert not torch.allclose(f3[1], f1[1])
-
-
-def test_floor_needs_a_spectral_front_end():
-    with pytest.raises(ValueError, match="floor_frames needs a spectral front end"):
-        GRUClassifier(N_IN, 12, ModelConfig(conv_channels=8, floor_frames=20))
-
-
-# --------------------------------------------------------------------------------------------
 # forward == step
 
 
-@pytest.mark.parametrize("conv,kernel,spectral,spectral_layers,floor",
-                         [(0, 5, 0, 1, 0), (16, 5, 0, 1, 0), (8, 3, 0, 1, 0), (0, 5, 4, 1, 0), (8, 3, 4, 1, 0),
-                          (8, 3, 4, 2, 0), (8, 3, 4, 1, 20), (0, 5, 4, 2, 20)])
-def test_step_over_chunks_equals_forward(conv, kernel, spectral, spectral_layers, floor):
-    model = make_model(conv, kernel=kernel, spectral=spectral, spectral_layers=spectral_layers, floor=floor)
+@pytest.mark.parametrize("conv,kernel,spectral,spectral_layers",
+                         [(0, 5, 0, 1), (16, 5, 0, 1), (8, 3, 0, 1), (0, 5, 4, 1), (8, 3, 4, 1), (8, 3, 4, 2)])
+def test_step_over_chunks_equals_forward(conv, kernel, spectral, spectral_layers):
+    model = make_model(conv, kernel=kernel, spectral=spectral, spectral_layers=spectral_layers)
     torch.manual_seed(1)
-    x = torch.randn(3, 50, N_IN) + torch.linspace(0, 2, 50)[:, None]  # batch > 1, rows differ; a rising level
+    x = torch.randn(3, 50, N_IN)  # batch > 1, rows differ
     with torch.no_grad():
         full = model(x)
         state = State(None, None)
@@ -125,10 +78,9 @@ def test_step_over_chunks_equals_forward(conv, kernel, spectral, spectral_layers
     context = (kernel - 1 if conv else 0) + (2 * spectral_layers if spectral else 0)  # spectral kernel (3, 5)
     assert model.context == context
     if context:
-        width = N_IN + (N_IN if floor else 0)  # with a floor: the bands above it travel beside the frames
-        assert state.conv.shape == (3, context, width)
+        assert state.conv.shape == (3, context, N_IN)
         # the carried buffer is the last input frames the front ends look back on
-        assert torch.equal(state.conv[..., :N_IN], x[:, -context:])
+        assert torch.equal(state.conv, x[:, -context:])
     else:
         assert state.conv is None
     # batch rows are independent: row 1 alone gives the same logits
@@ -193,14 +145,14 @@ def test_conv_front_end_is_causal_relu_conv():
     model = make_model(8, kernel=3, seed=4)
     x = torch.randn(1, 12, N_IN)
     with torch.no_grad():
-        y, _ = model._front(x, None, None)[:2]
+        y, _ = model._front(x, None)
         w, b = model.conv.weight, model.conv.bias  # (C, n_in, k)
         padded = torch.cat([torch.zeros(1, 2, N_IN), x], 1)
         ref = torch.stack([torch.relu(torch.einsum("cik,ki->c", w, padded[0, t:t + 3]) + b) for t in range(12)])
         # changing a future frame leaves earlier outputs untouched
         x2 = x.clone()
         x2[0, 8] += 5.0
-        y2, _ = model._front(x2, None, None)[:2]
+        y2, _ = model._front(x2, None)
     assert (y[0] - ref).abs().max().item() < 1e-5
     assert torch.equal(y2[0, :8], y[0, :8])
     assert not torch.equal(y2[0, 8:11], y[0, 8:11])
@@ -212,7 +164,7 @@ def test_spectral_front_end_is_conv_over_time_and_bands():
     model = make_model(0, spectral=3, seed=5)
     x = torch.randn(1, 10, N_IN)
     with torch.no_grad():
-        y, _ = model._front(x, None, None)[:2]
+        y, _ = model._front(x, None)
         w, b = model.spectral.weight[:, 0], model.spectral.bias  # (C, 3, 5)
         z = torch.cat([torch.zeros(2, N_IN), x[0]]) @ model.spectral_map.T  # (12, bands)
         z = torch.nn.functional.pad(z, (2, 2))
@@ -224,7 +176,7 @@ def test_spectral_front_end_is_conv_over_time_and_bands():
                     ref[t, c, j] = torch.relu((w[c] * z[t:t + 3, 2 * j:2 * j + 5]).sum() + b[c])
         x2 = x.clone()
         x2[0, 6] += 5.0
-        y2, _ = model._front(x2, None, None)[:2]
+        y2, _ = model._front(x2, None)
     assert y.shape == (1, 10, 3 * n_out)
     assert (y[0] - ref.reshape(10, -1)).abs().max().item() < 1e-5
     assert torch.equal(y2[0, :6], y[0, :6])
@@ -236,7 +188,7 @@ def test_second_spectral_layer_doubles_channels_and_halves_bands():
     model = make_model(0, spectral=3, spectral_layers=2, seed=6)
     x = torch.randn(1, 10, N_IN)
     with torch.no_grad():
-        y, _ = model._front(x, None, None)[:2]
+        y, _ = model._front(x, None)
         z = (torch.cat([torch.zeros(4, N_IN), x[0]]) @ model.spectral_map.T)[None, None]  # (1, 1, 14, bands)
         conv1, conv2 = model.spectral, model.spectral_more[0]
         h = torch.relu(F.conv2d(F.pad(z, (2, 2)), conv1.weight, conv1.bias, stride=(1, 2)))  # (1, 3, 12, 20)

@@ -75,9 +75,6 @@ class AugmentConfig:
     context_seconds: tuple[float, float] = (0.2, 1.5)  # noise/other speech before the clip
 
 
-FLOOR_FALL_FRAMES = 10.0  # a band's noise floor (model.floor_frames) follows a quieter band within ~100 ms
-
-
 @dataclass(frozen=True)
 class ModelConfig:
     """GRU classifier over normalised MFCC frames."""
@@ -86,7 +83,6 @@ class ModelConfig:
     spectral_kernel: tuple[int, int] = (3, 5)  # (frames, mel bands)
     spectral_stride: int = 2  # along the mel bands
     spectral_layers: int = 1  # each further Conv2d doubles the channels and strides along the bands again
-    floor_frames: int = 0  # 0: off; else the spectral conv also sees each band above its tracked noise floor (rise time constant in frames)
     conv_channels: int = 0  # 0: no convolutional front end
     conv_kernel: int = 5
     hidden: int = 128

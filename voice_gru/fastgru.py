@@ -30,13 +30,10 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
-
-from voice_gru.config import FLOOR_FALL_FRAMES
 
 try:  # scipy comes with librosa; expit is one call per step for both sigmoid gates (fallback: four)
     from scipy.special import expit as _expit
@@ -48,17 +45,15 @@ except ImportError:  # pragma: no cover - exercised only without scipy
 class FastState:
     """Carried state as NumPy arrays: like ``voice_gru.model.State`` (``None`` means zeros)."""
 
-    conv: Optional[np.ndarray]  # (B, context, n_in [+ bands]) or None
+    conv: Optional[np.ndarray]  # (B, context, n_in) or None
     h: Optional[np.ndarray]  # (layers, B, hidden) or None
-    floor: Optional[np.ndarray] = None  # (B, bands) noise floor (NaN: not started), or None
 
     @classmethod
     def from_torch(cls, state) -> "FastState":
         """From a ``voice_gru.model.State`` of tensors."""
-        def a(t):
-            return None if t is None else t.detach().cpu().numpy().astype(np.float32)
-
-        return cls(a(state.conv), a(state.h), a(state.floor))
+        conv = None if state.conv is None else state.conv.detach().cpu().numpy().astype(np.float32)
+        h = None if state.h is None else state.h.detach().cpu().numpy().astype(np.float32)
+        return cls(conv, h)
 
     def to_torch(self):
         """As a ``voice_gru.model.State`` of tensors (for ``GRUClassifier.step``)."""
@@ -66,22 +61,18 @@ class FastState:
 
         from voice_gru.model import State
 
-        def t(a):
-            return None if a is None else torch.from_numpy(a.copy())
-
-        return State(t(self.conv), t(self.h), t(self.floor))
+        return State(None if self.conv is None else torch.from_numpy(self.conv.copy()),
+                     None if self.h is None else torch.from_numpy(self.h.copy()))
 
     def take(self, b: int) -> "FastState":
         """Stream ``b`` of the batch alone, as a batch of one."""
         return FastState(None if self.conv is None else self.conv[b:b + 1].copy(),
-                         None if self.h is None else self.h[:, b:b + 1].copy(),
-                         None if self.floor is None else self.floor[b:b + 1].copy())
+                         None if self.h is None else self.h[:, b:b + 1].copy())
 
     def cat(self, other: "FastState") -> "FastState":
         """This batch followed by ``other``'s (both with their parts present, e.g. ``initial_state``)."""
         return FastState(None if self.conv is None else np.concatenate((self.conv, other.conv)),
-                         None if self.h is None else np.concatenate((self.h, other.h), axis=1),
-                         None if self.floor is None else np.concatenate((self.floor, other.floor)))
+                         None if self.h is None else np.concatenate((self.h, other.h), axis=1))
 
 
 @dataclass
@@ -137,20 +128,6 @@ def _sigmoid_(x: np.ndarray) -> None:
         x += 0.5
 
 
-def band_floor(bands: np.ndarray, start: Optional[np.ndarray], rise_frames: float,
-               fall_frames: float = FLOOR_FALL_FRAMES) -> tuple[np.ndarray, np.ndarray]:
-    """``voice_gru.model.band_floor`` in NumPy: the per-band noise floor of ``(B, T, bands)`` at
-    every frame, and the last one."""
-    up, down = 1.0 - math.exp(-1.0 / rise_frames), 1.0 - math.exp(-1.0 / fall_frames)
-    m = bands[:, 0].copy() if start is None else np.where(np.isnan(start), bands[:, 0], start)
-    out = np.empty_like(bands)
-    for t in range(bands.shape[1]):
-        d = bands[:, t] - m
-        m = m + np.where(d > 0, up * d, down * d).astype(bands.dtype)
-        out[:, t] = m
-    return out, m
-
-
 class FastGRU:
     """``GRUClassifier.step`` in NumPy float32, built from a model's weights (inference only)."""
 
@@ -160,14 +137,12 @@ class FastGRU:
                  conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
                  gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                  head_weight: np.ndarray, head_bias: np.ndarray,
-                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None,
-                 floor_frames: float = 0.0) -> None:
+                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None) -> None:
         """``conv_weight`` ``(C, width, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
         ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
-        front end; ``floor_frames`` > 0: its second input channel is each band above its noise floor
-        (``voice_gru.model.band_floor``)."""
+        front end."""
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
@@ -184,9 +159,6 @@ class FastGRU:
                               np.ascontiguousarray(sb, dtype=f), kt, kf))
                 self.context += kt - 1
             self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f), convs, stride)
-        self.floor_frames = float(floor_frames) if spectral is not None else 0.0
-        self.n_bands = spectral[0].shape[0] if spectral is not None else 0
-        self.width = n_in + (self.n_bands if self.floor_frames > 0 else 0)  # one frame in the buffer
         if conv_weight is not None:
             C, _, k = conv_weight.shape
             self.kernel = k
@@ -237,13 +209,12 @@ class FastGRU:
                         [(a(sp.weight), a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]))
                          for sp in [model.spectral, *model.spectral_more]], cfg.spectral_stride)
         return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
-                   a(model.head.weight), a(model.head.bias), spectral, cfg.floor_frames)
+                   a(model.head.weight), a(model.head.bias), spectral)
 
     def initial_state(self, batch: int = 1) -> FastState:
         """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
-        conv = np.zeros((batch, self.context, self.width), self.dtype) if self.context else None
-        floor = np.full((batch, self.n_bands), np.nan, self.dtype) if self.floor_frames > 0 else None
-        return FastState(conv, np.zeros((self.layers, batch, self.hidden), self.dtype), floor)
+        conv = np.zeros((batch, self.context, self.n_in), self.dtype) if self.context else None
+        return FastState(conv, np.zeros((self.layers, batch, self.hidden), self.dtype))
 
     # ------------------------------------------------------------------------------------------
 
@@ -258,13 +229,9 @@ class FastGRU:
             return np.zeros((B, 0, self.n_classes), f), state
         H = self.hidden
         # ---- causal front ends over the new frames preceded by the last `context` input frames
-        conv_buf = floor = None
-        if self.floor_frames > 0:  # the bands above their noise floor travel beside the input frames
-            bands = _mm(x.reshape(B * T, self.n_in), self._spec[0]).reshape(B, T, -1)
-            floors, floor = band_floor(bands, state.floor, self.floor_frames)
-            x = np.concatenate([x, bands - floors], axis=2)
+        conv_buf = None
         if self._spec is not None or self.kernel:
-            buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.width), f)
+            buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.n_in), f)
             xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, context+T, n_in)
             conv_buf = xx[:, T:, :].copy()
             y = self._spectral(xx) if self._spec is not None else xx
@@ -300,16 +267,14 @@ class FastGRU:
             inp = np.ascontiguousarray(y[1:].transpose(2, 0, 1)).reshape(B * T, H)
         logits = _mm(inp, self._wo)
         logits += self._bo
-        return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out, floor)
+        return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
     def _spectral(self, xx: np.ndarray) -> np.ndarray:
         """The spectral Conv2d layers + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L', C·bands')`` in
         torch's (channel, band) order."""
         mt, convs, stride = self._spec
         B, L, _ = xx.shape
-        y = _mm(np.ascontiguousarray(xx[..., :self.n_in]).reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)
-        if self.floor_frames > 0:  # (B, L, channels, bands)
-            y = np.concatenate([y, xx[:, :, None, self.n_in:]], axis=2)
+        y = _mm(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
         for ws, bs, kt, kf in convs:
             y = self._conv2d(y, ws, bs, kt, kf, stride)
         return y.reshape(B, y.shape[1], -1)

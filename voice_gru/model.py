@@ -16,10 +16,7 @@ bands (a fixed inverse DCT, ``spectral_map``) and convolves over time × mel ban
 kernel strided along the bands: features local in frequency shift with a speaker's formants
 where cepstral coefficients change everywhere. ``spectral_layers`` stacks more such convolutions,
 each doubling the channels and striding along the bands again. Its output (channels × bands per
-frame) feeds the Conv1d front end or the GRU. With ``floor_frames`` its first layer sees a second
-channel: each band minus its noise floor (``band_floor``: a causal tracker that falls to a quieter
-band within ~100 ms and rises towards a louder one with a time constant of ``floor_frames``), a
-level- and microphone-independent view of how far speech stands above the room.
+frame) feeds the Conv1d front end or the GRU.
 
 An ``Ensemble`` runs several such models on the same frames and averages their logits (a
 normalised geometric mean of their posteriors); it has the same ``forward``/``step`` interface.
@@ -28,7 +25,6 @@ normalised geometric mean of their posteriors); it has the same ``forward``/``st
 from __future__ import annotations
 
 import io
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +33,7 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import nn
 
-from voice_gru.config import FLOOR_FALL_FRAMES, FeatureConfig, ModelConfig, from_dict, to_dict
+from voice_gru.config import FeatureConfig, ModelConfig, from_dict, to_dict
 from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
 
@@ -50,25 +46,8 @@ POOLINGS = ("max", "mean", "last")
 class State:
     """Carried streaming state: the convolution's last input frames and the GRU hidden state."""
 
-    conv: Optional[torch.Tensor]  # the last input frames the front ends need (B, context, n_in [+ bands]), or None
+    conv: Optional[torch.Tensor]  # the last input frames the front ends need (B, context, n_in), or None
     h: Optional[torch.Tensor]  # (layers, B, hidden) or None
-    floor: Optional[torch.Tensor] = None  # (B, bands) noise floor after the last frame (NaN: not started), or None
-
-
-def band_floor(bands: torch.Tensor, start: Optional[torch.Tensor], rise_frames: float,
-               fall_frames: float = FLOOR_FALL_FRAMES) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-band noise floor of log-mel frames ``(B, T, bands)``: an asymmetric one-pole tracker
-    that rises with time constant ``rise_frames`` and falls with ``fall_frames``, starting from
-    ``start`` ``(B, bands)`` (None or NaN rows: the first frame). Returns the floor at every frame
-    and the last one."""
-    up, down = 1.0 - math.exp(-1.0 / rise_frames), 1.0 - math.exp(-1.0 / fall_frames)
-    m = bands[:, 0] if start is None else torch.where(torch.isnan(start), bands[:, 0], start)
-    out = torch.empty_like(bands)
-    for t in range(bands.shape[1]):
-        d = bands[:, t] - m
-        m = m + torch.where(d > 0, up * d, down * d)
-        out[:, t] = m
-    return out, m
 
 
 class GRUClassifier(nn.Module):
@@ -90,15 +69,13 @@ class GRUClassifier(nn.Module):
                 raise ValueError(f"model.spectral_layers must be at least 1 (got {cfg.spectral_layers})")
             conv2d = lambda c_in, c_out: nn.Conv2d(c_in, c_out, (kt, kf), stride=(1, cfg.spectral_stride),
                                                    padding=(0, kf // 2))
-            self.spectral = conv2d(2 if cfg.floor_frames > 0 else 1, cfg.spectral_channels)
+            self.spectral = conv2d(1, cfg.spectral_channels)
             channels = [cfg.spectral_channels * 2 ** i for i in range(cfg.spectral_layers)]
             self.spectral_more = nn.ModuleList(conv2d(a, b) for a, b in zip(channels, channels[1:]))
             bands = n_in
             for _ in channels:
                 bands = (bands + 2 * (kf // 2) - kf) // cfg.spectral_stride + 1
             width = channels[-1] * bands
-        if cfg.floor_frames > 0 and self.spectral is None:
-            raise ValueError("model.floor_frames needs a spectral front end (model.spectral_channels > 0)")
         self.conv = None
         if cfg.conv_channels > 0:
             self.conv = nn.Conv1d(width, cfg.conv_channels, cfg.conv_kernel)
@@ -116,33 +93,23 @@ class GRUClassifier(nn.Module):
             raise ValueError("this model has no spectral front end")
         self.spectral_map.copy_(m.to(self.spectral_map))
 
-    def _front(self, x: torch.Tensor, buf: Optional[torch.Tensor], floor: Optional[torch.Tensor]
-               ) -> tuple[torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
-        """Front ends over ``x`` preceded by the last ``context`` input frames; returns the new buffer and floor."""
+    def _front(self, x: torch.Tensor, buf: Optional[torch.Tensor]) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Front ends over ``x`` preceded by the last ``context`` input frames; returns the new buffer."""
         if self.spectral is None and self.conv is None:
-            return x, None, None
-        n_in = x.shape[2]
-        if self.cfg.floor_frames > 0 and self.spectral is not None:
-            # the bands above their noise floor travel in the buffer beside the input frames
-            bands = x @ self.spectral_map.T
-            with torch.no_grad():
-                floors, floor = band_floor(bands.detach(), floor, float(self.cfg.floor_frames))
-            x = torch.cat([x, bands - floors], dim=2)
+            return x, None
         if buf is None:
             buf = x.new_zeros(x.shape[0], self.context, x.shape[2])
         xx = torch.cat([buf, x], dim=1)
         y = xx
         if self.spectral is not None:
-            bands = (y[..., :n_in] @ self.spectral_map.T).unsqueeze(1)  # (B, 1, T', bands)
-            if self.cfg.floor_frames > 0:
-                bands = torch.cat([bands, y[..., n_in:].unsqueeze(1)], dim=1)  # (B, 2, T', bands)
+            bands = (y @ self.spectral_map.T).unsqueeze(1)  # (B, 1, T', bands)
             y = torch.relu(self.spectral(bands))
             for layer in self.spectral_more:
                 y = torch.relu(layer(y))
             y = y.permute(0, 2, 1, 3).flatten(2)  # (B, T'', C·bands')
         if self.conv is not None:
             y = torch.relu(self.conv(y.transpose(1, 2))).transpose(1, 2)
-        return self.drop(y), xx[:, x.shape[1]:, :], floor
+        return self.drop(y), xx[:, x.shape[1]:, :]
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state."""
@@ -152,9 +119,9 @@ class GRUClassifier(nn.Module):
         """Logits for a chunk ``(B, T, n_in)`` continuing from ``state``; returns the new state."""
         if frames.shape[1] == 0:
             return frames.new_zeros(frames.shape[0], 0, self.n_classes), state
-        x, conv_buf, floor = self._front(frames, state.conv, state.floor)
+        x, conv_buf = self._front(frames, state.conv)
         y, h = self.gru(x, state.h)
-        return self.head(self.drop(y)), State(conv_buf, h, floor)
+        return self.head(self.drop(y)), State(conv_buf, h)
 
 
 def spectral_map(features: FeatureConfig, normalizer: Normalizer) -> torch.Tensor:
@@ -203,8 +170,7 @@ def describe_model(model: Model) -> str:
     def one(m: GRUClassifier) -> str:
         c = m.cfg
         chans = "-".join(str(c.spectral_channels * 2 ** i) for i in range(c.spectral_layers))
-        floor = f" (+ bands above their noise floor, rise {c.floor_frames} frames)" if c.floor_frames > 0 else ""
-        spec = f"spectral conv {chans}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]}{floor} + " if c.spectral_channels else ""
+        spec = f"spectral conv {chans}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]} + " if c.spectral_channels else ""
         conv = f"conv {c.conv_channels}x{c.conv_kernel} + " if c.conv_channels else ""
         return f"{spec}{conv}GRU {c.hidden}x{c.layers}"
 

@@ -169,9 +169,6 @@ def train(
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.model.spectral_layers < 1:
         raise ConfigError(f"model.spectral_layers must be at least 1 (got {cfg.model.spectral_layers})")
-    if cfg.model.floor_frames < 0 or (cfg.model.floor_frames > 0 and not cfg.model.spectral_channels):
-        raise ConfigError(f"model.floor_frames must be 0 (off) or > 0 with model.spectral_channels > 0 "
-                          f"(got {cfg.model.floor_frames} with {cfg.model.spectral_channels} spectral channels)")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
