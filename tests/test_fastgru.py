@@ -88,25 +88,6 @@ def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kern
         np.testing.assert_array_equal(fstate.conv, state.conv.numpy())
 
 
-@pytest.mark.parametrize("spectral", [0, 4])
-def test_unknown_sub_word_outputs_merge_as_in_torch(spectral):
-    """model.unknown_words: extra head outputs fold into _unknown_ (log-sum-exp) in NumPy as in torch."""
-    torch.manual_seed(8)
-    cfg = ModelConfig(conv_channels=8, conv_kernel=3, hidden=24, layers=2, spectral_channels=spectral,
-                      unknown_words=("bed", "cat", "happy"))
-    model = GRUClassifier(N_IN, N_CLASSES, cfg).eval()
-    model.merge_index.fill_(1)
-    if spectral:
-        model.set_spectral_map(torch.randn(N_IN, N_IN) / N_IN ** 0.5)
-    with torch.no_grad():
-        for p in model.parameters():
-            p.mul_(2.0)
-    net = FastGRU.from_model(model)
-    assert net.merge_index == 1
-    err, _, _ = chunked(model, net, torch.randn(2, 50, N_IN))
-    assert err <= TOL
-
-
 @pytest.mark.parametrize("batch", [1, 2])
 def test_shipped_size_model_and_both_matmul_back_ends(batch, monkeypatch):
     """Hidden 128, conv 64: the shipped model's shape. Products go through NumPy or torch by size;

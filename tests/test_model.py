@@ -17,8 +17,8 @@ from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.errors import CheckpointError  # noqa: E402
 from voice_gru.features import Normalizer, mfcc  # noqa: E402
 from voice_gru.model import (ENSEMBLE_FORMAT, FORMAT, Checkpoint, Ensemble, GRUClassifier, State,  # noqa: E402
-                             clip_posteriors, count_parameters, describe_model, load_checkpoint, make_ensemble,
-                             resolve_model, save_checkpoint)
+                             clip_posteriors, count_parameters, load_checkpoint, make_ensemble, resolve_model,
+                             save_checkpoint)
 
 LABELS = tuple(task_labels("12"))
 N_IN = FeatureConfig().n_mfcc
@@ -48,45 +48,6 @@ def make_ckpt(normalizer: Normalizer, conv: int = 16, spectral: int = 0) -> Chec
     return Checkpoint(make_model(conv, spectral=spectral), LABELS, FeatureConfig(), normalizer, "max",
                       {"yes": 0.61, "stop": 0.93}, {"smooth_ms": 120.0, "cooldown_ms": 500.0},
                       {"epoch": 3, "note": "unit test"})
-
-
-# --------------------------------------------------------------------------------------------
-# unknown sub-word outputs (model.unknown_words)
-
-
-def test_merge_sums_the_sub_word_probabilities_into_unknown():
-    """Hand-made logits: _unknown_'s merged probability is its own plus its sub-words'; the other
-    classes keep theirs; a model without sub-words is left alone."""
-    model = GRUClassifier(N_IN, 4, ModelConfig(hidden=8, unknown_words=("bed", "cat")))
-    model.merge_index.fill_(1)
-    logits = torch.tensor([[[0.0, 1.0, 2.0, -1.0, 0.5, 1.5]]])
-    p = logits.softmax(-1)[0, 0]
-    merged = model.merge(logits).softmax(-1)[0, 0]
-    expected = torch.stack([p[0], p[1] + p[4] + p[5], p[2], p[3]])
-    torch.testing.assert_close(merged, expected)
-    plain = GRUClassifier(N_IN, 4, ModelConfig(hidden=8))
-    assert plain.merge(logits[..., :4]) is not None and torch.equal(plain.merge(logits[..., :4]), logits[..., :4])
-
-
-def test_sub_word_model_steps_like_forward_and_survives_the_checkpoint(normalizer, tmp_path):
-    torch.manual_seed(2)
-    model = GRUClassifier(N_IN, len(LABELS), ModelConfig(conv_channels=8, conv_kernel=3, hidden=16,
-                                                          unknown_words=("bed", "cat", "happy"))).eval()
-    model.merge_index.fill_(LABELS.index("_unknown_"))
-    x = torch.randn(2, 40, N_IN)
-    with torch.no_grad():
-        full = model(x)
-        a, st = model.step(x[:, :17], State(None, None))
-        b, _ = model.step(x[:, 17:], st)
-        assert model(x, fine=True).shape == (2, 40, len(LABELS) + 3)
-    assert full.shape == (2, 40, len(LABELS))
-    torch.testing.assert_close(torch.cat([a, b], 1), full)
-    save_checkpoint(tmp_path / "m.pt", Checkpoint(model, LABELS, FeatureConfig(), normalizer, "max"))
-    back = load_checkpoint(tmp_path / "m.pt")
-    assert int(back.model.merge_index) == LABELS.index("_unknown_")
-    with torch.no_grad():
-        torch.testing.assert_close(back.model(x), full)
-    assert "3 unknown sub-words" in describe_model(back.model)
 
 
 # --------------------------------------------------------------------------------------------

@@ -92,43 +92,6 @@ def check_run_files(run: Path, epochs: int) -> list[dict]:
 # ---------------------------------------------------------------- one run: files and checkpoint
 
 
-def test_unknown_words_train_as_their_own_outputs_and_merge(tiny_root, tiny_cfg, cache, tmp_path, monkeypatch):
-    """model.unknown_words: the listed auxiliary words' clips target their own outputs (the others
-    and synthetic words stay _unknown_), the checkpoint merges them into _unknown_, and a bad list
-    is refused before anything is written."""
-    import voice_gru.train as tr
-    from voice_gru.errors import ConfigError
-
-    built = {}
-    real_build = tr.ClipBank.build
-
-    def spy(banks, labels):
-        built["labels"] = list(labels)
-        return real_build(banks, labels)
-
-    monkeypatch.setattr(tr.ClipBank, "build", spy)
-    cfg = replace(tiny_cfg, model=replace(tiny_cfg.model, unknown_words=("marvin",)),
-                  train=replace(tiny_cfg.train, epochs=1))
-    train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
-    labels = task_labels("12")
-    n_marvin = sum(1 for p in Path(tiny_root, "marvin").glob("*.wav")
-                   if f"marvin/{p.name}" not in (Path(tiny_root, "validation_list.txt").read_text()
-                                                 + Path(tiny_root, "testing_list.txt").read_text()))
-    assert built["labels"].count(len(labels)) == n_marvin > 0  # marvin: output 12
-    assert labels.index(UNKNOWN) in built["labels"]  # bed stays _unknown_
-    ckpt = load_checkpoint(tmp_path / "run" / "best.pt")
-    assert ckpt.model.head.out_features == len(labels) + 1 and int(ckpt.model.merge_index) == labels.index(UNKNOWN)
-    x = torch.randn(2, 30, cfg.features.n_mfcc)
-    with torch.no_grad():
-        fine, merged = ckpt.model(x, fine=True).softmax(-1), ckpt.model(x).softmax(-1)
-    torch.testing.assert_close(merged[..., 1], fine[..., 1] + fine[..., 12])
-    for bad in (("yes",), ("bed", "bed"), ("_silence_",)):
-        with pytest.raises(ConfigError, match="model.unknown_words"):
-            train(replace(cfg, model=replace(cfg.model, unknown_words=bad)), tiny_root, tmp_path / "bad",
-                  cache=cache, quiet=True, threads=1)
-    assert not (tmp_path / "bad").exists()
-
-
 @pytest.mark.parametrize("layers", [1, 2])
 def test_spectral_front_end_trains_with_the_map_of_its_normaliser(tiny_root, tiny_cfg, cache, tmp_path, layers):
     """A spectral model's fixed input map is built from the run's normaliser, survives EMA and the

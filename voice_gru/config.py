@@ -83,7 +83,6 @@ class ModelConfig:
     spectral_kernel: tuple[int, int] = (3, 5)  # (frames, mel bands)
     spectral_stride: int = 2  # along the mel bands
     spectral_layers: int = 1  # each further Conv2d doubles the channels and strides along the bands again
-    unknown_words: tuple[str, ...] = ()  # words trained as their own classes, merged into _unknown_ at the output
     conv_channels: int = 0  # 0: no convolutional front end
     conv_kernel: int = 5
     hidden: int = 128

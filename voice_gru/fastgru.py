@@ -137,14 +137,12 @@ class FastGRU:
                  conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
                  gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                  head_weight: np.ndarray, head_bias: np.ndarray,
-                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None,
-                 merge_index: Optional[int] = None) -> None:
+                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None) -> None:
         """``conv_weight`` ``(C, width, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
         ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
-        front end; ``merge_index``: the head has extra outputs (unknown sub-words) that fold into
-        that class (``GRUClassifier.merge``)."""
+        front end."""
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
@@ -182,7 +180,6 @@ class FastGRU:
             self._bhn.append(np.ascontiguousarray(b_hh[2 * H:], dtype=f)[:, None])  # (H, 1)
         self._wo = np.ascontiguousarray(np.transpose(head_weight), dtype=f)  # (H, classes)
         self._bo = np.ascontiguousarray(head_bias, dtype=f)
-        self.merge_index = merge_index if head_weight.shape[0] > n_classes else None
         self._bhn_cache: dict = {}
 
     @classmethod
@@ -211,9 +208,8 @@ class FastGRU:
             spectral = (a(model.spectral_map),
                         [(a(sp.weight), a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]))
                          for sp in [model.spectral, *model.spectral_more]], cfg.spectral_stride)
-        merge = int(model.merge_index) if cfg.unknown_words else None
         return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
-                   a(model.head.weight), a(model.head.bias), spectral, merge)
+                   a(model.head.weight), a(model.head.bias), spectral)
 
     def initial_state(self, batch: int = 1) -> FastState:
         """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
@@ -271,12 +267,6 @@ class FastGRU:
             inp = np.ascontiguousarray(y[1:].transpose(2, 0, 1)).reshape(B * T, H)
         logits = _mm(inp, self._wo)
         logits += self._bo
-        if self.merge_index is not None:
-            k, n = self.merge_index, self.n_classes
-            group = np.concatenate([logits[:, k:k + 1], logits[:, n:]], axis=1)
-            top = group.max(axis=1)
-            logits[:, k] = top + np.log(np.exp(group - top[:, None]).sum(axis=1))
-            logits = np.ascontiguousarray(logits[:, :n])
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
     def _spectral(self, xx: np.ndarray) -> np.ndarray:

@@ -85,9 +85,7 @@ class GRUClassifier(nn.Module):
         self.gru = nn.GRU(width, cfg.hidden, cfg.layers, batch_first=True,
                           dropout=cfg.dropout if cfg.layers > 1 else 0.0)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, n_classes + len(cfg.unknown_words))
-        if cfg.unknown_words:  # the output class the sub-word outputs merge into; set by training
-            self.register_buffer("merge_index", torch.tensor(1))
+        self.head = nn.Linear(cfg.hidden, n_classes)
 
     def set_spectral_map(self, m: torch.Tensor) -> None:
         """Fix the linear map from input frames to the spectral convolution's mel bands."""
@@ -113,29 +111,17 @@ class GRUClassifier(nn.Module):
             y = torch.relu(self.conv(y.transpose(1, 2))).transpose(1, 2)
         return self.drop(y), xx[:, x.shape[1]:, :]
 
-    def forward(self, frames: torch.Tensor, fine: bool = False) -> torch.Tensor:
-        """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state
-        (``fine``: before the unknown sub-words merge, what training targets)."""
-        return self.step(frames, State(None, None), fine)[0]
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state."""
+        return self.step(frames, State(None, None))[0]
 
-    def step(self, frames: torch.Tensor, state: State, fine: bool = False) -> tuple[torch.Tensor, State]:
+    def step(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
         """Logits for a chunk ``(B, T, n_in)`` continuing from ``state``; returns the new state."""
         if frames.shape[1] == 0:
-            n = self.n_classes + (len(self.cfg.unknown_words) if fine else 0)
-            return frames.new_zeros(frames.shape[0], 0, n), state
+            return frames.new_zeros(frames.shape[0], 0, self.n_classes), state
         x, conv_buf = self._front(frames, state.conv)
         y, h = self.gru(x, state.h)
-        logits = self.head(self.drop(y))
-        return (logits if fine else self.merge(logits)), State(conv_buf, h)
-
-    def merge(self, logits: torch.Tensor) -> torch.Tensor:
-        """Fold the unknown sub-word outputs into their class: its logit becomes the log-sum-exp of
-        itself and theirs, so the softmax gives it their summed probability."""
-        if not self.cfg.unknown_words:
-            return logits
-        k, n = int(self.merge_index), self.n_classes
-        group = torch.cat([logits[..., k:k + 1], logits[..., n:]], -1)
-        return torch.cat([logits[..., :k], group.logsumexp(-1, keepdim=True), logits[..., k + 1:n]], -1)
+        return self.head(self.drop(y)), State(conv_buf, h)
 
 
 def spectral_map(features: FeatureConfig, normalizer: Normalizer) -> torch.Tensor:
@@ -186,8 +172,7 @@ def describe_model(model: Model) -> str:
         chans = "-".join(str(c.spectral_channels * 2 ** i) for i in range(c.spectral_layers))
         spec = f"spectral conv {chans}x{c.spectral_kernel[0]}x{c.spectral_kernel[1]} + " if c.spectral_channels else ""
         conv = f"conv {c.conv_channels}x{c.conv_kernel} + " if c.conv_channels else ""
-        words = f" + {len(c.unknown_words)} unknown sub-words" if c.unknown_words else ""
-        return f"{spec}{conv}GRU {c.hidden}x{c.layers}{words}"
+        return f"{spec}{conv}GRU {c.hidden}x{c.layers}"
 
     if isinstance(model, Ensemble):
         parts = [one(m) for m in model.members]

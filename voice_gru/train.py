@@ -20,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru import SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
 from voice_gru.config import Config, from_dict, to_dict
 from voice_gru.data import (
@@ -85,10 +85,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         rows = [i for i, e in enumerate(train_ex) if e.path]
         full[rows] = mels
         banks.append(full)
-    # unknown words listed in model.unknown_words train as their own outputs (merged at the output)
-    sub = {w: len(labels) + i for i, w in enumerate(cfg.model.unknown_words)}
-    bank = ClipBank.build(banks, [sub.get(Path(e.path).parent.name, index[UNKNOWN]) if e.label == UNKNOWN and e.path
-                                  else index[e.label] for e in train_ex])
+    bank = ClipBank.build(banks, [index[e.label] for e in train_ex])
     val_paths = [e.path for e in val_ex if e.path]
     vm, b = load_clip_mels(val_paths, cfg.features, cfg.data.clip_seconds, 1.0, cache, progress=not quiet)
     bad.update(b)
@@ -172,10 +169,6 @@ def train(
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.model.spectral_layers < 1:
         raise ConfigError(f"model.spectral_layers must be at least 1 (got {cfg.model.spectral_layers})")
-    words = cfg.model.unknown_words
-    if words and (cfg.data.task != "12" or len(set(words)) != len(words) or set(words) & {*COMMANDS, SILENCE, UNKNOWN}):
-        raise ConfigError(f"model.unknown_words: needs data.task '12' and distinct words that are not commands "
-                          f"(got {list(words)} for task '{cfg.data.task}')")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
@@ -205,8 +198,6 @@ def train(
     sil = labels.index(SILENCE) if SILENCE in labels else None
     torch.manual_seed(cfg.train.seed)
     model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
-    if cfg.model.unknown_words:
-        model.merge_index.fill_(labels.index(UNKNOWN))
     if model.spectral is not None:
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
     model = model.to(device)
@@ -263,7 +254,7 @@ def train(
             for idx in bar:
                 x, y = builder.batch(idx, brng)
                 x, y = x.to(device), y.to(device)
-                logits = net(x, fine=True)
+                logits = net(x)
                 loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
