@@ -253,6 +253,13 @@ def test_cli_train_and_restart(tiny_root, cache, tmp_path, capsys):
     assert load_checkpoint(seeded / "best.pt").meta["seed"] == 7
     a, b = (load_checkpoint(d / "best.pt").model.state_dict() for d in (out, seeded))
     assert not torch.equal(a["head.weight"], b["head.weight"])
+    # --epochs: the same recipe on another schedule, without a copy of its YAML
+    short = tmp_path / "short"
+    assert main([*args[:6], str(short), *args[7:], "--epochs", "1"]) == 0
+    assert load_config(short / "config.yaml").train.epochs == 1 and len(read_metrics(short)) == 1
+    with pytest.raises(SystemExit) as info:
+        main([*args[:6], str(short), *args[7:], "--epochs", "0"])
+    assert info.value.code == 2 and "--epochs: expected a whole number of at least 1, got '0'" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- kill -9, Ctrl-C, torchrun (subprocesses)

@@ -59,15 +59,28 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """argparse type: an integer of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from voice_gru.config import load_config
     from voice_gru.train import train
 
     cfg = load_config(args.config)
-    if args.seed is not None:  # members of an ensemble: one recipe, several seeds
+    # one recipe, several members (seeds) or a longer schedule (epochs), without a copy of the YAML
+    overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
+    if overrides:
         import dataclasses
 
-        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=args.seed))
+        cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
                     quiet=args.quiet, restart=args.restart, threads=args.threads)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, from rank 0
@@ -390,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
     tr.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     tr.add_argument("--seed", type=int, help="override the recipe's train.seed (e.g. for ensemble members)")
+    tr.add_argument("--epochs", type=_positive_int, help="override the recipe's train.epochs (e.g. a longer schedule)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 
