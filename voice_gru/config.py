@@ -47,7 +47,6 @@ class DataConfig:
     clip_seconds: float = 1.0
     unknown_weight: float = 1.0  # balanced sampling: mass of _unknown_ relative to every other class
     synthetic_unknown: int = 0  # espeak-ng clips of other words added to training's _unknown_ (voice_gru/synth.py)
-    synthetic_commands: int = 0  # espeak-ng clips of each command added to training (voice_gru/synth.py)
     seed: int = 59185
 
 

@@ -1,18 +1,18 @@
-"""Synthetic training words from espeak-ng: other words for ``_unknown_``, and optionally the commands.
+"""Synthetic unknown words from espeak-ng, to widen the ``_unknown_`` class.
 
 The shared Speech Commands subset has only 25 auxiliary words, three of which make up most of its
 unknown clips, while a live assistant hears every other word a person says. Synthetic speech of a
 few hundred other words, in espeak-ng's English voices at several speeds and pitches, teaches the
-model what "not a command" sounds like; the vocabulary leaves out homophones and near-homophones of
-the commands ("know", "write", "of", ...). Synthetic commands (``data.synthetic_commands``) are off
-in the default recipe: they add voices, but espeak's accent, not people's."""
+model what "not a command" sounds like. Only unknown words are synthesised, never commands (a
+synthetic "stop" would teach the model espeak's accent, not people's), and the vocabulary leaves
+out homophones and near-homophones of the commands ("know", "write", "of", ...).
+"""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -63,41 +63,24 @@ VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "
 
 def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000) -> list[str]:
     """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached)."""
-    def pick(i: int, rng: np.random.Generator) -> str:
-        return VOCABULARY[int(rng.integers(len(VOCABULARY)))]
-
-    return _synthesize(n, pick, Path(out_dir) / f"espeak-{n}-{seed}", seed, sample_rate, "unknown words")
-
-
-def synthesize_commands(commands: Sequence[str], n: int, out_dir: str | Path, seed: int = 0,
-                        sample_rate: int = 16000) -> list[tuple[str, str]]:
-    """``n`` clips of each command in random espeak-ng voices (cached): (command, path) pairs."""
-    words = [w for _ in range(n) for w in commands]
-    out = Path(out_dir) / f"espeak-commands-{'-'.join(commands)}-{n}-{seed}"
-    paths = _synthesize(len(words), lambda i, rng: words[i], out, seed + 1, sample_rate, "commands")
-    return list(zip(words, paths))
-
-
-def _synthesize(n: int, pick: Callable[[int, np.random.Generator], str], out: Path, seed: int, sample_rate: int,
-                what: str) -> list[str]:
-    """``n`` WAV clips of the words ``pick`` chooses, each in a random voice, speed, pitch, level and position."""
     from tqdm.auto import tqdm
 
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.data import fit_clip
 
+    out = Path(out_dir) / f"espeak-{n}-{seed}"
     done = out / "COMPLETE"
     paths = [str(out / f"synth_{i:05d}.wav") for i in range(n)]
     if done.is_file():
         return paths
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
-        raise DatasetError("synthetic training words need espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
+        raise DatasetError("data.synthetic_unknown needs espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     tmp = out / "raw.wav"
-    for i, p in enumerate(tqdm(paths, desc=f"synthesising {what}", unit="clip", leave=False)):
-        word = pick(i, rng)
+    for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False):
+        word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
         voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
         speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
         subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],

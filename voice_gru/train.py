@@ -72,14 +72,6 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
 
         synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed)
         train_ex += [Example(UNKNOWN, p) for p in synth]
-    if cfg.data.synthetic_commands > 0:
-        from voice_gru.data import Example, cache_dir
-        from voice_gru.synth import synthesize_commands
-
-        commands = [lab for lab in labels if lab not in (SILENCE, UNKNOWN)]
-        synth_cmd = synthesize_commands(commands, cfg.data.synthetic_commands, cache_dir(cache) / "synthetic",
-                                        cfg.data.seed)
-        train_ex += [Example(word, p) for word, p in synth_cmd]
     val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
     if not train_ex or not val_ex:
         raise DatasetError(f"{data_dir}: need clips in both the training and the validation split")
