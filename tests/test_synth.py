@@ -28,3 +28,18 @@ def test_same_seed_same_clips_and_cache_needs_no_espeak(tmp_path, monkeypatch):
     assert synthesize_unknown(3, tmp_path / "a", seed=7) == a  # served from the cache
     with pytest.raises(synth.DatasetError, match="espeak-ng"):
         synthesize_unknown(3, tmp_path / "d", seed=7)
+
+
+def test_two_trainings_filling_one_cache_at_once(tmp_path):
+    """Ensemble members started together synthesise into the same folder: neither may read the
+    other's half-written espeak output (it once ended a training with "truncated")."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(synthesize_unknown, 8, tmp_path / "shared", seed=3) for _ in range(2)]
+        a, b = (r.result() for r in runs)
+    alone = synthesize_unknown(8, tmp_path / "alone", seed=3)
+    assert a == b
+    assert _digest(a) == _digest(alone)
+    assert sorted(f.name for f in (tmp_path / "shared" / "espeak-8-3").iterdir())[0] == "COMPLETE"
+    assert not [f for f in (tmp_path / "shared" / "espeak-8-3").iterdir() if f.name.startswith(".")]

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -78,17 +79,19 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
         raise DatasetError("data.synthetic_unknown needs espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / "raw.wav"
-    for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False):
-        word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
-        voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
-        speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
-        subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],
-                       check=True, capture_output=True)
-        audio = load_audio(tmp, sample_rate)
-        audio = audio / (np.abs(audio).max() + 1e-6) * float(10 ** rng.uniform(-1.5, -0.1))
-        n_pad = int(rng.integers(0, max(1, sample_rate - audio.size)))  # the word anywhere in the second
-        save_wav(p, fit_clip(np.pad(audio, (n_pad, 0)), sample_rate))
-    tmp.unlink(missing_ok=True)
+    # espeak's own output goes to a file of this call alone: two trainings started together
+    # (ensemble members) fill the same cache, and a shared scratch file was read half-written
+    with tempfile.TemporaryDirectory(dir=out, prefix=".espeak-") as scratch:
+        tmp = Path(scratch) / "raw.wav"
+        for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False):
+            word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
+            voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
+            speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
+            subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],
+                           check=True, capture_output=True)
+            audio = load_audio(tmp, sample_rate)
+            audio = audio / (np.abs(audio).max() + 1e-6) * float(10 ** rng.uniform(-1.5, -0.1))
+            n_pad = int(rng.integers(0, max(1, sample_rate - audio.size)))  # the word anywhere in the second
+            save_wav(p, fit_clip(np.pad(audio, (n_pad, 0)), sample_rate))
     done.write_text("ok\n")
     return paths
