@@ -1,12 +1,13 @@
 #!/usr/bin/env python
-"""Clip accuracy against signal-to-noise ratio (and rooms): one dataset split, several models, one table and a PNG.
+"""Clip accuracy against signal-to-noise ratio (and rooms, talking speed): one dataset split, several models, one table and a PNG.
 
 Every model sees exactly the same mixtures (``evaluate.with_noise``: the dataset's background noise
 mixed into every clip but ``_silence_`` at each SNR; ``evaluate.with_reverb``: each clip played in
-a simulated room of reverberation time RT60), so the rows compare models, not random draws.
+a simulated room of reverberation time RT60; ``evaluate.with_speed``: each clip spoken faster or
+slower, pitch included), so the rows compare models, not random draws.
 
     .venv/bin/python scripts/snr_curve.py [--model CKPT ...] [--split validation] [--snr 30 20 10 5 0]
-        [--rt60 0.3 0.6 1.0 [--drr 3]] [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
+        [--rt60 0.3 0.6 1.0 [--drr 3]] [--speed 0.9 1.1] [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr", nargs="+", type=float, default=[30.0, 20.0, 10.0, 5.0, 0.0])
     p.add_argument("--rt60", nargs="+", type=float, default=[], help="rooms: reverberation times (s), no noise")
     p.add_argument("--drr", type=float, default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
+    p.add_argument("--speed", nargs="+", type=float, default=[], help="talkers: speed factors (1.1: ten percent faster), no noise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--plot", metavar="OUT.png")
@@ -35,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from voice_gru import SILENCE
     from voice_gru.errors import VoiceGruError
-    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise, with_reverb
+    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise, with_reverb, with_speed
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
@@ -51,10 +53,14 @@ def main(argv: list[str] | None = None) -> int:
     if any(r <= 0 for r in args.rt60):
         print("snr_curve: --rt60 values must be positive (seconds)", file=sys.stderr)
         return 2
+    if any(f <= 0 for f in args.speed):
+        print("snr_curve: --speed factors must be positive (1.1: ten percent faster)", file=sys.stderr)
+        return 2
     conditions = {"clean": items}
     conditions.update({f"{snr:g}": with_noise(items, noises, snr, args.seed) for snr in args.snr})
     sr = models[0][1].features.sample_rate
     conditions.update({f"room {r:g}s": with_reverb(items, r, args.drr, sr, args.seed) for r in args.rt60})
+    conditions.update({f"speed {f:g}": with_speed(items, f, sr) for f in args.speed})
     table: dict[str, dict[str, dict]] = {}
     for name, ckpt in models:
         table[name] = {}
@@ -65,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             table[name][key] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
     cols = list(conditions)
     rooms = f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else ""
+    rooms += "; speed: times as fast" if args.speed else ""
     print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{rooms}")
     print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
     for name, row in table.items():
@@ -82,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in table.items():
             ax.plot(xs, [row[c]["accuracy"] * 100 for c in cols], marker="o", label=name)
         ax.set_xticks(xs, cols)
-        ax.set_xlabel("signal-to-noise ratio (dB)" + (" / simulated room" if args.rt60 else ""))
+        ax.set_xlabel("signal-to-noise ratio (dB)" + (" / simulated room" if args.rt60 else "") + (" / talking speed" if args.speed else ""))
         ax.set_ylabel(f"accuracy on {args.split} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -22,7 +22,7 @@ from voice_gru import SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
-from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, with_reverb
+from voice_gru.evaluate import EvalItem, collect_inputs, evaluate_items, format_report, with_reverb, with_speed
 from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
 from voice_gru.model import load_checkpoint
 
@@ -434,6 +434,39 @@ def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt)
         assert not np.allclose(want, clean)
 
 
+def test_with_speed_scales_pitch_and_duration_and_leaves_silence():
+    from voice_gru.errors import ConfigError
+
+    sr = 16000
+    t = np.arange(sr) / sr
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    items = [EvalItem("tone", "yes", lambda: tone), EvalItem("room", SILENCE, lambda: tone)]
+    fast, slow = with_speed(items, 1.25, sr), with_speed(items, 0.8, sr)
+
+    def peak_hz(a: np.ndarray) -> float:
+        return float(np.argmax(np.abs(np.fft.rfft(a))) * sr / a.size)
+
+    assert fast[0].load().size == pytest.approx(sr / 1.25, abs=2)
+    assert peak_hz(fast[0].load()) == pytest.approx(550, abs=2)   # 440 Hz × 1.25
+    assert slow[0].load().size == pytest.approx(sr / 0.8, abs=2)
+    assert peak_hz(slow[0].load()) == pytest.approx(352, abs=2)   # 440 Hz × 0.8
+    np.testing.assert_array_equal(fast[1].load(), tone)
+    assert with_speed(items, 1.0, sr) == items
+    with pytest.raises(ConfigError, match="positive"):
+        with_speed(items, 0.0, sr)
+
+
+def test_cli_speed_option(tiny_root, model_path, tmp_path, capsys):
+    out = tmp_path / "fast.json"
+    args = ["evaluate", str(tiny_root), "--split", "validation", "--model", str(model_path), "--quiet"]
+    assert main(args + ["--speed", "1.1", "--json", str(out)]) == 0
+    assert "1.1 times as fast" in capsys.readouterr().out
+    assert json.loads(out.read_text())["speed"] == 1.1
+    assert main(args + ["--speed", "-1"]) != 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--speed" in err[0]
+
+
 def test_cli_rt60_option(tiny_root, model_path, tmp_path, capsys):
     out = tmp_path / "room.json"
     args = ["evaluate", str(tiny_root), "--split", "validation", "--model", str(model_path), "--quiet"]
@@ -455,12 +488,14 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     spec.loader.exec_module(mod)
     js, png = tmp_path / "snr.json", tmp_path / "snr.png"
     rc = mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--snr", "10", "0", "--rt60", "0.5",
-                   "--json", str(js), "--plot", str(png)])
+                   "--speed", "1.2", "--json", str(js), "--plot", str(png)])
     assert rc == 0
     row = json.loads(js.read_text())["models"][str(model_path)]
-    assert list(row) == ["clean", "10", "0", "room 0.5s"]
+    assert list(row) == ["clean", "10", "0", "room 0.5s", "speed 1.2"]
     room = with_reverb(collect_inputs([tiny_root], "validation", ckpt.labels), 0.5, 3.0, 16000, 0)
     assert row["room 0.5s"]["accuracy"] == pytest.approx(evaluate_items(ckpt, room, progress=False)["accuracy"])
+    fast = with_speed(collect_inputs([tiny_root], "validation", ckpt.labels), 1.2, 16000)
+    assert row["speed 1.2"]["accuracy"] == pytest.approx(evaluate_items(ckpt, fast, progress=False)["accuracy"])
     items = collect_inputs([tiny_root], "validation", ckpt.labels)
     assert row["clean"]["accuracy"] == pytest.approx(evaluate_items(ckpt, items, progress=False)["accuracy"])
     assert png.read_bytes()[:8] == PNG
@@ -469,6 +504,8 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     assert "missing.pt" in capsys.readouterr().err
     assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--rt60", "0"]) == 2
     assert "--rt60" in capsys.readouterr().err
+    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--speed", "0"]) == 2
+    assert "--speed" in capsys.readouterr().err
 
 
 def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():

@@ -100,12 +100,16 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise, with_reverb
+    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise, with_reverb, with_speed
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    if args.speed is not None:
+        if args.speed <= 0:
+            raise ConfigError(f"--speed must be a positive factor (1.1: ten percent faster), got {args.speed:g}")
+        items = with_speed(items, args.speed, ckpt.features.sample_rate)
     if args.rt60 is not None:
         if args.rt60 <= 0:
             raise ConfigError(f"--rt60 must be a positive number of seconds, got {args.rt60:g}")
@@ -114,6 +118,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
         items = with_noise(items, noises, args.snr)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
+    if args.speed is not None:
+        report["speed"] = args.speed
+        print(f"every clip but _silence_ spoken {args.speed:g} times as fast (tempo and pitch)")
     if args.rt60 is not None:
         report["room"] = {"rt60_s": args.rt60, "drr_db": args.drr}
         print(f"every clip but _silence_ played in a simulated room: RT60 {args.rt60:g} s, "
@@ -424,6 +431,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="mix background noise into every clip but _silence_ at this signal-to-noise ratio (dB)")
     ev.add_argument("--noise", nargs="+", metavar="PATH",
                     help="noise for --snr: files, folders or a dataset root (default: the first PATH's _background_noise_)")
+    ev.add_argument("--speed", type=float, metavar="F",
+                    help="play every clip but _silence_ F times as fast, pitch included (1.1: a fast talker, 0.9: a slow one)")
     ev.add_argument("--rt60", type=float, metavar="S",
                     help="play every clip but _silence_ in a simulated room with this reverberation time (s)")
     ev.add_argument("--drr", type=float, metavar="DB", default=3.0,

@@ -16,12 +16,12 @@ import numpy as np
 import torch
 
 from voice_gru import SILENCE, UNKNOWN
-from voice_gru.audio import load_audio
+from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
     WORDS_V2, background_files, fit_clip, is_audio_file, is_test_set_layout, scan_dataset, split_examples,
 )
-from voice_gru.errors import AudioFormatError, DatasetError
+from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
 from voice_gru.model import Checkpoint, clip_posteriors
 
@@ -166,6 +166,16 @@ def with_reverb(items: Sequence[EvalItem], rt60_s: float, drr_db: float, sample_
     from voice_gru.mixing import reverberate, room_impulse_response
 
     return _perturbed(items, lambda a, rng: reverberate(a, room_impulse_response(rt60_s, drr_db, sample_rate, rng)), seed)
+
+
+def with_speed(items: Sequence[EvalItem], factor: float, sample_rate: int) -> list[EvalItem]:
+    """The same items spoken ``factor`` times faster (tempo and pitch together, as training's speed
+    perturbation: resampled from ``factor × sample_rate``), ``_silence_`` excepted."""
+    if factor <= 0:
+        raise ConfigError(f"a speed factor must be positive, got {factor:g}")
+    if factor == 1.0:
+        return list(items)
+    return _perturbed(items, lambda a, rng: resample(a, int(round(sample_rate * factor)), sample_rate), 0)
 
 
 @torch.no_grad()
