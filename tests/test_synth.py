@@ -43,3 +43,11 @@ def test_two_trainings_filling_one_cache_at_once(tmp_path):
     assert _digest(a) == _digest(alone)
     assert sorted(f.name for f in (tmp_path / "shared" / "espeak-8-3").iterdir())[0] == "COMPLETE"
     assert not [f for f in (tmp_path / "shared" / "espeak-8-3").iterdir() if f.name.startswith(".")]
+
+
+def test_quiet_synthesis_prints_nothing(tmp_path, capsys):
+    """``train --quiet`` means no progress bars, the synthesis of unknown words included."""
+    synthesize_unknown(2, tmp_path / "q", seed=1, progress=False)
+    assert capsys.readouterr().err == ""
+    synthesize_unknown(2, tmp_path / "p", seed=1)
+    assert "synthesising unknown words" in capsys.readouterr().err

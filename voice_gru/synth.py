@@ -62,7 +62,8 @@ VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc
 VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "+klatt", "+klatt2")
 
 
-def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000) -> list[str]:
+def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000,
+                       progress: bool = True) -> list[str]:
     """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached)."""
     from tqdm.auto import tqdm
 
@@ -83,7 +84,7 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
     # (ensemble members) fill the same cache, and a shared scratch file was read half-written
     with tempfile.TemporaryDirectory(dir=out, prefix=".espeak-") as scratch:
         tmp = Path(scratch) / "raw.wav"
-        for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False):
+        for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False, disable=not progress):
             word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
             voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
             speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))

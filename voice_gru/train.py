@@ -70,7 +70,8 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         from voice_gru.data import Example, cache_dir
         from voice_gru.synth import synthesize_unknown
 
-        synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed)
+        synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed,
+                                   progress=not quiet)
         train_ex += [Example(UNKNOWN, p) for p in synth]
     val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
     if not train_ex or not val_ex:
