@@ -70,9 +70,8 @@ def main(argv: list[str] | None = None) -> int:
             to_sil = float(np.mean([q["predicted"] == SILENCE for q in words])) if words else 0.0
             table[name][key] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
     cols = list(conditions)
-    rooms = f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else ""
-    rooms += "; speed: times as fast" if args.speed else ""
-    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{rooms}")
+    legend = (f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else "") + ("; speed: times as fast" if args.speed else "")
+    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{legend}")
     print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
     for name, row in table.items():
         print(f"{name[-40:]:<40}" + "".join(f"{row[c]['accuracy'] * 100:>9.1f}% ({row[c]['words_as_silence'] * 100:>3.0f}%)" for c in cols))
