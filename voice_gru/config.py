@@ -106,6 +106,9 @@ class TrainConfig:
     ema: float = 0.0  # decay of an exponential moving average of the weights (0: off)
     target: str = "frames"  # frames: per-frame targets for streaming; last: one label on the last frame
     background_weight: float = 0.5  # weight of an example's background frames relative to its word
+    teacher: str = ""  # checkpoint (one model or an ensemble) whose per-frame posteriors the run also learns
+    distill_weight: float = 0.5  # share of the loss from the teacher (with a teacher only)
+    distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
 
 
 @dataclass(frozen=True)

@@ -30,8 +30,8 @@ from voice_gru.data import (
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, write_json, write_text
-from voice_gru.model import (POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, save_checkpoint,
-                             spectral_map)
+from voice_gru.model import (POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, load_checkpoint,
+                             save_checkpoint, spectral_map)
 
 
 @dataclass
@@ -170,6 +170,11 @@ def train(
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.model.spectral_layers < 1:
         raise ConfigError(f"model.spectral_layers must be at least 1 (got {cfg.model.spectral_layers})")
+    if not 0.0 <= cfg.train.distill_weight <= 1.0 or cfg.train.distill_temperature <= 0:
+        raise ConfigError(f"train.distill_weight must lie in [0, 1] and train.distill_temperature be above 0 "
+                          f"(got {cfg.train.distill_weight} and {cfg.train.distill_temperature})")
+    if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
+        raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
@@ -202,6 +207,7 @@ def train(
     if model.spectral is not None:
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
     model = model.to(device)
+    teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     net = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -257,6 +263,10 @@ def train(
                 x, y = x.to(device), y.to(device)
                 logits = net(x)
                 loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
+                if teacher is not None:
+                    a = cfg.train.distill_weight
+                    loss = (1 - a) * loss + a * distill_loss(logits, teacher(x), y, sil, cfg.train.background_weight,
+                                                             cfg.train.distill_temperature)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.grad_clip)
@@ -314,11 +324,49 @@ def train(
     return summary
 
 
+def load_teacher(path: str | Path, labels: list[str], features, normalizer: Normalizer, device: str = "cpu"):
+    """A frozen checkpoint as a function from this run's normalised frames to its per-frame logits."""
+    ckpt = load_checkpoint(path)
+    if list(ckpt.labels) != list(labels):
+        raise ConfigError(f"train.teacher: {path}: labels {list(ckpt.labels)} differ from this recipe's {list(labels)}")
+    if ckpt.features != features:
+        raise ConfigError(f"train.teacher: {path}: feature settings differ from this recipe's")
+    model = ckpt.model.to(device).eval()
+    model.requires_grad_(False)
+    # the teacher was normalised with its own training statistics: x * std_s + mean_s is the raw MFCC
+    ms, ss, mt, st = (torch.tensor(v, dtype=torch.float32, device=device)
+                      for v in (normalizer.mean, normalizer.std, ckpt.normalizer.mean, ckpt.normalizer.std))
+    scale, shift = ss / st, (ms - mt) / st
+
+    @torch.no_grad()
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        return model(x * scale + shift)
+
+    return logits
+
+
 def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smoothing: float, bg_weight: float) -> torch.Tensor:
     """Per-frame cross entropy where each example's label frames and background frames weigh
     ``1`` and ``bg_weight`` in total, however many frames each has (background frames outnumber
     a word's label frames ten to one; unweighted, a model that always says silence looks good)."""
     ce = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, label_smoothing=smoothing, reduction="none")
+    w = frame_weights(y, sil, bg_weight)
+    return (ce * w).sum() / w.sum().clamp_min(1e-9)
+
+
+def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, sil: int | None,
+                 bg_weight: float, temperature: float) -> torch.Tensor:
+    """KL divergence from the teacher's softened per-frame posteriors to the student's, on the frames
+    (and with the weights) of ``sequence_loss``, times ``temperature**2`` so its gradients keep their scale."""
+    t = temperature
+    kl = F.kl_div(F.log_softmax(logits / t, -1), F.log_softmax(teacher_logits / t, -1), log_target=True,
+                  reduction="none").sum(-1)
+    w = frame_weights(y, sil, bg_weight)
+    return (kl * w).sum() / w.sum().clamp_min(1e-9) * t * t
+
+
+def frame_weights(y: torch.Tensor, sil: int | None, bg_weight: float) -> torch.Tensor:
+    """Per-frame loss weights ``(B, T)``: 0 on ignored frames, a word's frames sum to 1, background to ``bg_weight``."""
     valid = y != IGNORE
     is_bg = (y == sil) & valid if sil is not None else torch.zeros_like(valid)
     is_word = valid & ~is_bg
@@ -326,8 +374,7 @@ def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smooth
     n_bg = is_bg.sum(1, keepdim=True).clamp_min(1)
     has_word = is_word.any(1, keepdim=True)
     w_bg = torch.where(has_word, bg_weight / n_bg, 1.0 / n_bg)  # a silence example is all background
-    w = is_word / n_word + is_bg * w_bg
-    return (ce * w).sum() / w.sum().clamp_min(1e-9)
+    return is_word / n_word + is_bg * w_bg
 
 
 RUN_FILES = ("state.pt", "best.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
