@@ -15,6 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -22,7 +23,7 @@ import torch.nn.functional as F
 
 from voice_gru import SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
-from voice_gru.config import Config, from_dict, to_dict
+from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
     background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
     split_examples, task_labels,
@@ -324,7 +325,8 @@ def train(
     return summary
 
 
-def load_teacher(path: str | Path, labels: list[str], features, normalizer: Normalizer, device: str = "cpu"):
+def load_teacher(path: str | Path, labels: list[str], features: FeatureConfig, normalizer: Normalizer,
+                 device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
     """A frozen checkpoint as a function from this run's normalised frames to its per-frame logits."""
     ckpt = load_checkpoint(path)
     if list(ckpt.labels) != list(labels):
