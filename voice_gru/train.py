@@ -48,6 +48,7 @@ class Prepared:
     normalizer: Normalizer
     bad_files: dict
     n_train_speakers: int
+    epoch_size: int  # draws per epoch: the dataset's examples (added reversed clips do not lengthen an epoch)
 
 
 def _log(msg: str, quiet: bool) -> None:
@@ -87,7 +88,11 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         rows = [i for i, e in enumerate(train_ex) if e.path]
         full[rows] = mels
         banks.append(full)
-    bank = ClipBank.build(banks, [index[e.label] for e in train_ex])
+    weights = class_weights(train_ex, labels, cfg.data)
+    targets = [index[e.label] for e in train_ex]
+    if cfg.data.reversed_unknown > 0 and UNKNOWN in index:
+        banks, targets, weights = add_reversed_unknown(banks, targets, weights, labels, cfg.data.reversed_unknown)
+    bank = ClipBank.build(banks, targets)
     val_paths = [e.path for e in val_ex if e.path]
     vm, b = load_clip_mels(val_paths, cfg.features, cfg.data.clip_seconds, 1.0, cache, progress=not quiet)
     bad.update(b)
@@ -104,10 +109,37 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     speech = torch.stack([m for m, e in zip(banks[0], train_ex) if e.path])
     normalizer = Normalizer.fit(front_end(cfg.features).mfcc_from_mel(speech))
     return Prepared(
-        labels, bank, class_weights(train_ex, labels, cfg.data), val_mels,
+        labels, bank, weights, val_mels,
         torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad,
-        len({c.speaker for c in clips if c.split == "training"}),
+        len({c.speaker for c in clips if c.split == "training"}), len(train_ex),
     )
+
+
+# Each is roughly the other played backwards: as `_unknown_` they would teach the model to reject its own commands.
+_NOT_REVERSED = ("no", "on")
+
+
+def add_reversed_unknown(banks: list[torch.Tensor], targets: list[int], weights: np.ndarray, labels: list[str],
+                         share: float) -> tuple[list[torch.Tensor], list[int], np.ndarray]:
+    """Append the command clips played backwards as `_unknown_`, drawn for ``share`` of its sampling mass.
+
+    Real voices that say no command: the model must reject speech with a command's spectra
+    but not its sequence. Time runs along dim 1 of each ``(N, frames, mels)`` bank.
+    """
+    unk = labels.index(UNKNOWN)
+    skip = {labels.index(w) for w in _NOT_REVERSED if w in labels} | {unk}
+    if SILENCE in labels:
+        skip.add(labels.index(SILENCE))
+    rows = [i for i, t in enumerate(targets) if t not in skip]
+    if not rows:
+        return banks, targets, weights
+    is_unk = np.array([t == unk for t in targets])
+    mass = float(weights[is_unk].sum())
+    w = weights.copy()
+    w[is_unk] *= 1.0 - share
+    w = np.concatenate([w, np.full(len(rows), share * mass / len(rows))])
+    banks = [torch.cat([b, b[rows].flip(1)]) for b in banks]
+    return banks, targets + [unk] * len(rows), w / w.sum()
 
 
 @torch.no_grad()
@@ -174,6 +206,8 @@ def train(
     if not 0.0 <= cfg.train.distill_weight <= 1.0 or cfg.train.distill_temperature <= 0:
         raise ConfigError(f"train.distill_weight must lie in [0, 1] and train.distill_temperature be above 0 "
                           f"(got {cfg.train.distill_weight} and {cfg.train.distill_temperature})")
+    if not 0.0 <= cfg.data.reversed_unknown < 1.0:
+        raise ConfigError(f"data.reversed_unknown must lie in [0, 1) (got {cfg.data.reversed_unknown})")
     if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
         raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
     state_path = out / "state.pt"
@@ -213,7 +247,7 @@ def train(
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-    epoch_size = len(prep.train_weights)
+    epoch_size = prep.epoch_size
     steps_per_epoch = max(1, math.ceil(epoch_size / (cfg.train.batch_size * world)))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.train.lr, total_steps=steps_per_epoch * cfg.train.epochs,
                                                 pct_start=0.15)
@@ -253,7 +287,7 @@ def train(
             te = time.time()
             rng = np.random.default_rng([cfg.train.seed, epoch])
             torch.manual_seed(cfg.train.seed * 1000 + epoch)
-            order = rng.choice(epoch_size, size=steps_per_epoch * cfg.train.batch_size * world, p=prep.train_weights)
+            order = rng.choice(len(prep.train_weights), size=steps_per_epoch * cfg.train.batch_size * world, p=prep.train_weights)
             order = order.reshape(steps_per_epoch, world, cfg.train.batch_size)[:, rank]
             brng = np.random.default_rng([cfg.train.seed, epoch, rank, 7])
             net.train()
