@@ -81,13 +81,14 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     bad: dict = {}
     banks = []
     train_paths = [e.path for e in train_ex if e.path]
+    rows = [i for i, e in enumerate(train_ex) if e.path]  # examples with a clip (silence examples have none)
     for speed in cfg.augment.speeds:
         mels, b = load_clip_mels(train_paths, cfg.features, cfg.data.clip_seconds, speed, cache, progress=not quiet)
         bad.update(b)
         full = torch.zeros(len(train_ex), mels.shape[1], mels.shape[2])
-        rows = [i for i, e in enumerate(train_ex) if e.path]
         full[rows] = mels
         banks.append(full)
+    normalizer = Normalizer.fit(front_end(cfg.features).mfcc_from_mel(banks[0][rows]))
     weights = class_weights(train_ex, labels, cfg.data)
     targets = [index[e.label] for e in train_ex]
     if cfg.data.reversed_unknown > 0 and UNKNOWN in index:
@@ -106,8 +107,6 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
             o = e.offset // hop
             seg = noise_mels[e.noise][o:o + vm.shape[1]]
             val_mels[i, :seg.shape[0]] = seg * e.volume**2
-    speech = torch.stack([m for m, e in zip(banks[0], train_ex) if e.path])
-    normalizer = Normalizer.fit(front_end(cfg.features).mfcc_from_mel(speech))
     return Prepared(
         labels, bank, weights, val_mels,
         torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad,
@@ -127,13 +126,11 @@ def add_reversed_unknown(banks: list[torch.Tensor], targets: list[int], weights:
     but not its sequence. Time runs along dim 1 of each ``(N, frames, mels)`` bank.
     """
     unk = labels.index(UNKNOWN)
-    skip = {labels.index(w) for w in _NOT_REVERSED if w in labels} | {unk}
-    if SILENCE in labels:
-        skip.add(labels.index(SILENCE))
+    skip = {labels.index(w) for w in (*_NOT_REVERSED, UNKNOWN, SILENCE) if w in labels}
     rows = [i for i, t in enumerate(targets) if t not in skip]
     if not rows:
         return banks, targets, weights
-    is_unk = np.array([t == unk for t in targets])
+    is_unk = np.asarray(targets) == unk
     mass = float(weights[is_unk].sum())
     w = weights.copy()
     w[is_unk] *= 1.0 - share
@@ -287,7 +284,8 @@ def train(
             te = time.time()
             rng = np.random.default_rng([cfg.train.seed, epoch])
             torch.manual_seed(cfg.train.seed * 1000 + epoch)
-            order = rng.choice(len(prep.train_weights), size=steps_per_epoch * cfg.train.batch_size * world, p=prep.train_weights)
+            order = rng.choice(len(prep.train_weights), size=steps_per_epoch * cfg.train.batch_size * world,
+                               p=prep.train_weights)
             order = order.reshape(steps_per_epoch, world, cfg.train.batch_size)[:, rank]
             brng = np.random.default_rng([cfg.train.seed, epoch, rank, 7])
             net.train()
