@@ -211,9 +211,14 @@ def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, flo
     from voice_gru.calibrate import operating_point
 
     point = operating_point(ckpt, rate)
-    print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour on the validation streams "
-          f"(measured {point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})", file=sys.stderr)
+    print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour {_where(point)} "
+          f"({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})", file=sys.stderr)
     return dict(point["thresholds"])
+
+
+def _where(point: dict) -> str:
+    """Where an operating point's figures come from: held-out speakers (with a rule) or the calibration streams."""
+    return "on new speakers, expected" if "rule" in point else "on the validation streams, measured"
 
 
 def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
@@ -227,8 +232,11 @@ def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
     cal = (ckpt.meta or {}).get("calibration")
     if ckpt.thresholds and cal:
         rate = cal["target_fa_per_hour"]
-        return (f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour on "
-                f"{cal.get('split', 'validation')} streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall "
+        head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"
+        if "expected_fa_per_hour" in cal:
+            return (f"{head} on new speakers (expected {cal['expected_fa_per_hour']:.2f}/h, recall {cal['expected_recall']:.0%}, "
+                    f"cross-validated over {cal.get('split', 'validation')} speakers; more in reverberant rooms); {change}")
+        return (f"{head} on {cal.get('split', 'validation')} streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall "
                 f"{cal['recall']:.0%}; expect more on other voices and rooms); {change}")
     return "sensitivity: the model is not calibrated (voice-gru calibrate), default thresholds; --threshold T changes them"
 

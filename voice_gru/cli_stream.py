@@ -133,7 +133,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_gru.calibrate import calibrate, format_calibration
+    from voice_gru.calibrate import calibrate, format_calibration, plot_expected
     from voice_gru.config import load_config
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model, save_checkpoint
@@ -151,6 +151,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, report)
         print(f"wrote {args.json}")
+    if args.plot:
+        plot_expected(report, args.plot)
+        print(f"wrote {args.plot}")
     return 0
 
 
@@ -203,11 +206,11 @@ def register(subparsers) -> None:
     es.set_defaults(func=_cmd_evaluate_stream)
 
     ca = subparsers.add_parser("calibrate",
-                               help="choose per-command thresholds for a false-accepts-per-hour target on validation streams")
+                               help="choose thresholds for a false-accepts-per-hour target on new speakers (cross-validated over validation speakers)")
     ca.add_argument("--model", help="checkpoint (default: the shipped model)")
     ca.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
     ca.add_argument("--max-false-accepts-per-hour", type=float, default=0.5, metavar="R",
-                    help="target rate over the calibration streams (default: %(default)s)")
+                    help="false accepts per hour to expect on speakers the thresholds were not fitted to (default: %(default)s)")
     ca.add_argument("--out", required=True, metavar="CKPT", help="where the calibrated copy of the model goes")
     ca.add_argument("--minutes", type=float, default=25.0,
                     help="length of the command stream (default: %(default)s, enough for every validation command)")
@@ -217,5 +220,7 @@ def register(subparsers) -> None:
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
     ca.add_argument("--config", help="recipe YAML whose 'decision' section is calibrated (default: the model's)")
     ca.add_argument("--json", metavar="OUT", help="write the calibration report as JSON")
+    ca.add_argument("--plot", metavar="OUT.png",
+                    help="plot expected recall against false accepts per hour on new speakers for every threshold rule")
     ca.add_argument("--quiet", action="store_true", help="no progress lines")
     ca.set_defaults(func=_cmd_calibrate)
