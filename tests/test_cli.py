@@ -194,6 +194,13 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     save_checkpoint(tmp_path / "old.pt", old_style)  # calibrated before cross-validation: its own figures
     assert main(base + ["--model", str(tmp_path / "old.pt")]) == 0
     assert f"on validation streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall {cal['recall']:.0%}" in capsys.readouterr().err
+    from voice_gru.calibrate import operating_point
+
+    point = operating_point(resolve_model(None), 5.0)  # a stored point of the trade-off, by its expected rate
+    assert main(base + ["--false-accepts-per-hour", "5"]) == 0
+    assert capsys.readouterr().err == (f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour on new "
+                                       f"speakers, expected ({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})\n")
+    assert point["fa_per_hour"] <= 5.0 and point["rule"]
     assert main(base + ["--threshold", "0.6"]) == 0
     assert capsys.readouterr().err == "sensitivity: threshold 0.6 for every command (higher: fewer false triggers, more misses)\n"
     assert main(base + ["--threshold", "stop=0.9"]) == 0
