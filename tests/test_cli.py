@@ -189,6 +189,7 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     # the shipped model states what to expect on new speakers, not what its calibration streams gave
     assert (f"on new speakers (expected {cal['expected_fa_per_hour']:.2f}/h, recall {cal['expected_recall']:.0%}, "
             f"cross-validated over validation speakers") in err
+    assert "more recall: --false-accepts-per-hour 5 (" in err  # the next points of the stored trade-off
     old_style = dataclasses.replace(resolve_model(None), meta={"calibration": {
         k: v for k, v in cal.items() if not k.startswith("expected") and k != "rule"}})
     save_checkpoint(tmp_path / "old.pt", old_style)  # calibrated before cross-validation: its own figures

@@ -234,6 +234,11 @@ def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
         rate = cal["target_fa_per_hour"]
         head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"
         if "expected_fa_per_hour" in cal:
+            more = [p for p in cal.get("operating_points", []) if p["target_fa_per_hour"] in (5.0, 20.0)
+                    and p["recall"] > cal["expected_recall"]]
+            if more:
+                change = ("more recall: --false-accepts-per-hour " + " or ".join(
+                    f"{p['target_fa_per_hour']:g} ({p['recall']:.0%})" for p in more) + "; --threshold T sets it directly")
             return (f"{head} on new speakers (expected {cal['expected_fa_per_hour']:.2f}/h, recall {cal['expected_recall']:.0%}, "
                     f"cross-validated over {cal.get('split', 'validation')} speakers; more in reverberant rooms); {change}")
         return (f"{head} on {cal.get('split', 'validation')} streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall "
