@@ -63,6 +63,7 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
     blob = (tmp / "other.pt").read_bytes()
     (tmp / "truncated.pt").write_bytes(blob[: len(blob) // 2])
     (tmp / "empty.pt").write_bytes(b"")
+    (tmp / "afile").write_text("a file, not a folder\n")
     out = str(tmp / "run")
     return {
         "missing config": (["train", "--config", str(tmp / "nope.yaml"), "--out", out], ["nope.yaml", "not found"]),
@@ -84,6 +85,8 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
         "input rate without a pipe": (["listen", "--input", str(CLIP), "--input-rate", "48000"], ["--input-rate", "--input -"]),
         "input rate not positive": (["listen", "--input", "-", "--input-rate", "0"], ["--input-rate 0", "positive"]),
+        "output under a file": (["ensemble", str(default_model_path()), str(default_model_path()), "--out",
+                                 str(tmp / "afile" / "pair.pt")], [str(tmp / "afile"), "not a folder"]),
     }
 
 
@@ -91,7 +94,7 @@ CASES = [
     "missing config", "unknown config key", "invalid yaml", "missing data dir", "missing model",
     "garbage checkpoint", "foreign checkpoint", "truncated checkpoint", "empty checkpoint",
     "missing evaluate input", "threshold not a number", "threshold out of range", "ensemble member missing",
-    "input rate without a pipe", "input rate not positive",
+    "input rate without a pipe", "input rate not positive", "output under a file",
 ]
 
 

@@ -503,6 +503,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
         return 0
+    except OSError as exc:  # e.g. an output path under a file or in a folder without write permission
+        where = f"{exc.filename}: " if exc.filename else ""
+        # FileExistsError here: a folder to write into is a file (Path.mkdir(exist_ok=True) on a file)
+        why = "exists and is not a folder" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
+        print(f"voice-gru: error: {where}{why}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("voice-gru: interrupted", file=sys.stderr)
         return 130
