@@ -204,14 +204,10 @@ def _replay(data: CalibrationData, thr: np.ndarray) -> list[dict]:
     return out
 
 
-def threshold_tables(data: CalibrationData, grid: Sequence[float] = DEFAULT_GRID) -> dict[str, list[tuple]]:
-    """Per command: ``(threshold, hits, false accepts, wrong)`` with only that command enabled."""
-    return _tables(data, grid, None)[0]
-
-
-def _tables(data: CalibrationData, grid: Sequence[float], halves: Sequence[np.ndarray] | None):
-    """``threshold_tables`` plus, with speaker ``halves``, each row's counts by half (``speaker_cv.split_counts``)
-    and the same for one threshold shared by every command: ``(tables, split, shared)``."""
+def threshold_tables(data: CalibrationData, grid: Sequence[float], halves: Sequence[np.ndarray]):
+    """Per command: ``(threshold, hits, false accepts, wrong)`` rows with only that command enabled;
+    each row's counts by speaker half (``speaker_cv.split_counts``); and, per grid value, the false
+    accepts (total, by half) of one threshold shared by every command: ``(tables, split, shared)``."""
     grid = sorted({float(g) for g in grid})
     if not grid or grid[0] < 0 or grid[-1] > 1:
         raise ConfigError("calibrate: the threshold grid must hold posteriors between 0 and 1")
@@ -228,16 +224,30 @@ def _tables(data: CalibrationData, grid: Sequence[float], halves: Sequence[np.nd
             scores = _replay(data, thr)
             rows.append((g, sum(s["hits"] for s in scores), sum(s["false_accepts"] for s in scores),
                          sum(s["wrong"] for s in scores)))
-            if halves is not None:
-                split[c][g] = split_counts(scores, halves)
+            split[c][g] = split_counts(scores, halves)
         tables[c] = rows
-    if halves is not None:
-        for g in grid:
-            thr = np.full(len(data.labels), np.inf)
-            thr[commands] = g
-            scores = _replay(data, thr)
-            shared[g] = (sum(s["false_accepts"] for s in scores), split_counts(scores, halves))
+    for g in grid:
+        thr = np.full(len(data.labels), np.inf)
+        thr[commands] = g
+        scores = _replay(data, thr)
+        shared[g] = (sum(s["false_accepts"] for s in scores), split_counts(scores, halves))
     return tables, split, shared
+
+
+def _within_budget(options: Mapping[str, Sequence[tuple]], budget: int, start: int, wrong_cost: float,
+                   false_accepts: Callable[[dict[str, float]], float],
+                   log: Callable[[str], None] = lambda msg: None) -> dict[str, float]:
+    """Knapsack thresholds (from a budget of ``start``) whose joint ``false_accepts`` stay within ``budget``:
+    commands interact through the cooldown, so the knapsack's budget is lowered until they do."""
+    b = start
+    while True:
+        chosen = _knapsack(options, b, wrong_cost) if b >= 0 else {c: opts[-1] for c, opts in options.items()}
+        thresholds = {c: float(chosen[c][0]) for c in options}
+        fas = false_accepts(thresholds)
+        if fas <= budget or b < 0:
+            return thresholds
+        log(f"joint detector gave {fas:g} false accepts > budget {budget}; tightening")
+        b -= 1
 
 
 def choose_thresholds(data: CalibrationData, max_fa_per_hour: float, tables: Mapping[str, Sequence[tuple]],
@@ -247,19 +257,17 @@ def choose_thresholds(data: CalibrationData, max_fa_per_hour: float, tables: Map
 
     ``exact``: verify with the real ``Detector`` (else with the fast replay).
     """
-    say = log or (lambda msg: None)
     budget = budget_of(max_fa_per_hour, data.hours)
     options = {c: plateau_options(rows) for c, rows in tables.items()}
-    b = min(budget, sum(max(row[2] for row in rows) for rows in options.values()))  # no larger than useful
-    while True:
-        chosen = _knapsack(options, b, wrong_cost) if b >= 0 else {c: opts[-1] for c, opts in options.items()}
-        thresholds = {c: float(chosen[c][0]) for c in tables}
-        scores = _scores(data, thresholds, exact)
-        fas = sum(s["false_accepts"] for s in scores)
-        if fas <= budget or b < 0:
-            return thresholds, scores, budget
-        say(f"joint detector gave {fas} false accepts > budget {budget}; tightening")
-        b -= 1
+    start = min(budget, sum(max(row[2] for row in rows) for rows in options.values()))  # no larger than useful
+    scored: dict = {}
+
+    def false_accepts(thresholds: dict[str, float]) -> int:
+        scored["scores"] = _scores(data, thresholds, exact)
+        return sum(s["false_accepts"] for s in scored["scores"])
+
+    thresholds = _within_budget(options, budget, start, wrong_cost, false_accepts, log or (lambda msg: None))
+    return thresholds, scored["scores"], budget
 
 
 def _rules(targets: Sequence[float]) -> list[tuple]:
@@ -306,13 +314,7 @@ class _RuleFitter:
         options = {c: plateau_options([(g, *(int(math.ceil(x)) for x in self.split[c][g][fold, half]))
                                        for g, *_ in rows]) for c, rows in self.tables.items()}
         budget = budget_of(rule[1], self.sizes.hours[fold, half])
-        b = budget
-        while True:
-            chosen = _knapsack(options, b, self.wrong_cost) if b >= 0 else {c: o[-1] for c, o in options.items()}
-            thresholds = {c: float(chosen[c][0]) for c in self.tables}
-            if self.counts(thresholds)[fold, half, FAS] <= budget or b < 0:
-                return thresholds
-            b -= 1
+        return _within_budget(options, budget, budget, self.wrong_cost, lambda thr: self.counts(thr)[fold, half, FAS])
 
     def fit_all(self, rule: tuple, exact: bool = True) -> tuple[dict[str, float], list[dict]]:
         """Thresholds the rule chooses from all validation streams, and their scores."""
@@ -363,7 +365,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
                                    piece_minutes=piece_minutes, decision_cfg=decision_cfg, seed=seed, mode=mode,
                                    refresh_s=refresh_s, chunk_ms=chunk_ms, after=after, spec=spec, log=log)
     halves = speaker_halves([p.truth for p in data.pieces])
-    tables, split, shared = _tables(data, grid, halves)
+    tables, split, shared = threshold_tables(data, grid, halves)
     fitter = _RuleFitter(data, tables, split, shared, halves, grid, wrong_cost)
     cv = cross_validate(_rules([max_fa_per_hour, *tradeoff_targets]), fitter.fit_half, fitter.counts, fitter.sizes)
     chosen, met = select_rule(cv, max_fa_per_hour)
