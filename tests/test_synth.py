@@ -51,3 +51,40 @@ def test_quiet_synthesis_prints_nothing(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     synthesize_unknown(2, tmp_path / "p", seed=1)
     assert "synthesising unknown words" in capsys.readouterr().err
+
+
+def test_dataset_words_each_word_n_times_in_its_own_cache(tmp_path):
+    """``data.synthetic_dataset_words``: every word exactly n times, seeded, beside (not inside) the
+    unknown-word cache, and each clip a one-second clip with a word in it."""
+    import soundfile as sf
+
+    from voice_gru.synth import synthesize_words
+
+    pairs = synthesize_words(["five", "bird"], 2, tmp_path, seed=4)
+    assert sorted(w for w, _ in pairs) == ["bird", "bird", "five", "five"]
+    assert _digest([p for _, p in pairs]) == _digest([p for _, p in synthesize_words(["five", "bird"], 2,
+                                                                                       tmp_path / "again", seed=4)])
+    unknown = synthesize_unknown(2, tmp_path, seed=4)
+    assert {Path(p).parent for _, p in pairs}.isdisjoint({Path(p).parent for p in unknown})
+    for _, p in pairs:
+        audio, rate = sf.read(p)
+        assert rate == 16000 and audio.shape == (16000,)
+        assert 0.03 < abs(audio).max() <= 1.0
+
+
+def test_prepare_adds_each_dataset_word_as_unknown(tmp_path):
+    from dataclasses import replace
+
+    from tiny_data import TINY_CONFIG, make_tiny_dataset
+    from voice_gru import UNKNOWN
+    from voice_gru.config import load_config
+    from voice_gru.data import WORDS_V2
+    from voice_gru.train import prepare
+
+    root = make_tiny_dataset(tmp_path / "speech_commands")
+    cfg = load_config(TINY_CONFIG)
+    plain = prepare(cfg, root, tmp_path / "cache", quiet=True)
+    more = prepare(replace(cfg, data=replace(cfg.data, synthetic_dataset_words=1)), root, tmp_path / "cache", quiet=True)
+    added = len(more.train.labels) - len(plain.train.labels)
+    assert added == len(WORDS_V2) - 10  # every non-command word once, each as _unknown_
+    assert (more.train.labels[-added:] == more.labels.index(UNKNOWN)).all()
