@@ -255,6 +255,8 @@ def test_stream_spec_checks():
         StreamSpec(seconds=0).check()
     with pytest.raises(ConfigError, match="rt60_s"):
         StreamSpec(rt60_s=-0.5).check()
+    with pytest.raises(ConfigError, match="unknown_mix"):
+        StreamSpec(unknown_mix="uniform").check()
 
 
 def test_plot_det_writes_png(tmp_path):
@@ -318,6 +320,24 @@ def test_make_stream_command_free_and_testing_split(shared_data):
     _, t2 = make_stream(shared_data, "testing", StreamSpec(seconds=30.0), seed=1)
     test = set((shared_data / "testing_list.txt").read_text().split())
     assert t2["split"] == "testing" and all(e["file"] in test for e in t2["events"])
+
+
+def test_make_stream_unknown_mix_words_plays_every_word_equally_often(shared_data):
+    """``unknown_mix="words"``: the 25 other words in turn (counts differ by at most one), each
+    word's clips in turn; the default mix follows the split's clips (mostly bed/cat/happy)."""
+    from collections import Counter
+
+    spec = StreamSpec(seconds=600.0, command_free=True, gap_s=(2.0, 2.5))
+    audio, truth = make_stream(shared_data, "validation", dataclasses.replace(spec, unknown_mix="words"), seed=2)
+    _assert_truth_consistent(audio, truth, dataclasses.replace(spec, unknown_mix="words"))
+    words = Counter(e["word"] for e in truth["events"])
+    assert len(words) == 25 and max(words.values()) - min(words.values()) <= 1
+    assert all(e["file"].startswith(e["word"] + "/") for e in truth["events"])
+    files = Counter(e["file"] for e in truth["events"] if e["word"] == "five")
+    assert max(files.values()) - min(files.values()) <= 1  # five's 5 validation clips in turn
+    _, by_clip = make_stream(shared_data, "validation", spec, seed=2)
+    top3 = sum(n for w, n in Counter(e["word"] for e in by_clip["events"]).items() if w in ("bed", "cat", "happy"))
+    assert top3 > 0.5 * len(by_clip["events"])
 
 
 def test_make_stream_in_a_room_keeps_the_words_and_adds_their_tails(shared_data):
@@ -516,8 +536,11 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
 
     free = tmp_path / "free.wav"
     assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--command-free",
-                 "--gap", "2", "3", "--noise-dbfs", "-60", "-55", "--out", str(free)]) == 0
-    assert all(e["label"] == "_unknown_" for e in json.loads(free.with_suffix(".json").read_text())["events"])
+                 "--gap", "2", "3", "--noise-dbfs", "-60", "-55", "--unknown-mix", "words", "--out", str(free)]) == 0
+    free_truth = json.loads(free.with_suffix(".json").read_text())
+    assert all(e["label"] == "_unknown_" for e in free_truth["events"])
+    assert free_truth["spec"]["unknown_mix"] == "words"
+    assert len({e["word"] for e in free_truth["events"]}) == len(free_truth["events"])  # < 25 words: no repeat
 
     det = tmp_path / "det.png"
     assert _run(["evaluate-stream", "--input", str(rec), "--model", str(ck), "--threshold", "0.6",

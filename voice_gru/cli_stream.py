@@ -35,6 +35,8 @@ def _spec_from_args(args: argparse.Namespace):
         kw["rt60_s"] = args.rt60
     if args.drr is not None:
         kw["drr_db"] = args.drr
+    if args.unknown_mix is not None:
+        kw["unknown_mix"] = args.unknown_mix
     return StreamSpec(**kw).check()
 
 
@@ -189,6 +191,9 @@ def register(subparsers) -> None:
                     help="play every word in one simulated room with this reverberation time (default: none)")
     ms.add_argument("--drr", type=float, metavar="DB",
                     help="that room's direct-to-reverberant ratio in dB (default: 3; ~0 across a room)")
+    ms.add_argument("--unknown-mix", choices=["clips", "words"],
+                    help="unknown words clip by clip (the split's own mix, mostly bed/cat/happy here) or "
+                         "every word equally often (default: clips)")
     ms.add_argument("--out", required=True, metavar="REC.wav", help="WAV to write; labels go to REC.json")
     ms.set_defaults(func=_cmd_make_stream)
 

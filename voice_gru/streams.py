@@ -13,7 +13,9 @@ builds one deterministically from a seed and returns the audio with its *truth*:
 ``label`` is the 12-class label (a command or ``_unknown_``); ``speech_end`` is where the speech
 inside the clip ends (the end of the last 10 ms frame within ``speech_db`` dB of the clip's
 loudest frame) — latency is measured from there. A ``command_free`` stream holds only unknown
-words and noise: it measures false accepts.
+words and noise: it measures false accepts. Unknown words come clip by clip (the split's own word
+mix: in this subset mostly "bed", "cat" and "happy") or, with ``unknown_mix="words"``, word by word
+(every other word equally often, as in a conversation's varied vocabulary).
 
 Scoring (``score_events``) gives every command clip a window ``[start, end + after]`` (cut at the
 next clip's start, so a detection belongs to at most one clip):
@@ -55,6 +57,9 @@ FRAME_S = 0.01  # energy frames of the speech_end rule
 # stream generation
 
 
+UNKNOWN_MIXES = ("clips", "words")
+
+
 @dataclass(frozen=True)
 class StreamSpec:
     """How a test stream is built. Levels are dBFS (RMS) for noise, dB relative to the recording for clips."""
@@ -72,6 +77,8 @@ class StreamSpec:
     speech_db: float = 25.0  # speech_end: last 10 ms frame within this many dB of the loudest
     rt60_s: float = 0.0  # > 0: every word played in one simulated room with this reverberation time ...
     drr_db: float = 3.0  # ... and this direct-to-reverberant ratio (mixing.room_impulse_response)
+    unknown_mix: str = "clips"  # "clips": each unknown clip equally often (the split's own word mix);
+    # "words": each unknown word equally often ("five" as often as "happy", which has ten times its clips)
 
     def check(self) -> "StreamSpec":
         """Raise ConfigError naming the first bad field; return self."""
@@ -93,6 +100,8 @@ class StreamSpec:
             raise ConfigError("stream spec: crossfade_s, lead_s and tail_s must be >= 0 and speech_db > 0")
         if self.rt60_s < 0:
             raise ConfigError(f"stream spec: rt60_s = {self.rt60_s}: a reverberation time is >= 0 (0: no room)")
+        if self.unknown_mix not in UNKNOWN_MIXES:
+            raise ConfigError(f"stream spec: unknown_mix = {self.unknown_mix!r}: one of {', '.join(UNKNOWN_MIXES)}")
         return self
 
 
@@ -173,6 +182,20 @@ class _Deck:
         return self.items[self.order.pop()]
 
 
+class _WordDeck:
+    """Draw a word from a deck of words, then one of its clips from that word's own deck."""
+
+    def __init__(self, items: Sequence, rng: np.random.Generator) -> None:
+        by_word: dict = {}
+        for item in items:
+            by_word.setdefault(item[1], []).append(item)
+        self.words = _Deck(sorted(by_word), rng)
+        self.clips = {w: _Deck(v, rng) for w, v in by_word.items()}
+
+    def draw(self):
+        return self.clips[self.words.draw()].draw()
+
+
 def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generator) -> tuple[np.ndarray, list]:
     out = np.zeros(n, dtype=np.float32)
     segments: list[dict] = []
@@ -224,7 +247,8 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)
-    decks = {True: _Deck(bank.commands, rng), False: _Deck(bank.unknown, rng)}
+    decks = {True: _Deck(bank.commands, rng),
+             False: (_WordDeck if spec.unknown_mix == "words" else _Deck)(bank.unknown, rng)}
     rir = None
     if spec.rt60_s > 0:  # its own random stream: the words, gains and noise stay those of the dry recording
         from voice_gru.mixing import reverberate, room_impulse_response
