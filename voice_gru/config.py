@@ -47,7 +47,6 @@ class DataConfig:
     clip_seconds: float = 1.0
     unknown_weight: float = 1.0  # balanced sampling: mass of _unknown_ relative to every other class
     synthetic_unknown: int = 0  # espeak-ng clips of other words added to training's _unknown_ (voice_gru/synth.py)
-    synthetic_dataset_words: int = 0  # espeak-ng clips of each of the dataset's non-command words (digits, bed, ...)
     reversed_unknown: float = 0.0  # share of _unknown_'s training draws that are command clips played backwards
     seed: int = 59185
 

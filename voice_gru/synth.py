@@ -10,12 +10,10 @@ out homophones and near-homophones of the commands ("know", "write", "of", ...).
 
 from __future__ import annotations
 
-import hashlib
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Callable, Sequence
 
 import numpy as np
 
@@ -67,46 +65,27 @@ VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "
 def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000,
                        progress: bool = True) -> list[str]:
     """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached)."""
-    def pick(i: int, rng: np.random.Generator) -> str:
-        return VOCABULARY[int(rng.integers(len(VOCABULARY)))]
-
-    return _synthesize(n, pick, Path(out_dir) / f"espeak-{n}-{seed}", seed, sample_rate, "unknown words", progress)
-
-
-def synthesize_words(words: Sequence[str], n_each: int, out_dir: str | Path, seed: int = 0,
-                     sample_rate: int = 16000, progress: bool = True) -> list[tuple[str, str]]:
-    """``n_each`` clips of every word in ``words``, each in a random espeak-ng voice (cached): (word, path)."""
-    order = [w for _ in range(n_each) for w in words]
-    tag = hashlib.md5(" ".join(words).encode()).hexdigest()[:8]
-    paths = _synthesize(len(order), lambda i, rng: order[i], Path(out_dir) / f"espeak-words-{tag}-{n_each}-{seed}",
-                        seed + 1, sample_rate, "dataset words", progress)
-    return list(zip(order, paths))
-
-
-def _synthesize(n: int, pick: Callable[[int, np.random.Generator], str], out: Path, seed: int, sample_rate: int,
-                what: str, progress: bool) -> list[str]:
-    """``n`` WAV clips of the words ``pick`` chooses, each in a random voice, speed, pitch, level and position."""
     from tqdm.auto import tqdm
 
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.data import fit_clip
 
+    out = Path(out_dir) / f"espeak-{n}-{seed}"
     done = out / "COMPLETE"
     paths = [str(out / f"synth_{i:05d}.wav") for i in range(n)]
     if done.is_file():
         return paths
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
-        raise DatasetError("synthetic training words need espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
+        raise DatasetError("data.synthetic_unknown needs espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
     rng = np.random.default_rng(seed)
     out.mkdir(parents=True, exist_ok=True)
     # espeak's own output goes to a file of this call alone: two trainings started together
     # (ensemble members) fill the same cache, and a shared scratch file was read half-written
     with tempfile.TemporaryDirectory(dir=out, prefix=".espeak-") as scratch:
         tmp = Path(scratch) / "raw.wav"
-        for i, p in enumerate(tqdm(paths, desc=f"synthesising {what}", unit="clip", leave=False,
-                                   disable=not progress)):
-            word = pick(i, rng)
+        for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False, disable=not progress):
+            word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
             voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
             speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
             subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],

@@ -75,16 +75,6 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed,
                                    progress=not quiet)
         train_ex += [Example(UNKNOWN, p) for p in synth]
-    if cfg.data.synthetic_dataset_words > 0 and UNKNOWN in index:
-        from voice_gru.data import WORDS_V2, Example, cache_dir
-        from voice_gru.synth import synthesize_words
-
-        # the subset has ~30 clips of each digit against ~220 of each command, and digits are
-        # among the words the model most confidently takes for commands ("five" -> "right")
-        others = [w for w in WORDS_V2 if w not in labels]
-        pairs = synthesize_words(others, cfg.data.synthetic_dataset_words, cache_dir(cache) / "synthetic",
-                                 cfg.data.seed, progress=not quiet)
-        train_ex += [Example(UNKNOWN, p) for _, p in pairs]
     val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
     if not train_ex or not val_ex:
         raise DatasetError(f"{data_dir}: need clips in both the training and the validation split")
