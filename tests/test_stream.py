@@ -223,6 +223,7 @@ def test_frame_time_and_small_pushes(ckpts):
 def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.live import EventWriter, file_chunks, listen_loop
+    from voice_gru.spotter import CommandSpotter
 
     wav = tmp_path / "s.wav"
     save_wav(wav, signal)
@@ -231,9 +232,8 @@ def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):
     direct = events_of(push_all(Recognizer(ckpt), audio, audio.size))
     assert direct
     got = []
-    det = Detector(LABELS, LOOSE, frame_seconds=0.01, first_frame_end=0.03)
     writer = EventWriter(tmp_path / "ev" / "events.jsonl")
-    stats = listen_loop(file_chunks(wav, chunk_ms=100), Recognizer(ckpt), det,
+    stats = listen_loop(file_chunks(wav, chunk_ms=100), CommandSpotter(ckpt, decision=LOOSE),
                         lambda c: (got.append(c), writer.write(c)))
     writer.close()
     assert_same_events(got, direct)
@@ -242,7 +242,7 @@ def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):
     lines = (tmp_path / "ev" / "events.jsonl").read_text().splitlines()
     assert len(lines) == len(got)
     # max_seconds stops early
-    stats2 = listen_loop(file_chunks(wav, chunk_ms=100), Recognizer(ckpt), Detector(LABELS, LOOSE),
+    stats2 = listen_loop(file_chunks(wav, chunk_ms=100), CommandSpotter(ckpt, decision=LOOSE),
                          lambda c: None, max_seconds=1.0)
     assert stats2.seconds == pytest.approx(1.0)
 

@@ -259,11 +259,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     import torch
 
     from voice_gru.config import load_config
-    from voice_gru.decision import Detector, effective_thresholds
     from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks, stop_on_signals
     from voice_gru.model import resolve_model
-    from voice_gru.stream import Recognizer
-    from voice_gru.streams import decision_of
+    from voice_gru.spotter import CommandSpotter
 
     torch.set_num_threads(1)
     from_pipe = args.input == "-"
@@ -273,9 +271,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = resolve_model(args.model)
-    override = recognizer_override(args, ckpt)
-    dcfg = decision_of(ckpt, load_config(args.config).decision if args.config else None)
-    thresholds = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, override)
+    override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
+    rate = getattr(args, "false_accepts_per_hour", None)
+    spotter = CommandSpotter(ckpt, false_accepts_per_hour=rate, threshold=None if rate is not None else override,
+                             decision=load_config(args.config).decision if args.config else None,
+                             mode=args.mode, refresh_s=args.refresh or None)
     runner = None
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
@@ -287,9 +287,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
         runner = ActionRunner(load_assistant(args.assistant), on_result=report)
     events = EventWriter(args.events) if args.events else None
-    recognizer = Recognizer(ckpt, mode=args.mode, refresh_s=args.refresh or None)
     f = ckpt.features
-    detector = Detector(ckpt.labels, dcfg, thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
 
     collected = getattr(args, "collect", None)
 
@@ -318,7 +316,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                     what = f"streaming {args.input} through the recognizer"
                 print(f"{what} ({args.mode} mode)", flush=True)
-                stats = listen_loop(chunks, recognizer, detector, on_command, view, args.seconds)
+                stats = listen_loop(chunks, spotter, on_command, view, args.seconds)
                 if from_pipe and stats.seconds == 0:
                     raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                            "(did the program writing to it fail?)")
@@ -333,8 +331,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         print("listening: say a command (Ctrl-C to stop)", flush=True)
 
                     try:
-                        stats = listen_loop(mic_chunks(mic, stop.is_set, first), recognizer, detector, on_command,
-                                            view, args.seconds)
+                        stats = listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds)
                     except KeyboardInterrupt:
                         stop.set()
                         stats = None

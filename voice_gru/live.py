@@ -1,5 +1,5 @@
-"""The listening loop shared by the microphone and ``--input FILE``: audio -> recognizer ->
-detector -> events and actions, with an optional one-line live view on the terminal."""
+"""The listening loop shared by the microphone and ``--input FILE``: audio -> ``CommandSpotter``
+(recognizer + detector) -> events and actions, with an optional one-line live view on the terminal."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from typing import BinaryIO, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
-from voice_gru.decision import Command, Detector
-from voice_gru.stream import Recognizer
+from voice_gru.decision import Command
+from voice_gru.spotter import CommandSpotter
 
 
 def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
@@ -235,19 +235,23 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def listen_loop(chunks: Iterable[np.ndarray], recognizer: Recognizer, detector: Detector,
-                on_command: Callable[[Command], None], view: LiveView | None = None,
-                max_seconds: float | None = None) -> ListenStats:
-    """Run audio chunks through recognizer and detector, calling ``on_command`` for each event."""
+def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_command: Callable[[Command], None],
+                view: LiveView | None = None, max_seconds: float | None = None,
+                keep_posteriors: list | None = None) -> ListenStats:
+    """Run audio chunks through a spotter, calling ``on_command`` for each event.
+
+    ``keep_posteriors``: a list that receives each chunk's per-frame posteriors (for scoring).
+    """
     stats = ListenStats()
-    sr = recognizer.ckpt.features.sample_rate
+    sr = spotter.sample_rate
     t_start = time.perf_counter()
     samples = 0  # counted exactly: summing chunk durations in float drifts (10 x 0.1 s < 1.0 s)
     for chunk in chunks:
         t0 = time.perf_counter()
-        post = recognizer.push(chunk)
-        events = detector.update(post.numpy())
+        events = spotter.process(chunk)
         stats.compute += time.perf_counter() - t0
+        if keep_posteriors is not None:
+            keep_posteriors.append(spotter.posteriors)
         samples += chunk.size
         stats.seconds = samples / sr
         for ev in events:
@@ -256,7 +260,7 @@ def listen_loop(chunks: Iterable[np.ndarray], recognizer: Recognizer, detector: 
                 view.event(ev)
             on_command(ev)
         if view:
-            view.update(chunk, detector.smoothed)
+            view.update(chunk, spotter.detector.smoothed)
         if max_seconds is not None and stats.seconds >= max_seconds:
             break
     stats.wall = time.perf_counter() - t_start

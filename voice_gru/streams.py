@@ -538,26 +538,16 @@ def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: Decis
     (compute seconds / audio seconds), ``posteriors`` (``(frames, classes)`` float32 array),
     ``labels``, the thresholds and decision settings used, and the frame timing.
     """
-    from voice_gru.decision import effective_thresholds
     from voice_gru.live import listen_loop
-    from voice_gru.stream import Recognizer
+    from voice_gru.spotter import CommandSpotter
 
-    dcfg = decision_of(ckpt, decision_cfg)
-    thr = effective_thresholds(ckpt.labels, dcfg, ckpt.thresholds, thresholds)
     f = ckpt.features
     frame_seconds, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
     posts: list[np.ndarray] = []
     with torch_threads(1):
-        recognizer = Recognizer(ckpt, mode=mode, refresh_s=refresh_s)
-        detector = make_detector(ckpt.labels, dcfg, thr, frame_seconds, first_end)
-        inner = detector.update
-
-        def update(p):  # keep the posteriors the detector sees
-            posts.append(np.array(p, dtype=np.float32, copy=True))
-            return inner(p)
-
-        detector.update = update
-        stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), recognizer, detector, lambda cmd: None)
+        spotter = CommandSpotter(ckpt, threshold=thresholds, decision=decision_cfg, mode=mode, refresh_s=refresh_s)
+        stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), spotter, lambda cmd: None, keep_posteriors=posts)
+    dcfg, thr = spotter.decision, spotter.thresholds
     post = np.concatenate(posts) if posts else np.zeros((0, len(ckpt.labels)), dtype=np.float32)
     audio_s = audio.size / f.sample_rate
     out = score_events(stats.events, truth, float(truth.get("duration", audio_s)), after)

@@ -1,0 +1,161 @@
+"""CommandSpotter, the Python API over the live path: input formats, sensitivity settings, and the
+shipped model on the bundled recording (known words) at 16 kHz and as 48 kHz stereo int16."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from voice_gru import AudioFormatError, ConfigError
+from voice_gru.spotter import CommandSpotter, as_float_mono
+
+from pulse import pulse_mic  # noqa: F401  (fixture)
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "voice_gru" / "assets" / "example.wav"
+MODEL = ROOT / "voice_gru" / "models" / "default.pt"
+needs_model = pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
+
+
+def test_as_float_mono_scales_and_downmixes():
+    ints = np.array([0, 16384, -32768, 32767], dtype=np.int16)
+    np.testing.assert_allclose(as_float_mono(ints), [0.0, 0.5, -1.0, 32767 / 32768])
+    np.testing.assert_allclose(as_float_mono(np.array([128, 192, 0], dtype=np.uint8)), [0.0, 0.5, -1.0])
+    np.testing.assert_allclose(as_float_mono(np.array([1 << 30], dtype=np.int32)), [0.5])
+    stereo = np.array([[0.2, 0.4], [-1.0, 1.0]], dtype=np.float64)
+    out = as_float_mono(stereo)
+    assert out.dtype == np.float32 and out.shape == (2,)
+    np.testing.assert_allclose(out, [0.3, 0.0], atol=1e-7)
+    np.testing.assert_array_equal(as_float_mono(np.ones((3, 1), np.float32)), np.ones(3, np.float32))
+
+
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.array(["a", "b"]), np.zeros(3, np.complex64)])
+def test_as_float_mono_rejects_what_is_not_audio(bad):
+    with pytest.raises(AudioFormatError, match="audio chunk"):
+        as_float_mono(bad)
+
+
+def _example() -> tuple[np.ndarray, dict]:
+    from voice_gru.audio import load_audio
+
+    return load_audio(EXAMPLE), json.loads(EXAMPLE.with_suffix(".json").read_text())
+
+
+def _run(spotter: CommandSpotter, audio: np.ndarray, chunk: int) -> list:
+    return [cmd for i in range(0, len(audio), chunk) for cmd in spotter.process(audio[i:i + chunk])]
+
+
+def _event_at(truth: dict, t: float) -> int | None:
+    """Which of the recording's words has a clip containing ``t`` or ending at most 1 s before it."""
+    for i, ev in enumerate(truth["events"]):
+        if ev["start"] <= t <= ev["end"] + 1.0:
+            return i
+    return None
+
+
+@pytest.fixture(scope="module")
+def spotter16() -> CommandSpotter:
+    if not MODEL.is_file():
+        pytest.skip("the shipped model voice_gru/models/default.pt is missing")
+    return CommandSpotter()
+
+
+@needs_model
+def test_shipped_model_finds_the_example_words(spotter16):
+    audio, truth = _example()
+    spotter16.reset()
+    got = _run(spotter16, audio, 1600)
+    commands = [ev["label"] for ev in truth["events"] if ev["label"] not in ("_unknown_", "_silence_")]
+    # the bundled recording's own label file says what was said; every detection must be one of those words
+    assert len(got) >= 3, got
+    said = [_event_at(truth, c.t) for c in got]
+    assert all(i is not None and truth["events"][i]["label"] == c.label for i, c in zip(said, got)), \
+        [(c.label, round(c.t, 2)) for c in got]
+    assert len(set(said)) == len(got) <= len(commands)  # no word fired twice
+    scores = spotter16.scores
+    assert list(scores) == spotter16.labels and sum(scores.values()) == pytest.approx(1.0, abs=1e-4)
+
+
+@needs_model
+def test_same_commands_as_listen_and_after_reset(spotter16):
+    from voice_gru.streams import evaluate_stream
+
+    audio, truth = _example()
+    spotter16.reset()
+    first = _run(spotter16, audio, 1600)
+    spotter16.reset()
+    again = _run(spotter16, audio, 4000)  # chunking does not matter either
+    assert [(c.label, c.t) for c in again] == [(c.label, c.t) for c in first]
+    ref = evaluate_stream(spotter16.ckpt, audio, truth)  # what `voice-gru listen --input` fires
+    assert [(e["label"], e["t"]) for e in ref["events"]] == [(c.label, round(c.t, 4)) for c in first]
+
+
+@needs_model
+def test_48k_stereo_int16_gives_the_same_commands(spotter16):
+    import librosa
+
+    audio, _ = _example()
+    spotter16.reset()
+    ref = _run(spotter16, audio, 1600)
+    hi = librosa.resample(audio, orig_sr=16000, target_sr=48000, res_type="soxr_hq")
+    stereo = np.stack([1.2 * hi, 0.8 * hi], axis=1)  # louder left, quieter right: the downmix is the original
+    pcm = np.round(np.clip(stereo, -1, 1) * 32767).astype(np.int16)
+    spotter = CommandSpotter(spotter16.ckpt, sample_rate=48000)
+    got = _run(spotter, pcm, 1234)  # odd-sized blocks
+    assert [c.label for c in got] == [c.label for c in ref]
+    # int16 rounding and two resamplings, a few ms of filter delay: the same words at the same moments
+    assert all(abs(a.t - b.t) <= 0.05 for a, b in zip(got, ref)), [(a.t, b.t) for a, b in zip(got, ref)]
+
+
+@needs_model
+def test_sensitivity_settings(spotter16):
+    ckpt = spotter16.ckpt
+    assert spotter16.thresholds == {k: pytest.approx(v) for k, v in ckpt.thresholds.items()}
+    points = ckpt.meta["calibration"]["operating_points"]
+    five = max((p for p in points if p["target_fa_per_hour"] <= 5), key=lambda p: p["recall"])
+    s5 = CommandSpotter(ckpt, false_accepts_per_hour=5)
+    assert s5.thresholds == {k: pytest.approx(v) for k, v in five["thresholds"].items()}
+    assert s5.operating_point["target_fa_per_hour"] <= 5
+    assert set(CommandSpotter(ckpt, threshold=0.8).thresholds.values()) == {0.8}
+    one = CommandSpotter(ckpt, threshold={"stop": 0.99}).thresholds
+    assert one["stop"] == 0.99 and one["go"] == pytest.approx(ckpt.thresholds["go"])
+    with pytest.raises(ConfigError, match="not both"):
+        CommandSpotter(ckpt, threshold=0.5, false_accepts_per_hour=1)
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        CommandSpotter(ckpt, threshold=90)
+    with pytest.raises(ConfigError, match="'jump': not a command"):
+        CommandSpotter(ckpt, threshold={"jump": 0.5})
+    with pytest.raises(ConfigError, match="not a command"):
+        CommandSpotter(ckpt, threshold={"_unknown_": 0.5})
+    with pytest.raises(ConfigError, match="sample_rate"):
+        CommandSpotter(ckpt, sample_rate=0)
+
+
+@needs_model
+def test_a_threshold_above_every_posterior_never_fires(spotter16):
+    audio, _ = _example()
+    quiet = CommandSpotter(spotter16.ckpt, threshold=1.0)
+    assert _run(quiet, audio, 1600) == []
+
+
+@pytest.mark.slow
+@pytest.mark.audio_stack
+@needs_model
+def test_listen_hears_the_fake_microphone(pulse_mic, spotter16):  # noqa: F811
+    audio, _ = _example()
+    spotter16.reset()
+    expected = [c.label for c in _run(spotter16, audio, 1600)]
+    spotter = CommandSpotter(spotter16.ckpt)
+    got: list = []
+    listener = threading.Thread(target=lambda: got.extend(spotter.listen("pulse", seconds=26)), daemon=True)
+    listener.start()
+    time.sleep(4.0)  # PulseAudio delivers the first block 1.5-2 s after the stream opens
+    pulse_mic.play(EXAMPLE)
+    listener.join(40)
+    assert not listener.is_alive(), "listen() did not stop after its seconds of audio"
+    assert [c.label for c in got] == expected
