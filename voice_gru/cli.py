@@ -272,9 +272,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = resolve_model(args.model)
     override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
-    rate = getattr(args, "false_accepts_per_hour", None)
-    spotter = CommandSpotter(ckpt, false_accepts_per_hour=rate, threshold=None if rate is not None else override,
-                             decision=load_config(args.config).decision if args.config else None,
+    spotter = CommandSpotter(ckpt, threshold=override, decision=load_config(args.config).decision if args.config else None,
                              mode=args.mode, refresh_s=args.refresh or None)
     runner = None
     if args.assistant:
