@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+pytest_plugins = ["pulse"]  # the pulse_mic fixture (tests/pulse.py)
+
 REPO = Path(__file__).resolve().parents[1]
 TEST_DATA = Path(__file__).resolve().parent / "data"
 SHARED_DATA = Path(os.environ.get("VOICE_GRU_DATA") or REPO.parent / "shared" / "speech_commands")

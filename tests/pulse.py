@@ -4,9 +4,7 @@ The daemon runs in its own runtime directory with one null sink, ``fake_mic``; i
 ``fake_mic.monitor`` is the default source, so whatever is played into ``fake_mic`` is what a
 client recording from the ``pulse`` / ``default`` device hears.
 
-Use the ``pulse_mic`` fixture (import it into a test module or conftest.py)::
-
-    from pulse import pulse_mic  # noqa: F401  (tests/ is on sys.path under pytest)
+Use the ``pulse_mic`` fixture (``conftest.py`` loads this module as a pytest plugin)::
 
     @pytest.mark.audio_stack
     def test_something(pulse_mic):

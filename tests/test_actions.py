@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import http.server
 import json
 import logging
@@ -237,6 +238,18 @@ def test_on_result_callback(tmp_path):
     assert seen[1][3] == "exit 3"
     assert str(runner.results[1]) == f"stop -> {seen[1][1]} (failed: exit 3)"
 
+
+
+def test_actions_built_in_python_without_timeout_or_function(tmp_path):
+    """Actions made in code rather than YAML: no timeout means the YAML default, not a crash or no limit;
+    a call action with no function fails with a line instead of raising in the worker."""
+    seen = []
+    cfg = AssistantConfig("python", {"go": (Action(kind="run", argv=(sys.executable, "-c", "pass")),
+                                            Action(kind="call", target="mine:missing"))})
+    with ActionRunner(cfg, on_result=lambda *a: seen.append(a)) as runner:
+        runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10)
+    assert [(ok, why) for _, _, ok, why in seen] == [(True, "exit 0"), (False, "no function given for mine:missing")]
 
 # --------------------------------------------------------------------------------------------
 # Worker: non-blocking, failures, drops
@@ -486,7 +499,7 @@ def test_shapes_and_defaults(tmp_path, monkeypatch):
     assert a["go"][0].func(Command("go", 1, 0)) == 42
     assert a["right"] == (Action(kind="log"),)
     assert a["stop"][0].describe() == "run playerctl stop"
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.queue_size = 3  # frozen
     with pytest.raises(TypeError):
         cfg.actions["no"] = ()  # read-only mapping

@@ -21,7 +21,9 @@ FC = FeatureConfig()
 
 def band_centres_hz(fc: FeatureConfig) -> np.ndarray:
     """HTK mel band centres, computed here from the textbook formula."""
-    mel = lambda f: 2595 * np.log10(1 + f / 700)  # noqa: E731
+    def mel(f):
+        return 2595 * np.log10(1 + f / 700)
+
     m = np.linspace(mel(fc.f_min), mel(fc.f_max), fc.n_mels + 2)[1:-1]
     return 700 * (10 ** (m / 2595) - 1)
 

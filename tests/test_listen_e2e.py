@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from pulse import pulse_mic  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "voice_gru" / "assets" / "example.wav"
@@ -64,7 +63,7 @@ def _labels(path: Path) -> list[str]:
     return [json.loads(line)["label"] for line in path.read_text().splitlines() if line.strip()]
 
 
-def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):  # noqa: F811
+def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _Hook.received = []

@@ -16,7 +16,6 @@ import pytest
 import soundfile as sf
 import soxr
 
-from pulse import pulse_mic  # noqa: F401  (fixture)
 from voice_gru import mic
 from voice_gru.errors import AudioDeviceError
 from voice_gru.mic import InputDevice, MicrophoneStream, StreamingResampler

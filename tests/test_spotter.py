@@ -14,7 +14,6 @@ import pytest
 from voice_gru import AudioFormatError, ConfigError
 from voice_gru.spotter import CommandSpotter, as_float_mono
 
-from pulse import pulse_mic  # noqa: F401  (fixture)
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "voice_gru" / "assets" / "example.wav"
@@ -146,7 +145,7 @@ def test_a_threshold_above_every_posterior_never_fires(spotter16):
 @pytest.mark.slow
 @pytest.mark.audio_stack
 @needs_model
-def test_listen_hears_the_fake_microphone(pulse_mic, spotter16):  # noqa: F811
+def test_listen_hears_the_fake_microphone(pulse_mic, spotter16):
     audio, _ = _example()
     spotter16.reset()
     expected = [c.label for c in _run(spotter16, audio, 1600)]

@@ -307,8 +307,7 @@ def _parse_action(spec: Any, where: str) -> Action:
         _check_keys(value, ("url", "json", "timeout"), kw, kind)
         if "timeout" in value and "timeout" in spec:
             raise ConfigError(f"{kw}.timeout: given twice (inside and beside http:)")
-        url = value.get("url")
-        _check_url(url, f"{kw}.url")
+        url = _check_url(value.get("url"), f"{kw}.url")
         body = value.get("json")
         if body is not None:
             try:
@@ -326,7 +325,8 @@ def _parse_action(spec: Any, where: str) -> Action:
     return Action(kind="call", target=value, func=func)
 
 
-def _check_url(url: Any, where: str) -> None:
+def _check_url(url: Any, where: str) -> str:
+    """``url`` itself if it is an http(s) URL with a host; ConfigError otherwise."""
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{where}: expected an http(s) URL, got {url!r}")
     _check_template(url, where)
@@ -339,6 +339,7 @@ def _check_url(url: Any, where: str) -> None:
         raise ConfigError(f"{where}: URL scheme must be http or https, got {url!r}")
     if not parts.hostname:
         raise ConfigError(f"{where}: URL has no host: {url!r}")
+    return url
 
 
 def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
@@ -661,12 +662,16 @@ class ActionRunner:
 
     def _execute(self, action: Action, cmd: Command) -> tuple[bool, str]:
         kind = action.kind
+        # an Action built in Python without a timeout gets the one a YAML action would
+        timeout = DEFAULT_TIMEOUTS.get(kind, 0.0) if action.timeout is None else action.timeout
         if kind == "run":
-            return _run_process([substitute(a, cmd) for a in action.argv], action.timeout)
+            return _run_process([substitute(a, cmd) for a in action.argv], timeout)
         if kind == "http":
             body = cmd.to_dict() if action.body is None else substitute_json(action.body, cmd)
-            return _post_json(substitute(action.url, cmd), body, action.timeout)
+            return _post_json(substitute(action.url, cmd), body, timeout)
         if kind == "call":
+            if action.func is None:
+                return False, f"no function given for {action.target or 'this call action'}"
             out = action.func(cmd)
             return True, "returned" if out is None else f"returned {out!r}"[:200]
         text = substitute(action.text, cmd) if action.text is not None else _default_text(kind, cmd)
@@ -676,7 +681,7 @@ class ActionRunner:
         if kind == "log":
             logger.info("%s", text)
             return True, "logged"
-        return self._say(text, action.timeout)
+        return self._say(text, timeout)
 
     def _say(self, text: str, timeout: float) -> tuple[bool, str]:
         if not self._speech_checked:

@@ -42,7 +42,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -214,7 +214,9 @@ def threshold_tables(data: CalibrationData, grid: Sequence[float], halves: Seque
     commands = [i for i, c in enumerate(data.labels) if c not in ("_silence_", UNKNOWN)]
     if not commands:
         raise ConfigError("calibrate: the model has no command labels")
-    tables, split, shared = {}, {}, {}
+    tables: dict[str, list] = {}  # command -> (threshold, hits, false accepts, wrong) rows
+    split: dict[str, dict[float, Any]] = {}  # command -> threshold -> counts per fold half
+    shared: dict[float, Any] = {}
     for ci in commands:
         c = data.labels[ci]
         rows, split[c] = [], {}
@@ -298,7 +300,7 @@ class _RuleFitter:
         return self._memo[key]
 
     def _shared_threshold(self, target: float, margin: float, fold: int | None, half: int | None) -> float:
-        hours = self.data.hours if fold is None else self.sizes.hours[fold, half]
+        hours = self.data.hours if fold is None else float(self.sizes.hours[fold, half])
         budget = budget_of(target, hours)
         fits = [g for g in self.grid if (self.shared[g][0] if fold is None else self.shared[g][1][fold, half, FAS]) <= budget]
         return min(fits) + margin if fits else OFF
@@ -528,7 +530,8 @@ def plot_expected(report: Mapping, path) -> None:
     for key, name in kinds:
         pts = [(r["fa_per_hour"], 100 * r["recall"]) for r in report["rules"] if r["recall"] is not None and r["kind"] == key]
         if pts:
-            ax.scatter(*zip(*pts), s=14, alpha=0.6, label=name)
+            xs, ys = zip(*pts)
+            ax.scatter(xs, ys, s=14, alpha=0.6, label=name)
     chosen = [(t["fa_per_hour"], 100 * t["recall"]) for t in report["tradeoff"]]
     ax.plot(*zip(*chosen), "k-o", ms=4, lw=1, label="chosen for each target (expected on new speakers)")
     for t, (x, y) in zip(report["tradeoff"], chosen):

@@ -8,7 +8,6 @@ inside the handlers so ``voice-gru --help`` stays fast.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from pathlib import Path
@@ -90,11 +89,12 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
-    from voice_gru.model import count_parameters, load_checkpoint, make_ensemble, save_checkpoint
+    from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models)
     save_checkpoint(args.out, ckpt)
-    print(f"wrote {args.out}: {len(ckpt.model.members)} members, {count_parameters(ckpt.model):,} parameters; "
+    n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
+    print(f"wrote {args.out}: {n} members, {count_parameters(ckpt.model):,} parameters; "
           f"calibrate it before listening (voice-gru calibrate --model {args.out})")
     return 0
 

@@ -139,7 +139,7 @@ class Config:
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; build nested dataclasses."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, where)

@@ -204,8 +204,8 @@ def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
         sc = [c for c in clips if c.split == split]
         if not sc and split != "testing":
             continue
-        words = Counter(c.word or UNKNOWN for c in sc)
-        words = {w: words.get(w, 0) for w in all_words}
+        found = Counter(c.word or UNKNOWN for c in sc)
+        words = {w: found.get(w, 0) for w in all_words}
         ex = split_examples(clips, split, cfg, n_noise_files=n_noise, noise_lengths=None)
         classes = Counter(e.label for e in ex)
         out[split] = {

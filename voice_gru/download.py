@@ -542,6 +542,8 @@ def download_speech_commands(
         marker = downloads / f"{info.filename}.extracted.json"
         root = dest / info.subdir if info.subdir else dest
         if not _marker_ok(marker, archive, root, info, official):
+            size: int | None
+            sha256: str | None
             if official:
                 size, sha256 = info.size, info.sha256
             else:

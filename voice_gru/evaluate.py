@@ -7,6 +7,7 @@ audio reader accepts. An unreadable file is reported with its reason and counted
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,7 +39,7 @@ class EvalItem:
 
 
 def _file_item(path: Path, label: str | None, sr: int) -> EvalItem:
-    return EvalItem(str(path), label, lambda p=path: load_audio(p, sr))
+    return EvalItem(str(path), label, functools.partial(load_audio, path, sr))
 
 
 def _is_dataset_root(d: Path) -> bool:
@@ -98,6 +99,9 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[Eva
             noise_cache[k] = load_audio(noise_paths[k], sr)
         return noise_cache[k]
 
+    def silence_clip(k: int, offset: int, volume: float) -> np.ndarray:
+        return fit_clip(noise(k)[offset:offset + n], n) * volume
+
     lengths = None
     if noise_paths:
         import soundfile as sf
@@ -108,12 +112,12 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[Eva
         raise DatasetError(f"{root}: the '{split}' split is empty")
     n = int(cfg.clip_seconds * sr)
     items = []
-    for i, e in enumerate(ex):
+    for e in ex:
         if e.path:
             items.append(_file_item(Path(e.path), e.label, sr))
         else:
             name = f"{noise_paths[e.noise].name}@{e.offset}x{e.volume:.3f}"
-            items.append(EvalItem(name, e.label, lambda e=e: fit_clip(noise(e.noise)[e.offset:e.offset + n], n) * e.volume))
+            items.append(EvalItem(name, e.label, functools.partial(silence_clip, e.noise, e.offset, e.volume)))
     return items
 
 

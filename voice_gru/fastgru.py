@@ -71,8 +71,16 @@ class FastState:
 
     def cat(self, other: "FastState") -> "FastState":
         """This batch followed by ``other``'s (both with their parts present, e.g. ``initial_state``)."""
-        return FastState(None if self.conv is None else np.concatenate((self.conv, other.conv)),
-                         None if self.h is None else np.concatenate((self.h, other.h), axis=1))
+        return FastState(_join(self.conv, other.conv, 0), _join(self.h, other.h, 1))
+
+
+def _join(a: Optional[np.ndarray], b: Optional[np.ndarray], axis: int) -> Optional[np.ndarray]:
+    """``a`` and ``b`` concatenated along ``axis``; None where both are None."""
+    if a is None or b is None:
+        if a is not b:
+            raise ValueError("cannot join a state that has a part with one that lacks it")
+        return None
+    return np.concatenate((a, b), axis=axis)
 
 
 @dataclass
@@ -168,7 +176,7 @@ class FastGRU:
             self._bc = np.ascontiguousarray(conv_bias, dtype=f)
         else:
             self.kernel = 0
-            self._wc = self._bc = None
+            self._wc = self._bc = np.zeros(0, dtype=f)  # unused: kernel 0 means no conv
         self._wih, self._bi, self._whh, self._bhn = [], [], [], []
         for w_ih, w_hh, b_ih, b_hh in gru:
             assert w_ih.shape[0] == 3 * H and w_hh.shape == (3 * H, H)
@@ -234,7 +242,7 @@ class FastGRU:
             buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.n_in), f)
             xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, context+T, n_in)
             conv_buf = xx[:, T:, :].copy()
-            y = self._spectral(xx) if self._spec is not None else xx
+            y = self._spectral(xx, self._spec) if self._spec is not None else xx
             if self.kernel:  # one matmul over the k-frame windows
                 k = self.kernel
                 y = np.ascontiguousarray(y)
@@ -269,10 +277,10 @@ class FastGRU:
         logits += self._bo
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
-    def _spectral(self, xx: np.ndarray) -> np.ndarray:
+    def _spectral(self, xx: np.ndarray, spec: tuple) -> np.ndarray:
         """The spectral Conv2d layers + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L', C·bands')`` in
         torch's (channel, band) order."""
-        mt, convs, stride = self._spec
+        mt, convs, stride = spec
         B, L, _ = xx.shape
         y = _mm(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
         for ws, bs, kt, kf in convs:

@@ -20,6 +20,8 @@ from voice_gru.config import FeatureConfig
 class FrontEnd(torch.nn.Module):
     """Mel power spectrogram and MFCC for one ``FeatureConfig`` (no state beyond constants)."""
 
+    dct: torch.Tensor  # buffer (n_mels, n_mfcc)
+
     def __init__(self, cfg: FeatureConfig) -> None:
         super().__init__()
         import torchaudio

@@ -141,18 +141,18 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
     from voice_gru.errors import ConfigError
 
     header = sniff_wav_header(stream)
-    if header.rate is None:
-        rate, channels = (16000 if rate is None else rate), (1 if channels is None else channels)
+    if header.rate is None or header.channels is None:
+        hz, n_ch = (16000 if rate is None else rate), (1 if channels is None else channels)
         kind = "raw 16-bit PCM"
     else:
         for flag, given, says in (("--input-rate", rate, header.rate), ("--input-channels", channels, header.channels)):
             if given is not None and given != says:
                 raise ConfigError(f"{flag} {given}: standard input's WAV header says {header.rate} Hz, "
                                   f"{header.channels} channel(s)")
-        rate, channels = header.rate, header.channels
+        hz, n_ch = header.rate, header.channels
         kind = "WAV (16-bit PCM)"
-    chunks = pipe_chunks(stream, rate, channels, chunk_ms, out_rate, on_partial, header.head)
-    return chunks, f"reading {kind} from standard input: {rate} Hz, {channels} channel(s)"
+    chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head)
+    return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
 
 def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None) -> Iterator[np.ndarray]:

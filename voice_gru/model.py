@@ -24,11 +24,9 @@ normalised geometric mean of their posteriors); it has the same ``forward``/``st
 
 from __future__ import annotations
 
-import io
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Union
+from typing import Optional, Sequence, Union, cast
 
 import torch
 from torch import nn
@@ -53,6 +51,8 @@ class State:
 class GRUClassifier(nn.Module):
     """Optional causal spectral Conv2d and Conv1d front ends -> stacked unidirectional GRU -> per-frame logits."""
 
+    spectral_map: torch.Tensor  # buffer (n_in, bands), present with a spectral front end
+
     def __init__(self, n_in: int, n_classes: int, cfg: ModelConfig = ModelConfig()) -> None:
         super().__init__()
         self.cfg = cfg
@@ -67,8 +67,10 @@ class GRUClassifier(nn.Module):
             self.register_buffer("spectral_map", torch.eye(n_in))
             if cfg.spectral_layers < 1:
                 raise ValueError(f"model.spectral_layers must be at least 1 (got {cfg.spectral_layers})")
-            conv2d = lambda c_in, c_out: nn.Conv2d(c_in, c_out, (kt, kf), stride=(1, cfg.spectral_stride),
-                                                   padding=(0, kf // 2))
+
+            def conv2d(c_in: int, c_out: int) -> nn.Conv2d:
+                return nn.Conv2d(c_in, c_out, (kt, kf), stride=(1, cfg.spectral_stride), padding=(0, kf // 2))
+
             self.spectral = conv2d(1, cfg.spectral_channels)
             channels = [cfg.spectral_channels * 2 ** i for i in range(cfg.spectral_layers)]
             self.spectral_more = nn.ModuleList(conv2d(a, b) for a, b in zip(channels, channels[1:]))
@@ -151,6 +153,10 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
         self.n_in, self.n_classes = shapes.pop()
 
+    def parts(self) -> list[GRUClassifier]:
+        """The member models (``members`` is the ModuleList that registers them)."""
+        return cast(list[GRUClassifier], list(self.members))
+
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
         """Mean per-frame logits ``(B, T, classes)`` of a whole sequence from zero state."""
         return torch.stack([m(frames) for m in self.members]).mean(0)
@@ -158,7 +164,7 @@ class Ensemble(nn.Module):
     def step(self, frames: torch.Tensor, state: Optional[tuple[State, ...]]) -> tuple[torch.Tensor, tuple[State, ...]]:
         """Mean logits for a chunk continuing from ``state`` (one ``State`` per member, or None)."""
         states = state if state is not None else tuple(State(None, None) for _ in self.members)
-        outs = [m.step(frames, s) for m, s in zip(self.members, states)]
+        outs = [m.step(frames, s) for m, s in zip(self.parts(), states)]
         return torch.stack([o[0] for o in outs]).mean(0), tuple(o[1] for o in outs)
 
 
@@ -175,7 +181,7 @@ def describe_model(model: Model) -> str:
         return f"{spec}{conv}GRU {c.hidden}x{c.layers}"
 
     if isinstance(model, Ensemble):
-        parts = [one(m) for m in model.members]
+        parts = [one(m) for m in model.parts()]
         body = f"ensemble of {len(parts)}: " + ", ".join(parts)
     else:
         body = one(model)
@@ -217,9 +223,9 @@ class Checkpoint:
     features: FeatureConfig
     normalizer: Normalizer
     pooling: str = "max"
-    thresholds: dict = None  # calibrated per-command thresholds, or None
-    decision: dict = None  # decision settings the model was calibrated with
-    meta: dict = None
+    thresholds: Optional[dict] = None  # calibrated per-command thresholds, or None
+    decision: Optional[dict] = None  # decision settings the model was calibrated with
+    meta: Optional[dict] = None
 
     @property
     def silence_index(self) -> int | None:
@@ -278,6 +284,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
             m.load_state_dict(d["weights"])
             return m
 
+        model: Model
         if blob["format"] == ENSEMBLE_FORMAT:
             model = Ensemble([member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"])])
         else:
@@ -315,7 +322,7 @@ def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = ()) -> Che
             raise CheckpointError(f"{name}: clip pooling '{c.pooling}' differs from {names[0]}'s '{first.pooling}'")
     members: list[GRUClassifier] = []
     for c in ckpts:
-        members += list(c.model.members) if isinstance(c.model, Ensemble) else [c.model]
+        members += c.model.parts() if isinstance(c.model, Ensemble) else [c.model]
     meta = {"ensemble_of": [dict(c.meta or {}) for c in ckpts], "sources": [str(n) for n in names]}
     model = Ensemble(members).eval()
     return Checkpoint(model, first.labels, first.features, first.normalizer, first.pooling, {}, dict(first.decision or {}), meta)

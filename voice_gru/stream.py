@@ -21,6 +21,7 @@ per chunk PyTorch's per-operator overhead would cost more than the arithmetic.
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 import numpy as np
 import torch
@@ -65,7 +66,8 @@ class Recognizer:
         """Clear audio buffer, features and GRU state."""
         self.frontend.reset()
         self.n = 0  # frames processed
-        self._state = self.net.initial_state(1)  # the copy in use; while a new one warms up, batch [in use, new]
+        # FastState for a FastGRU, EnsembleState for a FastEnsemble (the net's own kind, never mixed)
+        self._state: Any = self.net.initial_state(1)  # the copy in use; while a new one warms up, batch [in use, new]
         self._frames: deque = deque(maxlen=self.window)
         self._last = np.full(len(self.labels), 1.0 / len(self.labels), dtype=np.float32)
 

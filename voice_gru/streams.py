@@ -129,7 +129,9 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     clips = [c for c in scan_dataset(root) if c.split == split]
     if not clips:
         raise DatasetError(f"{root}: no clips in the {split} split")
-    commands, unknown, bad = [], [], []
+    commands: list[tuple[str, str, np.ndarray]] = []  # (path under root, word, audio)
+    unknown: list[tuple[str, str, np.ndarray]] = []
+    bad: list[tuple[str, str]] = []
     for c in clips:
         try:
             audio = load_audio(c.path, SAMPLE_RATE)
@@ -174,7 +176,8 @@ class _Deck:
     """Draw items in a shuffled order, reshuffling when all have been drawn (even coverage)."""
 
     def __init__(self, items: Sequence, rng: np.random.Generator) -> None:
-        self.items, self.rng, self.order = items, rng, []
+        self.items, self.rng = items, rng
+        self.order: list[int] = []
 
     def draw(self):
         if not self.order:

@@ -15,7 +15,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, cast
 
 import numpy as np
 import torch
@@ -230,7 +230,7 @@ def train(
 
     t0 = time.time()
     prep = prepare(cfg, data_dir, cache, quiet)
-    for p, why in sorted(prep.bad_files.items()):
+    for _, why in sorted(prep.bad_files.items()):
         _log(f"warning: skipped unreadable clip {why}", quiet)
     labels = prep.labels
     sil = labels.index(SILENCE) if SILENCE in labels else None
@@ -240,7 +240,7 @@ def train(
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
     model = model.to(device)
     teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
-    net = model
+    net: torch.nn.Module = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
@@ -253,7 +253,7 @@ def train(
         from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
         ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.train.ema))
-    eval_model = ema.module if ema is not None else model
+    eval_model = cast(GRUClassifier, ema.module) if ema is not None else model
     history: list[dict] = []
     best = {"epoch": -1, "score": -1.0}
     start_epoch = 0
@@ -438,11 +438,15 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     ep = [r["epoch"] for r in history]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
     a.plot(ep, [r["train_loss"] for r in history], label="train loss (per frame)")
-    a.set_xlabel("epoch"); a.set_ylabel("loss"); a.legend(); a.grid(alpha=.3)
+    a.set(xlabel="epoch", ylabel="loss")
+    a.legend()
+    a.grid(alpha=.3)
     b.plot(ep, [r["train_frame_acc"] for r in history], label="train frame acc")
     for p in POOLINGS:
         b.plot(ep, [r[f"val_acc_{p}"] for r in history], label=f"val clip acc ({p})")
-    b.set_xlabel("epoch"); b.set_ylabel("accuracy"); b.set_ylim(0, 1); b.legend(); b.grid(alpha=.3)
+    b.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    b.legend()
+    b.grid(alpha=.3)
     fig.tight_layout()
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
