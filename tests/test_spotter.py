@@ -158,3 +158,43 @@ def test_listen_hears_the_fake_microphone(pulse_mic, spotter16):
     listener.join(40)
     assert not listener.is_alive(), "listen() did not stop after its seconds of audio"
     assert [c.label for c in got] == expected
+
+
+class _LossyMic:
+    """Stands in for mic.MicrophoneStream: serves a recording in 100 ms blocks and reports losses."""
+
+    def __init__(self, audio: np.ndarray, lost_at: dict[int, tuple[int, int]]) -> None:
+        self.blocks = [audio[i:i + 1600] for i in range(0, audio.size, 1600)]
+        self.lost_at, self.i, self.overflows, self.dropped_blocks = lost_at, 0, 0, 0
+
+    def __call__(self, device, block_ms, out_rate):
+        return self
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def read(self, timeout):
+        self.overflows, self.dropped_blocks = self.lost_at.get(self.i, (self.overflows, self.dropped_blocks))
+        self.i += 1
+        return self.blocks[self.i - 1] if self.i <= len(self.blocks) else np.zeros(1600, np.float32)
+
+
+@needs_model
+def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
+    audio, _ = _example()
+    spotter16.reset()
+    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600)]
+    from voice_gru import mic
+
+    monkeypatch.setattr(mic, "MicrophoneStream", _LossyMic(audio, {5: (1, 0), 40: (1, 2)}))
+    spotter = CommandSpotter(spotter16.ckpt)
+    with caplog.at_level("WARNING", logger="voice_gru.spotter"):
+        got = [(c.label, c.t) for c in spotter.listen("usb", seconds=audio.size / 16000)]
+    assert got == expected  # the counters only report; the audio the stand-in delivered is all heard
+    assert spotter.lost_blocks == 3
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2 and warnings[0].startswith("microphone usb: 1 block(s) of 100 ms lost")
+    assert "input overflows: 1, dropped because commands were not read fast enough: 2" in warnings[1]

@@ -17,6 +17,7 @@ or straight from a microphone: ``for cmd in CommandSpotter().listen(): ...``.
 
 from __future__ import annotations
 
+import logging
 import numbers
 from pathlib import Path
 from typing import Iterator, Mapping
@@ -28,6 +29,8 @@ from voice_gru.decision import BACKGROUND, Command, Detector, effective_threshol
 from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.model import Checkpoint, resolve_model
 from voice_gru.stream import Recognizer
+
+logger = logging.getLogger(__name__)
 
 
 def as_float_mono(audio: np.ndarray) -> np.ndarray:
@@ -101,6 +104,7 @@ class CommandSpotter:
         self.detector = Detector(self.labels, self.decision, self.thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
+        self.lost_blocks = 0  # microphone blocks lost during the last listen()
 
     def process(self, audio: np.ndarray) -> list[Command]:
         """Feed a chunk at ``sample_rate``; return the commands it completes (``t``: seconds since the start)."""
@@ -130,13 +134,22 @@ class CommandSpotter:
                block_ms: float = 100.0) -> Iterator[Command]:
         """Commands from a microphone (``device`` as ``voice-gru devices`` lists it; None: the default),
         for ``seconds`` of audio or until the caller stops iterating. The device is opened at its own
-        rate and converted in ``mic.MicrophoneStream``, so ``sample_rate`` does not apply here."""
+        rate and converted in ``mic.MicrophoneStream``, so ``sample_rate`` does not apply here.
+        Audio the microphone loses (input overflows, blocks dropped because the caller fell behind) is
+        logged as a warning when it happens and counted in ``lost_blocks``."""
+        from voice_gru import mic as mic_module
         from voice_gru.live import mic_chunks
-        from voice_gru.mic import MicrophoneStream
 
         samples = 0
-        with MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate) as mic:
+        self.lost_blocks = 0
+        with mic_module.MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate) as mic:
             for chunk in mic_chunks(mic):
+                lost = mic.overflows + mic.dropped_blocks
+                if lost > self.lost_blocks:
+                    logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
+                                   "because commands were not read fast enough: %d)", device if device is not None
+                                   else "default", lost, block_ms, mic.overflows, mic.dropped_blocks)
+                    self.lost_blocks = lost
                 yield from self._process_model_rate(chunk)
                 samples += chunk.size
                 if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
