@@ -149,6 +149,9 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert main(["evaluate", str(CLIP), "--quiet"]) == 0
     want = capsys.readouterr().out.splitlines()[0].split("\t")
     assert got[1] == want[1] and abs(float(got[2]) - float(want[2])) < 1e-4
+    assert main(["ensemble", str(shipped), str(shipped), "--combine", "min", "--out", str(tmp_path / "min.pt")]) == 0
+    assert "combined by min" in capsys.readouterr().out
+    assert load_checkpoint(tmp_path / "min.pt").model.combine == "min"
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])

@@ -316,13 +316,17 @@ def test_dataset_root_follows_the_models_task(tiny_root):
 def test_streaming_mode_starts_like_clips_and_carries_state():
     """--streaming: the first clip from zero state is exactly the clip on its own; later clips
     continue the stream's state (the live situation), so their scores differ but not their words."""
+    import dataclasses
+
     from voice_gru.evaluate import classify, classify_streaming
-    from voice_gru.model import default_model_path
+    from voice_gru.model import Ensemble, default_model_path
     from voice_gru.stream import Recognizer
 
     if not default_model_path().is_file():
         pytest.skip("no shipped model")
     shipped = load_checkpoint(default_model_path())
+    if isinstance(shipped.model, Ensemble):  # clips are named by the members' mean; compare like with like
+        shipped = dataclasses.replace(shipped, model=Ensemble(shipped.model.parts()).eval())
     words = ["yes", "no", "stop", "bed"]
     audios = [read(w) for w in words]
     alone = classify(shipped, audios)
@@ -350,6 +354,38 @@ def test_cli_streaming_mode_on_a_labelled_folder(tmp_path, capsys):
     report = json.loads(out.read_text())
     assert report["mode"] == "streaming" and report["n"] == 4 and report["accuracy"] == 1.0
 
+
+
+def test_clips_are_named_by_the_members_mean_whatever_the_live_combination():
+    """An ensemble combined by min for detection still names a clip by its members' mean logits
+    (a forced choice); the live path gives the min of the members' posteriors."""
+    import dataclasses
+
+    import torch
+
+    from conftest import CLIPS
+    from voice_gru.audio import load_audio
+    from voice_gru.evaluate import classify
+    from voice_gru.features import mfcc
+    from voice_gru.model import Ensemble, default_model_path, min_combine
+    from voice_gru.stream import Recognizer
+
+    shipped = load_checkpoint(default_model_path())
+    if not isinstance(shipped.model, Ensemble):
+        pytest.skip("the shipped model is not an ensemble")
+    parts = shipped.model.parts()
+    unk = shipped.labels.index("_unknown_")
+    by = {c: dataclasses.replace(shipped, model=Ensemble(parts, c, unk if c == "min" else None).eval())
+          for c in ("mean", "min")}
+    audios = [load_audio(TEST_DATA / rel) for rel in CLIPS.values()]
+    assert np.array_equal(classify(by["min"], audios), classify(by["mean"], audios))
+    # live: the recognizer's posteriors are the min of each member's, the rest on _unknown_
+    audio = np.concatenate(audios)
+    feats = shipped.normalizer(mfcc(torch.from_numpy(audio), shipped.features))[None]
+    with torch.no_grad():
+        want = min_combine(torch.stack([m(feats) for m in parts]), unk).exp()[0]
+    live = Recognizer(by["min"], refresh_s=0).push(audio)
+    assert live.shape == want.shape and (live - want).abs().max().item() <= 1e-4
 
 @pytest.mark.slow
 def test_shipped_model_on_the_shared_validation_split(shared_data):

@@ -187,8 +187,10 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5
 
 
-def test_ensemble_equals_torch_over_chunks():
-    ens = Ensemble([make_model(16, 2, seed=1), make_model(0, 1, seed=2), make_model(8, 3, kernel=3, seed=3)]).eval()
+@pytest.mark.parametrize("combine", ["mean", "min"])
+def test_ensemble_equals_torch_over_chunks(combine):
+    members = [make_model(16, 2, seed=1), make_model(0, 1, seed=2), make_model(8, 3, kernel=3, seed=3)]
+    ens = Ensemble(members, combine, 1 if combine == "min" else None).eval()
     net = fast_model(ens)
     assert isinstance(net, FastEnsemble) and isinstance(fast_model(ens.members[0]), FastGRU)
     torch.manual_seed(4)

@@ -17,7 +17,7 @@ from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.errors import CheckpointError  # noqa: E402
 from voice_gru.features import Normalizer, mfcc  # noqa: E402
 from voice_gru.model import (ENSEMBLE_FORMAT, FORMAT, Checkpoint, Ensemble, GRUClassifier, State,  # noqa: E402
-                             clip_posteriors, count_parameters, load_checkpoint, make_ensemble, resolve_model,
+                             clip_posteriors, count_parameters, load_checkpoint, make_ensemble, min_combine, resolve_model,
                              save_checkpoint)
 
 LABELS = tuple(task_labels("12"))
@@ -423,6 +423,38 @@ def test_ensemble_forward_and_step():
     assert count_parameters(ens) == sum(count_parameters(m) for m in members)
 
 
+
+def test_min_combine_by_hand():
+    # two members, classes (silence, unknown, yes, no): their posteriors chosen, logits = log of them
+    p1 = torch.tensor([0.05, 0.05, 0.85, 0.05])  # sure of "yes"
+    p2 = torch.tensor([0.10, 0.60, 0.20, 0.10])  # thinks it is some other word
+    q = min_combine(torch.stack([p1.log(), p2.log()]), residual_class=1).exp()
+    # min per class: 0.05, 0.05, 0.20, 0.05 (sum 0.35); the missing 0.65 goes to _unknown_
+    assert torch.allclose(q, torch.tensor([0.05, 0.70, 0.20, 0.05]), atol=1e-6)
+    assert torch.allclose(q.log().softmax(-1), q, atol=1e-6)  # a distribution: softmax gives it back
+    same = min_combine(torch.stack([p1.log(), p1.log()]), residual_class=1).exp()  # agreement: unchanged
+    assert torch.allclose(same, p1, atol=1e-6)
+
+
+def test_min_ensemble_forward_and_step():
+    members = [make_model(16, seed=1), make_model(0, layers=1, seed=2), make_model(8, kernel=3, seed=3)]
+    ens = Ensemble(members, "min", residual_class=1).eval()
+    x = torch.randn(2, 40, N_IN)
+    with torch.no_grad():
+        p = torch.stack([m(x).softmax(-1) for m in members])
+        want = p.min(0).values
+        want[..., 1] = 1 - (want.sum(-1) - want[..., 1])
+        assert torch.allclose(ens(x).softmax(-1), want, atol=1e-6)
+        state, outs = None, []
+        for a, b in ((0, 1), (1, 8), (8, 8), (8, 40)):
+            y, state = ens.step(x[:, a:b], state)
+            outs.append(y)
+    assert torch.allclose(torch.cat(outs, 1).softmax(-1), want, atol=1e-5)
+    with pytest.raises(ValueError, match="residual class"):
+        Ensemble(members, "min")
+    with pytest.raises(ValueError, match="combination"):
+        Ensemble(members, "median", 1)
+
 def test_ensemble_rejects_mismatched_members():
     with pytest.raises(ValueError, match="differ"):
         Ensemble([make_model(0), GRUClassifier(N_IN, 5, ModelConfig(hidden=8, layers=1))])
@@ -445,6 +477,17 @@ def test_make_ensemble_round_trip(tmp_path, normalizer):
         assert torch.allclose(got.model(x), (a.model(x) + b.model(x)) / 2, atol=1e-6)
     # an ensemble of an ensemble and a model is flat: three members
     assert len(make_ensemble([got, a]).model.members) == 3
+    # min combination survives the round trip; checkpoints written before it load as mean
+    mn = make_ensemble([a, b], combine="min")
+    save_checkpoint(tmp_path / "min.pt", mn)
+    got_min = load_checkpoint(tmp_path / "min.pt")
+    assert (got_min.model.combine, got_min.model.residual_class) == ("min", LABELS.index("_unknown_"))
+    with torch.no_grad():
+        assert torch.equal(got_min.model(x), mn.model(x)) and not torch.allclose(got_min.model(x), got.model(x))
+    old = torch.load(tmp_path / "ens.pt", weights_only=True)
+    del old["combine"], old["residual_class"]
+    torch.save(old, tmp_path / "old.pt")
+    assert load_checkpoint(tmp_path / "old.pt").model.combine == "mean"
     # a damaged member is reported with its position
     blob = torch.load(tmp_path / "ens.pt", weights_only=True)
     blob["members"][1]["weights"].pop("head.bias")

@@ -91,10 +91,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
-    ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models)
+    ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
     save_checkpoint(args.out, ckpt)
     n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
-    print(f"wrote {args.out}: {n} members, {count_parameters(ckpt.model):,} parameters; "
+    print(f"wrote {args.out}: {n} members combined by {args.combine}, {count_parameters(ckpt.model):,} parameters; "
           f"calibrate it before listening (voice-gru calibrate --model {args.out})")
     return 0
 
@@ -422,8 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 
-    en = sub.add_parser("ensemble", help="combine checkpoints of one task into a model that averages them")
+    en = sub.add_parser("ensemble", help="combine checkpoints of one task into one model")
     en.add_argument("models", nargs="+", metavar="CKPT", help="checkpoints with the same labels, features and normaliser")
+    en.add_argument("--combine", choices=["mean", "min"], default="mean",
+                    help="per frame: mean of the members' logits, or min: each class's smallest posterior "
+                         "(a command needs every member; fewer confident false accepts) (default: %(default)s)")
     en.add_argument("--out", required=True, help="ensemble checkpoint to write")
     en.set_defaults(func=_cmd_ensemble)
 

@@ -24,7 +24,7 @@ from voice_gru.data import (
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
-from voice_gru.model import Checkpoint, clip_posteriors
+from voice_gru.model import Checkpoint, Ensemble, clip_posteriors
 
 TAIL_SECONDS = 0.3  # silence appended after a clip: the model marks a word just after it ends
 
@@ -200,7 +200,10 @@ def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 1
         for s in range(0, len(idx), batch_size):
             chunk = idx[s:s + batch_size]
             x = ckpt.normalizer(mfcc(torch.from_numpy(np.stack([prepared[i] for i in chunk])), ckpt.features))
-            post = clip_posteriors(ckpt.model(x), ckpt.pooling, ckpt.silence_index)
+            # naming a clip is a forced choice: an ensemble's members are averaged here even where the
+            # live path takes their minimum (validation, shipped pair: mean 95.3%, min 92.4%)
+            logits = ckpt.model(x, combine="mean") if isinstance(ckpt.model, Ensemble) else ckpt.model(x)
+            post = clip_posteriors(logits, ckpt.pooling, ckpt.silence_index)
             out[chunk] = post.numpy()
     return out
 

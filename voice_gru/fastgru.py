@@ -344,11 +344,13 @@ class FastGRU:
 
 
 class FastEnsemble:
-    """``voice_gru.model.Ensemble.step`` in NumPy: the members' logits averaged."""
+    """``voice_gru.model.Ensemble.step`` in NumPy: the members' logits averaged, or (``residual_class``
+    given) each class's smallest posterior with the rest to that class (``model.min_combine``)."""
 
-    def __init__(self, members: list[FastGRU]) -> None:
+    def __init__(self, members: list[FastGRU], residual_class: int | None = None) -> None:
         self.members = list(members)
         self.n_in, self.n_classes = members[0].n_in, members[0].n_classes
+        self.residual_class = residual_class
 
     def initial_state(self, batch: int = 1) -> EnsembleState:
         """Zero state for ``batch`` streams in every member."""
@@ -358,16 +360,23 @@ class FastEnsemble:
         """Mean logits ``(B, T, classes)`` for a chunk continuing from ``state``."""
         states = state.members if state is not None else (None,) * len(self.members)
         outs = [m.step(x, s) for m, s in zip(self.members, states)]
+        new_state = EnsembleState(tuple(o[1] for o in outs))
+        if self.residual_class is not None:
+            q = softmax(outs[0][0])
+            for o in outs[1:]:
+                np.minimum(q, softmax(o[0]), out=q)
+            q[..., self.residual_class] += np.maximum(1.0 - q.sum(-1), 0.0)
+            return np.log(np.maximum(q, 1e-30)), new_state
         logits = outs[0][0]
         for o in outs[1:]:
             logits += o[0]
         logits /= len(outs)
-        return logits, EnsembleState(tuple(o[1] for o in outs))
+        return logits, new_state
 
 
 def fast_model(model) -> FastGRU | FastEnsemble:
     """NumPy inference of a ``GRUClassifier`` or an ``Ensemble`` of them (weights copied)."""
     members = getattr(model, "members", None)
     if members is not None:
-        return FastEnsemble([FastGRU.from_model(m) for m in members])
+        return FastEnsemble([FastGRU.from_model(m) for m in members], model.residual_class)
     return FastGRU.from_model(model)

@@ -31,6 +31,7 @@ from typing import Optional, Sequence, Union, cast
 import torch
 from torch import nn
 
+from voice_gru import UNKNOWN
 from voice_gru.config import FeatureConfig, ModelConfig, from_dict, to_dict
 from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
@@ -140,32 +141,68 @@ def spectral_map(features: FeatureConfig, normalizer: Normalizer) -> torch.Tenso
     return (m / m.pow(2).sum(1, keepdim=True).sqrt()).float()
 
 
-class Ensemble(nn.Module):
-    """Models over the same inputs and labels whose per-frame logits are averaged."""
+COMBINES = ("mean", "min")
 
-    def __init__(self, members: Sequence[GRUClassifier]) -> None:
+
+def min_combine(logits: torch.Tensor, residual_class: int) -> torch.Tensor:
+    """Log-posteriors ``(..., classes)`` from members' logits ``(members, ..., classes)``: each class
+    gets the smallest of the members' posteriors, and what that leaves of 1 goes to ``residual_class``.
+
+    A class is only as likely as the least convinced member says, so one member's confident mistake
+    is vetoed by the other; where they disagree, the missing mass means "none of the named classes".
+    The result is a distribution, so ``softmax`` of the returned log-posteriors gives it back.
+    """
+    q = logits.softmax(-1).min(0).values
+    q[..., residual_class] += (1.0 - q.sum(-1)).clamp_min(0.0)
+    return q.clamp_min(1e-30).log()
+
+
+class Ensemble(nn.Module):
+    """Models over the same inputs and labels, combined per frame: ``mean`` averages their logits,
+    ``min`` takes each class's smallest posterior (``min_combine``; the rest to ``residual_class``).
+
+    ``min`` is for detection (is a command being said at all?); naming a clip is a forced choice,
+    where ``evaluate`` asks for the ``mean`` whatever the ensemble's own combination.
+    """
+
+    def __init__(self, members: Sequence[GRUClassifier], combine: str = "mean", residual_class: int | None = None) -> None:
         super().__init__()
         if not members:
             raise ValueError("an ensemble needs at least one member")
         shapes = {(m.n_in, m.n_classes) for m in members}
         if len(shapes) != 1:
             raise ValueError(f"ensemble members differ in inputs/classes: {sorted(shapes)}")
+        if combine not in COMBINES:
+            raise ValueError(f"unknown ensemble combination '{combine}' (expected one of {', '.join(COMBINES)})")
         self.members = nn.ModuleList(members)
         self.n_in, self.n_classes = shapes.pop()
+        if combine == "min" and (residual_class is None or not 0 <= residual_class < self.n_classes):
+            raise ValueError(f"combine 'min' needs a residual class index in [0, {self.n_classes}) (got {residual_class})")
+        self.combine = combine
+        self.residual_class = residual_class if combine == "min" else None
+
+    def _combine(self, logits: list[torch.Tensor], combine: str | None = None) -> torch.Tensor:
+        stacked = torch.stack(logits)
+        if (combine or self.combine) == "mean":
+            return stacked.mean(0)
+        if self.residual_class is None:
+            raise ValueError("combine 'min' needs the ensemble's residual class (make it with combine='min')")
+        return min_combine(stacked, self.residual_class)
 
     def parts(self) -> list[GRUClassifier]:
         """The member models (``members`` is the ModuleList that registers them)."""
         return cast(list[GRUClassifier], list(self.members))
 
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        """Mean per-frame logits ``(B, T, classes)`` of a whole sequence from zero state."""
-        return torch.stack([m(frames) for m in self.members]).mean(0)
+    def forward(self, frames: torch.Tensor, combine: str | None = None) -> torch.Tensor:
+        """Combined per-frame logits ``(B, T, classes)`` of a whole sequence from zero state
+        (``combine``: ``mean`` or ``min`` instead of the ensemble's own)."""
+        return self._combine([m(frames) for m in self.members], combine)
 
     def step(self, frames: torch.Tensor, state: Optional[tuple[State, ...]]) -> tuple[torch.Tensor, tuple[State, ...]]:
-        """Mean logits for a chunk continuing from ``state`` (one ``State`` per member, or None)."""
+        """Combined logits for a chunk continuing from ``state`` (one ``State`` per member, or None)."""
         states = state if state is not None else tuple(State(None, None) for _ in self.members)
         outs = [m.step(frames, s) for m, s in zip(self.parts(), states)]
-        return torch.stack([o[0] for o in outs]).mean(0), tuple(o[1] for o in outs)
+        return self._combine([o[0] for o in outs]), tuple(o[1] for o in outs)
 
 
 Model = Union[GRUClassifier, Ensemble]
@@ -182,7 +219,8 @@ def describe_model(model: Model) -> str:
 
     if isinstance(model, Ensemble):
         parts = [one(m) for m in model.parts()]
-        body = f"ensemble of {len(parts)}: " + ", ".join(parts)
+        how = " (min of posteriors)" if model.combine == "min" else ""
+        body = f"ensemble of {len(parts)}{how}: " + ", ".join(parts)
     else:
         body = one(model)
     return f"{body} ({count_parameters(model):,} parameters)"
@@ -253,6 +291,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     if isinstance(ckpt.model, Ensemble):
         blob["format"] = ENSEMBLE_FORMAT
         blob["members"] = [{"model_config": to_dict(m.cfg), "weights": weights(m)} for m in ckpt.model.members]
+        blob["combine"] = ckpt.model.combine
+        blob["residual_class"] = ckpt.model.residual_class
     else:
         blob["model_config"] = to_dict(ckpt.model.cfg)
         blob["weights"] = weights(ckpt.model)
@@ -286,7 +326,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 
         model: Model
         if blob["format"] == ENSEMBLE_FORMAT:
-            model = Ensemble([member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"])])
+            model = Ensemble([member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"])],
+                             blob.get("combine", "mean"), blob.get("residual_class"))
         else:
             model = member(blob, f"{path}:model_config")
         norm = Normalizer.from_dict(blob["normalizer"])
@@ -300,14 +341,17 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"), *extras)
 
 
-def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = ()) -> Checkpoint:
-    """One checkpoint averaging the members' logits; they must share labels, features, normaliser.
+def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combine: str = "mean") -> Checkpoint:
+    """One checkpoint combining the members (``combine``: ``mean`` of logits, or ``min`` of posteriors
+    with the rest to ``_unknown_``); they must share labels, features, normaliser.
 
     Calibrated thresholds are not carried over: an ensemble's scores are its own, so calibrate it.
     """
     names = list(names) or [f"member {i}" for i in range(len(ckpts))]
     if not ckpts:
         raise CheckpointError("an ensemble needs at least one checkpoint")
+    if combine not in COMBINES:
+        raise CheckpointError(f"unknown ensemble combination '{combine}' (expected one of {', '.join(COMBINES)})")
     first = ckpts[0]
     for name, c in zip(names[1:], ckpts[1:]):
         if c.labels != first.labels:
@@ -324,7 +368,12 @@ def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = ()) -> Che
     for c in ckpts:
         members += c.model.parts() if isinstance(c.model, Ensemble) else [c.model]
     meta = {"ensemble_of": [dict(c.meta or {}) for c in ckpts], "sources": [str(n) for n in names]}
-    model = Ensemble(members).eval()
+    residual = None
+    if combine == "min":
+        if UNKNOWN not in first.labels:
+            raise CheckpointError(f"combine 'min' gives the members' disagreement to '{UNKNOWN}', which {names[0]} lacks")
+        residual = first.labels.index(UNKNOWN)
+    model = Ensemble(members, combine, residual).eval()
     return Checkpoint(model, first.labels, first.features, first.normalizer, first.pooling, {}, dict(first.decision or {}), meta)
 
 
