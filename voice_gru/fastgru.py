@@ -357,7 +357,8 @@ class FastEnsemble:
         return EnsembleState(tuple(m.initial_state(batch) for m in self.members))
 
     def step(self, x: np.ndarray, state: EnsembleState | None = None) -> tuple[np.ndarray, EnsembleState]:
-        """Mean logits ``(B, T, classes)`` for a chunk continuing from ``state``."""
+        """Combined logits ``(B, T, classes)`` for a chunk continuing from ``state`` (for ``min``:
+        log-posteriors, which a softmax gives back unchanged)."""
         states = state.members if state is not None else (None,) * len(self.members)
         outs = [m.step(x, s) for m, s in zip(self.members, states)]
         new_state = EnsembleState(tuple(o[1] for o in outs))

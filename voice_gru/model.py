@@ -19,7 +19,8 @@ each doubling the channels and striding along the bands again. Its output (chann
 frame) feeds the Conv1d front end or the GRU.
 
 An ``Ensemble`` runs several such models on the same frames and averages their logits (a
-normalised geometric mean of their posteriors); it has the same ``forward``/``step`` interface.
+normalised geometric mean of their posteriors) or, for detection, takes each class's smallest
+posterior (``min_combine``); it has the same ``forward``/``step`` interface.
 """
 
 from __future__ import annotations

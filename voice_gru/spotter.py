@@ -137,12 +137,12 @@ class CommandSpotter:
         rate and converted in ``mic.MicrophoneStream``, so ``sample_rate`` does not apply here.
         Audio the microphone loses (input overflows, blocks dropped because the caller fell behind) is
         logged as a warning when it happens and counted in ``lost_blocks``."""
-        from voice_gru import mic as mic_module
         from voice_gru.live import mic_chunks
+        from voice_gru.mic import MicrophoneStream
 
         samples = 0
         self.lost_blocks = 0
-        with mic_module.MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate) as mic:
+        with MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate) as mic:
             for chunk in mic_chunks(mic):
                 lost = mic.overflows + mic.dropped_blocks
                 if lost > self.lost_blocks:
