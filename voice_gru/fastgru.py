@@ -167,16 +167,13 @@ class FastGRU:
                               np.ascontiguousarray(sb, dtype=f), kt, kf))
                 self.context += kt - 1
             self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f), convs, stride)
+        self._conv: tuple[np.ndarray, np.ndarray, int] | None = None  # (Wc, bias, kernel) of the Conv1d front end
         if conv_weight is not None:
             C, _, k = conv_weight.shape
-            self.kernel = k
             self.context += k - 1
             # window row [y_{t-k+1}, …, y_t] (each `width`) times Wc: out_t[c] = Σ_j Σ_i w[c, i, j] y_{t-k+1+j}[i]
-            self._wc = np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(-1, C), dtype=f)
-            self._bc = np.ascontiguousarray(conv_bias, dtype=f)
-        else:
-            self.kernel = 0
-            self._wc = self._bc = np.zeros(0, dtype=f)  # unused: kernel 0 means no conv
+            self._conv = (np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(-1, C), dtype=f),
+                          np.ascontiguousarray(conv_bias, dtype=f), k)
         self._wih, self._bi, self._whh, self._bhn = [], [], [], []
         for w_ih, w_hh, b_ih, b_hh in gru:
             assert w_ih.shape[0] == 3 * H and w_hh.shape == (3 * H, H)
@@ -238,18 +235,19 @@ class FastGRU:
         H = self.hidden
         # ---- causal front ends over the new frames preceded by the last `context` input frames
         conv_buf = None
-        if self._spec is not None or self.kernel:
+        spec, conv = self._spec, self._conv
+        if spec is not None or conv is not None:
             buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.n_in), f)
             xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, context+T, n_in)
             conv_buf = xx[:, T:, :].copy()
-            y = self._spectral(xx, self._spec) if self._spec is not None else xx
-            if self.kernel:  # one matmul over the k-frame windows
-                k = self.kernel
+            y = self._spectral(xx, spec) if spec is not None else xx
+            if conv is not None:  # one matmul over the k-frame windows
+                wc, bc, k = conv
                 y = np.ascontiguousarray(y)
                 s0, s1, s2 = y.strides  # overlapping windows [y_{t-k+1} … y_t] of the contiguous y
                 win = np.ndarray((B, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
-                inp = _mm(win.reshape(B * T, -1), self._wc)  # reshape copies: im2col
-                inp += self._bc
+                inp = _mm(win.reshape(B * T, -1), wc)  # reshape copies: im2col
+                inp += bc
                 np.maximum(inp, 0.0, out=inp)
             else:
                 inp = np.ascontiguousarray(y).reshape(B * T, -1)
