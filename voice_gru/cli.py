@@ -143,6 +143,10 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         plot_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"], args.plot,
                        f"accuracy {report['accuracy']:.3f} (n={report['n']})")
         print(f"wrote {args.plot}")
+    if not report["predictions"]:
+        # every input was unreadable: a script must not take an empty report for a result
+        print(f"voice-gru: error: none of the {report['n_inputs']} input(s) could be read (reasons above)", file=sys.stderr)
+        return 1
     return 0
 
 
