@@ -6,6 +6,7 @@ stray warning or traceback on stderr would show (three cases by default, all of 
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -216,3 +217,35 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     save_checkpoint(tmp_path / "raw.pt", raw)
     assert main(base + ["--model", str(tmp_path / "raw.pt")]) == 0
     assert "not calibrated" in capsys.readouterr().err
+
+
+def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):
+    """`evaluate-stream --command-free`: no label file, every detection is a false accept, fired at
+    the times `listen --input` reports; each calibrated setting is replayed (the model's own point
+    gives the main run's count) and the lowest silent threshold really is silent."""
+    from voice_gru.model import resolve_model
+
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    events = tmp_path / "events.jsonl"
+    assert main(["listen", "--input", str(example), "--no-view", "--events", str(events)]) == 0
+    heard = [json.loads(ln) for ln in events.read_text().splitlines()]
+    assert heard  # the bundled recording holds commands, so declared command-free they are false accepts
+    capsys.readouterr()
+    out_json = tmp_path / "r.json"
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(out_json.read_text())
+    assert r["commands"] == 0 and r["false_accepts"] == len(heard)
+    assert [(e["label"], round(e["t"], 2)) for e in r["events"]] == [(e["label"], round(e["t"], 2)) for e in heard]
+    assert f"false accepts {len(heard)} " in out and "fired at: 0:00:" in out
+    cal = resolve_model(None).meta["calibration"]
+    own = [p for p in r["operating_points"] if p["target_fa_per_hour"] == cal["target_fa_per_hour"]]
+    assert own and own[0]["false_accepts"] == len(heard)
+    assert len(r["operating_points"]) == len(cal["operating_points"])
+    x = r["silent_threshold"]
+    assert x is not None and f"--threshold {x:g}" in out
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--threshold", str(x)]) == 0
+    assert "false accepts 0 " in capsys.readouterr().out
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--labels", str(tmp_path / "x.json")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("voice-gru: error: --command-free and --labels")

@@ -98,23 +98,66 @@ def format_stream_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def format_command_free(r: dict) -> str:
+    """What ``evaluate-stream --command-free`` adds: when it fired, and each calibrated setting's count."""
+    def clock(t: float) -> str:
+        return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
+
+    events = r["events"]
+    lines = ["fired at: " + ", ".join(f"{clock(e['t'])} {e['label']} ({e['score']:.2f})" for e in events[:10])
+             + (f", +{len(events) - 10} more" if len(events) > 10 else "")] if events else []
+    ops = r.get("operating_points")
+    if ops:
+        lines.append("on this recording with each calibrated setting (expected recall on new speakers):")
+        lines += [f"  --false-accepts-per-hour {p['target_fa_per_hour']:<5g} {p['false_accepts']:4d} false accepts "
+                  f"({p['false_accepts_per_hour']:.1f} per hour; recall {p['expected_recall']:.0%})" for p in ops]
+        quiet = [p for p in ops if p["false_accepts"] == 0]
+        lines.append(f"most sensitive calibrated setting silent here: --false-accepts-per-hour {quiet[-1]['target_fa_per_hour']:g}"
+                     if quiet else "no calibrated setting is silent here")
+    if events:
+        x = r.get("silent_threshold")
+        lines.append(f"lowest single threshold silent here: --threshold {x:g} (higher = fewer false triggers, more misses)"
+                     if x is not None else "no threshold of the sweep is silent here")
+    return "\n".join(lines)
+
+
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     import torch
 
     from voice_gru.cli import recognizer_override
     from voice_gru.config import load_config
+    from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
-    from voice_gru.streams import evaluate_stream, load_stream, plot_det, public_result, sweep_thresholds
+    from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream, plot_det,
+                                   public_result, sweep_thresholds)
 
+    if args.command_free and args.labels:
+        raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
     override = recognizer_override(args, ckpt)
     dcfg = load_config(args.config).decision if args.config else None
-    audio, truth = load_stream(args.input, args.labels)
+    audio, truth = load_stream(args.input, args.labels, command_free=args.command_free)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
+    if args.command_free:
+        points = (ckpt.meta or {}).get("calibration", {}).get("operating_points") or []
+        # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
+        if points and dcfg is None:
+            result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
+        from voice_gru.config import DecisionConfig, from_dict
+
+        sweep = sweep_thresholds(result["posteriors"], result["labels"], truth, None, from_dict(DecisionConfig, result["decision"]),
+                                 frame_seconds=result["frame_seconds"], first_frame_end=result["first_frame_end"], after=args.after)
+        silent = None  # the lowest threshold from which every higher one of the sweep is silent too
+        for p in sorted(sweep, key=lambda q: -q["threshold"]):
+            if p["false_accepts"]:
+                break
+            silent = p["threshold"]
+        result["silent_threshold"] = silent
+        print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))
         print(f"wrote {args.json}")
@@ -201,6 +244,9 @@ def register(subparsers) -> None:
                                help="stream a labelled recording through the listen path: hits, false accepts/hour, latency")
     es.add_argument("--input", required=True, metavar="REC.wav", help="recording (e.g. from make-stream)")
     es.add_argument("--labels", metavar="REC.json", help="its label file (default: the input's name with .json)")
+    es.add_argument("--command-free", action="store_true",
+                    help="the recording holds none of the commands (your TV, radio, a meeting): no label file; every "
+                         "detection is a false accept, and each calibrated --false-accepts-per-hour setting is replayed on it")
     es.add_argument("--model", help="checkpoint (default: the shipped model)")
     add_recognizer_args(es)
     es.add_argument("--after", type=float, default=1.0, metavar="S",

@@ -333,12 +333,25 @@ def read_truth(path: str | Path) -> dict:
     return truth
 
 
-def load_stream(wav: str | Path, labels: str | Path | None = None) -> tuple[np.ndarray, dict]:
-    """A recording and its truth; the label file defaults to the WAV's name with ``.json``."""
+def command_free_truth(duration_s: float, sample_rate: int = SAMPLE_RATE) -> dict:
+    """The truth of a recording known to hold none of the commands (a TV, radio or meeting)."""
+    return {"duration": float(duration_s), "sample_rate": sample_rate, "events": [], "command_free": True}
+
+
+def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False) -> tuple[np.ndarray, dict]:
+    """A recording and its truth; the label file defaults to the WAV's name with ``.json``.
+
+    ``command_free``: no label file; the recording holds no commands (``command_free_truth``).
+    """
     from voice_gru.audio import load_audio
 
     if not Path(wav).is_file():
         raise AudioFormatError(f"{wav}: recording not found")
+    if command_free:
+        audio = load_audio(wav, SAMPLE_RATE)
+        if audio.size == 0:
+            raise AudioFormatError(f"{wav}: the recording holds no audio")
+        return audio, command_free_truth(audio.size / SAMPLE_RATE)
     labels = Path(labels) if labels else labels_path_for(wav)
     truth = read_truth(labels)
     sr = int(truth.get("sample_rate", SAMPLE_RATE))
@@ -598,6 +611,23 @@ def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mappi
     return points
 
 
+def false_accepts_at_operating_points(result: Mapping, truth: Mapping, points: Sequence[Mapping],
+                                      after: float = 1.0) -> list[dict]:
+    """False accepts an ``evaluate_stream`` result would have had at each calibrated operating point
+    (``ckpt.meta["calibration"]["operating_points"]``): its posteriors replayed through the detector
+    with each point's thresholds. Sorted by target rate."""
+    dcfg = from_dict(DecisionConfig, result["decision"])
+    out = []
+    for p in sorted(points, key=lambda q: q["target_fa_per_hour"]):
+        events = detect(result["posteriors"], result["labels"], dcfg, p["thresholds"],
+                        result["frame_seconds"], result["first_frame_end"])
+        s = score_events(events, truth, None, after)
+        out.append({"target_fa_per_hour": p["target_fa_per_hour"], "expected_recall": p["recall"],
+                    "false_accepts": s["false_accepts"], "false_accepts_per_hour": s["false_accepts_per_hour"],
+                    "hits": s["hits"], "commands": s["commands"]})
+    return out
+
+
 def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> None:
     """PNG of a sweep: miss rate against false accepts per hour (or, on a command-free stream,
     false accepts per hour against threshold). Written atomically."""
@@ -712,7 +742,7 @@ def public_result(result: Mapping) -> dict:
 
 __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
-    "load_stream", "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
+    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "torch_threads", "DEFAULT_SWEEP",
 ]
