@@ -633,3 +633,22 @@ def test_main_runs_make_stream(shared_data, tmp_path, capsys):
     assert rec.is_file() and rec.with_suffix(".json").is_file()
     assert main(["evaluate-stream", "--input", str(tmp_path / "missing.wav")]) == 2
     assert "voice-gru: error:" in capsys.readouterr().err
+
+
+def test_lowest_silent_threshold_on_a_known_plateau():
+    """A command-free recording whose only confident frames are one 'stop' plateau at 0.75 for
+    0.5 s: every threshold up to 0.75 fires on it, the next of the sweep is the lowest silent one;
+    a plateau above the sweep's top leaves none."""
+    from voice_gru.streams import DEFAULT_SWEEP, command_free_truth, lowest_silent_threshold
+
+    labels = ["_silence_", "_unknown_", "yes", "stop"]
+    post = np.zeros((600, 4), np.float32)
+    post[:, 0] = 1.0
+    post[200:250] = [0.25, 0.0, 0.0, 0.75]
+    dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=500)
+    result = {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
+              "frame_seconds": 0.01, "first_frame_end": 0.03}
+    truth = command_free_truth(6.0)
+    assert lowest_silent_threshold(result, truth) == min(x for x in DEFAULT_SWEEP if x > 0.75)
+    post[200:250] = [0.0, 0.0, 0.0, 1.0]
+    assert lowest_silent_threshold(result, truth) is None

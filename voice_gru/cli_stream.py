@@ -129,8 +129,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
-    from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream, plot_det,
-                                   public_result, sweep_thresholds)
+    from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream,
+                                   lowest_silent_threshold, plot_det, public_result, sweep_thresholds)
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
@@ -147,16 +147,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
-        from voice_gru.config import DecisionConfig, from_dict
-
-        sweep = sweep_thresholds(result["posteriors"], result["labels"], truth, None, from_dict(DecisionConfig, result["decision"]),
-                                 frame_seconds=result["frame_seconds"], first_frame_end=result["first_frame_end"], after=args.after)
-        silent = None  # the lowest threshold from which every higher one of the sweep is silent too
-        for p in sorted(sweep, key=lambda q: -q["threshold"]):
-            if p["false_accepts"]:
-                break
-            silent = p["threshold"]
-        result["silent_threshold"] = silent
+        result["silent_threshold"] = lowest_silent_threshold(result, truth, args.after)
         print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))
