@@ -639,7 +639,7 @@ def test_lowest_silent_threshold_on_a_known_plateau():
     """A command-free recording whose only confident frames are one 'stop' plateau at 0.75 for
     0.5 s: every threshold up to 0.75 fires on it, the next of the sweep is the lowest silent one;
     a plateau above the sweep's top leaves none."""
-    from voice_gru.streams import DEFAULT_SWEEP, command_free_truth, lowest_silent_threshold
+    from voice_gru.streams import DEFAULT_SWEEP, command_free_truth, lowest_silent_threshold, sweep_result
 
     labels = ["_silence_", "_unknown_", "yes", "stop"]
     post = np.zeros((600, 4), np.float32)
@@ -649,6 +649,6 @@ def test_lowest_silent_threshold_on_a_known_plateau():
     result = {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
               "frame_seconds": 0.01, "first_frame_end": 0.03}
     truth = command_free_truth(6.0)
-    assert lowest_silent_threshold(result, truth) == min(x for x in DEFAULT_SWEEP if x > 0.75)
+    assert lowest_silent_threshold(sweep_result(result, truth)) == min(x for x in DEFAULT_SWEEP if x > 0.75)
     post[200:250] = [0.0, 0.0, 0.0, 1.0]
-    assert lowest_silent_threshold(result, truth) is None
+    assert lowest_silent_threshold(sweep_result(result, truth)) is None

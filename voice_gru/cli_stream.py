@@ -130,7 +130,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
     from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream,
-                                   lowest_silent_threshold, plot_det, public_result, sweep_thresholds)
+                                   lowest_silent_threshold, plot_det, public_result, sweep_result)
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
@@ -142,27 +142,23 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
+    # one replay of the detector over the posteriors serves both the advice and the DET curve
+    sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
     if args.command_free:
         points = (ckpt.meta or {}).get("calibration", {}).get("operating_points") or []
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
-        result["silent_threshold"] = lowest_silent_threshold(result, truth, args.after)
+        result["silent_threshold"] = lowest_silent_threshold(sweep)
         print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))
         print(f"wrote {args.json}")
     if args.det:
-        from voice_gru.config import DecisionConfig, from_dict
-
-        points = sweep_thresholds(result["posteriors"], result["labels"], truth, None,
-                                  from_dict(DecisionConfig, result["decision"]),
-                                  frame_seconds=result["frame_seconds"], first_frame_end=result["first_frame_end"],
-                                  after=args.after)
         det_json = Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")
-        plot_det(points, args.det, f"{Path(args.input).name}: {result['mode']} mode")
-        write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": points})
-        print(f"wrote {args.det} and {det_json} ({len(points)} thresholds)")
+        plot_det(sweep, args.det, f"{Path(args.input).name}: {result['mode']} mode")
+        write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": sweep})
+        print(f"wrote {args.det} and {det_json} ({len(sweep)} thresholds)")
     return 0
 
 

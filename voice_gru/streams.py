@@ -628,14 +628,18 @@ def false_accepts_at_operating_points(result: Mapping, truth: Mapping, points: S
     return out
 
 
-def lowest_silent_threshold(result: Mapping, truth: Mapping, after: float = 1.0,
-                            thresholds: Sequence[float] = DEFAULT_SWEEP) -> float | None:
-    """The lowest threshold (one for every command) from which it and every higher one of
-    ``thresholds`` gives an ``evaluate_stream`` result no false accept; None if the highest fires."""
-    sweep = sweep_thresholds(result["posteriors"], result["labels"], truth, None, from_dict(DecisionConfig, result["decision"]),
-                             thresholds, result["frame_seconds"], result["first_frame_end"], after)
+def sweep_result(result: Mapping, truth: Mapping, after: float = 1.0,
+                 thresholds: Sequence[float] = DEFAULT_SWEEP) -> list[dict]:
+    """``sweep_thresholds`` over an ``evaluate_stream`` result's posteriors, with its decision settings."""
+    return sweep_thresholds(result["posteriors"], result["labels"], truth, None, from_dict(DecisionConfig, result["decision"]),
+                            thresholds, result["frame_seconds"], result["first_frame_end"], after)
+
+
+def lowest_silent_threshold(points: Sequence[Mapping]) -> float | None:
+    """The lowest threshold of a sweep from which it and every higher one has no false accept;
+    None if the highest fires."""
     silent = None
-    for p in sorted(sweep, key=lambda q: -q["threshold"]):
+    for p in sorted(points, key=lambda q: -q["threshold"]):
         if p["false_accepts"]:
             break
         silent = p["threshold"]
@@ -756,7 +760,7 @@ def public_result(result: Mapping) -> dict:
 
 __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
-    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold",
+    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "torch_threads", "DEFAULT_SWEEP",
