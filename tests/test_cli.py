@@ -246,6 +246,24 @@ def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):
     assert x is not None and f"--threshold {x:g}" in out
     assert main(["evaluate-stream", "--input", str(example), "--command-free", "--threshold", str(x)]) == 0
     assert "false accepts 0 " in capsys.readouterr().out
+    # the per-command advice: every command that fired is raised, and those flags alone are silent
+    flags = r["silent_flags"]
+    assert r["silent_flags_partial"] and {e["label"] for e in heard} <= set(flags)
+    advice = [ln for ln in out.splitlines() if ln.startswith("or raise only the commands that fired")]
+    assert len(advice) == 1
+    given = advice[0].split("): ", 1)[1].split()
+    assert given == [w for c, v in flags.items() for w in ("--threshold", f"{c}={v:g}")]
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", *given]) == 0
+    assert "false accepts 0 " in capsys.readouterr().out
+    # at another operating point the advice gives every command's value, and that set is silent
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--false-accepts-per-hour", "20",
+                 "--json", str(out_json)]) == 0
+    r20 = json.loads(out_json.read_text())
+    assert not r20["silent_flags_partial"] and set(r20["silent_flags"]) == set(r20["thresholds"])
+    capsys.readouterr()
+    every = [w for c, v in r20["silent_flags"].items() for w in ("--threshold", f"{c}={v:g}")]
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", *every]) == 0
+    assert "false accepts 0 " in capsys.readouterr().out
     assert main(["evaluate-stream", "--input", str(example), "--command-free", "--labels", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("voice-gru: error: --command-free and --labels")

@@ -652,3 +652,50 @@ def test_lowest_silent_threshold_on_a_known_plateau():
     assert lowest_silent_threshold(sweep_result(result, truth)) == min(x for x in DEFAULT_SWEEP if x > 0.75)
     post[200:250] = [0.0, 0.0, 0.0, 1.0]
     assert lowest_silent_threshold(sweep_result(result, truth)) is None
+
+
+def _command_free_result(post, labels, dcfg, thresholds):
+    return {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
+            "frame_seconds": 0.01, "first_frame_end": 0.03, "thresholds": thresholds}
+
+
+def test_silent_per_command_raises_each_command_that_fired_just_above_its_plateau():
+    """Two confident plateaus on a command-free recording, 'stop' at 0.75 and 'on' at 0.8125 (0.5 s
+    each, far apart; both exact in float32): each is raised to the first 0.01 step above its plateau, 'yes' stays as it is,
+    the detector itself is then silent and fires again one step lower; a plateau of exactly 1 cannot
+    be silenced (a value above 1)."""
+    from voice_gru.decision import Detector
+    from voice_gru.streams import silent_per_command
+
+    labels = ["_silence_", "_unknown_", "yes", "stop", "on"]
+    post = np.zeros((1000, 5), np.float32)
+    post[:, 0] = 1.0
+    post[200:250] = [0.25, 0.0, 0.0, 0.75, 0.0]
+    post[600:650] = [0.1875, 0.0, 0.0, 0.0, 0.8125]
+    dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=500)
+    thr = {"yes": 0.6, "stop": 0.7, "on": 0.8}
+    raised = silent_per_command(_command_free_result(post, labels, dcfg, thr))
+    assert raised == pytest.approx({"stop": 0.76, "on": 0.82})
+    assert Detector(labels, dcfg, {**thr, **raised}).update(post) == []
+    assert [c.label for c in Detector(labels, dcfg, {**thr, **raised, "stop": 0.75}).update(post)] == ["stop"]
+    post[600:650] = [0.0, 0.0, 0.0, 0.0, 1.0]
+    assert silent_per_command(_command_free_result(post, labels, dcfg, thr))["on"] > 1.0
+
+
+def test_silent_per_command_finds_a_command_the_cooldown_hid():
+    """'on' (15/16) fires and its 1 s cooldown hides a 'stop' plateau (7/8) right after it: once 'on'
+    is raised, 'stop' fires, so it is raised too; nothing fires with both. (Plateaus exact in float32.)"""
+    from voice_gru.decision import Detector
+    from voice_gru.streams import silent_per_command
+
+    labels = ["_silence_", "_unknown_", "stop", "on"]
+    post = np.zeros((800, 4), np.float32)
+    post[:, 0] = 1.0
+    post[200:260] = [0.0625, 0.0, 0.0, 0.9375]
+    post[262:300] = [0.125, 0.0, 0.875, 0.0]
+    dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=1000)
+    thr = {"stop": 0.7, "on": 0.7}
+    assert [c.label for c in Detector(labels, dcfg, thr).update(post)] == ["on"]
+    raised = silent_per_command(_command_free_result(post, labels, dcfg, thr))
+    assert raised == pytest.approx({"on": 0.94, "stop": 0.88})
+    assert Detector(labels, dcfg, {**thr, **raised}).update(post) == []

@@ -118,6 +118,18 @@ def format_command_free(r: dict) -> str:
         x = r.get("silent_threshold")
         lines.append(f"lowest single threshold silent here: --threshold {x:g} (higher = fewer false triggers, more misses)"
                      if x is not None else "no threshold of the sweep is silent here")
+    flags = r.get("silent_flags")
+    if flags:
+        ok = {c: v for c, v in flags.items() if v <= 1.0}
+        fired = sorted({e["label"] for e in events})
+        keep = ("the others keep the model's thresholds" if r.get("silent_flags_partial")
+                else "the others as in this run; every value given")
+        if ok:
+            lines.append(f"or raise only the commands that fired ({', '.join(fired)}; {keep}): "
+                         + " ".join(f"--threshold {c}={v:g}" for c, v in ok.items()))
+        never = sorted(c for c, v in flags.items() if v > 1.0)
+        if never:
+            lines.append(f"no threshold silences {', '.join(never)} here (its smoothed posterior reaches 1)")
     return "\n".join(lines)
 
 
@@ -130,7 +142,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
     from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream,
-                                   lowest_silent_threshold, plot_det, public_result, sweep_result)
+                                   lowest_silent_threshold, plot_det, public_result, silent_per_command,
+                                   sweep_result)
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
@@ -150,6 +163,12 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
         result["silent_threshold"] = lowest_silent_threshold(sweep)
+        raised = silent_per_command(result)
+        # with the model's own thresholds the raised commands alone say it; a run at another point
+        # (--false-accepts-per-hour, --threshold) needs every command's value to be reproduced by listen
+        partial = override is None
+        result["silent_flags"] = raised if partial or not raised else {**result["thresholds"], **raised}
+        result["silent_flags_partial"] = partial
         print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))

@@ -646,6 +646,29 @@ def lowest_silent_threshold(points: Sequence[Mapping]) -> float | None:
     return silent
 
 
+def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
+    """Per-command thresholds that keep an ``evaluate_stream`` result of a command-free recording
+    silent while changing as little as possible: starting from the thresholds the run used, each
+    command that fires is raised by ``step`` until nothing fires (the detector replayed on the stored
+    posteriors; repeated, because a silenced command no longer starts a cooldown that hid another).
+    Returns only the raised commands; {} if none fired. A value above 1 means no threshold silences
+    that command (its smoothed posterior reaches 1 here)."""
+    labels = list(result["labels"])
+    n_smooth, n_min, n_cool = detector_frames(from_dict(DecisionConfig, result["decision"]), result["frame_seconds"])
+    smoothed = smoothed_scores(result["posteriors"], n_smooth)
+    top, score = smoothed_top(smoothed)
+    used = result["thresholds"]
+    start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
+    thr = start.copy()
+    while True:
+        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score)}
+        if not fired:
+            break
+        for k in fired:  # rounded: the advice is printed as COMMAND=VALUE and must replay the same
+            thr[k] = round(float(thr[k]) + step, 6)
+    return {labels[k]: float(thr[k]) for k in range(len(labels)) if thr[k] != start[k]}
+
+
 def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> None:
     """PNG of a sweep: miss rate against false accepts per hour (or, on a command-free stream,
     false accepts per hour against threshold). Written atomically."""
@@ -762,6 +785,6 @@ __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
     "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
-    "detect", "sweep_thresholds", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
+    "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "torch_threads", "DEFAULT_SWEEP",
 ]
