@@ -248,22 +248,26 @@ def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):
     assert "false accepts 0 " in capsys.readouterr().out
     # the per-command advice: every command that fired is raised, and those flags alone are silent
     flags = r["silent_flags"]
-    assert r["silent_flags_partial"] and {e["label"] for e in heard} <= set(flags)
+    assert r["silent_base"] == "" and {e["label"] for e in heard} <= set(flags)
     advice = [ln for ln in out.splitlines() if ln.startswith("or raise only the commands that fired")]
     assert len(advice) == 1
-    given = advice[0].split("): ", 1)[1].split()
+    given = advice[0].split("unchanged: ", 1)[1].split()
     assert given == [w for c, v in flags.items() for w in ("--threshold", f"{c}={v:g}")]
     assert main(["evaluate-stream", "--input", str(example), "--command-free", *given]) == 0
     assert "false accepts 0 " in capsys.readouterr().out
-    # at another operating point the advice gives every command's value, and that set is silent
+    # at another operating point the advice adjusts that point, and the point with those flags is silent
     assert main(["evaluate-stream", "--input", str(example), "--command-free", "--false-accepts-per-hour", "20",
                  "--json", str(out_json)]) == 0
     r20 = json.loads(out_json.read_text())
-    assert not r20["silent_flags_partial"] and set(r20["silent_flags"]) == set(r20["thresholds"])
-    capsys.readouterr()
-    every = [w for c, v in r20["silent_flags"].items() for w in ("--threshold", f"{c}={v:g}")]
-    assert main(["evaluate-stream", "--input", str(example), "--command-free", *every]) == 0
+    assert r20["silent_base"] == "--false-accepts-per-hour 20" and r20["silent_flags"]
+    out20 = capsys.readouterr().out
+    line = [ln for ln in out20.splitlines() if ln.startswith("or raise only the commands that fired")][0]
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", *line.split("unchanged: ", 1)[1].split()]) == 0
     assert "false accepts 0 " in capsys.readouterr().out
+    # one --threshold for every command: the advice lists every command (all differ from the model's own)
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--threshold", "0.6",
+                 "--json", str(out_json)]) == 0
+    assert set(json.loads(out_json.read_text())["silent_flags"]) == set(r["thresholds"])
     assert main(["evaluate-stream", "--input", str(example), "--command-free", "--labels", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("voice-gru: error: --command-free and --labels")

@@ -125,6 +125,9 @@ def test_sensitivity_settings(spotter16):
     assert one["stop"] == 0.99 and one["go"] == pytest.approx(ckpt.thresholds["go"])
     with pytest.raises(ConfigError, match="not both"):
         CommandSpotter(ckpt, threshold=0.5, false_accepts_per_hour=1)
+    # a mapping adjusts single commands of a point; the others keep the point's values
+    adjusted = CommandSpotter(ckpt, threshold={"stop": 0.99}, false_accepts_per_hour=5).thresholds
+    assert adjusted == {k: pytest.approx(0.99 if k == "stop" else v) for k, v in five["thresholds"].items()}
     with pytest.raises(ConfigError, match="between 0 and 1"):
         CommandSpotter(ckpt, threshold=90)
     with pytest.raises(ConfigError, match="'jump': not a command"):

@@ -210,14 +210,18 @@ def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, flo
         override = threshold_override(args.threshold, ckpt.labels)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
         return override
-    if args.threshold:
-        raise ConfigError("give --threshold or --false-accepts-per-hour, not both")
+    adjust = threshold_override(args.threshold, ckpt.labels)
+    if adjust is not None and not isinstance(adjust, dict):
+        raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
+                          "(COMMAND=VALUE pairs may adjust single commands of a point)")
     from voice_gru.calibrate import operating_point
 
     point = operating_point(ckpt, rate)
     print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour {_where(point)} "
-          f"({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})", file=sys.stderr)
-    return dict(point["thresholds"])
+          f"({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})"
+          + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
+             if adjust else ""), file=sys.stderr)
+    return {**point["thresholds"], **(adjust or {})}
 
 
 def _where(point: dict) -> str:
@@ -383,7 +387,8 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     """The options shared by every command that runs the live recognition path."""
     p.add_argument("--threshold", action="append", metavar="X|CMD=X",
                    help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
-                        "repeat as stop=0.9 for one command. Default: the model's calibrated thresholds")
+                        "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point). "
+                        "Default: the model's calibrated thresholds")
     p.add_argument("--false-accepts-per-hour", type=float, metavar="R",
                    help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
                         "per hour (its trade-off was measured on validation streams; higher R = more sensitive)")

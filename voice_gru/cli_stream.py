@@ -122,11 +122,10 @@ def format_command_free(r: dict) -> str:
     if flags:
         ok = {c: v for c, v in flags.items() if v <= 1.0}
         fired = sorted({e["label"] for e in events})
-        keep = ("the others keep the model's thresholds" if r.get("silent_flags_partial")
-                else "the others as in this run; every value given")
         if ok:
-            lines.append(f"or raise only the commands that fired ({', '.join(fired)}; {keep}): "
-                         + " ".join(f"--threshold {c}={v:g}" for c, v in ok.items()))
+            lines.append(f"or raise only the commands that fired ({', '.join(fired)}), the others unchanged: "
+                         + " ".join([r["silent_base"]] * bool(r.get("silent_base"))
+                                    + [f"--threshold {c}={v:g}" for c, v in ok.items()]))
         never = sorted(c for c, v in flags.items() if v > 1.0)
         if never:
             lines.append(f"no threshold silences {', '.join(never)} here (its smoothed posterior reaches 1)")
@@ -141,7 +140,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
-    from voice_gru.streams import (evaluate_stream, false_accepts_at_operating_points, load_stream,
+    from voice_gru.calibrate import operating_point
+    from voice_gru.decision import effective_thresholds
+    from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    lowest_silent_threshold, plot_det, public_result, silent_per_command,
                                    sweep_result)
 
@@ -164,11 +165,14 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
         result["silent_threshold"] = lowest_silent_threshold(sweep)
         raised = silent_per_command(result)
-        # with the model's own thresholds the raised commands alone say it; a run at another point
-        # (--false-accepts-per-hour, --threshold) needs every command's value to be reproduced by listen
-        partial = override is None
-        result["silent_flags"] = raised if partial or not raised else {**result["thresholds"], **raised}
-        result["silent_flags_partial"] = partial
+        # as flags for listen: the values that differ from what the run's --false-accepts-per-hour
+        # (or the model's own point) gives, so a --threshold T run lists every command
+        rate = args.false_accepts_per_hour
+        base = effective_thresholds(ckpt.labels, decision_of(ckpt, dcfg), ckpt.thresholds,
+                                    operating_point(ckpt, rate)["thresholds"] if rate is not None else None)
+        advised = {**result["thresholds"], **raised}
+        result["silent_flags"] = {c: v for c, v in advised.items() if abs(v - base[c]) > 1e-9} if raised else {}
+        result["silent_base"] = f"--false-accepts-per-hour {rate:g}" if rate is not None else ""
         print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))

@@ -72,10 +72,11 @@ class CommandSpotter:
     """Audio chunks in, ``Command`` events out: exactly the path ``voice-gru listen`` runs.
 
     ``model``: a checkpoint path or a loaded ``Checkpoint`` (None: the shipped model).
-    Sensitivity, at most one of: ``false_accepts_per_hour`` (the model's calibrated operating point
-    for at most that many false triggers per hour on new speakers) or ``threshold`` (the smoothed
-    posterior a command must reach, one number or ``{"stop": 0.9, ...}``; higher means fewer false
-    triggers and more misses). Neither: the model's own calibrated thresholds.
+    Sensitivity: ``false_accepts_per_hour`` (the model's calibrated operating point for at most that
+    many false triggers per hour on new speakers) and/or ``threshold`` (the smoothed posterior a
+    command must reach, one number or ``{"stop": 0.9, ...}``; higher means fewer false triggers and
+    more misses). Both: a mapping adjusts single commands of the point (one number and a point
+    conflict). Neither: the model's own calibrated thresholds.
     ``sample_rate``: the rate of the audio given to ``process`` (resampled in code).
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings).
     """
@@ -87,15 +88,17 @@ class CommandSpotter:
         from voice_gru.mic import StreamingResampler
         from voice_gru.streams import decision_of
 
-        if false_accepts_per_hour is not None and threshold is not None:
-            raise ConfigError("give threshold or false_accepts_per_hour, not both")
+        if false_accepts_per_hour is not None and threshold is not None and not isinstance(threshold, Mapping):
+            raise ConfigError("give threshold or false_accepts_per_hour, not both "
+                              "(a {command: value} mapping may adjust single commands of a point)")
         if sample_rate <= 0:
             raise ConfigError(f"sample_rate {sample_rate}: must be positive")
         self.ckpt = model if isinstance(model, Checkpoint) else resolve_model(model)
         self.labels = list(self.ckpt.labels)
         self.operating_point = operating_point(self.ckpt, false_accepts_per_hour) if false_accepts_per_hour is not None else None
-        override = (dict(self.operating_point["thresholds"]) if self.operating_point
-                    else _checked_override(threshold, self.labels))
+        override = _checked_override(threshold, self.labels)
+        if self.operating_point:
+            override = {**self.operating_point["thresholds"], **(override or {})}  # type: ignore[dict-item]
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         f = self.ckpt.features
