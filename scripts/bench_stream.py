@@ -6,13 +6,18 @@ Prints the real-time factor (compute seconds per audio second) of features + GRU
   * stream mode, no refresh (one state),
   * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
 and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
+It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
+OpenBLAS spreads larger products over every core and its workers spin) and prints, for every
+variant, the CPU seconds of all the process's threads beside the wall-clock compute. ``--load N``
+keeps N other processes busy meanwhile, like a computer doing other work.
 
-    .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10]
+    .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10] [--load 1]
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 
 import numpy as np
@@ -33,8 +38,8 @@ def make_audio(seconds: float, seed: int = 0) -> np.ndarray:
     return audio
 
 
-def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, int]:
-    """Seconds of compute to push ``audio`` through Recognizer + Detector; number of events."""
+def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, float, int]:
+    """Wall and CPU seconds (all threads) to push ``audio`` through Recognizer + Detector; number of events."""
     from voice_gru.decision import Detector
     from voice_gru.stream import Recognizer
 
@@ -42,10 +47,15 @@ def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, int]:
     f = ckpt.features
     det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate)
     n_events = 0
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, audio.size, chunk):
         n_events += len(det.update(rec.push(audio[i:i + chunk]).numpy()))
-    return time.perf_counter() - t0, n_events
+    return time.perf_counter() - t0, time.process_time() - c0, n_events
+
+
+def _busy() -> None:
+    while True:
+        pass
 
 
 def main() -> None:
@@ -55,23 +65,33 @@ def main() -> None:
     ap.add_argument("--model")
     ap.add_argument("--seconds", type=float, default=120.0, help="audio for the stream modes")
     ap.add_argument("--window-seconds", type=float, default=10.0, help="audio for window mode (slow)")
+    ap.add_argument("--load", type=int, default=0, help="other busy processes meanwhile (default: none)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
-    print(f"model: {count_parameters(ckpt.model):,} parameters; 1 torch thread; 100 ms chunks")
+    print(f"model: {count_parameters(ckpt.model):,} parameters; 1 torch thread; 100 ms chunks; "
+          f"{args.load} other busy process{'' if args.load == 1 else 'es'}")
     audio = make_audio(args.seconds)
     run(ckpt, audio[:16000])  # warm-up
+    busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.load)]
+    for p in busy:
+        p.start()
     rows = []
-    for name, kw, a in [
-        ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, audio),
-        ("stream, no refresh", {"mode": "stream", "refresh_s": None}, audio),
-        ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, audio[: int(args.window_seconds * 16000)]),
-    ]:
-        sec, ev = run(ckpt, a, **kw)
-        rows.append((name, a.size / 16000, sec, sec / (a.size / 16000)))
-    print(f"{'variant':<32}{'audio s':>9}{'compute s':>11}{'RTF':>9}{'1 h takes':>11}")
-    for name, dur, sec, rtf in rows:
-        print(f"{name:<32}{dur:>9.0f}{sec:>11.2f}{rtf:>9.4f}{rtf * 3600:>10.0f}s")
+    try:
+        for name, kw, a in [
+            ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, audio),
+            ("stream, no refresh", {"mode": "stream", "refresh_s": None}, audio),
+            ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, audio[: int(args.window_seconds * 16000)]),
+            ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, audio),
+        ]:
+            sec, cpu, _ = run(ckpt, a, **kw)
+            rows.append((name, a.size / 16000, sec, sec / (a.size / 16000), cpu / (a.size / 16000)))
+    finally:
+        for p in busy:
+            p.terminate()
+    print(f"{'variant':<32}{'audio s':>9}{'compute s':>11}{'RTF':>9}{'1 h takes':>11}{'CPU s/audio s':>15}")
+    for name, dur, sec, rtf, cpu in rows:
+        print(f"{name:<32}{dur:>9.0f}{sec:>11.2f}{rtf:>9.4f}{rtf * 3600:>10.0f}s{cpu:>15.4f}")
     print(f"window / stream (refresh) compute ratio: {rows[2][3] / rows[0][3]:.0f}x; "
           f"window / stream (no refresh): {rows[2][3] / rows[1][3]:.0f}x")
 

@@ -89,19 +89,12 @@ def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kern
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_shipped_size_model_and_both_matmul_back_ends(batch, monkeypatch):
-    """Hidden 128, conv 64: the shipped model's shape. Products go through NumPy or torch by size;
-    both back ends (and a 150-frame chunk, where they switch) give the same logits."""
+def test_shipped_size_model(batch):
+    """Hidden 128, conv 64: the shipped model's shape, in 1-, 10- and 150-frame chunks (the window mode's reruns)."""
     model = make_model(64, 2, hidden=128, seed=3)
     net = FastGRU.from_model(model)
     torch.manual_seed(2)
     x = torch.randn(batch, 200, N_IN)
-    err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
-    assert err <= TOL
-    monkeypatch.setattr(fastgru, "BLAS_MAX_MNK", 0)  # every product through torch
-    err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
-    assert err <= TOL
-    monkeypatch.setattr(fastgru, "BLAS_MAX_MNK", 1 << 62)  # every product through NumPy
     err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
     assert err <= TOL
 
@@ -143,7 +136,9 @@ def test_state_conversions_and_edge_cases():
     one = x[:1].numpy()
     c, _ = net.step(np.broadcast_to(one, (2,) + one.shape[1:]), None)
     d, _ = net.step(one.astype(np.float64), None)
-    np.testing.assert_array_equal(c[0], c[1])
+    # equal to float32 rounding: BLAS kernels may round the rows of one product differently
+    # (OpenBLAS's Haswell kernels on an AMD EPYC: 3.6e-7)
+    assert np.abs(c[0] - c[1]).max() <= 1e-6
     assert np.abs(c[0] - d[0]).max() <= 1e-6
     # the input is never modified
     before = x.numpy().copy()

@@ -297,3 +297,30 @@ def test_refresh_runs_two_copies_only_while_a_new_one_warms_up(ckpts, signal):
     assert one + two == 198 and {b for b, _ in batches} == {1, 2}
     # frames 25-49, 75-99, 125-149, 175-197 run as a batch of two; the rest alone
     assert two == 25 * 3 + 23 and one == 198 - two
+
+
+@pytest.mark.parametrize("mode", ["stream", "window"])
+def test_numpy_blas_runs_on_the_calling_thread_while_the_recognizer_computes(ckpts, signal, mode):
+    """OpenBLAS would spread the products over every core and leave its workers spinning: inside
+    push the BLAS has one thread, outside it the process's own setting is back; None leaves it alone."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    for want, expect_inside in ((1, {1}), (None, {3})):
+        rec = Recognizer(ckpts[16], mode=mode, blas_threads=want)
+        seen = []
+        step = rec.net.step
+
+        def spying(x, state, seen=seen, step=step):
+            seen.append(blas_threads())
+            return step(x, state)
+
+        rec.net.step = spying
+        with threadpool_limits(3, user_api="blas"):
+            if blas_threads() != {3}:
+                pytest.skip("NumPy's BLAS here reports no thread count to change")
+            push_all(rec, signal[:SR], 1600)
+            assert seen and all(s == expect_inside for s in seen)
+            assert blas_threads() == {3}

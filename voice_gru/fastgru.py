@@ -14,6 +14,9 @@ few NumPy calls as the structure allows:
   state is kept "feature-major" (``(H, B)``), so every gate slice is one contiguous block;
 * the head over all frames is one matmul.
 
+Every product is ``np.dot``; ``voice_gru.stream.Recognizer`` keeps NumPy's BLAS on the calling
+thread while it runs, since at these sizes other threads cost more than they save.
+
 Equations (PyTorch's ``nn.GRU``, gate order r, z, n in ``weight_ih``/``weight_hh``)::
 
     r = σ(W_ir x + b_ir + W_hr h + b_hr)
@@ -96,25 +99,6 @@ class EnsembleState:
     def cat(self, other: "EnsembleState") -> "EnsembleState":
         """This batch followed by ``other``'s, in every member."""
         return EnsembleState(tuple(a.cat(b) for a, b in zip(self.members, other.members)))
-
-
-# NumPy's OpenBLAS runs a product on several threads once m·n·k reaches a size (measured here,
-# OpenBLAS 0.3.31 on an AVX-512 CPU: 10**6; builds without its small-matrix kernels may start
-# sooner), and its idle workers then spin, competing with the main thread on a small machine.
-# Products at least this large go through torch, which obeys ``torch.set_num_threads`` (the live
-# path sets one thread); smaller ones through NumPy, which is ~2x faster than torch's MKL sgemm at
-# those sizes on the AMD test box. A 100 ms chunk's products (the largest, with two state copies:
-# 20 x 128 x 384) stay below it; the window mode's 150-frame reruns go through torch.
-BLAS_MAX_MNK = 1_000_000
-
-
-def _mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` for 2-D float arrays on the calling thread's terms (see ``BLAS_MAX_MNK``)."""
-    if a.shape[0] * a.shape[1] * b.shape[1] < BLAS_MAX_MNK:
-        return np.dot(a, b)
-    import torch
-
-    return torch.mm(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(b)).numpy()
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -246,7 +230,7 @@ class FastGRU:
                 y = np.ascontiguousarray(y)
                 s0, s1, s2 = y.strides  # overlapping windows [y_{t-k+1} … y_t] of the contiguous y
                 win = np.ndarray((B, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
-                inp = _mm(win.reshape(B * T, -1), wc)  # reshape copies: im2col
+                inp = np.dot(win.reshape(B * T, -1), wc)  # reshape copies: im2col
                 inp += bc
                 np.maximum(inp, 0.0, out=inp)
             else:
@@ -256,7 +240,7 @@ class FastGRU:
         # ---- GRU layers: input projections for all frames at once, recurrences per frame
         h_out = np.empty((self.layers, B, H), f)
         for layer in range(self.layers):
-            g = _mm(inp, self._wih[layer])  # (B*T, 3H), rows b-major
+            g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major
             g += self._bi[layer]
             # time-major and feature-major per step: gi[t] is (3H, B), so every gate slice is one
             # contiguous block (a strided operand makes each ufunc call several times slower)
@@ -271,7 +255,7 @@ class FastGRU:
             y = self._recur(gi, h0, layer, B, T)  # (T + 1, H, B); y[0] is the initial state
             h_out[layer] = y[T].T
             inp = np.ascontiguousarray(y[1:].transpose(2, 0, 1)).reshape(B * T, H)
-        logits = _mm(inp, self._wo)
+        logits = np.dot(inp, self._wo)
         logits += self._bo
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
@@ -280,7 +264,7 @@ class FastGRU:
         torch's (channel, band) order."""
         mt, convs, stride = spec
         B, L, _ = xx.shape
-        y = _mm(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
+        y = np.dot(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
         for ws, bs, kt, kf in convs:
             y = self._conv2d(y, ws, bs, kt, kf, stride)
         return y.reshape(B, y.shape[1], -1)
@@ -297,7 +281,7 @@ class FastGRU:
         L2 = L - kt + 1
         nb = (nb_in + 2 * p - kf) // stride + 1
         patches = np.ndarray((B, L2, nb, C_in, kt, kf), f, padded, 0, (s0, s1, s3 * stride, s2, s1, s3))
-        out = _mm(patches.reshape(B * L2 * nb, C_in * kt * kf), ws)  # (B·L2·nb, C_out)
+        out = np.dot(patches.reshape(B * L2 * nb, C_in * kt * kf), ws)  # (B·L2·nb, C_out)
         out += bs
         np.maximum(out, 0.0, out=out)
         return out.reshape(B, L2, nb, -1).transpose(0, 1, 3, 2)

@@ -15,16 +15,22 @@ recognizer does); it costs ~``window`` times more compute per decision.
 
 Both modes run the model through ``voice_gru.fastgru`` (``FastGRU``, or ``FastEnsemble``: the same weights and equations in
 NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
-per chunk PyTorch's per-operator overhead would cost more than the arithmetic.
+per chunk PyTorch's per-operator overhead would cost more than the arithmetic. While it computes,
+NumPy's BLAS runs on the calling thread alone (``blas_threads``): OpenBLAS splits products above
+~2.6·10⁵ multiply-adds over every core, and its idle workers then spin — measured here, a second
+core kept busy by the live path, and a live path 20 times slower beside another busy process
+(``scripts/bench_stream.py --load``).
 """
 
 from __future__ import annotations
 
 from collections import deque
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
 import torch
+from threadpoolctl import ThreadpoolController
 
 from voice_gru.fastgru import fast_model, softmax
 from voice_gru.features import StreamingMFCC
@@ -35,7 +41,7 @@ class Recognizer:
     """Push audio chunks of any size; get the posteriors of the frames they complete."""
 
     def __init__(self, ckpt: Checkpoint, mode: str = "stream", refresh_s: float | None = 3.0,
-                 window_s: float = 1.5, every: int = 1) -> None:
+                 window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1) -> None:
         if mode not in ("stream", "window"):
             raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
         self.ckpt = ckpt
@@ -51,6 +57,9 @@ class Recognizer:
         self.net = fast_model(ckpt.model)
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
         self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
+        # None leaves NumPy's BLAS threads as the process has them (for a benchmark, or an app with its own policy)
+        self._blas = ThreadpoolController() if blas_threads is not None else None
+        self.blas_threads = blas_threads
         self.reset()
 
     @property
@@ -79,7 +88,9 @@ class Recognizer:
         # the normaliser's arithmetic ((x - mean) / std in float32), in NumPy
         x = frames.numpy()
         x = (x - self._mean) / self._std
-        post = self._stream(x) if self.mode == "stream" else self._windowed(x)
+        limit = self._blas.limit(limits=self.blas_threads, user_api="blas") if self._blas is not None else nullcontext()
+        with limit:  # the BLAS setting is the process's: restored on the way out
+            post = self._stream(x) if self.mode == "stream" else self._windowed(x)
         return torch.from_numpy(post)
 
     def _stream(self, x: np.ndarray) -> np.ndarray:
