@@ -17,9 +17,9 @@ Both modes run the model through ``voice_gru.fastgru`` (``FastGRU``, or ``FastEn
 NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
 per chunk PyTorch's per-operator overhead would cost more than the arithmetic. While it computes,
 NumPy's BLAS runs on the calling thread alone (``blas_threads``): OpenBLAS splits products above
-~2.6·10⁵ multiply-adds over every core, and its idle workers then spin — measured here, a second
-core kept busy by the live path, and a live path 20 times slower beside another busy process
-(``scripts/bench_stream.py --load``).
+~2.6·10⁵ multiply-adds over every core, and its idle workers then spin — measured on a 2-core
+AMD EPYC: twice the CPU time alone, 3 times the wall-clock time beside one other busy process
+(``scripts/bench_stream.py --load 1``).
 """
 
 from __future__ import annotations
