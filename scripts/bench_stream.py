@@ -7,11 +7,12 @@ Prints the real-time factor (compute seconds per audio second) of features + GRU
   * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
 and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
 It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
-OpenBLAS spreads larger products over every core and its workers spin) and prints, for every
+OpenBLAS spreads larger products over every core and its workers spin) and with the GRU recurrence
+as NumPy calls instead of the compiled kernel (``kernel="numpy"``), and prints, for every
 variant, the CPU seconds of all the process's threads beside the wall-clock compute. ``--load N``
 keeps N other processes busy meanwhile, like a computer doing other work.
 
-    .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10] [--load 1]
+    .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10] [--load 1] [--rounds 5]
 """
 
 from __future__ import annotations
@@ -66,35 +67,50 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=120.0, help="audio for the stream modes")
     ap.add_argument("--window-seconds", type=float, default=10.0, help="audio for window mode (slow)")
     ap.add_argument("--load", type=int, default=0, help="other busy processes meanwhile (default: none)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="the audio in this many parts, every variant run on each part in turn (default: 5)")
     args = ap.parse_args()
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
     print(f"model: {count_parameters(ckpt.model):,} parameters; 1 torch thread; 100 ms chunks; "
-          f"{args.load} other busy process{'' if args.load == 1 else 'es'}")
+          f"{args.load} other busy process{'' if args.load == 1 else 'es'}; {args.rounds} rounds")
     audio = make_audio(args.seconds)
-    run(ckpt, audio[:16000])  # warm-up
+    variants = [
+        ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, args.seconds),
+        ("stream, no refresh", {"mode": "stream", "refresh_s": None}, args.seconds),
+        ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, args.window_seconds),
+        ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, args.seconds),
+        ("stream, recurrence in NumPy", {"mode": "stream", "refresh_s": 3.0, "kernel": "numpy"}, args.seconds),
+    ]
+    for _, kw, _ in variants:
+        run(ckpt, audio[:16000], **kw)  # warm-up (and the compiled kernel loaded)
     busy = [multiprocessing.Process(target=_busy, daemon=True) for _ in range(args.load)]
     for p in busy:
         p.start()
-    rows = []
+    # a machine's speed drifts (other tenants, clocks): each variant runs in every round, in turn,
+    # so a slow minute touches them all alike
+    times = {name: [] for name, _, _ in variants}
     try:
-        for name, kw, a in [
-            ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, audio),
-            ("stream, no refresh", {"mode": "stream", "refresh_s": None}, audio),
-            ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, audio[: int(args.window_seconds * 16000)]),
-            ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, audio),
-        ]:
-            sec, cpu, _ = run(ckpt, a, **kw)
-            rows.append((name, a.size / 16000, sec, sec / (a.size / 16000), cpu / (a.size / 16000)))
+        for r in range(args.rounds):
+            for name, kw, seconds in variants:
+                part = int(seconds * 16000) // args.rounds
+                sec, cpu, _ = run(ckpt, audio[r * part:(r + 1) * part], **kw)
+                times[name].append((part / 16000, sec, cpu))
     finally:
         for p in busy:
             p.terminate()
-    print(f"{'variant':<32}{'audio s':>9}{'compute s':>11}{'RTF':>9}{'1 h takes':>11}{'CPU s/audio s':>15}")
-    for name, dur, sec, rtf, cpu in rows:
-        print(f"{name:<32}{dur:>9.0f}{sec:>11.2f}{rtf:>9.4f}{rtf * 3600:>10.0f}s{cpu:>15.4f}")
-    print(f"window / stream (refresh) compute ratio: {rows[2][3] / rows[0][3]:.0f}x; "
-          f"window / stream (no refresh): {rows[2][3] / rows[1][3]:.0f}x")
-
+    print(f"{'variant':<32}{'audio s':>9}{'compute s':>11}{'RTF':>9}{'1 h takes':>11}{'CPU s/audio s':>15}"
+          f"{'RTF of rounds':>22}")
+    rtf = {}
+    for name, rows in times.items():
+        dur, sec, cpu = (sum(col) for col in zip(*rows))
+        rtf[name] = sec / dur
+        spread = [s / d for d, s, _ in rows]
+        print(f"{name:<32}{dur:>9.0f}{sec:>11.2f}{rtf[name]:>9.4f}{rtf[name] * 3600:>10.0f}s{cpu / dur:>15.4f}"
+              f"{min(spread):>13.4f}–{max(spread):.4f}")
+    stream, bare, window = (rtf[name] for name, _, _ in variants[:3])
+    print(f"window / stream (refresh) compute ratio: {window / stream:.0f}x; "
+          f"window / stream (no refresh): {window / bare:.0f}x")
 
 if __name__ == "__main__":
     main()

@@ -1,5 +1,5 @@
 """FastGRU (NumPy inference) equals GRUClassifier.step: every config shape, chunked with carried state,
-both matmul back ends, both sigmoids; and the Recognizer built on it equals offline torch."""
+both recurrence kernels (compiled, NumPy), both sigmoids; and the Recognizer built on it equals offline torch."""
 
 from __future__ import annotations
 
@@ -54,9 +54,11 @@ def chunked(model: GRUClassifier, net: FastGRU, x: torch.Tensor, sizes=(1, 7, 13
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("conv,kernel", [(0, 5), (16, 5), (8, 3)])
 @pytest.mark.parametrize("batch", [1, 2])
-def test_step_equals_torch_over_chunks(conv, kernel, layers, batch):
+@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+def test_step_equals_torch_over_chunks(conv, kernel, layers, batch, recurrence):
     model = make_model(conv, layers, kernel=kernel, seed=layers * 10 + conv)
-    net = FastGRU.from_model(model)
+    net = FastGRU.from_model(model, recurrence)
+    assert net.kernel == recurrence
     torch.manual_seed(1)
     x = torch.randn(batch, 60, N_IN) * 1.5  # rows differ
     err, state, fstate = chunked(model, net, x)
@@ -89,10 +91,11 @@ def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kern
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-def test_shipped_size_model(batch):
+@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+def test_shipped_size_model(batch, recurrence):
     """Hidden 128, conv 64: the shipped model's shape, in 1-, 10- and 150-frame chunks (the window mode's reruns)."""
     model = make_model(64, 2, hidden=128, seed=3)
-    net = FastGRU.from_model(model)
+    net = FastGRU.from_model(model, recurrence)
     torch.manual_seed(2)
     x = torch.randn(batch, 200, N_IN)
     err, _, _ = chunked(model, net, x, sizes=(1, 10, 150))
@@ -107,13 +110,14 @@ def test_sigmoid_without_scipy(monkeypatch):
     np.testing.assert_allclose(y, torch.sigmoid(torch.from_numpy(x)).numpy(), atol=1e-6)
     model = make_model(16, 2)
     torch.manual_seed(4)
-    err, _, _ = chunked(model, FastGRU.from_model(model), torch.randn(2, 40, N_IN))
+    err, _, _ = chunked(model, FastGRU.from_model(model, "numpy"), torch.randn(2, 40, N_IN))
     assert err <= TOL
 
 
-def test_state_conversions_and_edge_cases():
+@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+def test_state_conversions_and_edge_cases(recurrence):
     model = make_model(16, 2)
-    net = FastGRU.from_model(model)
+    net = FastGRU.from_model(model, recurrence)
     torch.manual_seed(5)
     x = torch.randn(2, 30, N_IN)
     with torch.no_grad():

@@ -10,8 +10,10 @@ few NumPy calls as the structure allows:
   (``[x_{t-k+1} … x_t]`` flattened) followed by an in-place ReLU;
 * each GRU layer's input projection ``W_ih x + b_ih`` (with ``b_hr``, ``b_hz`` folded in) for all
   ``T·B`` frames is one matmul;
-* only ``W_hh h`` and the gates run per time step, in place on preallocated arrays. Per step the
-  state is kept "feature-major" (``(H, B)``), so every gate slice is one contiguous block;
+* only ``W_hh h`` and the gates run per time step: by default in one compiled call per layer and
+  chunk (``voice_gru.jit_kernels``, ``kernel="numba"``), or (``kernel="numpy"``) as NumPy calls in place
+  on preallocated arrays, the state kept "feature-major" (``(H, B)``) so every gate slice is one
+  contiguous block;
 * the head over all frames is one matmul.
 
 Every product is ``np.dot``; ``voice_gru.stream.Recognizer`` keeps NumPy's BLAS on the calling
@@ -33,6 +35,7 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Optional
 
@@ -42,6 +45,19 @@ try:  # scipy comes with librosa; expit is one call per step for both sigmoid ga
     from scipy.special import expit as _expit
 except ImportError:  # pragma: no cover - exercised only without scipy
     _expit = None
+
+
+KERNELS = ("numba", "numpy")
+
+
+def _compiled_recurrence():
+    """``voice_gru.jit_kernels.gru_recurrence``, or None (with a warning) where numba cannot load."""
+    try:  # imported here: numba's import costs ~0.3 s, and only the live path needs it
+        from voice_gru.jit_kernels import gru_recurrence
+    except Exception as e:  # a broken numba/llvmlite install must not stop the live path
+        warnings.warn(f"compiled GRU kernel unavailable ({type(e).__name__}: {e}); using the NumPy one", RuntimeWarning)
+        return None
+    return gru_recurrence
 
 
 @dataclass
@@ -129,12 +145,17 @@ class FastGRU:
                  conv_weight: Optional[np.ndarray], conv_bias: Optional[np.ndarray],
                  gru: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
                  head_weight: np.ndarray, head_bias: np.ndarray,
-                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None) -> None:
+                 spectral: Optional[tuple[np.ndarray, list[tuple[np.ndarray, np.ndarray]], int]] = None,
+                 kernel: str = "numba") -> None:
         """``conv_weight`` ``(C, width, k)`` as in ``nn.Conv1d`` (or None); ``gru``: per layer
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
         ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
-        front end."""
+        front end; ``kernel``: the recurrence compiled (``numba``) or in NumPy calls (``numpy``)."""
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown GRU kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
+        self._recurrence = _compiled_recurrence() if kernel == "numba" else None
+        self.kernel = "numba" if self._recurrence is not None else "numpy"  # the one in use
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
@@ -166,13 +187,13 @@ class FastGRU:
             self._wih.append(np.ascontiguousarray(np.transpose(w_ih), dtype=f))  # (in, 3H)
             self._bi.append(bi.astype(f))
             self._whh.append(np.ascontiguousarray(w_hh, dtype=f))  # (3H, H): gates = W_hh @ h, h as (H, B)
-            self._bhn.append(np.ascontiguousarray(b_hh[2 * H:], dtype=f)[:, None])  # (H, 1)
+            self._bhn.append(np.ascontiguousarray(b_hh[2 * H:], dtype=f))  # (H,)
         self._wo = np.ascontiguousarray(np.transpose(head_weight), dtype=f)  # (H, classes)
         self._bo = np.ascontiguousarray(head_bias, dtype=f)
         self._bhn_cache: dict = {}
 
     @classmethod
-    def from_model(cls, model) -> "FastGRU":
+    def from_model(cls, model, kernel: str = "numba") -> "FastGRU":
         """From a ``voice_gru.model.GRUClassifier`` (weights are copied; later training is not seen)."""
 
         def a(t) -> np.ndarray:
@@ -198,7 +219,7 @@ class FastGRU:
                         [(a(sp.weight), a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]))
                          for sp in [model.spectral, *model.spectral_more]], cfg.spectral_stride)
         return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
-                   a(model.head.weight), a(model.head.bias), spectral)
+                   a(model.head.weight), a(model.head.bias), spectral, kernel)
 
     def initial_state(self, batch: int = 1) -> FastState:
         """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
@@ -242,6 +263,13 @@ class FastGRU:
         for layer in range(self.layers):
             g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major
             g += self._bi[layer]
+            if self._recurrence is not None:  # stream-major throughout: no transposes
+                h = np.array(state.h[layer], dtype=f) if state.h is not None else np.zeros((B, H), f)
+                y = np.empty((B, T, H), f)
+                self._recurrence(g.reshape(B, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
+                h_out[layer] = h
+                inp = y.reshape(B * T, H)
+                continue
             # time-major and feature-major per step: gi[t] is (3H, B), so every gate slice is one
             # contiguous block (a strided operand makes each ufunc call several times slower)
             if B == 1:
@@ -321,7 +349,7 @@ class FastGRU:
         key = (layer, B)
         out = self._bhn_cache.get(key)
         if out is None:
-            out = self._bhn_cache[key] = np.ascontiguousarray(np.broadcast_to(self._bhn[layer], (self.hidden, B)))
+            out = self._bhn_cache[key] = np.ascontiguousarray(np.broadcast_to(self._bhn[layer][:, None], (self.hidden, B)))
         return out
 
 
@@ -357,9 +385,9 @@ class FastEnsemble:
         return logits, new_state
 
 
-def fast_model(model) -> FastGRU | FastEnsemble:
+def fast_model(model, kernel: str = "numba") -> FastGRU | FastEnsemble:
     """NumPy inference of a ``GRUClassifier`` or an ``Ensemble`` of them (weights copied)."""
     members = getattr(model, "members", None)
     if members is not None:
-        return FastEnsemble([FastGRU.from_model(m) for m in members], model.residual_class)
-    return FastGRU.from_model(model)
+        return FastEnsemble([FastGRU.from_model(m, kernel) for m in members], model.residual_class)
+    return FastGRU.from_model(model, kernel)

@@ -167,7 +167,8 @@ class StreamingMFCC:
         if n == 0:
             return torch.zeros(0, self.cfg.n_mfcc)
         hop, win = self.cfg.hop_length, self.cfg.win_length
-        frames = np.lib.stride_tricks.sliding_window_view(self._buf[:(n - 1) * hop + win], win)[::hop]
+        step = self._buf.strides[0]  # overlapping frames of the contiguous buffer (sliding_window_view costs ~40 µs)
+        frames = np.ndarray((n, win), self._buf.dtype, self._buf, 0, (hop * step, step))
         # where the window sits inside the n_fft frame changes only the phase, not the power
         spec = np.fft.rfft(frames * self._window, n=self.cfg.n_fft)
         power = spec.real ** 2 + spec.imag ** 2

@@ -15,7 +15,8 @@ recognizer does); it costs ~``window`` times more compute per decision.
 
 Both modes run the model through ``voice_gru.fastgru`` (``FastGRU``, or ``FastEnsemble``: the same weights and equations in
 NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
-per chunk PyTorch's per-operator overhead would cost more than the arithmetic. While it computes,
+per chunk PyTorch's per-operator overhead would cost more than the arithmetic. The recurrence runs
+compiled (``kernel="numba"``, ``voice_gru.jit_kernels``) unless ``kernel="numpy"``. While it computes,
 NumPy's BLAS runs on the calling thread alone (``blas_threads``): OpenBLAS splits products above
 ~2.6·10⁵ multiply-adds over every core, and its idle workers then spin — measured on a 2-core
 AMD EPYC: twice the CPU time alone, 3 times the wall-clock time beside one other busy process
@@ -41,7 +42,7 @@ class Recognizer:
     """Push audio chunks of any size; get the posteriors of the frames they complete."""
 
     def __init__(self, ckpt: Checkpoint, mode: str = "stream", refresh_s: float | None = 3.0,
-                 window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1) -> None:
+                 window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba") -> None:
         if mode not in ("stream", "window"):
             raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
         self.ckpt = ckpt
@@ -54,7 +55,7 @@ class Recognizer:
         self.every = max(1, every)
         self.frontend = StreamingMFCC(ckpt.features)
         # the model's weights as they are now (a recognizer does not see later changes to them)
-        self.net = fast_model(ckpt.model)
+        self.net = fast_model(ckpt.model, kernel)
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
         self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
         # None leaves NumPy's BLAS threads as the process has them (for a benchmark, or an app with its own policy)

@@ -1,0 +1,63 @@
+"""The compiled live-path kernels against independent references: NumPy's float64 tanh, torch's GRU."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from voice_gru import fastgru
+from voice_gru.jit_kernels import gru_recurrence, tanh_array
+
+torch.set_num_threads(1)
+
+
+def test_fast_tanh_is_within_float32_rounding_of_tanh():
+    x = np.concatenate([np.linspace(-30, 30, 600_001), [-np.inf, -9.0, 0.0, 9.0, np.inf]]).astype(np.float32)
+    got = tanh_array(x).astype(np.float64)
+    err = np.abs(got - np.tanh(x.astype(np.float64)))
+    assert err.max() <= 4e-7, x[err.argmax()]
+    assert np.all(np.abs(got) <= 1.0)
+    np.testing.assert_array_equal(np.sign(got), np.sign(x))  # odd, and exactly 0 at 0
+
+
+@pytest.mark.parametrize("batch", [1, 2, 3])
+def test_gru_recurrence_equals_torch_gru(batch):
+    torch.manual_seed(batch)
+    H, n_in, T = 32, 20, 17
+    gru = torch.nn.GRU(n_in, H, batch_first=True)
+    with torch.no_grad():  # larger than the default init, so that gates saturate and errors would show
+        for p in gru.parameters():
+            p.mul_(3.0)
+    x = torch.randn(batch, T, n_in)
+    h0 = torch.randn(1, batch, H) * 0.5
+    with torch.no_grad():
+        ref, ref_h = gru(x, h0)
+    w_ih, w_hh, b_ih, b_hh = (t.detach().numpy() for t in (gru.weight_ih_l0, gru.weight_hh_l0, gru.bias_ih_l0, gru.bias_hh_l0))
+    gi = (x.numpy() @ w_ih.T + b_ih).astype(np.float32)
+    gi[..., :2 * H] += b_hh[:2 * H]
+    h = h0[0].numpy().copy()
+    y = np.empty((batch, T, H), np.float32)
+    gru_recurrence(np.ascontiguousarray(gi), np.ascontiguousarray(w_hh), np.ascontiguousarray(b_hh[2 * H:]), h, y)
+    assert np.abs(y - ref.numpy()).max() <= 2e-6
+    np.testing.assert_array_equal(h, y[:, -1])  # the state is left at the last frame's
+    assert np.abs(h - ref_h[0].numpy()).max() <= 2e-6
+
+
+def test_a_broken_numba_falls_back_to_the_numpy_recurrence(monkeypatch):
+    from voice_gru.config import ModelConfig
+    from voice_gru.model import GRUClassifier
+
+    monkeypatch.setitem(sys.modules, "voice_gru.jit_kernels", None)  # import raises ImportError
+    model = GRUClassifier(40, 12, ModelConfig(conv_channels=0, hidden=16, layers=1)).eval()
+    with pytest.warns(RuntimeWarning, match="compiled GRU kernel unavailable"):
+        net = fastgru.FastGRU.from_model(model)
+    assert net.kernel == "numpy"
+    x = torch.randn(1, 9, 40)
+    with torch.no_grad():
+        ref = model(x)
+    assert np.abs(net.step(x.numpy())[0] - ref.numpy()).max() <= 1e-4
+    with pytest.raises(ValueError, match="unknown GRU kernel 'cuda'"):
+        fastgru.FastGRU.from_model(model, "cuda")

@@ -1,0 +1,76 @@
+"""Compiled inner loops of the live path (numba): the GRU recurrence, one call per layer and chunk.
+
+In NumPy a GRU step is one matrix-vector product and nine ufunc calls on 128-element vectors, so
+per frame the calls cost more than the arithmetic (~11 µs a layer on a 2-core AMD EPYC); here the
+whole recurrence of a chunk is one call, with the gates fused into one loop (``scripts/bench_stream.py``
+compares both). ``tanh`` and the logistic function use a rational approximation that the compiler
+can vectorise (``math.tanh``/``math.exp`` are scalar calls without Intel's SVML, and cost as much as
+the product):
+
+    tanh(x) ≈ x · P(x²) / Q(x²)   for |x| ≤ 9 (±1 beyond: tanh(9) = 1 - 3·10⁻⁸),
+    σ(x) = (1 + tanh(x / 2)) / 2,
+
+P and Q of degree 4, fitted by iterated weighted least squares on [0, 9]; the largest error in
+float32 is 3.3·10⁻⁷ (NumPy's float32 ``tanh``: 6·10⁻⁸; tests/test_jit_kernels.py checks it).
+
+Compiled on first use and cached beside this file (or in numba's per-user cache where that is not
+writable): the first ``listen`` on a machine spends a few seconds compiling, later ones ~0.5 s loading.
+"""
+
+from __future__ import annotations
+
+import numba
+import numpy as np
+
+_P = tuple(np.float32(c) for c in (0.9999999214634543, 0.1338408278992229, 0.0034994647782900967,
+                                   2.0682182892182033e-05, 1.3472813253923022e-08))
+_Q = tuple(np.float32(c) for c in (1.0, 0.467173852346539, 0.02589110425615115,
+                                   0.0003292381372275503, 7.821378770617171e-07))
+_P0, _P1, _P2, _P3, _P4 = _P
+_Q0, _Q1, _Q2, _Q3, _Q4 = _Q
+_LIMIT = np.float32(9.0)
+_HALF = np.float32(0.5)
+_ONE = np.float32(1.0)
+
+
+@numba.njit(inline="always", fastmath=True, cache=True)
+def fast_tanh(x: float) -> float:
+    """tanh of a float32 within 3.3e-7, in [-1, 1] (a branch-free rational function the compiler can vectorise)."""
+    x = min(max(x, -_LIMIT), _LIMIT)
+    s = x * x
+    y = x * ((((_P4 * s + _P3) * s + _P2) * s + _P1) * s + _P0) / ((((_Q4 * s + _Q3) * s + _Q2) * s + _Q1) * s + _Q0)
+    return min(max(y, -_ONE), _ONE)  # the fit overshoots 1 by up to 3e-7 near the ends
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def tanh_array(x: np.ndarray) -> np.ndarray:
+    """``fast_tanh`` of every element of a 1-D float32 array (for tests)."""
+    out = np.empty_like(x)
+    for i in range(x.size):
+        out[i] = fast_tanh(x[i])
+    return out
+
+
+@numba.njit(fastmath=True, cache=True, nogil=True)
+def gru_recurrence(gi: np.ndarray, whh: np.ndarray, bhn: np.ndarray, h: np.ndarray, y: np.ndarray) -> None:
+    """One GRU layer over a chunk: ``gi`` ``(B, T, 3H)`` input projections with ``b_ir + b_hr`` and
+    ``b_iz + b_hz`` added (gate order r, z, n), ``whh`` ``(3H, H)``, ``bhn`` ``(H,)``; ``h`` ``(B, H)``
+    the state, updated in place to the last frame's; ``y`` ``(B, T, H)`` receives every frame's state."""
+    B, T, H3 = gi.shape
+    H = H3 // 3
+    gh = np.empty((B, H3), np.float32)
+    for t in range(T):
+        for j in range(H3):  # W_hh h for every stream, each row of W_hh read once per frame
+            for b in range(B):
+                acc = np.float32(0.0)
+                for k in range(H):
+                    acc += whh[j, k] * h[b, k]
+                gh[b, j] = acc
+        for b in range(B):
+            for k in range(H):
+                r = _HALF + _HALF * fast_tanh(_HALF * (gi[b, t, k] + gh[b, k]))
+                z = _HALF + _HALF * fast_tanh(_HALF * (gi[b, t, H + k] + gh[b, H + k]))
+                n = fast_tanh(gi[b, t, 2 * H + k] + r * (gh[b, 2 * H + k] + bhn[k]))
+                y[b, t, k] = n + z * (h[b, k] - n)
+            for k in range(H):
+                h[b, k] = y[b, t, k]
