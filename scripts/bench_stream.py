@@ -80,7 +80,7 @@ def main() -> None:
         ("stream, no refresh", {"mode": "stream", "refresh_s": None}, args.seconds),
         ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, args.window_seconds),
         ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, args.seconds),
-        ("stream, recurrence in NumPy", {"mode": "stream", "refresh_s": 3.0, "kernel": "numpy"}, args.seconds),
+        ("stream, NumPy kernels (no numba)", {"mode": "stream", "refresh_s": 3.0, "kernel": "numpy"}, args.seconds),
     ]
     for _, kw, _ in variants:
         run(ckpt, audio[:16000], **kw)  # warm-up (and the compiled kernel loaded)

@@ -210,4 +210,11 @@ def test_ensemble_equals_torch_over_chunks(combine):
     cont, _ = net.step(more, fstate)
     assert np.abs(got[1] - fresh[0]).max() <= TOL and np.abs(got[0] - cont[0]).max() <= TOL
     assert np.abs(fstate.members[0].h).max() > 0  # take() copied: the original is untouched
+    # posteriors: the softmax of step's logits, computed without the round trip through log
+    with torch.no_grad():
+        ref = ens.step(x[:, :20], None)[0].softmax(-1).numpy()
+    post, _ = net.posteriors(x[:, :20].numpy(), None)
+    assert np.abs(post - ref).max() <= 1e-5 and np.abs(post.sum(-1) - 1).max() <= 1e-5
+    single, _ = net.members[0].posteriors(x[:, :20].numpy(), None)
+    assert np.abs(single - softmax(net.members[0].step(x[:, :20].numpy(), None)[0])).max() == 0
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from voice_gru import fastgru
-from voice_gru.jit_kernels import gru_recurrence, tanh_array
+from voice_gru.jit_kernels import gru_recurrence, spectral_conv, tanh_array
 
 torch.set_num_threads(1)
 
@@ -46,12 +46,12 @@ def test_gru_recurrence_equals_torch_gru(batch):
     assert np.abs(h - ref_h[0].numpy()).max() <= 2e-6
 
 
-def test_a_broken_numba_falls_back_to_the_numpy_recurrence(monkeypatch):
+def test_a_broken_numba_falls_back_to_numpy(monkeypatch):
     from voice_gru.config import ModelConfig
     from voice_gru.model import GRUClassifier
 
     monkeypatch.setitem(sys.modules, "voice_gru.jit_kernels", None)  # import raises ImportError
-    model = GRUClassifier(40, 12, ModelConfig(conv_channels=0, hidden=16, layers=1)).eval()
+    model = GRUClassifier(40, 12, ModelConfig(conv_channels=0, hidden=16, layers=1, spectral_channels=4)).eval()
     with pytest.warns(RuntimeWarning, match="compiled GRU kernel unavailable"):
         net = fastgru.FastGRU.from_model(model)
     assert net.kernel == "numpy"
@@ -61,3 +61,17 @@ def test_a_broken_numba_falls_back_to_the_numpy_recurrence(monkeypatch):
     assert np.abs(net.step(x.numpy())[0] - ref.numpy()).max() <= 1e-4
     with pytest.raises(ValueError, match="unknown GRU kernel 'cuda'"):
         fastgru.FastGRU.from_model(model, "cuda")
+
+
+@pytest.mark.parametrize("c_in,kt,kf,stride", [(1, 3, 5, 2), (4, 2, 3, 1), (2, 1, 4, 3)])
+def test_spectral_conv_equals_torch_conv2d(c_in, kt, kf, stride):
+    torch.manual_seed(kt)
+    conv = torch.nn.Conv2d(c_in, 6, (kt, kf), stride=(1, stride), padding=(0, kf // 2))
+    y = torch.randn(2, c_in, 9, 13)  # (B, C_in, frames, bands), torch's layout
+    with torch.no_grad():
+        ref = torch.relu(conv(y)).permute(0, 2, 1, 3).numpy()  # (B, frames', C_out, bands')
+    out = np.empty(ref.shape, np.float32)
+    w = np.ascontiguousarray(conv.weight.detach().numpy().transpose(1, 2, 3, 0))
+    spectral_conv(np.ascontiguousarray(y.permute(0, 2, 1, 3).numpy()), w, conv.bias.detach().numpy(), stride, out)
+    assert np.abs(out - ref).max() <= 1e-5
+    assert (out == 0).any() and (out > 0).any()  # the ReLU both cut and passed

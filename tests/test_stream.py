@@ -284,13 +284,13 @@ def test_refresh_runs_two_copies_only_while_a_new_one_warms_up(ckpts, signal):
     """The second copy costs compute only in the half period before each switch."""
     rec = Recognizer(ckpts["ens"], refresh_s=0.5)
     batches = []
-    step = rec.net.step
+    step = rec.net.posteriors
 
     def counting(x, state):
         batches.append((x.shape[0], x.shape[1]))
         return step(x, state)
 
-    rec.net.step = counting
+    rec.net.posteriors = counting
     push_all(rec, signal[: 2 * SR], 441)
     two = sum(t for b, t in batches if b == 2)
     one = sum(t for b, t in batches if b == 1)
@@ -311,13 +311,13 @@ def test_numpy_blas_runs_on_the_calling_thread_while_the_recognizer_computes(ckp
     for want, expect_inside in ((1, {1}), (None, {3})):
         rec = Recognizer(ckpts[16], mode=mode, blas_threads=want)
         seen = []
-        step = rec.net.step
+        step = rec.net.posteriors
 
         def spying(x, state, seen=seen, step=step):
             seen.append(blas_threads())
             return step(x, state)
 
-        rec.net.step = spying
+        rec.net.posteriors = spying
         with threadpool_limits(3, user_api="blas"):
             if blas_threads() != {3}:
                 pytest.skip("NumPy's BLAS here reports no thread count to change")

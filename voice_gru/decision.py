@@ -101,6 +101,10 @@ class Detector:
         tops = smoothed.argmax(1)
         over = (smoothed[np.arange(len(tops)), tops] >= self._thr[tops]).tolist()
         below = smoothed < self._thr
+        if self._run == 0 and not any(over):  # nothing can fire or start a run (most chunks): no per-frame loop
+            self._armed |= below.any(0)
+            self.n += len(over)
+            return []
         events = []
         for t, top in enumerate(tops.tolist()):
             # a command that fired re-arms only once its score falls below its threshold again,

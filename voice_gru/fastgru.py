@@ -35,6 +35,7 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 
 from __future__ import annotations
 
+import importlib
 import warnings
 from dataclasses import dataclass
 from typing import Optional
@@ -50,14 +51,14 @@ except ImportError:  # pragma: no cover - exercised only without scipy
 KERNELS = ("numba", "numpy")
 
 
-def _compiled_recurrence():
-    """``voice_gru.jit_kernels.gru_recurrence``, or None (with a warning) where numba cannot load."""
+def _compiled_kernels():
+    """The module ``voice_gru.jit_kernels``, or None (with a warning) where numba cannot load."""
     try:  # imported here: numba's import costs ~0.3 s, and only the live path needs it
-        from voice_gru.jit_kernels import gru_recurrence
+        return importlib.import_module("voice_gru.jit_kernels")
     except Exception as e:  # a broken numba/llvmlite install must not stop the live path
-        warnings.warn(f"compiled GRU kernel unavailable ({type(e).__name__}: {e}); using the NumPy one", RuntimeWarning)
+        warnings.warn(f"compiled GRU kernel unavailable ({type(e).__name__}: {e}); using the NumPy one", RuntimeWarning,
+                      stacklevel=3)
         return None
-    return gru_recurrence
 
 
 @dataclass
@@ -154,8 +155,8 @@ class FastGRU:
         front end; ``kernel``: the recurrence compiled (``numba``) or in NumPy calls (``numpy``)."""
         if kernel not in KERNELS:
             raise ValueError(f"unknown GRU kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
-        self._recurrence = _compiled_recurrence() if kernel == "numba" else None
-        self.kernel = "numba" if self._recurrence is not None else "numpy"  # the one in use
+        self._jit = _compiled_kernels() if kernel == "numba" else None
+        self.kernel = "numba" if self._jit is not None else "numpy"  # the one in use
         f = self.dtype
         H = hidden
         self.n_in, self.n_classes, self.hidden, self.layers = n_in, n_classes, hidden, len(gru)
@@ -169,7 +170,8 @@ class FastGRU:
                 # patch row [channels × frames (t-kt+1 … t) × bands (b-kf//2 … b+kf//2)] times Ws
                 # gives the C channels at band b
                 convs.append((np.ascontiguousarray(sw.reshape(C, C_in * kt * kf).T, dtype=f),
-                              np.ascontiguousarray(sb, dtype=f), kt, kf))
+                              np.ascontiguousarray(sb, dtype=f), kt, kf,
+                              np.ascontiguousarray(np.transpose(sw, (1, 2, 3, 0)), dtype=f)))  # for the compiled kernel
                 self.context += kt - 1
             self._spec = (np.ascontiguousarray(np.transpose(smap), dtype=f), convs, stride)
         self._conv: tuple[np.ndarray, np.ndarray, int] | None = None  # (Wc, bias, kernel) of the Conv1d front end
@@ -263,10 +265,10 @@ class FastGRU:
         for layer in range(self.layers):
             g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major
             g += self._bi[layer]
-            if self._recurrence is not None:  # stream-major throughout: no transposes
+            if self._jit is not None:  # stream-major throughout: no transposes
                 h = np.array(state.h[layer], dtype=f) if state.h is not None else np.zeros((B, H), f)
                 y = np.empty((B, T, H), f)
-                self._recurrence(g.reshape(B, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
+                self._jit.gru_recurrence(g.reshape(B, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
                 h_out[layer] = h
                 inp = y.reshape(B * T, H)
                 continue
@@ -287,14 +289,24 @@ class FastGRU:
         logits += self._bo
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
+    def posteriors(self, x: np.ndarray, state: FastState | None = None) -> tuple[np.ndarray, FastState]:
+        """Posteriors ``(B, T, classes)`` (the softmax of ``step``'s logits) and the new state."""
+        logits, new_state = self.step(x, state)
+        return softmax(logits), new_state
+
     def _spectral(self, xx: np.ndarray, spec: tuple) -> np.ndarray:
         """The spectral Conv2d layers + ReLU over ``xx`` ``(B, L, n_in)``: ``(B, L', C·bands')`` in
         torch's (channel, band) order."""
         mt, convs, stride = spec
         B, L, _ = xx.shape
         y = np.dot(xx.reshape(B * L, self.n_in), mt).reshape(B, L, 1, -1)  # (B, L, channels, bands)
-        for ws, bs, kt, kf in convs:
-            y = self._conv2d(y, ws, bs, kt, kf, stride)
+        for ws, bs, kt, kf, w_last in convs:
+            if self._jit is not None:
+                out = np.empty((B, y.shape[1] - kt + 1, w_last.shape[3], (y.shape[3] + 2 * (kf // 2) - kf) // stride + 1), self.dtype)
+                self._jit.spectral_conv(y, w_last, bs, stride, out)
+                y = out
+            else:
+                y = self._conv2d(y, ws, bs, kt, kf, stride)
         return y.reshape(B, y.shape[1], -1)
 
     def _conv2d(self, y: np.ndarray, ws: np.ndarray, bs: np.ndarray, kt: int, kf: int, stride: int) -> np.ndarray:
@@ -369,6 +381,18 @@ class FastEnsemble:
     def step(self, x: np.ndarray, state: EnsembleState | None = None) -> tuple[np.ndarray, EnsembleState]:
         """Combined logits ``(B, T, classes)`` for a chunk continuing from ``state`` (for ``min``:
         log-posteriors, which a softmax gives back unchanged)."""
+        combined, new_state = self._combined(x, state)
+        if self.residual_class is not None:
+            return np.log(np.maximum(combined, 1e-30)), new_state
+        return combined, new_state
+
+    def posteriors(self, x: np.ndarray, state: EnsembleState | None = None) -> tuple[np.ndarray, EnsembleState]:
+        """Combined posteriors ``(B, T, classes)`` for a chunk continuing from ``state``."""
+        combined, new_state = self._combined(x, state)
+        return (combined if self.residual_class is not None else softmax(combined)), new_state
+
+    def _combined(self, x: np.ndarray, state: EnsembleState | None) -> tuple[np.ndarray, EnsembleState]:
+        """``min``: the combined posteriors; ``mean``: the mean logits."""
         states = state.members if state is not None else (None,) * len(self.members)
         outs = [m.step(x, s) for m, s in zip(self.members, states)]
         new_state = EnsembleState(tuple(o[1] for o in outs))
@@ -377,7 +401,7 @@ class FastEnsemble:
             for o in outs[1:]:
                 np.minimum(q, softmax(o[0]), out=q)
             q[..., self.residual_class] += np.maximum(1.0 - q.sum(-1), 0.0)
-            return np.log(np.maximum(q, 1e-30)), new_state
+            return q, new_state
         logits = outs[0][0]
         for o in outs[1:]:
             logits += o[0]

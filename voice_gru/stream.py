@@ -26,14 +26,14 @@ AMD EPYC: twice the CPU time alone, 3 times the wall-clock time beside one other
 from __future__ import annotations
 
 from collections import deque
-from contextlib import nullcontext
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from voice_gru.fastgru import fast_model, softmax
+from voice_gru.fastgru import fast_model
 from voice_gru.features import StreamingMFCC
 from voice_gru.model import Checkpoint
 
@@ -59,7 +59,9 @@ class Recognizer:
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
         self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
         # None leaves NumPy's BLAS threads as the process has them (for a benchmark, or an app with its own policy)
-        self._blas = ThreadpoolController() if blas_threads is not None else None
+        # threadpoolctl's own limit() costs ~35 µs a call (it reads every library's full info); these
+        # are its controllers for the BLAS libraries loaded now, set directly
+        self._blas = [c for c in ThreadpoolController().lib_controllers if c.user_api == "blas"] if blas_threads else []
         self.blas_threads = blas_threads
         self.reset()
 
@@ -89,17 +91,16 @@ class Recognizer:
         # the normaliser's arithmetic ((x - mean) / std in float32), in NumPy
         x = frames.numpy()
         x = (x - self._mean) / self._std
-        limit = self._blas.limit(limits=self.blas_threads, user_api="blas") if self._blas is not None else nullcontext()
-        with limit:  # the BLAS setting is the process's: restored on the way out
+        with _blas_limited(self._blas, self.blas_threads):  # the BLAS setting is the process's: restored on the way out
             post = self._stream(x) if self.mode == "stream" else self._windowed(x)
         return torch.from_numpy(post)
 
     def _stream(self, x: np.ndarray) -> np.ndarray:
         net = self.net
         if self.period is None:
-            logits, self._state = net.step(x[None], self._state)
+            post, self._state = net.posteriors(x[None], self._state)
             self.n += x.shape[0]
-            return softmax(logits[0])
+            return post[0]
         out = []
         i = 0
         P, start = self.period, self.period - self.warm  # a new copy starts at phase `start`, takes over at P
@@ -108,12 +109,12 @@ class Recognizer:
             seg = min(x.shape[0] - i, (start if phase < start else P) - phase)
             one = x[None, i:i + seg]
             if phase < start:
-                logits, self._state = net.step(one, self._state)
+                post, self._state = net.posteriors(one, self._state)
             else:  # segments split at `start`, so a warm-up always begins with phase == start
                 if phase == start:
                     self._state = self._state.cat(net.initial_state(1))
-                logits, self._state = net.step(np.concatenate((one, one)), self._state)
-            out.append(softmax(logits[0]))
+                post, self._state = net.posteriors(np.concatenate((one, one)), self._state)
+            out.append(post[0])
             self.n += seg
             i += seg
             if phase >= start and self.n % P == 0:  # the new copy takes over from the next frame
@@ -126,7 +127,22 @@ class Recognizer:
             self._frames.append(frame)
             if self.n % self.every == 0:
                 seq = np.stack(tuple(self._frames))[None]
-                self._last = softmax(self.net.step(seq, None)[0][0, -1])
+                self._last = self.net.posteriors(seq, None)[0][0, -1]
             out[j] = self._last
             self.n += 1
         return out
+
+
+@contextmanager
+def _blas_limited(libs: list, threads: int | None):
+    """Each BLAS library in ``libs`` (threadpoolctl controllers) on at most ``threads`` threads inside
+    the block, its own setting back after it."""
+    before = [lib.get_num_threads() for lib in libs]
+    changed = [(lib, n) for lib, n in zip(libs, before) if threads is not None and n != threads]
+    for lib, _ in changed:
+        lib.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        for lib, n in changed:
+            lib.set_num_threads(n)
