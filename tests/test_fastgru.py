@@ -218,3 +218,28 @@ def test_ensemble_equals_torch_over_chunks(combine):
     single, _ = net.members[0].posteriors(x[:, :20].numpy(), None)
     assert np.abs(single - softmax(net.members[0].step(x[:, :20].numpy(), None)[0])).max() == 0
 
+
+
+def test_copies_of_one_input_share_the_front_end():
+    """The recognizer's refresh runs two states on one input: once their front-end contexts agree, the
+    front end runs once; the result equals running both streams in full."""
+    model = make_model(8, 2, kernel=3, spectral=4, seed=11)
+    net = FastGRU.from_model(model)
+    torch.manual_seed(6)
+    x = torch.randn(1, 30, N_IN).numpy()
+    _, old = net.step(x[:, :20], None)  # a stream 20 frames in ...
+    _, new = net.step(x[:, 16:20], None)  # ... and a fresh copy that has seen only its last 4 frames
+    both = old.cat(new)
+    assert net.context == 4 and np.array_equal(both.conv[0], both.conv[1])  # same front-end context
+    front_batches = []
+    spectral = net._spectral
+    net._spectral = lambda xx, spec: front_batches.append(xx.shape[0]) or spectral(xx, spec)
+    shared, s_state = net.step(np.broadcast_to(x[:, 20:], (2, 10, N_IN)), both)
+    full, f_state = net.step(np.concatenate((x[:, 20:], x[:, 20:])), both)
+    assert front_batches == [1, 2]
+    assert np.abs(shared - full).max() <= 1e-6 and np.abs(shared[0] - shared[1]).max() > 1e-3  # the states differ
+    assert np.abs(s_state.h - f_state.h).max() <= 1e-6 and np.array_equal(s_state.conv, f_state.conv)
+    # different contexts (a copy that has just started from zeros) are not shared
+    front_batches.clear()
+    net.step(np.broadcast_to(x[:, 20:], (2, 10, N_IN)), old.cat(net.initial_state(1)))
+    assert front_batches == [2]

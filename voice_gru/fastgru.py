@@ -240,35 +240,42 @@ class FastGRU:
         if T == 0:
             return np.zeros((B, 0, self.n_classes), f), state
         H = self.hidden
+        # a batch of copies of one input (the recognizer's state refresh) whose front-end contexts are
+        # equal: the front ends and the first layer's input projections are the same for every
+        # copy, so they run once (the compiled recurrence reads one projection for all)
+        shared = (B > 1 and self._jit is not None and x.strides[0] == 0
+                  and (state.conv is None or bool((state.conv == state.conv[:1]).all())))
+        Bf = 1 if shared else B  # streams through the front ends and the first projection
+        xf = x[:1] if shared else x
         # ---- causal front ends over the new frames preceded by the last `context` input frames
         conv_buf = None
         spec, conv = self._spec, self._conv
         if spec is not None or conv is not None:
-            buf = state.conv if state.conv is not None else np.zeros((B, self.context, self.n_in), f)
-            xx = np.concatenate([buf.astype(f, copy=False), x], axis=1)  # (B, context+T, n_in)
-            conv_buf = xx[:, T:, :].copy()
+            buf = state.conv[:Bf] if state.conv is not None else np.zeros((Bf, self.context, self.n_in), f)
+            xx = np.concatenate([buf.astype(f, copy=False), xf], axis=1)  # (Bf, context+T, n_in)
+            conv_buf = np.repeat(xx[:, T:, :], B // Bf, axis=0)
             y = self._spectral(xx, spec) if spec is not None else xx
             if conv is not None:  # one matmul over the k-frame windows
                 wc, bc, k = conv
                 y = np.ascontiguousarray(y)
                 s0, s1, s2 = y.strides  # overlapping windows [y_{t-k+1} … y_t] of the contiguous y
-                win = np.ndarray((B, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
-                inp = np.dot(win.reshape(B * T, -1), wc)  # reshape copies: im2col
+                win = np.ndarray((Bf, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
+                inp = np.dot(win.reshape(Bf * T, -1), wc)  # reshape copies: im2col
                 inp += bc
                 np.maximum(inp, 0.0, out=inp)
             else:
-                inp = np.ascontiguousarray(y).reshape(B * T, -1)
+                inp = np.ascontiguousarray(y).reshape(Bf * T, -1)
         else:
-            inp = x.reshape(B * T, self.n_in)
+            inp = xf.reshape(Bf * T, self.n_in)
         # ---- GRU layers: input projections for all frames at once, recurrences per frame
         h_out = np.empty((self.layers, B, H), f)
         for layer in range(self.layers):
-            g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major
+            g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major (Bf*T in the first layer)
             g += self._bi[layer]
             if self._jit is not None:  # stream-major throughout: no transposes
                 h = np.array(state.h[layer], dtype=f) if state.h is not None else np.zeros((B, H), f)
                 y = np.empty((B, T, H), f)
-                self._jit.gru_recurrence(g.reshape(B, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
+                self._jit.gru_recurrence(g.reshape(-1, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
                 h_out[layer] = h
                 inp = y.reshape(B * T, H)
                 continue

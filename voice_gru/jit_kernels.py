@@ -57,10 +57,12 @@ def tanh_array(x: np.ndarray) -> np.ndarray:
 @numba.njit(fastmath=True, cache=True, nogil=True)
 def gru_recurrence(gi: np.ndarray, whh: np.ndarray, bhn: np.ndarray, h: np.ndarray, y: np.ndarray) -> None:
     """One GRU layer over a chunk: ``gi`` ``(B, T, 3H)`` input projections with ``b_ir + b_hr`` and
-    ``b_iz + b_hz`` added (gate order r, z, n), ``whh`` ``(3H, H)``, ``bhn`` ``(H,)``; ``h`` ``(B, H)``
-    the state, updated in place to the last frame's; ``y`` ``(B, T, H)`` receives every frame's state."""
-    B, T, H3 = gi.shape
-    H = H3 // 3
+    ``b_iz + b_hz`` added (gate order r, z, n), or ``(1, T, 3H)``: one for every stream; ``whh``
+    ``(3H, H)``, ``bhn`` ``(H,)``; ``h`` ``(B, H)`` the state, updated in place to the last frame's;
+    ``y`` ``(B, T, H)`` receives every frame's state."""
+    B, H = h.shape
+    T, H3 = gi.shape[1], gi.shape[2]
+    one = gi.shape[0] == 1
     gh = np.empty((B, H3), np.float32)
     for t in range(T):
         for j in range(H3):  # W_hh h for every stream, each row of W_hh read once per frame
@@ -70,10 +72,11 @@ def gru_recurrence(gi: np.ndarray, whh: np.ndarray, bhn: np.ndarray, h: np.ndarr
                     acc += whh[j, k] * h[b, k]
                 gh[b, j] = acc
         for b in range(B):
+            gb = 0 if one else b
             for k in range(H):
-                r = _HALF + _HALF * fast_tanh(_HALF * (gi[b, t, k] + gh[b, k]))
-                z = _HALF + _HALF * fast_tanh(_HALF * (gi[b, t, H + k] + gh[b, H + k]))
-                n = fast_tanh(gi[b, t, 2 * H + k] + r * (gh[b, 2 * H + k] + bhn[k]))
+                r = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, k] + gh[b, k]))
+                z = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, H + k] + gh[b, H + k]))
+                n = fast_tanh(gi[gb, t, 2 * H + k] + r * (gh[b, 2 * H + k] + bhn[k]))
                 y[b, t, k] = n + z * (h[b, k] - n)
             for k in range(H):
                 h[b, k] = y[b, t, k]
