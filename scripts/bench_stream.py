@@ -7,10 +7,12 @@ Prints the real-time factor (compute seconds per audio second) of features + GRU
   * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
 and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
 It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
-OpenBLAS spreads larger products over every core and its workers spin) and with the GRU recurrence
-as NumPy calls instead of the compiled kernel (``kernel="numpy"``), and prints, for every
-variant, the CPU seconds of all the process's threads beside the wall-clock compute. ``--load N``
-keeps N other processes busy meanwhile, like a computer doing other work.
+OpenBLAS spreads larger products over every core and its workers spin) and with NumPy calls
+instead of the compiled kernels (``kernel="numpy"``), and prints, for every variant, the CPU seconds
+of all the process's threads beside the wall-clock compute. ``--load N`` keeps N other processes
+busy meanwhile, like a computer doing other work. A machine's speed drifts, so the audio is cut into
+``--rounds`` parts and every variant runs on each part in turn; the last column is the spread of
+the rounds' real-time factors.
 
     .venv/bin/python scripts/bench_stream.py [--model CKPT] [--seconds 120] [--window-seconds 10] [--load 1] [--rounds 5]
 """
