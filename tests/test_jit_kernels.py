@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 import sys
 
 import numpy as np
@@ -75,3 +76,28 @@ def test_spectral_conv_equals_torch_conv2d(c_in, kt, kf, stride):
     spectral_conv(np.ascontiguousarray(y.permute(0, 2, 1, 3).numpy()), w, conv.bias.detach().numpy(), stride, out)
     assert np.abs(out - ref).max() <= 1e-5
     assert (out == 0).any() and (out > 0).any()  # the ReLU both cut and passed
+
+
+def test_building_a_net_compiles_every_kernel_its_steps_use():
+    """Compilation (or loading from numba's cache) happens when the net is built, never in a live
+    chunk: a step, alone or as a shared batch of two, finds every kernel already compiled for its
+    arrays. In a fresh interpreter, so that no other test has compiled them first."""
+    script = """
+import numpy as np
+from voice_gru.config import ModelConfig
+from voice_gru.fastgru import FastGRU
+from voice_gru.jit_kernels import gru_recurrence, spectral_conv
+from voice_gru.model import GRUClassifier
+
+model = GRUClassifier(40, 12, ModelConfig(conv_channels=8, hidden=16, layers=2, spectral_channels=4)).eval()
+assert not gru_recurrence.signatures
+net = FastGRU.from_model(model)
+compiled = (list(gru_recurrence.signatures), list(spectral_conv.signatures))
+x = np.random.default_rng(0).standard_normal((1, 10, 40)).astype(np.float32)
+_, state = net.step(x)
+_, state = net.step(np.broadcast_to(x, (2, 10, 40)), state.cat(state))
+net.step(np.concatenate((x, x)), state)
+assert compiled[0] and (list(gru_recurrence.signatures), list(spectral_conv.signatures)) == compiled, compiled
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]

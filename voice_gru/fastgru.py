@@ -52,9 +52,11 @@ KERNELS = ("numba", "numpy")
 
 
 def _compiled_kernels():
-    """The module ``voice_gru.jit_kernels``, or None (with a warning) where numba cannot load."""
+    """The module ``voice_gru.jit_kernels``, its kernels loaded, or None (with a warning) where numba cannot load them."""
     try:  # imported here: numba's import costs ~0.3 s, and only the live path needs it
-        return importlib.import_module("voice_gru.jit_kernels")
+        kernels = importlib.import_module("voice_gru.jit_kernels")
+        kernels.warm()
+        return kernels
     except Exception as e:  # a broken numba/llvmlite install must not stop the live path
         warnings.warn(f"compiled GRU kernel unavailable ({type(e).__name__}: {e}); using the NumPy one", RuntimeWarning,
                       stacklevel=3)

@@ -107,3 +107,11 @@ def spectral_conv(y: np.ndarray, w: np.ndarray, bias: np.ndarray, stride: int, o
                                     acc[c] += w[ci, dt, df, c] * v
                 for c in range(C_out):
                     out[b, t, c, j] = max(acc[c], np.float32(0.0))
+
+
+def warm() -> None:
+    """Compile, or load from numba's cache, every kernel for the array types the live path passes, so
+    the first chunk of a stream does not wait for it (~1 s from the cache, several on a first run)."""
+    f = np.float32
+    gru_recurrence(np.zeros((1, 1, 3), f), np.zeros((3, 1), f), np.zeros(1, f), np.zeros((1, 1), f), np.zeros((1, 1, 1), f))
+    spectral_conv(np.zeros((1, 1, 1, 1), f), np.zeros((1, 1, 1, 1), f), np.zeros(1, f), 1, np.zeros((1, 1, 1, 1), f))
