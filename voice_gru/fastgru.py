@@ -154,7 +154,8 @@ class FastGRU:
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
         ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
-        front end; ``kernel``: the recurrence compiled (``numba``) or in NumPy calls (``numpy``)."""
+        front end; ``kernel``: the recurrence and the spectral convolution compiled (``numba``) or as
+        NumPy calls (``numpy``)."""
         if kernel not in KERNELS:
             raise ValueError(f"unknown GRU kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
         self._jit = _compiled_kernels() if kernel == "numba" else None
