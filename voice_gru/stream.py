@@ -140,7 +140,7 @@ def _blas_limited(libs: list, threads: int | None):
     """Each BLAS library in ``libs`` (threadpoolctl controllers) on at most ``threads`` threads inside
     the block, its own setting back after it."""
     before = [lib.get_num_threads() for lib in libs]
-    changed = [(lib, n) for lib, n in zip(libs, before) if threads is not None and n != threads]
+    changed = [(lib, n) for lib, n in zip(libs, before) if n != threads]  # libs is empty where threads is None
     for lib, _ in changed:
         lib.set_num_threads(threads)
     try:
