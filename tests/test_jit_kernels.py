@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from voice_gru import fastgru
-from voice_gru.jit_kernels import gru_recurrence, spectral_conv, tanh_array
+from voice_gru.jit_kernels import dense, gru_recurrence, spectral_conv, tanh_array
 
 torch.set_num_threads(1)
 
@@ -78,6 +78,26 @@ def test_spectral_conv_equals_torch_conv2d(c_in, kt, kf, stride):
     assert (out == 0).any() and (out > 0).any()  # the ReLU both cut and passed
 
 
+@pytest.mark.parametrize("K,relu", [(64, False), (37, True)])  # 37: rows of w left after eights
+def test_dense_equals_float64_product(K, relu):
+    rng = np.random.default_rng(K)
+    a = rng.standard_normal((10, K)).astype(np.float32)
+    w = rng.standard_normal((K, 24)).astype(np.float32)
+    bias = rng.standard_normal(24).astype(np.float32)
+    ref = a.astype(np.float64) @ w + bias
+    if relu:
+        ref = np.maximum(ref, 0.0)
+    out = np.empty((10, 24), np.float32)
+    dense(a, w, bias, relu, out)
+    assert np.abs(out - ref).max() <= 1e-4  # float32 sums of up to 64 products of magnitude ~3
+    # overlapping windows of a longer array (the conv's frames): each row starts 3 values after the last
+    flat = rng.standard_normal(3 * 9 + K).astype(np.float32)
+    win = np.ndarray((10, K), np.float32, flat, 0, (12, 4))
+    dense(win, w, bias, relu, out)
+    ref = np.stack([flat[3 * i:3 * i + K] for i in range(10)]).astype(np.float64) @ w + bias
+    assert np.abs(out - (np.maximum(ref, 0.0) if relu else ref)).max() <= 1e-4
+
+
 def test_building_a_net_compiles_every_kernel_its_steps_use():
     """Compilation (or loading from numba's cache) happens when the net is built, never in a live
     chunk: a step, alone or as a shared batch of two, finds every kernel already compiled for its
@@ -86,18 +106,20 @@ def test_building_a_net_compiles_every_kernel_its_steps_use():
 import numpy as np
 from voice_gru.config import ModelConfig
 from voice_gru.fastgru import FastGRU
-from voice_gru.jit_kernels import gru_recurrence, spectral_conv
+from voice_gru.jit_kernels import dense, gru_recurrence, spectral_conv
 from voice_gru.model import GRUClassifier
 
 model = GRUClassifier(40, 12, ModelConfig(conv_channels=8, hidden=16, layers=2, spectral_channels=4)).eval()
 assert not gru_recurrence.signatures
 net = FastGRU.from_model(model)
-compiled = (list(gru_recurrence.signatures), list(spectral_conv.signatures))
+def signatures():
+    return [list(k.signatures) for k in (gru_recurrence, spectral_conv, dense)]
+compiled = signatures()
 x = np.random.default_rng(0).standard_normal((1, 10, 40)).astype(np.float32)
 _, state = net.step(x)
 _, state = net.step(np.broadcast_to(x, (2, 10, 40)), state.cat(state))
 net.step(np.concatenate((x, x)), state)
-assert compiled[0] and (list(gru_recurrence.signatures), list(spectral_conv.signatures)) == compiled, compiled
+assert all(compiled) and signatures() == compiled, (compiled, signatures())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -263,10 +263,16 @@ class FastGRU:
                 wc, bc, k = conv
                 y = np.ascontiguousarray(y)
                 s0, s1, s2 = y.strides  # overlapping windows [y_{t-k+1} … y_t] of the contiguous y
-                win = np.ndarray((Bf, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
-                inp = np.dot(win.reshape(Bf * T, -1), wc)  # reshape copies: im2col
-                inp += bc
-                np.maximum(inp, 0.0, out=inp)
+                if self._jit is not None:  # each stream's windows are rows of one strided view: no copy
+                    inp = np.empty((Bf * T, wc.shape[1]), f)
+                    for b in range(Bf):
+                        win2 = np.ndarray((T, k * y.shape[2]), f, y, b * s0, (s1, s2))
+                        self._jit.dense(win2, wc, bc, True, inp[b * T:(b + 1) * T])
+                else:
+                    win = np.ndarray((Bf, T, k, y.shape[2]), f, y, 0, (s0, s1, s1, s2))
+                    inp = np.dot(win.reshape(Bf * T, -1), wc)  # reshape copies: im2col
+                    inp += bc
+                    np.maximum(inp, 0.0, out=inp)
             else:
                 inp = np.ascontiguousarray(y).reshape(Bf * T, -1)
         else:
@@ -274,15 +280,17 @@ class FastGRU:
         # ---- GRU layers: input projections for all frames at once, recurrences per frame
         h_out = np.empty((self.layers, B, H), f)
         for layer in range(self.layers):
-            g = np.dot(inp, self._wih[layer])  # (B*T, 3H), rows b-major (Bf*T in the first layer)
-            g += self._bi[layer]
             if self._jit is not None:  # stream-major throughout: no transposes
+                g = np.empty((inp.shape[0], 3 * H), f)  # (B*T, 3H), rows b-major (Bf*T in the first layer)
+                self._jit.dense(inp, self._wih[layer], self._bi[layer], False, g)
                 h = np.array(state.h[layer], dtype=f) if state.h is not None else np.zeros((B, H), f)
                 y = np.empty((B, T, H), f)
                 self._jit.gru_recurrence(g.reshape(-1, T, 3 * H), self._whh_t[layer], self._bhn[layer], h, y)
                 h_out[layer] = h
                 inp = y.reshape(B * T, H)
                 continue
+            g = np.dot(inp, self._wih[layer])
+            g += self._bi[layer]
             # time-major and feature-major per step: gi[t] is (3H, B), so every gate slice is one
             # contiguous block (a strided operand makes each ufunc call several times slower)
             if B == 1:
@@ -296,8 +304,12 @@ class FastGRU:
             y = self._recur(gi, h0, layer, B, T)  # (T + 1, H, B); y[0] is the initial state
             h_out[layer] = y[T].T
             inp = np.ascontiguousarray(y[1:].transpose(2, 0, 1)).reshape(B * T, H)
-        logits = np.dot(inp, self._wo)
-        logits += self._bo
+        if self._jit is not None:
+            logits = np.empty((inp.shape[0], self.n_classes), f)
+            self._jit.dense(inp, self._wo, self._bo, False, logits)
+        else:
+            logits = np.dot(inp, self._wo)
+            logits += self._bo
         return logits.reshape(B, T, self.n_classes), FastState(conv_buf, h_out)
 
     def posteriors(self, x: np.ndarray, state: FastState | None = None) -> tuple[np.ndarray, FastState]:
