@@ -186,11 +186,13 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5
 
 
+@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
 @pytest.mark.parametrize("combine", ["mean", "min"])
-def test_ensemble_equals_torch_over_chunks(combine):
+def test_ensemble_equals_torch_over_chunks(combine, recurrence):
     members = [make_model(16, 2, seed=1), make_model(0, 1, seed=2), make_model(8, 3, kernel=3, seed=3)]
     ens = Ensemble(members, combine, 1 if combine == "min" else None).eval()
-    net = fast_model(ens)
+    net = fast_model(ens, recurrence)
+    assert all(m.kernel == recurrence for m in net.members)
     assert isinstance(net, FastEnsemble) and isinstance(fast_model(ens.members[0]), FastGRU)
     torch.manual_seed(4)
     x = torch.randn(2, 50, N_IN) * 1.5

@@ -106,19 +106,23 @@ def test_building_a_net_compiles_every_kernel_its_steps_use():
 import numpy as np
 from voice_gru.config import ModelConfig
 from voice_gru.fastgru import FastGRU
-from voice_gru.jit_kernels import dense, gru_recurrence, spectral_conv
+from voice_gru.decision import Detector
+from voice_gru.jit_kernels import dense, detector_chunk, gru_recurrence, spectral_conv
 from voice_gru.model import GRUClassifier
 
 model = GRUClassifier(40, 12, ModelConfig(conv_channels=8, hidden=16, layers=2, spectral_channels=4)).eval()
 assert not gru_recurrence.signatures
 net = FastGRU.from_model(model)
 def signatures():
-    return [list(k.signatures) for k in (gru_recurrence, spectral_conv, dense)]
+    return [list(k.signatures) for k in (gru_recurrence, spectral_conv, dense, detector_chunk)]
 compiled = signatures()
 x = np.random.default_rng(0).standard_normal((1, 10, 40)).astype(np.float32)
 _, state = net.step(x)
 _, state = net.step(np.broadcast_to(x, (2, 10, 40)), state.cat(state))
-net.step(np.concatenate((x, x)), state)
+logits, _ = net.step(np.concatenate((x, x)), state)
+det = Detector([str(i) for i in range(12)])
+det.update(logits[0])
+det.update(logits[0, :1].astype(np.float32))
 assert all(compiled) and signatures() == compiled, (compiled, signatures())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

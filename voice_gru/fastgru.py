@@ -51,7 +51,7 @@ except ImportError:  # pragma: no cover - exercised only without scipy
 KERNELS = ("numba", "numpy")
 
 
-def _compiled_kernels():
+def compiled_kernels():
     """The module ``voice_gru.jit_kernels``, its kernels loaded, or None (with a warning) where numba cannot load them."""
     try:  # imported here: numba's import costs ~0.3 s, and only the live path needs it
         kernels = importlib.import_module("voice_gru.jit_kernels")
@@ -158,7 +158,7 @@ class FastGRU:
         NumPy calls (``numpy``)."""
         if kernel not in KERNELS:
             raise ValueError(f"unknown GRU kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
-        self._jit = _compiled_kernels() if kernel == "numba" else None
+        self._jit = compiled_kernels() if kernel == "numba" else None
         self.kernel = "numba" if self._jit is not None else "numpy"  # the one in use
         f = self.dtype
         H = hidden
@@ -419,6 +419,13 @@ class FastEnsemble:
         states = state.members if state is not None else (None,) * len(self.members)
         outs = [m.step(x, s) for m, s in zip(self.members, states)]
         new_state = EnsembleState(tuple(o[1] for o in outs))
+        jit = self.members[0]._jit
+        if self.residual_class is not None and jit is not None:  # one compiled call a member
+            q = np.empty_like(outs[0][0])
+            last = len(outs) - 1
+            for i, (logits, _) in enumerate(outs):
+                jit.softmax_min(logits, q, i == 0, self.residual_class if i == last else -1)
+            return q, new_state
         if self.residual_class is not None:
             q = softmax(outs[0][0])
             for o in outs[1:]:

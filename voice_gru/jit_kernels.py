@@ -154,6 +154,82 @@ def dense(a: np.ndarray, w: np.ndarray, bias: np.ndarray, relu: bool, out: np.nd
                 out[m, j] = max(out[m, j], np.float32(0.0))
 
 
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def softmax_min(logits: np.ndarray, q: np.ndarray, first: bool, residual: int) -> None:
+    """One member's turn in ``model.min_combine``: ``q`` ``(B, T, C)`` becomes the softmax of
+    ``logits`` (``first``) or its elementwise minimum with it; ``residual >= 0`` then gives that class
+    what the minima leave of 1 (after the last member)."""
+    B, T, C = logits.shape
+    e = np.empty(C, np.float32)
+    for b in range(B):
+        for t in range(T):
+            m = logits[b, t, 0]
+            for c in range(1, C):
+                m = max(m, logits[b, t, c])
+            total = np.float32(0.0)
+            for c in range(C):
+                e[c] = np.exp(logits[b, t, c] - m)
+                total += e[c]
+            for c in range(C):
+                v = e[c] / total
+                q[b, t, c] = v if first else min(q[b, t, c], v)
+            if residual >= 0:
+                left = np.float32(1.0)
+                for c in range(C):
+                    left -= q[b, t, c]
+                q[b, t, residual] += max(left, np.float32(0.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, armed: np.ndarray, st: np.ndarray,
+                   n_min: int, n_cool: int, smoothed: np.ndarray, events: np.ndarray, scores: np.ndarray) -> tuple:
+    """``voice_gru.decision.Detector.update`` over a chunk ``p`` ``(T, C)``: the moving average of
+    the last ``hist.shape[0] + 1`` rows (``hist`` holds the last ``k`` rows before the chunk, updated
+    in place), then the firing rule with ``st`` = (run label, run length, cooldown end, frames seen)
+    and ``armed`` updated in place. ``smoothed`` receives the last frame's averages; ``events``
+    ``(T, 2)`` (frame, class) and ``scores`` ``(T,)`` the firings. Returns (events, rows now in ``hist``).
+    Not fastmath: every window is summed oldest first, as NumPy sums it."""
+    T, C = p.shape
+    n = hist.shape[0] + 1
+    rows = np.empty((k + T, C))
+    rows[:k] = hist[:k]
+    rows[k:] = p
+    run_label, run, cool_until, frame = st[0], st[1], st[2], st[3]
+    ne = 0
+    for t in range(T):
+        end = k + t + 1
+        start = max(0, end - n)
+        for c in range(C):
+            acc = 0.0
+            for r in range(start, end):
+                acc += rows[r, c]
+            smoothed[c] = acc / (end - start)
+        top = 0
+        for c in range(1, C):
+            if smoothed[c] > smoothed[top]:
+                top = c
+        for c in range(C):
+            if smoothed[c] < thr[c]:
+                armed[c] = True
+        if smoothed[top] >= thr[top] and armed[top]:
+            run = run + 1 if top == run_label else 1
+            run_label = top
+        else:
+            run, run_label = 0, -1
+        if run >= n_min and frame > cool_until:
+            events[ne, 0], events[ne, 1] = frame, top
+            scores[ne] = smoothed[top]
+            ne += 1
+            cool_until = frame + n_cool
+            armed[top] = False
+            run, run_label = 0, -1
+        frame += 1
+    st[0], st[1], st[2], st[3] = run_label, run, cool_until, frame
+    keep = min(n - 1, k + T)
+    hist[:keep] = rows[k + T - keep:]
+    return ne, keep
+
+
 def warm() -> None:
     """Compile, or load from numba's cache, every kernel for the array types the live path passes, so
     the first chunk of a stream does not wait for it (~1 s from the cache, several on a first run)."""
@@ -163,3 +239,6 @@ def warm() -> None:
     z = np.zeros((2, 2), f)
     for a in (z, np.ndarray((2, 2), f, np.zeros(3, f), 0, (4, 4))):  # contiguous rows; overlapping windows (a view)
         dense(a, z, np.zeros(2, f), True, np.zeros((2, 2), f))
+    softmax_min(np.zeros((1, 1, 2), f), np.zeros((1, 1, 2), f), True, 0)
+    detector_chunk(np.zeros((1, 2)), np.zeros((1, 2)), 0, np.zeros(2), np.ones(2, np.bool_), np.zeros(4, np.int64), 1, 0,
+                   np.zeros(2), np.zeros((1, 2), np.int64), np.zeros(1))
