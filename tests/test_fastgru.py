@@ -14,6 +14,7 @@ torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed thre
 import voice_gru.fastgru as fastgru  # noqa: E402
 from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
 from voice_gru.fastgru import FastEnsemble, FastGRU, FastState, fast_model, softmax  # noqa: E402
+from voice_gru.kernels import KERNELS  # noqa: E402
 from voice_gru.model import Ensemble, GRUClassifier, State, default_model_path, load_checkpoint  # noqa: E402
 
 N_IN = FeatureConfig().n_mfcc
@@ -54,7 +55,7 @@ def chunked(model: GRUClassifier, net: FastGRU, x: torch.Tensor, sizes=(1, 7, 13
 @pytest.mark.parametrize("layers", [1, 2, 3])
 @pytest.mark.parametrize("conv,kernel", [(0, 5), (16, 5), (8, 3)])
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+@pytest.mark.parametrize("recurrence", KERNELS)
 def test_step_equals_torch_over_chunks(conv, kernel, layers, batch, recurrence):
     model = make_model(conv, layers, kernel=kernel, seed=layers * 10 + conv)
     net = FastGRU.from_model(model, recurrence)
@@ -91,7 +92,7 @@ def test_spectral_front_end_equals_torch_over_chunks(conv, kernel, spectral_kern
 
 
 @pytest.mark.parametrize("batch", [1, 2])
-@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+@pytest.mark.parametrize("recurrence", KERNELS)
 def test_shipped_size_model(batch, recurrence):
     """Hidden 128, conv 64: the shipped model's shape, in 1-, 10- and 150-frame chunks (the window mode's reruns)."""
     model = make_model(64, 2, hidden=128, seed=3)
@@ -114,7 +115,7 @@ def test_sigmoid_without_scipy(monkeypatch):
     assert err <= TOL
 
 
-@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+@pytest.mark.parametrize("recurrence", KERNELS)
 def test_state_conversions_and_edge_cases(recurrence):
     model = make_model(16, 2)
     net = FastGRU.from_model(model, recurrence)
@@ -186,7 +187,7 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5
 
 
-@pytest.mark.parametrize("recurrence", fastgru.KERNELS)
+@pytest.mark.parametrize("recurrence", KERNELS)
 @pytest.mark.parametrize("combine", ["mean", "min"])
 def test_ensemble_equals_torch_over_chunks(combine, recurrence):
     members = [make_model(16, 2, seed=1), make_model(0, 1, seed=2), make_model(8, 3, kernel=3, seed=3)]

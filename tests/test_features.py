@@ -173,8 +173,9 @@ def test_matches_librosa(clip_paths, speech_signal):
 STREAM_TOL = 5e-5
 
 
-def stream(audio: np.ndarray, sizes) -> tuple[torch.Tensor, StreamingMFCC]:
-    fe = StreamingMFCC(CFG)
+def stream(audio: np.ndarray, sizes, kernel: str = "numba") -> tuple[torch.Tensor, StreamingMFCC]:
+    fe = StreamingMFCC(CFG, kernel)
+    assert fe.kernel == kernel
     out, pos = [], 0
     for size in sizes:
         if pos >= audio.size:
@@ -194,15 +195,17 @@ def offline(speech_signal):
     return mfcc(speech_signal)
 
 
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
 @pytest.mark.parametrize("size", [1, 7, 160, 161, 441, 1600, 16000, 36800, 50000])
-def test_streaming_equals_offline(speech_signal, offline, size):
-    got, fe = stream(speech_signal, iter(lambda: size, None))
+def test_streaming_equals_offline(speech_signal, offline, size, kernel):
+    got, fe = stream(speech_signal, iter(lambda: size, None), kernel)
     assert got.shape == offline.shape == (num_frames(speech_signal.size, CFG), CFG.n_mfcc)
     assert (got - offline).abs().max().item() <= STREAM_TOL
     assert fe.samples_in == speech_signal.size
 
 
-def test_streaming_equals_float64_textbook_mfcc(speech_signal):
+@pytest.mark.parametrize("kernel", ["numba", "numpy"])
+def test_streaming_equals_float64_textbook_mfcc(speech_signal, kernel):
     """Periodic Hann window, |rFFT|², HTK mel filters, log, orthonormal DCT-II, all in float64."""
     import scipy.fft
     import torchaudio
@@ -216,7 +219,7 @@ def test_streaming_equals_float64_textbook_mfcc(speech_signal):
     fb = torchaudio.functional.melscale_fbanks(n_fft // 2 + 1, CFG.f_min, CFG.f_max, CFG.n_mels, CFG.sample_rate,
                                                norm=None, mel_scale="htk").double().numpy()
     ref = scipy.fft.dct(np.log(power @ fb + CFG.log_offset), type=2, norm="ortho", axis=-1)[:, :CFG.n_mfcc]
-    got, _ = stream(speech_signal, iter(lambda: 441, None))
+    got, _ = stream(speech_signal, iter(lambda: 441, None), kernel)
     # the front end's DCT matrix and window are torchaudio's float32 ones (rounded by ~2e-6):
     # over 40 log-mel terms of magnitude up to ~14 that is ~5e-5; an algorithmic slip is far larger
     assert np.abs(got.numpy() - ref).max() <= 1e-4

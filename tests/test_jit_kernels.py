@@ -53,7 +53,7 @@ def test_a_broken_numba_falls_back_to_numpy(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "voice_gru.jit_kernels", None)  # import raises ImportError
     model = GRUClassifier(40, 12, ModelConfig(conv_channels=0, hidden=16, layers=1, spectral_channels=4)).eval()
-    with pytest.warns(RuntimeWarning, match="compiled GRU kernel unavailable"):
+    with pytest.warns(RuntimeWarning, match="compiled kernels unavailable"):
         net = fastgru.FastGRU.from_model(model)
     assert net.kernel == "numpy"
     x = torch.randn(1, 9, 40)
@@ -100,21 +100,22 @@ def test_dense_equals_float64_product(K, relu):
 
 def test_building_a_net_compiles_every_kernel_its_steps_use():
     """Compilation (or loading from numba's cache) happens when the net is built, never in a live
-    chunk: a step, alone or as a shared batch of two, finds every kernel already compiled for its
-    arrays. In a fresh interpreter, so that no other test has compiled them first."""
+    chunk: a step, alone or as a shared batch of two, the min-combination, the detector and the front
+    end find every kernel already compiled for their arrays. In a fresh interpreter, so that no other test has compiled them first."""
     script = """
 import numpy as np
 from voice_gru.config import ModelConfig
-from voice_gru.fastgru import FastGRU
+from voice_gru.fastgru import FastEnsemble, FastGRU
 from voice_gru.decision import Detector
-from voice_gru.jit_kernels import dense, detector_chunk, gru_recurrence, spectral_conv
+from voice_gru.features import StreamingMFCC
+from voice_gru.jit_kernels import dense, detector_chunk, gru_recurrence, mel_log_dct, softmax_min, spectral_conv
 from voice_gru.model import GRUClassifier
 
 model = GRUClassifier(40, 12, ModelConfig(conv_channels=8, hidden=16, layers=2, spectral_channels=4)).eval()
 assert not gru_recurrence.signatures
 net = FastGRU.from_model(model)
 def signatures():
-    return [list(k.signatures) for k in (gru_recurrence, spectral_conv, dense, detector_chunk)]
+    return [list(k.signatures) for k in (gru_recurrence, spectral_conv, dense, detector_chunk, mel_log_dct, softmax_min)]
 compiled = signatures()
 x = np.random.default_rng(0).standard_normal((1, 10, 40)).astype(np.float32)
 _, state = net.step(x)
@@ -123,6 +124,8 @@ logits, _ = net.step(np.concatenate((x, x)), state)
 det = Detector([str(i) for i in range(12)])
 det.update(logits[0])
 det.update(logits[0, :1].astype(np.float32))
+FastEnsemble([net, net], residual_class=1).posteriors(x)
+StreamingMFCC().push(np.zeros(1600, np.float32))
 assert all(compiled) and signatures() == compiled, (compiled, signatures())
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from voice_gru.config import DecisionConfig
+from voice_gru.kernels import check_kernel, compiled_kernels
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,7 @@ class Detector:
                  first_frame_end: float = 0.03, kernel: str = "numba") -> None:
         """``kernel``: a chunk's smoothing and firing rule as one compiled call (``numba``,
         ``voice_gru.jit_kernels.detector_chunk``) or as NumPy calls (``numpy``; also where numba cannot load)."""
-        from voice_gru.fastgru import KERNELS, compiled_kernels
-
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown detector kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
+        check_kernel(kernel, "detector")
         self.labels = list(labels)
         self.cfg = cfg
         self.thresholds = dict(thresholds) if thresholds is not None else effective_thresholds(labels, cfg)

@@ -35,32 +35,17 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 
 from __future__ import annotations
 
-import importlib
-import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from voice_gru.kernels import check_kernel, compiled_kernels
+
 try:  # scipy comes with librosa; expit is one call per step for both sigmoid gates (fallback: four)
     from scipy.special import expit as _expit
 except ImportError:  # pragma: no cover - exercised only without scipy
     _expit = None
-
-
-KERNELS = ("numba", "numpy")
-
-
-def compiled_kernels():
-    """The module ``voice_gru.jit_kernels``, its kernels loaded, or None (with a warning) where numba cannot load them."""
-    try:  # imported here: numba's import costs ~0.3 s, and only the live path needs it
-        kernels = importlib.import_module("voice_gru.jit_kernels")
-        kernels.warm()
-        return kernels
-    except Exception as e:  # a broken numba/llvmlite install must not stop the live path
-        warnings.warn(f"compiled GRU kernel unavailable ({type(e).__name__}: {e}); using the NumPy one", RuntimeWarning,
-                      stacklevel=3)
-        return None
 
 
 @dataclass
@@ -156,8 +141,7 @@ class FastGRU:
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
         front end; ``kernel``: the recurrence and the spectral convolution compiled (``numba``) or as
         NumPy calls (``numpy``)."""
-        if kernel not in KERNELS:
-            raise ValueError(f"unknown GRU kernel '{kernel}' (expected one of {', '.join(KERNELS)})")
+        check_kernel(kernel, "GRU")
         self._jit = compiled_kernels() if kernel == "numba" else None
         self.kernel = "numba" if self._jit is not None else "numpy"  # the one in use
         f = self.dtype

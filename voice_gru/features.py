@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from voice_gru.config import FeatureConfig
+from voice_gru.kernels import check_kernel, compiled_kernels
 
 
 class FrontEnd(torch.nn.Module):
@@ -139,7 +140,10 @@ class StreamingMFCC:
     mel spectrum: near-silent frames magnify its rounding) and within 1e-4 of a float64 textbook MFCC.
     """
 
-    def __init__(self, cfg: FeatureConfig = FeatureConfig()) -> None:
+    def __init__(self, cfg: FeatureConfig = FeatureConfig(), kernel: str = "numba") -> None:
+        """``kernel``: after the FFT, one compiled call (``numba``: ``voice_gru.jit_kernels.mel_log_dct``)
+        or NumPy calls (``numpy``; also where numba cannot load)."""
+        check_kernel(kernel, "front-end")
         self.cfg = cfg
         fe = front_end(cfg)
         spec = fe.melspec.spectrogram
@@ -147,7 +151,12 @@ class StreamingMFCC:
             raise ValueError("StreamingMFCC mirrors an unnormalised, uncentred power spectrogram only")
         self._window = spec.window.double().numpy()  # (win_length,): inside the n_fft frame, as torch.stft
         self._fb = fe.melspec.mel_scale.fb.double().numpy()  # (n_fft // 2 + 1, n_mels)
-        self._dct = fe.dct.double().numpy()  # (n_mels, n_mfcc)
+        self._dct = np.ascontiguousarray(fe.dct.double().numpy())  # (n_mels, n_mfcc); torch gives it transposed
+        nz = self._fb != 0  # each mel filter's non-zero bins, one range (a triangle)
+        self._lo = np.where(nz.any(0), nz.argmax(0), 0).astype(np.int64)
+        self._hi = np.where(nz.any(0), nz.shape[0] - nz[::-1].argmax(0), 0).astype(np.int64)
+        self._jit = compiled_kernels() if kernel == "numba" else None
+        self.kernel = "numba" if self._jit is not None else "numpy"
         self._buf = np.zeros(0, dtype=np.float32)
         self.frames_out = 0
         self.samples_in = 0
@@ -171,8 +180,12 @@ class StreamingMFCC:
         frames = np.ndarray((n, win), self._buf.dtype, self._buf, 0, (hop * step, step))
         # where the window sits inside the n_fft frame changes only the phase, not the power
         spec = np.fft.rfft(frames * self._window, n=self.cfg.n_fft)
-        power = spec.real ** 2 + spec.imag ** 2
-        out = np.log(power @ self._fb + self.cfg.log_offset) @ self._dct
+        if self._jit is not None:
+            out = np.empty((n, self._dct.shape[1]), np.float32)
+            self._jit.mel_log_dct(spec, self._fb, self._lo, self._hi, self._dct, self.cfg.log_offset, out)
+        else:
+            power = spec.real ** 2 + spec.imag ** 2
+            out = (np.log(power @ self._fb + self.cfg.log_offset) @ self._dct).astype(np.float32)
         self._buf = self._buf[n * hop:].copy()
         self.frames_out += n
-        return torch.from_numpy(out.astype(np.float32))
+        return torch.from_numpy(out)

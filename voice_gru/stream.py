@@ -53,7 +53,7 @@ class Recognizer:
         self.warm = self.period // 2 if self.period else 0  # frames a new copy runs before it takes over
         self.window = max(1, int(round(window_s / hop_s)))
         self.every = max(1, every)
-        self.frontend = StreamingMFCC(ckpt.features)
+        self.frontend = StreamingMFCC(ckpt.features, kernel)
         # the model's weights as they are now (a recognizer does not see later changes to them)
         self.net = fast_model(ckpt.model, kernel)
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
