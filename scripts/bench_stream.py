@@ -8,7 +8,8 @@ Prints the real-time factor (compute seconds per audio second) of features + GRU
 and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
 It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
 OpenBLAS spreads larger products over every core and its workers spin) and with NumPy calls
-instead of the compiled kernels (``kernel="numpy"``), and prints, for every variant, the CPU seconds
+instead of the compiled kernels (``kernel="numpy"``: front end, network, combination and detector, the
+fallback where numba cannot load), and prints, for every variant, the CPU seconds
 of all the process's threads beside the wall-clock compute. ``--load N`` keeps N other processes
 busy meanwhile, like a computer doing other work. A machine's speed drifts, so the audio is cut into
 ``--rounds`` parts and every variant runs on each part in turn; the last column is the spread of
@@ -48,7 +49,8 @@ def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, float,
 
     rec = Recognizer(ckpt, **kw)
     f = ckpt.features
-    det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate)
+    det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate,
+                   kernel=kw.get("kernel", "numba"))
     n_events = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, audio.size, chunk):

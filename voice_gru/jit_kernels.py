@@ -58,39 +58,69 @@ def tanh_array(x: np.ndarray) -> np.ndarray:
     return out
 
 
+@numba.njit(inline="always", fastmath=True, cache=True, error_model="numpy")
+def _whh_h(whh_t: np.ndarray, h: np.ndarray, b: int, gh: np.ndarray) -> None:
+    """``gh[b] = W_hh h[b]`` as a sum of W_hh's columns (rows of ``whh_t``) scaled by ``h[b]``, four at a
+    time: one vectorised pass over ``gh[b]`` per four columns and no horizontal sums."""
+    H, H3 = whh_t.shape
+    for j in range(H3):
+        gh[b, j] = 0.0
+    k = 0
+    while k + 4 <= H:
+        h0, h1, h2, h3 = h[b, k], h[b, k + 1], h[b, k + 2], h[b, k + 3]
+        for j in range(H3):
+            gh[b, j] += whh_t[k, j] * h0 + whh_t[k + 1, j] * h1 + whh_t[k + 2, j] * h2 + whh_t[k + 3, j] * h3
+        k += 4
+    for k in range(k, H):
+        for j in range(H3):
+            gh[b, j] += whh_t[k, j] * h[b, k]
+
+
+@numba.njit(inline="always", fastmath=True, cache=True, error_model="numpy")
+def _whh_h2(whh_t: np.ndarray, h: np.ndarray, b: int, gh: np.ndarray) -> None:
+    """``_whh_h`` for streams ``b`` and ``b + 1`` in one pass over ``whh_t`` (the state refresh's pair:
+    W_hh is read from L2 once for both)."""
+    H, H3 = whh_t.shape
+    for j in range(H3):
+        gh[b, j] = 0.0
+        gh[b + 1, j] = 0.0
+    k = 0
+    while k + 4 <= H:
+        h0, h1, h2, h3 = h[b, k], h[b, k + 1], h[b, k + 2], h[b, k + 3]
+        g0, g1, g2, g3 = h[b + 1, k], h[b + 1, k + 1], h[b + 1, k + 2], h[b + 1, k + 3]
+        for j in range(H3):
+            w0, w1, w2, w3 = whh_t[k, j], whh_t[k + 1, j], whh_t[k + 2, j], whh_t[k + 3, j]
+            gh[b, j] += w0 * h0 + w1 * h1 + w2 * h2 + w3 * h3
+            gh[b + 1, j] += w0 * g0 + w1 * g1 + w2 * g2 + w3 * g3
+        k += 4
+    for k in range(k, H):
+        for j in range(H3):
+            gh[b, j] += whh_t[k, j] * h[b, k]
+            gh[b + 1, j] += whh_t[k, j] * h[b + 1, k]
+
+
 @numba.njit(fastmath=True, cache=True, nogil=True, error_model="numpy")
 def gru_recurrence(gi: np.ndarray, whh_t: np.ndarray, bhn: np.ndarray, h: np.ndarray, y: np.ndarray) -> None:
     """One GRU layer over a chunk: ``gi`` ``(B, T, 3H)`` input projections with ``b_ir + b_hr`` and
     ``b_iz + b_hz`` added (gate order r, z, n), or ``(1, T, 3H)``: one for every stream; ``whh_t``
     ``(H, 3H)``: ``W_hh`` transposed; ``bhn`` ``(H,)``; ``h`` ``(B, H)`` the state, updated in place to
-    the last frame's; ``y`` ``(B, T, H)`` receives every frame's state."""
+    the last frame's; ``y`` ``(B, T, H)`` receives every frame's state. W_hh (192 kB for H = 128)
+    streams from L2 once per frame and pair of streams, which sets the pace."""
     B, H = h.shape
-    T, H3 = gi.shape[1], gi.shape[2]
+    T = gi.shape[1]
     one = gi.shape[0] == 1
-    gh = np.empty(H3, np.float32)
+    gh = np.empty((B, 3 * H), np.float32)
     for t in range(T):
+        for b in range(0, B - 1, 2):
+            _whh_h2(whh_t, h, b, gh)
+        if B % 2:
+            _whh_h(whh_t, h, B - 1, gh)
         for b in range(B):
-            # W_hh h as a sum of W_hh's columns (rows of whh_t) scaled by h, four at a time: one
-            # vectorised pass over gh per four columns, no horizontal sums; W_hh (192 kB for H = 128)
-            # streams from L2 once per frame, which sets the pace
-            for j in range(H3):
-                gh[j] = 0.0
-            k = 0
-            while k + 4 <= H:
-                h0, h1, h2, h3 = h[b, k], h[b, k + 1], h[b, k + 2], h[b, k + 3]
-                for j in range(H3):
-                    gh[j] += whh_t[k, j] * h0 + whh_t[k + 1, j] * h1 + whh_t[k + 2, j] * h2 + whh_t[k + 3, j] * h3
-                k += 4
-            while k < H:
-                h0 = h[b, k]
-                for j in range(H3):
-                    gh[j] += whh_t[k, j] * h0
-                k += 1
             gb = 0 if one else b
             for k in range(H):
-                r = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, k] + gh[k]))
-                z = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, H + k] + gh[H + k]))
-                n = fast_tanh(gi[gb, t, 2 * H + k] + r * (gh[2 * H + k] + bhn[k]))
+                r = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, k] + gh[b, k]))
+                z = _HALF + _HALF * fast_tanh(_HALF * (gi[gb, t, H + k] + gh[b, H + k]))
+                n = fast_tanh(gi[gb, t, 2 * H + k] + r * (gh[b, 2 * H + k] + bhn[k]))
                 y[b, t, k] = n + z * (h[b, k] - n)
             for k in range(H):
                 h[b, k] = y[b, t, k]
