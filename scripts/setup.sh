@@ -63,6 +63,9 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; 
         exit 1
     fi
     rm -f "$pip_log"
+    # numba compiles the live path's kernels on first use (~10 s) and caches them beside the
+    # package: done here, so the first `voice-gru listen` starts as fast as every later one
+    "$venv/bin/python" -c 'from voice_gru.kernels import compiled_kernels; compiled_kernels()'
     printf '%s\n' "$want" >"$stamp"
     log "installed in $((SECONDS - start)) s"
 else

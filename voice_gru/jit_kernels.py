@@ -248,8 +248,12 @@ def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, arm
     T, C = p.shape
     n = hist.shape[0] + 1
     rows = np.empty((k + T, C))
-    rows[:k] = hist[:k]
-    rows[k:] = p
+    for r in range(k):  # element loops: numba compiles a 2-D slice assignment for ~5 s, these in well under 1
+        for c in range(C):
+            rows[r, c] = hist[r, c]
+    for r in range(T):
+        for c in range(C):
+            rows[k + r, c] = p[r, c]
     run_label, run, cool_until, frame = st[0], st[1], st[2], st[3]
     ne = 0
     for t in range(T):
@@ -282,7 +286,9 @@ def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, arm
         frame += 1
     st[0], st[1], st[2], st[3] = run_label, run, cool_until, frame
     keep = min(n - 1, k + T)
-    hist[:keep] = rows[k + T - keep:]
+    for r in range(keep):
+        for c in range(C):
+            hist[r, c] = rows[k + T - keep + r, c]
     return ne, keep
 
 
