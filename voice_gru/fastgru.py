@@ -1,23 +1,22 @@
 """Inference-only NumPy re-implementation of ``GRUClassifier.step`` for the live path.
 
-The model is small (~185k multiply-adds per frame), so in PyTorch the per-operator and
-per-timestep overhead dominates a 100 ms chunk. ``FastGRU`` does the same computation with as
-few NumPy calls as the structure allows:
+The model is small (~235k multiply-adds per frame), so in PyTorch the per-operator and
+per-timestep overhead dominates a 100 ms chunk. ``FastGRU`` does the same computation in few calls.
+By default (``kernel="numba"``) each part is one compiled call (``voice_gru.jit_kernels``):
 
-* the spectral front end (if any) is one matmul to mel bands and, per layer, one over im2col'd
-  (channels × frames × bands) patches;
-* the causal convolution of all ``T`` new frames is one matmul over im2col'd windows
-  (``[x_{t-k+1} … x_t]`` flattened) followed by an in-place ReLU;
+* the spectral front end: one matmul to mel bands, then per layer the compiled Conv2d + ReLU;
+* the causal convolution of all ``T`` new frames: ``dense`` over the overlapping windows
+  (``[x_{t-k+1} … x_t]`` flattened: rows of a strided view, no im2col copy), ReLU included;
 * each GRU layer's input projection ``W_ih x + b_ih`` (with ``b_hr``, ``b_hz`` folded in) for all
-  ``T·B`` frames is one matmul;
-* only ``W_hh h`` and the gates run per time step: by default in one compiled call per layer and
-  chunk (``voice_gru.jit_kernels``, ``kernel="numba"``), or (``kernel="numpy"``) as NumPy calls in place
-  on preallocated arrays, the state kept "feature-major" (``(H, B)``) so every gate slice is one
-  contiguous block;
-* the head over all frames is one matmul.
+  ``T·B`` frames: one ``dense``; then the recurrence (``W_hh h`` and the gates, frame by frame) in one
+  call per layer and chunk;
+* the head over all frames: one ``dense``; an ensemble's min-combination: one call per member.
 
-Every product is ``np.dot``; ``voice_gru.stream.Recognizer`` keeps NumPy's BLAS on the calling
-thread while it runs, since at these sizes other threads cost more than they save.
+With ``kernel="numpy"`` (also where numba cannot load) the products are ``np.dot`` over im2col'd
+patches and the recurrence runs as NumPy calls in place on preallocated arrays, the state kept
+"feature-major" (``(H, B)``) so every gate slice is one contiguous block.
+``voice_gru.stream.Recognizer`` keeps NumPy's BLAS on the calling thread while it runs, since at
+these sizes other threads cost more than they save.
 
 Equations (PyTorch's ``nn.GRU``, gate order r, z, n in ``weight_ih``/``weight_hh``)::
 
@@ -139,8 +138,8 @@ class FastGRU:
         ``(weight_ih (3H, in), weight_hh (3H, H), bias_ih (3H,), bias_hh (3H,))`` as in ``nn.GRU``;
         ``head_weight`` ``(classes, H)``; ``spectral`` (or None): ``(map (bands, n_in), [(weight
         (C_out, C_in, kt, kf), bias (C_out,)) per layer], stride along bands)`` of the spectral Conv2d
-        front end; ``kernel``: the recurrence and the spectral convolution compiled (``numba``) or as
-        NumPy calls (``numpy``)."""
+        front end; ``kernel``: products, recurrence and spectral convolution compiled (``numba``) or
+        as NumPy calls (``numpy``)."""
         check_kernel(kernel, "GRU")
         self._jit = compiled_kernels() if kernel == "numba" else None
         self.kernel = "numba" if self._jit is not None else "numpy"  # the one in use

@@ -15,9 +15,10 @@ recognizer does); it costs ~``window`` times more compute per decision.
 
 Both modes run the model through ``voice_gru.fastgru`` (``FastGRU``, or ``FastEnsemble``: the same weights and equations in
 NumPy, built once per recognizer; a test holds it equal to ``GRUClassifier.step``): at 10 frames
-per chunk PyTorch's per-operator overhead would cost more than the arithmetic. The recurrence runs
-compiled (``kernel="numba"``, ``voice_gru.jit_kernels``) unless ``kernel="numpy"``. While it computes,
-NumPy's BLAS runs on the calling thread alone (``blas_threads``): OpenBLAS splits products above
+per chunk PyTorch's per-operator overhead would cost more than the arithmetic. The front end after
+the FFT and the network's products and recurrences run compiled (``kernel="numba"``,
+``voice_gru.jit_kernels``) unless ``kernel="numpy"``. While it computes, NumPy's BLAS (all the NumPy
+path's products, the compiled path's mel-band map) runs on the calling thread alone (``blas_threads``): OpenBLAS splits products above
 ~2.6·10⁵ multiply-adds over every core, and its idle workers then spin — measured on a 2-core
 AMD EPYC: twice the CPU time alone, 3 times the wall-clock time beside one other busy process
 (``scripts/bench_stream.py --load 1``).
