@@ -65,13 +65,12 @@ def _whh_h(whh_t: np.ndarray, h: np.ndarray, b: int, gh: np.ndarray) -> None:
     H, H3 = whh_t.shape
     for j in range(H3):
         gh[b, j] = 0.0
-    k = 0
-    while k + 4 <= H:
+    fours = H - H % 4
+    for k in range(0, fours, 4):
         h0, h1, h2, h3 = h[b, k], h[b, k + 1], h[b, k + 2], h[b, k + 3]
         for j in range(H3):
             gh[b, j] += whh_t[k, j] * h0 + whh_t[k + 1, j] * h1 + whh_t[k + 2, j] * h2 + whh_t[k + 3, j] * h3
-        k += 4
-    for k in range(k, H):
+    for k in range(fours, H):
         for j in range(H3):
             gh[b, j] += whh_t[k, j] * h[b, k]
 
@@ -84,16 +83,15 @@ def _whh_h2(whh_t: np.ndarray, h: np.ndarray, b: int, gh: np.ndarray) -> None:
     for j in range(H3):
         gh[b, j] = 0.0
         gh[b + 1, j] = 0.0
-    k = 0
-    while k + 4 <= H:
+    fours = H - H % 4
+    for k in range(0, fours, 4):
         h0, h1, h2, h3 = h[b, k], h[b, k + 1], h[b, k + 2], h[b, k + 3]
         g0, g1, g2, g3 = h[b + 1, k], h[b + 1, k + 1], h[b + 1, k + 2], h[b + 1, k + 3]
         for j in range(H3):
             w0, w1, w2, w3 = whh_t[k, j], whh_t[k + 1, j], whh_t[k + 2, j], whh_t[k + 3, j]
             gh[b, j] += w0 * h0 + w1 * h1 + w2 * h2 + w3 * h3
             gh[b + 1, j] += w0 * g0 + w1 * g1 + w2 * g2 + w3 * g3
-        k += 4
-    for k in range(k, H):
+    for k in range(fours, H):
         for j in range(H3):
             gh[b, j] += whh_t[k, j] * h[b, k]
             gh[b + 1, j] += whh_t[k, j] * h[b + 1, k]
@@ -165,21 +163,19 @@ def dense(a: np.ndarray, w: np.ndarray, bias: np.ndarray, relu: bool, out: np.nd
     for m in range(M):
         for j in range(N):
             out[m, j] = bias[j]
-    k = 0
-    while k + 8 <= K:
+    eights = K - K % 8
+    for k in range(0, eights, 8):
         for m in range(M):
             a0, a1, a2, a3 = a[m, k], a[m, k + 1], a[m, k + 2], a[m, k + 3]
             a4, a5, a6, a7 = a[m, k + 4], a[m, k + 5], a[m, k + 6], a[m, k + 7]
             for j in range(N):
                 out[m, j] += ((w[k, j] * a0 + w[k + 1, j] * a1 + w[k + 2, j] * a2 + w[k + 3, j] * a3)
                               + (w[k + 4, j] * a4 + w[k + 5, j] * a5 + w[k + 6, j] * a6 + w[k + 7, j] * a7))
-        k += 8
-    while k < K:
+    for k in range(eights, K):
         for m in range(M):
             a0 = a[m, k]
             for j in range(N):
                 out[m, j] += w[k, j] * a0
-        k += 1
     if relu:
         for m in range(M):
             for j in range(N):
