@@ -310,28 +310,6 @@ def test_reset_repeats_the_first_pass():
     assert d.update(p) == first
 
 
-@pytest.mark.parametrize("smooth_ms,min_ms,cool_ms", [(10, 10, 0), (250, 120, 800), (70, 30, 250)])
-def test_compiled_equals_numpy_detector(smooth_ms, min_ms, cool_ms, kernel):
-    """The same events, scores and smoothed rows, whatever the chunking (the compiled detector is the
-    live default; the NumPy one runs where numba cannot load)."""
-    if kernel == "numpy":
-        pytest.skip("compares both kernels once")
-    p = np.concatenate([_random_stream(s, 1500) for s in (5, 6)])
-    cfg = DecisionConfig(smooth_ms=smooth_ms, threshold=0.55, thresholds={"no": 0.7}, min_duration_ms=min_ms,
-                         cooldown_ms=cool_ms)
-    a, b = Detector(LABELS, cfg, kernel="numba"), Detector(LABELS, cfg, kernel="numpy")
-    assert (a.kernel, b.kernel) == ("numba", "numpy")
-    cuts = np.sort(np.random.default_rng(smooth_ms).choice(np.arange(1, p.shape[0]), size=300, replace=False))
-    got_a, got_b = [], []
-    for part in np.split(p, cuts):
-        got_a += a.update(part)
-        got_b += b.update(part)
-        np.testing.assert_allclose(a.smoothed, b.smoothed, rtol=0, atol=1e-12)
-    assert len(got_a) >= 10 and [(e.label, e.t) for e in got_a] == [(e.label, e.t) for e in got_b]
-    np.testing.assert_allclose([e.score for e in got_a], [e.score for e in got_b], rtol=0, atol=1e-12)
-    assert a.n == b.n == p.shape[0]
-
-
 def test_unknown_detector_kernel_is_refused():
     with pytest.raises(ValueError, match="detector kernel"):
         Detector(LABELS, kernel="cuda")
