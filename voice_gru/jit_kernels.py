@@ -6,13 +6,12 @@ to the NumPy code of each part).
 In NumPy a GRU step is one matrix-vector product and nine ufunc calls on 128-element vectors, so
 per frame the calls cost more than the arithmetic (~11 µs a layer on a 2-core AMD EPYC); here the
 whole recurrence of a chunk is one call, with the gates fused into one loop (``scripts/bench_stream.py``
-compares both). ``tanh`` and the logistic function use a rational approximation that the compiler
-can vectorise (``math.tanh``/``math.exp`` are scalar calls without Intel's SVML, and cost as much as
-the product). The spectral convolution (~6·10⁴ multiply-adds a chunk) cost ~30-70 µs as im2col and a
-matmul, nearly all of it NumPy calls. Every kernel uses NumPy's error model (``error_model="numpy"``):
-with Python's, each division checks for zero and raises, and that branch kept the compiler from
-vectorising the gates (scalar code: 19 µs of gates a layer and chunk against 3.6 µs vectorised).
-The GRU's ``tanh`` and logistic function use a rational approximation:
+compares both). The other parts were a handful of NumPy calls each, whose overhead (~3x higher beside
+the network than alone: cold caches) outweighed their arithmetic. Every kernel uses NumPy's error
+model (``error_model="numpy"``): with Python's, each division checks for zero and raises, and that
+branch kept the compiler from vectorising the gates (scalar code: 19 µs of gates a layer and chunk
+against 3.6 µs vectorised). ``tanh`` and the logistic function use a rational approximation that the
+compiler can vectorise (``math.tanh``/``math.exp`` are scalar calls without Intel's SVML):
 
     tanh(x) ≈ x · P(x²) / Q(x²)   for |x| ≤ 9 (±1 beyond: tanh(9) = 1 - 3·10⁻⁸),
     σ(x) = (1 + tanh(x / 2)) / 2,
@@ -21,7 +20,7 @@ P and Q of degree 4, fitted by iterated weighted least squares on [0, 9]; the la
 float32 is 3.3·10⁻⁷ (NumPy's float32 ``tanh``: 6·10⁻⁸; tests/test_jit_kernels.py checks it).
 
 Compiled on first use and cached beside this file (or in numba's per-user cache where that is not
-writable): the first ``listen`` on a machine spends a few seconds compiling, later ones ~0.5 s loading.
+writable): ~10 s once (``scripts/setup.sh`` does it at install), ~0.5 s loading afterwards.
 """
 
 from __future__ import annotations
@@ -232,7 +231,7 @@ def softmax_min(logits: np.ndarray, q: np.ndarray, first: bool, residual: int) -
                 q[b, t, residual] += max(left, np.float32(0.0))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, error_model="numpy")
 def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, armed: np.ndarray, st: np.ndarray,
                    n_min: int, n_cool: int, smoothed: np.ndarray, events: np.ndarray, scores: np.ndarray) -> tuple:
     """``voice_gru.decision.Detector.update`` over a chunk ``p`` ``(T, C)``: the moving average of
