@@ -167,15 +167,15 @@ class FastGRU:
             # window row [y_{t-k+1}, …, y_t] (each `width`) times Wc: out_t[c] = Σ_j Σ_i w[c, i, j] y_{t-k+1+j}[i]
             self._conv = (np.ascontiguousarray(np.transpose(conv_weight, (2, 1, 0)).reshape(-1, C), dtype=f),
                           np.ascontiguousarray(conv_bias, dtype=f), k)
-        self._wih, self._bi, self._whh, self._whh_t, self._bhn = [], [], [], [], []
+        self._wih, self._bi, self._whh, self._bhn = [], [], [], []
         for w_ih, w_hh, b_ih, b_hh in gru:
             assert w_ih.shape[0] == 3 * H and w_hh.shape == (3 * H, H)
             bi = np.array(b_ih, dtype=np.float64)
             bi[:2 * H] += b_hh[:2 * H]  # r and z: both biases add outside any product
             self._wih.append(np.ascontiguousarray(np.transpose(w_ih), dtype=f))  # (in, 3H)
             self._bi.append(bi.astype(f))
-            self._whh.append(np.ascontiguousarray(w_hh, dtype=f))  # (3H, H): gates = W_hh @ h, h as (H, B)
-            self._whh_t.append(np.ascontiguousarray(np.transpose(w_hh), dtype=f))  # (H, 3H): the compiled kernel's
+            # the compiled recurrence reads W_hh transposed, (H, 3H); the NumPy one computes W_hh @ h, h as (H, B)
+            self._whh.append(np.ascontiguousarray(np.transpose(w_hh) if self._jit is not None else w_hh, dtype=f))
             self._bhn.append(np.ascontiguousarray(b_hh[2 * H:], dtype=f))  # (H,)
         self._wo = np.ascontiguousarray(np.transpose(head_weight), dtype=f)  # (H, classes)
         self._bo = np.ascontiguousarray(head_bias, dtype=f)
@@ -268,7 +268,7 @@ class FastGRU:
                 self._jit.dense(inp, self._wih[layer], self._bi[layer], False, g)
                 h = np.array(state.h[layer], dtype=f) if state.h is not None else np.zeros((B, H), f)
                 y = np.empty((B, T, H), f)
-                self._jit.gru_recurrence(g.reshape(-1, T, 3 * H), self._whh_t[layer], self._bhn[layer], h, y)
+                self._jit.gru_recurrence(g.reshape(-1, T, 3 * H), self._whh[layer], self._bhn[layer], h, y)
                 h_out[layer] = h
                 inp = y.reshape(B * T, H)
                 continue
