@@ -52,7 +52,7 @@ def main() -> None:
     for i in range(0, total, chunk):
         j = i % base.size
         piece = base[j:j + chunk] + rng.normal(0, 0.003, min(chunk, base.size - j)).astype(np.float32)
-        events += len(det.update(rec.push(piece).numpy()))
+        events += len(det.update(rec.push(piece)))
         if i % (5 * 60 * 16000) < chunk:
             samples.append(rss_mib())
             print(f"{i / 16000 / 60:>10.0f}{samples[-1]:>10.1f}{events:>8}", flush=True)

@@ -54,7 +54,7 @@ def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, float,
     n_events = 0
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(0, audio.size, chunk):
-        n_events += len(det.update(rec.push(audio[i:i + chunk]).numpy()))
+        n_events += len(det.update(rec.push(audio[i:i + chunk])))
     return time.perf_counter() - t0, time.process_time() - c0, n_events
 
 

@@ -175,7 +175,7 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     rng = np.random.default_rng(7)
     audio = (0.05 * rng.standard_normal(3 * 16000)).astype(np.float32)
     rec = Recognizer(ckpt, refresh_s=None)
-    post = torch.cat([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)])
+    post = torch.from_numpy(np.concatenate([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)]))
     with torch.no_grad():
         ref = ckpt.model(ckpt.normalizer(mfcc(audio, ckpt.features))[None])[0].softmax(-1)
     assert isinstance(post, torch.Tensor) and post.dtype == torch.float32
@@ -183,7 +183,7 @@ def test_recognizer_with_shipped_model_equals_offline_torch():
     assert (post - ref).abs().max().item() <= 1e-5
     # default refresh: identical to offline until the first switch of state copy (frame 300)
     rec = Recognizer(ckpt)
-    post3 = torch.cat([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)])
+    post3 = torch.from_numpy(np.concatenate([rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)]))
     assert (post3[:300] - ref[:300]).abs().max().item() <= 1e-5
 
 

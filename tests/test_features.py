@@ -187,7 +187,7 @@ def stream(audio: np.ndarray, sizes, kernel: str = "numba") -> tuple[torch.Tenso
         assert fe.frames_out == num_frames(pos, CFG)  # every complete frame is out, no more
         out.append(frames)
     assert pos == audio.size
-    return torch.cat(out), fe
+    return torch.from_numpy(np.concatenate(out)), fe
 
 
 @pytest.fixture(scope="module")
@@ -225,6 +225,27 @@ def test_streaming_equals_float64_textbook_mfcc(speech_signal, kernel):
     assert np.abs(got.numpy() - ref).max() <= 1e-4
 
 
+def test_streaming_constants_are_torchaudios():
+    """The live path's window, mel filters and DCT (NumPy, no torch) against torchaudio's, which the
+    offline path and so the training features use, and the filters against librosa's in float64."""
+    import librosa
+    import torchaudio
+
+    from voice_gru.stream_features import dct_matrix, hann_window, mel_filters
+
+    assert np.abs(hann_window(CFG.win_length) - torch.hann_window(CFG.win_length).numpy()).max() <= 6e-8  # 1 ulp
+    dct = torchaudio.functional.create_dct(CFG.n_mfcc, CFG.n_mels, norm="ortho").numpy()
+    assert dct_matrix(CFG.n_mfcc, CFG.n_mels).shape == dct.shape
+    assert np.abs(dct_matrix(CFG.n_mfcc, CFG.n_mels) - dct).max() <= 3e-8  # float32 rounding, 1-2 ulp
+    fb = mel_filters(CFG)
+    ref = librosa.filters.mel(sr=CFG.sample_rate, n_fft=CFG.n_fft, n_mels=CFG.n_mels, fmin=CFG.f_min, fmax=CFG.f_max,
+                              htk=True, norm=None, dtype=np.float64).T
+    assert fb.shape == ref.shape and np.abs(fb - ref).max() <= 1e-12
+    ta = torchaudio.functional.melscale_fbanks(CFG.n_fft // 2 + 1, CFG.f_min, CFG.f_max, CFG.n_mels, CFG.sample_rate,
+                                               norm=None, mel_scale="htk").numpy()
+    assert np.abs(fb - ta).max() <= 5e-6  # torchaudio's float32 arithmetic
+
+
 @pytest.mark.parametrize("seed", [0, 1])
 def test_streaming_random_chunk_sizes(speech_signal, offline, seed):
     rng = np.random.default_rng(seed)
@@ -241,7 +262,7 @@ def test_streaming_reset(speech_signal, offline):
     fe.push(np.full(77, 0.9, dtype=np.float32))
     fe.reset()
     assert fe.frames_out == 0 and fe.samples_in == 0
-    got = torch.cat([fe.push(speech_signal[i:i + 1000]) for i in range(0, speech_signal.size, 1000)])
+    got = torch.from_numpy(np.concatenate([fe.push(speech_signal[i:i + 1000]) for i in range(0, speech_signal.size, 1000)]))
     assert got.shape == offline.shape
     assert (got - offline).abs().max().item() <= STREAM_TOL
 
@@ -249,7 +270,7 @@ def test_streaming_reset(speech_signal, offline):
 def test_streaming_accepts_float64_and_2d():
     x = np.random.default_rng(5).uniform(-0.5, 0.5, 4000)
     fe = StreamingMFCC(CFG)
-    got = torch.cat([fe.push(x[:1500].reshape(-1, 1)), fe.push(x[1500:])])
+    got = torch.from_numpy(np.concatenate([fe.push(x[:1500].reshape(-1, 1)), fe.push(x[1500:])]))
     assert (got - mfcc(x.astype(np.float32))).abs().max().item() <= STREAM_TOL
     assert fe.push(np.zeros(0)).shape == (0, CFG.n_mfcc)
 

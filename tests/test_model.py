@@ -388,10 +388,10 @@ def test_load_inconsistent_checkpoint(tmp_path, normalizer, edit):
 
 
 def test_resolve_model(tmp_path, normalizer, monkeypatch):
-    import voice_gru.model as model_mod
+    import voice_gru.checkpoint_data as data_mod
 
     missing = tmp_path / "models" / "default.pt"
-    monkeypatch.setattr(model_mod, "default_model_path", lambda: missing)
+    monkeypatch.setattr(data_mod, "default_model_path", lambda: missing)
     with pytest.raises(CheckpointError) as info:
         resolve_model(None)
     assert str(missing) in str(info.value) and "train" in str(info.value)

@@ -93,7 +93,8 @@ def ref_refresh(ckpt: Checkpoint, x: torch.Tensor, period: int, frames) -> dict[
 
 def push_all(rec: Recognizer, audio: np.ndarray, chunk: int) -> torch.Tensor:
     outs = [rec.push(audio[i:i + chunk]) for i in range(0, audio.size, chunk)]
-    return torch.cat(outs)
+    assert all(isinstance(o, np.ndarray) and o.dtype == np.float32 for o in outs)
+    return torch.from_numpy(np.concatenate(outs))
 
 
 def events_of(post: torch.Tensor) -> list:

@@ -420,7 +420,7 @@ def test_evaluate_stream_equals_listen_on_the_file(model, short_stream, tmp_path
                    f.hop_ms / 1000, f.win_length / f.sample_rate)
     recognizer, got = Recognizer(model), []
     for chunk in file_chunks(wav, 100):
-        got += det.update(recognizer.push(chunk).numpy())
+        got += det.update(recognizer.push(chunk))
     assert got
     assert [(e["label"], e["t"]) for e in res["events"]] == [(c.label, round(c.t, 4)) for c in got]
 

@@ -264,21 +264,18 @@ def _cmd_devices(args: argparse.Namespace) -> int:
 def _cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
-    import torch
-
+    from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.config import load_config
     from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks, stop_on_signals
-    from voice_gru.model import resolve_model
     from voice_gru.spotter import CommandSpotter
 
-    torch.set_num_threads(1)
     from_pipe = args.input == "-"
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} {value}: must be positive")
-    ckpt = resolve_model(args.model)
+    ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
     override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
     spotter = CommandSpotter(ckpt, threshold=override, decision=load_config(args.config).decision if args.config else None,
                              mode=args.mode, refresh_s=args.refresh or None)

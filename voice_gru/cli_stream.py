@@ -133,13 +133,11 @@ def format_command_free(r: dict) -> str:
 
 
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
-    import torch
-
+    from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import recognizer_override
     from voice_gru.config import load_config
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
-    from voice_gru.model import resolve_model
     from voice_gru.calibrate import operating_point
     from voice_gru.decision import effective_thresholds
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
@@ -148,8 +146,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
-    torch.set_num_threads(1)
-    ckpt = resolve_model(args.model)
+    ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     override = recognizer_override(args, ckpt)
     dcfg = load_config(args.config).decision if args.config else None
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free)

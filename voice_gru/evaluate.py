@@ -220,7 +220,8 @@ def classify_streaming(recognizer, audios: Sequence[np.ndarray]) -> np.ndarray:
         post = recognizer.push(np.concatenate([fit_clip(a, sr) if a.size <= sr else a, tail]))
         if post.shape[0]:
             # the pooling functions take logits: log-posteriors give back the same softmax
-            out[i] = clip_posteriors(torch.log(post.clamp_min(1e-12))[None], ckpt.pooling, ckpt.silence_index)[0].numpy()
+            logp = torch.log(torch.from_numpy(post).clamp_min(1e-12))
+            out[i] = clip_posteriors(logp[None], ckpt.pooling, ckpt.silence_index)[0].numpy()
     return out
 
 

@@ -35,10 +35,12 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 import numpy as np
 
+from voice_gru.checkpoint_data import CheckpointData
+from voice_gru.config import ModelConfig
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 try:  # scipy comes with librosa; expit is one call per step for both sigmoid gates (fallback: four)
@@ -182,33 +184,28 @@ class FastGRU:
         self._bhn_cache: dict = {}
 
     @classmethod
+    def from_weights(cls, cfg: ModelConfig, weights: Mapping[str, np.ndarray], n_in: int,
+                     kernel: str = "numba") -> "FastGRU":
+        """From a ``GRUClassifier``'s config and ``state_dict`` as arrays (``checkpoint_data.weight_shapes`` names them)."""
+
+        def a(name: str) -> np.ndarray:
+            return np.asarray(weights[name], dtype=np.float64)
+
+        conv_w, conv_b = (a("conv.weight"), a("conv.bias")) if cfg.conv_channels > 0 else (None, None)
+        gru = [(a(f"gru.weight_ih_l{k}"), a(f"gru.weight_hh_l{k}"), a(f"gru.bias_ih_l{k}"), a(f"gru.bias_hh_l{k}"))
+               for k in range(cfg.layers)]
+        spectral = None
+        if cfg.spectral_channels > 0:
+            names = ["spectral", *(f"spectral_more.{i}" for i in range(cfg.spectral_layers - 1))]
+            spectral = (a("spectral_map"), [(a(f"{n}.weight"), a(f"{n}.bias")) for n in names], cfg.spectral_stride)
+        head_w = a("head.weight")
+        return cls(n_in, head_w.shape[0], cfg.hidden, conv_w, conv_b, gru, head_w, a("head.bias"), spectral, kernel)
+
+    @classmethod
     def from_model(cls, model, kernel: str = "numba") -> "FastGRU":
         """From a ``voice_gru.model.GRUClassifier`` (weights are copied; later training is not seen)."""
-
-        def a(t) -> np.ndarray:
-            return t.detach().cpu().double().numpy()
-
-        cfg = model.cfg
-        conv_w = conv_b = None
-        if model.conv is not None:
-            conv_w = a(model.conv.weight)
-            conv_b = a(model.conv.bias) if model.conv.bias is not None else np.zeros(conv_w.shape[0])
-        gru = []
-        for layer in range(model.gru.num_layers):
-            g = model.gru
-            b_ih = getattr(g, f"bias_ih_l{layer}", None)
-            b_hh = getattr(g, f"bias_hh_l{layer}", None)
-            three_h = 3 * g.hidden_size
-            gru.append((a(getattr(g, f"weight_ih_l{layer}")), a(getattr(g, f"weight_hh_l{layer}")),
-                        a(b_ih) if b_ih is not None else np.zeros(three_h),
-                        a(b_hh) if b_hh is not None else np.zeros(three_h)))
-        spectral = None
-        if getattr(model, "spectral", None) is not None:
-            spectral = (a(model.spectral_map),
-                        [(a(sp.weight), a(sp.bias) if sp.bias is not None else np.zeros(sp.weight.shape[0]))
-                         for sp in [model.spectral, *model.spectral_more]], cfg.spectral_stride)
-        return cls(model.n_in, model.n_classes, cfg.hidden, conv_w, conv_b, gru,
-                   a(model.head.weight), a(model.head.bias), spectral, kernel)
+        weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+        return cls.from_weights(model.cfg, weights, model.n_in, kernel)
 
     def initial_state(self, batch: int = 1) -> FastState:
         """Zero state for ``batch`` streams (equivalent to ``FastState(None, None)``)."""
@@ -423,7 +420,13 @@ class FastEnsemble:
 
 
 def fast_model(model, kernel: str = "numba") -> FastGRU | FastEnsemble:
-    """NumPy inference of a ``GRUClassifier`` or an ``Ensemble`` of them (weights copied)."""
+    """NumPy inference of a checkpoint's network (``CheckpointData``), or of a ``GRUClassifier`` or an
+    ``Ensemble`` of them (weights copied)."""
+    if isinstance(model, CheckpointData):
+        nets = [FastGRU.from_weights(m.config, m.weights, model.n_in, kernel) for m in model.members]
+        if not model.ensemble:
+            return nets[0]
+        return FastEnsemble(nets, model.residual_class if model.combine == "min" else None)
     members = getattr(model, "members", None)
     if members is not None:
         return FastEnsemble([FastGRU.from_model(m, kernel) for m in members], model.residual_class)

@@ -29,16 +29,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence, Union, cast
 
+import numpy as np
 import torch
 from torch import nn
 
 from voice_gru import UNKNOWN
-from voice_gru.config import FeatureConfig, ModelConfig, from_dict, to_dict
+from voice_gru.checkpoint_data import (ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData, default_model_path,
+                                       read_checkpoint_data)
+from voice_gru.config import FeatureConfig, ModelConfig, to_dict
 from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
 
-FORMAT = "voice_gru.checkpoint/1"
-ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
+__all__ = ["FORMAT", "ENSEMBLE_FORMAT", "POOLINGS", "COMBINES", "State", "GRUClassifier", "Ensemble", "Model", "Checkpoint",
+           "spectral_map", "min_combine", "describe_model", "count_parameters", "clip_posteriors", "save_checkpoint",
+           "load_checkpoint", "checkpoint_from_data", "make_ensemble", "default_model_path", "resolve_model"]
 POOLINGS = ("max", "mean", "last")
 
 
@@ -270,6 +274,20 @@ class Checkpoint:
     def silence_index(self) -> int | None:
         return self.labels.index("_silence_") if "_silence_" in self.labels else None
 
+    def data(self) -> CheckpointData:
+        """The same checkpoint with its weights as NumPy arrays (what the live path runs)."""
+        m = self.model
+        ens = m if isinstance(m, Ensemble) else None
+        members = tuple(MemberData(p.cfg, _weights(p)) for p in (ens.parts() if ens else [cast(GRUClassifier, m)]))
+        return CheckpointData(members, self.labels, self.features, self.normalizer, m.n_in, ens is not None,
+                              ens.combine if ens else "mean", ens.residual_class if ens else None, self.pooling,
+                              self.thresholds, self.decision, self.meta)
+
+
+def _weights(m: nn.Module) -> dict:
+    """A model's ``state_dict`` as NumPy arrays (copies)."""
+    return {k: v.detach().cpu().numpy().copy() for k, v in m.state_dict().items()}
+
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
     """Write a checkpoint atomically as a plain dict of tensors and primitives."""
@@ -302,44 +320,29 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> None:
 
 
 def load_checkpoint(path: str | Path) -> Checkpoint:
-    """Load a checkpoint without executing code from it (``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never
-            first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
-        raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
-    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
-        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
-        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r} or {ENSEMBLE_FORMAT!r})")
-    try:
-        feats = from_dict(FeatureConfig, blob["features"], f"{path}:features")
-        labels = tuple(blob["labels"])
+    """Load a checkpoint without executing code from it (``checkpoint_data.read_checkpoint_data``)."""
+    return checkpoint_from_data(read_checkpoint_data(Path(path)), path)
 
-        def member(d: dict, where: str) -> GRUClassifier:
-            m = GRUClassifier(int(blob["n_in"]), len(labels), from_dict(ModelConfig, d["model_config"], where))
-            m.load_state_dict(d["weights"])
+
+def checkpoint_from_data(data: CheckpointData, path: str | Path = "checkpoint") -> Checkpoint:
+    """The PyTorch model of a checkpoint read as arrays (``path`` names it in errors)."""
+    try:
+        def member(d: MemberData) -> GRUClassifier:
+            m = GRUClassifier(data.n_in, len(data.labels), d.config)
+            m.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in d.weights.items()})
             return m
 
         model: Model
-        if blob["format"] == ENSEMBLE_FORMAT:
-            model = Ensemble([member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"])],
-                             blob.get("combine", "mean"), blob.get("residual_class"))
+        if data.ensemble:
+            model = Ensemble([member(d) for d in data.members], data.combine, data.residual_class)
         else:
-            model = member(blob, f"{path}:model_config")
-        norm = Normalizer.from_dict(blob["normalizer"])
-        extras = [dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")]
-    except CheckpointError:
-        raise
+            model = member(data.members[0])
     except Exception as exc:
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
         raise CheckpointError(f"{path}: damaged checkpoint ({first})") from None
     model.eval()
-    return Checkpoint(model, labels, feats, norm, blob.get("pooling", "max"), *extras)
+    return Checkpoint(model, data.labels, data.features, data.normalizer, data.pooling, data.thresholds, data.decision,
+                      data.meta)
 
 
 def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combine: str = "mean") -> Checkpoint:
@@ -378,16 +381,6 @@ def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combin
     return Checkpoint(model, first.labels, first.features, first.normalizer, first.pooling, {}, dict(first.decision or {}), meta)
 
 
-def default_model_path() -> Path:
-    """The model shipped inside the package."""
-    return Path(__file__).parent / "models" / "default.pt"
-
-
 def resolve_model(path: str | Path | None) -> Checkpoint:
     """Load ``path`` or, when None, the shipped default model."""
-    if path is None:
-        p = default_model_path()
-        if not p.is_file():
-            raise CheckpointError(f"{p}: the shipped default model is missing; train one with `voice-gru train` and pass --model")
-        return load_checkpoint(p)
-    return load_checkpoint(path)
+    return checkpoint_from_data(read_checkpoint_data(path), path or default_model_path())

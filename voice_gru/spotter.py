@@ -20,14 +20,14 @@ from __future__ import annotations
 import logging
 import numbers
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Any, Iterator, Mapping
 
 import numpy as np
 
 from voice_gru.config import DecisionConfig
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds
 from voice_gru.errors import AudioFormatError, ConfigError
-from voice_gru.model import Checkpoint, resolve_model
+from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
 from voice_gru.stream import Recognizer
 
 logger = logging.getLogger(__name__)
@@ -71,7 +71,7 @@ def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> 
 class CommandSpotter:
     """Audio chunks in, ``Command`` events out: exactly the path ``voice-gru listen`` runs.
 
-    ``model``: a checkpoint path or a loaded ``Checkpoint`` (None: the shipped model).
+    ``model``: a checkpoint path (read without importing torch), a loaded ``Checkpoint`` or ``CheckpointData`` (None: the shipped model).
     Sensitivity: ``false_accepts_per_hour`` (the model's calibrated operating point for at most that
     many false triggers per hour on new speakers) and/or ``threshold`` (the smoothed posterior a
     command must reach, one number or ``{"stop": 0.9, ...}``; higher means fewer false triggers and
@@ -81,7 +81,7 @@ class CommandSpotter:
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings).
     """
 
-    def __init__(self, model: str | Path | Checkpoint | None = None, *, false_accepts_per_hour: float | None = None,
+    def __init__(self, model: str | Path | CheckpointData | Any = None, *, false_accepts_per_hour: float | None = None,
                  threshold: float | Mapping[str, float] | None = None, sample_rate: int = 16000,
                  decision: DecisionConfig | None = None, mode: str = "stream", refresh_s: float | None = 3.0) -> None:
         from voice_gru.calibrate import operating_point
@@ -93,7 +93,8 @@ class CommandSpotter:
                               "(a {command: value} mapping may adjust single commands of a point)")
         if sample_rate <= 0:
             raise ConfigError(f"sample_rate {sample_rate}: must be positive")
-        self.ckpt = model if isinstance(model, Checkpoint) else resolve_model(model)
+        # read without torch; a loaded voice_gru.model.Checkpoint gives its arrays
+        self.ckpt = read_checkpoint_data(model) if model is None or isinstance(model, (str, Path)) else model.data()
         self.labels = list(self.ckpt.labels)
         self.operating_point = operating_point(self.ckpt, false_accepts_per_hour) if false_accepts_per_hour is not None else None
         override = _checked_override(threshold, self.labels)
@@ -117,7 +118,7 @@ class CommandSpotter:
         return self._process_model_rate(x)
 
     def _process_model_rate(self, x: np.ndarray) -> list[Command]:
-        self.posteriors = self.recognizer.push(x).numpy()
+        self.posteriors = self.recognizer.push(x)
         return self.detector.update(self.posteriors)
 
     @property

@@ -31,22 +31,22 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
-import torch
 from threadpoolctl import ThreadpoolController
 
+from voice_gru.checkpoint_data import CheckpointData
 from voice_gru.fastgru import fast_model
-from voice_gru.features import StreamingMFCC
-from voice_gru.model import Checkpoint
+from voice_gru.stream_features import StreamingMFCC
 
 
 class Recognizer:
     """Push audio chunks of any size; get the posteriors of the frames they complete."""
 
-    def __init__(self, ckpt: Checkpoint, mode: str = "stream", refresh_s: float | None = 3.0,
+    def __init__(self, ckpt: Any, mode: str = "stream", refresh_s: float | None = 3.0,
                  window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba") -> None:
         if mode not in ("stream", "window"):
             raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
-        self.ckpt = ckpt
+        # a voice_gru.model.Checkpoint or a CheckpointData (read without torch): its arrays either way
+        self.ckpt: CheckpointData = ckpt.data()
         self.labels = ckpt.labels
         self.mode = mode
         hop_s = ckpt.features.hop_ms / 1000
@@ -56,7 +56,7 @@ class Recognizer:
         self.every = max(1, every)
         self.frontend = StreamingMFCC(ckpt.features, kernel)
         # the model's weights as they are now (a recognizer does not see later changes to them)
-        self.net = fast_model(ckpt.model, kernel)
+        self.net = fast_model(self.ckpt, kernel)
         self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
         self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
         # None leaves NumPy's BLAS threads as the process has them (for a benchmark, or an app with its own policy)
@@ -84,17 +84,14 @@ class Recognizer:
         self._frames: deque = deque(maxlen=self.window)
         self._last = np.full(len(self.labels), 1.0 / len(self.labels), dtype=np.float32)
 
-    def push(self, chunk: np.ndarray) -> torch.Tensor:
-        """Feed 16 kHz mono float32 audio; return posteriors ``(new_frames, classes)``."""
-        frames = self.frontend.push(chunk)
-        if frames.shape[0] == 0:
-            return torch.zeros(0, len(self.labels))
-        # the normaliser's arithmetic ((x - mean) / std in float32), in NumPy
-        x = frames.numpy()
-        x = (x - self._mean) / self._std
+    def push(self, chunk: np.ndarray) -> np.ndarray:
+        """Feed 16 kHz mono float32 audio; return posteriors ``(new_frames, classes)`` (float32)."""
+        x = self.frontend.push(chunk)
+        if x.shape[0] == 0:
+            return np.zeros((0, len(self.labels)), np.float32)
+        x = (x - self._mean) / self._std  # the normaliser's arithmetic, in float32
         with _blas_limited(self._blas, self.blas_threads):  # the BLAS setting is the process's: restored on the way out
-            post = self._stream(x) if self.mode == "stream" else self._windowed(x)
-        return torch.from_numpy(post)
+            return self._stream(x) if self.mode == "stream" else self._windowed(x)
 
     def _stream(self, x: np.ndarray) -> np.ndarray:
         net = self.net

@@ -34,7 +34,6 @@ sweep (``sweep_thresholds``) reruns only the cheap detector.
 from __future__ import annotations
 
 import bisect
-import contextlib
 import functools
 import json
 from dataclasses import dataclass
@@ -514,19 +513,6 @@ def array_chunks(audio: np.ndarray, chunk_ms: float = 100.0, sample_rate: int = 
         yield audio[i:i + n]
 
 
-@contextlib.contextmanager
-def torch_threads(n: int = 1) -> Iterator[None]:
-    """Run with ``n`` torch threads (small streaming ops are much slower oversubscribed)."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
 def decision_of(ckpt, decision_cfg: DecisionConfig | None = None) -> DecisionConfig:
     """The decision settings ``listen`` uses: explicit, else the checkpoint's, else the defaults."""
     if decision_cfg is not None:
@@ -560,9 +546,8 @@ def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: Decis
     f = ckpt.features
     frame_seconds, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
     posts: list[np.ndarray] = []
-    with torch_threads(1):
-        spotter = CommandSpotter(ckpt, threshold=thresholds, decision=decision_cfg, mode=mode, refresh_s=refresh_s)
-        stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), spotter, lambda cmd: None, keep_posteriors=posts)
+    spotter = CommandSpotter(ckpt, threshold=thresholds, decision=decision_cfg, mode=mode, refresh_s=refresh_s)
+    stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), spotter, lambda cmd: None, keep_posteriors=posts)
     dcfg, thr = spotter.decision, spotter.thresholds
     post = np.concatenate(posts) if posts else np.zeros((0, len(ckpt.labels)), dtype=np.float32)
     audio_s = audio.size / f.sample_rate
@@ -786,5 +771,5 @@ __all__ = [
     "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
-    "decision_of", "torch_threads", "DEFAULT_SWEEP",
+    "decision_of", "DEFAULT_SWEEP",
 ]

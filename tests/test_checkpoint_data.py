@@ -1,0 +1,185 @@
+"""Reading checkpoints without torch (``voice_gru.checkpoint_data``) and the live path that runs on it."""
+
+from __future__ import annotations
+
+import collections
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from voice_gru.checkpoint_data import CheckpointData, _read_archive, read_checkpoint_data, weight_shapes
+from voice_gru.config import FeatureConfig, ModelConfig
+from voice_gru.data import task_labels
+from voice_gru.errors import CheckpointError
+from voice_gru.features import Normalizer
+from voice_gru.model import Checkpoint, GRUClassifier, default_model_path, load_checkpoint, make_ensemble, save_checkpoint
+
+REPO = Path(__file__).resolve().parents[1]
+LABELS = tuple(task_labels("12"))
+N_IN = FeatureConfig().n_mfcc
+NORM = Normalizer(tuple(float(i) for i in range(N_IN)), tuple(1.0 + i / 10 for i in range(N_IN)))
+
+CONFIGS = [
+    ModelConfig(hidden=24, layers=1),
+    ModelConfig(conv_channels=8, conv_kernel=3, hidden=16, layers=2),
+    ModelConfig(spectral_channels=4, conv_channels=8, conv_kernel=3, hidden=16, layers=2),
+    ModelConfig(spectral_channels=4, spectral_layers=3, spectral_kernel=(3, 3), spectral_stride=2, hidden=12, layers=3),
+]
+
+
+def _ckpt(cfg: ModelConfig, seed: int = 0) -> Checkpoint:
+    torch.manual_seed(seed)
+    model = GRUClassifier(N_IN, len(LABELS), cfg).eval()
+    if cfg.spectral_channels:
+        model.set_spectral_map(torch.randn(N_IN, N_IN))
+    return Checkpoint(model, LABELS, FeatureConfig(), NORM, "max", {"yes": 0.6}, {"smooth_ms": 120.0}, {"epoch": 2})
+
+
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_weight_shapes_are_the_models(cfg):
+    model = GRUClassifier(N_IN, len(LABELS), cfg)
+    assert weight_shapes(cfg, N_IN, len(LABELS)) == {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("combine", [None, "mean", "min"])
+def test_read_equals_torch_load(tmp_path, combine):
+    if combine is None:
+        ckpt = _ckpt(CONFIGS[2])
+    else:
+        ckpt = make_ensemble([_ckpt(CONFIGS[2], 0), _ckpt(CONFIGS[1], 1)], combine=combine)
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, ckpt)
+    got = read_checkpoint_data(path)
+    blob = torch.load(path, weights_only=True)
+    members = blob["members"] if combine else [blob]
+    assert len(got.members) == len(members) and got.ensemble == (combine is not None)
+    for m, ref in zip(got.members, members):
+        assert set(m.weights) == set(ref["weights"])
+        for k, v in ref["weights"].items():
+            assert m.weights[k].dtype == np.float32 and np.array_equal(m.weights[k], v.numpy()), k
+    assert (got.labels, got.features, got.normalizer, got.n_in) == (LABELS, FeatureConfig(), NORM, N_IN)
+    assert got.combine == (combine or "mean") and got.residual_class == (LABELS.index("_unknown_") if combine == "min" else None)
+    assert (got.thresholds, got.decision, got.meta) == (dict(blob["thresholds"]), dict(blob["decision"]), dict(blob["meta"]))
+    # the same arrays as the model in memory gives, and the same model built back from them
+    mem = ckpt.data()
+    for a, b in zip(mem.members, got.members):
+        assert a.config == b.config and all(np.array_equal(a.weights[k], b.weights[k]) for k in a.weights)
+    back = load_checkpoint(path)
+    for k, v in ckpt.model.state_dict().items():
+        assert torch.equal(back.model.state_dict()[k], v), k
+
+
+def test_reader_rebuilds_views_dtypes_and_shared_storage(tmp_path):
+    base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
+    obj = {
+        "transposed": base.t(), "slice": base[1:, 2:5], "row": base[2], "step": base[::2, ::3], "scalar": torch.tensor(3.5),
+        "empty": torch.zeros(0, 3), "f64": torch.linspace(0, 1, 7, dtype=torch.float64), "i64": torch.arange(-3, 4),
+        "i32": torch.tensor([1, -2], dtype=torch.int32), "bool": torch.tensor([True, False, True]),
+        "f16": torch.tensor([0.5, -2.0], dtype=torch.float16), "u8": torch.tensor([0, 255], dtype=torch.uint8),
+        "ordered": collections.OrderedDict(a=1, b=[2.5, "x", None, (1, 2)]),
+    }
+    path = tmp_path / "mixed.pt"
+    torch.save(obj, path)
+    got = _read_archive(path)
+    assert set(got) == set(obj)
+    for k, v in obj.items():
+        if isinstance(v, torch.Tensor):
+            assert got[k].dtype == v.numpy().dtype and got[k].shape == tuple(v.shape), k
+            assert np.array_equal(got[k], v.numpy()), k
+    assert got["ordered"] == obj["ordered"]
+    got["row"][0] = -1  # views of one storage come back as arrays of their own
+    assert got["transposed"][0, 2] == 12.0
+
+
+class _Evil:
+    """Unpickling this calls open(marker, 'w')."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_reader_refuses_other_names(tmp_path):
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "voice_gru.checkpoint/1", "x": _Evil(marker)}, path)
+    with pytest.raises(Exception, match="not a tensor or a plain value"):
+        _read_archive(path)
+    with pytest.raises(CheckpointError, match="code in a file is never run"):
+        read_checkpoint_data(path)
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda b: b["model_config"].update(hidden=48), "gru.bias_hh_l0"),
+    (lambda b: b.update(labels=b["labels"][:-1]), "head.bias"),
+    (lambda b: b["weights"].pop("conv.bias"), "conv.bias"),
+    (lambda b: b["weights"].update(extra=torch.zeros(2)), "extra"),
+    (lambda b: b.update(n_in=13), "conv.weight"),
+])
+def test_inconsistent_weights_are_named(tmp_path, edit, needle):
+    """The live path builds its network from these arrays without torch's load_state_dict: a
+    mismatch is one error naming the weight, not a failure inside the first chunk."""
+    src = tmp_path / "good.pt"
+    save_checkpoint(src, _ckpt(CONFIGS[1]))
+    blob = torch.load(src, weights_only=True)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_data(bad)
+    assert str(bad) in str(info.value) and needle in str(info.value)
+
+
+def test_default_model_reads_as_data():
+    data = read_checkpoint_data(None)
+    assert isinstance(data, CheckpointData) and data.data() is data
+    assert data.labels == load_checkpoint(default_model_path()).labels
+
+
+_NO_TORCH = """
+import json, sys
+sys.modules["torch"] = sys.modules["torchaudio"] = None  # any import of them fails
+import numpy as np
+import soundfile as sf
+from voice_gru import CommandSpotter
+audio, sr = sf.read(sys.argv[1], dtype="float32")
+spotter = CommandSpotter()
+events = [c for i in range(0, audio.size, 1600) for c in spotter.process(audio[i:i + 1600])]
+print(json.dumps([[c.label, c.t, c.score] for c in events]))
+"""
+
+
+def test_live_path_runs_without_torch():
+    """CommandSpotter and `voice-gru listen` on the shipped model import no torch, and hear what
+    the same spotter hears with the model loaded through torch."""
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    run = subprocess.run([sys.executable, "-c", _NO_TORCH, str(example)], capture_output=True, text=True, cwd=REPO,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    alone = json.loads(run.stdout.strip().splitlines()[-1])
+    import soundfile as sf
+
+    from voice_gru.spotter import CommandSpotter
+
+    audio, _ = sf.read(example, dtype="float32")
+    spotter = CommandSpotter(load_checkpoint(default_model_path()))
+    with_torch = [c for i in range(0, audio.size, 1600) for c in spotter.process(audio[i:i + 1600])]
+    assert len(alone) == len(with_torch) >= 2
+    for (label, t, score), c in zip(alone, with_torch):
+        assert label == c.label and abs(t - c.t) < 1e-9 and abs(score - c.score) < 1e-5
+
+    cli = ("import sys; sys.modules['torch'] = sys.modules['torchaudio'] = None\n"
+           "from voice_gru.cli import main\n"
+           f"sys.exit(main(['listen', '--input', {str(example)!r}, '--no-view']))")
+    run = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    printed = [line.split() for line in run.stdout.splitlines() if line.strip().endswith(tuple("0123456789")) and "score" in line]
+    assert [(p[1], p[0]) for p in printed] == [(label, f"{t:.2f}s") for label, t, _ in alone]

@@ -1,0 +1,243 @@
+"""A checkpoint's contents as plain values and NumPy arrays, read without PyTorch.
+
+The live path (``listen``, ``CommandSpotter``) runs the network in NumPy/numba (``fastgru``) and needs
+only the arrays; importing torch to read them would cost more than everything else it does (torch
+alone: ~650 MB resident and ~2.3 s to import on this machine, against ~130 MB for the rest). A
+checkpoint is a ``torch.save`` zip archive whose pickle holds plain values and tensors (a tensor:
+``torch._utils._rebuild_tensor_v2`` over a typed storage kept as raw bytes beside the pickle);
+``read_checkpoint_data`` reads it with an unpickler that knows exactly those names and refuses any
+other, so no code from a file ever runs, as with ``torch.load(weights_only=True)``. Whatever this
+reader does not know (a future torch's pickle, a big-endian file) goes to torch's own weights-only
+loader instead. ``voice_gru.model.load_checkpoint`` builds its PyTorch model from the same reading.
+"""
+
+from __future__ import annotations
+
+import collections
+import pickle
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Optional
+
+import numpy as np
+
+from voice_gru.config import FeatureConfig, ModelConfig, from_dict
+from voice_gru.errors import CheckpointError
+from voice_gru.stream_features import Normalizer
+
+FORMAT = "voice_gru.checkpoint/1"
+ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
+
+
+@dataclass(frozen=True)
+class MemberData:
+    """One network: its model config and its weights by ``state_dict`` name."""
+
+    config: ModelConfig
+    weights: Mapping[str, np.ndarray]
+
+
+@dataclass(frozen=True)
+class CheckpointData:
+    """Everything ``voice_gru.model.Checkpoint`` holds, with the network as arrays (``members``: one
+    for a single model; ``ensemble`` says whether it is an ``Ensemble``, even of one)."""
+
+    members: tuple[MemberData, ...]
+    labels: tuple[str, ...]
+    features: FeatureConfig
+    normalizer: Normalizer
+    n_in: int
+    ensemble: bool = False
+    combine: str = "mean"
+    residual_class: Optional[int] = None
+    pooling: str = "max"
+    thresholds: Optional[dict] = None
+    decision: Optional[dict] = None
+    meta: Optional[dict] = None
+
+    @property
+    def silence_index(self) -> int | None:
+        return self.labels.index("_silence_") if "_silence_" in self.labels else None
+
+    def data(self) -> "CheckpointData":
+        """Itself (``Checkpoint.data()`` gives the same kind from a model in memory)."""
+        return self
+
+
+def default_model_path() -> Path:
+    """The model shipped inside the package."""
+    return Path(__file__).parent / "models" / "default.pt"
+
+
+def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
+    """Read ``path`` (None: the shipped default model) without running code from it or importing torch."""
+    if path is None:
+        path = default_model_path()
+        if not path.is_file():
+            raise CheckpointError(f"{path}: the shipped default model is missing; train one with `voice-gru train` and pass --model")
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        blob = _read_archive(path)
+    except Exception:  # not what this reader knows: torch's weights-only loader decides (and words the error)
+        blob = _read_with_torch(path)
+    return parse_blob(blob, path)
+
+
+def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
+    """The checkpoint in a loaded ``save_checkpoint`` dict (tensors as arrays), checked."""
+    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
+        got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r} or {ENSEMBLE_FORMAT!r})")
+    try:
+        labels = tuple(str(x) for x in blob["labels"])
+
+        def member(d: dict, where: str) -> MemberData:
+            weights = {str(k): np.asarray(v) for k, v in d["weights"].items()}
+            cfg = from_dict(ModelConfig, d["model_config"], where)
+            want = weight_shapes(cfg, int(blob["n_in"]), len(labels))
+            for name in sorted(set(want) | set(weights)):
+                got = weights[name].shape if name in weights else None
+                if got != want.get(name):
+                    raise CheckpointError(f"{path}: damaged checkpoint (weight {name}: shape {got}, its model config "
+                                          f"and {len(labels)} labels need {want.get(name)})")
+            return MemberData(cfg, weights)
+
+        ensemble = blob["format"] == ENSEMBLE_FORMAT
+        if ensemble:
+            members = tuple(member(d, f"{path}:members[{i}]") for i, d in enumerate(blob["members"]))
+        else:
+            members = (member(blob, f"{path}:model_config"),)
+        residual = blob.get("residual_class")
+        return CheckpointData(
+            members, labels, from_dict(FeatureConfig, blob["features"], f"{path}:features"),
+            Normalizer.from_dict(blob["normalizer"]), int(blob["n_in"]), ensemble,
+            str(blob.get("combine", "mean")) if ensemble else "mean", None if residual is None else int(residual),
+            str(blob.get("pooling", "max")), *(dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")))
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(exc)})") from None
+
+
+def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tuple[int, ...]]:
+    """The ``state_dict`` of ``voice_gru.model.GRUClassifier(n_in, n_classes, cfg)``: each name's shape."""
+    out: dict[str, tuple[int, ...]] = {}
+    width = n_in
+    if cfg.spectral_channels > 0:
+        kt, kf = cfg.spectral_kernel
+        out["spectral_map"] = (n_in, n_in)
+        bands, c_in = n_in, 1
+        for i in range(cfg.spectral_layers):
+            c = cfg.spectral_channels * 2 ** i
+            name = "spectral" if i == 0 else f"spectral_more.{i - 1}"
+            out[f"{name}.weight"], out[f"{name}.bias"] = (c, c_in, kt, kf), (c,)
+            bands, c_in = (bands + 2 * (kf // 2) - kf) // cfg.spectral_stride + 1, c
+        width = c_in * bands
+    if cfg.conv_channels > 0:
+        out["conv.weight"], out["conv.bias"] = (cfg.conv_channels, width, cfg.conv_kernel), (cfg.conv_channels,)
+        width = cfg.conv_channels
+    h3 = 3 * cfg.hidden
+    for k in range(cfg.layers):
+        out[f"gru.weight_ih_l{k}"] = (h3, width if k == 0 else cfg.hidden)
+        out[f"gru.weight_hh_l{k}"] = (h3, cfg.hidden)
+        out[f"gru.bias_ih_l{k}"] = out[f"gru.bias_hh_l{k}"] = (h3,)
+    out["head.weight"], out["head.bias"] = (n_classes, cfg.hidden), (n_classes,)
+    return out
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def _read_with_torch(path: Path) -> Any:
+    """``torch.load(weights_only=True)`` with the tensors as arrays; a failure is one CheckpointError."""
+    import torch
+
+    try:
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
+        first = _first_line(exc)
+        if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never
+            first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
+        raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
+
+    def arrays(x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            return x.detach().cpu().numpy()
+        if isinstance(x, dict):
+            return {k: arrays(v) for k, v in x.items()}
+        if isinstance(x, list):
+            return [arrays(v) for v in x]
+        return x
+
+    return arrays(blob)
+
+
+class _Storage:
+    """A storage type named in the pickle (``torch.FloatStorage`` …): only its element type matters."""
+
+    def __init__(self, dtype: str) -> None:
+        self.dtype = np.dtype(dtype)
+
+
+_STORAGES = {name: _Storage(dt) for name, dt in (
+    ("FloatStorage", "<f4"), ("DoubleStorage", "<f8"), ("HalfStorage", "<f2"), ("LongStorage", "<i8"),
+    ("IntStorage", "<i4"), ("ShortStorage", "<i2"), ("CharStorage", "i1"), ("ByteStorage", "u1"),
+    ("BoolStorage", "?"))}
+
+
+def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
+    """``torch._utils._rebuild_tensor_v2``: a strided view of a storage, as an array of its own."""
+    if not size:
+        return np.array(storage[offset])
+    if any(n == 0 for n in size):
+        return np.zeros(size, storage.dtype)
+    need = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
+    if not (offset >= 0 and min(stride) >= 0 and need <= storage.size):
+        raise ValueError("a tensor reaches outside its storage")
+    view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * storage.itemsize for s in stride))
+    return np.array(view)
+
+
+class _Unpickler(pickle.Unpickler):
+    """Knows plain values, ``OrderedDict``, torch's tensors and storages; refuses every other name."""
+
+    def __init__(self, file, archive: zipfile.ZipFile, prefix: str) -> None:
+        super().__init__(file)
+        self._archive, self._prefix = archive, prefix
+        self._storages: dict[str, np.ndarray] = {}
+
+    def find_class(self, module: str, name: str) -> Any:
+        if (module, name) == ("collections", "OrderedDict"):
+            return collections.OrderedDict
+        if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
+            return _rebuild_tensor
+        if module == "torch" and name in _STORAGES:
+            return _STORAGES[name]
+        raise pickle.UnpicklingError(f"{module}.{name} is not a tensor or a plain value")
+
+    def persistent_load(self, pid: Any) -> np.ndarray:
+        kind, storage, key, _location, numel = pid
+        if kind != "storage" or not isinstance(storage, _Storage):
+            raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
+        if key not in self._storages:
+            raw = self._archive.read(f"{self._prefix}/data/{key}")
+            self._storages[key] = np.frombuffer(raw, storage.dtype, count=int(numel))
+        return self._storages[key]
+
+
+def _read_archive(path: Path) -> Any:
+    """The object ``torch.save`` wrote to ``path``, its tensors as NumPy arrays (zip format only)."""
+    with zipfile.ZipFile(path) as archive:
+        pkl = [n for n in archive.namelist() if n.endswith("/data.pkl") and n.count("/") == 1]
+        if len(pkl) != 1:
+            raise ValueError("not a torch zip archive")
+        prefix = pkl[0].split("/")[0]
+        names = set(archive.namelist())
+        if f"{prefix}/byteorder" in names and archive.read(f"{prefix}/byteorder") != b"little":
+            raise ValueError("storages are not little-endian")
+        with archive.open(pkl[0]) as f:
+            return _Unpickler(f, archive, prefix).load()
