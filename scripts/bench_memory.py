@@ -12,10 +12,10 @@ sample and the peak (VmHWM).
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
-import torch
 
 
 def rss_mib(field: str = "VmRSS") -> float:
@@ -30,16 +30,15 @@ def rss_mib(field: str = "VmRSS") -> float:
 def main() -> None:
     from bench_stream import make_audio
 
+    from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.decision import Detector
-    from voice_gru.model import resolve_model
     from voice_gru.stream import Recognizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
     ap.add_argument("--minutes", type=float, default=60.0)
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = resolve_model(args.model)
+    ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch
     rec = Recognizer(ckpt)
     f = ckpt.features
     det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate)
@@ -60,7 +59,8 @@ def main() -> None:
     wall = time.perf_counter() - t0
     print(f"streamed {args.minutes:.0f} min in {wall:.0f} s (RTF {wall / (args.minutes * 60):.4f}); "
           f"RSS {samples[0]:.1f} -> {samples[-1]:.1f} MiB (growth {samples[-1] - samples[0]:+.1f} MiB after the "
-          f"first 5 min: {samples[-1] - samples[min(1, len(samples) - 1)]:+.1f} MiB); peak {rss_mib('VmHWM'):.1f} MiB")
+          f"first 5 min: {samples[-1] - samples[min(1, len(samples) - 1)]:+.1f} MiB); peak {rss_mib('VmHWM'):.1f} MiB; "
+          f"torch {'imported' if 'torch' in sys.modules else 'not imported'}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ Prints the real-time factor (compute seconds per audio second) of features + GRU
   * stream mode, state refresh every 3 s (a second state only while it warms up; the default of `voice-gru listen`),
   * stream mode, no refresh (one state),
   * window mode: a 1.5 s window re-run from zero state at the same 10 ms decision rate,
-and the ratio window / stream. One torch thread, 100 ms chunks, the same audio for every variant.
+and the ratio window / stream. 100 ms chunks, the same audio for every variant; no torch (as `listen`).
 It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
 OpenBLAS spreads larger products over every core and its workers spin) and with NumPy calls
 instead of the compiled kernels (``kernel="numpy"``: front end, network, combination and detector, the
@@ -25,7 +25,6 @@ import multiprocessing
 import time
 
 import numpy as np
-import torch
 
 
 def make_audio(seconds: float, seed: int = 0) -> np.ndarray:
@@ -64,7 +63,7 @@ def _busy() -> None:
 
 
 def main() -> None:
-    from voice_gru.model import count_parameters, resolve_model
+    from voice_gru.checkpoint_data import read_checkpoint_data
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
@@ -74,9 +73,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=5,
                     help="the audio in this many parts, every variant run on each part in turn (default: 5)")
     args = ap.parse_args()
-    torch.set_num_threads(1)
-    ckpt = resolve_model(args.model)
-    print(f"model: {count_parameters(ckpt.model):,} parameters; 1 torch thread; 100 ms chunks; "
+    ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch in this process
+    print(f"model: {ckpt.n_parameters:,} parameters; 100 ms chunks; "
           f"{args.load} other busy process{'' if args.load == 1 else 'es'}; {args.rounds} rounds")
     audio = make_audio(args.seconds)
     variants = [

@@ -17,7 +17,8 @@ from voice_gru.config import FeatureConfig, ModelConfig
 from voice_gru.data import task_labels
 from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
-from voice_gru.model import Checkpoint, GRUClassifier, default_model_path, load_checkpoint, make_ensemble, save_checkpoint
+from voice_gru.model import (Checkpoint, GRUClassifier, count_parameters, default_model_path, load_checkpoint, make_ensemble,
+                             save_checkpoint)
 
 REPO = Path(__file__).resolve().parents[1]
 LABELS = tuple(task_labels("12"))
@@ -63,6 +64,7 @@ def test_read_equals_torch_load(tmp_path, combine):
         for k, v in ref["weights"].items():
             assert m.weights[k].dtype == np.float32 and np.array_equal(m.weights[k], v.numpy()), k
     assert (got.labels, got.features, got.normalizer, got.n_in) == (LABELS, FeatureConfig(), NORM, N_IN)
+    assert got.n_parameters == count_parameters(ckpt.model)
     assert got.combine == (combine or "mean") and got.residual_class == (LABELS.index("_unknown_") if combine == "min" else None)
     assert (got.thresholds, got.decision, got.meta) == (dict(blob["thresholds"]), dict(blob["decision"]), dict(blob["meta"]))
     # the same arrays as the model in memory gives, and the same model built back from them

@@ -28,6 +28,7 @@ from voice_gru.stream_features import Normalizer
 
 FORMAT = "voice_gru.checkpoint/1"
 ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
+BUFFERS = ("spectral_map",)  # state_dict entries that are fixed, not trained
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,11 @@ class CheckpointData:
     @property
     def silence_index(self) -> int | None:
         return self.labels.index("_silence_") if "_silence_" in self.labels else None
+
+    @property
+    def n_parameters(self) -> int:
+        """Trainable parameters of all members (``model.count_parameters``; buffers are not counted)."""
+        return sum(int(v.size) for m in self.members for k, v in m.weights.items() if k not in BUFFERS)
 
     def data(self) -> "CheckpointData":
         """Itself (``Checkpoint.data()`` gives the same kind from a model in memory)."""
