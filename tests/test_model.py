@@ -12,6 +12,7 @@ import torch.nn.functional as F
 
 torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed threads on a 2-core box
 
+from voice_gru.checkpoint_data import _read_archive  # noqa: E402
 from voice_gru.config import FeatureConfig, ModelConfig  # noqa: E402
 from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.errors import CheckpointError  # noqa: E402
@@ -357,6 +358,10 @@ def test_load_malicious_pickle_does_not_execute(tmp_path):
     for p in (raw, zipped):
         _raises_with_path(p)
         assert not marker.exists(), f"loading {p.name} executed code from the file"
+    # the torch-free reader refuses the name itself (torch's weights-only loader then refuses it too)
+    with pytest.raises(pickle.UnpicklingError, match="not a tensor or a plain value"):
+        _read_archive(zipped)
+    assert not marker.exists()
     # the payload is live: an unsafe load does run it (so the check above means something)
     with open(raw, "rb") as f:
         pickle.load(f).get("x").close()
