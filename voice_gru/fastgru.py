@@ -34,6 +34,7 @@ means zeros. ``step`` over consecutive chunks equals ``GRUClassifier.step`` to f
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
@@ -43,10 +44,16 @@ from voice_gru.checkpoint_data import CheckpointData
 from voice_gru.config import ModelConfig
 from voice_gru.kernels import check_kernel, compiled_kernels
 
-try:  # scipy comes with librosa; expit is one call per step for both sigmoid gates (fallback: four)
-    from scipy.special import expit as _expit
-except ImportError:  # pragma: no cover - exercised only without scipy
-    _expit = None
+
+@functools.lru_cache(maxsize=1)
+def _expit():
+    """scipy's logistic ufunc, or None: one call per step for both sigmoid gates (without it: four).
+    Only the NumPy path needs it, and importing scipy.special costs ~0.2 s of the live path's start-up."""
+    try:  # scipy comes with librosa
+        from scipy.special import expit
+    except ImportError:  # pragma: no cover - exercised only without scipy
+        return None
+    return expit
 
 
 @dataclass
@@ -116,8 +123,9 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
 
 def _sigmoid_(x: np.ndarray) -> None:
     """In-place logistic sigmoid."""
-    if _expit is not None:
-        _expit(x, x)
+    expit = _expit()
+    if expit is not None:
+        expit(x, x)
     else:  # σ(x) = (1 + tanh(x/2)) / 2
         x *= 0.5
         np.tanh(x, out=x)
