@@ -56,7 +56,7 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; 
     pip_log=$(mktemp)
     # pip's output (including this machine's index warnings) goes to a log, shown only on failure
     if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            "$venv/bin/pip" install -q -c constraints.txt -e '.[dev]' >"$pip_log" 2>&1; then
+            "$venv/bin/pip" install -q -c constraints.txt -e '.[train,dev]' >"$pip_log" 2>&1; then
         grep -v "is ignored: it is neither a file nor a directory" "$pip_log" | tail -n 40 >&2
         rm -f "$pip_log"
         log "pip install failed (output above)"

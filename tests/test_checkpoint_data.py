@@ -125,9 +125,10 @@ def test_default_model_reads_as_data():
     assert data.labels == load_checkpoint(default_model_path()).labels
 
 
-_NO_TORCH = """
-import json, sys
-sys.modules["torch"] = sys.modules["torchaudio"] = None  # any import of them fails
+# the base install: none of pyproject.toml's `train` extra can be imported
+_BASE_INSTALL = "import sys\nfrom voice_gru.cli import TRAIN_EXTRA, main\nsys.modules.update(dict.fromkeys(TRAIN_EXTRA))\n"
+_NO_TORCH = _BASE_INSTALL + """
+import json
 import numpy as np
 import soundfile as sf
 from voice_gru import CommandSpotter
@@ -139,8 +140,9 @@ print(json.dumps([[c.label, c.t, c.score] for c in events]))
 
 
 def test_live_path_runs_without_torch():
-    """CommandSpotter and `voice-gru listen` on the shipped model import no torch, and hear what
-    the same spotter hears with the model loaded through torch."""
+    """CommandSpotter and `voice-gru listen` on the shipped model run on the base install (no torch,
+    torchaudio, librosa, scipy, matplotlib or tqdm), and hear what the same spotter hears with the
+    model loaded through torch."""
     example = REPO / "voice_gru" / "assets" / "example.wav"
     run = subprocess.run([sys.executable, "-c", _NO_TORCH, str(example)], capture_output=True, text=True, cwd=REPO,
                          timeout=300)
@@ -157,10 +159,32 @@ def test_live_path_runs_without_torch():
     for (label, t, score), c in zip(alone, with_torch):
         assert label == c.label and abs(t - c.t) < 1e-9 and abs(score - c.score) < 1e-5
 
-    cli = ("import sys; sys.modules['torch'] = sys.modules['torchaudio'] = None\n"
-           "from voice_gru.cli import main\n"
-           f"sys.exit(main(['listen', '--input', {str(example)!r}, '--no-view']))")
+    cli = _BASE_INSTALL + f"sys.exit(main(['listen', '--input', {str(example)!r}, '--no-view']))"
     run = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     printed = [line.split() for line in run.stdout.splitlines() if line.strip().endswith(tuple("0123456789")) and "score" in line]
     assert [(p[1], p[0]) for p in printed] == [(label, f"{t:.2f}s") for label, t, _ in alone]
+
+
+def test_training_side_without_its_extra_is_one_line():
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    code = _BASE_INSTALL + f"sys.exit(main(['evaluate', {str(example)!r}]))"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.strip().splitlines() == [
+        "voice-gru: error: `voice-gru evaluate` needs torch, which is not installed (the base install listens; "
+        "training, evaluation and calibration need: pip install 'voice_gru[train]')"]
+
+
+def test_train_extra_is_what_the_cli_names():
+    import re
+
+    from voice_gru.cli import TRAIN_EXTRA
+
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    names = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in project["optional-dependencies"]["train"]}
+    assert names == set(TRAIN_EXTRA)
+    base = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    assert not base & names and "torch" not in base

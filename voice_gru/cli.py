@@ -491,6 +491,9 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+TRAIN_EXTRA = ("torch", "torchaudio", "librosa", "scipy", "matplotlib", "tqdm")  # pyproject.toml's `train` extra
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voice-gru`` console script."""
     parser = build_parser()
@@ -503,6 +506,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return func(args)
     except VoiceGruError as exc:
         print(f"voice-gru: error: {exc}", file=sys.stderr)
+        return 2
+    except ImportError as exc:  # a base install (no `train` extra) reaching the training side
+        top = (exc.name or "").split(".")[0]
+        if top not in TRAIN_EXTRA:
+            raise
+        print(f"voice-gru: error: `voice-gru {args.command}` needs {top}, which is not installed (the base install "
+              f"listens; training, evaluation and calibration need: pip install 'voice_gru[train]')", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()
