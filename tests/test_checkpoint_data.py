@@ -166,14 +166,23 @@ def test_live_path_runs_without_torch():
     assert [(p[1], p[0]) for p in printed] == [(label, f"{t:.2f}s") for label, t, _ in alone]
 
 
-def test_training_side_without_its_extra_is_one_line():
+def test_base_install_errors_are_one_line(tmp_path):
+    """Without the `train` extra: a training-side command names what to install; a file that is not a
+    checkpoint is reported as such (not as missing torch, which would only have read it the same way)."""
     example = REPO / "voice_gru" / "assets" / "example.wav"
-    code = _BASE_INSTALL + f"sys.exit(main(['evaluate', {str(example)!r}]))"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=300)
-    assert run.returncode == 2 and "Traceback" not in run.stderr
-    assert run.stderr.strip().splitlines() == [
-        "voice-gru: error: `voice-gru evaluate` needs torch, which is not installed (the base install listens; "
-        "training, evaluation and calibration need: pip install 'voice_gru[train]')"]
+    bad = tmp_path / "notes.pt"
+    bad.write_text("not a checkpoint\n")
+    cases = [
+        (["evaluate", str(example)], "voice-gru: error: `voice-gru evaluate` needs torch, which is not installed (the base "
+         "install listens; training, evaluation and calibration need: pip install 'voice_gru[train]')"),
+        (["listen", "--input", str(example), "--model", str(bad), "--no-view"],
+         f"voice-gru: error: {bad}: not a readable voice_gru checkpoint (File is not a zip file)"),
+    ]
+    for argv, line in cases:
+        run = subprocess.run([sys.executable, "-c", _BASE_INSTALL + f"sys.exit(main({argv!r}))"], capture_output=True,
+                             text=True, cwd=REPO, timeout=300)
+        assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+        assert run.stderr.strip().splitlines()[-1] == line
 
 
 def test_train_extra_is_what_the_cli_names():

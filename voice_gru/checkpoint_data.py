@@ -87,7 +87,11 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
         blob = _read_archive(path)
-    except Exception:  # not what this reader knows: torch's weights-only loader decides (and words the error)
+    except Exception as exc:  # not what this reader knows: torch's weights-only loader decides (and words the error)
+        try:
+            import torch  # noqa: F401
+        except ImportError:  # the base install: this reader's reason is the only one
+            raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({_first_line(exc)})") from None
         blob = _read_with_torch(path)
     return parse_blob(blob, path)
 
