@@ -119,6 +119,23 @@ def test_inconsistent_weights_are_named(tmp_path, edit, needle):
     assert str(bad) in str(info.value) and needle in str(info.value)
 
 
+@pytest.mark.parametrize("edit", [
+    lambda b: b.update(combine="median"),
+    lambda b: b.update(residual_class=None),
+    lambda b: b.update(residual_class=12),
+], ids=["combine", "no-residual", "residual-out-of-range"])
+def test_inconsistent_combination_is_refused(tmp_path, edit):
+    """A min-combined ensemble without its residual class would run as a mean in the live path: refused."""
+    src = tmp_path / "min.pt"
+    save_checkpoint(src, make_ensemble([_ckpt(CONFIGS[1], 0), _ckpt(CONFIGS[1], 1)], combine="min"))
+    blob = torch.load(src, weights_only=True)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(CheckpointError, match="damaged checkpoint .members combined by"):
+        read_checkpoint_data(bad)
+
+
 def test_default_model_reads_as_data():
     data = read_checkpoint_data(None)
     assert isinstance(data, CheckpointData) and data.data() is data

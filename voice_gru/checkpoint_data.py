@@ -29,6 +29,7 @@ from voice_gru.stream_features import Normalizer
 FORMAT = "voice_gru.checkpoint/1"
 ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
 BUFFERS = ("spectral_map",)  # state_dict entries that are fixed, not trained
+COMBINES = ("mean", "min")  # how an ensemble's members are combined per frame (voice_gru.model.Ensemble)
 
 
 @dataclass(frozen=True)
@@ -121,10 +122,13 @@ def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
         else:
             members = (member(blob, f"{path}:model_config"),)
         residual = blob.get("residual_class")
+        combine = str(blob.get("combine", "mean")) if ensemble else "mean"
+        if combine not in COMBINES or (combine == "min" and not (residual is not None and 0 <= int(residual) < len(labels))):
+            raise CheckpointError(f"{path}: damaged checkpoint (members combined by {combine!r} with residual class {residual!r})")
         return CheckpointData(
             members, labels, from_dict(FeatureConfig, blob["features"], f"{path}:features"),
             Normalizer.from_dict(blob["normalizer"]), int(blob["n_in"]), ensemble,
-            str(blob.get("combine", "mean")) if ensemble else "mean", None if residual is None else int(residual),
+            combine, None if residual is None or combine != "min" else int(residual),
             str(blob.get("pooling", "max")), *(dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")))
     except CheckpointError:
         raise

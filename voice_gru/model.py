@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 from voice_gru import UNKNOWN
-from voice_gru.checkpoint_data import (ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData, default_model_path,
-                                       read_checkpoint_data)
+from voice_gru.checkpoint_data import (COMBINES, ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData,
+                                       default_model_path, read_checkpoint_data)
 from voice_gru.config import FeatureConfig, ModelConfig, to_dict
 from voice_gru.errors import CheckpointError
 from voice_gru.features import Normalizer
@@ -146,7 +146,6 @@ def spectral_map(features: FeatureConfig, normalizer: Normalizer) -> torch.Tenso
     return (m / m.pow(2).sum(1, keepdim=True).sqrt()).float()
 
 
-COMBINES = ("mean", "min")
 
 
 def min_combine(logits: torch.Tensor, residual_class: int) -> torch.Tensor:
