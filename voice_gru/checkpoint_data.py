@@ -23,7 +23,7 @@ from typing import Any, Mapping, Optional
 import numpy as np
 
 from voice_gru.config import FeatureConfig, ModelConfig, from_dict
-from voice_gru.errors import CheckpointError
+from voice_gru.errors import CheckpointError, first_line
 from voice_gru.stream_features import Normalizer
 
 FORMAT = "voice_gru.checkpoint/1"
@@ -92,7 +92,7 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
         try:
             import torch  # noqa: F401
         except ImportError:  # the base install: this reader's reason is the only one
-            raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({_first_line(exc)})") from None
+            raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first_line(exc)})") from None
         blob = _read_with_torch(path)
     return parse_blob(blob, path)
 
@@ -133,7 +133,7 @@ def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
     except CheckpointError:
         raise
     except Exception as exc:
-        raise CheckpointError(f"{path}: damaged checkpoint ({_first_line(exc)})") from None
+        raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
 
 
 def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tuple[int, ...]]:
@@ -162,10 +162,6 @@ def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tupl
     return out
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-
-
 def _read_with_torch(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with the tensors as arrays; a failure is one CheckpointError."""
     import torch
@@ -173,7 +169,7 @@ def _read_with_torch(path: Path) -> Any:
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
-        first = _first_line(exc)
+        first = first_line(exc)
         if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never
             first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
         raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None

@@ -1,6 +1,12 @@
 """One error family: every message names the file, key or device and what was wrong."""
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (its type name when it has none), at most 200 characters:
+    what a one-line error quotes of a library's reason."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
 class VoiceGruError(Exception):
     """Base class: the CLI prints the message on one line and exits non-zero."""
 

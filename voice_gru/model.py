@@ -37,7 +37,7 @@ from voice_gru import UNKNOWN
 from voice_gru.checkpoint_data import (COMBINES, ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData,
                                        default_model_path, read_checkpoint_data)
 from voice_gru.config import FeatureConfig, ModelConfig, to_dict
-from voice_gru.errors import CheckpointError
+from voice_gru.errors import CheckpointError, first_line
 from voice_gru.features import Normalizer
 
 __all__ = ["FORMAT", "ENSEMBLE_FORMAT", "POOLINGS", "COMBINES", "State", "GRUClassifier", "Ensemble", "Model", "Checkpoint",
@@ -337,8 +337,7 @@ def checkpoint_from_data(data: CheckpointData, path: str | Path = "checkpoint") 
         else:
             model = member(data.members[0])
     except Exception as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CheckpointError(f"{path}: damaged checkpoint ({first})") from None
+        raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
     model.eval()
     return Checkpoint(model, data.labels, data.features, data.normalizer, data.pooling, data.thresholds, data.decision,
                       data.meta)

@@ -47,18 +47,18 @@ class Recognizer:
             raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
         # a voice_gru.model.Checkpoint or a CheckpointData (read without torch): its arrays either way
         self.ckpt: CheckpointData = ckpt.data()
-        self.labels = ckpt.labels
+        self.labels = self.ckpt.labels
         self.mode = mode
-        hop_s = ckpt.features.hop_ms / 1000
+        hop_s = self.ckpt.features.hop_ms / 1000
         self.period = max(2, int(round(refresh_s / hop_s))) if refresh_s else None
         self.warm = self.period // 2 if self.period else 0  # frames a new copy runs before it takes over
         self.window = max(1, int(round(window_s / hop_s)))
         self.every = max(1, every)
-        self.frontend = StreamingMFCC(ckpt.features, kernel)
+        self.frontend = StreamingMFCC(self.ckpt.features, kernel)
         # the model's weights as they are now (a recognizer does not see later changes to them)
         self.net = fast_model(self.ckpt, kernel)
-        self._mean = np.asarray(ckpt.normalizer.mean, dtype=np.float32)
-        self._std = np.asarray(ckpt.normalizer.std, dtype=np.float32)
+        self._mean = np.asarray(self.ckpt.normalizer.mean, dtype=np.float32)
+        self._std = np.asarray(self.ckpt.normalizer.std, dtype=np.float32)
         # None leaves NumPy's BLAS threads as the process has them (for a benchmark, or an app with its own policy)
         # threadpoolctl's own limit() costs ~35 µs a call (it reads every library's full info); these
         # are its controllers for the BLAS libraries loaded now, set directly

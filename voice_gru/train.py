@@ -28,7 +28,7 @@ from voice_gru.data import (
     background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
     split_examples, task_labels,
 )
-from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
+from voice_gru.errors import ConfigError, DatasetError, VoiceGruError, first_line
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, load_checkpoint,
@@ -214,8 +214,7 @@ def train(
             state = torch.load(state_path, map_location="cpu", weights_only=True)
             saved_cfg = state["config"]
         except Exception as exc:  # damaged by hand or by a full disk: say so, never a traceback
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise VoiceGruError(f"{state_path}: cannot resume from this file ({first}); "
+            raise VoiceGruError(f"{state_path}: cannot resume from this file ({first_line(exc)}); "
                                 f"pass --restart or choose another --out") from None
         try:  # settings added since the run started take their defaults, as when it was written
             saved_cfg = to_dict(from_dict(Config, saved_cfg, str(state_path)))
