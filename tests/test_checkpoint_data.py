@@ -6,6 +6,7 @@ import collections
 import json
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,46 @@ def test_inconsistent_weights_are_named(tmp_path, edit, needle):
     with pytest.raises(CheckpointError) as info:
         read_checkpoint_data(bad)
     assert str(bad) in str(info.value) and needle in str(info.value)
+
+
+@pytest.mark.parametrize("edit,needle", [
+    (lambda b: b["normalizer"].update(mean=b["normalizer"]["mean"][:-1]), "normaliser of 39/40 values"),
+    (lambda b: b["normalizer"].update(std=[0.0] * 40), "std not above 0"),
+    (lambda b: b["weights"]["head.bias"].__setitem__(0, float("nan")), "weight head.bias is not finite"),
+    (lambda b: b.update(labels=["yes"] * len(b["labels"])), "repeated"),
+    (lambda b: b.update(thresholds={"yes": float("nan")}), "stored threshold yes=nan"),
+    (lambda b: b.update(thresholds={"maybe": 0.5}), "stored threshold maybe=0.5"),
+    (lambda b: b.update(decision={"smooth_ms": -250.0}), "decision.smooth_ms = -250.0: must be at least 0"),
+    (lambda b: b["features"].update(hop_ms=0.0), "features.hop_ms = 0.0: must be above 0"),
+])
+def test_contents_the_live_path_would_misread_are_refused(tmp_path, edit, needle):
+    """Each of these loaded before and then gave NaN posteriors, silence or a broadcast error inside the
+    first chunk: now one CheckpointError naming the file and what is wrong."""
+    src = tmp_path / "good.pt"
+    save_checkpoint(src, _ckpt(CONFIGS[1]))
+    blob = torch.load(src, weights_only=True)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_data(bad)
+    assert str(bad) in str(info.value) and needle in str(info.value), info.value
+
+
+def test_bytes_damaged_inside_the_archive_are_refused(tmp_path):
+    """torch's own loader does not check the archive's CRCs: a flipped byte in a weight would load."""
+    src = tmp_path / "good.pt"
+    save_checkpoint(src, _ckpt(CONFIGS[1]))
+    with zipfile.ZipFile(src) as z:
+        info = max(z.infolist(), key=lambda i: i.file_size)  # the largest storage: weights
+    raw = bytearray(src.read_bytes())
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + info.file_size // 2] ^= 0xFF
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(bytes(raw))
+    torch.load(bad, weights_only=True)  # torch reads it without complaint ...
+    with pytest.raises(CheckpointError, match="damaged checkpoint .Bad CRC"):  # ... this reader does not
+        read_checkpoint_data(bad)
 
 
 @pytest.mark.parametrize("edit", [

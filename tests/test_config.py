@@ -131,6 +131,41 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
     assert str(path) in msg
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("features:\n  hop_ms: 0\n", "features.hop_ms = 0.0: must be above 0"),
+        ("features:\n  n_mfcc: 50\n", "features.n_mfcc = 50: must be at most n_mels (40)"),
+        ("features:\n  f_max: 9000\n", "features.f_max = 9000.0: must lie above f_min"),
+        ("features:\n  win_ms: 40\n  n_fft: 256\n", "features.n_fft = 256: must hold the 640-sample window"),
+        ("decision:\n  smooth_ms: -100\n", "decision.smooth_ms = -100.0: must be at least 0"),
+        ("decision:\n  threshold: 1.5\n", "decision.threshold = 1.5: must be between 0 and 1"),
+        ("decision:\n  thresholds: {stop: -0.1}\n", "stop's threshold must be a posterior"),
+        ("train:\n  epochs: 0\n", "train.epochs = 0: must be at least 1"),
+        ("train:\n  lr: .nan\n", "train.lr = nan: must be above 0"),
+        ("train:\n  target: middle\n", "train.target = 'middle': must be 'frames' or 'last'"),
+        ("model:\n  dropout: 1.0\n", "model.dropout = 1.0: must be at least 0 and below 1"),
+        ("augment:\n  gain_db: [6, -30]\n", "augment.gain_db = [6.0, -30.0]: the low end is above the high end"),
+        ("augment:\n  speeds: [0.9, 0]\n", "augment.speeds = [0.9, 0.0]: must be above 0"),
+        ("augment:\n  noise_prob: 2\n", "augment.noise_prob = 2.0: must be between 0 and 1"),
+        ("data:\n  clip_seconds: -1\n", "data.clip_seconds = -1.0: must be above 0"),
+    ],
+)
+def test_values_out_of_range_name_the_key_and_file(tmp_path, text, message):
+    """A negative smoothing window or a hop of 0 would not fail loudly later: it would decide or train wrongly."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value).startswith(f"{path}: ") and message in str(err.value), err.value
+
+
+def test_code_built_configs_are_checked_too():
+    with pytest.raises(ConfigError, match=r"^DecisionConfig.cooldown_ms = -1: must be at least 0$"):
+        DecisionConfig(cooldown_ms=-1)
+    with pytest.raises(ConfigError, match="FeatureConfig.hop_ms"):
+        FeatureConfig(hop_ms=0.01)  # rounds to 0 samples
+
+
 def test_malformed_yaml(tmp_path):
     path = write(tmp_path, "model: [1, 2\n  hidden: 3\n")
     with pytest.raises(ConfigError) as err:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from voice_gru.config import FeatureConfig
+from voice_gru.errors import AudioFormatError
 from voice_gru.features import (
     FrontEnd,
     Normalizer,
@@ -273,6 +274,10 @@ def test_streaming_accepts_float64_and_2d():
     got = torch.from_numpy(np.concatenate([fe.push(x[:1500].reshape(-1, 1)), fe.push(x[1500:])]))
     assert (got - mfcc(x.astype(np.float32))).abs().max().item() <= STREAM_TOL
     assert fe.push(np.zeros(0)).shape == (0, CFG.n_mfcc)
+    # stereo flattened would be read as twice the audio, int16 unscaled as 32768 times too loud
+    for bad in (np.zeros((400, 2)), np.zeros(400, np.int16), np.zeros((2, 2, 100))):
+        with pytest.raises(AudioFormatError, match="mono float"):
+            fe.push(bad)
 
 
 # ---------------------------------------------------------------- normaliser

@@ -509,6 +509,6 @@ def test_make_ensemble_mismatches(normalizer):
     with pytest.raises(CheckpointError, match="normaliser"):
         make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(), shifted, "max")])
     with pytest.raises(CheckpointError, match="feature"):
-        make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(n_mels=32), normalizer, "max")])
+        make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(f_max=7000.0), normalizer, "max")])
     with pytest.raises(CheckpointError, match="pooling"):
         make_ensemble([a, Checkpoint(make_model(0), LABELS, FeatureConfig(), normalizer, "last")])

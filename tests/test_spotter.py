@@ -33,10 +33,37 @@ def test_as_float_mono_scales_and_downmixes():
     np.testing.assert_array_equal(as_float_mono(np.ones((3, 1), np.float32)), np.ones(3, np.float32))
 
 
-@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.array(["a", "b"]), np.zeros(3, np.complex64)])
+@pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.array(["a", "b"]), np.zeros(3, np.complex64),
+                                 np.zeros((1600, 0), np.float32), np.zeros((1, 1600), np.int16)])
 def test_as_float_mono_rejects_what_is_not_audio(bad):
     with pytest.raises(AudioFormatError, match="audio chunk"):
         as_float_mono(bad)
+
+
+@pytest.mark.parametrize("bad, reason", [
+    (np.array([0.1, np.nan, 0.2], np.float32), "non-finite"),      # would poison the GRU state silently
+    (np.array([0.0, 1e39]), "non-finite"),                          # float64 that overflows float32
+    (np.array([[0.0, 0.0], [np.inf, 0.0]]), "first at index 1"),
+    (np.array([0, 12000, -32768], np.int16).astype(np.float32), "pass the integer array itself"),  # int16 scale as float
+    (np.array([0, 12000, -3000]), "int64"),                         # a list of Python ints: no PCM scale
+])
+def test_as_float_mono_rejects_samples_it_would_misread(bad, reason):
+    with pytest.raises(AudioFormatError, match=reason):
+        as_float_mono(bad)
+    as_float_mono(np.array([1.5, -2.0], np.float32))  # a little over full scale is still audio
+
+
+@pytest.mark.parametrize("kwargs, reason", [
+    ({"sample_rate": 0}, "sample_rate"), ({"sample_rate": float("nan")}, "sample_rate"), ({"sample_rate": "16000"}, "sample_rate"),
+    ({"sample_rate": True}, "sample_rate"), ({"mode": "batch"}, "mode"), ({"refresh_s": -3}, "refresh_s"),
+    ({"decision": {"smooth_ms": 100}}, "DecisionConfig"), ({"model": 123}, "checkpoint path"),
+    ({"false_accepts_per_hour": -1}, "positive number"), ({"false_accepts_per_hour": "5"}, "positive number"),
+    ({"false_accepts_per_hour": float("nan")}, "positive number"),
+])
+@needs_model
+def test_bad_settings_are_one_config_error(kwargs, reason):
+    with pytest.raises(ConfigError, match=reason):
+        CommandSpotter(**kwargs)
 
 
 def _example() -> tuple[np.ndarray, dict]:
@@ -109,6 +136,23 @@ def test_48k_stereo_int16_gives_the_same_commands(spotter16):
     assert [c.label for c in got] == [c.label for c in ref]
     # int16 rounding and two resamplings, a few ms of filter delay: the same words at the same moments
     assert all(abs(a.t - b.t) <= 0.05 for a, b in zip(got, ref)), [(a.t, b.t) for a, b in zip(got, ref)]
+
+
+@needs_model
+def test_flush_runs_the_audio_the_resampler_holds(spotter16):
+    audio, _ = _example()
+    spotter16.reset()
+    spotter16.process(audio)
+    frames16 = spotter16.recognizer.n
+    spotter = CommandSpotter(spotter16.ckpt, sample_rate=44100.0)
+    assert spotter.sample_rate == 44100 and isinstance(spotter.sample_rate, int)
+    x = np.interp(np.arange(round(audio.size * 44100 / 16000)) * 16000 / 44100, np.arange(audio.size), audio)
+    spotter.process(x.astype(np.float32))
+    held = frames16 - spotter.recognizer.n
+    assert held > 0  # the resampler's filter delay: ~25 ms not yet out
+    spotter.flush()
+    assert abs(spotter.recognizer.n - frames16) <= 1
+    assert spotter.flush() == [] and CommandSpotter(spotter16.ckpt).flush() == []
 
 
 @needs_model

@@ -14,6 +14,7 @@ torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed thre
 from voice_gru.config import DecisionConfig, FeatureConfig, ModelConfig  # noqa: E402
 from voice_gru.data import task_labels  # noqa: E402
 from voice_gru.decision import Detector  # noqa: E402
+from voice_gru.errors import AudioFormatError, ConfigError  # noqa: E402
 from voice_gru.features import Normalizer, mfcc  # noqa: E402
 from voice_gru.model import Checkpoint, Ensemble, GRUClassifier, default_model_path, load_checkpoint  # noqa: E402
 from voice_gru.stream import Recognizer  # noqa: E402
@@ -217,8 +218,14 @@ def test_frame_time_and_small_pushes(ckpts):
     assert rec.push(np.zeros(1, dtype=np.float32)).shape == (1, len(LABELS))  # 480 samples: frame 0
     assert rec.push(np.zeros(159, dtype=np.float32)).shape == (0, len(LABELS))
     assert rec.push(np.zeros(321, dtype=np.float32)).shape == (3, len(LABELS))  # 960 samples: frames 1-3
-    with pytest.raises(ValueError, match="mode"):
+    with pytest.raises(ConfigError, match="mode"):
         Recognizer(ckpts[0], mode="batch")
+    for bad in (-3, 0.001, float("nan"), float("inf"), "3", True):  # a refresh every 2 frames never hears a word
+        with pytest.raises(ConfigError, match="refresh_s"):
+            Recognizer(ckpts[0], refresh_s=bad)
+    for chunk in (np.zeros((480, 2), np.float32), np.zeros(480, np.int16)):  # stereo would be read as 960 samples
+        with pytest.raises(AudioFormatError, match="front end takes mono float"):
+            rec.push(chunk)
 
 
 def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):

@@ -47,7 +47,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from voice_gru import UNKNOWN
-from voice_gru.config import DecisionConfig, to_dict
+from voice_gru.config import OFF, DecisionConfig, to_dict
 from voice_gru.errors import ConfigError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.speaker_cv import (
@@ -62,7 +62,6 @@ SPLIT = "validation"
 DEFAULT_GRID = tuple(float(x) for x in np.round(np.arange(0.30, 0.9901, 0.01), 2))
 WRONG_COST = 1.0  # a wrong label usually also costs the clip's hit (the cooldown swallows it)
 TRADEOFF_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 100.0)
-OFF = 1.01  # above any posterior: the command is switched off (no grid value met the budget)
 
 
 @dataclasses.dataclass

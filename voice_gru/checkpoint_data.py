@@ -22,8 +22,8 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from voice_gru.config import FeatureConfig, ModelConfig, from_dict
-from voice_gru.errors import CheckpointError, first_line
+from voice_gru.config import OFF, DecisionConfig, FeatureConfig, ModelConfig, from_dict
+from voice_gru.errors import CheckpointError, ConfigError, first_line
 from voice_gru.stream_features import Normalizer
 
 FORMAT = "voice_gru.checkpoint/1"
@@ -89,6 +89,8 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
     try:
         blob = _read_archive(path)
     except Exception as exc:  # not what this reader knows: torch's weights-only loader decides (and words the error)
+        if isinstance(exc, zipfile.BadZipFile) and "CRC" in str(exc):  # torch's loader reads damaged bytes unchecked
+            raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
         try:
             import torch  # noqa: F401
         except ImportError:  # the base install: this reader's reason is the only one
@@ -125,15 +127,44 @@ def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
         combine = str(blob.get("combine", "mean")) if ensemble else "mean"
         if combine not in COMBINES or (combine == "min" and not (residual is not None and 0 <= int(residual) < len(labels))):
             raise CheckpointError(f"{path}: damaged checkpoint (members combined by {combine!r} with residual class {residual!r})")
-        return CheckpointData(
+        data = CheckpointData(
             members, labels, from_dict(FeatureConfig, blob["features"], f"{path}:features"),
             Normalizer.from_dict(blob["normalizer"]), int(blob["n_in"]), ensemble,
             combine, None if residual is None or combine != "min" else int(residual),
             str(blob.get("pooling", "max")), *(dict(blob.get(k) or {}) for k in ("thresholds", "decision", "meta")))
+        _check_contents(data, path)
+        return data
     except CheckpointError:
         raise
+    except ConfigError as exc:  # a stored config out of range: it names the file and key already
+        raise CheckpointError(str(exc)) from None
     except Exception as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
+
+
+def _check_contents(data: CheckpointData, path: str | Path) -> None:
+    """What the live path would otherwise meet only as NaN posteriors, silence or a broadcast error:
+    labels, normaliser, weights, stored thresholds and decision settings."""
+    def bad(what: str) -> CheckpointError:
+        return CheckpointError(f"{path}: damaged checkpoint ({what})")
+
+    if not data.labels or len(set(data.labels)) != len(data.labels):
+        raise bad(f"labels {list(data.labels)}: empty or repeated")
+    if data.n_in != data.features.n_mfcc:
+        raise bad(f"n_in {data.n_in}, but its features give {data.features.n_mfcc} coefficients")
+    mean, std = np.asarray(data.normalizer.mean, float), np.asarray(data.normalizer.std, float)
+    if mean.shape != (data.n_in,) or std.shape != (data.n_in,) or not (np.isfinite(mean).all() and (std > 0).all()
+                                                                         and np.isfinite(std).all()):
+        raise bad(f"normaliser of {mean.size}/{std.size} values for {data.n_in} coefficients, or not finite, or std not above 0")
+    for i, m in enumerate(data.members):
+        for name, w in m.weights.items():
+            if w.dtype.kind == "f" and not np.isfinite(w).all():
+                raise bad(f"weight {name}{f' of member {i}' if data.ensemble else ''} is not finite")
+    for name, value in (data.thresholds or {}).items():
+        if name not in data.labels or not isinstance(value, (int, float)) or not 0 <= value <= OFF:
+            raise bad(f"stored threshold {name}={value!r}: not a label's posterior between 0 and 1")
+    if data.decision:
+        from_dict(DecisionConfig, data.decision, f"{path}:decision")
 
 
 def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tuple[int, ...]]:

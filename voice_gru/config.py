@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import math
 import re
 import typing
 from dataclasses import dataclass, field
@@ -11,6 +12,37 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from voice_gru.errors import ConfigError
+
+# Each config's ranges, checked when it is built (from YAML, a checkpoint or code): a value outside them
+# would not fail loudly later but train, listen or decide wrongly (a negative smoothing window, hop 0, ...).
+_ABOVE_0, _AT_LEAST_0, _AT_LEAST_1 = ("above 0", lambda v: v > 0), ("at least 0", lambda v: v >= 0), ("at least 1", lambda v: v >= 1)
+_FRACTION, _BELOW_1 = ("between 0 and 1", lambda v: 0 <= v <= 1), ("at least 0 and below 1", lambda v: 0 <= v < 1)
+_ANY = ("a finite number", lambda v: True)
+
+
+def _check(obj: Any, rules: Mapping[str, tuple[str, Any]], ranges: tuple[str, ...] = ()) -> None:
+    """Raise ``ConfigError`` naming ``Class.key`` for the first value outside its rule (numbers must be
+    finite; for each name in ``ranges`` a (low, high) pair must not be reversed)."""
+    for key, (what, ok) in rules.items():
+        value = getattr(obj, key)
+        for v in value if isinstance(value, tuple) else (value,):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and ok(v)):
+                raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(value)}: must be {what}")
+    for key in ranges:
+        lo, hi = getattr(obj, key)
+        if lo > hi:
+            raise ConfigError(f"{type(obj).__name__}.{key} = {_plain((lo, hi))}: the low end is above the high end")
+
+
+def _require(obj: Any, ok: bool, key: str, what: str) -> None:
+    """``ConfigError`` naming ``Class.key`` and its value unless ``ok``."""
+    if not ok:
+        raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(getattr(obj, key))}: {what}")
+
+
+def _plain(value: Any) -> str:
+    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+
 
 
 @dataclass(frozen=True)
@@ -35,6 +67,15 @@ class FeatureConfig:
     def hop_length(self) -> int:
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
+    def __post_init__(self) -> None:
+        _check(self, {"sample_rate": _AT_LEAST_1, "win_ms": _ABOVE_0, "hop_ms": _ABOVE_0, "n_fft": _AT_LEAST_1,
+                      "n_mels": _AT_LEAST_1, "n_mfcc": _AT_LEAST_1, "f_min": _AT_LEAST_0, "log_offset": _ABOVE_0})
+        _require(self, self.win_length <= self.n_fft, "n_fft", f"must hold the {self.win_length}-sample window")
+        _require(self, self.hop_length >= 1, "hop_ms", "must be at least one sample")
+        _require(self, self.n_mfcc <= self.n_mels, "n_mfcc", f"must be at most n_mels ({self.n_mels})")
+        _require(self, self.f_min < self.f_max <= self.sample_rate / 2, "f_max",
+                 f"must lie above f_min ({self.f_min:g}) and at most half the sample rate ({self.sample_rate / 2:g})")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -49,6 +90,10 @@ class DataConfig:
     synthetic_unknown: int = 0  # espeak-ng clips of other words added to training's _unknown_ (voice_gru/synth.py)
     reversed_unknown: float = 0.0  # share of _unknown_'s training draws that are command clips played backwards
     seed: int = 59185
+
+    def __post_init__(self) -> None:
+        _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _ABOVE_0,
+                      "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1})
 
 
 @dataclass(frozen=True)
@@ -75,6 +120,15 @@ class AugmentConfig:
     context_prob: float = 0.5  # probability that another clip precedes the training clip
     context_seconds: tuple[float, float] = (0.2, 1.5)  # noise/other speech before the clip
 
+    def __post_init__(self) -> None:
+        _check(self, {"time_shift_ms": _AT_LEAST_0, "noise_prob": _FRACTION, "noise_level": _AT_LEAST_0, "snr_prob": _FRACTION,
+                      "snr_db": _ANY, "silence_gain_db": _ANY, "gain_db": _ANY, "speeds": _ABOVE_0, "vtlp": _ABOVE_0,
+                      "reverb_prob": _FRACTION, "rt60_s": _ABOVE_0, "drr_db": _ANY, "eq_db": _AT_LEAST_0,
+                      "freq_masks": _AT_LEAST_0, "freq_mask_width": _AT_LEAST_0, "time_masks": _AT_LEAST_0,
+                      "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _AT_LEAST_0},
+               ("noise_level", "snr_db", "silence_gain_db", "gain_db", "vtlp", "rt60_s", "drr_db", "context_seconds"))
+        _require(self, len(self.speeds) >= 1, "speeds", "must list at least one speed")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -90,6 +144,11 @@ class ModelConfig:
     layers: int = 2
     dropout: float = 0.1
     pooling: str = "last"  # how a clip decision is made from the per-frame outputs: last|mean|max
+
+    def __post_init__(self) -> None:
+        _check(self, {"spectral_channels": _AT_LEAST_0, "spectral_kernel": _AT_LEAST_1, "spectral_stride": _AT_LEAST_1,
+                      "spectral_layers": _AT_LEAST_1, "conv_channels": _AT_LEAST_0, "conv_kernel": _AT_LEAST_1,
+                      "hidden": _AT_LEAST_1, "layers": _AT_LEAST_1, "dropout": _BELOW_1})
 
 
 @dataclass(frozen=True)
@@ -111,6 +170,15 @@ class TrainConfig:
     distill_weight: float = 0.5  # share of the loss from the teacher (with a teacher only)
     distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
 
+    def __post_init__(self) -> None:
+        _check(self, {"epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
+                      "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
+                      "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0})
+        _require(self, self.target in ("frames", "last"), "target", "must be 'frames' or 'last'")
+
+
+OFF = 1.01  # a threshold above any posterior: the command is switched off (calibration's "no value met the budget")
+
 
 @dataclass(frozen=True)
 class DecisionConfig:
@@ -121,6 +189,13 @@ class DecisionConfig:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     min_duration_ms: float = 40.0
     cooldown_ms: float = 800.0
+
+    def __post_init__(self) -> None:
+        _check(self, {"smooth_ms": _AT_LEAST_0, "threshold": _FRACTION, "min_duration_ms": _AT_LEAST_0,
+                      "cooldown_ms": _AT_LEAST_0})
+        for name, value in self.thresholds.items():
+            _require(self, isinstance(value, (int, float)) and 0 <= value <= OFF, "thresholds",
+                     f"{name}'s threshold must be a posterior between 0 and 1")
 
 
 @dataclass(frozen=True)
@@ -187,7 +262,10 @@ def from_dict(cls: type, data: Mapping[str, Any], where: str = "config") -> Any:
         if key not in names:
             raise ConfigError(f"{where}: unknown key '{key}' (known: {', '.join(sorted(names))})")
         kwargs[key] = _convert(hints[key], value, f"{where}.{key}")
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as exc:  # a range check: "Class.key = ..." becomes "where.key = ..."
+        raise ConfigError(str(exc).replace(f"{cls.__name__}.", f"{where}.", 1)) from None
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

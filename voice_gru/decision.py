@@ -95,8 +95,12 @@ class Detector:
         return self.first_frame_end + frame * self.frame_seconds
 
     def update(self, posteriors) -> list[Command]:
-        """Consume ``(frames, classes)`` posteriors; return the commands that fired."""
-        p = np.asarray(posteriors, dtype=np.float64).reshape(-1, len(self.labels))
+        """Consume ``(frames, classes)`` posteriors (or one frame's ``(classes,)``); return the commands that fired."""
+        p = np.asarray(posteriors, dtype=np.float64)
+        if p.shape == (len(self.labels),):  # one frame
+            p = p[None]
+        if p.ndim != 2 or p.shape[1] != len(self.labels):
+            raise ValueError(f"posteriors of shape {p.shape}: expected (frames, {len(self.labels)}) for labels {self.labels}")
         if p.shape[0] == 0:
             return []
         if self._jit is None:

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Mapping
 
 import numpy as np
 
-from voice_gru.config import DecisionConfig
+from voice_gru.config import OFF, DecisionConfig
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds
 from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
@@ -33,17 +33,36 @@ from voice_gru.stream import Recognizer
 logger = logging.getLogger(__name__)
 
 
+# float audio is in [-1, 1]; beyond this it is integer PCM cast to float (int16 values are up to 32768)
+FLOAT_LIMIT = 16.0
+MAX_CHANNELS = 64  # more "channels" than this is a (channels, samples) array
+
+
 def as_float_mono(audio: np.ndarray) -> np.ndarray:
     """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1]."""
     x = np.asarray(audio)
     if x.ndim not in (1, 2):
         raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
+    if x.ndim == 2 and not 1 <= x.shape[1] <= MAX_CHANNELS:
+        raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples, channels) with 1 to {MAX_CHANNELS} "
+                               "channels" + (" (a (channels, samples) array? transpose it)" if x.shape[1] else ""))
     if x.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
         x = (x.astype(np.float32) - 128.0) / 128.0
+    elif x.dtype == np.int64:  # what NumPy makes of a list of Python ints: its scale says nothing of the PCM format
+        raise AudioFormatError("audio chunk of dtype int64 (a list of Python ints?): give int16/int32 PCM or float samples")
     elif np.issubdtype(x.dtype, np.signedinteger):
         x = x.astype(np.float32) / float(-np.iinfo(x.dtype).min)
     elif np.issubdtype(x.dtype, np.floating):
-        x = x.astype(np.float32, copy=False)
+        with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: reported just below
+            x = x.astype(np.float32, copy=False)
+        if not np.isfinite(x).all():  # one NaN would poison the GRU state for seconds (or for ever without refresh)
+            bad = np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))
+            raise AudioFormatError(f"audio chunk holds {bad.size} non-finite sample(s) (NaN or inf; first at index {bad[0]}), "
+                                   "float32 overflow included")
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > FLOAT_LIMIT:
+            raise AudioFormatError(f"float audio chunk reaches {peak:g}: float samples lie in [-1, 1] (integer PCM "
+                                   "converted with astype(float)? pass the integer array itself, or divide by 32768)")
     else:
         raise AudioFormatError(f"audio chunk of dtype {x.dtype}: expected float or signed integer PCM samples")
     if x.ndim == 2:
@@ -51,11 +70,16 @@ def as_float_mono(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
+def checked_rate(sample_rate: Any) -> float:
+    """A sample rate argument as a number of Hz: positive and finite (fractional rates are resampled as given)."""
+    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not 0 < float(sample_rate) < float("inf"):
+        raise ConfigError(f"sample_rate {sample_rate!r}: must be a positive number of samples per second")
+    return float(sample_rate)
+
+
 def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> float | dict[str, float] | None:
     """A ``threshold`` argument checked: posteriors in [0, 1] (or calibration's ``OFF``, which
     switches a command off), command names the model knows."""
-    from voice_gru.calibrate import OFF
-
     if threshold is None:
         return None
     values = dict(threshold) if isinstance(threshold, Mapping) else {"": threshold}
@@ -78,7 +102,9 @@ class CommandSpotter:
     more misses). Both: a mapping adjusts single commands of the point (one number and a point
     conflict). Neither: the model's own calibrated thresholds.
     ``sample_rate``: the rate of the audio given to ``process`` (resampled in code).
-    ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings).
+    ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings; a
+    ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``).
+    ``flush()`` at the end of a recording runs the last few milliseconds the resampler still holds.
     """
 
     def __init__(self, model: str | Path | CheckpointData | Any = None, *, false_accepts_per_hour: float | None = None,
@@ -91,19 +117,29 @@ class CommandSpotter:
         if false_accepts_per_hour is not None and threshold is not None and not isinstance(threshold, Mapping):
             raise ConfigError("give threshold or false_accepts_per_hour, not both "
                               "(a {command: value} mapping may adjust single commands of a point)")
-        if sample_rate <= 0:
-            raise ConfigError(f"sample_rate {sample_rate}: must be positive")
+        rate = checked_rate(sample_rate)
+        if false_accepts_per_hour is not None and (isinstance(false_accepts_per_hour, bool) or not isinstance(
+                false_accepts_per_hour, numbers.Real) or not 0 < float(false_accepts_per_hour) < float("inf")):
+            raise ConfigError(f"false_accepts_per_hour {false_accepts_per_hour!r}: must be a positive number of false accepts per hour")
+        if decision is not None and not isinstance(decision, DecisionConfig):
+            raise ConfigError(f"decision {decision!r}: expected a voice_gru.config.DecisionConfig "
+                              "(to change one setting: dataclasses.replace(CommandSpotter().decision, cooldown_ms=500))")
+        if not (model is None or isinstance(model, (str, Path)) or hasattr(model, "data")):
+            raise ConfigError(f"model {model!r}: expected a checkpoint path, a Checkpoint or CheckpointData (None: the shipped model)")
         # read without torch; a loaded voice_gru.model.Checkpoint gives its arrays
         self.ckpt = read_checkpoint_data(model) if model is None or isinstance(model, (str, Path)) else model.data()
         self.labels = list(self.ckpt.labels)
         self.operating_point = operating_point(self.ckpt, false_accepts_per_hour) if false_accepts_per_hour is not None else None
         override = _checked_override(threshold, self.labels)
+        if self.operating_point and self.operating_point["target_fa_per_hour"] != false_accepts_per_hour:
+            logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
+                        "among its points at or below it)", false_accepts_per_hour, self.operating_point["target_fa_per_hour"])
         if self.operating_point:
             override = {**self.operating_point["thresholds"], **(override or {})}  # type: ignore[dict-item]
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         f = self.ckpt.features
-        self.sample_rate = int(sample_rate)
+        self.sample_rate = int(rate) if rate.is_integer() else rate
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s)
         self.detector = Detector(self.labels, self.decision, self.thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
@@ -115,6 +151,15 @@ class CommandSpotter:
         x = as_float_mono(audio)
         if self._resampler is not None:
             x = self._resampler(x)
+        return self._process_model_rate(x)
+
+    def flush(self) -> list[Command]:
+        """End of the stream: run the audio still held inside the resampler (~25 ms at 44.1 kHz) and
+        return the commands it completes. The next ``process`` starts a new stream's resampling."""
+        if self._resampler is None:
+            return []
+        x = self._resampler.flush()
+        self._resampler.reset()
         return self._process_model_rate(x)
 
     def _process_model_rate(self, x: np.ndarray) -> list[Command]:

@@ -26,14 +26,17 @@ AMD EPYC: twice the CPU time alone, 3 times the wall-clock time beside one other
 
 from __future__ import annotations
 
+import numbers
 from collections import deque
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from threadpoolctl import ThreadpoolController
 
-from voice_gru.checkpoint_data import CheckpointData
+from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
+from voice_gru.errors import ConfigError
 from voice_gru.fastgru import fast_model
 from voice_gru.stream_features import StreamingMFCC
 
@@ -44,12 +47,17 @@ class Recognizer:
     def __init__(self, ckpt: Any, mode: str = "stream", refresh_s: float | None = 3.0,
                  window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba") -> None:
         if mode not in ("stream", "window"):
-            raise ValueError(f"unknown recognizer mode '{mode}' (expected 'stream' or 'window')")
-        # a voice_gru.model.Checkpoint or a CheckpointData (read without torch): its arrays either way
-        self.ckpt: CheckpointData = ckpt.data()
+            raise ConfigError(f"unknown recognizer mode {mode!r} (expected 'stream' or 'window')")
+        # a checkpoint path, a voice_gru.model.Checkpoint or a CheckpointData: its arrays either way
+        self.ckpt: CheckpointData = read_checkpoint_data(ckpt) if isinstance(ckpt, (str, Path)) else ckpt.data()
         self.labels = self.ckpt.labels
         self.mode = mode
         hop_s = self.ckpt.features.hop_ms / 1000
+        # a copy must see more than a word before it takes over; below two frames the refresh would be all warm-up
+        if refresh_s is not None and (isinstance(refresh_s, bool) or not isinstance(refresh_s, numbers.Real)
+                                      or not 2 * hop_s <= float(refresh_s) < float("inf")):
+            raise ConfigError(f"refresh_s {refresh_s!r}: seconds between state refreshes, at least {2 * hop_s:g} "
+                              "(~3 s keeps more than a word of context; None: never refresh)")
         self.period = max(2, int(round(refresh_s / hop_s))) if refresh_s else None
         self.warm = self.period // 2 if self.period else 0  # frames a new copy runs before it takes over
         self.window = max(1, int(round(window_s / hop_s)))
@@ -86,7 +94,7 @@ class Recognizer:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Feed 16 kHz mono float32 audio; return posteriors ``(new_frames, classes)`` (float32)."""
-        x = self.frontend.push(chunk)
+        x = self.frontend.push(chunk)  # checks the chunk: 1-D float samples
         if x.shape[0] == 0:
             return np.zeros((0, len(self.labels)), np.float32)
         x = (x - self._mean) / self._std  # the normaliser's arithmetic, in float32

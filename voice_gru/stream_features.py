@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from voice_gru.config import FeatureConfig
+from voice_gru.errors import AudioFormatError
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 
@@ -123,7 +124,14 @@ class StreamingMFCC:
 
     def push(self, chunk: np.ndarray) -> np.ndarray:
         """Append a chunk of 16 kHz mono float32; return the new frames ``(n, n_mfcc)`` (float32)."""
-        chunk = np.asarray(chunk, dtype=np.float32).reshape(-1)
+        chunk = np.asarray(chunk)
+        if chunk.ndim == 2 and chunk.shape[1] == 1:  # one channel as a column
+            chunk = chunk[:, 0]
+        if chunk.ndim != 1 or not np.issubdtype(chunk.dtype, np.floating):
+            # (n, 2) flattened would be twice as long, int16 unscaled 32768 times too loud: both silently wrong
+            raise AudioFormatError(f"audio chunk of shape {chunk.shape} and dtype {chunk.dtype}: the front end takes mono "
+                                   "float samples (samples,) in [-1, 1]; voice_gru.CommandSpotter converts other formats")
+        chunk = chunk.astype(np.float32, copy=False)
         self.samples_in += chunk.size
         self._buf = np.concatenate([self._buf, chunk]) if self._buf.size else chunk.copy()
         n = num_frames(self._buf.size, self.cfg)
