@@ -7,6 +7,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import socket
 import sys
 import textwrap
@@ -505,9 +506,12 @@ def test_shapes_and_defaults(tmp_path, monkeypatch):
         cfg.actions["no"] = ()  # read-only mapping
 
 
-def test_empty_file_is_an_empty_config(tmp_path):
-    cfg = load_assistant(write_cfg(tmp_path, "# nothing\n"))
-    assert dict(cfg.actions) == {} and cfg.wake_word is None
+@pytest.mark.parametrize("text", ["# nothing\n", "actions: {}\n", "wake_word: go\n"])
+def test_an_assistant_without_actions_is_refused(tmp_path, text):
+    """It would listen and do nothing: most likely the wrong file, or actions indented under another key."""
+    path = write_cfg(tmp_path, text)
+    with pytest.raises(ConfigError, match=f"^{re.escape(str(path))}: actions: no command has an action"):
+        load_assistant(path)
 
 
 def test_default_assistant_yaml_loads_and_prints(capsys):

@@ -234,7 +234,7 @@ def test_base_install_errors_are_one_line(tmp_path):
         (["evaluate", str(example)], "voice-gru: error: `voice-gru evaluate` needs torch, which is not installed (the base "
          "install listens; training, evaluation and calibration need: pip install 'voice_gru[train]')"),
         (["listen", "--input", str(example), "--model", str(bad), "--no-view"],
-         f"voice-gru: error: {bad}: not a readable voice_gru checkpoint (File is not a zip file)"),
+         f"voice-gru: error: {bad}: not a voice_gru checkpoint (not a PyTorch file, or one cut short: no zip archive, no pickle)"),
     ]
     for argv, line in cases:
         run = subprocess.run([sys.executable, "-c", _BASE_INSTALL + f"sys.exit(main({argv!r}))"], capture_output=True,

@@ -85,9 +85,28 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                                     ["nope.pt", "not found"]),
         "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
         "input rate without a pipe": (["listen", "--input", str(CLIP), "--input-rate", "48000"], ["--input-rate", "--input -"]),
-        "input rate not positive": (["listen", "--input", "-", "--input-rate", "0"], ["--input-rate 0", "positive"]),
+        "input rate not positive": (["listen", "--input", "-", "--input-rate", "0"], ["argument --input-rate", "got '0'"]),
         "output under a file": (["ensemble", str(default_model_path()), str(default_model_path()), "--out",
                                  str(tmp / "afile" / "pair.pt")], [str(tmp / "afile"), "not a folder"]),
+        # NaN/inf pass every comparison a command makes: refused when parsed (NaN noise, a 119 GiB room)
+        "NaN chunk size": (["listen", "--input", str(CLIP), "--chunk-ms", "nan"], ["--chunk-ms", "got 'nan'"]),
+        "infinite speed": (["evaluate", str(CLIP), "--speed", "inf"], ["--speed", "got 'inf'"]),
+        "NaN SNR": (["evaluate", str(CLIP), "--snr", "nan"], ["--snr", "got 'nan'"]),
+        "huge room": (["evaluate", str(CLIP), "--rt60", "1e6"], ["--rt60", "from 0.05 to 5"]),
+        "no threads": (["train", "--out", out, "--threads", "-1"], ["--threads", "at least 1"]),
+        "output is the input": (["evaluate", str(CLIP), "--json", str(CLIP)], [str(CLIP), "also an input"]),
+        "two outputs, one file": (["evaluate", str(CLIP), "--json", out + ".x", "--csv", out + ".x"], ["--csv", "same file as --json"]),
+        "plot not png": (["evaluate", str(CLIP), "--plot", out + ".jpg"], ["--plot", ".png"]),
+        "events over the recording": (["listen", "--input", str(tmp / "rec.wav"), "--events", str(tmp / "rec.wav")],
+                                      ["--events", "also an input"]),
+        "snr without noise": (["evaluate", str(CLIP), "--snr", "10"], ["--snr", "_background_noise_", "--noise"]),
+        "noise without snr": (["evaluate", str(CLIP), "--noise", str(CLIP)], ["--noise", "--snr"]),
+        "drr without rt60": (["evaluate", str(CLIP), "--drr", "5"], ["--drr", "--rt60"]),
+        "file and microphone": (["listen", "--input", str(CLIP), "--device", "1"], ["--device", "--input"]),
+        "threshold twice": (["listen", "--input", str(CLIP), "--threshold", "yes=0.5", "--threshold", "yes=0.9"],
+                            ["yes=0.9", "twice"]),
+        "threshold without command": (["listen", "--input", str(CLIP), "--threshold", "=0.5"], ["'=0.5'", "no command"]),
+        "a recording as model": (["evaluate", str(CLIP), "--model", str(CLIP)], [str(CLIP), "not a PyTorch file"]),
     }
 
 
@@ -95,7 +114,10 @@ CASES = [
     "missing config", "unknown config key", "invalid yaml", "missing data dir", "missing model",
     "garbage checkpoint", "foreign checkpoint", "truncated checkpoint", "empty checkpoint",
     "missing evaluate input", "threshold not a number", "threshold out of range", "ensemble member missing",
-    "input rate without a pipe", "input rate not positive", "output under a file",
+    "input rate without a pipe", "input rate not positive", "output under a file", "NaN chunk size", "infinite speed",
+    "NaN SNR", "huge room", "no threads", "output is the input", "two outputs, one file", "plot not png",
+    "events over the recording", "snr without noise", "noise without snr", "drr without rt60", "file and microphone",
+    "threshold twice", "threshold without command", "a recording as model",
 ]
 
 
@@ -110,9 +132,13 @@ def check_one_line(err: str, needles: list[str]) -> None:
 @pytest.mark.parametrize("case", CASES)
 def test_bad_input_gives_one_error_line(case, tmp_path, capsys):
     args, needles = make_bad_inputs(tmp_path)[case]
+    if case == "events over the recording":
+        (tmp_path / "rec.wav").write_bytes(CLIP.read_bytes())
     assert main(args) == 2
     out, err = capsys.readouterr()
     check_one_line(err, needles)
+    if case == "events over the recording":
+        assert (tmp_path / "rec.wav").read_bytes() == CLIP.read_bytes()
     if case in ("missing data dir", "ensemble member missing"):
         assert not list(tmp_path.glob("run*"))  # nothing written for a typo
 
@@ -271,3 +297,22 @@ def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):
     assert main(["evaluate-stream", "--input", str(example), "--command-free", "--labels", str(tmp_path / "x.json")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("voice-gru: error: --command-free and --labels")
+
+
+def test_config_changes_only_the_decision_keys_it_sets(tmp_path, capsys):
+    """A recipe that sets only the cooldown must not reset a calibrated model's smoothing to the class
+    defaults; thresholds in it lose to the model's calibrated ones, and listen says so."""
+    from voice_gru.checkpoint_data import read_checkpoint_data
+    from voice_gru.cli import config_decision
+
+    ckpt = read_checkpoint_data(None)
+    assert ckpt.decision["smooth_ms"] == 250.0 and ckpt.thresholds
+    cfg = tmp_path / "d.yaml"
+    cfg.write_text("decision:\n  cooldown_ms: 500\n")
+    got = config_decision(str(cfg), ckpt)
+    assert (got.smooth_ms, got.min_duration_ms, got.cooldown_ms) == (250.0, ckpt.decision["min_duration_ms"], 500.0)
+    assert capsys.readouterr().err == ""
+    cfg.write_text("decision:\n  thresholds: {yes: 0.999}\n")
+    config_decision(str(cfg), ckpt)
+    assert "its decision thresholds are not used" in capsys.readouterr().err
+    assert config_decision(None, ckpt) is None

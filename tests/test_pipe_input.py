@@ -81,6 +81,14 @@ def test_wav_that_is_not_16_bit_pcm_is_refused_by_name(subtype, needle):
         sniff_wav_header(io.BytesIO(data))
 
 
+@pytest.mark.parametrize("fmt,subtype,name", [("FLAC", "PCM_16", "FLAC"), ("OGG", "VORBIS", "Ogg")])
+def test_compressed_audio_on_the_pipe_is_refused_by_name(fmt, subtype, name):
+    """Read as raw PCM it would be a run on noise that seems to work."""
+    data = _wav_bytes(np.zeros(1600, np.float32), 16000, fmt, subtype)
+    with pytest.raises(AudioFormatError, match=f"standard input: {name} data"):
+        sniff_wav_header(io.BytesIO(data))
+
+
 def _events(args, stdin=None):
     out = subprocess.run([str(SCRIPT), "listen", "--no-view", *args], input=stdin, capture_output=True, timeout=120)
     assert out.returncode == 0, out.stderr.decode()

@@ -65,5 +65,5 @@ def test_bad_reversed_share_is_one_line(tiny_root, tmp_path, capsys):
     rc = main(["train", "--config", str(cfg), "--data-dir", str(tiny_root), "--out", str(tmp_path / "run"),
                "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--quiet"])
     err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "data.reversed_unknown must lie in [0, 1)" in err, err
+    assert rc == 2 and err.count("\n") == 1 and "data.reversed_unknown = 1.0: must be at least 0 and below 1" in err, err
     assert not (tmp_path / "run").exists()

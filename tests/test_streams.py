@@ -245,6 +245,146 @@ def test_read_truth_and_load_stream_errors(tmp_path):
         write_stream(tmp_path / "rec.flac", audio, truth_of([]))
 
 
+def _valid_labels() -> dict:
+    """A label file as make-stream writes it: a command and an unknown word in a 20 s recording."""
+    events = [ev("yes", 1.0, 2.0), ev("_unknown_", 4.0, 5.0, word="bed")]
+    for e in events:
+        e["speech_start"], e["gain_db"] = e["start"] + 0.1, -3.0
+    return truth_of(events, duration=20.0)
+
+
+def _set(truth: dict, where: str, value) -> None:
+    """``where`` is a top-level key or ``events.I.KEY``; the value ``_DELETE`` removes the key."""
+    *parents, key = where.split(".")
+    obj = truth
+    for p in parents:
+        obj = obj[int(p)] if p.isdigit() else obj[p]
+    key = int(key) if key.isdigit() else key
+    if value is _DELETE:
+        del obj[key]
+    else:
+        obj[key] = value
+
+
+_DELETE = object()
+_BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must name)
+    ("events.0.start", "abc", r"events\[0\]\.start = 'abc'"),
+    ("events.0.start", None, r"events\[0\]\.start = None"),
+    ("events.0.start", True, r"events\[0\]\.start = True"),
+    ("events.0.start", float("inf"), r"events\[0\]\.start"),
+    ("events.0.start", -1.0, r"events\[0\]\.start = -1.0: must be >= 0"),
+    ("events.1.start", 50.0, r"events\[1\]\.start = 50.0: after the recording's end"),
+    ("events.1.end", 20.5, r"events\[1\]\.end = 20.5: after the recording's end"),
+    ("events.0.end", 0.5, r"events\[0\]\.end = 0.5: before its start"),
+    ("events.0.end", _DELETE, r"events\[0\]: missing 'end'"),
+    ("events.0.label", ["down"], r"events\[0\]\.label = \['down'\]"),
+    ("events.0.label", "yess", r"events\[0\]\.label = 'yess': not a 12-class label"),
+    ("events.0.label", 7, r"events\[0\]\.label = 7"),
+    ("events.0.speech_end", "x", r"events\[0\]\.speech_end = 'x'"),
+    ("events.0.speech_end", 2.5, r"events\[0\]\.speech_end = 2.5: must lie between"),
+    ("events.0.speech_end", 1.05, r"events\[0\]\.speech_end = 1.05: must lie between 1.1"),  # before speech_start
+    ("events.0.speech_start", 0.5, r"events\[0\]\.speech_start = 0.5: must lie between"),
+    ("events.0.word", ["yes"], r"events\[0\]\.word"),
+    ("events.0.file", 5, r"events\[0\]\.file"),
+    ("events.1", "yes", r"events\[1\]: expected an object"),
+    ("events", {"0": 1}, r"'events' list"),
+    ("sample_rate", "x", r"sample_rate = 'x'"),
+    ("sample_rate", 0, r"sample_rate = 0"),
+    ("sample_rate", -16000, r"sample_rate = -16000"),
+    ("sample_rate", 16000.5, r"sample_rate = 16000.5"),
+    ("sample_rate", True, r"sample_rate = True"),
+    ("duration", float("nan"), r"duration = nan"),
+    ("duration", True, r"duration = True"),
+    ("duration", "20", r"duration = '20'"),
+    ("duration", 0, r"duration = 0"),
+    ("duration", _DELETE, r"missing 'duration'"),
+]
+
+
+def _stream_files(tmp_path, truth: dict, seconds: float = 20.0, sample_rate: int = SR):
+    """A silent recording and ``truth`` written as its label file (as written, not re-checked)."""
+    from voice_gru.audio import save_wav
+
+    wav = tmp_path / "rec.wav"
+    save_wav(wav, np.zeros(int(seconds * sample_rate), dtype=np.float32), sample_rate)
+    labels_path_for(wav).write_text(json.dumps(truth))  # json writes NaN/Infinity as Python reads them back
+    return wav
+
+
+@pytest.mark.parametrize("where,value,message", _BAD_LABEL_FILES, ids=[f"{w}={v!r}" for w, v, _ in _BAD_LABEL_FILES])
+def test_load_stream_refuses_a_bad_label_file_naming_the_key(tmp_path, where, value, message):
+    truth = _valid_labels()
+    _set(truth, where, value)
+    wav = _stream_files(tmp_path, truth)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_stream(wav)  # what evaluate-stream calls
+    text = str(info.value)
+    assert "\n" not in text and text.startswith(str(labels_path_for(wav)))
+
+
+def test_load_stream_refuses_duplicate_events(tmp_path):
+    truth = _valid_labels()
+    truth["events"].append(dict(truth["events"][0]))
+    with pytest.raises(DatasetError, match=r"events\[2\]\.start = 1.0: events\[0\] starts there too"):
+        load_stream(_stream_files(tmp_path, truth))
+
+
+def test_load_stream_accepts_valid_label_files(tmp_path):
+    truth = _valid_labels()
+    audio, got = load_stream(_stream_files(tmp_path, truth))
+    assert got == truth and audio.size == 20 * SR
+    # optional keys may be absent; integer seconds, a _silence_ event and an event ending on the last sample are fine
+    truth = {"duration": 20, "events": [{"label": "no", "start": 0, "end": 20}, {"label": "_silence_", "start": 3, "end": 4}]}
+    assert load_stream(_stream_files(tmp_path, truth))[1] == truth
+
+
+def test_load_stream_sample_rate_is_the_recordings(tmp_path):
+    """The label file's sample_rate is the rate make-stream wrote the WAV at: the audio always comes
+    back at the model's rate, and a label file that disagrees with the WAV header is refused."""
+    truth = _valid_labels()
+    truth["sample_rate"] = 8000
+    wav = _stream_files(tmp_path, truth)  # a 16 kHz WAV
+    with pytest.raises(DatasetError, match=r"sample_rate = 8000 but .*rec\.wav is recorded at 16000 Hz"):
+        load_stream(wav)
+    wav = _stream_files(tmp_path, truth, sample_rate=8000)  # an 8 kHz recording, as its labels say
+    audio, _ = load_stream(wav)
+    assert audio.size == 20 * SR  # resampled to the 16 kHz the model takes, not fed at 8 kHz
+    assert load_stream(wav, sample_rate=8000)[0].size == 20 * 8000
+
+
+def _synthetic_bank():
+    """A ClipBank of made-up clips (a tone burst in silence): make_stream without a dataset."""
+    from voice_gru.streams import ClipBank
+
+    rng = np.random.default_rng(0)
+
+    def clip(n):
+        a = np.zeros(n, dtype=np.float32)
+        a[n // 4:n // 2] = 0.3 * np.sin(np.arange(n // 2 - n // 4) * 0.2, dtype=np.float32)
+        return a
+
+    commands = tuple((f"{w}/c{i}.wav", w, clip(SR - 500 * i)) for i, w in enumerate(("yes", "go", "stop")))
+    unknown = tuple((f"{w}/u{i}.wav", w, clip(SR)) for i, w in enumerate(("bed", "cat")))
+    noise = (("hum.wav", rng.standard_normal(3 * SR).astype(np.float32), 1.0),)
+    return ClipBank("synthetic", "validation", commands, unknown, noise)
+
+
+@pytest.mark.parametrize("spec", [StreamSpec(seconds=30.0), StreamSpec(seconds=20.0, gap_s=(0.3, 0.6)),
+                                  StreamSpec(seconds=20.0, command_free=True, unknown_mix="words")],
+                         ids=["default", "overlapping", "command-free"])
+def test_make_stream_label_files_pass_the_checks(tmp_path, spec):
+    audio, truth = make_stream("synthetic", "validation", spec, seed=3, bank=_synthetic_bank())
+    wav, _ = write_stream(tmp_path / "rec.wav", audio, truth)
+    got_audio, got = load_stream(wav)
+    assert got == json.loads(json.dumps(truth)) and got_audio.size == audio.size
+
+
+def test_make_stream_label_files_from_the_dataset_pass_the_checks(shared_data, tmp_path):
+    audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=30.0, rt60_s=0.4), seed=5)
+    wav, _ = write_stream(tmp_path / "rec.wav", audio, truth)
+    assert load_stream(wav)[1]["events"] == truth["events"]
+
+
 def test_stream_spec_checks():
     with pytest.raises(ConfigError, match="gap_s"):
         StreamSpec(gap_s=(4.0, 2.0)).check()
@@ -610,11 +750,14 @@ def test_cli_errors_are_one_line(shared_data, tmp_path, capsys):
     assert not (shared_data / "stop" / "x.wav").exists()
     assert _run(["make-stream", "--data-dir", str(tmp_path / "nowhere"), "--minutes", "0.1",
                  "--out", str(tmp_path / "r.wav")]) == 2
-    assert _run(["make-stream", "--data-dir", str(shared_data), "--minutes", "-1", "--out", str(tmp_path / "r.wav")]) == 2
-    assert "seconds" in capsys.readouterr().out
     assert _run(["make-stream", "--data-dir", str(shared_data), "--out", str(tmp_path / "r.mp3")]) == 2
-    assert _run(["make-stream", "--data-dir", str(shared_data), "--rt60", "-1", "--out", str(tmp_path / "r.wav")]) == 2
-    assert "rt60_s" in capsys.readouterr().out
+    capsys.readouterr()
+    for flag, value in (("--minutes", "-1"), ("--rt60", "-1"), ("--drr", "nan"), ("--minutes", "inf")):  # refused when parsed
+        with pytest.raises(SystemExit) as info:
+            _run(["make-stream", "--data-dir", str(shared_data), flag, value, "--out", str(tmp_path / "r.wav")])
+        err = capsys.readouterr().err
+        assert info.value.code == 2 and f"argument {flag}: expected a number" in err and value in err, err
+    assert not (tmp_path / "r.wav").exists()
 
 
 def _registered() -> bool:

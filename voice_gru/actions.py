@@ -43,6 +43,7 @@ import sys
 import queue
 import threading
 import time
+import traceback
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -189,8 +190,8 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
         raise ConfigError(f"queue_size: expected a positive integer, got {queue_size!r}")
     wake = _parse_wake(raw.get("wake_word"))
     acts = raw.get("actions")
-    if acts is None:
-        acts = {}
+    if not acts:  # an assistant that does nothing is a mistake, not a choice (listen without --assistant prints)
+        raise ConfigError("actions: no command has an action (e.g. actions: {stop: {say: stopping}})")
     if not isinstance(acts, Mapping):
         raise ConfigError(f"actions: expected a mapping of command -> action(s), got {acts!r}")
     parsed: dict[str, tuple[Action, ...]] = {}
@@ -642,8 +643,11 @@ class ActionRunner:
             ok, detail = self._execute(action, cmd)
         except Exception as exc:  # noqa: BLE001 - a failing action never stops the worker
             ok, detail = False, f"{type(exc).__name__}: {exc}"
-            logger.warning("%s -> %s failed: %s", cmd.label, name, detail,
-                           exc_info=action.kind == "call")
+            if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level
+                last = traceback.extract_tb(exc.__traceback__)[-1]
+                detail += f" (at {last.filename}:{last.lineno})"
+            logger.warning("%s -> %s failed: %s", cmd.label, name, detail)
+            logger.debug("%s -> %s traceback", cmd.label, name, exc_info=True)
         else:
             if not ok:
                 logger.warning("%s -> %s failed: %s", cmd.label, name, detail)

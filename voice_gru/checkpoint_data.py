@@ -91,6 +91,11 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
     except Exception as exc:  # not what this reader knows: torch's weights-only loader decides (and words the error)
         if isinstance(exc, zipfile.BadZipFile) and "CRC" in str(exc):  # torch's loader reads damaged bytes unchecked
             raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
+        with open(path, "rb") as f:
+            start = f.read(2)
+        if not zipfile.is_zipfile(path) and start[:1] != b"\x80":  # torch's old format is a pickle: 0x80, protocol
+            why = "the file is empty" if not start else "not a PyTorch file, or one cut short: no zip archive, no pickle"
+            raise CheckpointError(f"{path}: not a voice_gru checkpoint ({why})") from None
         try:
             import torch  # noqa: F401
         except ImportError:  # the base install: this reader's reason is the only one

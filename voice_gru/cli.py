@@ -8,14 +8,17 @@ inside the handlers so ``voice-gru --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NoReturn, Sequence
 
 from voice_gru.errors import AudioFormatError, ConfigError, VoiceGruError
+from voice_gru.fileio import check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
+DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -23,6 +26,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from voice_gru.data import dataset_stats
     from voice_gru.fileio import write_json
 
+    check_outputs({"--json": args.json})
     cfg = DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))
@@ -58,15 +62,42 @@ def _cmd_data_download(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive_int(text: str) -> int:
-    """argparse type: an integer of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
-    return value
+def whole(low: int = 1, high: int | None = None) -> Callable[[str], int]:
+    """argparse type: a whole number from ``low`` (to ``high``)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a whole number {_range(low, high, False)}, got {text!r}")
+        return value
+    return parse
+
+
+def number(low: float | None = None, high: float | None = None, above: bool = False) -> Callable[[str], float]:
+    """argparse type: a finite number, at least ``low`` (above it with ``above``) and at most ``high``.
+    NaN and inf are refused: they pass every comparison the commands make, silently (a NaN SNR mixes NaN)."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or (low is not None and (value <= low if above else value < low)) or \
+                (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected a number {_range(low, high, above)}, got {text!r}")
+        return value
+    return parse
+
+
+def _range(low: float | None, high: float | None, above: bool) -> str:
+    if low is None and high is None:
+        return "(finite)"
+    if high is None:
+        return f"{'above' if above else 'of at least'} {low:g}"
+    if low is None:
+        return f"of at most {high:g}"
+    return f"{'above' if above else 'from'} {low:g} {'and at most' if above else 'to'} {high:g}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -91,6 +122,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
+    check_outputs({"--out": args.out}, args.models)
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
     save_checkpoint(args.out, ckpt)
     n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
@@ -104,6 +136,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
+    check_outputs({"--json": args.json, "--csv": args.csv, "--plot": args.plot}, [*args.paths, args.model, *(args.noise or [])],
+                  png=["--plot"])
+    if args.noise and args.snr is None:
+        raise ConfigError("--noise gives the noise for --snr: add --snr DB")
+    if args.rt60 is None and args.drr != DEFAULT_DRR:
+        raise ConfigError("--drr is the direct-to-reverberant ratio of the room --rt60 simulates: add --rt60 S")
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
     if args.speed is not None:
@@ -115,6 +153,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             raise ConfigError(f"--rt60 must be a positive number of seconds, got {args.rt60:g}")
         items = with_reverb(items, args.rt60, args.drr, ckpt.features.sample_rate)
     if args.snr is not None:
+        from voice_gru.data import background_files
+
+        if not args.noise and not (Path(args.paths[0]).is_dir() and background_files(Path(args.paths[0]))):
+            raise ConfigError(f"--snr: {args.paths[0]} has no _background_noise_ folder to take the noise from; "
+                              "give it with --noise FILE|FOLDER")
         noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
         items = with_noise(items, noises, args.snr)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
@@ -135,6 +178,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.csv:
         write_predictions_csv(args.csv, report["predictions"])
         print(f"wrote {args.csv}")
+    if args.plot and "confusion" not in report:
+        print(f"no confusion plot ({args.plot}): none of the inputs is labelled (a label folder or a dataset split)")
     if args.plot and "confusion" in report:
         import numpy as np
 
@@ -172,13 +217,17 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
     out: dict[str, float] = {}
     glob = None
     for v in values:
-        key, _, num = v.rpartition("=")
+        key, eq, num = v.rpartition("=")
         try:
             x = float(num)
         except ValueError:
             raise ConfigError(f"--threshold {v!r}: expected a number or COMMAND=NUMBER") from None
+        if eq and not key.strip():
+            raise ConfigError(f"--threshold {v!r}: no command before '=' (one number for every command: --threshold {num})")
         if not 0.0 <= x <= 1.0:
             raise ConfigError(f"--threshold {v!r}: thresholds are posteriors between 0 and 1")
+        if (key in out) if key else (glob is not None):  # the last one would win unseen
+            raise ConfigError(f"--threshold {v!r}: {'that command' if key else 'one number'} is given twice")
         if key:
             out[key] = x
         else:
@@ -224,6 +273,20 @@ def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, flo
     return {**point["thresholds"], **(adjust or {})}
 
 
+def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
+    """``--config``: the model's decision settings with those its ``decision`` section sets (None: none given)."""
+    if not path:
+        return None
+    from voice_gru.config import load_decision
+    from voice_gru.streams import decision_of
+
+    decision, keys = load_decision(path, decision_of(ckpt))
+    if thresholds_used and ckpt.thresholds and keys & {"threshold", "thresholds"}:
+        print(f"warning: --config {path}: its decision thresholds are not used: the model's calibrated thresholds come "
+              "first (--threshold or --false-accepts-per-hour change them)", file=sys.stderr)
+    return decision
+
+
 def _where(point: dict) -> str:
     """Where an operating point's figures come from: held-out speakers (with a rule) or the calibration streams."""
     return "on new speakers, expected" if "rule" in point else "on the validation streams, measured"
@@ -265,11 +328,13 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.config import load_config
     from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks, stop_on_signals
     from voice_gru.spotter import CommandSpotter
 
+    check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
     from_pipe = args.input == "-"
+    if args.input and args.device is not None:
+        raise ConfigError("--device chooses a microphone; with --input the audio comes from that file or pipe: give one of them")
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
@@ -277,7 +342,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
     override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
-    spotter = CommandSpotter(ckpt, threshold=override, decision=load_config(args.config).decision if args.config else None,
+    spotter = CommandSpotter(ckpt, threshold=override, decision=config_decision(args.config, ckpt),
                              mode=args.mode, refresh_s=args.refresh or None)
     runner = None
     if args.assistant:
@@ -305,6 +370,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     live_audio = not args.input or from_pipe
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and live_audio)) else None
+    completed = False
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
             if args.input:
@@ -340,11 +406,15 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         stats = None
                     if mic.overflows or mic.dropped_blocks:
                         print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
+            completed = True
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
+            completed = True
+            raise
         finally:
             if runner:
                 runner.close(timeout=10)
             if events:
-                events.close()
+                events.close(completed)
     if stats is not None:
         print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
               f"real-time factor {stats.real_time_factor:.4f}", flush=True)
@@ -386,20 +456,27 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
                    help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
                         "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point). "
                         "Default: the model's calibrated thresholds")
-    p.add_argument("--false-accepts-per-hour", type=float, metavar="R",
+    p.add_argument("--false-accepts-per-hour", type=number(0, above=True), metavar="R",
                    help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
                         "per hour (its trade-off was measured on validation streams; higher R = more sensitive)")
-    p.add_argument("--config", help="recipe YAML whose 'decision' section replaces the model's settings")
+    p.add_argument("--config", help="recipe YAML whose 'decision' section changes the model's settings (only the keys it sets)")
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
-    p.add_argument("--refresh", type=float, default=3.0, metavar="S",
+    p.add_argument("--refresh", type=number(0), default=3.0, metavar="S",
                    help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset)")
-    p.add_argument("--chunk-ms", type=float, default=100.0, help="audio chunk size (default: %(default)s)")
+    p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0, help="audio chunk size (default: %(default)s)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error here (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"voice-gru: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    p = argparse.ArgumentParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
+    p = _Parser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset tools: stats, download")
@@ -422,9 +499,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
-    tr.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
-    tr.add_argument("--seed", type=int, help="override the recipe's train.seed (e.g. for ensemble members)")
-    tr.add_argument("--epochs", type=_positive_int, help="override the recipe's train.epochs (e.g. a longer schedule)")
+    tr.add_argument("--threads", type=whole(1), help="CPU threads (default: all cores)")
+    tr.add_argument("--seed", type=whole(0), help="override the recipe's train.seed (e.g. for ensemble members)")
+    tr.add_argument("--epochs", type=whole(1), help="override the recipe's train.epochs (e.g. a longer schedule)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 
@@ -444,15 +521,15 @@ def build_parser() -> argparse.ArgumentParser:
                     help="split of a dataset root (default: %(default)s)")
     ev.add_argument("--streaming", action="store_true",
                     help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
-    ev.add_argument("--snr", type=float, metavar="DB",
+    ev.add_argument("--snr", type=number(-60, 100), metavar="DB",
                     help="mix background noise into every clip but _silence_ at this signal-to-noise ratio (dB)")
     ev.add_argument("--noise", nargs="+", metavar="PATH",
                     help="noise for --snr: files, folders or a dataset root (default: the first PATH's _background_noise_)")
-    ev.add_argument("--speed", type=float, metavar="F",
+    ev.add_argument("--speed", type=number(0.25, 4), metavar="F",
                     help="play every clip but _silence_ F times as fast, pitch included (1.1: a fast talker, 0.9: a slow one)")
-    ev.add_argument("--rt60", type=float, metavar="S",
+    ev.add_argument("--rt60", type=number(0.05, 5), metavar="S",
                     help="play every clip but _silence_ in a simulated room with this reverberation time (s)")
-    ev.add_argument("--drr", type=float, metavar="DB", default=3.0,
+    ev.add_argument("--drr", type=number(-30, 60), metavar="DB", default=DEFAULT_DRR,
                     help="direct-to-reverberant ratio of that room, dB (default: %(default)s; ~0 across a room, ~10 close up)")
     ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
     ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
@@ -465,13 +542,13 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
     ls.add_argument("--input", metavar="FILE", help="stream a recording instead of the microphone; '-': 16-bit PCM on "
                     "standard input, WAV or raw little-endian (arecord, sox, ffmpeg -f s16le|wav)")
-    ls.add_argument("--input-rate", type=int, metavar="HZ", help="with --input - and raw PCM: its sample rate (default: 16000; a WAV header says its own)")
-    ls.add_argument("--input-channels", type=int, metavar="N", help="with --input - and raw PCM: interleaved channels (default: 1)")
+    ls.add_argument("--input-rate", type=whole(1000, 768000), metavar="HZ", help="with --input - and raw PCM: its sample rate (default: 16000; a WAV header says its own)")
+    ls.add_argument("--input-channels", type=whole(1, 64), metavar="N", help="with --input - and raw PCM: interleaved channels (default: 1)")
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     add_recognizer_args(ls)
-    ls.add_argument("--seconds", type=float, help="stop after this much audio")
+    ls.add_argument("--seconds", type=number(0, above=True), help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
                     help="live level/posterior line on the terminal (default: on for a microphone or a pipe, on a TTY)")
     ls.set_defaults(func=_cmd_listen)
@@ -497,7 +574,10 @@ TRAIN_EXTRA = ("torch", "torchaudio", "librosa", "scipy", "matplotlib", "tqdm") 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voice-gru`` console script."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # a bad flag (one line printed) or --help: its status as the result
+        return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         parser.print_help()

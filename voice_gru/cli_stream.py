@@ -8,9 +8,11 @@ it). Each handler parses, calls one public function of ``voice_gru.streams`` /
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from voice_gru.cli import DEFAULT_DATA
+from voice_gru.fileio import check_outputs
 
 
 def _under(path: Path, folder: Path) -> bool:
@@ -50,6 +52,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
                           "(a WAV there would become a training clip)")
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"--out {out}: give a file name ending in .wav (the labels go beside it as .json)")
+    check_outputs({"--out": out, "its label file": out.with_suffix(".json")})
+    if args.command_free and args.command_ratio is not None:
+        raise ConfigError("--command-ratio with --command-free: a command-free recording has no commands; give one of them")
     spec = _spec_from_args(args)
     audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed)
     wav, labels = write_stream(out, audio, truth)
@@ -57,6 +62,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     n_unk = len(truth["events"]) - n_cmd
     print(f"wrote {wav} ({_duration(truth['duration'])}, {args.split} split, seed {args.seed}: "
           f"{n_cmd} commands, {n_unk} unknown words, {len(truth['noise'])} noise segments) and {labels}")
+    if truth.get("clipped_samples"):
+        print(f"warning: {truth['clipped_samples']} samples ({truth['clipped_samples'] / max(1, audio.size):.1%}) were clipped at "
+              "full scale: lower --gain-db or --noise-dbfs", file=sys.stderr)
     if truth["unreadable"]:
         print(f"skipped {len(truth['unreadable'])} unreadable clip(s), e.g. {truth['unreadable'][0]['file']}: "
               f"{truth['unreadable'][0]['reason']}")
@@ -134,8 +142,7 @@ def format_command_free(r: dict) -> str:
 
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import recognizer_override
-    from voice_gru.config import load_config
+    from voice_gru.cli import config_decision, recognizer_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import operating_point
@@ -146,10 +153,17 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
+    if args.det_json and not args.det:
+        raise ConfigError("--det-json is where --det's sweep goes: add --det OUT.png")
+    det_json = (Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")) if args.det else None
+    labels = args.labels or (None if args.command_free else Path(args.input).with_suffix(".json"))
+    check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},
+                  [args.input, labels, args.model, args.config], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     override = recognizer_override(args, ckpt)
-    dcfg = load_config(args.config).decision if args.config else None
-    audio, truth = load_stream(args.input, args.labels, command_free=args.command_free)
+    dcfg = config_decision(args.config, ckpt)
+    audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
+                               sample_rate=ckpt.features.sample_rate)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
@@ -174,8 +188,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     if args.json:
         write_json(args.json, public_result(result))
         print(f"wrote {args.json}")
-    if args.det:
-        det_json = Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")
+    if args.det and det_json:
         plot_det(sweep, args.det, f"{Path(args.input).name}: {result['mode']} mode")
         write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": sweep})
         print(f"wrote {args.det} and {det_json} ({len(sweep)} thresholds)")
@@ -186,13 +199,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
     from voice_gru.calibrate import calibrate, format_calibration, plot_expected
-    from voice_gru.config import load_config
+    from voice_gru.cli import config_decision
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model, save_checkpoint
 
+    # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
+    check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot}, [args.config], png=["--plot"])
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
-    dcfg = load_config(args.config).decision if args.config else None
+    dcfg = config_decision(args.config, ckpt, thresholds_used=False)  # calibration chooses the thresholds
     log = None if args.quiet else (lambda msg: print(msg, flush=True))
     calibrated, report = calibrate(ckpt, args.data_dir, args.max_false_accepts_per_hour,
                                    command_minutes=args.minutes, free_minutes=args.free_minutes,
@@ -209,37 +224,28 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _pair(kind: str):
-    def parse(text: str) -> float:
-        try:
-            return float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{kind}: expected a number, got {text!r}") from None
-    return parse
-
-
 def register(subparsers) -> None:
     """Add ``make-stream``, ``evaluate-stream`` and ``calibrate`` to the ``voice-gru`` subparsers."""
-    from voice_gru.cli import add_recognizer_args
+    from voice_gru.cli import add_recognizer_args, number, whole
 
     ms = subparsers.add_parser("make-stream", help="build a long test recording (WAV + JSON labels) from a dataset split")
     ms.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
     ms.add_argument("--split", choices=["validation", "testing"], default="validation",
                     help="which split's clips (default: %(default)s)")
-    ms.add_argument("--minutes", type=float, default=10.0, help="length (default: %(default)s)")
+    ms.add_argument("--minutes", type=number(0.05, 24 * 60), default=10.0, help="length (default: %(default)s)")
     ms.add_argument("--command-free", action="store_true",
                     help="only unknown words and noise (measures false accepts per hour)")
-    ms.add_argument("--seed", type=int, default=0, help="same seed, same recording (default: %(default)s)")
-    ms.add_argument("--gap", dest="gap_s", nargs=2, type=_pair("--gap"), metavar=("MIN", "MAX"),
+    ms.add_argument("--seed", type=whole(0), default=0, help="same seed, same recording (default: %(default)s)")
+    ms.add_argument("--gap", dest="gap_s", nargs=2, type=number(0.1, 60), metavar=("MIN", "MAX"),
                     help="seconds from one word's start to the next (default: 2 4)")
-    ms.add_argument("--command-ratio", type=float, help="fraction of words that are commands (default: 0.7)")
-    ms.add_argument("--gain-db", nargs=2, type=_pair("--gain-db"), metavar=("MIN", "MAX"),
+    ms.add_argument("--command-ratio", type=number(0, 1), help="fraction of words that are commands (default: 0.7)")
+    ms.add_argument("--gain-db", nargs=2, type=number(-60, 20), metavar=("MIN", "MAX"),
                     help="gain of each word in dB (default: -10 0)")
-    ms.add_argument("--noise-dbfs", nargs=2, type=_pair("--noise-dbfs"), metavar=("MIN", "MAX"),
+    ms.add_argument("--noise-dbfs", nargs=2, type=number(-120, 0), metavar=("MIN", "MAX"),
                     help="background noise level, dBFS RMS (default: -70 -50)")
-    ms.add_argument("--rt60", type=float, metavar="S",
+    ms.add_argument("--rt60", type=number(0.05, 5), metavar="S",
                     help="play every word in one simulated room with this reverberation time (default: none)")
-    ms.add_argument("--drr", type=float, metavar="DB",
+    ms.add_argument("--drr", type=number(-30, 60), metavar="DB",
                     help="that room's direct-to-reverberant ratio in dB (default: 3; ~0 across a room)")
     ms.add_argument("--unknown-mix", choices=["clips", "words"],
                     help="unknown words clip by clip (the split's own mix, mostly bed/cat/happy here) or "
@@ -256,7 +262,7 @@ def register(subparsers) -> None:
                          "detection is a false accept, and each calibrated --false-accepts-per-hour setting is replayed on it")
     es.add_argument("--model", help="checkpoint (default: the shipped model)")
     add_recognizer_args(es)
-    es.add_argument("--after", type=float, default=1.0, metavar="S",
+    es.add_argument("--after", type=number(0, 10), default=1.0, metavar="S",
                     help="a detection up to this long after a word's end counts for it (default: %(default)s)")
     es.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
@@ -267,14 +273,14 @@ def register(subparsers) -> None:
                                help="choose thresholds for a false-accepts-per-hour target on new speakers (cross-validated over validation speakers)")
     ca.add_argument("--model", help="checkpoint (default: the shipped model)")
     ca.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
-    ca.add_argument("--max-false-accepts-per-hour", type=float, default=0.5, metavar="R",
+    ca.add_argument("--max-false-accepts-per-hour", type=number(0, above=True), default=0.5, metavar="R",
                     help="false accepts per hour to expect on speakers the thresholds were not fitted to (default: %(default)s)")
     ca.add_argument("--out", required=True, metavar="CKPT", help="where the calibrated copy of the model goes")
-    ca.add_argument("--minutes", type=float, default=25.0,
+    ca.add_argument("--minutes", type=number(0.05, 24 * 60), default=25.0,
                     help="length of the command stream (default: %(default)s, enough for every validation command)")
-    ca.add_argument("--free-minutes", type=float, default=120.0,
+    ca.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=120.0,
                     help="length of the command-free stream (default: %(default)s; 0.5/h needs 2 h for one event)")
-    ca.add_argument("--seed", type=int, default=0, help="seed of the calibration streams (default: %(default)s)")
+    ca.add_argument("--seed", type=whole(0), default=0, help="seed of the calibration streams (default: %(default)s)")
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
     ca.add_argument("--config", help="recipe YAML whose 'decision' section is calibrated (default: the model's)")
     ca.add_argument("--json", metavar="OUT", help="write the calibration report as JSON")

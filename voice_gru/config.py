@@ -302,8 +302,8 @@ def yaml_loader() -> type:
     return Loader
 
 
-def load_config(path: str | Path) -> Config:
-    """Load a ``Config`` from a YAML file; errors name the file and the key."""
+def _read_yaml(path: str | Path) -> Mapping[str, Any]:
+    """A recipe file's top-level mapping; errors name the file."""
     import yaml
 
     path = Path(path)
@@ -313,10 +313,26 @@ def load_config(path: str | Path) -> Config:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader()) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a UTF-8 text file") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
+    return raw
+
+
+def load_config(path: str | Path) -> Config:
+    """Load a ``Config`` from a YAML file; errors name the file and the key."""
+    raw = _read_yaml(path)
     try:
         return from_dict(Config, raw, where="")
     except ConfigError as exc:
         msg = str(exc).lstrip(".").removeprefix(": ")
         raise ConfigError(f"{path}: {msg}") from None
+
+
+def load_decision(path: str | Path, base: DecisionConfig) -> tuple[DecisionConfig, frozenset[str]]:
+    """``base`` with the keys that recipe ``path``'s ``decision`` section sets (and which those are):
+    a recipe that sets only ``cooldown_ms`` must not reset a model's calibrated smoothing to defaults."""
+    section = load_config(path).decision
+    keys = frozenset((_read_yaml(path).get("decision") or {}).keys())
+    return dataclasses.replace(base, **{k: getattr(section, k) for k in keys}), keys

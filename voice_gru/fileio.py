@@ -7,25 +7,69 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Mapping, Sequence
+
+from voice_gru.errors import ConfigError
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temp path in the target's folder; on success rename it onto ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
-    os.close(fd)
+    """Yield a temp path in the target's folder; on success rename it onto ``path``.
+
+    A link is written through (its target is replaced, the link kept); a target that is not a regular
+    file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
+    name ``path``, not the temp file."""
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
+    if path.exists() and not path.is_file() and not path.is_dir():
+        yield path
+        return
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        os.close(fd)
         yield Path(tmp)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file should read like any other
         os.replace(tmp, path)
+    except OSError as exc:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise OSError(exc.errno, exc.strerror, str(path)) from None
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
+                  png: Sequence[str] = ()) -> None:
+    """Before any work is done: each output (``{"--json": path}``) can be written, is none of the
+    inputs and no other output — a failure found after an hour of streams would throw the hour away.
+    The outputs named in ``png`` are images and must be named ``.png``."""
+    ins = {os.path.realpath(p) for p in inputs if p and str(p) != "-"}
+    seen: dict[str, str] = {}
+    for flag, p in outputs.items():
+        if not p:
+            continue
+        if flag in png and Path(p).suffix.lower() != ".png":
+            raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
+        real = os.path.realpath(p)
+        if real in ins:
+            raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
+        if real in seen:
+            raise ConfigError(f"{flag} {p}: the same file as {seen[real]}")
+        seen[real] = flag
+        if os.path.isdir(real):
+            raise ConfigError(f"{flag} {p}: is a folder, not a file")
+        folder = Path(real).parent
+        while not folder.exists():
+            folder = folder.parent
+        if not folder.is_dir():
+            raise ConfigError(f"{flag} {p}: {folder} is not a folder")
+        if not os.access(folder, os.W_OK | os.X_OK) and not (os.path.exists(real) and not os.path.isfile(real)):
+            raise ConfigError(f"{flag} {p}: cannot write in {folder} (permission denied)")
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -12,7 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO, Callable, Iterable, Iterator, TextIO
+from typing import Any, BinaryIO, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
@@ -73,6 +73,11 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
     from voice_gru.errors import AudioFormatError
 
     head = stream.read(12)
+    for magic, name in ((b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"ID3", "MP3"), (b"RIFX", "big-endian WAV"),
+                        (b"FORM", "AIFF"), (b"caff", "CAF")):
+        if head.startswith(magic):  # read as raw PCM it would be noise, and a run that "works"
+            raise AudioFormatError(f"standard input: {name} data; send 16-bit PCM, raw or WAV "
+                                   "(ffmpeg -i - -f s16le -ac 1 -ar 16000 -, or give the file itself to --input)")
     if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
         return PipeHeader(None, None, head)
     fmt = None
@@ -270,16 +275,27 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
 
 
 class EventWriter:
-    """Appends one JSON line per event to a file, flushed as it happens."""
+    """One JSON line per event, flushed as it happens. The file is replaced only when the first event
+    arrives, or at the end of a run that completed without any: a run that fails before it starts
+    (a bad input, no microphone) leaves an earlier run's events as they were."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = open(self.path, "w", encoding="utf-8")
+        self._f: Any = None
 
     def write(self, cmd: Command) -> None:
+        if self._f is None:
+            self._open()
         self._f.write(json.dumps(cmd.to_dict()) + "\n")
         self._f.flush()
 
-    def close(self) -> None:
-        self._f.close()
+    def close(self, completed: bool = True) -> None:
+        """Close; ``completed``: the run ended normally, so an empty file records that nothing fired."""
+        if self._f is None and completed:
+            self._open()
+        if self._f is not None:
+            self._f.close()
+
+    def _open(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = open(self.path, "w", encoding="utf-8")

@@ -135,7 +135,7 @@ class CommandSpotter:
             logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
                         "among its points at or below it)", false_accepts_per_hour, self.operating_point["target_fa_per_hour"])
         if self.operating_point:
-            override = {**self.operating_point["thresholds"], **(override or {})}  # type: ignore[dict-item]
+            override = {**self.operating_point["thresholds"], **(override or {})}
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         f = self.ckpt.features

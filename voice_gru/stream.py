@@ -55,9 +55,9 @@ class Recognizer:
         hop_s = self.ckpt.features.hop_ms / 1000
         # a copy must see more than a word before it takes over; below two frames the refresh would be all warm-up
         if refresh_s is not None and (isinstance(refresh_s, bool) or not isinstance(refresh_s, numbers.Real)
-                                      or not 2 * hop_s <= float(refresh_s) < float("inf")):
+                                      or not (refresh_s == 0 or 2 * hop_s <= float(refresh_s) < float("inf"))):
             raise ConfigError(f"refresh_s {refresh_s!r}: seconds between state refreshes, at least {2 * hop_s:g} "
-                              "(~3 s keeps more than a word of context; None: never refresh)")
+                              "(~3 s keeps more than a word of context; 0 or None: never refresh)")
         self.period = max(2, int(round(refresh_s / hop_s))) if refresh_s else None
         self.warm = self.period // 2 if self.period else 0  # frames a new copy runs before it takes over
         self.window = max(1, int(round(window_s / hop_s)))

@@ -36,13 +36,14 @@ from __future__ import annotations
 import bisect
 import functools
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru import COMMANDS, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.config import DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 
@@ -313,8 +314,58 @@ def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[P
     return path, labels
 
 
+# a stream's truth: times may be off by this much (rounding, a re-encoded recording) and still be the recording's
+_TIME_TOL_S = 0.05
+# the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
+TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
+
+
+def _number(value: Any) -> bool:
+    """A finite JSON number (bool is an int to Python but never a time or a rate in a label file)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_event(path: Path, i: int, ev: Any, duration: float) -> None:
+    """Raise DatasetError naming ``events[i]`` and its first bad key."""
+    where = f"{path}: events[{i}]"
+    if not isinstance(ev, dict):
+        raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
+    for key in ("label", "start", "end"):
+        if key not in ev:
+            raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end')")
+    label = ev["label"]
+    if not isinstance(label, str) or label not in TRUTH_LABELS:
+        # a label no model outputs would count as a command that can never be hit, lowering recall
+        raise DatasetError(f"{where}.label = {label!r}: not a 12-class label (one of {', '.join(TRUTH_LABELS)})")
+    for key in ("start", "end", "speech_start", "speech_end"):
+        if key in ev and not _number(ev[key]):
+            raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a finite number of seconds")
+    start, end = ev["start"], ev["end"]
+    if start < 0:
+        raise DatasetError(f"{where}.start = {start}: must be >= 0 (seconds from the recording's start)")
+    if start > duration + _TIME_TOL_S:
+        raise DatasetError(f"{where}.start = {start}: after the recording's end ('duration' = {duration:g} s)")
+    if end < start:
+        raise DatasetError(f"{where}.end = {end}: before its start ({start})")
+    if end > duration + _TIME_TOL_S:
+        raise DatasetError(f"{where}.end = {end}: after the recording's end ('duration' = {duration:g} s)")
+    lo = start
+    for key in ("speech_start", "speech_end"):  # make-stream writes both, start <= speech_start <= speech_end <= end
+        if key in ev and not lo - 1e-6 <= ev[key] <= end + 1e-6:
+            raise DatasetError(f"{where}.{key} = {ev[key]}: must lie between {lo:g} and the event's end ({end:g})")
+        lo = ev.get(key, lo)
+    for key in ("word", "file"):  # scoring groups false accepts by them
+        if ev.get(key) is not None and not isinstance(ev[key], str):
+            raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a string")
+
+
 def read_truth(path: str | Path) -> dict:
-    """Read and check a stream's label file; errors name the file and what is wrong."""
+    """Read and check a stream's label file; errors name the file, the event and key, and what is wrong.
+
+    Checked once here so scoring never meets a value it would silently misread: times are finite
+    numbers within the recording (``duration``, with a small tolerance), ``start <= speech_start
+    <= speech_end <= end``, labels are 12-class labels, no two events start at the same time.
+    """
     path = Path(path)
     if not path.is_file():
         raise DatasetError(f"{path}: label file not found (make-stream writes it beside the WAV)")
@@ -324,11 +375,22 @@ def read_truth(path: str | Path) -> dict:
         raise DatasetError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(truth, dict) or not isinstance(truth.get("events"), list):
         raise DatasetError(f"{path}: not a stream label file (expected an object with an 'events' list)")
+    if "duration" not in truth:
+        raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds)")
+    duration = truth["duration"]
+    if not _number(duration) or duration <= 0:
+        raise DatasetError(f"{path}: duration = {duration!r}: must be a positive number of seconds")
+    rate = truth.get("sample_rate")
+    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0):
+        raise DatasetError(f"{path}: sample_rate = {rate!r}: must be a positive whole number of Hz")
+    seen: dict[float, int] = {}
     for i, ev in enumerate(truth["events"]):
-        if not isinstance(ev, dict) or not {"label", "start", "end"} <= set(ev):
-            raise DatasetError(f"{path}: events[{i}] needs 'label', 'start' and 'end'")
-    if not isinstance(truth.get("duration"), (int, float)):
-        raise DatasetError(f"{path}: missing 'duration' (seconds)")
+        _check_event(path, i, ev, float(duration))
+        # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
+        if ev["start"] in seen:
+            raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
+                               "there too (a duplicate event)")
+        seen[ev["start"]] = i
     return truth
 
 
@@ -337,27 +399,39 @@ def command_free_truth(duration_s: float, sample_rate: int = SAMPLE_RATE) -> dic
     return {"duration": float(duration_s), "sample_rate": sample_rate, "events": [], "command_free": True}
 
 
-def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False) -> tuple[np.ndarray, dict]:
-    """A recording and its truth; the label file defaults to the WAV's name with ``.json``.
+def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False,
+                sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
+    """A recording at ``sample_rate`` (the model's) and its truth; the label file defaults to the
+    WAV's name with ``.json``.
 
+    The label file's ``sample_rate`` says at what rate make-stream wrote the WAV; the recording's own
+    header is the truth for the audio, so a label file that disagrees with it is refused (it belongs
+    to another recording, or the recording was resampled after the labels were written).
     ``command_free``: no label file; the recording holds no commands (``command_free_truth``).
     """
+    import soundfile as sf
+
     from voice_gru.audio import load_audio
 
     if not Path(wav).is_file():
         raise AudioFormatError(f"{wav}: recording not found")
     if command_free:
-        audio = load_audio(wav, SAMPLE_RATE)
+        audio = load_audio(wav, sample_rate)
         if audio.size == 0:
             raise AudioFormatError(f"{wav}: the recording holds no audio")
-        return audio, command_free_truth(audio.size / SAMPLE_RATE)
+        return audio, command_free_truth(audio.size / sample_rate, sample_rate)
     labels = Path(labels) if labels else labels_path_for(wav)
     truth = read_truth(labels)
-    sr = int(truth.get("sample_rate", SAMPLE_RATE))
-    audio = load_audio(wav, sr)
-    if abs(audio.size / sr - float(truth["duration"])) > 0.05:
+    audio = load_audio(wav, sample_rate)  # decoded and checked: the header below is readable
+    header_sr = int(sf.info(str(wav)).samplerate)
+    said_sr = truth.get("sample_rate")
+    if said_sr is not None and said_sr != header_sr:
+        raise DatasetError(f"{labels}: sample_rate = {said_sr} but {wav} is recorded at {header_sr} Hz: the label "
+                           f"file belongs to another recording (if {wav} was resampled, set sample_rate to {header_sr})")
+    seconds = audio.size / sample_rate
+    if abs(seconds - float(truth["duration"])) > _TIME_TOL_S:
         raise DatasetError(f"{labels}: says {float(truth['duration']):.2f} s but {wav} holds "
-                           f"{audio.size / sr:.2f} s: the label file belongs to another recording")
+                           f"{seconds:.2f} s: the label file belongs to another recording")
     return audio, truth
 
 

@@ -12,6 +12,7 @@ import gc
 import json
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,6 +57,11 @@ def _log(msg: str, quiet: bool) -> None:
         print(msg, flush=True)
 
 
+def _warn(msg: str) -> None:
+    """What the user must see even with --quiet (which silences progress only): on stderr."""
+    print(msg, file=sys.stderr, flush=True)
+
+
 def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, quiet: bool = False) -> Prepared:
     """Scan the dataset, draw the examples, load (or compute and cache) their mel spectra."""
     clips = scan_dataset(data_dir)
@@ -88,6 +94,13 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         full = torch.zeros(len(train_ex), mels.shape[1], mels.shape[2])
         full[rows] = mels
         banks.append(full)
+    if bad:  # left out (and reported): kept, an unreadable clip would train as silence under its word's label
+        keep = [i for i, e in enumerate(train_ex) if e.path not in bad]
+        train_ex = [train_ex[i] for i in keep]
+        banks = [b[keep] for b in banks]
+        rows = [i for i, e in enumerate(train_ex) if e.path]
+        if not rows:
+            raise DatasetError(f"{data_dir}: no readable clip in the training split")
     normalizer = Normalizer.fit(front_end(cfg.features).mfcc_from_mel(banks[0][rows]))
     weights = class_weights(train_ex, labels, cfg.data)
     targets = [index[e.label] for e in train_ex]
@@ -107,6 +120,10 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
             o = e.offset // hop
             seg = noise_mels[e.noise][o:o + vm.shape[1]]
             val_mels[i, :seg.shape[0]] = seg * e.volume**2
+    if b:  # left out (and reported), not scored as a silent clip of its word
+        keep = [i for i, e in enumerate(val_ex) if e.path not in b]
+        val_ex = [val_ex[i] for i in keep]
+        val_mels = val_mels[keep]
     return Prepared(
         labels, bank, weights, val_mels,
         torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad,
@@ -159,6 +176,22 @@ def _dist():
     return world, rank
 
 
+def _check_device(device: str) -> None:
+    """Refuse a device that training cannot use, in one line (torch's own error is a traceback)."""
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda"):
+        raise ConfigError(f"--device {device}: not a training device (cpu, cuda or cuda:N)")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise VoiceGruError(f"--device {device}: no CUDA GPU is available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ConfigError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                              f"numbered from cuda:0")
+
+
 def train(
     cfg: Config,
     data_dir: str | Path,
@@ -170,11 +203,26 @@ def train(
     stop_after: int | None = None,
     threads: int | None = None,
 ) -> dict:
-    """Train (or resume) a run; returns the summary also written to ``summary.json``."""
+    """Train (or resume) a run; returns the summary also written to ``summary.json``.
+
+    SIGINT and SIGTERM stop it as Ctrl-C does (the run is saved after its last completed epoch,
+    then ``KeyboardInterrupt`` is raised), even when it was started in the background with SIGINT
+    ignored; the caller's signal handlers are back when it returns.
+    """
+    from voice_gru.live import stop_on_signals
+
+    if threads is not None and threads < 1:  # torch's own refusal is a traceback
+        raise ConfigError(f"--threads {threads}: must be at least 1")
+    _check_device(device)
+    with stop_on_signals():
+        return _train(cfg, data_dir, Path(out_dir), device, cache, quiet, restart, stop_after, threads)
+
+
+def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str | Path | None, quiet: bool,
+           restart: bool, stop_after: int | None, threads: int | None) -> dict:
     import yaml
     from tqdm.auto import tqdm
 
-    out = Path(out_dir)
     world, rank = _dist()
     ddp = world > 1
     if ddp:
@@ -187,8 +235,6 @@ def train(
             torch.cuda.set_device(device)
     main_proc = rank == 0
     quiet = quiet or not main_proc
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VoiceGruError("--device cuda: no CUDA GPU is available on this machine")
     # Oversubscribed cores make torch's small CPU kernels many times slower: one thread per
     # process under torchrun, all cores (or --threads) otherwise.
     torch.set_num_threads(threads or (1 if ddp else max(1, os.cpu_count() or 1)))
@@ -198,13 +244,6 @@ def train(
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
-    if cfg.model.spectral_layers < 1:
-        raise ConfigError(f"model.spectral_layers must be at least 1 (got {cfg.model.spectral_layers})")
-    if not 0.0 <= cfg.train.distill_weight <= 1.0 or cfg.train.distill_temperature <= 0:
-        raise ConfigError(f"train.distill_weight must lie in [0, 1] and train.distill_temperature be above 0 "
-                          f"(got {cfg.train.distill_weight} and {cfg.train.distill_temperature})")
-    if not 0.0 <= cfg.data.reversed_unknown < 1.0:
-        raise ConfigError(f"data.reversed_unknown must lie in [0, 1) (got {cfg.data.reversed_unknown})")
     if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
         raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
     state_path = out / "state.pt"
@@ -222,23 +261,29 @@ def train(
             pass  # a key this version does not know: the configs differ
         if saved_cfg != cfg_dict:
             raise VoiceGruError(f"{out}: holds a run with a different config; pass --restart or choose another --out")
+    t0 = time.time()
+    # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
+    prep = prepare(cfg, data_dir, cache, quiet)
+    labels = prep.labels
+    teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(out)
+        if state is None:
+            # a fresh start (--restart, or no state.pt to resume) removes the old run's files before
+            # it writes anything, state.pt first (it alone makes a folder resumable): a kill at any
+            # moment leaves the old run or a fresh one, never a mix of the two
+            for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
         write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
-
-    t0 = time.time()
-    prep = prepare(cfg, data_dir, cache, quiet)
-    for _, why in sorted(prep.bad_files.items()):
-        _log(f"warning: skipped unreadable clip {why}", quiet)
-    labels = prep.labels
+        for _, why in sorted(prep.bad_files.items()):
+            _warn(f"warning: skipped unreadable clip {why}")
     sil = labels.index(SILENCE) if SILENCE in labels else None
     torch.manual_seed(cfg.train.seed)
     model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
     if model.spectral is not None:
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
     model = model.to(device)
-    teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     net: torch.nn.Module = model
     if ddp:
         net = torch.nn.parallel.DistributedDataParallel(model)
@@ -275,7 +320,6 @@ def train(
             "parameters": count_parameters(model), "seed": cfg.train.seed, "torch": str(torch.__version__)}
     interrupted = False
     epoch = start_epoch
-    saved = list(history)  # the epochs that state.pt holds
     try:
         for epoch in range(start_epoch, cfg.train.epochs):
             if stop_after is not None and epoch >= stop_after:
@@ -323,7 +367,6 @@ def train(
                                                                 cfg.model.pooling, {}, {}, {**meta, "epoch": epoch + 1,
                                                                                             "val_acc": score}))
                 _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema)
-                saved = list(history)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -332,20 +375,24 @@ def train(
                 torch.distributed.barrier()
     except KeyboardInterrupt:
         interrupted = True
-        history = saved  # an epoch interrupted before state.pt was written is trained again on resume
-        _log(f"\ninterrupted: the run is saved after epoch {len(history)}; rerun the same command to resume", quiet)
+        if main_proc:
+            # the signal may land anywhere in an epoch's saving: report what a rerun resumes from
+            history, best = _saved_progress(state_path)
+            _warn(("" if quiet else "\n")  # off the progress bar's line
+                  + f"interrupted: the run is saved after epoch {len(history)}; rerun the same command to resume")
     summary = {"run": str(out), "best_epoch": best["epoch"], "best_val_acc": best["score"], "epochs_done": len(history),
                "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
-               "interrupted": interrupted, "labels": labels}
+               "interrupted": interrupted, "labels": labels, "skipped_clips": dict(sorted(prep.bad_files.items()))}
     if main_proc and history:
         if interrupted:  # Ctrl-C may have landed between state.pt and metrics.jsonl: make them agree
             write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         write_json(out / "summary.json", summary)
         plot_curves(history, out / "curves.png")
     if ddp:
-        box = [summary]  # only rank 0 validates: every rank returns rank 0's summary
-        torch.distributed.broadcast_object_list(box, src=0)
-        summary = box[0]
+        if not interrupted:  # after a stop, a peer may be blocked in a step's all-reduce: no collective
+            box = [summary]  # only rank 0 validates: every rank returns rank 0's summary
+            torch.distributed.broadcast_object_list(box, src=0)
+            summary = box[0]
         # free the DDP wrapper (its reducer holds the process group) while Python is fully alive:
         # left to the interpreter's final clean-up, gloo's threads once aborted a finished run
         del net
@@ -418,6 +465,14 @@ def _remove_stale_temps(out: Path) -> None:
     for name in RUN_FILES:
         for tmp in out.glob(f".{name}.*"):
             tmp.unlink(missing_ok=True)
+
+
+def _saved_progress(path: Path) -> tuple[list[dict], dict]:
+    """The epochs and the best score that ``path`` (state.pt) holds."""
+    if not path.is_file():
+        return [], {"epoch": -1, "score": -1.0}
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    return list(state["history"]), dict(state["best"])
 
 
 def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None) -> None:

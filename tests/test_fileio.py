@@ -1,0 +1,99 @@
+"""Writing results: atomically, through links, into pipes, and never over an input or an earlier run's file."""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import pytest
+
+from tiny_data import TEST_DATA
+from voice_gru.cli import main
+from voice_gru.errors import ConfigError
+from voice_gru.fileio import atomic_path, check_outputs, write_text
+
+CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
+
+
+def test_a_link_is_written_through(tmp_path):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    write_text(link, "new")
+    assert link.is_symlink() and target.read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temp file left
+
+
+def test_a_pipe_is_written_into_not_replaced(tmp_path):
+    fifo = tmp_path / "out.fifo"
+    os.mkfifo(fifo)
+    got: list[str] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_text()))
+    reader.start()
+    write_text(fifo, "through the pipe")
+    reader.join(10)
+    assert got == ["through the pipe"] and fifo.exists() and not fifo.is_file()
+
+
+def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path):
+    path = tmp_path / "result.json"
+    path.write_text("old")
+    with pytest.raises(RuntimeError), atomic_path(path) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("the writer failed")
+    assert path.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["result.json"]
+
+
+def test_an_os_error_names_the_target_not_the_temp_file(tmp_path, monkeypatch):
+    def refuse(src, dst):
+        raise OSError(28, "No space left on device", src)
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(OSError) as info:
+        write_text(tmp_path / "r.json", "{}")
+    assert info.value.filename == str(tmp_path / "r.json") and info.value.strerror == "No space left on device"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_check_outputs(tmp_path):
+    inp = tmp_path / "in.wav"
+    inp.write_bytes(b"x")
+    check_outputs({"--json": tmp_path / "new" / "deeper" / "r.json", "--csv": None}, [inp])  # folders are made later
+    for outputs, inputs, says in [
+        ({"--json": inp}, [inp], "also an input"),
+        ({"--json": tmp_path / "a", "--csv": tmp_path / "." / "a"}, [], "the same file as --json"),
+        ({"--json": tmp_path}, [], "is a folder"),
+        ({"--json": inp / "r.json"}, [], "is not a folder"),
+        ({"--plot": tmp_path / "c.jpg"}, [], "give a name ending in .png"),
+    ]:
+        with pytest.raises(ConfigError, match=says):
+            check_outputs(outputs, inputs, png=["--plot"])
+
+
+def test_listen_keeps_the_last_runs_events_when_it_cannot_start(tmp_path, capsys):
+    """The events file is replaced when the first detection arrives or the run ends: a truncated
+    recording (or a missing microphone) leaves the previous run's events as they were."""
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"t": 1.0, "label": "stop", "score": 0.9}\n')
+    bad = tmp_path / "cut.wav"
+    bad.write_bytes(CLIP.read_bytes()[:200])
+    assert main(["listen", "--input", str(bad), "--events", str(events), "--no-view"]) == 2
+    assert events.read_text() == '{"t": 1.0, "label": "stop", "score": 0.9}\n'
+    silence = tmp_path / "quiet.wav"
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(silence, np.zeros(16000, np.float32), 16000, subtype="PCM_16")
+    assert main(["listen", "--input", str(silence), "--events", str(events), "--no-view"]) == 0
+    assert events.read_text() == ""  # a completed run with no detection: an empty record, not the old one
+    capsys.readouterr()
+
+
+def test_plot_of_unlabelled_files_says_why_there_is_none(tmp_path, capsys):
+    plot = tmp_path / "c.png"
+    assert main(["evaluate", str(tmp_path / "x.wav"), "--plot", str(plot), "--quiet"]) in (1, 2)  # unreadable: no result
+    Path(tmp_path / "x.wav").write_bytes(CLIP.read_bytes())
+    assert main(["evaluate", str(tmp_path / "x.wav"), "--plot", str(plot), "--quiet"]) == 0
+    assert not plot.exists() and "no confusion plot" in capsys.readouterr().out
