@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -188,6 +190,12 @@ def test_directory(tmp_path):
     d = tmp_path / "folder.wav"
     d.mkdir()
     expect_error(d, "directory")
+
+
+def test_a_pipe_is_not_taken_for_an_empty_file(tmp_path):
+    fifo = tmp_path / "live.wav"
+    os.mkfifo(fifo)
+    assert "pipe" in expect_error(fifo, "not a regular file")
 
 
 def test_empty_file(tmp_path):

@@ -159,6 +159,12 @@ def test_values_out_of_range_name_the_key_and_file(tmp_path, text, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value), err.value
 
 
+def test_a_number_yaml_reads_as_text_gets_a_hint(tmp_path):
+    path = write(tmp_path, "train:\n  lr: 3e-3\n")  # PyYAML: a float needs a point and a signed exponent
+    with pytest.raises(ConfigError, match=r"train.lr: expected a number, got '3e-3' \(YAML reads that as text: write 3.0e-03\)"):
+        load_config(path)
+
+
 def test_code_built_configs_are_checked_too():
     with pytest.raises(ConfigError, match=r"^DecisionConfig.cooldown_ms = -1: must be at least 0$"):
         DecisionConfig(cooldown_ms=-1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Iterator
 
@@ -38,8 +39,12 @@ def _open_checked(path: Path):
         raise AudioFormatError(f"{path}: file not found")
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not an audio file")
+    if not path.is_file():  # a pipe or a device: no length to check, no seeking to decode
+        raise AudioFormatError(f"{path}: not a regular file (for audio on a pipe use listen --input -)")
     if path.stat().st_size == 0:
         raise AudioFormatError(f"{path}: file is empty (0 bytes)")
+    if not os.access(path, os.R_OK):
+        raise AudioFormatError(f"{path}: permission denied")
     try:
         f = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:

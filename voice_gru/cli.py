@@ -580,8 +580,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
-        parser.print_help()
-        return 0 if args.command is None else 2
+        if args.command is None:
+            parser.print_help()
+            return 0
+        print(f"voice-gru: error: `voice-gru {args.command}` needs an action (see voice-gru {args.command} --help)",
+              file=sys.stderr)
+        return 2
     try:
         return func(args)
     except VoiceGruError as exc:

@@ -236,7 +236,13 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"{where}: expected a number, got {value!r}")
+            hint = ""
+            if isinstance(value, str):
+                try:  # PyYAML (YAML 1.1) reads 3e-3 as text; a number needs a point and a signed exponent
+                    hint = f" (YAML reads that as text: write {float(value):.1e})"
+                except ValueError:
+                    pass
+            raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -413,7 +413,7 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
 
     from voice_gru.audio import load_audio
 
-    if not Path(wav).is_file():
+    if not Path(wav).exists():
         raise AudioFormatError(f"{wav}: recording not found")
     if command_free:
         audio = load_audio(wav, sample_rate)
