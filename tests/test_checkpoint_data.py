@@ -105,22 +105,7 @@ def test_reader_rebuilds_views_dtypes_and_shared_storage(tmp_path):
     (lambda b: b["weights"].pop("conv.bias"), "conv.bias"),
     (lambda b: b["weights"].update(extra=torch.zeros(2)), "extra"),
     (lambda b: b.update(n_in=13), "conv.weight"),
-])
-def test_inconsistent_weights_are_named(tmp_path, edit, needle):
-    """The live path builds its network from these arrays without torch's load_state_dict: a
-    mismatch is one error naming the weight, not a failure inside the first chunk."""
-    src = tmp_path / "good.pt"
-    save_checkpoint(src, _ckpt(CONFIGS[1]))
-    blob = torch.load(src, weights_only=True)
-    edit(blob)
-    bad = tmp_path / "bad.pt"
-    torch.save(blob, bad)
-    with pytest.raises(CheckpointError) as info:
-        read_checkpoint_data(bad)
-    assert str(bad) in str(info.value) and needle in str(info.value)
-
-
-@pytest.mark.parametrize("edit,needle", [
+    # contents that loaded before and then gave NaN posteriors, silence or a broadcast error
     (lambda b: b["normalizer"].update(mean=b["normalizer"]["mean"][:-1]), "normaliser of 39/40 values"),
     (lambda b: b["normalizer"].update(std=[0.0] * 40), "std not above 0"),
     (lambda b: b["weights"]["head.bias"].__setitem__(0, float("nan")), "weight head.bias is not finite"),
@@ -130,9 +115,10 @@ def test_inconsistent_weights_are_named(tmp_path, edit, needle):
     (lambda b: b.update(decision={"smooth_ms": -250.0}), "decision.smooth_ms = -250.0: must be at least 0"),
     (lambda b: b["features"].update(hop_ms=0.0), "features.hop_ms = 0.0: must be above 0"),
 ])
-def test_contents_the_live_path_would_misread_are_refused(tmp_path, edit, needle):
-    """Each of these loaded before and then gave NaN posteriors, silence or a broadcast error inside the
-    first chunk: now one CheckpointError naming the file and what is wrong."""
+def test_inconsistent_contents_are_named(tmp_path, edit, needle):
+    """The live path builds its network from these arrays without torch's load_state_dict: a
+    mismatch or a value it would misread is one error naming the file and what is wrong, not a
+    failure (or NaN posteriors, or silence) inside the first chunk."""
     src = tmp_path / "good.pt"
     save_checkpoint(src, _ckpt(CONFIGS[1]))
     blob = torch.load(src, weights_only=True)
