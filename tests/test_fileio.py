@@ -97,3 +97,14 @@ def test_plot_of_unlabelled_files_says_why_there_is_none(tmp_path, capsys):
     Path(tmp_path / "x.wav").write_bytes(CLIP.read_bytes())
     assert main(["evaluate", str(tmp_path / "x.wav"), "--plot", str(plot), "--quiet"]) == 0
     assert not plot.exists() and "no confusion plot" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_names_the_events_file():
+    from voice_gru.decision import Command
+    from voice_gru.live import EventWriter
+
+    events = EventWriter("/dev/full")
+    with pytest.raises(OSError) as info:
+        events.write(Command("stop", 0.9, 1.0))
+    assert info.value.filename == "/dev/full" and "No space" in info.value.strerror

@@ -55,7 +55,9 @@ def tiny_cfg():
 def baseline(tiny_root, tiny_cfg, cache, tmp_path_factory):
     """One uninterrupted tiny run: (run dir, summary)."""
     out = tmp_path_factory.mktemp("baseline") / "run"
+    torch.set_num_threads(2)
     summary = train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+    assert torch.get_num_threads() == 2  # the caller's setting is back (a notebook keeps its threads)
     return out, summary
 
 

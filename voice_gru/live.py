@@ -284,17 +284,23 @@ class EventWriter:
         self._f: Any = None
 
     def write(self, cmd: Command) -> None:
-        if self._f is None:
-            self._open()
-        self._f.write(json.dumps(cmd.to_dict()) + "\n")
-        self._f.flush()
+        try:
+            if self._f is None:
+                self._open()
+            self._f.write(json.dumps(cmd.to_dict()) + "\n")
+            self._f.flush()
+        except OSError as exc:  # a full disk says "No space left on device" without saying where
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self, completed: bool = True) -> None:
         """Close; ``completed``: the run ended normally, so an empty file records that nothing fired."""
-        if self._f is None and completed:
-            self._open()
-        if self._f is not None:
-            self._f.close()
+        try:
+            if self._f is None and completed:
+                self._open()
+            if self._f is not None:
+                self._f.close()
+        except OSError as exc:
+            raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)

@@ -207,15 +207,19 @@ def train(
 
     SIGINT and SIGTERM stop it as Ctrl-C does (the run is saved after its last completed epoch,
     then ``KeyboardInterrupt`` is raised), even when it was started in the background with SIGINT
-    ignored; the caller's signal handlers are back when it returns.
+    ignored; the caller's signal handlers and torch thread count are back when it returns.
     """
     from voice_gru.live import stop_on_signals
 
     if threads is not None and threads < 1:  # torch's own refusal is a traceback
         raise ConfigError(f"--threads {threads}: must be at least 1")
     _check_device(device)
-    with stop_on_signals():
-        return _train(cfg, data_dir, Path(out_dir), device, cache, quiet, restart, stop_after, threads)
+    threads_before = torch.get_num_threads()
+    try:
+        with stop_on_signals():
+            return _train(cfg, data_dir, Path(out_dir), device, cache, quiet, restart, stop_after, threads)
+    finally:  # a notebook or program that trains keeps its own thread setting afterwards
+        torch.set_num_threads(threads_before)
 
 
 def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str | Path | None, quiet: bool,
