@@ -506,6 +506,13 @@ def test_shapes_and_defaults(tmp_path, monkeypatch):
         cfg.actions["no"] = ()  # read-only mapping
 
 
+def test_a_misspelled_placeholder_is_warned_about_at_load(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="voice_gru.actions")
+    load_assistant(write_cfg(tmp_path, 'actions:\n  stop: {print: "heard {lable} at {t:.1f}s, json {\\"a\\": 1}"}\n'))
+    warned = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
+    assert warned == ["actions.stop.print: {lable} is not a placeholder ({cmd}, {label}, {score}, {t}); it is kept as written"]
+
+
 @pytest.mark.parametrize("text", ["# nothing\n", "actions: {}\n", "wake_word: go\n"])
 def test_an_assistant_without_actions_is_refused(tmp_path, text):
     """It would listen and do nothing: most likely the wrong file, or actions indented under another key."""

@@ -107,6 +107,7 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
                             ["yes=0.9", "twice"]),
         "threshold without command": (["listen", "--input", str(CLIP), "--threshold", "=0.5"], ["'=0.5'", "no command"]),
         "a recording as model": (["evaluate", str(CLIP), "--model", str(CLIP)], [str(CLIP), "not a PyTorch file"]),
+        "split of no dataset": (["evaluate", str(CLIP), "--split", "validation"], ["--split validation", "dataset root"]),
     }
 
 
@@ -117,7 +118,7 @@ CASES = [
     "input rate without a pipe", "input rate not positive", "output under a file", "NaN chunk size", "infinite speed",
     "NaN SNR", "huge room", "no threads", "output is the input", "two outputs, one file", "plot not png",
     "events over the recording", "snr without noise", "noise without snr", "drr without rt60", "file and microphone",
-    "threshold twice", "threshold without command", "a recording as model",
+    "threshold twice", "threshold without command", "a recording as model", "split of no dataset",
 ]
 
 

@@ -406,11 +406,19 @@ def substitute_json(body: Any, cmd: Command) -> Any:
     return body
 
 
+# a name in braces that is no placeholder: kept as written (a JSON body may hold braces), but most often a typo
+_NAME_IN_BRACES = re.compile(r"\{([A-Za-z_]\w*)(?::[^{}]*)?\}")
+
+
 def _check_template(text: str, where: str) -> None:
     try:
         substitute(text, _PROBE)
     except (ValueError, TypeError) as exc:
         raise ConfigError(f"{where}: bad placeholder in {text!r} ({exc})") from None
+    for m in _NAME_IN_BRACES.finditer(text):
+        if not _PLACEHOLDER.fullmatch(m.group(0)):
+            logger.warning("%s: {%s} is not a placeholder ({cmd}, {label}, {score}, {t}); it is kept as written",
+                           where, m.group(1))
 
 
 def _walk_templates(body: Any, where: str) -> None:

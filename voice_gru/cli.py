@@ -132,7 +132,8 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from voice_gru.evaluate import collect_inputs, evaluate_items, format_report, noise_recordings, with_noise, with_reverb, with_speed
+    from voice_gru.evaluate import (collect_inputs, evaluate_items, format_report, is_dataset_root, noise_recordings, with_noise,
+                                    with_reverb, with_speed)
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
@@ -142,8 +143,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError("--noise gives the noise for --snr: add --snr DB")
     if args.rt60 is None and args.drr != DEFAULT_DRR:
         raise ConfigError("--drr is the direct-to-reverberant ratio of the room --rt60 simulates: add --rt60 S")
+    if args.split is not None and not any(is_dataset_root(Path(p)) for p in args.paths):
+        raise ConfigError(f"--split {args.split}: chooses a split of a dataset root (a folder with validation_list.txt), "
+                          "and none of the paths is one")
     ckpt = resolve_model(args.model)
-    items = collect_inputs(args.paths, split=args.split, labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
     if args.speed is not None:
         if args.speed <= 0:
             raise ConfigError(f"--speed must be a positive factor (1.1: ten percent faster), got {args.speed:g}")
@@ -517,8 +521,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("paths", nargs="+", metavar="PATH",
                     help="dataset root (with --split), folder of label folders, folder of files, or files")
     ev.add_argument("--model", help="checkpoint (default: the shipped model)")
-    ev.add_argument("--split", choices=["training", "validation", "testing"], default="testing",
-                    help="split of a dataset root (default: %(default)s)")
+    ev.add_argument("--split", choices=["training", "validation", "testing"],
+                    help="split of a dataset root (default: testing)")
     ev.add_argument("--streaming", action="store_true",
                     help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
     ev.add_argument("--snr", type=number(-60, 100), metavar="DB",

@@ -42,7 +42,8 @@ def _file_item(path: Path, label: str | None, sr: int) -> EvalItem:
     return EvalItem(str(path), label, functools.partial(load_audio, path, sr))
 
 
-def _is_dataset_root(d: Path) -> bool:
+def is_dataset_root(d: Path) -> bool:
+    """A Speech Commands root: split lists or background noise (not the official test-set layout)."""
     return (d / "validation_list.txt").is_file() or (d / "testing_list.txt").is_file() or (d / "_background_noise_").is_dir()
 
 
@@ -65,7 +66,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
         elif is_test_set_layout(p):
             for c in scan_dataset(p):
                 items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate))
-        elif _is_dataset_root(p):
+        elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
         else:
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(is_audio_file(f) for f in d.iterdir())]
