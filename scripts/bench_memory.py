@@ -27,16 +27,18 @@ def rss_mib(field: str = "VmRSS") -> float:
     return float("nan")
 
 
-def main() -> None:
+def main() -> int:
     from bench_stream import make_audio
 
     from voice_gru.checkpoint_data import read_checkpoint_data
+    from voice_gru.cli import number
     from voice_gru.decision import Detector
     from voice_gru.stream import Recognizer
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
-    ap.add_argument("--minutes", type=float, default=60.0)
+    ap.add_argument("--minutes", type=number(10, 24 * 60), default=60.0,
+                    help="audio to stream (default: %(default)s; growth is read after the first 5 minutes)")
     args = ap.parse_args()
     ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch
     rec = Recognizer(ckpt)
@@ -61,7 +63,10 @@ def main() -> None:
           f"RSS {samples[0]:.1f} -> {samples[-1]:.1f} MiB (growth {samples[-1] - samples[0]:+.1f} MiB after the "
           f"first 5 min: {samples[-1] - samples[min(1, len(samples) - 1)]:+.1f} MiB); peak {rss_mib('VmHWM'):.1f} MiB; "
           f"torch {'imported' if 'torch' in sys.modules else 'not imported'}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/bench_memory.py", "bench_memory.py"))

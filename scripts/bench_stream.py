@@ -26,6 +26,8 @@ import time
 
 import numpy as np
 
+WINDOW_S = 1.5  # the window mode's window: what a non-streaming recognizer would rerun every 10 ms
+
 
 def make_audio(seconds: float, seed: int = 0) -> np.ndarray:
     """Speech-like test audio: the bundled example recording looped, plus a little noise."""
@@ -62,15 +64,16 @@ def _busy() -> None:
         pass
 
 
-def main() -> None:
+def main() -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
+    from voice_gru.cli import number, whole
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model")
-    ap.add_argument("--seconds", type=float, default=120.0, help="audio for the stream modes")
-    ap.add_argument("--window-seconds", type=float, default=10.0, help="audio for window mode (slow)")
-    ap.add_argument("--load", type=int, default=0, help="other busy processes meanwhile (default: none)")
-    ap.add_argument("--rounds", type=int, default=5,
+    ap.add_argument("--seconds", type=number(5, 36000), default=120.0, help="audio for the stream modes")
+    ap.add_argument("--window-seconds", type=number(5, 3600), default=10.0, help="audio for window mode (slow)")
+    ap.add_argument("--load", type=whole(0, 64), default=0, help="other busy processes meanwhile (default: none)")
+    ap.add_argument("--rounds", type=whole(1, 20), default=5,
                     help="the audio in this many parts, every variant run on each part in turn (default: 5)")
     args = ap.parse_args()
     ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch in this process
@@ -80,7 +83,7 @@ def main() -> None:
     variants = [
         ("stream, refresh 3 s (default)", {"mode": "stream", "refresh_s": 3.0}, args.seconds),
         ("stream, no refresh", {"mode": "stream", "refresh_s": None}, args.seconds),
-        ("window 1.5 s every 10 ms", {"mode": "window", "window_s": 1.5, "every": 1}, args.window_seconds),
+        (f"window {WINDOW_S:g} s every 10 ms", {"mode": "window", "window_s": WINDOW_S, "every": 1}, args.window_seconds),
         ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, args.seconds),
         ("stream, NumPy kernels (no numba)", {"mode": "stream", "refresh_s": 3.0, "kernel": "numpy"}, args.seconds),
     ]
@@ -113,6 +116,10 @@ def main() -> None:
     stream, bare, window = (rtf[name] for name, _, _ in variants[:3])
     print(f"window / stream (refresh) compute ratio: {window / stream:.0f}x; "
           f"window / stream (no refresh): {window / bare:.0f}x")
+    return 0
+
 
 if __name__ == "__main__":
-    main()
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/bench_stream.py", "bench_stream.py"))

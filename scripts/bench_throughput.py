@@ -79,7 +79,7 @@ def bench_startup(model: str | None) -> float:
     return statistics.median(times)
 
 
-def main() -> None:
+def main() -> int:
     from voice_gru.model import resolve_model
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -87,6 +87,10 @@ def main() -> None:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "speech_commands"))
     args = ap.parse_args()
     ckpt = resolve_model(args.model)
+    if not Path(args.data_dir).is_dir():
+        from voice_gru.errors import DatasetError
+
+        raise DatasetError(f"{args.data_dir}: dataset folder not found")
     cores = os.cpu_count() or 1
     print(f"{'measure':<44}{'value':>12}")
     for t in sorted({1, cores}):
@@ -95,7 +99,10 @@ def main() -> None:
     for t in sorted({1, cores}):
         print(f"{f'train, default recipe, {t} thread(s)':<44}{bench_train(args.data_dir, t):>9.0f} clips/s")
     print(f"{'listen start-up to first processed chunk':<44}{bench_startup(args.model):>10.2f} s")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/bench_throughput.py", "bench_throughput.py"))

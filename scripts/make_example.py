@@ -17,18 +17,23 @@ from voice_gru.streams import StreamSpec, make_stream, write_stream
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def main() -> None:
+def main() -> int:
+    from voice_gru.cli import number, whole
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "speech_commands"))
-    ap.add_argument("--seconds", type=float, default=20.0)
-    ap.add_argument("--seed", type=int, default=2)
+    ap.add_argument("--seconds", type=number(5, 600), default=20.0)
+    ap.add_argument("--seed", type=whole(0), default=2)
     args = ap.parse_args()
     spec = StreamSpec(seconds=args.seconds, gap_s=(2.0, 3.0), command_ratio=0.7, gain_db=(-6.0, 0.0),
                       noise_dbfs=(-60.0, -48.0))
     audio, truth = make_stream(args.data_dir, "testing", spec, seed=args.seed)
     wav, js = write_stream(ROOT / "voice_gru" / "assets" / "example.wav", audio, truth)
     print(f"wrote {wav} and {js}: " + ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"]))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/make_example.py", "make_example.py"))

@@ -14,23 +14,25 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import numpy as np
 import torch
 
 
 def main(argv: list[str] | None = None) -> int:
+    from voice_gru.cli import number, whole
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", default=[None], help="checkpoints (default: the shipped model)")
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", default="validation", choices=["validation", "testing"])
-    p.add_argument("--snr", nargs="+", type=float, default=[30.0, 20.0, 10.0, 5.0, 0.0])
-    p.add_argument("--rt60", nargs="+", type=float, default=[], help="rooms: reverberation times (s), no noise")
-    p.add_argument("--drr", type=float, default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
-    p.add_argument("--speed", nargs="+", type=float, default=[], help="talkers: speed factors (1.1: ten percent faster), no noise")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--snr", nargs="+", type=number(-60, 100), default=[30.0, 20.0, 10.0, 5.0, 0.0])
+    p.add_argument("--rt60", nargs="+", type=number(0.05, 5), default=[], help="rooms: reverberation times (s), no noise")
+    p.add_argument("--drr", type=number(-30, 60), default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
+    p.add_argument("--speed", nargs="+", type=number(0.25, 4), default=[],
+                   help="talkers: speed factors (1.1: ten percent faster), no noise")
+    p.add_argument("--seed", type=whole(0), default=0)
+    p.add_argument("--threads", type=whole(1), default=1)
     p.add_argument("--plot", metavar="OUT.png")
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
@@ -38,23 +40,18 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru import SILENCE
     from voice_gru.errors import VoiceGruError
     from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise, with_reverb, with_speed
-    from voice_gru.fileio import write_json
+    from voice_gru.fileio import atomic_path, check_outputs, write_json
     from voice_gru.model import resolve_model
 
     torch.set_num_threads(args.threads)
     try:
+        check_outputs({"--json": args.json, "--plot": args.plot}, [*[m for m in args.model if m], args.data_dir], png=["--plot"])
         models = [(m or "shipped", resolve_model(m)) for m in args.model]
         labels = models[0][1].labels
         items = collect_inputs([args.data_dir], args.split, labels)
         noises = noise_recordings([args.data_dir])
     except VoiceGruError as exc:
         print(f"snr_curve: {exc}", file=sys.stderr)
-        return 2
-    if any(r <= 0 for r in args.rt60):
-        print("snr_curve: --rt60 values must be positive (seconds)", file=sys.stderr)
-        return 2
-    if any(f <= 0 for f in args.speed):
-        print("snr_curve: --speed factors must be positive (1.1: ten percent faster)", file=sys.stderr)
         return 2
     conditions = {"clean": items}
     conditions.update({f"{snr:g}": with_noise(items, noises, snr, args.seed) for snr in args.snr})
@@ -93,8 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
         fig.tight_layout()
-        fig.savefig(args.plot + ".tmp.png", dpi=110)
-        Path(args.plot + ".tmp.png").replace(args.plot)
+        with atomic_path(args.plot, suffix=".png") as tmp:
+            fig.savefig(tmp, format="png", dpi=110)
         plt.close(fig)
     return 0
 

@@ -317,3 +317,15 @@ def test_config_changes_only_the_decision_keys_it_sets(tmp_path, capsys):
     config_decision(str(cfg), ckpt)
     assert "its decision thresholds are not used" in capsys.readouterr().err
     assert config_decision(None, ckpt) is None
+
+
+def test_devices_exit_status_says_whether_there_is_a_microphone(monkeypatch, capsys):
+    import voice_gru.mic as mic
+
+    monkeypatch.setattr(mic, "list_input_devices", lambda: [])
+    assert main(["devices"]) == 1
+    assert "no audio input device found" in capsys.readouterr().out
+    monkeypatch.setattr(mic, "list_input_devices", lambda: [mic.InputDevice(3, "USB mic", "ALSA", 2, 48000.0)])
+    monkeypatch.setattr(mic, "default_input_index", lambda: 3)
+    assert main(["devices"]) == 0
+    assert "USB mic" in capsys.readouterr().out

@@ -549,10 +549,13 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     assert "clean" in capsys.readouterr().out
     assert mod.main(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
     assert "missing.pt" in capsys.readouterr().err
-    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--rt60", "0"]) == 2
-    assert "--rt60" in capsys.readouterr().err
-    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--speed", "0"]) == 2
-    assert "--speed" in capsys.readouterr().err
+    for flag, value in (("--rt60", "0"), ("--speed", "0"), ("--snr", "nan"), ("--threads", "0")):  # refused when parsed
+        with pytest.raises(SystemExit) as info:
+            mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), flag, value])
+        assert info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+    (tmp_path / "a.png").mkdir()
+    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--plot", str(tmp_path / "a.png")]) == 2
+    assert "is a folder" in capsys.readouterr().err  # found before the work, not after it
 
 
 def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():

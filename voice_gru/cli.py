@@ -324,8 +324,9 @@ def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
 def _cmd_devices(args: argparse.Namespace) -> int:
     from voice_gru.mic import format_devices, list_input_devices
 
-    print(format_devices(list_input_devices()))
-    return 0
+    devices = list_input_devices()
+    print(format_devices(devices))
+    return 0 if devices else 1  # a script can tell "no microphone" from a list
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:
@@ -590,16 +591,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"voice-gru: error: `voice-gru {args.command}` needs an action (see voice-gru {args.command} --help)",
               file=sys.stderr)
         return 2
+    command = func  # narrowed: not None
+    return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
+
+
+def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:
+    """``run()``'s exit status; a project error, a missing training dependency or a file's OS error is
+    one line on stderr (``prog: error: ...``, status 2), Ctrl-C is status 130. For the CLI and scripts."""
     try:
-        return func(args)
+        return run()
     except VoiceGruError as exc:
-        print(f"voice-gru: error: {exc}", file=sys.stderr)
+        print(f"{prog}: error: {exc}", file=sys.stderr)
         return 2
     except ImportError as exc:  # a base install (no `train` extra) reaching the training side
         top = (exc.name or "").split(".")[0]
         if top not in TRAIN_EXTRA:
             raise
-        print(f"voice-gru: error: `voice-gru {args.command}` needs {top}, which is not installed (the base install "
+        print(f"{prog}: error: `{command}` needs {top}, which is not installed (the base install "
               f"listens; training, evaluation and calibration need: pip install 'voice_gru[train]')", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
@@ -609,10 +617,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         where = f"{exc.filename}: " if exc.filename else ""
         # FileExistsError here: a folder to write into is a file (Path.mkdir(exist_ok=True) on a file)
         why = "exists and is not a folder" if isinstance(exc, FileExistsError) else (exc.strerror or str(exc))
-        print(f"voice-gru: error: {where}{why}", file=sys.stderr)
+        print(f"{prog}: error: {where}{why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("voice-gru: interrupted", file=sys.stderr)
+        print(f"{prog}: interrupted", file=sys.stderr)
         return 130
 
 

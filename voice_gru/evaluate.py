@@ -267,6 +267,7 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
         ix = {lab: i for i, lab in enumerate(known)}
         conf = confusion_matrix([ix[p["label"]] for p in scored], [ix[p["predicted"]] for p in scored], len(known))
         report.update({
+            "model_labels": labels,
             "accuracy": float(np.trace(conf) / conf.sum()),
             "n": int(conf.sum()),
             "per_class": per_class_prf(conf, known),
@@ -286,8 +287,18 @@ def format_report(report: dict) -> str:
         how = " (streaming: one continuous stream, state carried)" if report.get("mode") == "streaming" else ""
         lines.append(f"accuracy {report['accuracy']:.4f} on {report['n']} labelled clips{how}")
         lines.append(f"{'class':<12}{'precision':>10}{'recall':>10}{'f1':>10}{'n':>6}")
-        for lab, m in report["per_class"].items():
-            lines.append(f"{lab:<12}{m['precision']:>10.3f}{m['recall']:>10.3f}{m['f1']:>10.3f}{m['n']:>6}")
+        predicted = np.array(report["confusion"]["matrix"]).sum(0)
+
+        def cell(x: float, defined: bool) -> str:  # undefined (no clips / no predictions) is not 0
+            return f"{x:>10.3f}" if defined else f"{'-':>10}"
+
+        for i, (lab, m) in enumerate(report["per_class"].items()):
+            lines.append(f"{lab:<12}{cell(m['precision'], predicted[i] > 0)}{cell(m['recall'], m['n'] > 0)}"
+                         f"{cell(m['f1'], m['n'] > 0 and predicted[i] > 0)}{m['n']:>6}")
+        foreign = [lab for lab in report["confusion"]["labels"] if lab not in report.get("model_labels", report["per_class"])]
+        if foreign:
+            lines.append(f"not labels of this model: {', '.join(foreign)} (each of their clips counts as an error; "
+                         "audio without a label goes in a folder of files, not of folders)")
         lines += ["", "confusion (rows: true, columns: predicted)",
                   format_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"])]
         if report["most_confused"]:
