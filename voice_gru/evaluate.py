@@ -295,7 +295,7 @@ def format_report(report: dict) -> str:
         for i, (lab, m) in enumerate(report["per_class"].items()):
             lines.append(f"{lab:<12}{cell(m['precision'], predicted[i] > 0)}{cell(m['recall'], m['n'] > 0)}"
                          f"{cell(m['f1'], m['n'] > 0 and predicted[i] > 0)}{m['n']:>6}")
-        foreign = [lab for lab in report["confusion"]["labels"] if lab not in report.get("model_labels", report["per_class"])]
+        foreign = [lab for lab in report["confusion"]["labels"] if lab not in report["model_labels"]]
         if foreign:
             lines.append(f"not labels of this model: {', '.join(foreign)} (each of their clips counts as an error; "
                          "audio without a label goes in a folder of files, not of folders)")

@@ -55,11 +55,11 @@ def as_float_mono(audio: np.ndarray) -> np.ndarray:
     elif np.issubdtype(x.dtype, np.floating):
         with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: reported just below
             x = x.astype(np.float32, copy=False)
-        if not np.isfinite(x).all():  # one NaN would poison the GRU state for seconds (or for ever without refresh)
+        peak = float(np.abs(x).max()) if x.size else 0.0  # NaN or inf when any sample is: one pass for both checks
+        if not np.isfinite(peak):  # one NaN would poison the GRU state for seconds (or for ever without refresh)
             bad = np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))
             raise AudioFormatError(f"audio chunk holds {bad.size} non-finite sample(s) (NaN or inf; first at index {bad[0]}), "
                                    "float32 overflow included")
-        peak = float(np.abs(x).max()) if x.size else 0.0
         if peak > FLOAT_LIMIT:
             raise AudioFormatError(f"float audio chunk reaches {peak:g}: float samples lie in [-1, 1] (integer PCM "
                                    "converted with astype(float)? pass the integer array itself, or divide by 32768)")
@@ -70,11 +70,11 @@ def as_float_mono(audio: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
-def checked_rate(sample_rate: Any) -> float:
-    """A sample rate argument as a number of Hz: positive and finite (fractional rates are resampled as given)."""
-    if isinstance(sample_rate, bool) or not isinstance(sample_rate, numbers.Real) or not 0 < float(sample_rate) < float("inf"):
-        raise ConfigError(f"sample_rate {sample_rate!r}: must be a positive number of samples per second")
-    return float(sample_rate)
+def positive_number(value: Any, name: str, unit: str) -> float:
+    """An argument that must be a positive finite number (not a bool, not a string), as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < float(value) < float("inf"):
+        raise ConfigError(f"{name} {value!r}: must be a positive number of {unit}")
+    return float(value)
 
 
 def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> float | dict[str, float] | None:
@@ -117,10 +117,9 @@ class CommandSpotter:
         if false_accepts_per_hour is not None and threshold is not None and not isinstance(threshold, Mapping):
             raise ConfigError("give threshold or false_accepts_per_hour, not both "
                               "(a {command: value} mapping may adjust single commands of a point)")
-        rate = checked_rate(sample_rate)
-        if false_accepts_per_hour is not None and (isinstance(false_accepts_per_hour, bool) or not isinstance(
-                false_accepts_per_hour, numbers.Real) or not 0 < float(false_accepts_per_hour) < float("inf")):
-            raise ConfigError(f"false_accepts_per_hour {false_accepts_per_hour!r}: must be a positive number of false accepts per hour")
+        rate = positive_number(sample_rate, "sample_rate", "samples per second")  # fractional rates resample as given
+        if false_accepts_per_hour is not None:
+            positive_number(false_accepts_per_hour, "false_accepts_per_hour", "false accepts per hour")
         if decision is not None and not isinstance(decision, DecisionConfig):
             raise ConfigError(f"decision {decision!r}: expected a voice_gru.config.DecisionConfig "
                               "(to change one setting: dataclasses.replace(CommandSpotter().decision, cooldown_ms=500))")
@@ -135,7 +134,7 @@ class CommandSpotter:
             logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
                         "among its points at or below it)", false_accepts_per_hour, self.operating_point["target_fa_per_hour"])
         if self.operating_point:
-            override = {**self.operating_point["thresholds"], **(override or {})}
+            override = {**self.operating_point["thresholds"], **(override if isinstance(override, dict) else {})}  # a number was refused above
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         f = self.ckpt.features
