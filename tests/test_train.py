@@ -193,6 +193,16 @@ def test_cuda_without_a_gpu_is_one_line(tiny_root, tiny_cfg, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_cuda_index_past_the_gpu_count_is_one_line(tiny_root, tiny_cfg, tmp_path, monkeypatch):
+    # a machine with two GPUs, simulated: the check is torch's count, not a device opened
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    with pytest.raises(ConfigError) as info:
+        train(tiny_cfg, tiny_root, tmp_path / "run", device="cuda:2", quiet=True, threads=1)
+    assert str(info.value) == "--device cuda:2: this machine has 2 CUDA GPU(s), numbered from cuda:0"
+    assert not (tmp_path / "run").exists()
+
+
 def test_unreadable_clips_are_left_out_warned_even_when_quiet_and_listed_in_the_summary(tiny_cfg, tmp_path, capsys):
     root = make_tiny_dataset(tmp_path / "speech_commands")
     cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, epochs=1))
