@@ -329,3 +329,57 @@ def test_devices_exit_status_says_whether_there_is_a_microphone(monkeypatch, cap
     monkeypatch.setattr(mic, "default_input_index", lambda: 3)
     assert main(["devices"]) == 0
     assert "USB mic" in capsys.readouterr().out
+
+
+def _demo_truth() -> dict:
+    return json.loads((REPO / "voice_gru" / "assets" / "example.json").read_text())
+
+
+def test_demo_scores_the_bundled_recording_against_its_labels(tmp_path, capsys):
+    """The Quick start's main job: its summary line agrees with a count made here from its events file."""
+    assistant = tmp_path / "quiet.yaml"
+    assistant.write_text("actions:\n" + "".join(f"  {w}: log\n" for w in ("yes", "no", "up", "down", "left", "right",
+                                                                        "on", "off", "stop", "go")))
+    events = tmp_path / "events.jsonl"
+    assert main(["demo", "--assistant", str(assistant), "--events", str(events)]) == 0
+    fired = [json.loads(line) for line in events.read_text().splitlines()]
+    words = _demo_truth()["events"]
+    commands = [w for w in words if w["label"] != "_unknown_"]
+    hits = sum(any(f["label"] == w["label"] and w["start"] <= f["t"] <= w["end"] + 1.0 for f in fired) for w in commands)
+    out = capsys.readouterr().out
+    assert f"score against the recording's labels: {hits} of {len(commands)} commands recognised" in out
+    assert hits >= 3  # the shipped model on its own example (README: 3 of 5, none wrong, no false accept)
+
+
+def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
+    """A word heard as another command is one of the recording's commands, not a sixth."""
+    from voice_gru import cli
+    from voice_gru.live import Command
+
+    words = [w for w in _demo_truth()["events"] if w["label"] != "_unknown_"]
+
+    def fake_listen(ns):  # the first command heard right, the second as "yes"
+        ns.collect.extend([Command(words[0]["label"], 0.9, words[0]["end"]), Command("yes", 0.9, words[1]["end"])])
+        return 0
+
+    monkeypatch.setattr(cli, "_cmd_listen", fake_listen)
+    assert main(["demo"]) == 0
+    assert (f"1 of {len(words)} commands recognised, 1 wrong, 0 false accept(s)") in capsys.readouterr().out
+
+
+def test_evaluate_stream_reads_tensorflow_labels_and_says_speech_ends_were_estimated(tmp_path, capsys):
+    import numpy as np
+
+    from voice_gru.audio import save_wav
+
+    audio = np.zeros(12 * 16000, dtype=np.float32)
+    audio[int(3.2 * 16000):int(3.5 * 16000)] = 0.1  # one "word" (a burst the model will not call a command)
+    save_wav(tmp_path / "rec.wav", audio, 16000)
+    (tmp_path / "rec.txt").write_text("yes, 3000.0\n")  # TensorFlow's streaming-test labels: a clip at 3 s
+    out_json = tmp_path / "r.json"
+    assert main(["evaluate-stream", "--input", str(tmp_path / "rec.wav"), "--labels", str(tmp_path / "rec.txt"),
+                 "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "12.0 s of audio, 1 commands, 0 unknown words" in out
+    assert "note: the label file gives no speech end for 1 of 1 words" in out
+    assert json.loads(out_json.read_text())["speech_end_estimated"] == 1

@@ -83,14 +83,42 @@ def test_score_miss_and_window_edges():
     assert s["hits"] == 0 and s["false_accepts"] == 1
 
 
-def test_score_wrong_label_is_not_a_hit_nor_a_false_accept():
+def test_score_wrong_label_is_a_miss_not_a_false_accept():
     truth = truth_of([ev("stop", 10.0)])
     s = score_events([{"t": 10.8, "label": "go"}], truth)
     assert (s["hits"], s["misses"], s["wrong"], s["false_accepts"]) == (0, 1, 1, 0)
     assert s["per_command"]["stop"]["wrong_label_in"] == 1 and s["per_command"]["go"]["fired_wrongly"] == 1
-    # wrong first, right second: still a hit, and the wrong one is still counted
-    s = score_events([{"t": 10.5, "label": "go"}, {"t": 10.9, "label": "stop"}], truth)
-    assert (s["hits"], s["wrong"], s["false_accepts"]) == (1, 1, 0)
+
+
+@pytest.mark.parametrize("fired, outcomes", [
+    (["go", "stop"], ["false_accept", "hit"]),  # wrong first, right second: a hit, and the user got two actions
+    (["stop", "go"], ["hit", "false_accept"]),
+    (["go", "go", "up"], ["wrong", "false_accept", "false_accept"]),  # one wrong word, then two more firings
+    (["go", "stop", "stop"], ["false_accept", "hit", "false_accept"]),
+])
+def test_score_every_firing_on_one_word_after_the_one_that_decides_it_is_a_repeat(fired, outcomes):
+    """The issue: "repeated firing on one utterance counts as a false accept", whatever its label."""
+    truth = truth_of([ev("stop", 10.0)])
+    s = score_events([{"t": 10.3 + 0.3 * k, "label": lab} for k, lab in enumerate(fired)], truth)
+    assert [e["outcome"] for e in s["events"]] == outcomes
+    assert s["false_accepts_by_kind"]["repeat"] == outcomes.count("false_accept") == s["false_accepts"]
+    assert (s["hits"], s["wrong"]) == (outcomes.count("hit"), outcomes.count("wrong"))
+    assert s["detections"] == s["hits"] + s["wrong"] + s["false_accepts"]
+    if "hit" in outcomes:  # the hit's latency, not the first firing's
+        assert s["latency"]["values"] == [pytest.approx(0.3 + 0.3 * outcomes.index("hit") - 0.8)]
+
+
+def test_score_silence_spans_own_no_window():
+    """A label file may mark silences: they must not cut the word before them short or turn firings
+    inside them into firings on an unknown word."""
+    words = [ev("stop", 10.0), ev("_unknown_", 20.0, word="bed")]
+    silences = [ev("_silence_", 11.1, 12.5), ev("_silence_", 25.0, 26.0)]
+    fired = [{"t": 11.8, "label": "stop"}, {"t": 25.5, "label": "up"}, {"t": 20.5, "label": "down"}]
+    plain, marked = (score_events(fired, truth_of(w, duration=60.0)) for w in (words, words + silences))
+    for s in (plain, marked):
+        assert (s["hits"], s["commands"], s["unknown_words"]) == (1, 1, 1)
+        assert s["false_accepts_by_kind"] == {"outside": 1, "unknown_word": 1, "repeat": 0}
+    assert [e["outcome"] for e in marked["events"]] == [e["outcome"] for e in plain["events"]]
 
 
 def test_score_repeated_firing_on_one_utterance_is_a_false_accept():
@@ -229,7 +257,7 @@ def test_read_truth_and_load_stream_errors(tmp_path):
         read_truth(tmp_path / "none.json")
     bad = tmp_path / "bad.json"
     bad.write_text("{not json")
-    with pytest.raises(DatasetError, match="not valid JSON"):
+    with pytest.raises(DatasetError, match="not a label file: neither JSON"):
         read_truth(bad)
     bad.write_text(json.dumps({"events": [{"label": "yes"}], "duration": 3}))
     with pytest.raises(DatasetError, match=r"events\[0\]"):
@@ -295,9 +323,10 @@ _BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must nam
     ("sample_rate", True, r"sample_rate = True"),
     ("duration", float("nan"), r"duration = nan"),
     ("duration", True, r"duration = True"),
-    ("duration", "20", r"duration = '20'"),
+    ("duration", "x", r"duration = 'x'"),
     ("duration", 0, r"duration = 0"),
-    ("duration", _DELETE, r"missing 'duration'"),
+    ("events.0.label", "yse", r"events\[0\]\.label = 'yse': not a 12-class label .*did you mean 'yes'"),
+    ("events.0.speech_end", 2.001, r"events\[0\]\.speech_end = 2.001: must lie between"),  # past the 1e-4 rounding
 ]
 
 
@@ -335,7 +364,65 @@ def test_load_stream_accepts_valid_label_files(tmp_path):
     assert got == truth and audio.size == 20 * SR
     # optional keys may be absent; integer seconds, a _silence_ event and an event ending on the last sample are fine
     truth = {"duration": 20, "events": [{"label": "no", "start": 0, "end": 20}, {"label": "_silence_", "start": 3, "end": 4}]}
-    assert load_stream(_stream_files(tmp_path, truth))[1] == truth
+    got = load_stream(_stream_files(tmp_path, truth))[1]
+    assert got["events"][1] == truth["events"][1]
+    assert got["events"][0] == {**truth["events"][0], "speech_start": 0.0, "speech_end": 20.0,  # silent audio: all of it
+                                "speech_end_estimated": True}
+    # make-stream's times are rounded to 10 us each: speech_end a hair past end is rounding, clamped to end
+    truth = _valid_labels()
+    truth["events"][0]["speech_end"] = truth["events"][0]["end"] + 1e-5
+    assert load_stream(_stream_files(tmp_path, truth))[1]["events"][0]["speech_end"] == truth["events"][0]["end"]
+
+
+def _tone_recording(tmp_path, words):
+    """A 20 s recording, silent but for a 300 ms tone at ``start + 0.2`` s of each (label, start)."""
+    from voice_gru.audio import save_wav
+
+    audio = np.zeros(20 * SR, dtype=np.float32)
+    for _, start in words:
+        a = int((start + 0.2) * SR)
+        audio[a:a + int(0.3 * SR)] = 0.3 * np.sin(np.arange(int(0.3 * SR)) * 0.2)
+    wav = tmp_path / "rec.wav"
+    save_wav(wav, audio, SR)
+    return wav
+
+
+_WORDS = [("yes", 2.0), ("bed", 6.0), ("go", 10.0)]
+_EXPECTED = [{"label": "yes", "start": 2.0, "end": 3.0}, {"label": "_unknown_", "word": "bed", "start": 6.0, "end": 7.0},
+             {"label": "go", "start": 10.0, "end": 11.0}]
+_FORMATS = {  # what other tools write for the same three words
+    "json list": json.dumps([{"label": w, "start": t, "end": t + 1} for w, t in _WORDS]),
+    "json lines": "\n".join(json.dumps({"label": w, "start": t, "end": t + 1}) for w, t in _WORDS),
+    "tensorflow": "\n".join(f"{w}, {t * 1000:.1f}" for w, t in _WORDS) + "\n",
+    "loose object": json.dumps({"sample_rate": 16000.0, "events": [
+        {"label": f" {w.upper()} " if w != "bed" else "unknown", "word": None if w != "bed" else "bed",
+         "start": str(t), "end": t + 1, "speech_end": None} for w, t in _WORDS]}),
+}
+
+
+@pytest.mark.parametrize("text", _FORMATS.values(), ids=_FORMATS.keys())
+def test_label_files_of_other_tools_are_read_as_the_same_truth(tmp_path, text):
+    wav = _tone_recording(tmp_path, _WORDS)
+    labels = tmp_path / "labels.txt"
+    labels.write_text(text)
+    audio, truth = load_stream(wav, labels)
+    assert truth["duration"] == 20.0  # from the recording
+    for got, want in zip(truth["events"], _EXPECTED):
+        assert {k: got[k] for k in want} == want
+        # no speech_end given: estimated from the recording, the tone's end (10 ms frames)
+        assert got["speech_end_estimated"] is True
+        assert got["speech_end"] == pytest.approx(want["start"] + 0.5, abs=0.011)
+        assert got["speech_start"] == pytest.approx(want["start"] + 0.2, abs=0.011)
+    s = score_events([{"t": 2.7, "label": "yes"}, {"t": 6.5, "label": "up"}], truth)
+    assert (s["hits"], s["misses"], s["false_accepts_by_kind"]["unknown_word"]) == (1, 1, 1)
+    assert s["latency"]["values"] == [pytest.approx(0.2, abs=0.011)]
+
+
+def test_a_command_free_label_file_needs_no_events(tmp_path):
+    wav = _tone_recording(tmp_path, [])
+    labels = tmp_path / "free.json"
+    labels.write_text(json.dumps({"command_free": True}))
+    assert load_stream(wav, labels)[1]["events"] == []
 
 
 def test_load_stream_sample_rate_is_the_recordings(tmp_path):

@@ -20,7 +20,8 @@ Three kinds of rule turn a false-accept target into thresholds:
      and its cooldown usually swallows the right detection) subject to total false accepts ≤ B —
      a small knapsack solved exactly by dynamic programming over the integer budget; ties go to
      fewer false triggers (false accepts + wrong labels), then to fewer commands switched off.
-  3. Verify with all commands enabled together (commands interact only through the cooldown). If
+  3. Verify with all commands enabled together (commands interact through the cooldown, and a
+     second command firing on one word is a false accept, ``streams.score_events``). If
      the joint count exceeds ``B``, lower ``B`` by one and repeat.
 * **shared**: the lowest single threshold for every command whose false accepts stay within ``B``,
   plus a margin (``speaker_cv.SHARED_MARGINS``).

@@ -448,7 +448,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from voice_gru.streams import score_events
 
     score = score_events(events, truth, truth["duration"])
-    print(f"score against the recording's labels: {score['hits']} of {score['hits'] + score['misses'] + score['wrong']} "
+    print(f"score against the recording's labels: {score['hits']} of {score['commands']} "
           f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
     print("next: `voice-gru listen --assistant configs/assistant.yaml` listens to your microphone "
           "(`voice-gru devices` lists them)")

@@ -86,7 +86,8 @@ def format_stream_report(r: dict) -> str:
     lines = [
         f"{_duration(r['duration_s'])} of audio, {r['commands']} commands, {r['unknown_words']} unknown words "
         f"({r['mode']} mode, chunks of {r['chunk_ms']:g} ms)",
-        (f"hits {r['hits']}/{r['commands']} (recall {r['recall']:.3f})  misses {r['misses']}  wrong label {r['wrong']}"
+        (f"hits {r['hits']}/{r['commands']} (recall {r['recall']:.3f})  misses {r['misses']} "
+         f"({r['wrong']} of them a wrong label: heard as another command)"
          if r["commands"] else "command-free stream: no commands to hit"),
         f"false accepts {r['false_accepts']} ({r['false_accepts_per_hour']:.2f} per hour; outside words "
         f"{fa['outside']}, on unknown words {fa['unknown_word']}, repeats {fa['repeat']})",
@@ -167,6 +168,11 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
+    estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
+    if estimated:
+        result["speech_end_estimated"] = estimated
+        print(f"note: the label file gives no speech end for {estimated} of {len(truth['events'])} words: latency is "
+              "measured from ends found in the recording (the make-stream rule)")
     # one replay of the detector over the posteriors serves both the advice and the DET curve
     sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
     if args.command_free:

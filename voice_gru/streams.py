@@ -21,10 +21,13 @@ Scoring (``score_events``) gives every command clip a window ``[start, end + aft
 next clip's start, so a detection belongs to at most one clip):
 
 * the first detection with the clip's label in its window is a *hit* (latency = t - speech_end);
-* a detection with another label in a command clip's window is a *wrong* label;
-* a command clip without a right detection is a *miss*;
+* in a command clip's window without one, the first detection is a *wrong* label;
+* a command clip without a hit is a *miss* (so misses include the wrong labels: miss rate = 1 - recall);
 * every other detection is a *false accept*: outside every window, inside an unknown word's
-  window, or a repeated detection of an utterance already hit.
+  window, or a *repeat*: any further firing on a command clip, whatever its label (the issue's
+  "repeated firing on one utterance"; the user got a second action).
+
+``_silence_`` events in a label file own no window: a firing there is outside every word.
 
 ``evaluate_stream`` runs exactly what ``voice-gru listen --input FILE`` runs (``live.listen_loop``
 over chunks into a ``Recognizer`` and a ``Detector``) and keeps the posteriors, so a threshold
@@ -35,8 +38,6 @@ from __future__ import annotations
 
 import bisect
 import functools
-import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -46,6 +47,13 @@ import numpy as np
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.config import DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
+from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
+    TRUTH_LABELS,
+    command_free_truth,
+    labels_path_for,
+    load_stream,
+    read_truth,
+)
 
 SAMPLE_RATE = 16000
 SPLITS = ("training", "validation", "testing")
@@ -274,7 +282,9 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         events.append({
             "label": word if word in COMMANDS else UNKNOWN, "word": word, "file": rel,
             "start": round(start / SAMPLE_RATE, 5), "end": round((start + clip.size) / SAMPLE_RATE, 5),
-            "speech_start": round(start / SAMPLE_RATE + s0, 5), "speech_end": round(start / SAMPLE_RATE + s1, 5),
+            # rounded separately, speech_end could land 1e-5 past end: clamped, as the label reader requires
+            "speech_start": round(start / SAMPLE_RATE + s0, 5),
+            "speech_end": min(round(start / SAMPLE_RATE + s1, 5), round((start + clip.size) / SAMPLE_RATE, 5)),
             "gain_db": round(gain_db, 2),
         })
         t += float(rng.uniform(*spec.gap_s))
@@ -295,11 +305,6 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     return audio, truth
 
 
-def labels_path_for(wav: str | Path) -> Path:
-    """``REC.wav`` -> ``REC.json`` (the label file written beside a stream)."""
-    return Path(wav).with_suffix(".json")
-
-
 def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[Path, Path]:
     """Write ``path`` (16-bit WAV) and its truth beside it as ``.json``, both atomically."""
     from voice_gru.audio import save_wav
@@ -315,126 +320,6 @@ def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[P
 
 
 # a stream's truth: times may be off by this much (rounding, a re-encoded recording) and still be the recording's
-_TIME_TOL_S = 0.05
-# the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
-TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
-
-
-def _number(value: Any) -> bool:
-    """A finite JSON number (bool is an int to Python but never a time or a rate in a label file)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _check_event(path: Path, i: int, ev: Any, duration: float) -> None:
-    """Raise DatasetError naming ``events[i]`` and its first bad key."""
-    where = f"{path}: events[{i}]"
-    if not isinstance(ev, dict):
-        raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
-    for key in ("label", "start", "end"):
-        if key not in ev:
-            raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end')")
-    label = ev["label"]
-    if not isinstance(label, str) or label not in TRUTH_LABELS:
-        # a label no model outputs would count as a command that can never be hit, lowering recall
-        raise DatasetError(f"{where}.label = {label!r}: not a 12-class label (one of {', '.join(TRUTH_LABELS)})")
-    for key in ("start", "end", "speech_start", "speech_end"):
-        if key in ev and not _number(ev[key]):
-            raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a finite number of seconds")
-    start, end = ev["start"], ev["end"]
-    if start < 0:
-        raise DatasetError(f"{where}.start = {start}: must be >= 0 (seconds from the recording's start)")
-    if start > duration + _TIME_TOL_S:
-        raise DatasetError(f"{where}.start = {start}: after the recording's end ('duration' = {duration:g} s)")
-    if end < start:
-        raise DatasetError(f"{where}.end = {end}: before its start ({start})")
-    if end > duration + _TIME_TOL_S:
-        raise DatasetError(f"{where}.end = {end}: after the recording's end ('duration' = {duration:g} s)")
-    lo = start
-    for key in ("speech_start", "speech_end"):  # make-stream writes both, start <= speech_start <= speech_end <= end
-        if key in ev and not lo - 1e-6 <= ev[key] <= end + 1e-6:
-            raise DatasetError(f"{where}.{key} = {ev[key]}: must lie between {lo:g} and the event's end ({end:g})")
-        lo = ev.get(key, lo)
-    for key in ("word", "file"):  # scoring groups false accepts by them
-        if ev.get(key) is not None and not isinstance(ev[key], str):
-            raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a string")
-
-
-def read_truth(path: str | Path) -> dict:
-    """Read and check a stream's label file; errors name the file, the event and key, and what is wrong.
-
-    Checked once here so scoring never meets a value it would silently misread: times are finite
-    numbers within the recording (``duration``, with a small tolerance), ``start <= speech_start
-    <= speech_end <= end``, labels are 12-class labels, no two events start at the same time.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: label file not found (make-stream writes it beside the WAV)")
-    try:
-        truth = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(truth, dict) or not isinstance(truth.get("events"), list):
-        raise DatasetError(f"{path}: not a stream label file (expected an object with an 'events' list)")
-    if "duration" not in truth:
-        raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds)")
-    duration = truth["duration"]
-    if not _number(duration) or duration <= 0:
-        raise DatasetError(f"{path}: duration = {duration!r}: must be a positive number of seconds")
-    rate = truth.get("sample_rate")
-    if rate is not None and (not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0):
-        raise DatasetError(f"{path}: sample_rate = {rate!r}: must be a positive whole number of Hz")
-    seen: dict[float, int] = {}
-    for i, ev in enumerate(truth["events"]):
-        _check_event(path, i, ev, float(duration))
-        # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
-        if ev["start"] in seen:
-            raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
-                               "there too (a duplicate event)")
-        seen[ev["start"]] = i
-    return truth
-
-
-def command_free_truth(duration_s: float, sample_rate: int = SAMPLE_RATE) -> dict:
-    """The truth of a recording known to hold none of the commands (a TV, radio or meeting)."""
-    return {"duration": float(duration_s), "sample_rate": sample_rate, "events": [], "command_free": True}
-
-
-def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False,
-                sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
-    """A recording at ``sample_rate`` (the model's) and its truth; the label file defaults to the
-    WAV's name with ``.json``.
-
-    The label file's ``sample_rate`` says at what rate make-stream wrote the WAV; the recording's own
-    header is the truth for the audio, so a label file that disagrees with it is refused (it belongs
-    to another recording, or the recording was resampled after the labels were written).
-    ``command_free``: no label file; the recording holds no commands (``command_free_truth``).
-    """
-    import soundfile as sf
-
-    from voice_gru.audio import load_audio
-
-    if not Path(wav).exists():
-        raise AudioFormatError(f"{wav}: recording not found")
-    if command_free:
-        audio = load_audio(wav, sample_rate)
-        if audio.size == 0:
-            raise AudioFormatError(f"{wav}: the recording holds no audio")
-        return audio, command_free_truth(audio.size / sample_rate, sample_rate)
-    labels = Path(labels) if labels else labels_path_for(wav)
-    truth = read_truth(labels)
-    audio = load_audio(wav, sample_rate)  # decoded and checked: the header below is readable
-    header_sr = int(sf.info(str(wav)).samplerate)
-    said_sr = truth.get("sample_rate")
-    if said_sr is not None and said_sr != header_sr:
-        raise DatasetError(f"{labels}: sample_rate = {said_sr} but {wav} is recorded at {header_sr} Hz: the label "
-                           f"file belongs to another recording (if {wav} was resampled, set sample_rate to {header_sr})")
-    seconds = audio.size / sample_rate
-    if abs(seconds - float(truth["duration"])) > _TIME_TOL_S:
-        raise DatasetError(f"{labels}: says {float(truth['duration']):.2f} s but {wav} holds "
-                           f"{seconds:.2f} s: the label file belongs to another recording")
-    return audio, truth
-
-
 # --------------------------------------------------------------------------------------------
 # scoring
 
@@ -462,20 +347,20 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     if duration is None:
         duration = float(truth["duration"])
     clips = sorted(truth["events"], key=lambda e: float(e["start"]))
-    starts = [float(c["start"]) for c in clips]
+    # words own windows; a _silence_ span does not (it neither cuts the word before it nor makes a firing
+    # inside it anything but a false accept outside the words)
+    owners = [i for i, c in enumerate(clips) if c["label"] != SILENCE]
+    starts = [float(clips[i]["start"]) for i in owners]
     ends = []
-    for i, c in enumerate(clips):
-        hi = float(c["end"]) + after
-        if i + 1 < len(clips):
-            hi = min(hi, starts[i + 1])
+    for j, o in enumerate(owners):
+        hi = float(clips[o]["end"]) + after
+        if j + 1 < len(owners):
+            hi = min(hi, starts[j + 1])
         ends.append(hi)
-    is_cmd = [c["label"] not in (UNKNOWN, "_silence_") for c in clips]
+    is_cmd = [c["label"] not in (UNKNOWN, SILENCE) for c in clips]
     sources = [c.get("file") or f"clip {i}" for i, c in enumerate(clips)]  # a stream repeats its source clips
-    hit_at: dict[int, float] = {}
-    detections = []
     fa_kinds = {"outside": 0, "unknown_word": 0, "repeat": 0}
     fa_clips: dict[tuple, int] = {}  # (source file, word, fired label) -> count
-    wrong = 0
     per: dict[str, dict] = {}
 
     def cmd_stats(label: str) -> dict:
@@ -485,37 +370,52 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     for c, cmd in zip(clips, is_cmd):
         if cmd:
             cmd_stats(c["label"])["clips"] += 1
+    fired = []  # (t, label, score, clip index or None)
     for t, label, score in sorted((_det(e) for e in events), key=lambda d: d[0]):
-        i = bisect.bisect_right(starts, t) - 1
+        j = bisect.bisect_right(starts, t) - 1
+        fired.append((t, label, score, owners[j] if j >= 0 and t <= ends[j] else None))
+    # one outcome per command word: its first right firing is the hit; without one, its first firing is
+    # the wrong label; every other firing on it is a repeat (the user got one more action: a false accept)
+    hit_at: dict[int, float] = {}
+    decides: dict[int, int] = {}  # clip -> index in ``fired`` of the firing that decides the word
+    for k, (t, label, _, i) in enumerate(fired):
+        if i is not None and is_cmd[i] and i not in hit_at:
+            if label == clips[i]["label"]:
+                hit_at[i], decides[i] = t, k
+            else:
+                decides.setdefault(i, k)
+    wrong = 0
+    detections = []
+    for k, (t, label, score, i) in enumerate(fired):
         rec = {"t": round(t, 4), "label": label}
         if score is not None:
             rec["score"] = round(float(score), 4)
-        if i >= 0 and t <= ends[i]:
+        kind = None
+        if i is None:
+            outcome, kind = "false_accept", "outside"
+        else:
             rec["clip"] = i
             c = clips[i]
             if not is_cmd[i]:
                 outcome, kind = "false_accept", "unknown_word"
-            elif label == c["label"] and i not in hit_at:
-                outcome, kind = "hit", None
-                hit_at[i] = t
+            elif decides[i] != k:
+                outcome, kind = "false_accept", "repeat"
+            elif i in hit_at:
+                outcome = "hit"
                 lat = t - float(c.get("speech_end", c["end"]))
                 rec["latency"] = round(lat, 4)
                 cmd_stats(label)["hits"] += 1
                 cmd_stats(label)["latency"].append(lat)
-            elif label == c["label"]:
-                outcome, kind = "false_accept", "repeat"
             else:
-                outcome, kind = "wrong", None
+                outcome = "wrong"
                 wrong += 1
                 cmd_stats(c["label"])["wrong_label_in"] += 1
                 cmd_stats(label)["fired_wrongly"] += 1
-        else:
-            outcome, kind = "false_accept", "outside"
         if kind:
             fa_kinds[kind] += 1
             rec["kind"] = kind
             cmd_stats(label)["false_accepts"] += 1
-            if kind == "unknown_word":
+            if kind == "unknown_word" and i is not None:
                 key = (sources[i], clips[i].get("word", UNKNOWN), label)
                 fa_clips[key] = fa_clips.get(key, 0) + 1
         rec["outcome"] = outcome
@@ -535,7 +435,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         per_command[lab] = s
     return {
         "commands": n_cmd,
-        "unknown_words": len(clips) - n_cmd,
+        "unknown_words": sum(c["label"] == UNKNOWN for c in clips),
         "detections": len(detections),
         "hits": hits,
         "misses": n_cmd - hits,
@@ -545,7 +445,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         # a stream repeats its source clips, so unknown-word false accepts come in clumps per clip
         "false_accepts_by_clip": [{"file": f, "word": w, "label": lab, "count": n}
                                   for (f, w, lab), n in sorted(fa_clips.items(), key=lambda kv: (-kv[1], kv[0]))],
-        "unknown_clips": len({src for src, cmd in zip(sources, is_cmd) if not cmd}),
+        "unknown_clips": len({src for src, c in zip(sources, clips) if c["label"] == UNKNOWN}),
         "duration_s": round(duration, 3),
         "hours": round(hours, 6),
         "false_accepts_per_hour": round(fas / hours, 4) if hours > 0 else None,

@@ -1,0 +1,270 @@
+"""Label files of long recordings: read, checked and brought to one form before scoring.
+
+``make-stream`` writes a JSON object (``{"duration": ..., "events": [{"label", "start", "end",
+"speech_start", "speech_end", ...}]}``, see ``voice_gru.streams``). Label files written by other
+tools are read too, so a recording labelled elsewhere can be scored without conversion:
+
+* a JSON list of events, or JSON Lines (one event object per line);
+* TensorFlow's streaming test (``generate_streaming_test_wav.py``): ``label, time_ms`` lines,
+  each a 1 s clip starting at that time;
+* labels in any case, ``unknown``/``silence`` without underscores, and the dataset's other words
+  (``"bed"``) for ``_unknown_``; times as numbers or numeric strings; ``duration`` may be left out
+  (the recording's length is used); an event without ``speech_end`` gets it estimated from the
+  recording with the rule make-stream uses (``streams.speech_bounds``), since latency is
+  measured from there.
+
+Anything else is refused in one line naming the file, the event and the key.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru.data import WORDS_V2
+from voice_gru.errors import AudioFormatError, DatasetError
+
+SAMPLE_RATE = 16000
+TIME_TOL_S = 0.05  # a label file's times may run this far past the recording (rounding, resampling)
+ORDER_TOL_S = 1e-4  # start <= speech_start <= speech_end <= end up to rounding of the written times
+TF_CLIP_S = 1.0  # TensorFlow's streaming test labels a clip's start; its clips last 1 s
+# the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
+TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
+_ALIASES = {"unknown": UNKNOWN, "silence": SILENCE, **{w: UNKNOWN for w in WORDS_V2 if w not in COMMANDS}}
+_TF_LINE = re.compile(r"^\s*([^,]+?)\s*,\s*([-+0-9.eE]+)\s*$")
+
+
+def labels_path_for(wav: str | Path) -> Path:
+    """``REC.wav`` -> ``REC.json`` (the label file written beside a stream)."""
+    return Path(wav).with_suffix(".json")
+
+
+def command_free_truth(duration_s: float, sample_rate: int = SAMPLE_RATE) -> dict:
+    """The truth of a recording known to hold none of the commands (a TV, radio or meeting)."""
+    return {"duration": float(duration_s), "sample_rate": sample_rate, "events": [], "command_free": True}
+
+
+def _seconds(value: Any) -> float | None:
+    """A finite number of seconds from a JSON number or numeric string; None otherwise (bool never)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if isinstance(value, (int, float)) and math.isfinite(value):
+        return value
+    return None
+
+
+def _label(where: str, raw: Any) -> tuple[str, str | None]:
+    """The 12-class label of ``raw`` and the word it names when that is not the label itself."""
+    if isinstance(raw, str):
+        name = raw.strip().lower()
+        if name in TRUTH_LABELS:
+            return name, None
+        if name in _ALIASES:
+            return _ALIASES[name], (name if name in WORDS_V2 else None)
+    hint = ""
+    if isinstance(raw, str):
+        close = difflib.get_close_matches(raw.strip().lower(), [*TRUTH_LABELS, *_ALIASES], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+    # a label no model outputs would count as a command that can never be hit, lowering recall
+    raise DatasetError(f"{where}.label = {raw!r}: not a 12-class label (one of {', '.join(TRUTH_LABELS)}, "
+                       f"or a word of the dataset for {UNKNOWN}){hint}")
+
+
+def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
+    """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key."""
+    where = f"{path}: events[{i}]"
+    if not isinstance(ev, dict):
+        raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
+    for key in ("label", "start", "end"):
+        if key not in ev:
+            raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds)")
+    out = dict(ev)
+    out["label"], word = _label(where, ev["label"])
+    if word and not ev.get("word"):
+        out["word"] = word
+    for key in ("start", "end", "speech_start", "speech_end"):
+        if key in ev and ev[key] is None and key.startswith("speech"):
+            del out[key]  # written as unknown: estimated from the recording, as when left out
+        elif key in ev:
+            out[key] = _seconds(ev[key])
+            if out[key] is None:
+                raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a finite number of seconds")
+    start, end = out["start"], out["end"]
+    if start < 0:
+        raise DatasetError(f"{where}.start = {start}: must be >= 0 (seconds from the recording's start)")
+    if start > duration + TIME_TOL_S:
+        raise DatasetError(f"{where}.start = {start}: after the recording's end ({duration:.5f} s)")
+    if end < start:
+        raise DatasetError(f"{where}.end = {end}: before its start ({start})")
+    if end > duration + TIME_TOL_S:
+        raise DatasetError(f"{where}.end = {end}: after the recording's end ({duration:.5f} s)")
+    lo = start
+    for key in ("speech_start", "speech_end"):  # start <= speech_start <= speech_end <= end
+        if key in out:
+            if not lo - ORDER_TOL_S <= out[key] <= end + ORDER_TOL_S:
+                raise DatasetError(f"{where}.{key} = {out[key]}: must lie between {lo:.5f} and the event's "
+                                   f"end ({end:.5f})")
+            out[key] = min(max(out[key], lo), end)
+            lo = out[key]
+    for key in ("word", "file"):  # scoring groups false accepts by them
+        if out.get(key) is not None and not isinstance(out[key], str):
+            raise DatasetError(f"{where}.{key} = {out[key]!r}: must be a string")
+    return out
+
+
+def _parse_lines(path: Path, text: str, why: str) -> dict:
+    """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    try:
+        rows = [json.loads(ln) for ln in lines]
+    except json.JSONDecodeError:
+        rows = None
+    if lines and rows is not None and all(isinstance(r, dict) for r in rows):
+        return {"events": rows}
+    tf = [m for m in map(_TF_LINE.match, lines) if m]
+    if not lines or len(tf) < len(lines):
+        raise DatasetError(f"{path}: not a label file: neither JSON ({why}), JSON Lines nor TensorFlow's "
+                           "'label, time_ms' lines")
+    events = []
+    for m in tf:
+        ms = _seconds(m[2])
+        if ms is None:
+            raise DatasetError(f"{path}: '{m[0].strip()}': the time must be a number of milliseconds")
+        events.append({"label": m[1], "start": ms / 1000, "end": ms / 1000 + TF_CLIP_S})
+    return {"events": events, "format": "tensorflow"}
+
+
+def _parse(path: Path, text: str) -> dict:
+    """The label file's content as ``{"events": [...], ...}``, whichever format it was written in."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return _parse_lines(path, text, str(exc))
+    if isinstance(data, list):
+        return {"events": data}
+    if isinstance(data, dict) and "events" not in data and data.get("command_free") is True:
+        return {**data, "events": []}
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        raise DatasetError(f"{path}: not a stream label file (expected an object with an 'events' list, or a list "
+                           "of events)")
+    return data
+
+
+def read_truth(path: str | Path, duration: float | None = None) -> dict:
+    """Read and check a stream's label file (any format of the module doc) and return its truth.
+
+    ``duration``: the recording's length in seconds, used when the file does not say it. Checked
+    once here so scoring never meets a value it would silently misread: times are finite numbers
+    within the recording (with a small tolerance), ``start <= speech_start <= speech_end <= end``,
+    labels are 12-class labels, no two events start at the same time.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: label file not found (make-stream writes it beside the WAV)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a text file ({exc})") from None
+    truth = _parse(path, text)
+    if "duration" in truth:
+        said = _seconds(truth["duration"])
+        if said is None or said <= 0:
+            raise DatasetError(f"{path}: duration = {truth['duration']!r}: must be a positive number of seconds")
+        truth["duration"] = said
+    elif duration is not None:
+        truth["duration"] = float(duration)
+    else:
+        raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds)")
+    rate = truth.get("sample_rate")
+    if rate is not None:
+        if isinstance(rate, float) and rate.is_integer():
+            rate = truth["sample_rate"] = int(rate)
+        if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
+            raise DatasetError(f"{path}: sample_rate = {rate!r}: must be a positive whole number of Hz")
+    seen: dict[float, int] = {}
+    events = []
+    for i, ev in enumerate(truth["events"]):
+        ev = _check_event(path, i, ev, float(truth["duration"]))
+        # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
+        if ev["start"] in seen:
+            raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
+                               "there too (a duplicate event)")
+        seen[ev["start"]] = i
+        events.append(ev)
+    truth["events"] = events
+    return truth
+
+
+def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMPLE_RATE) -> int:
+    """Give every word event without ``speech_end`` one measured in ``audio`` (make-stream's rule);
+    returns how many were estimated (each marked ``speech_end_estimated``)."""
+    from voice_gru.streams import speech_bounds
+
+    n = 0
+    for ev in truth["events"]:
+        if "speech_end" in ev or ev["label"] == SILENCE:
+            continue
+        a, b = int(round(ev["start"] * sample_rate)), int(round(ev["end"] * sample_rate))
+        segment = audio[a:min(b, audio.size)]
+        if segment.size == 0:
+            continue
+        s0, s1 = speech_bounds(segment, sample_rate=sample_rate)
+        ev.setdefault("speech_start", round(ev["start"] + s0, 5))
+        ev["speech_end"] = max(ev["speech_start"], round(ev["start"] + s1, 5))
+        ev["speech_end_estimated"] = True
+        n += 1
+    return n
+
+
+def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False,
+                sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
+    """A recording at ``sample_rate`` (the model's) and its truth; the label file defaults to the
+    WAV's name with ``.json``.
+
+    The label file's ``sample_rate`` says at what rate make-stream wrote the WAV; the recording's own
+    header is the truth for the audio, so a label file that disagrees with it is refused (it belongs
+    to another recording, or the recording was resampled after the labels were written).
+    ``command_free``: no label file; the recording holds no commands (``command_free_truth``).
+    """
+    import soundfile as sf
+
+    from voice_gru.audio import load_audio
+
+    if not Path(wav).exists():
+        raise AudioFormatError(f"{wav}: recording not found")
+    if command_free:
+        audio = load_audio(wav, sample_rate)
+        if audio.size == 0:
+            raise AudioFormatError(f"{wav}: the recording holds no audio")
+        return audio, command_free_truth(audio.size / sample_rate, sample_rate)
+    labels = Path(labels) if labels else labels_path_for(wav)
+    if not labels.is_file():
+        read_truth(labels)  # the one-line "not found" before the recording is decoded
+    audio = load_audio(wav, sample_rate)  # decoded and checked: the header below is readable
+    seconds = audio.size / sample_rate
+    truth = read_truth(labels, duration=seconds)
+    header_sr = int(sf.info(str(wav)).samplerate)
+    said_sr = truth.get("sample_rate")
+    if said_sr is not None and said_sr != header_sr:
+        raise DatasetError(f"{labels}: sample_rate = {said_sr} but {wav} is recorded at {header_sr} Hz: the label "
+                           f"file belongs to another recording (if {wav} was resampled, set sample_rate to {header_sr})")
+    if abs(seconds - float(truth["duration"])) > TIME_TOL_S:
+        raise DatasetError(f"{labels}: says {float(truth['duration']):.2f} s but {wav} holds "
+                           f"{seconds:.2f} s: the label file belongs to another recording")
+    estimate_speech_ends(audio, truth, sample_rate)
+    return audio, truth
+
+
+__all__ = ["TRUTH_LABELS", "labels_path_for", "command_free_truth", "read_truth", "estimate_speech_ends", "load_stream"]
