@@ -218,7 +218,12 @@ def test_base_install_errors_are_one_line(tmp_path):
     bad.write_text("not a checkpoint\n")
     cases = [
         (["evaluate", str(example)], "voice-gru: error: `voice-gru evaluate` needs torch, which is not installed (the base "
-         "install listens; training, evaluation and calibration need: pip install 'voice_gru[train]')"),
+         "install listens; training, evaluation and calibration need the train extra: from a clone, "
+         "pip install -c constraints.txt '.[train]', or scripts/setup.sh)"),
+        (["evaluate-stream", "--input", str(example), "--det", str(tmp_path / "det.png")],
+         "voice-gru: error: `voice-gru evaluate-stream` needs matplotlib, which is not installed (the base "
+         "install listens; training, evaluation and calibration need the train extra: from a clone, "
+         "pip install -c constraints.txt '.[train]', or scripts/setup.sh)"),
         (["listen", "--input", str(example), "--model", str(bad), "--no-view"],
          f"voice-gru: error: {bad}: not a voice_gru checkpoint (not a PyTorch file, or one cut short: no zip archive, no pickle)"),
     ]

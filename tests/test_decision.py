@@ -318,3 +318,11 @@ def test_unknown_detector_kernel_is_refused():
 def test_command_to_dict():
     c = Command("stop", 0.876543, 1.23456)
     assert c.to_dict() == {"t": 1.235, "label": "stop", "score": 0.8765}
+
+
+def test_detection_times_print_as_the_frame_times_they_are():
+    """``Command.t`` of frame 1418 is 14.21 s, not 14.209999999999999 (what a caller prints or compares)."""
+    d = Detector(LABELS, DecisionConfig())
+    for frame in (0, 7, 1418, 359_999):
+        t = d.time_of(frame)
+        assert repr(t) == repr(round(0.03 + frame / 100, 2)), (frame, t)

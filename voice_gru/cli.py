@@ -608,7 +608,8 @@ def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voic
         if top not in TRAIN_EXTRA:
             raise
         print(f"{prog}: error: `{command}` needs {top}, which is not installed (the base install "
-              f"listens; training, evaluation and calibration need: pip install 'voice_gru[train]')", file=sys.stderr)
+              f"listens; training, evaluation and calibration need the train extra: from a clone, "
+              f"pip install -c constraints.txt '.[train]', or scripts/setup.sh)", file=sys.stderr)
         return 2
     except BrokenPipeError:  # output piped into `head` and the like
         sys.stderr.close()

@@ -156,6 +156,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
     if args.det_json and not args.det:
         raise ConfigError("--det-json is where --det's sweep goes: add --det OUT.png")
+    if args.det:  # the plot needs the train extra: say so before the recording runs, not after
+        import matplotlib  # noqa: F401
     det_json = (Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")) if args.det else None
     labels = args.labels or (None if args.command_free else Path(args.input).with_suffix(".json"))
     check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},

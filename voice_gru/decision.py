@@ -92,7 +92,8 @@ class Detector:
 
     def time_of(self, frame: int) -> float:
         """Stream time (s) when frame ``frame`` is complete."""
-        return self.first_frame_end + frame * self.frame_seconds
+        # to the microsecond: 14.21 s, not 14.209999999999999 (frame counts times 0.01 are rarely exact)
+        return round(self.first_frame_end + frame * self.frame_seconds, 6)
 
     def update(self, posteriors) -> list[Command]:
         """Consume ``(frames, classes)`` posteriors (or one frame's ``(classes,)``); return the commands that fired."""
