@@ -383,3 +383,58 @@ def test_evaluate_stream_reads_tensorflow_labels_and_says_speech_ends_were_estim
     assert "12.0 s of audio, 1 commands, 0 unknown words" in out
     assert "note: the label file gives no speech end for 1 of 1 words" in out
     assert json.loads(out_json.read_text())["speech_end_estimated"] == 1
+
+
+def _labelled_recording(tmp_path) -> tuple[Path, Path]:
+    """A 12 s silent recording's label file: "yes" at 2-3 s (speech ends 2.6), "bed" at 6-7 s."""
+    import numpy as np
+
+    from voice_gru.audio import save_wav
+
+    wav = tmp_path / "rec.wav"
+    save_wav(wav, np.zeros(12 * 16000, dtype=np.float32), 16000)
+    labels = tmp_path / "rec.json"
+    labels.write_text(json.dumps({"duration": 12.0, "events": [
+        {"label": "yes", "start": 2.0, "end": 3.0, "speech_end": 2.6},
+        {"label": "_unknown_", "word": "bed", "start": 6.0, "end": 7.0, "speech_end": 6.5}]}))
+    return wav, labels
+
+
+def test_score_events_scores_detections_made_elsewhere_with_an_offset(tmp_path, capsys):
+    """A live microphone run started 5 s before the recording played: its events, shifted back, are
+    one hit 200 ms after the speech ended, one firing on the unknown word and one repeat."""
+    _, labels = _labelled_recording(tmp_path)
+    events = tmp_path / "live.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in [
+        {"t": 7.8, "label": "yes", "score": 0.95}, {"t": 8.9, "label": "no", "score": 0.9},
+        {"t": 11.4, "label": "down", "score": 0.91}]))
+    out_json = tmp_path / "score.json"
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--offset", "5",
+                 "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    assert "hits 1/1 (recall 1.000)" in out and "false accepts 2 (600.00 per hour" in out
+    assert "latency from end of speech: median 200 ms" in out
+    report = json.loads(out_json.read_text())
+    assert [e["outcome"] for e in report["events"]] == ["hit", "false_accept", "false_accept"]
+    assert report["false_accepts_by_kind"] == {"outside": 0, "unknown_word": 1, "repeat": 1}
+    # the report's own detections score the same again (their times are already shifted)
+    assert main(["score-events", "--events", str(out_json), "--labels", str(labels)]) == 0
+    assert "hits 1/1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("content, message", [
+    ('{"t": 1.0}\n', r"live.jsonl:1: expected an object with 't' \(seconds\) and 'label'"),
+    ('{"t": 1.0, "label": "yes"}\n{"t": "x", "label": "no"}\n', r"live.jsonl:2: t = 'x': must be a finite number"),
+    ('{"t": 1.0, "label": "_unknown_"}\n', r"live.jsonl:1: label = '_unknown_': not one of the commands"),
+    ('{"t": 1.0, "label": "yes"\n', r"live.jsonl:1: not a JSON line"),
+    ('{"label": "yes", "start": 2.0, "end": 3.0}\n', r"looks like a label file: give it to --labels"),
+])
+def test_score_events_refuses_a_bad_detections_file_naming_the_line(tmp_path, capsys, content, message):
+    import re
+
+    _, labels = _labelled_recording(tmp_path)
+    events = tmp_path / "live.jsonl"
+    events.write_text(content)
+    assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1, err

@@ -83,17 +83,18 @@ def format_stream_report(r: dict) -> str:
         return "-" if x is None else f"{x * 1000:.0f} ms"
 
     fa = r["false_accepts_by_kind"]
+    how = f" ({r['mode']} mode, chunks of {r['chunk_ms']:g} ms)" if "mode" in r else ""
     lines = [
-        f"{_duration(r['duration_s'])} of audio, {r['commands']} commands, {r['unknown_words']} unknown words "
-        f"({r['mode']} mode, chunks of {r['chunk_ms']:g} ms)",
+        f"{_duration(r['duration_s'])} of audio, {r['commands']} commands, {r['unknown_words']} unknown words{how}",
         (f"hits {r['hits']}/{r['commands']} (recall {r['recall']:.3f})  misses {r['misses']} "
          f"({r['wrong']} of them a wrong label: heard as another command)"
          if r["commands"] else "command-free stream: no commands to hit"),
         f"false accepts {r['false_accepts']} ({r['false_accepts_per_hour']:.2f} per hour; outside words "
         f"{fa['outside']}, on unknown words {fa['unknown_word']}, repeats {fa['repeat']})",
         f"latency from end of speech: median {sec(lat['median'])}, p90 {sec(lat['p90'])}",
-        f"real-time factor {r['rtf']:.4f} ({r['compute_s']:.1f} s compute for {r['audio_s']:.1f} s audio)",
     ]
+    if "rtf" in r:
+        lines.append(f"real-time factor {r['rtf']:.4f} ({r['compute_s']:.1f} s compute for {r['audio_s']:.1f} s audio)")
     by_clip = r.get("false_accepts_by_clip") or []
     if by_clip:
         n_files = len({c["file"] for c in by_clip})
@@ -203,6 +204,30 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_score_events(args: argparse.Namespace) -> int:
+    """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
+    from voice_gru.fileio import write_json
+    from voice_gru.stream_labels import load_stream, read_detections, read_truth
+    from voice_gru.streams import score_events
+
+    check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
+    if args.input:
+        _, truth = load_stream(args.input, args.labels)
+    else:
+        truth = read_truth(args.labels)  # its 'duration' is needed: without --input nothing else says it
+        if any("speech_end" not in e for e in truth["events"]):
+            print("note: the label file gives no speech end for some words: their latency is measured from the word's "
+                  "end (give --input to find the speech ends in the recording)", file=sys.stderr)
+    detections = read_detections(args.events, args.offset)
+    result = score_events(detections, truth, after=args.after)
+    result["offset_s"] = args.offset
+    print(format_stream_report(result))
+    if args.json:
+        write_json(args.json, result)
+        print(f"wrote {args.json}")
+    return 0
+
+
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
@@ -276,6 +301,22 @@ def register(subparsers) -> None:
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
     es.add_argument("--det-json", metavar="OUT", help="where the sweep's points go (default: OUT.det.json beside --det)")
     es.set_defaults(func=_cmd_evaluate_stream)
+
+    se = subparsers.add_parser("score-events",
+                               help="score detections already made (listen --events, e.g. live from a microphone) "
+                                    "against a recording's labels")
+    se.add_argument("--events", required=True, metavar="EVENTS.jsonl", help="detections as listen --events writes them")
+    se.add_argument("--labels", required=True, metavar="REC.json",
+                    help="the recording's label file (make-stream's, or another tool's: see evaluate-stream)")
+    se.add_argument("--input", metavar="REC.wav",
+                    help="the recording, for its length and speech ends when the label file lacks them")
+    se.add_argument("--offset", type=number(-86400, 86400), default=0.0, metavar="S",
+                    help="seconds listening ran before the recording started (subtracted from each detection; "
+                         "default: %(default)s)")
+    se.add_argument("--after", type=number(0, 10), default=1.0, metavar="S",
+                    help="a detection up to this long after a word's end counts for it (default: %(default)s)")
+    se.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
+    se.set_defaults(func=_cmd_score_events)
 
     ca = subparsers.add_parser("calibrate",
                                help="choose thresholds for a false-accepts-per-hour target on new speakers (cross-validated over validation speakers)")

@@ -228,6 +228,49 @@ def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMP
     return n
 
 
+def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
+    """Detections as ``listen --events`` writes them (JSON Lines of ``{"t", "label", "score"}``, or a
+    JSON list of such objects), each ``t`` minus ``offset`` (how long listening ran before the
+    recording started); errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"{path}: detections file not found (listen --events writes it)")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a text file ({exc})") from None
+    try:
+        whole = json.loads(text)
+    except json.JSONDecodeError:
+        whole = None
+    if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+        whole = whole["events"]  # an evaluate-stream / score-events --json report: its detections
+    rows = [(f"{path}: [{i}]", row) for i, row in enumerate(whole)] if isinstance(whole, list) else \
+        [(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    out = []
+    for where, row in rows:
+        if isinstance(row, str):
+            try:
+                row = json.loads(row)
+            except json.JSONDecodeError as exc:
+                raise DatasetError(f"{where}: not a JSON line ({exc})") from None
+        if not isinstance(row, dict) or "t" not in row or "label" not in row:
+            hint = " (this looks like a label file: give it to --labels)" if isinstance(row, dict) and "start" in row else ""
+            raise DatasetError(f"{where}: expected an object with 't' (seconds) and 'label', as listen --events "
+                               f"writes{hint}")
+        t = _seconds(row["t"])
+        if t is None:
+            raise DatasetError(f"{where}: t = {row['t']!r}: must be a finite number of seconds")
+        label = row["label"].strip().lower() if isinstance(row["label"], str) else row["label"]
+        if label not in COMMANDS:
+            raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(COMMANDS)})")
+        det = {"t": t - offset, "label": label}
+        if _seconds(row.get("score")) is not None:
+            det["score"] = float(row["score"])
+        out.append(det)
+    return out
+
+
 def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False,
                 sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
     """A recording at ``sample_rate`` (the model's) and its truth; the label file defaults to the
@@ -267,4 +310,5 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
     return audio, truth
 
 
-__all__ = ["TRUTH_LABELS", "labels_path_for", "command_free_truth", "read_truth", "estimate_speech_ends", "load_stream"]
+__all__ = ["TRUTH_LABELS", "labels_path_for", "command_free_truth", "read_truth", "estimate_speech_ends", "load_stream",
+           "read_detections"]
