@@ -289,7 +289,9 @@ def register(subparsers) -> None:
     es = subparsers.add_parser("evaluate-stream",
                                help="stream a labelled recording through the listen path: hits, false accepts/hour, latency")
     es.add_argument("--input", required=True, metavar="REC.wav", help="recording (e.g. from make-stream)")
-    es.add_argument("--labels", metavar="REC.json", help="its label file (default: the input's name with .json)")
+    es.add_argument("--labels", metavar="REC.json",
+                    help="its label file (default: the input's name with .json): make-stream's JSON, a JSON list or "
+                         "JSON Lines of events with label/start/end in seconds, or TensorFlow's 'label, time_ms' lines")
     es.add_argument("--command-free", action="store_true",
                     help="the recording holds none of the commands (your TV, radio, a meeting): no label file; every "
                          "detection is a false accept, and each calibrated --false-accepts-per-hour setting is replayed on it")
