@@ -438,3 +438,19 @@ def test_score_events_refuses_a_bad_detections_file_naming_the_line(tmp_path, ca
     assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 2
     err = capsys.readouterr().err
     assert re.search(message, err) and err.count("\n") == 1, err
+
+
+def test_the_systemd_unit_runs_a_valid_listen_command():
+    """configs/voice-gru.service: its ExecStart is a `voice-gru listen` command line this parser accepts,
+    with files that exist in the clone it names (%h/voice_gru)."""
+    import shlex
+
+    from voice_gru.cli import build_parser
+
+    unit = (REPO / "configs" / "voice-gru.service").read_text()
+    keys = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    assert keys["WorkingDirectory"] == "%h/voice_gru" and keys["Restart"] == "on-failure"
+    argv = shlex.split(keys["ExecStart"])
+    assert argv[0] == "%h/voice_gru/.venv/bin/voice-gru" and argv[1] == "listen"
+    args = build_parser().parse_args(argv[1:])
+    assert args.assistant and (REPO / args.assistant).is_file() and args.input is None
