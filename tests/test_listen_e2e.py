@@ -113,6 +113,8 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
         server.shutdown()
     got = _labels(mic_events)
     assert got == expected, f"microphone run detected {got}, --input run {expected}\n" + "".join(out)
+    # a session ended by Ctrl-C still says what it did
+    assert any(line.startswith(f"{len(got)} command(s) in ") for line in out), "".join(out)
     fired = (tmp_path / "fired.txt").read_text().split()
     assert fired == expected
     hooks = [h["label"] for h in _Hook.received]

@@ -333,7 +333,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.live import EventWriter, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks, stop_on_signals
+    from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
+                                stop_on_signals)
     from voice_gru.spotter import CommandSpotter
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
@@ -404,11 +405,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     def first():
                         print("listening: say a command (Ctrl-C to stop)", flush=True)
 
+                    stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                     try:
-                        stats = listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds)
+                        listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
+                                    stats=stats)
                     except KeyboardInterrupt:
                         stop.set()
-                        stats = None
                     if mic.overflows or mic.dropped_blocks:
                         print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
             completed = True

@@ -242,35 +242,38 @@ def stop_on_signals() -> Iterator[None]:
 
 def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_command: Callable[[Command], None],
                 view: LiveView | None = None, max_seconds: float | None = None,
-                keep_posteriors: list | None = None) -> ListenStats:
+                keep_posteriors: list | None = None, stats: ListenStats | None = None) -> ListenStats:
     """Run audio chunks through a spotter, calling ``on_command`` for each event.
 
     ``keep_posteriors``: a list that receives each chunk's per-frame posteriors (for scoring).
+    ``stats``: filled as the loop runs, so a caller whose loop ends in Ctrl-C still has the totals.
     """
-    stats = ListenStats()
+    stats = ListenStats() if stats is None else stats
     sr = spotter.sample_rate
     t_start = time.perf_counter()
     samples = 0  # counted exactly: summing chunk durations in float drifts (10 x 0.1 s < 1.0 s)
-    for chunk in chunks:
-        t0 = time.perf_counter()
-        events = spotter.process(chunk)
-        stats.compute += time.perf_counter() - t0
-        if keep_posteriors is not None:
-            keep_posteriors.append(spotter.posteriors)
-        samples += chunk.size
-        stats.seconds = samples / sr
-        for ev in events:
-            stats.events.append(ev)
+    try:
+        for chunk in chunks:
+            t0 = time.perf_counter()
+            events = spotter.process(chunk)
+            stats.compute += time.perf_counter() - t0
+            if keep_posteriors is not None:
+                keep_posteriors.append(spotter.posteriors)
+            samples += chunk.size
+            stats.seconds = samples / sr
+            for ev in events:
+                stats.events.append(ev)
+                if view:
+                    view.event(ev)
+                on_command(ev)
             if view:
-                view.event(ev)
-            on_command(ev)
+                view.update(chunk, spotter.detector.smoothed)
+            if max_seconds is not None and stats.seconds >= max_seconds:
+                break
+    finally:
+        stats.wall = time.perf_counter() - t_start
         if view:
-            view.update(chunk, spotter.detector.smoothed)
-        if max_seconds is not None and stats.seconds >= max_seconds:
-            break
-    stats.wall = time.perf_counter() - t_start
-    if view:
-        view.close()
+            view.close()
     return stats
 
 
