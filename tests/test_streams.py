@@ -305,6 +305,7 @@ _BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must nam
     ("events.1.end", 20.5, r"events\[1\]\.end = 20.5: after the recording's end"),
     ("events.0.end", 0.5, r"events\[0\]\.end = 0.5: before its start"),
     ("events.0.end", _DELETE, r"events\[0\]: missing 'end'"),
+    ("events.0.start", _DELETE, r"events\[0\]: missing 'start'"),
     ("events.0.label", ["down"], r"events\[0\]\.label = \['down'\]"),
     ("events.0.label", "yess", r"events\[0\]\.label = 'yess': not a 12-class label"),
     ("events.0.label", 7, r"events\[0\]\.label = 7"),
@@ -349,6 +350,12 @@ def test_load_stream_refuses_a_bad_label_file_naming_the_key(tmp_path, where, va
         load_stream(wav)  # what evaluate-stream calls
     text = str(info.value)
     assert "\n" not in text and text.startswith(str(labels_path_for(wav)))
+
+
+def test_times_in_milliseconds_get_a_hint(tmp_path):
+    truth = {"events": [{"label": "yes", "start_ms": 1000, "end_ms": 2000}]}
+    with pytest.raises(DatasetError, match=r"missing 'start' .*'start_ms' is not read: give 'start' in seconds"):
+        load_stream(_stream_files(tmp_path, truth))
 
 
 def test_load_stream_refuses_duplicate_events(tmp_path):

@@ -89,7 +89,8 @@ def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
         raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
     for key in ("label", "start", "end"):
         if key not in ev:
-            raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds)")
+            hint = f"; '{key}_ms' is not read: give '{key}' in seconds" if f"{key}_ms" in ev else ""
+            raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds){hint}")
     out = dict(ev)
     out["label"], word = _label(where, ev["label"])
     if word and not ev.get("word"):
