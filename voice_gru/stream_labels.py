@@ -125,6 +125,16 @@ def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
     return out
 
 
+def _read_text(path: Path, what: str, where_from: str) -> str:
+    """The text of an input file, or one line saying why there is none."""
+    if not path.is_file():
+        raise DatasetError(f"{path}: {what} not found ({where_from})")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DatasetError(f"{path}: not a text file ({exc})") from None
+
+
 def _parse_lines(path: Path, text: str, why: str) -> dict:
     """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
     lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
@@ -172,13 +182,7 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     labels are 12-class labels, no two events start at the same time.
     """
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: label file not found (make-stream writes it beside the WAV)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a text file ({exc})") from None
-    truth = _parse(path, text)
+    truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
     if "duration" in truth:
         said = _seconds(truth["duration"])
         if said is None or said <= 0:
@@ -234,12 +238,7 @@ def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
     JSON list of such objects), each ``t`` minus ``offset`` (how long listening ran before the
     recording started); errors name the file and line."""
     path = Path(path)
-    if not path.is_file():
-        raise DatasetError(f"{path}: detections file not found (listen --events writes it)")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise DatasetError(f"{path}: not a text file ({exc})") from None
+    text = _read_text(path, "detections file", "listen --events writes it")
     try:
         whole = json.loads(text)
     except json.JSONDecodeError:
