@@ -454,3 +454,39 @@ def test_the_systemd_unit_runs_a_valid_listen_command():
     assert argv[0] == "%h/voice_gru/.venv/bin/voice-gru" and argv[1] == "listen"
     args = build_parser().parse_args(argv[1:])
     assert args.assistant and (REPO / args.assistant).is_file() and args.input is None
+
+
+@pytest.mark.parametrize("lines, extra, message", [
+    ([{"t": 30.0, "label": "yes"}], [], r"detection 1 at 30 s is at 30 s of the recording \(--offset 0\), outside its 0-12 s"),
+    ([{"t": 2.5, "label": "yes"}], ["--offset", "5"], r"detection 1 at 2.5 s is at -2.5 s .*check --offset"),
+    ([{"t": 2.5, "label": "yes", "score": 7}], [], r"live.jsonl:1: score = 7: must be a posterior between 0 and 1"),
+    ([{"t": 10 ** 400, "label": "yes"}], [], r"live.jsonl:1: t = 1000.*must be a finite number"),
+])
+def test_score_events_refuses_detections_it_would_miscount(tmp_path, capsys, lines, extra, message):
+    import re
+
+    _, labels = _labelled_recording(tmp_path)
+    events = tmp_path / "live.jsonl"
+    events.write_text("".join(json.dumps(e) + "\n" for e in lines))
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), *extra]) == 2
+    err = capsys.readouterr().err
+    assert re.search(message, err) and err.count("\n") == 1, err
+
+
+def test_score_events_report_is_not_shifted_twice_and_no_false_note(tmp_path, capsys):
+    _, labels = _labelled_recording(tmp_path)
+    events = tmp_path / "live.jsonl"
+    events.write_text(json.dumps({"t": 7.8, "label": "yes"}) + "\n")
+    report = tmp_path / "r.json"
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--offset", "5",
+                 "--json", str(report)]) == 0
+    assert "note:" not in capsys.readouterr().err  # the command has its speech end; the unknown word need not
+    assert main(["score-events", "--events", str(report), "--labels", str(labels), "--offset", "5"]) == 2
+    assert "already shifted by offset_s = 5" in capsys.readouterr().err
+
+
+def test_evaluate_stream_with_a_missing_label_file_says_only_that(tmp_path, capsys):
+    wav, _ = _labelled_recording(tmp_path)
+    assert main(["evaluate-stream", "--input", str(wav), "--labels", str(tmp_path / "none.json")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "none.json: label file not found" in err, err  # no sensitivity line before it

@@ -936,3 +936,67 @@ def test_silent_per_command_finds_a_command_the_cooldown_hid():
     raised = silent_per_command(_command_free_result(post, labels, dcfg, thr))
     assert raised == pytest.approx({"on": 0.94, "stop": 0.88})
     assert Detector(labels, dcfg, {**thr, **raised}).update(post) == []
+
+
+_TONE_WORDS = [("yes", 2.0), ("bed", 6.0)]
+
+
+@pytest.mark.parametrize("content, message", [
+    ('[{"label": "yes", "start": 1' + "0" * 400 + ', "end": 3}]', r"events\[0\]\.start = 1000.*must be a finite number"),
+    ("[" * 100_000 + "]" * 100_000, r"nested too deeply"),
+    ("[]", r"no events: for a recording without commands say \"command_free\": true"),
+    ('{"command_free": true, "events": [{"label": "go", "start": 1, "end": 2}]}',
+     r"events\[0\] is the command 'go' but the file says \"command_free\": true"),
+    ("yes, 2000\n# a comment\nno 3000\ngo, 5000\n", r"labels.txt:3: 'no 3000': not a 'label, time_ms' line"),
+    ("yes, 19500\n", r"labels.txt:1: a 1 s clip starting at 19.5 s runs past the recording's end"),
+    ('{"label": "yes", "start": 2, "end": 3}\n\n{"label": "yes", "start": 4}\n', r"labels.txt:3: missing 'end'"),
+    ('{"t": 2.5, "label": "yes", "score": 0.9}\n', r"not a stream label file .*looks like a detections file"),
+])
+def test_bad_label_files_of_any_format_are_one_line_naming_the_place(tmp_path, content, message):
+    wav = _tone_recording(tmp_path, _TONE_WORDS)
+    labels = tmp_path / "labels.txt"
+    labels.write_text(content)
+    with pytest.raises(DatasetError, match=message) as info:
+        load_stream(wav, labels)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16"])
+def test_label_files_with_a_byte_order_mark_are_read(tmp_path, encoding):
+    wav = _tone_recording(tmp_path, _TONE_WORDS)
+    labels = tmp_path / "labels.txt"
+    labels.write_text("yes, 2000\nbed, 6000\n", encoding=encoding)
+    assert [e["label"] for e in load_stream(wav, labels)[1]["events"]] == ["yes", "_unknown_"]
+
+
+def test_loose_top_level_values_mean_what_they_say(tmp_path):
+    wav = _tone_recording(tmp_path, _TONE_WORDS)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps({"duration": None, "sample_rate": "16000", "events": [
+        {"label": "yes", "start": 2, "end": 3}, {"label": "_background_noise_", "start": 4, "end": 5}]}))
+    _, truth = load_stream(wav, labels)
+    assert truth["duration"] == 20.0 and truth["sample_rate"] == 16000
+    assert [e["label"] for e in truth["events"]] == ["yes", "_silence_"]
+    with pytest.raises(DatasetError, match="is a folder"):
+        read_truth(tmp_path)
+    with pytest.raises(DatasetError, match=r"with the recording, --input REC.wav, it is read from there"):
+        read_truth(_write(tmp_path / "list.json", '[{"label": "yes", "start": 2, "end": 3}]'))
+
+
+def _write(path, text):
+    path.write_text(text)
+    return path
+
+
+def test_score_window_ends_are_not_lost_to_float_rounding():
+    truth = truth_of([{"label": "yes", "start": 0.2, "end": 0.7, "speech_end": 0.5}], duration=10.0)
+    s = score_events([{"t": 0.8, "label": "yes"}], truth, after=0.1)  # 0.7 + 0.1 = 0.7999999999999999
+    assert s["hits"] == 1 and s["false_accepts"] == 0
+
+
+def test_score_names_each_detections_event_in_the_label_files_order():
+    truth = truth_of([ev("no", 10.0), ev("_unknown_", 2.0, word="bed"), ev("yes", 5.0)])
+    s = score_events([{"t": 2.5, "label": "go"}, {"t": 5.6, "label": "yes"}], truth)
+    assert [(e["clip"], e["event"]) for e in s["events"]] == [(0, 1), (1, 2)]
+    with pytest.raises(ConfigError, match="after = nan"):
+        score_events([], truth, after=float("nan"))

@@ -144,7 +144,7 @@ def format_command_free(r: dict) -> str:
 
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import config_decision, recognizer_override
+    from voice_gru.cli import config_decision, recognizer_override, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import operating_point
@@ -164,10 +164,11 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},
                   [args.input, labels, args.model, args.config], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
-    override = recognizer_override(args, ckpt)
-    dcfg = config_decision(args.config, ckpt)
+    threshold_override(args.threshold, ckpt.labels)  # flags first, then files, then the sensitivity line
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
+    override = recognizer_override(args, ckpt)
+    dcfg = config_decision(args.config, ckpt)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
@@ -207,7 +208,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 def _cmd_score_events(args: argparse.Namespace) -> int:
     """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
     from voice_gru.fileio import write_json
-    from voice_gru.stream_labels import load_stream, read_detections, read_truth
+    from voice_gru import COMMANDS
+    from voice_gru.errors import DatasetError
+    from voice_gru.stream_labels import TIME_TOL_S, load_stream, read_detections, read_truth
     from voice_gru.streams import score_events
 
     check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
@@ -215,10 +218,16 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
         _, truth = load_stream(args.input, args.labels)
     else:
         truth = read_truth(args.labels)  # its 'duration' is needed: without --input nothing else says it
-        if any("speech_end" not in e for e in truth["events"]):
+        if any("speech_end" not in e for e in truth["events"] if e["label"] in COMMANDS):
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
     detections = read_detections(args.events, args.offset)
+    duration = float(truth["duration"])
+    for i, d in enumerate(detections):  # counted as false accepts they would inflate the rate per hour
+        if not -TIME_TOL_S <= d["t"] <= duration + TIME_TOL_S:
+            raise DatasetError(f"{args.events}: detection {i + 1} at {d['t'] + args.offset:g} s is at {d['t']:g} s of "
+                               f"the recording (--offset {args.offset:g}), outside its 0-{duration:g} s: check --offset "
+                               "and --labels")
     result = score_events(detections, truth, after=args.after)
     result["offset_s"] = args.offset
     print(format_stream_report(result))

@@ -35,9 +35,12 @@ SAMPLE_RATE = 16000
 TIME_TOL_S = 0.05  # a label file's times may run this far past the recording (rounding, resampling)
 ORDER_TOL_S = 1e-4  # start <= speech_start <= speech_end <= end up to rounding of the written times
 TF_CLIP_S = 1.0  # TensorFlow's streaming test labels a clip's start; its clips last 1 s
+LINE = "_line"  # where an event of a line-based label file came from (for messages; not kept)
+TF_ROW = "_tensorflow"  # an event read from TensorFlow's 'label, time_ms' line: its end is ours (not kept)
 # the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
 TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
-_ALIASES = {"unknown": UNKNOWN, "silence": SILENCE, **{w: UNKNOWN for w in WORDS_V2 if w not in COMMANDS}}
+_ALIASES = {"unknown": UNKNOWN, "silence": SILENCE, "_background_noise_": SILENCE,
+            **{w: UNKNOWN for w in WORDS_V2 if w not in COMMANDS}}
 _TF_LINE = re.compile(r"^\s*([^,]+?)\s*,\s*([-+0-9.eE]+)\s*$")
 
 
@@ -55,14 +58,15 @@ def _seconds(value: Any) -> float | None:
     """A finite number of seconds from a JSON number or numeric string; None otherwise (bool never)."""
     if isinstance(value, bool):
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value)
-        except ValueError:
-            return None
-    if isinstance(value, (int, float)) and math.isfinite(value):
-        return value
-    return None
+    if not isinstance(value, (str, int, float)):
+        return None
+    try:
+        number = float(value)  # a 400-digit JSON integer overflows: not a time either
+    except (ValueError, OverflowError):
+        return None
+    if not math.isfinite(number):
+        return None
+    return value if isinstance(value, (int, float)) else number
 
 
 def _label(where: str, raw: Any) -> tuple[str, str | None]:
@@ -84,14 +88,16 @@ def _label(where: str, raw: Any) -> tuple[str, str | None]:
 
 def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
     """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key."""
-    where = f"{path}: events[{i}]"
+    where = f"{path}:{ev[LINE]}" if isinstance(ev, dict) and LINE in ev else f"{path}: events[{i}]"
     if not isinstance(ev, dict):
         raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
     for key in ("label", "start", "end"):
         if key not in ev:
-            hint = f"; '{key}_ms' is not read: give '{key}' in seconds" if f"{key}_ms" in ev else ""
+            hint = (f"; '{key}_ms' is not read: give '{key}' in seconds" if f"{key}_ms" in ev else
+                    "; this looks like a detections file (listen --events): give it to score-events --events"
+                    if "t" in ev else "")
             raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds){hint}")
-    out = dict(ev)
+    out = {k: v for k, v in ev.items() if k not in (LINE, TF_ROW)}
     out["label"], word = _label(where, ev["label"])
     if word and not ev.get("word"):
         out["word"] = word
@@ -110,6 +116,9 @@ def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
     if end < start:
         raise DatasetError(f"{where}.end = {end}: before its start ({start})")
     if end > duration + TIME_TOL_S:
+        if TF_ROW in ev:
+            raise DatasetError(f"{where}: a {TF_CLIP_S:g} s clip starting at {start:g} s runs past the recording's "
+                               f"end ({duration:.5f} s)")
         raise DatasetError(f"{where}.end = {end}: after the recording's end ({duration:.5f} s)")
     lo = start
     for key in ("speech_start", "speech_end"):  # start <= speech_start <= speech_end <= end
@@ -127,33 +136,41 @@ def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
 
 def _read_text(path: Path, what: str, where_from: str) -> str:
     """The text of an input file, or one line saying why there is none."""
-    if not path.is_file():
+    if path.is_dir():
+        raise DatasetError(f"{path}: is a folder, not a {what}")
+    if not path.exists():
         raise DatasetError(f"{path}: {what} not found ({where_from})")
     try:
-        return path.read_text(encoding="utf-8")
+        raw = path.read_bytes()  # also a pipe (<(...)) or a device
+    except OSError as exc:
+        raise DatasetError(f"{path}: cannot read the {what} ({exc.strerror or exc})") from None
+    try:
+        # a byte-order mark is what Windows editors (UTF-8) and PowerShell's > (UTF-16) put first
+        return raw.decode("utf-16") if raw[:2] in (b"\xff\xfe", b"\xfe\xff") else raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise DatasetError(f"{path}: not a text file ({exc})") from None
 
 
 def _parse_lines(path: Path, text: str, why: str) -> dict:
     """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
-    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     try:
-        rows = [json.loads(ln) for ln in lines]
-    except json.JSONDecodeError:
+        rows = [json.loads(ln) for _, ln in numbered]
+    except (json.JSONDecodeError, RecursionError):
         rows = None
-    if lines and rows is not None and all(isinstance(r, dict) for r in rows):
-        return {"events": rows}
-    tf = [m for m in map(_TF_LINE.match, lines) if m]
-    if not lines or len(tf) < len(lines):
+    if numbered and rows is not None and all(isinstance(r, dict) for r in rows):
+        return {"events": [{**r, LINE: n} for (n, _), r in zip(numbered, rows)]}
+    tf = [(n, _TF_LINE.match(ln)) for n, ln in numbered]
+    if not numbered or 2 * sum(m is not None for _, m in tf) < len(tf):
         raise DatasetError(f"{path}: not a label file: neither JSON ({why}), JSON Lines nor TensorFlow's "
                            "'label, time_ms' lines")
     events = []
-    for m in tf:
-        ms = _seconds(m[2])
-        if ms is None:
-            raise DatasetError(f"{path}: '{m[0].strip()}': the time must be a number of milliseconds")
-        events.append({"label": m[1], "start": ms / 1000, "end": ms / 1000 + TF_CLIP_S})
+    for (n, m), (_, line) in zip(tf, numbered):
+        ms = _seconds(m[2]) if m else None
+        if m is None or ms is None:
+            raise DatasetError(f"{path}:{n}: {line.strip()!r}: not a 'label, time_ms' line (TensorFlow's "
+                               "streaming-test labels)")
+        events.append({"label": m[1], "start": ms / 1000, "end": ms / 1000 + TF_CLIP_S, LINE: n, TF_ROW: True})
     return {"events": events, "format": "tensorflow"}
 
 
@@ -161,15 +178,21 @@ def _parse(path: Path, text: str) -> dict:
     """The label file's content as ``{"events": [...], ...}``, whichever format it was written in."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to be a label file") from None
     except json.JSONDecodeError as exc:
         return _parse_lines(path, text, str(exc))
     if isinstance(data, list):
         return {"events": data}
     if isinstance(data, dict) and "events" not in data and data.get("command_free") is True:
         return {**data, "events": []}
+    if isinstance(data, dict) and "start" in data and "label" in data:
+        return {"events": [data]}  # JSON Lines of one event
     if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        hint = ("; this looks like a detections file (listen --events): give it to score-events --events"
+                if isinstance(data, dict) and "t" in data else "")
         raise DatasetError(f"{path}: not a stream label file (expected an object with an 'events' list, or a list "
-                           "of events)")
+                           f"of events){hint}")
     return data
 
 
@@ -183,25 +206,36 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     """
     path = Path(path)
     truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
-    if "duration" in truth:
+    if truth.get("duration") is not None:
         said = _seconds(truth["duration"])
         if said is None or said <= 0:
             raise DatasetError(f"{path}: duration = {truth['duration']!r}: must be a positive number of seconds")
         truth["duration"] = said
     elif duration is not None:
-        truth["duration"] = float(duration)
+        given = _seconds(duration)
+        if given is None or given <= 0:
+            raise DatasetError(f"{path}: the recording's duration {duration!r} is not a positive number of seconds")
+        truth["duration"] = float(given)
     else:
-        raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds)")
+        raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds; with the recording, "
+                           "--input REC.wav, it is read from there)")
     rate = truth.get("sample_rate")
     if rate is not None:
-        if isinstance(rate, float) and rate.is_integer():
-            rate = truth["sample_rate"] = int(rate)
+        number = _seconds(rate)  # 16000, 16000.0 and "16000" are the same rate
+        if number is not None and float(number).is_integer():
+            rate = truth["sample_rate"] = int(number)
         if not isinstance(rate, int) or isinstance(rate, bool) or rate <= 0:
             raise DatasetError(f"{path}: sample_rate = {rate!r}: must be a positive whole number of Hz")
+    if not truth["events"] and truth.get("command_free") is not True:
+        raise DatasetError(f"{path}: no events: for a recording without commands say \"command_free\": true "
+                           "(or use evaluate-stream --command-free)")
     seen: dict[float, int] = {}
     events = []
     for i, ev in enumerate(truth["events"]):
         ev = _check_event(path, i, ev, float(truth["duration"]))
+        if truth.get("command_free") is True and ev["label"] in COMMANDS:
+            raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} but the file says "
+                               "\"command_free\": true")
         # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
         if ev["start"] in seen:
             raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
@@ -238,12 +272,20 @@ def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
     JSON list of such objects), each ``t`` minus ``offset`` (how long listening ran before the
     recording started); errors name the file and line."""
     path = Path(path)
+    shift = _seconds(offset)
+    if shift is None:
+        raise DatasetError(f"{path}: offset {offset!r} is not a finite number of seconds")
     text = _read_text(path, "detections file", "listen --events writes it")
     try:
         whole = json.loads(text)
+    except RecursionError:
+        raise DatasetError(f"{path}: JSON nested too deeply to be a detections file") from None
     except json.JSONDecodeError:
         whole = None
     if isinstance(whole, dict) and isinstance(whole.get("events"), list):
+        if _seconds(whole.get("offset_s")) and shift:  # a score-events report's times are shifted already
+            raise DatasetError(f"{path}: a report whose times were already shifted by offset_s = {whole['offset_s']}: "
+                               "leave out --offset")
         whole = whole["events"]  # an evaluate-stream / score-events --json report: its detections
     rows = [(f"{path}: [{i}]", row) for i, row in enumerate(whole)] if isinstance(whole, list) else \
         [(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
@@ -252,7 +294,7 @@ def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
         if isinstance(row, str):
             try:
                 row = json.loads(row)
-            except json.JSONDecodeError as exc:
+            except (json.JSONDecodeError, RecursionError) as exc:
                 raise DatasetError(f"{where}: not a JSON line ({exc})") from None
         if not isinstance(row, dict) or "t" not in row or "label" not in row:
             hint = " (this looks like a label file: give it to --labels)" if isinstance(row, dict) and "start" in row else ""
@@ -264,9 +306,12 @@ def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
         label = row["label"].strip().lower() if isinstance(row["label"], str) else row["label"]
         if label not in COMMANDS:
             raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(COMMANDS)})")
-        det = {"t": t - offset, "label": label}
-        if _seconds(row.get("score")) is not None:
-            det["score"] = float(row["score"])
+        det = {"t": t - shift, "label": label}
+        if row.get("score") is not None:
+            score = _seconds(row["score"])
+            if score is None or not 0 <= score <= 1:
+                raise DatasetError(f"{where}: score = {row['score']!r}: must be a posterior between 0 and 1")
+            det["score"] = float(score)
         out.append(det)
     return out
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import bisect
 import functools
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
@@ -346,7 +347,10 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     """
     if duration is None:
         duration = float(truth["duration"])
-    clips = sorted(truth["events"], key=lambda e: float(e["start"]))
+    if not (isinstance(after, (int, float)) and math.isfinite(after) and after >= 0):
+        raise ConfigError(f"after = {after!r}: must be a finite number of seconds >= 0")
+    order = sorted(range(len(truth["events"])), key=lambda k: float(truth["events"][k]["start"]))
+    clips = [truth["events"][k] for k in order]
     # words own windows; a _silence_ span does not (it neither cuts the word before it nor makes a firing
     # inside it anything but a false accept outside the words)
     owners = [i for i, c in enumerate(clips) if c["label"] != SILENCE]
@@ -372,8 +376,11 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
             cmd_stats(c["label"])["clips"] += 1
     fired = []  # (t, label, score, clip index or None)
     for t, label, score in sorted((_det(e) for e in events), key=lambda d: d[0]):
+        if not math.isfinite(t):
+            raise DatasetError(f"a detection at t = {t}: not a time in the recording")
         j = bisect.bisect_right(starts, t) - 1
-        fired.append((t, label, score, owners[j] if j >= 0 and t <= ends[j] else None))
+        # 1 us of slack: end + after is a sum of rounded floats (0.7 + 0.1 < 0.8)
+        fired.append((t, label, score, owners[j] if j >= 0 and t <= ends[j] + 1e-6 else None))
     # one outcome per command word: its first right firing is the hit; without one, its first firing is
     # the wrong label; every other firing on it is a repeat (the user got one more action: a false accept)
     hit_at: dict[int, float] = {}
@@ -394,7 +401,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         if i is None:
             outcome, kind = "false_accept", "outside"
         else:
-            rec["clip"] = i
+            rec["clip"], rec["event"] = i, order[i]  # position by start time; index in the truth's events
             c = clips[i]
             if not is_cmd[i]:
                 outcome, kind = "false_accept", "unknown_word"
