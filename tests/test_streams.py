@@ -1000,3 +1000,13 @@ def test_score_names_each_detections_event_in_the_label_files_order():
     assert [(e["clip"], e["event"]) for e in s["events"]] == [(0, 1), (1, 2)]
     with pytest.raises(ConfigError, match="after = nan"):
         score_events([], truth, after=float("nan"))
+
+
+def test_score_counts_commands_whose_window_ends_before_their_speech():
+    # "yes" speaks until 1.9 s but "no" starts at 1.5 s: its window is cut before its speech ends
+    truth = truth_of([ev("yes", 1.0, 2.0, speech_end=1.9), ev("no", 1.5, 2.5, speech_end=2.3), ev("go", 10.0)])
+    assert score_events([], truth)["commands_cut_short"] == 1
+    from voice_gru.cli_stream import format_stream_report
+
+    s = {**score_events([], truth), "mode": "stream", "chunk_ms": 100.0, "rtf": 0.01, "compute_s": 1.0, "audio_s": 60.0}
+    assert "note: 1 command(s) are still being spoken when the next word starts" in format_stream_report(s)

@@ -56,6 +56,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     if args.command_free and args.command_ratio is not None:
         raise ConfigError("--command-ratio with --command-free: a command-free recording has no commands; give one of them")
     spec = _spec_from_args(args)
+    if spec.gap_s[0] < 1.0:
+        print(f"note: --gap {spec.gap_s[0]:g} {spec.gap_s[1]:g}: words start before the previous 1 s clip ends, so they "
+              "overlap (babble); evaluate-stream cuts each word's window at the next word's start", file=sys.stderr)
     audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed)
     wav, labels = write_stream(out, audio, truth)
     n_cmd = sum(1 for e in truth["events"] if e["label"] != "_unknown_")
@@ -95,6 +98,9 @@ def format_stream_report(r: dict) -> str:
     ]
     if "rtf" in r:
         lines.append(f"real-time factor {r['rtf']:.4f} ({r['compute_s']:.1f} s compute for {r['audio_s']:.1f} s audio)")
+    if r.get("commands_cut_short"):
+        lines.append(f"note: {r['commands_cut_short']} command(s) are still being spoken when the next word starts "
+                     "(the words overlap): their windows end there, so they can only be hit early")
     by_clip = r.get("false_accepts_by_clip") or []
     if by_clip:
         n_files = len({c["file"] for c in by_clip})

@@ -342,7 +342,9 @@ def _quantiles(values: Sequence[float]) -> dict:
 def score_events(events: Iterable[Any], truth: Mapping, duration: float | None = None, after: float = 1.0) -> dict:
     """Hits, misses, wrong labels, false accepts (and per hour), recall and latency of detections.
 
-    ``events`` are ``Command``s or dicts with ``t`` and ``label``; ``truth`` is a stream's truth;
+    ``events`` are ``Command``s or dicts with ``t`` and ``label`` (a command, as the model names it:
+    ``stream_labels.read_detections`` reads a file of them); ``truth`` is a stream's truth as
+    ``stream_labels.read_truth`` returns it (12-class labels, checked times);
     ``duration`` (default: the truth's) is the audio length the false-accept rate is taken over.
     """
     if duration is None:
@@ -428,6 +430,8 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         rec["outcome"] = outcome
         detections.append(rec)
     n_cmd = sum(is_cmd)
+    # a command whose speech goes on past the next word's start can only be hit early: the words overlap
+    cut = sum(1 for j, o in enumerate(owners) if is_cmd[o] and ends[j] < float(clips[o].get("speech_end", clips[o]["end"])))
     hits = len(hit_at)
     fas = sum(fa_kinds.values())
     hours = duration / 3600.0
@@ -442,6 +446,7 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
         per_command[lab] = s
     return {
         "commands": n_cmd,
+        "commands_cut_short": cut,
         "unknown_words": sum(c["label"] == UNKNOWN for c in clips),
         "detections": len(detections),
         "hits": hits,
