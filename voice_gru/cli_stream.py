@@ -272,6 +272,15 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_scoring_args(p: argparse.ArgumentParser) -> None:
+    """The options of every command that scores detections against a label file."""
+    from voice_gru.cli import number
+
+    p.add_argument("--after", type=number(0, 10), default=1.0, metavar="S",
+                   help="a detection up to this long after a word's end counts for it (default: %(default)s)")
+    p.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
+
+
 def register(subparsers) -> None:
     """Add ``make-stream``, ``evaluate-stream`` and ``calibrate`` to the ``voice-gru`` subparsers."""
     from voice_gru.cli import add_recognizer_args, number, whole
@@ -312,9 +321,7 @@ def register(subparsers) -> None:
                          "detection is a false accept, and each calibrated --false-accepts-per-hour setting is replayed on it")
     es.add_argument("--model", help="checkpoint (default: the shipped model)")
     add_recognizer_args(es)
-    es.add_argument("--after", type=number(0, 10), default=1.0, metavar="S",
-                    help="a detection up to this long after a word's end counts for it (default: %(default)s)")
-    es.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
+    _add_scoring_args(es)
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
     es.add_argument("--det-json", metavar="OUT", help="where the sweep's points go (default: OUT.det.json beside --det)")
     es.set_defaults(func=_cmd_evaluate_stream)
@@ -330,9 +337,7 @@ def register(subparsers) -> None:
     se.add_argument("--offset", type=number(-86400, 86400), default=0.0, metavar="S",
                     help="seconds listening ran before the recording started (subtracted from each detection; "
                          "default: %(default)s)")
-    se.add_argument("--after", type=number(0, 10), default=1.0, metavar="S",
-                    help="a detection up to this long after a word's end counts for it (default: %(default)s)")
-    se.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
+    _add_scoring_args(se)
     se.set_defaults(func=_cmd_score_events)
 
     ca = subparsers.add_parser("calibrate",
