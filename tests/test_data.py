@@ -33,7 +33,7 @@ from voice_gru.data import (
     task_labels,
     which_set,
 )
-from voice_gru.errors import DatasetError
+from voice_gru.errors import ConfigError, DatasetError
 
 FEAT = FeatureConfig()
 
@@ -376,6 +376,40 @@ def test_class_weights_unbalanced_uses_ratios():
     yes_w = {round(x, 12) for e, x in zip(ex, w) if e.label == "yes"}
     assert len(yes_w) == 1  # equal weight inside a class
 
+
+
+def test_class_weights_words_give_each_other_word_an_equal_share_of_the_real_unknown_clips():
+    ex = ([Example("yes", "y")] * 10 + [Example(UNKNOWN, "b", word="bed")] * 30 + [Example(UNKNOWN, "d", word="dog")] * 2
+          + [Example(UNKNOWN, "s")] * 8 + [Example(SILENCE)] * 4)  # 8 synthetic clips: no dataset word
+    labels = task_labels("12")
+    by_clip = class_weights(ex, labels, DataConfig(unknown_weight=2.0))
+    by_word = class_weights(ex, labels, DataConfig(unknown_weight=2.0, unknown_mix="words"))
+
+    def mass(w, pick):
+        return sum(x for e, x in zip(ex, w) if pick(e))
+
+    # hand-computed: 4 units of mass (yes 1, silence 1, unknown 2), the unknown's 40 clips 0.05 each
+    assert mass(by_clip, lambda e: e.word == "bed") == pytest.approx(30 * 0.05 / 4)
+    assert mass(by_clip, lambda e: e.word == "dog") == pytest.approx(2 * 0.05 / 4)
+    # "words": bed and dog split their 32 clips' mass equally; classes and synthetic clips keep theirs
+    assert mass(by_word, lambda e: e.word == "bed") == pytest.approx(16 * 0.05 / 4)
+    assert mass(by_word, lambda e: e.word == "dog") == pytest.approx(16 * 0.05 / 4)
+    for pick in (lambda e: e.label == "yes", lambda e: e.label == SILENCE, lambda e: e.label == UNKNOWN,
+                 lambda e: e.label == UNKNOWN and not e.word):
+        assert mass(by_word, pick) == pytest.approx(mass(by_clip, pick))
+    assert len({round(x, 12) for e, x in zip(ex, by_word) if e.word == "dog"}) == 1
+
+
+@needs_shared_data
+def test_split_examples_keep_each_clips_word(shared_data):
+    ex = split_examples(scan_dataset(shared_data), "training", DataConfig(), 0, None)
+    assert {e.word for e in ex if e.label == "yes"} == {"yes"}
+    assert {"bed", "marvin", "visual"} <= {e.word for e in ex if e.label == UNKNOWN}
+
+
+def test_unknown_mix_must_be_clips_or_words():
+    with pytest.raises(ConfigError, match="unknown_mix"):
+        DataConfig(unknown_mix="speakers")
 
 # ---------------------------------------------------------------- (f) clip features and the cache
 

@@ -8,6 +8,7 @@ accuracy is meaningless, so the tests check that the report agrees with its own 
 from __future__ import annotations
 
 import csv
+import math
 import json
 from collections import Counter
 from pathlib import Path
@@ -17,7 +18,7 @@ import pytest
 import soundfile as sf
 
 from tiny_data import TEST_DATA, TINY_CONFIG, make_tiny_dataset
-from voice_gru import SILENCE, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
@@ -119,6 +120,31 @@ def test_test_set_layout_formats_and_labels(ckpt, tmp_path):
     assert {lab: m["n"] for lab, m in report["per_class"].items() if m["n"]} == dict(n_per_class)
 
 
+def test_unknown_clips_name_their_word_in_every_layout(ckpt, tmp_path):
+    make_test_set(tmp_path / "test_set", broken=False)
+    items = collect_inputs([tmp_path / "test_set"], labels=ckpt.labels)
+    assert {Path(it.name).name: it.word for it in items if it.word} == {
+        "bed_0c2ca723_nohash_0.wav.wav": "bed", "marvin_37dca74f_nohash_3.flac": "marvin"}
+    # a folder of label folders: a word folder mapped to _unknown_ is the word; `_unknown_` files by their names
+    for word, name in (("cat", "clip1.wav"), ("_unknown_", "dog_0c2ca723_nohash_0.wav"), ("_unknown_", "noname.wav")):
+        (tmp_path / "folders" / word).mkdir(parents=True, exist_ok=True)
+        sf.write(str(tmp_path / "folders" / word / name), read("yes"), 16000)
+    items = collect_inputs([tmp_path / "folders"], labels=ckpt.labels)
+    assert sorted((it.label, it.word) for it in items) == [(UNKNOWN, ""), (UNKNOWN, "cat"), (UNKNOWN, "dog")]
+
+
+def test_unknown_by_word_by_hand():
+    from voice_gru.evaluate import unknown_by_word
+
+    preds = ([{"label": UNKNOWN, "word": "bed", "predicted": UNKNOWN}] * 9 + [{"label": UNKNOWN, "word": "bed", "predicted": "go"}]
+             + [{"label": UNKNOWN, "word": "dog", "predicted": "stop"}] + [{"label": "yes", "predicted": UNKNOWN}] * 3
+             + [{"label": UNKNOWN, "predicted": UNKNOWN}])  # no word: not counted by word
+    got = unknown_by_word(preds)
+    assert got["unknown_by_word"] == {"bed": {"right": 9, "n": 10}, "dog": {"right": 0, "n": 1}}
+    assert got["unknown_word_balanced_recall"] == pytest.approx((0.9 + 0.0) / 2)  # the clip mix gives 9/11
+    assert unknown_by_word(preds[:10]) == {}  # one word: nothing to balance
+
+
 def test_resampled_and_stereo_files_score_like_the_16k_original(ckpt, tmp_path):
     from voice_gru.evaluate import classify
     from voice_gru.audio import load_audio
@@ -162,6 +188,24 @@ def test_cli_dataset_root_split_validation(model_path, tiny_root, tmp_path, caps
     ex = split_examples(scan_dataset(tiny_root), "validation", DataConfig(), len(noise),
                         [sf.info(str(f)).frames for f in noise])
     assert report["n"] == len(ex) == 5  # 3 commands, ceil(0.1 * 3) unknown, ceil(0.1 * 3) silence
+
+
+def test_cli_all_unknown_keeps_every_unknown_clip_of_the_split_and_reports_them_by_word(model_path, tiny_root, tmp_path,
+                                                                                      capsys):
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(tiny_root), "--split", "training", "--unknown", "all", "--model", str(model_path),
+                 "--json", str(out), "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    unknown = [c for c in scan_dataset(tiny_root) if c.split == "training" and c.word not in COMMANDS]
+    assert report["per_class"][UNKNOWN]["n"] == len(unknown) > math.ceil(0.1 * 3)
+    by_word = Counter(c.word for c in unknown)
+    assert {w: v["n"] for w, v in report["unknown_by_word"].items()} == dict(by_word)
+    right = {w: sum(p["predicted"] == UNKNOWN for p in report["predictions"] if p.get("word") == w) for w in by_word}
+    assert report["unknown_word_balanced_recall"] == pytest.approx(np.mean([right[w] / by_word[w] for w in by_word]))
+    assert "_unknown_ by word (2 words" in capsys.readouterr().out
+    # a layout that is taken whole has no sample to widen
+    assert main(["evaluate", str(tmp_path), "--unknown", "all", "--model", str(model_path)]) == 2
+    assert "--unknown all: keeps every _unknown_ clip of a dataset root's split" in capsys.readouterr().err
 
 
 # ---------------------------------------------------------------- (c) unlabelled folder, (d) single files

@@ -29,7 +29,8 @@ from voice_gru.cli import main
 from voice_gru.config import load_config, to_dict
 from voice_gru.data import task_labels
 from voice_gru.errors import ConfigError, DatasetError
-from voice_gru.model import load_checkpoint
+from voice_gru.features import Normalizer
+from voice_gru.model import load_checkpoint, save_checkpoint
 from voice_gru.train import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -162,6 +163,42 @@ def test_same_seed_gives_identical_metrics_and_weights(baseline, tiny_root, tiny
     a = load_checkpoint(run / "best.pt").model.state_dict()
     b = load_checkpoint(tmp_path / "again" / "best.pt").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_init_starts_from_a_checkpoints_weights_and_statistics(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    run, _ = baseline
+    trained = load_checkpoint(run / "best.pt")
+    # statistics this data would not give: the run must keep the ones its weights came with
+    norm = Normalizer(tuple(m + 0.5 for m in trained.normalizer.mean), tuple(s * 1.5 for s in trained.normalizer.std))
+    save_checkpoint(tmp_path / "start.pt", replace(trained, normalizer=norm))
+    start = load_checkpoint(tmp_path / "start.pt")
+    # a learning rate of ~0: what the fine-tuned run saves is the checkpoint it started from
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, init=str(tmp_path / "start.pt"), lr=1e-12, epochs=1, seed=7))
+    train(cfg, tiny_root, tmp_path / "ft", cache=cache, quiet=True, threads=1)
+    got = load_checkpoint(tmp_path / "ft" / "best.pt")
+    a, b = start.model.state_dict(), got.model.state_dict()
+    assert all(torch.allclose(a[k], b[k], atol=1e-6) for k in a)
+    assert got.normalizer == norm
+    # without init, the same seed starts elsewhere
+    fresh = replace(cfg, train=replace(cfg.train, init=""))
+    train(fresh, tiny_root, tmp_path / "fresh", cache=cache, quiet=True, threads=1)
+    c = load_checkpoint(tmp_path / "fresh" / "best.pt").model.state_dict()
+    assert not all(torch.allclose(a[k], c[k], atol=1e-3) for k in a)
+
+
+def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    run, _ = baseline
+    ck = str(run / "best.pt")
+    for train_kw, model_kw, message in [
+        ({"init": str(tmp_path / "missing.pt")}, {}, "train.init: .*missing.pt: checkpoint file not found"),
+        ({"init": ck, "init_member": 1}, {}, "train.init_member: 1: .* has 1 member\\(s\\), numbered from 0"),
+        ({"init": ck}, {"hidden": 24}, "train.init: .*best.pt: its model differs from this recipe's"),
+    ]:
+        cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, **train_kw), model=replace(tiny_cfg.model, **model_kw))
+        with pytest.raises(ConfigError, match=message) as info:
+            train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
+        assert "\n" not in str(info.value)
+        assert not (tmp_path / "run" / "state.pt").exists()
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -146,8 +146,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.split is not None and not any(is_dataset_root(Path(p)) for p in args.paths):
         raise ConfigError(f"--split {args.split}: chooses a split of a dataset root (a folder with validation_list.txt), "
                           "and none of the paths is one")
+    if args.unknown == "all" and not any(is_dataset_root(Path(p)) for p in args.paths):
+        raise ConfigError("--unknown all: keeps every _unknown_ clip of a dataset root's split, and none of the paths is "
+                          "a dataset root (other layouts are taken whole anyway)")
     ckpt = resolve_model(args.model)
-    items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate)
+    items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate,
+                           all_unknown=args.unknown == "all")
     if args.speed is not None:
         if args.speed <= 0:
             raise ConfigError(f"--speed must be a positive factor (1.1: ten percent faster), got {args.speed:g}")
@@ -526,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--model", help="checkpoint (default: the shipped model)")
     ev.add_argument("--split", choices=["training", "validation", "testing"],
                     help="split of a dataset root (default: testing)")
+    ev.add_argument("--unknown", choices=["sample", "all"], default="sample",
+                    help="a dataset root's _unknown_ clips: a seeded sample as many as a tenth of the commands, or all of "
+                         "the split's (then its recall by word is worth reading) (default: %(default)s)")
     ev.add_argument("--streaming", action="store_true",
                     help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
     ev.add_argument("--snr", type=number(-60, 100), metavar="DB",

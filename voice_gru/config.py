@@ -89,11 +89,13 @@ class DataConfig:
     unknown_weight: float = 1.0  # balanced sampling: mass of _unknown_ relative to every other class
     synthetic_unknown: int = 0  # espeak-ng clips of other words added to training's _unknown_ (voice_gru/synth.py)
     reversed_unknown: float = 0.0  # share of _unknown_'s training draws that are command clips played backwards
+    unknown_mix: str = "clips"  # _unknown_'s real clips: each equally often, or "words": each word equally often
     seed: int = 59185
 
     def __post_init__(self) -> None:
         _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _ABOVE_0,
                       "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1})
+        _require(self, self.unknown_mix in ("clips", "words"), "unknown_mix", "must be 'clips' or 'words'")
 
 
 @dataclass(frozen=True)
@@ -169,11 +171,14 @@ class TrainConfig:
     teacher: str = ""  # checkpoint (one model or an ensemble) whose per-frame posteriors the run also learns
     distill_weight: float = 0.5  # share of the loss from the teacher (with a teacher only)
     distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
+    init: str = ""  # start from this checkpoint's weights instead of random ones (fine-tuning) ...
+    init_member: int = 0  # ... from this member of it where it is an ensemble
 
     def __post_init__(self) -> None:
         _check(self, {"epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
                       "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
-                      "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0})
+                      "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
+                      "init_member": _AT_LEAST_0})
         _require(self, self.target in ("frames", "last"), "target", "must be 'frames' or 'last'")
 
 

@@ -60,6 +60,7 @@ class Example:
     noise: int = -1  # index of the background-noise file (silence examples)
     offset: int = 0  # sample offset into that file
     volume: float = 0.0
+    word: str = ""  # the dataset word of a clip ("" for silence and synthetic clips)
 
 
 def which_set(filename: str, validation_percentage: float = 10.0, testing_percentage: float = 10.0) -> str:
@@ -243,7 +244,7 @@ def split_examples(
         return [Example(label_of(c, cfg.task), c.path) for c in sc if cfg.task == "12" or c.word in WORDS_V2]
     commands = [c for c in sc if label_of(c, cfg.task) != UNKNOWN]
     unknown = [c for c in sc if label_of(c, cfg.task) == UNKNOWN]
-    out += [Example(label_of(c, cfg.task), c.path) for c in commands]
+    out += [Example(label_of(c, cfg.task), c.path, word=c.word) for c in commands]
     if unknown:
         if split == "training":
             keep = unknown
@@ -251,7 +252,7 @@ def split_examples(
             n = min(len(unknown), int(math.ceil(cfg.unknown_ratio * len(commands))))
             idx = rng.choice(len(unknown), size=n, replace=False)
             keep = [unknown[i] for i in sorted(idx)]
-        out += [Example(UNKNOWN, c.path) for c in keep]
+        out += [Example(UNKNOWN, c.path, word=c.word) for c in keep]
     if cfg.task == "12" and n_noise_files:
         n_sil = int(math.ceil(cfg.silence_ratio * len(commands)))
         clip_len = int(cfg.clip_seconds * 16000)
@@ -284,6 +285,15 @@ def class_weights(examples: Sequence[Example], labels: Sequence[str], cfg: DataC
     else:
         mass = {k: cfg.unknown_weight if k == UNKNOWN else 1.0 for k in counts}
     w = np.array([mass[e.label] / counts[e.label] for e in examples], dtype=np.float64)
+    if cfg.unknown_mix == "words":
+        # the official test set's _unknown_ holds every other word about equally often, while this
+        # subset's training clips are mostly "bed", "cat" and "happy": give each word an equal share
+        # of the mass its real clips have together (synthetic clips keep theirs)
+        real = [i for i, e in enumerate(examples) if e.label == UNKNOWN and e.word]
+        per_word = Counter(examples[i].word for i in real)
+        total = w[real].sum()
+        for i in real:
+            w[i] = total / len(per_word) / per_word[examples[i].word]
     return w / w.sum()
 
 

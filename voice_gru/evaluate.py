@@ -7,6 +7,7 @@ audio reader accepts. An unreadable file is reported with its reason and counted
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import time
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from voice_gru import SILENCE, UNKNOWN
 from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
-    WORDS_V2, background_files, fit_clip, is_audio_file, is_test_set_layout, scan_dataset, split_examples,
+    WORDS_V2, background_files, fit_clip, is_audio_file, is_test_set_layout, parse_name, scan_dataset, split_examples,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -36,10 +37,15 @@ class EvalItem:
     name: str
     label: str | None
     load: Callable[[], np.ndarray] = field(repr=False, compare=False)
+    word: str = ""  # the dataset word spoken, where the layout says it (an `_unknown_` clip's word)
 
 
-def _file_item(path: Path, label: str | None, sr: int) -> EvalItem:
-    return EvalItem(str(path), label, functools.partial(load_audio, path, sr))
+def _file_item(path: Path, label: str | None, sr: int, word: str = "") -> EvalItem:
+    if label != UNKNOWN:
+        word = ""
+    elif not word:  # the official test set names its `_unknown_` clips WORD_SPEAKER_nohash_N
+        word = parse_name(path)[0]
+    return EvalItem(str(path), label, functools.partial(load_audio, path, sr), word)
 
 
 def is_dataset_root(d: Path) -> bool:
@@ -48,14 +54,17 @@ def is_dataset_root(d: Path) -> bool:
 
 
 def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: Sequence[str] = (),
-                   data_cfg: DataConfig | None = None, sample_rate: int = 16000) -> list[EvalItem]:
+                   data_cfg: DataConfig | None = None, sample_rate: int = 16000, all_unknown: bool = False) -> list[EvalItem]:
     """Turn command-line paths into evaluation items (labelled where the layout says so).
 
     ``data_cfg`` (how a dataset root's split is drawn) defaults to the task of ``labels``: the
-    35-word task for a model without ``_silence_``, else the 12-class task.
+    35-word task for a model without ``_silence_``, else the 12-class task. ``all_unknown``: a
+    dataset root's split keeps every clip of its other words instead of a sample.
     """
     if data_cfg is None:
         data_cfg = DataConfig(task="35" if labels and SILENCE not in labels else "12")
+    if all_unknown:  # a ratio no split reaches: split_examples keeps every unknown clip
+        data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
     items: list[EvalItem] = []
     for raw in paths:
         p = Path(raw)
@@ -65,7 +74,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             raise DatasetError(f"{p}: no such file or folder")
         elif is_test_set_layout(p):
             for c in scan_dataset(p):
-                items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate))
+                items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate,
+                                        c.word))
         elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
         else:
@@ -74,7 +84,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                 for d in subdirs:
                     for f in sorted(d.iterdir()):
                         if is_audio_file(f) or f.name.endswith(".wav.wav"):
-                            items.append(_file_item(f, _map_label(d.name, labels), sample_rate))
+                            items.append(_file_item(f, _map_label(d.name, labels), sample_rate, d.name if d.name in WORDS_V2 else ""))
             files = [f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
             items += [_file_item(f, None, sample_rate) for f in files]
             if not subdirs and not files:
@@ -115,7 +125,7 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[Eva
     items = []
     for e in ex:
         if e.path:
-            items.append(_file_item(Path(e.path), e.label, sr))
+            items.append(_file_item(Path(e.path), e.label, sr, e.word))
         else:
             name = f"{noise_paths[e.noise].name}@{e.offset}x{e.volume:.3f}"
             items.append(EvalItem(name, e.label, functools.partial(silence_clip, e.noise, e.offset, e.volume)))
@@ -257,7 +267,8 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
         post = classify_streaming(recognizer, audios) if streaming else classify(ckpt, audios, batch_size)
         for it, p in zip(chunk, post):
             k = int(np.argmax(p))
-            preds.append({"file": it.name, "label": it.label, "predicted": labels[k], "score": float(p[k])})
+            preds.append({"file": it.name, "label": it.label, "predicted": labels[k], "score": float(p[k]),
+                          **({"word": it.word} if it.word else {})})
     seconds = time.perf_counter() - t0
     report: dict = {"mode": "streaming" if streaming else "clips", "n_inputs": len(items), "n_errors": len(errors), "errors": errors,
                     "seconds": seconds, "clips_per_second": len(preds) / seconds if seconds else 0.0}
@@ -274,8 +285,27 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
             "confusion": {"labels": known, "matrix": conf.tolist()},
             "most_confused": top_confusions(conf, known, 8),
         })
+        report.update(unknown_by_word(scored))
     report["predictions"] = preds
     return report
+
+
+def unknown_by_word(preds: Sequence[dict]) -> dict:
+    """`_unknown_` recall per spoken word and over words equally weighted, where clips name their word.
+
+    The official test set holds every other word about equally often; a split of this subset
+    mostly "bed", "cat" and "happy". The word-balanced recall is what the first would see.
+    """
+    by: dict[str, list[int]] = {}
+    for p in preds:
+        if p["label"] == UNKNOWN and p.get("word"):
+            by.setdefault(p["word"], [0, 0])
+            by[p["word"]][0] += p["predicted"] == UNKNOWN
+            by[p["word"]][1] += 1
+    if len(by) < 2:
+        return {}
+    return {"unknown_by_word": {w: {"right": r, "n": n} for w, (r, n) in sorted(by.items())},
+            "unknown_word_balanced_recall": float(np.mean([r / n for r, n in by.values()]))}
 
 
 def format_report(report: dict) -> str:
@@ -303,6 +333,14 @@ def format_report(report: dict) -> str:
                   format_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"])]
         if report["most_confused"]:
             lines.append("most confused: " + ", ".join(f"{c['true']}->{c['predicted']} ({c['count']})" for c in report["most_confused"]))
+        if "unknown_by_word" in report:
+            words = report["unknown_by_word"]
+            worst = sorted(words.items(), key=lambda kv: (kv[1]["right"] / kv[1]["n"], -kv[1]["n"]))
+            missed = [f"{w} {v['right']}/{v['n']}" for w, v in worst if v["right"] < v["n"]]
+            lines.append(f"_unknown_ by word ({len(words)} words, {sum(v['n'] for v in words.values())} clips): recall "
+                         f"{report['unknown_word_balanced_recall']:.3f} with every word equally often (as in the official "
+                         f"test set); " + ("missed: " + ", ".join(missed[:10]) + (", ..." if len(missed) > 10 else "")
+                                           if missed else "none missed"))
     else:
         for p in report["predictions"]:
             lines.append(f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}")

@@ -14,6 +14,7 @@ import math
 import os
 import sys
 import time
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, cast
@@ -32,8 +33,8 @@ from voice_gru.data import (
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError, first_line
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, write_json, write_text
-from voice_gru.model import (POOLINGS, Checkpoint, GRUClassifier, clip_posteriors, count_parameters, load_checkpoint,
-                             save_checkpoint, spectral_map)
+from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
+                             describe_model, load_checkpoint, save_checkpoint, spectral_map)
 
 
 @dataclass
@@ -250,6 +251,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
         raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
+    init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
     state = None
     if state_path.is_file() and not restart:
@@ -269,6 +271,10 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
     prep = prepare(cfg, data_dir, cache, quiet)
     labels = prep.labels
+    if init is not None:
+        _check_init(cfg, init, labels)
+        # the weights were trained on frames normalised with the statistics they came with
+        prep = dataclasses.replace(prep, normalizer=init.normalizer)
     teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
@@ -287,6 +293,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
     if model.spectral is not None:
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
+    if init is not None and state is None:
+        _start_from(model, init, cfg)
     model = model.to(device)
     net: torch.nn.Module = model
     if ddp:
@@ -405,6 +413,37 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if interrupted:
         raise KeyboardInterrupt
     return summary
+
+
+def load_init(cfg: Config) -> Checkpoint:
+    """The checkpoint named by ``train.init``, refused in one line if it is missing or damaged."""
+    if not Path(cfg.train.init).is_file():
+        raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found")
+    return load_checkpoint(cfg.train.init)
+
+
+def _init_member(cfg: Config, init: Checkpoint) -> GRUClassifier:
+    members = [cast(GRUClassifier, m) for m in init.model.members] if isinstance(init.model, Ensemble) else [init.model]
+    if cfg.train.init_member >= len(members):
+        raise ConfigError(f"train.init_member: {cfg.train.init_member}: {cfg.train.init} has {len(members)} "
+                          f"member(s), numbered from 0")
+    return members[cfg.train.init_member]
+
+
+def _check_init(cfg: Config, init: Checkpoint, labels: list[str]) -> None:
+    if list(init.labels) != list(labels):
+        raise ConfigError(f"train.init: {cfg.train.init}: labels {list(init.labels)} differ from this recipe's {list(labels)}")
+    if init.features != cfg.features:
+        raise ConfigError(f"train.init: {cfg.train.init}: feature settings differ from this recipe's")
+    _init_member(cfg, init)
+
+
+def _start_from(model: GRUClassifier, init: Checkpoint, cfg: Config) -> None:
+    try:
+        model.load_state_dict(_init_member(cfg, init).state_dict())
+    except RuntimeError:  # torch lists every mismatched tensor: one line is enough
+        raise ConfigError(f"train.init: {cfg.train.init}: its model differs from this recipe's "
+                          f"({describe_model(_init_member(cfg, init))})") from None
 
 
 def load_teacher(path: str | Path, labels: list[str], features: FeatureConfig, normalizer: Normalizer,
