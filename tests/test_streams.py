@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -727,10 +728,29 @@ def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, 
     with pytest.raises(ConfigError, match="voice-gru calibrate"):
         operating_point(dataclasses.replace(model, meta={}), 1.0)  # a model never calibrated
     # the stored thresholds reproduce the reported numbers through the real detector
-    audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=45.0), seed=0)
+    from voice_gru.calibrate import CALIBRATION_SPEC
+
+    audio, truth = make_stream(shared_data, "validation", dataclasses.replace(CALIBRATION_SPEC, seconds=45.0), seed=0)
     res = evaluate_stream(back, audio, truth)
     assert res["thresholds"] == cal.thresholds and res["decision"]["cooldown_ms"] == 600
     assert res["hits"] == rep["hits"]
+
+
+def test_calibration_streams_take_other_words_word_by_word_unless_told(model, shared_data):
+    from voice_gru.calibrate import calibration_streams
+
+    def words(data):
+        return Counter(ev["word"] for p in data.pieces for ev in p.truth["events"] if ev["label"] == "_unknown_")
+
+    kw = dict(command_minutes=0.5, free_minutes=2.0, piece_minutes=1.0)
+    by_word = calibration_streams(model, shared_data, **kw)
+    by_clip = calibration_streams(model, shared_data, spec=StreamSpec(unknown_mix="clips"), **kw)
+    assert (by_word.unknown_mix, by_clip.unknown_mix) == ("words", "clips")
+    # validation's other words are 133 of 213 clips bed/cat/happy: drawn word by word they are 3 of 25
+    common = ("bed", "cat", "happy")
+    w, c = words(by_word), words(by_clip)
+    assert sum(w[x] for x in common) / sum(w.values()) < 0.25 < 0.45 < sum(c[x] for x in common) / sum(c.values())
+    assert len(w) > len(c)
 
 
 def test_calibrate_rejects_bad_arguments(model, shared_data):
@@ -800,9 +820,11 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
                  "--plot", str(tmp_path / "expected.png"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "recall" in out and "thresholds:" in out and "on new speakers: expected" in out
+    assert "other words each equally often" in out
     assert (tmp_path / "expected.png").read_bytes()[:4] == b"\x89PNG"
     cal = load_checkpoint(out_ck)
     assert cal.meta["calibration"]["split"] == "validation" and len(cal.thresholds) == 10
+    assert cal.meta["calibration"]["unknown_mix"] == "words"
     assert json.loads((tmp_path / "c.json").read_text())["thresholds"] == cal.thresholds
     # sensitivity in user units: the calibrated thresholds for at most R false accepts per hour
     assert _run(["evaluate-stream", "--input", str(rec), "--model", str(out_ck), "--false-accepts-per-hour", "100",

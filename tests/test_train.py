@@ -77,7 +77,7 @@ def leftovers(run: Path) -> list[str]:
 
 def check_run_files(run: Path, epochs: int) -> list[dict]:
     """Every run file exists and loads; returns the metrics rows."""
-    for name in ("best.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"):
+    for name in ("best.pt", "last.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"):
         assert (run / name).is_file(), name
     rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == list(range(1, epochs + 1))
@@ -88,7 +88,9 @@ def check_run_files(run: Path, epochs: int) -> list[dict]:
     assert (run / "curves.png").read_bytes()[:8] == PNG
     state = torch.load(run / "state.pt", map_location="cpu", weights_only=True)
     assert state["epoch"] == epochs - 1 and len(state["history"]) == epochs
-    load_checkpoint(run / "best.pt")
+    best, last = load_checkpoint(run / "best.pt"), load_checkpoint(run / "last.pt")
+    assert last.meta["epoch"] == epochs and last.meta["val_acc"] == rows[-1]["val_acc_max"]
+    assert best.meta["val_acc"] == max(r["val_acc_max"] for r in rows)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["epochs_done"] == epochs
     assert not leftovers(run)
@@ -184,6 +186,19 @@ def test_init_starts_from_a_checkpoints_weights_and_statistics(baseline, tiny_ro
     train(fresh, tiny_root, tmp_path / "fresh", cache=cache, quiet=True, threads=1)
     c = load_checkpoint(tmp_path / "fresh" / "best.pt").model.state_dict()
     assert not all(torch.allclose(a[k], c[k], atol=1e-3) for k in a)
+
+
+def test_cli_init_flags_override_the_recipe(baseline, tiny_root, cache, tmp_path, capsys):
+    run, _ = baseline
+    argv = ["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--cache-dir", str(cache),
+            "--threads", "1", "--quiet", "--epochs", "1"]
+    assert main([*argv, "--out", str(tmp_path / "ft"), "--init", str(run / "best.pt"), "--init-member", "0"]) == 0
+    recorded = yaml.safe_load((tmp_path / "ft" / "config.yaml").read_text())["train"]
+    assert recorded["init"] == str(run / "best.pt") and recorded["init_member"] == 0
+    capsys.readouterr()
+    assert main([*argv, "--out", str(tmp_path / "bad"), "--init", str(run / "best.pt"), "--init-member", "2"]) == 2
+    assert capsys.readouterr().err == (f"voice-gru: error: train.init_member: 2: {run / 'best.pt'} has 1 member(s), "
+                                       "numbered from 0\n")
 
 
 def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, tiny_cfg, cache, tmp_path):

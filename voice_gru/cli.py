@@ -106,7 +106,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config)
     # one recipe, several members (seeds) or a longer schedule (epochs), without a copy of the YAML
-    overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs)) if v is not None}
+    overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("init", args.init),
+                                   ("init_member", args.init_member)) if v is not None}
     if overrides:
         import dataclasses
 
@@ -506,13 +507,17 @@ def build_parser() -> argparse.ArgumentParser:
     tr = sub.add_parser("train", help="train a model (resumes an interrupted run in --out)")
     tr.add_argument("--config", default="configs/default.yaml", help="recipe YAML (default: %(default)s)")
     tr.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
-    tr.add_argument("--out", required=True, help="run folder: best.pt, metrics.jsonl, curves.png, state.pt")
+    tr.add_argument("--out", required=True, help="run folder: best.pt, last.pt, metrics.jsonl, curves.png, state.pt")
     tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
     tr.add_argument("--threads", type=whole(1), help="CPU threads (default: all cores)")
     tr.add_argument("--seed", type=whole(0), help="override the recipe's train.seed (e.g. for ensemble members)")
     tr.add_argument("--epochs", type=whole(1), help="override the recipe's train.epochs (e.g. a longer schedule)")
+    tr.add_argument("--init", metavar="CKPT",
+                    help="override the recipe's train.init: start from this checkpoint's weights (fine-tuning)")
+    tr.add_argument("--init-member", type=whole(0), metavar="N",
+                    help="override train.init_member: the member of an ensemble --init starts from (from 0)")
     tr.add_argument("--quiet", action="store_true", help="no progress bars")
     tr.set_defaults(func=_cmd_train)
 

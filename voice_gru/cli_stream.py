@@ -8,6 +8,7 @@ it). Each handler parses, calls one public function of ``voice_gru.streams`` /
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -246,7 +247,7 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_gru.calibrate import calibrate, format_calibration, plot_expected
+    from voice_gru.calibrate import CALIBRATION_SPEC, calibrate, format_calibration, plot_expected
     from voice_gru.cli import config_decision
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model, save_checkpoint
@@ -259,7 +260,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     log = None if args.quiet else (lambda msg: print(msg, flush=True))
     calibrated, report = calibrate(ckpt, args.data_dir, args.max_false_accepts_per_hour,
                                    command_minutes=args.minutes, free_minutes=args.free_minutes,
-                                   decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log)
+                                   decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log,
+                                   spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix))
     save_checkpoint(args.out, calibrated)
     print(format_calibration(report))
     print(f"wrote {args.out}")
@@ -353,6 +355,9 @@ def register(subparsers) -> None:
                     help="length of the command-free stream (default: %(default)s; 0.5/h needs 2 h for one event)")
     ca.add_argument("--seed", type=whole(0), default=0, help="seed of the calibration streams (default: %(default)s)")
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
+    ca.add_argument("--unknown-mix", choices=["words", "clips"], default="words",
+                    help="the streams' other words: every word equally often (as in the official test set and in "
+                         "conversation) or clip by clip (this subset's validation mix, mostly bed/cat/happy) (default: %(default)s)")
     ca.add_argument("--config", help="recipe YAML whose 'decision' section is calibrated (default: the model's)")
     ca.add_argument("--json", metavar="OUT", help="write the calibration report as JSON")
     ca.add_argument("--plot", metavar="OUT.png",

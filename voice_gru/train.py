@@ -1,7 +1,8 @@
 """Training: cached features, augmented sequences with per-frame targets, resume, DDP under torchrun.
 
 A run directory holds ``state.pt`` (everything needed to resume after the last completed
-epoch), ``best.pt`` (the best checkpoint on validation), ``metrics.jsonl`` (one line per epoch),
+epoch), ``best.pt`` (the best checkpoint on validation), ``last.pt`` (the last epoch's),
+``metrics.jsonl`` (one line per epoch),
 ``curves.png`` and ``config.yaml``. Every file is written atomically, so ``kill -9`` at any
 moment leaves a run that the same command resumes.
 """
@@ -373,11 +374,13 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                        **val, "lr": sched.get_last_lr()[0], "seconds": time.time() - te}
                 history.append(row)
                 score = val[f"val_acc_{cfg.model.pooling}"]
+                now = Checkpoint(eval_model, tuple(labels), cfg.features, prep.normalizer, cfg.model.pooling, {}, {},
+                                 {**meta, "epoch": epoch + 1, "val_acc": score})
                 if score > best["score"]:
                     best = {"epoch": epoch + 1, "score": score}
-                    save_checkpoint(out / "best.pt", Checkpoint(eval_model, tuple(labels), cfg.features, prep.normalizer,
-                                                                cfg.model.pooling, {}, {}, {**meta, "epoch": epoch + 1,
-                                                                                            "val_acc": score}))
+                    save_checkpoint(out / "best.pt", now)
+                # validation's clip accuracy is not every goal (a fine-tuning run's is elsewhere): the end too
+                save_checkpoint(out / "last.pt", now)
                 _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
@@ -500,7 +503,7 @@ def frame_weights(y: torch.Tensor, sil: int | None, bg_weight: float) -> torch.T
     return is_word / n_word + is_bg * w_bg
 
 
-RUN_FILES = ("state.pt", "best.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
+RUN_FILES = ("state.pt", "best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
 
 
 def _remove_stale_temps(out: Path) -> None:
