@@ -329,6 +329,8 @@ def test_cli_report_json_csv_plot_agree_with_predictions(model_path, tmp_path, c
         rows = list(csv.DictReader(f))
     assert len(rows) == len(preds) == len(truth)
     assert {row["file"]: row["label"] for row in rows} == truth
+    assert {row["word"] for row in rows if row["label"] == UNKNOWN} == {"bed", "marvin"}
+    assert {row["word"] for row in rows if row["label"] != UNKNOWN} == {""}
     assert png.read_bytes()[:8] == PNG
 
 

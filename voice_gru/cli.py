@@ -205,17 +205,17 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def write_predictions_csv(path: str, predictions: list[dict]) -> None:
-    """One row per classified file: file, label, predicted, score."""
+    """One row per classified file: file, label, predicted, score, word (an `_unknown_` clip's, where known)."""
     import csv
     import io
 
     from voice_gru.fileio import write_text
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["file", "label", "predicted", "score"])
+    w = csv.DictWriter(buf, fieldnames=["file", "label", "predicted", "score", "word"])
     w.writeheader()
     for p in predictions:
-        w.writerow({**p, "label": p["label"] or ""})
+        w.writerow({**p, "label": p["label"] or "", "word": p.get("word", "")})
     write_text(path, buf.getvalue())
 
 
