@@ -17,6 +17,13 @@ def _ensemble_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if re.search(r"voice-gru ensemble \S", ln)]
 
 
+def _members_recipe(ckpt) -> str:
+    """The recipe file the shipped members' runs name (its header holds the commands that built them)."""
+    names = {m["config_name"] for m in ckpt.meta.get("ensemble_of") or []}
+    assert len(names) == 1, names
+    return (ROOT / "configs" / f"{names.pop()}.yaml").read_text()
+
+
 @pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
 def test_reproduce_commands_use_the_shipped_combination():
     ckpt = load_checkpoint(MODEL)
@@ -24,7 +31,7 @@ def test_reproduce_commands_use_the_shipped_combination():
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index("Reproduce the shipped model"):]
     block = block[:block.index("```", block.index("```") + 3)]
-    recipe = (ROOT / "configs" / "default.yaml").read_text()
+    recipe = _members_recipe(ckpt)
     lines = _ensemble_lines(block) + _ensemble_lines(recipe)
     assert len(lines) == 2, lines
     for ln in lines:
@@ -33,12 +40,16 @@ def test_reproduce_commands_use_the_shipped_combination():
 
 @pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
 def test_reproduce_commands_name_the_shipped_members_seeds():
-    members = load_checkpoint(MODEL).meta.get("ensemble_of") or []
+    ckpt = load_checkpoint(MODEL)
+    members = ckpt.meta.get("ensemble_of") or []
     readme = (ROOT / "README.md").read_text()
     block = readme[readme.index("Reproduce the shipped model"):]
     block = block[:block.index("```", block.index("```") + 3)]
-    recipe = (ROOT / "configs" / "default.yaml").read_text()
+    recipe = _members_recipe(ckpt)
     seeds = sorted(m["seed"] for m in members)
     assert seeds, "the shipped ensemble records no member seeds"
-    assert sorted(int(s) for s in re.findall(r"voice-gru train .*--seed (\d+)", block)) == seeds
-    assert sorted(int(s) for s in re.findall(r"voice-gru train .*--seed (\d+)", recipe)) == seeds
+    # each member: trained, then fine-tuned from that run with the same seed (configs/words_finetune.yaml)
+    assert sorted(int(s) for s in re.findall(r"voice-gru train .*--seed (\d+)", block)) == sorted(seeds * 2)
+    assert sorted(int(s) for s in re.findall(r"voice-gru train .*--seed (\d+)", recipe)) == sorted(seeds * 2)
+    assert all("--init" in ln for ln in block.splitlines() if "words_finetune" in ln and "train" in ln)
+    assert all("last.pt" in ln for ln in _ensemble_lines(block) + _ensemble_lines(recipe))
