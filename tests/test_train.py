@@ -552,7 +552,7 @@ def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     rows = check_run_files(out, 2)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["best.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"])
+        ["best.pt", "last.pt", "state.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json"])
     # one summary line (rank 0), and it reports the real best, not a non-validating rank's placeholder
     lines = [ln for ln in res.stdout.splitlines() if "best validation accuracy" in ln]
     assert len(lines) == 1, res.stdout
