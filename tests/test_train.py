@@ -213,7 +213,11 @@ def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, ti
         with pytest.raises(ConfigError, match=message) as info:
             train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
         assert "\n" not in str(info.value)
-        assert not (tmp_path / "run" / "state.pt").exists()
+        assert not (tmp_path / "run").exists()
+    cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, task="35"), train=replace(tiny_cfg.train, init=ck))
+    with pytest.raises(ConfigError, match="train.init: .*best.pt: labels .* differ from this recipe's"):
+        train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -272,9 +272,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
     prep = prepare(cfg, data_dir, cache, quiet)
     labels = prep.labels
-    if init is not None:
-        _check_init(cfg, init, labels)
-        # the weights were trained on frames normalised with the statistics they came with
+    if init is not None:  # the weights were trained on frames normalised with the statistics they came with
         prep = dataclasses.replace(prep, normalizer=init.normalizer)
     teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     if main_proc:
@@ -419,10 +417,18 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
 
 
 def load_init(cfg: Config) -> Checkpoint:
-    """The checkpoint named by ``train.init``, refused in one line if it is missing or damaged."""
+    """The checkpoint named by ``train.init``, refused in one line if it is missing, damaged or not
+    the recipe's model (labels, features, architecture), before any data is read."""
     if not Path(cfg.train.init).is_file():
         raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found")
-    return load_checkpoint(cfg.train.init)
+    init = load_checkpoint(cfg.train.init)
+    labels = task_labels(cfg.data.task)
+    if list(init.labels) != list(labels):
+        raise ConfigError(f"train.init: {cfg.train.init}: labels {list(init.labels)} differ from this recipe's {list(labels)}")
+    if init.features != cfg.features:
+        raise ConfigError(f"train.init: {cfg.train.init}: feature settings differ from this recipe's")
+    _start_from(GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model), init, cfg)
+    return init
 
 
 def _init_member(cfg: Config, init: Checkpoint) -> GRUClassifier:
@@ -431,14 +437,6 @@ def _init_member(cfg: Config, init: Checkpoint) -> GRUClassifier:
         raise ConfigError(f"train.init_member: {cfg.train.init_member}: {cfg.train.init} has {len(members)} "
                           f"member(s), numbered from 0")
     return members[cfg.train.init_member]
-
-
-def _check_init(cfg: Config, init: Checkpoint, labels: list[str]) -> None:
-    if list(init.labels) != list(labels):
-        raise ConfigError(f"train.init: {cfg.train.init}: labels {list(init.labels)} differ from this recipe's {list(labels)}")
-    if init.features != cfg.features:
-        raise ConfigError(f"train.init: {cfg.train.init}: feature settings differ from this recipe's")
-    _init_member(cfg, init)
 
 
 def _start_from(model: GRUClassifier, init: Checkpoint, cfg: Config) -> None:
