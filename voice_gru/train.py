@@ -18,7 +18,7 @@ import time
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, cast
+from typing import Callable, Sequence, cast
 
 import numpy as np
 import torch
@@ -293,7 +293,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if model.spectral is not None:
         model.set_spectral_map(spectral_map(cfg.features, prep.normalizer))
     if init is not None and state is None:
-        _start_from(model, init, cfg)
+        model.load_state_dict(init.model.state_dict())
     model = model.to(device)
     net: torch.nn.Module = model
     if ddp:
@@ -416,45 +416,41 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     return summary
 
 
+def _compatible(key: str, path: str | Path, labels: Sequence[str], features: FeatureConfig) -> Checkpoint:
+    """The checkpoint a recipe key names, refused in one line unless it has the recipe's labels and features."""
+    ckpt = load_checkpoint(path)
+    if list(ckpt.labels) != list(labels):
+        raise ConfigError(f"{key}: {path}: labels {list(ckpt.labels)} differ from this recipe's {list(labels)}")
+    if ckpt.features != features:
+        raise ConfigError(f"{key}: {path}: feature settings differ from this recipe's")
+    return ckpt
+
+
 def load_init(cfg: Config) -> Checkpoint:
-    """The checkpoint named by ``train.init``, refused in one line if it is missing, damaged or not
-    the recipe's model (labels, features, architecture), before any data is read."""
+    """The model ``train.init`` (member ``train.init_member``) names, with its normaliser, refused in one
+    line if it is missing, damaged or not the recipe's model (labels, features, architecture), before
+    any data is read."""
     if not Path(cfg.train.init).is_file():
         raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found")
-    init = load_checkpoint(cfg.train.init)
     labels = task_labels(cfg.data.task)
-    if list(init.labels) != list(labels):
-        raise ConfigError(f"train.init: {cfg.train.init}: labels {list(init.labels)} differ from this recipe's {list(labels)}")
-    if init.features != cfg.features:
-        raise ConfigError(f"train.init: {cfg.train.init}: feature settings differ from this recipe's")
-    _start_from(GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model), init, cfg)
-    return init
-
-
-def _init_member(cfg: Config, init: Checkpoint) -> GRUClassifier:
+    init = _compatible("train.init", cfg.train.init, labels, cfg.features)
     members = [cast(GRUClassifier, m) for m in init.model.members] if isinstance(init.model, Ensemble) else [init.model]
     if cfg.train.init_member >= len(members):
         raise ConfigError(f"train.init_member: {cfg.train.init_member}: {cfg.train.init} has {len(members)} "
                           f"member(s), numbered from 0")
-    return members[cfg.train.init_member]
-
-
-def _start_from(model: GRUClassifier, init: Checkpoint, cfg: Config) -> None:
-    try:
-        model.load_state_dict(_init_member(cfg, init).state_dict())
+    member = members[cfg.train.init_member]
+    try:  # into a model of the recipe: its architecture must be the member's
+        GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model).load_state_dict(member.state_dict())
     except RuntimeError:  # torch lists every mismatched tensor: one line is enough
         raise ConfigError(f"train.init: {cfg.train.init}: its model differs from this recipe's "
-                          f"({describe_model(_init_member(cfg, init))})") from None
+                          f"({describe_model(member)})") from None
+    return dataclasses.replace(init, model=member)
 
 
 def load_teacher(path: str | Path, labels: list[str], features: FeatureConfig, normalizer: Normalizer,
                  device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
     """A frozen checkpoint as a function from this run's normalised frames to its per-frame logits."""
-    ckpt = load_checkpoint(path)
-    if list(ckpt.labels) != list(labels):
-        raise ConfigError(f"train.teacher: {path}: labels {list(ckpt.labels)} differ from this recipe's {list(labels)}")
-    if ckpt.features != features:
-        raise ConfigError(f"train.teacher: {path}: feature settings differ from this recipe's")
+    ckpt = _compatible("train.teacher", path, labels, features)
     model = ckpt.model.to(device).eval()
     model.requires_grad_(False)
     # the teacher was normalised with its own training statistics: x * std_s + mean_s is the raw MFCC
