@@ -6,6 +6,7 @@ stray warning or traceback on stderr would show (three cases by default, all of 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -306,9 +307,13 @@ def test_config_changes_only_the_decision_keys_it_sets(tmp_path, capsys):
     defaults; thresholds in it lose to the model's calibrated ones, and listen says so."""
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import config_decision
+    from voice_gru.config import DecisionConfig
 
-    ckpt = read_checkpoint_data(None)
-    assert ckpt.decision["smooth_ms"] == 250.0 and ckpt.thresholds
+    shipped = read_checkpoint_data(None)
+    assert shipped.thresholds and shipped.decision["smooth_ms"] > 0
+    # a smoothing unlike the class default, so that a reset to DecisionConfig() would show
+    ckpt = dataclasses.replace(shipped, decision={**shipped.decision, "smooth_ms": 250.0})
+    assert DecisionConfig().smooth_ms != 250.0
     cfg = tmp_path / "d.yaml"
     cfg.write_text("decision:\n  cooldown_ms: 500\n")
     got = config_decision(str(cfg), ckpt)

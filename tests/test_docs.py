@@ -53,3 +53,19 @@ def test_reproduce_commands_name_the_shipped_members_seeds():
     assert sorted(int(s) for s in re.findall(r"voice-gru train .*--seed (\d+)", recipe)) == sorted(seeds * 2)
     assert all("--init" in ln for ln in block.splitlines() if "words_finetune" in ln and "train" in ln)
     assert all("last.pt" in ln for ln in _ensemble_lines(block) + _ensemble_lines(recipe))
+
+
+@pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
+def test_shipped_decision_settings_are_the_recipes():
+    """The documented calibration (`calibrate --config` with the members' recipe) gives the shipped
+    smoothing, minimum duration and cooldown, and the README states that smoothing."""
+    import yaml
+
+    ckpt = load_checkpoint(MODEL)
+    decision = yaml.safe_load(_members_recipe(ckpt))["decision"]
+    for key in ("smooth_ms", "min_duration_ms", "cooldown_ms"):
+        assert float(decision[key]) == ckpt.decision[key], key
+    readme = (ROOT / "README.md").read_text()
+    assert f"posteriors are averaged over {ckpt.decision['smooth_ms']:g} ms" in readme
+    assert (f"and above its threshold for {ckpt.decision['min_duration_ms']:g} ms (the shipped model's setting), then "
+            f"nothing fires for {ckpt.decision['cooldown_ms']:g} ms") in readme
