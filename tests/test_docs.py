@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from voice_gru.model import Ensemble, load_checkpoint
 
@@ -58,9 +59,7 @@ def test_reproduce_commands_name_the_shipped_members_seeds():
 @pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
 def test_shipped_decision_settings_are_the_recipes():
     """The documented calibration (`calibrate --config` with the members' recipe) gives the shipped
-    smoothing, minimum duration and cooldown, and the README states that smoothing."""
-    import yaml
-
+    smoothing, minimum duration and cooldown, and the README states them."""
     ckpt = load_checkpoint(MODEL)
     decision = yaml.safe_load(_members_recipe(ckpt))["decision"]
     for key in ("smooth_ms", "min_duration_ms", "cooldown_ms"):
