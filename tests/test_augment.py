@@ -12,7 +12,8 @@ import torch
 
 import scipy.signal
 
-from voice_gru.augment import ClipBank, SequenceBuilder, eq_curve, reverb_kernel, reverberate, vtlp_matrix
+from voice_gru.augment import (IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eq_curve, reverb_kernel, reverberate,
+                               vtlp_matrix)
 from voice_gru.config import AugmentConfig, FeatureConfig
 from voice_gru.features import Normalizer, front_end
 
@@ -182,3 +183,24 @@ def test_eq_colours_whole_examples_by_a_fixed_gain_per_band():
     word_db = 10 * np.log10((word / _mel(_noisy_builder(noise_prob=0.0), [0], 0)[0][20:40, 10:20]).numpy())
     np.testing.assert_allclose(word_db, np.broadcast_to(word_db[:1], word_db.shape), atol=1e-3)
     assert np.abs(word_db).max() > 0.1
+
+
+def _two_word_builder(inside_index: int | None) -> SequenceBuilder:
+    F = 60
+    word = torch.full((F, FC.n_mels), 1e-6)
+    word[20:40, 10:20] = 0.5  # speech on frames 20-39
+    bank = ClipBank.build([torch.stack([word, word])], [1, 2])  # a command (1) and another word (2)
+    aug = dataclasses.replace(AugmentConfig(), time_shift_ms=0, noise_prob=0.0, gain_db=(0.0, 0.0), freq_masks=0,
+                              time_masks=0, context_prob=0.0)
+    ident = Normalizer((0.0,) * FC.n_mfcc, (1.0,) * FC.n_mfcc)
+    return SequenceBuilder(bank, [], FC, aug, ident, 0, tail_frames=10, inside_index=inside_index)
+
+
+def test_inner_frames_of_other_words_are_marked_only_when_asked():
+    _, y = _two_word_builder(2).batch([0, 1], np.random.default_rng(0), context_frames=0)
+    _, y_off = _two_word_builder(None).batch([0, 1], np.random.default_rng(0), context_frames=0)
+    # speech on frames 20..39; the label starts at the last one + 3 (augment._place)
+    assert (y[0, 20:42] == IGNORE).all() and (y[0, 42:52] == 1).all()  # a command's inside stays unlabelled
+    assert (y[1, 20:42] == INSIDE_OTHER).all() and (y[1, 42:52] == 2).all()
+    assert (y_off[1, 20:42] == IGNORE).all()
+    assert torch.equal(y.masked_fill(y == INSIDE_OTHER, IGNORE), y_off)

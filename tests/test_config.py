@@ -226,3 +226,42 @@ def test_every_recipe_in_configs_loads():
     d = recipes["default"]
     assert d.model.spectral_channels == 16 and d.model.conv_kernel == 3
     assert d.augment.snr_prob == 0.5 and d.augment.snr_db == (0.0, 25.0) and d.augment.silence_gain_db == (0.0, 30.0)
+
+
+def test_extends_lays_a_variant_over_its_base(tmp_path):
+    write(tmp_path, "name: base\nmodel:\n  hidden: 48\n  layers: 3\ntrain:\n  lr: 0.01\n", "base.yaml")
+    (tmp_path / "v").mkdir()
+    variant = write(tmp_path, "extends: ../base.yaml\nname: variant\nmodel:\n  layers: 1\n", "v/variant.yaml")
+    cfg = load_config(variant)
+    assert cfg.name == "variant" and cfg.model.hidden == 48 and cfg.model.layers == 1 and cfg.train.lr == 0.01
+    assert cfg.model.dropout == ModelConfig().dropout  # set in neither: the default
+
+
+def test_shipped_variants_are_their_base_plus_what_they_say():
+    """configs/words_finetune.yaml and rooms.yaml extend default.yaml: each is default.yaml with the
+    changes its own file states (by hand here), nothing else."""
+    from pathlib import Path
+
+    configs = Path(__file__).resolve().parents[1] / "configs"
+    d = load_config(configs / "default.yaml")
+    w = load_config(configs / "words_finetune.yaml")
+    assert w == dataclasses.replace(d, name="words_finetune", data=dataclasses.replace(d.data, unknown_mix="words"),
+                                    train=dataclasses.replace(d.train, epochs=15, lr=0.0006),
+                                    decision=dataclasses.replace(d.decision, smooth_ms=150.0))
+    r = load_config(configs / "rooms.yaml")
+    assert r == dataclasses.replace(d, name="rooms", train=dataclasses.replace(d.train, tail_frames=20),
+                                    augment=dataclasses.replace(d.augment, reverb_prob=0.5, rt60_s=(0.2, 0.8),
+                                                                drr_db=(0.0, 15.0)))
+
+
+@pytest.mark.parametrize("files, message", [
+    ({"a.yaml": "extends: missing.yaml\n"}, r"a\.yaml: extends: .*missing\.yaml: config file not found"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "extends: a.yaml\n"}, r"extends: a\.yaml extends this file again"),
+    ({"a.yaml": "extends: [b.yaml]\n"}, r"a\.yaml: extends: expected the path of another recipe"),
+    ({"a.yaml": "extends: b.yaml\n", "b.yaml": "model:\n  hiden: 3\n"}, r"a\.yaml: extends: .*b\.yaml: model: unknown key"),
+])
+def test_bad_extends_is_one_clear_error(tmp_path, files, message):
+    for name, text in files.items():
+        write(tmp_path, text, name)
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path / "a.yaml")

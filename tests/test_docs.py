@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 import pytest
-import yaml
 
+from voice_gru.config import load_config
 from voice_gru.model import Ensemble, load_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -18,11 +18,15 @@ def _ensemble_lines(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if re.search(r"voice-gru ensemble \S", ln)]
 
 
-def _members_recipe(ckpt) -> str:
+def _members_recipe_path(ckpt) -> Path:
     """The recipe file the shipped members' runs name (its header holds the commands that built them)."""
     names = {m["config_name"] for m in ckpt.meta.get("ensemble_of") or []}
     assert len(names) == 1, names
-    return (ROOT / "configs" / f"{names.pop()}.yaml").read_text()
+    return ROOT / "configs" / f"{names.pop()}.yaml"
+
+
+def _members_recipe(ckpt) -> str:
+    return _members_recipe_path(ckpt).read_text()
 
 
 @pytest.mark.skipif(not MODEL.is_file(), reason="the shipped model voice_gru/models/default.pt is missing")
@@ -61,9 +65,9 @@ def test_shipped_decision_settings_are_the_recipes():
     """The documented calibration (`calibrate --config` with the members' recipe) gives the shipped
     smoothing, minimum duration and cooldown, and the README states them."""
     ckpt = load_checkpoint(MODEL)
-    decision = yaml.safe_load(_members_recipe(ckpt))["decision"]
+    decision = load_config(_members_recipe_path(ckpt)).decision
     for key in ("smooth_ms", "min_duration_ms", "cooldown_ms"):
-        assert float(decision[key]) == ckpt.decision[key], key
+        assert getattr(decision, key) == ckpt.decision[key], key
     readme = (ROOT / "README.md").read_text()
     assert f"posteriors are averaged over {ckpt.decision['smooth_ms']:g} ms" in readme
     assert (f"and above its threshold for {ckpt.decision['min_duration_ms']:g} ms (the shipped model's setting), then "

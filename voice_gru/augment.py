@@ -23,6 +23,7 @@ from voice_gru.data import silence_volume
 from voice_gru.features import Normalizer, front_end
 
 IGNORE = -100
+INSIDE_OTHER = -101  # a frame inside another word (``inside_index``): no label, but no confident command either
 
 
 def speech_bounds(mel: torch.Tensor, floor_db: float = 25.0) -> tuple[int, int]:
@@ -149,6 +150,7 @@ class SequenceBuilder:
         silence_index: int | None,
         tail_frames: int,
         target: str = "frames",
+        inside_index: int | None = None,
     ) -> None:
         self.bank = bank
         self.noise = [n for n in noise_mels if n.shape[0] > 0]
@@ -157,6 +159,7 @@ class SequenceBuilder:
         self.norm = normalizer
         self.sil = silence_index
         self.tail_frames = tail_frames
+        self.inside = inside_index  # the class (``_unknown_``) whose words' inner frames get ``INSIDE_OTHER``
         if target not in ("frames", "last"):
             raise ValueError(f"unknown training target '{target}' (expected 'frames' or 'last')")
         self.target = target
@@ -196,7 +199,7 @@ class SequenceBuilder:
             return
         first, last = self.bank.bounds[speed][clip]
         on, off = pos + first, pos + last + 3
-        y[max(a, on):min(T, off)] = IGNORE
+        y[max(a, on):min(T, off)] = INSIDE_OTHER if lab == self.inside else IGNORE
         y[max(0, off):min(T, off + self.tail_frames)] = lab
         if pos < 0 and on < 0:  # the word's start is cut off: its label would be a guess
             y[max(0, off):min(T, off + self.tail_frames)] = IGNORE

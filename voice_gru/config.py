@@ -173,12 +173,16 @@ class TrainConfig:
     distill_temperature: float = 2.0  # both sides' logits are divided by it before they are compared
     init: str = ""  # start from this checkpoint's weights instead of random ones (fine-tuning) ...
     init_member: int = 0  # ... from this member of it where it is an ensemble
+    # inside other words (frames otherwise unlabelled), a command's posterior above ``inside_cap`` is
+    # penalised with this weight: "hap" of "happy" may sound like "up", but must not be sure of it
+    inside_unknown_weight: float = 0.0
+    inside_cap: float = 0.5
 
     def __post_init__(self) -> None:
         _check(self, {"epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
                       "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
-                      "init_member": _AT_LEAST_0})
+                      "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION})
         _require(self, self.target in ("frames", "last"), "target", "must be 'frames' or 'last'")
 
 
@@ -331,9 +335,33 @@ def _read_yaml(path: str | Path) -> Mapping[str, Any]:
     return raw
 
 
-def load_config(path: str | Path) -> Config:
-    """Load a ``Config`` from a YAML file; errors name the file and the key."""
-    raw = _read_yaml(path)
+def _resolved_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A recipe's mapping with ``extends: OTHER.yaml`` (relative to the file) resolved: the file's
+    sections are laid key by key over the other recipe's, so a variant lists only what it changes."""
+    path = Path(path)
+    raw = dict(_read_yaml(path))
+    base = raw.pop("extends", None)
+    if base is None:
+        return raw
+    if not isinstance(base, str) or not base:
+        raise ConfigError(f"{path}: extends: expected the path of another recipe, got {base!r}")
+    base_path = path.parent / base
+    if base_path.resolve() in seen + (path.resolve(),):
+        raise ConfigError(f"{path}: extends: {base} extends this file again (a cycle)")
+    try:
+        merged = _resolved_yaml(base_path, seen + (path.resolve(),))
+        _checked(merged, base_path)  # a bad key in the base is named there, not in this file
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: extends: {exc}") from None
+    for key, value in raw.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = {**merged[key], **value}
+        else:
+            merged[key] = value
+    return merged
+
+
+def _checked(raw: Mapping[str, Any], path: str | Path) -> Config:
     try:
         return from_dict(Config, raw, where="")
     except ConfigError as exc:
@@ -341,9 +369,14 @@ def load_config(path: str | Path) -> Config:
         raise ConfigError(f"{path}: {msg}") from None
 
 
+def load_config(path: str | Path) -> Config:
+    """Load a ``Config`` from a YAML file (``extends`` resolved); errors name the file and the key."""
+    return _checked(_resolved_yaml(path), path)
+
+
 def load_decision(path: str | Path, base: DecisionConfig) -> tuple[DecisionConfig, frozenset[str]]:
     """``base`` with the keys that recipe ``path``'s ``decision`` section sets (and which those are):
     a recipe that sets only ``cooldown_ms`` must not reset a model's calibrated smoothing to defaults."""
     section = load_config(path).decision
-    keys = frozenset((_read_yaml(path).get("decision") or {}).keys())
+    keys = frozenset((_resolved_yaml(path).get("decision") or {}).keys())
     return dataclasses.replace(base, **{k: getattr(section, k) for k in keys}), keys

@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from voice_gru import SILENCE, UNKNOWN
-from voice_gru.augment import IGNORE, ClipBank, SequenceBuilder, eval_features
+from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eval_features
+from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
     background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
@@ -322,8 +323,10 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         best = dict(state["best"])
         start_epoch = int(state["epoch"]) + 1
         _log(f"resuming {out} after epoch {start_epoch} of {cfg.train.epochs}", quiet)
+    inside = labels.index(UNKNOWN) if cfg.train.inside_unknown_weight > 0 and UNKNOWN in labels else None
+    commands = torch.tensor([i for i, w in enumerate(labels) if w not in (SILENCE, UNKNOWN)], device=device)
     builder = SequenceBuilder(prep.train, prep.noise_mels, cfg.features, cfg.augment, prep.normalizer, sil,
-                              cfg.train.tail_frames, cfg.train.target)
+                              cfg.train.tail_frames, cfg.train.target, inside_index=inside)
     if start_epoch == 0:
         _log(f"{len(labels)} classes, {epoch_size} training examples/epoch, {len(prep.val_labels)} validation; "
              f"model {count_parameters(model):,} parameters; features ready in {time.time() - t0:.1f}s", quiet)
@@ -349,7 +352,12 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 x, y = builder.batch(idx, brng)
                 x, y = x.to(device), y.to(device)
                 logits = net(x)
+                is_inside = y == INSIDE_OTHER
+                y = y.masked_fill(is_inside, IGNORE)
                 loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
+                if inside is not None:
+                    loss = loss + cfg.train.inside_unknown_weight * inside_penalty(logits, is_inside, commands,
+                                                                                   cfg.train.inside_cap)
                 if teacher is not None:
                     a = cfg.train.distill_weight
                     loss = (1 - a) * loss + a * distill_loss(logits, teacher(x), y, sil, cfg.train.background_weight,
@@ -439,11 +447,11 @@ def load_init(cfg: Config) -> Checkpoint:
         raise ConfigError(f"train.init_member: {cfg.train.init_member}: {cfg.train.init} has {len(members)} "
                           f"member(s), numbered from 0")
     member = members[cfg.train.init_member]
-    try:  # into a model of the recipe: its architecture must be the member's
-        GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model).load_state_dict(member.state_dict())
-    except RuntimeError:  # torch lists every mismatched tensor: one line is enough
+    # into a model of the recipe: its architecture must be the member's, tensor for tensor
+    if {k: tuple(v.shape) for k, v in member.state_dict().items()} != weight_shapes(cfg.model, cfg.features.n_mfcc,
+                                                                                     len(labels)):
         raise ConfigError(f"train.init: {cfg.train.init}: its model differs from this recipe's "
-                          f"({describe_model(member)})") from None
+                          f"({describe_model(member)})")
     return dataclasses.replace(init, model=member)
 
 
@@ -472,6 +480,15 @@ def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smooth
     ce = F.cross_entropy(logits.transpose(1, 2), y, ignore_index=IGNORE, label_smoothing=smoothing, reduction="none")
     w = frame_weights(y, sil, bg_weight)
     return (ce * w).sum() / w.sum().clamp_min(1e-9)
+
+
+def inside_penalty(logits: torch.Tensor, inside: torch.Tensor, commands: torch.Tensor, cap: float) -> torch.Tensor:
+    """How far the most probable command's posterior rises above ``cap`` on the frames ``inside``
+    (``(B, T)``) other words, averaged over each example's such frames, then over the batch."""
+    p = torch.softmax(logits, -1).index_select(-1, commands).amax(-1)
+    excess = torch.relu(p - cap) * inside
+    per_example = excess.sum(1) / inside.sum(1).clamp_min(1)
+    return per_example.sum() / max(logits.shape[0], 1)
 
 
 def distill_loss(logits: torch.Tensor, teacher_logits: torch.Tensor, y: torch.Tensor, sil: int | None,
