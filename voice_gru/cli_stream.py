@@ -351,9 +351,9 @@ def register(subparsers) -> None:
     ca.add_argument("--out", required=True, metavar="CKPT", help="where the calibrated copy of the model goes")
     ca.add_argument("--minutes", type=number(0.05, 24 * 60), default=25.0,
                     help="length of the command stream (default: %(default)s, enough for every validation command)")
-    ca.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=120.0,
-                    help="length of the command-free stream (default: %(default)s; 0.5/h needs 2 h for one event; "
-                         "360 gives a much steadier 1/h point, README: Calibration)")
+    ca.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=360.0,
+                    help="length of the command-free stream (default: %(default)s; 120 is three times faster but "
+                         "its 1/h point moves by up to 40 points between stream seeds, README: Calibration)")
     ca.add_argument("--seed", type=whole(0), default=0, help="seed of the calibration streams (default: %(default)s)")
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
     ca.add_argument("--unknown-mix", choices=["words", "clips"], default="words",
