@@ -49,12 +49,12 @@ def tiny_root(tmp_path_factory) -> Path:
 def test_a_capped_run_is_less_sure_of_commands_inside_other_words(tiny_root, tmp_path):
     """Same seed and data; only the cap differs. Inside the training split's other words ("bed",
     "marvin": between their first and last loud frame) the capped run's top command posterior must
-    be lower on average than the uncapped run's."""
+    average at least 30% below the uncapped run's (a cap far below 1/12, so it acts on every frame there)."""
     cache = tmp_path / "cache"
     cfg = load_config(TINY_CONFIG)
-    cfg = replace(cfg, train=replace(cfg.train, epochs=12))
+    cfg = replace(cfg, train=replace(cfg.train, epochs=30))
     train(cfg, tiny_root, tmp_path / "plain", cache=cache, quiet=True, threads=1)
-    capped = replace(cfg, train=replace(cfg.train, inside_unknown_weight=5.0, inside_cap=0.2))
+    capped = replace(cfg, train=replace(cfg.train, inside_unknown_weight=20.0, inside_cap=0.02))
     train(capped, tiny_root, tmp_path / "capped", cache=cache, quiet=True, threads=1)
 
     clips = [c for c in scan_dataset(tiny_root) if c.split == "training" and c.word in ("bed", "marvin")]
@@ -72,4 +72,4 @@ def test_a_capped_run_is_less_sure_of_commands_inside_other_words(tiny_root, tmp
         return float(np.mean(tops))
 
     plain, cap = top_command_inside(tmp_path / "plain"), top_command_inside(tmp_path / "capped")
-    assert cap < plain - 0.05, (cap, plain)
+    assert cap < 0.7 * plain, (cap, plain)  # measured: 0.07 against 0.14
