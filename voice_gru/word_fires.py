@@ -1,0 +1,66 @@
+"""Which other words push a command up, how far, and where in the word: each clip alone through the live path.
+
+A clip is played with ``lead_s`` of faint noise before it and ``tail_s`` after, through a fresh
+``Recognizer`` and the model's own smoothing (``Detector``); the report per clip is the highest smoothed
+command posterior, which command, and when it peaked relative to the end of the clip's speech (negative:
+while the word was still being spoken, on frames training leaves unlabelled). This is how the
+inside-word cap (``train.inside_unknown_weight``) was found and is measured (README, *For training*).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+from voice_gru.audio import load_audio
+from voice_gru.decision import BACKGROUND, Detector
+
+
+def speech_end(audio: np.ndarray, sample_rate: int, floor_db: float = 25.0) -> float:
+    """Seconds at which the last 10 ms frame within ``floor_db`` of the loudest one ends."""
+    hop = max(1, sample_rate // 100)
+    n = audio.size // hop
+    if n == 0:
+        return audio.size / sample_rate
+    energy = (audio[:n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(1) + 1e-12
+    db = 10 * np.log10(energy)
+    loud = np.flatnonzero(db > db.max() - floor_db)
+    return float((loud[-1] + 1) * hop / sample_rate)
+
+
+def peak_command(smoothed: np.ndarray, labels: Sequence[str]) -> tuple[float, str, int]:
+    """The highest smoothed posterior of any command in ``(frames, classes)``: value, command, frame."""
+    commands = [i for i, lab in enumerate(labels) if lab not in BACKGROUND]
+    sub = smoothed[:, commands]
+    frame, k = np.unravel_index(int(np.argmax(sub)), sub.shape)
+    return float(sub[frame, k]), labels[commands[k]], int(frame)
+
+
+def other_word_fires(ckpt: Any, clips: Iterable[tuple[str, str]], lead_s: float = 0.3, tail_s: float = 0.5,
+                     noise: float = 1e-3, seed: int = 0) -> list[dict]:
+    """Per clip ``(path, word)``: ``peak``, ``command``, ``after_end_s`` (peak time minus the speech's end)."""
+    from voice_gru.stream import Recognizer
+    from voice_gru.streams import decision_of
+
+    rec = Recognizer(ckpt)
+    sr = rec.ckpt.features.sample_rate
+    det = Detector(rec.labels, decision_of(rec.ckpt), frame_seconds=rec.frame_seconds, kernel="numpy")
+    rng = np.random.default_rng(seed)
+    out = []
+    for path, word in clips:
+        audio = load_audio(path, sr).astype(np.float32)
+        x = np.concatenate([np.zeros(int(lead_s * sr), np.float32), audio, np.zeros(int(tail_s * sr), np.float32)])
+        x += (rng.standard_normal(x.size) * noise).astype(np.float32)
+        rec.reset()
+        det.reset()
+        smoothed = []
+        for row in rec.push(x):
+            det.update(row)
+            smoothed.append(det.smoothed)
+        if not smoothed:
+            continue
+        peak, command, frame = peak_command(np.asarray(smoothed), rec.labels)
+        out.append({"path": str(path), "word": word, "peak": peak, "command": command,
+                    "after_end_s": round(rec.frame_time(frame) - (lead_s + speech_end(audio, sr)), 3)})
+    return out
