@@ -1,4 +1,4 @@
-"""``voice_gru.word_fires``: where a speech clip ends, the peak command of smoothed posteriors (by hand),
+"""``voice_gru.word_fires``: where a speech clip ends (``streams.speech_bounds``, which it uses), the peak command of smoothed posteriors (by hand),
 and the shipped model on recordings with known words (a command fires at its word's end, other words stay low)."""
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from voice_gru.checkpoint_data import default_model_path
-from voice_gru.word_fires import other_word_fires, peak_command, speech_end
+from voice_gru.streams import speech_bounds
+from voice_gru.word_fires import other_word_fires, peak_command
 
 DATA = Path(__file__).resolve().parent / "data"
 REPO = Path(__file__).resolve().parents[1]
@@ -20,8 +21,8 @@ def test_speech_end_is_the_last_loud_frame():
     sr = 16000
     t = np.arange(int(0.3 * sr)) / sr
     audio = np.concatenate([np.zeros(int(0.2 * sr)), 0.5 * np.sin(2 * np.pi * 440 * t), 1e-4 * np.ones(int(0.5 * sr))])
-    assert speech_end(audio, sr) == pytest.approx(0.5, abs=0.011)
-    assert speech_end(audio, sr, floor_db=100) == pytest.approx(1.0, abs=0.011)  # everything counts as loud
+    assert speech_bounds(audio, sample_rate=sr)[1] == pytest.approx(0.5, abs=0.011)
+    assert speech_bounds(audio, speech_db=100, sample_rate=sr)[1] == pytest.approx(1.0, abs=0.011)  # everything counts as loud
 
 
 def test_peak_command_skips_background_classes():

@@ -377,6 +377,7 @@ def load_config(path: str | Path) -> Config:
 def load_decision(path: str | Path, base: DecisionConfig) -> tuple[DecisionConfig, frozenset[str]]:
     """``base`` with the keys that recipe ``path``'s ``decision`` section sets (and which those are):
     a recipe that sets only ``cooldown_ms`` must not reset a model's calibrated smoothing to defaults."""
-    section = load_config(path).decision
-    keys = frozenset((_resolved_yaml(path).get("decision") or {}).keys())
+    raw = _resolved_yaml(path)
+    section = _checked(raw, path).decision
+    keys = frozenset((raw.get("decision") or {}).keys())
     return dataclasses.replace(base, **{k: getattr(section, k) for k in keys}), keys

@@ -2,8 +2,9 @@
 
 A clip is played with ``lead_s`` of faint noise before it and ``tail_s`` after, through a fresh
 ``Recognizer`` and the model's own smoothing (``Detector``); the report per clip is the highest smoothed
-command posterior, which command, and when it peaked relative to the end of the clip's speech (negative:
-while the word was still being spoken, on frames training leaves unlabelled). This is how the
+command posterior, which command, and when it peaked relative to the end of the clip's speech as
+``make-stream`` measures it (``streams.speech_bounds``; negative: while the word was still being spoken,
+on frames training leaves unlabelled). This is how the
 inside-word cap (``train.inside_unknown_weight``) was found and is measured (README, *For training*).
 """
 
@@ -15,18 +16,6 @@ import numpy as np
 
 from voice_gru.audio import load_audio
 from voice_gru.decision import BACKGROUND, Detector
-
-
-def speech_end(audio: np.ndarray, sample_rate: int, floor_db: float = 25.0) -> float:
-    """Seconds at which the last 10 ms frame within ``floor_db`` of the loudest one ends."""
-    hop = max(1, sample_rate // 100)
-    n = audio.size // hop
-    if n == 0:
-        return audio.size / sample_rate
-    energy = (audio[:n * hop].astype(np.float64).reshape(n, hop) ** 2).mean(1) + 1e-12
-    db = 10 * np.log10(energy)
-    loud = np.flatnonzero(db > db.max() - floor_db)
-    return float((loud[-1] + 1) * hop / sample_rate)
 
 
 def peak_command(smoothed: np.ndarray, labels: Sequence[str]) -> tuple[float, str, int]:
@@ -41,7 +30,7 @@ def other_word_fires(ckpt: Any, clips: Iterable[tuple[str, str]], lead_s: float 
                      noise: float = 1e-3, seed: int = 0) -> list[dict]:
     """Per clip ``(path, word)``: ``peak``, ``command``, ``after_end_s`` (peak time minus the speech's end)."""
     from voice_gru.stream import Recognizer
-    from voice_gru.streams import decision_of
+    from voice_gru.streams import decision_of, speech_bounds
 
     rec = Recognizer(ckpt)
     sr = rec.ckpt.features.sample_rate
@@ -62,5 +51,5 @@ def other_word_fires(ckpt: Any, clips: Iterable[tuple[str, str]], lead_s: float 
             continue
         peak, command, frame = peak_command(np.asarray(smoothed), rec.labels)
         out.append({"path": str(path), "word": word, "peak": peak, "command": command,
-                    "after_end_s": round(rec.frame_time(frame) - (lead_s + speech_end(audio, sr)), 3)})
+                    "after_end_s": round(rec.frame_time(frame) - (lead_s + speech_bounds(audio, sample_rate=sr)[1]), 3)})
     return out
