@@ -247,7 +247,7 @@ def test_shipped_variants_are_their_base_plus_what_they_say():
     w = load_config(configs / "words_finetune.yaml")
     assert w == dataclasses.replace(d, name="words_finetune", data=dataclasses.replace(d.data, unknown_mix="words"),
                                     train=dataclasses.replace(d.train, epochs=15, lr=0.0006, inside_unknown_weight=3.0,
-                                                              inside_cap=0.3),
+                                                              inside_cap=0.2),
                                     decision=dataclasses.replace(d.decision, smooth_ms=150.0))
     r = load_config(configs / "rooms.yaml")
     assert r == dataclasses.replace(d, name="rooms", train=dataclasses.replace(d.train, tail_frames=20),
