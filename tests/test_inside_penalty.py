@@ -1,5 +1,6 @@
-"""The inside-word cap (``train.inside_unknown_weight``): the penalty against a hand-computed value,
-its settings' errors, and a tiny run that ends less sure of a command inside other words."""
+"""The inside-word cap (``train.inside_unknown_weight``, and ``after_unknown_weight`` for the frames after
+other words): the penalty against a hand-computed value, its settings' errors, and tiny runs that end
+less sure of a command inside other words, and after them."""
 
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ def test_penalty_is_the_mean_excess_of_the_top_command_over_the_cap():
 @pytest.mark.parametrize("change, says", [
     ({"inside_cap": 1.5}, "inside_cap = 1.5: must be between 0 and 1"),
     ({"inside_unknown_weight": -1.0}, "inside_unknown_weight = -1.0: must be at least 0"),
+    ({"after_unknown_weight": -0.5}, "after_unknown_weight = -0.5: must be at least 0"),
 ])
 def test_bad_settings_name_the_key(change, says):
     with pytest.raises(ConfigError, match=says):
@@ -45,31 +47,59 @@ def tiny_root(tmp_path_factory) -> Path:
     return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "speech_commands")
 
 
-@pytest.mark.slow
-def test_a_capped_run_is_less_sure_of_commands_inside_other_words(tiny_root, tmp_path):
-    """Same seed and data; only the cap differs. Inside the training split's other words ("bed",
-    "marvin": between their first and last loud frame) the capped run's top command posterior must
-    average at least 30% below the uncapped run's (a cap far below 1/12, so it acts on every frame there)."""
-    cache = tmp_path / "cache"
+@pytest.fixture(scope="module")
+def tiny_runs(tiny_root, tmp_path_factory):
+    """Tiny runs of one seed that differ only in the cap's settings, trained when a test first asks."""
+    base = tmp_path_factory.mktemp("runs")
     cfg = load_config(TINY_CONFIG)
     cfg = replace(cfg, train=replace(cfg.train, epochs=30))
-    train(cfg, tiny_root, tmp_path / "plain", cache=cache, quiet=True, threads=1)
-    capped = replace(cfg, train=replace(cfg.train, inside_unknown_weight=20.0, inside_cap=0.02))
-    train(capped, tiny_root, tmp_path / "capped", cache=cache, quiet=True, threads=1)
+    done: dict[str, Path] = {}
 
+    def run(name: str, **train_changes) -> Path:
+        if name not in done:
+            train(replace(cfg, train=replace(cfg.train, **train_changes)), tiny_root, base / name, cache=base / "cache",
+                  quiet=True, threads=1)
+            done[name] = base / name
+        return done[name]
+
+    run.cfg = cfg
+    run.cache = base / "cache"
+    return run
+
+
+def _top_command(run: Path, tiny_root: Path, runs, where: str) -> float:
+    """Mean top command posterior on the training split's other words ("bed", "marvin"): ``inside``
+    between their first and last loud frame, ``after`` on the 20 frames from 3 after the last one
+    (where training labels them ``_unknown_``)."""
+    cfg = runs.cfg
     clips = [c for c in scan_dataset(tiny_root) if c.split == "training" and c.word in ("bed", "marvin")]
-    mels, _ = load_clip_mels([c.path for c in clips], cfg.features, cfg.data.clip_seconds, 1.0, cache, progress=False)
+    mels, _ = load_clip_mels([c.path for c in clips], cfg.features, cfg.data.clip_seconds, 1.0, runs.cache, progress=False)
+    ck = load_checkpoint(run / "last.pt")
+    commands = [i for i, w in enumerate(ck.labels) if not w.startswith("_")]
+    with torch.no_grad():
+        post = ck.model(eval_features(mels, cfg.features, ck.normalizer)).softmax(-1)[..., commands].amax(-1)
+    tops = []
+    for k, m in enumerate(mels):
+        first, last = speech_bounds(m)
+        frames = slice(first, last + 1) if where == "inside" else slice(last + 3, last + 23)
+        tops.append(float(post[k, frames].mean()))
+    return float(np.mean(tops))
 
-    def top_command_inside(run: Path) -> float:
-        ck = load_checkpoint(run / "last.pt")
-        commands = [i for i, w in enumerate(ck.labels) if not w.startswith("_")]
-        with torch.no_grad():
-            post = ck.model(eval_features(mels, cfg.features, ck.normalizer)).softmax(-1)[..., commands].amax(-1)
-        tops = []
-        for k, m in enumerate(mels):
-            first, last = speech_bounds(m)
-            tops.append(float(post[k, first:last + 1].mean()))
-        return float(np.mean(tops))
 
-    plain, cap = top_command_inside(tmp_path / "plain"), top_command_inside(tmp_path / "capped")
+@pytest.mark.slow
+def test_a_capped_run_is_less_sure_of_commands_inside_other_words(tiny_root, tiny_runs):
+    """Same seed and data; only the cap differs. Inside the training split's other words the capped
+    run's top command posterior must average at least 30% below the uncapped run's (a cap far below
+    1/12, so it acts on every frame there)."""
+    plain = _top_command(tiny_runs("plain"), tiny_root, tiny_runs, "inside")
+    cap = _top_command(tiny_runs("capped", inside_unknown_weight=20.0, inside_cap=0.02), tiny_root, tiny_runs, "inside")
     assert cap < 0.7 * plain, (cap, plain)  # measured: 0.07 against 0.14
+
+
+@pytest.mark.slow
+def test_the_cap_after_other_words_acts_after_them(tiny_root, tiny_runs):
+    """Only the cap after other words (``after_unknown_weight``; none inside them): after the words
+    its top command posterior must average at least 30% below the uncapped run's."""
+    after_only = tiny_runs("after_only", after_unknown_weight=20.0, inside_cap=0.02)
+    plain, capped = (_top_command(r, tiny_root, tiny_runs, "after") for r in (tiny_runs("plain"), after_only))
+    assert capped < 0.7 * plain, (capped, plain)  # measured: 0.05 against 0.12

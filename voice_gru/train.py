@@ -323,10 +323,13 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         best = dict(state["best"])
         start_epoch = int(state["epoch"]) + 1
         _log(f"resuming {out} after epoch {start_epoch} of {cfg.train.epochs}", quiet)
-    inside = labels.index(UNKNOWN) if cfg.train.inside_unknown_weight > 0 and UNKNOWN in labels else None
+    capped = cfg.train.inside_unknown_weight > 0 or cfg.train.after_unknown_weight > 0
+    inside = labels.index(UNKNOWN) if capped and UNKNOWN in labels else None
     commands = torch.tensor([i for i, w in enumerate(labels) if w not in (SILENCE, UNKNOWN)], device=device)
     builder = SequenceBuilder(prep.train, prep.noise_mels, cfg.features, cfg.augment, prep.normalizer, sil,
-                              cfg.train.tail_frames, cfg.train.target, inside_index=inside)
+                              cfg.train.tail_frames, cfg.train.target, inside_index=inside,
+                              unknown_index=labels.index(UNKNOWN) if UNKNOWN in labels else None,
+                              weights=prep.train_weights)
     if start_epoch == 0:
         _log(f"{len(labels)} classes, {epoch_size} training examples/epoch, {len(prep.val_labels)} validation; "
              f"model {count_parameters(model):,} parameters; features ready in {time.time() - t0:.1f}s", quiet)
@@ -356,8 +359,12 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 y = y.masked_fill(is_inside, IGNORE)
                 loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
                 if inside is not None:
-                    loss = loss + cfg.train.inside_unknown_weight * inside_penalty(logits, is_inside, commands,
-                                                                                   cfg.train.inside_cap)
+                    if cfg.train.inside_unknown_weight > 0:
+                        loss = loss + cfg.train.inside_unknown_weight * inside_penalty(logits, is_inside, commands,
+                                                                                       cfg.train.inside_cap)
+                    if cfg.train.after_unknown_weight > 0:  # the frames labelled _unknown_ after other words
+                        loss = loss + cfg.train.after_unknown_weight * inside_penalty(logits, y == inside, commands,
+                                                                                      cfg.train.inside_cap)
                 if teacher is not None:
                     a = cfg.train.distill_weight
                     loss = (1 - a) * loss + a * distill_loss(logits, teacher(x), y, sil, cfg.train.background_weight,
