@@ -1,6 +1,6 @@
 """Training augmentation against hand-computed references: vocal tract length warps (band centres),
-noise by SNR, room reverberation (an exponential power envelope, checked against scipy), microphone
-colouring (a smooth equaliser) and other words spliced into words nobody recorded."""
+noise by SNR, room reverberation (an exponential power envelope, checked against scipy) and microphone
+colouring (a smooth equaliser)."""
 
 from __future__ import annotations
 
@@ -204,62 +204,3 @@ def test_inner_frames_of_other_words_are_marked_only_when_asked():
     assert (y[1, 20:42] == INSIDE_OTHER).all() and (y[1, 42:52] == 2).all()
     assert (y_off[1, 20:42] == IGNORE).all()
     assert torch.equal(y.masked_fill(y == INSIDE_OTHER, IGNORE), y_off)
-
-
-def _splice_builder(splice_prob: float, weights=None) -> SequenceBuilder:
-    """A command (label 1, speech on frames 20-39 in bands 0-9) and two other words (label 2): one
-    speaking in bands 10-19 on frames 10-29, one in bands 20-29 on frames 30-69."""
-    F = 80
-    cmd, a, b = (torch.full((F, FC.n_mels), 1e-6) for _ in range(3))
-    cmd[20:40, 0:10] = 0.5
-    a[10:30, 10:20] = 0.5
-    b[30:70, 20:30] = 0.5
-    bank = ClipBank.build([torch.stack([cmd, a, b])], [1, 2, 2])
-    aug = dataclasses.replace(AugmentConfig(), time_shift_ms=0, noise_prob=0.0, gain_db=(0.0, 0.0), freq_masks=0,
-                              time_masks=0, context_prob=0.0, splice_prob=splice_prob)
-    ident = Normalizer((0.0,) * FC.n_mfcc, (1.0,) * FC.n_mfcc)
-    return SequenceBuilder(bank, [], FC, aug, ident, 0, tail_frames=10, inside_index=2, unknown_index=2, weights=weights)
-
-
-def test_a_spliced_word_is_the_start_of_one_other_word_and_the_end_of_another():
-    builder = _splice_builder(1.0, weights=np.array([0.5, 0.0, 0.5]))  # the partner is always clip 2
-    for seed in range(5):
-        x, y = builder.batch([1], np.random.default_rng(seed), context_frames=0)
-        mel = (torch.exp(x.double() @ front_end(FC).dct.double().T) - FC.log_offset)[0]
-        a_frames = torch.nonzero(mel[:, 10:20].mean(1) > 0.1).flatten()
-        b_frames = torch.nonzero(mel[:, 20:30].mean(1) > 0.1).flatten()
-        # a's speech from its first frame up to a cut 30-70% of the way in (20 frames: 6-14 kept) ...
-        assert a_frames[0] == 10 and 6 <= a_frames.numel() <= 14
-        assert torch.equal(a_frames, torch.arange(10, 10 + a_frames.numel()))
-        # ... then straight on, b's speech from 30-70% of its 40 frames (12-28 left)
-        assert b_frames[0] == a_frames[-1] + 1 and 12 <= b_frames.numel() <= 28
-        assert torch.equal(b_frames, torch.arange(int(b_frames[0]), int(b_frames[-1]) + 1))
-        assert mel[:, 0:10].max() < 1e-3  # nothing of the command
-        end = int(b_frames[-1])
-        assert (y[0, 10:end + 3] == INSIDE_OTHER).all() and (y[0, end + 3:end + 13] == 2).all()
-
-
-def test_splicing_joins_other_words_only_and_at_the_share_asked():
-    builder = _splice_builder(0.5)
-    rng = np.random.default_rng(0)
-    spliced = {1: 0, 2: 0}
-    for _ in range(200):
-        for clip in (0, 1, 2):
-            x, _ = builder.batch([clip], rng, context_frames=0)
-            mel = torch.exp(x.double() @ front_end(FC).dct.double().T) - FC.log_offset
-            bands = [(mel[0, :, lo:lo + 10].max() > 0.1).item() for lo in (0, 10, 20)]
-            if clip == 0:
-                assert bands == [True, False, False]  # a command is never joined to anything
-            else:
-                spliced[clip] += sum(bands) == 2
-    assert 0.18 < spliced[1] / 200 < 0.32 and 0.18 < spliced[2] / 200 < 0.32  # half join the other word (half themselves)
-
-
-def test_splicing_off_replays_the_old_random_stream():
-    """A recipe without splicing draws exactly the random numbers it drew before splicing existed."""
-    plain = _two_word_builder(2)
-    x0, y0 = plain.batch([0, 1, 1, 0], np.random.default_rng(3))
-    x1, y1 = SequenceBuilder(plain.bank, [], FC, plain.aug, plain.norm, 0, tail_frames=10, inside_index=2,
-                             unknown_index=2, weights=np.ones(2)).batch([0, 1, 1, 0], np.random.default_rng(3))
-    torch.testing.assert_close(x0, x1)
-    assert torch.equal(y0, y1)

@@ -151,8 +151,6 @@ class SequenceBuilder:
         tail_frames: int,
         target: str = "frames",
         inside_index: int | None = None,
-        unknown_index: int | None = None,
-        weights: np.ndarray | None = None,
     ) -> None:
         self.bank = bank
         self.noise = [n for n in noise_mels if n.shape[0] > 0]
@@ -162,13 +160,6 @@ class SequenceBuilder:
         self.sil = silence_index
         self.tail_frames = tail_frames
         self.inside = inside_index  # the class (``_unknown_``) whose words' inner frames get ``INSIDE_OTHER``
-        self.unknown = unknown_index  # ``_unknown_``: its clips are what ``augment.splice_prob`` joins
-        self._unknown_clips = np.flatnonzero(bank.labels == unknown_index) if unknown_index is not None else np.zeros(0, int)
-        if self._unknown_clips.size == 0:
-            self.unknown = None  # nothing to join (a task without _unknown_)
-        # a partner is drawn as the sampler draws _unknown_ clips (each other word equally often with ``unknown_mix: words``)
-        w = weights[self._unknown_clips] if weights is not None and self._unknown_clips.size else None
-        self._partner_p = w / w.sum() if w is not None and w.sum() > 0 else None
         if target not in ("frames", "last"):
             raise ValueError(f"unknown training target '{target}' (expected 'frames' or 'last')")
         self.target = target
@@ -186,32 +177,13 @@ class SequenceBuilder:
         o = int(rng.integers(0, n.shape[0] - T + 1))
         return n[o:o + T]
 
-    def _source(self, clip: int, speed: int, rng: np.random.Generator, partner: int | None) -> tuple[torch.Tensor, int, int]:
-        """Mel power ``(F, mels)`` of ``clip`` and its first and last speech frame; with ``partner``, the
-        start of ``clip``'s word up to a random point within it joined to ``partner``'s word from a random
-        point on: a word nobody recorded, in real voices."""
-        src = self.bank.mels[speed][clip]
-        first, last = (int(v) for v in self.bank.bounds[speed][clip])
-        if partner is None:
-            return src, first, last
-        f2, l2 = (int(v) for v in self.bank.bounds[speed][partner])
-        cut = first + int(round(rng.uniform(0.3, 0.7) * (last - first)))
-        cut2 = f2 + int(round(rng.uniform(0.3, 0.7) * (l2 - f2)))
-        F = self.clip_frames
-        joined = torch.cat([src[:cut], self.bank.mels[speed][partner][cut2:]])[:F]
-        if joined.shape[0] < F:  # the joined word is shorter than a clip: digital silence after it, noise comes later
-            joined = torch.cat([joined, joined.new_zeros(F - joined.shape[0], joined.shape[1])])
-        return joined, first, min(cut + l2 - cut2, F - 1)
-
-    def _place(self, mel, y, clip: int, pos: int, rng: np.random.Generator, speed: int, partner: int | None = None) -> None:
-        """Add clip ``clip`` (joined to ``partner``'s second half, if given) at frame ``pos`` (may be
-        partly outside) and write its targets."""
+    def _place(self, mel, y, clip: int, pos: int, rng: np.random.Generator, speed: int) -> None:
+        """Add clip ``clip`` at frame ``pos`` (may be partly outside) and write its targets."""
         T = mel.shape[0]
         F = self.clip_frames
         lab = int(self.bank.labels[clip])
         gain = 10 ** (rng.uniform(*self.aug.gain_db) / 20)
-        src, first, last = self._source(clip, speed, rng, partner)
-        src = src * gain**2
+        src = self.bank.mels[speed][clip] * gain**2
         if self.warps and lab != self.sil:
             src = src @ self.warps[int(rng.integers(len(self.warps)))]
         if self.aug.reverb_prob > 0 and lab != self.sil and rng.random() < self.aug.reverb_prob:
@@ -225,6 +197,7 @@ class SequenceBuilder:
         if lab == self.sil:
             y[a:b] = lab
             return
+        first, last = self.bank.bounds[speed][clip]
         on, off = pos + first, pos + last + 3
         y[max(a, on):min(T, off)] = INSIDE_OTHER if lab == self.inside else IGNORE
         y[max(0, off):min(T, off + self.tail_frames)] = lab
@@ -253,13 +226,7 @@ class SequenceBuilder:
                     self._place(mel[b], y[b], other, C - F - int(rng.integers(0, 30)), rng, int(rng.integers(n_speeds)))
             shift = int(rng.integers(-shift_max, shift_max + 1))
             pos = min(max(C + shift, 0), T - F) if C > 0 else max(0, min(shift, tail))
-            speed = int(rng.integers(n_speeds))
-            partner = None
-            # draws only when splicing is on, so recipes without it replay exactly
-            if aug.splice_prob > 0 and self.unknown is not None and self.bank.labels[clip] == self.unknown \
-                    and rng.random() < aug.splice_prob:
-                partner = int(rng.choice(self._unknown_clips, p=self._partner_p))
-            self._place(mel[b], y[b], int(clip), pos, rng, speed, partner)
+            self._place(mel[b], y[b], int(clip), pos, rng, int(rng.integers(n_speeds)))
             is_sil = self.bank.labels[clip] == self.sil
             if self.noise and (rng.random() < aug.noise_prob or is_sil):
                 # draws only what a setting needs, so recipes without snr/silence gain replay exactly

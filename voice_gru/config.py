@@ -121,15 +121,13 @@ class AugmentConfig:
     time_mask_width: int = 10
     context_prob: float = 0.5  # probability that another clip precedes the training clip
     context_seconds: tuple[float, float] = (0.2, 1.5)  # noise/other speech before the clip
-    splice_prob: float = 0.0  # share of _unknown_ examples made of two other words joined mid-word
 
     def __post_init__(self) -> None:
         _check(self, {"time_shift_ms": _AT_LEAST_0, "noise_prob": _FRACTION, "noise_level": _AT_LEAST_0, "snr_prob": _FRACTION,
                       "snr_db": _ANY, "silence_gain_db": _ANY, "gain_db": _ANY, "speeds": _ABOVE_0, "vtlp": _ABOVE_0,
                       "reverb_prob": _FRACTION, "rt60_s": _ABOVE_0, "drr_db": _ANY, "eq_db": _AT_LEAST_0,
                       "freq_masks": _AT_LEAST_0, "freq_mask_width": _AT_LEAST_0, "time_masks": _AT_LEAST_0,
-                      "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _AT_LEAST_0,
-                      "splice_prob": _FRACTION},
+                      "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _AT_LEAST_0},
                ("noise_level", "snr_db", "silence_gain_db", "gain_db", "vtlp", "rt60_s", "drr_db", "context_seconds"))
         _require(self, len(self.speeds) >= 1, "speeds", "must list at least one speed")
 

@@ -327,9 +327,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     inside = labels.index(UNKNOWN) if capped and UNKNOWN in labels else None
     commands = torch.tensor([i for i, w in enumerate(labels) if w not in (SILENCE, UNKNOWN)], device=device)
     builder = SequenceBuilder(prep.train, prep.noise_mels, cfg.features, cfg.augment, prep.normalizer, sil,
-                              cfg.train.tail_frames, cfg.train.target, inside_index=inside,
-                              unknown_index=labels.index(UNKNOWN) if UNKNOWN in labels else None,
-                              weights=prep.train_weights)
+                              cfg.train.tail_frames, cfg.train.target, inside_index=inside)
     if start_epoch == 0:
         _log(f"{len(labels)} classes, {epoch_size} training examples/epoch, {len(prep.val_labels)} validation; "
              f"model {count_parameters(model):,} parameters; features ready in {time.time() - t0:.1f}s", quiet)
