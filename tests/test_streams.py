@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from voice_gru.calibrate import OFF, _knapsack, calibrate, format_calibration, operating_point, plateau_options
+from voice_gru.calibrate import DEFAULT_GRID, OFF, _knapsack, calibrate, format_calibration, operating_point, plateau_options
 from voice_gru.config import DecisionConfig, ModelConfig
 from voice_gru.decision import Command, Detector
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
@@ -677,6 +677,18 @@ def test_sweep_false_accepts_fall_as_threshold_rises(model, short_stream):
 
 
 # ------------------------------------------------------------------------------ calibration
+
+
+def test_the_default_grid_is_finer_where_sure_words_settle():
+    """Steps of 0.01 from 0.30 to 0.99, and of 0.002 from 0.900 to 0.960 around 0.95 + 0.05/12 (the posterior a
+    word reaches under label smoothing 0.05 over 12 classes), each value written exactly (0.932, not 0.93200001)."""
+    g = np.array(DEFAULT_GRID)
+    assert g[0] == 0.30 and g[-1] == 0.99 and np.all(np.diff(g) > 0)
+    top = g[(g > 0.8995) & (g < 0.9605)]
+    assert top.size == 31 and np.allclose(np.diff(top), 0.002)
+    assert top[0] <= 0.95 + 0.05 / 12 <= top[-1]
+    assert np.allclose(np.diff(g[g < 0.8995]), 0.01) and np.allclose(np.diff(g[g > 0.9605]), 0.01)
+    assert all(round(x, 3) == x for x in DEFAULT_GRID)
 
 
 def test_calibrate_writes_thresholds_into_a_checkpoint_copy(model, shared_data, tmp_path):
