@@ -9,7 +9,8 @@ import torch
 torch.set_num_threads(1)  # small ops are ~1000x slower with oversubscribed threads on a 2-core box
 
 from voice_gru.config import DecisionConfig  # noqa: E402
-from voice_gru.decision import Command, Detector, effective_thresholds  # noqa: E402
+from voice_gru.decision import Command, Detector, apply_unknown_veto, effective_thresholds, unknown_veto  # noqa: E402
+from voice_gru.errors import ConfigError  # noqa: E402
 
 LABELS = ("_silence_", "_unknown_", "yes", "no", "stop")
 IDX = {lab: i for i, lab in enumerate(LABELS)}
@@ -282,6 +283,61 @@ def test_one_array_equals_frame_by_frame_and_any_split():
     assert d.update(np.zeros((0, len(LABELS)))) == []
     as_tensor = d.update(torch.from_numpy(p))
     assert as_tensor == whole
+
+
+# --------------------------------------------------------------------------------------------
+# the unknown-word veto
+
+
+def test_unknown_veto_moves_the_commands_mass_for_the_window_after_unknown_peaks():
+    p = np.array([[0.1, 0.2, 0.7], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8], [0.1, 0.1, 0.8]])
+    # _unknown_ (class 1) reaches 0.7 on frame 1 only: with a 3-frame window frames 1-3 are vetoed, frame 4 is not
+    want = np.array([[0.1, 0.2, 0.7], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.1, 0.1, 0.8]])
+    np.testing.assert_allclose(unknown_veto(p, 1, [2], 0.7, 3), want)
+    # the same frames in two pieces, the first piece's _unknown_ carried in ``before``
+    np.testing.assert_allclose(unknown_veto(p[2:], 1, [2], 0.7, 3, before=p[:2, 1]), want[2:])
+    np.testing.assert_allclose(unknown_veto(p, 1, [2], 0.7, 1), [p[0], want[1], *p[2:]])  # its own frame only
+    assert unknown_veto(p, 1, [2], 0.81, 3) is not None and np.array_equal(unknown_veto(p, 1, [2], 0.81, 3), p)
+
+
+def test_unknown_veto_stops_a_command_heard_just_after_another_word():
+    # "forward" heard first as another word (_unknown_ 0.9 for 10 frames), then as "yes" for 30 frames
+    p = seq(frames(20), frames(10, unknown=0.9), frames(30, yes=0.95), frames(100))
+    plain = det(smooth_ms=50, threshold=0.8, min_duration_ms=50).update(p)
+    assert [e.label for e in plain] == ["yes"]
+    vetoed = det(smooth_ms=50, threshold=0.8, min_duration_ms=50, unknown_veto=0.7, unknown_veto_ms=300).update(p)
+    assert vetoed == []  # the last _unknown_ frame vetoes "yes" until 29 frames after it: too short a run is left
+    short = det(smooth_ms=50, threshold=0.8, min_duration_ms=50, unknown_veto=0.7, unknown_veto_ms=100).update(p)
+    # 100 ms: frames 30-38 vetoed; the 5-frame average reaches 0.8 only with all 5 unvetoed (4 x 0.95 / 5 = 0.76),
+    # on frame 43; a run of 5 frames (50 ms) fires on frame 47
+    assert [(e.label, round(e.t, 3)) for e in short] == [("yes", round(0.03 + 47 * 0.01, 3))]
+    # a command well after the word is untouched
+    late = seq(frames(20), frames(10, unknown=0.9), frames(40), frames(30, yes=0.95), frames(50))
+    assert [e.label for e in det(smooth_ms=50, threshold=0.8, min_duration_ms=50, unknown_veto=0.7).update(late)] == ["yes"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_vetoed_detector_is_the_reference_rule_on_vetoed_posteriors_in_any_split(seed):
+    p = _random_stream(seed)
+    cfg = DecisionConfig(smooth_ms=50, threshold=0.6, min_duration_ms=40, cooldown_ms=300, unknown_veto=0.2,
+                         unknown_veto_ms=200)
+    whole = Detector(LABELS, cfg).update(p)
+    plain = Detector(LABELS, DecisionConfig(smooth_ms=50, threshold=0.6, min_duration_ms=40, cooldown_ms=300)).update(p)
+    ref = ref_events(apply_unknown_veto(p, LABELS, cfg), effective_thresholds(LABELS, cfg), 5, 4, 30)
+    assert len(ref) >= 5 and len(whole) < len(plain)  # the veto acts on these streams
+    assert [(e.label, e.t) for e in whole] == [(r[0], pytest.approx(r[2])) for r in ref]
+    cuts = np.sort(np.random.default_rng(seed).choice(np.arange(1, p.shape[0]), size=120, replace=False))
+    d = Detector(LABELS, cfg)
+    assert [e for part in np.split(p, cuts) for e in d.update(part)] == whole
+    d.reset()
+    assert d.update(p) == whole
+
+
+@pytest.mark.parametrize("change, says", [({"unknown_veto": 1.5}, "unknown_veto = 1.5: must be between 0 and 1.01"),
+                                          ({"unknown_veto_ms": -10.0}, "unknown_veto_ms = -10.0: must be at least 0")])
+def test_bad_veto_settings_name_the_key(change, says):
+    with pytest.raises(ConfigError, match=says):
+        DecisionConfig(**change)
 
 
 def test_reused_input_buffer_does_not_corrupt_smoothing():

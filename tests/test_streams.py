@@ -14,7 +14,7 @@ import torch
 
 from voice_gru.calibrate import DEFAULT_GRID, OFF, _knapsack, calibrate, format_calibration, operating_point, plateau_options
 from voice_gru.config import DecisionConfig, ModelConfig
-from voice_gru.decision import Command, Detector
+from voice_gru.decision import Command, Detector, apply_unknown_veto
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.streams import (
@@ -195,7 +195,8 @@ def test_speech_bounds_finds_the_loud_part():
 
 
 @pytest.mark.parametrize("cfg", [DecisionConfig(), DecisionConfig(smooth_ms=50, min_duration_ms=10, cooldown_ms=300),
-                                 DecisionConfig(smooth_ms=300, min_duration_ms=100, cooldown_ms=0)])
+                                 DecisionConfig(smooth_ms=300, min_duration_ms=100, cooldown_ms=0),
+                                 DecisionConfig(unknown_veto=0.2, unknown_veto_ms=300)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_events_equal_the_detector(cfg, seed):
     rng = np.random.default_rng(seed)
@@ -208,7 +209,7 @@ def test_fast_events_equal_the_detector(cfg, seed):
             p[start + 10:start + int(rng.integers(15, 90)), int(rng.integers(2, 12))] += rng.uniform(1, 30)
     p = (p / p.sum(1, keepdims=True)).astype(np.float32)
     n_smooth, n_min, n_cool = detector_frames(cfg)
-    smoothed = smoothed_scores(p, n_smooth)
+    smoothed = smoothed_scores(apply_unknown_veto(p, LABELS, cfg), n_smooth)  # as calibration replays it
     for thr_value in (0.3, 0.5, 0.8):
         thresholds = {lab: thr_value + 0.01 * i for i, lab in enumerate(LABELS[2:])}
         real = Detector(LABELS, cfg, thresholds, 0.01, 0.03).update(p)

@@ -50,6 +50,7 @@ import numpy as np
 
 from voice_gru import UNKNOWN
 from voice_gru.config import OFF, DecisionConfig, to_dict
+from voice_gru.decision import apply_unknown_veto
 from voice_gru.errors import ConfigError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.speaker_cv import (
@@ -194,7 +195,7 @@ def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minut
         del audio
         compute += res["compute_s"]
         audio_s += res["audio_s"]
-        smoothed = smoothed_scores(res["posteriors"], n_smooth)
+        smoothed = smoothed_scores(apply_unknown_veto(res["posteriors"], ckpt.labels, dcfg, frame_s), n_smooth)
         top, score = smoothed_top(smoothed)
         before = {k: v for k, v in res.items() if k not in ("posteriors", "events")}
         pieces.append(Piece(kind, truth, float(truth["duration"]), res["posteriors"], smoothed, top, score, before))

@@ -206,10 +206,15 @@ class DecisionConfig:
     thresholds: Mapping[str, float] = field(default_factory=dict)
     min_duration_ms: float = 40.0
     cooldown_ms: float = 800.0
+    # a command cannot fire while _unknown_'s posterior reached unknown_veto within the last unknown_veto_ms:
+    # a word the model first heard as another word is not taken for a command a moment later (above 1: off)
+    unknown_veto: float = OFF
+    unknown_veto_ms: float = 300.0
 
     def __post_init__(self) -> None:
         _check(self, {"smooth_ms": _AT_LEAST_0, "threshold": _FRACTION, "min_duration_ms": _AT_LEAST_0,
-                      "cooldown_ms": _AT_LEAST_0})
+                      "cooldown_ms": _AT_LEAST_0, "unknown_veto": ("between 0 and 1.01 (off)", lambda v: 0 <= v <= OFF),
+                      "unknown_veto_ms": _AT_LEAST_0})
         for name, value in self.thresholds.items():
             _require(self, isinstance(value, (int, float)) and 0 <= value <= OFF, "thresholds",
                      f"{name}'s threshold must be a posterior between 0 and 1")

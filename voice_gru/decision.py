@@ -1,4 +1,4 @@
-"""Posteriors -> Command events: smoothing, per-command thresholds, minimum duration, cooldown."""
+"""Posteriors -> Command events: the unknown-word veto, smoothing, per-command thresholds, minimum duration, cooldown."""
 
 from __future__ import annotations
 
@@ -25,6 +25,46 @@ class Command:
 BACKGROUND = ("_silence_", "_unknown_")
 
 
+def unknown_veto(posteriors: np.ndarray, unknown: int, commands: Sequence[int], level: float, n: int,
+                 before: np.ndarray | None = None) -> np.ndarray:
+    """``posteriors`` ``(frames, classes)`` with the ``commands``' mass moved to class ``unknown`` on every frame
+    where ``unknown``'s posterior reached ``level`` within the last ``n`` frames, that frame included
+    (``before``: ``unknown``'s posteriors on the frames before the first, oldest first; only the last ``n - 1`` count)."""
+    p = np.asarray(posteriors, dtype=np.float64)
+    prev = np.zeros(0)
+    if before is not None and n > 1:
+        prev = np.asarray(before, dtype=np.float64)[-(n - 1):]
+    flags = np.concatenate((prev, p[:, unknown])) >= level
+    # a frame is vetoed when any of its last n flags is set: a running count differenced over n
+    count = np.concatenate(([0], np.cumsum(flags)))
+    end = np.arange(len(prev) + 1, len(flags) + 1)
+    veto = count[end] - count[np.maximum(end - n, 0)] > 0
+    if not veto.any():
+        return p
+    out = p.copy()
+    rows = np.flatnonzero(veto)
+    cols = np.asarray(commands, dtype=np.int64)
+    out[rows, unknown] += out[np.ix_(rows, cols)].sum(1)
+    out[np.ix_(rows, cols)] = 0.0
+    return out
+
+
+def veto_frames(cfg: DecisionConfig, frame_seconds: float = 0.01) -> int:
+    """The veto's window in frames (0: the veto is off)."""
+    return 0 if cfg.unknown_veto > 1.0 else max(1, int(round(cfg.unknown_veto_ms / 1000 / frame_seconds)))
+
+
+def apply_unknown_veto(posteriors: np.ndarray, labels: Sequence[str], cfg: DecisionConfig,
+                       frame_seconds: float = 0.01) -> np.ndarray:
+    """A whole stream's posteriors as the ``Detector`` smooths them: ``unknown_veto`` with ``cfg``'s settings
+    (unchanged where the veto is off or the labels have no ``_unknown_``)."""
+    n = veto_frames(cfg, frame_seconds)
+    if n == 0 or "_unknown_" not in labels:
+        return np.asarray(posteriors, dtype=np.float64)
+    commands = [i for i, lab in enumerate(labels) if lab not in BACKGROUND]
+    return unknown_veto(posteriors, list(labels).index("_unknown_"), commands, cfg.unknown_veto, n)
+
+
 def effective_thresholds(labels: Sequence[str], cfg: DecisionConfig,
                          calibrated: Mapping[str, float] | None = None,
                          override: float | Mapping[str, float] | None = None) -> dict[str, float]:
@@ -47,7 +87,8 @@ def effective_thresholds(labels: Sequence[str], cfg: DecisionConfig,
 class Detector:
     """Posterior frames in, ``Command`` events out.
 
-    Posteriors are averaged over the last ``smooth_ms``; a command fires when it is the top
+    Where ``_unknown_`` reached ``unknown_veto`` within the last ``unknown_veto_ms``, the commands' posteriors
+    go to ``_unknown_`` (``unknown_veto``); posteriors are then averaged over the last ``smooth_ms``; a command fires when it is the top
     smoothed class and stays at or above its threshold for ``min_duration_ms``; after a firing,
     nothing fires for ``cooldown_ms``, and the same command fires again only after its score has
     dropped below its threshold (one utterance, one event). ``_silence_`` and
@@ -68,6 +109,9 @@ class Detector:
         self.n_smooth = max(1, int(round(cfg.smooth_ms / 1000 / frame_seconds)))
         self.n_min = max(1, int(round(cfg.min_duration_ms / 1000 / frame_seconds)))
         self.n_cool = int(round(cfg.cooldown_ms / 1000 / frame_seconds))
+        self.n_veto = veto_frames(cfg, frame_seconds) if "_unknown_" in self.labels else 0
+        self._unknown = self.labels.index("_unknown_") if self.n_veto else -1
+        self._commands = [i for i, lab in enumerate(self.labels) if lab not in BACKGROUND]
         # background classes never fire, whatever a caller's thresholds mapping holds
         self._thr = np.array([np.inf if lab in BACKGROUND else float(self.thresholds.get(lab, np.inf))
                               for lab in self.labels])
@@ -84,6 +128,7 @@ class Detector:
         self._st = np.array([-1, 0, -1, 0], dtype=np.int64)  # run label, run length, cooldown end, frames seen
         self._armed = np.ones(C, dtype=bool)
         self.smoothed = np.zeros(C)
+        self._unknown_hist = np.zeros(0)  # _unknown_'s last n_veto - 1 posteriors
 
     @property
     def n(self) -> int:
@@ -104,6 +149,11 @@ class Detector:
             raise ValueError(f"posteriors of shape {p.shape}: expected (frames, {len(self.labels)}) for labels {self.labels}")
         if p.shape[0] == 0:
             return []
+        if self.n_veto:
+            raw = p[:, self._unknown]
+            p = unknown_veto(p, self._unknown, self._commands, self.cfg.unknown_veto, self.n_veto, self._unknown_hist)
+            if self.n_veto > 1:
+                self._unknown_hist = np.concatenate((self._unknown_hist, raw))[-(self.n_veto - 1):]
         if self._jit is None:
             return self._update_numpy(p)
         smoothed = np.empty(p.shape[1])

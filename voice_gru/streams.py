@@ -625,8 +625,11 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     Returns only the raised commands; {} if none fired. A value above 1 means no threshold silences
     that command (its smoothed posterior reaches 1 here)."""
     labels = list(result["labels"])
-    n_smooth, n_min, n_cool = detector_frames(from_dict(DecisionConfig, result["decision"]), result["frame_seconds"])
-    smoothed = smoothed_scores(result["posteriors"], n_smooth)
+    from voice_gru.decision import apply_unknown_veto
+
+    dcfg = from_dict(DecisionConfig, result["decision"])
+    n_smooth, n_min, n_cool = detector_frames(dcfg, result["frame_seconds"])
+    smoothed = smoothed_scores(apply_unknown_veto(result["posteriors"], labels, dcfg, result["frame_seconds"]), n_smooth)
     top, score = smoothed_top(smoothed)
     used = result["thresholds"]
     start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
