@@ -13,13 +13,11 @@ import torch
 
 from tiny_data import TINY_CONFIG, make_tiny_dataset
 from voice_gru.augment import eval_features, speech_bounds
-from voice_gru.cli import main
-from voice_gru.config import ModelConfig, TrainConfig, load_config
-from voice_gru.data import load_clip_mels, scan_dataset, task_labels
+from voice_gru.config import TrainConfig, load_config
+from voice_gru.data import load_clip_mels, scan_dataset
 from voice_gru.errors import ConfigError
-from voice_gru.features import Normalizer
-from voice_gru.model import Checkpoint, GRUClassifier, load_checkpoint, make_ensemble, save_checkpoint
-from voice_gru.train import inside_penalty, load_teacher, train
+from voice_gru.model import load_checkpoint
+from voice_gru.train import inside_penalty, train
 
 
 def test_penalty_is_the_mean_excess_of_the_top_command_over_the_cap():
@@ -34,57 +32,14 @@ def test_penalty_is_the_mean_excess_of_the_top_command_over_the_cap():
     assert float(inside_penalty(torch.log(torch.tensor(p)), inside & False, torch.tensor([2, 3]), 0.5)) == 0.0
 
 
-def test_with_a_partner_the_cap_holds_each_commands_smaller_posterior():
-    # the example above's first row against a partner: per command the smaller posterior, then the top one
-    own = np.array([[[0.1, 0.1, 0.7, 0.1], [0.1, 0.1, 0.2, 0.6], [0.1, 0.1, 0.4, 0.4]]])
-    partner = np.array([[[0.1, 0.1, 0.1, 0.7], [0.0, 0.0, 0.9, 0.1], [0.1, 0.1, 0.45, 0.35]]])
-    inside = torch.tensor([[True, True, True]])
-    got = inside_penalty(torch.log(torch.tensor(own)), inside, torch.tensor([2, 3]), 0.3,
-                         torch.log(torch.tensor(partner)))
-    # minima: (0.1, 0.1), (0.2, 0.1), (0.4, 0.35): top 0.1, 0.2, 0.4: excess over 0.3 only in the last frame
-    assert float(got) == pytest.approx(0.1 / 3)
-    alone = inside_penalty(torch.log(torch.tensor(own)), inside, torch.tensor([2, 3]), 0.3)
-    assert float(alone) == pytest.approx((0.4 + 0.3 + 0.1) / 3)
-
-
 @pytest.mark.parametrize("change, says", [
     ({"inside_cap": 1.5}, "inside_cap = 1.5: must be between 0 and 1"),
     ({"inside_unknown_weight": -1.0}, "inside_unknown_weight = -1.0: must be at least 0"),
     ({"after_unknown_weight": -0.5}, "after_unknown_weight = -0.5: must be at least 0"),
-    ({"partner": "p.pt"}, "partner = 'p.pt': only acts on the caps"),
-    ({"partner": "p.pt", "inside_unknown_weight": 1.0, "partner_member": -1}, "partner_member = -1: must be at least 0"),
 ])
 def test_bad_settings_name_the_key(change, says):
     with pytest.raises(ConfigError, match=says):
         TrainConfig(**change)
-
-
-def silent_model(labels: list[str], cfg: ModelConfig, n_in: int) -> GRUClassifier:
-    """A model that says ``_silence_`` for certain on every frame: a partner that vetoes every command."""
-    model = GRUClassifier(n_in, len(labels), cfg).eval()
-    with torch.no_grad():
-        model.head.weight.zero_()
-        model.head.bias.fill_(-30.0)
-        model.head.bias[labels.index("_silence_")] = 30.0
-    return model
-
-
-def test_the_partner_is_the_named_member_in_its_own_normalisation(tmp_path):
-    cfg = load_config(TINY_CONFIG)
-    labels, n = task_labels("12"), cfg.features.n_mfcc
-    torch.manual_seed(0)
-    members = [GRUClassifier(n, len(labels), cfg.model).eval() for _ in range(2)]
-    theirs, ours = Normalizer((1.0,) * n, (2.0,) * n), Normalizer((0.0,) * n, (1.0,) * n)
-    pair = make_ensemble([Checkpoint(m, tuple(labels), cfg.features, theirs, "max", {}, {}, {}) for m in members],
-                         combine="min")
-    save_checkpoint(tmp_path / "pair.pt", pair)
-    raw = torch.randn(2, 20, n) * 3
-    got = load_teacher(tmp_path / "pair.pt", labels, cfg.features, ours, member=1, key="train.partner")(ours(raw))
-    with torch.no_grad():
-        assert torch.allclose(got, members[1](theirs(raw)), atol=1e-4)
-        assert not torch.allclose(got, members[0](theirs(raw)), atol=1e-2)
-    with pytest.raises(ConfigError, match=r"train.partner_member: 2: .*pair.pt has 2 member\(s\), numbered from 0"):
-        load_teacher(tmp_path / "pair.pt", labels, cfg.features, ours, member=2, key="train.partner")
 
 
 @pytest.fixture(scope="module")
@@ -155,31 +110,3 @@ def test_the_cap_after_other_words_acts_after_them(tiny_runs):
     after_only = tiny_runs.run("after_only", after_unknown_weight=20.0, inside_cap=0.02)
     plain, capped = (tiny_runs.top_command(r, "after") for r in (tiny_runs.run("plain"), after_only))
     assert capped < 0.7 * plain, (capped, plain)  # measured: 0.05 against 0.12
-
-
-def test_a_missing_partner_is_one_line_before_anything_is_written(tiny_root, tmp_path, capsys):
-    cfg = tmp_path / "p.yaml"
-    cfg.write_text(f"extends: {TINY_CONFIG}\ntrain:\n  inside_unknown_weight: 1.0\n  partner: no/such.pt\n")
-    rc = main(["train", "--config", str(cfg), "--data-dir", str(tiny_root), "--out", str(tmp_path / "run"),
-               "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--quiet"])
-    err = capsys.readouterr().err
-    assert rc == 2 and err.count("\n") == 1 and "train.partner: no/such.pt: checkpoint file not found" in err, err
-    assert not (tmp_path / "run").exists()
-
-
-@pytest.mark.slow
-def test_a_partner_that_vetoes_everything_leaves_nothing_to_cap(tiny_runs, tmp_path):
-    """Where the partner is sure of no command, the minimum is below any cap, so the cap's weight cannot
-    matter: runs at weights 20 and 2 with that partner must end with the very same weights (same seed and
-    data), and differ from the run capped at 20 without it."""
-    cfg = tiny_runs.cfg
-    labels = task_labels(cfg.data.task)
-    silent = silent_model(labels, cfg.model, cfg.features.n_mfcc)
-    norm = Normalizer((0.0,) * cfg.features.n_mfcc, (1.0,) * cfg.features.n_mfcc)
-    save_checkpoint(tmp_path / "silent.pt", Checkpoint(silent, tuple(labels), cfg.features, norm, "max", {}, {}, {}))
-    runs = [tiny_runs.run(f"vetoed{w:g}", inside_unknown_weight=w, after_unknown_weight=w, inside_cap=0.02,
-                          partner=str(tmp_path / "silent.pt")) for w in (20.0, 2.0)]
-    runs.append(tiny_runs.run("capped", inside_unknown_weight=20.0, inside_cap=0.02))
-    strong, weak, capped = (load_checkpoint(r / "last.pt").model.state_dict() for r in runs)
-    assert all(torch.equal(strong[k], weak[k]) for k in strong)
-    assert not all(torch.equal(strong[k], capped[k]) for k in strong)

@@ -178,20 +178,14 @@ class TrainConfig:
     inside_unknown_weight: float = 0.0
     inside_cap: float = 0.5
     after_unknown_weight: float = 0.0  # the same cap after other words (where they are labelled _unknown_), this weight
-    # the live path takes each command's smallest posterior over an ensemble's members: with a partner (a frozen
-    # checkpoint, member ``partner_member`` of it), the caps above hold the minimum of the two, not this model alone
-    partner: str = ""
-    partner_member: int = 0
 
     def __post_init__(self) -> None:
         _check(self, {"epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
                       "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,
-                      "after_unknown_weight": _AT_LEAST_0, "partner_member": _AT_LEAST_0})
+                      "after_unknown_weight": _AT_LEAST_0})
         _require(self, self.target in ("frames", "last"), "target", "must be 'frames' or 'last'")
-        _require(self, not self.partner or self.inside_unknown_weight > 0 or self.after_unknown_weight > 0, "partner",
-                 "only acts on the caps: set inside_unknown_weight or after_unknown_weight above 0")
 
 
 OFF = 1.01  # a threshold above any posterior: the command is switched off (calibration's "no value met the budget")

@@ -251,9 +251,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
-    for key in ("teacher", "partner"):  # before anything is written to --out
-        if getattr(cfg.train, key) and not Path(getattr(cfg.train, key)).is_file():
-            raise ConfigError(f"train.{key}: {getattr(cfg.train, key)}: checkpoint file not found")
+    if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
+        raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
     init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
     state = None
@@ -277,8 +276,6 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if init is not None:  # the weights were trained on frames normalised with the statistics they came with
         prep = dataclasses.replace(prep, normalizer=init.normalizer)
     teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
-    partner = (load_teacher(cfg.train.partner, labels, cfg.features, prep.normalizer, device, cfg.train.partner_member,
-                            key="train.partner") if cfg.train.partner else None)
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
         _remove_stale_temps(out)
@@ -360,13 +357,12 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 y = y.masked_fill(is_inside, IGNORE)
                 loss = sequence_loss(logits, y, sil, cfg.train.label_smoothing, cfg.train.background_weight)
                 if inside is not None:
-                    other = partner(x) if partner is not None else None
                     if cfg.train.inside_unknown_weight > 0:
                         loss = loss + cfg.train.inside_unknown_weight * inside_penalty(logits, is_inside, commands,
-                                                                                       cfg.train.inside_cap, other)
+                                                                                       cfg.train.inside_cap)
                     if cfg.train.after_unknown_weight > 0:  # the frames labelled _unknown_ after other words
                         loss = loss + cfg.train.after_unknown_weight * inside_penalty(logits, y == inside, commands,
-                                                                                      cfg.train.inside_cap, other)
+                                                                                      cfg.train.inside_cap)
                 if teacher is not None:
                     a = cfg.train.distill_weight
                     loss = (1 - a) * loss + a * distill_loss(logits, teacher(x), y, sil, cfg.train.background_weight,
@@ -465,18 +461,10 @@ def load_init(cfg: Config) -> Checkpoint:
 
 
 def load_teacher(path: str | Path, labels: list[str], features: FeatureConfig, normalizer: Normalizer,
-                 device: str = "cpu", member: int | None = None, key: str = "train.teacher"
-                 ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A frozen checkpoint (or its ``member``) as a function from this run's normalised frames to its per-frame
-    logits; ``key`` names the recipe setting in errors."""
-    ckpt = _compatible(key, path, labels, features)
-    model: torch.nn.Module = ckpt.model
-    if member is not None:
-        parts = model.parts() if isinstance(model, Ensemble) else [model]
-        if member >= len(parts):
-            raise ConfigError(f"{key}_member: {member}: {path} has {len(parts)} member(s), numbered from 0")
-        model = parts[member]
-    model = model.to(device).eval()
+                 device: str = "cpu") -> Callable[[torch.Tensor], torch.Tensor]:
+    """A frozen checkpoint as a function from this run's normalised frames to its per-frame logits."""
+    ckpt = _compatible("train.teacher", path, labels, features)
+    model = ckpt.model.to(device).eval()
     model.requires_grad_(False)
     # the teacher was normalised with its own training statistics: x * std_s + mean_s is the raw MFCC
     ms, ss, mt, st = (torch.tensor(v, dtype=torch.float32, device=device)
@@ -499,15 +487,10 @@ def sequence_loss(logits: torch.Tensor, y: torch.Tensor, sil: int | None, smooth
     return (ce * w).sum() / w.sum().clamp_min(1e-9)
 
 
-def inside_penalty(logits: torch.Tensor, inside: torch.Tensor, commands: torch.Tensor, cap: float,
-                   partner_logits: torch.Tensor | None = None) -> torch.Tensor:
+def inside_penalty(logits: torch.Tensor, inside: torch.Tensor, commands: torch.Tensor, cap: float) -> torch.Tensor:
     """How far the most probable command's posterior rises above ``cap`` on the frames ``inside``
-    (``(B, T)``) other words, averaged over each example's such frames, then over the batch. With
-    ``partner_logits`` each command's posterior is the smaller of the two models' (the live path's minimum)."""
-    p = torch.softmax(logits, -1).index_select(-1, commands)
-    if partner_logits is not None:
-        p = torch.minimum(p, torch.softmax(partner_logits, -1).index_select(-1, commands))
-    p = p.amax(-1)
+    (``(B, T)``) other words, averaged over each example's such frames, then over the batch."""
+    p = torch.softmax(logits, -1).index_select(-1, commands).amax(-1)
     excess = torch.relu(p - cap) * inside
     per_example = excess.sum(1) / inside.sum(1).clamp_min(1)
     return per_example.sum() / max(logits.shape[0], 1)
