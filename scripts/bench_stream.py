@@ -9,7 +9,8 @@ and the ratio window / stream. 100 ms chunks, the same audio for every variant; 
 It also runs the default stream mode with NumPy's BLAS left to its own threads (``blas_threads=None``;
 OpenBLAS spreads larger products over every core and its workers spin) and with NumPy calls
 instead of the compiled kernels (``kernel="numpy"``: front end, network, combination and detector, the
-fallback where numba cannot load), and prints, for every variant, the CPU seconds
+fallback where numba cannot load) and without the decision's unknown-word veto (the model's own decision
+settings otherwise), and prints, for every variant, the CPU seconds
 of all the process's threads beside the wall-clock compute. ``--load N`` keeps N other processes
 busy meanwhile, like a computer doing other work. A machine's speed drifts, so the audio is cut into
 ``--rounds`` parts and every variant runs on each part in turn; the last column is the spread of
@@ -43,14 +44,20 @@ def make_audio(seconds: float, seed: int = 0) -> np.ndarray:
     return audio
 
 
-def run(ckpt, audio: np.ndarray, chunk: int = 1600, **kw) -> tuple[float, float, int]:
-    """Wall and CPU seconds (all threads) to push ``audio`` through Recognizer + Detector; number of events."""
+def run(ckpt, audio: np.ndarray, chunk: int = 1600, veto: bool = True, **kw) -> tuple[float, float, int]:
+    """Wall and CPU seconds (all threads) to push ``audio`` through Recognizer + Detector (the model's decision
+    settings; ``veto=False``: without its unknown-word veto); number of events."""
+    import dataclasses
+
+    from voice_gru.config import OFF
     from voice_gru.decision import Detector
     from voice_gru.stream import Recognizer
+    from voice_gru.streams import decision_of
 
     rec = Recognizer(ckpt, **kw)
     f = ckpt.features
-    det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate,
+    decision = decision_of(ckpt) if veto else dataclasses.replace(decision_of(ckpt), unknown_veto=OFF)
+    det = Detector(ckpt.labels, decision, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate,
                    kernel=kw.get("kernel", "numba"))
     n_events = 0
     t0, c0 = time.perf_counter(), time.process_time()
@@ -86,6 +93,7 @@ def main() -> int:
         (f"window {WINDOW_S:g} s every 10 ms", {"mode": "window", "window_s": WINDOW_S, "every": 1}, args.window_seconds),
         ("stream, BLAS threads not held", {"mode": "stream", "refresh_s": 3.0, "blas_threads": None}, args.seconds),
         ("stream, NumPy kernels (no numba)", {"mode": "stream", "refresh_s": 3.0, "kernel": "numpy"}, args.seconds),
+        ("stream, no unknown-word veto", {"mode": "stream", "refresh_s": 3.0, "veto": False}, args.seconds),
     ]
     for _, kw, _ in variants:
         run(ckpt, audio[:16000], **kw)  # warm-up (and the compiled kernel loaded)
