@@ -88,8 +88,9 @@ class Detector:
     """Posterior frames in, ``Command`` events out.
 
     Where ``_unknown_`` reached ``unknown_veto`` within the last ``unknown_veto_ms``, the commands' posteriors
-    go to ``_unknown_`` (``unknown_veto``); posteriors are then averaged over the last ``smooth_ms``; a command fires when it is the top
-    smoothed class and stays at or above its threshold for ``min_duration_ms``; after a firing,
+    go to ``_unknown_`` (``unknown_veto``); posteriors are then averaged over the last ``smooth_ms``; a
+    command fires when it is the top smoothed class and stays at or above its threshold for
+    ``min_duration_ms``; after a firing,
     nothing fires for ``cooldown_ms``, and the same command fires again only after its score has
     dropped below its threshold (one utterance, one event). ``_silence_`` and
     ``_unknown_`` never fire.
