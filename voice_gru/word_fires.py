@@ -1,7 +1,8 @@
 """Which other words push a command up, how far, and where in the word: each clip alone through the live path.
 
 A clip is played with ``lead_s`` of faint noise before it and ``tail_s`` after, through a fresh
-``Recognizer`` and the model's own smoothing (``Detector``); the report per clip is the highest smoothed
+``Recognizer`` and the model's own decision settings (``Detector``: its smoothing, and its unknown-word veto where
+the model has one); the report per clip is the highest smoothed
 command posterior, which command, and when it peaked relative to the end of the clip's speech as
 ``make-stream`` measures it (``streams.speech_bounds``; negative: while the word was still being spoken,
 on frames training leaves unlabelled). This is how the
