@@ -352,9 +352,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
+    decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
-    spotter = CommandSpotter(ckpt, threshold=override, decision=config_decision(args.config, ckpt),
-                             mode=args.mode, refresh_s=args.refresh or None)
+    spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None)
     runner = None
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
