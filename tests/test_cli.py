@@ -325,7 +325,7 @@ def test_config_changes_only_the_decision_keys_it_sets(tmp_path, capsys):
     assert config_decision(None, ckpt) is None
 
 
-def test_listen_config_switches_the_veto_off_and_a_bad_one_is_one_line(tmp_path, capsys):
+def test_config_switches_the_veto_off_and_a_bad_one_is_one_line(tmp_path, capsys):
     """The README's off-switch for the unknown-word veto, and a value outside its range refused in one line
     before the start-up lines."""
     from voice_gru.checkpoint_data import read_checkpoint_data
@@ -340,9 +340,10 @@ def test_listen_config_switches_the_veto_off_and_a_bad_one_is_one_line(tmp_path,
     bad = tmp_path / "bad.yaml"
     bad.write_text("decision: {unknown_veto: 2}\n")
     example = REPO / "voice_gru" / "assets" / "example.wav"
-    assert main(["listen", "--input", str(example), "--config", str(bad), "--no-view"]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "bad.yaml: decision.unknown_veto = 2.0: must be between 0 and 1.01" in err, err
+    for command in (["listen", "--no-view"], ["evaluate-stream", "--command-free"]):
+        assert main([*command, "--input", str(example), "--config", str(bad)]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "bad.yaml: decision.unknown_veto = 2.0: must be between 0 and 1.01" in err, err
 
 
 def test_devices_exit_status_says_whether_there_is_a_microphone(monkeypatch, capsys):

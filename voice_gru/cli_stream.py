@@ -174,8 +174,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     threshold_override(args.threshold, ckpt.labels)  # flags first, then files, then the sensitivity line
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
+    dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     override = recognizer_override(args, ckpt)
-    dcfg = config_decision(args.config, ckpt)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after)
     print(format_stream_report(result))
