@@ -56,7 +56,9 @@ def run(ckpt, audio: np.ndarray, chunk: int = 1600, veto: bool = True, **kw) -> 
 
     rec = Recognizer(ckpt, **kw)
     f = ckpt.features
-    decision = decision_of(ckpt) if veto else dataclasses.replace(decision_of(ckpt), unknown_veto=OFF)
+    decision = decision_of(ckpt)
+    if not veto:
+        decision = dataclasses.replace(decision, unknown_veto=OFF)
     det = Detector(ckpt.labels, decision, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate,
                    kernel=kw.get("kernel", "numba"))
     n_events = 0

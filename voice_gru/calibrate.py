@@ -50,7 +50,6 @@ import numpy as np
 
 from voice_gru import UNKNOWN
 from voice_gru.config import OFF, DecisionConfig, to_dict
-from voice_gru.decision import apply_unknown_veto
 from voice_gru.errors import ConfigError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.speaker_cv import (
@@ -58,7 +57,7 @@ from voice_gru.speaker_cv import (
 )
 from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
-    load_clip_bank, make_stream, score_events, smoothed_scores, smoothed_top,
+    detector_scores, load_clip_bank, make_stream, score_events, smoothed_top,
 )
 
 SPLIT = "validation"
@@ -181,7 +180,6 @@ def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minut
     dcfg = decision_of(ckpt, decision_cfg)
     f = ckpt.features
     frame_s, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
-    n_smooth = detector_frames(dcfg, frame_s)[0]
     bank = load_clip_bank(str(root), SPLIT)
     plan = [("command", dataclasses.replace(spec, seconds=command_minutes * 60.0, command_free=False), seed)]
     for k, secs in enumerate(_pieces_spec(free_minutes, piece_minutes) if free_minutes > 0 else []):
@@ -195,7 +193,7 @@ def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minut
         del audio
         compute += res["compute_s"]
         audio_s += res["audio_s"]
-        smoothed = smoothed_scores(apply_unknown_veto(res["posteriors"], ckpt.labels, dcfg, frame_s), n_smooth)
+        smoothed = detector_scores(res["posteriors"], ckpt.labels, dcfg, frame_s)
         top, score = smoothed_top(smoothed)
         before = {k: v for k, v in res.items() if k not in ("posteriors", "events")}
         pieces.append(Piece(kind, truth, float(truth["duration"]), res["posteriors"], smoothed, top, score, before))

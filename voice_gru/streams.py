@@ -625,11 +625,9 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     Returns only the raised commands; {} if none fired. A value above 1 means no threshold silences
     that command (its smoothed posterior reaches 1 here)."""
     labels = list(result["labels"])
-    from voice_gru.decision import apply_unknown_veto
-
     dcfg = from_dict(DecisionConfig, result["decision"])
-    n_smooth, n_min, n_cool = detector_frames(dcfg, result["frame_seconds"])
-    smoothed = smoothed_scores(apply_unknown_veto(result["posteriors"], labels, dcfg, result["frame_seconds"]), n_smooth)
+    _, n_min, n_cool = detector_frames(dcfg, result["frame_seconds"])
+    smoothed = detector_scores(result["posteriors"], labels, dcfg, result["frame_seconds"])
     top, score = smoothed_top(smoothed)
     used = result["thresholds"]
     start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
@@ -696,6 +694,16 @@ def smoothed_scores(posteriors: np.ndarray, n_smooth: int) -> np.ndarray:
     return (c[idx] - c[lo]) / (idx - lo)[:, None]
 
 
+def detector_scores(posteriors: np.ndarray, labels: Sequence[str], decision_cfg: DecisionConfig,
+                    frame_seconds: float = 0.01) -> np.ndarray:
+    """A whole stream's scores as the Detector compares them with its thresholds: its unknown-word veto, then its
+    moving average (the replay paths use this, so they cannot drift from the live one)."""
+    from voice_gru.decision import apply_unknown_veto
+
+    n_smooth = detector_frames(decision_cfg, frame_seconds)[0]
+    return smoothed_scores(apply_unknown_veto(posteriors, labels, decision_cfg, frame_seconds), n_smooth)
+
+
 def smoothed_top(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(top class, its smoothed score) per frame."""
     top = smoothed.argmax(1) if smoothed.shape[0] else np.zeros(0, dtype=np.int64)
@@ -759,6 +767,6 @@ __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
     "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
-    "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
+    "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "detector_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "DEFAULT_SWEEP",
 ]
