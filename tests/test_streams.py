@@ -22,6 +22,7 @@ from voice_gru.streams import (
     combine_scores,
     detect,
     detector_frames,
+    detector_scores,
     evaluate_stream,
     fast_events,
     labels_path_for,
@@ -773,6 +774,59 @@ def test_calibrate_rejects_bad_arguments(model, shared_data):
         calibrate(model, shared_data, 0.5, command_minutes=0)
 
 
+def test_veto_candidates_are_the_settings_own_veto_or_the_default_and_none():
+    from voice_gru.calibrate import VETO_ON, veto_candidates
+
+    plain = DecisionConfig(smooth_ms=150.0)
+    on, off = veto_candidates(plain)
+    assert (on.unknown_veto, on.unknown_veto_ms) == VETO_ON == (0.7, 300.0) and off.unknown_veto == OFF
+    assert on.smooth_ms == off.smooth_ms == 150.0  # nothing else changes
+    own = DecisionConfig(unknown_veto=0.8, unknown_veto_ms=200.0)
+    assert veto_candidates(own, "on") == [own]
+    assert veto_candidates(own, "off") == [dataclasses.replace(own, unknown_veto=OFF)]
+    with pytest.raises(ConfigError, match="auto, on, off"):
+        veto_candidates(own, "maybe")
+
+
+def test_judged_recall_is_the_mean_best_recall_within_each_rate():
+    """Rules as cross-validation reports them; at 1/h only the 0.4 rule is within the rate, at 2 and 5 the
+    0.6 one, at 20 the 0.9 one: (0.4 + 0.6 + 0.6 + 0.9) / 4 = 0.625. A rate no rule meets counts 0."""
+    from voice_gru.calibrate import judged_recall
+
+    cv = [{"fa_per_hour": 0.5, "recall": 0.4}, {"fa_per_hour": 1.5, "recall": 0.6},
+          {"fa_per_hour": 19.0, "recall": 0.9}, {"fa_per_hour": 50.0, "recall": 0.95}]
+    assert judged_recall(cv) == 0.625
+    assert judged_recall([{"fa_per_hour": 3.0, "recall": 0.8}]) == pytest.approx((0 + 0 + 0.8 + 0.8) / 4)
+
+
+def test_calibrate_keeps_the_veto_only_where_it_expects_more_recall(model, shared_data):
+    """auto = the better of on and off fitted alone, on the same posteriors; the checkpoint carries the winner."""
+    from voice_gru.calibrate import calibration_streams, with_decision
+
+    data = calibration_streams(model, shared_data, command_minutes=0.75, free_minutes=1.0, piece_minutes=0.5,
+                               decision_cfg=DecisionConfig())
+    kw = dict(grid=np.linspace(0.3, 0.95, 14), data=data)
+    runs = {v: calibrate(model, shared_data, 20.0, veto=v, **kw) for v in ("auto", "on", "off")}
+    judged = {v: runs[v][1]["unknown_veto"]["candidates"] for v in runs}
+    assert [c["on"] for c in judged["auto"]] == [True, False]
+    assert judged["auto"] == judged["on"] + judged["off"]  # each fitted exactly as when asked alone
+    on_wins = judged["on"][0]["mean_recall"] > judged["off"][0]["mean_recall"]  # a tie keeps the plainer detector
+    winner = runs["on" if on_wins else "off"]
+    assert runs["auto"][0].thresholds == winner[0].thresholds
+    assert runs["auto"][1]["expected"] == winner[1]["expected"]
+    assert runs["auto"][0].decision == winner[0].decision
+    assert (runs["auto"][0].decision["unknown_veto"] < OFF) == on_wins == runs["auto"][1]["unknown_veto"]["used"]
+    assert runs["on"][0].decision["unknown_veto"] == 0.7 and runs["off"][0].decision["unknown_veto"] == OFF
+    assert runs["auto"][0].meta["calibration"]["unknown_veto"] == runs["auto"][1]["unknown_veto"]
+    assert "unknown-word veto (_unknown_ >= 0.7 within 300 ms)" in format_calibration(runs["auto"][1])
+    # the replayed streams are the detector's scores with the other settings, the posteriors untouched
+    vetoed = with_decision(data, DecisionConfig(unknown_veto=0.7))
+    p0, q0 = data.pieces[0], vetoed.pieces[0]
+    assert q0.posteriors is p0.posteriors
+    np.testing.assert_allclose(q0.smoothed, detector_scores(p0.posteriors, data.labels, DecisionConfig(unknown_veto=0.7)))
+    assert with_decision(data, data.decision) is data
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
@@ -834,6 +888,7 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "recall" in out and "thresholds:" in out and "on new speakers: expected" in out
     assert "other words each equally often" in out
+    assert "unknown-word veto (_unknown_ >= 0.7 within 300 ms)" in out and "compared" in out
     assert (tmp_path / "expected.png").read_bytes()[:4] == b"\x89PNG"
     cal = load_checkpoint(out_ck)
     assert cal.meta["calibration"]["split"] == "validation" and len(cal.thresholds) == 10
@@ -847,6 +902,11 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
     assert _run(["evaluate-stream", "--input", str(rec), "--model", str(out_ck), "--false-accepts-per-hour", "1",
                  "--threshold", "0.5"]) == 2
     assert "not both" in capsys.readouterr().out
+    off_ck = tmp_path / "off.pt"
+    assert _run(["calibrate", "--model", str(ck), "--data-dir", str(shared_data), "--max-false-accepts-per-hour", "100",
+                 "--minutes", "0.5", "--free-minutes", "0.5", "--unknown-veto", "off", "--out", str(off_ck), "--quiet"]) == 0
+    assert "unknown-word veto: off (as asked" in capsys.readouterr().out
+    assert load_checkpoint(off_ck).decision["unknown_veto"] == OFF
     raw = tmp_path / "uncalibrated.pt"
     save_checkpoint(raw, dataclasses.replace(model, meta={}))
     assert _run(["evaluate-stream", "--input", str(rec), "--model", str(raw), "--false-accepts-per-hour", "1"]) == 2

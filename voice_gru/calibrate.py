@@ -37,6 +37,10 @@ trade-off (``tradeoff``, one rule per target) gives expected figures. Budgets ar
 when the streams are long, hence the default 360 command-free minutes (plus 25 with commands): with
 120, the 1-per-hour point of one model moved by 42 points between sets of streams, with 360 by 3.
 Only the validation split is used; the testing split stays untouched for honest numbers.
+
+The unknown-word veto (``decision.unknown_veto``) helps some models and costs others, so by default all of this is
+done with and without it on the same posteriors, and the settings with the higher mean expected recall over
+``VETO_JUDGED_AT`` are kept (``veto_candidates``, ``judged_recall``).
 """
 
 from __future__ import annotations
@@ -73,6 +77,12 @@ WRONG_COST = 1.0  # a wrong label usually also costs the clip's hit (the cooldow
 # listener's false accepts.
 CALIBRATION_SPEC = StreamSpec(unknown_mix="words")
 TRADEOFF_TARGETS = (0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 30.0, 100.0)
+# The unknown-word veto helps one model and hurts another (2026-12-06: +2.0 points of expected recall for the
+# shipped pair, -2.4 for another fine-tune draw of its recipe), so calibration tries it both ways ("auto") and
+# judges by the mean expected recall over several rates: the 1/h point alone is set by a few clips.
+VETO_CHOICES = ("auto", "on", "off")
+VETO_ON = (0.7, 300.0)  # (unknown_veto, unknown_veto_ms) tried when the decision settings have no veto of their own
+VETO_JUDGED_AT = (1.0, 2.0, 5.0, 20.0)
 
 
 @dataclasses.dataclass
@@ -201,6 +211,29 @@ def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minut
             f"{res['false_accepts']} false accepts with the model's current thresholds (RTF {res['rtf']:.3f})")
     return CalibrationData(list(ckpt.labels), dcfg, frame_s, first_end, pieces, after,
                            round(compute / audio_s, 5) if audio_s else None, seed, mode, spec.unknown_mix)
+
+
+def veto_candidates(decision_cfg: DecisionConfig, choice: str = "auto") -> list[DecisionConfig]:
+    """The decision settings calibration fits thresholds for: with the unknown-word veto (the settings' own,
+    else ``VETO_ON``) and/or without it, as ``choice`` (``VETO_CHOICES``) says."""
+    if choice not in VETO_CHOICES:
+        raise ConfigError(f"calibrate: the unknown-word veto choice must be one of {', '.join(VETO_CHOICES)}, got {choice!r}")
+    on = decision_cfg if decision_cfg.unknown_veto < OFF else dataclasses.replace(
+        decision_cfg, unknown_veto=VETO_ON[0], unknown_veto_ms=VETO_ON[1])
+    off = dataclasses.replace(decision_cfg, unknown_veto=OFF)
+    return {"auto": [on, off], "on": [on], "off": [off]}[choice]
+
+
+def with_decision(data: CalibrationData, decision_cfg: DecisionConfig) -> CalibrationData:
+    """The same streams and posteriors, replayed with other decision settings (the model does not run again)."""
+    if decision_cfg == data.decision:
+        return data
+    pieces = []
+    for p in data.pieces:
+        smoothed = detector_scores(p.posteriors, data.labels, decision_cfg, data.frame_seconds)
+        top, score = smoothed_top(smoothed)
+        pieces.append(dataclasses.replace(p, smoothed=smoothed, top=top, score=score))
+    return dataclasses.replace(data, decision=decision_cfg, pieces=pieces)
 
 
 def _replay(data: CalibrationData, thr: np.ndarray) -> list[dict]:
@@ -342,6 +375,12 @@ class _RuleFitter:
         return thresholds, _scores(self.data, thresholds, exact)
 
 
+def judged_recall(cv: Sequence[Mapping]) -> float:
+    """Mean expected recall on new speakers over ``VETO_JUDGED_AT`` (a rate no rule meets counts as 0)."""
+    picks = [select_rule(cv, t) for t in VETO_JUDGED_AT]
+    return round(float(np.mean([r["recall"] if ok else 0.0 for r, ok in picks])), 4)
+
+
 def _blend(per: Mapping[str, float], shared: float, weight: float) -> dict[str, float]:
     """``weight`` x each per-command threshold + (1 - ``weight``) x the shared one (rounded to 0.001)."""
     return {c: round(weight * v + (1 - weight) * shared, 3) for c, v in per.items()}
@@ -361,25 +400,38 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
               refresh_s: float | None = 3.0, chunk_ms: float = 100.0, after: float = 1.0,
               spec: StreamSpec = CALIBRATION_SPEC, wrong_cost: float = WRONG_COST,
               tradeoff_targets: Sequence[float] = TRADEOFF_TARGETS,
-              log: Callable[[str], None] | None = None, data: CalibrationData | None = None):
+              log: Callable[[str], None] | None = None, data: CalibrationData | None = None, veto: str = "auto"):
     """Choose thresholds on validation streams for a false-accept rate on new speakers; return
     ``(calibrated_ckpt, report)``.
 
     The calibrated checkpoint is a copy (``dataclasses.replace``) with ``thresholds`` set, the
     decision settings used in ``decision`` and ``meta["calibration"]`` describing the result.
     ``data`` reuses the posteriors of an earlier ``calibration_streams`` call (same checkpoint).
+    ``veto`` (``VETO_CHOICES``): ``auto`` fits the thresholds with and without the unknown-word veto and keeps
+    the settings with the higher ``judged_recall``; ``on`` / ``off`` fit only that one (``veto_candidates``).
     """
     if not max_fa_per_hour >= 0:
         raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
+    veto_candidates(DecisionConfig(), veto)  # a bad choice fails before the streams are built
     t0 = time.perf_counter()
     if data is None:
         data = calibration_streams(ckpt, root, command_minutes=command_minutes, free_minutes=free_minutes,
                                    piece_minutes=piece_minutes, decision_cfg=decision_cfg, seed=seed, mode=mode,
                                    refresh_s=refresh_s, chunk_ms=chunk_ms, after=after, spec=spec, log=log)
     halves = speaker_halves([p.truth for p in data.pieces])
-    tables, split, shared = threshold_tables(data, grid, halves)
-    fitter = _RuleFitter(data, tables, split, shared, halves, grid, wrong_cost)
-    cv = cross_validate(_rules([max_fa_per_hour, *tradeoff_targets]), fitter.fit_half, fitter.counts, fitter.sizes)
+    rules = _rules([max_fa_per_hour, *tradeoff_targets, *VETO_JUDGED_AT])
+    fits = []  # per decision setting tried: (its data, tables, fitter, cross-validated rules, judged recall)
+    for dcfg in veto_candidates(data.decision, veto):
+        d = with_decision(data, dcfg)
+        tables, split, shared = threshold_tables(d, grid, halves)
+        fitter = _RuleFitter(d, tables, split, shared, halves, grid, wrong_cost)
+        cv = cross_validate(rules, fitter.fit_half, fitter.counts, fitter.sizes)
+        fits.append((d, tables, fitter, cv, judged_recall(cv)))
+    # on a tie the simpler detector (no veto, listed last)
+    data, tables, fitter, cv, _ = max(reversed(fits), key=lambda f: f[4])
+    veto_report = {"choice": veto, "judged_at": list(VETO_JUDGED_AT), "used": data.decision.unknown_veto < OFF,
+                   "candidates": [{"unknown_veto": f[0].decision.unknown_veto, "unknown_veto_ms": f[0].decision.unknown_veto_ms,
+                                   "on": f[0].decision.unknown_veto < OFF, "mean_recall": f[4]} for f in fits]}
     chosen, met = select_rule(cv, max_fa_per_hour)
     thresholds, scores = fitter.fit_all(chosen["rule"])
     budget = budget_of(max_fa_per_hour, data.hours)
@@ -449,6 +501,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
                    "false_accepts": before["false_accepts"], "false_accepts_per_hour": before["false_accepts_per_hour"],
                    "wrong": before["wrong"]},
         "decision": to_dict(dcfg),
+        "unknown_veto": veto_report,
         "tradeoff": tradeoff,
         "grid": [min(grid), max(grid), len(set(grid))],
         "wrong_cost": wrong_cost,
@@ -475,6 +528,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         "seed": data.seed,
         "mode": data.mode,
         "unknown_mix": data.unknown_mix,
+        "unknown_veto": veto_report,
         # the whole trade-off, so that a listener can pick its own false-accept rate later
         "operating_points": sorted(
             [{"target_fa_per_hour": max_fa_per_hour, "fa_per_hour": report["expected"]["fa_per_hour"],
@@ -513,6 +567,7 @@ def format_calibration(report: Mapping) -> str:
         f"recall {exp['recall']:.3f} (fitted on half of the validation speakers, scored on the other half, "
         f"{exp['speaker_halves']} halves){'' if report['met'] else ' — TARGET NOT MET'}",
         f"rule: {exp['rule']}, refitted on all validation streams",
+        *_veto_line(report.get("unknown_veto")),
         f"on the validation streams themselves: {report['achieved_fa_per_hour']:.2f}/h ({report['false_accepts']} false "
         f"accepts), recall {report['recall']:.3f} ({report['hits']}/{report['commands']} commands), wrong labels "
         f"{report['wrong']}, latency median {_s(report['latency_median'])} p90 {_s(report['latency_p90'])}",
@@ -561,6 +616,19 @@ def plot_expected(report: Mapping, path) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def _veto_line(veto: Mapping | None) -> list[str]:
+    """What the unknown-word veto choice found (nothing for reports without one)."""
+    if not veto:
+        return []
+    on = next((c for c in veto["candidates"] if c["on"]), None)
+    setting = f" (_unknown_ >= {on['unknown_veto']:g} within {on['unknown_veto_ms']:g} ms)" if on else ""
+    at = "/".join(f"{t:g}" for t in veto["judged_at"])
+    recalls = ", ".join(f"{'with' if c['on'] else 'without'} {c['mean_recall']:.3f}" for c in veto["candidates"])
+    how = "compared" if len(veto["candidates"]) > 1 else "as asked"
+    return [f"unknown-word veto{setting}: {'on' if veto['used'] else 'off'} ({how}; expected recall, mean at "
+            f"{at} per hour: {recalls})"]
 
 
 def _clip_line(clips: Mapping | None) -> list[str]:

@@ -261,7 +261,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     calibrated, report = calibrate(ckpt, args.data_dir, args.max_false_accepts_per_hour,
                                    command_minutes=args.minutes, free_minutes=args.free_minutes,
                                    decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log,
-                                   spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix))
+                                   spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
+                                   veto=args.unknown_veto)
     save_checkpoint(args.out, calibrated)
     print(format_calibration(report))
     print(f"wrote {args.out}")
@@ -360,6 +361,11 @@ def register(subparsers) -> None:
                     help="the streams' other words: every word equally often (as in the official test set and in "
                          "conversation) or clip by clip (this subset's validation mix, mostly bed/cat/happy) (default: %(default)s)")
     ca.add_argument("--config", help="recipe YAML whose 'decision' section is calibrated (default: the model's)")
+    ca.add_argument("--unknown-veto", choices=["auto", "on", "off"], default="auto",
+                    help="the unknown-word veto (no command while _unknown_ was high a moment ago; decision.unknown_veto): "
+                         "auto fits thresholds with and without it and keeps whichever expects more recall on new "
+                         "speakers (mean at 1/2/5/20 false accepts per hour; it helps some models and not others); on: "
+                         "with it (the decision settings' values, else 0.7 within 300 ms); off: without (default: %(default)s)")
     ca.add_argument("--json", metavar="OUT", help="write the calibration report as JSON")
     ca.add_argument("--plot", metavar="OUT.png",
                     help="plot expected recall against false accepts per hour on new speakers for every threshold rule")
