@@ -248,8 +248,8 @@ def test_shipped_variants_are_their_base_plus_what_they_say():
     assert w == dataclasses.replace(d, name="words_finetune", data=dataclasses.replace(d.data, unknown_mix="words"),
                                     train=dataclasses.replace(d.train, epochs=15, lr=0.0006, inside_unknown_weight=3.0,
                                                               inside_cap=0.2),
-                                    decision=dataclasses.replace(d.decision, smooth_ms=150.0, unknown_veto=0.7,
-                                                                 unknown_veto_ms=300.0))
+                                    decision=dataclasses.replace(d.decision, smooth_ms=150.0, min_duration_ms=80.0,
+                                                                 unknown_veto=0.7, unknown_veto_ms=300.0))
     r = load_config(configs / "rooms.yaml")
     assert r == dataclasses.replace(d, name="rooms", train=dataclasses.replace(d.train, tail_frames=20),
                                     augment=dataclasses.replace(d.augment, reverb_prob=0.5, rt60_s=(0.2, 0.8),

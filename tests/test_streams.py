@@ -986,6 +986,31 @@ def test_lowest_silent_threshold_on_a_known_plateau():
     assert lowest_silent_threshold(sweep_result(result, truth)) is None
 
 
+def test_the_silent_threshold_advice_is_refined_to_the_first_step_above_the_plateau():
+    """The sweep steps by 0.03; the advice replays every 0.002 between its last firing and first silent value:
+    a 'stop' plateau at 0.75 (exact in float32) gives 0.752, silent through the real detector, and 0.75 fires."""
+    from voice_gru.decision import Detector
+    from voice_gru.streams import command_free_truth, refined_silent_threshold, sweep_result
+
+    labels = ["_silence_", "_unknown_", "yes", "stop"]
+    post = np.zeros((600, 4), np.float32)
+    post[:, 0] = 1.0
+    post[200:250] = [0.25, 0.0, 0.0, 0.75]
+    dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=500)
+    result = {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
+              "frame_seconds": 0.01, "first_frame_end": 0.03}
+    truth = command_free_truth(6.0)
+    sweep = sweep_result(result, truth)
+    assert refined_silent_threshold(result, truth, sweep) == 0.752
+    assert Detector(labels, dcfg, {"yes": 0.752, "stop": 0.752}).update(post) == []
+    assert [c.label for c in Detector(labels, dcfg, {"yes": 0.75, "stop": 0.75}).update(post)] == ["stop"]
+    post[:, 3] = 0.0  # nothing ever fires: the sweep's lowest value, nothing to refine
+    post[:, 0] = 1.0
+    assert refined_silent_threshold(result, truth, sweep_result(result, truth)) == 0.3
+    post[200:250] = [0.0, 0.0, 0.0, 1.0]  # nothing silences it
+    assert refined_silent_threshold(result, truth, sweep_result(result, truth)) is None
+
+
 def _command_free_result(post, labels, dcfg, thresholds):
     return {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
             "frame_seconds": 0.01, "first_frame_end": 0.03, "thresholds": thresholds}

@@ -157,7 +157,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.calibrate import operating_point
     from voice_gru.decision import effective_thresholds
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
-                                   lowest_silent_threshold, plot_det, public_result, silent_per_command,
+                                   plot_det, public_result, refined_silent_threshold, silent_per_command,
                                    sweep_result)
 
     if args.command_free and args.labels:
@@ -191,7 +191,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
-        result["silent_threshold"] = lowest_silent_threshold(sweep)
+        result["silent_threshold"] = refined_silent_threshold(result, truth, sweep, args.after)
         raised = silent_per_command(result)
         # as flags for listen: the values that differ from what the run's --false-accepts-per-hour
         # (or the model's own point) gives, so a --threshold T run lists every command

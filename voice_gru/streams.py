@@ -617,6 +617,22 @@ def lowest_silent_threshold(points: Sequence[Mapping]) -> float | None:
     return silent
 
 
+def refined_silent_threshold(result: Mapping, truth: Mapping, points: Sequence[Mapping], after: float = 1.0,
+                             step: float = 0.002) -> float | None:
+    """``lowest_silent_threshold`` of a sweep to within ``step``: the detector replayed at every ``step`` between the
+    sweep's highest firing threshold and its lowest silent one (the sweep is coarse where sure words settle)."""
+    coarse = lowest_silent_threshold(points)
+    if coarse is None:
+        return None
+    below = [float(q["threshold"]) for q in points if q["threshold"] < coarse]
+    silent = coarse
+    for x in np.round(np.arange(coarse - step, max(below, default=coarse) + step / 2, -step), 6):  # every higher one silent too
+        if sweep_result(result, truth, after, [float(x)])[0]["false_accepts"]:
+            break
+        silent = float(x)
+    return silent
+
+
 def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     """Per-command thresholds that keep an ``evaluate_stream`` result of a command-free recording
     silent while changing as little as possible: starting from the thresholds the run used, each
@@ -765,7 +781,7 @@ def public_result(result: Mapping) -> dict:
 
 __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
-    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "sweep_result",
+    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "refined_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "detector_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "DEFAULT_SWEEP",
