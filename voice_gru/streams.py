@@ -625,8 +625,8 @@ def refined_silent_threshold(result: Mapping, truth: Mapping, points: Sequence[M
     if coarse is None:
         return None
     below = [float(q["threshold"]) for q in points if q["threshold"] < coarse]
-    silent = coarse
-    for x in np.round(np.arange(coarse - step, max(below, default=coarse) + step / 2, -step), 6):  # every higher one silent too
+    silent = coarse  # downwards: the lowest value from which every higher one is silent too
+    for x in np.round(np.arange(coarse - step, max(below, default=coarse) + step / 2, -step), 6):
         if sweep_result(result, truth, after, [float(x)])[0]["false_accepts"]:
             break
         silent = float(x)
@@ -781,7 +781,8 @@ def public_result(result: Mapping) -> dict:
 
 __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
-    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold", "refined_silent_threshold", "sweep_result",
+    "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold",
+    "refined_silent_threshold", "sweep_result",
     "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "detector_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "DEFAULT_SWEEP",
