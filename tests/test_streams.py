@@ -967,11 +967,10 @@ def test_main_runs_make_stream(shared_data, tmp_path, capsys):
     assert "voice-gru: error:" in capsys.readouterr().err
 
 
-def test_lowest_silent_threshold_on_a_known_plateau():
-    """A command-free recording whose only confident frames are one 'stop' plateau at 0.75 for
-    0.5 s: every threshold up to 0.75 fires on it, the next of the sweep is the lowest silent one;
-    a plateau above the sweep's top leaves none."""
-    from voice_gru.streams import DEFAULT_SWEEP, command_free_truth, lowest_silent_threshold, sweep_result
+def _stop_plateau():
+    """A 6 s command-free recording whose only confident frames are one 'stop' plateau at 0.75 (exact in
+    float32) for 0.5 s: ``(posteriors, labels, decision settings, evaluate_stream-like result, truth)``."""
+    from voice_gru.streams import command_free_truth
 
     labels = ["_silence_", "_unknown_", "yes", "stop"]
     post = np.zeros((600, 4), np.float32)
@@ -980,7 +979,15 @@ def test_lowest_silent_threshold_on_a_known_plateau():
     dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=500)
     result = {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
               "frame_seconds": 0.01, "first_frame_end": 0.03}
-    truth = command_free_truth(6.0)
+    return post, labels, dcfg, result, command_free_truth(6.0)
+
+
+def test_lowest_silent_threshold_on_a_known_plateau():
+    """Every threshold up to the plateau's 0.75 fires on it, the next of the sweep is the lowest silent one;
+    a plateau above the sweep's top leaves none."""
+    from voice_gru.streams import DEFAULT_SWEEP, lowest_silent_threshold, sweep_result
+
+    post, _, _, result, truth = _stop_plateau()
     assert lowest_silent_threshold(sweep_result(result, truth)) == min(x for x in DEFAULT_SWEEP if x > 0.75)
     post[200:250] = [0.0, 0.0, 0.0, 1.0]
     assert lowest_silent_threshold(sweep_result(result, truth)) is None
@@ -988,24 +995,15 @@ def test_lowest_silent_threshold_on_a_known_plateau():
 
 def test_the_silent_threshold_advice_is_refined_to_the_first_step_above_the_plateau():
     """The sweep steps by 0.03; the advice replays every 0.002 between its last firing and first silent value:
-    a 'stop' plateau at 0.75 (exact in float32) gives 0.752, silent through the real detector, and 0.75 fires."""
+    the plateau at 0.75 gives 0.752, silent through the real detector, and 0.75 fires."""
     from voice_gru.decision import Detector
-    from voice_gru.streams import command_free_truth, refined_silent_threshold, sweep_result
+    from voice_gru.streams import refined_silent_threshold, sweep_result
 
-    labels = ["_silence_", "_unknown_", "yes", "stop"]
-    post = np.zeros((600, 4), np.float32)
-    post[:, 0] = 1.0
-    post[200:250] = [0.25, 0.0, 0.0, 0.75]
-    dcfg = DecisionConfig(smooth_ms=100, min_duration_ms=50, cooldown_ms=500)
-    result = {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
-              "frame_seconds": 0.01, "first_frame_end": 0.03}
-    truth = command_free_truth(6.0)
-    sweep = sweep_result(result, truth)
-    assert refined_silent_threshold(result, truth, sweep) == 0.752
+    post, labels, dcfg, result, truth = _stop_plateau()
+    assert refined_silent_threshold(result, truth, sweep_result(result, truth)) == 0.752
     assert Detector(labels, dcfg, {"yes": 0.752, "stop": 0.752}).update(post) == []
     assert [c.label for c in Detector(labels, dcfg, {"yes": 0.75, "stop": 0.75}).update(post)] == ["stop"]
-    post[:, 3] = 0.0  # nothing ever fires: the sweep's lowest value, nothing to refine
-    post[:, 0] = 1.0
+    post[200:250] = [1.0, 0.0, 0.0, 0.0]  # nothing ever fires: the sweep's lowest value, nothing to refine
     assert refined_silent_threshold(result, truth, sweep_result(result, truth)) == 0.3
     post[200:250] = [0.0, 0.0, 0.0, 1.0]  # nothing silences it
     assert refined_silent_threshold(result, truth, sweep_result(result, truth)) is None
