@@ -420,18 +420,19 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
                                    refresh_s=refresh_s, chunk_ms=chunk_ms, after=after, spec=spec, log=log)
     halves = speaker_halves([p.truth for p in data.pieces])
     rules = _rules([max_fa_per_hour, *tradeoff_targets, *VETO_JUDGED_AT])
-    fits = []  # per decision setting tried: (its data, tables, fitter, cross-validated rules, judged recall)
+    fits = []  # per decision setting tried: (its fitter, cross-validated rules, judged recall)
     for dcfg in veto_candidates(data.decision, veto):
         d = with_decision(data, dcfg)
         tables, split, shared = threshold_tables(d, grid, halves)
         fitter = _RuleFitter(d, tables, split, shared, halves, grid, wrong_cost)
         cv = cross_validate(rules, fitter.fit_half, fitter.counts, fitter.sizes)
-        fits.append((d, tables, fitter, cv, judged_recall(cv)))
-    # on a tie the simpler detector (no veto, listed last)
-    data, tables, fitter, cv, _ = max(reversed(fits), key=lambda f: f[4])
+        fits.append((fitter, cv, judged_recall(cv)))
+    fitter, cv, _ = max(reversed(fits), key=lambda f: f[2])  # on a tie the simpler detector (no veto, listed last)
+    data, tables = fitter.data, fitter.tables
     veto_report = {"choice": veto, "judged_at": list(VETO_JUDGED_AT), "used": data.decision.unknown_veto < OFF,
-                   "candidates": [{"unknown_veto": f[0].decision.unknown_veto, "unknown_veto_ms": f[0].decision.unknown_veto_ms,
-                                   "on": f[0].decision.unknown_veto < OFF, "mean_recall": f[4]} for f in fits]}
+                   "candidates": [{"unknown_veto": f.data.decision.unknown_veto, "unknown_veto_ms": f.data.decision.unknown_veto_ms,
+                                   "on": f.data.decision.unknown_veto < OFF, "mean_recall": r} for f, _, r in fits]}
+    del fits  # the other setting's replayed streams (hundreds of MB for the default 385 minutes)
     chosen, met = select_rule(cv, max_fa_per_hour)
     thresholds, scores = fitter.fit_all(chosen["rule"])
     budget = budget_of(max_fa_per_hour, data.hours)
