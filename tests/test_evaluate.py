@@ -465,7 +465,7 @@ def test_shipped_model_on_the_shared_validation_split(shared_data):
 @pytest.mark.slow
 def test_shipped_model_hears_words_in_noise(shared_data):
     """Validation words with the dataset's background noise at 10 dB SNR (seed 0): the shipped model
-    scores 87.5% (README); the model before noise-by-SNR training scored 45%. Floor 80%."""
+    scores 87.5% (docs/RESULTS.md, Words in noise); the model before noise-by-SNR training scored 45%. Floor 80%."""
     from voice_gru.evaluate import classify, noise_recordings, with_noise
     from voice_gru.model import default_model_path
 

@@ -67,7 +67,7 @@ from voice_gru.streams import (
 SPLIT = "validation"
 # Finer near the top: with label smoothing 0.05 a sure word's posterior settles at 0.95 + 0.05/12 ~ 0.954, so
 # the thresholds for a few false accepts per hour fall between 0.90 and 0.96, where steps of 0.01 left ~5 choices
-# (2026-12-06: +0.5 points of expected recall over three sets of calibration streams; README, Calibration).
+# (2026-12-06: +0.5 points of expected recall over three sets of calibration streams; docs/RESULTS.md, Calibration).
 DEFAULT_GRID = tuple(sorted({float(x) for x in np.round(np.arange(0.30, 0.9901, 0.01), 2)}
                             | {float(x) for x in np.round(np.arange(0.900, 0.9601, 0.002), 3)}))
 WRONG_COST = 1.0  # a wrong label usually also costs the clip's hit (the cooldown swallows it)

@@ -354,7 +354,7 @@ def register(subparsers) -> None:
                     help="length of the command stream (default: %(default)s, enough for every validation command)")
     ca.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=360.0,
                     help="length of the command-free stream (default: %(default)s; 120 is three times faster but "
-                         "its 1/h point moves by up to 40 points between stream seeds, README: Calibration)")
+                         "its 1/h point moves by up to 40 points between stream seeds, docs/RESULTS.md: Calibration)")
     ca.add_argument("--seed", type=whole(0), default=0, help="seed of the calibration streams (default: %(default)s)")
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
     ca.add_argument("--unknown-mix", choices=["words", "clips"], default="words",
