@@ -4,10 +4,11 @@
 Every model sees exactly the same mixtures (``evaluate.with_noise``: the dataset's background noise
 mixed into every clip but ``_silence_`` at each SNR; ``evaluate.with_reverb``: each clip played in
 a simulated room of reverberation time RT60; ``evaluate.with_speed``: each clip spoken faster or
-slower, pitch included), so the rows compare models, not random draws.
+slower, pitch included; ``evaluate.with_peak``: each clip's loudest sample set to a level, clipped above
+full scale), so the rows compare models, not random draws.
 
     .venv/bin/python scripts/snr_curve.py [--model CKPT ...] [--split validation] [--snr 30 20 10 5 0]
-        [--rt60 0.3 0.6 1.0 [--drr 3]] [--speed 0.9 1.1] [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
+        [--rt60 0.3 0.6 1.0 [--drr 3]] [--speed 0.9 1.1] [--peak-dbfs -40 -50 6 12] [--data-dir ../shared/speech_commands] [--plot snr.png] [--json snr.json]
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", nargs="+", default=[None], help="checkpoints (default: the shipped model)")
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", default="validation", choices=["validation", "testing"])
-    p.add_argument("--snr", nargs="+", type=number(-60, 100), default=[30.0, 20.0, 10.0, 5.0, 0.0])
+    p.add_argument("--snr", nargs="*", type=number(-60, 100), default=[30.0, 20.0, 10.0, 5.0, 0.0],
+                   help="noise levels (dB SNR); none given: no noise columns")
     p.add_argument("--rt60", nargs="+", type=number(0.05, 5), default=[], help="rooms: reverberation times (s), no noise")
     p.add_argument("--drr", type=number(-30, 60), default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
     p.add_argument("--speed", nargs="+", type=number(0.25, 4), default=[],
                    help="talkers: speed factors (1.1: ten percent faster), no noise")
+    p.add_argument("--peak-dbfs", nargs="+", type=number(-120, 60), default=[],
+                   help="input levels: each word's loudest sample at this dBFS (above 0: clipped), no noise")
     p.add_argument("--seed", type=whole(0), default=0)
     p.add_argument("--threads", type=whole(1), default=1)
     p.add_argument("--plot", metavar="OUT.png")
@@ -39,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from voice_gru import SILENCE
     from voice_gru.errors import VoiceGruError
-    from voice_gru.evaluate import collect_inputs, evaluate_items, noise_recordings, with_noise, with_reverb, with_speed
+    from voice_gru.evaluate import (collect_inputs, evaluate_items, noise_recordings, with_noise, with_peak, with_reverb,
+                                     with_speed)
     from voice_gru.fileio import atomic_path, check_outputs, write_json
     from voice_gru.model import resolve_model
 
@@ -58,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     sr = models[0][1].features.sample_rate
     conditions.update({f"room {r:g}s": with_reverb(items, r, args.drr, sr, args.seed) for r in args.rt60})
     conditions.update({f"speed {f:g}": with_speed(items, f, sr) for f in args.speed})
+    conditions.update({f"peak {d:g} dBFS": with_peak(items, d) for d in args.peak_dbfs})
     table: dict[str, dict[str, dict]] = {}
     for name, ckpt in models:
         table[name] = {}
@@ -67,7 +73,8 @@ def main(argv: list[str] | None = None) -> int:
             to_sil = float(np.mean([q["predicted"] == SILENCE for q in words])) if words else 0.0
             table[name][key] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
     cols = list(conditions)
-    legend = (f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else "") + ("; speed: times as fast" if args.speed else "")
+    legend = ((f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else "") + ("; speed: times as fast" if args.speed else "")
+              + ("; peak: each word's loudest sample, clipped above 0 dBFS" if args.peak_dbfs else ""))
     print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{legend}")
     print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
     for name, row in table.items():
@@ -85,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
         for name, row in table.items():
             ax.plot(xs, [row[c]["accuracy"] * 100 for c in cols], marker="o", label=name)
         ax.set_xticks(xs, cols)
-        ax.set_xlabel("signal-to-noise ratio (dB)" + (" / simulated room" if args.rt60 else "") + (" / talking speed" if args.speed else ""))
+        ax.set_xlabel("signal-to-noise ratio (dB)" + (" / simulated room" if args.rt60 else "") + (" / talking speed" if args.speed else "")
+                      + (" / input level" if args.peak_dbfs else ""))
         ax.set_ylabel(f"accuracy on {args.split} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)

@@ -22,7 +22,7 @@ from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
-from voice_gru.evaluate import EvalItem, collect_inputs, evaluate_items, format_report, with_reverb, with_speed
+from voice_gru.evaluate import EvalItem, collect_inputs, evaluate_items, format_report, with_peak, with_reverb, with_speed
 from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
 from voice_gru.model import load_checkpoint
 
@@ -547,6 +547,21 @@ def test_with_speed_scales_pitch_and_duration_and_leaves_silence():
     assert with_speed(items, 1.0, sr) == items
     with pytest.raises(ConfigError, match="positive"):
         with_speed(items, 0.0, sr)
+
+
+def test_with_peak_sets_each_words_loudest_sample_and_clips_above_full_scale():
+    t = np.arange(16000) / 16000
+    tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    items = [EvalItem("tone", "yes", lambda: tone), EvalItem("room", SILENCE, lambda: tone),
+             EvalItem("zeros", "no", lambda: np.zeros(100, np.float32))]
+    quiet, over = with_peak(items, -40.0), with_peak(items, 6.0)
+    assert np.abs(quiet[0].load()).max() == pytest.approx(0.01, rel=1e-5)  # -40 dBFS
+    np.testing.assert_allclose(quiet[0].load(), tone * 0.02, rtol=1e-5)  # the same waveform, scaled
+    loud = over[0].load()  # 6 dB over: a sine at 1.995 of full scale, clipped at +-1
+    assert loud.max() == 1.0 and loud.min() == -1.0
+    assert np.mean(np.abs(loud) >= 1.0) == pytest.approx(1 - 2 / np.pi * np.arcsin(1 / 10 ** (6 / 20)), abs=0.01)
+    np.testing.assert_array_equal(over[1].load(), tone)  # _silence_ untouched
+    np.testing.assert_array_equal(over[2].load(), np.zeros(100, np.float32))  # nothing to scale
 
 
 def test_cli_speed_option(tiny_root, model_path, tmp_path, capsys):

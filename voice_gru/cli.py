@@ -338,6 +338,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from voice_gru.checkpoint_data import read_checkpoint_data
+    from voice_gru.input_level import InputMonitor
     from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
                                 stop_on_signals)
     from voice_gru.spotter import CommandSpotter
@@ -381,6 +382,15 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     live_audio = not args.input or from_pipe
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and live_audio)) else None
+
+    def warn(message: str) -> None:
+        if view:
+            view.close()  # the status line is redrawn with the next chunk
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    monitor = InputMonitor("standard input" if from_pipe else (str(args.input) if args.input else "the microphone"),
+                           f.sample_rate, warn=warn,
+                           hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     completed = False
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
@@ -396,7 +406,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                     what = f"streaming {args.input} through the recognizer"
                 print(f"{what} ({args.mode} mode)", flush=True)
-                stats = listen_loop(chunks, spotter, on_command, view, args.seconds)
+                stats = listen_loop(chunks, spotter, on_command, view, args.seconds, monitor=monitor)
                 if from_pipe and stats.seconds == 0:
                     raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                            "(did the program writing to it fail?)")
@@ -406,6 +416,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 stop = threading.Event()
                 with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
                     print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
+                    monitor.source = f"microphone '{mic.device.name}'"
 
                     def first():
                         print("listening: say a command (Ctrl-C to stop)", flush=True)
@@ -413,7 +424,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                     try:
                         listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
-                                    stats=stats)
+                                    stats=stats, monitor=monitor)
                     except KeyboardInterrupt:
                         stop.set()
                     if mic.overflows or mic.dropped_blocks:
@@ -430,6 +441,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if stats is not None:
         print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
               f"real-time factor {stats.real_time_factor:.4f}", flush=True)
+        print(monitor.summary(), flush=True)
     return 0
 
 

@@ -117,8 +117,7 @@ def format_stream_report(r: dict) -> str:
 
 def format_command_free(r: dict) -> str:
     """What ``evaluate-stream --command-free`` adds: when it fired, and each calibrated setting's count."""
-    def clock(t: float) -> str:
-        return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
+    from voice_gru.decision import clock
 
     events = r["events"]
     lines = ["fired at: " + ", ".join(f"{clock(e['t'])} {e['label']} ({e['score']:.2f})" for e in events[:10])

@@ -22,6 +22,12 @@ class Command:
     def to_dict(self) -> dict:
         return {"t": round(self.t, 3), "label": self.label, "score": round(self.score, 4)}
 
+
+def clock(t: float) -> str:
+    """Stream time in seconds as H:MM:SS.s."""
+    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
+
+
 BACKGROUND = ("_silence_", "_unknown_")
 
 

@@ -193,6 +193,18 @@ def with_speed(items: Sequence[EvalItem], factor: float, sample_rate: int) -> li
     return _perturbed(items, lambda a, rng: resample(a, int(round(sample_rate * factor)), sample_rate), 0)
 
 
+def with_peak(items: Sequence[EvalItem], peak_dbfs: float) -> list[EvalItem]:
+    """The same items with every clip not labelled ``_silence_`` scaled so that its loudest sample is at
+    ``peak_dbfs`` (above 0: driven over full scale and clipped at ±1, as an input gain set too high does)."""
+    gain = 10.0 ** (peak_dbfs / 20.0)
+
+    def level(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        peak = float(np.max(np.abs(a))) if a.size else 0.0
+        return np.clip(a * (gain / peak), -1.0, 1.0).astype(np.float32) if peak > 0 else a
+
+    return _perturbed(items, level, 0)
+
+
 @torch.no_grad()
 def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 128) -> np.ndarray:
     """Clip posteriors ``(N, classes)`` for 16 kHz clips (short clips padded to 1 s)."""

@@ -17,6 +17,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, TextIO
 import numpy as np
 
 from voice_gru.decision import Command
+from voice_gru.input_level import InputMonitor
 from voice_gru.spotter import CommandSpotter
 
 
@@ -242,11 +243,13 @@ def stop_on_signals() -> Iterator[None]:
 
 def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_command: Callable[[Command], None],
                 view: LiveView | None = None, max_seconds: float | None = None,
-                keep_posteriors: list | None = None, stats: ListenStats | None = None) -> ListenStats:
+                keep_posteriors: list | None = None, stats: ListenStats | None = None,
+                monitor: InputMonitor | None = None) -> ListenStats:
     """Run audio chunks through a spotter, calling ``on_command`` for each event.
 
     ``keep_posteriors``: a list that receives each chunk's per-frame posteriors (for scoring).
     ``stats``: filled as the loop runs, so a caller whose loop ends in Ctrl-C still has the totals.
+    ``monitor``: sees every chunk first (level, clipping, digital silence; it warns by itself).
     """
     stats = ListenStats() if stats is None else stats
     sr = spotter.sample_rate
@@ -254,6 +257,8 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
     samples = 0  # counted exactly: summing chunk durations in float drifts (10 x 0.1 s < 1.0 s)
     try:
         for chunk in chunks:
+            if monitor is not None:
+                monitor.update(chunk)
             t0 = time.perf_counter()
             events = spotter.process(chunk)
             stats.compute += time.perf_counter() - t0

@@ -1,0 +1,105 @@
+"""The input monitor: levels against hand-computed values, each warning once and only where it applies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from voice_gru.input_level import FLOOR_DB, InputMonitor, LevelLimits, clipped_share, peak_dbfs, rms_dbfs
+
+SR = 16000
+
+
+def _chunks(x: np.ndarray, n: int = 1600):
+    return [x[i:i + n] for i in range(0, x.size, n)]
+
+
+def _sine(amplitude: float, seconds: float, hz: float = 440.0) -> np.ndarray:
+    t = np.arange(int(seconds * SR)) / SR
+    return (amplitude * np.sin(2 * np.pi * hz * t)).astype(np.float32)
+
+
+def test_levels_against_hand_computed_values():
+    x = _sine(0.5, 1.0)  # 440 Hz: whole periods in 1 s, so RMS = 0.5 / sqrt(2)
+    assert peak_dbfs(x) == pytest.approx(20 * np.log10(0.5), abs=1e-3)  # -6.02
+    assert rms_dbfs(x) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=1e-3)  # -9.03
+    assert rms_dbfs(np.full(100, 0.1, np.float32)) == pytest.approx(-20.0, abs=1e-4)
+    assert peak_dbfs(np.zeros(10)) == FLOOR_DB and rms_dbfs(np.zeros(10)) == FLOOR_DB
+    assert clipped_share(np.array([1.0, -1.0, 0.5, 0.0]), 0.999) == 0.5
+
+
+def test_digital_silence_warned_once_after_its_limit():
+    said: list[str] = []
+    mon = InputMonitor("mic 'x'", SR, warn=said.append, hint="(try --device)")
+    for c in _chunks(np.zeros(int(1.9 * SR), np.float32)):
+        assert mon.update(c) == []
+    new = mon.update(np.zeros(1600, np.float32))  # 2.0 s
+    assert len(new) == 1 and said == new
+    assert "mic 'x'" in new[0] and "digital silence" in new[0] and new[0].endswith("(try --device)")
+    for c in _chunks(np.zeros(5 * SR, np.float32)):
+        mon.update(c)
+    assert len(said) == 1
+    assert "7.0 s of digital silence" in mon.summary() and "every sample 0" in mon.summary()
+
+
+def test_digital_silence_interrupted_is_not_warned():
+    mon = InputMonitor("in", SR)
+    quiet = np.full(1600, 1e-4, np.float32)  # a real microphone's faintest hiss is not zeros
+    for i in range(60):
+        assert "digital silence" not in " ".join(mon.update(quiet if i % 15 == 14 else np.zeros(1600, np.float32)))
+    assert mon.zero_samples == 56 * 1600
+
+
+def test_clipping_warned_once_with_its_time():
+    said: list[str] = []
+    mon = InputMonitor("rec.wav", SR, warn=said.append)
+    mon.update(_sine(0.5, 1.0))  # 1 s clean
+    loud = np.clip(_sine(3.0, 0.1), -1, 1)  # 3x over full scale: most samples at +-1
+    new = mon.update(loud)
+    assert len(new) == 1 and "rec.wav clips" in new[0] and "at 0:00:01.0" in new[0]
+    mon.update(loud)
+    assert len(said) == 1 and mon.clipped_chunks == 2
+    # a single full-scale sample in a chunk (0.06%) is below the 1% that counts as clipping
+    one = _sine(0.5, 0.1)
+    one[10] = 1.0
+    assert InputMonitor("x", SR).update(one) == []
+
+
+def test_quiet_input_hinted_after_its_time_unless_anything_was_loud():
+    lim = LevelLimits(quiet_s=3.0, quiet_dbfs=-50.0)
+    said: list[str] = []
+    mon = InputMonitor("in", SR, limits=lim, warn=said.append)
+    for c in _chunks(_sine(10 ** (-60 / 20), 2.9)):
+        mon.update(c)
+    assert said == []
+    mon.update(_sine(10 ** (-60 / 20), 0.1))
+    assert len(said) == 1 and "nothing louder than -60 dBFS in the first 3 s" in said[0]
+    loud_once = InputMonitor("in", SR, limits=lim)
+    loud_once.update(_sine(0.1, 0.1))  # -20 dBFS once
+    assert all(loud_once.update(c) == [] for c in _chunks(_sine(1e-3, 5.0)))
+
+
+def test_summary_median_level_to_a_decibel():
+    mon = InputMonitor("in", SR)
+    for amp_db in (-40, -30, -20):  # RMS of a constant is its value
+        mon.update(np.full(1600, 10 ** (amp_db / 20), np.float32))
+    assert mon.median_rms_dbfs() == -30
+    assert "loudest sample -20.0 dBFS, median -30 dBFS RMS; 0 clipping chunk(s); 0.0 s of digital silence" in mon.summary()
+
+
+@pytest.mark.slow
+def test_listen_says_a_muted_input_in_one_line_and_carries_on(tmp_path):
+    import soundfile as sf
+
+    wav = tmp_path / "muted.wav"
+    sf.write(wav, np.zeros(3 * SR, np.int16), SR)
+    r = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(wav), "--no-view"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and f"{wav} has sent only digital silence" in warnings[0]
+    assert "Traceback" not in r.stderr
+    assert "input level: every sample 0" in r.stdout and "3.0 s of digital silence" in r.stdout

@@ -1,0 +1,123 @@
+"""Is the input usable? Level, clipping and digital silence of the audio ``listen`` hears, each warned about once.
+
+"Never triggers live" can be the input rather than the model: a muted or wrong device sends exact zeros, a
+gain set too low leaves words below what the model hears, one set too high clips them. The limits below are
+where the shipped model's accuracy on validation clips falls (README, *For the live assistant*).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from voice_gru.decision import clock
+
+FLOOR_DB = -120.0  # the level reported for an all-zero chunk
+
+
+@dataclass(frozen=True)
+class LevelLimits:
+    """When the input is worth a warning."""
+
+    silence_s: float = 2.0  # every sample exactly 0 for this long: muted, or the wrong device
+    full_scale: float = 0.999  # a sample at or above this magnitude is clipped (int16: from 32735)
+    clip_share: float = 0.01  # a chunk with this share of its samples clipped is clipping
+    quiet_s: float = 30.0  # nothing above quiet_dbfs in this much audio: too quiet, if a word was said ...
+    quiet_dbfs: float = -50.0  # ... (validation words peaking at -50 dBFS: 90% right, at -60: 54%, at -40: 95%;
+    # scripts/snr_curve.py --snr --peak-dbfs -40 -50 -60 6 12 20)
+
+
+def peak_dbfs(x: np.ndarray) -> float:
+    """Largest sample magnitude in dB relative to full scale (``FLOOR_DB`` for silence)."""
+    peak = float(np.max(np.abs(x))) if x.size else 0.0
+    return max(FLOOR_DB, 20.0 * np.log10(peak)) if peak > 0 else FLOOR_DB
+
+
+def rms_dbfs(x: np.ndarray) -> float:
+    """Root-mean-square level in dB relative to a full-scale square wave (``FLOOR_DB`` for silence)."""
+    ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
+    return max(FLOOR_DB, 10.0 * np.log10(ms)) if ms > 0 else FLOOR_DB
+
+
+def clipped_share(x: np.ndarray, full_scale: float = 0.999) -> float:
+    """Share of samples whose magnitude reaches ``full_scale``."""
+    return float(np.mean(np.abs(x) >= full_scale)) if x.size else 0.0
+
+
+class InputMonitor:
+    """Watches the chunks ``listen`` hears and says once each when they are digital silence, clipped or too quiet.
+
+    ``source`` names the input in the messages; ``hint`` follows the digital-silence warning (for a
+    microphone: how to list devices). Memory is flat: chunk levels go into a 1 dB histogram.
+    """
+
+    def __init__(self, source: str, sample_rate: int = 16000, limits: LevelLimits = LevelLimits(),
+                 warn: Callable[[str], None] | None = None, hint: str = "") -> None:
+        self.source = source
+        self.sample_rate = sample_rate
+        self.limits = limits
+        self.warn = warn
+        self.hint = hint
+        self.samples = 0
+        self.zero_run = 0  # samples of the current all-zero run
+        self.zero_samples = 0  # all of them
+        self.clipped_chunks = 0
+        self.loudest = FLOOR_DB
+        self.hist = np.zeros(int(-FLOOR_DB) + 1, dtype=np.int64)  # chunk RMS levels, 1 dB bins from FLOOR_DB
+        self.warned: set[str] = set()
+
+    @property
+    def seconds(self) -> float:
+        return self.samples / self.sample_rate
+
+    def update(self, chunk: np.ndarray) -> list[str]:
+        """Take the next chunk (float samples, full scale 1); return the warnings it raised (also passed to ``warn``)."""
+        lim, t0 = self.limits, self.seconds
+        self.samples += chunk.size
+        new: list[str] = []
+        if chunk.size and not np.any(chunk):
+            self.zero_run += chunk.size
+            self.zero_samples += chunk.size
+            if self.zero_run >= lim.silence_s * self.sample_rate:
+                new += self._once("silence", f"{self.source} has sent only digital silence (every sample 0) for "
+                                             f"{self.zero_run / self.sample_rate:.1f} s: muted, the wrong input, or a noise gate?"
+                                             + (f" {self.hint}" if self.hint else ""))
+        else:
+            self.zero_run = 0
+        share = clipped_share(chunk, lim.full_scale)
+        if chunk.size and share >= lim.clip_share:
+            self.clipped_chunks += 1
+            new += self._once("clip", f"{self.source} clips: {share:.1%} of the samples at {clock(t0)} are at full "
+                                      "scale; lower the input gain (validation words driven 6 / 12 / 20 dB over full "
+                                      "scale: 94 / 91 / 79% right, against 96%)")
+        self.loudest = max(self.loudest, peak_dbfs(chunk))
+        self.hist[int(np.clip(round(rms_dbfs(chunk) - FLOOR_DB), 0, self.hist.size - 1))] += 1
+        if (self.seconds >= lim.quiet_s and self.loudest < lim.quiet_dbfs
+                and self.zero_samples < self.samples):  # all zeros has its own warning
+            new += self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS in the first {self.seconds:.0f} s "
+                                       f"of {self.source}: if a command was said, raise the input gain (validation "
+                                       "words peaking at -40 / -50 / -60 dBFS: 95 / 90 / 54% right)")
+        return new
+
+    def _once(self, key: str, message: str) -> list[str]:
+        if key in self.warned:
+            return []
+        self.warned.add(key)
+        if self.warn is not None:
+            self.warn(message)
+        return [message]
+
+    def median_rms_dbfs(self) -> float:
+        """Median of the chunks' RMS levels (to 1 dB), ``FLOOR_DB`` before any chunk."""
+        n = int(self.hist.sum())
+        if n == 0:
+            return FLOOR_DB
+        return FLOOR_DB + int(np.searchsorted(np.cumsum(self.hist), (n + 1) // 2))
+
+    def summary(self) -> str:
+        """One line: loudest sample, median chunk level, clipping and digital silence."""
+        loudest = f"loudest sample {self.loudest:.1f} dBFS" if self.loudest > FLOOR_DB else "every sample 0"
+        return (f"input level: {loudest}, median {self.median_rms_dbfs():.0f} dBFS RMS; "
+                f"{self.clipped_chunks} clipping chunk(s); {self.zero_samples / self.sample_rate:.1f} s of digital silence")
