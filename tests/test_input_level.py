@@ -8,7 +8,7 @@ import sys
 import numpy as np
 import pytest
 
-from voice_gru.input_level import FLOOR_DB, InputMonitor, LevelLimits, clipped_share, peak_dbfs, rms_dbfs
+from voice_gru.input_level import FLOOR_DB, InputMonitor, LevelLimits, chunk_levels
 
 SR = 16000
 
@@ -23,12 +23,13 @@ def _sine(amplitude: float, seconds: float, hz: float = 440.0) -> np.ndarray:
 
 
 def test_levels_against_hand_computed_values():
-    x = _sine(0.5, 1.0)  # 440 Hz: whole periods in 1 s, so RMS = 0.5 / sqrt(2)
-    assert peak_dbfs(x) == pytest.approx(20 * np.log10(0.5), abs=1e-3)  # -6.02
-    assert rms_dbfs(x) == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=1e-3)  # -9.03
-    assert rms_dbfs(np.full(100, 0.1, np.float32)) == pytest.approx(-20.0, abs=1e-4)
-    assert peak_dbfs(np.zeros(10)) == FLOOR_DB and rms_dbfs(np.zeros(10)) == FLOOR_DB
-    assert clipped_share(np.array([1.0, -1.0, 0.5, 0.0]), 0.999) == 0.5
+    peak, rms, share = chunk_levels(_sine(0.5, 1.0))  # 440 Hz: whole periods in 1 s, so RMS = 0.5 / sqrt(2)
+    assert peak == pytest.approx(20 * np.log10(0.5), abs=1e-3)  # -6.02
+    assert rms == pytest.approx(20 * np.log10(0.5 / np.sqrt(2)), abs=1e-3)  # -9.03
+    assert share == 0.0
+    assert chunk_levels(np.full(100, -0.1, np.float32))[:2] == pytest.approx((-20.0, -20.0), abs=1e-4)
+    assert chunk_levels(np.zeros(10)) == (FLOOR_DB, FLOOR_DB, 0.0) == chunk_levels(np.zeros(0))
+    assert chunk_levels(np.array([1.0, -1.0, 0.5, 0.0]), 0.999)[2] == 0.5
 
 
 def test_digital_silence_warned_once_after_its_limit():

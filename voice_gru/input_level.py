@@ -29,21 +29,20 @@ class LevelLimits:
     # scripts/snr_curve.py --snr --peak-dbfs -40 -50 -60 6 12 20)
 
 
-def peak_dbfs(x: np.ndarray) -> float:
-    """Largest sample magnitude in dB relative to full scale (``FLOOR_DB`` for silence)."""
-    peak = float(np.max(np.abs(x))) if x.size else 0.0
-    return max(FLOOR_DB, 20.0 * np.log10(peak)) if peak > 0 else FLOOR_DB
+def _db(power: float) -> float:
+    return max(FLOOR_DB, 10.0 * np.log10(power)) if power > 0 else FLOOR_DB
 
 
-def rms_dbfs(x: np.ndarray) -> float:
-    """Root-mean-square level in dB relative to a full-scale square wave (``FLOOR_DB`` for silence)."""
-    ms = float(np.mean(np.square(x, dtype=np.float64))) if x.size else 0.0
-    return max(FLOOR_DB, 10.0 * np.log10(ms)) if ms > 0 else FLOOR_DB
-
-
-def clipped_share(x: np.ndarray, full_scale: float = 0.999) -> float:
-    """Share of samples whose magnitude reaches ``full_scale``."""
-    return float(np.mean(np.abs(x) >= full_scale)) if x.size else 0.0
+def chunk_levels(x: np.ndarray, full_scale: float = 0.999) -> tuple[float, float, float]:
+    """``(peak dBFS, RMS dBFS, clipped share)`` of float samples (full scale 1): the largest magnitude, the
+    root-mean-square level (a full-scale square wave is 0 dBFS), the share of samples at ``full_scale`` or
+    above; ``FLOOR_DB`` for silence."""
+    if not x.size:
+        return FLOOR_DB, FLOOR_DB, 0.0
+    a = np.abs(x)
+    peak = float(a.max())
+    ms = float(np.dot(a, a)) / a.size
+    return _db(peak * peak), _db(ms), np.count_nonzero(a >= full_scale) / a.size
 
 
 class InputMonitor:
@@ -76,8 +75,9 @@ class InputMonitor:
         """Take the next chunk (float samples, full scale 1); return the warnings it raised (also passed to ``warn``)."""
         lim, t0 = self.limits, self.seconds
         self.samples += chunk.size
+        peak, rms, share = chunk_levels(chunk, lim.full_scale)
         new: list[str] = []
-        if chunk.size and not np.any(chunk):
+        if chunk.size and peak == FLOOR_DB:
             self.zero_run += chunk.size
             self.zero_samples += chunk.size
             if self.zero_run >= lim.silence_s * self.sample_rate:
@@ -86,14 +86,13 @@ class InputMonitor:
                                              + (f" {self.hint}" if self.hint else ""))
         else:
             self.zero_run = 0
-        share = clipped_share(chunk, lim.full_scale)
-        if chunk.size and share >= lim.clip_share:
+        if share >= lim.clip_share:
             self.clipped_chunks += 1
             new += self._once("clip", f"{self.source} clips: {share:.1%} of the samples at {clock(t0)} are at full "
                                       "scale; lower the input gain (validation words driven 6 / 12 / 20 dB over full "
                                       "scale: 94 / 91 / 79% right, against 96%)")
-        self.loudest = max(self.loudest, peak_dbfs(chunk))
-        self.hist[int(np.clip(round(rms_dbfs(chunk) - FLOOR_DB), 0, self.hist.size - 1))] += 1
+        self.loudest = max(self.loudest, peak)
+        self.hist[min(max(int(round(rms - FLOOR_DB)), 0), self.hist.size - 1)] += 1
         if (self.seconds >= lim.quiet_s and self.loudest < lim.quiet_dbfs
                 and self.zero_samples < self.samples):  # all zeros has its own warning
             new += self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS in the first {self.seconds:.0f} s "
