@@ -585,3 +585,15 @@ def test_runner_with_wake_word(tmp_path, capsys):
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
     assert runner.ignored == 2 and runner.fired == 1
+
+
+def test_an_assistant_listens_for_the_commands_it_maps_and_its_wake_word(tmp_path):
+    cfg = load_assistant(write_cfg(tmp_path, """
+        wake_word: {word: go, seconds: 5}
+        actions:
+          stop: {print: stop}
+          left: {print: left}
+        """))
+    assert cfg.commands == ("left", "stop", "go")  # the model's order
+    every = load_assistant(ROOT / "configs" / "assistant.yaml")
+    assert every.commands == COMMANDS

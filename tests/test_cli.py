@@ -210,6 +210,29 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     assert events.is_file()  # opened, and closed by the clean path
 
 
+def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_path, capsys):
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    base = ["listen", "--input", str(example), "--no-view"]
+    assert main(base) == 0
+    every = [ln.split()[:2] for ln in capsys.readouterr().out.splitlines() if ln.strip().endswith(tuple("0123456789"))
+             and " score " in ln]
+    assert {w for _, w in every} >= {"up", "down"}  # the example's detections (README: up and down among them)
+    only = tmp_path / "only.yaml"
+    only.write_text("actions:\n  up: {print: 'UP!'}\n  stop: {print: 'STOP!'}\n")
+    assert main(base + ["--assistant", str(only)]) == 0
+    out, err = capsys.readouterr()
+    got = [ln.split()[:2] for ln in out.splitlines() if " score " in ln]
+    assert got == [x for x in every if x[1] == "up"] and "UP!" in out
+    assert (f"listening for up, stop only (the commands {only} maps; --commands chooses): "
+            "yes, no, down, left, right, on, off, go never fire") in err
+    assert main(base + ["--assistant", str(only), "--commands", "down"]) == 0  # the flag chooses, not the file
+    out, err = capsys.readouterr()
+    assert [ln.split()[:2] for ln in out.splitlines() if " score " in ln] == [x for x in every if x[1] == "down"]
+    assert "listening for down only (--commands): " in err
+    assert main(base + ["--commands", "jump"]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: jump: not a command")
+
+
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     import dataclasses
 

@@ -189,6 +189,22 @@ def test_a_threshold_above_every_posterior_never_fires(spotter16):
     assert _run(quiet, audio, 1600) == []
 
 
+@needs_model
+def test_only_the_chosen_commands_fire_and_at_the_same_moments(spotter16):
+    audio, _ = _example()
+    spotter16.reset()
+    every = _run(spotter16, audio, 1600)
+    assert {c.label for c in every} >= {"up", "down"}
+    only_up = CommandSpotter(spotter16.ckpt, commands=["up", "stop"])
+    assert only_up.commands == ("up", "stop")  # the model's order
+    assert only_up.thresholds["up"] == spotter16.thresholds["up"] and only_up.thresholds["down"] > 1.0
+    assert [(c.label, c.t) for c in _run(only_up, audio, 1600)] == [(c.label, c.t) for c in every if c.label == "up"]
+    assert CommandSpotter(spotter16.ckpt, commands="up").commands == ("up",)
+    for bad, reason in ((["up", "jump"], "commands: jump: not a command of this model"), ([], "commands: none given")):
+        with pytest.raises(ConfigError, match=reason):
+            CommandSpotter(spotter16.ckpt, commands=bad)
+
+
 @pytest.mark.slow
 @pytest.mark.audio_stack
 @needs_model

@@ -115,6 +115,12 @@ class AssistantConfig:
     wake_word: WakeWord | None = None
     queue_size: int = DEFAULT_QUEUE_SIZE
 
+    @property
+    def commands(self) -> tuple[str, ...]:
+        """The commands this assistant responds to: those with an action, and its wake word."""
+        wake = (self.wake_word.word,) if self.wake_word else ()
+        return tuple(c for c in COMMANDS if c in self.actions or c in wake)
+
 
 def _yaml_loader() -> type:
     """A SafeLoader where only true/false are booleans (``yes: ...`` is the command) and a

@@ -355,17 +355,30 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
-    spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None)
-    runner = None
+    assistant = None
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
+
+        assistant = load_assistant(args.assistant)
+    commands = getattr(args, "commands", None)
+    if commands is None and assistant is not None:
+        commands = assistant.commands
+    spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None,
+                             commands=commands)
+    off = [c for c in spotter.thresholds if c not in spotter.commands]
+    if off:
+        print(f"listening for {', '.join(spotter.commands)} only ("
+              + ("--commands" if getattr(args, "commands", None) else f"the commands {args.assistant} maps; --commands chooses")
+              + f"): {', '.join(off)} never fire", file=sys.stderr)
+    runner = None
+    if assistant is not None:
 
         def report(cmd, action, ok, detail):
             if ok and action.startswith("print"):  # its own output says it all
                 return
             print(f"  {cmd.label} -> {action} ({'ok' if ok else 'FAILED: ' + str(detail)})", flush=True)
 
-        runner = ActionRunner(load_assistant(args.assistant), on_result=report)
+        runner = ActionRunner(assistant, on_result=report)
     events = EventWriter(args.events) if args.events else None
     f = ckpt.features
 
@@ -578,6 +591,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
+    ls.add_argument("--commands", nargs="+", metavar="CMD",
+                    help="only these commands can fire, the others are off: fewer false triggers (default: all, or "
+                         "with --assistant the commands it maps)")
     add_recognizer_args(ls)
     ls.add_argument("--seconds", type=number(0, above=True), help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,

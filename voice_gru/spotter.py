@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import numbers
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -92,6 +92,18 @@ def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> 
     return {k: float(v) for k, v in values.items()} if isinstance(threshold, Mapping) else float(threshold)
 
 
+def _checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[str, ...]:
+    """``chosen`` checked against the model's commands (at least one, each known), in the model's order."""
+    if isinstance(chosen, str):
+        chosen = [chosen]
+    unknown = [c for c in chosen if c not in commands]
+    if unknown:
+        raise ConfigError(f"commands: {', '.join(map(str, unknown))}: not a command of this model ({', '.join(commands)})")
+    if not chosen:
+        raise ConfigError("commands: none given (leave it out to listen for all of them)")
+    return tuple(c for c in commands if c in set(chosen))
+
+
 class CommandSpotter:
     """Audio chunks in, ``Command`` events out: exactly the path ``voice-gru listen`` runs.
 
@@ -104,12 +116,15 @@ class CommandSpotter:
     ``sample_rate``: the rate of the audio given to ``process`` (resampled in code).
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings; a
     ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``).
+    ``commands``: only these commands can fire (None: all); the others' thresholds are off, so their false
+    triggers go with them (each command's calibrated threshold stays as it was).
     ``flush()`` at the end of a recording runs the last few milliseconds the resampler still holds.
     """
 
     def __init__(self, model: str | Path | CheckpointData | Any = None, *, false_accepts_per_hour: float | None = None,
                  threshold: float | Mapping[str, float] | None = None, sample_rate: int = 16000,
-                 decision: DecisionConfig | None = None, mode: str = "stream", refresh_s: float | None = 3.0) -> None:
+                 decision: DecisionConfig | None = None, mode: str = "stream", refresh_s: float | None = 3.0,
+                 commands: Sequence[str] | None = None) -> None:
         from voice_gru.calibrate import operating_point
         from voice_gru.mic import StreamingResampler
         from voice_gru.streams import decision_of
@@ -137,6 +152,10 @@ class CommandSpotter:
             override = {**self.operating_point["thresholds"], **(override if isinstance(override, dict) else {})}  # a number was refused above
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
+        self.commands = tuple(c for c in self.labels if c not in BACKGROUND)
+        if commands is not None:
+            self.commands = _checked_commands(commands, self.commands)
+            self.thresholds = {c: (v if c in self.commands else OFF) for c, v in self.thresholds.items()}
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s)
