@@ -233,6 +233,31 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: jump: not a command")
 
 
+def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys):
+    from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.model import resolve_model
+
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    base = ["listen", "--input", str(example), "--no-view", "--seconds", "1", "--commands", "stop", "go"]
+    ckpt = resolve_model(None)
+    cal = ckpt.meta["calibration"]
+    now = for_commands(next(p for p in cal["operating_points"] if p["target_fa_per_hour"] == cal["target_fa_per_hour"]),
+                       ["stop", "go"])
+    best = operating_point(ckpt, cal["target_fa_per_hour"], ["stop", "go"])
+    assert best["fa_per_hour"] <= cal["target_fa_per_hour"] and best["recall"] >= now["recall"]
+    assert main(base) == 0
+    err = capsys.readouterr().err
+    assert f"stop, go alone: expected {now['fa_per_hour']:.2f} false accepts/h, recall {now['recall']:.0%} here" in err
+    if best["recall"] > now["recall"]:
+        assert (f"--false-accepts-per-hour {cal['target_fa_per_hour']:g} picks the point of "
+                f"{best['target_fa_per_hour']:g}/h for them (expected {best['fa_per_hour']:.2f}/h") in err
+    assert main(base + ["--false-accepts-per-hour", "1"]) == 0
+    err = capsys.readouterr().err
+    assert (f"operating point: at most 1 false accepts/hour from stop, go on new speakers, expected "
+            f"({best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h "
+            "for every command)") in err
+
+
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     import dataclasses
 

@@ -5,7 +5,8 @@ import pytest
 
 from voice_gru.errors import ConfigError
 from voice_gru.speaker_cv import (
-    FAS, HITS, WRONG, Halves, cross_validate, half_sizes, select_rule, speaker_halves, speaker_of, split_counts,
+    FAS, HITS, WRONG, Halves, commands_by_label, cross_validate, half_sizes, select_rule, speaker_halves, speaker_of,
+    split_counts, split_counts_by_label,
 )
 
 
@@ -42,6 +43,29 @@ def test_split_counts_attribute_each_event_to_its_clip_speaker_half():
     assert c[0, 1, FAS] == 2.5 and c[0, 0, FAS] == 0.5 and c[1, 1, FAS] == 2.5
     assert c[0, 0, WRONG] == 1 and c[1, 0, WRONG] == 1
     assert (c.sum(axis=(1, 2)) == 5).all()  # in every fold: nothing lost, nothing counted twice
+
+
+def test_split_counts_by_label_put_each_event_under_its_label_and_add_up():
+    halves = [np.array([[0], [1], [1]])]
+    scores = [{"events": [{"clip": 0, "label": "on", "outcome": "false_accept"},
+                          {"clip": 1, "label": "stop", "outcome": "hit"},
+                          {"clip": 2, "label": "on", "outcome": "false_accept"},
+                          {"label": "go", "outcome": "false_accept"}]}]
+    c = split_counts_by_label(scores, halves, ["stop", "go", "on"], folds=1)
+    assert c.shape == (1, 2, 3, 3)
+    assert c[0, 0, 2, FAS] == 1 and c[0, 1, 2, FAS] == 1  # on: one in each half
+    assert c[0, 1, 0, HITS] == 1 and c[0, 0, 0].sum() == 0  # stop: a hit in half 1
+    assert c[0, 0, 1, FAS] == c[0, 1, 1, FAS] == 0.5  # go, outside every clip
+    np.testing.assert_array_equal(c.sum(2), split_counts(scores, halves, folds=1))
+
+
+def test_commands_by_label_count_each_half_of_command_streams_only():
+    t = _truth(["stop/s1_nohash_0.wav", "go/s2_nohash_0.wav", "bed/s3_nohash_0.wav", "stop/s4_nohash_0.wav"],
+               ["stop", "go", "_unknown_", "stop"])
+    halves = [np.array([[0], [1], [0], [1]])]
+    n = commands_by_label([t], halves, ["_unknown_", "stop", "go"], [True], folds=1)
+    assert n.tolist() == [[[0, 1, 0], [0, 1, 1]]]
+    assert commands_by_label([t], halves, ["stop", "go"], [False], folds=1).sum() == 0
 
 
 def test_half_sizes_count_commands_of_command_streams_and_share_hours_by_unknown_words():

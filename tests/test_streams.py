@@ -827,6 +827,51 @@ def test_calibrate_keeps_the_veto_only_where_it_expects_more_recall(model, share
     assert with_decision(data, data.decision) is data
 
 
+def test_calibrate_splits_each_points_expected_figures_by_command(model, shared_data):
+    """Each command's expected false accepts per hour add up to its point's, on the same speaker halves."""
+    cal, rep = calibrate(model, shared_data, 20.0, command_minutes=0.75, free_minutes=1.0, piece_minutes=0.5,
+                         grid=np.linspace(0.3, 0.95, 14), decision_cfg=DecisionConfig(), veto="off")
+    commands = [c for c in model.labels if c not in ("_silence_", "_unknown_")]
+    for point in cal.meta["calibration"]["operating_points"]:
+        per = point["by_command"]
+        assert sorted(per) == sorted(commands)
+        assert sum(v["fa_per_hour"] for v in per.values()) == pytest.approx(point["fa_per_hour"], abs=1e-3)
+        assert all(v["recall"] is None or 0.0 <= v["recall"] <= 1.0 for v in per.values())
+    assert rep["expected"]["by_command"] == cal.meta["calibration"]["operating_points"][
+        [p["target_fa_per_hour"] for p in cal.meta["calibration"]["operating_points"]].index(20.0)]["by_command"]
+
+
+def test_a_point_for_some_commands_counts_only_their_false_accepts():
+    from voice_gru.calibrate import for_commands, operating_point
+
+    def point(target, recall, stop, go, on):
+        return {"target_fa_per_hour": target, "fa_per_hour": stop[0] + go[0] + on[0], "recall": recall, "rule": "r",
+                "thresholds": {"stop": target, "go": target, "on": target},
+                "by_command": {"stop": {"fa_per_hour": stop[0], "recall": stop[1]},
+                               "go": {"fa_per_hour": go[0], "recall": go[1]}, "on": {"fa_per_hour": on[0], "recall": on[1]}}}
+
+    points = [point(1.0, 0.8, (0.1, 0.8), (0.0, 0.7), (0.9, 0.9)), point(5.0, 0.85, (0.4, 0.9), (0.3, 0.9), (4.3, 0.8)),
+              point(20.0, 0.9, (1.5, 0.95), (0.5, 0.95), (18.0, 0.8))]
+
+    class Ck:
+        meta = {"calibration": {"operating_points": points}}
+
+    sg = for_commands(points[1], ["stop", "go"])
+    assert sg["fa_per_hour"] == pytest.approx(0.7) and sg["recall"] == pytest.approx(0.9) and sg["commands"] == ["stop", "go"]
+    assert operating_point(Ck(), 1.0)["target_fa_per_hour"] == 1.0  # every command: by the stored targets
+    assert operating_point(Ck(), 1.0, ["stop", "go"])["target_fa_per_hour"] == 5.0  # 0.7/h from them: fits
+    assert operating_point(Ck(), 2.0, ["stop", "go"])["target_fa_per_hour"] == 20.0  # 2.0/h from them
+    with pytest.raises(ConfigError, match="for on the lowest expected rate of the calibrated points is 0.9"):
+        operating_point(Ck(), 0.5, ["on"])
+    bare = [{k: v for k, v in p.items() if k != "by_command"} for p in points]  # calibrated before by_command
+
+    class Old:
+        meta = {"calibration": {"operating_points": bare}}
+
+    assert operating_point(Old(), 1.0, ["stop"]) == bare[0]
+    assert for_commands(bare[0], ["stop"]) == bare[0]
+
+
 # ------------------------------------------------------------------------------ CLI
 
 

@@ -57,7 +57,8 @@ from voice_gru.config import OFF, DecisionConfig, to_dict
 from voice_gru.errors import ConfigError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.speaker_cv import (
-    BLENDS, FAS, SHARED_MARGINS, budget_of, cross_validate, describe_rule, half_sizes, select_rule, speaker_halves, split_counts,
+    BLENDS, FAS, FOLDS, HITS, SHARED_MARGINS, budget_of, commands_by_label, cross_validate, describe_rule, half_sizes,
+    select_rule, speaker_halves, split_counts, split_counts_by_label,
 )
 from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
@@ -375,6 +376,32 @@ class _RuleFitter:
         return thresholds, _scores(self.data, thresholds, exact)
 
 
+def by_command(fitter: _RuleFitter, rule: tuple) -> dict[str, dict]:
+    """Each command's share of a rule's expected figures on new speakers: its false accepts per hour and its
+    recall, fitted on one speaker half and scored on the other (the halves ``cross_validate`` uses), so that
+    the false accepts of a set of commands add up (all of them: the rule's expected rate)."""
+    data, sizes = fitter.data, fitter.sizes
+    idx = {c: data.labels.index(c) for c in fitter.tables}
+    n = commands_by_label([p.truth for p in data.pieces], fitter.halves, data.labels,
+                          [p.kind == "command" for p in data.pieces])
+    fas: dict[str, list[float]] = {c: [] for c in idx}
+    recalls: dict[str, list[float]] = {c: [] for c in idx}
+    for f in range(FOLDS):
+        for a in (0, 1):
+            b = 1 - a
+            if sizes.commands[f, b] == 0 or sizes.hours[f, b] <= 0 or sizes.hours[f, a] <= 0:
+                continue
+            thr = fitter.fit_half(rule, f, a)
+            counts = split_counts_by_label(_replay(data, np.array([thr.get(lab, np.inf) for lab in data.labels])),
+                                           fitter.halves, data.labels)
+            for c, j in idx.items():
+                fas[c].append(counts[f, b, j, FAS] / sizes.hours[f, b])
+                if n[f, b, j]:
+                    recalls[c].append(counts[f, b, j, HITS] / n[f, b, j])
+    return {c: {"fa_per_hour": round(float(np.mean(fas[c])), 4) if fas[c] else None,
+                "recall": round(float(np.mean(recalls[c])), 4) if recalls[c] else None} for c in idx}
+
+
 def judged_recall(cv: Sequence[Mapping]) -> float:
     """Mean expected recall on new speakers over ``VETO_JUDGED_AT`` (a rate no rule meets counts as 0)."""
     picks = [select_rule(cv, t) for t in VETO_JUDGED_AT]
@@ -453,7 +480,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         tradeoff.append({"target_fa_per_hour": target, "fa_per_hour": round(pick["fa_per_hour"], 4),
                          "recall": round(pick["recall"], 4), "met": ok, "rule": describe_rule(pick["rule"]),
                          "fit_fa_per_hour": tot["false_accepts_per_hour"], "fit_recall": tot["recall"],
-                         "wrong": tot["wrong"], "thresholds": thr_t})
+                         "wrong": tot["wrong"], "thresholds": thr_t, "by_command": by_command(fitter, pick["rule"])})
     cmd_scores = [s for s, p in zip(scores, pieces) if p.kind == "command"]
     free_scores = [s for s, p in zip(scores, pieces) if p.kind == "command_free"]
     cmd_total = combine_scores(cmd_scores)
@@ -476,7 +503,8 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         "false_accept_budget": budget,
         "met": met,
         "expected": {"fa_per_hour": round(chosen["fa_per_hour"], 4), "recall": round(chosen["recall"], 4),
-                     "rule": describe_rule(chosen["rule"]), "speaker_halves": chosen["halves"]},
+                     "rule": describe_rule(chosen["rule"]), "speaker_halves": chosen["halves"],
+                     "by_command": by_command(fitter, chosen["rule"])},
         "rules": [{**r, "kind": r["rule"][0], "rule": describe_rule(r["rule"])} for r in cv],
         "recall": cmd_total["recall"],
         "hits": cmd_total["hits"],
@@ -533,8 +561,9 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
         # the whole trade-off, so that a listener can pick its own false-accept rate later
         "operating_points": sorted(
             [{"target_fa_per_hour": max_fa_per_hour, "fa_per_hour": report["expected"]["fa_per_hour"],
-              "recall": report["expected"]["recall"], "rule": report["expected"]["rule"], "thresholds": dict(thresholds)}]
-            + [{k: t[k] for k in ("target_fa_per_hour", "fa_per_hour", "recall", "rule", "thresholds")}
+              "recall": report["expected"]["recall"], "rule": report["expected"]["rule"], "thresholds": dict(thresholds),
+              "by_command": report["expected"]["by_command"]}]
+            + [{k: t[k] for k in ("target_fa_per_hour", "fa_per_hour", "recall", "rule", "thresholds", "by_command")}
                for t in tradeoff if t["target_fa_per_hour"] != max_fa_per_hour],
             key=lambda t: t["target_fa_per_hour"]),
     }
@@ -542,14 +571,39 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: floa
     return calibrated, report
 
 
-def operating_point(ckpt, max_fa_per_hour: float) -> dict:
+def for_commands(point: Mapping, commands: Sequence[str]) -> dict:
+    """An operating point's expected figures for ``commands`` alone (the others off): their false accepts per
+    hour added up, their recalls averaged; the point unchanged where it stores no figures by command."""
+    per = point.get("by_command")
+    if not per or any(c not in per or per[c]["fa_per_hour"] is None for c in commands):
+        return dict(point)
+    recalls = [per[c]["recall"] for c in commands if per[c]["recall"] is not None]
+    return {**point, "commands": list(commands), "fa_per_hour": round(sum(per[c]["fa_per_hour"] for c in commands), 4),
+            "recall": round(float(np.mean(recalls)), 4) if recalls else point["recall"]}
+
+
+def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None = None) -> dict:
     """The calibrated operating point with the highest recall whose target is at most
     ``max_fa_per_hour`` false accepts per hour: ``{"target_fa_per_hour", "fa_per_hour", "recall",
-    "thresholds"}``, from the trade-off ``calibrate`` stores in the checkpoint."""
+    "thresholds"}``, from the trade-off ``calibrate`` stores in the checkpoint.
+
+    ``commands`` (only these can fire): the point with the highest recall for them whose expected false
+    accepts per hour *from them* are at most ``max_fa_per_hour`` (``for_commands``; fewer commands, fewer
+    false triggers, so a more sensitive point may fit); its figures are theirs (``"commands"`` says so).
+    """
     points = (ckpt.meta or {}).get("calibration", {}).get("operating_points")
     if not points:
         raise ConfigError("--false-accepts-per-hour: this model carries no calibrated trade-off; "
                           "run `voice-gru calibrate` on it first (or give --threshold)")
+    if commands is not None:
+        subset = [for_commands(p, commands) for p in points]
+        if all("commands" in p for p in subset):
+            fits = [p for p in subset if p["fa_per_hour"] <= max_fa_per_hour + 1e-9]
+            if not fits:
+                lowest = min(p["fa_per_hour"] for p in subset)
+                raise ConfigError(f"--false-accepts-per-hour {max_fa_per_hour:g}: for {', '.join(commands)} the lowest "
+                                  f"expected rate of the calibrated points is {lowest:g} per hour")
+            return max(fits, key=lambda p: (p["recall"], -p["fa_per_hour"]))
     fits = [p for p in points if p["target_fa_per_hour"] <= max_fa_per_hour]
     if not fits:
         lowest = min(p["target_fa_per_hour"] for p in points)

@@ -260,23 +260,38 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
     return override
 
 
-def recognizer_override(args: argparse.Namespace, ckpt) -> float | dict[str, float] | None:
+def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] | None = None) -> float | dict[str, float] | None:
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
-    operating point of the model), or None for the model's own calibrated thresholds."""
+    operating point of the model, chosen for ``commands`` when only those can fire), or None for the
+    model's own calibrated thresholds."""
+    from voice_gru.calibrate import for_commands, operating_point
+
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
         override = threshold_override(args.threshold, ckpt.labels)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
+        cal = (ckpt.meta or {}).get("calibration") or {}
+        if commands is not None and override is None and cal.get("operating_points"):
+            now = next((p for p in cal["operating_points"] if p["target_fa_per_hour"] == cal["target_fa_per_hour"]), None)
+            now = for_commands(now, commands) if now else None
+            if now and "commands" in now:
+                target = cal["target_fa_per_hour"]
+                best = operating_point(ckpt, target, commands)
+                print(f"{', '.join(commands)} alone: expected {now['fa_per_hour']:.2f} false accepts/h, recall "
+                      f"{now['recall']:.0%} here"
+                      + (f"; --false-accepts-per-hour {target:g} picks the point of {best['target_fa_per_hour']:g}/h for them "
+                         f"(expected {best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%})"
+                         if best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
     adjust = threshold_override(args.threshold, ckpt.labels)
     if adjust is not None and not isinstance(adjust, dict):
         raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
                           "(COMMAND=VALUE pairs may adjust single commands of a point)")
-    from voice_gru.calibrate import operating_point
-
-    point = operating_point(ckpt, rate)
-    print(f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour {_where(point)} "
-          f"({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})"
+    point = operating_point(ckpt, rate, commands)
+    whose = f" from {', '.join(point['commands'])}" if "commands" in point else ""
+    print(f"operating point: at most {rate if whose else point['target_fa_per_hour']:g} false accepts/hour{whose} "
+          f"{_where(point)} ({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%}"
+          + (f"; the point of {point['target_fa_per_hour']:g}/h for every command" if whose else "") + ")"
           + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
              if adjust else ""), file=sys.stderr)
     return {**point["thresholds"], **(adjust or {})}
@@ -341,7 +356,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.input_level import InputMonitor
     from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
                                 stop_on_signals)
-    from voice_gru.spotter import CommandSpotter
+    from voice_gru.spotter import CommandSpotter, checked_commands
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
     from_pipe = args.input == "-"
@@ -354,7 +369,6 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
-    override = recognizer_override(args, ckpt)  # also says at start-up which sensitivity is in use
     assistant = None
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
@@ -363,6 +377,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
+    every = [c for c in ckpt.labels if c not in ("_silence_", "_unknown_")]
+    if commands is not None:
+        commands = checked_commands(commands, every)
+    subset = commands if commands is not None and len(commands) < len(every) else None
+    override = recognizer_override(args, ckpt, subset)  # also says at start-up which sensitivity is in use
     spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None,
                              commands=commands)
     off = [c for c in spotter.thresholds if c not in spotter.commands]
@@ -592,8 +611,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     ls.add_argument("--commands", nargs="+", metavar="CMD",
-                    help="only these commands can fire, the others are off: fewer false triggers (default: all, or "
-                         "with --assistant the commands it maps)")
+                    help="only these commands can fire, the others are off: fewer false triggers, and "
+                         "--false-accepts-per-hour counts theirs alone (default: all, or with --assistant the commands it maps)")
     add_recognizer_args(ls)
     ls.add_argument("--seconds", type=number(0, above=True), help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,

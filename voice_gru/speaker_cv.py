@@ -56,18 +56,47 @@ def speaker_halves(truths: Sequence[Mapping], folds: int = FOLDS) -> list[np.nda
     return out
 
 
-def split_counts(scores: Sequence[Mapping], halves: Sequence[np.ndarray], folds: int = FOLDS) -> np.ndarray:
-    """``(folds, 2, 3)``: hits, false accepts and wrong labels of scored streams, by speaker half."""
-    out = np.zeros((folds, 2, 3))
+def _counts(scores: Sequence[Mapping], halves: Sequence[np.ndarray], n: int, slot: Callable[[Mapping], int],
+            folds: int) -> np.ndarray:
+    """``(folds, 2, n, 3)``: each detection's outcome counted in its clip's speaker half, in the ``slot`` it
+    names (a detection outside every clip: half to each side)."""
+    out = np.zeros((folds, 2, n, 3))
     col = {"hit": HITS, "false_accept": FAS, "wrong": WRONG}
     for s, h in zip(scores, halves):
         for d in s["events"]:
-            k = col[d["outcome"]]
+            k, j = col[d["outcome"]], slot(d)
             if "clip" in d:
-                out[np.arange(folds), h[d["clip"]], k] += 1
+                out[np.arange(folds), h[d["clip"]], j, k] += 1
             else:
-                out[:, :, k] += 0.5
+                out[:, :, j, k] += 0.5
     return out
+
+
+def split_counts(scores: Sequence[Mapping], halves: Sequence[np.ndarray], folds: int = FOLDS) -> np.ndarray:
+    """``(folds, 2, 3)``: hits, false accepts and wrong labels of scored streams, by speaker half."""
+    return _counts(scores, halves, 1, lambda d: 0, folds)[:, :, 0]
+
+
+def split_counts_by_label(scores: Sequence[Mapping], halves: Sequence[np.ndarray], labels: Sequence[str],
+                          folds: int = FOLDS) -> np.ndarray:
+    """``(folds, 2, labels, 3)``: ``split_counts`` with each detection counted under the label it fired."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    return _counts(scores, halves, len(labels), lambda d: index[d["label"]], folds)
+
+
+def commands_by_label(truths: Sequence[Mapping], halves: Sequence[np.ndarray], labels: Sequence[str],
+                      command_kinds: Sequence[bool], folds: int = FOLDS) -> np.ndarray:
+    """``(folds, 2, labels)``: the commands to hit in each half, by command."""
+    index = {lab: i for i, lab in enumerate(labels)}
+    n = np.zeros((folds, 2, len(labels)))
+    for truth, h, has_commands in zip(truths, halves, command_kinds):
+        if not has_commands:
+            continue
+        clips = sorted(truth["events"], key=lambda e: float(e["start"]))
+        for c, row in zip(clips, h):
+            if c["label"] != UNKNOWN and c["label"] in index:
+                n[np.arange(folds), row, index[c["label"]]] += 1
+    return n
 
 
 @dataclass(frozen=True)
@@ -145,5 +174,6 @@ def budget_of(target: float, hours: float) -> int:
     return int(math.floor(target * hours + 1e-9))
 
 
-__all__ = ["FOLDS", "SHARED_MARGINS", "BLENDS", "speaker_of", "speaker_halves", "split_counts", "Halves", "half_sizes",
+__all__ = ["FOLDS", "SHARED_MARGINS", "BLENDS", "speaker_of", "speaker_halves", "split_counts", "split_counts_by_label",
+           "commands_by_label", "Halves", "half_sizes",
            "describe_rule", "cross_validate", "select_rule", "budget_of"]

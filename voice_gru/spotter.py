@@ -92,7 +92,7 @@ def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> 
     return {k: float(v) for k, v in values.items()} if isinstance(threshold, Mapping) else float(threshold)
 
 
-def _checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[str, ...]:
+def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[str, ...]:
     """``chosen`` checked against the model's commands (at least one, each known), in the model's order."""
     if isinstance(chosen, str):
         chosen = [chosen]
@@ -117,7 +117,8 @@ class CommandSpotter:
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings; a
     ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``).
     ``commands``: only these commands can fire (None: all); the others' thresholds are off, so their false
-    triggers go with them (each command's calibrated threshold stays as it was).
+    triggers go with them. With ``false_accepts_per_hour`` the point is chosen for them: the most sensitive
+    one whose false accepts expected from these commands alone are within the rate.
     ``flush()`` at the end of a recording runs the last few milliseconds the resampler still holds.
     """
 
@@ -143,7 +144,11 @@ class CommandSpotter:
         # read without torch; a loaded voice_gru.model.Checkpoint gives its arrays
         self.ckpt = read_checkpoint_data(model) if model is None or isinstance(model, (str, Path)) else model.data()
         self.labels = list(self.ckpt.labels)
-        self.operating_point = operating_point(self.ckpt, false_accepts_per_hour) if false_accepts_per_hour is not None else None
+        every = tuple(c for c in self.labels if c not in BACKGROUND)
+        self.commands = every if commands is None else checked_commands(commands, every)
+        chosen = self.commands if len(self.commands) < len(every) else None  # a point for these alone
+        self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen)
+                                if false_accepts_per_hour is not None else None)
         override = _checked_override(threshold, self.labels)
         if self.operating_point and self.operating_point["target_fa_per_hour"] != false_accepts_per_hour:
             logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
@@ -152,9 +157,7 @@ class CommandSpotter:
             override = {**self.operating_point["thresholds"], **(override if isinstance(override, dict) else {})}  # a number was refused above
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
-        self.commands = tuple(c for c in self.labels if c not in BACKGROUND)
-        if commands is not None:
-            self.commands = _checked_commands(commands, self.commands)
+        if chosen is not None:
             self.thresholds = {c: (v if c in self.commands else OFF) for c, v in self.thresholds.items()}
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
