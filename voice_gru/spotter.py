@@ -150,7 +150,7 @@ class CommandSpotter:
         self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen)
                                 if false_accepts_per_hour is not None else None)
         override = _checked_override(threshold, self.labels)
-        if self.operating_point and self.operating_point["target_fa_per_hour"] != false_accepts_per_hour:
+        if self.operating_point and chosen is None and self.operating_point["target_fa_per_hour"] != false_accepts_per_hour:
             logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
                         "among its points at or below it)", false_accepts_per_hour, self.operating_point["target_fa_per_hour"])
         if self.operating_point:
