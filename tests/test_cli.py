@@ -233,6 +233,39 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: jump: not a command")
 
 
+def test_evaluate_stream_for_some_commands_counts_and_advises_for_them_alone(tmp_path, capsys):
+    """`evaluate-stream --command-free --commands`: only those fire; each calibrated point is replayed as it would
+    run for them (its flag is their expected rate, which `listen --commands` takes back to that point), and the
+    advice keeps the others off."""
+    from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.model import resolve_model
+
+    example = REPO / "voice_gru" / "assets" / "example.wav"  # its commands include up and down
+    out_json = tmp_path / "r.json"
+    base = ["evaluate-stream", "--input", str(example), "--command-free", "--json", str(out_json)]
+    assert main(base) == 0
+    every = json.loads(out_json.read_text())
+    capsys.readouterr()
+    assert main(base + ["--commands", "down", "stop"]) == 0
+    out = capsys.readouterr().out
+    r = json.loads(out_json.read_text())
+    assert r["listening_for"] == ["down", "stop"]
+    assert [e for e in r["events"] if e["label"] in ("down", "stop")] and {e["label"] for e in r["events"]} <= {"down", "stop"}
+    assert [(e["label"], e["t"]) for e in r["events"]] == [(e["label"], e["t"]) for e in every["events"]
+                                                          if e["label"] in ("down", "stop")]
+    ckpt = resolve_model(None)
+    for op in r["operating_points"]:
+        point = operating_point(ckpt, op["flag_rate"], ["down", "stop"])
+        assert for_commands(point, ["down", "stop"])["fa_per_hour"] <= op["flag_rate"]
+        assert op["expected_recall"] == point["recall"]  # the flag takes this point back
+    assert "for down, stop alone, with --commands" in out
+    advice = [ln for ln in out.splitlines() if ln.startswith("or raise only the commands that fired")]
+    assert len(advice) == 1 and advice[0].split("unchanged: ", 1)[1].startswith("--commands down stop --threshold down=")
+    assert main(["evaluate-stream", "--input", str(example), "--command-free",
+                 *advice[0].split("unchanged: ", 1)[1].split()]) == 0
+    assert "false accepts 0 " in capsys.readouterr().out
+
+
 def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys):
     from voice_gru.calibrate import for_commands, operating_point
     from voice_gru.model import resolve_model

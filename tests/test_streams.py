@@ -1054,6 +1054,18 @@ def test_the_silent_threshold_advice_is_refined_to_the_first_step_above_the_plat
     assert refined_silent_threshold(result, truth, sweep_result(result, truth)) is None
 
 
+def test_a_sweep_for_some_commands_keeps_the_others_off():
+    """The 'stop' plateau fires every threshold up to 0.75; listening for 'yes' alone, nothing fires."""
+    from voice_gru.streams import refined_silent_threshold, sweep_result
+
+    post, labels, dcfg, result, truth = _stop_plateau()
+    assert sweep_result(result, truth)[0]["false_accepts"] == 1
+    only_yes = {**result, "listening_for": ["yes"]}
+    assert all(p["false_accepts"] == 0 for p in sweep_result(only_yes, truth))
+    assert refined_silent_threshold(only_yes, truth, sweep_result(only_yes, truth)) == 0.3  # the sweep's lowest
+    assert sweep_result({**result, "listening_for": ["stop"]}, truth) == sweep_result(result, truth)
+
+
 def _command_free_result(post, labels, dcfg, thresholds):
     return {"posteriors": post, "labels": labels, "decision": dataclasses.asdict(dcfg),
             "frame_seconds": 0.01, "first_frame_end": 0.03, "thresholds": thresholds}

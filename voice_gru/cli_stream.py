@@ -124,12 +124,15 @@ def format_command_free(r: dict) -> str:
              + (f", +{len(events) - 10} more" if len(events) > 10 else "")] if events else []
     ops = r.get("operating_points")
     if ops:
-        lines.append("on this recording with each calibrated setting (expected recall on new speakers):")
-        lines += [f"  --false-accepts-per-hour {p['target_fa_per_hour']:<5g} {p['false_accepts']:4d} false accepts "
-                  f"({p['false_accepts_per_hour']:.1f} per hour; recall {p['expected_recall']:.0%})" for p in ops]
+        whose = r.get("listening_for")
+        lines.append("on this recording with each calibrated setting (expected recall on new speakers"
+                     + (f"; for {', '.join(whose)} alone, with --commands" if whose else "") + "):")
+        lines += [f"  --false-accepts-per-hour {p.get('flag_rate', p['target_fa_per_hour']):<7g} {p['false_accepts']:4d} "
+                  f"false accepts ({p['false_accepts_per_hour']:.1f} per hour; recall {p['expected_recall']:.0%})" for p in ops]
         quiet = [p for p in ops if p["false_accepts"] == 0]
-        lines.append(f"most sensitive calibrated setting silent here: --false-accepts-per-hour {quiet[-1]['target_fa_per_hour']:g}"
-                     if quiet else "no calibrated setting is silent here")
+        lines.append("most sensitive calibrated setting silent here: --false-accepts-per-hour "
+                     f"{quiet[-1].get('flag_rate', quiet[-1]['target_fa_per_hour']):g}" if quiet
+                     else "no calibrated setting is silent here")
     if events:
         x = r.get("silent_threshold")
         lines.append(f"lowest single threshold silent here: --threshold {x:g} (higher = fewer false triggers, more misses)"
@@ -153,8 +156,10 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.cli import config_decision, recognizer_override, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
-    from voice_gru.calibrate import operating_point
+    from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.config import OFF
     from voice_gru.decision import effective_thresholds
+    from voice_gru.spotter import checked_commands
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    plot_det, public_result, refined_silent_threshold, silent_per_command,
                                    sweep_result)
@@ -174,9 +179,12 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
-    override = recognizer_override(args, ckpt)
+    every = [c for c in ckpt.labels if c not in ("_silence_", "_unknown_")]
+    subset = checked_commands(args.commands, every) if args.commands else None
+    subset = subset if subset is not None and len(subset) < len(every) else None
+    override = recognizer_override(args, ckpt, subset)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
-                             refresh_s=args.refresh or None, after=args.after)
+                             refresh_s=args.refresh or None, after=args.after, commands=subset)
     print(format_stream_report(result))
     estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
     if estimated:
@@ -188,18 +196,27 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     if args.command_free:
         points = (ckpt.meta or {}).get("calibration", {}).get("operating_points") or []
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
+        if subset is not None:  # each point as it would run for these commands alone, with their figures
+            points = [{**for_commands(p, subset), "thresholds": {c: (v if c in subset else OFF)
+                                                                 for c, v in p["thresholds"].items()}} for p in points]
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
+            for op, p in zip(result["operating_points"], sorted(points, key=lambda q: q["target_fa_per_hour"])):
+                # the --false-accepts-per-hour that takes this point: for a set of commands, their expected rate
+                op["flag_rate"] = max(p["fa_per_hour"], 0.01) if subset is not None else p["target_fa_per_hour"]
         result["silent_threshold"] = refined_silent_threshold(result, truth, sweep, args.after)
         raised = silent_per_command(result)
         # as flags for listen: the values that differ from what the run's --false-accepts-per-hour
         # (or the model's own point) gives, so a --threshold T run lists every command
         rate = args.false_accepts_per_hour
         base = effective_thresholds(ckpt.labels, decision_of(ckpt, dcfg), ckpt.thresholds,
-                                    operating_point(ckpt, rate)["thresholds"] if rate is not None else None)
+                                    operating_point(ckpt, rate, subset)["thresholds"] if rate is not None else None)
+        if subset is not None:
+            base = {c: (v if c in subset else OFF) for c, v in base.items()}
         advised = {**result["thresholds"], **raised}
         result["silent_flags"] = {c: v for c, v in advised.items() if abs(v - base[c]) > 1e-9} if raised else {}
-        result["silent_base"] = f"--false-accepts-per-hour {rate:g}" if rate is not None else ""
+        result["silent_base"] = " ".join(([f"--commands {' '.join(subset)}"] if subset else [])
+                                         + ([f"--false-accepts-per-hour {rate:g}"] if rate is not None else []))
         print(format_command_free(result))
     if args.json:
         write_json(args.json, public_result(result))
@@ -322,6 +339,8 @@ def register(subparsers) -> None:
                     help="the recording holds none of the commands (your TV, radio, a meeting): no label file; every "
                          "detection is a false accept, and each calibrated --false-accepts-per-hour setting is replayed on it")
     es.add_argument("--model", help="checkpoint (default: the shipped model)")
+    es.add_argument("--commands", nargs="+", metavar="CMD",
+                    help="only these commands can fire, as `listen --commands` (the sweeps and the advice keep the others off)")
     add_recognizer_args(es)
     _add_scoring_args(es)
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")

@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
-from voice_gru.config import DecisionConfig, from_dict, to_dict
+from voice_gru.config import OFF, DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
     TRUTH_LABELS,
@@ -518,13 +518,15 @@ def make_detector(labels: Sequence[str], decision_cfg: DecisionConfig, threshold
 
 def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: DecisionConfig | None = None,
                     thresholds: Mapping[str, float] | float | None = None, mode: str = "stream",
-                    chunk_ms: float = 100.0, refresh_s: float | None = 3.0, after: float = 1.0) -> dict:
+                    chunk_ms: float = 100.0, refresh_s: float | None = 3.0, after: float = 1.0,
+                    commands: Sequence[str] | None = None) -> dict:
     """Run a recording through the listen path and score it against its truth.
 
     ``thresholds``: per-command dict or one number overriding the checkpoint's calibrated values
     (None: the checkpoint's, as ``listen`` does). Returns ``score_events``'s dict plus ``rtf``
     (compute seconds / audio seconds), ``posteriors`` (``(frames, classes)`` float32 array),
-    ``labels``, the thresholds and decision settings used, and the frame timing.
+    ``labels``, the thresholds and decision settings used, and the frame timing. ``commands``: only these
+    can fire (``CommandSpotter``'s); ``listening_for`` then names them, and sweeps of the result keep the others off.
     """
     from voice_gru.live import listen_loop
     from voice_gru.spotter import CommandSpotter
@@ -532,7 +534,8 @@ def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: Decis
     f = ckpt.features
     frame_seconds, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
     posts: list[np.ndarray] = []
-    spotter = CommandSpotter(ckpt, threshold=thresholds, decision=decision_cfg, mode=mode, refresh_s=refresh_s)
+    spotter = CommandSpotter(ckpt, threshold=thresholds, decision=decision_cfg, mode=mode, refresh_s=refresh_s,
+                             commands=commands)
     stats = listen_loop(array_chunks(audio, chunk_ms, f.sample_rate), spotter, lambda cmd: None, keep_posteriors=posts)
     dcfg, thr = spotter.decision, spotter.thresholds
     post = np.concatenate(posts) if posts else np.zeros((0, len(ckpt.labels)), dtype=np.float32)
@@ -548,6 +551,7 @@ def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: Decis
         "thresholds": thr,
         "decision": to_dict(dcfg),
         "labels": list(ckpt.labels),
+        "listening_for": list(spotter.commands) if commands is not None else None,
         "frame_seconds": frame_seconds,
         "first_frame_end": first_end,
         "posteriors": post,
@@ -564,8 +568,10 @@ def detect(posteriors: np.ndarray, labels: Sequence[str], decision_cfg: Decision
 
 def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mapping, duration: float | None = None,
                      decision_cfg: DecisionConfig = DecisionConfig(), thresholds: Sequence[float] = DEFAULT_SWEEP,
-                     frame_seconds: float = 0.01, first_frame_end: float = 0.03, after: float = 1.0) -> list[dict]:
-    """Detection-error trade-off: one point per threshold (applied to every command).
+                     frame_seconds: float = 0.01, first_frame_end: float = 0.03, after: float = 1.0,
+                     only: Sequence[str] | None = None) -> list[dict]:
+    """Detection-error trade-off: one point per threshold (applied to every command, or to ``only`` these,
+    the others off).
 
     Each point: threshold, hits, misses, wrong, false_accepts, false_accepts_per_hour, recall,
     miss_rate, latency_median. Raising the threshold never adds a detection run, so false
@@ -574,7 +580,7 @@ def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mappi
     duration = float(truth["duration"]) if duration is None else duration
     points = []
     for x in thresholds:
-        thr = {lab: float(x) for lab in labels if lab not in (UNKNOWN, "_silence_")}
+        thr = {lab: (float(x) if only is None or lab in only else OFF) for lab in labels if lab not in (UNKNOWN, "_silence_")}
         s = score_events(detect(posteriors, labels, decision_cfg, thr, frame_seconds, first_frame_end), truth, duration, after)
         points.append({"threshold": round(float(x), 4), "hits": s["hits"], "misses": s["misses"], "wrong": s["wrong"],
                        "false_accepts": s["false_accepts"], "false_accepts_per_hour": s["false_accepts_per_hour"],
@@ -601,9 +607,11 @@ def false_accepts_at_operating_points(result: Mapping, truth: Mapping, points: S
 
 def sweep_result(result: Mapping, truth: Mapping, after: float = 1.0,
                  thresholds: Sequence[float] = DEFAULT_SWEEP) -> list[dict]:
-    """``sweep_thresholds`` over an ``evaluate_stream`` result's posteriors, with its decision settings."""
+    """``sweep_thresholds`` over an ``evaluate_stream`` result's posteriors, with its decision settings (and its
+    commands, where only some could fire)."""
     return sweep_thresholds(result["posteriors"], result["labels"], truth, None, from_dict(DecisionConfig, result["decision"]),
-                            thresholds, result["frame_seconds"], result["first_frame_end"], after)
+                            thresholds, result["frame_seconds"], result["first_frame_end"], after,
+                            result.get("listening_for"))
 
 
 def lowest_silent_threshold(points: Sequence[Mapping]) -> float | None:
