@@ -356,7 +356,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.input_level import InputMonitor
     from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
                                 stop_on_signals)
-    from voice_gru.spotter import CommandSpotter, checked_commands
+    from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
     from_pipe = args.input == "-"
@@ -377,13 +377,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
-    every = [c for c in ckpt.labels if c not in ("_silence_", "_unknown_")]
-    if commands is not None:
-        commands = checked_commands(commands, every)
-    subset = commands if commands is not None and len(commands) < len(every) else None
+    subset = command_subset(commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)  # also says at start-up which sensitivity is in use
     spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None,
-                             commands=commands)
+                             commands=subset)
     off = [c for c in spotter.thresholds if c not in spotter.commands]
     if off:
         print(f"listening for {', '.join(spotter.commands)} only ("

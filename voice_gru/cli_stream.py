@@ -159,7 +159,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.calibrate import for_commands, operating_point
     from voice_gru.config import OFF
     from voice_gru.decision import effective_thresholds
-    from voice_gru.spotter import checked_commands
+    from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    plot_det, public_result, refined_silent_threshold, silent_per_command,
                                    sweep_result)
@@ -179,9 +179,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
-    every = [c for c in ckpt.labels if c not in ("_silence_", "_unknown_")]
-    subset = checked_commands(args.commands, every) if args.commands else None
-    subset = subset if subset is not None and len(subset) < len(every) else None
+    subset = command_subset(args.commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=args.refresh or None, after=args.after, commands=subset)

@@ -104,6 +104,16 @@ def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[st
     return tuple(c for c in commands if c in set(chosen))
 
 
+def command_subset(chosen: Sequence[str] | None, labels: Sequence[str]) -> tuple[str, ...] | None:
+    """``chosen`` checked against a model's commands (``labels`` less the background classes); None where it
+    names all of them or nothing was chosen (every command can fire)."""
+    every = tuple(c for c in labels if c not in BACKGROUND)
+    if chosen is None:
+        return None
+    subset = checked_commands(chosen, every)
+    return subset if len(subset) < len(every) else None
+
+
 class CommandSpotter:
     """Audio chunks in, ``Command`` events out: exactly the path ``voice-gru listen`` runs.
 
@@ -144,9 +154,8 @@ class CommandSpotter:
         # read without torch; a loaded voice_gru.model.Checkpoint gives its arrays
         self.ckpt = read_checkpoint_data(model) if model is None or isinstance(model, (str, Path)) else model.data()
         self.labels = list(self.ckpt.labels)
-        every = tuple(c for c in self.labels if c not in BACKGROUND)
-        self.commands = every if commands is None else checked_commands(commands, every)
-        chosen = self.commands if len(self.commands) < len(every) else None  # a point for these alone
+        chosen = command_subset(commands, self.labels)  # only these fire, and a point is chosen for them
+        self.commands = chosen or tuple(c for c in self.labels if c not in BACKGROUND)
         self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen)
                                 if false_accepts_per_hour is not None else None)
         override = _checked_override(threshold, self.labels)
