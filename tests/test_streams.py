@@ -1185,3 +1185,29 @@ def test_score_counts_commands_whose_window_ends_before_their_speech():
 
     s = {**score_events([], truth), "mode": "stream", "chunk_ms": 100.0, "rtf": 0.01, "compute_s": 1.0, "audio_s": 60.0}
     assert "note: 1 command(s) are still being spoken when the next word starts" in format_stream_report(s)
+
+
+@pytest.mark.slow
+def test_nested_points_script(shared_data, capsys):
+    """scripts/nested_points.py on a few minutes of calibration streams: each way of choosing gives a held-out
+    recall and rate; a set of commands is checked like listen --commands."""
+    import importlib.util
+    import re
+
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location(
+        "nested_points", Path(__file__).resolve().parents[1] / "scripts" / "nested_points.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    small = ["--data-dir", str(shared_data), "--command-minutes", "1", "--free-minutes", "2", "--piece-minutes", "1",
+             "--target", "20"]
+    assert mod.main(small) == 0
+    out = capsys.readouterr().out
+    found = re.findall(r"  (.+): recall ([\d.]+)%, ([\d.]+) false accepts/h", out)
+    assert [name for name, _, _ in found] == ["one point for every command", "a point per command"]
+    assert all(0 <= float(r) <= 100 for _, r, _ in found)
+    assert mod.main(small + ["--commands", "stop", "go"]) == 0
+    assert "one point for stop, go (others off): recall " in capsys.readouterr().out
+    assert mod.main(small + ["--commands", "jump"]) == 2
+    assert capsys.readouterr().err.strip().startswith("nested_points: commands: jump: not a command")
