@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from typing import Callable
 
 import numpy as np
 
@@ -48,7 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import config_decision
     from voice_gru.errors import VoiceGruError
-    from voice_gru.speaker_cv import FAS, HITS, budget_of, half_sizes, speaker_halves
+    from voice_gru.speaker_cv import (FAS, HITS, budget_of, commands_by_label, half_sizes, speaker_halves,
+                                      split_counts_by_label)
     from voice_gru.spotter import command_subset
 
     try:
@@ -75,19 +77,9 @@ def main(argv: list[str] | None = None) -> int:
     def counts(thresholds: dict[str, float]) -> np.ndarray:
         """``(cells, labels, 3)``: each detection of the joint detector in its clip's cell, by label."""
         thr = np.array([thresholds.get(lab, np.inf) for lab in labels])
-        out = np.zeros((len(cells), len(labels), 3))
-        for s, h in zip(_replay(data, thr), cols):
-            for d in s["events"]:
-                k = {"hit": HITS, "false_accept": FAS, "wrong": 2}[d["outcome"]]
-                where = h[d["clip"]].astype(bool) if "clip" in d else np.ones(len(cells), bool) * 0.5
-                out[:, labels.index(d["label"]), k] += where
-        return out
+        return split_counts_by_label(_replay(data, thr), cols, labels, folds=len(cells))[:, 1]
 
-    n = np.zeros((len(cells), len(labels)))  # commands to hit, by cell
-    for t, h, kind in zip(truths, cols, kinds):
-        for e, row in zip(sorted(t["events"], key=lambda e: float(e["start"])), h):
-            if kind and e["label"] in cmds:
-                n[:, labels.index(e["label"])] += row
+    n = commands_by_label(truths, cols, labels, kinds, folds=len(cells))[:, 1]  # commands to hit, by cell
     alone = {c: {g: counts({c: g}) for g in grid} for c in cmds}  # each command alone on the grid
     every = {g: counts({c: g for c in cmds})[:, :, FAS].sum(1) for g in grid}
 
@@ -96,11 +88,11 @@ def main(argv: list[str] | None = None) -> int:
         fits = [g for g in grid if sum(every[g][k] for k in ks) <= budget_of(t, sum(hours[k] for k in ks))]
         return min(fits) if fits else OFF
 
-    def inner(ks: list[int], group: list[str], t: float) -> tuple[float, float]:
-        """False accepts per hour and recall of ``group`` at point ``t``, fitted on one cell, scored on the other."""
+    def inner(ks: list[int], group: list[str], fit: Callable[[int], float]) -> tuple[float, float]:
+        """False accepts per hour and recall of ``group`` at the threshold ``fit`` gives one cell, scored on the other."""
         fa, rec = [], []
         for i in (0, 1):
-            g, test = shared(t, [ks[i]]), ks[1 - i]
+            g, test = fit(ks[i]), ks[1 - i]
             c_ = [alone[c][g][test, labels.index(c)] if g < OFF else np.zeros(3) for c in group]
             fa.append(sum(x[FAS] for x in c_) / hours[test])
             m = sum(n[test, labels.index(c)] for c in group)
@@ -108,22 +100,20 @@ def main(argv: list[str] | None = None) -> int:
                 rec.append(sum(x[HITS] for x in c_) / m)
         return float(np.mean(fa)), float(np.mean(rec)) if rec else 0.0
 
-    def strictest(ks: list[int], c: str) -> tuple[float, float]:
-        fa = [alone[c][grid[-1]][ks[1 - i], labels.index(c), FAS] / hours[ks[1 - i]] for i in (0, 1)]
-        m = [n[ks[1 - i], labels.index(c)] for i in (0, 1)]
-        rec = [alone[c][grid[-1]][ks[1 - i], labels.index(c), HITS] / m[i] for i in (0, 1) if m[i]]
-        return float(np.mean(fa)), float(np.mean(rec)) if rec else 0.0
+    def point(t: float) -> Callable[[int], float]:
+        return lambda k: shared(t, [k])
 
     def choose(ks: list[int], how: str) -> dict[str, float]:
         """Thresholds chosen inside the outer half whose cells are ``ks``."""
         group = subset if how == "set" else cmds
         if how in ("shared", "set"):
-            figs = {t: inner(ks, list(group), t) for t in targets}
+            figs = {t: inner(ks, list(group), point(t)) for t in targets}
             ok = [t for t in targets if figs[t][0] <= args.target]
             t = max(ok, key=lambda x: figs[x][1]) if ok else targets[0]
             g = shared(t, ks)
             return {c: (g if c in group else OFF) for c in cmds}
-        opts = {c: {**{t: inner(ks, [c], t) for t in targets}, "max": strictest(ks, c), "off": (0.0, 0.0)} for c in cmds}
+        opts = {c: {**{t: inner(ks, [c], point(t)) for t in targets}, "max": inner(ks, [c], lambda k: grid[-1]),
+                    "off": (0.0, 0.0)} for c in cmds}
         budget, best = int(round(args.target * 100)), {0: (0.0, {})}
         for c in cmds:  # knapsack in steps of 0.01 per hour
             new: dict[int, tuple[float, dict]] = {}

@@ -17,7 +17,7 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, TextIO
 import numpy as np
 
 from voice_gru.decision import Command
-from voice_gru.input_level import InputMonitor
+from voice_gru.input_level import InputMonitor, chunk_levels
 from voice_gru.spotter import CommandSpotter
 
 
@@ -206,8 +206,7 @@ class LiveView:
         if now < self._next:
             return
         self._next = now + self.every_s
-        rms = float(np.sqrt(np.mean(chunk**2))) if chunk.size else 0.0
-        db = 20 * np.log10(rms + 1e-9)
+        db = chunk_levels(chunk)[1]
         bar = "#" * int(np.clip((db + 60) / 3, 0, 20))
         top = np.argsort(smoothed)[::-1][:3]
         tops = " ".join(f"{self.labels[i]} {smoothed[i]:.2f}" for i in top)
