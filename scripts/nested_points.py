@@ -12,10 +12,11 @@ false accepts per hour:
   * ``shared``: one point for every command (the calibration's own kind of rule; a check of the procedure);
   * ``mix``: a point per command (a knapsack over commands; a command may also take the strictest grid value or be off);
   * ``--commands S``: one point for the set S, the others off (what ``listen --commands S --false-accepts-per-hour``
-    picks from the stored figures).
+    picks from the stored figures): the point must fit the target at the upper confidence bound of S's rate
+    (``--confidence``, each level in turn; 0: the rate itself, the choice before 2026-12-06).
 
     .venv/bin/python scripts/nested_points.py [--model CKPT] [--config configs/words_finetune.yaml] [--seed 0]
-        [--target 1] [--commands stop go] [--free-minutes 360] [--data-dir ../shared/speech_commands]
+        [--target 1] [--commands stop go] [--confidence 0 0.84] [--free-minutes 360] [--data-dir ../shared/speech_commands]
 """
 
 from __future__ import annotations
@@ -40,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=whole(0), default=0, help="calibration streams' seed")
     p.add_argument("--target", type=number(0, above=True), default=1.0, help="false accepts per hour")
     p.add_argument("--commands", nargs="+", metavar="CMD", help="a set of commands: one point for them, the others off")
+    p.add_argument("--confidence", nargs="+", type=number(0, 1), metavar="LEVEL",
+                   help="with --commands: upper-bound levels to choose the set's point by (0: the expected rate; "
+                        "default: the package's)")
     p.add_argument("--command-minutes", type=number(0.05, 600), default=25.0)
     p.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=360.0)
     p.add_argument("--piece-minutes", type=number(0.05, 600), default=10.0)
     args = p.parse_args(argv)
 
-    from voice_gru.calibrate import DEFAULT_GRID, TRADEOFF_TARGETS, calibration_streams, _replay
+    from voice_gru.calibrate import DEFAULT_GRID, SUBSET_CONFIDENCE, TRADEOFF_TARGETS, calibration_streams, _replay
+    from voice_gru.metrics import rate_upper_bound
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import config_decision
     from voice_gru.errors import VoiceGruError
@@ -103,12 +108,14 @@ def main(argv: list[str] | None = None) -> int:
     def point(t: float) -> Callable[[int], float]:
         return lambda k: shared(t, [k])
 
-    def choose(ks: list[int], how: str) -> dict[str, float]:
+    def choose(ks: list[int], how: str, level: float = 0.0) -> dict[str, float]:
         """Thresholds chosen inside the outer half whose cells are ``ks``."""
         group = subset if how == "set" else cmds
         if how in ("shared", "set"):
             figs = {t: inner(ks, list(group), point(t)) for t in targets}
-            ok = [t for t in targets if figs[t][0] <= args.target]
+            h = sum(hours[k] for k in ks)
+            ok = [t for t in targets if t <= args.target  # a point for every command holds for fewer
+                  or (rate_upper_bound(figs[t][0] * h, h, level) if level else figs[t][0]) <= args.target]
             t = max(ok, key=lambda x: figs[x][1]) if ok else targets[0]
             g = shared(t, ks)
             return {c: (g if c in group else OFF) for c in cmds}
@@ -126,23 +133,25 @@ def main(argv: list[str] | None = None) -> int:
         pick = max(best.values(), key=lambda v: v[0])[1]
         return {c: grid[-1] if pick[c] == "max" else OFF if pick[c] == "off" else shared(pick[c], ks) for c in cmds}
 
-    ways = ["set", "shared"] if subset else ["shared", "mix"]
+    levels = args.confidence if args.confidence is not None else [SUBSET_CONFIDENCE]
+    ways = [("set", lv) for lv in levels] + [("shared", 0.0)] if subset else [("shared", 0.0), ("mix", 0.0)]
     print(f"calibration seed {args.seed}, {data.hours:.1f} h of streams, target {args.target:g} false accepts/h; "
           "held-out recall and false accepts per hour, mean over the outer halves:")
-    for how in ways:
+    for how, level in ways:
         rec, fa = [], []
         group = subset if how == "set" else cmds
         for f in range(folds):
             for a in (0, 1):
                 b = 1 - a
-                thr = choose([k_of[(f, a, 0)], k_of[(f, a, 1)]], how)
+                thr = choose([k_of[(f, a, 0)], k_of[(f, a, 1)]], how, level)
                 got = counts(thr)
                 kb = [k_of[(f, b, 0)], k_of[(f, b, 1)]]
                 hits = sum(got[k, labels.index(c), HITS] for k in kb for c in group)
                 fas = sum(got[k, :, FAS].sum() for k in kb)
                 rec.append(hits / max(1.0, sum(n[k, labels.index(c)] for k in kb for c in group)))
                 fa.append(fas / sum(hours[k] for k in kb))
-        name = {"set": f"one point for {', '.join(group)} (others off)", "shared": "one point for every command",
+        bound = f", chosen at the {level:.0%} upper bound of their rate" if level else ", chosen by their expected rate"
+        name = {"set": f"one point for {', '.join(group)} (others off){bound}", "shared": "one point for every command",
                 "mix": "a point per command"}[how]
         print(f"  {name}: recall {np.mean(rec):.1%}, {np.mean(fa):.2f} false accepts/h")
     return 0

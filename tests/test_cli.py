@@ -287,8 +287,9 @@ def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys
     assert main(base + ["--false-accepts-per-hour", "1"]) == 0
     err = capsys.readouterr().err
     assert (f"operating point: at most 1 false accepts/hour from stop, go on new speakers, expected "
-            f"({best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h "
-            "for every command)") in err
+            f"({best['fa_per_hour']:.2f}/h, at most {best['fa_bound_per_hour']:.2f}/h at 95% confidence, recall "
+            f"{best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h for every command)") in err
+    assert (best["fa_bound_per_hour"] <= 1.0 or best["target_fa_per_hour"] <= 1.0) and "fa_bound_per_hour" not in now
 
 
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):

@@ -633,3 +633,19 @@ def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():
     assert 2 / 210 < p < 0.04
     with pytest.raises(ValueError, match="k=3, n=2"):
         share_upper_bound(3, 2)
+
+
+def test_rate_upper_bound_against_closed_forms_and_the_poisson_sum():
+    from math import exp, factorial, log
+
+    from voice_gru.metrics import rate_upper_bound
+
+    # 0 events in 6 h: P(X = 0) = exp(-6 r) = 1 - confidence
+    assert rate_upper_bound(0, 6.0) == pytest.approx(-log(0.05) / 6, rel=1e-9)
+    assert rate_upper_bound(0, 6.0, 0.84) == pytest.approx(-log(0.16) / 6, rel=1e-9)
+    r = rate_upper_bound(3, 6.0)  # the Poisson CDF at the bound is 1 - confidence
+    assert sum(exp(-6 * r) * (6 * r) ** i / factorial(i) for i in range(4)) == pytest.approx(0.05, rel=1e-6)
+    assert 0.5 < r < 1.5
+    assert rate_upper_bound(3, 6.0, 0.84) < r  # less confidence, a lower bound
+    with pytest.raises(ValueError, match="hours=0"):
+        rate_upper_bound(1, 0)

@@ -872,6 +872,37 @@ def test_a_point_for_some_commands_counts_only_their_false_accepts():
     assert for_commands(bare[0], ["stop"]) == bare[0]
 
 
+
+def test_a_set_of_commands_point_must_fit_at_the_upper_bound_of_its_rate():
+    """0.7 false accepts/h measured in 6 command-free hours (4.2 events) may be 1.57/h (95% bound): the 5/h point no
+    longer fits a budget of 1 for stop + go; 0.1/h (0.6 events, bound 0.68/h) does; a point calibrated for every
+    command within the budget fits whatever its subset estimate."""
+    from voice_gru.calibrate import for_commands, operating_point
+
+    def point(target, recall, stop, go):
+        return {"target_fa_per_hour": target, "fa_per_hour": stop[0] + go[0], "recall": recall, "rule": "r",
+                "thresholds": {"stop": target, "go": target},
+                "by_command": {"stop": {"fa_per_hour": stop[0], "recall": stop[1]},
+                               "go": {"fa_per_hour": go[0], "recall": go[1]}}}
+
+    points = [point(0.5, 0.7, (0.3, 0.7), (0.3, 0.7)), point(1.0, 0.8, (0.1, 0.8), (0.0, 0.7)),
+              point(5.0, 0.85, (0.4, 0.9), (0.3, 0.9)), point(20.0, 0.9, (1.5, 0.95), (0.5, 0.95))]
+
+    class Ck:
+        meta = {"calibration": {"operating_points": points, "command_free_hours": 6.0}}
+
+    sg = for_commands(points[2], ["stop", "go"], 6.0)
+    assert sg["fa_bound_per_hour"] == pytest.approx(1.5714, abs=1e-4)  # gammaincinv(5.2, 0.95) / 6, rounded up
+    assert for_commands(points[1], ["stop", "go"], 6.0)["fa_bound_per_hour"] == pytest.approx(0.6799, abs=1e-4)
+    assert operating_point(Ck(), 1.0, ["stop", "go"])["target_fa_per_hour"] == 1.0
+    assert operating_point(Ck(), 1.6, ["stop", "go"])["target_fa_per_hour"] == 5.0
+    # the 0.5 point's subset estimate (0.6/h, bound 1.15) is above 0.5, but it was calibrated for all at 0.5
+    assert operating_point(Ck(), 0.5, ["stop", "go"])["target_fa_per_hour"] == 0.5
+    assert operating_point(Ck(), 0.7, ["stop"])["target_fa_per_hour"] == 1.0  # stop: 0.1/h, bound 0.68, recall 0.8
+    with pytest.raises(ConfigError, match="lowest upper bound of the expected rate of the calibrated points is 0.4993"):
+        operating_point(Ck(), 0.2, ["go"])  # 0 events in 6 h: at most 0.50/h
+
+
 # ------------------------------------------------------------------------------ CLI
 
 
@@ -1207,7 +1238,9 @@ def test_nested_points_script(shared_data, capsys):
     found = re.findall(r"  (.+): recall ([\d.]+)%, ([\d.]+) false accepts/h", out)
     assert [name for name, _, _ in found] == ["one point for every command", "a point per command"]
     assert all(0 <= float(r) <= 100 for _, r, _ in found)
-    assert mod.main(small + ["--commands", "stop", "go"]) == 0
-    assert "one point for stop, go (others off): recall " in capsys.readouterr().out
+    assert mod.main(small + ["--commands", "stop", "go", "--confidence", "0", "0.95"]) == 0
+    out = capsys.readouterr().out
+    assert "one point for stop, go (others off), chosen by their expected rate: recall " in out
+    assert "one point for stop, go (others off), chosen at the 95% upper bound of their rate: recall " in out
     assert mod.main(small + ["--commands", "jump"]) == 2
     assert capsys.readouterr().err.strip().startswith("nested_points: commands: jump: not a command")

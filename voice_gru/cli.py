@@ -264,7 +264,7 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model, chosen for ``commands`` when only those can fire), or None for the
     model's own calibrated thresholds."""
-    from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.calibrate import SUBSET_CONFIDENCE, for_commands, operating_point
 
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
@@ -290,7 +290,9 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
     point = operating_point(ckpt, rate, commands)
     whose = f" from {', '.join(point['commands'])}" if "commands" in point else ""
     print(f"operating point: at most {rate if whose else point['target_fa_per_hour']:g} false accepts/hour{whose} "
-          f"{_where(point)} ({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%}"
+          f"{_where(point)} ({point['fa_per_hour']:.2f}/h"
+          + (f", at most {point['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
+             if "fa_bound_per_hour" in point else "") + f", recall {point['recall']:.0%}"
           + (f"; the point of {point['target_fa_per_hour']:g}/h for every command" if whose else "") + ")"
           + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
              if adjust else ""), file=sys.stderr)

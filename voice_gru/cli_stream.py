@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import sys
 from pathlib import Path
 
@@ -195,13 +196,16 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         points = (ckpt.meta or {}).get("calibration", {}).get("operating_points") or []
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if subset is not None:  # each point as it would run for these commands alone, with their figures
-            points = [{**for_commands(p, subset), "thresholds": {c: (v if c in subset else OFF)
+            hours = (ckpt.meta or {}).get("calibration", {}).get("command_free_hours")
+            points = [{**for_commands(p, subset, hours), "thresholds": {c: (v if c in subset else OFF)
                                                                  for c, v in p["thresholds"].items()}} for p in points]
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
             for op, p in zip(result["operating_points"], sorted(points, key=lambda q: q["target_fa_per_hour"])):
                 # the --false-accepts-per-hour that takes this point: for a set of commands, their expected rate
-                op["flag_rate"] = max(p["fa_per_hour"], 0.01) if subset is not None else p["target_fa_per_hour"]
+                # (at its upper bound where the model stores the hours, as `operating_point` compares), rounded up
+                op["flag_rate"] = (max(math.ceil(p.get("fa_bound_per_hour", p["fa_per_hour"]) * 100 - 1e-9) / 100, 0.01)
+                                   if subset is not None else p["target_fa_per_hour"])
         result["silent_threshold"] = refined_silent_threshold(result, truth, sweep, args.after)
         raised = silent_per_command(result)
         # as flags for listen: the values that differ from what the run's --false-accepts-per-hour
