@@ -297,3 +297,106 @@ def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tm
         for c in it:
             got.append(c)
     assert len(got) == 20  # the two good seconds were heard before the bad block
+
+
+# ---------------------------------------------------------------- placeholder sizes (WAVs written to a pipe)
+
+
+def patched_wav(tmp_path, name: str, subtype: str = "PCM_16", channels: int = 1, riff: int | None = None,
+                data: int | None = None, cut: int = 0):
+    """A tone written by soundfile, then the same file with its RIFF and/or data size fields overwritten."""
+    import struct
+
+    x = np.stack([sine(440, SAMPLE_RATE, amp=0.5 / (c + 1)) for c in range(channels)], axis=1)
+    original = tmp_path / f"{name}_original.wav"
+    sf.write(original, x, SAMPLE_RATE, subtype=subtype)
+    raw = bytearray(original.read_bytes())
+    at = raw.index(b"data")
+    if riff is not None:
+        raw[4:8] = struct.pack("<I", riff)
+    if data is not None:
+        raw[at + 4:at + 8] = struct.pack("<I", data)
+    patched = tmp_path / f"{name}.wav"
+    patched.write_bytes(bytes(raw[:len(raw) - cut]))
+    return original, patched
+
+
+def blocks_of(path) -> np.ndarray:
+    from voice_gru.audio import audio_blocks
+
+    return np.concatenate(list(audio_blocks(path, block_seconds=0.3)))
+
+
+@pytest.mark.parametrize("riff", [None, 0xFFFFFFFF, 0x7FFFFFFF, 0])
+@pytest.mark.parametrize("data", [0xFFFFFFFF, 0x7FFFFFFF, 0])
+def test_placeholder_data_size_reads_to_the_end(tmp_path, riff, data):
+    original, patched = patched_wav(tmp_path, "piped", riff=riff, data=data)
+    want = load_audio(original)
+    np.testing.assert_array_equal(load_audio(patched), want)
+    np.testing.assert_array_equal(blocks_of(patched), want)  # listen --input reads it piece by piece
+
+
+@pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_32", "FLOAT", "DOUBLE"])
+@pytest.mark.parametrize("channels", [1, 2, 3])  # 3: ffmpeg writes WAVE_FORMAT_EXTENSIBLE
+def test_zero_data_size_is_decoded_like_libsndfile_decodes_the_whole_file(tmp_path, subtype, channels):
+    original, patched = patched_wav(tmp_path, "killed", subtype, channels, riff=0, data=0)
+    assert sf.info(patched).frames == 0  # libsndfile alone would read nothing
+    want = load_audio(original)
+    np.testing.assert_array_equal(load_audio(patched), want)
+    np.testing.assert_array_equal(blocks_of(patched), want)
+
+
+def test_zero_data_size_in_a_format_read_only_by_libsndfile_is_one_clear_error(tmp_path):
+    _, patched = patched_wav(tmp_path, "killed24", "PCM_24", data=0)
+    msg = expect_error(patched, "data size is 0", "24-bit")
+    assert "--ignore-length" in msg
+
+
+def test_empty_data_chunk_followed_by_metadata_is_zero_length(tmp_path):
+    path = tmp_path / "zero_with_list.wav"
+    sf.write(path, np.zeros(0, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16")
+    raw = path.read_bytes()
+    path.write_bytes(raw + b"LIST\x0b\x00\x00\x00INFOISFTab\x00\x00")  # odd size, with its pad byte
+    expect_error(path, "zero length")
+
+
+@pytest.mark.parametrize("riff, data, cut", [(0xFFFFFFFF, None, 1000), (None, 0x7FFFFFFE, 0), (None, 32002, 0)])
+def test_a_size_that_is_no_placeholder_is_still_truncation(tmp_path, riff, data, cut):
+    _, patched = patched_wav(tmp_path, "cut", riff=riff, data=data, cut=cut)
+    expect_error(patched, "truncated")
+    with pytest.raises(AudioFormatError, match="truncated"):
+        blocks_of(patched)
+
+
+# ---------------------------------------------------------------- float files holding integer-scaled values
+
+
+@pytest.mark.parametrize("subtype", ["FLOAT", "DOUBLE"])
+def test_float_wav_with_integer_scaled_samples_is_refused(tmp_path, subtype):
+    from voice_gru.live import file_chunks
+
+    path = tmp_path / "int_as_float.wav"
+    sf.write(path, np.round(20000 * sine(440, SAMPLE_RATE, amp=1.0)), SAMPLE_RATE, subtype=subtype)
+    msg = expect_error(path, "float samples reach 20000", "[-1, 1]", "integer pcm", "rescale")
+    assert "from " not in msg  # load_audio reads it all at once
+    with pytest.raises(AudioFormatError, match=r"int_as_float.wav: float samples reach 2\d{4}"):
+        list(file_chunks(path))  # listen --input
+
+
+def test_float_wav_limit_is_the_spotters(tmp_path):
+    from voice_gru.spotter import FLOAT_LIMIT
+
+    x = sine(440, SAMPLE_RATE, amp=1.0)
+    sf.write(tmp_path / "at.wav", FLOAT_LIMIT * x / np.abs(x).max(), SAMPLE_RATE, subtype="FLOAT")
+    check_output(load_audio(tmp_path / "at.wav"))
+    sf.write(tmp_path / "over.wav", 1.01 * FLOAT_LIMIT * x / np.abs(x).max(), SAMPLE_RATE, subtype="FLOAT")
+    expect_error(tmp_path / "over.wav", "float samples reach")
+
+
+def test_float_wav_slightly_over_full_scale_reads(tmp_path):
+    x = sine(440, SAMPLE_RATE, amp=1.2)
+    path = tmp_path / "hot.wav"
+    sf.write(path, x, SAMPLE_RATE, subtype="FLOAT")
+    y = load_audio(path)
+    check_output(y)
+    np.testing.assert_array_equal(y, np.clip(x.astype(np.float32), -1, 1))

@@ -3,14 +3,28 @@
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from voice_gru.errors import AudioFormatError
 
 SAMPLE_RATE = 16000
+
+# data sizes a WAV writer leaves when it cannot go back to fill them in (output to a pipe, a recorder
+# that was killed): the samples run to the end of the file (0 too, when bytes follow the chunk header)
+PLACEHOLDER_SIZES = (0xFFFFFFFF, 0x7FFFFFFF)
+
+# WAV (format tag, bits) -> (stored dtype, zero point, full scale): decoded as libsndfile decodes them
+_HEADERLESS_FORMATS = {
+    (1, 8): ("u1", 128.0, 128.0),
+    (1, 16): ("<i2", 0.0, 32768.0),
+    (1, 32): ("<i4", 0.0, 2.0**31),
+    (3, 32): ("<f4", 0.0, 1.0),
+    (3, 64): ("<f8", 0.0, 1.0),
+}
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
@@ -32,7 +46,8 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
 
 
 def _open_checked(path: Path):
-    """An open ``soundfile.SoundFile`` after the checks that need no decoding; bad input raises AudioFormatError."""
+    """An open ``soundfile.SoundFile`` (or ``_HeaderlessWav``) after the checks that need no decoding; bad input
+    raises AudioFormatError."""
     import soundfile as sf
 
     if not path.exists():
@@ -54,7 +69,108 @@ def _open_checked(path: Path):
     if is_truncated_wav(path):
         f.close()
         raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+    if f.frames == 0:  # libsndfile takes a data size of 0 at its word, even with samples after it
+        tail = _data_to_end(path)
+        if tail is not None:
+            f.close()
+            return tail
     return f
+
+
+class _WavLayout(NamedTuple):
+    """Where a RIFF/WAVE file's samples start, what size its header gives them, and its format chunk."""
+
+    fmt: bytes  # the fmt chunk's first bytes (b"" when none comes before the data)
+    start: int  # offset of the first data byte
+    size: int  # the data chunk's size field, possibly a placeholder
+
+
+def _wav_layout(path: str | Path) -> _WavLayout | None:
+    """The data chunk of a RIFF/WAVE file (None: not a WAV, or no data chunk header in it)."""
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        fmt = b""
+        while True:
+            chunk = f.read(8)
+            if len(chunk) < 8:
+                return None
+            cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+            if cid == b"data":
+                return _WavLayout(fmt, f.tell(), clen)
+            body = f.read(min(clen, 40)) if cid == b"fmt " else b""  # 40: WAVE_FORMAT_EXTENSIBLE's whole body
+            fmt = body or fmt
+            f.seek(clen - len(body) + (clen & 1), 1)
+
+
+def _only_chunks_follow(path: Path, pos: int, end: int) -> bool:
+    """True when the bytes from ``pos`` to ``end`` are whole RIFF chunks (metadata after an empty data chunk)."""
+    with open(path, "rb") as f:
+        clen = 0
+        while pos < end:
+            f.seek(pos)
+            head = f.read(8)
+            if len(head) < 8 or not all(32 <= c < 127 for c in head[:4]):  # chunk ids are printable ASCII
+                return False
+            clen = struct.unpack("<I", head[4:])[0]
+            pos += 8 + clen + (clen & 1)
+        return pos - end <= (clen & 1)  # writers may leave out the last chunk's pad byte
+
+
+def _data_to_end(path: Path) -> _HeaderlessWav | None:
+    """The samples of a WAV whose data size is 0 but whose samples follow it (None: no such samples)."""
+    layout = _wav_layout(path)
+    end = path.stat().st_size
+    if layout is None or layout.size != 0 or layout.start >= end or _only_chunks_follow(path, layout.start, end):
+        return None
+    if len(layout.fmt) < 16:
+        raise AudioFormatError(f"{path}: WAV audio data before any format chunk")
+    tag, channels, rate = struct.unpack("<HHI", layout.fmt[:8])
+    bits = struct.unpack("<H", layout.fmt[14:16])[0]
+    if tag == 0xFFFE and len(layout.fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+        tag = struct.unpack("<H", layout.fmt[24:26])[0]
+    stored = _HEADERLESS_FORMATS.get((tag, bits))
+    if stored is None or channels < 1 or rate < 1:
+        kind = {1: "PCM", 3: "float"}.get(tag, f"format tag {tag}")
+        raise AudioFormatError(f"{path}: WAV data size is 0 (an unfinished recording?) and its {bits}-bit {kind} "
+                               f"samples cannot be read without it; fix the header with sox --ignore-length")
+    return _HeaderlessWav(path, layout.start, rate, channels, *stored)
+
+
+class _HeaderlessWav:
+    """The samples from ``start`` to the end of a WAV file, read like a ``soundfile.SoundFile``."""
+
+    def __init__(self, path: Path, start: int, samplerate: int, channels: int, dtype: str, zero: float,
+                 scale: float) -> None:
+        self.samplerate, self.channels = samplerate, channels
+        self._dtype, self._zero, self._scale = np.dtype(dtype), np.float32(zero), np.float32(scale)
+        self._frame_bytes = self._dtype.itemsize * channels
+        self.frames = (path.stat().st_size - start) // self._frame_bytes  # a trailing partial frame is dropped
+        self._left = self.frames
+        self._file = open(path, "rb")
+        self._file.seek(start)
+
+    def read(self, frames: int = -1, dtype: str = "float32", always_2d: bool = False) -> np.ndarray:
+        """The next ``frames`` frames (all that are left when negative) as floats in [-1, 1]."""
+        n = self._left if frames < 0 else min(frames, self._left)
+        raw = self._file.read(n * self._frame_bytes)
+        n = len(raw) // self._frame_bytes
+        self._left -= n
+        x = np.frombuffer(raw, self._dtype, count=n * self.channels).reshape(n, self.channels)
+        # libsndfile's order: to float32 first, then scale (exact: the scales are powers of two)
+        x = (x.astype(np.float32) - self._zero) / self._scale
+        x = x.astype(dtype, copy=False)
+        return x if always_2d or self.channels > 1 else x[:, 0]
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> _HeaderlessWav:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 def _header_frames(f) -> int:
@@ -63,10 +179,17 @@ def _header_frames(f) -> int:
 
 
 def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.ndarray:
-    if not np.isfinite(data).all():
+    """``data`` if every sample is finite and within float audio's scale; AudioFormatError otherwise."""
+    from voice_gru.spotter import FLOAT_LIMIT  # the rule CommandSpotter applies to float chunks
+
+    peak = float(np.abs(data).max()) if data.size else 0.0  # NaN or inf when any sample is: one pass for both checks
+    where = f" from {offset_s:.1f} s" if offset_s > 0 else ""
+    if not np.isfinite(peak):
         bad = int((~np.isfinite(data)).sum())
-        where = f" from {offset_s:.1f} s" if offset_s > 0 else ""
         raise AudioFormatError(f"{path}: contains {bad} NaN/inf samples{where}")
+    if peak > FLOAT_LIMIT:  # integer PCM decodes within [-1, 1]: only float samples get here
+        raise AudioFormatError(f"{path}: float samples reach {peak:g}{where}: float samples lie in [-1, 1]; this file "
+                               "looks like integer PCM stored as float: rescale it (16-bit values: divide by 32768)")
     return data
 
 
@@ -131,22 +254,11 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
 
 
 def is_truncated_wav(path: str | Path) -> bool:
-    """True when a RIFF/WAVE file's data chunk is shorter than its header says."""
-    import struct
-
-    with open(path, "rb") as f:
-        head = f.read(12)
-        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-            return False
-        size = Path(path).stat().st_size
-        while True:
-            chunk = f.read(8)
-            if len(chunk) < 8:
-                return False
-            cid, clen = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-            if cid == b"data":
-                return f.tell() + clen > size
-            f.seek(clen + (clen & 1), 1)
+    """True when a RIFF/WAVE file's data chunk is shorter than its header says (a placeholder size says nothing)."""
+    layout = _wav_layout(path)
+    if layout is None or layout.size in PLACEHOLDER_SIZES:
+        return False
+    return layout.start + layout.size > Path(path).stat().st_size
 
 
 def _short(exc: BaseException) -> str:
