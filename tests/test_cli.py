@@ -109,6 +109,12 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "threshold without command": (["listen", "--input", str(CLIP), "--threshold", "=0.5"], ["'=0.5'", "no command"]),
         "a recording as model": (["evaluate", str(CLIP), "--model", str(CLIP)], [str(CLIP), "not a PyTorch file"]),
         "split of no dataset": (["evaluate", str(CLIP), "--split", "validation"], ["--split validation", "dataset root"]),
+        "refresh in window mode": (["listen", "--input", str(CLIP), "--mode", "window", "--refresh", "1"],
+                                   ["--refresh", "--mode stream"]),
+        "refresh too short": (["listen", "--input", str(CLIP), "--refresh", "0.01"], ["--refresh 0.01", "at least 0.02 s"]),
+        "init member without init": (["train", "--config", str(TINY_CONFIG), "--out", out, "--init-member", "1"],
+                                     ["--init-member", "--init CKPT"]),
+        "subcommand option mistyped": (["listen", "--inptu", str(CLIP)], ["--inptu", "see voice-gru listen --help"]),
     }
 
 
@@ -120,6 +126,7 @@ CASES = [
     "NaN SNR", "huge room", "no threads", "output is the input", "two outputs, one file", "plot not png",
     "events over the recording", "snr without noise", "noise without snr", "drr without rt60", "file and microphone",
     "threshold twice", "threshold without command", "a recording as model", "split of no dataset",
+    "refresh in window mode", "refresh too short", "init member without init", "subcommand option mistyped",
 ]
 
 
@@ -168,7 +175,11 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
         pytest.skip("no shipped model")
     out = tmp_path / "ens.pt"
     n = len(getattr(load_checkpoint(shipped).model, "members", [None]))  # the shipped model may be an ensemble
-    assert main(["ensemble", str(shipped), str(shipped), "--out", str(out)]) == 0
+    assert main(["ensemble", str(shipped), str(shipped), "--out", str(out)]) == 2  # one file twice: a slip
+    assert "given twice (the same file as" in capsys.readouterr().err and not out.exists()
+    copy = tmp_path / "copy.pt"
+    copy.write_bytes(shipped.read_bytes())
+    assert main(["ensemble", str(shipped), str(copy), "--out", str(out)]) == 0
     assert f"{2 * n} members" in capsys.readouterr().out  # members of members are listed flat
     ens = load_checkpoint(out)
     assert isinstance(ens.model, Ensemble) and ens.thresholds == {}
@@ -178,7 +189,7 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert main(["evaluate", str(CLIP), "--quiet"]) == 0
     want = capsys.readouterr().out.splitlines()[0].split("\t")
     assert got[1] == want[1] and abs(float(got[2]) - float(want[2])) < 1e-4
-    assert main(["ensemble", str(shipped), str(shipped), "--combine", "min", "--out", str(tmp_path / "min.pt")]) == 0
+    assert main(["ensemble", str(shipped), str(copy), "--combine", "min", "--out", str(tmp_path / "min.pt")]) == 0
     assert "combined by min" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "min.pt").model.combine == "min"
 
@@ -473,7 +484,12 @@ def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "_cmd_listen", fake_listen)
     assert main(["demo"]) == 0
-    assert (f"1 of {len(words)} commands recognised, 1 wrong, 0 false accept(s)") in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert (f"1 of {len(words)} commands recognised, 1 wrong, 0 false accept(s)") in out
+    assert "next: `voice-gru listen --assistant configs/assistant.yaml`" in out  # run from the repository
+    monkeypatch.chdir(REPO / "voice_gru")  # elsewhere: a path that works from there
+    assert main(["demo"]) == 0
+    assert f"next: `voice-gru listen --assistant {REPO / 'configs' / 'assistant.yaml'}`" in capsys.readouterr().out
 
 
 def test_evaluate_stream_reads_tensorflow_labels_and_says_speech_ends_were_estimated(tmp_path, capsys):
@@ -599,3 +615,4 @@ def test_evaluate_stream_with_a_missing_label_file_says_only_that(tmp_path, caps
     assert main(["evaluate-stream", "--input", str(wav), "--labels", str(tmp_path / "none.json")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.json: label file not found" in err, err  # no sensitivity line before it
+    assert "takes --command-free instead" in err  # the way out for a recording with no commands

@@ -260,6 +260,10 @@ def test_file_url_mirror(tmp_path, archives):
     assert roots == [dest, dest / TEST_SET_DIR] and (dest / "no").is_dir()
     with pytest.raises(DownloadError, match=r"^cannot read .*nowhere/speech_commands_v0\.02\.tar\.gz: No such file"):
         download_speech_commands(tmp_path / "other", base_url=(tmp_path / "nowhere").as_uri(), progress=False)
+    plain = download_speech_commands(tmp_path / "plain", base_url=str(mirror), progress=False)  # a path, no file://
+    assert plain == [tmp_path / "plain", tmp_path / "plain" / TEST_SET_DIR] and (tmp_path / "plain" / "no").is_dir()
+    with pytest.raises(DownloadError, match=r"--base-url notaurl: neither a URL \(https://, file://\) nor an existing folder"):
+        download_speech_commands(tmp_path / "other", base_url="notaurl", progress=False)
 
 
 def test_official_base_url_uses_pinned_checksums():

@@ -510,6 +510,12 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main(args + ["--snr", "0", "--noise", str(tmp_path / "empty")]) != 0
     assert "no noise recordings" in capsys.readouterr().err
+    # --noise before the clips' PATH (it takes one path per flag), the noise given twice: the same mixtures
+    noise = str(tiny_root / "_background_noise_")
+    assert main(["evaluate", "--snr", "0", "--noise", noise, "--noise", noise, str(tiny_root), "--split", "validation",
+                 "--model", str(model_path), "--quiet", "--json", str(tmp_path / "again.json")]) == 0
+    again = json.loads((tmp_path / "again.json").read_text())
+    assert again["n"] == noisy["n"] and again["snr_db"] == 0.0
 
 
 def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt):

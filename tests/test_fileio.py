@@ -67,9 +67,13 @@ def test_check_outputs(tmp_path):
         ({"--json": tmp_path}, [], "is a folder"),
         ({"--json": inp / "r.json"}, [], "is not a folder"),
         ({"--plot": tmp_path / "c.jpg"}, [], "give a name ending in .png"),
+        # root passes os.access on /proc, yet nothing can be created there: found by trying
+        ({"--events": "/proc/voice-gru-x.jsonl"}, [], r"--events /proc/voice-gru-x.jsonl: cannot write in /proc \("),
     ]:
         with pytest.raises(ConfigError, match=says):
             check_outputs(outputs, inputs, png=["--plot"])
+    assert [p.name for p in tmp_path.iterdir()] == ["in.wav"]  # the probe leaves nothing behind
+    check_outputs({"--events": "/dev/null"})  # a device is written directly
 
 
 def test_listen_keeps_the_last_runs_events_when_it_cannot_start(tmp_path, capsys):

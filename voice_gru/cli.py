@@ -18,6 +18,7 @@ from voice_gru.errors import AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
+REFRESH_S = 3.0  # seconds between GRU state refreshes in stream mode: a state never reset drifts over hours
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 
 
@@ -104,7 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from voice_gru.config import load_config
     from voice_gru.train import train
 
-    cfg = load_config(args.config)
+    cfg = load_config(args.config or _default_recipe())
     # one recipe, several members (seeds) or a longer schedule (epochs), without a copy of the YAML
     overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("init", args.init),
                                    ("init_member", args.init_member)) if v is not None}
@@ -112,6 +113,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    if args.init_member is not None and not cfg.train.init:
+        raise ConfigError("--init-member picks a member of the ensemble that --init starts from: add --init CKPT")
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
                     quiet=args.quiet, restart=args.restart, threads=args.threads)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, from rank 0
@@ -120,10 +123,25 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _default_recipe() -> str:
+    """``configs/default.yaml`` here, else the repository's own (a clone run from another folder)."""
+    here = Path("configs/default.yaml")
+    repo = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
+    if here.is_file() or not repo.is_file():
+        return str(here)
+    return _shown_path(repo)
+
+
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
     check_outputs({"--out": args.out}, args.models)
+    seen: dict[str, str] = {}
+    for m in args.models:
+        if os.path.realpath(m) in seen:
+            raise ConfigError(f"{m}: given twice (the same file as {seen[os.path.realpath(m)]}): a copy of a member "
+                              "adds nothing but compute")
+        seen[os.path.realpath(m)] = m
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
     save_checkpoint(args.out, ckpt)
     n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
@@ -370,6 +388,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} {value}: must be positive")
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
+    refresh = refresh_of(args, ckpt.features.hop_ms)
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     assistant = None
     if args.assistant:
@@ -381,7 +400,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         commands = assistant.commands
     subset = command_subset(commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)  # also says at start-up which sensitivity is in use
-    spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=args.refresh or None,
+    spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=refresh,
                              commands=subset)
     off = [c for c in spotter.thresholds if c not in spotter.commands]
     if off:
@@ -500,9 +519,30 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     score = score_events(events, truth, truth["duration"])
     print(f"score against the recording's labels: {score['hits']} of {score['commands']} "
           f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
-    print("next: `voice-gru listen --assistant configs/assistant.yaml` listens to your microphone "
-          "(`voice-gru devices` lists them)")
+    where = f" --assistant {_shown_path(assistant)}" if assistant else ""
+    print(f"next: `voice-gru listen{where}` listens to your microphone (`voice-gru devices` lists them)")
     return rc
+
+
+def refresh_of(args: argparse.Namespace, hop_ms: float) -> float | None:
+    """``--refresh`` for the recognizer (None: never), checked before anything is printed."""
+    if args.mode == "window" and args.refresh is not None:
+        raise ConfigError("--refresh with --mode window: a window starts from a fresh state every time; "
+                          "--refresh applies to --mode stream")
+    refresh = REFRESH_S if args.refresh is None else args.refresh
+    if 0 < refresh < 2 * hop_ms / 1000:  # below two frames the refresh would be all warm-up
+        raise ConfigError(f"--refresh {refresh:g}: at least {2 * hop_ms / 1000:g} s (two frames; ~3 s keeps more than a "
+                          "word of context), or 0: never refresh")
+    return refresh or None
+
+
+def _shown_path(path: str | Path) -> str:
+    """``path`` as a user can paste it from here: relative below the working folder, absolute elsewhere."""
+    full = Path(path).resolve()
+    try:
+        return str(full.relative_to(Path.cwd()))
+    except ValueError:
+        return str(full)
 
 
 def add_recognizer_args(p: argparse.ArgumentParser) -> None:
@@ -517,8 +557,9 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="recipe YAML whose 'decision' section changes the model's settings (only the keys it sets)")
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
-    p.add_argument("--refresh", type=number(0), default=3.0, metavar="S",
-                   help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset)")
+    p.add_argument("--refresh", type=number(0), metavar="S",
+                   help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset; "
+                        f"default: {REFRESH_S:g}; --mode stream only)")
     p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0, help="audio chunk size (default: %(default)s)")
 
 
@@ -538,7 +579,8 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
     st = dsub.add_parser("stats", help="clips per class and split of a Speech Commands root")
     st.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
-    st.add_argument("--task", choices=["12", "35"], default="12")
+    st.add_argument("--task", choices=["12", "35"], default="12",
+                    help="12: the ten commands + _silence_ + _unknown_; 35: every word its own class (default: %(default)s)")
     st.add_argument("--json", metavar="FILE", help="also write the counts as JSON")
     st.set_defaults(func=_cmd_data_stats)
     dl = dsub.add_parser("download", help="download and unpack Speech Commands v0.02 and its test set")
@@ -548,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
     dl.set_defaults(func=_cmd_data_download)
 
     tr = sub.add_parser("train", help="train a model (resumes an interrupted run in --out)")
-    tr.add_argument("--config", default="configs/default.yaml", help="recipe YAML (default: %(default)s)")
+    tr.add_argument("--config", help="recipe YAML (default: configs/default.yaml, here or in the repository)")
     tr.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
     tr.add_argument("--out", required=True, help="run folder: best.pt, last.pt, metrics.jsonl, curves.png, state.pt")
     tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
@@ -585,8 +627,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="run the clips back to back through the live recognizer, state carried (default: each clip alone)")
     ev.add_argument("--snr", type=number(-60, 100), metavar="DB",
                     help="mix background noise into every clip but _silence_ at this signal-to-noise ratio (dB)")
-    ev.add_argument("--noise", nargs="+", metavar="PATH",
-                    help="noise for --snr: files, folders or a dataset root (default: the first PATH's _background_noise_)")
+    ev.add_argument("--noise", action="append", metavar="PATH",  # one per flag: nargs="+" swallowed the clips' PATH
+                    help="noise for --snr: a file, folder or dataset root; repeat for more (default: the first PATH's "
+                         "_background_noise_)")
     ev.add_argument("--speed", type=number(0.25, 4), metavar="F",
                     help="play every clip but _silence_ F times as fast, pitch included (1.1: a fast talker, 0.9: a slow one)")
     ev.add_argument("--rt60", type=number(0.05, 5), metavar="S",
@@ -640,9 +683,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``voice-gru`` console script."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args, extra = parser.parse_known_args(argv)
     except SystemExit as exc:  # a bad flag (one line printed) or --help: its status as the result
         return exc.code if isinstance(exc.code, int) else 2
+    if extra:  # said here, not by the top parser: its --help does not list a subcommand's options
+        where = " ".join(x for x in ("voice-gru", args.command, getattr(args, "data_command", None)) if x)
+        print(f"voice-gru: error: unrecognized arguments: {' '.join(extra)} (see {where} --help)", file=sys.stderr)
+        return 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
         if args.command is None:

@@ -154,7 +154,7 @@ def format_command_free(r: dict) -> str:
 
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import config_decision, recognizer_override, threshold_override
+    from voice_gru.cli import config_decision, recognizer_override, refresh_of, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import for_commands, operating_point
@@ -177,13 +177,14 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
                   [args.input, labels, args.model, args.config], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     threshold_override(args.threshold, ckpt.labels)  # flags first, then files, then the sensitivity line
+    refresh = refresh_of(args, ckpt.features.hop_ms)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     subset = command_subset(args.commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
-                             refresh_s=args.refresh or None, after=args.after, commands=subset)
+                             refresh_s=refresh, after=args.after, commands=subset)
     print(format_stream_report(result))
     estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
     if estimated:

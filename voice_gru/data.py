@@ -114,7 +114,8 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
     """Every clip of a dataset root (either layout), with its word, speaker and split."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found")
+        raise DatasetError(f"{root}: dataset folder not found (--data-dir names it; `voice-gru data download --dest DIR` "
+                           "fetches Speech Commands)")
     if is_test_set_layout(root):
         return _scan_test_set(root)
     val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")

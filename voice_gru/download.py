@@ -511,6 +511,10 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False) -> int:
 def _archive_plan(base_url: str) -> list[tuple[ArchiveInfo, str, bool]]:
     """``(info, url, official)`` for each archive under ``base_url``."""
     base = base_url.strip()
+    if "://" not in base:  # a local mirror given as a plain path
+        if not Path(base).is_dir():
+            raise DownloadError(f"--base-url {base}: neither a URL (https://, file://) nor an existing folder")
+        base = Path(base).resolve().as_uri()
     base = base if base.endswith("/") else base + "/"
     official = base == OFFICIAL_BASE_URL
     return [(info, base + info.filename, official) for info in SPEECH_COMMANDS_ARCHIVES]

@@ -68,8 +68,13 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
             folder = folder.parent
         if not folder.is_dir():
             raise ConfigError(f"{flag} {p}: {folder} is not a folder")
-        if not os.access(folder, os.W_OK | os.X_OK) and not (os.path.exists(real) and not os.path.isfile(real)):
-            raise ConfigError(f"{flag} {p}: cannot write in {folder} (permission denied)")
+        if os.path.exists(real) and not os.path.isfile(real):
+            continue  # a pipe or /dev/stdout is written directly (atomic_path)
+        try:  # a real file, not os.access: root may "access" /proc or a read-only mount and still fail to write
+            with tempfile.NamedTemporaryFile(dir=folder, prefix=".voice-gru-probe-"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{flag} {p}: cannot write in {folder} ({exc.strerror or exc})") from None
 
 
 def write_text(path: str | Path, text: str) -> None:

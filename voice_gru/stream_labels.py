@@ -338,8 +338,11 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
             raise AudioFormatError(f"{wav}: the recording holds no audio")
         return audio, command_free_truth(audio.size / sample_rate, sample_rate)
     labels = Path(labels) if labels else labels_path_for(wav)
+    if not labels.exists():  # said before the recording is decoded
+        raise DatasetError(f"{labels}: label file not found (make-stream writes it beside the WAV; a recording with "
+                           "no commands in it, e.g. TV or a meeting, takes --command-free instead)")
     if not labels.is_file():
-        read_truth(labels)  # the one-line "not found" before the recording is decoded
+        read_truth(labels)
     audio = load_audio(wav, sample_rate)  # decoded and checked: the header below is readable
     seconds = audio.size / sample_rate
     truth = read_truth(labels, duration=seconds)
