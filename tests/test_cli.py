@@ -471,6 +471,18 @@ def test_demo_scores_the_bundled_recording_against_its_labels(tmp_path, capsys):
     assert hits >= 3  # the shipped model on its own example (README: 3 of 5, none wrong, no false accept)
 
 
+def test_train_finds_its_default_recipe_from_any_folder(tmp_path, monkeypatch):
+    from voice_gru.cli import _default_recipe
+
+    monkeypatch.chdir(REPO)
+    assert _default_recipe() == "configs/default.yaml"
+    monkeypatch.chdir(tmp_path)  # a clone's train run from elsewhere: the repository's own recipe
+    assert _default_recipe() == str(REPO / "configs" / "default.yaml")
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "default.yaml").write_text("extends: x\n")  # one here comes first
+    assert _default_recipe() == "configs/default.yaml"
+
+
 def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
     """A word heard as another command is one of the recording's commands, not a sixth."""
     from voice_gru import cli

@@ -262,6 +262,9 @@ def test_read_truth_and_load_stream_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(DatasetError, match="not a label file: neither JSON"):
         read_truth(bad)
+    bad.write_text('{"label": "yes", "start": 1.0, "end": 2.0}\n{bad\n{"label": "no", "start": 2.0, "end": 3.0}\n')
+    with pytest.raises(DatasetError, match=r"bad.json:2: '\{bad': not JSON .*\(the other lines are JSON Lines events\)$"):
+        read_truth(bad, duration=5.0)  # JSON Lines with one broken line: that line
     bad.write_text(json.dumps({"events": [{"label": "yes"}], "duration": 3}))
     with pytest.raises(DatasetError, match=r"events\[0\]"):
         read_truth(bad)
@@ -358,6 +361,17 @@ def test_load_stream_refuses_a_bad_label_file_naming_the_key(tmp_path, where, va
 def test_times_in_milliseconds_get_a_hint(tmp_path):
     truth = {"events": [{"label": "yes", "start_ms": 1000, "end_ms": 2000}]}
     with pytest.raises(DatasetError, match=r"missing 'start' .*'start_ms' is not read: give 'start' in seconds"):
+        load_stream(_stream_files(tmp_path, truth))
+
+
+def test_times_past_the_end_say_whose_end_and_hint_at_milliseconds(tmp_path):
+    truth = {"duration": 10.0, "events": [{"label": "yes", "start": 12.0, "end": 13.0}]}  # a 20 s recording
+    with pytest.raises(DatasetError, match=r"start = 12.0: after the recording's end \(10.00000 s by the label file's "
+                                           r"duration; the recording is 20.00 s long\)$"):
+        load_stream(_stream_files(tmp_path, truth))
+    truth = {"events": [{"label": "yes", "start": 1500, "end": 2500}]}  # milliseconds
+    with pytest.raises(DatasetError, match=r"start = 1500: after the recording's end \(20.00000 s; times are in "
+                                           r"seconds: milliseconds\?\)$"):
         load_stream(_stream_files(tmp_path, truth))
 
 

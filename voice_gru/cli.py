@@ -113,6 +113,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
         import dataclasses
 
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    cores = os.cpu_count() or 1
+    if args.threads and args.threads > cores:
+        print(f"warning: --threads {args.threads}: this machine has {cores} CPU core(s); more threads than cores "
+              "only slow training down", file=sys.stderr)
     if args.init_member is not None and not cfg.train.init:
         raise ConfigError("--init-member picks a member of the ensemble that --init starts from: add --init CKPT")
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,

@@ -86,8 +86,9 @@ def _label(where: str, raw: Any) -> tuple[str, str | None]:
                        f"or a word of the dataset for {UNKNOWN}){hint}")
 
 
-def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
-    """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key."""
+def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float | None = None) -> dict:
+    """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key.
+    ``recorded``: the recording's own length, where the label file's ``duration`` was used instead."""
     where = f"{path}:{ev[LINE]}" if isinstance(ev, dict) and LINE in ev else f"{path}: events[{i}]"
     if not isinstance(ev, dict):
         raise DatasetError(f"{where}: expected an object with 'label', 'start' and 'end', got {type(ev).__name__}")
@@ -109,17 +110,22 @@ def _check_event(path: Path, i: int, ev: Any, duration: float) -> dict:
             if out[key] is None:
                 raise DatasetError(f"{where}.{key} = {ev[key]!r}: must be a finite number of seconds")
     start, end = out["start"], out["end"]
+    said = (f" by the label file's duration; the recording is {recorded:.2f} s long"
+            if recorded is not None and abs(recorded - duration) > TIME_TOL_S else "")
+    longest = max(duration, recorded or 0.0) + TIME_TOL_S
+    if max(longest, 1000.0) < max(start, end) <= 1000 * longest:  # 1702.25 in a minute: milliseconds
+        said += "; times are in seconds: milliseconds?"
     if start < 0:
         raise DatasetError(f"{where}.start = {start}: must be >= 0 (seconds from the recording's start)")
     if start > duration + TIME_TOL_S:
-        raise DatasetError(f"{where}.start = {start}: after the recording's end ({duration:.5f} s)")
+        raise DatasetError(f"{where}.start = {start}: after the recording's end ({duration:.5f} s{said})")
     if end < start:
         raise DatasetError(f"{where}.end = {end}: before its start ({start})")
     if end > duration + TIME_TOL_S:
         if TF_ROW in ev:
             raise DatasetError(f"{where}: a {TF_CLIP_S:g} s clip starting at {start:g} s runs past the recording's "
                                f"end ({duration:.5f} s)")
-        raise DatasetError(f"{where}.end = {end}: after the recording's end ({duration:.5f} s)")
+        raise DatasetError(f"{where}.end = {end}: after the recording's end ({duration:.5f} s{said})")
     lo = start
     for key in ("speech_start", "speech_end"):  # start <= speech_start <= speech_end <= end
         if key in out:
@@ -154,12 +160,20 @@ def _read_text(path: Path, what: str, where_from: str) -> str:
 def _parse_lines(path: Path, text: str, why: str) -> dict:
     """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
     numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
-    try:
-        rows = [json.loads(ln) for _, ln in numbered]
-    except (json.JSONDecodeError, RecursionError):
-        rows = None
-    if numbered and rows is not None and all(isinstance(r, dict) for r in rows):
+    rows: list = []
+    for n, ln in numbered:
+        try:
+            rows.append(json.loads(ln))
+        except (json.JSONDecodeError, RecursionError) as exc:
+            rows.append(exc)
+    objects = [isinstance(r, dict) for r in rows]
+    if numbered and all(objects):
         return {"events": [{**r, LINE: n} for (n, _), r in zip(numbered, rows)]}
+    if numbered and 2 * sum(objects) > len(objects):  # JSON Lines with a broken line: that line, not "no format"
+        n, ln = next(x for x, ok in zip(numbered, objects) if not ok)
+        r = rows[objects.index(False)]
+        why_line = f"not JSON ({r})" if isinstance(r, Exception) else f"a JSON {type(r).__name__}, not an event object"
+        raise DatasetError(f"{path}:{n}: {ln.strip()[:60]!r}: {why_line} (the other lines are JSON Lines events)")
     tf = [(n, _TF_LINE.match(ln)) for n, ln in numbered]
     if not numbered or 2 * sum(m is not None for _, m in tf) < len(tf):
         raise DatasetError(f"{path}: not a label file: neither JSON ({why}), JSON Lines nor TensorFlow's "
@@ -232,7 +246,7 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     seen: dict[float, int] = {}
     events = []
     for i, ev in enumerate(truth["events"]):
-        ev = _check_event(path, i, ev, float(truth["duration"]))
+        ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration))
         if truth.get("command_free") is True and ev["label"] in COMMANDS:
             raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} but the file says "
                                "\"command_free\": true")
