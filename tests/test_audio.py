@@ -400,3 +400,18 @@ def test_float_wav_slightly_over_full_scale_reads(tmp_path):
     y = load_audio(path)
     check_output(y)
     np.testing.assert_array_equal(y, np.clip(x.astype(np.float32), -1, 1))
+
+
+@pytest.mark.parametrize("offset,value,says", [(22, 0, "0 channel(s) at 16000 Hz"), (24, 0, "1 channel(s) at 0 Hz")])
+def test_wav_header_with_no_channels_or_no_rate_is_called_broken(tmp_path, offset, value, says):
+    """libsndfile's own words for these are "Internal error : SF_INFO struct incomplete"."""
+    import re
+    import struct
+
+    path = tmp_path / "broken.wav"
+    save_wav(path, np.zeros(1600, np.float32), SAMPLE_RATE)
+    data = bytearray(path.read_bytes())
+    data[offset:offset + (2 if offset == 22 else 4)] = struct.pack("<H" if offset == 22 else "<I", value)
+    path.write_bytes(bytes(data))
+    with pytest.raises(AudioFormatError, match=re.escape(f"broken.wav: WAV header says {says}: a broken header")):
+        load_audio(path)

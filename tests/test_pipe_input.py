@@ -74,11 +74,20 @@ def test_raw_pcm_passes_the_sniffing_untouched():
     np.testing.assert_array_equal(got, pcm.astype(np.float32) / 32768)
 
 
-@pytest.mark.parametrize("subtype,needle", [("PCM_24", "24-bit PCM"), ("FLOAT", "format tag 3")])
+@pytest.mark.parametrize("subtype,needle", [("PCM_24", "24-bit PCM"), ("FLOAT", "32-bit float samples")])
 def test_wav_that_is_not_16_bit_pcm_is_refused_by_name(subtype, needle):
     data = _wav_bytes(np.zeros(1600, np.float32), 16000, "WAV", subtype)
     with pytest.raises(AudioFormatError, match=needle):
         sniff_wav_header(io.BytesIO(data))
+
+
+def test_wav_header_with_no_channels_is_called_broken():
+    import struct
+
+    data = bytearray(_wav_bytes(np.zeros(1600, np.float32), 16000, "WAV", "PCM_16"))
+    data[22:24] = struct.pack("<H", 0)  # the fmt chunk's channel count
+    with pytest.raises(AudioFormatError, match=r"WAV header says 0 channel\(s\) at 16000 Hz: a broken header"):
+        sniff_wav_header(io.BytesIO(bytes(data)))
 
 
 @pytest.mark.parametrize("fmt,subtype,name", [("FLAC", "PCM_16", "FLAC"), ("OGG", "VORBIS", "Ogg")])

@@ -63,6 +63,12 @@ def _open_checked(path: Path):
     try:
         f = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:
+        layout = _wav_layout(path)
+        if layout is not None and len(layout.fmt) >= 8:  # libsndfile says "SF_INFO struct incomplete" here
+            channels, rate = struct.unpack("<HI", layout.fmt[2:8])
+            if channels < 1 or rate < 1:
+                raise AudioFormatError(f"{path}: WAV header says {channels} channel(s) at {rate} Hz: a broken header "
+                                       "(at least one channel, a positive sample rate)") from None
         raise AudioFormatError(f"{path}: not a readable audio file ({_short(exc)})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None

@@ -99,8 +99,11 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
             bits = struct.unpack("<H", body[14:16])[0]
             if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
                 tag = struct.unpack("<H", body[24:26])[0]
-            if tag != 1 or bits != 16 or channels < 1 or rate < 1:
-                kind = "PCM" if tag == 1 else f"format tag {tag}"
+            if channels < 1 or rate < 1:
+                raise AudioFormatError(f"standard input: WAV header says {channels} channel(s) at {rate} Hz: "
+                                       "a broken header (at least one channel, a positive sample rate)")
+            if tag != 1 or bits != 16:
+                kind = {1: "PCM", 3: "float"}.get(tag, f"format tag {tag}")
                 raise AudioFormatError(f"standard input: WAV with {bits}-bit {kind} samples; send 16-bit PCM "
                                        f"(sox: -b 16 -e signed, ffmpeg: -c:a pcm_s16le)")
             fmt = (rate, channels)
