@@ -112,7 +112,7 @@ def test_reader_rebuilds_views_dtypes_and_shared_storage(tmp_path):
     (lambda b: b.update(labels=["yes"] * len(b["labels"])), "repeated"),
     (lambda b: b.update(thresholds={"yes": float("nan")}), "stored threshold yes=nan"),
     (lambda b: b.update(thresholds={"maybe": 0.5}), "stored threshold maybe=0.5"),
-    (lambda b: b.update(decision={"smooth_ms": -250.0}), "decision.smooth_ms = -250.0: must be at least 0"),
+    (lambda b: b.update(decision={"smooth_ms": -250.0}), "decision.smooth_ms = -250.0: must be from 0 to 2000 ms"),
     (lambda b: b["features"].update(hop_ms=0.0), "features.hop_ms = 0.0: must be above 0"),
 ])
 def test_inconsistent_contents_are_named(tmp_path, edit, needle):
@@ -246,3 +246,63 @@ def test_train_extra_is_what_the_cli_names():
     assert names == set(TRAIN_EXTRA)
     base = {re.split(r"[<>=!~ \[]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
     assert not base & names and "torch" not in base
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda b: b.pop("members"), "missing key 'members'"),  # was "damaged checkpoint ('members')", a KeyError's repr
+    (lambda b: b["members"][1].pop("weights"), "missing key 'weights'"),
+    (lambda b: b.update(pooling="avg"), "clip pooling 'avg': not one of max, mean, last"),
+    (lambda b: b["members"][0]["model_config"].update(pooling="avg"), "pooling = 'avg': must be one of max, mean, last"),
+], ids=["no-members", "member-without-weights", "pooling", "member-pooling"])
+def test_missing_keys_and_unknown_choices_are_named(tmp_path, edit, message):
+    src = tmp_path / "ens.pt"
+    save_checkpoint(src, make_ensemble([_ckpt(CONFIGS[1], 0), _ckpt(CONFIGS[1], 1)]))
+    blob = torch.load(src, weights_only=True)
+    edit(blob)
+    bad = tmp_path / "bad.pt"
+    torch.save(blob, bad)
+    for read in (read_checkpoint_data, load_checkpoint):
+        with pytest.raises(CheckpointError) as info:
+            read(bad)
+        assert str(info.value).startswith(f"{bad}") and message in str(info.value) and "\n" not in str(info.value)
+
+
+def _run_folder(tmp_path: Path, *names: str) -> Path:
+    """A run folder as voice_gru.train leaves it: state.pt (weights, optimiser, history; no labels) and ``names``."""
+    run = tmp_path / "runs" / "r"
+    run.mkdir(parents=True)
+    model = GRUClassifier(N_IN, len(LABELS), CONFIGS[0])
+    opt = torch.optim.AdamW(model.parameters())
+    torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": {}, "epoch": 0,
+                "history": [], "best": {"epoch": 1, "score": 0.5}, "config": {}, "ema": None}, run / "state.pt")
+    for name in names:
+        save_checkpoint(run / name, _ckpt(CONFIGS[0]))
+    return run
+
+
+@pytest.mark.parametrize("names, use", [
+    (("best.pt", "last.pt"), "use {run}/best.pt or last.pt"),
+    (("last.pt",), "use {run}/last.pt"),
+    ((), "use its run's best.pt or last.pt"),
+])
+def test_a_training_state_is_not_a_model(tmp_path, names, use):
+    """--model runs/r/state.pt was "unsupported checkpoint format None (expected 'voice_gru.checkpoint/1' ...)"."""
+    run = _run_folder(tmp_path, *names)
+    for read in (read_checkpoint_data, load_checkpoint):
+        with pytest.raises(CheckpointError) as info:
+            read(run / "state.pt")
+        assert str(info.value) == f"{run}/state.pt: is a training state (for resuming), not a model: " + use.format(run=run)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    """--model runs/r was "runs/r: checkpoint file not found"."""
+    run = _run_folder(tmp_path, "best.pt", "last.pt")
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_data(run)
+    assert str(info.value) == f"{run}: is a folder; give a checkpoint file such as {run}/best.pt"
+    (run / "best.pt").unlink()
+    with pytest.raises(CheckpointError, match=f"^{run}: is a folder; give a checkpoint file such as {run}/last.pt$"):
+        load_checkpoint(run)
+    with pytest.raises(CheckpointError) as info:
+        read_checkpoint_data(tmp_path / "runs")  # best.pt is named only where it is
+    assert str(info.value) == f"{tmp_path}/runs: is a folder; give a checkpoint file (a .pt file that voice-gru train writes)"

@@ -49,6 +49,11 @@ def test_no_subcommand_prints_help(capsys):
 # ---------------------------------------------------------------- one line per bad input
 
 
+def _yaml(folder: Path, name: str, text: str) -> str:
+    (folder / name).write_text(text)
+    return str(folder / name)
+
+
 def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
     """case -> (arguments, substrings the error line must contain)."""
     import torch
@@ -115,6 +120,12 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "init member without init": (["train", "--config", str(TINY_CONFIG), "--out", out, "--init-member", "1"],
                                      ["--init-member", "--init CKPT"]),
         "subcommand option mistyped": (["listen", "--inptu", str(CLIP)], ["--inptu", "see voice-gru listen --help"]),
+        "threshold of no command in a config": (["listen", "--input", str(CLIP), "--config", _yaml(tmp, "thr.yaml",
+                                                 "decision:\n  thresholds: {banana: 0.5}\n")],
+                                                ["thr.yaml", "decision.thresholds.banana", "not a label"]),
+        "smoothing longer than a word": (["listen", "--input", str(CLIP), "--config", _yaml(tmp, "smooth.yaml",
+                                          "decision:\n  smooth_ms: 1000000\n")],
+                                         ["smooth.yaml", "smooth_ms = 1000000", "from 0 to 2000 ms"]),
     }
 
 
@@ -127,6 +138,7 @@ CASES = [
     "events over the recording", "snr without noise", "noise without snr", "drr without rt60", "file and microphone",
     "threshold twice", "threshold without command", "a recording as model", "split of no dataset",
     "refresh in window mode", "refresh too short", "init member without init", "subcommand option mistyped",
+    "threshold of no command in a config", "smoothing longer than a word",
 ]
 
 

@@ -56,7 +56,7 @@ def test_yaml_round_trip_of_every_field(tmp_path):
         features=FeatureConfig(n_mels=64, n_mfcc=20, f_max=8000.0),
         data=DataConfig(task="35", silence_ratio=0.2, balanced=False, seed=7),
         augment=AugmentConfig(noise_level=(0.01, 0.2), speeds=(0.9, 1.0, 1.1), gain_db=(-6.0, 3.0)),
-        model=ModelConfig(conv_channels=16, hidden=64, pooling="attention"),
+        model=ModelConfig(conv_channels=16, hidden=64, pooling="mean"),
         decision=DecisionConfig(threshold=0.6, thresholds={"stop": 0.5, "go": 0.9}),
     )
     d = to_dict(cfg)
@@ -138,7 +138,8 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("features:\n  n_mfcc: 50\n", "features.n_mfcc = 50: must be at most n_mels (40)"),
         ("features:\n  f_max: 9000\n", "features.f_max = 9000.0: must lie above f_min"),
         ("features:\n  win_ms: 40\n  n_fft: 256\n", "features.n_fft = 256: must hold the 640-sample window"),
-        ("decision:\n  smooth_ms: -100\n", "decision.smooth_ms = -100.0: must be at least 0"),
+        ("decision:\n  smooth_ms: -100\n", "decision.smooth_ms = -100.0: must be from 0 to 2000 ms"),
+        ("decision:\n  min_duration_ms: 100000\n", "decision.min_duration_ms = 100000.0: must be from 0 to 2000 ms"),
         ("decision:\n  threshold: 1.5\n", "decision.threshold = 1.5: must be between 0 and 1"),
         ("decision:\n  thresholds: {stop: -0.1}\n", "stop's threshold must be a posterior"),
         ("train:\n  epochs: 0\n", "train.epochs = 0: must be at least 1"),
@@ -159,6 +160,49 @@ def test_values_out_of_range_name_the_key_and_file(tmp_path, text, message):
     assert str(err.value).startswith(f"{path}: ") and message in str(err.value), err.value
 
 
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        # before: one epoch trained, then KeyError: 'val_acc_avg'
+        ("model:\n  pooling: avg\n", "model.pooling = 'avg': must be one of max, mean, last"),
+        # before: "unknown task '13' (expected '12' or '35')" from the data loader, naming neither file nor key
+        ("data:\n  task: 13\n", "data.task = '13': expected '12' or '35'"),
+        ("data:\n  unknown_mix: speakers\n", "data.unknown_mix = 'speakers': must be 'clips' or 'words'"),
+    ],
+)
+def test_a_value_not_among_a_keys_choices_is_refused_when_loaded(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert str(err.value) == f"{path}: {message}"
+
+
+def test_every_pooling_and_task_loads(tmp_path):
+    from voice_gru.model import POOLINGS
+
+    assert POOLINGS == ("max", "mean", "last")
+    for pooling in POOLINGS:
+        assert load_config(write(tmp_path, f"model:\n  pooling: {pooling}\n")).model.pooling == pooling
+    for task in ("12", "35"):
+        assert load_config(write(tmp_path, f"data:\n  task: '{task}'\n")).data.task == task
+
+
+def test_a_section_with_every_key_commented_out_is_empty(tmp_path):
+    """YAML reads `model:` with nothing under it as null: the section sets nothing (was "expected a mapping,
+    got NoneType")."""
+    path = write(tmp_path, "name: x\nmodel:\n  # hidden: 32\n  # layers: 1\ntrain:\n")
+    assert load_config(path) == Config(name="x")
+    # in a variant it keeps its base's keys, not the defaults
+    write(tmp_path, "model:\n  hidden: 48\ntrain:\n  lr: 0.01\n", "base.yaml")
+    variant = write(tmp_path, "extends: base.yaml\nmodel:\n  # hidden: 8\n", "variant.yaml")
+    cfg = load_config(variant)
+    assert cfg.model.hidden == 48 and cfg.train.lr == 0.01
+    assert from_dict(Config, {"model": None}) == Config()
+    # a key that is not a section is still refused when empty
+    with pytest.raises(ConfigError, match=r"name: expected a string, got None"):
+        load_config(write(tmp_path, "name:\n"))
+
+
 def test_a_number_yaml_reads_as_text_gets_a_hint(tmp_path):
     path = write(tmp_path, "train:\n  lr: 3e-3\n")  # PyYAML: a float needs a point and a signed exponent
     with pytest.raises(ConfigError, match=r"train.lr: expected a number, got '3e-3' \(YAML reads that as text: write 3.0e-03\)"):
@@ -166,7 +210,7 @@ def test_a_number_yaml_reads_as_text_gets_a_hint(tmp_path):
 
 
 def test_code_built_configs_are_checked_too():
-    with pytest.raises(ConfigError, match=r"^DecisionConfig.cooldown_ms = -1: must be at least 0$"):
+    with pytest.raises(ConfigError, match=r"^DecisionConfig.cooldown_ms = -1: must be from 0 to 60000 ms$"):
         DecisionConfig(cooldown_ms=-1)
     with pytest.raises(ConfigError, match="FeatureConfig.hop_ms"):
         FeatureConfig(hop_ms=0.01)  # rounds to 0 samples

@@ -334,7 +334,7 @@ def test_vetoed_detector_is_the_reference_rule_on_vetoed_posteriors_in_any_split
 
 
 @pytest.mark.parametrize("change, says", [({"unknown_veto": 1.5}, "unknown_veto = 1.5: must be between 0 and 1.01"),
-                                          ({"unknown_veto_ms": -10.0}, "unknown_veto_ms = -10.0: must be at least 0")])
+                                          ({"unknown_veto_ms": -10.0}, "unknown_veto_ms = -10.0: must be from 0 to 2000 ms")])
 def test_bad_veto_settings_name_the_key(change, says):
     with pytest.raises(ConfigError, match=says):
         DecisionConfig(**change)

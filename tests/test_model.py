@@ -264,6 +264,20 @@ def test_clip_posteriors_unknown_pooling():
         clip_posteriors(_logits(PROBS), "attention")
 
 
+def test_the_poolings_a_config_accepts_are_the_ones_clip_posteriors_knows():
+    """model.pooling is checked when a recipe is loaded: a typo once trained an epoch, then KeyError: 'val_acc_avg'."""
+    from voice_gru.config import POOLINGS as CONFIG_POOLINGS
+    from voice_gru.errors import ConfigError
+    from voice_gru.model import POOLINGS
+
+    assert POOLINGS is CONFIG_POOLINGS
+    for p in POOLINGS:
+        assert ModelConfig(pooling=p).pooling == p
+        assert clip_posteriors(_logits(PROBS), p).shape == (2, 3)
+    with pytest.raises(ConfigError, match=r"^ModelConfig.pooling = 'avg': must be one of max, mean, last$"):
+        ModelConfig(pooling="avg")
+
+
 # --------------------------------------------------------------------------------------------
 # checkpoints
 

@@ -220,6 +220,20 @@ def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, ti
     assert not (tmp_path / "run").exists()
 
 
+def test_init_member_without_init_is_refused(tiny_root, tiny_cfg, tmp_path, capsys):
+    """--init-member without --init was silently ignored: there is no ensemble to pick a member of."""
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, init_member=5))
+    with pytest.raises(ConfigError) as info:
+        train(cfg, tiny_root, tmp_path / "run", quiet=True, threads=1)
+    assert str(info.value) == ("--init-member 5 (train.init_member) needs --init (train.init): "
+                               "the ensemble checkpoint whose member to start from")
+    rc = main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(tmp_path / "run"),
+               "--threads", "1", "--init-member", "5"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("voice-gru: error: --init-member") and "--init " in err and err.count("\n") == 1
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"threads": -1}, "--threads -1: must be at least 1"),
     ({"threads": 0}, "--threads 0: must be at least 1"),  # all cores is --threads left out
@@ -325,8 +339,11 @@ def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, t
     run, _ = baseline
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     other = replace(tiny_cfg, train=replace(tiny_cfg.train, seed=2))
-    with pytest.raises(VoiceGruError, match="different config.*--restart"):
+    with pytest.raises(VoiceGruError, match="different config.*--restart") as info:
         train(other, tiny_root, run, cache=cache, quiet=True, threads=1)
+    # what differs is named, as the old run -> this command
+    assert str(info.value) == f"{run}: holds a run with a different config (train.seed 1 -> 2); " \
+                              f"pass --restart or choose another --out"
     # through the CLI: exit status 2, one line, and the run is untouched
     cfg_file = tmp_path / "other.yaml"
     raw = yaml.safe_load(TINY_CONFIG.read_text())
@@ -338,7 +355,46 @@ def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, t
     err = capsys.readouterr().err
     assert rc == 2
     assert err.startswith("voice-gru: error: ") and err.count("\n") == 1 and "different config" in err
+    assert "(train.epochs 2 -> 3)" in err
+    # --epochs and --seed on the command line: both named, in the recipe's order
+    rc = main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(run),
+               "--cache-dir", str(cache), "--threads", "1", "--quiet", "--seed", "3", "--epochs", "4"])
+    assert rc == 2 and capsys.readouterr().err == (f"voice-gru: error: {run}: holds a run with a different config "
+                                                   f"(train.epochs 2 -> 4, train.seed 1 -> 3); "
+                                                   f"pass --restart or choose another --out\n")
+    # many changes: the first three, and how many more
+    many = replace(tiny_cfg, name="many", model=replace(tiny_cfg.model, hidden=8, pooling="last"),
+                   train=replace(tiny_cfg.train, lr=0.01, seed=4))
+    with pytest.raises(VoiceGruError, match=r"\(name 'tiny' -> 'many', model.hidden 16 -> 8, model.pooling 'max' -> "
+                                            r"'last' and 2 more\); pass --restart"):
+        train(many, tiny_root, run, cache=cache, quiet=True, threads=1)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+
+
+def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """A finished run rerun with another --data-dir was reported done: the run records its dataset's folder."""
+    old, _ = baseline
+    run = tmp_path / "run"
+    shutil.copytree(old, run)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    assert torch.load(run / "state.pt", weights_only=True)["data_dir"] == str(tiny_root.resolve())
+    other = shutil.copytree(tiny_root, tmp_path / "other_speech_commands")
+    with pytest.raises(VoiceGruError) as info:
+        train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)
+    assert str(info.value) == (f"{run}: holds a run with a different dataset (--data-dir {tiny_root.resolve()} -> "
+                               f"{other.resolve()}); pass --restart or choose another --out")
+    seeded = replace(tiny_cfg, train=replace(tiny_cfg.train, seed=2))
+    with pytest.raises(VoiceGruError, match=r"different config \(train.seed 1 -> 2, --data-dir .* -> .*other_speech"):
+        train(seeded, other, run, cache=cache, quiet=True, threads=1)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # the same folder by another spelling is the same dataset: the finished run is done
+    same = tiny_root.parent / ".." / tiny_root.parent.name / tiny_root.name
+    assert train(tiny_cfg, same, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    # a run from before the folder was recorded resumes as before (nothing to compare with)
+    state = torch.load(run / "state.pt", weights_only=True)
+    del state["data_dir"]
+    torch.save(state, run / "state.pt")
+    assert train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
 
 
 def test_damaged_state_file_is_a_clear_error(tiny_root, tiny_cfg, cache, tmp_path, capsys):
@@ -346,6 +402,25 @@ def test_damaged_state_file_is_a_clear_error(tiny_root, tiny_cfg, cache, tmp_pat
     out.mkdir()
     (out / "state.pt").write_bytes(b"garbage, not a torch file")
     with pytest.raises(VoiceGruError, match="state.pt.*--restart"):
+        train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+
+
+def test_truncated_state_file_is_one_clean_line(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
+    """torch's message runs on with advice and was cut mid-sentence ("... your checkpoint file is)")."""
+    run, _ = baseline
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "state.pt").write_bytes((run / "state.pt").read_bytes()[:3000])  # a copy cut short
+    with pytest.raises(VoiceGruError) as info:
+        train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+    msg = str(info.value)
+    assert msg.startswith(f"{out / 'state.pt'}: cannot resume from this file: damaged or truncated (torch: ")
+    assert msg.endswith("); pass --restart or choose another --out") and "\n" not in msg
+    torch_says = msg.split("(torch: ", 1)[1].split(");", 1)[0]
+    assert torch_says and "." not in torch_says and "checkpoint file is" not in torch_says  # its first sentence only
+    # a torch file that is not a training state
+    torch.save([1, 2, 3], out / "state.pt")
+    with pytest.raises(VoiceGruError, match=r"state.pt: cannot resume from this file: not a training state"):
         train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
 
 

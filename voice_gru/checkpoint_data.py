@@ -22,7 +22,7 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 
-from voice_gru.config import OFF, DecisionConfig, FeatureConfig, ModelConfig, from_dict
+from voice_gru.config import OFF, POOLINGS, DecisionConfig, FeatureConfig, ModelConfig, from_dict
 from voice_gru.errors import CheckpointError, ConfigError, first_line
 from voice_gru.stream_features import Normalizer
 
@@ -84,6 +84,10 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
         if not path.is_file():
             raise CheckpointError(f"{path}: the shipped default model is missing; train one with `voice-gru train` and pass --model")
     path = Path(path)
+    if path.is_dir():  # a run folder: its checkpoints are inside
+        inside = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), None)
+        raise CheckpointError(f"{path}: is a folder; give a checkpoint file" +
+                              (f" such as {inside}" if inside else " (a .pt file that voice-gru train writes)"))
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
@@ -106,6 +110,11 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
 
 def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
     """The checkpoint in a loaded ``save_checkpoint`` dict (tensors as arrays), checked."""
+    if isinstance(blob, dict) and "format" not in blob and {"model", "optimizer", "epoch"} <= blob.keys():
+        run = Path(path).parent  # voice_gru.train's state.pt: weights, optimiser and history, no labels or features
+        use = [n for n in ("best.pt", "last.pt") if (run / n).is_file()]
+        where = f"{run / use[0]}{' or ' + use[1] if len(use) > 1 else ''}" if use else "its run's best.pt or last.pt"
+        raise CheckpointError(f"{path}: is a training state (for resuming), not a model: use {where}")
     if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r} or {ENSEMBLE_FORMAT!r})")
@@ -143,6 +152,8 @@ def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
         raise
     except ConfigError as exc:  # a stored config out of range: it names the file and key already
         raise CheckpointError(str(exc)) from None
+    except KeyError as exc:  # its message is only the key's repr
+        raise CheckpointError(f"{path}: damaged checkpoint (missing key {exc.args[0]!r})") from None
     except Exception as exc:
         raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
 
@@ -155,6 +166,8 @@ def _check_contents(data: CheckpointData, path: str | Path) -> None:
 
     if not data.labels or len(set(data.labels)) != len(data.labels):
         raise bad(f"labels {list(data.labels)}: empty or repeated")
+    if data.pooling not in POOLINGS:
+        raise bad(f"clip pooling {data.pooling!r}: not one of {', '.join(POOLINGS)}")
     if data.n_in != data.features.n_mfcc:
         raise bad(f"n_in {data.n_in}, but its features give {data.features.n_mfcc} coefficients")
     mean, std = np.asarray(data.normalizer.mean, float), np.asarray(data.normalizer.std, float)

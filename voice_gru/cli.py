@@ -329,6 +329,10 @@ def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
     from voice_gru.streams import decision_of
 
     decision, keys = load_decision(path, decision_of(ckpt))
+    unknown = sorted(set(decision.thresholds) - set(ckpt.labels)) if "thresholds" in keys else []
+    if unknown:
+        raise ConfigError(f"{path}: decision.thresholds.{unknown[0]}: not a label of this model "
+                          f"({', '.join(c for c in ckpt.labels if not c.startswith('_'))})")
     if thresholds_used and ckpt.thresholds and keys & {"threshold", "thresholds"}:
         print(f"warning: --config {path}: its decision thresholds are not used: the model's calibrated thresholds come "
               "first (--threshold or --false-accepts-per-hour change them)", file=sys.stderr)

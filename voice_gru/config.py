@@ -40,6 +40,16 @@ def _require(obj: Any, ok: bool, key: str, what: str) -> None:
         raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(getattr(obj, key))}: {what}")
 
 
+def _one_of(obj: Any, key: str, choices: tuple[str, ...]) -> None:
+    """``ConfigError`` naming ``Class.key`` and its value unless it is one of ``choices``."""
+    _require(obj, getattr(obj, key) in choices, key,
+             f"must be {' or '.join(repr(c) for c in choices)}" if len(choices) == 2 else f"must be one of {', '.join(choices)}")
+
+
+TASKS = ("12", "35")  # data.task: 10 commands + _silence_ + _unknown_, or all 35 words (voice_gru.data.task_labels)
+POOLINGS = ("max", "mean", "last")  # model.pooling: how a clip decision is read from per-frame outputs (model.clip_posteriors)
+
+
 def _plain(value: Any) -> str:
     return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
@@ -95,7 +105,8 @@ class DataConfig:
     def __post_init__(self) -> None:
         _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _ABOVE_0,
                       "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1})
-        _require(self, self.unknown_mix in ("clips", "words"), "unknown_mix", "must be 'clips' or 'words'")
+        _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
+        _one_of(self, "unknown_mix", ("clips", "words"))
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,7 @@ class ModelConfig:
         _check(self, {"spectral_channels": _AT_LEAST_0, "spectral_kernel": _AT_LEAST_1, "spectral_stride": _AT_LEAST_1,
                       "spectral_layers": _AT_LEAST_1, "conv_channels": _AT_LEAST_0, "conv_kernel": _AT_LEAST_1,
                       "hidden": _AT_LEAST_1, "layers": _AT_LEAST_1, "dropout": _BELOW_1})
+        _one_of(self, "pooling", POOLINGS)
 
 
 @dataclass(frozen=True)
@@ -185,7 +197,7 @@ class TrainConfig:
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,
                       "after_unknown_weight": _AT_LEAST_0})
-        _require(self, self.target in ("frames", "last"), "target", "must be 'frames' or 'last'")
+        _one_of(self, "target", ("frames", "last"))
 
 
 OFF = 1.01  # a threshold above any posterior: the command is switched off (calibration's "no value met the budget")
@@ -206,9 +218,12 @@ class DecisionConfig:
     unknown_veto_ms: float = 300.0
 
     def __post_init__(self) -> None:
-        _check(self, {"smooth_ms": _AT_LEAST_0, "threshold": _FRACTION, "min_duration_ms": _AT_LEAST_0,
-                      "cooldown_ms": _AT_LEAST_0, "unknown_veto": ("between 0 and 1.01 (off)", lambda v: 0 <= v <= OFF),
-                      "unknown_veto_ms": _AT_LEAST_0})
+        # a window or duration longer than a spoken word (~1 s) is a typo that would silence every command
+        word = ("from 0 to 2000 ms (longer than any word: nothing would fire)", lambda v: 0 <= v <= 2000)
+        _check(self, {"smooth_ms": word, "threshold": _FRACTION, "min_duration_ms": word,
+                      "cooldown_ms": ("from 0 to 60000 ms", lambda v: 0 <= v <= 60000),
+                      "unknown_veto": ("between 0 and 1.01 (off)", lambda v: 0 <= v <= OFF),
+                      "unknown_veto_ms": ("from 0 to 2000 ms", lambda v: 0 <= v <= 2000)})
         for name, value in self.thresholds.items():
             _require(self, isinstance(value, (int, float)) and 0 <= value <= OFF, "thresholds",
                      f"{name}'s threshold must be a posterior between 0 and 1")
@@ -227,10 +242,15 @@ class Config:
     decision: DecisionConfig = DecisionConfig()
 
 
+_SECTIONS = frozenset(k for k, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp))
+
+
 def _convert(tp: Any, value: Any, where: str) -> Any:
     """Check ``value`` against the annotation ``tp``; build nested dataclasses."""
     origin = typing.get_origin(tp)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
+        if value is None:  # a section whose keys are all commented out: YAML reads it as null, meaning "no changes"
+            value = {}
         if not isinstance(value, Mapping):
             raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
         return from_dict(tp, value, where)
@@ -346,7 +366,8 @@ def _resolved_yaml(path: str | Path, seen: tuple[Path, ...] = ()) -> dict[str, A
     """A recipe's mapping with ``extends: OTHER.yaml`` (relative to the file) resolved: the file's
     sections are laid key by key over the other recipe's, so a variant lists only what it changes."""
     path = Path(path)
-    raw = dict(_read_yaml(path))
+    # a section with every key commented out is null in YAML: empty, so a variant's keeps its base's keys
+    raw = {k: {} if v is None and k in _SECTIONS else v for k, v in _read_yaml(path).items()}
     base = raw.pop("extends", None)
     if base is None:
         return raw

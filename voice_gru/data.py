@@ -110,12 +110,17 @@ def _read_list(path: Path) -> set[str]:
     return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
 
 
+def missing_dataset(root: str | Path) -> DatasetError:
+    """The error for a dataset root that is not there, with the way to name or fetch one."""
+    return DatasetError(f"{root}: dataset folder not found (--data-dir names it; `voice-gru data download --dest DIR` "
+                        "fetches Speech Commands)")
+
+
 def scan_dataset(root: str | Path) -> list[ClipRef]:
     """Every clip of a dataset root (either layout), with its word, speaker and split."""
     root = Path(root)
     if not root.is_dir():
-        raise DatasetError(f"{root}: dataset folder not found (--data-dir names it; `voice-gru data download --dest DIR` "
-                           "fetches Speech Commands)")
+        raise missing_dataset(root)
     if is_test_set_layout(root):
         return _scan_test_set(root)
     val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")

@@ -36,14 +36,13 @@ from torch import nn
 from voice_gru import UNKNOWN
 from voice_gru.checkpoint_data import (COMBINES, ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData,
                                        default_model_path, read_checkpoint_data)
-from voice_gru.config import FeatureConfig, ModelConfig, to_dict
+from voice_gru.config import POOLINGS, FeatureConfig, ModelConfig, to_dict
 from voice_gru.errors import CheckpointError, first_line
 from voice_gru.features import Normalizer
 
 __all__ = ["FORMAT", "ENSEMBLE_FORMAT", "POOLINGS", "COMBINES", "State", "GRUClassifier", "Ensemble", "Model", "Checkpoint",
            "spectral_map", "min_combine", "describe_model", "count_parameters", "clip_posteriors", "save_checkpoint",
            "load_checkpoint", "checkpoint_from_data", "make_ensemble", "default_model_path", "resolve_model"]
-POOLINGS = ("max", "mean", "last")
 
 
 @dataclass

@@ -161,7 +161,7 @@ def _parse_lines(path: Path, text: str, why: str) -> dict:
     """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
     numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     rows: list = []
-    for n, ln in numbered:
+    for _, ln in numbered:
         try:
             rows.append(json.loads(ln))
         except (json.JSONDecodeError, RecursionError) as exc:

@@ -13,12 +13,13 @@ import gc
 import json
 import math
 import os
+import re
 import sys
 import time
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence, cast
+from typing import Any, Callable, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -29,10 +30,10 @@ from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, e
 from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
-    background_files, check_speakers, class_weights, load_clip_mels, load_noise, scan_dataset,
+    background_files, check_speakers, class_weights, load_clip_mels, load_noise, missing_dataset, scan_dataset,
     split_examples, task_labels,
 )
-from voice_gru.errors import ConfigError, DatasetError, VoiceGruError, first_line
+from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
@@ -216,6 +217,9 @@ def train(
 
     if threads is not None and threads < 1:  # torch's own refusal is a traceback
         raise ConfigError(f"--threads {threads}: must be at least 1")
+    if cfg.train.init_member and not cfg.train.init:  # else silently ignored: there is nothing to pick a member of
+        raise ConfigError(f"--init-member {cfg.train.init_member} (train.init_member) needs --init (train.init): "
+                          f"the ensemble checkpoint whose member to start from")
     _check_device(device)
     threads_before = torch.get_num_threads()
     try:
@@ -247,7 +251,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     torch.set_num_threads(threads or (1 if ddp else max(1, os.cpu_count() or 1)))
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
-        raise DatasetError(f"{data_dir}: dataset folder not found")
+        raise missing_dataset(data_dir)
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
@@ -255,20 +259,32 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
     init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
+    data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
     state = None
     if state_path.is_file() and not restart:
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
-            saved_cfg = state["config"]
-        except Exception as exc:  # damaged by hand or by a full disk: say so, never a traceback
-            raise VoiceGruError(f"{state_path}: cannot resume from this file ({first_line(exc)}); "
-                                f"pass --restart or choose another --out") from None
+        except Exception as exc:  # damaged by hand, by a full disk or a copy cut short: say so, never a traceback
+            raise VoiceGruError(f"{state_path}: cannot resume from this file: damaged or truncated "
+                                f"(torch: {_first_sentence(exc)}); pass --restart or choose another --out") from None
+        if not isinstance(state, dict) or "config" not in state:
+            raise VoiceGruError(f"{state_path}: cannot resume from this file: not a training state (no 'config'); "
+                                f"pass --restart or choose another --out")
+        saved_cfg = state["config"]
         try:  # settings added since the run started take their defaults, as when it was written
             saved_cfg = to_dict(from_dict(Config, saved_cfg, str(state_path)))
         except VoiceGruError:
             pass  # a key this version does not know: the configs differ
-        if saved_cfg != cfg_dict:
-            raise VoiceGruError(f"{out}: holds a run with a different config; pass --restart or choose another --out")
+        changes = config_changes(saved_cfg, cfg_dict)
+        saved_data = state.get("data_dir")  # None: a run from before it was recorded
+        if saved_data is not None and saved_data != data_path:
+            changes.append(f"--data-dir {saved_data} -> {data_path}")
+        if changes or saved_cfg != cfg_dict:
+            what = "config" if saved_cfg != cfg_dict else "dataset"
+            shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
+            shown = f" ({shown})" if shown else ""
+            raise VoiceGruError(f"{out}: holds a run with a different {what}{shown}; "
+                                f"pass --restart or choose another --out")
     t0 = time.time()
     # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
     prep = prepare(cfg, data_dir, cache, quiet)
@@ -392,7 +408,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                     save_checkpoint(out / "best.pt", now)
                 # validation's clip accuracy is not every goal (a fine-tuning run's is elsewhere): the end too
                 save_checkpoint(out / "last.pt", now)
-                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema)
+                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -537,11 +553,42 @@ def _saved_progress(path: Path) -> tuple[list[dict], dict]:
     return list(state["history"]), dict(state["best"])
 
 
-def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None) -> None:
+def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None,
+                data_dir: str | None = None) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
-                    "ema": ema.state_dict() if ema is not None else None}, tmp)
+                    "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir}, tmp)
+
+
+def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
+    """``key old -> new`` for each setting that differs between two ``to_dict`` configs, in the config's
+    order (a key one side lacks shows as ``(none)``)."""
+    if not (isinstance(saved, Mapping) and isinstance(now, Mapping)):
+        return [] if saved == now else [f"{prefix.rstrip('.') or 'config'} {_shown(saved)} -> {_shown(now)}"]
+    out: list[str] = []
+    for key in [*now, *(k for k in saved if k not in now)]:
+        a, b = saved.get(key, _NONE), now.get(key, _NONE)
+        if isinstance(a, Mapping) and isinstance(b, Mapping):
+            out += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            out.append(f"{prefix}{key} {_shown(a)} -> {_shown(b)}")
+    return out
+
+
+_NONE = object()
+
+
+def _shown(value: Any) -> str:
+    text = "(none)" if value is _NONE else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _first_sentence(exc: BaseException) -> str:
+    """The first sentence of an exception's first line (torch's run on with advice), at most 200 characters."""
+    text = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    text = re.split(r"(?<=[a-z0-9)])\.\s", text, maxsplit=1)[0].rstrip(".")
+    return text if len(text) <= 200 else text[:197].rsplit(" ", 1)[0] + " ..."
 
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
