@@ -9,6 +9,7 @@ import logging
 import os
 import re
 import socket
+import signal
 import sys
 import textwrap
 import threading
@@ -190,20 +191,21 @@ def test_print_and_log_actions(tmp_path, capsys, caplog):
     assert runner.fired == 4
 
 
-def test_say_without_speech_program_logs_and_warns_once(tmp_path, monkeypatch, caplog):
+def test_say_without_speech_program_warns_at_start_and_fails(tmp_path, monkeypatch, caplog):
+    """Not "ok": nothing was said. The warning comes when the runner starts, before any command."""
     monkeypatch.setattr("voice_gru.actions.find_speech_program", lambda: None)
     caplog.set_level(logging.INFO, logger="voice_gru.actions")
     with runner_for(tmp_path, """
         actions:
           yes: {say: "confirmed {label}"}
     """) as runner:
+        warned = [r for r in caplog.records if r.levelno == logging.WARNING and "no speech program" in r.getMessage()]
+        assert len(warned) == 1
         runner.submit(Command("yes", 0.9, 1.0))
         runner.submit(Command("yes", 0.9, 2.0))
         assert runner.wait_idle(10)
-    records = [r for r in caplog.records if r.name == "voice_gru.actions"]
-    assert sum("no speech program" in r.getMessage() for r in records if r.levelno == logging.WARNING) == 1
-    assert sum(r.getMessage() == "say: confirmed yes" for r in records) == 2
-    assert runner.fired == 2 and runner.failed == 0
+    assert runner.fired == 0 and runner.failed == 2
+    assert [r.detail for r in runner.results] == ["no speech program (install espeak-ng): not said: 'confirmed yes'"] * 2
 
 
 def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
@@ -299,15 +301,99 @@ def test_failures_are_logged_with_the_command_and_later_actions_run(tmp_path, mo
         for i, label in enumerate(["no", "off", "down", "right"]):
             runner.submit(Command(label, 0.9, float(i)))
         assert runner.wait_idle(20)
-    assert out.read_text().split() == ["no-1", "off-2", "down-3", "right-4"]
+    assert sorted(out.read_text().split()) == ["down-3", "no-1", "off-2", "right-4"]  # each command on its own worker
     assert runner.failed == 4 and runner.fired == 4
-    failures = [r.getMessage() for r in caplog.records
-                if r.name == "voice_gru.actions" and r.levelno >= logging.WARNING]
+    failures = {r.getMessage().split(" ->")[0]: r.getMessage() for r in caplog.records
+                if r.name == "voice_gru.actions" and r.levelno >= logging.WARNING}
     assert len(failures) == 4
-    assert failures[0].startswith("no -> run") and "exit 1" in failures[0]
-    assert failures[1].startswith("off -> call") and "boom for off" in failures[1]
-    assert failures[2].startswith("down -> http") and "unreachable" in failures[2]
-    assert failures[3].startswith("right -> run") and "timed out after 0.3s" in failures[3]
+    assert failures["no"].startswith("no -> run") and "exit 1" in failures["no"]
+    assert failures["off"].startswith("off -> call") and "boom for off" in failures["off"]
+    assert failures["down"].startswith("down -> http") and "unreachable" in failures["down"]
+    assert failures["right"].startswith("right -> run") and "timed out after 0.3s" in failures["right"]
+
+
+def test_a_slow_action_delays_no_other_command(tmp_path):
+    """ "down" runs for 5 s; "up", detected a moment later, has done its action long before."""
+    out = tmp_path / "up.txt"
+    with runner_for(tmp_path, f"""
+        actions:
+          down: {{run: [{PY}, "-c", "import time; time.sleep(5)"]}}
+          up: {{run: [{PY}, "-c", "open('{out}', 'w').write('up')"]}}
+    """) as runner:
+        t0 = time.monotonic()
+        runner.submit(Command("down", 0.9, 1.0))
+        time.sleep(0.2)
+        runner.submit(Command("up", 0.9, 1.2))
+        while not out.exists() and time.monotonic() - t0 < 4.5:
+            time.sleep(0.02)
+        assert out.exists() and time.monotonic() - t0 < 4.5
+        assert runner.wait_idle(20)
+    assert runner.fired == 2
+
+
+def test_a_launcher_is_done_when_it_exits_and_what_it_started_runs_on(tmp_path):
+    """`sh -c "sleep 30 & ..."` exits at once; its background child holds the output open but must neither make
+    the action wait for its timeout nor be killed."""
+    pid_file = tmp_path / "pid"
+    with runner_for(tmp_path, f"""
+        actions:
+          go: {{run: [sh, -c, "sleep 30 & echo $! > {pid_file}; echo started"], timeout: 5}}
+    """) as runner:
+        t0 = time.monotonic()
+        runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10)
+        took = time.monotonic() - t0
+    assert runner.fired == 1 and took < 2.0, (runner.results[-1], took)
+    child = int(pid_file.read_text())
+    os.kill(child, 0)  # still running
+    os.kill(child, signal.SIGKILL)
+
+
+def test_sys_exit_in_a_call_fails_that_action_only(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, """
+        import sys
+
+        def quit_(cmd):
+            sys.exit(3)
+    """)
+    with runner_for(tmp_path, f"""
+        actions:
+          stop: [{{call: "{mod}:quit_"}}, print]
+    """) as runner:
+        runner.submit(Command("stop", 0.9, 1.0))
+        runner.submit(Command("stop", 0.9, 3.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 2 and runner.fired == 2  # the worker lived on: both prints ran
+    assert runner.results[0].detail.startswith("SystemExit: 3 (at ")
+
+
+def test_close_that_times_out_stops_the_program_and_says_what_did_not_run(tmp_path, caplog):
+    pid_file = tmp_path / "pid"
+    caplog.set_level(logging.INFO, logger="voice_gru.actions")
+    runner = runner_for(tmp_path, f"""
+        actions:
+          up: {{run: [{PY}, "-c", "import os, time; open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)"],
+                timeout: 120}}
+    """)
+    runner.submit(Command("up", 0.9, 1.0))
+    runner.submit(Command("up", 0.9, 3.0))
+    t0 = time.monotonic()
+    while not pid_file.exists() and time.monotonic() - t0 < 10:
+        time.sleep(0.02)
+    assert runner.close(timeout=0.5) is False
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][-1]
+    assert warning.startswith("actions still running after 0.5s: up -> run ") and warning.endswith(
+        "(stopped); not run: up")
+    pid = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the action's program is still running")
 
 
 def test_missing_program_fails_cleanly(tmp_path):
@@ -480,7 +566,7 @@ def test_yes_no_on_off_are_commands_not_booleans(tmp_path):
 def test_shapes_and_defaults(tmp_path, monkeypatch):
     mod = make_module(tmp_path, monkeypatch, "def f(cmd):\n    return 42\n")
     cfg = load_assistant(write_cfg(tmp_path, f"""
-        wake_word: go
+        wake_word: {{word: go, fire: true}}
         actions:
           stop: {{run: ["playerctl", "stop"], timeout: 5}}
           yes: {{say: "confirmed"}}
@@ -491,7 +577,7 @@ def test_shapes_and_defaults(tmp_path, monkeypatch):
           right: log
     """))
     assert isinstance(cfg, AssistantConfig)
-    assert cfg.wake_word == WakeWord("go", 5.0, False)
+    assert cfg.wake_word == WakeWord("go", 5.0, True)
     a = cfg.actions
     assert a["stop"] == (Action(kind="run", argv=("playerctl", "stop"), timeout=5.0),)
     assert a["yes"][0].timeout == 15.0
@@ -572,19 +658,36 @@ def test_wake_gate_fire():
     assert gate.accept(Command("stop", 0.9, 2.5))
 
 
+def test_a_call_module_beside_the_assistant_file_is_found(tmp_path):
+    name = f"va_beside_{uuid.uuid4().hex[:8]}"
+    (tmp_path / f"{name}.py").write_text("def on_stop(cmd):\n    return 'stopped ' + cmd.label\n")
+    assert str(tmp_path) not in sys.path
+    cfg = load_assistant(write_cfg(tmp_path, f"actions:\n  stop: {{call: '{name}:on_stop'}}\n"))
+    assert cfg.actions["stop"][0].func(Command("stop", 0.9, 1.0)) == "stopped stop"
+    assert str(tmp_path) not in sys.path  # only while the file was read
+
+
 def test_runner_with_wake_word(tmp_path, capsys):
     with runner_for(tmp_path, """
         wake_word: {word: go, seconds: 3}
         actions:
-          go: {print: "go fired"}
           stop: {print: "stop at {t}"}
     """) as runner:
+        assert runner.held_back(Command("stop", 0.9, 1.0)) and not runner.held_back(Command("go", 0.9, 1.0))
         assert not runner.submit(Command("stop", 0.9, 1.0))
         assert not runner.submit(Command("go", 0.9, 2.0))
+        assert not runner.held_back(Command("stop", 0.9, 4.0))
         assert runner.submit(Command("stop", 0.9, 4.0))
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
     assert runner.ignored == 2 and runner.fired == 1
+    with pytest.raises(ConfigError, match=r"actions.go: 'go' is the wake word and wake_word.fire is false"):
+        load_assistant(write_cfg(tmp_path, """
+            wake_word: {word: go, seconds: 3}
+            actions:
+              go: {print: "go fired"}
+              stop: print
+            """))
 
 
 def test_an_assistant_listens_for_the_commands_it_maps_and_its_wake_word(tmp_path):

@@ -315,6 +315,20 @@ def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys
     assert (best["fa_bound_per_hour"] <= 1.0 or best["target_fa_per_hour"] <= 1.0) and "fa_bound_per_hour" not in now
 
 
+def test_listen_with_a_wake_word_says_so_and_marks_what_it_ignores(tmp_path, capsys):
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    assistant = tmp_path / "wake.yaml"
+    assistant.write_text("wake_word: {word: go, seconds: 3}\nactions:\n" + "".join(
+        f"  {w}: print\n" for w in ("yes", "no", "up", "down", "left", "right", "on", "off", "stop")))
+    assert main(["listen", "--input", str(example), "--no-view", "--assistant", str(assistant),
+                 "--commands", "up", "down"]) == 0
+    out, err = capsys.readouterr()
+    assert f"--commands: listening for the wake word 'go' too ({assistant}: no action runs before it)" in err
+    assert "wake word: say 'go', then a command within 3 s; commands before it are ignored (and go runs no action" in err
+    heard = [ln for ln in out.splitlines() if " score " in ln]
+    assert heard and all(ln.endswith("(ignored: not after the wake word 'go')") for ln in heard if " go " not in ln)
+
+
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     import dataclasses
 

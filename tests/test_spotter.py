@@ -119,6 +119,11 @@ def test_same_commands_as_listen_and_after_reset(spotter16):
     assert [(c.label, c.t) for c in again] == [(c.label, c.t) for c in first]
     ref = evaluate_stream(spotter16.ckpt, audio, truth)  # what `voice-gru listen --input` fires
     assert [(e["label"], e["t"]) for e in ref["events"]] == [(c.label, round(c.t, 4)) for c in first]
+    spotter16.reset()
+    whole = spotter16.process(audio)  # one call, run in PIECE_S pieces inside: the same commands and posteriors
+    assert [(c.label, c.t) for c in whole] == [(c.label, c.t) for c in first]
+    f = spotter16.ckpt.features
+    assert len(spotter16.posteriors) == 1 + (len(audio) - f.win_length) // f.hop_length  # every frame's, not a piece's
 
 
 @needs_model

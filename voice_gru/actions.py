@@ -1,13 +1,14 @@
 """Command -> action(s): a YAML mapping validated at start-up and a worker thread that runs them.
 
 The audio path only calls ``ActionRunner.submit`` (never blocks: a full queue drops the command
-with a warning); the worker runs each command's actions in order, logs every failure with the
-command that caused it (logger ``voice_gru.actions``) and carries on.
+with a warning); each command has its own worker, which runs its actions in order (a slow action of
+one command never delays another's), reports every failure with the command that caused it and
+carries on.
 
 YAML (``configs/assistant.yaml``)::
 
     wake_word: null            # or "go", or {word: go, seconds: 5, fire: false}
-    queue_size: 16             # commands waiting for the worker before new ones are dropped
+    queue_size: 16             # a command's detections waiting for its worker before new ones are dropped
     actions:
       stop: {run: ["playerctl", "stop"], timeout: 5}
       yes: {say: "confirmed"}
@@ -41,6 +42,7 @@ import signal
 import subprocess
 import sys
 import queue
+import tempfile
 import threading
 import time
 import traceback
@@ -173,10 +175,17 @@ def load_assistant(path: str | Path) -> AssistantConfig:
         raise ConfigError(f"{path}: not valid YAML{where} ({detail})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
+    # a `call` module beside the file or in the working folder imports like one on PYTHONPATH (after it: a
+    # module of the same name there wins); the console script's sys.path holds neither
+    added = [d for d in dict.fromkeys((str(path.resolve().parent), os.getcwd())) if d not in sys.path]
+    sys.path.extend(added)
     try:
         config = _parse_assistant(raw if raw is not None else {}, str(path))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+    finally:
+        for d in added:
+            sys.path.remove(d)
     for label, acts in config.actions.items():
         for a in acts:
             if a.kind == "run" and not shutil.which(a.argv[0]):
@@ -211,6 +220,9 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
             parsed[label] = tuple(_parse_action(s, f"{where}[{i}]") for i, s in enumerate(spec))
         else:
             parsed[label] = (_parse_action(spec, where),)
+    if wake is not None and wake.word in parsed and not wake.fire:
+        raise ConfigError(f"actions.{wake.word}: '{wake.word}' is the wake word and wake_word.fire is false, so these "
+                          "actions would never run: set fire: true or remove them")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
                            queue_size=queue_size)
 
@@ -459,34 +471,53 @@ def _tail(data: bytes | None, limit: int = 200) -> str:
     return last if len(last) <= limit else last[: limit - 3] + "..."
 
 
-def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None) -> tuple[bool, str]:
-    """Run ``argv`` (no shell) with a timeout; on timeout kill its whole process group."""
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` and everything it started in its process group, and reap it."""
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True)
-    except FileNotFoundError:
-        return False, f"program not found: {argv[0]}"
-    except OSError as exc:
-        return False, f"cannot start {argv[0]}: {exc}"
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (OSError, AttributeError):
+        proc.kill()
     try:
-        out, err = proc.communicate(input=stdin, timeout=timeout)
+        proc.wait(timeout=1.0)
     except subprocess.TimeoutExpired:
+        pass
+
+
+def _file_tail(f) -> bytes:
+    f.seek(0, os.SEEK_END)
+    f.seek(max(0, f.tell() - 4096))
+    return f.read()
+
+
+def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
+                 running: set | None = None) -> tuple[bool, str]:
+    """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. Its output goes to
+    temporary files, not pipes: a launcher that starts a program in the background and exits is done when it
+    exits, though the program it started keeps the output open (and keeps running). ``running``: a set the
+    process is in while it runs (so a closing runner can stop it)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except (OSError, AttributeError):
-            proc.kill()
+            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                    stdout=out, stderr=err, start_new_session=True)
+        except FileNotFoundError:
+            return False, f"program not found: {argv[0]}"
+        except OSError as exc:
+            return False, f"cannot start {argv[0]}: {exc}"
+        if running is not None:
+            running.add(proc)
         try:
-            proc.communicate(timeout=1.0)
-        except subprocess.TimeoutExpired:  # a grandchild escaped the group and holds the pipes
-            proc.kill()
-        return False, f"timed out after {timeout:g}s"
-    if proc.returncode != 0:
-        tail = _tail(err) or _tail(out)
-        return False, f"exit {proc.returncode}" + (f": {tail}" if tail else "")
-    if out:
-        logger.debug("%s: %s", argv[0], _tail(out))
-    return True, "exit 0"
+            proc.communicate(input=stdin, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill_group(proc)
+            return False, f"timed out after {timeout:g}s"
+        finally:
+            if running is not None:
+                running.discard(proc)
+        if proc.returncode != 0:
+            tail = _tail(_file_tail(err)) or _tail(_file_tail(out))
+            return False, f"exit {proc.returncode}" + (f": {tail}" if tail else "")
+        logger.debug("%s: %s", argv[0], _tail(_file_tail(out)))
+        return True, "exit 0"
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -583,14 +614,26 @@ class ActionResult:
         return f"{self.command.label} -> {self.action} ({'ok' if self.ok else 'failed: ' + self.detail})"
 
 
+class _Lane:
+    """One command's queue and the thread that runs its actions in order: a slow action delays only later
+    actions of the same command, never another command's."""
+
+    def __init__(self, label: str, size: int, work: Callable[["_Lane"], None]):
+        self.label = label
+        self.queue: queue.Queue = queue.Queue(maxsize=size)
+        self.running: str | None = None  # the action being run, for the message of a close that times out
+        self.thread = threading.Thread(target=work, args=(self,), name=f"voice-gru-actions-{label}", daemon=True)
+        self.thread.start()
+
+
 class ActionRunner:
-    """Runs the configured actions of submitted commands on one worker thread.
+    """Runs the configured actions of submitted commands, each command on its own worker thread.
 
     ``submit`` never blocks; a full queue drops the command (counted in ``dropped``). Counters:
     ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
     lost to a full queue), ``ignored`` (commands held back by the wake word). ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
-    on the worker thread after each action.
+    on the command's worker thread after each action; without it, failures are logged as warnings.
     """
 
     _STOP = object()
@@ -605,13 +648,21 @@ class ActionRunner:
         self.failed = 0
         self.dropped = 0
         self.ignored = 0
-        self._queue: queue.Queue = queue.Queue(maxsize=queue_size or config.queue_size)
+        self._size = queue_size or config.queue_size
+        self._lanes: dict[str, _Lane] = {}
+        self._running: set[subprocess.Popen] = set()  # programs of run/say actions now running
         self._lock = threading.Lock()
         self._closed = False
         self._speech: str | None = None
-        self._speech_checked = False
-        self._thread = threading.Thread(target=self._work, name="voice-gru-actions", daemon=True)
-        self._thread.start()
+        if any(a.kind == "say" for acts in config.actions.values() for a in acts):
+            self._speech = find_speech_program()
+            if self._speech is None:  # said now, not at the first command
+                logger.warning("no speech program found (install espeak-ng, espeak or speech-dispatcher): "
+                               "'say' actions will fail")
+
+    def held_back(self, cmd: Command) -> bool:
+        """Whether the wake word would hold ``cmd`` back now (it is not the wake word, and its window is shut)."""
+        return self.gate is not None and cmd.label != self.gate.word and not self.gate.is_open(cmd.t)
 
     # -- audio-path side ----------------------------------------------------------------------
     def submit(self, cmd: Command) -> bool:
@@ -629,42 +680,47 @@ class ActionRunner:
             return False
         if not self.config.actions.get(cmd.label):
             return False
+        with self._lock:
+            lane = self._lanes.get(cmd.label)
+            if lane is None:
+                lane = self._lanes[cmd.label] = _Lane(cmd.label, self._size, self._work)
         try:
-            self._queue.put_nowait(cmd)
+            lane.queue.put_nowait(cmd)
         except queue.Full:
             with self._lock:
                 self.dropped += 1
-            logger.warning("action queue full (%d waiting): dropped %s at t=%.2fs",
-                           self._queue.maxsize, cmd.label, cmd.t)
+            logger.warning("action queue of %s full (%d waiting): dropped %s at t=%.2fs",
+                           cmd.label, lane.queue.maxsize, cmd.label, cmd.t)
             return False
         return True
 
     # -- worker side ----------------------------------------------------------------------------
-    def _work(self) -> None:
+    def _work(self, lane: _Lane) -> None:
         while True:
-            item = self._queue.get()
+            item = lane.queue.get()
             try:
                 if item is self._STOP:
                     return
                 for action in self.config.actions.get(item.label, ()):
+                    lane.running = f"{item.label} -> {action.describe()}"
                     self._run_one(action, item)
             finally:
-                self._queue.task_done()
+                lane.running = None
+                lane.queue.task_done()
 
     def _run_one(self, action: Action, cmd: Command) -> None:
         name = action.describe()
         try:
             ok, detail = self._execute(action, cmd)
-        except Exception as exc:  # noqa: BLE001 - a failing action never stops the worker
+        except BaseException as exc:  # noqa: BLE001 - a failing action (sys.exit() included) never stops the worker
             ok, detail = False, f"{type(exc).__name__}: {exc}"
             if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level
                 last = traceback.extract_tb(exc.__traceback__)[-1]
                 detail += f" (at {last.filename}:{last.lineno})"
-            logger.warning("%s -> %s failed: %s", cmd.label, name, detail)
             logger.debug("%s -> %s traceback", cmd.label, name, exc_info=True)
-        else:
-            if not ok:
-                logger.warning("%s -> %s failed: %s", cmd.label, name, detail)
+        if not ok:  # once: the callback reports it where there is one
+            logger.log(logging.DEBUG if self.on_result else logging.WARNING, "%s -> %s failed: %s",
+                       cmd.label, name, detail)
         result = ActionResult(cmd, name, ok, detail)
         with self._lock:
             self.results.append(result)
@@ -683,7 +739,7 @@ class ActionRunner:
         # an Action built in Python without a timeout gets the one a YAML action would
         timeout = DEFAULT_TIMEOUTS.get(kind, 0.0) if action.timeout is None else action.timeout
         if kind == "run":
-            return _run_process([substitute(a, cmd) for a in action.argv], timeout)
+            return _run_process([substitute(a, cmd) for a in action.argv], timeout, running=self._running)
         if kind == "http":
             body = cmd.to_dict() if action.body is None else substitute_json(action.body, cmd)
             return _post_json(substitute(action.url, cmd), body, timeout)
@@ -698,52 +754,59 @@ class ActionRunner:
             return True, "printed"
         if kind == "log":
             logger.info("%s", text)
-            return True, "logged"
+            return True, f"logged: {text}"
         return self._say(text, timeout)
 
     def _say(self, text: str, timeout: float) -> tuple[bool, str]:
-        if not self._speech_checked:
-            self._speech = find_speech_program()
-            self._speech_checked = True
-            if self._speech is None:
-                logger.warning("no speech program found (install espeak-ng, espeak or "
-                               "speech-dispatcher); 'say' actions will only be logged")
         if self._speech is None:
-            logger.info("say: %s", text)
-            return True, "no speech program; logged"
+            return False, f"no speech program (install espeak-ng): not said: {text!r}"
         if Path(self._speech).name.startswith("espeak"):
-            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"))
-        return _run_process([self._speech, "--wait", "--", text], timeout)
+            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
+        return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every queued command has run; False if ``timeout`` passed first."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(remaining)
+        for lane in list(self._lanes.values()):
+            with lane.queue.all_tasks_done:
+                while lane.queue.unfinished_tasks:
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    lane.queue.all_tasks_done.wait(remaining)
         return True
 
     def close(self, timeout: float | None = 10.0) -> bool:
-        """Stop accepting commands, run what is queued, stop the worker. True if it finished
-        within ``timeout``; otherwise the (daemon) worker is abandoned with a warning."""
+        """Stop accepting commands, run what is queued, stop the workers. True if they finished within
+        ``timeout``; otherwise the programs still running are killed, the (daemon) workers abandoned, and a
+        warning names what did not run."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        if not self._closed:
-            self._closed = True
+
+        def remaining() -> float | None:
+            return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+        self._closed = True
+        with self._lock:
+            lanes = list(self._lanes.values())
+        for lane in lanes:
             try:
-                self._queue.put(self._STOP, timeout=timeout)
+                lane.queue.put(self._STOP, timeout=remaining())
             except queue.Full:
                 pass
-        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-        self._thread.join(remaining)
-        if self._thread.is_alive():
-            logger.warning("actions still running after %gs; about %d command(s) not run",
-                           timeout, self._queue.qsize())
-            return False
-        return True
+        for lane in lanes:
+            lane.thread.join(remaining())
+        stuck = [lane for lane in lanes if lane.thread.is_alive()]
+        if not stuck:
+            return True
+        running = [lane.running for lane in stuck if lane.running]
+        waiting = [item.label for lane in stuck for item in list(lane.queue.queue) if item is not self._STOP]
+        for proc in list(self._running):
+            _kill_group(proc)
+        logger.warning("actions still running after %gs: %s%s", timeout, ", ".join(running) or "(none)",
+                       (" (stopped)" if self._running else "")
+                       + (f"; not run: {', '.join(waiting)}" if waiting else ""))
+        return False
 
     def __enter__(self) -> "ActionRunner":
         return self

@@ -406,6 +406,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
+    wake = assistant.wake_word.word if assistant is not None and assistant.wake_word else None
+    if commands is not None and wake and wake not in commands:  # without it nothing could ever run
+        print(f"--commands: listening for the wake word '{wake}' too ({args.assistant}: no action runs before it)",
+              file=sys.stderr)
+        commands = [*commands, wake]
     subset = command_subset(commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)  # also says at start-up which sensitivity is in use
     spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=refresh,
@@ -421,16 +426,22 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         def report(cmd, action, ok, detail):
             if ok and action.startswith("print"):  # its own output says it all
                 return
-            print(f"  {cmd.label} -> {action} ({'ok' if ok else 'FAILED: ' + str(detail)})", flush=True)
+            print(f"  {cmd.label} -> {action} ({'ok: ' + detail if ok else 'FAILED: ' + str(detail)})", flush=True)
 
         runner = ActionRunner(assistant, on_result=report)
+        if assistant.wake_word:
+            w = assistant.wake_word
+            print(f"wake word: say '{w.word}', then a command within {w.seconds:g} s; commands before it are "
+                  f"ignored{'' if w.fire else f' (and {w.word} runs no action of its own)'}", file=sys.stderr)
     events = EventWriter(args.events) if args.events else None
     f = ckpt.features
 
     collected = getattr(args, "collect", None)
 
     def on_command(cmd):
-        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}", flush=True)
+        held = runner is not None and runner.held_back(cmd)
+        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}"
+              + (f"  (ignored: not after the wake word '{wake}')" if held else ""), flush=True)
         if collected is not None:
             collected.append(cmd)
         if events:
