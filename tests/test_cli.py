@@ -309,7 +309,7 @@ def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys
                 f"{best['target_fa_per_hour']:g}/h for them (expected {best['fa_per_hour']:.2f}/h") in err
     assert main(base + ["--false-accepts-per-hour", "1"]) == 0
     err = capsys.readouterr().err
-    assert (f"operating point: at most 1 false accepts/hour from stop, go on new speakers, expected "
+    assert (f"operating point: at most 1 false accept/hour from stop, go on new speakers, expected "
             f"({best['fa_per_hour']:.2f}/h, at most {best['fa_bound_per_hour']:.2f}/h at 95% confidence, recall "
             f"{best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h for every command)") in err
     assert (best["fa_bound_per_hour"] <= 1.0 or best["target_fa_per_hour"] <= 1.0) and "fa_bound_per_hour" not in now

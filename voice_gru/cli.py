@@ -311,7 +311,8 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
                           "(COMMAND=VALUE pairs may adjust single commands of a point)")
     point = operating_point(ckpt, rate, commands)
     whose = f" from {', '.join(point['commands'])}" if "commands" in point else ""
-    print(f"operating point: at most {rate if whose else point['target_fa_per_hour']:g} false accepts/hour{whose} "
+    budget = rate if whose else point["target_fa_per_hour"]
+    print(f"operating point: at most {budget:g} false accept{'' if budget == 1 else 's'}/hour{whose} "
           f"{_where(point)} ({point['fa_per_hour']:.2f}/h"
           + (f", at most {point['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
              if "fa_bound_per_hour" in point else "") + f", recall {point['recall']:.0%}"
@@ -539,7 +540,9 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"score against the recording's labels: {score['hits']} of {score['commands']} "
           f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
     where = f" --assistant {_shown_path(assistant)}" if assistant else ""
-    print(f"next: `voice-gru listen{where}` listens to your microphone (`voice-gru devices` lists them)")
+    # the command as it was typed (.venv/bin/voice-gru is not on PATH after scripts/setup.sh)
+    me = _shown_path(sys.argv[0]) if Path(sys.argv[0]).name == "voice-gru" else "voice-gru"
+    print(f"next: `{me} listen{where}` listens to your microphone (`{me} devices` lists them)")
     return rc
 
 
