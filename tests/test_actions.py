@@ -126,6 +126,18 @@ def test_run_action_writes_file_with_placeholders(tmp_path):
     assert runner.results[0].ok and runner.results[0].action.startswith("run ")
 
 
+def test_run_action_gets_the_command_in_its_environment(tmp_path):
+    out = tmp_path / "env.txt"
+    script = "import os, sys; open(sys.argv[1], 'w').write(' '.join(os.environ[k] for k in sys.argv[2:]))"
+    with runner_for(tmp_path, f"""
+        actions:
+          left: {{run: [{PY}, "-c", "{script}", "{out}", VOICE_GRU_COMMAND, VOICE_GRU_SCORE, VOICE_GRU_T, PATH]}}
+    """) as runner:
+        runner.submit(Command("left", 0.875, 3.25))
+        assert runner.wait_idle(10)
+    assert out.read_text() == f"left 0.8750 3.250 {os.environ['PATH']}"  # added to the environment, not replacing it
+
+
 def test_http_action_default_body(tmp_path, hook_server):
     url, received = hook_server
     with runner_for(tmp_path, f"""
@@ -538,6 +550,13 @@ def test_call_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatc
     with pytest.raises(ConfigError, match="broken hook module") as info:
         load_assistant(path)
     assert str(path) in str(info.value) and "actions.go.call" in str(info.value)
+
+
+def test_a_call_target_that_cannot_take_the_command_is_a_config_error(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, "def none():\n    pass\n\ndef two(cmd, extra):\n    pass\n")
+    for func in ("none", "two"):
+        with pytest.raises(ConfigError, match=f"actions.go.call: '{mod}:{func}' cannot be called with the command"):
+            load_assistant(write_cfg(tmp_path, f"actions: {{go: {{call: '{mod}:{func}'}}}}\n"))
 
 
 def test_missing_file_and_bad_yaml(tmp_path):

@@ -20,7 +20,8 @@ YAML (``configs/assistant.yaml``)::
 Placeholders ``{cmd}``/``{label}`` (the command word), ``{score}`` and ``{t}`` (stream seconds),
 optionally with a format spec (``{score:.2f}``), are substituted in ``run`` arguments, ``say``/
 ``print``/``log`` text and the ``http`` URL and JSON body; other braces are left alone. In a JSON
-body a string that is exactly ``"{score}"`` or ``"{t}"`` becomes a number.
+body a string that is exactly ``"{score}"`` or ``"{t}"`` becomes a number. A ``run`` program also gets them in its
+environment: ``VOICE_GRU_COMMAND``, ``VOICE_GRU_SCORE``, ``VOICE_GRU_T``.
 
 ``yes``/``no``/``on``/``off`` are read as plain strings (YAML 1.2), not booleans, so they work as
 command keys.
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import collections
 import importlib
+import inspect
 import ipaddress
 import json as jsonlib
 import logging
@@ -379,6 +381,12 @@ def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
             raise ConfigError(f"{where}: module '{mod_name}' has no attribute '{attr}'") from None
     if not callable(obj):
         raise ConfigError(f"{where}: '{target}' is not callable")
+    try:
+        inspect.signature(obj).bind(_PROBE)  # said now, not when the command is first heard
+    except TypeError as exc:
+        raise ConfigError(f"{where}: '{target}' cannot be called with the command as its one argument ({exc})") from None
+    except ValueError:  # a builtin without a signature: its first call will tell
+        pass
     return obj
 
 
@@ -490,7 +498,7 @@ def _file_tail(f) -> bytes:
 
 
 def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
-                 running: set | None = None) -> tuple[bool, str]:
+                 running: set | None = None, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
     """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. Its output goes to
     temporary files, not pipes: a launcher that starts a program in the background and exits is done when it
     exits, though the program it started keeps the output open (and keeps running). ``running``: a set the
@@ -498,7 +506,8 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True)
+                                    stdout=out, stderr=err, start_new_session=True,
+                                    env=None if env is None else {**os.environ, **env})
         except FileNotFoundError:
             return False, f"program not found: {argv[0]}"
         except OSError as exc:
@@ -739,7 +748,9 @@ class ActionRunner:
         # an Action built in Python without a timeout gets the one a YAML action would
         timeout = DEFAULT_TIMEOUTS.get(kind, 0.0) if action.timeout is None else action.timeout
         if kind == "run":
-            return _run_process([substitute(a, cmd) for a in action.argv], timeout, running=self._running)
+            # a script reads the command from its environment as well as from placeholders in its arguments
+            env = {"VOICE_GRU_COMMAND": cmd.label, "VOICE_GRU_SCORE": f"{cmd.score:.4f}", "VOICE_GRU_T": f"{cmd.t:.3f}"}
+            return _run_process([substitute(a, cmd) for a in action.argv], timeout, running=self._running, env=env)
         if kind == "http":
             body = cmd.to_dict() if action.body is None else substitute_json(action.body, cmd)
             return _post_json(substitute(action.url, cmd), body, timeout)
