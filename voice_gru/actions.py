@@ -689,7 +689,9 @@ class ActionRunner:
             return False
         if not self.config.actions.get(cmd.label):
             return False
-        with self._lock:
+        with self._lock:  # with close(): a lane is made only while the runner is open, so each one gets its stop
+            if self._closed:
+                return False
             lane = self._lanes.get(cmd.label)
             if lane is None:
                 lane = self._lanes[cmd.label] = _Lane(cmd.label, self._size, self._work)
@@ -797,8 +799,8 @@ class ActionRunner:
         def remaining() -> float | None:
             return None if deadline is None else max(0.0, deadline - time.monotonic())
 
-        self._closed = True
         with self._lock:
+            self._closed = True
             lanes = list(self._lanes.values())
         for lane in lanes:
             try:
