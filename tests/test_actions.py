@@ -361,6 +361,32 @@ def test_a_launcher_is_done_when_it_exits_and_what_it_started_runs_on(tmp_path):
     os.kill(child, signal.SIGKILL)
 
 
+def test_what_close_says_it_dropped_never_runs(tmp_path):
+    out = tmp_path / "ran.txt"
+    append = "import sys, time; time.sleep(1); open(sys.argv[1], 'a').write(sys.argv[2] + chr(10))"
+    runner = runner_for(tmp_path, f"""
+        actions:
+          stop: {{run: [{PY}, "-c", "{append}", "{out}", "{{t}}"], timeout: 30}}
+    """, queue_size=2)
+    for t in (1.0, 2.0, 3.0):
+        runner.submit(Command("stop", 0.9, t))
+    assert runner.close(timeout=0.3) is False
+    time.sleep(2.5)
+    assert not out.exists()  # the running one was stopped, the queued ones dropped
+    assert runner.wait_idle(5)  # and the runner's books are balanced
+    runner.close()
+
+
+def test_closing_twice_is_harmless(tmp_path):
+    with runner_for(tmp_path, """
+        actions:
+          stop: print
+    """) as runner:
+        runner.submit(Command("stop", 0.9, 1.0))
+        assert runner.close() is True
+    assert runner.close() is True and runner.wait_idle(1)
+
+
 def test_sys_exit_in_a_call_fails_that_action_only(tmp_path, monkeypatch):
     mod = make_module(tmp_path, monkeypatch, """
         import sys
@@ -396,6 +422,8 @@ def test_close_that_times_out_stops_the_program_and_says_what_did_not_run(tmp_pa
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][-1]
     assert warning.startswith("actions still running after 0.5s: up -> run ") and warning.endswith(
         "(stopped); not run: up")
+    assert runner.close(timeout=5) is True  # a second close only waits (the stopped program let the worker end)
+    assert sum(r.getMessage().startswith("actions still running") for r in caplog.records) == 1
     pid = int(pid_file.read_text())
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:

@@ -208,6 +208,11 @@ def test_live_path_runs_without_torch():
     assert run.returncode == 0, run.stderr[-2000:]
     printed = [line.split() for line in run.stdout.splitlines() if line.strip().endswith(tuple("0123456789")) and "score" in line]
     assert [(p[1], p[0]) for p in printed] == [(label, f"{t:.2f}s") for label, t, _ in alone]
+    # a set of commands' point (its rate's upper bound) needs no SciPy either
+    cli = _BASE_INSTALL + (f"sys.exit(main(['listen', '--input', {str(example)!r}, '--no-view', '--commands', 'stop', "
+                           "'go', '--false-accepts-per-hour', '1']))")
+    run = subprocess.run([sys.executable, "-c", cli], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0 and "at 95% confidence" in run.stderr, run.stderr[-2000:]
 
 
 def test_base_install_errors_are_one_line(tmp_path):

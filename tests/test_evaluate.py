@@ -655,3 +655,8 @@ def test_rate_upper_bound_against_closed_forms_and_the_poisson_sum():
     assert rate_upper_bound(3, 6.0, 0.84) < r  # less confidence, a lower bound
     with pytest.raises(ValueError, match="hours=0"):
         rate_upper_bound(1, 0)
+    from scipy.special import gammaincinv  # the bound is the gamma quantile, fractional counts included
+
+    for k in (0.0, 0.6, 4.2, 57.3, 300.0):
+        for c in (0.84, 0.95):
+            assert rate_upper_bound(k, 6.0, c) == pytest.approx(gammaincinv(k + 1, c) / 6.0, rel=1e-9)

@@ -499,14 +499,16 @@ def _file_tail(f) -> bytes:
 
 def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
                  running: set | None = None, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
-    """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. Its output goes to
-    temporary files, not pipes: a launcher that starts a program in the background and exits is done when it
-    exits, though the program it started keeps the output open (and keeps running). ``running``: a set the
+    """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. Its stderr goes to a
+    temporary file (its last line is the failure's detail), not a pipe: a launcher that starts a program in the
+    background and exits is done when it exits, though the program it started keeps stderr open (and keeps running). ``running``: a set the
     process is in while it runs (so a closing runner can stop it)."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    with tempfile.TemporaryFile() as err:
         try:
+            # stdout is dropped (it was only ever logged at debug level): a program a launcher leaves running
+            # would otherwise write on into a deleted temporary file, out of sight of ls and du
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                    stdout=out, stderr=err, start_new_session=True,
+                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
                                     env=None if env is None else {**os.environ, **env})
         except FileNotFoundError:
             return False, f"program not found: {argv[0]}"
@@ -523,9 +525,8 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
             if running is not None:
                 running.discard(proc)
         if proc.returncode != 0:
-            tail = _tail(_file_tail(err)) or _tail(_file_tail(out))
+            tail = _tail(_file_tail(err))
             return False, f"exit {proc.returncode}" + (f": {tail}" if tail else "")
-        logger.debug("%s: %s", argv[0], _tail(_file_tail(out)))
         return True, "exit 0"
 
 
@@ -792,33 +793,44 @@ class ActionRunner:
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting commands, run what is queued, stop the workers. True if they finished within
-        ``timeout``; otherwise the programs still running are killed, the (daemon) workers abandoned, and a
-        warning names what did not run."""
+        ``timeout``; otherwise what is still queued is dropped, the programs still running are killed, the
+        (daemon) workers are left to end, and a warning names what did not run. A second call only waits."""
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def remaining() -> float | None:
             return None if deadline is None else max(0.0, deadline - time.monotonic())
 
         with self._lock:
-            self._closed = True
+            first, self._closed = not self._closed, True
             lanes = list(self._lanes.values())
-        for lane in lanes:
-            try:
-                lane.queue.put(self._STOP, timeout=remaining())
-            except queue.Full:
-                pass
+        if first:
+            for lane in lanes:
+                try:
+                    lane.queue.put(self._STOP, timeout=remaining())
+                except queue.Full:  # its backlog did not drain in time: the stop goes in below, after the drop
+                    pass
         for lane in lanes:
             lane.thread.join(remaining())
         stuck = [lane for lane in lanes if lane.thread.is_alive()]
-        if not stuck:
-            return True
+        if not stuck or not first:
+            return not stuck
         running = [lane.running for lane in stuck if lane.running]
-        waiting = [item.label for lane in stuck for item in list(lane.queue.queue) if item is not self._STOP]
+        dropped = []
+        for lane in stuck:  # nothing queued runs after close() has returned
+            while True:
+                try:
+                    item = lane.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if item is not self._STOP:
+                    dropped.append(item.label)
+                lane.queue.task_done()
+            lane.queue.put_nowait(self._STOP)
+        killed = bool(self._running)
         for proc in list(self._running):
             _kill_group(proc)
         logger.warning("actions still running after %gs: %s%s", timeout, ", ".join(running) or "(none)",
-                       (" (stopped)" if self._running else "")
-                       + (f"; not run: {', '.join(waiting)}" if waiting else ""))
+                       (" (stopped)" if killed else "") + (f"; not run: {', '.join(dropped)}" if dropped else ""))
         return False
 
     def __enter__(self) -> "ActionRunner":

@@ -180,7 +180,7 @@ class CommandSpotter:
     def process(self, audio: np.ndarray) -> list[Command]:
         """Feed a chunk at ``sample_rate``; return the commands it completes (``t``: seconds since the start)."""
         x = as_float_mono(audio)
-        step = int(PIECE_S * self.sample_rate)  # an hour in one call: the same commands, ~200 MB instead of 3.4 GB
+        step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, ~200 MB instead of 3.4 GB
         commands: list[Command] = []
         posteriors = []
         for i in range(0, max(len(x), 1), step):
