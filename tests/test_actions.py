@@ -728,6 +728,11 @@ def test_runner_with_wake_word(tmp_path, capsys):
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
     assert runner.ignored == 2 and runner.fired == 1
+    assert load_assistant(write_cfg(tmp_path, "wake_word: {word: go, false_accepts_per_hour: null}\nactions: {stop: print}\n"
+                                    )).wake_word.false_accepts_per_hour is None
+    assert load_assistant(write_cfg(tmp_path, "wake_word: go\nactions: {stop: print}\n")).wake_word.false_accepts_per_hour == 20
+    with pytest.raises(ConfigError, match=r"wake_word.false_accepts_per_hour: expected a positive number of false accepts"):
+        load_assistant(write_cfg(tmp_path, "wake_word: {word: go, false_accepts_per_hour: 0}\nactions: {stop: print}\n"))
     with pytest.raises(ConfigError, match=r"actions.go: 'go' is the wake word and wake_word.fire is false"):
         load_assistant(write_cfg(tmp_path, """
             wake_word: {word: go, seconds: 3}

@@ -329,6 +329,31 @@ def test_listen_with_a_wake_word_says_so_and_marks_what_it_ignores(tmp_path, cap
     assert heard and all(ln.endswith("(ignored: not after the wake word 'go')") for ln in heard if " go " not in ln)
 
 
+def test_a_wake_word_is_strict_and_the_commands_after_it_sensitive(tmp_path, capsys):
+    """The wake word at the model's point chosen for it alone, the commands it opens at the point of
+    wake_word.false_accepts_per_hour (default 20); --threshold or null keep one sensitivity for all."""
+    import argparse
+
+    from voice_gru.actions import WakeWord
+    from voice_gru.calibrate import operating_point
+    from voice_gru.cli import wake_thresholds
+    from voice_gru.model import resolve_model
+
+    ckpt = resolve_model(None)
+    args = argparse.Namespace(threshold=None, false_accepts_per_hour=None)
+    got = wake_thresholds(args, ckpt, WakeWord("go", 5.0))
+    alone, after = operating_point(ckpt, 1.0, ["go"]), operating_point(ckpt, 20.0)
+    assert got == {**after["thresholds"], "go": alone["thresholds"]["go"]}
+    assert alone["fa_bound_per_hour"] <= 1.0 or alone["target_fa_per_hour"] <= 1.0  # the gate keeps the budget
+    err = capsys.readouterr().err
+    assert err.startswith("sensitivity: the wake word 'go' at most 1 false accept/hour (the point of "
+                          f"{alone['target_fa_per_hour']:g}/h for it alone") and "the commands after it at the point of 20/h" in err
+    assert wake_thresholds(argparse.Namespace(threshold=None, false_accepts_per_hour=5.0), ckpt,
+                           WakeWord("go", 5.0, False, 2.0))["go"] == operating_point(ckpt, 5.0, ["go"])["thresholds"]["go"]
+    assert wake_thresholds(argparse.Namespace(threshold=["0.9"], false_accepts_per_hour=None), ckpt, WakeWord("go")) is None
+    assert wake_thresholds(args, ckpt, WakeWord("go", 5.0, False, None)) is None
+
+
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     import dataclasses
 

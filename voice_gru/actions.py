@@ -7,7 +7,7 @@ carries on.
 
 YAML (``configs/assistant.yaml``)::
 
-    wake_word: null            # or "go", or {word: go, seconds: 5, fire: false}
+    wake_word: null            # or "go", or {word: go, seconds: 5, fire: false, false_accepts_per_hour: 20}
     queue_size: 16             # a command's detections waiting for its worker before new ones are dropped
     actions:
       stop: {run: ["playerctl", "stop"], timeout: 5}
@@ -108,6 +108,9 @@ class WakeWord:
     word: str
     seconds: float = 5.0
     fire: bool = False  # whether the wake word also runs its own actions
+    # the operating point of the commands it opens (None: the same as the wake word's): their false accepts
+    # cost nothing outside the few seconds after it, so they can be more sensitive than the wake word itself
+    false_accepts_per_hour: float | None = 20.0
 
 
 @dataclass(frozen=True)
@@ -236,7 +239,7 @@ def _parse_wake(spec: Any) -> WakeWord | None:
         spec = {"word": spec}
     if not isinstance(spec, Mapping):
         raise ConfigError(f"wake_word: expected null, a command or {{word, seconds, fire}}, got {spec!r}")
-    known = ("word", "seconds", "fire")
+    known = ("word", "seconds", "fire", "false_accepts_per_hour")
     for key in spec:
         if key not in known:
             raise ConfigError(f"wake_word.{key}: unknown key (known: {', '.join(known)})")
@@ -249,13 +252,16 @@ def _parse_wake(spec: Any) -> WakeWord | None:
     fire = spec.get("fire", False)
     if not isinstance(fire, bool):
         raise ConfigError(f"wake_word.fire: expected true/false, got {fire!r}")
-    return WakeWord(word=word, seconds=seconds, fire=fire)
+    rate = spec.get("false_accepts_per_hour", WakeWord.false_accepts_per_hour)
+    if rate is not None:
+        rate = _positive_number(rate, "wake_word.false_accepts_per_hour", "false accepts per hour")
+    return WakeWord(word=word, seconds=seconds, fire=fire, false_accepts_per_hour=rate)
 
 
-def _positive_number(value: Any, where: str) -> float:
+def _positive_number(value: Any, where: str, unit: str = "seconds") -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{where}: expected a positive number of seconds, got {value!r}")
+        raise ConfigError(f"{where}: expected a positive number of {unit}, got {value!r}")
     return float(value)
 
 

@@ -322,6 +322,28 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
     return {**point["thresholds"], **(adjust or {})}
 
 
+def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | None:
+    """With a wake word (and no ``--threshold``): the wake word at the point of ``--false-accepts-per-hour``
+    (default: the model's) chosen for it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose
+    false accepts cost nothing outside the seconds after it. None where that does not apply."""
+    from voice_gru.calibrate import SUBSET_CONFIDENCE, operating_point
+
+    cal = (ckpt.meta or {}).get("calibration") or {}
+    if args.threshold or wake.false_accepts_per_hour is None or not cal.get("operating_points"):
+        return None
+    rate = cal["target_fa_per_hour"] if args.false_accepts_per_hour is None else args.false_accepts_per_hour
+    alone = operating_point(ckpt, rate, [wake.word])
+    after = operating_point(ckpt, wake.false_accepts_per_hour)
+    bound = (f", at most {alone['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
+             if "fa_bound_per_hour" in alone else "")
+    print(f"sensitivity: the wake word '{wake.word}' at most {rate:g} false accept{'' if rate == 1 else 's'}/hour "
+          f"(the point of {alone['target_fa_per_hour']:g}/h for it alone: expected {alone['fa_per_hour']:.2f}/h{bound}, "
+          f"recall {alone['recall']:.0%}); the commands after it at the point of {after['target_fa_per_hour']:g}/h "
+          f"(recall {after['recall']:.0%}; wake_word.false_accepts_per_hour: their false accepts only act within "
+          f"{wake.seconds:g} s of '{wake.word}')", file=sys.stderr)
+    return {**after["thresholds"], wake.word: alone["thresholds"][wake.word]}
+
+
 def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
     """``--config``: the model's decision settings with those its ``decision`` section sets (None: none given)."""
     if not path:
@@ -413,7 +435,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
               file=sys.stderr)
         commands = [*commands, wake]
     subset = command_subset(commands, ckpt.labels)
-    override = recognizer_override(args, ckpt, subset)  # also says at start-up which sensitivity is in use
+    woken = wake_thresholds(args, ckpt, assistant.wake_word) if assistant is not None and assistant.wake_word else None
+    # also says at start-up which sensitivity is in use
+    override = woken if woken is not None else recognizer_override(args, ckpt, subset)
     spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=refresh,
                              commands=subset)
     off = [c for c in spotter.thresholds if c not in spotter.commands]
