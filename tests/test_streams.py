@@ -1258,3 +1258,21 @@ def test_nested_points_script(shared_data, capsys):
     assert "one point for stop, go (others off), chosen at the 95% upper bound of their rate: recall " in out
     assert mod.main(small + ["--commands", "jump"]) == 2
     assert capsys.readouterr().err.strip().startswith("nested_points: commands: jump: not a command")
+
+
+def test_wake_gap_script(shared_data, capsys):
+    """scripts/wake_gap.py on two pairs: a count per point and gap, never more than the pairs."""
+    import importlib.util
+    import re
+
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("wake_gap", Path(__file__).resolve().parents[1] / "scripts" / "wake_gap.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    assert mod.main(["--data-dir", str(shared_data), "--pairs", "2", "--gaps", "1.0", "3.0", "--rates", "1", "20"]) == 0
+    out = capsys.readouterr().out
+    counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+)", out)]
+    assert len(counts) == 4 and all(0 <= a <= b == counts[0][1] for a, b in counts)
+    assert counts[1][0] == counts[0][1]  # 3 s apart: each clip fires alone, so every pair is heard
+    assert mod.main(["--data-dir", str(shared_data), "--first", "jump"]) == 2
