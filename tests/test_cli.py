@@ -120,6 +120,7 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "init member without init": (["train", "--config", str(TINY_CONFIG), "--out", out, "--init-member", "1"],
                                      ["--init-member", "--init CKPT"]),
         "subcommand option mistyped": (["listen", "--inptu", str(CLIP)], ["--inptu", "see voice-gru listen --help"]),
+        "top-level option mistyped": (["--verbose", "listen", "--input", str(CLIP)], ["--verbose", "see voice-gru --help"]),
         "threshold of no command in a config": (["listen", "--input", str(CLIP), "--config", _yaml(tmp, "thr.yaml",
                                                  "decision:\n  thresholds: {banana: 0.5}\n")],
                                                 ["thr.yaml", "decision.thresholds.banana", "not a label"]),
@@ -138,7 +139,7 @@ CASES = [
     "events over the recording", "snr without noise", "noise without snr", "drr without rt60", "file and microphone",
     "threshold twice", "threshold without command", "a recording as model", "split of no dataset",
     "refresh in window mode", "refresh too short", "init member without init", "subcommand option mistyped",
-    "threshold of no command in a config", "smoothing longer than a word",
+    "threshold of no command in a config", "smoothing longer than a word", "top-level option mistyped",
 ]
 
 

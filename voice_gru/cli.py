@@ -733,7 +733,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # a bad flag (one line printed) or --help: its status as the result
         return exc.code if isinstance(exc.code, int) else 2
     if extra:  # said here, not by the top parser: its --help does not list a subcommand's options
-        where = " ".join(x for x in ("voice-gru", args.command, getattr(args, "data_command", None)) if x)
+        words = list(sys.argv[1:] if argv is None else argv)
+        before = args.command in words and words.index(extra[0]) < words.index(args.command)
+        where = "voice-gru" if before else " ".join(
+            x for x in ("voice-gru", args.command, getattr(args, "data_command", None)) if x)
         print(f"voice-gru: error: unrecognized arguments: {' '.join(extra)} (see {where} --help)", file=sys.stderr)
         return 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
