@@ -535,6 +535,19 @@ def test_train_finds_its_default_recipe_from_any_folder(tmp_path, monkeypatch):
     assert _default_recipe() == "configs/default.yaml"
 
 
+
+def test_a_relative_recipe_missing_here_is_the_repositorys(tmp_path, monkeypatch, capsys):
+    from voice_gru.cli import recipe_path
+
+    monkeypatch.chdir(tmp_path)
+    assert recipe_path("configs/words_finetune.yaml") == str(REPO / "configs" / "words_finetune.yaml")
+    assert "--config configs/words_finetune.yaml: not in " in capsys.readouterr().err
+    assert recipe_path("configs/nope.yaml") == "configs/nope.yaml"  # then "not found" names what was typed
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "words_finetune.yaml").write_text("name: mine\n")
+    assert recipe_path("configs/words_finetune.yaml") == "configs/words_finetune.yaml"  # one here comes first
+
+
 def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
     """A word heard as another command is one of the recording's commands, not a sixth."""
     from voice_gru import cli

@@ -975,8 +975,10 @@ def test_cli_make_evaluate_calibrate(model, shared_data, tmp_path, capsys):
     assert _run(["calibrate", "--model", str(ck), "--data-dir", str(shared_data), "--max-false-accepts-per-hour", "100",
                  "--minutes", "0.5", "--free-minutes", "0.5", "--out", str(out_ck), "--json", str(tmp_path / "c.json"),
                  "--plot", str(tmp_path / "expected.png"), "--quiet"]) == 0
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert "recall" in out and "thresholds:" in out and "on new speakers: expected" in out
+    # half a minute of command-free audio cannot count 100 false accepts per hour (0.8 events): said
+    assert "h of command-free audio cannot measure 100 false accepts per hour" in err and "--free-minutes 2 or more" in err
     assert "other words each equally often" in out
     assert "unknown-word veto (_unknown_ >= 0.7 within 300 ms)" in out and "compared" in out
     assert (tmp_path / "expected.png").read_bytes()[:4] == b"\x89PNG"
@@ -1276,3 +1278,15 @@ def test_wake_gap_script(shared_data, capsys):
     assert len(counts) == 4 and all(0 <= a <= b == counts[0][1] for a, b in counts)
     assert counts[1][0] == counts[0][1]  # 3 s apart: each clip fires alone, so every pair is heard
     assert mod.main(["--data-dir", str(shared_data), "--first", "jump"]) == 2
+
+
+def test_calibration_warnings_for_short_streams_and_a_model_that_never_fires():
+    from voice_gru.cli_stream import calibration_warnings
+
+    ok = {"command_free_hours": 6.0, "tradeoff": [{"recall": 0.0}, {"recall": 0.8}]}
+    assert calibration_warnings(ok, 1.0) == []  # 6 events of budget, and it fires
+    short = calibration_warnings({**ok, "command_free_hours": 0.03}, 0.5)
+    assert short == ["0.03 h of command-free audio cannot measure 0.5 false accepts per hour (the budget is 0.0 "
+                     "events): give --free-minutes 360 or more"]
+    deaf = calibration_warnings({**ok, "tradeoff": [{"recall": 0.0}] * 3}, 1.0)
+    assert deaf == ["the model heard no command at any point: its thresholds mean nothing (is it trained?)"]

@@ -371,17 +371,18 @@ def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, t
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
 
 
-def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
     """A finished run rerun with another --data-dir was reported done: the run records its dataset's folder."""
     old, _ = baseline
     run = tmp_path / "run"
     shutil.copytree(old, run)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     assert torch.load(run / "state.pt", weights_only=True)["data_dir"] == str(tiny_root.resolve())
+    assert torch.load(run / "state.pt", weights_only=True)["world"] == 1
     other = shutil.copytree(tiny_root, tmp_path / "other_speech_commands")
     with pytest.raises(VoiceGruError) as info:
         train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)
-    assert str(info.value) == (f"{run}: holds a run with a different dataset (--data-dir {tiny_root.resolve()} -> "
+    assert str(info.value) == (f"{run}: holds a run with a different setting (--data-dir {tiny_root.resolve()} -> "
                                f"{other.resolve()}); pass --restart or choose another --out")
     seeded = replace(tiny_cfg, train=replace(tiny_cfg.train, seed=2))
     with pytest.raises(VoiceGruError, match=r"different config \(train.seed 1 -> 2, --data-dir .* -> .*other_speech"):
@@ -390,11 +391,19 @@ def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny
     # the same folder by another spelling is the same dataset: the finished run is done
     same = tiny_root.parent / ".." / tiny_root.parent.name / tiny_root.name
     assert train(tiny_cfg, same, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    assert "already trained (2 of 2 epochs; best " in capsys.readouterr().err  # and nothing rewritten
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     # a run from before the folder was recorded resumes as before (nothing to compare with)
     state = torch.load(run / "state.pt", weights_only=True)
     del state["data_dir"]
     torch.save(state, run / "state.pt")
     assert train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    # a run started by torchrun with 2 processes: its learning-rate schedule counts both (it crashed or silently
+    # trained on with the wrong rate when resumed by one)
+    state["world"] = 2
+    torch.save(state, run / "state.pt")
+    with pytest.raises(VoiceGruError, match=r"different setting \(processes 2 -> 1 \(resume with as many as it started"):
+        train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)
 
 
 def test_damaged_state_file_is_a_clear_error(tiny_root, tiny_cfg, cache, tmp_path, capsys):

@@ -105,7 +105,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from voice_gru.config import load_config
     from voice_gru.train import train
 
-    cfg = load_config(args.config or _default_recipe())
+    cfg = load_config(recipe_path(args.config) if args.config else _default_recipe())
     # one recipe, several members (seeds) or a longer schedule (epochs), without a copy of the YAML
     overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("init", args.init),
                                    ("init_member", args.init_member)) if v is not None}
@@ -125,6 +125,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
         print(f"best validation accuracy {summary['best_val_acc']:.4f} at epoch {summary['best_epoch']}; "
               f"checkpoint {Path(args.out) / 'best.pt'}")
     return 0
+
+
+def recipe_path(path: str) -> str:
+    """``path``, or the repository's file of that name where ``path`` is relative and missing here
+    (``--config configs/words_finetune.yaml`` run from another folder), said on stderr."""
+    repo = Path(__file__).resolve().parents[1] / path
+    if Path(path).exists() or Path(path).is_absolute() or not repo.is_file():
+        return path
+    print(f"--config {path}: not in {Path.cwd()}; using the repository's {repo}", file=sys.stderr)
+    return str(repo)
 
 
 def _default_recipe() -> str:
@@ -351,6 +361,7 @@ def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
     from voice_gru.config import load_decision
     from voice_gru.streams import decision_of
 
+    path = recipe_path(path)
     decision, keys = load_decision(path, decision_of(ckpt))
     unknown = sorted(set(decision.thresholds) - set(ckpt.labels)) if "thresholds" in keys else []
     if unknown:
@@ -649,7 +660,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override the recipe's train.init: start from this checkpoint's weights (fine-tuning)")
     tr.add_argument("--init-member", type=whole(0), metavar="N",
                     help="override train.init_member: the member of an ensemble --init starts from (from 0)")
-    tr.add_argument("--quiet", action="store_true", help="no progress bars")
+    tr.add_argument("--quiet", action="store_true",
+                    help="no progress bars and no epoch lines: warnings and the final line only (runs side by side)")
     tr.set_defaults(func=_cmd_train)
 
     en = sub.add_parser("ensemble", help="combine checkpoints of one task into one model")

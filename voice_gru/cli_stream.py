@@ -285,6 +285,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, calibrated)
     print(format_calibration(report))
     print(f"wrote {args.out}")
+    for line in calibration_warnings(report, args.max_false_accepts_per_hour):
+        print(f"warning: {line}", file=sys.stderr)
     if args.json:
         write_json(args.json, report)
         print(f"wrote {args.json}")
@@ -292,6 +294,20 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
         plot_expected(report, args.plot)
         print(f"wrote {args.plot}")
     return 0
+
+
+def calibration_warnings(report: dict, target: float) -> list[str]:
+    """What makes a calibration's figures mean little: streams too short to count the target, a model that
+    never fires."""
+    out = []
+    hours = report.get("command_free_hours") or 0.0
+    if hours * target < 3:  # fewer than three false accepts at the target can be counted at all
+        out.append(f"{hours:.2f} h of command-free audio cannot measure {target:g} false accepts per hour (the budget "
+                   f"is {hours * target:.1f} events): give --free-minutes {math.ceil(180 / target):g} or more")
+    points = report.get("tradeoff") or []
+    if points and max(p["recall"] for p in points) == 0:
+        out.append("the model heard no command at any point: its thresholds mean nothing (is it trained?)")
+    return out
 
 
 def _add_scoring_args(p: argparse.ArgumentParser) -> None:
@@ -368,8 +384,10 @@ def register(subparsers) -> None:
                                help="choose thresholds for a false-accepts-per-hour target on new speakers (cross-validated over validation speakers)")
     ca.add_argument("--model", help="checkpoint (default: the shipped model)")
     ca.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
-    ca.add_argument("--max-false-accepts-per-hour", type=number(0, above=True), default=0.5, metavar="R",
-                    help="false accepts per hour to expect on speakers the thresholds were not fitted to (default: %(default)s)")
+    ca.add_argument("--max-false-accepts-per-hour", type=number(0, above=True), default=1.0, metavar="R",
+                    help="the model's default operating point: false accepts per hour to expect on speakers the "
+                         "thresholds were not fitted to (default: %(default)s, as the shipped model); the points for "
+                         "0.5-100 per hour are stored too, for listen --false-accepts-per-hour")
     ca.add_argument("--out", required=True, metavar="CKPT", help="where the calibrated copy of the model goes")
     ca.add_argument("--minutes", type=number(0.05, 24 * 60), default=25.0,
                     help="length of the command stream (default: %(default)s, enough for every validation command)")

@@ -279,12 +279,21 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         saved_data = state.get("data_dir")  # None: a run from before it was recorded
         if saved_data is not None and saved_data != data_path:
             changes.append(f"--data-dir {saved_data} -> {data_path}")
+        saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
+        if saved_world is not None and saved_world != world:
+            changes.append(f"processes {saved_world} -> {world} (resume with as many as it started with)")
         if changes or saved_cfg != cfg_dict:
-            what = "config" if saved_cfg != cfg_dict else "dataset"
+            what = "config" if saved_cfg != cfg_dict else "setting"
             shown = ", ".join(changes[:3]) + (f" and {len(changes) - 3} more" if len(changes) > 3 else "")
             shown = f" ({shown})" if shown else ""
             raise VoiceGruError(f"{out}: holds a run with a different {what}{shown}; "
                                 f"pass --restart or choose another --out")
+        done = int(state["epoch"]) + 1
+        if done >= cfg.train.epochs and not ddp:  # nothing to train: say so instead of "resuming"
+            _warn(f"{out}: already trained ({done} of {cfg.train.epochs} epochs; best {state['best']['score']:.4f} at "
+                  f"epoch {state['best']['epoch']}): nothing to do (--restart trains it again)")
+            return {"run": str(out), "best_epoch": state["best"]["epoch"], "best_val_acc": state["best"]["score"],
+                    "epochs_done": done, "interrupted": False, "already_done": True}
     t0 = time.time()
     # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
     prep = prepare(cfg, data_dir, cache, quiet)
@@ -408,7 +417,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                     save_checkpoint(out / "best.pt", now)
                 # validation's clip accuracy is not every goal (a fine-tuning run's is elsewhere): the end too
                 save_checkpoint(out / "last.pt", now)
-                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path)
+                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path, world)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -421,7 +430,9 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             # the signal may land anywhere in an epoch's saving: report what a rerun resumes from
             history, best = _saved_progress(state_path)
             _warn(("" if quiet else "\n")  # off the progress bar's line
-                  + f"interrupted: the run is saved after epoch {len(history)}; rerun the same command to resume")
+                  + (f"interrupted: the run is saved after epoch {len(history)}; rerun the same command to resume"
+                     if history else "interrupted before the first epoch finished: nothing to resume; the same "
+                     "command starts it again"))
     summary = {"run": str(out), "best_epoch": best["epoch"], "best_val_acc": best["score"], "epochs_done": len(history),
                "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
                "interrupted": interrupted, "labels": labels, "skipped_clips": dict(sorted(prep.bad_files.items()))}
@@ -468,6 +479,9 @@ def load_init(cfg: Config) -> Checkpoint:
         raise ConfigError(f"train.init_member: {cfg.train.init_member}: {cfg.train.init} has {len(members)} "
                           f"member(s), numbered from 0")
     member = members[cfg.train.init_member]
+    if len(members) > 1 and _dist()[1] == 0:
+        print(f"train.init: member {cfg.train.init_member} of the {len(members)} in {cfg.train.init} "
+              "(--init-member picks another)", flush=True)
     # into a model of the recipe: its architecture must be the member's, tensor for tensor
     if {k: tuple(v.shape) for k, v in member.state_dict().items()} != weight_shapes(cfg.model, cfg.features.n_mfcc,
                                                                                      len(labels)):
@@ -554,11 +568,12 @@ def _saved_progress(path: Path) -> tuple[list[dict], dict]:
 
 
 def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None,
-                data_dir: str | None = None) -> None:
+                data_dir: str | None = None, world: int = 1) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
-                    "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir}, tmp)
+                    "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir,
+                    "world": world}, tmp)
 
 
 def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
