@@ -422,7 +422,7 @@ def _scores(data: CalibrationData, thresholds: Mapping[str, float], exact: bool)
     return _replay(data, np.array([thresholds.get(lab, np.inf) for lab in data.labels]))
 
 
-def calibrate(ckpt, root, max_fa_per_hour: float = 0.5, *, command_minutes: float = 25.0,
+def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: float = 25.0,
               free_minutes: float = 360.0, piece_minutes: float = 10.0, grid: Sequence[float] = DEFAULT_GRID,
               decision_cfg: DecisionConfig | None = None, seed: int = 0, mode: str = "stream",
               refresh_s: float | None = 3.0, chunk_ms: float = 100.0, after: float = 1.0,
