@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -232,6 +233,9 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     lines = err.strip().splitlines()
     assert lines[0].startswith("sensitivity: ") and lines[1:] == ["voice-gru: interrupted"], err
     assert events.is_file()  # opened, and closed by the clean path
+    # the totals of what was heard before the signal, as a microphone session ends with them
+    assert re.search(r"^\d+ command\(s\) in [\d.]+s of audio; real-time factor", out, re.M), out
+    assert "input level: loudest sample" in out
 
 
 def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_path, capsys):

@@ -496,7 +496,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     monitor = InputMonitor("standard input" if from_pipe else (str(args.input) if args.input else "the microphone"),
                            f.sample_rate, warn=warn,
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
-    completed = False
+    completed = interrupted = False
+    stats: ListenStats | None = None
     with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
         try:
             if args.input:
@@ -511,7 +512,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                     what = f"streaming {args.input} through the recognizer"
                 print(f"{what} ({args.mode} mode)", flush=True)
-                stats = listen_loop(chunks, spotter, on_command, view, args.seconds, monitor=monitor)
+                stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
+                listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
                 if from_pipe and stats.seconds == 0:
                     raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                            "(did the program writing to it fail?)")
@@ -536,8 +538,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
             completed = True
         except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
-            completed = True
-            raise
+            completed = interrupted = True
         finally:
             if runner:
                 runner.close(timeout=10)
@@ -547,6 +548,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
               f"real-time factor {stats.real_time_factor:.4f}", flush=True)
         print(monitor.summary(), flush=True)
+    if interrupted:
+        raise KeyboardInterrupt  # exit status 130, after the totals
     return 0
 
 
