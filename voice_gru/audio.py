@@ -12,6 +12,8 @@ import numpy as np
 from voice_gru.errors import AudioFormatError
 
 SAMPLE_RATE = 16000
+# float samples lie in [-1, 1]; a little over is clipping, far over is integer PCM stored as float
+FLOAT_LIMIT = 16.0
 
 # data sizes a WAV writer leaves when it cannot go back to fill them in (output to a pipe, a recorder
 # that was killed): the samples run to the end of the file (0 too, when bytes follow the chunk header)
@@ -64,11 +66,9 @@ def _open_checked(path: Path):
         f = sf.SoundFile(str(path))
     except sf.LibsndfileError as exc:
         layout = _wav_layout(path)
-        if layout is not None and len(layout.fmt) >= 8:  # libsndfile says "SF_INFO struct incomplete" here
-            channels, rate = struct.unpack("<HI", layout.fmt[2:8])
-            if channels < 1 or rate < 1:
-                raise AudioFormatError(f"{path}: WAV header says {channels} channel(s) at {rate} Hz: a broken header "
-                                       "(at least one channel, a positive sample rate)") from None
+        broken = wav_format(layout.fmt).broken() if layout is not None and len(layout.fmt) >= 16 else None
+        if broken:  # libsndfile says "SF_INFO struct incomplete" here
+            raise AudioFormatError(f"{path}: {broken}") from None
         raise AudioFormatError(f"{path}: not a readable audio file ({_short(exc)})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
@@ -81,6 +81,35 @@ def _open_checked(path: Path):
             f.close()
             return tail
     return f
+
+
+class WavFormat(NamedTuple):
+    """A WAV format chunk's fields (the sub-format's tag for WAVE_FORMAT_EXTENSIBLE)."""
+
+    tag: int  # 1: PCM, 3: float
+    channels: int
+    rate: int
+    bits: int
+
+    @property
+    def kind(self) -> str:
+        return {1: "PCM", 3: "float"}.get(self.tag, f"format tag {self.tag}")
+
+    def broken(self) -> str | None:
+        """What is wrong with a header that has no channels or no sample rate (None: nothing)."""
+        if self.channels < 1 or self.rate < 1:
+            return (f"WAV header says {self.channels} channel(s) at {self.rate} Hz: a broken header "
+                    "(at least one channel, a positive sample rate)")
+        return None
+
+
+def wav_format(body: bytes) -> WavFormat:
+    """The fields of a format chunk's body (at least 16 bytes)."""
+    tag, channels, rate = struct.unpack("<HHI", body[:8])
+    bits = struct.unpack("<H", body[14:16])[0]
+    if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
+        tag = struct.unpack("<H", body[24:26])[0]
+    return WavFormat(tag, channels, rate, bits)
 
 
 class _WavLayout(NamedTuple):
@@ -132,16 +161,12 @@ def _data_to_end(path: Path) -> _HeaderlessWav | None:
         return None
     if len(layout.fmt) < 16:
         raise AudioFormatError(f"{path}: WAV audio data before any format chunk")
-    tag, channels, rate = struct.unpack("<HHI", layout.fmt[:8])
-    bits = struct.unpack("<H", layout.fmt[14:16])[0]
-    if tag == 0xFFFE and len(layout.fmt) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
-        tag = struct.unpack("<H", layout.fmt[24:26])[0]
-    stored = _HEADERLESS_FORMATS.get((tag, bits))
-    if stored is None or channels < 1 or rate < 1:
-        kind = {1: "PCM", 3: "float"}.get(tag, f"format tag {tag}")
-        raise AudioFormatError(f"{path}: WAV data size is 0 (an unfinished recording?) and its {bits}-bit {kind} "
-                               f"samples cannot be read without it; fix the header with sox --ignore-length")
-    return _HeaderlessWav(path, layout.start, rate, channels, *stored)
+    fmt = wav_format(layout.fmt)
+    stored = _HEADERLESS_FORMATS.get((fmt.tag, fmt.bits))
+    if stored is None or fmt.broken():
+        raise AudioFormatError(f"{path}: WAV data size is 0 (an unfinished recording?) and its {fmt.bits}-bit "
+                               f"{fmt.kind} samples cannot be read without it; fix the header with sox --ignore-length")
+    return _HeaderlessWav(path, layout.start, fmt.rate, fmt.channels, *stored)
 
 
 class _HeaderlessWav:
@@ -186,8 +211,6 @@ def _header_frames(f) -> int:
 
 def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.ndarray:
     """``data`` if every sample is finite and within float audio's scale; AudioFormatError otherwise."""
-    from voice_gru.spotter import FLOAT_LIMIT  # the rule CommandSpotter applies to float chunks
-
     peak = float(np.abs(data).max()) if data.size else 0.0  # NaN or inf when any sample is: one pass for both checks
     where = f" from {offset_s:.1f} s" if offset_s > 0 else ""
     if not np.isfinite(peak):

@@ -53,7 +53,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from voice_gru import UNKNOWN
-from voice_gru.config import OFF, DecisionConfig, to_dict
+from voice_gru.config import OFF, REFRESH_S, DecisionConfig, to_dict
 from voice_gru.errors import ConfigError
 from voice_gru.metrics import rate_upper_bound, share_upper_bound
 from voice_gru.speaker_cv import (
@@ -182,7 +182,7 @@ def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int, wrong_cost: f
 
 def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minutes: float = 360.0,
                         piece_minutes: float = 10.0, decision_cfg: DecisionConfig | None = None, seed: int = 0,
-                        mode: str = "stream", refresh_s: float | None = 3.0, chunk_ms: float = 100.0,
+                        mode: str = "stream", refresh_s: float | None = REFRESH_S, chunk_ms: float = 100.0,
                         after: float = 1.0, spec: StreamSpec = CALIBRATION_SPEC,
                         log: Callable[[str], None] | None = None) -> CalibrationData:
     """Build the validation streams and run the model over them once (the listen path)."""
@@ -425,7 +425,7 @@ def _scores(data: CalibrationData, thresholds: Mapping[str, float], exact: bool)
 def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: float = 25.0,
               free_minutes: float = 360.0, piece_minutes: float = 10.0, grid: Sequence[float] = DEFAULT_GRID,
               decision_cfg: DecisionConfig | None = None, seed: int = 0, mode: str = "stream",
-              refresh_s: float | None = 3.0, chunk_ms: float = 100.0, after: float = 1.0,
+              refresh_s: float | None = REFRESH_S, chunk_ms: float = 100.0, after: float = 1.0,
               spec: StreamSpec = CALIBRATION_SPEC, wrong_cost: float = WRONG_COST,
               tradeoff_targets: Sequence[float] = TRADEOFF_TARGETS,
               log: Callable[[str], None] | None = None, data: CalibrationData | None = None, veto: str = "auto"):

@@ -85,9 +85,9 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
             raise CheckpointError(f"{path}: the shipped default model is missing; train one with `voice-gru train` and pass --model")
     path = Path(path)
     if path.is_dir():  # a run folder: its checkpoints are inside
-        inside = next((path / n for n in ("best.pt", "last.pt") if (path / n).is_file()), None)
+        inside = _run_checkpoints(path)
         raise CheckpointError(f"{path}: is a folder; give a checkpoint file" +
-                              (f" such as {inside}" if inside else " (a .pt file that voice-gru train writes)"))
+                              (f" such as {inside[0]}" if inside else " (a .pt file that voice-gru train writes)"))
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
     try:
@@ -108,12 +108,16 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
     return parse_blob(blob, path)
 
 
+def _run_checkpoints(run: Path) -> list[Path]:
+    """The checkpoints ``voice-gru train`` leaves in a run folder, best first."""
+    return [run / n for n in ("best.pt", "last.pt") if (run / n).is_file()]
+
+
 def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
     """The checkpoint in a loaded ``save_checkpoint`` dict (tensors as arrays), checked."""
     if isinstance(blob, dict) and "format" not in blob and {"model", "optimizer", "epoch"} <= blob.keys():
-        run = Path(path).parent  # voice_gru.train's state.pt: weights, optimiser and history, no labels or features
-        use = [n for n in ("best.pt", "last.pt") if (run / n).is_file()]
-        where = f"{run / use[0]}{' or ' + use[1] if len(use) > 1 else ''}" if use else "its run's best.pt or last.pt"
+        use = _run_checkpoints(Path(path).parent)  # train's state.pt: weights, optimiser, history; no labels or features
+        where = f"{use[0]}{' or ' + use[1].name if len(use) > 1 else ''}" if use else "its run's best.pt or last.pt"
         raise CheckpointError(f"{path}: is a training state (for resuming), not a model: use {where}")
     if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__

@@ -14,11 +14,11 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
+from voice_gru.config import REFRESH_S
 from voice_gru.errors import AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
-REFRESH_S = 3.0  # seconds between GRU state refreshes in stream mode: a state never reset drifts over hours
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 
 
@@ -127,23 +127,27 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def recipe_path(path: str) -> str:
-    """``path``, or the repository's file of that name where ``path`` is relative and missing here
-    (``--config configs/words_finetune.yaml`` run from another folder), said on stderr."""
+def _in_repository(path: str) -> Path | None:
+    """The repository's file at ``path`` where ``path`` is relative and missing here (a clone run from another
+    folder), else None."""
     repo = Path(__file__).resolve().parents[1] / path
-    if Path(path).exists() or Path(path).is_absolute() or not repo.is_file():
+    return repo if not Path(path).exists() and not Path(path).is_absolute() and repo.is_file() else None
+
+
+def recipe_path(path: str) -> str:
+    """``path``, or the repository's file of that name where it is relative and missing here (``--config
+    configs/words_finetune.yaml`` run from another folder), said on stderr."""
+    repo = _in_repository(path)
+    if repo is None:
         return path
     print(f"--config {path}: not in {Path.cwd()}; using the repository's {repo}", file=sys.stderr)
     return str(repo)
 
 
 def _default_recipe() -> str:
-    """``configs/default.yaml`` here, else the repository's own (a clone run from another folder)."""
-    here = Path("configs/default.yaml")
-    repo = Path(__file__).resolve().parents[1] / "configs" / "default.yaml"
-    if here.is_file() or not repo.is_file():
-        return str(here)
-    return _shown_path(repo)
+    """``configs/default.yaml`` here, else the repository's own."""
+    repo = _in_repository("configs/default.yaml")
+    return "configs/default.yaml" if repo is None else _shown_path(repo)
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:

@@ -158,8 +158,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import for_commands, operating_point
-    from voice_gru.config import OFF
-    from voice_gru.decision import effective_thresholds
+    from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    plot_det, public_result, refined_silent_threshold, silent_per_command,
@@ -198,8 +197,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if subset is not None:  # each point as it would run for these commands alone, with their figures
             hours = (ckpt.meta or {}).get("calibration", {}).get("command_free_hours")
-            points = [{**for_commands(p, subset, hours), "thresholds": {c: (v if c in subset else OFF)
-                                                                 for c, v in p["thresholds"].items()}} for p in points]
+            points = [{**for_commands(p, subset, hours), "thresholds": only_commands(p["thresholds"], subset)}
+                      for p in points]
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
             for op, p in zip(result["operating_points"], sorted(points, key=lambda q: q["target_fa_per_hour"])):
@@ -215,7 +214,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         base = effective_thresholds(ckpt.labels, decision_of(ckpt, dcfg), ckpt.thresholds,
                                     operating_point(ckpt, rate, subset)["thresholds"] if rate is not None else None)
         if subset is not None:
-            base = {c: (v if c in subset else OFF) for c, v in base.items()}
+            base = only_commands(base, subset)
         advised = {**result["thresholds"], **raised}
         result["silent_flags"] = {c: v for c, v in advised.items() if abs(v - base[c]) > 1e-9} if raised else {}
         result["silent_base"] = " ".join(([f"--commands {' '.join(subset)}"] if subset else [])

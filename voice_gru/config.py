@@ -200,6 +200,8 @@ class TrainConfig:
         _one_of(self, "target", ("frames", "last"))
 
 
+# seconds between the live path's GRU state refreshes: a state never reset drifts from the lengths it was trained on
+REFRESH_S = 3.0
 OFF = 1.01  # a threshold above any posterior: the command is switched off (calibration's "no value met the budget")
 
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru.config import DecisionConfig
+from voice_gru.config import OFF, DecisionConfig
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 
@@ -69,6 +69,11 @@ def apply_unknown_veto(posteriors: np.ndarray, labels: Sequence[str], cfg: Decis
         return np.asarray(posteriors, dtype=np.float64)
     commands = [i for i, lab in enumerate(labels) if lab not in BACKGROUND]
     return unknown_veto(posteriors, list(labels).index("_unknown_"), commands, cfg.unknown_veto, n)
+
+
+def only_commands(thresholds: Mapping[str, float], commands: Collection[str] | None) -> dict[str, float]:
+    """``thresholds`` with every label outside ``commands`` above any posterior (``OFF``); None: all kept."""
+    return {c: (v if commands is None or c in commands else OFF) for c, v in thresholds.items()}
 
 
 def effective_thresholds(labels: Sequence[str], cfg: DecisionConfig,

@@ -71,6 +71,7 @@ class PipeHeader:
 def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
     """Read a WAV header from the start of a pipe if there is one (``arecord``, ``sox -t wav -``,
     ``ffmpeg -f wav -`` write one), leaving the stream at its first sample; only 16-bit PCM is accepted."""
+    from voice_gru.audio import wav_format
     from voice_gru.errors import AudioFormatError
 
     head = stream.read(12)
@@ -95,18 +96,13 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
         if cid == b"fmt ":
             if len(body) < 16:
                 raise AudioFormatError("standard input: WAV format chunk is cut short")
-            tag, channels, rate = struct.unpack("<HHI", body[:8])
-            bits = struct.unpack("<H", body[14:16])[0]
-            if tag == 0xFFFE and len(body) >= 26:  # WAVE_FORMAT_EXTENSIBLE: the sub-format's tag
-                tag = struct.unpack("<H", body[24:26])[0]
-            if channels < 1 or rate < 1:
-                raise AudioFormatError(f"standard input: WAV header says {channels} channel(s) at {rate} Hz: "
-                                       "a broken header (at least one channel, a positive sample rate)")
-            if tag != 1 or bits != 16:
-                kind = {1: "PCM", 3: "float"}.get(tag, f"format tag {tag}")
-                raise AudioFormatError(f"standard input: WAV with {bits}-bit {kind} samples; send 16-bit PCM "
+            f = wav_format(body)
+            if f.broken():
+                raise AudioFormatError(f"standard input: {f.broken()}")
+            if f.tag != 1 or f.bits != 16:
+                raise AudioFormatError(f"standard input: WAV with {f.bits}-bit {f.kind} samples; send 16-bit PCM "
                                        f"(sox: -b 16 -e signed, ffmpeg: -c:a pcm_s16le)")
-            fmt = (rate, channels)
+            fmt = (f.rate, f.channels)
 
 
 def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk_ms: float = 100.0,

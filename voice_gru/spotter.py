@@ -24,8 +24,9 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru.config import OFF, DecisionConfig
-from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds
+from voice_gru.audio import FLOAT_LIMIT
+from voice_gru.config import OFF, REFRESH_S, DecisionConfig
+from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds, only_commands
 from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
 from voice_gru.stream import Recognizer
@@ -34,7 +35,6 @@ logger = logging.getLogger(__name__)
 
 
 # float audio is in [-1, 1]; beyond this it is integer PCM cast to float (int16 values are up to 32768)
-FLOAT_LIMIT = 16.0
 MAX_CHANNELS = 64  # more "channels" than this is a (channels, samples) array
 PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: memory stays that of a chunk
 
@@ -135,7 +135,7 @@ class CommandSpotter:
 
     def __init__(self, model: str | Path | CheckpointData | Any = None, *, false_accepts_per_hour: float | None = None,
                  threshold: float | Mapping[str, float] | None = None, sample_rate: int = 16000,
-                 decision: DecisionConfig | None = None, mode: str = "stream", refresh_s: float | None = 3.0,
+                 decision: DecisionConfig | None = None, mode: str = "stream", refresh_s: float | None = REFRESH_S,
                  commands: Sequence[str] | None = None) -> None:
         from voice_gru.calibrate import operating_point
         from voice_gru.mic import StreamingResampler
@@ -168,7 +168,7 @@ class CommandSpotter:
         self.decision = decision_of(self.ckpt, decision)
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         if chosen is not None:
-            self.thresholds = {c: (v if c in self.commands else OFF) for c, v in self.thresholds.items()}
+            self.thresholds = only_commands(self.thresholds, self.commands)
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s)

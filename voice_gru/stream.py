@@ -36,6 +36,7 @@ import numpy as np
 from threadpoolctl import ThreadpoolController
 
 from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
+from voice_gru.config import REFRESH_S
 from voice_gru.errors import ConfigError
 from voice_gru.fastgru import fast_model
 from voice_gru.stream_features import StreamingMFCC
@@ -44,7 +45,7 @@ from voice_gru.stream_features import StreamingMFCC
 class Recognizer:
     """Push audio chunks of any size; get the posteriors of the frames they complete."""
 
-    def __init__(self, ckpt: Any, mode: str = "stream", refresh_s: float | None = 3.0,
+    def __init__(self, ckpt: Any, mode: str = "stream", refresh_s: float | None = REFRESH_S,
                  window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba") -> None:
         if mode not in ("stream", "window"):
             raise ConfigError(f"unknown recognizer mode {mode!r} (expected 'stream' or 'window')")

@@ -170,8 +170,8 @@ def _parse_lines(path: Path, text: str, why: str) -> dict:
     if numbered and all(objects):
         return {"events": [{**r, LINE: n} for (n, _), r in zip(numbered, rows)]}
     if numbered and 2 * sum(objects) > len(objects):  # JSON Lines with a broken line: that line, not "no format"
-        n, ln = next(x for x, ok in zip(numbered, objects) if not ok)
-        r = rows[objects.index(False)]
+        first = objects.index(False)
+        (n, ln), r = numbered[first], rows[first]
         why_line = f"not JSON ({r})" if isinstance(r, Exception) else f"a JSON {type(r).__name__}, not an event object"
         raise DatasetError(f"{path}:{n}: {ln.strip()[:60]!r}: {why_line} (the other lines are JSON Lines events)")
     tf = [(n, _TF_LINE.match(ln)) for n, ln in numbered]

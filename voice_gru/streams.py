@@ -46,7 +46,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
-from voice_gru.config import OFF, DecisionConfig, from_dict, to_dict
+from voice_gru.config import REFRESH_S, DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
     TRUTH_LABELS,
@@ -518,7 +518,7 @@ def make_detector(labels: Sequence[str], decision_cfg: DecisionConfig, threshold
 
 def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: DecisionConfig | None = None,
                     thresholds: Mapping[str, float] | float | None = None, mode: str = "stream",
-                    chunk_ms: float = 100.0, refresh_s: float | None = 3.0, after: float = 1.0,
+                    chunk_ms: float = 100.0, refresh_s: float | None = REFRESH_S, after: float = 1.0,
                     commands: Sequence[str] | None = None) -> dict:
     """Run a recording through the listen path and score it against its truth.
 
@@ -577,10 +577,12 @@ def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mappi
     miss_rate, latency_median. Raising the threshold never adds a detection run, so false
     accepts per hour fall (up to a few cooldown effects) and misses rise.
     """
+    from voice_gru.decision import only_commands
+
     duration = float(truth["duration"]) if duration is None else duration
     points = []
     for x in thresholds:
-        thr = {lab: (float(x) if only is None or lab in only else OFF) for lab in labels if lab not in (UNKNOWN, "_silence_")}
+        thr = only_commands({lab: float(x) for lab in labels if lab not in (UNKNOWN, SILENCE)}, only)
         s = score_events(detect(posteriors, labels, decision_cfg, thr, frame_seconds, first_frame_end), truth, duration, after)
         points.append({"threshold": round(float(x), 4), "hits": s["hits"], "misses": s["misses"], "wrong": s["wrong"],
                        "false_accepts": s["false_accepts"], "false_accepts_per_hour": s["false_accepts_per_hour"],
