@@ -26,6 +26,7 @@ from voice_gru.actions import (
     AssistantConfig,
     WakeGate,
     WakeWord,
+    _post_json,
     load_assistant,
     substitute,
     substitute_json,
@@ -457,6 +458,61 @@ def test_http_error_status_is_a_failure(tmp_path, hook_server):
         assert runner.wait_idle(10)
     assert runner.failed == 1 and runner.results[0].detail.startswith("HTTP 500")
     assert len(received) == 1
+
+
+@pytest.fixture
+def dripping_server():
+    """A server that answers a POST one byte every 0.1 s, headers included: each wait is short, the whole is not."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    stop = threading.Event()
+
+    def serve():
+        srv.settimeout(0.1)
+        while not stop.is_set():
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.recv(65536)
+                for b in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
+                    if stop.is_set():
+                        break
+                    try:
+                        conn.sendall(bytes([b]))
+                    except OSError:
+                        break
+                    time.sleep(0.1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{srv.getsockname()[1]}/hook"
+    finally:
+        stop.set()
+        thread.join(5)
+        srv.close()
+
+
+@pytest.mark.parametrize("kind", ["action", "post"])
+def test_http_timeout_is_a_deadline_for_the_whole_request(tmp_path, dripping_server, kind):
+    # ~15 s to send the whole answer, never 0.5 s without a byte: a per-wait timeout would wait it out
+    t0 = time.monotonic()
+    if kind == "post":
+        ok, detail = _post_json(dripping_server, {"label": "up"}, 0.6)
+    else:
+        with runner_for(tmp_path, f"""
+            actions:
+              up: {{http: {{url: "{dripping_server}", timeout: 0.6}}}}
+        """) as runner:
+            runner.submit(Command("up", 0.9, 0.0))
+            assert runner.wait_idle(10)
+        ok, detail = runner.failed == 0, runner.results[0].detail
+    elapsed = time.monotonic() - t0
+    assert not ok and detail == "timed out after 0.6s"
+    assert elapsed < 3.0
 
 
 def test_queue_full_drops_are_counted(tmp_path, monkeypatch, caplog):

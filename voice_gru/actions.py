@@ -30,6 +30,7 @@ command keys.
 from __future__ import annotations
 
 import collections
+import http.client
 import importlib
 import inspect
 import ipaddress
@@ -41,6 +42,7 @@ import re
 import shlex
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import queue
@@ -547,28 +549,87 @@ def _is_loopback(host: str | None) -> bool:
         return False
 
 
+class _Deadline:
+    """Sockets of one request, shut down when its deadline passes: urllib's timeout bounds each wait for
+    the server, so a server that sends a byte a second would otherwise hold the command's worker forever."""
+
+    def __init__(self) -> None:
+        self.passed = threading.Event()
+        self._sockets: list = []
+        self._lock = threading.Lock()
+
+    def track(self, sock) -> None:
+        with self._lock:
+            self._sockets.append(sock)
+        if self.passed.is_set():
+            self.cut()
+
+    def cut(self) -> None:
+        self.passed.set()
+        with self._lock:
+            sockets = list(self._sockets)
+        for sock in sockets:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)  # a blocked recv in the worker returns at once
+            except OSError:
+                pass
+
+    def handlers(self) -> list:
+        """urllib handlers whose connections report their sockets here."""
+        deadline = self
+
+        def tracked(cls):
+            class Tracked(cls):
+                def connect(self) -> None:
+                    super().connect()
+                    deadline.track(self.sock)
+            return Tracked
+
+        class Http(urllib.request.HTTPHandler):
+            def do_open(self, http_class, req, **kw):
+                return super().do_open(tracked(http_class), req, **kw)
+
+        class Https(urllib.request.HTTPSHandler):
+            def do_open(self, http_class, req, **kw):
+                return super().do_open(tracked(http_class), req, **kw)
+
+        return [Http(), Https()]
+
+
 def _post_json(url: str, body: Any, timeout: float) -> tuple[bool, str]:
+    """POST ``body`` as JSON; the whole request (connect, send, answer) must finish within ``timeout``."""
     data = jsonlib.dumps(body).encode("utf-8")
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"Content-Type": "application/json"})
+    deadline = _Deadline()
     # A local hook must not go through an HTTP proxy set in the environment.
     handlers = [urllib.request.ProxyHandler({})] if _is_loopback(urllib.parse.urlsplit(url).hostname) else []
-    opener = urllib.request.build_opener(*handlers)
+    opener = urllib.request.build_opener(*handlers, *deadline.handlers())
+    timer = threading.Timer(timeout, deadline.cut)
+    timer.daemon = True
+    timer.start()
+    late = f"timed out after {timeout:g}s"
     try:
         with opener.open(req, timeout=timeout) as resp:
             resp.read(65536)
+            if deadline.passed.is_set():  # the answer was cut short
+                return False, late
             return True, f"HTTP {resp.status}"
     except urllib.error.HTTPError as exc:
         return False, f"HTTP {exc.code} {exc.reason}"
     except urllib.error.URLError as exc:
         reason = exc.reason
-        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
-            return False, f"timed out after {timeout:g}s"
+        if deadline.passed.is_set() or isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            return False, late
         return False, f"unreachable: {reason}"
     except TimeoutError:
-        return False, f"timed out after {timeout:g}s"
-    except (OSError, ValueError) as exc:
+        return False, late
+    except (OSError, ValueError, http.client.HTTPException) as exc:
+        if deadline.passed.is_set():
+            return False, late
         return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        timer.cancel()
 
 
 def _default_text(kind: str, cmd: Command) -> str:
