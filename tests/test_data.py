@@ -24,6 +24,7 @@ from voice_gru.data import (
     Example,
     check_speakers,
     class_weights,
+    dataset_fingerprint,
     dataset_stats,
     fit_clip,
     load_clip_mels,
@@ -165,6 +166,20 @@ def test_scan_with_lists_uses_the_lists(tmp_path):
     assert clips["yes/0ea0e2f4_nohash_0.wav"].split == "validation"
     assert clips["marvin/4954abe8_nohash_0.wav"].split == "testing"
     assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
+
+
+def test_dataset_fingerprint_follows_the_clips_not_the_folder(tmp_path):
+    root = tmp_path / "a"
+    copy_clips(root)
+    (root / "_background_noise_").mkdir()
+    shutil.copy(TEST_DATA / CLIPS["no"], root / "_background_noise_" / "noise.wav")
+    first = dataset_fingerprint(root)
+    assert dataset_fingerprint(shutil.copytree(root, tmp_path / "moved")) == first
+    (root / "validation_list.txt").write_text("yes/0ea0e2f4_nohash_0.wav\n")  # one clip to another split
+    second = dataset_fingerprint(root)
+    assert second != first
+    (root / "_background_noise_" / "noise.wav").write_bytes(b"RIFF")  # a noise recording changed
+    assert dataset_fingerprint(root) not in (first, second)
 
 
 def test_scan_errors(tmp_path):

@@ -27,7 +27,7 @@ from voice_gru import SILENCE, UNKNOWN, VoiceGruError
 import voice_gru.train as train_module
 from voice_gru.cli import main
 from voice_gru.config import load_config, to_dict
-from voice_gru.data import task_labels
+from voice_gru.data import dataset_fingerprint, task_labels
 from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.features import Normalizer
 from voice_gru.model import load_checkpoint, save_checkpoint
@@ -372,14 +372,25 @@ def test_run_dir_with_a_different_config_is_a_clear_error(baseline, tiny_root, t
 
 
 def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny_cfg, cache, tmp_path, capsys):
-    """A finished run rerun with another --data-dir was reported done: the run records its dataset's folder."""
+    """A finished run rerun with another --data-dir was reported done: the run records its dataset's folder
+    and a digest of its clips, so a moved or copied dataset resumes and a changed one is refused."""
     old, _ = baseline
     run = tmp_path / "run"
     shutil.copytree(old, run)
     before = {p.name: p.read_bytes() for p in run.iterdir()}
-    assert torch.load(run / "state.pt", weights_only=True)["data_dir"] == str(tiny_root.resolve())
-    assert torch.load(run / "state.pt", weights_only=True)["world"] == 1
+    saved = torch.load(run / "state.pt", weights_only=True)
+    assert saved["data_dir"] == str(tiny_root.resolve()) and saved["world"] == 1
+    assert saved["data_fingerprint"] == dataset_fingerprint(tiny_root)
+    # a copy elsewhere holds the same clips: the run is found done, with a note on where its data now is
+    copy = shutil.copytree(tiny_root, tmp_path / "moved_speech_commands")
+    assert dataset_fingerprint(copy) == saved["data_fingerprint"]
+    assert train(tiny_cfg, copy, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    err = capsys.readouterr().err
+    assert f"the dataset moved from {tiny_root.resolve()}: the same clips, resuming on {copy.resolve()}" in err
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # one clip fewer is another dataset
     other = shutil.copytree(tiny_root, tmp_path / "other_speech_commands")
+    next(p for p in sorted(other.glob("yes/*.wav"))).unlink()
     with pytest.raises(VoiceGruError) as info:
         train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)
     assert str(info.value) == (f"{run}: holds a run with a different setting (--data-dir {tiny_root.resolve()} -> "

@@ -141,6 +141,17 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
     return clips
 
 
+def dataset_fingerprint(root: str | Path) -> str:
+    """A digest of a dataset root's clips (path within the root, split, size) and background recordings:
+    the same after the folder is moved or copied, different when a clip or a split list changes."""
+    root = Path(root).resolve()
+    h = hashlib.sha256()
+    files = [(c.split, Path(c.path)) for c in scan_dataset(root)] + [("noise", f) for f in background_files(root)]
+    for split, f in sorted(files, key=lambda x: (x[0], str(x[1]))):
+        h.update(f"{split}\t{f.resolve().relative_to(root).as_posix()}\t{f.stat().st_size}\n".encode())
+    return h.hexdigest()
+
+
 def _scan_test_set(root: Path) -> list[ClipRef]:
     clips = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):

@@ -30,7 +30,7 @@ from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, e
 from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
-    background_files, check_speakers, class_weights, load_clip_mels, load_noise, missing_dataset, scan_dataset,
+    background_files, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
     split_examples, task_labels,
 )
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
@@ -260,6 +260,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
     data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
+    data_print = dataset_fingerprint(data_dir)  # ... wherever that data has moved since
     state = None
     if state_path.is_file() and not restart:
         try:
@@ -278,7 +279,10 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         changes = config_changes(saved_cfg, cfg_dict)
         saved_data = state.get("data_dir")  # None: a run from before it was recorded
         if saved_data is not None and saved_data != data_path:
-            changes.append(f"--data-dir {saved_data} -> {data_path}")
+            if state.get("data_fingerprint") != data_print:
+                changes.append(f"--data-dir {saved_data} -> {data_path}")
+            else:
+                _warn(f"{out}: the dataset moved from {saved_data}: the same clips, resuming on {data_path}")
         saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
         if saved_world is not None and saved_world != world:
             changes.append(f"processes {saved_world} -> {world} (resume with as many as it started with)")
@@ -417,7 +421,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                     save_checkpoint(out / "best.pt", now)
                 # validation's clip accuracy is not every goal (a fine-tuning run's is elsewhere): the end too
                 save_checkpoint(out / "last.pt", now)
-                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path, world)
+                _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path, world,
+                            data_print)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -568,12 +573,12 @@ def _saved_progress(path: Path) -> tuple[list[dict], dict]:
 
 
 def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None,
-                data_dir: str | None = None, world: int = 1) -> None:
+                data_dir: str | None = None, world: int = 1, data_fingerprint: str | None = None) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
                     "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir,
-                    "world": world}, tmp)
+                    "data_fingerprint": data_fingerprint, "world": world}, tmp)
 
 
 def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
