@@ -516,6 +516,13 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
                  "--model", str(model_path), "--quiet", "--json", str(tmp_path / "again.json")]) == 0
     again = json.loads((tmp_path / "again.json").read_text())
     assert again["n"] == noisy["n"] and again["snr_db"] == 0.0
+    assert "note:" not in capsys.readouterr().err
+    # the old spelling with two noise paths after one flag: the second is named as clips, and said so
+    clip = str(next(iter(sorted(tiny_root.glob("yes/*.wav")))))
+    assert main(["evaluate", "--snr", "0", "--noise", noise, clip, str(tiny_root), "--split", "validation",
+                 "--model", str(model_path), "--quiet"]) == 0
+    assert (f"note: {clip} is evaluated as clips to name, not mixed in as noise (--noise takes one path per flag: "
+            f"--noise {noise} --noise {clip})") in capsys.readouterr().err
 
 
 def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt):

@@ -186,6 +186,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.unknown == "all" and not any(is_dataset_root(Path(p)) for p in args.paths):
         raise ConfigError("--unknown all: keeps every _unknown_ clip of a dataset root's split, and none of the paths is "
                           "a dataset root (other layouts are taken whole anyway)")
+    if args.noise:
+        from voice_gru.data import is_test_set_layout
+
+        labelled = [is_dataset_root(Path(p)) or is_test_set_layout(Path(p)) for p in args.paths]
+        if not labelled[0] and any(labelled):  # `--noise A B DATA` reads B as clips to name, not as noise
+            print(f"note: {args.paths[0]} is evaluated as clips to name, not mixed in as noise "
+                  f"(--noise takes one path per flag: --noise {args.noise[-1]} --noise {args.paths[0]})", file=sys.stderr)
     ckpt = resolve_model(args.model)
     items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate,
                            all_unknown=args.unknown == "all")
