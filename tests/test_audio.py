@@ -346,6 +346,18 @@ def test_zero_data_size_is_decoded_like_libsndfile_decodes_the_whole_file(tmp_pa
     np.testing.assert_array_equal(blocks_of(patched), want)
 
 
+@pytest.mark.parametrize("subtype", ["PCM_16", "FLOAT"])
+@pytest.mark.parametrize("pad", [b"", b"\x00"])  # the last chunk odd-sized, with and without its pad byte
+def test_zero_data_size_stops_before_metadata_written_after_the_samples(tmp_path, subtype, pad):
+    original, patched = patched_wav(tmp_path, "killed_list", subtype, riff=0, data=0)
+    raw = patched.read_bytes()
+    patched.write_bytes(raw + b"LIST\x1b\x00\x00\x00INFOISFT\x0f\x00\x00\x00Lavf58.76.100x\x00\x00"
+                        + b"id3 \x05\x00\x00\x00ID3\x03\x00" + pad)
+    want = load_audio(original)
+    np.testing.assert_array_equal(load_audio(patched), want)
+    np.testing.assert_array_equal(blocks_of(patched), want)
+
+
 def test_zero_data_size_in_a_format_read_only_by_libsndfile_is_one_clear_error(tmp_path):
     _, patched = patched_wav(tmp_path, "killed24", "PCM_24", data=0)
     msg = expect_error(patched, "data size is 0", "24-bit")

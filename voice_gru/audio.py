@@ -153,12 +153,38 @@ def _only_chunks_follow(path: Path, pos: int, end: int) -> bool:
         return pos - end <= (clen & 1)  # writers may leave out the last chunk's pad byte
 
 
+# chunks writers put after the samples; the samples of a WAV with no data size end where a chain of these
+# runs to the end of the file
+_METADATA_CHUNKS = (b"LIST", b"id3 ", b"ID3 ", b"cue ", b"smpl", b"inst", b"bext", b"iXML", b"_PMX", b"JUNK",
+                    b"PAD ", b"acid", b"DISP", b"plst", b"fact")
+_METADATA_SEARCH = 1 << 20  # bytes from the end searched for them
+
+
+def _samples_end(path: Path, start: int, end: int) -> int:
+    """Where the samples of a WAV with a data size of 0 end: before the metadata chunks that run from there
+    to the end of the file, if any (a chain of known ids whose sizes add up to the file's end exactly)."""
+    lo = max(start, end - _METADATA_SEARCH)
+    with open(path, "rb") as f:
+        f.seek(lo)
+        tail = f.read(end - lo)
+    found = end
+    for cid in _METADATA_CHUNKS:
+        i = tail.find(cid)
+        while i >= 0 and lo + i < found:
+            if _only_chunks_follow(path, lo + i, end):
+                found = lo + i
+                break
+            i = tail.find(cid, i + 1)
+    return found
+
+
 def _data_to_end(path: Path) -> _HeaderlessWav | None:
     """The samples of a WAV whose data size is 0 but whose samples follow it (None: no such samples)."""
     layout = _wav_layout(path)
     end = path.stat().st_size
     if layout is None or layout.size != 0 or layout.start >= end or _only_chunks_follow(path, layout.start, end):
         return None
+    end = _samples_end(path, layout.start, end)
     if len(layout.fmt) < 16:
         raise AudioFormatError(f"{path}: WAV audio data before any format chunk")
     fmt = wav_format(layout.fmt)
@@ -166,18 +192,18 @@ def _data_to_end(path: Path) -> _HeaderlessWav | None:
     if stored is None or fmt.broken():
         raise AudioFormatError(f"{path}: WAV data size is 0 (an unfinished recording?) and its {fmt.bits}-bit "
                                f"{fmt.kind} samples cannot be read without it; fix the header with sox --ignore-length")
-    return _HeaderlessWav(path, layout.start, fmt.rate, fmt.channels, *stored)
+    return _HeaderlessWav(path, layout.start, end, fmt.rate, fmt.channels, *stored)
 
 
 class _HeaderlessWav:
-    """The samples from ``start`` to the end of a WAV file, read like a ``soundfile.SoundFile``."""
+    """The samples from ``start`` to ``end`` of a WAV file, read like a ``soundfile.SoundFile``."""
 
-    def __init__(self, path: Path, start: int, samplerate: int, channels: int, dtype: str, zero: float,
+    def __init__(self, path: Path, start: int, end: int, samplerate: int, channels: int, dtype: str, zero: float,
                  scale: float) -> None:
         self.samplerate, self.channels = samplerate, channels
         self._dtype, self._zero, self._scale = np.dtype(dtype), np.float32(zero), np.float32(scale)
         self._frame_bytes = self._dtype.itemsize * channels
-        self.frames = (path.stat().st_size - start) // self._frame_bytes  # a trailing partial frame is dropped
+        self.frames = (end - start) // self._frame_bytes  # a trailing partial frame (or pad byte) is dropped
         self._left = self.frames
         self._file = open(path, "rb")
         self._file.seek(start)
