@@ -116,6 +116,19 @@ def format_stream_report(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _flag_for(ckpt, point: dict, subset: list[str] | None) -> float | None:
+    """The smallest ``--false-accepts-per-hour`` that takes ``point`` back (with ``--commands subset``), or None
+    where none does: at the rate where it starts to fit, another point with more recall fits too."""
+    from voice_gru.calibrate import operating_point
+
+    rate = point["target_fa_per_hour"]
+    if subset is not None:  # their expected rate (its upper bound where the model stores the hours), rounded up
+        own = max(math.ceil(point.get("fa_bound_per_hour", point["fa_per_hour"]) * 100 - 1e-9) / 100, 0.01)
+        rate = min(rate, own)
+    chosen = operating_point(ckpt, rate, subset)
+    return rate if chosen["target_fa_per_hour"] == point["target_fa_per_hour"] else None
+
+
 def format_command_free(r: dict) -> str:
     """What ``evaluate-stream --command-free`` adds: when it fired, and each calibrated setting's count."""
     from voice_gru.decision import clock
@@ -128,9 +141,13 @@ def format_command_free(r: dict) -> str:
         whose = r.get("listening_for")
         lines.append("on this recording with each calibrated setting (expected recall on new speakers"
                      + (f"; for {', '.join(whose)} alone, with --commands" if whose else "") + "):")
+        shown = [p for p in ops if p.get("flag_rate", p["target_fa_per_hour"]) is not None]
         lines += [f"  --false-accepts-per-hour {p.get('flag_rate', p['target_fa_per_hour']):<7g} {p['false_accepts']:4d} "
-                  f"false accepts ({p['false_accepts_per_hour']:.1f} per hour; recall {p['expected_recall']:.0%})" for p in ops]
-        quiet = [p for p in ops if p["false_accepts"] == 0]
+                  f"false accepts ({p['false_accepts_per_hour']:.1f} per hour; recall {p['expected_recall']:.0%})" for p in shown]
+        if len(shown) < len(ops):
+            lines.append(f"  ({len(ops) - len(shown)} calibrated point(s) not listed: no rate takes them, as a point with "
+                         "more recall fits the same rate)")
+        quiet = [p for p in shown if p["false_accepts"] == 0]
         lines.append("most sensitive calibrated setting silent here: --false-accepts-per-hour "
                      f"{quiet[-1].get('flag_rate', quiet[-1]['target_fa_per_hour']):g}" if quiet
                      else "no calibrated setting is silent here")
@@ -202,10 +219,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         if points and dcfg is None:
             result["operating_points"] = false_accepts_at_operating_points(result, truth, points, args.after)
             for op, p in zip(result["operating_points"], sorted(points, key=lambda q: q["target_fa_per_hour"])):
-                # the --false-accepts-per-hour that takes this point: for a set of commands, their expected rate
-                # (at its upper bound where the model stores the hours, as `operating_point` compares), rounded up
-                op["flag_rate"] = (max(math.ceil(p.get("fa_bound_per_hour", p["fa_per_hour"]) * 100 - 1e-9) / 100, 0.01)
-                                   if subset is not None else p["target_fa_per_hour"])
+                op["flag_rate"] = _flag_for(ckpt, p, subset)
         result["silent_threshold"] = refined_silent_threshold(result, truth, sweep, args.after)
         raised = silent_per_command(result)
         # as flags for listen: the values that differ from what the run's --false-accepts-per-hour
