@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import math
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -131,6 +132,45 @@ def test_unknown_clips_name_their_word_in_every_layout(ckpt, tmp_path):
         sf.write(str(tmp_path / "folders" / word / name), read("yes"), 16000)
     items = collect_inputs([tmp_path / "folders"], labels=ckpt.labels)
     assert sorted((it.label, it.word) for it in items) == [(UNKNOWN, ""), (UNKNOWN, "cat"), (UNKNOWN, "dog")]
+
+
+def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
+    """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a
+    broken link, a clip beside the label folders, a clip given twice) is named; a label without clips is said."""
+    truth = make_test_set(tmp_path / "ts", broken=False)
+    root = tmp_path / "ts"
+    (root / "yes").rename(root / "YES")
+    (root / "_unknown_").rename(root / "_Unknown_")
+    truth = {k.replace("/ts/yes/", "/ts/YES/").replace("/ts/_unknown_/", "/ts/_Unknown_/"): v for k, v in truth.items()}
+    sf.write(str(root / "YES" / "0c40e715_nohash_1.aiff"), read("yes"), 16000, format="AIFF")
+    truth[str(root / "YES" / "0c40e715_nohash_1.aiff")] = "yes"
+    (root / "YES" / "notes.txt").write_text("not audio\n")
+    (root / "stop" / "takes").mkdir()
+    shutil.copy(root / "stop" / "4d5e6f70_nohash_0.wav", root / "stop" / "takes" / "again.wav")
+    (root / "no" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
+    shutil.copy(root / "stop" / "4d5e6f70_nohash_0.wav", root / "stray.wav")
+    ignored: list = []
+    items = collect_inputs([root, root / "stop" / "4d5e6f70_nohash_0.wav"], labels=ckpt.labels, ignored=ignored)
+    assert {it.name: it.label for it in items} == truth
+    assert {(Path(f["file"]).relative_to(root).as_posix(), f["reason"].split(" (")[0]) for f in ignored} == {
+        ("YES/notes.txt", "not an audio file"), ("stop/takes", "a folder inside a label folder"),
+        ("no/gone.wav", "a broken link"), ("stray.wav", "beside the label folders"),
+        ("stop/4d5e6f70_nohash_0.wav", "given more than once")}
+    shutil.rmtree(root / "stop" / "takes")
+    for f in (root / "stop").iterdir():
+        f.unlink()  # an empty label folder
+    js = tmp_path / "r.json"
+    assert main(["evaluate", str(root), "--model", str(model_path), "--quiet", "--json", str(js)]) == 0
+    out = capsys.readouterr().out
+    empty = [ln for ln in out.splitlines() if ln.startswith("no clips for: ")]
+    assert len(empty) == 1 and "stop" in empty[0].split(": ")[1].split(" (")[0].split(", ")
+    assert f"not evaluated: 1 a broken link: {root / 'no' / 'gone.wav'}" in out
+    assert [f["reason"] for f in json.loads(js.read_text())["ignored"] if f["file"].endswith("notes.txt")]
+    # results are never written over a clip being evaluated
+    clip = root / "no" / "2b3c4d5e_nohash_0.wav"
+    before = clip.read_bytes()
+    assert main(["evaluate", str(root), "--model", str(model_path), "--quiet", "--csv", str(clip)]) == 2
+    assert "is one of the clips to evaluate" in capsys.readouterr().err and clip.read_bytes() == before
 
 
 def test_unknown_by_word_by_hand():
@@ -327,10 +367,15 @@ def test_cli_report_json_csv_plot_agree_with_predictions(model_path, tmp_path, c
         assert m["recall"] == pytest.approx(tp / len(true) if true else 0.0)
     with cs.open(newline="") as f:
         rows = list(csv.DictReader(f))
-    assert len(rows) == len(preds) == len(truth)
-    assert {row["file"]: row["label"] for row in rows} == truth
-    assert {row["word"] for row in rows if row["label"] == UNKNOWN} == {"bed", "marvin"}
-    assert {row["word"] for row in rows if row["label"] != UNKNOWN} == {""}
+    read_rows = [row for row in rows if not row["error"]]  # the unreadable files have a row each too
+    assert len(read_rows) == len(preds) == len(truth)
+    assert {row["file"]: row["label"] for row in read_rows} == truth
+    assert {row["word"] for row in read_rows if row["label"] == UNKNOWN} == {"bed", "marvin"}
+    assert {row["word"] for row in read_rows if row["label"] != UNKNOWN} == {""}
+    broken = {Path(row["file"]).name: row for row in rows if row["error"]}
+    assert set(broken) == {"notes_renamed.wav", "empty.wav"}
+    assert broken["empty.wav"]["label"] == "no" and broken["empty.wav"]["predicted"] == broken["empty.wav"]["score"] == ""
+    assert "empty" in broken["empty.wav"]["error"]
     assert png.read_bytes()[:8] == PNG
 
 

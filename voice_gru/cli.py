@@ -194,8 +194,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             print(f"note: {args.paths[0]} is evaluated as clips to name, not mixed in as noise "
                   f"(--noise takes one path per flag: --noise {args.noise[-1]} --noise {args.paths[0]})", file=sys.stderr)
     ckpt = resolve_model(args.model)
+    ignored: list[dict] = []
     items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate,
-                           all_unknown=args.unknown == "all")
+                           all_unknown=args.unknown == "all", ignored=ignored)
+    inputs = {str(Path(it.name).resolve()) for it in items}
+    for flag, out in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
+        if out and str(Path(out).resolve()) in inputs:
+            raise ConfigError(f"{flag} {out}: is one of the clips to evaluate; write the results elsewhere")
     if args.speed is not None:
         if args.speed <= 0:
             raise ConfigError(f"--speed must be a positive factor (1.1: ten percent faster), got {args.speed:g}")
@@ -213,6 +218,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
         items = with_noise(items, noises, args.snr)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
+    report["ignored"] = ignored
     if args.speed is not None:
         report["speed"] = args.speed
         print(f"every clip but _silence_ spoken {args.speed:g} times as fast (tempo and pitch)")
@@ -228,7 +234,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         write_json(args.json, {k: v for k, v in report.items()})
         print(f"wrote {args.json}")
     if args.csv:
-        write_predictions_csv(args.csv, report["predictions"])
+        write_predictions_csv(args.csv, report["predictions"], report["errors"])
         print(f"wrote {args.csv}")
     if args.plot and "confusion" not in report:
         print(f"no confusion plot ({args.plot}): none of the inputs is labelled (a label folder or a dataset split)")
@@ -247,18 +253,22 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_predictions_csv(path: str, predictions: list[dict]) -> None:
-    """One row per classified file: file, label, predicted, score, word (an `_unknown_` clip's, where known)."""
+def write_predictions_csv(path: str, predictions: list[dict], errors: Sequence[dict] = ()) -> None:
+    """One row per input: file, label, predicted, score, word (an `_unknown_` clip's, where known), error (an
+    unreadable file's reason, its prediction and score empty)."""
     import csv
     import io
 
     from voice_gru.fileio import write_text
 
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=["file", "label", "predicted", "score", "word"])
+    w = csv.DictWriter(buf, fieldnames=["file", "label", "predicted", "score", "word", "error"])
     w.writeheader()
     for p in predictions:
-        w.writerow({**p, "label": p["label"] or "", "word": p.get("word", "")})
+        w.writerow({**p, "label": p["label"] or "", "word": p.get("word", ""), "error": ""})
+    for e in errors:
+        w.writerow({"file": e["file"], "label": e.get("label") or "", "predicted": "", "score": "", "word": "",
+                    "error": e["error"]})
     write_text(path, buf.getvalue())
 
 

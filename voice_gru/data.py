@@ -36,7 +36,7 @@ BACKGROUND = "_background_noise_"
 SPLITS = ("training", "validation", "testing")
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, as in the reference TensorFlow input_data.py
 FEATURE_CODE_VERSION = "mel-2"  # bump when the feature computation changes: old caches are ignored
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".mp3")
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
 _NAME_RE = re.compile(r"^(?:(?P<word>[a-z_]+?)_)?(?P<speaker>[0-9a-f]{8})_nohash_(?P<n>\d+)$")
 
 
@@ -99,9 +99,16 @@ def is_audio_file(path: Path) -> bool:
     return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in AUDIO_SUFFIXES
 
 
+def folder_label(name: str) -> str:
+    """A label folder's label: a dataset word or ``_unknown_``/``_silence_`` in any case (``YES`` is ``yes``),
+    else the name as it is."""
+    lower = name.lower()
+    return lower if lower in WORDS_V2 or lower in (UNKNOWN, SILENCE) else name
+
+
 def is_test_set_layout(root: Path) -> bool:
-    """True for the official separate test-set layout (``_unknown_``/``_silence_`` folders)."""
-    return (root / UNKNOWN).is_dir() or (root / SILENCE).is_dir()
+    """True for the official separate test-set layout (``_unknown_``/``_silence_`` folders, in any case)."""
+    return root.is_dir() and any(d.is_dir() and folder_label(d.name) in (UNKNOWN, SILENCE) for d in root.iterdir())
 
 
 def _read_list(path: Path) -> set[str]:
@@ -157,15 +164,16 @@ def _scan_test_set(root: Path) -> list[ClipRef]:
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if folder.name == BACKGROUND:
             continue
+        label = folder_label(folder.name)
         for f in sorted(folder.iterdir()):
             if not is_audio_file(f):
                 continue
             word, speaker = parse_name(f)
-            if folder.name == SILENCE:
+            if label == SILENCE:
                 word = SILENCE
-            elif folder.name != UNKNOWN:
-                word = folder.name
-            clips.append(ClipRef(str(f), word, speaker, "testing", label=folder.name))
+            elif label != UNKNOWN:
+                word = label
+            clips.append(ClipRef(str(f), word, speaker, "testing", label=label))
     if not clips:
         raise DatasetError(f"{root}: no audio files in the label folders")
     return clips

@@ -21,7 +21,8 @@ from voice_gru import SILENCE, UNKNOWN
 from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
-    WORDS_V2, background_files, fit_clip, is_audio_file, is_test_set_layout, parse_name, scan_dataset, split_examples,
+    AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
+    parse_name, scan_dataset, split_examples,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -54,17 +55,21 @@ def is_dataset_root(d: Path) -> bool:
 
 
 def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: Sequence[str] = (),
-                   data_cfg: DataConfig | None = None, sample_rate: int = 16000, all_unknown: bool = False) -> list[EvalItem]:
+                   data_cfg: DataConfig | None = None, sample_rate: int = 16000, all_unknown: bool = False,
+                   ignored: list[dict] | None = None) -> list[EvalItem]:
     """Turn command-line paths into evaluation items (labelled where the layout says so).
 
     ``data_cfg`` (how a dataset root's split is drawn) defaults to the task of ``labels``: the
     35-word task for a model without ``_silence_``, else the 12-class task. ``all_unknown``: a
-    dataset root's split keeps every clip of its other words instead of a sample.
+    dataset root's split keeps every clip of its other words instead of a sample. ``ignored``, where
+    given, receives ``{"file", "reason"}`` for each file in a folder that is not evaluated (not audio, in
+    a subfolder of a label folder, a broken link) and each file given more than once (evaluated once).
     """
     if data_cfg is None:
         data_cfg = DataConfig(task="35" if labels and SILENCE not in labels else "12")
     if all_unknown:  # a ratio no split reaches: split_examples keeps every unknown clip
         data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
+    skipped: list[dict] = [] if ignored is None else ignored
     items: list[EvalItem] = []
     for raw in paths:
         p = Path(raw)
@@ -76,20 +81,34 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             for c in scan_dataset(p):
                 items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate,
                                         c.word))
+            skipped += _unread(p, label_folders=True)
         elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
         else:
-            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and any(is_audio_file(f) for f in d.iterdir())]
-            if subdirs:
-                for d in subdirs:
-                    for f in sorted(d.iterdir()):
-                        if is_audio_file(f) or f.name.endswith(".wav.wav"):
-                            items.append(_file_item(f, _map_label(d.name, labels), sample_rate, d.name if d.name in WORDS_V2 else ""))
-            files = [f for f in sorted(p.iterdir()) if f.is_file() and not f.name.startswith(".")]
+            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")
+                       and any(is_audio_file(f) for f in d.iterdir())]
+            for d in subdirs:
+                label = folder_label(d.name)
+                for f in sorted(d.iterdir()):
+                    if is_audio_file(f):
+                        items.append(_file_item(f, _map_label(label, labels), sample_rate, label if label in WORDS_V2 else ""))
+            files = [f for f in sorted(p.iterdir()) if is_audio_file(f)]
             items += [_file_item(f, None, sample_rate) for f in files]
+            skipped += _unread(p, label_folders=bool(subdirs))
             if not subdirs and not files:
-                raise DatasetError(f"{p}: folder holds no audio files")
-    return items
+                inner = [d for d in sorted(p.iterdir()) if d.is_dir() and (is_test_set_layout(d) or is_dataset_root(d))]
+                raise DatasetError(f"{p}: folder holds no audio files" + (f"; {inner[0]} is a dataset or test-set layout: "
+                                                                          f"give that folder" if inner else ""))
+    seen: set[str] = set()
+    unique = []
+    for it in items:  # one file named twice (a folder and a clip in it, a layout given twice) counts once
+        key = _same_file_key(it.name)
+        if key in seen:
+            skipped.append({"file": it.name, "reason": "given more than once (evaluated once)"})
+            continue
+        seen.add(key)
+        unique.append(it)
+    return unique
 
 
 def _map_label(name: str, labels: Sequence[str]) -> str:
@@ -98,6 +117,44 @@ def _map_label(name: str, labels: Sequence[str]) -> str:
     if name in WORDS_V2 and UNKNOWN in labels:
         return UNKNOWN
     return name  # a label the model does not know: counted as an error of that class
+
+
+def _same_file_key(name: str) -> str:
+    p = Path(name)
+    return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files
+
+
+def _unread(root: Path, label_folders: bool) -> list[dict]:
+    """The visible entries of a folder (and, for a folder of label folders, of each of them) that are not read:
+    files without an audio suffix, broken links, folders inside a label folder, and files beside the label folders."""
+    out = []
+
+    def note(f: Path, reason: str) -> None:
+        out.append({"file": str(f), "reason": reason})
+
+    for f in sorted(root.iterdir()):
+        if f.name.startswith(".") or f.name == BACKGROUND:
+            continue
+        if f.is_dir():
+            if not label_folders:
+                note(f, "a folder inside a folder of clips (not searched)")
+                continue
+            for g in sorted(f.iterdir()):
+                if g.name.startswith("."):
+                    continue
+                if g.is_dir():
+                    note(g, "a folder inside a label folder (not searched)")
+                elif not g.exists():
+                    note(g, "a broken link")
+                elif not is_audio_file(g):
+                    note(g, f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})")
+        elif not f.exists():
+            note(f, "a broken link")
+        elif not is_audio_file(f):
+            note(f, f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})")
+        elif label_folders and is_test_set_layout(root):
+            note(f, "beside the label folders (no label)")
+    return out
 
 
 def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[EvalItem]:
@@ -341,6 +398,9 @@ def format_report(report: dict) -> str:
         if foreign:
             lines.append(f"not labels of this model: {', '.join(foreign)} (each of their clips counts as an error; "
                          "audio without a label goes in a folder of files, not of folders)")
+        empty = [lab for lab in report["model_labels"] if report["per_class"].get(lab, {}).get("n", 0) == 0]
+        if empty:
+            lines.append(f"no clips for: {', '.join(empty)} (their recall is not measured)")
         lines += ["", "confusion (rows: true, columns: predicted)",
                   format_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"])]
         if report["most_confused"]:
@@ -358,6 +418,11 @@ def format_report(report: dict) -> str:
             lines.append(f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}")
     for e in report["errors"]:
         lines.append(f"skipped: {e['error']}")
+    by_reason: dict[str, list[str]] = {}
+    for f in report.get("ignored", []):
+        by_reason.setdefault(f["reason"], []).append(f["file"])
+    for reason, files in by_reason.items():
+        lines.append(f"not evaluated: {len(files)} {reason}: {', '.join(files[:3])}" + (", ..." if len(files) > 3 else ""))
     lines.append(f"{len(report['predictions'])} clips classified, {report['n_errors']} unreadable, "
                  f"{report['clips_per_second']:.0f} clips/s")
     return "\n".join(lines)
