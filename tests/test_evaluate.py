@@ -23,7 +23,9 @@ from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
-from voice_gru.evaluate import EvalItem, collect_inputs, evaluate_items, format_report, with_peak, with_reverb, with_speed
+from voice_gru.evaluate import (
+    EvalItem, clips_below, collect_inputs, evaluate_items, format_report, with_peak, with_reverb, with_speed,
+)
 from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
 from voice_gru.model import load_checkpoint
 
@@ -183,6 +185,14 @@ def test_unknown_by_word_by_hand():
     assert got["unknown_by_word"] == {"bed": {"right": 9, "n": 10}, "dog": {"right": 0, "n": 1}}
     assert got["unknown_word_balanced_recall"] == pytest.approx((0.9 + 0.0) / 2)  # the clip mix gives 9/11
     assert unknown_by_word(preds[:10]) == {}  # one word: nothing to balance
+
+
+def test_clips_below_the_models_rate_are_counted_and_noted(ckpt, model_path, tmp_path, capsys):
+    make_test_set(tmp_path / "ts")  # two 8 kHz WAVs, 44.1 kHz FLACs, 16 kHz WAVs and two unreadable files
+    items = collect_inputs([tmp_path / "ts"], labels=ckpt.labels)
+    assert clips_below(items, 16000) == {8000: 2}
+    assert main(["evaluate", str(tmp_path / "ts"), "--model", str(model_path), "--quiet"]) == 0
+    assert "note: 2 clip(s) recorded below 16000 Hz (8000 Hz: 2): nothing above half their rate" in capsys.readouterr().err
 
 
 def test_resampled_and_stereo_files_score_like_the_16k_original(ckpt, tmp_path):

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from voice_gru.input_level import FLOOR_DB, InputMonitor, LevelLimits, chunk_levels
+from voice_gru.input_level import FLOOR_DB, InputMonitor, LevelLimits, chunk_levels, narrowband
 
 SR = 16000
 
@@ -104,3 +105,39 @@ def test_listen_says_a_muted_input_in_one_line_and_carries_on(tmp_path):
     assert len(warnings) == 1 and f"{wav} has sent only digital silence" in warnings[0]
     assert "Traceback" not in r.stderr
     assert "input level: every sample 0" in r.stdout and "3.0 s of digital silence" in r.stdout
+
+
+def test_narrowband_is_said_below_the_models_rate_only():
+    assert narrowband("mic", 16000) is None and narrowband("mic", 48000) is None
+    msg = narrowband("x.wav", 8000)
+    assert msg.startswith("x.wav is recorded at 8000 Hz: nothing above 4 kHz reaches the model")
+    assert "11.025 kHz" in narrowband("y.wav", 22050, 44100)
+
+
+@pytest.mark.parametrize("how", ["file", "pipe"])
+def test_listen_warns_of_narrowband_input_and_hears_it_all_the_same(tmp_path, how):
+    """Telephone-rate audio is resampled and heard, with one line saying what it lacks; 16 kHz says nothing."""
+    import soundfile as sf
+
+    from voice_gru.audio import load_audio, resample
+
+    example = load_audio(Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav")
+    for rate in (8000, 16000):
+        x = (resample(example, SR, rate) * 32767).astype(np.int16)
+        wav = tmp_path / f"example_{rate}.wav"
+        sf.write(wav, x, rate)
+        cmd = [sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--input"]
+        if how == "file":
+            r = subprocess.run(cmd + [str(wav)], capture_output=True, text=True, timeout=120)
+        else:
+            r = subprocess.run(cmd + ["-", "--input-rate", str(rate)], input=x.tobytes(), capture_output=True,
+                               timeout=120)
+            r = subprocess.CompletedProcess(r.args, r.returncode, r.stdout.decode(), r.stderr.decode())
+        assert r.returncode == 0, r.stderr
+        warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+        source = str(wav) if how == "file" else "standard input"
+        if rate == 8000:
+            assert warnings == [f"warning: {narrowband(source, 8000)}"]
+            assert "command(s) in 20.0s of audio" in r.stdout
+        else:
+            assert warnings == []

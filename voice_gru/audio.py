@@ -248,6 +248,12 @@ def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.
     return data
 
 
+def file_rate(path: str | Path) -> int:
+    """An audio file's own sample rate (from its header); bad input raises AudioFormatError."""
+    with _open_checked(Path(path)) as f:
+        return int(f.samplerate)
+
+
 def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """Read an audio file as mono float32 at ``sample_rate``; bad input raises AudioFormatError."""
     path = Path(path)

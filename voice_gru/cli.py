@@ -169,8 +169,8 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from voice_gru.evaluate import (collect_inputs, evaluate_items, format_report, is_dataset_root, noise_recordings, with_noise,
-                                    with_reverb, with_speed)
+    from voice_gru.evaluate import (clips_below, collect_inputs, evaluate_items, format_report, is_dataset_root,
+                                    noise_recordings, with_noise, with_reverb, with_speed)
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model
 
@@ -217,8 +217,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                               "give it with --noise FILE|FOLDER")
         noises = noise_recordings(args.noise or args.paths[:1], ckpt.features.sample_rate)
         items = with_noise(items, noises, args.snr)
+    low = clips_below(items, ckpt.features.sample_rate)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
     report["ignored"] = ignored
+    if low:
+        report["clips_below_model_rate"] = low
+        print(f"note: {sum(low.values())} clip(s) recorded below {ckpt.features.sample_rate} Hz ("
+              + ", ".join(f"{r} Hz: {n}" for r, n in sorted(low.items()))
+              + "): nothing above half their rate reaches the model, so expect fewer of them named right", file=sys.stderr)
     if args.speed is not None:
         report["speed"] = args.speed
         print(f"every clip but _silence_ spoken {args.speed:g} times as fast (tempo and pitch)")
@@ -436,7 +442,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     import threading
 
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.input_level import InputMonitor
+    from voice_gru.audio import file_rate
+    from voice_gru.input_level import InputMonitor, narrowband
     from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
                                 stop_on_signals)
     from voice_gru.spotter import CommandSpotter, command_subset
@@ -527,11 +534,19 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
                               file=sys.stderr, flush=True)
 
+                    def rate_of(hz: int) -> None:
+                        low = narrowband("standard input", hz, f.sample_rate)
+                        if low:
+                            warn(low)
+
                     chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                                f.sample_rate, partial)
+                                                f.sample_rate, partial, rate_of)
                 else:
                     chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                     what = f"streaming {args.input} through the recognizer"
+                    low = narrowband(str(args.input), file_rate(args.input), f.sample_rate)
+                    if low:
+                        warn(low)
                 print(f"{what} ({args.mode} mode)", flush=True)
                 stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
                 listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
@@ -545,6 +560,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
                     print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                     monitor.source = f"microphone '{mic.device.name}'"
+                    low = narrowband(monitor.source, int(mic.samplerate), f.sample_rate)
+                    if low:
+                        warn(low)
 
                     def first():
                         print("listening: say a command (Ctrl-C to stop)", flush=True)

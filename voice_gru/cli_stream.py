@@ -170,11 +170,13 @@ def format_command_free(r: dict) -> str:
 
 
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
+    from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import config_decision, recognizer_override, refresh_of, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.input_level import narrowband
     from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
@@ -196,6 +198,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     refresh = refresh_of(args, ckpt.features.hop_ms)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
+    low = narrowband(str(args.input), file_rate(args.input), ckpt.features.sample_rate)
+    if low:
+        print(f"warning: {low}", file=sys.stderr)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     subset = command_subset(args.commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)

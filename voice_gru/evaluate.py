@@ -119,6 +119,24 @@ def _map_label(name: str, labels: Sequence[str]) -> str:
     return name  # a label the model does not know: counted as an error of that class
 
 
+def clips_below(items: Sequence[EvalItem], sample_rate: int) -> dict[int, int]:
+    """How many of the items' files are recorded below ``sample_rate``, by their rate (unreadable ones are
+    left to the evaluation to report)."""
+    from voice_gru.audio import file_rate
+
+    out: dict[int, int] = {}
+    for it in items:
+        if not Path(it.name).is_file():
+            continue
+        try:
+            rate = file_rate(it.name)
+        except AudioFormatError:
+            continue
+        if rate < sample_rate:
+            out[rate] = out.get(rate, 0) + 1
+    return out
+
+
 def _same_file_key(name: str) -> str:
     p = Path(name)
     return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files

@@ -29,6 +29,17 @@ class LevelLimits:
     # scripts/snr_curve.py --snr --peak-dbfs -40 -50 -60 6 12 20)
 
 
+def narrowband(source: str, rate: int, model_rate: int = 16000) -> str | None:
+    """The warning for audio recorded below the model's sample rate (None at or above it): resampling cannot
+    bring back the band above half the recording's rate, and the model hears words by it too."""
+    if rate >= model_rate:
+        return None
+    # testing stream (README, *Live detection*) resampled: 8 kHz 83 of 155 commands, 11.025 kHz 92, 16 kHz 110
+    return (f"{source} is recorded at {rate} Hz: nothing above {rate / 2000:g} kHz reaches the model (it was trained "
+            f"on {model_rate} Hz audio), so fewer commands are heard (8 kHz telephone audio: a quarter fewer in "
+            f"the README's test); record at {model_rate} Hz or more if you can")
+
+
 def _db(power: float) -> float:
     return max(FLOOR_DB, 10.0 * np.log10(power)) if power > 0 else FLOOR_DB
 

@@ -140,9 +140,11 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
 
 
 def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None = None, chunk_ms: float = 100.0,
-                 out_rate: int = 16000, on_partial: Callable[[int], None] | None = None) -> tuple[Iterator[np.ndarray], str]:
+                 out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
+                 on_rate: Callable[[int], None] | None = None) -> tuple[Iterator[np.ndarray], str]:
     """Chunks from a pipe, WAV or raw (``rate``/``channels``: what the user said of raw PCM, None =
-    16 kHz mono), and a line saying what is read; a WAV header that contradicts them is a ConfigError."""
+    16 kHz mono), and a line saying what is read; a WAV header that contradicts them is a ConfigError.
+    ``on_rate`` is told the pipe's sample rate once it is known."""
     from voice_gru.errors import ConfigError
 
     header = sniff_wav_header(stream)
@@ -156,6 +158,8 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
                                   f"{header.channels} channel(s)")
         hz, n_ch = header.rate, header.channels
         kind = "WAV (16-bit PCM)"
+    if on_rate is not None:
+        on_rate(hz)
     chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head)
     return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
