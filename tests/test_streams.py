@@ -192,6 +192,20 @@ def test_speech_bounds_finds_the_loud_part():
     assert s0 == pytest.approx(0.2, abs=0.011) and s1 == pytest.approx(0.5, abs=0.011)
 
 
+def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
+    """A word 18 dB over its recording's noise: the 25 dB rule alone called the noise speech to the clip's end."""
+    rng = np.random.default_rng(0)
+    audio = (0.3 / 10 ** (18 / 20) / np.sqrt(2) * rng.standard_normal(SR)).astype(np.float32)  # noise 18 dB down
+    audio[3200:8000] += 0.3 * np.sin(np.arange(4800) * 0.3)  # the word, 0.2-0.5 s
+    s0, s1 = speech_bounds(audio, 25.0)
+    assert s0 == pytest.approx(0.2, abs=0.011) and s1 == pytest.approx(0.5, abs=0.011)
+    # the first rule alone (no floor margin): speech from the first frame to the last
+    assert speech_bounds(audio, 25.0, floor_margin_db=-100.0) == (0.0, 1.0)
+    # a noise burst of one frame after the word is no speech
+    audio[12000:12160] += 0.1  # 6 dB below the word
+    assert speech_bounds(audio, 25.0)[1] == pytest.approx(0.5, abs=0.011)
+
+
 # ------------------------------------------------------------------------------ detector replay
 
 
