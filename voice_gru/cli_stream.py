@@ -12,6 +12,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
+from typing import Sequence
 
 from voice_gru.cli import DEFAULT_DATA
 from voice_gru.fileio import check_outputs
@@ -116,7 +117,7 @@ def format_stream_report(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _flag_for(ckpt, point: dict, subset: list[str] | None) -> float | None:
+def _flag_for(ckpt, point: dict, subset: Sequence[str] | None) -> float | None:
     """The smallest ``--false-accepts-per-hour`` that takes ``point`` back (with ``--commands subset``), or None
     where none does: at the rate where it starts to fit, another point with more recall fits too."""
     from voice_gru.calibrate import operating_point
