@@ -496,6 +496,31 @@ def dripping_server():
         srv.close()
 
 
+def test_http_deadline_covers_a_proxys_slow_connect_answer(monkeypatch):
+    """HTTPS through a proxy from the environment: the proxy's CONNECT answer, dripped, is inside the deadline too."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            conn.recv(65536)  # the CONNECT request
+            for b in b"HTTP/1.1 200 Connection established\r\nX: " + b"y" * 40 + b"\r\n\r\n":
+                try:
+                    conn.sendall(bytes([b]))
+                except OSError:
+                    return
+                time.sleep(0.1)
+
+    threading.Thread(target=serve, daemon=True).start()
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{srv.getsockname()[1]}")
+    t0 = time.monotonic()
+    ok, detail = _post_json("https://hooks.example.invalid/hook", {"label": "up"}, 0.5)
+    assert not ok and detail == "timed out after 0.5s" and time.monotonic() - t0 < 3.0
+    srv.close()
+
+
 @pytest.mark.parametrize("kind", ["action", "post"])
 def test_http_timeout_is_a_deadline_for_the_whole_request(tmp_path, dripping_server, kind):
     # ~15 s to send the whole answer, never 0.5 s without a byte: a per-wait timeout would wait it out

@@ -180,6 +180,12 @@ def test_dataset_fingerprint_follows_the_clips_not_the_folder(tmp_path):
     assert second != first
     (root / "_background_noise_" / "noise.wav").write_bytes(b"RIFF")  # a noise recording changed
     assert dataset_fingerprint(root) not in (first, second)
+    # a dataset whose word folders are links to folders elsewhere: their paths under the root count
+    linked = tmp_path / "linked"
+    linked.mkdir()
+    for d in (tmp_path / "moved").iterdir():
+        (linked / d.name).symlink_to(d, target_is_directory=True)
+    assert dataset_fingerprint(linked) == first
 
 
 def test_scan_errors(tmp_path):

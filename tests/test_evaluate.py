@@ -152,7 +152,8 @@ def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path,
     (root / "no" / "gone.wav").symlink_to(tmp_path / "nowhere.wav")
     shutil.copy(root / "stop" / "4d5e6f70_nohash_0.wav", root / "stray.wav")
     ignored: list = []
-    items = collect_inputs([root, root / "stop" / "4d5e6f70_nohash_0.wav"], labels=ckpt.labels, ignored=ignored)
+    # the clip given alone first: it is evaluated once, with the label its folder gives
+    items = collect_inputs([root / "stop" / "4d5e6f70_nohash_0.wav", root], labels=ckpt.labels, ignored=ignored)
     assert {it.name: it.label for it in items} == truth
     assert {(Path(f["file"]).relative_to(root).as_posix(), f["reason"].split(" (")[0]) for f in ignored} == {
         ("YES/notes.txt", "not an audio file"), ("stop/takes", "a folder inside a label folder"),
@@ -578,6 +579,10 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
                  "--model", str(model_path), "--quiet"]) == 0
     assert (f"note: {clip} is evaluated as clips to name, not mixed in as noise (--noise takes one path per flag: "
             f"--noise {noise} --noise {clip})") in capsys.readouterr().err
+    # the same paths in an order that says what they are: no note
+    assert main(["evaluate", clip, str(tiny_root), "--split", "validation", "--snr", "0", "--noise", noise,
+                 "--model", str(model_path), "--quiet"]) == 0
+    assert "note:" not in capsys.readouterr().err
 
 
 def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt):

@@ -204,6 +204,10 @@ def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
     # a noise burst of one frame after the word is no speech
     audio[12000:12160] += 0.1  # 6 dB below the word
     assert speech_bounds(audio, 25.0)[1] == pytest.approx(0.5, abs=0.011)
+    # the clip padded with digital silence (a short recording fitted to 1 s): the zeros are not its noise floor
+    padded = np.concatenate([np.zeros(SR // 5, np.float32), audio[:int(0.8 * SR)]])
+    s0, s1 = speech_bounds(padded, 25.0)
+    assert s0 == pytest.approx(0.4, abs=0.011) and s1 == pytest.approx(0.7, abs=0.011)
 
 
 # ------------------------------------------------------------------------------ detector replay

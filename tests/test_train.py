@@ -399,6 +399,15 @@ def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny
     with pytest.raises(VoiceGruError, match=r"different config \(train.seed 1 -> 2, --data-dir .* -> .*other_speech"):
         train(seeded, other, run, cache=cache, quiet=True, threads=1)
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # the same folder with its clips changed in place is another dataset too
+    changed = tmp_path / "changed_run"
+    shutil.copytree(old, changed)
+    state = torch.load(changed / "state.pt", weights_only=True)
+    state["data_fingerprint"] = "0" * 64  # as if a clip had been added since the run started
+    torch.save(state, changed / "state.pt")
+    with pytest.raises(VoiceGruError, match=r"different setting \(the clips in .* \(added, removed, changed or moved to "
+                                            r"another split\)\); pass --restart"):
+        train(tiny_cfg, tiny_root, changed, cache=cache, quiet=True, threads=1)
     # the same folder by another spelling is the same dataset: the finished run is done
     same = tiny_root.parent / ".." / tiny_root.parent.name / tiny_root.name
     assert train(tiny_cfg, same, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
@@ -406,7 +415,7 @@ def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     # a run from before the folder was recorded resumes as before (nothing to compare with)
     state = torch.load(run / "state.pt", weights_only=True)
-    del state["data_dir"]
+    del state["data_dir"], state["data_fingerprint"]
     torch.save(state, run / "state.pt")
     assert train(tiny_cfg, other, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
     # a run started by torchrun with 2 processes: its learning-rate schedule counts both (it crashed or silently

@@ -22,7 +22,9 @@ def test_speech_end_is_the_last_loud_frame():
     t = np.arange(int(0.3 * sr)) / sr
     audio = np.concatenate([np.zeros(int(0.2 * sr)), 0.5 * np.sin(2 * np.pi * 440 * t), 1e-4 * np.ones(int(0.5 * sr))])
     assert speech_bounds(audio, sample_rate=sr)[1] == pytest.approx(0.5, abs=0.011)
-    assert speech_bounds(audio, speech_db=100, sample_rate=sr)[1] == pytest.approx(1.0, abs=0.011)  # everything counts as loud
+    # everything counts as loud by the first rule; the floor rule still tells the steady tail from the tone
+    assert speech_bounds(audio, speech_db=100, sample_rate=sr, floor_margin_db=None)[1] == pytest.approx(1.0, abs=0.011)
+    assert speech_bounds(audio, speech_db=100, sample_rate=sr)[1] == pytest.approx(0.5, abs=0.011)
 
 
 def test_peak_command_skips_background_classes():

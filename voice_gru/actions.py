@@ -580,9 +580,20 @@ class _Deadline:
 
         def tracked(cls):
             class Tracked(cls):
+                def __init__(self, *args, **kwargs) -> None:
+                    super().__init__(*args, **kwargs)
+                    create: Callable[..., socket.socket] = self._create_connection  # type: ignore[has-type]
+
+                    def create_tracked(*a, **kw):  # the bare socket: a proxy's CONNECT answer is waited for on it
+                        sock = create(*a, **kw)
+                        deadline.track(sock)
+                        return sock
+
+                    self._create_connection = create_tracked
+
                 def connect(self) -> None:
                     super().connect()
-                    deadline.track(self.sock)
+                    deadline.track(self.sock)  # HTTPS: the TLS socket that took the bare one over
             return Tracked
 
         class Http(urllib.request.HTTPHandler):

@@ -157,7 +157,7 @@ def _only_chunks_follow(path: Path, pos: int, end: int) -> bool:
 # runs to the end of the file
 _METADATA_CHUNKS = (b"LIST", b"id3 ", b"ID3 ", b"cue ", b"smpl", b"inst", b"bext", b"iXML", b"_PMX", b"JUNK",
                     b"PAD ", b"acid", b"DISP", b"plst", b"fact")
-_METADATA_SEARCH = 1 << 20  # bytes from the end searched for them
+_METADATA_SEARCH = 1 << 23  # bytes from the end searched for them (8 MiB: embedded cover art fits)
 
 
 def _samples_end(path: Path, start: int, end: int) -> int:
@@ -203,7 +203,8 @@ class _HeaderlessWav:
         self.samplerate, self.channels = samplerate, channels
         self._dtype, self._zero, self._scale = np.dtype(dtype), np.float32(zero), np.float32(scale)
         self._frame_bytes = self._dtype.itemsize * channels
-        self.frames = (end - start) // self._frame_bytes  # a trailing partial frame (or pad byte) is dropped
+        self.frames = (end - start) // self._frame_bytes  # a trailing partial frame is dropped (the pad byte of
+        # odd-sized 8-bit mono data before metadata is read as one last sample)
         self._left = self.frames
         self._file = open(path, "rb")
         self._file.seek(start)

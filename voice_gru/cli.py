@@ -186,11 +186,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.unknown == "all" and not any(is_dataset_root(Path(p)) for p in args.paths):
         raise ConfigError("--unknown all: keeps every _unknown_ clip of a dataset root's split, and none of the paths is "
                           "a dataset root (other layouts are taken whole anyway)")
-    if args.noise:
+    words = getattr(args, "argv", [])
+    first = words.index(args.paths[0]) if args.noise and args.paths[0] in words else -1
+    if first >= 2 and words[first - 2] == "--noise":  # `--noise A B DATA` reads B as clips to name, not as noise
         from voice_gru.data import is_test_set_layout
 
         labelled = [is_dataset_root(Path(p)) or is_test_set_layout(Path(p)) for p in args.paths]
-        if not labelled[0] and any(labelled):  # `--noise A B DATA` reads B as clips to name, not as noise
+        if not labelled[0] and any(labelled):
             print(f"note: {args.paths[0]} is evaluated as clips to name, not mixed in as noise "
                   f"(--noise takes one path per flag: --noise {args.noise[-1]} --noise {args.paths[0]})", file=sys.stderr)
     ckpt = resolve_model(args.model)
@@ -802,6 +804,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     command = func  # narrowed: not None
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for notes that depend on the order
     return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
 
 

@@ -121,12 +121,17 @@ def _flag_for(ckpt, point: dict, subset: Sequence[str] | None) -> float | None:
     """The smallest ``--false-accepts-per-hour`` that takes ``point`` back (with ``--commands subset``), or None
     where none does: at the rate where it starts to fit, another point with more recall fits too."""
     from voice_gru.calibrate import operating_point
+    from voice_gru.errors import ConfigError
 
     rate = point["target_fa_per_hour"]
-    if subset is not None:  # their expected rate (its upper bound where the model stores the hours), rounded up
+    if subset is not None and "commands" in point:  # their expected rate (its upper bound where the model stores
+        # the hours), rounded up; a model calibrated before per-command counts were kept has only the target
         own = max(math.ceil(point.get("fa_bound_per_hour", point["fa_per_hour"]) * 100 - 1e-9) / 100, 0.01)
         rate = min(rate, own)
-    chosen = operating_point(ckpt, rate, subset)
+    try:
+        chosen = operating_point(ckpt, rate, subset)
+    except ConfigError:
+        return None
     return rate if chosen["target_fa_per_hour"] == point["target_fa_per_hour"] else None
 
 

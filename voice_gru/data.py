@@ -36,7 +36,8 @@ BACKGROUND = "_background_noise_"
 SPLITS = ("training", "validation", "testing")
 MAX_NUM_WAVS_PER_CLASS = 2**27 - 1  # ~134M, as in the reference TensorFlow input_data.py
 FEATURE_CODE_VERSION = "mel-2"  # bump when the feature computation changes: old caches are ignored
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif")
+AUDIO_SUFFIXES = (".wav", ".wave", ".flac", ".ogg", ".opus", ".mp3", ".aiff", ".aif", ".aifc", ".caf", ".au", ".snd",
+                  ".w64", ".rf64")  # what libsndfile reads, by the names people give it
 _NAME_RE = re.compile(r"^(?:(?P<word>[a-z_]+?)_)?(?P<speaker>[0-9a-f]{8})_nohash_(?P<n>\d+)$")
 
 
@@ -151,11 +152,13 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
 def dataset_fingerprint(root: str | Path) -> str:
     """A digest of a dataset root's clips (path within the root, split, size) and background recordings:
     the same after the folder is moved or copied, different when a clip or a split list changes."""
-    root = Path(root).resolve()
+    root = Path(root)
     h = hashlib.sha256()
     files = [(c.split, Path(c.path)) for c in scan_dataset(root)] + [("noise", f) for f in background_files(root)]
-    for split, f in sorted(files, key=lambda x: (x[0], str(x[1]))):
-        h.update(f"{split}\t{f.resolve().relative_to(root).as_posix()}\t{f.stat().st_size}\n".encode())
+    # paths as found under the root, links not followed: a dataset of linked folders is still its own layout
+    rows = sorted((split, Path(os.path.relpath(f, root)).as_posix(), f.stat().st_size) for split, f in files)
+    for split, rel, size in rows:
+        h.update(f"{split}\t{rel}\t{size}\n".encode())
     return h.hexdigest()
 
 

@@ -92,21 +92,27 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                 for f in sorted(d.iterdir()):
                     if is_audio_file(f):
                         items.append(_file_item(f, _map_label(label, labels), sample_rate, label if label in WORDS_V2 else ""))
-            files = [f for f in sorted(p.iterdir()) if is_audio_file(f)]
+            found = _unread(p, label_folders=bool(subdirs))
+            # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
+            files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + [
+                Path(u["file"]) for u in found if u["reason"].startswith("not an audio file") and _no_suffix_audio(u["file"])]
             items += [_file_item(f, None, sample_rate) for f in files]
-            skipped += _unread(p, label_folders=bool(subdirs))
+            skipped += [u for u in found if Path(u["file"]) not in files]
             if not subdirs and not files:
                 inner = [d for d in sorted(p.iterdir()) if d.is_dir() and (is_test_set_layout(d) or is_dataset_root(d))]
                 raise DatasetError(f"{p}: folder holds no audio files" + (f"; {inner[0]} is a dataset or test-set layout: "
                                                                           f"give that folder" if inner else ""))
-    seen: set[str] = set()
-    unique = []
-    for it in items:  # one file named twice (a folder and a clip in it, a layout given twice) counts once
-        key = _same_file_key(it.name)
-        if key in seen:
+    kept: dict[str, int] = {}
+    unique: list[EvalItem] = []
+    for it in items:  # one file named twice (a folder and a clip in it, a layout given twice) counts once,
+        key = _same_file_key(it.name)  # with its label where one of the names gives it
+        if key in kept:
+            i = kept[key]
+            if unique[i].label is None and it.label is not None:
+                unique[i], it = it, unique[i]
             skipped.append({"file": it.name, "reason": "given more than once (evaluated once)"})
             continue
-        seen.add(key)
+        kept[key] = len(unique)
         unique.append(it)
     return unique
 
@@ -142,10 +148,24 @@ def _same_file_key(name: str) -> str:
     return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files
 
 
+def _no_suffix_audio(path: str) -> bool:
+    """A file without a suffix that the audio reader can open."""
+    import soundfile as sf
+
+    if Path(path).suffix:
+        return False
+    try:
+        sf.info(path)
+    except Exception:  # libsndfile says "not audio" in several exception types
+        return False
+    return True
+
+
 def _unread(root: Path, label_folders: bool) -> list[dict]:
     """The visible entries of a folder (and, for a folder of label folders, of each of them) that are not read:
     files without an audio suffix, broken links, folders inside a label folder, and files beside the label folders."""
     out = []
+    layout = label_folders and is_test_set_layout(root)
 
     def note(f: Path, reason: str) -> None:
         out.append({"file": str(f), "reason": reason})
@@ -170,7 +190,7 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
             note(f, "a broken link")
         elif not is_audio_file(f):
             note(f, f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})")
-        elif label_folders and is_test_set_layout(root):
+        elif layout:
             note(f, "beside the label folders (no label)")
     return out
 

@@ -273,7 +273,7 @@ def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMP
         segment = audio[a:min(b, audio.size)]
         if segment.size == 0:
             continue
-        s0, s1 = speech_bounds(segment, sample_rate=sample_rate)
+        s0, s1 = speech_bounds(segment, sample_rate=sample_rate, floor_margin_db=None)  # the span may be cut to the word
         ev.setdefault("speech_start", round(ev["start"] + s0, 5))
         ev["speech_end"] = max(ev["speech_start"], round(ev["start"] + s1, 5))
         ev["speech_end_estimated"] = True

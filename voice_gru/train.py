@@ -278,11 +278,14 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             pass  # a key this version does not know: the configs differ
         changes = config_changes(saved_cfg, cfg_dict)
         saved_data = state.get("data_dir")  # None: a run from before it was recorded
+        saved_print = state.get("data_fingerprint")  # None: a run from before it was recorded
         if saved_data is not None and saved_data != data_path:
-            if state.get("data_fingerprint") != data_print:
+            if saved_print != data_print:
                 changes.append(f"--data-dir {saved_data} -> {data_path}")
             else:
                 _warn(f"{out}: the dataset moved from {saved_data}: the same clips, resuming on {data_path}")
+        elif saved_print is not None and saved_print != data_print:
+            changes.append(f"the clips in {data_path} (added, removed, changed or moved to another split)")
         saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
         if saved_world is not None and saved_world != world:
             changes.append(f"processes {saved_world} -> {world} (resume with as many as it started with)")
