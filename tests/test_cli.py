@@ -682,6 +682,7 @@ def test_the_systemd_unit_runs_a_valid_listen_command():
     unit = (REPO / "configs" / "voice-gru.service").read_text()
     keys = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
     assert keys["WorkingDirectory"] == "%h/voice_gru" and keys["Restart"] == "on-failure"
+    assert keys["SuccessExitStatus"] == "130"  # a stop (SIGTERM: exit 130 after the totals) is no failure
     argv = shlex.split(keys["ExecStart"])
     assert argv[0] == "%h/voice_gru/.venv/bin/voice-gru" and argv[1] == "listen"
     args = build_parser().parse_args(argv[1:])

@@ -141,3 +141,59 @@ def test_listen_warns_of_narrowband_input_and_hears_it_all_the_same(tmp_path, ho
             assert "command(s) in 20.0s of audio" in r.stdout
         else:
             assert warnings == []
+
+
+def test_bandwidth_finds_where_a_resampled_recordings_band_ends():
+    from voice_gru.audio import resample
+    from voice_gru.input_level import BAND_FFT, bandwidth
+
+    rng = np.random.default_rng(0)
+    noise = rng.standard_normal(5 * SR).astype(np.float32) * 0.1
+
+    def spectrum(x):
+        frames = x[:x.size // BAND_FFT * BAND_FFT].reshape(-1, BAND_FFT) * np.hanning(BAND_FFT)
+        return (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(0)
+
+    assert bandwidth(spectrum(noise), SR) is None  # the full band
+    assert bandwidth(np.zeros(BAND_FFT // 2 + 1), SR) is None
+    for rate, top in ((8000, 4000), (11025, 5500)):
+        x = resample(resample(noise, SR, rate), rate, SR)
+        assert top <= bandwidth(spectrum(x), SR) <= top + 750
+
+
+def test_monitor_says_once_when_a_16k_input_carries_an_8k_band():
+    from voice_gru.audio import resample
+
+    rng = np.random.default_rng(1)
+    x = resample(resample(rng.standard_normal(12 * SR).astype(np.float32) * 0.05, SR, 8000), 8000, SR)
+    said: list[str] = []
+    m = InputMonitor("mic", SR, warn=said.append)
+    for i in range(0, x.size, 1600):
+        m.update(x[i:i + 1600])
+    assert len(said) == 1 and said[0].startswith("mic has carried nothing above 4") and "first 10 s of sound" in said[0]
+    full = InputMonitor("mic", SR, warn=said.append)
+    y = rng.standard_normal(12 * SR).astype(np.float32) * 0.05
+    for i in range(0, y.size, 1600):
+        full.update(y[i:i + 1600])
+    assert len(said) == 1 and full.band_judged
+    # a rate known from a header is said at once, and the band is not judged again
+    known = InputMonitor("x.wav", SR, warn=said.append)
+    assert known.known_rate(8000) == [narrowband("x.wav", 8000)] and known.band_judged
+    assert known.known_rate(16000) == [] and len(said) == 2
+
+
+def test_listen_warns_of_a_16k_file_that_carries_an_8k_band(tmp_path):
+    """An 8 kHz recording resampled to 16 kHz before it reached us (a PulseAudio source, a converted file): no
+    header says so; the spectrum does."""
+    import soundfile as sf
+
+    from voice_gru.audio import load_audio, resample
+
+    example = load_audio(Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav")
+    wav = tmp_path / "upsampled.wav"
+    sf.write(wav, resample(resample(example, SR, 8000), 8000, SR), SR, subtype="PCM_16")
+    r = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--input", str(wav)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
+    assert len(warnings) == 1 and f"{wav} has carried nothing above 4" in warnings[0]

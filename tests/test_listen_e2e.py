@@ -108,7 +108,7 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
             reader.join(5)
             pytest.fail("listen did not stop within 30 s of Ctrl-C:\n" + "".join(out))
         reader.join(5)
-        assert rc == 0, "".join(out)
+        assert rc == 130, "".join(out)  # as a file run: the README's status for a run ended by Ctrl-C or SIGTERM
     finally:
         server.shutdown()
     got = _labels(mic_events)

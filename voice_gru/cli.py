@@ -445,9 +445,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.audio import file_rate
-    from voice_gru.input_level import InputMonitor, narrowband
-    from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks,
-                                stop_on_signals)
+    from voice_gru.input_level import InputMonitor
+    from voice_gru.live import EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks
+    from voice_gru.signals import stop_on_signals
     from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
@@ -536,19 +536,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
                               file=sys.stderr, flush=True)
 
-                    def rate_of(hz: int) -> None:
-                        low = narrowband("standard input", hz, f.sample_rate)
-                        if low:
-                            warn(low)
-
                     chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                                f.sample_rate, partial, rate_of)
+                                                f.sample_rate, partial, monitor.known_rate)
                 else:
                     chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
                     what = f"streaming {args.input} through the recognizer"
-                    low = narrowband(str(args.input), file_rate(args.input), f.sample_rate)
-                    if low:
-                        warn(low)
+                    monitor.known_rate(file_rate(args.input))
                 print(f"{what} ({args.mode} mode)", flush=True)
                 stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
                 listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
@@ -562,9 +555,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
                     print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                     monitor.source = f"microphone '{mic.device.name}'"
-                    low = narrowband(monitor.source, int(mic.samplerate), f.sample_rate)
-                    if low:
-                        warn(low)
+                    monitor.known_rate(int(mic.samplerate))
 
                     def first():
                         print("listening: say a command (Ctrl-C to stop)", flush=True)
@@ -573,8 +564,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     try:
                         listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
                                     stats=stats, monitor=monitor)
-                    except KeyboardInterrupt:
+                    except KeyboardInterrupt:  # the microphone is closed (with) before the totals
                         stop.set()
+                        interrupted = True
                     if mic.overflows or mic.dropped_blocks:
                         print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
             completed = True
@@ -805,7 +797,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = func  # narrowed: not None
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for notes that depend on the order
-    return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
+    from voice_gru.signals import stop_on_signals
+
+    # from here on, not only once a command is running: a process started in the background by a script has
+    # SIGINT ignored, and one sent while the model loads was lost (listen then ran on)
+    with stop_on_signals():
+        return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
 
 
 def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:

@@ -27,6 +27,11 @@ class LevelLimits:
     quiet_s: float = 30.0  # nothing above quiet_dbfs in this much audio: too quiet, if a word was said ...
     quiet_dbfs: float = -50.0  # ... (validation words peaking at -50 dBFS: 90% right, at -60: 54%, at -40: 95%;
     # scripts/snr_curve.py --snr --peak-dbfs -40 -50 -60 6 12 20)
+    band_s: float = 10.0  # after this much sound (digital silence aside) the input's bandwidth is judged once:
+    band_floor_db: float = -70.0  # nothing above a frequency means less than this share of the power there (16 kHz
+    # streams: -22 dB above 4.2 kHz; 8 kHz audio resampled to 16 kHz: -132 dB; README, *Is it the microphone?*)
+
+BAND_FFT = 512  # frames of the bandwidth check (31 Hz bins at 16 kHz, Hann window: no leakage from the low band)
 
 
 def narrowband(source: str, rate: int, model_rate: int = 16000) -> str | None:
@@ -38,6 +43,21 @@ def narrowband(source: str, rate: int, model_rate: int = 16000) -> str | None:
     return (f"{source} is recorded at {rate} Hz: nothing above {rate / 2000:g} kHz reaches the model (it was trained "
             f"on {model_rate} Hz audio), so fewer commands are heard (8 kHz telephone audio: a quarter fewer in "
             f"the README's test); record at {model_rate} Hz or more if you can")
+
+
+def bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = -70.0) -> float | None:
+    """The lowest frequency (Hz, in 250 Hz steps from 3 kHz) above which a power spectrum (``BAND_FFT``-point
+    bins, summed over frames) holds less than ``floor_db`` of its total: where a resampled recording's band
+    ended. None when the band is full or the spectrum is empty."""
+    total = float(power.sum())
+    if total <= 0:
+        return None
+    freqs = np.fft.rfftfreq(2 * (power.size - 1), 1.0 / sample_rate)
+    above = np.cumsum(power[::-1])[::-1]  # power at and above each bin
+    for f in np.arange(3000.0, 0.45 * sample_rate, 250.0):
+        if above[np.searchsorted(freqs, f)] < total * 10 ** (floor_db / 10):
+            return float(f)
+    return None
 
 
 def _db(power: float) -> float:
@@ -77,6 +97,9 @@ class InputMonitor:
         self.loudest = FLOOR_DB
         self.hist = np.zeros(int(-FLOOR_DB) + 1, dtype=np.int64)  # chunk RMS levels, 1 dB bins from FLOOR_DB
         self.warned: set[str] = set()
+        self.band_power = np.zeros(BAND_FFT // 2 + 1)  # the first band_s of sound's power spectrum
+        self.band_samples = 0
+        self.band_judged = False
 
     @property
     def seconds(self) -> float:
@@ -97,6 +120,8 @@ class InputMonitor:
                                              + (f" {self.hint}" if self.hint else ""))
         else:
             self.zero_run = 0
+            if not self.band_judged:
+                new += self._band(chunk)
         if share >= lim.clip_share:
             self.clipped_chunks += 1
             new += self._once("clip", f"{self.source} clips: {share:.1%} of the samples at {clock(t0)} are at full "
@@ -110,6 +135,32 @@ class InputMonitor:
                                        f"of {self.source}: if a command was said, raise the input gain (validation "
                                        "words peaking at -40 / -50 / -60 dBFS: 95 / 90 / 54% right)")
         return new
+
+    def known_rate(self, rate: int) -> list[str]:
+        """The input's own sample rate, where its header or device says it: below the model's, warned at once."""
+        message = narrowband(self.source, rate, self.sample_rate)
+        self.band_judged = self.band_judged or message is not None
+        return self._once("narrowband", message) if message else []
+
+    def _band(self, chunk: np.ndarray) -> list[str]:
+        """Add the chunk to the spectrum; after ``band_s`` of sound, say whether its band ends early (a source
+        resampled on its way here: a PulseAudio source at 8 kHz reaches PortAudio as 44.1 kHz)."""
+        n = chunk.size // BAND_FFT * BAND_FFT
+        if n:
+            frames = chunk[:n].reshape(-1, BAND_FFT) * np.hanning(BAND_FFT)
+            self.band_power += (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(0)
+            self.band_samples += n
+        if self.band_samples < self.limits.band_s * self.sample_rate:
+            return []
+        self.band_judged = True
+        top = bandwidth(self.band_power, self.sample_rate, self.limits.band_floor_db)
+        if top is None:
+            return []
+        return self._once("narrowband", f"{self.source} has carried nothing above {top / 1000:g} kHz in its first "
+                                         f"{self.band_samples / self.sample_rate:.0f} s of sound (recorded at "
+                                         f"{2 * top / 1000:g} kHz or less and resampled?): the model hears words by the "
+                                         "band above too, so fewer commands are heard (8 kHz telephone audio: a quarter "
+                                         "fewer in the README's test); record at 16 kHz or more if you can")
 
     def _once(self, key: str, message: str) -> list[str]:
         if key in self.warned:

@@ -213,7 +213,7 @@ def train(
     then ``KeyboardInterrupt`` is raised), even when it was started in the background with SIGINT
     ignored; the caller's signal handlers and torch thread count are back when it returns.
     """
-    from voice_gru.live import stop_on_signals
+    from voice_gru.signals import stop_on_signals
 
     if threads is not None and threads < 1:  # torch's own refusal is a traceback
         raise ConfigError(f"--threads {threads}: must be at least 1")
