@@ -197,3 +197,7 @@ def test_listen_warns_of_a_16k_file_that_carries_an_8k_band(tmp_path):
     assert r.returncode == 0, r.stderr
     warnings = [ln for ln in r.stderr.splitlines() if ln.startswith("warning:")]
     assert len(warnings) == 1 and f"{wav} has carried nothing above 4" in warnings[0]
+
+
+def test_summary_before_any_audio_says_none_arrived():
+    assert InputMonitor("mic", SR).summary() == "input level: no audio arrived"

@@ -459,6 +459,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
         if value is not None and value <= 0:
             raise ConfigError(f"{flag} {value}: must be positive")
+    if not args.input and args.device is not None:  # a device that is not there: one line, before the others
+        from voice_gru.mic import resolve_device
+
+        resolve_device(args.device)
     ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
     refresh = refresh_of(args, ckpt.features.hop_ms)
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed

@@ -179,6 +179,8 @@ class InputMonitor:
 
     def summary(self) -> str:
         """One line: loudest sample, median chunk level, clipping and digital silence."""
+        if self.samples == 0:
+            return "input level: no audio arrived"
         loudest = f"loudest sample {self.loudest:.1f} dBFS" if self.loudest > FLOOR_DB else "every sample 0"
         return (f"input level: {loudest}, median {self.median_rms_dbfs():.0f} dBFS RMS; "
                 f"{self.clipped_chunks} clipping chunk(s); {self.zero_samples / self.sample_rate:.1f} s of digital silence")
