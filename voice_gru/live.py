@@ -138,7 +138,7 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
 
 def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None = None, chunk_ms: float = 100.0,
                  out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
-                 on_rate: Callable[[int], None] | None = None) -> tuple[Iterator[np.ndarray], str]:
+                 on_rate: Callable[[int], object] | None = None) -> tuple[Iterator[np.ndarray], str]:
     """Chunks from a pipe, WAV or raw (``rate``/``channels``: what the user said of raw PCM, None =
     16 kHz mono), and a line saying what is read; a WAV header that contradicts them is a ConfigError.
     ``on_rate`` is told the pipe's sample rate once it is known."""
