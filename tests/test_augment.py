@@ -12,8 +12,8 @@ import torch
 
 import scipy.signal
 
-from voice_gru.augment import (IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eq_curve, reverb_kernel, reverberate,
-                               vtlp_matrix)
+from voice_gru.augment import (IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eq_curve, lowpass_gains, reverb_kernel,
+                               reverberate, vtlp_matrix)
 from voice_gru.config import AugmentConfig, FeatureConfig
 from voice_gru.features import Normalizer, front_end
 
@@ -160,7 +160,8 @@ def test_batches_reverberate_words_not_silence():
 def test_reverb_off_replays_the_old_random_stream():
     """Recipes without reverberation draw exactly the random numbers they drew before it existed."""
     plain = _noisy_builder(noise_prob=0.5)
-    off = _noisy_builder(noise_prob=0.5, reverb_prob=0.0, rt60_s=(0.9, 1.0), drr_db=(-5.0, 0.0), eq_db=0.0)
+    off = _noisy_builder(noise_prob=0.5, reverb_prob=0.0, rt60_s=(0.9, 1.0), drr_db=(-5.0, 0.0), eq_db=0.0,
+                         lowpass_prob=0.0, lowpass_hz=(1000.0, 2000.0))
     torch.testing.assert_close(_mel(plain, [0, 1, 0, 1], 7), _mel(off, [0, 1, 0, 1], 7))
 
 
@@ -169,6 +170,26 @@ def test_eq_curve_by_hand():
     np.testing.assert_allclose(g, [3.0, 3.0 * np.cos(np.pi / 4), 0.0, -3.0 * np.cos(np.pi / 4), -3.0], atol=1e-5)
     g = 10 * np.log10(eq_curve(np.array([0.0, 2.0]), 3).numpy())  # k = 2: up at both ends, down in the middle
     np.testing.assert_allclose(g, [2.0, -2.0, 2.0], atol=1e-5)
+
+
+def test_lowpass_gains_against_the_mel_filterbank():
+    """Each band keeps the share of its triangular filter's weight below the cutoff (torchaudio's HTK filterbank,
+    integrated numerically), the rest at -80 dB."""
+    import torchaudio
+
+    fb = torchaudio.functional.melscale_fbanks(4097, FC.f_min, FC.f_max, FC.n_mels, 16000, norm=None, mel_scale="htk")
+    freqs = np.linspace(0, 8000, 4097)
+    for cutoff in (3400.0, 4000.0, 5500.0):
+        want = (fb[freqs <= cutoff].sum(0) / fb.sum(0)).numpy()
+        got = lowpass_gains(cutoff, FC).numpy()
+        np.testing.assert_allclose(got, want + (1 - want) * 1e-8, atol=0.01)
+    assert (lowpass_gains(FC.f_max + 1, FC).numpy() == 1).all()
+
+
+def test_lowpass_takes_the_band_above_the_cutoff_from_whole_examples():
+    plain = _mel(_noisy_builder(noise_prob=1.0), [1], 0)[0]
+    narrow = _mel(_noisy_builder(noise_prob=1.0, lowpass_prob=1.0, lowpass_hz=(4000.0, 4000.0)), [1], 0)[0]
+    torch.testing.assert_close(narrow, plain * lowpass_gains(4000.0, FC))  # noise included, every frame
 
 
 def test_eq_colours_whole_examples_by_a_fixed_gain_per_band():

@@ -123,6 +123,20 @@ def eq_curve(coefficients: np.ndarray, n_mels: int) -> torch.Tensor:
     return torch.from_numpy((10 ** (g_db / 10)).astype(np.float32))
 
 
+def lowpass_gains(cutoff_hz: float, feat: FeatureConfig, stop: float = 1e-8) -> torch.Tensor:
+    """Power gains ``(n_mels,)`` of a channel that passes nothing above ``cutoff_hz``: each triangular mel band
+    keeps the share of its weight below the cutoff (the rest at ``stop``, -80 dB: a resampled recording's band)."""
+    lo, hi = _hz_to_mel(np.array([feat.f_min, feat.f_max]))
+    edges = 700.0 * (10 ** (np.linspace(lo, hi, feat.n_mels + 2) / 2595.0) - 1.0)
+    left, centre, right = edges[:-2], edges[1:-1], edges[2:]
+    c = np.clip(cutoff_hz, left, right)
+    # area of the triangle left of c over its whole area, piecewise on its rising and falling halves
+    rise = np.where(c <= centre, ((c - left) / (centre - left)) ** 2 * (centre - left) / 2, (centre - left) / 2)
+    fall = np.where(c > centre, (right - centre) / 2 - ((right - c) / (right - centre)) ** 2 * (right - centre) / 2, 0.0)
+    share = (rise + fall) / ((right - left) / 2)
+    return torch.from_numpy((share + (1.0 - share) * stop).astype(np.float32))
+
+
 @dataclass
 class ClipBank:
     """Cached mel spectra of a split: ``mels[speed]`` is ``(N, frames, mels)``; bounds per clip."""
@@ -244,6 +258,8 @@ class SequenceBuilder:
                 mel[b] += noise * power
             if aug.eq_db > 0:  # the microphone colours everything it records, noise included
                 mel[b] *= eq_curve(rng.uniform(-aug.eq_db, aug.eq_db, 3) / 2, self.feat.n_mels)
+            if aug.lowpass_prob > 0 and rng.random() < aug.lowpass_prob:  # so is a narrowband channel
+                mel[b] *= lowpass_gains(rng.uniform(*aug.lowpass_hz), self.feat)
         if self.target == "last":  # the classic clip classifier: one label, on the last frame
             y.fill_(IGNORE)
             y[:, -1] = torch.as_tensor(self.bank.labels[np.asarray(idx)])

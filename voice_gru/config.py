@@ -126,6 +126,8 @@ class AugmentConfig:
     rt60_s: tuple[float, float] = (0.2, 0.8)  # ... with a reverberation time drawn from this range ...
     drr_db: tuple[float, float] = (0.0, 15.0)  # ... and a direct-to-reverberant energy ratio from this one
     eq_db: float = 0.0  # microphones: a smooth random gain curve over the mel bands, up to about this many dB
+    lowpass_prob: float = 0.0  # narrowband channels (telephone, Bluetooth headsets, 8 kHz recorders): this share of
+    lowpass_hz: tuple[float, float] = (3400.0, 7000.0)  # examples, noise included, has nothing above a cutoff from here
     freq_masks: int = 2
     freq_mask_width: int = 6
     time_masks: int = 2
@@ -137,9 +139,11 @@ class AugmentConfig:
         _check(self, {"time_shift_ms": _AT_LEAST_0, "noise_prob": _FRACTION, "noise_level": _AT_LEAST_0, "snr_prob": _FRACTION,
                       "snr_db": _ANY, "silence_gain_db": _ANY, "gain_db": _ANY, "speeds": _ABOVE_0, "vtlp": _ABOVE_0,
                       "reverb_prob": _FRACTION, "rt60_s": _ABOVE_0, "drr_db": _ANY, "eq_db": _AT_LEAST_0,
+                      "lowpass_prob": _FRACTION, "lowpass_hz": _ABOVE_0,
                       "freq_masks": _AT_LEAST_0, "freq_mask_width": _AT_LEAST_0, "time_masks": _AT_LEAST_0,
                       "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _AT_LEAST_0},
-               ("noise_level", "snr_db", "silence_gain_db", "gain_db", "vtlp", "rt60_s", "drr_db", "context_seconds"))
+               ("noise_level", "snr_db", "silence_gain_db", "gain_db", "vtlp", "rt60_s", "drr_db", "context_seconds",
+                "lowpass_hz"))
         _require(self, len(self.speeds) >= 1, "speeds", "must list at least one speed")
 
 
