@@ -579,6 +579,9 @@ def test_cli_snr_option(tiny_root, model_path, tmp_path, capsys):
                  "--model", str(model_path), "--quiet"]) == 0
     assert (f"note: {clip} is evaluated as clips to name, not mixed in as noise (--noise takes one path per flag: "
             f"--noise {noise} --noise {clip})") in capsys.readouterr().err
+    assert main(["evaluate", "--snr", "0", f"--noise={noise}", clip, str(tiny_root), "--split", "validation",
+                 "--model", str(model_path), "--quiet"]) == 0
+    assert f"note: {clip} is evaluated as clips to name" in capsys.readouterr().err
     # the same paths in an order that says what they are: no note
     assert main(["evaluate", clip, str(tiny_root), "--split", "validation", "--snr", "0", "--noise", noise,
                  "--model", str(model_path), "--quiet"]) == 0

@@ -188,7 +188,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                           "a dataset root (other layouts are taken whole anyway)")
     words = getattr(args, "argv", [])
     first = words.index(args.paths[0]) if args.noise and args.paths[0] in words else -1
-    if first >= 2 and words[first - 2] == "--noise":  # `--noise A B DATA` reads B as clips to name, not as noise
+    after_noise = (first >= 2 and words[first - 2] == "--noise") or (first >= 1 and words[first - 1].startswith("--noise="))
+    if after_noise:  # `--noise A B DATA` (or `--noise=A B DATA`) reads B as clips to name, not as noise
         from voice_gru.data import is_test_set_layout
 
         labelled = [is_dataset_root(Path(p)) or is_test_set_layout(Path(p)) for p in args.paths]
