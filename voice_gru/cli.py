@@ -448,7 +448,6 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.input_level import InputMonitor
     from voice_gru.live import EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks
-    from voice_gru.signals import stop_on_signals
     from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
@@ -533,55 +532,55 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     completed = interrupted = False
     stats: ListenStats | None = None
-    with stop_on_signals():  # Ctrl-C or SIGTERM: stop cleanly, run queued actions, close files
-        try:
-            if args.input:
-                if from_pipe:
-                    def partial(n: int) -> None:
-                        print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
-                              file=sys.stderr, flush=True)
+    # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
+    try:
+        if args.input:
+            if from_pipe:
+                def partial(n: int) -> None:
+                    print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
+                          file=sys.stderr, flush=True)
 
-                    chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                                f.sample_rate, partial, monitor.known_rate)
-                else:
-                    chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
-                    what = f"streaming {args.input} through the recognizer"
-                    monitor.known_rate(file_rate(args.input))
-                print(f"{what} ({args.mode} mode)", flush=True)
-                stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
-                listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
-                if from_pipe and stats.seconds == 0:
-                    raise AudioFormatError("standard input: the pipe ended before any audio arrived "
-                                           "(did the program writing to it fail?)")
+                chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
+                                            f.sample_rate, partial, monitor.known_rate)
             else:
-                from voice_gru.mic import MicrophoneStream
+                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
+                what = f"streaming {args.input} through the recognizer"
+                monitor.known_rate(file_rate(args.input))
+            print(f"{what} ({args.mode} mode)", flush=True)
+            stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
+            listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
+            if from_pipe and stats.seconds == 0:
+                raise AudioFormatError("standard input: the pipe ended before any audio arrived "
+                                       "(did the program writing to it fail?)")
+        else:
+            from voice_gru.mic import MicrophoneStream
 
-                stop = threading.Event()
-                with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
-                    print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
-                    monitor.source = f"microphone '{mic.device.name}'"
-                    monitor.known_rate(int(mic.samplerate))
+            stop = threading.Event()
+            with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
+                print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
+                monitor.source = f"microphone '{mic.device.name}'"
+                monitor.known_rate(int(mic.samplerate))
 
-                    def first():
-                        print("listening: say a command (Ctrl-C to stop)", flush=True)
+                def first():
+                    print("listening: say a command (Ctrl-C to stop)", flush=True)
 
-                    stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
-                    try:
-                        listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
-                                    stats=stats, monitor=monitor)
-                    except KeyboardInterrupt:  # the microphone is closed (with) before the totals
-                        stop.set()
-                        interrupted = True
-                    if mic.overflows or mic.dropped_blocks:
-                        print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
-            completed = True
-        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
-            completed = interrupted = True
-        finally:
-            if runner:
-                runner.close(timeout=10)
-            if events:
-                events.close(completed)
+                stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
+                try:
+                    listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
+                                stats=stats, monitor=monitor)
+                except KeyboardInterrupt:  # the microphone is closed (with) before the totals
+                    stop.set()
+                    interrupted = True
+                if mic.overflows or mic.dropped_blocks:
+                    print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
+        completed = True
+    except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
+        completed = interrupted = True
+    finally:
+        if runner:
+            runner.close(timeout=10)
+        if events:
+            events.close(completed)
     if stats is not None:
         print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
               f"real-time factor {stats.real_time_factor:.4f}", flush=True)

@@ -95,7 +95,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             found = _unread(p, label_folders=bool(subdirs))
             # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
             files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + [
-                Path(u["file"]) for u in found if u["reason"].startswith("not an audio file") and _no_suffix_audio(u["file"])]
+                Path(u["file"]) for u in found if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
             items += [_file_item(f, None, sample_rate) for f in files]
             skipped += [u for u in found if Path(u["file"]) not in files]
             if not subdirs and not files:
@@ -148,6 +148,9 @@ def _same_file_key(name: str) -> str:
     return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files
 
 
+_NOT_AUDIO = f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})"
+
+
 def _no_suffix_audio(path: str) -> bool:
     """A file without a suffix that the audio reader can open."""
     import soundfile as sf
@@ -185,11 +188,11 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
                 elif not g.exists():
                     note(g, "a broken link")
                 elif not is_audio_file(g):
-                    note(g, f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})")
+                    note(g, _NOT_AUDIO)
         elif not f.exists():
             note(f, "a broken link")
         elif not is_audio_file(f):
-            note(f, f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})")
+            note(f, _NOT_AUDIO)
         elif layout:
             note(f, "beside the label folders (no label)")
     return out
