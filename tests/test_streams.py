@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -624,6 +625,38 @@ def test_make_stream_in_a_room_keeps_the_words_and_adds_their_tails(shared_data)
         rings.append(np.mean(wet[a:b].astype(np.float64) ** 2) > 2 * np.mean(dry[a:b].astype(np.float64) ** 2))
     assert np.mean(rings) > 0.8  # after most words the room rings on (RT60 0.8 s, as loud as the direct sound)
     _assert_truth_consistent(wet, t_wet, wet_spec)
+
+
+def test_make_stream_from_a_test_set_layout_plays_its_silence_clips_as_noise(tmp_path, capsys):
+    """The official test layout has no background recordings: its _silence_ clips are the noise bed, never words."""
+    import soundfile as sf
+
+    from tests.tiny_data import SOURCES, TEST_DATA
+
+    root = tmp_path / "layout"
+    for word in ("yes", "no", "stop"):
+        (root / word).mkdir(parents=True)
+        sf.write(str(root / word / "0ea0e2f4_nohash_0.wav"), sf.read(str(TEST_DATA / SOURCES[word]))[0], SR)
+    (root / "_unknown_").mkdir()
+    sf.write(str(root / "_unknown_" / "bed_0c2d2ffa_nohash_1.wav"), sf.read(str(TEST_DATA / SOURCES["bed"]))[0], SR)
+    (root / "_silence_").mkdir()
+    rng = np.random.default_rng(0)
+    for i, level in enumerate((0.0, 0.01, 0.3)):  # the official clips include a digitally silent one (v0.0)
+        sf.write(str(root / "_silence_" / f"silence_{i}_v{level}.wav"), level * rng.standard_normal(SR), SR)
+    spec = StreamSpec(seconds=30.0, noise_dbfs=(-40.0, -40.0))
+    audio, truth = make_stream(root, "testing", spec, seed=1)
+    assert {e["word"] for e in truth["events"]} <= {"yes", "no", "stop", "bed"}
+    assert {seg["file"] for seg in truth["noise"]} == {"_silence_ (2 clips joined)"}
+    lead = audio[: int(spec.lead_s * SR)]  # noise alone before the first word, at the level asked
+    assert 20 * np.log10(np.sqrt(np.mean(lead.astype(np.float64) ** 2))) == pytest.approx(-40.0, abs=1.0)
+    with pytest.raises(DatasetError, match="test-set layout .* give --split testing"):
+        make_stream(root, "validation", spec)
+
+    quiet = tmp_path / "no_noise"  # no noise at all: said, not silently a stream without any
+    shutil.copytree(root, quiet, ignore=shutil.ignore_patterns("_silence_"))
+    assert _run(["make-stream", "--data-dir", str(quiet), "--split", "testing", "--minutes", "0.2",
+                 "--out", str(tmp_path / "quiet.wav")]) == 0
+    assert "no background noise" in capsys.readouterr().err
 
 
 def test_make_stream_errors(tmp_path, shared_data):

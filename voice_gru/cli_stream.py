@@ -68,6 +68,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     n_unk = len(truth["events"]) - n_cmd
     print(f"wrote {wav} ({_duration(truth['duration'])}, {args.split} split, seed {args.seed}: "
           f"{n_cmd} commands, {n_unk} unknown words, {len(truth['noise'])} noise segments) and {labels}")
+    if not truth["noise"]:
+        print(f"note: {args.data_dir} has no background noise (a _background_noise_ folder of recordings, or a test-set "
+              "layout's _silence_ clips): the words are over digital silence", file=sys.stderr)
     if truth.get("clipped_samples"):
         print(f"warning: {truth['clipped_samples']} samples ({truth['clipped_samples'] / max(1, audio.size):.1%}) were clipped at "
               "full scale: lower --gain-db or --noise-dbfs", file=sys.stderr)

@@ -130,16 +130,20 @@ class ClipBank:
 def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     """Decode every clip of ``split`` under ``root`` (cached per process) and the background noise."""
     from voice_gru.audio import load_audio
-    from voice_gru.data import background_files, scan_dataset
+    from voice_gru.data import background_files, is_test_set_layout, scan_dataset
 
     if split not in SPLITS:
         raise DatasetError(f"unknown split '{split}' (expected one of {', '.join(SPLITS)})")
     root = Path(root)
     clips = [c for c in scan_dataset(root) if c.split == split]
     if not clips:
+        if is_test_set_layout(root):
+            raise DatasetError(f"{root}: a test-set layout (label folders, no split lists) holds the testing split "
+                               f"only, not {split}: give --split testing")
         raise DatasetError(f"{root}: no clips in the {split} split")
     commands: list[tuple[str, str, np.ndarray]] = []  # (path under root, word, audio)
     unknown: list[tuple[str, str, np.ndarray]] = []
+    silence: list[np.ndarray] = []
     bad: list[tuple[str, str]] = []
     for c in clips:
         try:
@@ -152,6 +156,9 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
         except ValueError:
             rel = c.path
         word = c.word or c.label or UNKNOWN
+        if word == SILENCE:  # a test-set layout's _silence_ clips are background noise, not words
+            silence.append(audio)
+            continue
         (commands if word in COMMANDS else unknown).append((rel, word, audio))
     noise = []
     for f in background_files(root):
@@ -163,7 +170,31 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
         rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
         if rms > 0 and a.size >= SAMPLE_RATE:
             noise.append((f.name, a, rms))
+    joined, n_joined = _join_noise(silence)
+    if n_joined:
+        rms = float(np.sqrt(np.mean(joined.astype(np.float64) ** 2)))
+        noise.append((f"{SILENCE} ({n_joined} clips joined)", joined, rms))
     return ClipBank(str(root), split, tuple(commands), tuple(unknown), tuple(noise), tuple(bad))
+
+
+def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05) -> tuple[np.ndarray, int]:
+    """Short noise clips (a test-set layout's ``_silence_``) as one recording, and how many it holds: each at one
+    RMS level, joined with crossfades, digitally silent ones left out (the noise bed sets its own level)."""
+    xf = int(round(crossfade_s * SAMPLE_RATE))
+    parts = []
+    for a in clips:
+        rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
+        if rms > 0 and a.size > 2 * xf:
+            parts.append((a / rms).astype(np.float32))
+    if not parts:
+        return np.zeros(0, dtype=np.float32), 0
+    ramp = np.linspace(0.0, 1.0, xf, endpoint=False, dtype=np.float32)
+    fade_in, fade_out = np.sqrt(ramp), np.sqrt(1.0 - ramp)  # equal power: the clips are uncorrelated noise
+    pieces = [parts[0][:-xf]]
+    for prev, a in zip(parts, parts[1:]):
+        pieces += [prev[-xf:] * fade_out + a[:xf] * fade_in, a[xf:-xf]]
+    pieces.append(parts[-1][-xf:])
+    return np.concatenate(pieces), len(parts)
 
 
 def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int = SAMPLE_RATE,
