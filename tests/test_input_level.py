@@ -175,11 +175,32 @@ def test_monitor_says_once_when_a_16k_input_carries_an_8k_band():
     y = rng.standard_normal(12 * SR).astype(np.float32) * 0.05
     for i in range(0, y.size, 1600):
         full.update(y[i:i + 1600])
-    assert len(said) == 1 and full.band_judged
+    assert len(said) == 1 and not full.band_judged  # judged full, and judged again later
     # a rate known from a header is said at once, and the band is not judged again
     known = InputMonitor("x.wav", SR, warn=said.append)
     assert known.known_rate(8000) == [narrowband("x.wav", 8000)] and known.band_judged
     assert known.known_rate(16000) == [] and len(said) == 2
+
+
+def test_monitor_judges_the_band_again_later():
+    """A source that turns narrowband after a while (a headset switching to its telephone profile) is said too,
+    with when; the spectrum runs on band_s of sound at the start of every band_every_s, digital silence aside."""
+    from voice_gru.audio import resample
+    from voice_gru.input_level import LevelLimits
+
+    rng = np.random.default_rng(2)
+    wide = rng.standard_normal(7 * SR).astype(np.float32) * 0.05
+    narrow = resample(resample(rng.standard_normal(8 * SR).astype(np.float32) * 0.05, SR, 8000), 8000, SR)
+    x = np.concatenate([wide, np.zeros(SR, dtype=np.float32), narrow])  # 1 s of zeros: no warning of its own
+    # windows of sound 0-2 s (wide), 6-8 s (wide, then narrow: wide), 12-14 s = audio 13-15 s (narrow)
+    said: list[str] = []
+    m = InputMonitor("mic", SR, LevelLimits(band_s=2.0, band_every_s=6.0), warn=said.append)
+    for i in range(0, x.size, 1600):
+        m.update(x[i:i + 1600])
+        if i + 1600 < 15 * SR:
+            assert said == [], i / SR
+    assert len(said) == 1 and said[0].startswith("mic has carried nothing above 4")
+    assert "in 2 s of sound up to 0:00:15.0" in said[0] and m.band_judged
 
 
 def test_listen_warns_of_a_16k_file_that_carries_an_8k_band(tmp_path):
@@ -201,3 +222,26 @@ def test_listen_warns_of_a_16k_file_that_carries_an_8k_band(tmp_path):
 
 def test_summary_before_any_audio_says_none_arrived():
     assert InputMonitor("mic", SR).summary() == "input level: no audio arrived"
+
+
+def test_evaluate_stream_warns_of_narrowband_recordings(tmp_path, capsys):
+    """By the header's rate where it is low, else by the content (a recording resampled up on its way here)."""
+    import soundfile as sf
+
+    from voice_gru.audio import load_audio, resample
+    from voice_gru.cli import main
+
+    example = load_audio(Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav")
+    cases = {"full.wav": (example, SR), "low.wav": (resample(example, SR, 8000), 8000),
+             "up.wav": (resample(resample(example, SR, 8000), 8000, SR), SR)}
+    for name, (x, rate) in cases.items():
+        sf.write(tmp_path / name, x, rate, subtype="PCM_16")
+        assert main(["evaluate-stream", "--input", str(tmp_path / name), "--command-free"]) == 0
+        warnings = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("warning:")]
+        if name == "full.wav":
+            assert warnings == []
+        elif name == "low.wav":
+            assert warnings == [f"warning: {narrowband(str(tmp_path / name), 8000)}"]
+        else:
+            assert len(warnings) == 1 and f"{tmp_path / name} has carried nothing above 4" in warnings[0]
+            assert "anywhere in it" in warnings[0]

@@ -185,7 +185,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import for_commands, operating_point
-    from voice_gru.input_level import narrowband
+    from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
@@ -208,6 +208,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
     low = narrowband(str(args.input), file_rate(args.input), ckpt.features.sample_rate)
+    if not low:  # the header's rate is full: the content may still have been resampled up on its way
+        top = bandwidth(band_power(audio), ckpt.features.sample_rate)
+        low = narrowband_content(str(args.input), top, "anywhere in it") if top else None
     if low:
         print(f"warning: {low}", file=sys.stderr)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed

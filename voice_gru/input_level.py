@@ -27,7 +27,9 @@ class LevelLimits:
     quiet_s: float = 30.0  # nothing above quiet_dbfs in this much audio: too quiet, if a word was said ...
     quiet_dbfs: float = -50.0  # ... (validation words peaking at -50 dBFS: 90% right, at -60: 54%, at -40: 95%;
     # scripts/snr_curve.py --snr --peak-dbfs -40 -50 -60 6 12 20)
-    band_s: float = 10.0  # after this much sound (digital silence aside) the input's bandwidth is judged once:
+    band_s: float = 10.0  # the input's bandwidth is judged on this much sound (digital silence aside) ...
+    band_every_s: float = 300.0  # ... at the start and then every this much sound: a source may change (a headset
+    # that switches to its telephone profile); the spectrum costs RTF ~0.0002 while it runs, so it runs 1/30 of the time
     band_floor_db: float = -70.0  # nothing above a frequency means less than this share of the power there (16 kHz
     # streams: -22 dB above 4.2 kHz; 8 kHz audio resampled to 16 kHz: -132 dB; README, *Is it the microphone?*)
 
@@ -58,6 +60,22 @@ def bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = -70.0) -> f
         if above[np.searchsorted(freqs, f)] < total * 10 ** (floor_db / 10):
             return float(f)
     return None
+
+
+def band_power(x: np.ndarray) -> np.ndarray:
+    """The power spectrum of ``x`` for ``bandwidth``: ``BAND_FFT``-point Hann-windowed frames, summed; frames of
+    digital silence left out (they say nothing of the band)."""
+    n = x.size // BAND_FFT * BAND_FFT
+    frames = x[:n].reshape(-1, BAND_FFT)
+    frames = frames[np.any(frames != 0, axis=1)] * np.hanning(BAND_FFT)
+    return (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(0) if frames.size else np.zeros(BAND_FFT // 2 + 1)
+
+
+def narrowband_content(source: str, top_hz: float, where: str) -> str:
+    """The warning for audio that carries nothing above ``top_hz`` (``where``: which part of it was judged)."""
+    return (f"{source} has carried nothing above {top_hz / 1000:g} kHz {where} (recorded at {2 * top_hz / 1000:g} kHz "
+            "or less and resampled?): the model hears words by the band above too, so fewer commands are heard "
+            "(8 kHz telephone audio: a quarter fewer in the README's test); record at 16 kHz or more if you can")
 
 
 def _db(power: float) -> float:
@@ -97,9 +115,10 @@ class InputMonitor:
         self.loudest = FLOOR_DB
         self.hist = np.zeros(int(-FLOOR_DB) + 1, dtype=np.int64)  # chunk RMS levels, 1 dB bins from FLOOR_DB
         self.warned: set[str] = set()
-        self.band_power = np.zeros(BAND_FFT // 2 + 1)  # the first band_s of sound's power spectrum
-        self.band_samples = 0
-        self.band_judged = False
+        self.band_power = np.zeros(BAND_FFT // 2 + 1)  # the power spectrum of the window being judged
+        self.band_samples = 0  # sound in it so far
+        self.sound_samples = 0  # all sound heard (digital silence aside)
+        self.band_judged = False  # the band was said to be narrow (once is enough)
 
     @property
     def seconds(self) -> float:
@@ -121,7 +140,8 @@ class InputMonitor:
         else:
             self.zero_run = 0
             if not self.band_judged:
-                new += self._band(chunk)
+                new += self._band(chunk, t0)
+            self.sound_samples += chunk.size
         if share >= lim.clip_share:
             self.clipped_chunks += 1
             new += self._once("clip", f"{self.source} clips: {share:.1%} of the samples at {clock(t0)} are at full "
@@ -142,25 +162,27 @@ class InputMonitor:
         self.band_judged = self.band_judged or message is not None
         return self._once("narrowband", message) if message else []
 
-    def _band(self, chunk: np.ndarray) -> list[str]:
-        """Add the chunk to the spectrum; after ``band_s`` of sound, say whether its band ends early (a source
-        resampled on its way here: a PulseAudio source at 8 kHz reaches PortAudio as 44.1 kHz)."""
-        n = chunk.size // BAND_FFT * BAND_FFT
-        if n:
-            frames = chunk[:n].reshape(-1, BAND_FFT) * np.hanning(BAND_FFT)
-            self.band_power += (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(0)
-            self.band_samples += n
-        if self.band_samples < self.limits.band_s * self.sample_rate:
+    def _band(self, chunk: np.ndarray, t0: float) -> list[str]:
+        """Add the chunk to the spectrum of the window being judged (``band_s`` of sound at the start of every
+        ``band_every_s``); at its end, say whether its band ends early (a source resampled on its way here: a
+        PulseAudio source at 8 kHz reaches PortAudio as 44.1 kHz)."""
+        lim, sr = self.limits, self.sample_rate
+        pos = self.sound_samples % max(1, int(lim.band_every_s * sr))  # where this chunk starts in the cycle
+        if pos >= lim.band_s * sr:
             return []
-        self.band_judged = True
-        top = bandwidth(self.band_power, self.sample_rate, self.limits.band_floor_db)
+        self.band_power += band_power(chunk)
+        self.band_samples += chunk.size
+        if pos + chunk.size < lim.band_s * sr:
+            return []
+        top = bandwidth(self.band_power, sr, lim.band_floor_db)
+        seconds = self.band_samples / sr
+        self.band_power[:], self.band_samples = 0.0, 0
         if top is None:
             return []
-        return self._once("narrowband", f"{self.source} has carried nothing above {top / 1000:g} kHz in its first "
-                                         f"{self.band_samples / self.sample_rate:.0f} s of sound (recorded at "
-                                         f"{2 * top / 1000:g} kHz or less and resampled?): the model hears words by the "
-                                         "band above too, so fewer commands are heard (8 kHz telephone audio: a quarter "
-                                         "fewer in the README's test); record at 16 kHz or more if you can")
+        self.band_judged = True
+        where = (f"in its first {seconds:.0f} s of sound" if self.sound_samples < lim.band_every_s * sr
+                 else f"in {seconds:.0f} s of sound up to {clock(t0 + chunk.size / sr)}")
+        return self._once("narrowband", narrowband_content(self.source, top, where))
 
     def _once(self, key: str, message: str) -> list[str]:
         if key in self.warned:
