@@ -32,18 +32,22 @@ def main() -> int:
 
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import number
-    from voice_gru.decision import Detector
+    from voice_gru.decision import Detector, effective_thresholds
     from voice_gru.stream import Recognizer
+    from voice_gru.streams import decision_of
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model")
+    ap.add_argument("--model", help="checkpoint (default: the shipped model)")
     ap.add_argument("--minutes", type=number(10, 24 * 60), default=60.0,
-                    help="audio to stream (default: %(default)s; growth is read after the first 5 minutes)")
+                    help="audio to stream, 10-1440 (default: %(default)g; growth is read from 5 minutes on, where "
+                         "every buffer has filled)")
     args = ap.parse_args()
     ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch
     rec = Recognizer(ckpt)
     f = ckpt.features
-    det = Detector(ckpt.labels, frame_seconds=f.hop_ms / 1000, first_frame_end=f.win_length / f.sample_rate)
+    decision = decision_of(ckpt)  # as listen: the model's own decision settings and thresholds
+    det = Detector(ckpt.labels, decision, effective_thresholds(ckpt.labels, decision, ckpt.thresholds, None),
+                   f.hop_ms / 1000, f.win_length / f.sample_rate)
     base = make_audio(60.0)
     rng = np.random.default_rng(1)
     chunk = 1600
@@ -60,8 +64,9 @@ def main() -> int:
     samples.append(rss_mib())
     wall = time.perf_counter() - t0
     print(f"streamed {args.minutes:.0f} min in {wall:.0f} s (RTF {wall / (args.minutes * 60):.4f}); "
-          f"RSS {samples[0]:.1f} -> {samples[-1]:.1f} MiB (growth {samples[-1] - samples[0]:+.1f} MiB after the "
-          f"first 5 min: {samples[-1] - samples[min(1, len(samples) - 1)]:+.1f} MiB); peak {rss_mib('VmHWM'):.1f} MiB; "
+          f"RSS {samples[0]:.1f} -> {samples[-1]:.1f} MiB ({samples[-1] - samples[0]:+.1f} MiB in all, "
+          f"{samples[-1] - samples[min(1, len(samples) - 1)]:+.1f} MiB from minute 5 on); process peak (set-up "
+          f"included) {rss_mib('VmHWM'):.1f} MiB; "
           f"torch {'imported' if 'torch' in sys.modules else 'not imported'}")
     return 0
 
