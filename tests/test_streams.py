@@ -649,7 +649,7 @@ def test_make_stream_from_a_test_set_layout_plays_its_silence_clips_as_noise(tmp
     assert {seg["file"] for seg in truth["noise"]} == {"_silence_ (2 clips joined)"}
     lead = audio[: int(spec.lead_s * SR)]  # noise alone before the first word, at the level asked
     assert 20 * np.log10(np.sqrt(np.mean(lead.astype(np.float64) ** 2))) == pytest.approx(-40.0, abs=1.0)
-    with pytest.raises(DatasetError, match="test-set layout .* give --split testing"):
+    with pytest.raises(DatasetError, match=r"test-set layout .* no validation split \(make-stream: --split testing\)"):
         make_stream(root, "validation", spec)
 
     quiet = tmp_path / "no_noise"  # no noise at all: said, not silently a stream without any

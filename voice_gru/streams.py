@@ -138,8 +138,8 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     clips = [c for c in scan_dataset(root) if c.split == split]
     if not clips:
         if is_test_set_layout(root):
-            raise DatasetError(f"{root}: a test-set layout (label folders, no split lists) holds the testing split "
-                               f"only, not {split}: give --split testing")
+            raise DatasetError(f"{root}: a test-set layout (label folders, no split lists) is all testing clips; it "
+                               f"has no {split} split" + (" (make-stream: --split testing)" if split != "testing" else ""))
         raise DatasetError(f"{root}: no clips in the {split} split")
     commands: list[tuple[str, str, np.ndarray]] = []  # (path under root, word, audio)
     unknown: list[tuple[str, str, np.ndarray]] = []
