@@ -94,14 +94,15 @@ class PulseServer:
             return "(no log)"
 
 
-def start_pulse(timeout: float = 10.0) -> PulseServer:
-    """Start a private daemon with the ``fake_mic`` null sink as the default sink and source.
+def start_pulse(timeout: float = 10.0, runtime: Path | None = None) -> PulseServer:
+    """Start a private daemon with the ``fake_mic`` null sink as the default sink and source (in ``runtime``: a
+    daemon that was killed there comes back at the same address, as a restarted sound server does).
 
     Raises RuntimeError (with the daemon's log) if it does not come up within ``timeout`` s.
     """
-    # A short path of our own: a unix socket path must stay under ~108 bytes.
-    runtime = Path(tempfile.mkdtemp(prefix="vg-pulse-"))
-    runtime.chmod(0o700)
+    if runtime is None:  # a short path of our own: a unix socket path must stay under ~108 bytes
+        runtime = Path(tempfile.mkdtemp(prefix="vg-pulse-"))
+        runtime.chmod(0o700)
     env = dict(os.environ)
     env.pop("PULSE_COOKIE", None)
     env.update(XDG_RUNTIME_DIR=str(runtime), PULSE_SERVER=f"unix:{runtime}/pulse/native")

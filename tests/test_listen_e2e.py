@@ -119,3 +119,54 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
     assert fired == expected
     hooks = [h["label"] for h in _Hook.received]
     assert hooks == [lab for lab in expected if lab in ("up", "down")]
+
+
+def test_listen_reconnect_waits_for_a_restarted_sound_server(pulse_mic, tmp_path):
+    """`--reconnect`: the sound server dies mid-session (as a microphone unplugged); listen says so, waits, and
+    hears the example once the server is back at the same address."""
+    from tests.pulse import start_pulse
+
+    cli = [sys.executable, "-m", "voice_gru.cli", "listen", "--no-view"]
+    ref_events = tmp_path / "ref.jsonl"
+    subprocess.run(cli + ["--input", str(EXAMPLE), "--events", str(ref_events)], check=True, capture_output=True,
+                   text=True, env=pulse_mic.env, timeout=120)
+    expected = _labels(ref_events)
+    events = tmp_path / "mic.jsonl"
+    proc = subprocess.Popen(cli + ["--device", "pulse", "--reconnect", "--events", str(events)],
+                            env={**pulse_mic.env, "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    seen = {key: threading.Event() for key in ("listening", "waiting", "back")}
+
+    def read():
+        for line in proc.stdout:
+            out.append(line)
+            for key, mark in (("listening", "listening:"), ("waiting", "waiting for it to come back"),
+                              ("back", "is back after")):
+                if mark in line:
+                    seen[key].set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    again = None
+    try:
+        assert seen["listening"].wait(30), "".join(out)
+        pulse_mic.kill()
+        assert seen["waiting"].wait(15), "listen did not say the microphone went away:\n" + "".join(out)
+        assert proc.poll() is None, "listen ended instead of waiting:\n" + "".join(out)
+        again = start_pulse(runtime=pulse_mic.runtime_dir)
+        assert seen["back"].wait(30), "listen did not find the microphone again:\n" + "".join(out)
+        time.sleep(2.0)  # PulseAudio's start-up lag before the stream delivers
+        again.play(EXAMPLE)
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGINT)
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if again is not None:
+            again.kill()
+        reader.join(5)
+    assert rc == 130, "".join(out)
+    assert _labels(events) == expected, "".join(out)
+    assert sum("listening:" in line for line in out) == 1  # one session, said once

@@ -328,3 +328,62 @@ def test_open_failure_is_device_error(monkeypatch):
     with pytest.raises(AudioDeviceError, match=r"cannot open audio input device 0 'pulse': Error querying device -1"):
         m.open()
     m.close()
+
+
+# --- listen --reconnect ---------------------------------------------------------------------------
+
+
+class _FakeMic:
+    """Delivers its chunks, then fails as a vanished device does."""
+
+    def __init__(self, name: str, chunks: list[np.ndarray]) -> None:
+        self.name, self.chunks, self.closed = name, list(chunks), False
+
+    def read(self, timeout: float | None = None) -> np.ndarray | None:
+        if self.chunks:
+            return self.chunks.pop(0)
+        raise AudioDeviceError(f"audio input device {self.name} stopped delivering audio")
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_reconnecting_chunks_wait_for_the_microphone_and_go_on():
+    from voice_gru.live import reconnecting_mic_chunks
+
+    a = _FakeMic("A", [np.full(4, 1.0, np.float32), np.full(4, 2.0, np.float32)])
+    b = _FakeMic("B", [np.full(4, 3.0, np.float32)])
+    tries = [AudioDeviceError("no device"), AudioDeviceError("no device"), b]  # then none at all
+    said: list = []
+    slept: list[float] = []
+    rescans: list[int] = []
+
+    def reopen():
+        got = tries.pop(0) if tries else AudioDeviceError("no device")
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    got = [float(c[0]) for c in reconnecting_mic_chunks(
+        a, reopen, stop=lambda: len(slept) >= 5, on_first=lambda: said.append("first"),
+        on_lost=lambda why: said.append(("lost", why)), on_back=lambda m, away: said.append(("back", m.name)),
+        retry_s=2.0, rescan=lambda: rescans.append(1), sleep=slept.append)]
+    assert got == [1.0, 2.0, 3.0]  # one stream across the outage
+    assert said == ["first", ("lost", "audio input device A stopped delivering audio"), ("back", "B"),
+                    ("lost", "audio input device B stopped delivering audio")]  # "first" once: one session
+    assert slept == [2.0] * 5 and len(rescans) == 4  # A: two failed tries, then B; B: one failed try, then stop
+    assert a.closed and b.closed
+
+
+def test_reconnecting_chunks_stop_while_waiting():
+    from voice_gru.live import reconnecting_mic_chunks
+
+    a = _FakeMic("A", [np.zeros(4, np.float32)])
+    stopped = {"now": False}
+
+    def reopen():
+        stopped["now"] = True  # Ctrl-C while the device is away
+        raise AudioDeviceError("no device")
+
+    got = list(reconnecting_mic_chunks(a, reopen, stop=lambda: stopped["now"], sleep=lambda s: None))
+    assert len(got) == 1 and a.closed

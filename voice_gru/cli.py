@@ -20,6 +20,7 @@ from voice_gru.fileio import check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
+RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -447,13 +448,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.audio import file_rate
     from voice_gru.input_level import InputMonitor
-    from voice_gru.live import EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks, stdin_chunks
+    from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks,
+                                reconnecting_mic_chunks, stdin_chunks)
     from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
     from_pipe = args.input == "-"
     if args.input and args.device is not None:
         raise ConfigError("--device chooses a microphone; with --input the audio comes from that file or pipe: give one of them")
+    if args.input and args.reconnect:
+        raise ConfigError("--reconnect waits for a microphone that went away; with --input the audio comes from a file "
+                          "or pipe: leave it out")
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
@@ -553,26 +558,47 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                        "(did the program writing to it fail?)")
         else:
-            from voice_gru.mic import MicrophoneStream
+            from voice_gru.mic import MicrophoneStream, rescan_devices
 
             stop = threading.Event()
-            with MicrophoneStream(args.device, block_ms=args.chunk_ms) as mic:
+            mics: list[MicrophoneStream] = []  # every microphone opened (--reconnect may open several)
+
+            def open_mic() -> MicrophoneStream:
+                mics.append(MicrophoneStream(args.device, block_ms=args.chunk_ms).open())
+                return mics[-1]
+
+            def lost(reason: str) -> None:
+                warn(f"{reason}; waiting for it to come back (--reconnect: tried every {RECONNECT_S:g} s; Ctrl-C stops)")
+
+            def back(m: MicrophoneStream, away: float) -> None:
+                print(f"microphone '{m.device.name}' is back after {away:.0f} s: listening again at {m.samplerate} Hz "
+                      "(the time of each command counts the audio heard, not the time away)", flush=True)
+                monitor.source = f"microphone '{m.device.name}'"
+                monitor.known_rate(int(m.samplerate))
+
+            def first():
+                print("listening: say a command (Ctrl-C to stop)", flush=True)
+
+            try:
+                mic = open_mic()
                 print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                 monitor.source = f"microphone '{mic.device.name}'"
                 monitor.known_rate(int(mic.samplerate))
-
-                def first():
-                    print("listening: say a command (Ctrl-C to stop)", flush=True)
-
+                chunks = (reconnecting_mic_chunks(mic, open_mic, stop.is_set, first, lost, back, RECONNECT_S,
+                                                  rescan_devices)
+                          if args.reconnect else mic_chunks(mic, stop.is_set, first))
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                 try:
-                    listen_loop(mic_chunks(mic, stop.is_set, first), spotter, on_command, view, args.seconds,
-                                stats=stats, monitor=monitor)
-                except KeyboardInterrupt:  # the microphone is closed (with) before the totals
+                    listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
+                except KeyboardInterrupt:  # the microphones are closed (finally) before the totals
                     stop.set()
                     interrupted = True
-                if mic.overflows or mic.dropped_blocks:
-                    print(f"input overflows: {mic.overflows}, blocks dropped: {mic.dropped_blocks}", file=sys.stderr)
+            finally:
+                for m in mics:
+                    m.close()
+            overflows, dropped = sum(m.overflows for m in mics), sum(m.dropped_blocks for m in mics)
+            if overflows or dropped:
+                print(f"input overflows: {overflows}, blocks dropped: {dropped}", file=sys.stderr)
         completed = True
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
         completed = interrupted = True
@@ -748,6 +774,9 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--input-rate", type=whole(1000, 768000), metavar="HZ", help="with --input - and raw PCM: its sample rate (default: 16000; a WAV header says its own)")
     ls.add_argument("--input-channels", type=whole(1, 64), metavar="N", help="with --input - and raw PCM: interleaved channels (default: 1)")
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
+    ls.add_argument("--reconnect", action="store_true",
+                    help=f"when the microphone stops delivering audio (unplugged, its sound server restarted), wait for "
+                         f"it and go on listening (tried every {RECONNECT_S:g} s) instead of ending the run")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     ls.add_argument("--commands", nargs="+", metavar="CMD",

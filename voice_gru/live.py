@@ -174,6 +174,47 @@ def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable
         yield chunk
 
 
+def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], bool] = lambda: False,
+                            on_first: Callable[[], None] | None = None,
+                            on_lost: Callable[[str], None] | None = None,
+                            on_back: Callable[[Any, float], None] | None = None,
+                            retry_s: float = 2.0, rescan: Callable[[], None] | None = None,
+                            sleep: Callable[[float], None] = time.sleep) -> Iterator[np.ndarray]:
+    """Chunks from an open microphone until ``stop()``, as ``mic_chunks``; when it stops delivering audio (unplugged,
+    its sound server restarted: ``AudioDeviceError``) it is closed, ``on_lost(reason)`` is called, and every
+    ``retry_s`` the device list is scanned again (``rescan``) and ``reopen()`` tried until a microphone opens:
+    ``on_back(mic, seconds_away)``. The chunks go on as one stream (the outage is not in it); the last microphone is
+    closed at the end."""
+    from voice_gru.errors import AudioDeviceError
+
+    try:
+        while True:
+            try:
+                yield from mic_chunks(mic, stop, on_first)
+                return
+            except AudioDeviceError as exc:
+                mic.close()
+                if on_lost is not None:
+                    on_lost(str(exc))
+            on_first = None  # said once per session
+            lost_at = time.monotonic()
+            while True:
+                sleep(retry_s)
+                if stop():
+                    return
+                try:
+                    if rescan is not None:
+                        rescan()
+                    mic = reopen()
+                    break
+                except AudioDeviceError:
+                    continue
+            if on_back is not None:
+                on_back(mic, time.monotonic() - lost_at)
+    finally:
+        mic.close()
+
+
 @dataclass
 class ListenStats:
     """What a listening session did."""

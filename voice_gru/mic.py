@@ -98,6 +98,17 @@ def list_input_devices() -> list[InputDevice]:
     return out
 
 
+def rescan_devices() -> None:
+    """Make PortAudio enumerate the devices again (a microphone plugged back in, a sound server restarted); no
+    stream of this process may be open. PortAudio's own terminate and initialise, as sounddevice's author advises."""
+    sd = _sounddevice()
+    try:
+        sd._terminate()
+        sd._initialize()
+    except sd.PortAudioError as exc:
+        raise AudioDeviceError(f"cannot scan audio devices again: {_one_line(exc)}") from exc
+
+
 def default_input_index() -> int | None:
     """PortAudio's default input device index, or None when there is none."""
     sd = _sounddevice()
