@@ -238,11 +238,11 @@ class _LossyMic:
     def __call__(self, device, block_ms, out_rate):
         return self
 
-    def __enter__(self):
+    def open(self):
         return self
 
-    def __exit__(self, *exc):
-        return False
+    def close(self):
+        pass
 
     def read(self, timeout):
         self.overflows, self.dropped_blocks = self.lost_at.get(self.i, (self.overflows, self.dropped_blocks))
@@ -266,3 +266,53 @@ def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and warnings[0].startswith("microphone usb: 1 block(s) of 100 ms lost")
     assert "input overflows: 1, dropped because commands were not read fast enough: 2" in warnings[1]
+
+
+@needs_model
+def test_listen_reconnect_goes_on_where_the_microphone_left_off(spotter16, monkeypatch, caplog):
+    """reconnect=True: the first microphone fails halfway; the one opened next delivers the rest, and the commands
+    are those of the whole recording heard at once (one stream across the outage)."""
+    from voice_gru import mic
+    from voice_gru.errors import AudioDeviceError
+
+    audio, _ = _example()
+    spotter16.reset()
+    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600)]
+    blocks = [audio[i:i + 1600] for i in range(0, audio.size, 1600)]
+    halves = [blocks[:len(blocks) // 2], blocks[len(blocks) // 2:]]
+    opened: list = []
+
+    class HalfMic:
+        def __init__(self, device, block_ms, out_rate):
+            if len(opened) == 1:
+                opened.append(None)  # the first try after the loss finds nothing
+                raise AudioDeviceError("no device 'usb'")
+            self.blocks, self.overflows, self.dropped_blocks = list(halves[len(opened) // 2]), 0, 0
+            self.device = mic.InputDevice(0, "usb", "ALSA", 1, 16000.0)
+            opened.append(self)
+
+        def open(self):
+            return self
+
+        def close(self):
+            pass
+
+        def read(self, timeout):
+            if self.blocks:
+                return self.blocks.pop(0)
+            if self is opened[0]:
+                raise AudioDeviceError("audio input device usb stopped delivering audio")
+            return np.zeros(1600, np.float32)
+
+    monkeypatch.setattr(mic, "MicrophoneStream", HalfMic)
+    monkeypatch.setattr(mic, "rescan_devices", lambda: None)
+    spotter = CommandSpotter(spotter16.ckpt)
+    with caplog.at_level("INFO", logger="voice_gru.spotter"):
+        got = [(c.label, c.t) for c in spotter.listen("usb", seconds=audio.size / 16000, reconnect=True)]
+    assert got == expected and len(opened) == 3
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages[0] == "audio input device usb stopped delivering audio; waiting for it"
+    assert messages[1].startswith("microphone usb is back after")
+    with pytest.raises(AudioDeviceError, match="stopped delivering"):  # without reconnect: the error, as before
+        opened.clear()
+        list(CommandSpotter(spotter16.ckpt).listen("usb", seconds=audio.size / 16000))

@@ -217,26 +217,43 @@ class CommandSpotter:
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def listen(self, device: str | int | None = None, seconds: float | None = None,
-               block_ms: float = 100.0) -> Iterator[Command]:
+               block_ms: float = 100.0, reconnect: bool = False) -> Iterator[Command]:
         """Commands from a microphone (``device`` as ``voice-gru devices`` lists it; None: the default),
         for ``seconds`` of audio or until the caller stops iterating. The device is opened at its own
         rate and converted in ``mic.MicrophoneStream``, so ``sample_rate`` does not apply here.
         Audio the microphone loses (input overflows, blocks dropped because the caller fell behind) is
-        logged as a warning when it happens and counted in ``lost_blocks``."""
-        from voice_gru.live import mic_chunks
-        from voice_gru.mic import MicrophoneStream
+        logged as a warning when it happens and counted in ``lost_blocks``. ``reconnect``: a microphone that stops
+        delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``)."""
+        from voice_gru.live import mic_chunks, reconnecting_mic_chunks
+        from voice_gru.mic import MicrophoneStream, rescan_devices
+
+        mics: list[MicrophoneStream] = []
+
+        def open_mic() -> MicrophoneStream:
+            mics.append(MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate).open())
+            return mics[-1]
+
+        def back(m: MicrophoneStream, away: float) -> None:
+            logger.info("microphone %s is back after %.0f s", m.device.name, away)
 
         samples = 0
         self.lost_blocks = 0
-        with MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate) as mic:
-            for chunk in mic_chunks(mic):
-                lost = mic.overflows + mic.dropped_blocks
+        mic = open_mic()
+        chunks = (reconnecting_mic_chunks(mic, open_mic, on_lost=lambda why: logger.warning("%s; waiting for it", why),
+                                          on_back=back, rescan=rescan_devices) if reconnect else mic_chunks(mic))
+        try:
+            for chunk in chunks:
+                lost = sum(m.overflows + m.dropped_blocks for m in mics)
                 if lost > self.lost_blocks:
                     logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
                                    "because commands were not read fast enough: %d)", device if device is not None
-                                   else "default", lost, block_ms, mic.overflows, mic.dropped_blocks)
+                                   else "default", lost, block_ms, sum(m.overflows for m in mics),
+                                   sum(m.dropped_blocks for m in mics))
                     self.lost_blocks = lost
                 yield from self._process_model_rate(chunk)
                 samples += chunk.size
                 if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
                     return
+        finally:
+            for m in mics:
+                m.close()
