@@ -358,6 +358,23 @@ def test_zero_data_size_stops_before_metadata_written_after_the_samples(tmp_path
     np.testing.assert_array_equal(blocks_of(patched), want)
 
 
+@pytest.mark.parametrize("n", [15999, 16000])
+def test_zero_data_size_8bit_mono_pad_byte_before_metadata_is_no_sample(tmp_path, n):
+    """Odd-sized data is padded with a zero byte before the next chunk: in 8-bit mono it is one byte too many."""
+    original = tmp_path / "u8.wav"
+    sf.write(original, sine(440, SAMPLE_RATE, amp=0.5)[:n], SAMPLE_RATE, subtype="PCM_U8")
+    raw = bytearray(original.read_bytes())
+    at = raw.index(b"data")
+    assert len(raw) - (at + 8) == n + n % 2  # libsndfile wrote the pad byte
+    raw[at + 4:at + 8] = bytes(4)
+    patched = tmp_path / "u8_killed.wav"
+    patched.write_bytes(bytes(raw) + b"LIST\x0b\x00\x00\x00INFOISFTab\x00\x00")
+    want = load_audio(original)
+    assert want.size == n
+    np.testing.assert_array_equal(load_audio(patched), want)
+    np.testing.assert_array_equal(blocks_of(patched), want)
+
+
 def test_zero_data_size_in_a_format_read_only_by_libsndfile_is_one_clear_error(tmp_path):
     _, patched = patched_wav(tmp_path, "killed24", "PCM_24", data=0)
     msg = expect_error(patched, "data size is 0", "24-bit")

@@ -184,7 +184,7 @@ def _data_to_end(path: Path) -> _HeaderlessWav | None:
     end = path.stat().st_size
     if layout is None or layout.size != 0 or layout.start >= end or _only_chunks_follow(path, layout.start, end):
         return None
-    end = _samples_end(path, layout.start, end)
+    file_end, end = end, _samples_end(path, layout.start, end)
     if len(layout.fmt) < 16:
         raise AudioFormatError(f"{path}: WAV audio data before any format chunk")
     fmt = wav_format(layout.fmt)
@@ -192,6 +192,11 @@ def _data_to_end(path: Path) -> _HeaderlessWav | None:
     if stored is None or fmt.broken():
         raise AudioFormatError(f"{path}: WAV data size is 0 (an unfinished recording?) and its {fmt.bits}-bit "
                                f"{fmt.kind} samples cannot be read without it; fix the header with sox --ignore-length")
+    if end < file_end and fmt.bits == 8 and fmt.channels == 1 and (end - layout.start) % 2 == 0:
+        with open(path, "rb") as f:  # odd-sized data is padded to an even size with a zero byte before the next
+            f.seek(end - 1)          # chunk; in unsigned 8-bit audio a real sample of 0 is full-scale negative
+            if f.read(1) == b"\x00":
+                end -= 1
     return _HeaderlessWav(path, layout.start, end, fmt.rate, fmt.channels, *stored)
 
 
@@ -203,8 +208,7 @@ class _HeaderlessWav:
         self.samplerate, self.channels = samplerate, channels
         self._dtype, self._zero, self._scale = np.dtype(dtype), np.float32(zero), np.float32(scale)
         self._frame_bytes = self._dtype.itemsize * channels
-        self.frames = (end - start) // self._frame_bytes  # a trailing partial frame is dropped (the pad byte of
-        # odd-sized 8-bit mono data before metadata is read as one last sample)
+        self.frames = (end - start) // self._frame_bytes  # a trailing partial frame is dropped (a pad byte)
         self._left = self.frames
         self._file = open(path, "rb")
         self._file.seek(start)
