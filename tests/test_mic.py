@@ -367,12 +367,52 @@ def test_reconnecting_chunks_wait_for_the_microphone_and_go_on():
     got = [float(c[0]) for c in reconnecting_mic_chunks(
         a, reopen, stop=lambda: len(slept) >= 5, on_first=lambda: said.append("first"),
         on_lost=lambda why: said.append(("lost", why)), on_back=lambda m, away: said.append(("back", m.name)),
-        retry_s=2.0, rescan=lambda: rescans.append(1), sleep=slept.append)]
+        retry_s=2.0, rescan=lambda: rescans.append(1), sleep=slept.append,
+        on_retry_error=lambda why: said.append(("retry", why)))]
     assert got == [1.0, 2.0, 3.0]  # one stream across the outage
-    assert said == ["first", ("lost", "audio input device A stopped delivering audio"), ("back", "B"),
-                    ("lost", "audio input device B stopped delivering audio")]  # "first" once: one session
-    assert slept == [2.0] * 5 and len(rescans) == 4  # A: two failed tries, then B; B: one failed try, then stop
+    assert said == ["first", ("lost", "audio input device A stopped delivering audio"), ("retry", "no device"),
+                    ("back", "B"), ("lost", "audio input device B stopped delivering audio"),
+                    ("retry", "no device")]  # "first" once: one session; a retry's error once until it changes
+    # each try: reopen, and after a rescan once more. A: 2 failures, then B at the second try; B: two tries, then stop
+    assert slept == [2.0] * 5 and len(rescans) == 3
     assert a.closed and b.closed
+
+
+def test_reconnecting_chunks_say_listening_once_audio_has_come():
+    """A microphone lost before its first chunk (PulseAudio takes 1.5-2 s to deliver one) still gets the line."""
+    from voice_gru.live import reconnecting_mic_chunks
+
+    a = _FakeMic("A", [])
+    b = _FakeMic("B", [np.zeros(4, np.float32)])
+    said: list[str] = []
+    got = list(reconnecting_mic_chunks(a, lambda: b, stop=lambda: b.closed, on_first=lambda: said.append("first"),
+                                       sleep=lambda s: None, on_back=lambda m, away: said.append("back"),
+                                       on_lost=lambda why: said.append("lost"), retry_s=0.0))
+    assert len(got) == 1 and said[:3] == ["lost", "back", "first"]
+
+
+def test_rescan_initialises_portaudio_again_after_a_failed_rescan(monkeypatch):
+    """One failed initialise must not leave every later rescan failing at the terminate before it."""
+    sd = pytest.importorskip("sounddevice")
+    state = {"up": True, "fail_init": 1}
+
+    def terminate():
+        if not state["up"]:
+            raise sd.PortAudioError("PortAudio not initialized")
+        state["up"] = False
+
+    def initialize():
+        if state["fail_init"]:
+            state["fail_init"] -= 1
+            raise sd.PortAudioError("Unanticipated host error")
+        state["up"] = True
+
+    monkeypatch.setattr(sd, "_terminate", terminate)
+    monkeypatch.setattr(sd, "_initialize", initialize)
+    with pytest.raises(AudioDeviceError, match="cannot scan audio devices again"):
+        mic.rescan_devices()
+    mic.rescan_devices()  # the next one initialises
+    assert state["up"]
 
 
 def test_reconnecting_chunks_stop_while_waiting():

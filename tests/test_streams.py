@@ -641,7 +641,8 @@ def test_make_stream_from_a_test_set_layout_plays_its_silence_clips_as_noise(tmp
     sf.write(str(root / "_unknown_" / "bed_0c2d2ffa_nohash_1.wav"), sf.read(str(TEST_DATA / SOURCES["bed"]))[0], SR)
     (root / "_silence_").mkdir()
     rng = np.random.default_rng(0)
-    for i, level in enumerate((0.0, 0.01, 0.3)):  # the official clips include a digitally silent one (v0.0)
+    # the official clips include a digitally silent one (v0.0) and ones of a few 16-bit levels (v0.01: ~-88 dBFS)
+    for i, level in enumerate((0.0, 0.00004, 0.01, 0.3)):
         sf.write(str(root / "_silence_" / f"silence_{i}_v{level}.wav"), level * rng.standard_normal(SR), SR)
     spec = StreamSpec(seconds=30.0, noise_dbfs=(-40.0, -40.0))
     audio, truth = make_stream(root, "testing", spec, seed=1)
@@ -649,8 +650,10 @@ def test_make_stream_from_a_test_set_layout_plays_its_silence_clips_as_noise(tmp
     assert {seg["file"] for seg in truth["noise"]} == {"_silence_ (2 clips joined)"}
     lead = audio[: int(spec.lead_s * SR)]  # noise alone before the first word, at the level asked
     assert 20 * np.log10(np.sqrt(np.mean(lead.astype(np.float64) ** 2))) == pytest.approx(-40.0, abs=1.0)
-    with pytest.raises(DatasetError, match=r"test-set layout .* no validation split \(make-stream: --split testing\)"):
+    with pytest.raises(DatasetError, match=r"test-set layout .* no validation split"):
         make_stream(root, "validation", spec)
+    assert _run(["make-stream", "--data-dir", str(root), "--out", str(tmp_path / "v.wav")]) == 2  # the default split
+    assert "give --split testing" in capsys.readouterr().out
 
     quiet = tmp_path / "no_noise"  # no noise at all: said, not silently a stream without any
     shutil.copytree(root, quiet, ignore=shutil.ignore_patterns("_silence_"))

@@ -571,10 +571,15 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 warn(f"{reason}; waiting for it to come back (--reconnect: tried every {RECONNECT_S:g} s; Ctrl-C stops)")
 
             def back(m: MicrophoneStream, away: float) -> None:
-                print(f"microphone '{m.device.name}' is back after {away:.0f} s: listening again at {m.samplerate} Hz "
-                      "(the time of each command counts the audio heard, not the time away)", flush=True)
+                was = mics[0].device.name
+                print(f"microphone '{m.device.name}'{'' if m.device.name == was else f' (not the first one, {was!r})'} "
+                      f"is back after {away:.0f} s: listening again at {m.samplerate} Hz (the time of each command "
+                      "counts the audio heard, not the time away)", flush=True)
                 monitor.source = f"microphone '{m.device.name}'"
                 monitor.known_rate(int(m.samplerate))
+
+            def retry_failed(reason: str) -> None:
+                warn(f"still waiting for the microphone: {reason}")
 
             def first():
                 print("listening: say a command (Ctrl-C to stop)", flush=True)
@@ -585,7 +590,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 monitor.source = f"microphone '{mic.device.name}'"
                 monitor.known_rate(int(mic.samplerate))
                 chunks = (reconnecting_mic_chunks(mic, open_mic, stop.is_set, first, lost, back, RECONNECT_S,
-                                                  rescan_devices)
+                                                  rescan_devices, on_retry_error=retry_failed)
                           if args.reconnect else mic_chunks(mic, stop.is_set, first))
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                 try:
@@ -776,7 +781,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--realtime", action="store_true", help="with --input: pace the file like a microphone")
     ls.add_argument("--reconnect", action="store_true",
                     help=f"when the microphone stops delivering audio (unplugged, its sound server restarted), wait for "
-                         f"it and go on listening (tried every {RECONNECT_S:g} s) instead of ending the run")
+                         f"it and go on listening (tried every {RECONNECT_S:g} s) instead of ending the run; --seconds "
+                         "counts the audio heard, not the time away")
     ls.add_argument("--assistant", metavar="YAML", help="command -> action mapping (e.g. configs/assistant.yaml)")
     ls.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     ls.add_argument("--commands", nargs="+", metavar="CMD",

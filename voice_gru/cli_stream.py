@@ -46,6 +46,7 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_make_stream(args: argparse.Namespace) -> int:
+    from voice_gru.data import is_test_set_layout
     from voice_gru.errors import ConfigError
     from voice_gru.streams import make_stream, write_stream
 
@@ -58,6 +59,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     check_outputs({"--out": out, "its label file": out.with_suffix(".json")})
     if args.command_free and args.command_ratio is not None:
         raise ConfigError("--command-ratio with --command-free: a command-free recording has no commands; give one of them")
+    if args.split != "testing" and is_test_set_layout(Path(args.data_dir)):
+        raise ConfigError(f"--data-dir {args.data_dir} is a test-set layout (label folders, no split lists): all its "
+                          "clips are testing clips; give --split testing")
     spec = _spec_from_args(args)
     if spec.gap_s[0] < 1.0:
         print(f"note: --gap {spec.gap_s[0]:g} {spec.gap_s[1]:g}: words start before the previous 1 s clip ends, so they "

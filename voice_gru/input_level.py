@@ -62,13 +62,19 @@ def bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = -70.0) -> f
     return None
 
 
-def band_power(x: np.ndarray) -> np.ndarray:
-    """The power spectrum of ``x`` for ``bandwidth``: ``BAND_FFT``-point Hann-windowed frames, summed; frames of
-    digital silence left out (they say nothing of the band)."""
+def band_power(x: np.ndarray, block: int = 1024) -> np.ndarray:
+    """The power spectrum of ``x`` for ``bandwidth``: ``BAND_FFT``-point Hann-windowed frames, summed (``block``
+    frames at a time: an hour of audio in little memory); frames of digital silence left out (they say nothing of
+    the band); a last partial frame too."""
     n = x.size // BAND_FFT * BAND_FFT
-    frames = x[:n].reshape(-1, BAND_FFT)
-    frames = frames[np.any(frames != 0, axis=1)] * np.hanning(BAND_FFT)
-    return (np.abs(np.fft.rfft(frames, axis=1)) ** 2).sum(0) if frames.size else np.zeros(BAND_FFT // 2 + 1)
+    power = np.zeros(BAND_FFT // 2 + 1)
+    window = np.hanning(BAND_FFT)
+    for i in range(0, n, block * BAND_FFT):
+        frames = x[i:min(n, i + block * BAND_FFT)].reshape(-1, BAND_FFT)
+        frames = frames[np.any(frames != 0, axis=1)]
+        if frames.size:
+            power += (np.abs(np.fft.rfft(frames * window, axis=1)) ** 2).sum(0)
+    return power
 
 
 def narrowband_content(source: str, top_hz: float, where: str) -> str:
@@ -117,6 +123,7 @@ class InputMonitor:
         self.warned: set[str] = set()
         self.band_power = np.zeros(BAND_FFT // 2 + 1)  # the power spectrum of the window being judged
         self.band_samples = 0  # sound in it so far
+        self.band_rest = np.zeros(0, dtype=np.float32)  # the start of a frame, from chunks shorter than one
         self.sound_samples = 0  # all sound heard (digital silence aside)
         self.band_judged = False  # the band was said to be narrow (once is enough)
 
@@ -170,13 +177,16 @@ class InputMonitor:
         pos = self.sound_samples % max(1, int(lim.band_every_s * sr))  # where this chunk starts in the cycle
         if pos >= lim.band_s * sr:
             return []
-        self.band_power += band_power(chunk)
+        x = np.concatenate([self.band_rest, chunk]) if self.band_rest.size else chunk
+        whole = x.size // BAND_FFT * BAND_FFT
+        self.band_power += band_power(x[:whole])
+        self.band_rest = x[whole:]
         self.band_samples += chunk.size
         if pos + chunk.size < lim.band_s * sr:
             return []
         top = bandwidth(self.band_power, sr, lim.band_floor_db)
         seconds = self.band_samples / sr
-        self.band_power[:], self.band_samples = 0.0, 0
+        self.band_power[:], self.band_samples, self.band_rest = 0.0, 0, self.band_rest[:0]
         if top is None:
             return []
         self.band_judged = True

@@ -179,36 +179,54 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
                             on_lost: Callable[[str], None] | None = None,
                             on_back: Callable[[Any, float], None] | None = None,
                             retry_s: float = 2.0, rescan: Callable[[], None] | None = None,
-                            sleep: Callable[[float], None] = time.sleep) -> Iterator[np.ndarray]:
+                            sleep: Callable[[float], None] = time.sleep,
+                            on_retry_error: Callable[[str], None] | None = None) -> Iterator[np.ndarray]:
     """Chunks from an open microphone until ``stop()``, as ``mic_chunks``; when it stops delivering audio (unplugged,
     its sound server restarted: ``AudioDeviceError``) it is closed, ``on_lost(reason)`` is called, and every
-    ``retry_s`` the device list is scanned again (``rescan``) and ``reopen()`` tried until a microphone opens:
-    ``on_back(mic, seconds_away)``. The chunks go on as one stream (the outage is not in it); the last microphone is
-    closed at the end."""
+    ``retry_s`` ``reopen()`` is tried, then, if that fails, again after ``rescan()`` (the device list scanned anew),
+    until a microphone opens: ``on_back(mic, seconds_away)``. A retry that fails otherwise than the one before is
+    said through ``on_retry_error``. The chunks go on as one stream (the outage is not in it); the last microphone
+    is closed at the end."""
     from voice_gru.errors import AudioDeviceError
+
+    said_first = False
+
+    def first() -> None:
+        nonlocal said_first
+        said_first = True
+        if on_first is not None:
+            on_first()
+
+    def attempt() -> Any:
+        try:
+            return reopen()
+        except AudioDeviceError:
+            if rescan is None:
+                raise
+        rescan()  # a device that came back under another index, or a PortAudio that lost its server
+        return reopen()
 
     try:
         while True:
             try:
-                yield from mic_chunks(mic, stop, on_first)
+                yield from mic_chunks(mic, stop, None if said_first else first)
                 return
             except AudioDeviceError as exc:
                 mic.close()
                 if on_lost is not None:
                     on_lost(str(exc))
-            on_first = None  # said once per session
-            lost_at = time.monotonic()
+            lost_at, last_error = time.monotonic(), ""
             while True:
                 sleep(retry_s)
                 if stop():
                     return
                 try:
-                    if rescan is not None:
-                        rescan()
-                    mic = reopen()
+                    mic = attempt()
                     break
-                except AudioDeviceError:
-                    continue
+                except AudioDeviceError as exc:
+                    if str(exc) != last_error and on_retry_error is not None:
+                        on_retry_error(str(exc))
+                    last_error = str(exc)
             if on_back is not None:
                 on_back(mic, time.monotonic() - lost_at)
     finally:

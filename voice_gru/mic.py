@@ -99,11 +99,15 @@ def list_input_devices() -> list[InputDevice]:
 
 
 def rescan_devices() -> None:
-    """Make PortAudio enumerate the devices again (a microphone plugged back in, a sound server restarted); no
-    stream of this process may be open. PortAudio's own terminate and initialise, as sounddevice's author advises."""
+    """Make PortAudio enumerate the devices again (a microphone plugged back in, a sound server restarted).
+    PortAudio's own terminate and initialise, as sounddevice's author advises: it stops every other audio stream
+    this process has open."""
     sd = _sounddevice()
     try:
         sd._terminate()
+    except sd.PortAudioError:
+        pass  # not initialised: an earlier rescan's initialise failed, and this one must still try it
+    try:
         sd._initialize()
     except sd.PortAudioError as exc:
         raise AudioDeviceError(f"cannot scan audio devices again: {_one_line(exc)}") from exc

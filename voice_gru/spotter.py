@@ -223,7 +223,8 @@ class CommandSpotter:
         rate and converted in ``mic.MicrophoneStream``, so ``sample_rate`` does not apply here.
         Audio the microphone loses (input overflows, blocks dropped because the caller fell behind) is
         logged as a warning when it happens and counted in ``lost_blocks``. ``reconnect``: a microphone that stops
-        delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``)."""
+        delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``);
+        looking for it may scan PortAudio's devices again, which stops every other audio stream of the program."""
         from voice_gru.live import mic_chunks, reconnecting_mic_chunks
         from voice_gru.mic import MicrophoneStream, rescan_devices
 

@@ -139,7 +139,7 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     if not clips:
         if is_test_set_layout(root):
             raise DatasetError(f"{root}: a test-set layout (label folders, no split lists) is all testing clips; it "
-                               f"has no {split} split" + (" (make-stream: --split testing)" if split != "testing" else ""))
+                               f"has no {split} split")
         raise DatasetError(f"{root}: no clips in the {split} split")
     commands: list[tuple[str, str, np.ndarray]] = []  # (path under root, word, audio)
     unknown: list[tuple[str, str, np.ndarray]] = []
@@ -177,15 +177,17 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     return ClipBank(str(root), split, tuple(commands), tuple(unknown), tuple(noise), tuple(bad))
 
 
-def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05) -> tuple[np.ndarray, int]:
+def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05,
+                floor_dbfs: float = -80.0) -> tuple[np.ndarray, int]:
     """Short noise clips (a test-set layout's ``_silence_``) as one recording, and how many it holds: each at one
-    RMS level, joined with crossfades, digitally silent ones left out (the noise bed sets its own level)."""
+    RMS level, joined with crossfades (the noise bed sets its own level). Clips below ``floor_dbfs`` RMS are left out
+    while louder ones exist: at 16 bits they are a few levels of rounding, spiky once raised to the others' level
+    (the official test set's quietest, scaled by 0.01)."""
     xf = int(round(crossfade_s * SAMPLE_RATE))
-    parts = []
-    for a in clips:
-        rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
-        if rms > 0 and a.size > 2 * xf:
-            parts.append((a / rms).astype(np.float32))
+    levels = [(a, float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0) for a in clips]
+    usable = [(a, rms) for a, rms in levels if rms > 0 and a.size > 2 * xf]
+    loud = [(a, rms) for a, rms in usable if rms >= 10 ** (floor_dbfs / 20)]
+    parts = [(a / rms).astype(np.float32) for a, rms in (loud or usable)]
     if not parts:
         return np.zeros(0, dtype=np.float32), 0
     ramp = np.linspace(0.0, 1.0, xf, endpoint=False, dtype=np.float32)
