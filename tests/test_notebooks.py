@@ -75,3 +75,22 @@ def test_notebook_executes(name, shared_data, tmp_path, monkeypatch):
     assert "quick mode: True" in "".join(o.get("text", "") for o in code[0].outputs)
     assert (NB_DIR / name).read_bytes() == before, "the committed notebook was modified"
     assert copy.stat().st_size < MAX_BYTES
+
+
+def _stream_text(name: str) -> str:
+    nbformat = pytest.importorskip("nbformat")
+    nb = nbformat.read(NB_DIR / name, as_version=4)
+    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+def test_committed_notebooks_show_the_shipped_model_as_it_is(shared_data):
+    """The saved outputs were made with the model that ships now: a new model or new thresholds mean the notebooks
+    must be run again (notebooks/run_all.py), or they tell readers figures of a model that is gone."""
+    from voice_gru import CommandSpotter
+    from voice_gru.evaluate import collect_inputs, evaluate_items
+    from voice_gru.model import resolve_model
+
+    assert f"thresholds: {CommandSpotter().thresholds}" in _stream_text("03_streaming.ipynb")
+    ckpt = resolve_model(None)
+    report = evaluate_items(ckpt, collect_inputs([shared_data], "testing", ckpt.labels), progress=False)
+    assert f"accuracy {report['accuracy']:.4f} on {report['n']} labelled clips" in _stream_text("02_train_and_evaluate.ipynb")
