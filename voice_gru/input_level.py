@@ -33,6 +33,8 @@ class LevelLimits:
     band_floor_db: float = -70.0  # nothing above a frequency means less than this share of the power there (16 kHz
     # streams: -22 dB above 4.2 kHz; 8 kHz audio resampled to 16 kHz: -132 dB; README, *Is it the microphone?*)
 
+NARROW_COST = ("fewer commands are heard and other words fire more often (8 kHz telephone audio in the README's tests: "
+               "a quarter fewer commands, four times the false accepts in an hour of speech)")
 BAND_FFT = 512  # frames of the bandwidth check (31 Hz bins at 16 kHz, Hann window: no leakage from the low band)
 
 
@@ -41,10 +43,10 @@ def narrowband(source: str, rate: int, model_rate: int = 16000) -> str | None:
     bring back the band above half the recording's rate, and the model hears words by it too."""
     if rate >= model_rate:
         return None
-    # testing stream (README, *Live detection*) resampled: 8 kHz 83 of 155 commands, 11.025 kHz 92, 16 kHz 110
+    # testing stream (README, *Live detection*) resampled: 8 kHz 83 of 155 commands, 11.025 kHz 92, 16 kHz 110;
+    # an hour of validation speech without commands (docs/RESULTS.md, *Narrowband audio*): 13 false accepts, 3 at 16 kHz
     return (f"{source} is recorded at {rate} Hz: nothing above {rate / 2000:g} kHz reaches the model (it was trained "
-            f"on {model_rate} Hz audio), so fewer commands are heard (8 kHz telephone audio: a quarter fewer in "
-            f"the README's test); record at {model_rate} Hz or more if you can")
+            f"on {model_rate} Hz audio), so {NARROW_COST}; record at {model_rate} Hz or more if you can")
 
 
 def bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = -70.0) -> float | None:
@@ -80,8 +82,8 @@ def band_power(x: np.ndarray, block: int = 1024) -> np.ndarray:
 def narrowband_content(source: str, top_hz: float, where: str) -> str:
     """The warning for audio that carries nothing above ``top_hz`` (``where``: which part of it was judged)."""
     return (f"{source} has carried nothing above {top_hz / 1000:g} kHz {where} (recorded at {2 * top_hz / 1000:g} kHz "
-            "or less and resampled?): the model hears words by the band above too, so fewer commands are heard "
-            "(8 kHz telephone audio: a quarter fewer in the README's test); record at 16 kHz or more if you can")
+            f"or less and resampled?): the model hears words by the band above too, so {NARROW_COST}; record at "
+            "16 kHz or more if you can")
 
 
 def _db(power: float) -> float:
