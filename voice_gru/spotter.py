@@ -241,7 +241,9 @@ class CommandSpotter:
         self.lost_blocks = 0
         mic = open_mic()
         chunks = (reconnecting_mic_chunks(mic, open_mic, on_lost=lambda why: logger.warning("%s; waiting for it", why),
-                                          on_back=back, rescan=rescan_devices) if reconnect else mic_chunks(mic))
+                                          on_back=back, rescan=rescan_devices,
+                                          on_retry_error=lambda why: logger.warning("still waiting: %s", why))
+                  if reconnect else mic_chunks(mic))
         try:
             for chunk in chunks:
                 lost = sum(m.overflows + m.dropped_blocks for m in mics)
