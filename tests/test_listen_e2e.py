@@ -170,3 +170,33 @@ def test_listen_reconnect_waits_for_a_restarted_sound_server(pulse_mic, tmp_path
     assert rc == 130, "".join(out)
     assert _labels(events) == expected, "".join(out)
     assert sum("listening:" in line for line in out) == 1  # one session, said once
+
+
+def test_listen_without_reconnect_ends_in_one_line_that_names_it(pulse_mic):
+    """The sound server dies mid-session: one line, exit status 2 (systemd restarts the service), and the line says
+    that --reconnect would have waited."""
+    proc = subprocess.Popen([sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--device", "pulse"],
+                            env=pulse_mic.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    listening = threading.Event()
+
+    def read():
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("listening"):
+                listening.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert listening.wait(30), "".join(out)
+        pulse_mic.kill()
+        rc = proc.wait(30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        reader.join(5)
+    errors = [line for line in out if line.startswith("voice-gru: error:")]
+    assert rc == 2 and len(errors) == 1, "".join(out)
+    assert "stopped delivering audio" in errors[0] and errors[0].rstrip().endswith("(listen --reconnect waits for it instead)")
+    assert "Traceback" not in "".join(out)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
 from voice_gru.config import REFRESH_S
-from voice_gru.errors import AudioFormatError, ConfigError, VoiceGruError
+from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
@@ -598,6 +598,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 except KeyboardInterrupt:  # the microphones are closed (finally) before the totals
                     stop.set()
                     interrupted = True
+                except AudioDeviceError as exc:  # mid-session (--reconnect keeps these): say what would have waited
+                    if args.reconnect:
+                        raise
+                    raise AudioDeviceError(f"{exc} (listen --reconnect waits for it instead)") from None
             finally:
                 for m in mics:
                     m.close()
