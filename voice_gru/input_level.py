@@ -33,8 +33,8 @@ class LevelLimits:
     band_floor_db: float = -70.0  # nothing above a frequency means less than this share of the power there (16 kHz
     # streams: -22 dB above 4.2 kHz; 8 kHz audio resampled to 16 kHz: -132 dB; README, *Is it the microphone?*)
 
-NARROW_COST = ("fewer commands are heard and other words fire more often (8 kHz telephone audio in the README's tests: "
-               "a quarter fewer commands, four times the false accepts in an hour of speech)")
+NARROW_COST = ("fewer commands are heard and other words fire more often (8 kHz telephone audio as measured in the "
+               "README: a quarter fewer commands, four times the false accepts in an hour of speech)")
 BAND_FFT = 512  # frames of the bandwidth check (31 Hz bins at 16 kHz, Hann window: no leakage from the low band)
 
 
