@@ -63,6 +63,27 @@ def _labels(path: Path) -> list[str]:
     return [json.loads(line)["label"] for line in path.read_text().splitlines() if line.strip()]
 
 
+def _spawn(argv: list[str], env: dict, marks: dict[str, str]):
+    """`argv` as its own process, its output read on a thread: (process, lines so far, an Event per key of ``marks``
+    set when a line holds that key's text, the reader thread). PYTHONFAULTHANDLER: if it hangs, SIGABRT makes it
+    print every thread's stack."""
+    proc = subprocess.Popen(argv, env={**env, "PYTHONFAULTHANDLER": "1"}, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    out: list[str] = []
+    seen = {key: threading.Event() for key in marks}
+
+    def read():
+        for line in proc.stdout:
+            out.append(line)
+            for key, mark in marks.items():
+                if mark in line:
+                    seen[key].set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return proc, out, seen, reader
+
+
 def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Hook)
     threading.Thread(target=server.serve_forever, daemon=True).start()
@@ -81,22 +102,9 @@ def test_listen_on_fake_microphone_fires_actions(pulse_mic, tmp_path):
 
         # the microphone: listen runs as its own process on the PulseAudio source
         mic_events = tmp_path / "mic.jsonl"
-        # PYTHONFAULTHANDLER: if it hangs, SIGABRT below makes it print every thread's stack
-        proc = subprocess.Popen(cli + ["--device", "pulse", "--events", str(mic_events)],
-                                env={**pulse_mic.env, "PYTHONFAULTHANDLER": "1"},
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        out: list[str] = []
-        listening = threading.Event()
-
-        def read():
-            for line in proc.stdout:
-                out.append(line)
-                if line.startswith("listening"):
-                    listening.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        assert listening.wait(30), "listen never reported it was listening:\n" + "".join(out)
+        proc, out, seen, reader = _spawn(cli + ["--device", "pulse", "--events", str(mic_events)], pulse_mic.env,
+                                         {"listening": "listening:"})
+        assert seen["listening"].wait(30), "listen never reported it was listening:\n" + "".join(out)
         pulse_mic.play(EXAMPLE)
         time.sleep(2.0)  # the last word's detection and its actions
         proc.send_signal(signal.SIGINT)
@@ -132,22 +140,9 @@ def test_listen_reconnect_waits_for_a_restarted_sound_server(pulse_mic, tmp_path
                    text=True, env=pulse_mic.env, timeout=120)
     expected = _labels(ref_events)
     events = tmp_path / "mic.jsonl"
-    proc = subprocess.Popen(cli + ["--device", "pulse", "--reconnect", "--events", str(events)],
-                            env={**pulse_mic.env, "PYTHONFAULTHANDLER": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out: list[str] = []
-    seen = {key: threading.Event() for key in ("listening", "waiting", "back")}
-
-    def read():
-        for line in proc.stdout:
-            out.append(line)
-            for key, mark in (("listening", "listening:"), ("waiting", "waiting for it to come back"),
-                              ("back", "is back after")):
-                if mark in line:
-                    seen[key].set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    proc, out, seen, reader = _spawn(cli + ["--device", "pulse", "--reconnect", "--events", str(events)], pulse_mic.env,
+                                     {"listening": "listening:", "waiting": "waiting for it to come back",
+                                      "back": "is back after"})
     again = None
     try:
         assert seen["listening"].wait(30), "".join(out)
@@ -175,21 +170,10 @@ def test_listen_reconnect_waits_for_a_restarted_sound_server(pulse_mic, tmp_path
 def test_listen_without_reconnect_ends_in_one_line_that_names_it(pulse_mic):
     """The sound server dies mid-session: one line, exit status 2 (systemd restarts the service), and the line says
     that --reconnect would have waited."""
-    proc = subprocess.Popen([sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--device", "pulse"],
-                            env=pulse_mic.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    out: list[str] = []
-    listening = threading.Event()
-
-    def read():
-        for line in proc.stdout:
-            out.append(line)
-            if line.startswith("listening"):
-                listening.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
+    proc, out, seen, reader = _spawn([sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--device", "pulse"],
+                                     pulse_mic.env, {"listening": "listening:"})
     try:
-        assert listening.wait(30), "".join(out)
+        assert seen["listening"].wait(30), "".join(out)
         pulse_mic.kill()
         rc = proc.wait(30)
     finally:
