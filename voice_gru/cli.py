@@ -570,13 +570,16 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             def lost(reason: str) -> None:
                 warn(f"{reason}; waiting for it to come back (--reconnect: tried every {RECONNECT_S:g} s; Ctrl-C stops)")
 
+            def watch(m: MicrophoneStream) -> None:
+                monitor.source = f"microphone '{m.device.name}'"
+                monitor.known_rate(int(m.samplerate))
+
             def back(m: MicrophoneStream, away: float) -> None:
                 was = mics[0].device.name
                 print(f"microphone '{m.device.name}'{'' if m.device.name == was else f' (not the first one, {was!r})'} "
                       f"is back after {away:.0f} s: listening again at {m.samplerate} Hz (the time of each command "
                       "counts the audio heard, not the time away)", flush=True)
-                monitor.source = f"microphone '{m.device.name}'"
-                monitor.known_rate(int(m.samplerate))
+                watch(m)
 
             def retry_failed(reason: str) -> None:
                 warn(f"still waiting for the microphone: {reason}")
@@ -587,8 +590,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             try:
                 mic = open_mic()
                 print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
-                monitor.source = f"microphone '{mic.device.name}'"
-                monitor.known_rate(int(mic.samplerate))
+                watch(mic)
                 chunks = (reconnecting_mic_chunks(mic, open_mic, stop.is_set, first, lost, back, RECONNECT_S,
                                                   rescan_devices, on_retry_error=retry_failed)
                           if args.reconnect else mic_chunks(mic, stop.is_set, first))

@@ -167,14 +167,18 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
         except AudioFormatError as exc:
             bad.append((str(f), str(exc)))
             continue
-        rms = float(np.sqrt(np.mean(a.astype(np.float64) ** 2)))
+        rms = _rms(a)
         if rms > 0 and a.size >= SAMPLE_RATE:
             noise.append((f.name, a, rms))
     joined, n_joined = _join_noise(silence)
     if n_joined:
-        rms = float(np.sqrt(np.mean(joined.astype(np.float64) ** 2)))
-        noise.append((f"{SILENCE} ({n_joined} clips joined)", joined, rms))
+        noise.append((f"{SILENCE} ({n_joined} clips joined)", joined, _rms(joined)))
     return ClipBank(str(root), split, tuple(commands), tuple(unknown), tuple(noise), tuple(bad))
+
+
+def _rms(a: np.ndarray) -> float:
+    """Root-mean-square of samples (0 for none), in float64."""
+    return float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0
 
 
 def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05,
@@ -184,7 +188,7 @@ def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05,
     while louder ones exist: at 16 bits they are a few levels of rounding, spiky once raised to the others' level
     (the official test set's quietest, scaled by 0.01)."""
     xf = int(round(crossfade_s * SAMPLE_RATE))
-    levels = [(a, float(np.sqrt(np.mean(a.astype(np.float64) ** 2))) if a.size else 0.0) for a in clips]
+    levels = [(a, _rms(a)) for a in clips]
     usable = [(a, rms) for a, rms in levels if rms > 0 and a.size > 2 * xf]
     loud = [(a, rms) for a, rms in usable if rms >= 10 ** (floor_dbfs / 20)]
     parts = [(a / rms).astype(np.float32) for a, rms in (loud or usable)]
