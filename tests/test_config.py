@@ -200,6 +200,8 @@ def test_a_number_yaml_reads_as_text_gets_a_hint(tmp_path):
 def test_code_built_configs_are_checked_too():
     with pytest.raises(ConfigError, match=r"^DecisionConfig.cooldown_ms = -1: must be from 0 to 60000 ms$"):
         DecisionConfig(cooldown_ms=-1)
+    with pytest.raises(ConfigError, match=r"^DecisionConfig.rearm_ratio = 0: must be above 0 and at most 1$"):
+        DecisionConfig(rearm_ratio=0)  # would never re-arm: each command could fire once per session
     with pytest.raises(ConfigError, match="FeatureConfig.hop_ms"):
         FeatureConfig(hop_ms=0.01)  # rounds to 0 samples
 

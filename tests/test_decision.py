@@ -178,6 +178,20 @@ def test_cooldown_zero_and_repeated_words():
     assert [round((e.t - 0.03) / 0.01) for e in events] == [11]
 
 
+def test_a_word_hovering_at_the_threshold_fires_once():
+    # fires at frame 2, dips under the threshold (0.7) but not under half of it, and is back above it after
+    # the cooldown: one utterance, one event; re-arming at the threshold itself (ratio 1) fired it twice
+    p = seq(frames(3, yes=0.75), frames(2, yes=0.66), frames(30, yes=0.75), frames(25), frames(3, yes=0.75))
+    once = det(smooth_ms=10, threshold=0.7, min_duration_ms=10, cooldown_ms=200)
+    assert [round((e.t - 0.03) / 0.01) for e in once.update(p)] == [0, 60]  # the next word (after silence) fires
+    twice = det(smooth_ms=10, threshold=0.7, min_duration_ms=10, cooldown_ms=200, rearm_ratio=1.0)
+    assert [round((e.t - 0.03) / 0.01) for e in twice.update(p)] == [0, 21, 60]
+    # the level is a share of each command's own threshold: a dip to 0.45 re-arms at 0.95 x 0.5, not at 0.7 x 0.5
+    p = seq(frames(3, yes=0.96), frames(2, yes=0.45), frames(30, yes=0.96))
+    d = det(smooth_ms=10, threshold=0.7, thresholds={"yes": 0.95}, min_duration_ms=10, cooldown_ms=200)
+    assert [round((e.t - 0.03) / 0.01) for e in d.update(p)] == [0, 21]
+
+
 # --------------------------------------------------------------------------------------------
 # background classes
 

@@ -216,7 +216,8 @@ def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
 
 @pytest.mark.parametrize("cfg", [DecisionConfig(), DecisionConfig(smooth_ms=50, min_duration_ms=10, cooldown_ms=300),
                                  DecisionConfig(smooth_ms=300, min_duration_ms=100, cooldown_ms=0),
-                                 DecisionConfig(unknown_veto=0.2, unknown_veto_ms=300)])
+                                 DecisionConfig(unknown_veto=0.2, unknown_veto_ms=300),
+                                 DecisionConfig(cooldown_ms=100, rearm_ratio=1.0), DecisionConfig(cooldown_ms=100, rearm_ratio=0.2)])
 @pytest.mark.parametrize("seed", [0, 1])
 def test_fast_events_equal_the_detector(cfg, seed):
     rng = np.random.default_rng(seed)
@@ -234,7 +235,7 @@ def test_fast_events_equal_the_detector(cfg, seed):
         thresholds = {lab: thr_value + 0.01 * i for i, lab in enumerate(LABELS[2:])}
         real = Detector(LABELS, cfg, thresholds, 0.01, 0.03).update(p)
         thr = np.array([thresholds.get(lab, np.inf) for lab in LABELS])
-        fast = fast_events(smoothed, thr, n_min, n_cool)
+        fast = fast_events(smoothed, thr, n_min, n_cool, rearm_ratio=cfg.rearm_ratio)
         assert len(real) > 3
         assert [(LABELS[k], round(0.03 + f * 0.01, 6)) for f, k, _ in fast] == [(e.label, round(e.t, 6)) for e in real]
         assert [s for _, _, s in fast] == pytest.approx([e.score for e in real], abs=1e-9)

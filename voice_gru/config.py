@@ -222,6 +222,9 @@ class DecisionConfig:
     # a word the model first heard as another word is not taken for a command a moment later (above 1: off)
     unknown_veto: float = OFF
     unknown_veto_ms: float = 300.0
+    # a command that fired fires again only after its score fell below rearm_ratio x its threshold: a word
+    # hovering at the threshold is one event, not two across the cooldown (between utterances the score is ~0)
+    rearm_ratio: float = 0.5
 
     def __post_init__(self) -> None:
         # a window or duration longer than a spoken word (~1 s) is a typo that would silence every command
@@ -229,7 +232,8 @@ class DecisionConfig:
         _check(self, {"smooth_ms": word, "threshold": _FRACTION, "min_duration_ms": word,
                       "cooldown_ms": ("from 0 to 60000 ms", lambda v: 0 <= v <= 60000),
                       "unknown_veto": ("between 0 and 1.01 (off)", lambda v: 0 <= v <= OFF),
-                      "unknown_veto_ms": ("from 0 to 2000 ms", lambda v: 0 <= v <= 2000)})
+                      "unknown_veto_ms": ("from 0 to 2000 ms", lambda v: 0 <= v <= 2000),
+                      "rearm_ratio": ("above 0 and at most 1", lambda v: 0 < v <= 1)})
         for name, value in self.thresholds.items():
             _require(self, isinstance(value, (int, float)) and 0 <= value <= OFF, "thresholds",
                      f"{name}'s threshold must be a posterior between 0 and 1")

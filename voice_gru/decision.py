@@ -103,7 +103,7 @@ class Detector:
     command fires when it is the top smoothed class and stays at or above its threshold for
     ``min_duration_ms``; after a firing,
     nothing fires for ``cooldown_ms``, and the same command fires again only after its score has
-    dropped below its threshold (one utterance, one event). ``_silence_`` and
+    dropped below ``rearm_ratio`` times its threshold (one utterance, one event). ``_silence_`` and
     ``_unknown_`` never fire.
     """
 
@@ -127,6 +127,7 @@ class Detector:
         # background classes never fire, whatever a caller's thresholds mapping holds
         self._thr = np.array([np.inf if lab in BACKGROUND else float(self.thresholds.get(lab, np.inf))
                               for lab in self.labels])
+        self._rearm = self._thr * cfg.rearm_ratio
         # per 100 ms chunk ~30 µs of NumPy calls alone, ~90 µs beside the network (caches cold); compiled: a few
         self._jit = compiled_kernels() if kernel == "numba" else None
         self.kernel = "numba" if self._jit is not None else "numpy"
@@ -171,7 +172,7 @@ class Detector:
         smoothed = np.empty(p.shape[1])
         events = np.empty((p.shape[0], 2), np.int64)
         scores = np.empty(p.shape[0])
-        ne, self._k = self._jit.detector_chunk(np.ascontiguousarray(p), self._hist, self._k, self._thr, self._armed,
+        ne, self._k = self._jit.detector_chunk(np.ascontiguousarray(p), self._hist, self._k, self._thr, self._rearm, self._armed,
                                                self._st, self.n_min, self.n_cool, smoothed, events, scores)
         self.smoothed = smoothed
         return [Command(self.labels[int(k)], float(sc), self.time_of(int(fr))) for (fr, k), sc in zip(events[:ne], scores[:ne])]
@@ -191,7 +192,7 @@ class Detector:
         self.smoothed = smoothed[-1]
         tops = smoothed.argmax(1)
         over = (smoothed[np.arange(len(tops)), tops] >= self._thr[tops]).tolist()
-        below = smoothed < self._thr
+        below = smoothed < self._rearm
         run_label, run, cool_until, frame = (int(v) for v in self._st)
         if run == 0 and not any(over):  # nothing can fire or start a run (most chunks): no per-frame loop
             self._armed |= below.any(0)
@@ -199,8 +200,8 @@ class Detector:
             return []
         events = []
         for t, top in enumerate(tops.tolist()):
-            # a command that fired re-arms only once its score falls below its threshold again,
-            # so one long or slowly fading utterance cannot fire twice after the cooldown
+            # a command that fired re-arms only once its score falls well below its threshold,
+            # so one long, slowly fading or hovering utterance cannot fire twice after the cooldown
             self._armed |= below[t]
             if over[t] and self._armed[top]:
                 run = run + 1 if top == run_label else 1

@@ -713,7 +713,7 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
     thr = start.copy()
     while True:
-        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score)}
+        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score, dcfg.rearm_ratio)}
         if not fired:
             break
         for k in fired:  # rounded: the advice is printed as COMMAND=VALUE and must replay the same
@@ -791,12 +791,13 @@ def smoothed_top(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fast_events(smoothed: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int,
-                top: np.ndarray | None = None, score: np.ndarray | None = None) -> list[tuple[int, int, float]]:
+                top: np.ndarray | None = None, score: np.ndarray | None = None,
+                rearm_ratio: float = DecisionConfig.rearm_ratio) -> list[tuple[int, int, float]]:
     """The Detector's firing rule over precomputed smoothed scores: ``(frame, class, score)``.
 
     A class fires on the frame where it has been the top class at/above its threshold
     ``thr[class]`` for ``n_min`` frames, unless within ``n_cool`` frames of the last firing; a
-    class that fired re-arms only on a frame where its score is below its threshold again. Equal
+    class that fired re-arms only on a frame where its score is below ``rearm_ratio`` times its threshold. Equal
     to ``Detector`` (tested) up to rounding in the moving average; pass ``top``/``score`` from
     ``smoothed_top`` to save recomputing them.
     """
@@ -817,14 +818,14 @@ def fast_events(smoothed: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int,
     for a_i, b_i in zip(seg_start, seg_end):
         a, b = int(idx[a_i]), int(idx[b_i - 1]) + 1  # frames a..b-1, one class, all at/above threshold
         k = int(top[a])
-        if armed_from.get(k, -1) > a:  # fired earlier and not yet below its threshold since
+        if armed_from.get(k, -1) > a:  # fired earlier and not yet below its re-arm level since
             continue
         f = max(a + n_min - 1, cool_until + 1)
         if f < b:  # fires once; stays disarmed to the segment's end (its score is above threshold there)
             out.append((f, k, float(score[f])))
             cool_until = f + n_cool
             if k not in below:
-                below[k] = np.flatnonzero(smoothed[:, k] < thr[k])
+                below[k] = np.flatnonzero(smoothed[:, k] < thr[k] * rearm_ratio)
             j = int(np.searchsorted(below[k], f, side="right"))
             armed_from[k] = int(below[k][j]) if j < below[k].size else np.inf
     return out
