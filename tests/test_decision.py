@@ -169,8 +169,8 @@ def test_cooldown():
 
 
 def test_cooldown_zero_and_repeated_words():
-    # no cooldown: a long run still fires once (a command re-arms only after its score drops
-    # below the threshold), and a dip below the threshold lets the next word fire
+    # no cooldown: a long run still fires once (a command re-arms only after its score drops below
+    # half its threshold), and a dip to silence lets the next word fire
     d = det(smooth_ms=10, threshold=0.5, min_duration_ms=20, cooldown_ms=0)
     events = d.update(seq(frames(3), frames(6, yes=0.8)))
     assert [round((e.t - 0.03) / 0.01) for e in events] == [4]

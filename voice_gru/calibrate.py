@@ -244,7 +244,8 @@ def _replay(data: CalibrationData, thr: np.ndarray) -> list[dict]:
     out = []
     for p in data.pieces:
         evs = [{"t": data.first_frame_end + fr * data.frame_seconds, "label": data.labels[k]}
-               for fr, k, _ in fast_events(p.smoothed, thr, n_min, n_cool, p.top, p.score, data.decision.rearm_ratio)]
+               for fr, k, _ in fast_events(p.smoothed, thr, n_min, n_cool, p.top, p.score,
+                                           rearm_ratio=data.decision.rearm_ratio)]
         out.append(score_events(evs, p.truth, p.duration, data.after))
     return out
 

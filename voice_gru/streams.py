@@ -713,7 +713,7 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
     thr = start.copy()
     while True:
-        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score, dcfg.rearm_ratio)}
+        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score, rearm_ratio=dcfg.rearm_ratio)}
         if not fired:
             break
         for k in fired:  # rounded: the advice is printed as COMMAND=VALUE and must replay the same
@@ -791,8 +791,8 @@ def smoothed_top(smoothed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fast_events(smoothed: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int,
-                top: np.ndarray | None = None, score: np.ndarray | None = None,
-                rearm_ratio: float = DecisionConfig.rearm_ratio) -> list[tuple[int, int, float]]:
+                top: np.ndarray | None = None, score: np.ndarray | None = None, *,
+                rearm_ratio: float) -> list[tuple[int, int, float]]:
     """The Detector's firing rule over precomputed smoothed scores: ``(frame, class, score)``.
 
     A class fires on the frame where it has been the top class at/above its threshold
