@@ -172,8 +172,8 @@ class Detector:
         smoothed = np.empty(p.shape[1])
         events = np.empty((p.shape[0], 2), np.int64)
         scores = np.empty(p.shape[0])
-        ne, self._k = self._jit.detector_chunk(np.ascontiguousarray(p), self._hist, self._k, self._thr, self._rearm, self._armed,
-                                               self._st, self.n_min, self.n_cool, smoothed, events, scores)
+        ne, self._k = self._jit.detector_chunk(np.ascontiguousarray(p), self._hist, self._k, self._thr, self._rearm,
+                                               self._armed, self._st, self.n_min, self.n_cool, smoothed, events, scores)
         self.smoothed = smoothed
         return [Command(self.labels[int(k)], float(sc), self.time_of(int(fr))) for (fr, k), sc in zip(events[:ne], scores[:ne])]
 

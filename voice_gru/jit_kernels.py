@@ -232,13 +232,14 @@ def softmax_min(logits: np.ndarray, q: np.ndarray, first: bool, residual: int) -
 
 
 @numba.njit(cache=True, nogil=True, error_model="numpy")
-def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, rearm: np.ndarray, armed: np.ndarray, st: np.ndarray,
-                   n_min: int, n_cool: int, smoothed: np.ndarray, events: np.ndarray, scores: np.ndarray) -> tuple:
+def detector_chunk(p: np.ndarray, hist: np.ndarray, k: int, thr: np.ndarray, rearm: np.ndarray, armed: np.ndarray,
+                   st: np.ndarray, n_min: int, n_cool: int, smoothed: np.ndarray, events: np.ndarray,
+                   scores: np.ndarray) -> tuple:
     """``voice_gru.decision.Detector.update`` over a chunk ``p`` ``(T, C)``: the moving average of
     the last ``hist.shape[0] + 1`` rows (``hist`` holds the last ``k`` rows before the chunk, updated
     in place), then the firing rule with ``st`` = (run label, run length, cooldown end, frames seen)
-    and ``armed`` updated in place (a class re-arms on a frame below ``rearm``). ``smoothed`` receives the last frame's averages; ``events``
-    ``(T, 2)`` (frame, class) and ``scores`` ``(T,)`` the firings. Returns (events, rows now in ``hist``).
+    and ``armed`` updated in place (a class re-arms on a frame below ``rearm``). ``smoothed`` receives the
+    last frame's averages; ``events`` ``(T, 2)`` (frame, class) and ``scores`` ``(T,)`` the firings. Returns (events, rows now in ``hist``).
     Not fastmath: every window is summed oldest first, as NumPy sums it."""
     T, C = p.shape
     n = hist.shape[0] + 1
@@ -299,5 +300,5 @@ def warm() -> None:
     softmax_min(np.zeros((1, 1, 2), f), np.zeros((1, 1, 2), f), True, 0)
     i = np.zeros(1, np.int64)
     mel_log_dct(np.zeros((1, 1), np.complex128), np.zeros((1, 1)), i, i, np.zeros((1, 1)), 1.0, np.zeros((1, 1), f))
-    detector_chunk(np.zeros((1, 2)), np.zeros((1, 2)), 0, np.zeros(2), np.zeros(2), np.ones(2, np.bool_), np.zeros(4, np.int64), 1, 0,
-                   np.zeros(2), np.zeros((1, 2), np.int64), np.zeros(1))
+    detector_chunk(np.zeros((1, 2)), np.zeros((1, 2)), 0, np.zeros(2), np.zeros(2), np.ones(2, np.bool_),
+                   np.zeros(4, np.int64), 1, 0, np.zeros(2), np.zeros((1, 2), np.int64), np.zeros(1))

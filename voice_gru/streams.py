@@ -713,7 +713,8 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
     thr = start.copy()
     while True:
-        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score, rearm_ratio=dcfg.rearm_ratio)}
+        fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score,
+                                              rearm_ratio=dcfg.rearm_ratio)}
         if not fired:
             break
         for k in fired:  # rounded: the advice is printed as COMMAND=VALUE and must replay the same
@@ -797,8 +798,8 @@ def fast_events(smoothed: np.ndarray, thr: np.ndarray, n_min: int, n_cool: int,
 
     A class fires on the frame where it has been the top class at/above its threshold
     ``thr[class]`` for ``n_min`` frames, unless within ``n_cool`` frames of the last firing; a
-    class that fired re-arms only on a frame where its score is below ``rearm_ratio`` times its threshold. Equal
-    to ``Detector`` (tested) up to rounding in the moving average; pass ``top``/``score`` from
+    class that fired re-arms only on a frame where its score is below ``rearm_ratio`` times its threshold.
+    Equal to ``Detector`` (tested) up to rounding in the moving average; pass ``top``/``score`` from
     ``smoothed_top`` to save recomputing them.
     """
     if top is None or score is None:
