@@ -558,14 +558,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                        "(did the program writing to it fail?)")
         else:
-            from voice_gru.mic import MicrophoneStream, rescan_devices
+            from voice_gru.mic import Microphones, MicrophoneStream, rescan_devices
 
             stop = threading.Event()
-            mics: list[MicrophoneStream] = []  # every microphone opened (--reconnect may open several)
-
-            def open_mic() -> MicrophoneStream:
-                mics.append(MicrophoneStream(args.device, block_ms=args.chunk_ms).open())
-                return mics[-1]
+            mics = Microphones(args.device, block_ms=args.chunk_ms)
 
             def lost(reason: str) -> None:
                 warn(f"{reason}; waiting for it to come back (--reconnect: tried every {RECONNECT_S:g} s; Ctrl-C stops)")
@@ -575,7 +571,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 monitor.known_rate(int(m.samplerate))
 
             def back(m: MicrophoneStream, away: float) -> None:
-                was = mics[0].device.name
+                was = mics.opened[0].device.name
                 print(f"microphone '{m.device.name}'{'' if m.device.name == was else f' (not the first one, {was!r})'} "
                       f"is back after {away:.0f} s: listening again at {m.samplerate} Hz (the time of each command "
                       "counts the audio heard, not the time away)", flush=True)
@@ -588,10 +584,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 print("listening: say a command (Ctrl-C to stop)", flush=True)
 
             try:
-                mic = open_mic()
+                mic = mics.open()
                 print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                 watch(mic)
-                chunks = (reconnecting_mic_chunks(mic, open_mic, stop.is_set, first, lost, back, RECONNECT_S,
+                chunks = (reconnecting_mic_chunks(mic, mics.open, stop.is_set, first, lost, back, RECONNECT_S,
                                                   rescan_devices, on_retry_error=retry_failed)
                           if args.reconnect else mic_chunks(mic, stop.is_set, first))
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
@@ -605,11 +601,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                         raise
                     raise AudioDeviceError(f"{exc} (listen --reconnect waits for it instead)") from None
             finally:
-                for m in mics:
-                    m.close()
-            overflows, dropped = sum(m.overflows for m in mics), sum(m.dropped_blocks for m in mics)
-            if overflows or dropped:
-                print(f"input overflows: {overflows}, blocks dropped: {dropped}", file=sys.stderr)
+                mics.close()
+            if mics.overflows or mics.dropped_blocks:
+                print(f"input overflows: {mics.overflows}, blocks dropped: {mics.dropped_blocks}", file=sys.stderr)
         completed = True
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
         completed = interrupted = True

@@ -444,6 +444,36 @@ class MicrophoneStream:
             )
 
 
+
+class Microphones:
+    """Every microphone one listening session opens (``listen --reconnect`` opens another after a loss): the
+    next one opened, their lost-audio totals, all of them closed at once."""
+
+    def __init__(self, device: str | int | InputDevice | None = None, *, block_ms: float = 50.0,
+                 out_rate: int = TARGET_RATE) -> None:
+        self._device, self._block_ms, self._out_rate = device, block_ms, out_rate
+        self.opened: list[MicrophoneStream] = []
+
+    def open(self) -> MicrophoneStream:
+        """Open the device (again) and keep the stream."""
+        self.opened.append(MicrophoneStream(self._device, block_ms=self._block_ms, out_rate=self._out_rate).open())
+        return self.opened[-1]
+
+    @property
+    def overflows(self) -> int:
+        """PortAudio input overflows over every stream opened."""
+        return sum(m.overflows for m in self.opened)
+
+    @property
+    def dropped_blocks(self) -> int:
+        """Blocks dropped because the reader fell behind, over every stream opened."""
+        return sum(m.dropped_blocks for m in self.opened)
+
+    def close(self) -> None:
+        """Close every stream opened."""
+        for m in self.opened:
+            m.close()
+
 def _one_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

@@ -226,37 +226,31 @@ class CommandSpotter:
         delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``);
         looking for it may scan PortAudio's devices again, which stops every other audio stream of the program."""
         from voice_gru.live import mic_chunks, reconnecting_mic_chunks
-        from voice_gru.mic import MicrophoneStream, rescan_devices
+        from voice_gru.mic import Microphones, MicrophoneStream, rescan_devices
 
-        mics: list[MicrophoneStream] = []
-
-        def open_mic() -> MicrophoneStream:
-            mics.append(MicrophoneStream(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate).open())
-            return mics[-1]
+        mics = Microphones(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate)
 
         def back(m: MicrophoneStream, away: float) -> None:
             logger.info("microphone %s is back after %.0f s", m.device.name, away)
 
         samples = 0
         self.lost_blocks = 0
-        mic = open_mic()
-        chunks = (reconnecting_mic_chunks(mic, open_mic, on_lost=lambda why: logger.warning("%s; waiting for it", why),
-                                          on_back=back, rescan=rescan_devices,
-                                          on_retry_error=lambda why: logger.warning("still waiting: %s", why))
-                  if reconnect else mic_chunks(mic))
         try:
+            mic = mics.open()
+            chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
+                                              on_back=back, rescan=rescan_devices,
+                                              on_retry_error=lambda why: logger.warning("still waiting: %s", why))
+                      if reconnect else mic_chunks(mic))
             for chunk in chunks:
-                lost = sum(m.overflows + m.dropped_blocks for m in mics)
-                if lost > self.lost_blocks:
+                overflows, dropped = mics.overflows, mics.dropped_blocks
+                if overflows + dropped > self.lost_blocks:
                     logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
                                    "because commands were not read fast enough: %d)", device if device is not None
-                                   else "default", lost, block_ms, sum(m.overflows for m in mics),
-                                   sum(m.dropped_blocks for m in mics))
-                    self.lost_blocks = lost
+                                   else "default", overflows + dropped, block_ms, overflows, dropped)
+                    self.lost_blocks = overflows + dropped
                 yield from self._process_model_rate(chunk)
                 samples += chunk.size
                 if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
                     return
         finally:
-            for m in mics:
-                m.close()
+            mics.close()
