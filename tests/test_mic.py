@@ -273,6 +273,41 @@ def test_server_gone_mid_stream_is_device_error(pulse_mic):
     assert "stopped delivering audio" in msg and "\n" not in msg
 
 
+
+@pytest.mark.audio_stack
+@needs_portaudio
+def test_a_new_process_sees_the_sound_server_go_and_come_back(pulse_mic):
+    """``probe_device`` asks a fresh PortAudio, so ``listen --reconnect`` can wait without rescanning its own (which
+    would stop the program's other audio streams) until the microphone is really back."""
+    from tests.pulse import start_pulse
+
+    assert mic.probe_device("pulse") is True
+    pulse_mic.kill()
+    with pytest.raises(AudioDeviceError) as info:
+        mic.probe_device("pulse")
+    assert "\n" not in str(info.value) and "no audio input device" in str(info.value)
+    again = start_pulse(runtime=pulse_mic.runtime_dir)
+    try:
+        assert mic.probe_device("pulse") is True
+    finally:
+        again.kill()
+
+
+@needs_portaudio
+def test_rescan_for_leaves_portaudio_alone_until_a_new_process_finds_the_device(monkeypatch):
+    import sounddevice as sd
+
+    calls: list[str] = []
+    monkeypatch.setattr(sd, "_terminate", lambda: calls.append("terminate"))
+    monkeypatch.setattr(sd, "_initialize", lambda: calls.append("initialize"))
+    with pytest.raises(AudioDeviceError, match="no audio input device"):  # a real probe: no such device anywhere
+        mic.rescan_for("no such microphone 7f3a")
+    assert calls == []
+    monkeypatch.setattr(sys, "executable", "/nonexistent/python")  # no answer: rescan as before the probe
+    assert mic.probe_device("no such microphone 7f3a") is False
+    mic.rescan_for("no such microphone 7f3a")
+    assert calls == ["terminate", "initialize"]
+
 _NO_SERVER_SCRIPT = textwrap.dedent(
     """
     import json

@@ -305,7 +305,7 @@ def test_listen_reconnect_goes_on_where_the_microphone_left_off(spotter16, monke
             return np.zeros(1600, np.float32)
 
     monkeypatch.setattr(mic, "MicrophoneStream", HalfMic)
-    monkeypatch.setattr(mic, "rescan_devices", lambda: None)
+    monkeypatch.setattr(mic, "rescan_for", lambda device: None)
     spotter = CommandSpotter(spotter16.ckpt)
     with caplog.at_level("INFO", logger="voice_gru.spotter"):
         got = [(c.label, c.t) for c in spotter.listen("usb", seconds=audio.size / 16000, reconnect=True)]

@@ -558,7 +558,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 raise AudioFormatError("standard input: the pipe ended before any audio arrived "
                                        "(did the program writing to it fail?)")
         else:
-            from voice_gru.mic import Microphones, MicrophoneStream, rescan_devices
+            from voice_gru.mic import Microphones, MicrophoneStream, rescan_for
 
             stop = threading.Event()
             mics = Microphones(args.device, block_ms=args.chunk_ms)
@@ -588,7 +588,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                 watch(mic)
                 chunks = (reconnecting_mic_chunks(mic, mics.open, stop.is_set, first, lost, back, RECONNECT_S,
-                                                  rescan_devices, on_retry_error=retry_failed)
+                                                  lambda: rescan_for(args.device), on_retry_error=retry_failed)
                           if args.reconnect else mic_chunks(mic, stop.is_set, first))
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                 try:

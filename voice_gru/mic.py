@@ -101,7 +101,7 @@ def list_input_devices() -> list[InputDevice]:
 def rescan_devices() -> None:
     """Make PortAudio enumerate the devices again (a microphone plugged back in, a sound server restarted).
     PortAudio's own terminate and initialise, as sounddevice's author advises: it stops every other audio stream
-    this process has open."""
+    this process has open (``rescan_for`` does it only when it can find the device)."""
     sd = _sounddevice()
     try:
         sd._terminate()
@@ -111,6 +111,51 @@ def rescan_devices() -> None:
         sd._initialize()
     except sd.PortAudioError as exc:
         raise AudioDeviceError(f"cannot scan audio devices again: {_one_line(exc)}") from exc
+
+
+# run by probe_device in a new process: exit 0 when the device resolves, 3 with the reason on stdout when not
+_PROBE = """import sys
+from voice_gru.errors import AudioDeviceError
+from voice_gru.mic import resolve_device
+try:
+    resolve_device(sys.argv[1] or None)
+except AudioDeviceError as exc:
+    print(exc)
+    sys.exit(3)
+"""
+_PROBE_TIMEOUT_S = 15.0
+
+
+def probe_device(spec: str | int | InputDevice | None = None) -> bool:
+    """Whether a new process, its PortAudio scanning the devices afresh, finds ``spec``; raises AudioDeviceError
+    with that process's reason when it does not. Nothing in this process is touched. False when no answer came
+    (no process could be started, it failed otherwise or took over 15 s): then nobody knows."""
+    import os
+    import subprocess
+    import sys
+
+    arg = "" if spec is None else str(spec.index if isinstance(spec, InputDevice) else spec)
+    env = dict(os.environ)
+    # the package this process runs, even where it is not installed (a source checkout on sys.path)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
+    try:
+        done = subprocess.run([sys.executable, "-c", _PROBE, arg], capture_output=True, text=True, env=env,
+                              timeout=_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    if done.returncode == 3:
+        raise AudioDeviceError(" ".join(done.stdout.split()) or f"audio input device {arg or 'default'} not found")
+    return done.returncode == 0
+
+
+def rescan_for(spec: str | int | InputDevice | None = None) -> None:
+    """Scan PortAudio's devices again in this process (``rescan_devices``) only once a new process finds ``spec``,
+    raising its AudioDeviceError until then: the rescan stops every other audio stream of this process, so a
+    microphone waited for stops them once, when it is back, not at every look. Without an answer from the probe it
+    rescans anyway."""
+    probe_device(spec)
+    rescan_devices()
 
 
 def default_input_index() -> int | None:

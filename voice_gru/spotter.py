@@ -224,9 +224,10 @@ class CommandSpotter:
         Audio the microphone loses (input overflows, blocks dropped because the caller fell behind) is
         logged as a warning when it happens and counted in ``lost_blocks``. ``reconnect``: a microphone that stops
         delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``);
-        looking for it may scan PortAudio's devices again, which stops every other audio stream of the program."""
+        once a new process finds it, PortAudio's devices are scanned again, which stops every other audio stream of
+        the program (once, when it is back: ``mic.rescan_for``)."""
         from voice_gru.live import mic_chunks, reconnecting_mic_chunks
-        from voice_gru.mic import Microphones, MicrophoneStream, rescan_devices
+        from voice_gru.mic import Microphones, MicrophoneStream, rescan_for
 
         mics = Microphones(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate)
 
@@ -238,7 +239,7 @@ class CommandSpotter:
         try:
             mic = mics.open()
             chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
-                                              on_back=back, rescan=rescan_devices,
+                                              on_back=back, rescan=lambda: rescan_for(device),
                                               on_retry_error=lambda why: logger.warning("still waiting: %s", why))
                       if reconnect else mic_chunks(mic))
             for chunk in chunks:
