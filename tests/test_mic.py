@@ -307,6 +307,9 @@ def test_rescan_for_leaves_portaudio_alone_until_a_new_process_finds_the_device(
     assert mic.probe_device("no such microphone 7f3a") is False
     mic.rescan_for("no such microphone 7f3a")
     assert calls == ["terminate", "initialize"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # a bundled app: not asked to run `-c` at all
+    monkeypatch.setattr(sys, "executable", "/bin/true")  # would answer "found"
+    assert mic.probe_device("no such microphone 7f3a") is False
 
 _NO_SERVER_SCRIPT = textwrap.dedent(
     """

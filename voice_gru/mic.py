@@ -134,6 +134,8 @@ def probe_device(spec: str | int | InputDevice | None = None) -> bool:
     import subprocess
     import sys
 
+    if getattr(sys, "frozen", False):  # a bundled app's executable is the app itself, not a Python to run -c
+        return False
     arg = "" if spec is None else str(spec.index if isinstance(spec, InputDevice) else spec)
     env = dict(os.environ)
     # the package this process runs, even where it is not installed (a source checkout on sys.path)
