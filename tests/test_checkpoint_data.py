@@ -215,6 +215,19 @@ def test_live_path_runs_without_torch():
     assert run.returncode == 0 and "at 95% confidence" in run.stderr, run.stderr[-2000:]
 
 
+
+def test_a_room_stream_is_made_without_the_train_extra(tmp_path):
+    """`make-stream --rt60` (a room's echo) is the base install's too: the convolution is NumPy's."""
+    from tests.tiny_data import make_tiny_dataset
+
+    root = make_tiny_dataset(tmp_path / "data")
+    argv = ["make-stream", "--data-dir", str(root), "--split", "testing", "--minutes", "0.2", "--rt60", "0.5",
+            "--out", str(tmp_path / "room.wav")]
+    run = subprocess.run([sys.executable, "-c", _BASE_INSTALL + f"sys.exit(main({argv!r}))"], capture_output=True,
+                         text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert (tmp_path / "room.wav").stat().st_size > 0 and json.loads((tmp_path / "room.json").read_text())["events"]
+
 def test_base_install_errors_are_one_line(tmp_path):
     """Without the `train` extra: a training-side command names what to install; a file that is not a
     checkpoint is reported as such (not as missing torch, which would only have read it the same way)."""

@@ -95,3 +95,6 @@ def test_reverberate_is_the_convolution_cut_to_the_clip():
     np.testing.assert_allclose(out, np.convolve(a.astype(np.float64), rir)[: a.size], atol=1e-6)
     assert np.abs(out[:4800]).max() < 1e-9  # nothing before the word arrives (FFT rounding aside)
     assert np.abs(out[9600:]).max() > 0.01  # the room rings on after it
+    longer = reverberate(a, rir, length=a.size + 1000)  # the echo past the clip's end, as far as asked
+    np.testing.assert_allclose(longer, np.convolve(a.astype(np.float64), rir)[: a.size + 1000], atol=1e-6)
+    assert reverberate(a[:0], rir).size == 0
