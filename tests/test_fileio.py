@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -36,6 +39,22 @@ def test_a_pipe_is_written_into_not_replaced(tmp_path):
     reader.join(10)
     assert got == ["through the pipe"] and fifo.exists() and not fifo.is_file()
 
+
+_TO_STDOUT = """import sys
+from voice_gru.fileio import check_outputs, write_json
+check_outputs({"--json": sys.argv[1]})
+write_json(sys.argv[1], {"ok": 1})
+"""
+
+
+@pytest.mark.parametrize("target", ["/dev/stdout", "-"])
+def test_standard_output_is_written_into_when_it_is_a_pipe(target, tmp_path):
+    """``--json /dev/stdout | jq``: /dev/stdout then resolves to no path at all, so neither the check nor the
+    write may resolve it first; ``-`` names it too."""
+    run = subprocess.run([sys.executable, "-c", _TO_STDOUT, target], capture_output=True, text=True, cwd=tmp_path,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout) == {"ok": 1} and list(tmp_path.iterdir()) == []  # no file named "-"
 
 def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path):
     path = tmp_path / "result.json"
@@ -112,3 +131,14 @@ def test_a_full_disk_names_the_events_file():
     with pytest.raises(OSError) as info:
         events.write(Command("stop", 0.9, 1.0))
     assert info.value.filename == "/dev/full" and "No space" in info.value.strerror
+
+
+def test_a_result_on_standard_output_is_all_that_is_there():
+    """`listen --events -`: one JSON line per command on stdout, the report on stderr."""
+    example = Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav"
+    run = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(example), "--no-view",
+                          "--events", "-"], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    assert len(events) >= 2 and all(set(e) == {"t", "label", "score"} for e in events)
+    assert "command(s) in" in run.stderr

@@ -8,6 +8,7 @@ inside the handlers so ``voice-gru --help`` stays fast.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
@@ -16,7 +17,7 @@ from typing import Callable, NoReturn, Sequence
 
 from voice_gru.config import REFRESH_S
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
-from voice_gru.fileio import check_outputs
+from voice_gru.fileio import STDOUT, check_outputs
 
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
@@ -840,7 +841,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     # from here on, not only once a command is running: a process started in the background by a script has
     # SIGINT ignored, and one sent while the model loads was lost (listen then ran on)
-    with stop_on_signals():
+    # a result written to standard output (`--json -`) must be all that is there: the report goes to stderr
+    to_stdout = any(str(getattr(args, k, None)) in ("-", STDOUT) for k in ("json", "csv", "events"))
+    with stop_on_signals(), contextlib.redirect_stdout(sys.stderr if to_stdout else sys.stdout):
         return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
 
 

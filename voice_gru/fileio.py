@@ -12,17 +12,28 @@ from typing import Any, Iterator, Mapping, Sequence
 from voice_gru.errors import ConfigError
 
 
+STDOUT = "/dev/stdout"
+"""Where an output named ``-`` goes."""
+
+
+def _special(path: str | Path) -> bool:
+    """A pipe, a terminal or ``/dev/stdout``: written directly, never replaced by a rename."""
+    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in the target's folder; on success rename it onto ``path``.
 
     A link is written through (its target is replaced, the link kept); a target that is not a regular
     file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
-    name ``path``, not the temp file."""
-    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
-    if path.exists() and not path.is_file() and not path.is_dir():
-        yield path
+    name ``path``, not the temp file. ``-`` is standard output."""
+    if str(path) == "-":
+        path = STDOUT
+    if _special(path):  # checked before resolving: /dev/stdout on a pipe resolves to no path at all
+        yield Path(path)
         return
+    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -55,12 +66,16 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
             continue
         if flag in png and Path(p).suffix.lower() != ".png":
             raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
+        if str(p) == "-":
+            p = STDOUT
         real = os.path.realpath(p)
         if real in ins:
             raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
         if real in seen:
             raise ConfigError(f"{flag} {p}: the same file as {seen[real]}")
         seen[real] = flag
+        if _special(p):
+            continue  # a pipe or /dev/stdout is written directly (atomic_path)
         if os.path.isdir(real):
             raise ConfigError(f"{flag} {p}: is a folder, not a file")
         folder = Path(real).parent
@@ -68,8 +83,6 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
             folder = folder.parent
         if not folder.is_dir():
             raise ConfigError(f"{flag} {p}: {folder} is not a folder")
-        if os.path.exists(real) and not os.path.isfile(real):
-            continue  # a pipe or /dev/stdout is written directly (atomic_path)
         try:  # a real file, not os.access: root may "access" /proc or a read-only mount and still fail to write
             with tempfile.NamedTemporaryFile(dir=folder, prefix=".voice-gru-probe-"):
                 pass

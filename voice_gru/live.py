@@ -324,7 +324,9 @@ class EventWriter:
     (a bad input, no microphone) leaves an earlier run's events as they were."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
+        from voice_gru.fileio import STDOUT
+
+        self.path = Path(STDOUT if str(path) == "-" else path)
         self._f: Any = None
 
     def write(self, cmd: Command) -> None:
