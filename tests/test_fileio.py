@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tiny_data import TEST_DATA
+from voice_gru.checkpoint_data import default_model_path
 from voice_gru.cli import main
 from voice_gru.errors import ConfigError
 from voice_gru.fileio import atomic_path, check_outputs, write_text
@@ -86,6 +87,8 @@ def test_check_outputs(tmp_path):
         ({"--json": tmp_path}, [], "is a folder"),
         ({"--json": inp / "r.json"}, [], "is not a folder"),
         ({"--plot": tmp_path / "c.jpg"}, [], "give a name ending in .png"),
+        # what every command uses without --model: `calibrate --out` it (no --model) once replaced it
+        ({"--out": default_model_path()}, [], "is the model shipped in the package; write elsewhere"),
         # root passes os.access on /proc, yet nothing can be created there: found by trying
         ({"--events": "/proc/voice-gru-x.jsonl"}, [], r"--events /proc/voice-gru-x.jsonl: cannot write in /proc \("),
     ]:

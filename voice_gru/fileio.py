@@ -56,10 +56,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = ()) -> None:
-    """Before any work is done: each output (``{"--json": path}``) can be written, is none of the
-    inputs and no other output — a failure found after an hour of streams would throw the hour away.
-    The outputs named in ``png`` are images and must be named ``.png``."""
+    """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, no other
+    output and not the shipped model — a failure found after an hour of streams would throw the hour away. The outputs named in ``png`` are images and must be named ``.png``."""
+    from voice_gru.checkpoint_data import default_model_path
+
     ins = {os.path.realpath(p) for p in inputs if p and str(p) != "-"}
+    shipped = os.path.realpath(default_model_path())
     seen: dict[str, str] = {}
     for flag, p in outputs.items():
         if not p:
@@ -71,6 +73,9 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
         real = os.path.realpath(p)
         if real in ins:
             raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
+        if real == shipped:  # what every command uses without --model; a copy is yours to change
+            raise ConfigError(f"{flag} {p}: is the model shipped in the package; write elsewhere "
+                              "(a calibrated copy: --out mine.pt, then --model mine.pt)")
         if real in seen:
             raise ConfigError(f"{flag} {p}: the same file as {seen[real]}")
         seen[real] = flag
