@@ -675,6 +675,9 @@ def test_missing_file_and_bad_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML") as info:
         load_assistant(bad)
     assert str(bad) in str(info.value)
+    deep = write_cfg(tmp_path, "actions: " + "{a: " * 5000 + "1" + "}" * 5000 + "\n")
+    with pytest.raises(ConfigError, match="nested too deeply"):
+        load_assistant(deep)
 
 
 def test_yes_no_on_off_are_commands_not_booleans(tmp_path):

@@ -213,6 +213,10 @@ def test_malformed_yaml(tmp_path):
     assert str(path) in str(err.value) and "YAML" in str(err.value)
     assert "\n" not in str(err.value)  # one line for the CLI
 
+    deep = write(tmp_path, "decision: " + "[" * 5000 + "]" * 5000 + "\n")  # the parser's recursion gives out
+    with pytest.raises(ConfigError, match="nested too deeply to be a config"):
+        load_config(deep)
+
 
 def test_top_level_not_a_mapping(tmp_path):
     path = write(tmp_path, "- 1\n- 2\n")

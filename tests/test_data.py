@@ -168,7 +168,12 @@ def test_scan_with_lists_uses_the_lists(tmp_path):
     assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
 
 
-def test_dataset_fingerprint_follows_the_clips_not_the_folder(tmp_path):
+
+def test_a_split_list_that_is_not_text_is_named_with_its_line(tmp_path):
+    copy_clips(tmp_path)
+    (tmp_path / "validation_list.txt").write_bytes(b"yes/0ea0e2f4_nohash_0.wav\nyes/\xff\xfe.wav\n")
+    with pytest.raises(DatasetError, match=r"validation_list.txt: line 2 is not UTF-8 text"):
+        scan_dataset(tmp_path)
     root = tmp_path / "a"
     copy_clips(root)
     (root / "_background_noise_").mkdir()

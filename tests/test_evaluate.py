@@ -136,6 +136,18 @@ def test_unknown_clips_name_their_word_in_every_layout(ckpt, tmp_path):
     assert sorted((it.label, it.word) for it in items) == [(UNKNOWN, ""), (UNKNOWN, "cat"), (UNKNOWN, "dog")]
 
 
+def test_a_link_loop_given_by_name_is_an_unreadable_clip(model_path, tmp_path, capsys):
+    """It once ended `evaluate` in a traceback (resolving the link to compare it with the outputs)."""
+    loop = tmp_path / "loop.wav"
+    loop.symlink_to(tmp_path / "loop2.wav")
+    (tmp_path / "loop2.wav").symlink_to(loop)
+    clip = tmp_path / "yes.wav"
+    sf.write(str(clip), read("yes"), 16000)
+    assert main(["evaluate", str(loop), str(clip), "--model", str(model_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert f"skipped: {loop}: a link that leads to no file (its target is missing, or links loop)" in out
+    assert "1 clips classified, 1 unreadable" in out
+
 def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
     """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a
     broken link, a clip beside the label folders, a clip given twice) is named; a label without clips is said."""

@@ -182,6 +182,8 @@ def load_assistant(path: str | Path) -> AssistantConfig:
         raise ConfigError(f"{path}: not valid YAML{where} ({detail})") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
+    except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first
+        raise ConfigError(f"{path}: nested too deeply to be an assistant config") from None
     # a `call` module beside the file or in the working folder imports like one on PYTHONPATH (after it: a
     # module of the same name there wins); the console script's sys.path holds neither
     added = [d for d in dict.fromkeys((str(path.resolve().parent), os.getcwd())) if d not in sys.path]

@@ -53,6 +53,8 @@ def _open_checked(path: Path):
     import soundfile as sf
 
     if not path.exists():
+        if path.is_symlink():
+            raise AudioFormatError(f"{path}: a link that leads to no file (its target is missing, or links loop)")
         raise AudioFormatError(f"{path}: file not found")
     if path.is_dir():
         raise AudioFormatError(f"{path}: is a directory, not an audio file")

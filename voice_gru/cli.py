@@ -202,9 +202,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ignored: list[dict] = []
     items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate,
                            all_unknown=args.unknown == "all", ignored=ignored)
-    inputs = {str(Path(it.name).resolve()) for it in items}
+    inputs = {os.path.realpath(it.name) for it in items}  # realpath: a link loop is an unreadable clip, not an error here
     for flag, out in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
-        if out and str(Path(out).resolve()) in inputs:
+        if out and os.path.realpath(out) in inputs:
             raise ConfigError(f"{flag} {out}: is one of the clips to evaluate; write the results elsewhere")
     if args.speed is not None:
         if args.speed <= 0:

@@ -367,6 +367,8 @@ def _read_yaml(path: str | Path) -> Mapping[str, Any]:
         raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
+    except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first
+        raise ConfigError(f"{path}: nested too deeply to be a config") from None
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path}: top level must be a mapping of sections")
     return raw

@@ -115,7 +115,13 @@ def is_test_set_layout(root: Path) -> bool:
 def _read_list(path: Path) -> set[str]:
     if not path.is_file():
         return set()
-    return {line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[:exc.start].count(b"\n") + 1
+        raise DatasetError(f"{path}: line {line} is not UTF-8 text (a split list names clips as relative paths, "
+                           "one per line)") from None
+    return {line.strip() for line in text.splitlines() if line.strip()}
 
 
 def missing_dataset(root: str | Path) -> DatasetError:
