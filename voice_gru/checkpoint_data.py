@@ -168,6 +168,8 @@ def _check_contents(data: CheckpointData, path: str | Path) -> None:
     def bad(what: str) -> CheckpointError:
         return CheckpointError(f"{path}: damaged checkpoint ({what})")
 
+    if not data.members:
+        raise bad("an ensemble without members")
     if not data.labels or len(set(data.labels)) != len(data.labels):
         raise bad(f"labels {list(data.labels)}: empty or repeated")
     if data.pooling not in POOLINGS:
@@ -180,13 +182,43 @@ def _check_contents(data: CheckpointData, path: str | Path) -> None:
         raise bad(f"normaliser of {mean.size}/{std.size} values for {data.n_in} coefficients, or not finite, or std not above 0")
     for i, m in enumerate(data.members):
         for name, w in m.weights.items():
-            if w.dtype.kind == "f" and not np.isfinite(w).all():
+            if w.dtype.kind != "f":  # integers would run, and score every word wrong
+                raise bad(f"weight {name}{f' of member {i}' if data.ensemble else ''} holds {w.dtype}, not floating point")
+            if not np.isfinite(w).all():
                 raise bad(f"weight {name}{f' of member {i}' if data.ensemble else ''} is not finite")
     for name, value in (data.thresholds or {}).items():
         if name not in data.labels or not isinstance(value, (int, float)) or not 0 <= value <= OFF:
             raise bad(f"stored threshold {name}={value!r}: not a label's posterior between 0 and 1")
     if data.decision:
         from_dict(DecisionConfig, data.decision, f"{path}:decision")
+    if "calibration" in (data.meta or {}):
+        _check_calibration(data.meta["calibration"], data.labels, bad)
+
+
+def _check_calibration(cal: Any, labels: tuple[str, ...], bad: Any) -> None:
+    """``meta["calibration"]`` as ``voice_gru.calibrate`` writes it, as far as ``listen`` and ``evaluate-stream``
+    read it (the start-up line, ``--false-accepts-per-hour``, the advice on command-free audio)."""
+    def numbers(d: Any, keys: tuple[str, ...], where: str) -> None:
+        if not isinstance(d, Mapping):
+            raise bad(f"{where}: not a mapping")
+        for k in keys:
+            v = d.get(k)
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v) or v < 0:
+                raise bad(f"{where}: {k} is {v!r}, not a number of at least 0")
+
+    numbers(cal, ("target_fa_per_hour", "achieved_fa_per_hour", "recall"), "calibration")
+    if "expected_fa_per_hour" in cal or "expected_recall" in cal:
+        numbers(cal, ("expected_fa_per_hour", "expected_recall"), "calibration")
+    points = cal.get("operating_points", [])
+    if not isinstance(points, list):
+        raise bad("calibration: operating_points is not a list")
+    for i, point in enumerate(points):
+        where = f"calibration operating point {i}"
+        numbers(point, ("target_fa_per_hour", "fa_per_hour", "recall"), where)
+        thresholds = point.get("thresholds")
+        if not isinstance(thresholds, Mapping) or not all(
+                k in labels and isinstance(v, (int, float)) and 0 <= v <= OFF for k, v in thresholds.items()):
+            raise bad(f"{where}: thresholds are not a mapping of labels to posteriors between 0 and 1")
 
 
 def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tuple[int, ...]]:
