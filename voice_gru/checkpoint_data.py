@@ -191,8 +191,9 @@ def _check_contents(data: CheckpointData, path: str | Path) -> None:
             raise bad(f"stored threshold {name}={value!r}: not a label's posterior between 0 and 1")
     if data.decision:
         from_dict(DecisionConfig, data.decision, f"{path}:decision")
-    if "calibration" in (data.meta or {}):
-        _check_calibration(data.meta["calibration"], data.labels, bad)
+    meta = data.meta or {}
+    if "calibration" in meta:
+        _check_calibration(meta["calibration"], data.labels, bad)
 
 
 def _check_calibration(cal: Any, labels: tuple[str, ...], bad: Any) -> None:
