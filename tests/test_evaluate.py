@@ -147,6 +147,9 @@ def test_a_link_loop_given_by_name_is_an_unreadable_clip(model_path, tmp_path, c
     out = capsys.readouterr().out
     assert f"skipped: {loop}: a link that leads to no file (its target is missing, or links loop)" in out
     assert "1 clips classified, 1 unreadable" in out
+    assert main(["evaluate", "/dev/null", str(clip), "--model", str(model_path), "--quiet"]) == 0  # was "Not a directory"
+    out = capsys.readouterr().out
+    assert "skipped: /dev/null: not a regular file" in out and "1 clips classified, 1 unreadable" in out
 
 def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
     """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a

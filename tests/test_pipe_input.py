@@ -30,6 +30,11 @@ def test_16k_mono_pipe_gives_the_samples_in_chunks():
     np.testing.assert_array_equal(np.concatenate(chunks), pcm.astype(np.float32) / 32768)
     assert partial == [1]  # the odd byte is reported, not silently dropped
 
+    # a pipe no longer than the bytes read to look for a header: those samples are the whole recording
+    header = sniff_wav_header(io.BytesIO(pcm[:6].tobytes()))
+    got = list(pipe_chunks(io.BytesIO(b""), 16000, 1, head=header.head))
+    np.testing.assert_array_equal(np.concatenate(got), pcm[:6].astype(np.float32) / 32768)
+
 
 def test_48k_stereo_pipe_is_downmixed_and_resampled_like_one_shot_soxr():
     t = np.arange(48000) / 48000
@@ -90,7 +95,10 @@ def test_wav_header_with_no_channels_is_called_broken():
         sniff_wav_header(io.BytesIO(bytes(data)))
 
 
-@pytest.mark.parametrize("fmt,subtype,name", [("FLAC", "PCM_16", "FLAC"), ("OGG", "VORBIS", "Ogg")])
+@pytest.mark.parametrize("fmt,subtype,name", [("FLAC", "PCM_16", "FLAC"), ("OGG", "VORBIS", "Ogg"),
+                                               # headers with 16-bit PCM behind them: were read as noise
+                                               ("AU", "PCM_16", "AU"), ("RF64", "PCM_16", "RF64 WAV"),
+                                               ("W64", "PCM_16", "Wave64"), ("NIST", "PCM_16", "NIST SPHERE")])
 def test_compressed_audio_on_the_pipe_is_refused_by_name(fmt, subtype, name):
     """Read as raw PCM it would be a run on noise that seems to work."""
     data = _wav_bytes(np.zeros(1600, np.float32), 16000, fmt, subtype)
@@ -153,3 +161,8 @@ def test_listen_reads_a_wav_pipe_and_refuses_contradicting_flags(tmp_path):
                          capture_output=True, timeout=60)
     assert bad.returncode != 0
     assert bad.stderr.decode().strip().splitlines()[-1].startswith("voice-gru: error: --input-rate 48000")
+
+
+def test_riff_data_that_is_not_wave_is_refused():
+    with pytest.raises(AudioFormatError, match="standard input: RIFF 'AVI ' data, not WAVE"):
+        sniff_wav_header(io.BytesIO(b"RIFF\x10\x00\x00\x00AVI LIST" + bytes(64)))

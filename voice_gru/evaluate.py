@@ -77,6 +77,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             items.append(_file_item(p, None, sample_rate))
         elif not p.exists():
             raise DatasetError(f"{p}: no such file or folder")
+        elif not p.is_dir():  # a pipe or a device: said unreadable when loaded, with the rest evaluated
+            items.append(_file_item(p, None, sample_rate))
         elif is_test_set_layout(p):
             for c in scan_dataset(p):
                 items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate,

@@ -73,11 +73,15 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
 
     head = stream.read(12)
     for magic, name in ((b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"ID3", "MP3"), (b"RIFX", "big-endian WAV"),
-                        (b"FORM", "AIFF"), (b"caff", "CAF")):
+                        (b"FORM", "AIFF"), (b"caff", "CAF"), (b".snd", "AU"), (b"RF64", "RF64 WAV"),
+                        (b"BW64", "BW64 WAV"), (b"riff", "Wave64"), (b"NIST_1A", "NIST SPHERE")):
         if head.startswith(magic):  # read as raw PCM it would be noise, and a run that "works"
             raise AudioFormatError(f"standard input: {name} data; send 16-bit PCM, raw or WAV "
                                    "(ffmpeg -i - -f s16le -ac 1 -ar 16000 -, or give the file itself to --input)")
-    if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+    if len(head) == 12 and head[:4] == b"RIFF" and head[8:12] != b"WAVE":
+        raise AudioFormatError(f"standard input: RIFF {head[8:12].decode('latin-1')!r} data, not WAVE; send 16-bit PCM, "
+                               "raw or WAV (ffmpeg -i - -f s16le -ac 1 -ar 16000 -)")
+    if len(head) < 12 or head[:4] != b"RIFF":
         return PipeHeader(None, None, head)
     fmt = None
     while True:
@@ -119,9 +123,7 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
     pending = head
     while True:
         data = stream.read(want)  # a blocking pipe returns ``want`` bytes, fewer only at its end
-        if not data:
-            break
-        buf = pending + data
+        buf = pending + data  # at the end too: a pipe shorter than the header sniff is all in ``head``
         usable = len(buf) - len(buf) % frame_bytes
         pending = buf[usable:]
         if usable:
@@ -129,6 +131,8 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
             out = resample(pcm.reshape(-1, channels))
             if out.size:
                 yield out
+        if not data:
+            break
     tail = resample.flush()
     if tail.size:
         yield tail
