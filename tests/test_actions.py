@@ -730,6 +730,14 @@ def test_a_misspelled_placeholder_is_warned_about_at_load(tmp_path, caplog):
     assert warned == ["actions.stop.print: {lable} is not a placeholder ({cmd}, {label}, {score}, {t}); it is kept as written"]
 
 
+
+@pytest.mark.parametrize("spec", ["10000000000", ".5000f", ">1001"])
+def test_a_placeholder_wider_than_any_line_is_refused_at_load(tmp_path, spec):
+    """`{score:10000000000}` once passed and filled 20 GB of memory with spaces at the first command."""
+    with pytest.raises(ConfigError, match=r"actions.stop.print: bad placeholder .* over 1000"):
+        load_assistant(write_cfg(tmp_path, f'actions:\n  stop: {{print: "{{score:{spec}}}"}}\n'))
+    load_assistant(write_cfg(tmp_path, 'actions:\n  stop: {print: "{score:>1000.3f}"}\n'))  # wide, not absurd
+
 @pytest.mark.parametrize("text", ["# nothing\n", "actions: {}\n", "wake_word: go\n"])
 def test_an_assistant_without_actions_is_refused(tmp_path, text):
     """It would listen and do nothing: most likely the wrong file, or actions indented under another key."""

@@ -168,12 +168,30 @@ def test_scan_with_lists_uses_the_lists(tmp_path):
     assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
 
 
-
 def test_a_split_list_that_is_not_text_is_named_with_its_line(tmp_path):
     copy_clips(tmp_path)
     (tmp_path / "validation_list.txt").write_bytes(b"yes/0ea0e2f4_nohash_0.wav\nyes/\xff\xfe.wav\n")
     with pytest.raises(DatasetError, match=r"validation_list.txt: line 2 is not UTF-8 text"):
         scan_dataset(tmp_path)
+
+
+def test_what_a_dataset_root_names_but_cannot_read_is_listed(tmp_path, capsys):
+    copy_clips(tmp_path)
+    (tmp_path / "validation_list.txt").write_text("yes/0ea0e2f4_nohash_0.wav\nyes/lost_nohash_0.wav\n")
+    (tmp_path / "stop").mkdir(exist_ok=True)
+    (tmp_path / "stop" / "gone_nohash_0.wav").symlink_to(tmp_path / "nowhere.wav")
+    (tmp_path / "stop" / "takes_nohash_0.wav").mkdir()
+    (tmp_path / "stop" / "notes.txt").write_text("not a clip, not named like one\n")
+    want = [{"file": str(tmp_path / "stop" / "gone_nohash_0.wav"), "reason": "a broken link"},
+            {"file": str(tmp_path / "stop" / "takes_nohash_0.wav"), "reason": "a folder, not a clip"},
+            {"file": str(tmp_path / "yes" / "lost_nohash_0.wav"), "reason": "named in validation_list.txt, not on disk"}]
+    assert data.unused_entries(tmp_path) == want
+    assert main(["data", "stats", "--data-dir", str(tmp_path), "--task", "35"]) == 0
+    out = capsys.readouterr().out
+    assert "not read as clips: 3" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
+
+
+def test_dataset_fingerprint_follows_the_clips_not_the_folder(tmp_path):
     root = tmp_path / "a"
     copy_clips(root)
     (root / "_background_noise_").mkdir()

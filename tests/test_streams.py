@@ -1088,6 +1088,8 @@ def test_cli_errors_are_one_line(shared_data, tmp_path, capsys):
                  "--out", str(tmp_path / "r.wav")]) == 2
     assert _run(["make-stream", "--data-dir", str(shared_data), "--out", str(tmp_path / "r.mp3")]) == 2
     capsys.readouterr()
+    assert _run(["make-stream", "--data-dir", str(shared_data), "--drr", "5", "--out", str(tmp_path / "r.wav")]) == 2
+    assert "--drr is the direct-to-reverberant ratio of the room --rt60 simulates" in capsys.readouterr().out
     for flag, value in (("--minutes", "-1"), ("--rt60", "-1"), ("--drr", "nan"), ("--minutes", "inf")):  # refused when parsed
         with pytest.raises(SystemExit) as info:
             _run(["make-stream", "--data-dir", str(shared_data), flag, value, "--out", str(tmp_path / "r.wav")])

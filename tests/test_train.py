@@ -281,7 +281,9 @@ def test_unreadable_clips_are_left_out_warned_even_when_quiet_and_listed_in_the_
     for path in bad:
         path.write_bytes(b"RIFF, but not a wave file")
     with open(root / "validation_list.txt", "a") as f:
-        f.write("no/abc00004_nohash_1.wav\n")
+        f.write("no/abc00004_nohash_1.wav\nstop/lost_nohash_0.wav\n")
+    (root / "yes" / "gone_nohash_0.wav").symlink_to(tmp_path / "nowhere.wav")
+    named = bad + [root / "stop" / "lost_nohash_0.wav", root / "yes" / "gone_nohash_0.wav"]  # no clip: said too
     prep = train_module.prepare(cfg, root, tmp_path / "cache", quiet=True)
     # neither trained nor scored (as a silent clip under its word's label)
     assert prep.epoch_size == clean.epoch_size and len(prep.train_weights) == len(clean.train_weights)
@@ -291,8 +293,10 @@ def test_unreadable_clips_are_left_out_warned_even_when_quiet_and_listed_in_the_
     captured = capsys.readouterr()
     assert captured.out == ""  # --quiet: no progress
     warnings = [ln for ln in captured.err.splitlines() if ln.startswith("warning: skipped unreadable clip")]
-    assert len(warnings) == 2 and all(any(str(p) in w for w in warnings) for p in bad)
-    assert sorted(summary["skipped_clips"]) == sorted(map(str, bad)) and all(summary["skipped_clips"].values())
+    assert len(warnings) == 4 and all(any(str(p) in w for w in warnings) for p in named)
+    assert sorted(summary["skipped_clips"]) == sorted(map(str, named)) and all(summary["skipped_clips"].values())
+    assert summary["skipped_clips"][str(named[2])].endswith("named in validation_list.txt, not on disk")
+    assert summary["skipped_clips"][str(named[3])].endswith("a broken link")
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_clips"] == summary["skipped_clips"]
 
 

@@ -405,6 +405,7 @@ def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
 
 _PLACEHOLDER = re.compile(r"\{(cmd|label|score|t)(?::([^{}]*))?\}")
 _PROBE = Command(label="stop", score=0.9, t=1.0)
+MAX_FORMAT_WIDTH = 1000  # of a placeholder's format, e.g. {score:8.3f}
 
 
 def _value(name: str, cmd: Command) -> Any:
@@ -423,6 +424,9 @@ def substitute(template: str, cmd: Command) -> str:
         if spec is None:
             return str(_value(name, cmd))
         raw = cmd.label if name in ("cmd", "label") else (cmd.score if name == "score" else cmd.t)
+        big = [d for d in re.findall(r"\d+", spec) if int(d) > MAX_FORMAT_WIDTH]
+        if big:  # {score:10000000000} would fill memory with spaces at the first command
+            raise ValueError(f"width or precision {big[0]} in {m.group(0)} is over {MAX_FORMAT_WIDTH}")
         return format(raw, spec)
     return _PLACEHOLDER.sub(repl, template)
 

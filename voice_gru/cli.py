@@ -53,6 +53,10 @@ def format_stats(stats: dict) -> str:
     lines += ["", f"examples per class, {stats['task']}-class task (after silence/unknown sampling)", head, "-" * len(head)]
     for lab in stats[splits[0]]["per_class"] if splits else []:
         lines.append(f"{lab:<14}" + "".join(f"{stats[s]['per_class'].get(lab, 0):>12}" for s in splits))
+    unused = stats.get("unused", [])
+    if unused:
+        lines += ["", f"not read as clips: {len(unused)}"] + [f"  {u['file']}: {u['reason']}" for u in unused[:10]]
+        lines += [f"  ... and {len(unused) - 10} more (--json lists them all)"] if len(unused) > 10 else []
     return "\n".join(lines)
 
 

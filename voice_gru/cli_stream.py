@@ -27,6 +27,7 @@ def _under(path: Path, folder: Path) -> bool:
 
 
 def _spec_from_args(args: argparse.Namespace):
+    from voice_gru.errors import ConfigError
     from voice_gru.streams import StreamSpec
 
     kw = {"seconds": args.minutes * 60.0, "command_free": args.command_free}
@@ -39,6 +40,8 @@ def _spec_from_args(args: argparse.Namespace):
     if args.rt60 is not None:
         kw["rt60_s"] = args.rt60
     if args.drr is not None:
+        if args.rt60 is None:  # it would be written into the spec and do nothing
+            raise ConfigError("--drr is the direct-to-reverberant ratio of the room --rt60 simulates: add --rt60 S")
         kw["drr_db"] = args.drr
     if args.unknown_mix is not None:
         kw["unknown_mix"] = args.unknown_mix
@@ -142,6 +145,9 @@ def _flag_for(ckpt, point: dict, subset: Sequence[str] | None) -> float | None:
     return rate if chosen["target_fa_per_hour"] == point["target_fa_per_hour"] else None
 
 
+SHORT_COMMAND_FREE_S = 60.0  # a command-free recording shorter than this gets a note beside its counts
+
+
 def format_command_free(r: dict) -> str:
     """What ``evaluate-stream --command-free`` adds: when it fired, and each calibrated setting's count."""
     from voice_gru.decision import clock
@@ -149,6 +155,10 @@ def format_command_free(r: dict) -> str:
     events = r["events"]
     lines = ["fired at: " + ", ".join(f"{clock(e['t'])} {e['label']} ({e['score']:.2f})" for e in events[:10])
              + (f", +{len(events) - 10} more" if len(events) > 10 else "")] if events else []
+    seconds = float(r.get("duration_s", 0.0))
+    if seconds < SHORT_COMMAND_FREE_S:  # the advice below would read as a verdict
+        lines.append(f"note: only {seconds:.1f} s of audio: a count of false accepts per hour says little from it "
+                     "(record an hour of what plays where you listen)")
     ops = r.get("operating_points")
     if ops:
         whose = r.get("listening_for")

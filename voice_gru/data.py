@@ -155,6 +155,28 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
     return clips
 
 
+def unused_entries(root: str | Path) -> list[dict]:
+    """What a dataset root holds or names that ``scan_dataset`` cannot read as a clip, as ``{"file", "reason"}``:
+    entries of its word folders named like clips that are not files (a broken link, a folder) and split-list lines
+    naming no clip on disk. Empty for the test-set layout (``evaluate`` names its odd entries itself)."""
+    root = Path(root)
+    if not root.is_dir() or is_test_set_layout(root):
+        return []
+    out = []
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        for f in sorted(folder.iterdir()):
+            if f.name.startswith(".") or f.suffix.lower() not in AUDIO_SUFFIXES or f.is_file():
+                continue
+            why = "a folder, not a clip" if f.is_dir() else "a broken link" if f.is_symlink() else \
+                "not a regular file"
+            out.append({"file": str(f), "reason": why})
+    for name in ("validation_list.txt", "testing_list.txt"):
+        for rel in sorted(_read_list(root / name)):
+            if not (root / rel).exists() and not (root / rel).is_symlink():
+                out.append({"file": str(root / rel), "reason": f"named in {name}, not on disk"})
+    return out
+
+
 def dataset_fingerprint(root: str | Path) -> str:
     """A digest of a dataset root's clips (path within the root, split, size) and background recordings:
     the same after the folder is moved or copied, different when a clip or a split list changes."""
@@ -250,6 +272,7 @@ def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
             "per_class": {lab: classes.get(lab, 0) for lab in task_labels(cfg.task)},
         }
     out["background_noise_files"] = n_noise
+    out["unused"] = unused_entries(root)
     return out
 
 

@@ -22,7 +22,7 @@ from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
     AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
-    parse_name, scan_dataset, split_examples,
+    parse_name, scan_dataset, split_examples, unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -86,6 +86,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             skipped += _unread(p, label_folders=True)
         elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
+            skipped += unused_entries(p)
         else:
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")
                        and any(is_audio_file(f) for f in d.iterdir())]

@@ -31,7 +31,7 @@ from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
     background_files, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
-    split_examples, task_labels,
+    split_examples, task_labels, unused_entries,
 )
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
@@ -98,6 +98,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         full = torch.zeros(len(train_ex), mels.shape[1], mels.shape[2])
         full[rows] = mels
         banks.append(full)
+    bad.update({u["file"]: f"{u['file']}: {u['reason']}" for u in unused_entries(data_dir)})
     if bad:  # left out (and reported): kept, an unreadable clip would train as silence under its word's label
         keep = [i for i, e in enumerate(train_ex) if e.path not in bad]
         train_ex = [train_ex[i] for i in keep]
@@ -318,8 +319,11 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
-        for _, why in sorted(prep.bad_files.items()):
+        whys = [why for _, why in sorted(prep.bad_files.items())]
+        for why in whys[:10]:
             _warn(f"warning: skipped unreadable clip {why}")
+        if len(whys) > 10:
+            _warn(f"warning: ... and {len(whys) - 10} more unreadable clips (summary.json lists them all)")
     sil = labels.index(SILENCE) if SILENCE in labels else None
     torch.manual_seed(cfg.train.seed)
     model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
