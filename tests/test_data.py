@@ -191,6 +191,13 @@ def test_what_a_dataset_root_names_but_cannot_read_is_listed(tmp_path, capsys):
     assert "not read as clips: 3" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
 
 
+def test_a_word_folder_in_capitals_is_its_word(tmp_path):
+    copy_clips(tmp_path)
+    (tmp_path / "yes").rename(tmp_path / "Yes")
+    words = {Path(c.path).parent.name: c.word for c in scan_dataset(tmp_path)}
+    assert words["Yes"] == "yes"  # was an unknown word "Yes", and "no clips for: yes"
+
+
 def test_dataset_fingerprint_follows_the_clips_not_the_folder(tmp_path):
     root = tmp_path / "a"
     copy_clips(root)

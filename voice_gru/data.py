@@ -149,7 +149,8 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
                 split = "validation" if rel in val else "testing" if rel in test else "training"
             else:
                 split = which_set(f.name)
-            clips.append(ClipRef(str(f), folder.name, parse_name(f)[1], split))
+            # a word folder in any case is its word (`Yes/` is "yes", not an unknown word "Yes")
+            clips.append(ClipRef(str(f), folder_label(folder.name), parse_name(f)[1], split))
     if not clips:
         raise DatasetError(f"{root}: no word folders with audio clips (expected the Speech Commands layout)")
     return clips
