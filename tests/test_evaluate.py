@@ -151,6 +151,28 @@ def test_a_link_loop_given_by_name_is_an_unreadable_clip(model_path, tmp_path, c
     out = capsys.readouterr().out
     assert "skipped: /dev/null: not a regular file" in out and "1 clips classified, 1 unreadable" in out
 
+@pytest.mark.parametrize("labelled", [False, True])
+def test_a_folder_that_cannot_be_listed_is_named_and_the_rest_evaluated(model_path, tmp_path, capsys, monkeypatch,
+                                                                        labelled):
+    """(chmod 000 means nothing to root, so the refusal is simulated.) It once stopped the whole run."""
+    root = tmp_path / "clips"
+    folder = root / "yes" if labelled else root  # a folder of label folders, or of clips
+    folder.mkdir(parents=True)
+    (root / "locked").mkdir()
+    sf.write(str(folder / "a.wav"), read("yes"), 16000)
+    listing = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "locked":
+            raise PermissionError(13, "Permission denied", str(self))
+        return listing(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    assert main(["evaluate", str(root), "--model", str(model_path), "--quiet"]) == 0
+    out = capsys.readouterr().out
+    reason = "a folder that cannot be read (Permission denied)" if labelled else "a folder inside a folder of clips"
+    assert f"{reason}" in out and str(root / "locked") in out and "1 clips classified, 0 unreadable" in out
+
 def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
     """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a
     broken link, a clip beside the label folders, a clip given twice) is named; a label without clips is said."""

@@ -88,8 +88,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             items += _dataset_items(p, split, data_cfg, sample_rate)
             skipped += unused_entries(p)
         else:
-            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".")
-                       and any(is_audio_file(f) for f in d.iterdir())]
+            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and _holds_audio(d)]
             for d in subdirs:
                 label = folder_label(d.name)
                 for f in sorted(d.iterdir()):
@@ -167,6 +166,14 @@ def _no_suffix_audio(path: str) -> bool:
     return True
 
 
+def _holds_audio(folder: Path) -> bool:
+    """A folder with an audio file in it (one that cannot be listed holds none that could be read)."""
+    try:
+        return any(is_audio_file(f) for f in folder.iterdir())
+    except OSError:
+        return False
+
+
 def _unread(root: Path, label_folders: bool) -> list[dict]:
     """The visible entries of a folder (and, for a folder of label folders, of each of them) that are not read:
     files without an audio suffix, broken links, folders inside a label folder, and files beside the label folders."""
@@ -183,7 +190,12 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
             if not label_folders:
                 note(f, "a folder inside a folder of clips (not searched)")
                 continue
-            for g in sorted(f.iterdir()):
+            try:
+                inside = sorted(f.iterdir())
+            except OSError as exc:
+                note(f, f"a folder that cannot be read ({exc.strerror or exc})")
+                continue
+            for g in inside:
                 if g.name.startswith("."):
                     continue
                 if g.is_dir():
