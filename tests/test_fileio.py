@@ -80,6 +80,7 @@ def test_an_os_error_names_the_target_not_the_temp_file(tmp_path, monkeypatch):
 def test_check_outputs(tmp_path):
     inp = tmp_path / "in.wav"
     inp.write_bytes(b"x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
     check_outputs({"--json": tmp_path / "new" / "deeper" / "r.json", "--csv": None}, [inp])  # folders are made later
     for outputs, inputs, says in [
         ({"--json": inp}, [inp], "also an input"),
@@ -89,12 +90,13 @@ def test_check_outputs(tmp_path):
         ({"--plot": tmp_path / "c.jpg"}, [], "give a name ending in .png"),
         # what every command uses without --model: `calibrate --out` it (no --model) once replaced it
         ({"--out": default_model_path()}, [], "is the model shipped in the package; write elsewhere"),
+        ({"--events": tmp_path / "loop"}, [], "a link that leads back to itself"),
         # root passes os.access on /proc, yet nothing can be created there: found by trying
         ({"--events": "/proc/voice-gru-x.jsonl"}, [], r"--events /proc/voice-gru-x.jsonl: cannot write in /proc \("),
     ]:
         with pytest.raises(ConfigError, match=says):
             check_outputs(outputs, inputs, png=["--plot"])
-    assert [p.name for p in tmp_path.iterdir()] == ["in.wav"]  # the probe leaves nothing behind
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "loop"]  # the probe leaves nothing behind
     check_outputs({"--events": "/dev/null"})  # a device is written directly
 
 
@@ -145,3 +147,17 @@ def test_a_result_on_standard_output_is_all_that_is_there():
     events = [json.loads(line) for line in run.stdout.splitlines()]
     assert len(events) >= 2 and all(set(e) == {"t", "label", "score"} for e in events)
     assert "command(s) in" in run.stderr
+
+
+def test_events_through_a_link_to_a_folder_not_made_yet(tmp_path):
+    """`--events latest.jsonl` linked to runs/today/events.jsonl: written through the link, its folder made."""
+    from voice_gru.live import EventWriter
+    from voice_gru.spotter import Command
+
+    link = tmp_path / "latest.jsonl"
+    link.symlink_to(tmp_path / "runs" / "today" / "events.jsonl")
+    check_outputs({"--events": link})
+    w = EventWriter(link)
+    w.write(Command(label="stop", score=0.9, t=1.0))
+    w.close()
+    assert link.is_symlink() and json.loads(link.read_text())["label"] == "stop"

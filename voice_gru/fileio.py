@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import tempfile
@@ -21,6 +22,16 @@ def _special(path: str | Path) -> bool:
     return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
 
 
+def written_path(path: str | Path) -> Path:
+    """Where writing ``path`` lands: ``-`` is standard output, a pipe or device is itself (checked before resolving:
+    /dev/stdout on a pipe resolves to no path at all), a link is its target (the link kept)."""
+    if str(path) == "-":
+        return Path(STDOUT)
+    if _special(path) or not Path(path).is_symlink():
+        return Path(path)
+    return Path(os.path.realpath(path))
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     """Yield a temp path in the target's folder; on success rename it onto ``path``.
@@ -28,12 +39,10 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     A link is written through (its target is replaced, the link kept); a target that is not a regular
     file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
     name ``path``, not the temp file. ``-`` is standard output."""
-    if str(path) == "-":
-        path = STDOUT
-    if _special(path):  # checked before resolving: /dev/stdout on a pipe resolves to no path at all
-        yield Path(path)
+    path = written_path(path)
+    if _special(path):
+        yield path
         return
-    path = Path(os.path.realpath(path)) if Path(path).is_symlink() else Path(path)
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -71,6 +80,12 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
         if str(p) == "-":
             p = STDOUT
         real = os.path.realpath(p)
+        if Path(p).is_symlink() and not os.path.exists(p):
+            try:
+                os.stat(p)
+            except OSError as exc:
+                if exc.errno == errno.ELOOP:  # found at the first write otherwise: after the run's first detection
+                    raise ConfigError(f"{flag} {p}: a link that leads back to itself") from None
         if real in ins:
             raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
         if real == shipped:  # what every command uses without --model; a copy is yours to change

@@ -328,9 +328,9 @@ class EventWriter:
     (a bad input, no microphone) leaves an earlier run's events as they were."""
 
     def __init__(self, path: str | Path) -> None:
-        from voice_gru.fileio import STDOUT
+        from voice_gru.fileio import written_path
 
-        self.path = Path(STDOUT if str(path) == "-" else path)
+        self.path = written_path(path)
         self._f: Any = None
 
     def write(self, cmd: Command) -> None:
