@@ -273,6 +273,7 @@ def test_train_extra_is_what_the_cli_names():
     (lambda b: b["members"][0]["model_config"].update(pooling="avg"), "pooling = 'avg': must be one of max, mean, last"),
     # each of these once ended `listen` in a traceback or let it score every word wrong
     (lambda b: b.update(members=[]), "an ensemble without members"),
+    (lambda b: b.update(labels=list(range(len(b["labels"])))), "labels [0, 1, 2"),  # was "stored threshold yes=..."
     (lambda b: b["members"][0]["weights"].update(
         {"head.bias": b["members"][0]["weights"]["head.bias"].to(torch.int64)}), "head.bias of member 0 holds int64"),
     (lambda b: b.update(meta={"calibration": {"target_fa_per_hour": 1.0}}),
@@ -281,7 +282,8 @@ def test_train_extra_is_what_the_cli_names():
                                               "operating_points": [{"target_fa_per_hour": 1.0, "fa_per_hour": 0.5,
                                                                     "recall": 0.8, "thresholds": {"stop": "high"}}]}}),
      "calibration operating point 0: thresholds are not a mapping of labels"),
-], ids=["no-members", "member-without-weights", "pooling", "member-pooling", "empty-ensemble", "integer-weights",
+], ids=["no-members", "member-without-weights", "pooling", "member-pooling", "empty-ensemble", "integer-labels",
+        "integer-weights",
         "calibration-keys", "calibration-point"])
 def test_missing_keys_and_unknown_choices_are_named(tmp_path, edit, message):
     src = tmp_path / "ens.pt"

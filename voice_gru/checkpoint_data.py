@@ -123,7 +123,9 @@ def parse_blob(blob: Any, path: str | Path) -> CheckpointData:
         got = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
         raise CheckpointError(f"{path}: unsupported checkpoint format {got!r} (expected {FORMAT!r} or {ENSEMBLE_FORMAT!r})")
     try:
-        labels = tuple(str(x) for x in blob["labels"])
+        if not all(isinstance(x, str) for x in blob["labels"]):
+            raise CheckpointError(f"{path}: damaged checkpoint (labels {list(blob['labels'])[:12]!r}: not all text)")
+        labels = tuple(blob["labels"])
 
         def member(d: dict, where: str) -> MemberData:
             weights = {str(k): np.asarray(v) for k, v in d["weights"].items()}
