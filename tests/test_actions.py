@@ -241,6 +241,59 @@ def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
     assert spoken.read_text() == "confirmed, score 0.5"
 
 
+def _slow_speaker(tmp_path: Path, monkeypatch, seconds: float) -> Path:
+    """A fake espeak-ng on PATH that takes ``seconds`` to say anything; returns the file it appends the text to."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    spoken = tmp_path / "spoken.txt"
+    fake = bindir / "espeak-ng"
+    fake.write_text(f"#!{sys.executable}\nimport sys, time\ntext = sys.stdin.read()\ntime.sleep({seconds})\n"
+                    f"open({str(spoken)!r}, 'a').write(text + '\\n')\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    return spoken
+
+
+def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
+    """`on: {say: "light on"}` heard back through the microphone would say it again, for ever: while it speaks, and
+    for SPEECH_ECHO_S after, commands (the wake word too) are ignored, on live audio only."""
+    monkeypatch.setattr("voice_gru.actions.SPEECH_ECHO_S", 0.3)
+    spoken = _slow_speaker(tmp_path, monkeypatch, 1.0)
+    text = """
+        wake_word: {word: go, seconds: 30, fire: true}
+        actions:
+          go: {say: "going"}
+          on: {say: "light on"}
+    """
+    with runner_for(tmp_path, text, live=True) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0))
+        deadline = time.monotonic() + 5
+        while not runner.speaking() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.speaking()
+        assert runner.ignored_because(Command("on", 0.9, 1.5)) == "the assistant was speaking"
+        assert not runner.submit(Command("on", 0.9, 1.5))  # "light on" heard back
+        assert not runner.submit(Command("go", 0.9, 1.6))  # nor does its voice wake it again
+        assert runner.wait_idle(10)
+        assert runner.speaking()  # its last words are still on their way
+        time.sleep(0.4)
+        assert not runner.speaking() and runner.ignored_because(Command("on", 0.9, 3.0)) is None
+        assert runner.submit(Command("on", 0.9, 3.0))
+        assert runner.wait_idle(10)
+    assert spoken.read_text().splitlines() == ["going", "light on"] and runner.ignored == 2
+    with runner_for(tmp_path, text) as recorded:  # a recording streamed faster than real time: no overlap to judge
+        assert recorded.submit(Command("go", 0.9, 1.0))
+        time.sleep(0.2)
+        assert recorded.submit(Command("on", 0.9, 1.5))
+        assert recorded.wait_idle(10)
+    with runner_for(tmp_path, text + "    listen_while_speaking: true\n", live=True) as told:
+        assert told.submit(Command("go", 0.9, 1.0))
+        time.sleep(0.2)
+        assert told.speaking() and told.submit(Command("on", 0.9, 1.5))
+        assert told.wait_idle(10)
+    with pytest.raises(ConfigError, match="listen_while_speaking: expected true or false, got 'sometimes'"):
+        load_assistant(write_cfg(tmp_path, "listen_while_speaking: sometimes\nactions: {stop: print}\n"))
+
 def test_on_result_callback(tmp_path):
     seen = []
     with runner_for(tmp_path, f"""
@@ -812,10 +865,11 @@ def test_runner_with_wake_word(tmp_path, capsys):
         actions:
           stop: {print: "stop at {t}"}
     """) as runner:
-        assert runner.held_back(Command("stop", 0.9, 1.0)) and not runner.held_back(Command("go", 0.9, 1.0))
+        assert runner.ignored_because(Command("stop", 0.9, 1.0)) == "not after the wake word 'go'"
+        assert runner.ignored_because(Command("go", 0.9, 1.0)) is None
         assert not runner.submit(Command("stop", 0.9, 1.0))
         assert not runner.submit(Command("go", 0.9, 2.0))
-        assert not runner.held_back(Command("stop", 0.9, 4.0))
+        assert runner.ignored_because(Command("stop", 0.9, 4.0)) is None
         assert runner.submit(Command("stop", 0.9, 4.0))
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]

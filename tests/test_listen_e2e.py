@@ -184,3 +184,42 @@ def test_listen_without_reconnect_ends_in_one_line_that_names_it(pulse_mic):
     assert rc == 2 and len(errors) == 1, "".join(out)
     assert "stopped delivering audio" in errors[0] and errors[0].rstrip().endswith("(listen --reconnect waits for it instead)")
     assert "Traceback" not in "".join(out)
+
+
+@pytest.mark.parametrize("obeys_itself", [False, True])
+def test_a_live_assistant_does_not_answer_its_own_voice(pulse_mic, tmp_path, obeys_itself):
+    """The room hears what the assistant says: a `say` whose speech the model takes for a command would answer
+    itself for ever. Here the speech program says "stop" whatever it is asked (a real clip, played into the room),
+    and the example's first "down" sets it off. By default the echo is marked ignored and the assistant speaks once
+    per command of the recording; with `listen_while_speaking: true` (which the default protects from) it answers
+    its own voice again and again."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    speaker = bindir / "espeak-ng"
+    speaker.write_text(f"#!/bin/sh\ncat >/dev/null\nexec paplay --device={pulse_mic.sink} {ROOT / 'tests' / 'data' / 'stop'}"
+                       "/0fa1e7a9_nohash_0.wav\n")
+    speaker.chmod(0o755)
+    assistant = tmp_path / "assistant.yaml"
+    assistant.write_text("actions:\n  down: {say: down}\n  stop: {say: stopping}\n"
+                         + ("listen_while_speaking: true\n" if obeys_itself else ""))
+    env = {**pulse_mic.env, "PATH": f"{bindir}:{pulse_mic.env.get('PATH', '')}"}
+    cli = [sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--device", "pulse", "--assistant",
+           str(assistant), "--commands", "down", "stop"]
+    proc, out, seen, reader = _spawn(cli, env, {"listening": "listening:"})
+    try:
+        assert seen["listening"].wait(30), "".join(out)
+        time.sleep(1.0)
+        pulse_mic.play(EXAMPLE)
+        time.sleep(4.0)  # the last word's action, and what its speech sets off
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(30)
+        reader.join(5)
+    said = [line for line in out if "-> say" in line]
+    ignored = [line for line in out if "(ignored: the assistant was speaking)" in line]
+    heard = [line.split()[1] for line in out if line.strip().endswith(tuple("0123456789")) and " score " in line]
+    if obeys_itself:
+        assert heard.count("stop") >= 2 and len(said) >= 4, "".join(out)  # its own "stop", again and again
+    else:
+        assert heard.count("down") == 2 and len(said) == 2, "".join(out)  # the recording's two, no more
+        assert ignored and all(" stop " in line for line in ignored), "".join(out)

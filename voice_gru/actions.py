@@ -9,6 +9,7 @@ YAML (``configs/assistant.yaml``)::
 
     wake_word: null            # or "go", or {word: go, seconds: 5, fire: false, false_accepts_per_hour: 20}
     queue_size: 16             # a command's detections waiting for its worker before new ones are dropped
+    listen_while_speaking: false  # live audio: commands heard while a say action speaks (and 1 s after) are ignored
     actions:
       stop: {run: ["playerctl", "stop"], timeout: 5}
       yes: {say: "confirmed"}
@@ -65,9 +66,12 @@ from voice_gru.errors import ConfigError
 logger = logging.getLogger("voice_gru.actions")
 
 ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
-TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size")
+TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 DEFAULT_QUEUE_SIZE = 16
+# after a say action ends, its last words are still on their way through the room, the sound server's buffers and
+# the recognizer (~0.2 s from a word's end to its detection): a command until then is the assistant's own voice
+SPEECH_ECHO_S = 1.0
 SPEECH_PROGRAMS = ("espeak-ng", "espeak", "spd-say")
 
 OnResult = Callable[[Command, str, bool, str], Any]
@@ -123,6 +127,7 @@ class AssistantConfig:
     actions: Mapping[str, tuple[Action, ...]] = field(default_factory=lambda: MappingProxyType({}))
     wake_word: WakeWord | None = None
     queue_size: int = DEFAULT_QUEUE_SIZE
+    listen_while_speaking: bool = False  # live audio: obey commands heard while a say action speaks
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -212,6 +217,9 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
     queue_size = raw.get("queue_size", DEFAULT_QUEUE_SIZE)
     if isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1:
         raise ConfigError(f"queue_size: expected a positive integer, got {queue_size!r}")
+    while_speaking = raw.get("listen_while_speaking", False)
+    if not isinstance(while_speaking, bool):
+        raise ConfigError(f"listen_while_speaking: expected true or false, got {while_speaking!r}")
     wake = _parse_wake(raw.get("wake_word"))
     acts = raw.get("actions")
     if not acts:  # an assistant that does nothing is a mistake, not a choice (listen without --assistant prints)
@@ -233,7 +241,7 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
         raise ConfigError(f"actions.{wake.word}: '{wake.word}' is the wake word and wake_word.fire is false, so these "
                           "actions would never run: set fire: true or remove them")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
-                           queue_size=queue_size)
+                           queue_size=queue_size, listen_while_speaking=while_speaking)
 
 
 def _parse_wake(spec: Any) -> WakeWord | None:
@@ -725,7 +733,10 @@ class ActionRunner:
 
     ``submit`` never blocks; a full queue drops the command (counted in ``dropped``). Counters:
     ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
-    lost to a full queue), ``ignored`` (commands held back by the wake word). ``results`` keeps
+    lost to a full queue), ``ignored`` (commands held back by the wake word, or heard while it spoke). ``live``: the
+    commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` action
+    speaks, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored (unless the assistant file
+    says ``listen_while_speaking: true``); a recording streamed faster than real time has no such overlap. ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
     on the command's worker thread after each action; without it, failures are logged as warnings.
     """
@@ -733,8 +744,11 @@ class ActionRunner:
     _STOP = object()
 
     def __init__(self, config: AssistantConfig, *, on_result: OnResult | None = None,
-                 queue_size: int | None = None, keep: int = 1000):
+                 queue_size: int | None = None, keep: int = 1000, live: bool = False):
         self.config = config
+        self._deaf_while_speaking = live and not config.listen_while_speaking
+        self._speaking = 0  # say actions speaking now
+        self._spoke_until = -math.inf  # monotonic time until which the last speech may still be heard
         self.on_result = on_result
         self.gate = WakeGate.from_config(config.wake_word) if config.wake_word else None
         self.results: collections.deque[ActionResult] = collections.deque(maxlen=keep)
@@ -754,9 +768,21 @@ class ActionRunner:
                 logger.warning("no speech program found (install espeak-ng, espeak or speech-dispatcher): "
                                "'say' actions will fail")
 
-    def held_back(self, cmd: Command) -> bool:
-        """Whether the wake word would hold ``cmd`` back now (it is not the wake word, and its window is shut)."""
-        return self.gate is not None and cmd.label != self.gate.word and not self.gate.is_open(cmd.t)
+    def speaking(self) -> bool:
+        """Whether a ``say`` action is speaking, or stopped less than ``SPEECH_ECHO_S`` ago."""
+        with self._lock:
+            return self._speaking > 0 or time.monotonic() < self._spoke_until
+
+    def ignored_because(self, cmd: Command) -> str | None:
+        """Why ``submit`` would run no action for ``cmd`` now, in words for the line that reports it; None if it
+        would (or if ``cmd`` has no action anyway)."""
+        if cmd.label not in COMMANDS:
+            return None
+        if self._deaf_while_speaking and self.speaking():
+            return "the assistant was speaking"
+        if self.gate is not None and cmd.label != self.gate.word and not self.gate.is_open(cmd.t):
+            return f"not after the wake word '{self.gate.word}'"
+        return None
 
     # -- audio-path side ----------------------------------------------------------------------
     def submit(self, cmd: Command) -> bool:
@@ -766,6 +792,10 @@ class ActionRunner:
             logger.debug("runner closed; %s not run", cmd.label)
             return False
         if cmd.label not in COMMANDS:
+            return False
+        if self._deaf_while_speaking and self.speaking():  # its own voice: nor may it wake the wake word
+            with self._lock:
+                self.ignored += 1
             return False
         if self.gate is not None and not self.gate.accept(cmd):
             if cmd.label != self.gate.word:
@@ -858,9 +888,16 @@ class ActionRunner:
     def _say(self, text: str, timeout: float) -> tuple[bool, str]:
         if self._speech is None:
             return False, f"no speech program (install espeak-ng): not said: {text!r}"
-        if Path(self._speech).name.startswith("espeak"):
-            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
-        return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
+        with self._lock:
+            self._speaking += 1
+        try:
+            if Path(self._speech).name.startswith("espeak"):
+                return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
+            return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
+        finally:
+            with self._lock:
+                self._speaking -= 1
+                self._spoke_until = max(self._spoke_until, time.monotonic() + SPEECH_ECHO_S)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def wait_idle(self, timeout: float | None = None) -> bool:

@@ -508,7 +508,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 return
             print(f"  {cmd.label} -> {action} ({'ok: ' + detail if ok else 'FAILED: ' + str(detail)})", flush=True)
 
-        runner = ActionRunner(assistant, on_result=report)
+        runner = ActionRunner(assistant, on_result=report, live=not args.input or from_pipe)
         if assistant.wake_word:
             w = assistant.wake_word
             print(f"wake word: say '{w.word}', then a command within {w.seconds:g} s; commands before it are "
@@ -519,9 +519,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     collected = getattr(args, "collect", None)
 
     def on_command(cmd):
-        held = runner is not None and runner.held_back(cmd)
-        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}"
-              + (f"  (ignored: not after the wake word '{wake}')" if held else ""), flush=True)
+        why = runner.ignored_because(cmd) if runner is not None else None
+        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}" + (f"  (ignored: {why})" if why else ""),
+              flush=True)
         if collected is not None:
             collected.append(cmd)
         if events:
