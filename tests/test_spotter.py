@@ -185,7 +185,36 @@ def test_sensitivity_settings(spotter16):
         CommandSpotter(ckpt, threshold={"_unknown_": 0.5})
     with pytest.raises(ConfigError, match="sample_rate"):
         CommandSpotter(ckpt, sample_rate=0)
+    for absurd in (1e14, 1e-3, 5e-324):  # the resampler hung, ran out of memory or crashed on these
+        with pytest.raises(ConfigError, match=r"sample_rate .*: must be from 1000 to 1e\+06 samples per second"):
+            CommandSpotter(ckpt, sample_rate=absurd)
 
+
+@needs_model
+def test_one_spotter_refuses_a_second_thread(spotter16):
+    """Two threads feeding one spotter corrupted its compiled state and aborted the process."""
+    audio, _ = _example()
+    inside, release = threading.Event(), threading.Event()
+    spotter = CommandSpotter(spotter16.ckpt)
+    first = spotter.recognizer.push
+
+    def slow_push(x):  # holds the first caller inside process() while the second arrives
+        inside.set()
+        release.wait(10)
+        return first(x)
+
+    spotter.recognizer.push = slow_push
+    worker = threading.Thread(target=spotter.process, args=(audio[:1600],))
+    worker.start()
+    assert inside.wait(10)
+    for call in (lambda: spotter.process(audio[:1600]), spotter.reset, spotter.flush):
+        with pytest.raises(RuntimeError, match="called while another thread is in it: one spotter is one stream"):
+            call()
+    release.set()
+    worker.join(10)
+    spotter.recognizer.push = first
+    spotter.reset()
+    assert [c.label for c in _run(spotter, audio, 1600)] == [c.label for c in _run(CommandSpotter(spotter16.ckpt), audio, 1600)]
 
 @needs_model
 def test_a_threshold_above_every_posterior_never_fires(spotter16):
@@ -205,9 +234,19 @@ def test_only_the_chosen_commands_fire_and_at_the_same_moments(spotter16):
     assert only_up.thresholds["up"] == spotter16.thresholds["up"] and only_up.thresholds["down"] > 1.0
     assert [(c.label, c.t) for c in _run(only_up, audio, 1600)] == [(c.label, c.t) for c in every if c.label == "up"]
     assert CommandSpotter(spotter16.ckpt, commands="up").commands == ("up",)
-    for bad, reason in ((["up", "jump"], "commands: jump: not a command of this model"), ([], "commands: none given")):
+    for bad, reason in ((["up", "jump"], "commands: jump: not a command of this model"), ([], "commands: none given"),
+                        (5, "commands 5: expected command names")):
         with pytest.raises(ConfigError, match=reason):
             CommandSpotter(spotter16.ckpt, commands=bad)
+    # an iterator is read once: it was used up by the check and left every command listening, at the 100/h point
+    once = CommandSpotter(spotter16.ckpt, commands=iter(["up", "stop"]), false_accepts_per_hour=1)
+    assert once.commands == ("up", "stop")
+    assert once.operating_point == CommandSpotter(spotter16.ckpt, commands=["up", "stop"],
+                                                  false_accepts_per_hour=1).operating_point
+    from voice_gru.calibrate import operating_point
+    for bad, reason in (([], "commands: none given"), (["jump"], "commands: jump: not a command")):
+        with pytest.raises(ConfigError, match=reason):
+            operating_point(spotter16.ckpt, 1, bad)
 
 
 @pytest.mark.slow

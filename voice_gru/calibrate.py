@@ -600,6 +600,11 @@ def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None
     commands' rate rests on a few events; fewer commands, fewer false triggers, so a more sensitive point may fit);
     its figures are theirs (``"commands"`` says so).
     """
+    if commands is not None:  # none or an unknown name would otherwise pick the most sensitive point
+        from voice_gru.decision import BACKGROUND
+        from voice_gru.spotter import checked_commands
+
+        commands = checked_commands(commands, [lab for lab in ckpt.labels if lab not in BACKGROUND])
     cal = (ckpt.meta or {}).get("calibration", {})
     points = cal.get("operating_points")
     if not points:

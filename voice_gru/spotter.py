@@ -17,8 +17,10 @@ or straight from a microphone: ``for cmd in CommandSpotter().listen(): ...``.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import numbers
+import threading
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
@@ -36,6 +38,7 @@ logger = logging.getLogger(__name__)
 
 # float audio is in [-1, 1]; beyond this it is integer PCM cast to float (int16 values are up to 32768)
 MAX_CHANNELS = 64  # more "channels" than this is a (channels, samples) array
+RATE_RANGE = (1000.0, 1_000_000.0)  # sample rates a resampler is asked to handle (beyond: a unit slip, or a hang)
 PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: memory stays that of a chunk
 
 
@@ -97,6 +100,10 @@ def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[st
     """``chosen`` checked against the model's commands (at least one, each known), in the model's order."""
     if isinstance(chosen, str):
         chosen = [chosen]
+    try:
+        chosen = list(chosen)  # an iterator once: checking it must not use it up
+    except TypeError:
+        raise ConfigError(f"commands {chosen!r}: expected command names, e.g. ['stop', 'go']") from None
     unknown = [c for c in chosen if c not in commands]
     if unknown:
         raise ConfigError(f"commands: {', '.join(map(str, unknown))}: not a command of this model ({', '.join(commands)})")
@@ -145,6 +152,9 @@ class CommandSpotter:
             raise ConfigError("give threshold or false_accepts_per_hour, not both "
                               "(a {command: value} mapping may adjust single commands of a point)")
         rate = positive_number(sample_rate, "sample_rate", "samples per second")  # fractional rates resample as given
+        if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
+            raise ConfigError(f"sample_rate {sample_rate!r}: must be from {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} samples "
+                              "per second")
         if false_accepts_per_hour is not None:
             positive_number(false_accepts_per_hour, "false_accepts_per_hour", "false accepts per hour")
         if decision is not None and not isinstance(decision, DecisionConfig):
@@ -176,9 +186,26 @@ class CommandSpotter:
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
         self.lost_blocks = 0  # microphone blocks lost during the last listen()
+        self._busy = threading.Lock()
+
+    @contextlib.contextmanager
+    def _one_caller(self, what: str) -> Iterator[None]:
+        """One stream has one order of chunks: two threads at once would interleave them (and its compiled
+        state is not made for that), so the second is refused."""
+        if not self._busy.acquire(blocking=False):
+            raise RuntimeError(f"CommandSpotter.{what} called while another thread is in it: one spotter is one "
+                               "stream; give each thread (each audio source) its own spotter")
+        try:
+            yield
+        finally:
+            self._busy.release()
 
     def process(self, audio: np.ndarray) -> list[Command]:
         """Feed a chunk at ``sample_rate``; return the commands it completes (``t``: seconds since the start)."""
+        with self._one_caller("process"):
+            return self._process(audio)
+
+    def _process(self, audio: np.ndarray) -> list[Command]:
         x = as_float_mono(audio)
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, ~200 MB instead of 3.4 GB
         commands: list[Command] = []
@@ -193,11 +220,12 @@ class CommandSpotter:
     def flush(self) -> list[Command]:
         """End of the stream: run the audio still held inside the resampler (~25 ms at 44.1 kHz) and
         return the commands it completes. The next ``process`` starts a new stream's resampling."""
-        if self._resampler is None:
-            return []
-        x = self._resampler.flush()
-        self._resampler.reset()
-        return self._process_model_rate(x)
+        with self._one_caller("flush"):
+            if self._resampler is None:
+                return []
+            x = self._resampler.flush()
+            self._resampler.reset()
+            return self._process_model_rate(x)
 
     def _process_model_rate(self, x: np.ndarray) -> list[Command]:
         self.posteriors = self.recognizer.push(x)
@@ -210,11 +238,12 @@ class CommandSpotter:
 
     def reset(self) -> None:
         """Start a new stream: forget audio, GRU state and decision history."""
-        self.recognizer.reset()
-        self.detector.reset()
-        if self._resampler is not None:
-            self._resampler.reset()
-        self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
+        with self._one_caller("reset"):
+            self.recognizer.reset()
+            self.detector.reset()
+            if self._resampler is not None:
+                self._resampler.reset()
+            self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def listen(self, device: str | int | None = None, seconds: float | None = None,
                block_ms: float = 100.0, reconnect: bool = False) -> Iterator[Command]:
@@ -229,6 +258,9 @@ class CommandSpotter:
         from voice_gru.live import mic_chunks, reconnecting_mic_chunks
         from voice_gru.mic import Microphones, MicrophoneStream, rescan_for
 
+        if seconds is not None:  # checked before the microphone opens (at the first iteration: this is a generator)
+            positive_number(seconds, "seconds", "seconds of audio")
+        positive_number(block_ms, "block_ms", "milliseconds")
         mics = Microphones(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate)
 
         def back(m: MicrophoneStream, away: float) -> None:
