@@ -294,6 +294,27 @@ def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="listen_while_speaking: expected true or false, got 'sometimes'"):
         load_assistant(write_cfg(tmp_path, "listen_while_speaking: sometimes\nactions: {stop: print}\n"))
 
+def test_an_action_that_waits_for_the_runner_is_refused(tmp_path, monkeypatch):
+    """`call` code (or an on_result callback) that waits for the workers ran on one of them: it waited for itself
+    for ever, and close() then reported it as still running."""
+    name = make_module(tmp_path, monkeypatch, """
+        RUNNER = []
+        def wait(cmd):
+            RUNNER[0].wait_idle(1)
+        def close(cmd):
+            RUNNER[0].close(1)
+    """)
+    module = sys.modules.get(name) or __import__(name)
+    with runner_for(tmp_path, f"actions:\n  stop: {{call: '{name}:wait'}}\n  go: {{call: '{name}:close'}}\n") as runner:
+        module.RUNNER.append(runner)
+        runner.submit(Command("stop", 0.9, 1.0))
+        runner.submit(Command("go", 0.9, 2.0))
+        assert runner.wait_idle(10)
+        with pytest.raises(ValueError, match="timeout nan must be None or seconds from 0 up"):
+            runner.wait_idle(float("nan"))
+    assert runner.failed == 2 and all("called from one of its own actions, which would wait for itself" in r.detail
+                                      for r in runner.results)
+
 def test_on_result_callback(tmp_path):
     seen = []
     with runner_for(tmp_path, f"""

@@ -23,6 +23,7 @@ from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
+from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.evaluate import (
     EvalItem, clips_below, collect_inputs, evaluate_items, format_report, with_peak, with_reverb, with_speed,
 )
@@ -172,6 +173,19 @@ def test_a_folder_that_cannot_be_listed_is_named_and_the_rest_evaluated(model_pa
     out = capsys.readouterr().out
     reason = "a folder that cannot be read (Permission denied)" if labelled else "a folder inside a folder of clips"
     assert f"{reason}" in out and str(root / "locked") in out and "1 clips classified, 0 unreadable" in out
+
+def test_classify_refuses_what_it_would_misread(ckpt):
+    """int16 was read as float (32768 times too loud) and NaN gave NaN posteriors, without a word."""
+    from voice_gru.evaluate import classify
+
+    clip = read("yes")
+    for bad in ((clip * 32767).astype(np.int16), np.where(np.arange(clip.size) == 5, np.nan, clip), np.stack([clip] * 2, 1)):
+        with pytest.raises(AudioFormatError, match="clip 0: .*clips are mono float samples"):
+            classify(ckpt, [bad])
+    with pytest.raises(ConfigError, match="batch_size 0: must be at least 1"):
+        classify(ckpt, [clip], batch_size=0)
+    assert [it.name for it in collect_inputs(str(TEST_DATA / "yes"))] == [str(p) for p in sorted((TEST_DATA / "yes").iterdir())
+                                                                          if p.suffix == ".wav"]  # a path, not its letters
 
 def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
     """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a
@@ -440,6 +454,11 @@ def test_confusion_matrix_and_per_class_by_hand():
     assert prf["c"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 1}
     assert prf["d"] == {"precision": 0.0, "recall": 0.0, "f1": 0.0, "n": 0}
     assert confusion_matrix([], [], 2).tolist() == [[0, 0], [0, 0]]
+    # -1 counted in the last class and 1.7 in class 1, silently
+    for true, pred, says in (([0, -1], [1, 1], "y_true must hold class indices 0 to 1"),
+                             ([0, 1], [1.7, 0], "y_pred must hold class indices"), ([0, 1], [1], "2 true labels but 1")):
+        with pytest.raises(ValueError, match=says):
+            confusion_matrix(true, pred, 2)
 
 
 def test_top_confusions_by_hand():
@@ -641,8 +660,6 @@ def test_with_reverb_plays_words_in_the_room_and_leaves_silence(tiny_root, ckpt)
 
 
 def test_with_speed_scales_pitch_and_duration_and_leaves_silence():
-    from voice_gru.errors import ConfigError
-
     sr = 16000
     t = np.arange(sr) / sr
     tone = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
@@ -746,6 +763,8 @@ def test_share_upper_bound_against_closed_forms_and_the_binomial_sum():
     assert 2 / 210 < p < 0.04
     with pytest.raises(ValueError, match="k=3, n=2"):
         share_upper_bound(3, 2)
+    with pytest.raises(ValueError, match="confidence 2 must lie between 0 and 1"):  # was nan
+        share_upper_bound(3, 10, confidence=2)
 
 
 def test_rate_upper_bound_against_closed_forms_and_the_poisson_sum():
@@ -762,6 +781,9 @@ def test_rate_upper_bound_against_closed_forms_and_the_poisson_sum():
     assert rate_upper_bound(3, 6.0, 0.84) < r  # less confidence, a lower bound
     with pytest.raises(ValueError, match="hours=0"):
         rate_upper_bound(1, 0)
+    for events, hours in ((float("nan"), 1.0), (3, float("nan"))):  # both once came back as nan
+        with pytest.raises(ValueError, match="need events >= 0, hours > 0"):
+            rate_upper_bound(events, hours)
     from scipy.special import gammaincinv  # the bound is the gamma quantile, fractional counts included
 
     for k in (0.0, 0.6, 4.2, 57.3, 300.0):

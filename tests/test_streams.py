@@ -16,7 +16,7 @@ import torch
 from voice_gru.calibrate import DEFAULT_GRID, OFF, _knapsack, calibrate, format_calibration, operating_point, plateau_options
 from voice_gru.config import DecisionConfig, ModelConfig
 from voice_gru.decision import Command, Detector, apply_unknown_veto
-from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
+from voice_gru.errors import AudioFormatError, ConfigError, DatasetError, VoiceGruError
 from voice_gru.metrics import share_upper_bound
 from voice_gru.streams import (
     StreamSpec,
@@ -731,6 +731,12 @@ def test_evaluate_stream_equals_listen_on_the_file(model, short_stream, tmp_path
     assert [(e["label"], e["t"]) for e in res["events"]] == [(c.label, round(c.t, 4)) for c in got]
 
 
+def test_evaluate_stream_refuses_a_stereo_array(model, short_stream):
+    """(n, 2) read as mono was twice as long: every rate and the real-time factor wrong, silently."""
+    audio, truth = short_stream
+    with pytest.raises(AudioFormatError, match=r"recording of shape \(\d+, 2\): give mono samples"):
+        evaluate_stream(model, np.stack([audio, audio], 1), truth, DecisionConfig())
+
 def test_sweep_false_accepts_fall_as_threshold_rises(model, short_stream):
     audio, truth = short_stream
     res = evaluate_stream(model, audio, truth, DecisionConfig())
@@ -923,6 +929,7 @@ def test_a_point_for_some_commands_counts_only_their_false_accepts():
               point(20.0, 0.9, (1.5, 0.95), (0.5, 0.95), (18.0, 0.8))]
 
     class Ck:
+        labels = LABELS
         meta = {"calibration": {"operating_points": points}}
 
     sg = for_commands(points[1], ["stop", "go"])
@@ -935,6 +942,7 @@ def test_a_point_for_some_commands_counts_only_their_false_accepts():
     bare = [{k: v for k, v in p.items() if k != "by_command"} for p in points]  # calibrated before by_command
 
     class Old:
+        labels = Ck.labels
         meta = {"calibration": {"operating_points": bare}}
 
     assert operating_point(Old(), 1.0, ["stop"]) == bare[0]
@@ -958,6 +966,7 @@ def test_a_set_of_commands_point_must_fit_at_the_upper_bound_of_its_rate():
               point(5.0, 0.85, (0.4, 0.9), (0.3, 0.9)), point(20.0, 0.9, (1.5, 0.95), (0.5, 0.95))]
 
     class Ck:
+        labels = LABELS
         meta = {"calibration": {"operating_points": points, "command_free_hours": 6.0}}
 
     sg = for_commands(points[2], ["stop", "go"], 6.0)

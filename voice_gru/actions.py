@@ -900,8 +900,23 @@ class ActionRunner:
                 self._spoke_until = max(self._spoke_until, time.monotonic() + SPEECH_ECHO_S)
 
     # -- lifecycle -------------------------------------------------------------------------------
+    def _not_from_an_action(self, what: str) -> None:
+        """An action (a ``call`` function, an ``on_result`` callback) runs on a worker: waiting there for the
+        workers to finish would wait for itself for ever."""
+        if any(lane.thread is threading.current_thread() for lane in list(self._lanes.values())):
+            raise RuntimeError(f"ActionRunner.{what} called from one of its own actions, which would wait for itself; "
+                               "call it from the thread that submits commands")
+
+    def _checked_timeout(self, timeout: float | None, what: str) -> float | None:
+        if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float))
+                                    or not 0 <= timeout < math.inf):
+            raise ValueError(f"ActionRunner.{what}: timeout {timeout!r} must be None or seconds from 0 up")
+        return timeout
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until every queued command has run; False if ``timeout`` passed first."""
+        self._not_from_an_action("wait_idle")
+        timeout = self._checked_timeout(timeout, "wait_idle")
         deadline = None if timeout is None else time.monotonic() + timeout
         for lane in list(self._lanes.values()):
             with lane.queue.all_tasks_done:
@@ -916,6 +931,8 @@ class ActionRunner:
         """Stop accepting commands, run what is queued, stop the workers. True if they finished within
         ``timeout``; otherwise what is still queued is dropped, the programs still running are killed, the
         (daemon) workers are left to end, and a warning names what did not run. A second call only waits."""
+        self._not_from_an_action("close")
+        timeout = self._checked_timeout(timeout, "close")
         deadline = None if timeout is None else time.monotonic() + timeout
 
         def remaining() -> float | None:

@@ -71,6 +71,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
         data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
     skipped: list[dict] = [] if ignored is None else ignored
     items: list[EvalItem] = []
+    if isinstance(paths, (str, Path)):  # one path, not its characters (a lone "/" would scan the whole disk)
+        paths = [paths]
     for raw in paths:
         p = Path(raw)
         if p.is_file() or (not p.exists() and p.suffix):
@@ -323,12 +325,18 @@ def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 1
     """Clip posteriors ``(N, classes)`` for 16 kHz clips (short clips padded to 1 s)."""
     from voice_gru.features import mfcc
 
+    if batch_size < 1:
+        raise ConfigError(f"batch_size {batch_size}: must be at least 1")
     sr = ckpt.features.sample_rate
     tail = np.zeros(int(TAIL_SECONDS * sr), dtype=np.float32)
     out = np.zeros((len(audios), len(ckpt.labels)), dtype=np.float32)
     by_len: dict[int, list[int]] = {}
     prepared = []
     for i, a in enumerate(audios):
+        a = np.asarray(a)
+        if a.ndim != 1 or not np.issubdtype(a.dtype, np.floating) or not np.isfinite(a).all():
+            raise AudioFormatError(f"clip {i}: shape {a.shape}, dtype {a.dtype}: clips are mono float samples in [-1, 1], "
+                                   "all finite (voice_gru.audio.load_audio reads a file so)")
         a = np.concatenate([fit_clip(a, sr) if a.size <= sr else a, tail])
         prepared.append(a)
         by_len.setdefault(a.size, []).append(i)
@@ -370,6 +378,8 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
     """
     from tqdm.auto import tqdm
 
+    if batch_size < 1:  # range() would refuse 0, and a negative step would name no clip at all
+        raise ConfigError(f"batch_size {batch_size}: must be at least 1")
     recognizer = None
     if streaming:
         from voice_gru.stream import Recognizer

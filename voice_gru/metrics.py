@@ -10,8 +10,14 @@ import numpy as np
 
 def confusion_matrix(y_true: Sequence[int], y_pred: Sequence[int], n_classes: int) -> np.ndarray:
     """``m[i, j]`` = number of examples of class ``i`` predicted as ``j``."""
+    t, p = np.asarray(y_true), np.asarray(y_pred)
+    for name, a in (("y_true", t), ("y_pred", p)):  # -1 would count in the last class, 2.7 in class 2
+        if a.size and (not np.issubdtype(a.dtype, np.integer) or a.min() < 0 or a.max() >= n_classes):
+            raise ValueError(f"confusion_matrix: {name} must hold class indices 0 to {n_classes - 1}")
+    if t.shape != p.shape:
+        raise ValueError(f"confusion_matrix: {t.size} true labels but {p.size} predictions")
     m = np.zeros((n_classes, n_classes), dtype=np.int64)
-    np.add.at(m, (np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64)), 1)
+    np.add.at(m, (t.astype(np.int64), p.astype(np.int64)), 1)
     return m
 
 
@@ -19,6 +25,8 @@ def share_upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
     """One-sided Clopper–Pearson upper bound on a share after ``k`` successes in ``n`` trials."""
     if n <= 0 or not 0 <= k <= n:
         raise ValueError(f"share_upper_bound: need 0 <= k <= n and n > 0 (got k={k}, n={n})")
+    if not 0 < confidence < 1:
+        raise ValueError(f"share_upper_bound: confidence {confidence!r} must lie between 0 and 1")
     if k == n:
         return 1.0
     from scipy.stats import beta
@@ -29,7 +37,7 @@ def share_upper_bound(k: int, n: int, confidence: float = 0.95) -> float:
 def rate_upper_bound(events: float, hours: float, confidence: float = 0.95) -> float:
     """One-sided upper confidence bound (Garwood) on a Poisson rate per hour after ``events`` in ``hours``: the
     rate at which ``events`` or fewer would be seen with probability ``1 - confidence`` (fractional counts too)."""
-    if hours <= 0 or events < 0 or not 0 < confidence < 1:
+    if not (0 < hours < math.inf and 0 <= events < math.inf and 0 < confidence < 1):  # NaN fails each
         raise ValueError(f"rate_upper_bound: need events >= 0, hours > 0 and 0 < confidence < 1 "
                          f"(got events={events}, hours={hours}, confidence={confidence})")
     # P(X <= k | mean m) = Q(k + 1, m), the regularized upper incomplete gamma function; it falls with m, so

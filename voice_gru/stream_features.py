@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from voice_gru.audio import FLOAT_LIMIT
 from voice_gru.config import FeatureConfig
 from voice_gru.errors import AudioFormatError
 from voice_gru.kernels import check_kernel, compiled_kernels
@@ -132,6 +133,12 @@ class StreamingMFCC:
             raise AudioFormatError(f"audio chunk of shape {chunk.shape} and dtype {chunk.dtype}: the front end takes mono "
                                    "float samples (samples,) in [-1, 1]; voice_gru.CommandSpotter converts other formats")
         chunk = chunk.astype(np.float32, copy=False)
+        peak = float(np.abs(chunk).max()) if chunk.size else 0.0  # NaN or inf when any sample is: one pass for both
+        if not np.isfinite(peak) or peak > FLOAT_LIMIT:
+            # one NaN poisons the network's state for seconds; far beyond ±1 is integer PCM cast to float
+            what = "samples that are not finite" if not np.isfinite(peak) else f"a sample of {peak:g}"
+            raise AudioFormatError(f"audio chunk with {what}: the front end takes float samples in [-1, 1]; "
+                                   "voice_gru.CommandSpotter converts other formats")
         self.samples_in += chunk.size
         self._buf = np.concatenate([self._buf, chunk]) if self._buf.size else chunk.copy()
         n = num_frames(self._buf.size, self.cfg)

@@ -582,9 +582,16 @@ def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: Decis
     ``labels``, the thresholds and decision settings used, and the frame timing. ``commands``: only these
     can fire (``CommandSpotter``'s); ``listening_for`` then names them, and sweeps of the result keep the others off.
     """
+    from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.live import listen_loop
     from voice_gru.spotter import CommandSpotter
 
+    if isinstance(ckpt, (str, Path)):  # a path, as CommandSpotter takes one
+        ckpt = read_checkpoint_data(ckpt)
+    audio = np.asarray(audio)
+    if audio.ndim != 1:  # (n, 2) read as mono would be twice as long: every rate and time wrong
+        raise AudioFormatError(f"recording of shape {audio.shape}: give mono samples (samples,) at the model's rate "
+                               "(voice_gru.streams.load_stream reads a file so)")
     f = ckpt.features
     frame_seconds, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
     posts: list[np.ndarray] = []
