@@ -396,3 +396,16 @@ def test_detection_times_print_as_the_frame_times_they_are():
     for frame in (0, 7, 1418, 359_999):
         t = d.time_of(frame)
         assert repr(t) == repr(round(0.03 + frame / 100, 2)), (frame, t)
+
+
+@pytest.mark.parametrize("kwargs, says", [
+    ({"thresholds": {"jump": 0.5}}, "threshold jump=0.5: thresholds map the model's labels"),  # was ignored
+    ({"thresholds": {"stop": "0.5"}}, "threshold stop='0.5'"),
+    ({"thresholds": {"stop": float("nan")}}, "threshold stop=nan"),
+    ({"frame_seconds": 0}, "frame_seconds 0 must be a positive number"),  # was a ZeroDivisionError
+    ({"cfg": None}, "cfg None is not a voice_gru.config.DecisionConfig"),  # was an AttributeError
+])
+def test_a_detector_refuses_settings_it_would_misread(kwargs, says):
+    with pytest.raises(ConfigError, match=says):
+        Detector(LABELS, **{"cfg": DecisionConfig(), **kwargs})
+    Detector(LABELS, DecisionConfig(), {"stop": 1.01, "yes": np.float32(0.9)})  # off, and a NumPy number: fine

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass
 from typing import Collection, Mapping, Sequence
 
 import numpy as np
 
 from voice_gru.config import OFF, DecisionConfig
+from voice_gru.errors import ConfigError
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 
@@ -114,8 +117,17 @@ class Detector:
         ``voice_gru.jit_kernels.detector_chunk``) or as NumPy calls (``numpy``; also where numba cannot load)."""
         check_kernel(kernel, "detector")
         self.labels = list(labels)
+        if not isinstance(cfg, DecisionConfig):
+            raise ConfigError(f"Detector: cfg {cfg!r} is not a voice_gru.config.DecisionConfig")
+        if not (isinstance(frame_seconds, (int, float)) and 0 < frame_seconds < math.inf):
+            raise ConfigError(f"Detector: frame_seconds {frame_seconds!r} must be a positive number of seconds")
         self.cfg = cfg
         self.thresholds = dict(thresholds) if thresholds is not None else effective_thresholds(labels, cfg)
+        for lab, value in self.thresholds.items():  # an unknown name would be ignored, a string compared as text
+            if lab not in self.labels or isinstance(value, bool) or not isinstance(value, numbers.Real) \
+                    or not value >= 0:
+                raise ConfigError(f"Detector: threshold {lab}={value!r}: thresholds map the model's labels "
+                                  f"({', '.join(self.labels)}) to posteriors (above 1: never fires)")
         self.frame_seconds = frame_seconds
         self.first_frame_end = first_frame_end
         self.n_smooth = max(1, int(round(cfg.smooth_ms / 1000 / frame_seconds)))
