@@ -919,3 +919,14 @@ def test_an_assistant_listens_for_the_commands_it_maps_and_its_wake_word(tmp_pat
     assert cfg.commands == ("left", "stop", "go")  # the model's order
     every = load_assistant(ROOT / "configs" / "assistant.yaml")
     assert every.commands == COMMANDS
+
+
+def test_a_runner_and_a_wake_gate_refuse_settings_that_would_never_open_or_never_bound():
+    """A NaN or negative window gave a gate that never opens, an unknown word one never woken; -1 an unbounded queue."""
+    for word, seconds, says in (("go", float("nan"), "window nan"), ("go", -5, "window -5"),
+                                ("jump", 5, "wake word 'jump': not a command")):
+        with pytest.raises(ConfigError, match=says):
+            WakeGate(word, seconds)
+    cfg = AssistantConfig(source="test", actions={"stop": (Action("print", text="x"),)})
+    with pytest.raises(ConfigError, match="queue_size -1: must be a positive whole number"):
+        ActionRunner(cfg, queue_size=-1)

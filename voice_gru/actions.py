@@ -675,6 +675,10 @@ class WakeGate:
     """
 
     def __init__(self, word: str, seconds: float, fire: bool = False):
+        if word not in COMMANDS:
+            raise ConfigError(f"wake word {word!r}: not a command ({', '.join(COMMANDS)})")
+        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
+            raise ConfigError(f"wake word window {seconds!r}: must be a positive number of seconds")
         self.word = word
         self.seconds = float(seconds)
         self.fire = fire
@@ -756,6 +760,8 @@ class ActionRunner:
         self.failed = 0
         self.dropped = 0
         self.ignored = 0
+        if queue_size is not None and (isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1):
+            raise ConfigError(f"queue_size {queue_size!r}: must be a positive whole number")  # -1 meant unbounded
         self._size = queue_size or config.queue_size
         self._lanes: dict[str, _Lane] = {}
         self._running: set[subprocess.Popen] = set()  # programs of run/say actions now running
