@@ -337,3 +337,5 @@ def test_a_folder_is_not_a_checkpoint(tmp_path):
     with pytest.raises(CheckpointError) as info:
         read_checkpoint_data(tmp_path / "runs")  # best.pt is named only where it is
     assert str(info.value) == f"{tmp_path}/runs: is a folder; give a checkpoint file (a .pt file that voice-gru train writes)"
+    with pytest.raises(CheckpointError, match="^/dev/null: not a regular file"):  # it exists: "not found" misled
+        read_checkpoint_data("/dev/null")

@@ -247,6 +247,8 @@ def test_only_the_chosen_commands_fire_and_at_the_same_moments(spotter16):
     for bad, reason in (([], "commands: none given"), (["jump"], "commands: jump: not a command")):
         with pytest.raises(ConfigError, match=reason):
             operating_point(spotter16.ckpt, 1, bad)
+    with pytest.raises(ConfigError, match=r"^false_accepts_per_hour 0.01: the lowest calibrated rate"):  # its own name
+        CommandSpotter(spotter16.ckpt, false_accepts_per_hour=0.01)
 
 
 @pytest.mark.slow

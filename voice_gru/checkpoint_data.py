@@ -89,7 +89,8 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
         raise CheckpointError(f"{path}: is a folder; give a checkpoint file" +
                               (f" such as {inside[0]}" if inside else " (a .pt file that voice-gru train writes)"))
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        raise CheckpointError(f"{path}: " + ("not a regular file (a checkpoint is a .pt file)" if path.exists()
+                                             else "checkpoint file not found"))
     try:
         blob = _read_archive(path)
     except Exception as exc:  # not what this reader knows: torch's weights-only loader decides (and words the error)
