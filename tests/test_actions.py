@@ -221,16 +221,23 @@ def test_say_without_speech_program_warns_at_start_and_fails(tmp_path, monkeypat
     assert [r.detail for r in runner.results] == ["no speech program (install espeak-ng): not said: 'confirmed yes'"] * 2
 
 
-def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
-    """A fake espeak-ng on PATH receives the text on stdin."""
+def _fake_speaker(tmp_path: Path, monkeypatch, seconds: float = 0.0) -> Path:
+    """A fake espeak-ng on PATH that reads the text on stdin (as espeak-ng --stdin) and takes ``seconds`` to say
+    it; returns the file it appends each text to, one per line."""
     bindir = tmp_path / "bin"
     bindir.mkdir()
     spoken = tmp_path / "spoken.txt"
     fake = bindir / "espeak-ng"
-    fake.write_text(f"#!{sys.executable}\nimport sys\nassert sys.argv[1:] == ['--stdin']\n"
-                    f"open({str(spoken)!r}, 'w').write(sys.stdin.read())\n")
+    fake.write_text(f"#!{sys.executable}\nimport sys, time\nassert sys.argv[1:] == ['--stdin']\ntext = sys.stdin.read()\n"
+                    f"time.sleep({seconds})\nopen({str(spoken)!r}, 'a').write(text + '\\n')\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    return spoken
+
+
+def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
+    """A fake espeak-ng on PATH receives the text on stdin."""
+    spoken = _fake_speaker(tmp_path, monkeypatch)
     with runner_for(tmp_path, """
         actions:
           yes: {say: "confirmed, score {score}"}
@@ -238,27 +245,14 @@ def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
         runner.submit(Command("yes", 0.5, 1.0))
         assert runner.wait_idle(10)
     assert runner.failed == 0, list(runner.results)
-    assert spoken.read_text() == "confirmed, score 0.5"
-
-
-def _slow_speaker(tmp_path: Path, monkeypatch, seconds: float) -> Path:
-    """A fake espeak-ng on PATH that takes ``seconds`` to say anything; returns the file it appends the text to."""
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    spoken = tmp_path / "spoken.txt"
-    fake = bindir / "espeak-ng"
-    fake.write_text(f"#!{sys.executable}\nimport sys, time\ntext = sys.stdin.read()\ntime.sleep({seconds})\n"
-                    f"open({str(spoken)!r}, 'a').write(text + '\\n')\n")
-    fake.chmod(0o755)
-    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
-    return spoken
+    assert spoken.read_text() == "confirmed, score 0.5\n"
 
 
 def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
     """`on: {say: "light on"}` heard back through the microphone would say it again, for ever: while it speaks, and
     for SPEECH_ECHO_S after, commands (the wake word too) are ignored, on live audio only."""
     monkeypatch.setattr("voice_gru.actions.SPEECH_ECHO_S", 0.3)
-    spoken = _slow_speaker(tmp_path, monkeypatch, 1.0)
+    spoken = _fake_speaker(tmp_path, monkeypatch, 1.0)
     text = """
         wake_word: {word: go, seconds: 30, fire: true}
         actions:
