@@ -288,6 +288,28 @@ def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
     with pytest.raises(ConfigError, match="listen_while_speaking: expected true or false, got 'sometimes'"):
         load_assistant(write_cfg(tmp_path, "listen_while_speaking: sometimes\nactions: {stop: print}\n"))
 
+
+def test_an_action_marked_audible_is_heard_like_speech(tmp_path, monkeypatch):
+    """A program that plays a sound (`run: [paplay, ding.wav]`) is heard by the microphone too: marked
+    `audible: true`, commands while it runs, and SPEECH_ECHO_S after, are ignored as during a say."""
+    monkeypatch.setattr("voice_gru.actions.SPEECH_ECHO_S", 0.2)
+    text = f"actions:\n  go: {{run: [{sys.executable!r}, -c, 'import time; time.sleep(0.8)'], audible: true}}\n" \
+           "  stop: {run: [echo]}\n"
+    with runner_for(tmp_path, text, live=True) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0))
+        deadline = time.monotonic() + 5
+        while not runner.speaking() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert runner.ignored_because(Command("stop", 0.9, 1.2)) == "the assistant was speaking"
+        assert runner.wait_idle(10)
+        time.sleep(0.3)
+        assert runner.submit(Command("stop", 0.9, 3.0))  # a run not marked audible makes nobody deaf
+        assert runner.wait_idle(10) and not runner.speaking()
+    for bad, says in (("{run: [echo], audible: loud}", "actions.stop.audible: expected true or false, got 'loud'"),
+                      ("{print: x, audible: true}", "actions.stop.audible: unknown key for a print action")):
+        with pytest.raises(ConfigError, match=says):
+            load_assistant(write_cfg(tmp_path, f"actions:\n  stop: {bad}\n"))
+
 def test_an_action_that_waits_for_the_runner_is_refused(tmp_path, monkeypatch):
     """`call` code (or an on_result callback) that waits for the workers ran on one of them: it waited for itself
     for ever, and close() then reported it as still running."""

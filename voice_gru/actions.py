@@ -9,9 +9,10 @@ YAML (``configs/assistant.yaml``)::
 
     wake_word: null            # or "go", or {word: go, seconds: 5, fire: false, false_accepts_per_hour: 20}
     queue_size: 16             # a command's detections waiting for its worker before new ones are dropped
-    listen_while_speaking: false  # live audio: commands heard while a say action speaks (and 1 s after) are ignored
+    listen_while_speaking: false  # live audio: commands heard while a say (or `audible: true`) action runs are ignored
     actions:
       stop: {run: ["playerctl", "stop"], timeout: 5}
+      on: {run: ["paplay", "chime.wav"], audible: true}    # heard by the microphone, as a say is
       yes: {say: "confirmed"}
       up: {http: {url: "http://127.0.0.1:8080/hook", json: {volume: "+10"}, timeout: 3}}
       go: {call: "pkg.module:func"}
@@ -31,6 +32,7 @@ command keys.
 from __future__ import annotations
 
 import collections
+import contextlib
 import http.client
 import importlib
 import inspect
@@ -57,7 +59,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 from voice_gru import COMMANDS
 from voice_gru.decision import Command
@@ -93,6 +95,7 @@ class Action:
     target: str = ""  # call: "module:function"
     timeout: float | None = None  # run / say / http, seconds
     func: Callable[[Command], Any] | None = field(default=None, compare=False, repr=False)
+    audible: bool = False  # it makes sound the microphone hears (say always; run / http / call when the file says so)
 
     def describe(self) -> str:
         """Short human name, e.g. ``run playerctl stop`` or ``say 'confirmed'``."""
@@ -305,8 +308,11 @@ def _parse_action(spec: Any, where: str) -> Action:
     if not isinstance(spec, Mapping):
         raise ConfigError(f"{where}: expected an action mapping like {{print: ...}}, got {spec!r}")
     kinds = [k for k in spec if k in ACTION_TYPES]
+    audible = spec.get("audible", False)
+    if not isinstance(audible, bool):
+        raise ConfigError(f"{where}.audible: expected true or false, got {audible!r}")
     for key in spec:
-        if key not in ACTION_TYPES and key != "timeout":
+        if key not in ACTION_TYPES and key not in ("timeout", "audible"):
             raise ConfigError(f"{where}.{key}: unknown action type '{key}' (types: {', '.join(ACTION_TYPES)})")
     if len(kinds) != 1:
         raise ConfigError(f"{where}: give exactly one action type per entry (got "
@@ -316,7 +322,7 @@ def _parse_action(spec: Any, where: str) -> Action:
     kw = f"{where}.{kind}"
 
     if kind == "run":
-        _check_keys(spec, ("run", "timeout"), where, kind)
+        _check_keys(spec, ("run", "timeout", "audible"), where, kind)
         if isinstance(value, str):
             raise ConfigError(f"{kw}: expected a non-empty list of strings (no shell), e.g. "
                               f"{jsonlib.dumps(value.split() or ['program'])}, got {value!r}")
@@ -326,19 +332,19 @@ def _parse_action(spec: Any, where: str) -> Action:
         for i, a in enumerate(value):
             _check_template(a, f"{kw}[{i}]")
         timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["run"]), f"{where}.timeout")
-        return Action(kind="run", argv=tuple(value), timeout=timeout)
+        return Action(kind="run", argv=tuple(value), timeout=timeout, audible=audible)
 
     if kind == "say":
         _check_keys(spec, ("say", "timeout"), where, kind)
         timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["say"]), f"{where}.timeout")
-        return Action(kind="say", text=_text(value, kw), timeout=timeout)
+        return Action(kind="say", text=_text(value, kw), timeout=timeout, audible=True)
 
     if kind in ("print", "log"):
         _check_keys(spec, (kind,), where, kind)
         return Action(kind=kind, text=_text(value, kw))
 
     if kind == "http":
-        _check_keys(spec, ("http", "timeout"), where, kind)
+        _check_keys(spec, ("http", "timeout", "audible"), where, kind)
         if isinstance(value, str):
             value = {"url": value}
         if not isinstance(value, Mapping):
@@ -356,12 +362,12 @@ def _parse_action(spec: Any, where: str) -> Action:
             _walk_templates(body, f"{kw}.json")
         t_where = f"{kw}.timeout" if "timeout" in value else f"{where}.timeout"
         timeout = _positive_number(value.get("timeout", spec.get("timeout", DEFAULT_TIMEOUTS["http"])), t_where)
-        return Action(kind="http", url=url, body=body, timeout=timeout)
+        return Action(kind="http", url=url, body=body, timeout=timeout, audible=audible)
 
     # call
-    _check_keys(spec, ("call",), where, kind)
+    _check_keys(spec, ("call", "audible"), where, kind)
     func = _import_callable(value, kw)
-    return Action(kind="call", target=value, func=func)
+    return Action(kind="call", target=value, func=func, audible=audible)
 
 
 def _check_url(url: Any, where: str) -> str:
@@ -738,8 +744,8 @@ class ActionRunner:
     ``submit`` never blocks; a full queue drops the command (counted in ``dropped``). Counters:
     ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
     lost to a full queue), ``ignored`` (commands held back by the wake word, or heard while it spoke). ``live``: the
-    commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` action
-    speaks, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored (unless the assistant file
+    commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` (or
+    ``audible``) action runs, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored (unless the assistant file
     says ``listen_while_speaking: true``); a recording streamed faster than real time has no such overlap. ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
     on the command's worker thread after each action; without it, failures are logged as warnings.
@@ -751,7 +757,7 @@ class ActionRunner:
                  queue_size: int | None = None, keep: int = 1000, live: bool = False):
         self.config = config
         self._deaf_while_speaking = live and not config.listen_while_speaking
-        self._speaking = 0  # say actions speaking now
+        self._speaking = 0  # audible actions running now
         self._spoke_until = -math.inf  # monotonic time until which the last speech may still be heard
         self.on_result = on_result
         self.gate = WakeGate.from_config(config.wake_word) if config.wake_word else None
@@ -775,7 +781,8 @@ class ActionRunner:
                                "'say' actions will fail")
 
     def speaking(self) -> bool:
-        """Whether a ``say`` action is speaking, or stopped less than ``SPEECH_ECHO_S`` ago."""
+        """Whether an audible action (``say``, or one marked ``audible: true``) is running, or stopped less than
+        ``SPEECH_ECHO_S`` ago."""
         with self._lock:
             return self._speaking > 0 or time.monotonic() < self._spoke_until
 
@@ -840,10 +847,26 @@ class ActionRunner:
                 lane.running = None
                 lane.queue.task_done()
 
+    @contextlib.contextmanager
+    def _sounding(self, audible: bool) -> Iterator[None]:
+        """While an audible action runs, and ``SPEECH_ECHO_S`` after, ``speaking()`` is true."""
+        if not audible:
+            yield
+            return
+        with self._lock:
+            self._speaking += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._speaking -= 1
+                self._spoke_until = max(self._spoke_until, time.monotonic() + SPEECH_ECHO_S)
+
     def _run_one(self, action: Action, cmd: Command) -> None:
         name = action.describe()
         try:
-            ok, detail = self._execute(action, cmd)
+            with self._sounding(action.audible):
+                ok, detail = self._execute(action, cmd)
         except BaseException as exc:  # noqa: BLE001 - a failing action (sys.exit() included) never stops the worker
             ok, detail = False, f"{type(exc).__name__}: {exc}"
             if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level
@@ -894,16 +917,9 @@ class ActionRunner:
     def _say(self, text: str, timeout: float) -> tuple[bool, str]:
         if self._speech is None:
             return False, f"no speech program (install espeak-ng): not said: {text!r}"
-        with self._lock:
-            self._speaking += 1
-        try:
-            if Path(self._speech).name.startswith("espeak"):
-                return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
-            return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
-        finally:
-            with self._lock:
-                self._speaking -= 1
-                self._spoke_until = max(self._spoke_until, time.monotonic() + SPEECH_ECHO_S)
+        if Path(self._speech).name.startswith("espeak"):
+            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
+        return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _not_from_an_action(self, what: str) -> None:
