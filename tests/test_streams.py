@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 import shutil
 from collections import Counter
 
@@ -527,6 +528,13 @@ def test_stream_spec_checks():
         StreamSpec(rt60_s=-0.5).check()
     with pytest.raises(ConfigError, match="unknown_mix"):
         StreamSpec(unknown_mix="uniform").check()
+    # NaN passed every range check by failing it, inf never ended, a lone number for a range failed deep inside
+    for field, value, says in (("seconds", math.inf, "a finite number"), ("crossfade_s", math.nan, "a finite number"),
+                               ("rt60_s", math.nan, "a finite number"), ("gap_s", 3, "two finite numbers"),
+                               ("seconds", "10", "a finite number")):
+        with pytest.raises(ConfigError, match=f"stream spec: {field} = .*: expected {says}"):
+            StreamSpec(**{field: value}).check()
+    StreamSpec(gap_s=[2, 3]).check()  # a list is a range too
 
 
 def test_plot_det_writes_png(tmp_path):

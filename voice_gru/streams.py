@@ -37,6 +37,7 @@ sweep (``sweep_thresholds``) reruns only the cheap detector.
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import functools
 import math
 from dataclasses import dataclass
@@ -91,6 +92,16 @@ class StreamSpec:
 
     def check(self) -> "StreamSpec":
         """Raise ConfigError naming the first bad field; return self."""
+        for f in dataclasses.fields(self):  # a NaN passes every comparison below by failing it; inf never ends
+            value = getattr(self, f.name)
+            parts = tuple(value) if isinstance(value, (tuple, list)) else (value,)
+            if f.name in ("command_free", "unknown_mix"):
+                continue
+            if len(parts) != (2 if isinstance(f.default, tuple) else 1) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in parts):
+                raise ConfigError(f"stream spec: {f.name} = {value!r}: expected "
+                                  + ("two finite numbers" if isinstance(f.default, tuple) else "a finite number"))
+
         def rng(name: str, lo_min: float | None = None) -> None:
             lo, hi = getattr(self, name)
             if not lo <= hi:
