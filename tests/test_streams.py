@@ -176,6 +176,9 @@ def test_score_unsorted_events_and_command_free_stream():
     assert s["false_accepts"] == 2 and s["false_accepts_per_hour"] == pytest.approx(1.0)
     assert s["latency"]["median"] is None
     assert [e["t"] for e in s["events"]] == [3.5, 50.0]
+    for duration in (0, -1, math.nan):  # the rate per hour came back None or NaN
+        with pytest.raises(ConfigError, match="duration = .*: must be a positive number of seconds"):
+            score_events([], truth, duration=duration)
 
 
 def test_combine_scores_adds_counts_and_recomputes_rates():

@@ -414,6 +414,8 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     """
     if duration is None:
         duration = float(truth["duration"])
+    if isinstance(duration, bool) or not isinstance(duration, (int, float)) or not 0 < duration < math.inf:
+        raise ConfigError(f"duration = {duration!r}: must be a positive number of seconds (the rate per hour is over it)")
     if not (isinstance(after, (int, float)) and math.isfinite(after) and after >= 0):
         raise ConfigError(f"after = {after!r}: must be a finite number of seconds >= 0")
     order = sorted(range(len(truth["events"])), key=lambda k: float(truth["events"][k]["start"]))
