@@ -184,8 +184,8 @@ def test_classify_refuses_what_it_would_misread(ckpt):
             classify(ckpt, [bad])
     with pytest.raises(ConfigError, match="batch_size 0: must be at least 1"):
         classify(ckpt, [clip], batch_size=0)
-    assert [it.name for it in collect_inputs(str(TEST_DATA / "yes"))] == [str(p) for p in sorted((TEST_DATA / "yes").iterdir())
-                                                                          if p.suffix == ".wav"]  # a path, not its letters
+    clips = [str(p) for p in sorted((TEST_DATA / "yes").iterdir()) if p.suffix == ".wav"]
+    assert [it.name for it in collect_inputs(str(TEST_DATA / "yes"))] == clips  # a path, not its letters
 
 def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path, tmp_path, capsys):
     """Upper-case label folders are their labels; what is not read (not audio, a subfolder of a label folder, a

@@ -279,7 +279,8 @@ def test_streaming_accepts_float64_and_2d():
         with pytest.raises(AudioFormatError, match="mono float"):
             fe.push(bad)
     # one NaN poisoned the network for seconds; int16 values cast to float are far beyond ±1
-    for bad, what in ((np.array([0.1, np.nan]), "samples that are not finite"), (np.full(400, 12000.0), "a sample of 12000")):
+    for bad, what in ((np.array([0.1, np.nan]), "samples that are not finite"),
+                      (np.full(400, 12000.0), "a sample of 12000")):
         with pytest.raises(AudioFormatError, match=f"audio chunk with {what}"):
             fe.push(bad)
 

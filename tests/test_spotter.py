@@ -214,7 +214,8 @@ def test_one_spotter_refuses_a_second_thread(spotter16):
     worker.join(10)
     spotter.recognizer.push = first
     spotter.reset()
-    assert [c.label for c in _run(spotter, audio, 1600)] == [c.label for c in _run(CommandSpotter(spotter16.ckpt), audio, 1600)]
+    fresh = CommandSpotter(spotter16.ckpt)
+    assert [c.label for c in _run(spotter, audio, 1600)] == [c.label for c in _run(fresh, audio, 1600)]
 
 @needs_model
 def test_a_threshold_above_every_posterior_never_fires(spotter16):

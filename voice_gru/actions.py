@@ -745,8 +745,9 @@ class ActionRunner:
     ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
     lost to a full queue), ``ignored`` (commands held back by the wake word, or heard while it spoke). ``live``: the
     commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` (or
-    ``audible``) action runs, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored (unless the assistant file
-    says ``listen_while_speaking: true``); a recording streamed faster than real time has no such overlap. ``results`` keeps
+    ``audible``) action runs, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored
+    (unless the assistant file says ``listen_while_speaking: true``); a recording streamed faster than real time
+    has no such overlap. ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
     on the command's worker thread after each action; without it, failures are logged as warnings.
     """

@@ -66,7 +66,8 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = ()) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, no other
-    output and not the shipped model — a failure found after an hour of streams would throw the hour away. The outputs named in ``png`` are images and must be named ``.png``."""
+    output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
+    outputs named in ``png`` are images and must be named ``.png``."""
     from voice_gru.checkpoint_data import default_model_path
 
     ins = {os.path.realpath(p) for p in inputs if p and str(p) != "-"}
