@@ -590,7 +590,8 @@ def for_commands(point: Mapping, commands: Sequence[str], hours: float | None = 
     return out
 
 
-def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None = None) -> dict:
+def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None = None,
+                    name: str = "--false-accepts-per-hour") -> dict:
     """The calibrated operating point with the highest recall whose target is at most
     ``max_fa_per_hour`` false accepts per hour: ``{"target_fa_per_hour", "fa_per_hour", "recall",
     "thresholds"}``, from the trade-off ``calibrate`` stores in the checkpoint.
@@ -598,7 +599,7 @@ def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None
     ``commands`` (only these can fire): the point with the highest recall for them whose false accepts per hour
     *from them* are at most ``max_fa_per_hour`` even at the upper bound of their estimate (``for_commands``: a few
     commands' rate rests on a few events; fewer commands, fewer false triggers, so a more sensitive point may fit);
-    its figures are theirs (``"commands"`` says so).
+    its figures are theirs (``"commands"`` says so). ``name``: what the rate is called where it was given, for errors.
     """
     if commands is not None:  # none or an unknown name would otherwise pick the most sensitive point
         from voice_gru.decision import BACKGROUND
@@ -608,7 +609,7 @@ def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None
     cal = (ckpt.meta or {}).get("calibration", {})
     points = cal.get("operating_points")
     if not points:
-        raise ConfigError("--false-accepts-per-hour: this model carries no calibrated trade-off; "
+        raise ConfigError(f"{name}: this model carries no calibrated trade-off; "
                           "run `voice-gru calibrate` on it first (or give --threshold)")
     if commands is not None:
         subset = [for_commands(p, commands, cal.get("command_free_hours")) for p in points]
@@ -619,13 +620,13 @@ def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None
             if not fits:
                 lowest = min(p[key] for p in subset)
                 what = "upper bound of the expected rate" if key == "fa_bound_per_hour" else "expected rate"
-                raise ConfigError(f"--false-accepts-per-hour {max_fa_per_hour:g}: for {', '.join(commands)} the lowest "
+                raise ConfigError(f"{name} {max_fa_per_hour:g}: for {', '.join(commands)} the lowest "
                                   f"{what} of the calibrated points is {lowest:g} per hour")
             return max(fits, key=lambda p: (p["recall"], -p[key]))
     fits = [p for p in points if p["target_fa_per_hour"] <= max_fa_per_hour]
     if not fits:
         lowest = min(p["target_fa_per_hour"] for p in points)
-        raise ConfigError(f"--false-accepts-per-hour {max_fa_per_hour:g}: the lowest calibrated rate is {lowest:g} per hour")
+        raise ConfigError(f"{name} {max_fa_per_hour:g}: the lowest calibrated rate is {lowest:g} per hour")
     return max(fits, key=lambda p: (p["recall"], -p["target_fa_per_hour"]))
 
 

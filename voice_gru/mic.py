@@ -17,7 +17,10 @@ resampler that keeps its state across chunks.
 
 from __future__ import annotations
 
+import os
 import queue
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -130,10 +133,6 @@ def probe_device(spec: str | int | InputDevice | None = None) -> bool:
     """Whether a new process, its PortAudio scanning the devices afresh, finds ``spec``; raises AudioDeviceError
     with that process's reason when it does not. Nothing in this process is touched. False when no answer came
     (no process could be started, it failed otherwise or took over 15 s): then nobody knows."""
-    import os
-    import subprocess
-    import sys
-
     if getattr(sys, "frozen", False):  # a bundled app's executable is the app itself, not a Python to run -c
         return False
     arg = "" if spec is None else str(spec.index if isinstance(spec, InputDevice) else spec)

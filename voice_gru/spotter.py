@@ -167,11 +167,8 @@ class CommandSpotter:
         self.labels = list(self.ckpt.labels)
         chosen = command_subset(commands, self.labels)  # only these fire, and a point is chosen for them
         self.commands = chosen or tuple(c for c in self.labels if c not in BACKGROUND)
-        try:
-            self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen)
-                                    if false_accepts_per_hour is not None else None)
-        except ConfigError as exc:  # worded for the command line: name the argument given here
-            raise ConfigError(str(exc).replace("--false-accepts-per-hour", "false_accepts_per_hour")) from None
+        self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen, name="false_accepts_per_hour")
+                                if false_accepts_per_hour is not None else None)
         override = _checked_override(threshold, self.labels)
         if self.operating_point and chosen is None and self.operating_point["target_fa_per_hour"] != false_accepts_per_hour:
             logger.info("false_accepts_per_hour=%g: the model's calibrated point for %g per hour (the most recall "
