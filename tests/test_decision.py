@@ -409,3 +409,28 @@ def test_a_detector_refuses_settings_it_would_misread(kwargs, says):
     with pytest.raises(ConfigError, match=says):
         Detector(LABELS, **{"cfg": DecisionConfig(), **kwargs})
     Detector(LABELS, DecisionConfig(), {"stop": 1.01, "yes": np.float32(0.9)})  # off, and a NumPy number: fine
+
+
+@pytest.mark.parametrize("args, message", [
+    ((np.zeros(4), 1, [2], 0.7, 3), "unknown_veto: posteriors must be (frames, classes), got shape (4,)"),
+    ((np.zeros((5, 4)), 4, [2], 0.7, 3), "unknown_veto: unknown [4] must be class indices below 4"),
+    ((np.zeros((5, 4)), 1, [-1], 0.7, 3), "unknown_veto: commands [-1] must be class indices below 4"),
+    ((np.zeros((5, 4)), 1, ["stop"], 0.7, 3), "unknown_veto: commands ['stop'] must be class indices below 4"),
+    ((np.zeros((5, 4)), 1, [1, 2], 0.7, 3), "unknown_veto: class 1 is both the unknown class and a command"),
+    ((np.zeros((5, 4)), 1, [2], float("nan"), 3), "unknown_veto: level must be a posterior (a number), got nan"),
+    ((np.zeros((5, 4)), 1, [2], 0.7, 0), "unknown_veto: n must be a whole number of frames, at least 1, got 0"),
+])
+def test_unknown_veto_names_a_bad_argument(args, message):
+    with pytest.raises(ValueError) as info:
+        unknown_veto(*args)
+    assert str(info.value) == message
+
+
+@pytest.mark.parametrize("bad", [np.inf, np.nan])
+def test_detector_refuses_non_finite_posteriors(bad):
+    labels = ["_silence_", "_unknown_", "stop"]
+    det = Detector(labels, DecisionConfig(min_duration_ms=10), {"stop": 0.5})
+    p = np.array([[bad, 0.0, 0.0]])  # inf fired _silence_ with score inf; NaN fired nothing, silently
+    with pytest.raises(ValueError, match="Detector.update: posteriors hold NaN or infinite values"):
+        det.update(p)
+    assert det.update(np.array([[0.0, 0.0, 1.0]] * 5)) == [Command("stop", 1.0, det.time_of(0))]  # still usable

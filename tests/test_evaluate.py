@@ -25,7 +25,7 @@ from voice_gru.config import DataConfig, load_config
 from voice_gru.data import background_files, scan_dataset, split_examples
 from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.evaluate import (
-    EvalItem, clips_below, collect_inputs, evaluate_items, format_report, with_peak, with_reverb, with_speed,
+    EvalItem, clips_below, collect_inputs, evaluate_items, format_report, with_noise, with_peak, with_reverb, with_speed,
 )
 from voice_gru.metrics import confusion_matrix, format_confusion, per_class_prf, top_confusions
 from voice_gru.model import load_checkpoint
@@ -578,7 +578,7 @@ def test_shipped_model_on_the_shared_validation_split(shared_data):
 def test_shipped_model_hears_words_in_noise(shared_data):
     """Validation words with the dataset's background noise at 10 dB SNR (seed 0): the shipped model
     scores 87.5% (docs/RESULTS.md, Words in noise); the model before noise-by-SNR training scored 45%. Floor 80%."""
-    from voice_gru.evaluate import classify, noise_recordings, with_noise
+    from voice_gru.evaluate import classify, noise_recordings
     from voice_gru.model import default_model_path
 
     if not default_model_path().is_file():
@@ -591,7 +591,7 @@ def test_shipped_model_hears_words_in_noise(shared_data):
 
 
 def test_with_noise_mixes_words_at_the_snr_and_leaves_silence(tiny_root, ckpt):
-    from voice_gru.evaluate import noise_recordings, with_noise
+    from voice_gru.evaluate import noise_recordings
     from voice_gru.mixing import active_power
 
     items = collect_inputs([tiny_root], "validation", ckpt.labels)
@@ -692,6 +692,25 @@ def test_with_peak_sets_each_words_loudest_sample_and_clips_above_full_scale():
     assert np.mean(np.abs(loud) >= 1.0) == pytest.approx(1 - 2 / np.pi * np.arcsin(1 / 10 ** (6 / 20)), abs=0.01)
     np.testing.assert_array_equal(over[1].load(), tone)  # _silence_ untouched
     np.testing.assert_array_equal(over[2].load(), np.zeros(100, np.float32))  # nothing to scale
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda items: with_speed(items, float("nan"), 16000), "with_speed: factor must be a finite number, got nan"),
+    (lambda items: with_speed(items, 1.1, 0), "with_speed: the factor (1.1) and sample_rate (0) must be positive"),
+    (lambda items: with_peak(items, float("nan")), "with_peak: peak_dbfs must be a finite number, got nan"),
+    (lambda items: with_reverb(items, float("inf"), 10.0, 16000), "with_reverb: rt60_s must be a finite number, got inf"),
+    (lambda items: with_reverb(items, 0.5, float("nan"), 16000), "with_reverb: drr_db must be a finite number, got nan"),
+    (lambda items: with_reverb(items, -0.5, 10.0, 16000),
+     "with_reverb: rt60_s (-0.5) and sample_rate (16000) must be positive"),
+    (lambda items: with_noise(items, [np.ones(16000, np.float32)], float("nan")),
+     "with_noise: snr_db must be a finite number, got nan"),
+])
+def test_perturbations_refuse_settings_that_are_no_finite_number(call, message):
+    """NaN passed every range check by failing it, and came back as clips of NaN (or, for the peak, unchanged)."""
+    items = [EvalItem("tone", "yes", lambda: np.full(16000, 0.1, np.float32))]
+    with pytest.raises(ConfigError) as info:
+        call(items)
+    assert str(info.value) == message
 
 
 def test_cli_speed_option(tiny_root, model_path, tmp_path, capsys):

@@ -20,6 +20,8 @@ from voice_gru.features import (
     num_frames,
 )
 
+from voice_gru.stream_features import dct_matrix, hann_window  # noqa: E402
+
 CFG = FeatureConfig()
 PAD = (CFG.n_fft - CFG.win_length) // 2  # 16: where torch.stft/librosa put a 480 window in 512
 
@@ -326,3 +328,27 @@ def test_normalizer_on_real_features(speech_signal):
     out = norm(feats)
     assert out.mean(0).abs().max() < 1e-4
     assert (out.std(0) - 1).abs().max() < 1e-3
+
+
+@pytest.mark.parametrize("audio", [np.zeros(16000, np.int16), torch.zeros(16000, dtype=torch.int16), [0] * 400])
+def test_integer_samples_are_refused_not_read_as_32768_times_louder(audio):
+    for fn in (mfcc, mel_power):
+        with pytest.raises(ValueError, match="int.*the front end takes float samples in \\[-1, 1\\]"):
+            fn(audio)
+
+
+def test_leading_axes_are_a_batch_of_clips():
+    clips = np.random.default_rng(0).standard_normal((2, 8000)).astype(np.float32) * 0.1
+    torch.testing.assert_close(mfcc(clips)[1], mfcc(clips[1]))  # (2, N) is two clips, as the docstring says
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: hann_window(0), "hann_window: length must be a positive whole number, got 0"),
+    (lambda: hann_window(400.0), "hann_window: length must be a positive whole number, got 400.0"),
+    (lambda: dct_matrix(0, 0), "dct_matrix: n_mfcc must be a positive whole number, got 0"),
+    (lambda: dct_matrix(13, -1), "dct_matrix: n_mels must be a positive whole number, got -1"),
+])
+def test_window_and_dct_sizes_are_checked(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message

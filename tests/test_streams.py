@@ -215,6 +215,26 @@ def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
     assert s0 == pytest.approx(0.4, abs=0.011) and s1 == pytest.approx(0.7, abs=0.011)
 
 
+@pytest.mark.parametrize("call, message", [
+    (lambda: speech_bounds(np.zeros((SR, 2), np.float32)), "speech_bounds: audio must be one channel of float samples, "
+                                                            "got float32 of shape (16000, 2)"),
+    (lambda: speech_bounds(np.zeros(SR, np.int16)), "speech_bounds: audio must be one channel of float samples, "
+                                                    "got int16 of shape (16000,)"),
+    (lambda: speech_bounds(np.full(SR, np.nan, np.float32)), "speech_bounds: audio holds NaN or infinite samples"),
+    (lambda: speech_bounds(np.zeros(SR, np.float32), sample_rate=0),
+     "speech_bounds: sample_rate must be a whole number of Hz (at least 100), got 0"),
+    (lambda: speech_bounds(np.zeros(SR, np.float32), speech_db=float("nan")),
+     "speech_bounds: speech_db and floor_margin_db must be finite, got nan and 10.0"),
+    (lambda: smoothed_scores(np.zeros(12), 5), "smoothed_scores: posteriors must be (frames, classes), got shape (12,)"),
+    (lambda: smoothed_scores(np.zeros((3, 12)), 0),
+     "smoothed_scores: n_smooth must be a whole number of frames, at least 1, got 0"),
+])
+def test_stream_helpers_name_a_bad_argument(call, message):
+    with pytest.raises(ValueError) as info:
+        call()
+    assert str(info.value) == message
+
+
 # ------------------------------------------------------------------------------ detector replay
 
 

@@ -240,6 +240,7 @@ def test_init_member_without_init_is_refused(tiny_root, tiny_cfg, tmp_path, caps
     ({"device": "foo"}, "--device foo: not a training device (cpu, cuda or cuda:N)"),
     ({"device": "999"}, "--device 999: not a training device"),  # a microphone index, as `listen --device` takes
     ({"device": "meta"}, "--device meta: not a training device"),
+    ({"device": "cpu:5"}, "--device cpu:5: the CPU is one device (cpu); --threads sets how many cores it uses"),
 ])
 def test_bad_threads_or_device_is_one_line_before_anything_is_written(tiny_root, tiny_cfg, tmp_path, kwargs, message):
     with pytest.raises(ConfigError) as info:
@@ -253,6 +254,14 @@ def test_cli_bad_device_is_one_line(tiny_root, tmp_path, capsys):
                "--threads", "1", "--device", "foo"])
     err = capsys.readouterr().err
     assert rc == 2 and err == "voice-gru: error: --device foo: not a training device (cpu, cuda or cuda:N)\n"
+
+
+def test_run_folder_inside_the_dataset_is_refused_before_anything_is_written(tiny_root, tiny_cfg):
+    for out in (tiny_root / "runs" / "a", tiny_root):  # its files would sit among the word folders
+        with pytest.raises(ConfigError) as info:
+            train(tiny_cfg, tiny_root, out, quiet=True, threads=1)
+        assert str(info.value) == f"--out {out}: is inside the dataset folder {tiny_root}; write the run elsewhere"
+    assert not (tiny_root / "runs").exists() and not (tiny_root / "summary.json").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")

@@ -40,6 +40,25 @@ def unknown_veto(posteriors: np.ndarray, unknown: int, commands: Sequence[int], 
     where ``unknown``'s posterior reached ``level`` within the last ``n`` frames, that frame included
     (``before``: ``unknown``'s posteriors on the frames before the first, oldest first; only the last ``n - 1`` count)."""
     p = np.asarray(posteriors, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"unknown_veto: posteriors must be (frames, classes), got shape {p.shape}")
+    n_classes = p.shape[1]
+    cols = np.asarray(commands)
+    for what, idx in (("unknown", np.asarray([unknown])), ("commands", cols)):
+        if idx.ndim != 1 or (idx.size and idx.dtype.kind not in "iu") or ((idx < 0) | (idx >= n_classes)).any():
+            raise ValueError(f"unknown_veto: {what} {idx.tolist()} must be class indices below {n_classes}")
+    cols = cols.astype(np.int64)
+    if unknown in cols:
+        raise ValueError(f"unknown_veto: class {unknown} is both the unknown class and a command")
+    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
+        raise ValueError(f"unknown_veto: n must be a whole number of frames, at least 1, got {n!r}")
+    if isinstance(level, bool) or not isinstance(level, numbers.Real) or math.isnan(level):
+        raise ValueError(f"unknown_veto: level must be a posterior (a number), got {level!r}")
+    return _veto(p, unknown, cols, level, n, before)
+
+
+def _veto(p: np.ndarray, unknown: int, cols: np.ndarray, level: float, n: int, before: np.ndarray | None) -> np.ndarray:
+    """``unknown_veto`` on checked arguments (the Detector checks its own once, not every chunk)."""
     prev = np.zeros(0)
     if before is not None and n > 1:
         prev = np.asarray(before, dtype=np.float64)[-(n - 1):]
@@ -52,7 +71,6 @@ def unknown_veto(posteriors: np.ndarray, unknown: int, commands: Sequence[int], 
         return p
     out = p.copy()
     rows = np.flatnonzero(veto)
-    cols = np.asarray(commands, dtype=np.int64)
     out[rows, unknown] += out[np.ix_(rows, cols)].sum(1)
     out[np.ix_(rows, cols)] = 0.0
     return out
@@ -135,7 +153,7 @@ class Detector:
         self.n_cool = int(round(cfg.cooldown_ms / 1000 / frame_seconds))
         self.n_veto = veto_frames(cfg, frame_seconds) if "_unknown_" in self.labels else 0
         self._unknown = self.labels.index("_unknown_") if self.n_veto else -1
-        self._commands = [i for i, lab in enumerate(self.labels) if lab not in BACKGROUND]
+        self._commands = np.array([i for i, lab in enumerate(self.labels) if lab not in BACKGROUND], dtype=np.int64)
         # background classes never fire, whatever a caller's thresholds mapping holds
         self._thr = np.array([np.inf if lab in BACKGROUND else float(self.thresholds.get(lab, np.inf))
                               for lab in self.labels])
@@ -174,9 +192,11 @@ class Detector:
             raise ValueError(f"posteriors of shape {p.shape}: expected (frames, {len(self.labels)}) for labels {self.labels}")
         if p.shape[0] == 0:
             return []
+        if not np.isfinite(p).all():  # an inf would fire a background class with score inf, a NaN nothing
+            raise ValueError("Detector.update: posteriors hold NaN or infinite values")
         if self.n_veto:
             raw = p[:, self._unknown]
-            p = unknown_veto(p, self._unknown, self._commands, self.cfg.unknown_veto, self.n_veto, self._unknown_hist)
+            p = _veto(p, self._unknown, self._commands, self.cfg.unknown_veto, self.n_veto, self._unknown_hist)
             if self.n_veto > 1:
                 self._unknown_hist = np.concatenate((self._unknown_hist, raw))[-(self.n_veto - 1):]
         if self._jit is None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
+import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -284,10 +286,18 @@ def _perturbed(items: Sequence[EvalItem], perturb: Callable[[np.ndarray, np.rand
     return [changed(it, i) for i, it in enumerate(items)]
 
 
+def _finite(where: str, **values: float) -> None:
+    """Refuse a perturbation setting that is no finite number (NaN passed every range check by failing it)."""
+    for name, v in values.items():
+        if isinstance(v, bool) or not isinstance(v, numbers.Real) or not math.isfinite(v):
+            raise ConfigError(f"{where}: {name} must be a finite number, got {v!r}")
+
+
 def with_noise(items: Sequence[EvalItem], noises: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> list[EvalItem]:
     """The same items with noise mixed into every clip not labelled ``_silence_`` at ``snr_db``."""
     from voice_gru.mixing import mix_random
 
+    _finite("with_noise", snr_db=snr_db)
     return _perturbed(items, lambda a, rng: mix_random(a, noises, snr_db, rng), seed)
 
 
@@ -295,14 +305,18 @@ def with_reverb(items: Sequence[EvalItem], rt60_s: float, drr_db: float, sample_
     """The same items played in a simulated room (``mixing.room_impulse_response``), ``_silence_`` excepted."""
     from voice_gru.mixing import reverberate, room_impulse_response
 
+    _finite("with_reverb", rt60_s=rt60_s, drr_db=drr_db, sample_rate=sample_rate)
+    if rt60_s <= 0 or sample_rate <= 0:
+        raise ConfigError(f"with_reverb: rt60_s ({rt60_s:g}) and sample_rate ({sample_rate:g}) must be positive")
     return _perturbed(items, lambda a, rng: reverberate(a, room_impulse_response(rt60_s, drr_db, sample_rate, rng)), seed)
 
 
 def with_speed(items: Sequence[EvalItem], factor: float, sample_rate: int) -> list[EvalItem]:
     """The same items spoken ``factor`` times faster (tempo and pitch together, as training's speed
     perturbation: resampled from ``factor × sample_rate``), ``_silence_`` excepted."""
-    if factor <= 0:
-        raise ConfigError(f"a speed factor must be positive, got {factor:g}")
+    _finite("with_speed", factor=factor, sample_rate=sample_rate)
+    if factor <= 0 or sample_rate <= 0:
+        raise ConfigError(f"with_speed: the factor ({factor:g}) and sample_rate ({sample_rate:g}) must be positive")
     if factor == 1.0:
         return list(items)
     return _perturbed(items, lambda a, rng: resample(a, int(round(sample_rate * factor)), sample_rate), 0)
@@ -311,6 +325,7 @@ def with_speed(items: Sequence[EvalItem], factor: float, sample_rate: int) -> li
 def with_peak(items: Sequence[EvalItem], peak_dbfs: float) -> list[EvalItem]:
     """The same items with every clip not labelled ``_silence_`` scaled so that its loudest sample is at
     ``peak_dbfs`` (above 0: driven over full scale and clipped at ±1, as an input gain set too high does)."""
+    _finite("with_peak", peak_dbfs=peak_dbfs)
     gain = 10.0 ** (peak_dbfs / 20.0)
 
     def level(a: np.ndarray, rng: np.random.Generator) -> np.ndarray:

@@ -77,18 +77,24 @@ def front_end(cfg: FeatureConfig) -> FrontEnd:
 
 
 def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """Float samples as a tensor; integer PCM is refused (int16 read as floats is 32768 times too loud)."""
+    dtype = audio.dtype if isinstance(audio, (np.ndarray, torch.Tensor)) else np.asarray(audio).dtype
+    if not (dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)):
+        raise ValueError(f"audio of {dtype}: the front end takes float samples in [-1, 1] "
+                         "(voice_gru.audio.load_audio reads files so)")
     return audio if isinstance(audio, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
 
 
 @torch.no_grad()
 def mel_power(audio: np.ndarray | torch.Tensor, cfg: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """Mel power spectrogram ``(frames, n_mels)`` of 16 kHz mono audio."""
+    """Mel power spectrogram ``(..., frames, n_mels)`` of 16 kHz mono clips ``(..., samples)`` (leading axes: a batch)."""
     return front_end(cfg).mel(_as_tensor(audio))
 
 
 @torch.no_grad()
 def mfcc(audio: np.ndarray | torch.Tensor, cfg: FeatureConfig = FeatureConfig()) -> torch.Tensor:
-    """MFCC frames ``(frames, n_mfcc)`` of 16 kHz mono audio (the offline path)."""
+    """MFCC frames ``(..., frames, n_mfcc)`` of 16 kHz mono clips ``(..., samples)`` (the offline path; leading axes:
+    a batch of clips, never channels of one)."""
     return front_end(cfg)(_as_tensor(audio))
 
 

@@ -227,6 +227,15 @@ def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int =
     segment cut to the word (a label file's span) ``floor_margin_db=None`` keeps the first rule alone.
     Frames of exact zeros (a clip padded with digital silence) are not the floor.
     """
+    audio = np.asarray(audio)
+    if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
+        raise ValueError(f"speech_bounds: audio must be one channel of float samples, got {audio.dtype} of shape {audio.shape}")
+    if not np.isfinite(audio).all():
+        raise ValueError("speech_bounds: audio holds NaN or infinite samples")
+    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate >= 100):
+        raise ValueError(f"speech_bounds: sample_rate must be a whole number of Hz (at least 100), got {sample_rate!r}")
+    if not math.isfinite(speech_db) or (floor_margin_db is not None and not math.isfinite(floor_margin_db)):
+        raise ValueError(f"speech_bounds: speech_db and floor_margin_db must be finite, got {speech_db!r} and {floor_margin_db!r}")
     hop = int(round(FRAME_S * sample_rate))
     n = max(1, int(np.ceil(audio.size / hop)))
     padded = np.zeros(n * hop, dtype=np.float64)
@@ -787,6 +796,10 @@ def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> No
 def smoothed_scores(posteriors: np.ndarray, n_smooth: int) -> np.ndarray:
     """The Detector's moving average of the posteriors over the last ``n_smooth`` frames (float64)."""
     p = np.asarray(posteriors, dtype=np.float64)
+    if p.ndim != 2:
+        raise ValueError(f"smoothed_scores: posteriors must be (frames, classes), got shape {p.shape}")
+    if not (isinstance(n_smooth, (int, np.integer)) and not isinstance(n_smooth, bool) and n_smooth >= 1):
+        raise ValueError(f"smoothed_scores: n_smooth must be a whole number of frames, at least 1, got {n_smooth!r}")
     if p.shape[0] == 0:
         return np.zeros((0,) + p.shape[1:])
     c = np.concatenate([np.zeros((1, p.shape[1])), np.cumsum(p, axis=0)])

@@ -189,6 +189,8 @@ def _check_device(device: str) -> None:
         dev = None
     if dev is None or dev.type not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device}: not a training device (cpu, cuda or cuda:N)")
+    if dev.type == "cpu" and dev.index not in (None, 0):  # torch ignores a CPU's index: cpu:5 would mean cpu
+        raise ConfigError(f"--device {device}: the CPU is one device (cpu); --threads sets how many cores it uses")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise VoiceGruError(f"--device {device}: no CUDA GPU is available on this machine")
@@ -253,6 +255,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
         raise missing_dataset(data_dir)
+    if Path(data_dir).resolve() in (out.resolve(), *out.resolve().parents):  # its files would sit among the word folders
+        raise ConfigError(f"--out {out}: is inside the dataset folder {data_dir}; write the run elsewhere")
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
