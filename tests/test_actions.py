@@ -250,10 +250,10 @@ def test_say_uses_espeak_on_path(tmp_path, monkeypatch):
 
 def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
     """`on: {say: "light on"}` heard back through the microphone would say it again, for ever: while it speaks, and
-    for SPEECH_ECHO_S after, commands (the wake word too) are ignored, on live audio only."""
-    monkeypatch.setattr("voice_gru.actions.SPEECH_ECHO_S", 0.3)
+    for echo_seconds after, commands (the wake word too) are ignored, on live audio only."""
     spoken = _fake_speaker(tmp_path, monkeypatch, 1.0)
     text = """
+        echo_seconds: 0.3
         wake_word: {word: go, seconds: 30, fire: true}
         actions:
           go: {say: "going"}
@@ -287,13 +287,17 @@ def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
         assert told.wait_idle(10)
     with pytest.raises(ConfigError, match="listen_while_speaking: expected true or false, got 'sometimes'"):
         load_assistant(write_cfg(tmp_path, "listen_while_speaking: sometimes\nactions: {stop: print}\n"))
+    assert load_assistant(write_cfg(tmp_path, "actions: {stop: print}\n")).echo_seconds == 1.0  # the default
+    for bad in ("-1", "11", ".nan", "yes", "[1]"):
+        with pytest.raises(ConfigError) as info:
+            load_assistant(write_cfg(tmp_path, f"echo_seconds: {bad}\nactions: {{stop: print}}\n"))
+        assert "echo_seconds: expected a number of seconds from 0 to 10, got " in str(info.value)
 
 
-def test_an_action_marked_audible_is_heard_like_speech(tmp_path, monkeypatch):
+def test_an_action_marked_audible_is_heard_like_speech(tmp_path):
     """A program that plays a sound (`run: [paplay, ding.wav]`) is heard by the microphone too: marked
-    `audible: true`, commands while it runs, and SPEECH_ECHO_S after, are ignored as during a say."""
-    monkeypatch.setattr("voice_gru.actions.SPEECH_ECHO_S", 0.2)
-    text = f"actions:\n  go: {{run: [{sys.executable!r}, -c, 'import time; time.sleep(0.8)'], audible: true}}\n" \
+    `audible: true`, commands while it runs, and echo_seconds after, are ignored as during a say."""
+    text = "echo_seconds: 0.2\n" f"actions:\n  go: {{run: [{sys.executable!r}, -c, 'import time; time.sleep(0.8)'], audible: true}}\n" \
            "  stop: {run: [echo]}\n"
     with runner_for(tmp_path, text, live=True) as runner:
         assert runner.submit(Command("go", 0.9, 1.0))

@@ -10,6 +10,7 @@ YAML (``configs/assistant.yaml``)::
     wake_word: null            # or "go", or {word: go, seconds: 5, fire: false, false_accepts_per_hour: 20}
     queue_size: 16             # a command's detections waiting for its worker before new ones are dropped
     listen_while_speaking: false  # live audio: commands heard while a say (or `audible: true`) action runs are ignored
+    echo_seconds: 1.0          # ... and for this long after it stops (its sound still in the room and the buffers)
     actions:
       stop: {run: ["playerctl", "stop"], timeout: 5}
       on: {run: ["paplay", "chime.wav"], audible: true}    # heard by the microphone, as a say is
@@ -68,12 +69,14 @@ from voice_gru.errors import ConfigError
 logger = logging.getLogger("voice_gru.actions")
 
 ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
-TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking")
+TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking", "echo_seconds")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 DEFAULT_QUEUE_SIZE = 16
 # after a say action ends, its last words are still on their way through the room, the sound server's buffers and
 # the recognizer (~0.2 s from a word's end to its detection): a command until then is the assistant's own voice
+# (the assistant file's ``echo_seconds``; a Bluetooth speaker's delay or a long room may want more)
 SPEECH_ECHO_S = 1.0
+MAX_ECHO_S = 10.0
 SPEECH_PROGRAMS = ("espeak-ng", "espeak", "spd-say")
 
 OnResult = Callable[[Command, str, bool, str], Any]
@@ -131,6 +134,7 @@ class AssistantConfig:
     wake_word: WakeWord | None = None
     queue_size: int = DEFAULT_QUEUE_SIZE
     listen_while_speaking: bool = False  # live audio: obey commands heard while a say action speaks
+    echo_seconds: float = SPEECH_ECHO_S  # how long after an audible action its sound may still be heard
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -223,6 +227,9 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
     while_speaking = raw.get("listen_while_speaking", False)
     if not isinstance(while_speaking, bool):
         raise ConfigError(f"listen_while_speaking: expected true or false, got {while_speaking!r}")
+    echo = raw.get("echo_seconds", SPEECH_ECHO_S)
+    if isinstance(echo, bool) or not isinstance(echo, (int, float)) or not 0 <= echo <= MAX_ECHO_S:
+        raise ConfigError(f"echo_seconds: expected a number of seconds from 0 to {MAX_ECHO_S:g}, got {echo!r}")
     wake = _parse_wake(raw.get("wake_word"))
     acts = raw.get("actions")
     if not acts:  # an assistant that does nothing is a mistake, not a choice (listen without --assistant prints)
@@ -244,7 +251,7 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
         raise ConfigError(f"actions.{wake.word}: '{wake.word}' is the wake word and wake_word.fire is false, so these "
                           "actions would never run: set fire: true or remove them")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
-                           queue_size=queue_size, listen_while_speaking=while_speaking)
+                           queue_size=queue_size, listen_while_speaking=while_speaking, echo_seconds=float(echo))
 
 
 def _parse_wake(spec: Any) -> WakeWord | None:
@@ -745,7 +752,7 @@ class ActionRunner:
     ``fired`` (actions that succeeded), ``failed`` (actions that failed), ``dropped`` (commands
     lost to a full queue), ``ignored`` (commands held back by the wake word, or heard while it spoke). ``live``: the
     commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` (or
-    ``audible``) action runs, or within ``SPEECH_ECHO_S`` after, is the assistant's own voice and is ignored
+    ``audible``) action runs, or within the file's ``echo_seconds`` after, is the assistant's own voice and is ignored
     (unless the assistant file says ``listen_while_speaking: true``); a recording streamed faster than real time
     has no such overlap. ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
@@ -783,7 +790,7 @@ class ActionRunner:
 
     def speaking(self) -> bool:
         """Whether an audible action (``say``, or one marked ``audible: true``) is running, or stopped less than
-        ``SPEECH_ECHO_S`` ago."""
+        ``echo_seconds`` ago."""
         with self._lock:
             return self._speaking > 0 or time.monotonic() < self._spoke_until
 
@@ -850,7 +857,7 @@ class ActionRunner:
 
     @contextlib.contextmanager
     def _sounding(self, audible: bool) -> Iterator[None]:
-        """While an audible action runs, and ``SPEECH_ECHO_S`` after, ``speaking()`` is true."""
+        """While an audible action runs, and ``echo_seconds`` after, ``speaking()`` is true."""
         if not audible:
             yield
             return
@@ -861,7 +868,7 @@ class ActionRunner:
         finally:
             with self._lock:
                 self._speaking -= 1
-                self._spoke_until = max(self._spoke_until, time.monotonic() + SPEECH_ECHO_S)
+                self._spoke_until = max(self._spoke_until, time.monotonic() + self.config.echo_seconds)
 
     def _run_one(self, action: Action, cmd: Command) -> None:
         name = action.describe()
