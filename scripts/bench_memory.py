@@ -11,7 +11,6 @@ sample and the peak (VmHWM).
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 
@@ -31,12 +30,12 @@ def main() -> int:
     from bench_stream import make_audio
 
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import number
+    from voice_gru.cli import OneLineParser, number
     from voice_gru.decision import Detector, effective_thresholds
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="bench_memory.py", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="checkpoint (default: the shipped model)")
     ap.add_argument("--minutes", type=number(10, 24 * 60), default=60.0,
                     help="audio to stream, 10-1440 (default: %(default)g; growth is read from 5 minutes on, where "

@@ -24,7 +24,6 @@ the rounds' real-time factors.
 
 from __future__ import annotations
 
-import argparse
 import multiprocessing
 import time
 
@@ -91,9 +90,9 @@ def _busy() -> None:
 
 def main() -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import number, whole
+    from voice_gru.cli import OneLineParser, number, whole
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="bench_stream.py", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="checkpoint (default: the shipped model)")
     ap.add_argument("--seconds", type=number(5, 36000), default=120.0,
                     help="timed audio for each stream mode, 5-36000 (default: %(default)g)")

@@ -15,7 +15,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import statistics
 import subprocess
@@ -84,12 +83,12 @@ def bench_startup(model: str | None) -> tuple[float, float]:
 
 
 def main() -> int:
-    from voice_gru.cli import whole
+    from voice_gru.cli import OneLineParser, whole
     from voice_gru.data import scan_dataset
     from voice_gru.errors import DatasetError
     from voice_gru.model import resolve_model
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = OneLineParser(prog="bench_throughput.py", description=__doc__.splitlines()[0])
     ap.add_argument("--model", help="checkpoint (default: the shipped model)")
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "speech_commands"),
                     help="Speech Commands root with a validation split (default: ../shared/speech_commands beside "

@@ -21,9 +21,7 @@ false accepts per hour:
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from typing import Callable
 
 import numpy as np
@@ -32,16 +30,16 @@ OFF = 1.01
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voice_gru.cli import number, whole
+    from voice_gru.cli import OneLineParser, number, whole
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="nested_points.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="checkpoint (default: the shipped model)")
     p.add_argument("--config", help="recipe YAML whose decision section the streams are scored with")
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--seed", type=whole(0), default=0, help="calibration streams' seed")
     p.add_argument("--target", type=number(0, above=True), default=1.0, help="false accepts per hour")
     p.add_argument("--commands", nargs="+", metavar="CMD", help="a set of commands: one point for them, the others off")
-    p.add_argument("--confidence", nargs="+", type=number(0, 1), metavar="LEVEL",
+    p.add_argument("--confidence", nargs="+", type=number(0, 0.999), metavar="LEVEL",
                    help="with --commands: upper-bound levels to choose the set's point by (0: the expected rate; "
                         "default: the package's)")
     p.add_argument("--command-minutes", type=number(0.05, 600), default=25.0)
@@ -53,20 +51,22 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru.metrics import rate_upper_bound
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import config_decision
-    from voice_gru.errors import VoiceGruError
+    from voice_gru.errors import ConfigError
     from voice_gru.speaker_cv import (FAS, HITS, budget_of, commands_by_label, half_sizes, speaker_halves,
                                       split_counts_by_label)
     from voice_gru.spotter import command_subset
 
-    try:
-        ckpt = read_checkpoint_data(args.model)
-        subset = command_subset(args.commands, ckpt.labels) if args.commands else None
-        data = calibration_streams(ckpt, args.data_dir, command_minutes=args.command_minutes,
-                                   free_minutes=args.free_minutes, piece_minutes=args.piece_minutes,
-                                   decision_cfg=config_decision(args.config, ckpt), seed=args.seed)
-    except VoiceGruError as exc:
-        print(f"nested_points: {exc}", file=sys.stderr)
-        return 2
+    if args.confidence is not None and not args.commands:  # the levels choose a set's point: ignored otherwise
+        raise ConfigError("--confidence chooses the point of a set of commands: add --commands")
+    ckpt = read_checkpoint_data(args.model)
+    subset = command_subset(args.commands, ckpt.labels) if args.commands else None
+    data = calibration_streams(ckpt, args.data_dir, command_minutes=args.command_minutes,
+                               free_minutes=args.free_minutes, piece_minutes=args.piece_minutes,
+                               decision_cfg=config_decision(args.config, ckpt), seed=args.seed)
+    from voice_gru.streams import skipped_line
+
+    if data.unreadable:
+        print(skipped_line(data.unreadable))
     labels, grid, targets = data.labels, sorted(set(DEFAULT_GRID)), list(TRADEOFF_TARGETS)
     cmds = [c for c in labels if c not in ("_silence_", "_unknown_")]
     truths, kinds = [p.truth for p in data.pieces], [p.kind == "command" for p in data.pieces]
@@ -78,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
             for h in halves]
     k_of = {cell: k for k, cell in enumerate(cells)}
     hours = half_sizes(truths, cols, data.hours, kinds, folds=len(cells)).hours[:, 1]
+    if not (hours > 0).all():  # a rate per hour of no hours
+        raise ConfigError(f"{(hours <= 0).sum()} of the {len(cells)} speaker cells have no command-free audio: "
+                          "give more --free-minutes (and --piece-minutes)")
 
     def counts(thresholds: dict[str, float]) -> np.ndarray:
         """``(cells, labels, 3)``: each detection of the joint detector in its clip's cell, by label."""
@@ -158,4 +161,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/nested_points.py", "nested_points.py"))

@@ -12,15 +12,13 @@ frequent word -> command pairs.
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections import Counter
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voice_gru.cli import number
+    from voice_gru.cli import OneLineParser, number
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="other_word_fires.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", help="checkpoint (default: the shipped model)")
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", nargs="+", default=["training", "validation"], choices=["training", "validation", "testing"])
@@ -31,18 +29,17 @@ def main(argv: list[str] | None = None) -> int:
 
     from voice_gru import UNKNOWN
     from voice_gru.data import label_of, scan_dataset
-    from voice_gru.errors import VoiceGruError
+    from voice_gru.errors import DatasetError
     from voice_gru.fileio import check_outputs, write_json
     from voice_gru.checkpoint_data import default_model_path
     from voice_gru.word_fires import other_word_fires
 
-    try:
-        check_outputs({"--json": args.json}, [m for m in (args.model, args.data_dir) if m])
-        clips = [c for c in scan_dataset(args.data_dir) if c.split in args.split and label_of(c, "12") == UNKNOWN]
-        rows = other_word_fires(args.model or default_model_path(), [(c.path, c.word) for c in clips])
-    except VoiceGruError as exc:
-        print(f"other_word_fires: {exc}", file=sys.stderr)
-        return 2
+    check_outputs({"--json": args.json}, [m for m in (args.model, args.data_dir) if m], folders=[args.data_dir])
+    clips = [c for c in scan_dataset(args.data_dir) if c.split in args.split and label_of(c, "12") == UNKNOWN]
+    for split in args.split:  # an empty split would print a row of zeros as if it were a result
+        if not any(c.split == split for c in clips):
+            raise DatasetError(f"{args.data_dir}: the {split} split has no other-word clips")
+    rows = other_word_fires(args.model or default_model_path(), [(c.path, c.word) for c in clips])
     split_of = {str(c.path): c.split for c in clips}
     for split in args.split:
         mine = [r for r in rows if split_of[r["path"]] == split]
@@ -60,4 +57,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/other_word_fires.py", "other_word_fires.py"))

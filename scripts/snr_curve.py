@@ -13,17 +13,15 @@ full scale), so the rows compare models, not random draws.
 
 from __future__ import annotations
 
-import argparse
-import sys
+import os
 
 import numpy as np
-import torch
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voice_gru.cli import number, whole
+    from voice_gru.cli import OneLineParser, number, whole
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="snr_curve.py", description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", default=[None], help="checkpoints (default: the shipped model)")
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", default="validation", choices=["validation", "testing"])
@@ -36,28 +34,31 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--peak-dbfs", nargs="+", type=number(-120, 60), default=[],
                    help="input levels: each word's loudest sample at this dBFS (above 0: clipped), no noise")
     p.add_argument("--seed", type=whole(0), default=0)
-    p.add_argument("--threads", type=whole(1), default=1)
+    p.add_argument("--threads", type=whole(1, os.cpu_count() or 1), default=1)
     p.add_argument("--plot", metavar="OUT.png")
     p.add_argument("--json", metavar="OUT")
     args = p.parse_args(argv)
 
+    import torch
+
     from voice_gru import SILENCE
-    from voice_gru.errors import VoiceGruError
+    from voice_gru.errors import ConfigError
     from voice_gru.evaluate import (collect_inputs, evaluate_items, noise_recordings, with_noise, with_peak, with_reverb,
                                      with_speed)
     from voice_gru.fileio import atomic_path, check_outputs, write_json
     from voice_gru.model import resolve_model
 
+    for flag in ("model", "snr", "rt60", "speed", "peak_dbfs"):  # a repeated value would be one row or column, silently
+        values = getattr(args, flag)
+        if len(set(values)) < len(values):
+            raise ConfigError(f"--{flag.replace('_', '-')}: {' '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)} names a value twice")
     torch.set_num_threads(args.threads)
-    try:
-        check_outputs({"--json": args.json, "--plot": args.plot}, [*[m for m in args.model if m], args.data_dir], png=["--plot"])
-        models = [(m or "shipped", resolve_model(m)) for m in args.model]
-        labels = models[0][1].labels
-        items = collect_inputs([args.data_dir], args.split, labels)
-        noises = noise_recordings([args.data_dir])
-    except VoiceGruError as exc:
-        print(f"snr_curve: {exc}", file=sys.stderr)
-        return 2
+    check_outputs({"--json": args.json, "--plot": args.plot}, [*[m for m in args.model if m], args.data_dir], png=["--plot"],
+                  folders=[args.data_dir])
+    models = [(m or "shipped", resolve_model(m)) for m in args.model]
+    labels = models[0][1].labels
+    items = collect_inputs([args.data_dir], args.split, labels)
+    noises = noise_recordings([args.data_dir]) if args.snr else []  # rooms, speeds and levels need none
     conditions = {"clean": items}
     conditions.update({f"{snr:g}": with_noise(items, noises, snr, args.seed) for snr in args.snr})
     sr = models[0][1].features.sample_rate
@@ -65,22 +66,27 @@ def main(argv: list[str] | None = None) -> int:
     conditions.update({f"speed {f:g}": with_speed(items, f, sr) for f in args.speed})
     conditions.update({f"peak {d:g} dBFS": with_peak(items, d) for d in args.peak_dbfs})
     table: dict[str, dict[str, dict]] = {}
+    unreadable: dict[str, str] = {}
     for name, ckpt in models:
         table[name] = {}
         for key, its in conditions.items():
             rep = evaluate_items(ckpt, its, progress=False)
+            unreadable.update((e["file"], e["error"]) for e in rep["errors"])
             words = [q for q in rep["predictions"] if q["label"] != SILENCE]
             to_sil = float(np.mean([q["predicted"] == SILENCE for q in words])) if words else 0.0
             table[name][key] = {"accuracy": rep["accuracy"], "words_as_silence": to_sil}
     cols = list(conditions)
     legend = ((f"; rooms: RT60, DRR {args.drr:g} dB" if args.rt60 else "") + ("; speed: times as fast" if args.speed else "")
               + ("; peak: each word's loudest sample, clipped above 0 dBFS" if args.peak_dbfs else ""))
-    print(f"{args.split} split, {len(items)} clips; accuracy (words scored as _silence_) by SNR in dB{legend}")
+    if unreadable:  # left out of every figure: said, not dropped
+        print(f"skipped {len(unreadable)} unreadable clip(s), e.g. {next(iter(unreadable.values()))}")  # it names the file
+    print(f"{args.split} split, {len(items) - len(unreadable)} clips; accuracy (words scored as _silence_) by SNR in dB{legend}")
     print(f"{'model':<40}" + "".join(f"{c:>16}" for c in cols))
     for name, row in table.items():
         print(f"{name[-40:]:<40}" + "".join(f"{row[c]['accuracy'] * 100:>9.1f}% ({row[c]['words_as_silence'] * 100:>3.0f}%)" for c in cols))
     if args.json:
-        write_json(args.json, {"split": args.split, "n": len(items), "seed": args.seed, "drr_db": args.drr, "models": table})
+        write_json(args.json, {"split": args.split, "n": len(items) - len(unreadable), "seed": args.seed, "drr_db": args.drr,
+                               "models": table, "unreadable": [{"file": k, "reason": v} for k, v in unreadable.items()]})
     if args.plot:
         import matplotlib
 
@@ -105,4 +111,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/snr_curve.py", "snr_curve.py"))

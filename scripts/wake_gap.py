@@ -12,8 +12,6 @@ meet:
 
 from __future__ import annotations
 
-import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -24,9 +22,9 @@ TAIL_S = 2.5  # after the second clip starts: time for its detection
 
 
 def main(argv: list[str] | None = None) -> int:
-    from voice_gru.cli import number, whole
+    from voice_gru.cli import OneLineParser, number, whole
 
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = OneLineParser(prog="wake_gap.py", description=__doc__.splitlines()[0])
     p.add_argument("--data-dir", default="../shared/speech_commands")
     p.add_argument("--split", choices=["validation", "testing"], default="validation")
     p.add_argument("--first", default="go")
@@ -38,16 +36,22 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from voice_gru.audio import load_audio
+    from voice_gru.calibrate import operating_point
+    from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.data import scan_dataset
-    from voice_gru.errors import VoiceGruError
+    from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
     from voice_gru.spotter import CommandSpotter
 
-    try:
-        clips = [c for c in scan_dataset(args.data_dir) if c.split == args.split]
-        spotters = {r: CommandSpotter(false_accepts_per_hour=r) for r in args.rates}
-    except VoiceGruError as exc:
-        print(f"wake_gap: {exc}", file=sys.stderr)
-        return 2
+    clips = [c for c in scan_dataset(args.data_dir) if c.split == args.split]
+    shipped = read_checkpoint_data(None)
+    for r in args.rates:  # named as this script's flag, before the spotter names its own argument
+        operating_point(shipped, r, name="--rates")
+    spotters = {r: CommandSpotter(shipped, false_accepts_per_hour=r) for r in args.rates}
+    commands = [c for c in shipped.labels if not c.startswith("_")]
+    for flag, word in (("--first", args.first), ("--then", args.then)):
+        if word not in commands:
+            raise ConfigError(f"{flag} {word}: not a command of the model ({', '.join(commands)})")
+    unreadable: list[str] = []
     noise_rng = np.random.default_rng(0)
     noise = (noise_rng.standard_normal(int((LEAD_S + max(args.gaps) + TAIL_S + 1) * SR)) * 10 ** (-55 / 20) / 3
              ).astype(np.float32)
@@ -55,7 +59,11 @@ def main(argv: list[str] | None = None) -> int:
 
     def fires_alone(path: Path, label: str) -> bool:
         x = noise[: 3 * SR].copy()
-        c = load_audio(path, SR)
+        try:
+            c = load_audio(path, SR)
+        except AudioFormatError as exc:  # said below, with how many
+            unreadable.append(str(exc))
+            return False
         x[int(LEAD_S * SR):int(LEAD_S * SR) + c.size] += c
         strict.reset()
         return label in [e.label for e in strict.process(x)]
@@ -65,10 +73,11 @@ def main(argv: list[str] | None = None) -> int:
         return [q for q in paths if fires_alone(q, word)][: args.pairs]
 
     firsts, thens = pick(args.first), pick(args.then)
+    if unreadable:
+        print(f"skipped {len(unreadable)} unreadable clip(s), e.g. {unreadable[0]}")
     n = min(len(firsts), len(thens))
     if n == 0:
-        print(f"wake_gap: no {args.split} clips of {args.first} and {args.then} that fire alone", file=sys.stderr)
-        return 2
+        raise DatasetError(f"{args.data_dir}: no {args.split} clips of {args.first} and {args.then} that fire alone")
     print(f"{n} pairs of {args.split} clips ({args.first} then {args.then}, each firing alone at "
           f"{min(args.rates):g}/h); pairs where {args.then} fired:")
     for rate, sp in spotters.items():
@@ -84,9 +93,13 @@ def main(argv: list[str] | None = None) -> int:
                 sp.reset()
                 hits += args.then in [e.label for e in sp.process(y)]
             row.append(f"{gap:g} s: {hits}/{n}")
-        print(f"  --false-accepts-per-hour {rate:g}: " + ", ".join(row))
+        used = sp.operating_point["target_fa_per_hour"]  # the most sensitive point at or below the rate asked
+        print(f"  --false-accepts-per-hour {rate:g}" + (f" (the {used:g}/h point)" if used != rate else "") + ": "
+              + ", ".join(row))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from voice_gru.cli import run_reporting_errors
+
+    raise SystemExit(run_reporting_errors(main, "scripts/wake_gap.py", "wake_gap.py"))

@@ -950,3 +950,11 @@ def test_a_runner_and_a_wake_gate_refuse_settings_that_would_never_open_or_never
     cfg = AssistantConfig(source="test", actions={"stop": (Action("print", text="x"),)})
     with pytest.raises(ConfigError, match="queue_size -1: must be a positive whole number"):
         ActionRunner(cfg, queue_size=-1)
+
+
+def test_an_assistant_file_that_is_a_folder_is_called_so(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        load_assistant(tmp_path)
+    assert str(info.value) == f"{tmp_path}: is a folder, not an assistant config file"
+    with pytest.raises(ConfigError, match="assistant config file not found"):
+        load_assistant(tmp_path / "none.yaml")

@@ -233,7 +233,7 @@ def test_missing_file(tmp_path):
 
 
 def test_directory_is_not_a_config(tmp_path):
-    with pytest.raises(ConfigError, match="not found"):
+    with pytest.raises(ConfigError, match="is a folder, not a config file"):
         load_config(tmp_path)
 
 

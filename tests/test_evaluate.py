@@ -757,14 +757,19 @@ def test_snr_curve_script(tiny_root, model_path, ckpt, tmp_path, capsys):
     assert row["clean"]["accuracy"] == pytest.approx(evaluate_items(ckpt, items, progress=False)["accuracy"])
     assert png.read_bytes()[:8] == PNG
     assert "clean" in capsys.readouterr().out
-    assert mod.main(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
+    from voice_gru.cli import run_reporting_errors
+
+    def rc(argv: list[str]) -> int:
+        return run_reporting_errors(lambda: mod.main(argv), "scripts/snr_curve.py", "snr_curve.py")
+
+    assert rc(["--model", str(tmp_path / "missing.pt"), "--data-dir", str(tiny_root)]) == 2
     assert "missing.pt" in capsys.readouterr().err
     for flag, value in (("--rt60", "0"), ("--speed", "0"), ("--snr", "nan"), ("--threads", "0")):  # refused when parsed
         with pytest.raises(SystemExit) as info:
             mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), flag, value])
         assert info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
     (tmp_path / "a.png").mkdir()
-    assert mod.main(["--model", str(model_path), "--data-dir", str(tiny_root), "--plot", str(tmp_path / "a.png")]) == 2
+    assert rc(["--model", str(model_path), "--data-dir", str(tiny_root), "--plot", str(tmp_path / "a.png")]) == 2
     assert "is a folder" in capsys.readouterr().err  # found before the work, not after it
 
 

@@ -161,3 +161,17 @@ def test_events_through_a_link_to_a_folder_not_made_yet(tmp_path):
     w.write(Command(label="stop", score=0.9, t=1.0))
     w.close()
     assert link.is_symlink() and json.loads(link.read_text())["label"] == "stop"
+
+
+def test_an_output_the_file_system_cannot_name_is_one_line(tmp_path):
+    long = tmp_path / ("a" * 300 + ".json")  # over the 255 bytes a name may have: an OSError, not a ConfigError
+    with pytest.raises(ConfigError) as info:
+        check_outputs({"--json": long})
+    assert str(info.value) == f"--json {long}: File name too long"
+
+
+def test_an_output_inside_an_input_folder_is_refused(tmp_path):
+    (tmp_path / "data" / "yes").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="is inside .*data, which is read as input"):
+        check_outputs({"--json": tmp_path / "data" / "yes" / "r.json"}, folders=[tmp_path / "data"])
+    check_outputs({"--json": tmp_path / "r.json"}, folders=[tmp_path / "data", None])  # beside it is fine

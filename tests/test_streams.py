@@ -1355,8 +1355,10 @@ def test_nested_points_script(shared_data, capsys):
     out = capsys.readouterr().out
     assert "one point for stop, go (others off), chosen by their expected rate: recall " in out
     assert "one point for stop, go (others off), chosen at the 95% upper bound of their rate: recall " in out
-    assert mod.main(small + ["--commands", "jump"]) == 2
-    assert capsys.readouterr().err.strip().startswith("nested_points: commands: jump: not a command")
+    from voice_gru.cli import run_reporting_errors
+
+    assert run_reporting_errors(lambda: mod.main(small + ["--commands", "jump"]), "", "nested_points.py") == 2
+    assert capsys.readouterr().err.strip().startswith("nested_points.py: error: commands: jump: not a command")
 
 
 def test_wake_gap_script(shared_data, capsys):
@@ -1374,7 +1376,10 @@ def test_wake_gap_script(shared_data, capsys):
     counts = [(int(a), int(b)) for a, b in re.findall(r"(\d+)/(\d+)", out)]
     assert len(counts) == 4 and all(0 <= a <= b == counts[0][1] for a, b in counts)
     assert counts[1][0] == counts[0][1]  # 3 s apart: each clip fires alone, so every pair is heard
-    assert mod.main(["--data-dir", str(shared_data), "--first", "jump"]) == 2
+    from voice_gru.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="--first jump: not a command of the model"):
+        mod.main(["--data-dir", str(shared_data), "--first", "jump"])
 
 
 def test_calibration_warnings_for_short_streams_and_a_model_that_never_fires():

@@ -64,7 +64,7 @@ from typing import Any, Callable, Iterator, Mapping
 
 from voice_gru import COMMANDS
 from voice_gru.decision import Command
-from voice_gru.errors import ConfigError
+from voice_gru.errors import ConfigError, not_a_file
 
 logger = logging.getLogger("voice_gru.actions")
 
@@ -184,7 +184,7 @@ def load_assistant(path: str | Path) -> AssistantConfig:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: assistant config file not found")
+        raise ConfigError(f"{path}: {not_a_file(path, 'assistant config file')}")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())
     except yaml.YAMLError as exc:

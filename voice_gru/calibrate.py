@@ -120,6 +120,11 @@ class CalibrationData:
     def hours(self) -> float:
         return sum(p.duration for p in self.pieces) / 3600.0
 
+    @property
+    def unreadable(self) -> list[dict]:
+        """The split's clips the streams could not use (``{"file", "reason"}``), each once."""
+        return list({u["file"]: u for p in self.pieces for u in p.truth.get("unreadable", ())}.values())
+
     def frames(self) -> tuple[int, int, int]:
         return detector_frames(self.decision, self.frame_seconds)
 
@@ -499,6 +504,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: floa
     free_hours = hours - command_hours
     report = {
         "split": SPLIT,
+        "unreadable": data.unreadable,
         "target_fa_per_hour": max_fa_per_hour,
         "achieved_fa_per_hour": total["false_accepts_per_hour"],
         "false_accepts": total["false_accepts"],

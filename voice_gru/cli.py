@@ -181,7 +181,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from voice_gru.model import resolve_model
 
     check_outputs({"--json": args.json, "--csv": args.csv, "--plot": args.plot}, [*args.paths, args.model, *(args.noise or [])],
-                  png=["--plot"])
+                  png=["--plot"], folders=[*args.paths, *(args.noise or [])])
     if args.noise and args.snr is None:
         raise ConfigError("--noise gives the noise for --snr: add --snr DB")
     if args.rt60 is None and args.drr != DEFAULT_DRR:
@@ -692,16 +692,17 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0, help="audio chunk size (default: %(default)s)")
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with its errors on one line, like every other error here (the usage is one --help away)."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with its errors on one line, like every other error here (the usage is one --help away); the line
+    starts with the program's name (``voice-gru`` for each subcommand, a script's own name)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"voice-gru: error: {message} (see {self.prog} --help)\n")
+        self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
-    p = _Parser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
+    p = OneLineParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset tools: stats, download")

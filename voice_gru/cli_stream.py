@@ -15,15 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from voice_gru.cli import DEFAULT_DATA
-from voice_gru.fileio import check_outputs
-
-
-def _under(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False
+from voice_gru.fileio import check_outputs, is_within
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -51,10 +43,10 @@ def _spec_from_args(args: argparse.Namespace):
 def _cmd_make_stream(args: argparse.Namespace) -> int:
     from voice_gru.data import is_test_set_layout
     from voice_gru.errors import ConfigError
-    from voice_gru.streams import make_stream, write_stream
+    from voice_gru.streams import make_stream, skipped_line, write_stream
 
     out = Path(args.out)
-    if _under(out, Path(args.data_dir)):
+    if is_within(out, args.data_dir):
         raise ConfigError(f"--out {out}: inside the dataset folder {args.data_dir}; write streams elsewhere "
                           "(a WAV there would become a training clip)")
     if out.suffix.lower() != ".wav":
@@ -82,8 +74,7 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
         print(f"warning: {truth['clipped_samples']} samples ({truth['clipped_samples'] / max(1, audio.size):.1%}) were clipped at "
               "full scale: lower --gain-db or --noise-dbfs", file=sys.stderr)
     if truth["unreadable"]:
-        print(f"skipped {len(truth['unreadable'])} unreadable clip(s), e.g. {truth['unreadable'][0]['file']}: "
-              f"{truth['unreadable'][0]['reason']}")
+        print(skipped_line(truth["unreadable"]))
     return 0
 
 
@@ -314,9 +305,11 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from voice_gru.cli import config_decision
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model, save_checkpoint
+    from voice_gru.streams import skipped_line
 
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
-    check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot}, [args.config], png=["--plot"])
+    check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot}, [args.config], png=["--plot"],
+                  folders=[args.data_dir])
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
     dcfg = config_decision(args.config, ckpt, thresholds_used=False)  # calibration chooses the thresholds
@@ -327,6 +320,8 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                    spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
                                    veto=args.unknown_veto)
     save_checkpoint(args.out, calibrated)
+    if report["unreadable"]:
+        print(skipped_line(report["unreadable"]))
     print(format_calibration(report))
     print(f"wrote {args.out}")
     for line in calibration_warnings(report, args.max_false_accepts_per_hour):

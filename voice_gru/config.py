@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from voice_gru.errors import ConfigError
+from voice_gru.errors import ConfigError, not_a_file
 
 # Each config's ranges, checked when it is built (from YAML, a checkpoint or code): a value outside them
 # would not fail loudly later but train, listen or decide wrongly (a negative smoothing window, hop 0, ...).
@@ -360,7 +360,7 @@ def _read_yaml(path: str | Path) -> Mapping[str, Any]:
 
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: config file not found")
+        raise ConfigError(f"{path}: {not_a_file(path, 'config file')}")
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader()) or {}
     except yaml.YAMLError as exc:

@@ -126,6 +126,9 @@ def _read_list(path: Path) -> set[str]:
 
 def missing_dataset(root: str | Path) -> DatasetError:
     """The error for a dataset root that is not there, with the way to name or fetch one."""
+    if Path(root).exists():
+        return DatasetError(f"{root}: is a file, not a dataset folder (--data-dir names the folder that holds the word "
+                            "folders)")
     return DatasetError(f"{root}: dataset folder not found (--data-dir names it; `voice-gru data download --dest DIR` "
                         "fetches Speech Commands)")
 

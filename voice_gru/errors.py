@@ -1,10 +1,20 @@
 """One error family: every message names the file, key or device and what was wrong."""
 
+import os
+
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (its type name when it has none), at most 200 characters:
     what a one-line error quotes of a library's reason."""
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+
+
+def not_a_file(path: "str | os.PathLike[str]", what: str) -> str:
+    """Why ``path`` (no regular file) cannot be read as ``what``: missing, a folder, or something else."""
+    article = "an" if what[:1] in "aeiou" else "a"
+    if os.path.isdir(path):
+        return f"is a folder, not {article} {what}"
+    return f"not a regular file ({article} {what} is one)" if os.path.exists(path) else f"{what} not found"
 
 
 class VoiceGruError(Exception):

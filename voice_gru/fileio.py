@@ -63,52 +63,69 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         raise
 
 
-def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
-                  png: Sequence[str] = ()) -> None:
-    """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, no other
-    output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
-    outputs named in ``png`` are images and must be named ``.png``."""
-    from voice_gru.checkpoint_data import default_model_path
+def is_within(path: str | Path, folder: str | Path) -> bool:
+    """Whether ``path`` is ``folder`` or lies within it (links resolved)."""
+    return Path(os.path.realpath(folder)) in (real := Path(os.path.realpath(path)), *real.parents)
 
-    ins = {os.path.realpath(p) for p in inputs if p and str(p) != "-"}
-    shipped = os.path.realpath(default_model_path())
+
+def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
+                  png: Sequence[str] = (), folders: Sequence[str | Path | None] = ()) -> None:
+    """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of
+    the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
+    other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
+    outputs named in ``png`` are images and must be named ``.png``."""
     seen: dict[str, str] = {}
     for flag, p in outputs.items():
         if not p:
             continue
-        if flag in png and Path(p).suffix.lower() != ".png":
-            raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
-        if str(p) == "-":
-            p = STDOUT
-        real = os.path.realpath(p)
-        if Path(p).is_symlink() and not os.path.exists(p):
-            try:
-                os.stat(p)
-            except OSError as exc:
-                if exc.errno == errno.ELOOP:  # found at the first write otherwise: after the run's first detection
-                    raise ConfigError(f"{flag} {p}: a link that leads back to itself") from None
-        if real in ins:
-            raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
-        if real == shipped:  # what every command uses without --model; a copy is yours to change
-            raise ConfigError(f"{flag} {p}: is the model shipped in the package; write elsewhere "
-                              "(a calibrated copy: --out mine.pt, then --model mine.pt)")
-        if real in seen:
-            raise ConfigError(f"{flag} {p}: the same file as {seen[real]}")
-        seen[real] = flag
-        if _special(p):
-            continue  # a pipe or /dev/stdout is written directly (atomic_path)
-        if os.path.isdir(real):
-            raise ConfigError(f"{flag} {p}: is a folder, not a file")
-        folder = Path(real).parent
-        while not folder.exists():
-            folder = folder.parent
-        if not folder.is_dir():
-            raise ConfigError(f"{flag} {p}: {folder} is not a folder")
-        try:  # a real file, not os.access: root may "access" /proc or a read-only mount and still fail to write
-            with tempfile.NamedTemporaryFile(dir=folder, prefix=".voice-gru-probe-"):
-                pass
+        try:
+            _check_output(flag, p, inputs, png, folders, seen)
+        except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
+            raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
+
+
+def _check_output(flag: str, p: str | Path, inputs: Sequence[str | Path | None], png: Sequence[str],
+                  folders: Sequence[str | Path | None], seen: dict[str, str]) -> None:
+    """``check_outputs`` for one output; ``seen`` maps the outputs checked before it to their flags."""
+    from voice_gru.checkpoint_data import default_model_path
+
+    if flag in png and Path(p).suffix.lower() != ".png":
+        raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
+    if str(p) == "-":
+        p = STDOUT
+    real = os.path.realpath(p)
+    if Path(p).is_symlink() and not os.path.exists(p):
+        try:
+            os.stat(p)
         except OSError as exc:
-            raise ConfigError(f"{flag} {p}: cannot write in {folder} ({exc.strerror or exc})") from None
+            if exc.errno == errno.ELOOP:  # found at the first write otherwise: after the run's first detection
+                raise ConfigError(f"{flag} {p}: a link that leads back to itself") from None
+    if real in {os.path.realpath(q) for q in inputs if q and str(q) != "-"}:
+        raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
+    for folder in folders:
+        if folder and os.path.isdir(folder) and is_within(real, folder):
+            raise ConfigError(f"{flag} {p}: is inside {folder}, which is read as input (a file there is taken for "
+                              "one of its clips or lists, or replaces one); write elsewhere")
+    if real == os.path.realpath(default_model_path()):  # what every command uses without --model
+        raise ConfigError(f"{flag} {p}: is the model shipped in the package; write elsewhere "
+                          "(a calibrated copy: --out mine.pt, then --model mine.pt)")
+    if real in seen:
+        raise ConfigError(f"{flag} {p}: the same file as {seen[real]}")
+    seen[real] = flag
+    if _special(p):
+        return  # a pipe or /dev/stdout is written directly (atomic_path)
+    if os.path.isdir(real):
+        raise ConfigError(f"{flag} {p}: is a folder, not a file")
+    parent = Path(real).parent
+    while not parent.exists():
+        parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"{flag} {p}: {parent} is not a folder")
+    try:  # a real file, not os.access: root may "access" /proc or a read-only mount and still fail to write
+        with tempfile.NamedTemporaryFile(dir=parent, prefix=".voice-gru-probe-"):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{flag} {p}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
 def write_text(path: str | Path, text: str) -> None:

@@ -214,6 +214,12 @@ def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05,
     return np.concatenate(pieces), len(parts)
 
 
+def skipped_line(unreadable: Sequence[Mapping]) -> str:
+    """The line that reports a split's unreadable clips (``{"file", "reason"}``), left out of a stream."""
+    first = unreadable[0]
+    return f"skipped {len(unreadable)} unreadable clip(s), e.g. {first['file']}: {first['reason']}"
+
+
 def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int = SAMPLE_RATE,
                   floor_margin_db: float | None = 10.0) -> tuple[float, float]:
     """(start, end) in seconds of the speech in a clip: the first/last 10 ms frame within ``speech_db`` dB of

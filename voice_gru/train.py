@@ -35,7 +35,7 @@ from voice_gru.data import (
 )
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
-from voice_gru.fileio import atomic_path, write_json, write_text
+from voice_gru.fileio import atomic_path, is_within, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
                              describe_model, load_checkpoint, save_checkpoint, spectral_map)
 
@@ -255,7 +255,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
         raise missing_dataset(data_dir)
-    if Path(data_dir).resolve() in (out.resolve(), *out.resolve().parents):  # its files would sit among the word folders
+    if is_within(out, data_dir):  # its files would sit among the word folders
         raise ConfigError(f"--out {out}: is inside the dataset folder {data_dir}; write the run elsewhere")
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
