@@ -224,7 +224,7 @@ def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path,
     clip = root / "no" / "2b3c4d5e_nohash_0.wav"
     before = clip.read_bytes()
     assert main(["evaluate", str(root), "--model", str(model_path), "--quiet", "--csv", str(clip)]) == 2
-    assert "is one of the clips to evaluate" in capsys.readouterr().err and clip.read_bytes() == before
+    assert f"{clip}: is inside {root}, which is read as input" in capsys.readouterr().err and clip.read_bytes() == before
 
 
 def test_unknown_by_word_by_hand():

@@ -175,3 +175,14 @@ def test_an_output_inside_an_input_folder_is_refused(tmp_path):
     with pytest.raises(ConfigError, match="is inside .*data, which is read as input"):
         check_outputs({"--json": tmp_path / "data" / "yes" / "r.json"}, folders=[tmp_path / "data"])
     check_outputs({"--json": tmp_path / "r.json"}, folders=[tmp_path / "data", None])  # beside it is fine
+
+
+def test_a_link_among_an_input_folders_clips_is_inside_it_wherever_it_leads(tmp_path):
+    clip = tmp_path / "elsewhere" / "a.wav"
+    clip.parent.mkdir()
+    clip.write_bytes(b"RIFF")
+    (tmp_path / "data" / "yes").mkdir(parents=True)
+    (tmp_path / "data" / "yes" / "a.wav").symlink_to(clip)  # a dataset of links: writing it would replace the clip
+    with pytest.raises(ConfigError, match="is inside"):
+        check_outputs({"--csv": tmp_path / "data" / "yes" / "a.wav"}, folders=[tmp_path / "data"])
+    assert clip.read_bytes() == b"RIFF"

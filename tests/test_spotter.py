@@ -4,6 +4,7 @@ shipped model on the bundled recording (known words) at 16 kHz and as 48 kHz ste
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from pathlib import Path
@@ -11,8 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tiny_data import TEST_DATA
 from voice_gru import AudioFormatError, ConfigError
-from voice_gru.spotter import CommandSpotter, as_float_mono
+from voice_gru.audio import load_audio
+from voice_gru.cli import main
+from voice_gru.spotter import END_SILENCE_S, CommandSpotter, as_float_mono
 
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -156,8 +160,22 @@ def test_flush_runs_the_audio_the_resampler_holds(spotter16):
     held = frames16 - spotter.recognizer.n
     assert held > 0  # the resampler's filter delay: ~25 ms not yet out
     spotter.flush()
-    assert abs(spotter.recognizer.n - frames16) <= 1
+    pad = round(END_SILENCE_S * 100)  # frames of the silence after it
+    assert abs(spotter.recognizer.n - (frames16 + pad)) <= 1 and len(spotter.posteriors) in (held + pad, held + pad + 1)
     assert spotter.flush() == [] and CommandSpotter(spotter16.ckpt).flush() == []
+
+
+@needs_model
+def test_a_command_at_the_very_end_of_a_recording_is_decided_by_flush(spotter16, capsys):
+    """tests/data's "no" clip ends 0.1 s after its word, before the detector decides: only the silence flush()
+    runs after it finishes the decision (listen --input does so when its input ends)."""
+    clip = load_audio(TEST_DATA / "no" / "03401e93_nohash_0.wav", 16000)
+    spotter16.reset()
+    assert spotter16.process(clip) == []
+    end = spotter16.flush()
+    assert [c.label for c in end] == ["no"] and clip.size / 16000 < end[0].t <= clip.size / 16000 + END_SILENCE_S
+    assert main(["listen", "--input", str(TEST_DATA / "no" / "03401e93_nohash_0.wav")]) == 0
+    assert re.search(r"\n +[\d.]+s +no +score", capsys.readouterr().out)
 
 
 @needs_model

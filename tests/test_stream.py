@@ -232,13 +232,14 @@ def test_frame_time_and_small_pushes(ckpts):
 def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.live import EventWriter, file_chunks, listen_loop
-    from voice_gru.spotter import CommandSpotter
+    from voice_gru.spotter import END_SILENCE_S, CommandSpotter
 
     wav = tmp_path / "s.wav"
     save_wav(wav, signal)
     audio = load_audio(wav)
     ckpt = ckpts[16]
-    direct = events_of(push_all(Recognizer(ckpt), audio, audio.size))
+    ended = np.concatenate([audio, np.zeros(int(END_SILENCE_S * 16000), np.float32)])  # the loop's end: silence after
+    direct = events_of(push_all(Recognizer(ckpt), ended, ended.size))
     assert direct
     got = []
     writer = EventWriter(tmp_path / "ev" / "events.jsonl")

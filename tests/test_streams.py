@@ -728,7 +728,10 @@ def test_evaluate_stream_counts_are_consistent(model, short_stream):
     audio, truth = short_stream
     res = evaluate_stream(model, audio, truth, DecisionConfig(), thresholds=0.5)
     post = res["posteriors"]
-    frames = (audio.size - model.features.win_length) // model.features.hop_length + 1
+    from voice_gru.spotter import END_SILENCE_S
+
+    padded = audio.size + int(END_SILENCE_S * model.features.sample_rate)  # what the detector saw: the end decided
+    frames = (padded - model.features.win_length) // model.features.hop_length + 1
     assert post.shape == (frames, len(model.labels))
     np.testing.assert_allclose(post.sum(1), 1.0, atol=1e-4)
     assert res["hits"] + res["misses"] == res["commands"] == sum(e["label"] != "_unknown_" for e in truth["events"])

@@ -206,10 +206,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     ignored: list[dict] = []
     items = collect_inputs(args.paths, split=args.split or "testing", labels=ckpt.labels, sample_rate=ckpt.features.sample_rate,
                            all_unknown=args.unknown == "all", ignored=ignored)
-    inputs = {os.path.realpath(it.name) for it in items}  # realpath: a link loop is an unreadable clip, not an error here
-    for flag, out in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)):
-        if out and os.path.realpath(out) in inputs:
-            raise ConfigError(f"{flag} {out}: is one of the clips to evaluate; write the results elsewhere")
     if args.speed is not None:  # the flags' ranges are checked by argparse (``number``)
         items = with_speed(items, args.speed, ckpt.features.sample_rate)
     if args.rt60 is not None:

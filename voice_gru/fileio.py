@@ -64,8 +64,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
 
 
 def is_within(path: str | Path, folder: str | Path) -> bool:
-    """Whether ``path`` is ``folder`` or lies within it (links resolved)."""
-    return Path(os.path.realpath(folder)) in (real := Path(os.path.realpath(path)), *real.parents)
+    """Whether ``path`` is ``folder`` or lies within it: the path itself (a link there, its folders resolved) or where
+    it leads (links resolved)."""
+    top = Path(os.path.realpath(folder))
+    path = Path(path)
+    return any(top in (p, *p.parents) for p in (Path(os.path.realpath(path.parent)) / path.name,
+                                                Path(os.path.realpath(path))))
 
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
@@ -103,7 +107,7 @@ def _check_output(flag: str, p: str | Path, inputs: Sequence[str | Path | None],
     if real in {os.path.realpath(q) for q in inputs if q and str(q) != "-"}:
         raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
     for folder in folders:
-        if folder and os.path.isdir(folder) and is_within(real, folder):
+        if folder and os.path.isdir(folder) and is_within(p, folder):
             raise ConfigError(f"{flag} {p}: is inside {folder}, which is read as input (a file there is taken for "
                               "one of its clips or lists, or replaces one); write elsewhere")
     if real == os.path.realpath(default_model_path()):  # what every command uses without --model

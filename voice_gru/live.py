@@ -290,11 +290,22 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
     ``keep_posteriors``: a list that receives each chunk's per-frame posteriors (for scoring).
     ``stats``: filled as the loop runs, so a caller whose loop ends in Ctrl-C still has the totals.
     ``monitor``: sees every chunk first (level, clipping, digital silence; it warns by itself).
+    When ``chunks`` run out (the end of a recording), ``spotter.flush()`` decides a command said at its very end.
     """
     stats = ListenStats() if stats is None else stats
     sr = spotter.sample_rate
     t_start = time.perf_counter()
     samples = 0  # counted exactly: summing chunk durations in float drifts (10 x 0.1 s < 1.0 s)
+
+    def take(events: list[Command]) -> None:
+        if keep_posteriors is not None:
+            keep_posteriors.append(spotter.posteriors)
+        for ev in events:
+            stats.events.append(ev)
+            if view:
+                view.event(ev)
+            on_command(ev)
+
     try:
         for chunk in chunks:
             if monitor is not None:
@@ -302,19 +313,15 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
             t0 = time.perf_counter()
             events = spotter.process(chunk)
             stats.compute += time.perf_counter() - t0
-            if keep_posteriors is not None:
-                keep_posteriors.append(spotter.posteriors)
             samples += chunk.size
             stats.seconds = samples / sr
-            for ev in events:
-                stats.events.append(ev)
-                if view:
-                    view.event(ev)
-                on_command(ev)
+            take(events)
             if view:
                 view.update(chunk, spotter.detector.smoothed)
             if max_seconds is not None and stats.seconds >= max_seconds:
                 break
+        else:  # the input ended (not --seconds): its last word is decided on silence, not heard as audio
+            take(spotter.flush())
     finally:
         stats.wall = time.perf_counter() - t_start
         if view:
