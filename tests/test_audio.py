@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voice_gru.audio import SAMPLE_RATE, load_audio, resample, save_wav, to_mono
+from voice_gru.audio import CANCEL_WINDOW_S, SAMPLE_RATE, Downmix, load_audio, resample, save_wav, to_mono
 from voice_gru.cli import main
 from voice_gru.errors import AudioFormatError, VoiceGruError
 
@@ -444,3 +444,37 @@ def test_wav_header_with_no_channels_or_no_rate_is_called_broken(tmp_path, offse
     path.write_bytes(bytes(data))
     with pytest.raises(AudioFormatError, match=re.escape(f"broken.wav: WAV header says {says}: a broken header")):
         load_audio(path)
+
+
+def _stereo(right: np.ndarray, seconds: float = 1.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    left = (np.random.default_rng(seed).standard_normal(int(seconds * SAMPLE_RATE)) * 0.1).astype(np.float32)
+    return left, np.stack([left, right if right.size else left], axis=1)
+
+
+def test_an_inverted_channel_pair_is_heard_through_its_first_channel():
+    """Two channels of one voice, one inverted (a laptop microphone pair wired so): their average is silence. After
+    the first window of sound the first channel is used alone, said once; block by block the same as in one go."""
+    left, _ = _stereo(np.zeros(0))
+    inverted = np.stack([left, -0.98 * left], axis=1)
+    said: list[str] = []
+    mono = to_mono(inverted, SAMPLE_RATE, said.append)
+    window = int(CANCEL_WINDOW_S * SAMPLE_RATE)
+    np.testing.assert_allclose(mono[:window], inverted[:window].mean(axis=1), atol=1e-7)  # the average until judged
+    np.testing.assert_array_equal(mono[window:], left[window:])
+    assert len(said) == 1 and said[0].startswith("the two input channels cancel each other (their average is 40 dB "
+                                                 "below them")
+    blocks = Downmix(SAMPLE_RATE)
+    np.testing.assert_array_equal(np.concatenate([blocks(inverted[i:i + 441]) for i in range(0, len(left), 441)]), mono)
+
+
+@pytest.mark.parametrize("case", ["in phase", "uncorrelated", "quiet inverted", "four channels"])
+def test_channels_that_do_not_cancel_are_averaged(case):
+    left, _ = _stereo(np.zeros(0))
+    other = {"in phase": 0.5 * left, "uncorrelated": _stereo(np.zeros(0), seed=1)[0],
+             "quiet inverted": -left * 0.003, "four channels": left}[case]  # -50 dBFS and below says nothing
+    x = np.stack([left * 0.003 if case == "quiet inverted" else left, other], axis=1)
+    if case == "four channels":
+        x = np.concatenate([x, -x], axis=1)
+    said: list[str] = []
+    np.testing.assert_allclose(to_mono(x, SAMPLE_RATE, said.append), x.mean(axis=1), atol=1e-7)
+    assert said == []

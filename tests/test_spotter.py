@@ -376,3 +376,25 @@ def test_listen_reconnect_goes_on_where_the_microphone_left_off(spotter16, monke
     with pytest.raises(AudioDeviceError, match="stopped delivering"):  # without reconnect: the error, as before
         opened.clear()
         list(CommandSpotter(spotter16.ckpt).listen("usb", seconds=audio.size / 16000))
+
+
+@needs_model
+def test_an_inverted_microphone_pair_still_hears_the_command(spotter16, tmp_path, capsys, caplog):
+    """A stereo recording whose channels cancel (one inverted) was silence to the average: the first channel is
+    heard instead, by CommandSpotter and by listen --input, which says so."""
+    import soundfile as sf
+
+    clip = load_audio(TEST_DATA / "stop" / "0fa1e7a9_nohash_0.wav", 16000)
+    lead = (np.random.default_rng(0).standard_normal(4800) * 0.01).astype(np.float32)  # 0.3 s of room noise
+    mono = np.concatenate([lead, clip])
+    stereo = np.stack([mono, -mono], axis=1)
+    assert not np.any(stereo.mean(axis=1))  # what averaging made of it
+    spotter16.reset()
+    assert [c.label for c in spotter16.process((stereo * 32767).astype(np.int16)) + spotter16.flush()] == ["stop"]
+    path = tmp_path / "inverted.wav"
+    sf.write(path, stereo, 16000, subtype="PCM_16")
+    caplog.clear()
+    assert main(["listen", "--input", str(path)]) == 0
+    assert re.search(r"\n +[\d.]+s +stop +score", capsys.readouterr().out)
+    said = [r.getMessage() for r in caplog.records if r.name == "voice_gru.audio"]  # stderr outside pytest
+    assert len(said) == 1 and said[0].startswith("the two input channels cancel each other (their average is ")

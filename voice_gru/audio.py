@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import struct
 from pathlib import Path
@@ -12,6 +13,7 @@ import numpy as np
 from voice_gru.errors import AudioFormatError
 
 SAMPLE_RATE = 16000
+logger = logging.getLogger(__name__)
 # float samples lie in [-1, 1]; a little over is clipping, far over is integer PCM stored as float
 FLOAT_LIMIT = 16.0
 
@@ -40,11 +42,66 @@ def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> n
     )
 
 
-def to_mono(audio: np.ndarray) -> np.ndarray:
-    """Average channels of a (frames, channels) array; pass 1-D arrays through."""
+# Channels whose average is this far below the channels themselves cancel each other: one of them is inverted (a
+# laptop's microphone pair wired so is a known Linux quirk), and their average would be near silence. Uncorrelated
+# channels average 3 dB down, one voice on both in phase 0 dB.
+CANCEL_RATIO = 0.1  # -10 dB
+CANCEL_WINDOW_S = 0.1  # judged on windows of this much audio (lost to the average until then; a wrong switch to one
+                       # channel of a stereo source costs little) ...
+CANCEL_FLOOR = 1e-5  # ... whose channels are above -50 dBFS mean square (a microphone's hiss says nothing)
+
+
+class Downmix:
+    """``(frames, channels)`` blocks to mono by their channels' average, block by block; where the two channels of a
+    stereo input cancel (their average ``CANCEL_RATIO`` below them over a window of sound), from then on the first
+    channel alone.
+    ``on_cancel(message)`` is told once when that happens."""
+
+    def __init__(self, sample_rate: float, on_cancel=None) -> None:
+        self.window = max(1, int(CANCEL_WINDOW_S * sample_rate))
+        self.on_cancel = on_cancel
+        self.first_only = False
+        self._filled = 0
+        self._mix = self._each = 0.0  # energies over the window so far: of the average, of the channels (mean)
+
+    def __call__(self, block: np.ndarray) -> np.ndarray:
+        """One block as mono float32."""
+        x = np.asarray(block, dtype=np.float32)
+        if x.ndim == 1 or x.shape[1] == 1 or len(x) == 0:
+            return x.reshape(-1) if x.ndim == 1 or x.shape[1] == 1 else np.zeros(0, np.float32)
+        if self.first_only:
+            return np.ascontiguousarray(x[:, 0])
+        if x.shape[1] != 2:  # the inverted pair is a stereo quirk; more channels are a mix of their own
+            return x.mean(axis=1, dtype=np.float32)
+        out, i = [], 0
+        while i < len(x):  # window by window, so a whole file and its blocks switch at the same sample
+            seg = x[i:i + self.window - self._filled]
+            mix = seg.mean(axis=1, dtype=np.float32)
+            out.append(mix if not self.first_only else np.ascontiguousarray(seg[:, 0]))
+            i += len(seg)
+            if self.first_only:
+                continue
+            self._mix += float(np.dot(mix, mix))
+            self._each += float(np.einsum("ij,ij->", seg, seg)) / x.shape[1]
+            self._filled += len(seg)
+            if self._filled == self.window:
+                if self._each > CANCEL_FLOOR * self.window and self._mix < CANCEL_RATIO * self._each:
+                    self.first_only = True
+                    if self.on_cancel is not None:
+                        drop = 10 * np.log10(self._each / max(self._mix, 1e-30))
+                        self.on_cancel("the two input channels cancel each other (their average is "
+                                       f"{drop:.0f} dB below them: one is inverted, as in some laptops' microphone "
+                                       "pairs): using the first channel alone")
+                self._filled, self._mix, self._each = 0, 0.0, 0.0
+        return out[0] if len(out) == 1 else np.concatenate(out)
+
+
+def to_mono(audio: np.ndarray, sample_rate: float = SAMPLE_RATE, on_cancel=None) -> np.ndarray:
+    """A ``(frames, channels)`` array as mono (``Downmix``: the channels' average, or the first channel where the
+    average cancels); 1-D arrays pass through."""
     if audio.ndim == 1:
         return audio
-    return audio.mean(axis=1, dtype=np.float32)
+    return Downmix(sample_rate, on_cancel)(audio)
 
 
 def _open_checked(path: Path):
@@ -275,7 +332,8 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFormatError(f"{path}: audio has zero length (no samples)")
     if data.shape[0] < expected:
         raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
-    audio = resample(to_mono(_checked_samples(path, data)), sr, sample_rate)
+    audio = resample(to_mono(_checked_samples(path, data), sr, lambda msg: logger.warning("%s: %s", path, msg)), sr,
+                     sample_rate)
     return np.clip(audio, -1.0, 1.0)
 
 

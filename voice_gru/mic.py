@@ -17,6 +17,7 @@ resampler that keeps its state across chunks.
 
 from __future__ import annotations
 
+import logging
 import os
 import queue
 import subprocess
@@ -28,6 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from voice_gru.audio import Downmix
 from voice_gru.errors import AudioDeviceError
 
 TARGET_RATE = 16000
@@ -254,7 +256,7 @@ def resolve_device(spec: str | int | InputDevice | None = None) -> InputDevice:
 
 
 class StreamingResampler:
-    """Downmix blocks to mono and resample them to ``out_rate``, keeping state across blocks.
+    """Downmix blocks to mono (``audio.Downmix``) and resample them to ``out_rate``, keeping state across blocks.
 
     Feeding a signal block by block gives the same samples (up to float rounding) as resampling
     it in one go, so block boundaries leave no clicks. Uses ``soxr.ResampleStream``, which emits
@@ -265,6 +267,7 @@ class StreamingResampler:
     def __init__(self, in_rate: float, out_rate: int = TARGET_RATE, quality: str = "HQ") -> None:
         self.in_rate = float(in_rate)
         self.out_rate = int(out_rate)
+        self._downmix = Downmix(self.in_rate, on_cancel=logging.getLogger("voice_gru.audio").warning)
         self._stream = None
         if self.in_rate != self.out_rate:
             import soxr
@@ -273,10 +276,7 @@ class StreamingResampler:
 
     def __call__(self, block: np.ndarray, last: bool = False) -> np.ndarray:
         """Resample one block, shape ``(frames,)`` or ``(frames, channels)``; returns ``(n,)`` float32."""
-        x = np.asarray(block, dtype=np.float32)
-        if x.ndim == 2:
-            x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
-        x = np.ascontiguousarray(x, dtype=np.float32)
+        x = np.ascontiguousarray(self._downmix(block), dtype=np.float32)
         if self._stream is None:
             return x.copy()
         return np.asarray(self._stream.resample_chunk(x, last=last), dtype=np.float32)
@@ -287,6 +287,7 @@ class StreamingResampler:
 
     def reset(self) -> None:
         """Forget the past: the next block starts a new signal."""
+        self._downmix = Downmix(self.in_rate, on_cancel=self._downmix.on_cancel)
         if self._stream is not None:
             self._stream.clear()
 

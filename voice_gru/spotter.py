@@ -26,7 +26,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru.audio import FLOAT_LIMIT
+from voice_gru.audio import FLOAT_LIMIT, Downmix
 from voice_gru.config import OFF, REFRESH_S, DecisionConfig
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds, only_commands
 from voice_gru.errors import AudioFormatError, ConfigError
@@ -47,8 +47,9 @@ PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: me
 END_SILENCE_S = 0.5
 
 
-def as_float_mono(audio: np.ndarray) -> np.ndarray:
-    """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1]."""
+def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None) -> np.ndarray:
+    """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1] (``downmix``: a
+    stream's ``audio.Downmix``, which keeps to the first channel where the channels cancel; else their average)."""
     x = np.asarray(audio)
     if x.ndim not in (1, 2):
         raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
@@ -75,7 +76,7 @@ def as_float_mono(audio: np.ndarray) -> np.ndarray:
     else:
         raise AudioFormatError(f"audio chunk of dtype {x.dtype}: expected float or signed integer PCM samples")
     if x.ndim == 2:
-        x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+        x = downmix(x) if downmix is not None else x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
@@ -190,6 +191,7 @@ class CommandSpotter:
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s)
         self.detector = Detector(self.labels, self.decision, self.thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
+        self._downmix = Downmix(self.sample_rate, on_cancel=logger.warning)
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
         self.lost_blocks = 0  # microphone blocks lost during the last listen()
         self._busy = threading.Lock()
@@ -212,7 +214,7 @@ class CommandSpotter:
             return self._process(audio)
 
     def _process(self, audio: np.ndarray) -> list[Command]:
-        x = as_float_mono(audio)
+        x = as_float_mono(audio, self._downmix)
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, ~200 MB instead of 3.4 GB
         commands: list[Command] = []
         posteriors = []
@@ -251,6 +253,7 @@ class CommandSpotter:
             self.detector.reset()
             if self._resampler is not None:
                 self._resampler.reset()
+            self._downmix = Downmix(self.sample_rate, on_cancel=logger.warning)
             self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def listen(self, device: str | int | None = None, seconds: float | None = None,
