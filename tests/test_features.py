@@ -352,3 +352,31 @@ def test_window_and_dct_sizes_are_checked(call, message):
     with pytest.raises(ValueError) as info:
         call()
     assert str(info.value) == message
+
+
+def test_dc_blocker_is_the_one_pole_recursion_whatever_the_chunking():
+    from voice_gru.stream_features import DC_POLE, DCBlocker
+
+    x = (np.random.default_rng(0).standard_normal(40000) * 0.1 + 0.2).astype(np.float32)  # a 0.2 offset
+    ref, xp, yp = np.empty(x.size), float(x[0]), 0.0
+    for i, v in enumerate(x.astype(np.float64)):  # y[n] = x[n] - x[n-1] + pole y[n-1], the first sample its own past
+        yp = v - xp + DC_POLE * yp
+        xp, ref[i] = v, yp
+    block = DCBlocker()
+    whole = block(x)
+    np.testing.assert_allclose(whole, ref, atol=1e-6)
+    block.reset()
+    np.testing.assert_allclose(np.concatenate([block(x[i:i + 777]) for i in range(0, x.size, 777)]), whole, atol=1e-6)
+    assert abs(float(whole[8000:].mean())) < 2e-3  # the offset gone after 0.5 s (time constant 62.5 ms)
+    tone = np.sin(2 * np.pi * 20 * np.arange(48000) / 16000).astype(np.float32)  # the lowest mel band's edge
+    kept = block(tone)  # (state carried over from x: settled within the first second)
+    assert np.abs(kept[16000:]).max() == pytest.approx(1.0, abs=0.01)  # -0.07 dB at 20 Hz
+
+
+def test_streaming_mfcc_with_dc_removed_is_the_filtered_audios_mfcc():
+    from voice_gru.stream_features import DCBlocker
+
+    x = (np.random.default_rng(1).standard_normal(16000) * 0.1 + 0.1).astype(np.float32)
+    live = StreamingMFCC(CFG, remove_dc=True)
+    frames = np.concatenate([live.push(x[i:i + 1600]) for i in range(0, x.size, 1600)])
+    np.testing.assert_allclose(frames, mfcc(DCBlocker()(x)).numpy(), atol=5e-5)

@@ -188,7 +188,7 @@ class CommandSpotter:
             self.thresholds = only_commands(self.thresholds, self.commands)
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
-        self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s)
+        self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s, remove_dc=True)  # a microphone's offset
         self.detector = Detector(self.labels, self.decision, self.thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
         self._downmix = Downmix(self.sample_rate, on_cancel=logger.warning)

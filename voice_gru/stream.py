@@ -46,7 +46,10 @@ class Recognizer:
     """Push audio chunks of any size; get the posteriors of the frames they complete."""
 
     def __init__(self, ckpt: Any, mode: str = "stream", refresh_s: float | None = REFRESH_S,
-                 window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba") -> None:
+                 window_s: float = 1.5, every: int = 1, blas_threads: int | None = 1, kernel: str = "numba",
+                 remove_dc: bool = False) -> None:
+        """``remove_dc``: a ``DCBlocker`` before the features (what ``CommandSpotter`` hears live audio with);
+        without it the posteriors are the offline model's on the same audio."""
         if mode not in ("stream", "window"):
             raise ConfigError(f"unknown recognizer mode {mode!r} (expected 'stream' or 'window')")
         # a checkpoint path, a voice_gru.model.Checkpoint or a CheckpointData: its arrays either way
@@ -63,7 +66,7 @@ class Recognizer:
         self.warm = self.period // 2 if self.period else 0  # frames a new copy runs before it takes over
         self.window = max(1, int(round(window_s / hop_s)))
         self.every = max(1, every)
-        self.frontend = StreamingMFCC(self.ckpt.features, kernel)
+        self.frontend = StreamingMFCC(self.ckpt.features, kernel, remove_dc)
         # the model's weights as they are now (a recognizer does not see later changes to them)
         self.net = fast_model(self.ckpt, kernel)
         self._mean = np.asarray(self.ckpt.normalizer.mean, dtype=np.float32)

@@ -99,6 +99,46 @@ class Normalizer:
         return cls(tuple(float(x) for x in d["mean"]), tuple(float(x) for x in d["std"]))
 
 
+# A microphone's DC offset reaches the lowest mel bands through the window's leakage, and the models never learnt it:
+# on the validation 10-minute stream an offset of 0.02 cost 5 of 113 commands, 0.05 cost 8. A one-pole DC blocker
+# (-3 dB at 2.5 Hz, -0.07 dB at the lowest band's 20 Hz) gives them back and changes nothing else there (113 of 135,
+# no false accept, latency within 1 ms; 2026-12-06).
+DC_POLE = 0.999
+_DC_BLOCK = 16000  # samples filtered in closed form at once: POLE ** -16000 ~ 9e6 stays well within float64
+
+
+class DCBlocker:
+    """``y[n] = x[n] - x[n-1] + DC_POLE * y[n-1]`` over a stream, chunk by chunk (the same samples whatever the
+    chunking; the stream's first sample is its own predecessor, so a constant offset starts at 0)."""
+
+    def __init__(self, pole: float = DC_POLE) -> None:
+        self.pole = pole
+        self._grow = pole ** -np.arange(_DC_BLOCK, dtype=np.float64)  # pole ** -k
+        self.reset()
+
+    def reset(self) -> None:
+        """A new stream."""
+        self._x: float | None = None
+        self._y = 0.0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        """The next chunk, filtered (float32)."""
+        if x.size == 0:
+            return x.astype(np.float32)
+        x64 = x.astype(np.float64)
+        if self._x is None:
+            self._x = float(x64[0])
+        out = np.empty_like(x64)
+        for i in range(0, x64.size, _DC_BLOCK):
+            seg = x64[i:i + _DC_BLOCK]
+            grow = self._grow[:seg.size]
+            # y[k] = pole ** k * (pole * y[-1] + sum_{j<=k} pole ** -j * d[j]): the recursion as one cumulative sum
+            y = (self.pole * self._y + np.cumsum(np.diff(seg, prepend=self._x) * grow)) / grow
+            out[i:i + seg.size] = y
+            self._x, self._y = float(seg[-1]), float(y[-1])
+        return out.astype(np.float32)
+
+
 class StreamingMFCC:
     """Push audio chunks of any size; get exactly the offline MFCC frames for the audio so far.
 
@@ -108,9 +148,10 @@ class StreamingMFCC:
     up to the mel spectrum: near-silent frames magnify its rounding) and within 1e-4 of a float64 textbook MFCC.
     """
 
-    def __init__(self, cfg: FeatureConfig = FeatureConfig(), kernel: str = "numba") -> None:
+    def __init__(self, cfg: FeatureConfig = FeatureConfig(), kernel: str = "numba", remove_dc: bool = False) -> None:
         """``kernel``: after the FFT, one compiled call (``numba``: ``voice_gru.jit_kernels.mel_log_dct``)
-        or NumPy calls (``numpy``; also where numba cannot load)."""
+        or NumPy calls (``numpy``; also where numba cannot load). ``remove_dc``: the audio goes through a
+        ``DCBlocker`` first (the live path; the frames are then those of the filtered audio)."""
         check_kernel(kernel, "front-end")
         self.cfg = cfg
         # float64 from here on; the window sits inside the n_fft frame, as in torch.stft
@@ -125,9 +166,12 @@ class StreamingMFCC:
         self._buf = np.zeros(0, dtype=np.float32)
         self.frames_out = 0
         self.samples_in = 0
+        self._dc = DCBlocker() if remove_dc else None
 
     def reset(self) -> None:
         """Forget buffered audio and counters."""
+        if self._dc is not None:
+            self._dc.reset()
         self._buf = np.zeros(0, dtype=np.float32)
         self.frames_out = 0
         self.samples_in = 0
@@ -149,6 +193,8 @@ class StreamingMFCC:
             raise AudioFormatError(f"audio chunk with {what}: the front end takes float samples in [-1, 1]; "
                                    "voice_gru.CommandSpotter converts other formats")
         self.samples_in += chunk.size
+        if self._dc is not None:
+            chunk = self._dc(chunk)
         self._buf = np.concatenate([self._buf, chunk]) if self._buf.size else chunk.copy()
         n = num_frames(self._buf.size, self.cfg)
         if n == 0:
