@@ -42,7 +42,7 @@ def main() -> int:
                          "every buffer has filled)")
     args = ap.parse_args()
     ckpt = read_checkpoint_data(args.model)  # as `voice-gru listen` reads it: no torch
-    rec = Recognizer(ckpt)
+    rec = Recognizer(ckpt, remove_dc=True)  # as CommandSpotter runs it
     f = ckpt.features
     decision = decision_of(ckpt)  # as listen: the model's own decision settings and thresholds
     det = Detector(ckpt.labels, decision, effective_thresholds(ckpt.labels, decision, ckpt.thresholds, None),

@@ -58,7 +58,7 @@ def run(ckpt, audio: np.ndarray, chunk: int = 1600, veto: bool = True, warm: np.
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of
 
-    rec = Recognizer(ckpt, **kw)
+    rec = Recognizer(ckpt, remove_dc=True, **kw)  # as CommandSpotter runs it
     f = ckpt.features
     decision = decision_of(ckpt)
     if not veto:
