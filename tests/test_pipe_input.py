@@ -166,3 +166,46 @@ def test_listen_reads_a_wav_pipe_and_refuses_contradicting_flags(tmp_path):
 def test_riff_data_that_is_not_wave_is_refused():
     with pytest.raises(AudioFormatError, match="standard input: RIFF 'AVI ' data, not WAVE"):
         sniff_wav_header(io.BytesIO(b"RIFF\x10\x00\x00\x00AVI LIST" + bytes(64)))
+
+
+@pytest.mark.parametrize("make, name", [
+    # libsndfile writes MPEG frames with no ID3 tag before them: no magic, only frame headers that repeat
+    (lambda: _wav_bytes((np.random.default_rng(0).standard_normal(16000) * 0.1).astype(np.float32), 16000, "MP3",
+                        "MPEG_LAYER_III"), "MPEG audio \\(MP3\\)"),
+    (lambda: b"\x00\x00\x00\x20ftypM4A " + bytes(100), "MP4/M4A"),
+    (lambda: b"\x1a\x45\xdf\xa3" + bytes(100), "Matroska/WebM"),
+    (lambda: (b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(9)) * 8, "AAC \\(ADTS\\)"),
+])
+def test_compressed_streams_without_magic_are_refused_by_name(make, name):
+    """They were read as raw PCM: 40 s of noise at full scale, 0 commands, exit 0."""
+    with pytest.raises(AudioFormatError, match=f"standard input: {name} data"):
+        sniff_wav_header(io.BytesIO(make()))
+
+
+@pytest.mark.parametrize("first", [-1, -3073, -2, -32768])
+def test_raw_pcm_starting_like_a_frame_header_is_still_raw(first):
+    """-1 is bytes FF FF and -3073 is FF F3 (an MP3 frame's first bytes): raw PCM, since nothing repeats."""
+    rng = np.random.default_rng(0)
+    pcm = np.concatenate([[first], rng.integers(-3000, 3000, 8000)]).astype("<i2")
+    stream = io.BytesIO(pcm.tobytes())
+    header = sniff_wav_header(stream)
+    assert header.rate is None
+    np.testing.assert_array_equal(np.concatenate(list(pipe_chunks(stream, head=header.head))), pcm / np.float32(32768))
+    silence = np.full(8000, -1, "<i2")  # a quiet recorder's stream of -1s
+    assert sniff_wav_header(io.BytesIO(silence.tobytes())).rate is None
+
+
+def test_a_wav_pipe_stops_at_its_data_chunks_end():
+    """Chunks after the samples (a tag) were played as 3.8 s of full-scale noise; a stand-in size reads on."""
+    import struct
+
+    audio = (np.sin(np.arange(16000) * 0.05) * 0.3).astype(np.float32)
+    tagged = _wav_bytes(audio, 16000) + b"id3 " + struct.pack("<I", 4000) + bytes([0x7F]) * 4000
+    stream = io.BytesIO(tagged)
+    header = sniff_wav_header(stream)
+    assert header.size == 32000
+    got = np.concatenate(list(pipe_chunks(stream, header.rate, header.channels, head=header.head, size=header.size)))
+    assert got.size == 16000 and np.abs(got).max() < 0.31
+    unknown = bytearray(_wav_bytes(audio, 16000))
+    unknown[40:44] = struct.pack("<I", 0xFFFFFFFF)  # what a writer to a pipe puts there
+    assert sniff_wav_header(io.BytesIO(bytes(unknown))).size is None

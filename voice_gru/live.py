@@ -63,15 +63,44 @@ class PipeHeader:
     rate: int | None  # None: no WAV header, raw PCM
     channels: int | None
     head: bytes = b""  # bytes read while looking that are audio
+    size: int | None = None  # the WAV data chunk's bytes, where its header says (None: to the end of the pipe)
+
+
+def _compressed(head: bytes) -> str | None:
+    """The name of a compressed format whose stream starts with ``head`` (up to 4 KiB), None for anything else.
+    MPEG audio and AAC have no magic of their own: a frame header whose sync, layer, bit rate and sample rate
+    are valid, found again with the same fields at three or more places (raw PCM does not repeat so)."""
+    if head[4:8] == b"ftyp":
+        return "MP4/M4A"
+    for magic, name in ((b"\x1aE\xdf\xa3", "Matroska/WebM"), (b"#!AMR", "AMR"), (b"wvpk", "WavPack"),
+                        (b"MAC ", "Monkey's Audio")):
+        if head.startswith(magic):
+            return name
+    if len(head) < 3 or head[0] != 0xFF:
+        return None
+    b1, b2 = head[1], head[2]
+    mpeg = (b1 & 0xE0) == 0xE0 and (b1 >> 3) & 3 != 1 and (b1 >> 1) & 3 != 0 and 0 < b2 >> 4 < 15 and (b2 >> 2) & 3 != 3
+    adts = (b1 & 0xF6) == 0xF0 and (b2 >> 2) & 0xF < 13
+    if not (mpeg or adts):
+        return None
+    key = bytes([0xFF, b1])
+    repeats = sum(1 for i in range(len(head) - 2) if head[i:i + 2] == key and (head[i + 2] & 0xFC) == (b2 & 0xFC))
+    return ("MPEG audio (MP3)" if mpeg else "AAC (ADTS)") if repeats >= 3 else None
 
 
 def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
     """Read a WAV header from the start of a pipe if there is one (``arecord``, ``sox -t wav -``,
     ``ffmpeg -f wav -`` write one), leaving the stream at its first sample; only 16-bit PCM is accepted."""
-    from voice_gru.audio import wav_format
+    from voice_gru.audio import PLACEHOLDER_SIZES, wav_format
     from voice_gru.errors import AudioFormatError
 
     head = stream.read(12)
+    if head[:1] == b"\xff" and len(head) == 12:  # MPEG audio or AAC? Their frames say so only further on
+        head += stream.read(4096 - 12)
+    name = _compressed(head)
+    if name is not None:
+        raise AudioFormatError(f"standard input: {name} data; send 16-bit PCM, raw or WAV "
+                               "(ffmpeg -i - -f s16le -ac 1 -ar 16000 -, or give the file itself to --input)")
     for magic, name in ((b"fLaC", "FLAC"), (b"OggS", "Ogg"), (b"ID3", "MP3"), (b"RIFX", "big-endian WAV"),
                         (b"FORM", "AIFF"), (b"caff", "CAF"), (b".snd", "AU"), (b"RF64", "RF64 WAV"),
                         (b"BW64", "BW64 WAV"), (b"riff", "Wave64"), (b"NIST_1A", "NIST SPHERE")):
@@ -89,10 +118,13 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
         if len(chunk) < 8:
             raise AudioFormatError("standard input: the WAV header ends before its audio data")
         cid, size = chunk[:4], struct.unpack("<I", chunk[4:])[0]
-        if cid == b"data":  # its size is often a placeholder when streaming: read to the end instead
+        if cid == b"data":  # its size is often a placeholder when streaming: then read to the end instead
             if fmt is None:
                 raise AudioFormatError("standard input: WAV audio data before any format chunk")
-            return PipeHeader(fmt[0], fmt[1])
+            # chunks may follow the data (a tag, a cue list): not samples. Sizes near 2 or 4 GiB are a writer's
+            # stand-in for "unknown" (arecord, ffmpeg and sox each have their own), and 0 with data after it
+            placeholder = size in PLACEHOLDER_SIZES or size == 0 or size >= 0x7FFF0000
+            return PipeHeader(fmt[0], fmt[1], size=None if placeholder else size)
         body = stream.read(size + (size & 1))
         if cid == b"fmt ":
             if len(body) < 16:
@@ -108,11 +140,11 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
 
 def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk_ms: float = 100.0,
                 out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
-                head: bytes = b"") -> Iterator[np.ndarray]:
+                head: bytes = b"", size: int | None = None) -> Iterator[np.ndarray]:
     """Raw signed 16-bit little-endian PCM from a pipe (``arecord``, ``sox``, ``ffmpeg``) as mono
-    ``out_rate`` chunks, until the pipe ends (``head``: bytes of it already read).
+    ``out_rate`` chunks, until the pipe ends or ``size`` bytes are read (``head``: bytes of it already read).
 
-    Interleaved channels are averaged and other rates resampled in code, as for a microphone. A
+    Interleaved channels are downmixed (``audio.Downmix``) and other rates resampled in code, as for a microphone. A
     trailing partial sample frame cannot be decoded; ``on_partial`` is told how many bytes it had.
     """
     from voice_gru.mic import StreamingResampler
@@ -120,9 +152,11 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
     frame_bytes = 2 * channels
     want = max(1, int(round(in_rate * chunk_ms / 1000))) * frame_bytes
     resample = StreamingResampler(in_rate, out_rate)
-    pending = head
+    pending, left = head, size
     while True:
-        data = stream.read(want)  # a blocking pipe returns ``want`` bytes, fewer only at its end
+        data = stream.read(want if left is None else min(want, left))  # fewer than asked only at the pipe's end
+        if left is not None:
+            left -= len(data)
         buf = pending + data  # at the end too: a pipe shorter than the header sniff is all in ``head``
         usable = len(buf) - len(buf) % frame_bytes
         pending = buf[usable:]
@@ -161,7 +195,7 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
         kind = "WAV (16-bit PCM)"
     if on_rate is not None:
         on_rate(hz)
-    chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head)
+    chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head, header.size)
     return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
 
