@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -478,3 +480,24 @@ def test_channels_that_do_not_cancel_are_averaged(case):
     said: list[str] = []
     np.testing.assert_allclose(to_mono(x, SAMPLE_RATE, said.append), x.mean(axis=1), atol=1e-7)
     assert said == []
+
+
+def test_a_recording_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
+    """A recorder killed mid-file leaves a header that promises more: listen --input hears what is there (as the
+    same bytes on a pipe are heard) and says so; without on_truncated it is still an error."""
+    from voice_gru.live import file_chunks
+
+    audio = (np.sin(np.arange(48000) * 0.05) * 0.3).astype(np.float32)
+    wav = tmp_path / "cut.wav"
+    sf.write(wav, audio, 16000, subtype="PCM_16")
+    wav.write_bytes(wav.read_bytes()[:-32000])  # the last second gone
+    said: list[str] = []
+    got = np.concatenate(list(file_chunks(wav, on_truncated=said.append)))
+    assert got.size == 32000 and said == [f"{wav}: truncated (the file is shorter than its header says): what it "
+                                          "holds is heard"]
+    np.testing.assert_allclose(got, audio[:32000], atol=1 / 32768)
+    with pytest.raises(AudioFormatError, match="truncated"):
+        file_chunks(wav)
+    r = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(wav)], capture_output=True,
+                       text=True, timeout=120)
+    assert r.returncode == 0 and "in 2.0s of audio" in r.stdout and "warning: " in r.stderr and "truncated" in r.stderr

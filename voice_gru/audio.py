@@ -6,7 +6,7 @@ import logging
 import os
 import struct
 from pathlib import Path
-from typing import Iterator, NamedTuple
+from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
@@ -104,9 +104,9 @@ def to_mono(audio: np.ndarray, sample_rate: float = SAMPLE_RATE, on_cancel=None)
     return Downmix(sample_rate, on_cancel)(audio)
 
 
-def _open_checked(path: Path):
+def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = None):
     """An open ``soundfile.SoundFile`` (or ``_HeaderlessWav``) after the checks that need no decoding; bad input
-    raises AudioFormatError."""
+    raises AudioFormatError (a WAV shorter than its header says too, unless ``on_truncated`` is told instead)."""
     import soundfile as sf
 
     if not path.exists():
@@ -132,8 +132,10 @@ def _open_checked(path: Path):
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
     if is_truncated_wav(path):
-        f.close()
-        raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+        if on_truncated is None:
+            f.close()
+            raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+        on_truncated(f"{path}: truncated (the file is shorter than its header says): what it holds is heard")
     if f.frames == 0:  # libsndfile takes a data size of 0 at its word, even with samples after it
         tail = _data_to_end(path)
         if tail is not None:
@@ -313,8 +315,8 @@ def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.
 
 
 def file_rate(path: str | Path) -> int:
-    """An audio file's own sample rate (from its header); bad input raises AudioFormatError."""
-    with _open_checked(Path(path)) as f:
+    """An audio file's own sample rate (from its header); bad input raises AudioFormatError (a file cut short has one)."""
+    with _open_checked(Path(path), on_truncated=lambda message: None) as f:
         return int(f.samplerate)
 
 
@@ -337,18 +339,28 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     return np.clip(audio, -1.0, 1.0)
 
 
-def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0) -> Iterator[np.ndarray]:
+def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0,
+                 on_truncated: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
     """A recording as consecutive mono float32 blocks at ``sample_rate``, decoded and resampled piece
     by piece, so memory does not grow with its length (hours of audio through ``listen --input``).
 
     What can be checked without decoding is checked before this returns; a bad sample further in
     raises AudioFormatError when its block is reached. For a file at ``sample_rate`` the samples
     are those of ``load_audio``; other rates go through the streaming resampler the microphone uses.
+    ``on_truncated``: a file shorter than its header says (a recorder that was killed) is told to it and read as
+    far as it goes, as the same bytes on a pipe are; without it that is an AudioFormatError.
     """
     from voice_gru.mic import StreamingResampler
 
     path = Path(path)
-    f = _open_checked(path)
+    told: list[str] = []  # said once: by the header check, or at the end
+
+    def tell(message: str) -> None:
+        told.append(message)
+        if on_truncated is not None:
+            on_truncated(message)
+
+    f = _open_checked(path, None if on_truncated is None else tell)
     if f.frames == 0:
         f.close()
         raise AudioFormatError(f"{path}: audio has zero length (no samples)")
@@ -373,8 +385,11 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
         tail = resample_block.flush()
         if tail.size:
             yield np.clip(tail, -1.0, 1.0)
-        if done < expected:
-            raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
+        if done < expected and not told:
+            message = f"{path}: truncated (the file is shorter than its header says)"
+            if on_truncated is None:
+                raise AudioFormatError(message)
+            tell(f"{message}: {done / f.samplerate:.1f} s of it were heard")
 
     return blocks()
 

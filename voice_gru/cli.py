@@ -545,7 +545,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
                                             f.sample_rate, partial, monitor.known_rate)
             else:
-                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate)
+                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate,  # a recorder killed mid-file:
+                                     lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))  # as on a pipe
                 what = f"streaming {args.input} through the recognizer"
                 monitor.known_rate(file_rate(args.input))
             print(f"{what} ({args.mode} mode)", flush=True)
