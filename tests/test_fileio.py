@@ -101,12 +101,12 @@ def test_check_outputs(tmp_path):
 
 
 def test_listen_keeps_the_last_runs_events_when_it_cannot_start(tmp_path, capsys):
-    """The events file is replaced when the first detection arrives or the run ends: a truncated
-    recording (or a missing microphone) leaves the previous run's events as they were."""
+    """The events file is replaced when the first detection arrives or the run ends: a recording that is no audio
+    (or a missing microphone) leaves the previous run's events as they were."""
     events = tmp_path / "events.jsonl"
     events.write_text('{"t": 1.0, "label": "stop", "score": 0.9}\n')
     bad = tmp_path / "cut.wav"
-    bad.write_bytes(CLIP.read_bytes()[:200])
+    bad.write_bytes(CLIP.read_bytes()[:12] + b"junk" * 50)  # a WAV's first bytes, then no chunk at all
     assert main(["listen", "--input", str(bad), "--events", str(events), "--no-view"]) == 2
     assert events.read_text() == '{"t": 1.0, "label": "stop", "score": 0.9}\n'
     silence = tmp_path / "quiet.wav"

@@ -58,5 +58,8 @@ def test_script_reports_counts_and_writes_json(tmp_path, capsys):
 
     clips = json.loads(out.read_text())["clips"]
     assert len(clips) == 8 and {c["word"] for c in clips} == {"bed", "marvin"} and all(c["split"] == "training" for c in clips)
-    assert mod.main(["--data-dir", str(tmp_path / "missing"), "--split", "training"]) == 2
-    assert capsys.readouterr().err.startswith("other_word_fires: ")
+    from voice_gru.cli import run_reporting_errors
+
+    missing = ["--data-dir", str(tmp_path / "missing"), "--split", "training"]
+    assert run_reporting_errors(lambda: mod.main(missing), "", "other_word_fires.py") == 2
+    assert capsys.readouterr().err.startswith("other_word_fires.py: error: ")
