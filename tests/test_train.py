@@ -699,3 +699,32 @@ def test_sigterm_to_torchrun_stops_every_rank_after_saving(tiny_root, tmp_path):
     state = torch.load(out / "state.pt", map_location="cpu", weights_only=True)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["interrupted"] is True and summary["epochs_done"] == state["epoch"] + 1 == len(read_metrics(out))
+
+
+@pytest.mark.parametrize("stop", ["before the summary", "before metrics.jsonl", "Ctrl-C in the summary"])
+def test_a_stop_in_the_last_epochs_save_is_finished_by_the_rerun(baseline, tiny_root, tiny_cfg, cache, tmp_path,
+                                                                  capsys, stop):
+    """kill -9 (or Ctrl-C) after the last state.pt but before the end's files: the rerun said "already trained"
+    and never wrote them. It now writes them, training no epoch, as the uninterrupted run did."""
+    done, _ = baseline
+    run = Path(shutil.copytree(done, tmp_path / "run"))
+    (run / "summary.json").unlink()
+    (run / "curves.png").unlink()
+    (run / ".summary.json.x7k2.tmp").write_text("{")  # a kill's half-written temp
+    if stop == "before metrics.jsonl":
+        lines = (run / "metrics.jsonl").read_text().splitlines()
+        (run / "metrics.jsonl").write_text("\n".join(lines[:-1]) + "\n")
+    if stop == "Ctrl-C in the summary":
+        (run / "summary.json").write_text(json.dumps({**json.loads((done / "summary.json").read_text()),
+                                                      "interrupted": True}))
+    best = (run / "best.pt").read_bytes()
+    summary = train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)
+    assert "writing the files its last save did not finish" in capsys.readouterr().err
+    want = json.loads((done / "summary.json").read_text())
+    got = json.loads((run / "summary.json").read_text())
+    assert {k: v for k, v in got.items() if k not in ("run", "train_seconds")} == \
+        {k: v for k, v in want.items() if k not in ("run", "train_seconds")} and summary["epochs_done"] == 2
+    assert comparable(read_metrics(run)) == comparable(read_metrics(done)) and (run / "curves.png").is_file()
+    assert leftovers(run) == [] and (run / "best.pt").read_bytes() == best  # no epoch trained again
+    train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)  # now complete: nothing to do
+    assert "already trained (2 of 2 epochs" in capsys.readouterr().err

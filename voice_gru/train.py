@@ -301,7 +301,10 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             raise VoiceGruError(f"{out}: holds a run with a different {what}{shown}; "
                                 f"pass --restart or choose another --out")
         done = int(state["epoch"]) + 1
-        if done >= cfg.train.epochs and not ddp:  # nothing to train: say so instead of "resuming"
+        if done >= cfg.train.epochs and not ddp and not _run_files_complete(out, done):
+            # stopped in its last save (after state.pt, before the summary and curves): train no epoch, write them
+            _warn(f"{out}: all {done} epochs are trained; writing the files its last save did not finish")
+        elif done >= cfg.train.epochs and not ddp:  # nothing to train: say so instead of "resuming"
             _warn(f"{out}: already trained ({done} of {cfg.train.epochs} epochs; best {state['best']['score']:.4f} at "
                   f"epoch {state['best']['epoch']}): nothing to do (--restart trains it again)")
             return {"run": str(out), "best_epoch": state["best"]["epoch"], "best_val_acc": state["best"]["score"],
@@ -453,8 +456,9 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
                "interrupted": interrupted, "labels": labels, "skipped_clips": dict(sorted(prep.bad_files.items()))}
     if main_proc and history:
-        if interrupted:  # Ctrl-C may have landed between state.pt and metrics.jsonl: make them agree
-            write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        # a stop may have landed between state.pt and metrics.jsonl (now, or in the last save of an earlier run
+        # that this one only finishes): make them agree
+        write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
         write_json(out / "summary.json", summary)
         plot_curves(history, out / "curves.png")
     if ddp:
@@ -566,6 +570,19 @@ def frame_weights(y: torch.Tensor, sil: int | None, bg_weight: float) -> torch.T
 
 
 RUN_FILES = ("state.pt", "best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
+
+
+def _run_files_complete(out: Path, epochs: int) -> bool:
+    """Whether a run whose state.pt holds ``epochs`` epochs also has what its end writes: every epoch in
+    metrics.jsonl, a summary of a finished run, the curves, and no temp file a kill left."""
+    try:
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        lines = (out / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    except (OSError, ValueError):
+        return False
+    finished = isinstance(summary, dict) and summary.get("epochs_done") == epochs and not summary.get("interrupted")
+    temps = any(any(out.glob(f".{name}.*")) for name in RUN_FILES)
+    return finished and len(lines) == epochs and (out / "curves.png").is_file() and not temps
 
 
 def _remove_stale_temps(out: Path) -> None:
