@@ -186,3 +186,24 @@ def test_a_link_among_an_input_folders_clips_is_inside_it_wherever_it_leads(tmp_
     with pytest.raises(ConfigError, match="is inside"):
         check_outputs({"--csv": tmp_path / "data" / "yes" / "a.wav"}, folders=[tmp_path / "data"])
     assert clip.read_bytes() == b"RIFF"
+
+
+def test_a_full_disk_under_torch_save_is_said_as_one(tmp_path, monkeypatch):
+    """torch.save on a full disk raises RuntimeError ("unexpected pos"), which reached the user as two tracebacks."""
+    import shutil
+    from collections import namedtuple
+
+    import torch
+
+    target = tmp_path / "last.pt"
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("u", "total used free")(1 << 30, 1 << 30, 4096))
+    with pytest.raises(OSError) as info:
+        with atomic_path(target, suffix=".pt") as tmp:
+            torch.save({"x": 1}, tmp)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 64 vs 0")
+    assert info.value.strerror == "No space left on device" and info.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []  # the temp is gone
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: namedtuple("u", "total used free")(1 << 30, 0, 1 << 30))
+    with pytest.raises(RuntimeError, match="some other failure"):  # with room to spare it is not a full disk
+        with atomic_path(target) as tmp:
+            raise RuntimeError("some other failure")

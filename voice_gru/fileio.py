@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
@@ -14,6 +15,7 @@ from voice_gru.errors import ConfigError
 
 
 STDOUT = "/dev/stdout"
+FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran out of space
 """Where an output named ``-`` goes."""
 
 
@@ -57,6 +59,12 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
         raise OSError(exc.errno, exc.strerror, str(path)) from None
+    except RuntimeError:  # torch.save on a full disk: "[enforce fail at inline_container.cc] unexpected pos ..."
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if shutil.disk_usage(path.parent).free < FULL_DISK_BYTES:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(path)) from None
+        raise
     except BaseException:
         if tmp is not None:
             Path(tmp).unlink(missing_ok=True)
