@@ -728,3 +728,43 @@ def test_a_stop_in_the_last_epochs_save_is_finished_by_the_rerun(baseline, tiny_
     assert leftovers(run) == [] and (run / "best.pt").read_bytes() == best  # no epoch trained again
     train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)  # now complete: nothing to do
     assert "already trained (2 of 2 epochs" in capsys.readouterr().err
+
+
+def test_a_second_run_on_a_folder_being_written_is_refused(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """Two trainings writing one --out (a second command, or a killed torchrun's workers) would mix their files."""
+    import fcntl
+
+    done, _ = baseline
+    run = Path(shutil.copytree(done, tmp_path / "run"))
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    fd = os.open(run, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as a run in progress holds it
+        with pytest.raises(VoiceGruError) as info:
+            train(replace(tiny_cfg, train=replace(tiny_cfg.train, epochs=3)), tiny_root, run, cache=cache, quiet=True,
+                  threads=1)
+        assert str(info.value) == (f"{run}: another training run is writing this folder; wait for it to end (or "
+                                   "stop it), or choose another --out")
+    finally:
+        os.close(fd)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2  # released: runs
+
+
+def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tmp_path):
+    """PR_SET_PDEATHSIG: a worker whose parent dies gets SIGTERM (train stops on it as on Ctrl-C)."""
+    if not sys.platform.startswith("linux"):
+        pytest.skip("Linux only")
+    code = ("import os, signal, sys, time\n"
+            "from voice_gru.train import _stop_with_the_launcher\n"
+            "_stop_with_the_launcher()\n"
+            "signal.signal(signal.SIGTERM, lambda *a: (print('stopped', flush=True), sys.exit(0)))\n"
+            "print('ready', flush=True)\n"
+            "time.sleep(30)\n"
+            "print('orphan', flush=True)\n")
+    launcher = subprocess.Popen([sys.executable, "-c", "import subprocess, sys, time\n"
+                                 f"subprocess.Popen([sys.executable, '-c', {code!r}])\n"
+                                 "time.sleep(30)\n"], stdout=subprocess.PIPE, text=True)
+    assert launcher.stdout.readline().strip() == "ready"
+    launcher.kill()  # kill -9 of the launcher
+    assert launcher.stdout.readline().strip() == "stopped"  # the worker, told at once

@@ -13,6 +13,7 @@ import gc
 import json
 import math
 import os
+import signal
 import re
 import sys
 import time
@@ -225,15 +226,48 @@ def train(
                           f"the ensemble checkpoint whose member to start from")
     _check_device(device)
     threads_before = torch.get_num_threads()
+    held: list[int] = []  # the run folder's lock, once taken
     try:
         with stop_on_signals():
-            return _train(cfg, data_dir, Path(out_dir), device, cache, quiet, restart, stop_after, threads)
+            return _train(cfg, data_dir, Path(out_dir), device, cache, quiet, restart, stop_after, threads, held)
     finally:  # a notebook or program that trains keeps its own thread setting afterwards
         torch.set_num_threads(threads_before)
+        for fd in held:
+            os.close(fd)  # releases the lock
+
+
+def _lock_run_folder(out: Path, held: list[int]) -> None:
+    """Hold an exclusive lock on the run folder itself (no file is made) while this run writes it: a second
+    ``train`` on the same --out (or the workers of a killed torchrun) would otherwise write over its files."""
+    try:
+        import fcntl
+    except ImportError:  # not on this platform: unlocked, as before
+        return
+    fd = os.open(out, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VoiceGruError(f"{out}: another training run is writing this folder; wait for it to end (or stop it), "
+                            "or choose another --out") from None
+    held.append(fd)
+
+
+def _stop_with_the_launcher() -> None:
+    """Under torchrun: a worker whose launcher dies (kill -9) gets SIGTERM, which stops it as Ctrl-C does,
+    instead of training on into --out with nobody watching (Linux; elsewhere nothing changes)."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str | Path | None, quiet: bool,
-           restart: bool, stop_after: int | None, threads: int | None) -> dict:
+           restart: bool, stop_after: int | None, threads: int | None, held: list[int]) -> dict:
     import yaml
     from tqdm.auto import tqdm
 
@@ -242,6 +276,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if ddp:
         import torch.distributed as dist
 
+        _stop_with_the_launcher()
         backend = "nccl" if device.startswith("cuda") else "gloo"
         dist.init_process_group(backend)
         if device.startswith("cuda"):
@@ -267,6 +302,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
     data_print = dataset_fingerprint(data_dir)  # ... wherever that data has moved since
     state = None
+    if main_proc and out.is_dir():  # a run writing here now: said before the features load, not minutes after
+        _lock_run_folder(out, held)
     if state_path.is_file() and not restart:
         try:
             state = torch.load(state_path, map_location="cpu", weights_only=True)
@@ -318,6 +355,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     teacher = load_teacher(cfg.train.teacher, labels, cfg.features, prep.normalizer, device) if cfg.train.teacher else None
     if main_proc:
         out.mkdir(parents=True, exist_ok=True)
+        if not held:  # a new folder: locked as soon as it exists, before anything in it is removed or written
+            _lock_run_folder(out, held)
         _remove_stale_temps(out)
         if state is None:
             # a fresh start (--restart, or no state.pt to resume) removes the old run's files before
