@@ -577,3 +577,16 @@ def test_load_clip_mels_speed_and_length(tmp_path, clip_paths):
     assert fast.shape == base.shape and not torch.allclose(fast, base)
     assert longer.shape == (1, 148, FEAT.n_mels)
     assert len(list(tmp_path.glob("clips-*.pt"))) == 3
+
+
+def test_dataset_fingerprint_sees_a_clip_replaced_by_one_of_the_same_size(tmp_path):
+    """Most clips are exactly 32,044 bytes: a "yes" overwritten with other audio kept path, split and size."""
+    root = tmp_path / "a"
+    copy_clips(root)
+    clip = root / CLIPS["yes"]
+    first, first_old = dataset_fingerprint(root), dataset_fingerprint(root, content=False)
+    data = bytearray(clip.read_bytes())
+    data[100:200] = bytes(100)  # other samples, the same size
+    clip.write_bytes(bytes(data))
+    assert dataset_fingerprint(root) != first
+    assert dataset_fingerprint(root, content=False) == first_old  # what runs recorded before saw

@@ -426,6 +426,15 @@ def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny
     assert train(tiny_cfg, same, run, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
     assert "already trained (2 of 2 epochs; best " in capsys.readouterr().err  # and nothing rewritten
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    # a run whose state.pt holds the digest of before 2026-12-06 (no clip bytes) is compared as it was recorded
+    old_style = tmp_path / "old_style_run"
+    shutil.copytree(run, old_style)
+    state = torch.load(old_style / "state.pt", weights_only=True)
+    state["data_fingerprint"] = dataset_fingerprint(tiny_root, content=False)
+    del state["data_fingerprint_content"]
+    torch.save(state, old_style / "state.pt")
+    assert train(tiny_cfg, tiny_root, old_style, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    assert "already trained (2 of 2 epochs" in capsys.readouterr().err
     # a run from before the folder was recorded resumes as before (nothing to compare with)
     state = torch.load(run / "state.pt", weights_only=True)
     del state["data_dir"], state["data_fingerprint"]

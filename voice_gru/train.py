@@ -321,12 +321,15 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         changes = config_changes(saved_cfg, cfg_dict)
         saved_data = state.get("data_dir")  # None: a run from before it was recorded
         saved_print = state.get("data_fingerprint")  # None: a run from before it was recorded
+        now_print = data_print  # what it is compared with: as it was recorded (before 2026-12-06 without the bytes)
+        if saved_print is not None and not state.get("data_fingerprint_content"):
+            now_print = dataset_fingerprint(data_dir, content=False)
         if saved_data is not None and saved_data != data_path:
-            if saved_print != data_print:
+            if saved_print != now_print:
                 changes.append(f"--data-dir {saved_data} -> {data_path}")
             else:
                 _warn(f"{out}: the dataset moved from {saved_data}: the same clips, resuming on {data_path}")
-        elif saved_print is not None and saved_print != data_print:
+        elif saved_print is not None and saved_print != now_print:
             changes.append(f"the clips in {data_path} (added, removed, changed or moved to another split)")
         saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
         if saved_world is not None and saved_world != world:
@@ -645,7 +648,7 @@ def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: 
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
                     "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir,
-                    "data_fingerprint": data_fingerprint, "world": world}, tmp)
+                    "data_fingerprint": data_fingerprint, "data_fingerprint_content": True, "world": world}, tmp)
 
 
 def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
