@@ -590,3 +590,21 @@ def test_dataset_fingerprint_sees_a_clip_replaced_by_one_of_the_same_size(tmp_pa
     clip.write_bytes(bytes(data))
     assert dataset_fingerprint(root) != first
     assert dataset_fingerprint(root, content=False) == first_old  # what runs recorded before saw
+
+
+def test_a_killed_runs_feature_cache_temp_is_removed_once_stale(tmp_path):
+    """kill -9 while the feature cache was written left .clips-<key>.pt.<random>.pt (~90 MB) for good."""
+    import os
+    import time
+
+    from voice_gru.config import FeatureConfig
+    from voice_gru.data import STALE_TEMP_S, load_clip_mels
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    old, young = cache / ".clips-abc.pt.x1.pt", cache / ".clips-def.pt.x2.pt"
+    for f in (old, young):
+        f.write_bytes(b"half")
+    os.utime(old, (time.time() - STALE_TEMP_S - 60,) * 2)
+    load_clip_mels([str(TEST_DATA / CLIPS["yes"])], FeatureConfig(), cache=cache, progress=False)
+    assert not old.exists() and young.exists()  # the young one may be another run's, being written now

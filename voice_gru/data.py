@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -402,6 +403,21 @@ def _key(parts: Iterable[str]) -> str:
     return h.hexdigest()[:16]
 
 
+STALE_TEMP_S = 6 * 3600  # a cache temp this old is a killed run's (the full dataset's features take minutes)
+
+
+def _remove_stale_cache_temps(folder: Path) -> None:
+    """Delete feature-cache temps a killed run left (``.clips-<key>.pt.<random>.pt``, ~90 MB each for the full
+    dataset); a younger one may be another run's, being written now."""
+    now = time.time()
+    for tmp in folder.glob(".clips-*.pt.*"):
+        try:
+            if now - tmp.stat().st_mtime > STALE_TEMP_S:
+                tmp.unlink()
+        except OSError:  # gone meanwhile, or not ours to remove
+            pass
+
+
 def load_clip_mels(
     paths: Sequence[str],
     feat: FeatureConfig,
@@ -428,6 +444,7 @@ def load_clip_mels(
             return blob["mels"], dict(blob["bad"])
         except Exception:  # a damaged cache is rebuilt, never trusted
             path.unlink(missing_ok=True)
+    _remove_stale_cache_temps(path.parent)
     mels, bad = compute_clip_mels(paths, feat, clip_seconds, speed, progress)
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"mels": mels, "bad": list(bad.items())}, tmp)
