@@ -336,7 +336,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
     audio = resample(to_mono(_checked_samples(path, data), sr, lambda msg: logger.warning("%s: %s", path, msg)), sr,
                      sample_rate)
-    return np.clip(audio, -1.0, 1.0)
+    return np.clip(audio, -1.0, 1.0, out=audio)  # in place: no second copy of an hour-long recording
 
 
 def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0,
