@@ -54,49 +54,54 @@ CANCEL_FLOOR = 1e-5  # ... whose channels are above -50 dBFS mean square (a micr
 class Downmix:
     """``(frames, channels)`` blocks to mono by their channels' average, block by block; where the two channels of a
     stereo input cancel (their average ``CANCEL_RATIO`` below them over a window of sound), from then on the first
-    channel alone.
-    ``on_cancel(message)`` is told once when that happens."""
+    channel alone. ``on_cancel(message)`` is told once when that happens."""
 
-    def __init__(self, sample_rate: float, on_cancel=None) -> None:
+    def __init__(self, sample_rate: float, on_cancel: Callable[[str], object] | None = None) -> None:
         self.window = max(1, int(CANCEL_WINDOW_S * sample_rate))
         self.on_cancel = on_cancel
         self.first_only = False
         self._filled = 0
-        self._mix = self._each = 0.0  # energies over the window so far: of the average, of the channels (mean)
+        self._mix = self._each = 0.0  # energies over the window so far: of the average, of one channel (mean)
 
     def __call__(self, block: np.ndarray) -> np.ndarray:
         """One block as mono float32."""
         x = np.asarray(block, dtype=np.float32)
-        if x.ndim == 1 or x.shape[1] == 1 or len(x) == 0:
-            return x.reshape(-1) if x.ndim == 1 or x.shape[1] == 1 else np.zeros(0, np.float32)
-        if self.first_only:
+        if x.ndim == 1:
+            return x
+        if x.shape[1] == 1 or self.first_only:
             return np.ascontiguousarray(x[:, 0])
         if x.shape[1] != 2:  # the inverted pair is a stereo quirk; more channels are a mix of their own
             return x.mean(axis=1, dtype=np.float32)
         out, i = [], 0
         while i < len(x):  # window by window, so a whole file and its blocks switch at the same sample
+            if self.first_only:
+                out.append(np.ascontiguousarray(x[i:, 0]))
+                break
             seg = x[i:i + self.window - self._filled]
             mix = seg.mean(axis=1, dtype=np.float32)
-            out.append(mix if not self.first_only else np.ascontiguousarray(seg[:, 0]))
+            out.append(mix)
             i += len(seg)
-            if self.first_only:
-                continue
             self._mix += float(np.dot(mix, mix))
-            self._each += float(np.einsum("ij,ij->", seg, seg)) / x.shape[1]
+            self._each += float(np.einsum("ij,ij->", seg, seg)) / 2
             self._filled += len(seg)
             if self._filled == self.window:
-                if self._each > CANCEL_FLOOR * self.window and self._mix < CANCEL_RATIO * self._each:
-                    self.first_only = True
-                    if self.on_cancel is not None:
-                        drop = 10 * np.log10(self._each / max(self._mix, 1e-30))
-                        self.on_cancel("the two input channels cancel each other (their average is "
-                                       f"{drop:.0f} dB below them: one is inverted, as in some laptops' microphone "
-                                       "pairs): using the first channel alone")
-                self._filled, self._mix, self._each = 0, 0.0, 0.0
-        return out[0] if len(out) == 1 else np.concatenate(out)
+                self._judge()
+        return out[0] if len(out) == 1 else np.concatenate(out) if out else np.zeros(0, np.float32)
+
+    def _judge(self) -> None:
+        """At a window's end: switch to the first channel if the two cancelled over it; start the next window."""
+        if self._each > CANCEL_FLOOR * self.window and self._mix < CANCEL_RATIO * self._each:
+            self.first_only = True
+            if self.on_cancel is not None:
+                drop = 10 * np.log10(self._each / max(self._mix, 1e-30))
+                self.on_cancel(f"the two input channels cancel each other (their average is {drop:.0f} dB below "
+                               "them: one is inverted, as in some laptops' microphone pairs): using the first "
+                               "channel alone")
+        self._filled, self._mix, self._each = 0, 0.0, 0.0
 
 
-def to_mono(audio: np.ndarray, sample_rate: float = SAMPLE_RATE, on_cancel=None) -> np.ndarray:
+def to_mono(audio: np.ndarray, sample_rate: float = SAMPLE_RATE,
+            on_cancel: Callable[[str], object] | None = None) -> np.ndarray:
     """A ``(frames, channels)`` array as mono (``Downmix``: the channels' average, or the first channel where the
     average cancels); 1-D arrays pass through."""
     if audio.ndim == 1:

@@ -17,7 +17,6 @@ resampler that keeps its state across chunks.
 
 from __future__ import annotations
 
-import logging
 import os
 import queue
 import subprocess
@@ -30,6 +29,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from voice_gru.audio import Downmix
+from voice_gru.audio import logger as audio_logger
 from voice_gru.errors import AudioDeviceError
 
 TARGET_RATE = 16000
@@ -267,7 +267,7 @@ class StreamingResampler:
     def __init__(self, in_rate: float, out_rate: int = TARGET_RATE, quality: str = "HQ") -> None:
         self.in_rate = float(in_rate)
         self.out_rate = int(out_rate)
-        self._downmix = Downmix(self.in_rate, on_cancel=logging.getLogger("voice_gru.audio").warning)
+        self._downmix = Downmix(self.in_rate, on_cancel=audio_logger.warning)
         self._stream = None
         if self.in_rate != self.out_rate:
             import soxr
