@@ -76,7 +76,10 @@ def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None) -> np.ndarr
     else:
         raise AudioFormatError(f"audio chunk of dtype {x.dtype}: expected float or signed integer PCM samples")
     if x.ndim == 2:
-        x = downmix(x) if downmix is not None else x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
+        if downmix is not None:
+            x = downmix(x)
+        else:
+            x = x.mean(axis=1, dtype=np.float32) if x.shape[1] > 1 else x[:, 0]
     return np.ascontiguousarray(x, dtype=np.float32)
 
 
