@@ -42,7 +42,6 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
     from voice_gru.spotter import CommandSpotter
 
-    clips = [c for c in scan_dataset(args.data_dir) if c.split == args.split]
     shipped = read_checkpoint_data(None)
     for r in args.rates:  # named as this script's flag, before the spotter names its own argument
         operating_point(shipped, r, name="--rates")
@@ -51,6 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     for flag, word in (("--first", args.first), ("--then", args.then)):
         if word not in commands:
             raise ConfigError(f"{flag} {word}: not a command of the model ({', '.join(commands)})")
+    clips = [c for c in scan_dataset(args.data_dir) if c.split == args.split]  # the flags first: they need no data
     unreadable: list[str] = []
     noise_rng = np.random.default_rng(0)
     noise = (noise_rng.standard_normal(int((LEAD_S + max(args.gaps) + TAIL_S + 1) * SR)) * 10 ** (-55 / 20) / 3
