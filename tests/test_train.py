@@ -688,6 +688,12 @@ def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path):
     assert len(lines) == 1, res.stdout
     best = max(r["val_acc_max"] for r in rows)
     assert f"best validation accuracy {best:.4f}" in lines[0]
+    # the same command again: a finished run says so and writes nothing (it rewrote its end files before)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    again = subprocess.run(cmd, cwd=REPO, env=cli_env(tmp_path / "xdg"), capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert again.stderr.count("already trained (2 of 2 epochs") == 1  # rank 0's line alone
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 @pytest.mark.slow

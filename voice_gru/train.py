@@ -340,15 +340,23 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             shown = f" ({shown})" if shown else ""
             raise VoiceGruError(f"{out}: holds a run with a different {what}{shown}; "
                                 f"pass --restart or choose another --out")
-        done = int(state["epoch"]) + 1
-        if done >= cfg.train.epochs and not ddp and not _run_files_complete(out, done):
-            # stopped in its last save (after state.pt, before the summary and curves): train no epoch, write them
-            _warn(f"{out}: all {done} epochs are trained; writing the files its last save did not finish")
-        elif done >= cfg.train.epochs and not ddp:  # nothing to train: say so instead of "resuming"
+    done = int(state["epoch"]) + 1 if state is not None else 0
+    finished = done >= cfg.train.epochs and main_proc and _run_files_complete(out, done)
+    if ddp:  # every rank stops, or none: rank 0 has looked at the run's files
+        said = [finished]
+        torch.distributed.broadcast_object_list(said, src=0)
+        finished = bool(said[0])
+    if finished and state is not None:  # nothing to train: say so instead of "resuming"
+        if main_proc:
             _warn(f"{out}: already trained ({done} of {cfg.train.epochs} epochs; best {state['best']['score']:.4f} at "
                   f"epoch {state['best']['epoch']}): nothing to do (--restart trains it again)")
-            return {"run": str(out), "best_epoch": state["best"]["epoch"], "best_val_acc": state["best"]["score"],
-                    "epochs_done": done, "interrupted": False, "already_done": True}
+        if ddp:
+            torch.distributed.destroy_process_group()
+        return {"run": str(out), "best_epoch": state["best"]["epoch"], "best_val_acc": state["best"]["score"],
+                "epochs_done": done, "interrupted": False, "already_done": True}
+    if done >= cfg.train.epochs and main_proc:
+        # stopped in its last save (after state.pt, before the summary and curves): train no epoch, write them
+        _warn(f"{out}: all {done} epochs are trained; writing the files its last save did not finish")
     t0 = time.time()
     # a dataset or teacher refused here leaves --out as it was (with --restart, the old run too)
     prep = prepare(cfg, data_dir, cache, quiet)
