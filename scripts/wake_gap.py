@@ -39,6 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru.calibrate import operating_point
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.data import scan_dataset
+    from voice_gru.decision import BACKGROUND
     from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
     from voice_gru.spotter import CommandSpotter
 
@@ -46,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in args.rates:  # named as this script's flag, before the spotter names its own argument
         operating_point(shipped, r, name="--rates")
     spotters = {r: CommandSpotter(shipped, false_accepts_per_hour=r) for r in args.rates}
-    commands = [c for c in shipped.labels if not c.startswith("_")]
+    commands = [c for c in shipped.labels if c not in BACKGROUND]
     for flag, word in (("--first", args.first), ("--then", args.then)):
         if word not in commands:
             raise ConfigError(f"{flag} {word}: not a command of the model ({', '.join(commands)})")

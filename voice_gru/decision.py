@@ -10,7 +10,7 @@ from typing import Collection, Mapping, Sequence
 import numpy as np
 
 from voice_gru.config import OFF, DecisionConfig
-from voice_gru.errors import ConfigError
+from voice_gru.errors import ConfigError, is_whole
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 
@@ -50,7 +50,7 @@ def unknown_veto(posteriors: np.ndarray, unknown: int, commands: Sequence[int], 
     cols = cols.astype(np.int64)
     if unknown in cols:
         raise ValueError(f"unknown_veto: class {unknown} is both the unknown class and a command")
-    if not (isinstance(n, (int, np.integer)) and not isinstance(n, bool) and n >= 1):
+    if not is_whole(n):
         raise ValueError(f"unknown_veto: n must be a whole number of frames, at least 1, got {n!r}")
     if isinstance(level, bool) or not isinstance(level, numbers.Real) or math.isnan(level):
         raise ValueError(f"unknown_veto: level must be a posterior (a number), got {level!r}")

@@ -9,6 +9,14 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
+def is_whole(value: object, low: int = 1) -> bool:
+    """Whether ``value`` is a whole number (Python's or NumPy's, not a bool) of at least ``low``: the check behind
+    the one-line errors for counts, lengths and indices."""
+    import numbers
+
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and int(value) >= low
+
+
 def not_a_file(path: "str | os.PathLike[str]", what: str) -> str:
     """Why ``path`` (no regular file) cannot be read as ``what``: missing, a folder, or something else."""
     article = "an" if what[:1] in "aeiou" else "a"

@@ -86,21 +86,24 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
     the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
     outputs named in ``png`` are images and must be named ``.png``."""
+    from voice_gru.checkpoint_data import default_model_path
+
+    ins = {os.path.realpath(q) for q in inputs if q and str(q) != "-"}
+    shipped = os.path.realpath(default_model_path())
     seen: dict[str, str] = {}
     for flag, p in outputs.items():
         if not p:
             continue
         try:
-            _check_output(flag, p, inputs, png, folders, seen)
+            _check_output(flag, p, ins, shipped, png, folders, seen)
         except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
 
 
-def _check_output(flag: str, p: str | Path, inputs: Sequence[str | Path | None], png: Sequence[str],
+def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Sequence[str],
                   folders: Sequence[str | Path | None], seen: dict[str, str]) -> None:
-    """``check_outputs`` for one output; ``seen`` maps the outputs checked before it to their flags."""
-    from voice_gru.checkpoint_data import default_model_path
-
+    """``check_outputs`` for one output (``ins``, ``shipped``: the inputs' and the shipped model's real paths);
+    ``seen`` maps the outputs checked before it to their flags."""
     if flag in png and Path(p).suffix.lower() != ".png":
         raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
     if str(p) == "-":
@@ -112,13 +115,13 @@ def _check_output(flag: str, p: str | Path, inputs: Sequence[str | Path | None],
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # found at the first write otherwise: after the run's first detection
                 raise ConfigError(f"{flag} {p}: a link that leads back to itself") from None
-    if real in {os.path.realpath(q) for q in inputs if q and str(q) != "-"}:
+    if real in ins:
         raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
     for folder in folders:
         if folder and os.path.isdir(folder) and is_within(p, folder):
             raise ConfigError(f"{flag} {p}: is inside {folder}, which is read as input (a file there is taken for "
                               "one of its clips or lists, or replaces one); write elsewhere")
-    if real == os.path.realpath(default_model_path()):  # what every command uses without --model
+    if real == shipped:  # what every command uses without --model
         raise ConfigError(f"{flag} {p}: is the model shipped in the package; write elsewhere "
                           "(a calibrated copy: --out mine.pt, then --model mine.pt)")
     if real in seen:

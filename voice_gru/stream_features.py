@@ -18,7 +18,7 @@ import numpy as np
 
 from voice_gru.audio import FLOAT_LIMIT
 from voice_gru.config import FeatureConfig
-from voice_gru.errors import AudioFormatError
+from voice_gru.errors import AudioFormatError, is_whole
 from voice_gru.kernels import check_kernel, compiled_kernels
 
 
@@ -29,13 +29,9 @@ def num_frames(n_samples: int, cfg: FeatureConfig) -> int:
     return 1 + (n_samples - cfg.win_length) // cfg.hop_length
 
 
-def _positive_int(v: object) -> bool:
-    return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and bool(v > 0)
-
-
 def hann_window(length: int) -> np.ndarray:
     """Periodic Hann window as ``torch.hann_window(length)`` computes it (float32 arithmetic)."""
-    if not _positive_int(length):
+    if not is_whole(length):
         raise ValueError(f"hann_window: length must be a positive whole number, got {length!r}")
     f = np.float32
     return np.cos(np.arange(length, dtype=f) * f(2.0 * math.pi / length)) * f(-0.5) + f(0.5)
@@ -57,7 +53,7 @@ def dct_matrix(n_mfcc: int, n_mels: int) -> np.ndarray:
     """Orthonormal DCT-II ``(n_mels, n_mfcc)`` (``mfcc = logmel @ dct``) as torchaudio's ``create_dct(norm="ortho")``
     computes it: float32 cosines of float32 arguments, up to ~1e-5 off the exact values, which the models learnt."""
     for name, v in (("n_mfcc", n_mfcc), ("n_mels", n_mels)):
-        if not _positive_int(v):
+        if not is_whole(v):
             raise ValueError(f"dct_matrix: {name} must be a positive whole number, got {v!r}")
     f = np.float32
     n = np.arange(n_mels, dtype=f)

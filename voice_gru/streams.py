@@ -48,7 +48,7 @@ import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.config import REFRESH_S, DecisionConfig, from_dict, to_dict
-from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
+from voice_gru.errors import AudioFormatError, ConfigError, DatasetError, is_whole
 from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
     TRUTH_LABELS,
     command_free_truth,
@@ -238,7 +238,7 @@ def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int =
         raise ValueError(f"speech_bounds: audio must be one channel of float samples, got {audio.dtype} of shape {audio.shape}")
     if not np.isfinite(audio).all():
         raise ValueError("speech_bounds: audio holds NaN or infinite samples")
-    if not (isinstance(sample_rate, (int, np.integer)) and sample_rate >= 100):
+    if not is_whole(sample_rate, 100):
         raise ValueError(f"speech_bounds: sample_rate must be a whole number of Hz (at least 100), got {sample_rate!r}")
     if not math.isfinite(speech_db) or (floor_margin_db is not None and not math.isfinite(floor_margin_db)):
         raise ValueError(f"speech_bounds: speech_db and floor_margin_db must be finite, got {speech_db!r} and {floor_margin_db!r}")
@@ -804,7 +804,7 @@ def smoothed_scores(posteriors: np.ndarray, n_smooth: int) -> np.ndarray:
     p = np.asarray(posteriors, dtype=np.float64)
     if p.ndim != 2:
         raise ValueError(f"smoothed_scores: posteriors must be (frames, classes), got shape {p.shape}")
-    if not (isinstance(n_smooth, (int, np.integer)) and not isinstance(n_smooth, bool) and n_smooth >= 1):
+    if not is_whole(n_smooth):
         raise ValueError(f"smoothed_scores: n_smooth must be a whole number of frames, at least 1, got {n_smooth!r}")
     if p.shape[0] == 0:
         return np.zeros((0,) + p.shape[1:])

@@ -13,14 +13,14 @@ import gc
 import json
 import math
 import os
-import signal
 import re
+import signal
 import sys
 import time
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence, cast
+from typing import Any, Callable, Iterator, Mapping, Sequence, cast
 
 import numpy as np
 import torch
@@ -631,15 +631,19 @@ def _run_files_complete(out: Path, epochs: int) -> bool:
     except (OSError, ValueError):
         return False
     finished = isinstance(summary, dict) and summary.get("epochs_done") == epochs and not summary.get("interrupted")
-    temps = any(any(out.glob(f".{name}.*")) for name in RUN_FILES)
-    return finished and len(lines) == epochs and (out / "curves.png").is_file() and not temps
+    return finished and len(lines) == epochs and (out / "curves.png").is_file() and not any(_stale_temps(out))
+
+
+def _stale_temps(out: Path) -> Iterator[Path]:
+    """Temp files that a killed run left beside its run files (``.best.pt.<random>.pt``)."""
+    for name in RUN_FILES:
+        yield from out.glob(f".{name}.*")
 
 
 def _remove_stale_temps(out: Path) -> None:
-    """Delete temp files that a killed run left beside its run files (``.best.pt.<random>.pt``)."""
-    for name in RUN_FILES:
-        for tmp in out.glob(f".{name}.*"):
-            tmp.unlink(missing_ok=True)
+    """Delete the temp files a killed run left (``_stale_temps``)."""
+    for tmp in list(_stale_temps(out)):
+        tmp.unlink(missing_ok=True)
 
 
 def _saved_progress(path: Path) -> tuple[list[dict], dict]:
