@@ -7,6 +7,7 @@ variable ``VOICE_GRU_DATA``). It is read-only in CI: every cache a test makes go
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -70,4 +71,8 @@ def speech_signal(clip_paths) -> np.ndarray:
 @pytest.fixture(autouse=True)
 def _private_cache(tmp_path_factory, monkeypatch):
     """Point $XDG_CACHE_HOME at a temporary folder so no test writes to ~/.cache or ../shared."""
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    cache = tmp_path_factory.mktemp("xdg_cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(cache))
+    yield
+    # One test's clip caches reach 300 MB: kept to the end of the session they add up to ~0.6 GB
+    shutil.rmtree(cache, ignore_errors=True)
