@@ -89,6 +89,23 @@ def test_mp3(tmp_path):
     assert rms(y) == pytest.approx(rms(x), rel=0.05)
 
 
+@pytest.mark.skipif("MP3" not in sf.available_formats(), reason="this libsndfile has no MP3 support")
+def test_mp3_read_in_blocks_is_the_one_call_decode(tmp_path, speech_signal, capfd):
+    """Blocks cut MP3 frames: soundfile's seek around every read garbled the frame after a cut (by
+    0.1 of full scale in 50 ms blocks) and libmpg123 printed "part2_3_length" lines."""
+    from voice_gru.audio import audio_blocks
+
+    sr = 44100
+    path = tmp_path / "speech.mp3"
+    sf.write(path, resample(np.tile(speech_signal, 3), SAMPLE_RATE, sr), sr, format="MP3", subtype="MPEG_LAYER_III")
+    whole, _ = sf.read(path, dtype="float32")
+    capfd.readouterr()
+    blocks = np.concatenate(list(audio_blocks(path, sr, block_seconds=0.05)))
+    assert blocks.shape == whole.shape
+    np.testing.assert_allclose(blocks, np.clip(whole, -1, 1), rtol=0, atol=1e-6)
+    assert "part2_3_length" not in capfd.readouterr().err
+
+
 def test_real_clip(clip_paths):
     """A Speech Commands clip: 16-bit PCM mono at 16 kHz, read exactly."""
     y = load_audio(clip_paths["yes"])
