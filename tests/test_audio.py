@@ -106,6 +106,23 @@ def test_mp3_read_in_blocks_is_the_one_call_decode(tmp_path, speech_signal, capf
     assert "part2_3_length" not in capfd.readouterr().err
 
 
+def test_load_audio_holds_one_copy_of_a_recording(tmp_path):
+    """An hour at 16 kHz is 230 MB of float32: the sample check made a second (|x|), so evaluate-stream peaked at
+    twice the recording. numpy's buffers are traced by tracemalloc: the peak is counted, not timed."""
+    import tracemalloc
+
+    path = tmp_path / "long.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 20 * SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        audio = load_audio(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert audio.nbytes == 20 * SAMPLE_RATE * 4
+    assert peak < 1.2 * audio.nbytes, f"peak {peak / audio.nbytes:.2f} x the recording"
+
+
 def test_real_clip(clip_paths):
     """A Speech Commands clip: 16-bit PCM mono at 16 kHz, read exactly."""
     y = load_audio(clip_paths["yes"])
