@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from voice_gru.audio import CANCEL_WINDOW_S, SAMPLE_RATE, Downmix, load_audio, resample, save_wav, to_mono
+from voice_gru.audio import (CANCEL_WINDOW_S, SAMPLE_RATE, Downmix, load_audio, load_recording, resample, save_wav,
+                             to_mono)
 from voice_gru.cli import main
 from voice_gru.errors import AudioFormatError, VoiceGruError
 
@@ -121,6 +122,31 @@ def test_load_audio_holds_one_copy_of_a_recording(tmp_path):
         tracemalloc.stop()
     assert audio.nbytes == 20 * SAMPLE_RATE * 4
     assert peak < 1.2 * audio.nbytes, f"peak {peak / audio.nbytes:.2f} x the recording"
+
+
+def test_load_recording_is_what_listen_hears_held_once(tmp_path, speech_signal):
+    """evaluate-stream read a recording whole at its own rate (an hour at 48 kHz stereo: 1.4 GB, then its mono and
+    the resampled copy, ~12 times the result at the peak) through one-shot resampling listen never uses."""
+    import tracemalloc
+
+    from voice_gru.audio import audio_blocks
+
+    x = resample(np.tile(speech_signal, 13), SAMPLE_RATE, 48000)  # 30 s
+    path = tmp_path / "meeting.wav"
+    sf.write(path, np.stack([x, 0.7 * x], axis=1), 48000, subtype="PCM_16")
+    tracemalloc.start()
+    try:
+        audio = load_recording(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    np.testing.assert_array_equal(audio, np.concatenate(list(audio_blocks(path))))  # listen --input's samples
+    assert audio.size == pytest.approx(x.size / 3, abs=2)
+    # what more than the result is held: a block at the file's rate and the resampler's, whatever the length
+    assert peak - audio.nbytes < 2 * 2**20, f"peak {peak / audio.nbytes:.2f} x the recording"
+    with pytest.raises(AudioFormatError, match="meeting.wav: file is empty"):
+        path.write_bytes(b"")
+        load_recording(path)
 
 
 def test_real_clip(clip_paths):
@@ -370,6 +396,7 @@ def test_placeholder_data_size_reads_to_the_end(tmp_path, riff, data):
     want = load_audio(original)
     np.testing.assert_array_equal(load_audio(patched), want)
     np.testing.assert_array_equal(blocks_of(patched), want)  # listen --input reads it piece by piece
+    np.testing.assert_array_equal(load_recording(patched), want)  # evaluate-stream: the header's 0 sizes nothing
 
 
 @pytest.mark.parametrize("subtype", ["PCM_U8", "PCM_16", "PCM_32", "FLOAT", "DOUBLE"])

@@ -420,6 +420,30 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
     return blocks()
 
 
+def load_recording(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+    """A whole recording as ``listen --input`` hears it (``audio_blocks``' samples), held once at ``sample_rate``:
+    an hour at 44.1 kHz stereo is never in memory at its own rate (1.3 GB as float32, then its mono, then the 0.23 GB
+    kept). Bad input raises AudioFormatError, as ``load_audio`` does."""
+    import soundfile as sf
+
+    blocks = audio_blocks(path, sample_rate)  # checks the file first
+    try:  # no codec here packs more than 64 samples into a byte: a header that says more is not believed
+        info = sf.info(str(path))
+        frames = info.frames if 0 < info.frames <= 64 * Path(path).stat().st_size else 0
+        guess = int(np.ceil(frames * sample_rate / info.samplerate)) + 1 if frames else 0
+    except (RuntimeError, ValueError, OSError):
+        guess = 0
+    out, n = np.empty(guess, np.float32), 0
+    for block in blocks:
+        if n + block.size > out.size:  # the header said less (or nothing): grow by half
+            out = np.concatenate([out[:n], np.empty(max(block.size, out.size // 2), np.float32)])
+        out[n:n + block.size] = block
+        n += block.size
+    if n == 0:
+        raise AudioFormatError(f"{path}: audio has zero length (no samples)")
+    return out[:n]
+
+
 def is_truncated_wav(path: str | Path) -> bool:
     """True when a RIFF/WAVE file's data chunk is shorter than its header says (a placeholder size says nothing)."""
     layout = _wav_layout(path)

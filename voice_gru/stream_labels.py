@@ -342,14 +342,12 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
     """
     import soundfile as sf
 
-    from voice_gru.audio import load_audio
+    from voice_gru.audio import load_recording
 
     if not Path(wav).exists():
         raise AudioFormatError(f"{wav}: recording not found")
     if command_free:
-        audio = load_audio(wav, sample_rate)
-        if audio.size == 0:
-            raise AudioFormatError(f"{wav}: the recording holds no audio")
+        audio = load_recording(wav, sample_rate)
         return audio, command_free_truth(audio.size / sample_rate, sample_rate)
     labels = Path(labels) if labels else labels_path_for(wav)
     if not labels.exists():  # said before the recording is decoded
@@ -357,7 +355,7 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
                            "no commands in it, e.g. TV or a meeting, takes --command-free instead)")
     if not labels.is_file():
         read_truth(labels)
-    audio = load_audio(wav, sample_rate)  # decoded and checked: the header below is readable
+    audio = load_recording(wav, sample_rate)  # decoded and checked: the header below is readable
     seconds = audio.size / sample_rate
     truth = read_truth(labels, duration=seconds)
     header_sr = int(sf.info(str(wav)).samplerate)

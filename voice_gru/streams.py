@@ -575,7 +575,7 @@ def combine_scores(scores: Sequence[Mapping]) -> dict:
 
 def array_chunks(audio: np.ndarray, chunk_ms: float = 100.0, sample_rate: int = SAMPLE_RATE) -> Iterator[np.ndarray]:
     """Consecutive chunks of an in-memory recording, sliced as ``live.file_chunks`` slices a file (the
-    same samples: its block-by-block resampling matches ``load_audio``'s up to float rounding)."""
+    same samples for a file read by ``load_stream``, which decodes it block by block as ``file_chunks`` does)."""
     n = max(1, int(round(sample_rate * chunk_ms / 1000)))
     for i in range(0, audio.size, n):
         yield audio[i:i + n]
