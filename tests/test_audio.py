@@ -107,19 +107,25 @@ def test_mp3_read_in_blocks_is_the_one_call_decode(tmp_path, speech_signal, capf
     assert "part2_3_length" not in capfd.readouterr().err
 
 
-def test_load_audio_holds_one_copy_of_a_recording(tmp_path):
-    """An hour at 16 kHz is 230 MB of float32: the sample check made a second (|x|), so evaluate-stream peaked at
-    twice the recording. numpy's buffers are traced by tracemalloc: the peak is counted, not timed."""
+def read_counting_peak(read, path) -> tuple[np.ndarray, int]:
+    """``read(path)`` and the most memory it held at once: numpy's buffers are traced by tracemalloc (counted, not
+    timed)."""
     import tracemalloc
 
-    path = tmp_path / "long.wav"
-    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 20 * SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
     tracemalloc.start()
     try:
-        audio = load_audio(path)
-        peak = tracemalloc.get_traced_memory()[1]
+        audio = read(path)
+        return audio, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
+
+
+def test_load_audio_holds_one_copy_of_a_recording(tmp_path):
+    """An hour at 16 kHz is 230 MB of float32: the sample check made a second (|x|), so evaluate-stream peaked at
+    twice the recording."""
+    path = tmp_path / "long.wav"
+    sf.write(path, np.random.default_rng(0).uniform(-0.5, 0.5, 20 * SAMPLE_RATE), SAMPLE_RATE, subtype="PCM_16")
+    audio, peak = read_counting_peak(load_audio, path)
     assert audio.nbytes == 20 * SAMPLE_RATE * 4
     assert peak < 1.2 * audio.nbytes, f"peak {peak / audio.nbytes:.2f} x the recording"
 
@@ -127,19 +133,12 @@ def test_load_audio_holds_one_copy_of_a_recording(tmp_path):
 def test_load_recording_is_what_listen_hears_held_once(tmp_path, speech_signal):
     """evaluate-stream read a recording whole at its own rate (an hour at 48 kHz stereo: 1.4 GB, then its mono and
     the resampled copy, ~12 times the result at the peak) through one-shot resampling listen never uses."""
-    import tracemalloc
-
     from voice_gru.audio import audio_blocks
 
     x = resample(np.tile(speech_signal, 13), SAMPLE_RATE, 48000)  # 30 s
     path = tmp_path / "meeting.wav"
     sf.write(path, np.stack([x, 0.7 * x], axis=1), 48000, subtype="PCM_16")
-    tracemalloc.start()
-    try:
-        audio = load_recording(path)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    audio, peak = read_counting_peak(load_recording, path)
     np.testing.assert_array_equal(audio, np.concatenate(list(audio_blocks(path))))  # listen --input's samples
     assert audio.size == pytest.approx(x.size / 3, abs=2)
     # what more than the result is held: a block at the file's rate and the resampler's, whatever the length
