@@ -736,6 +736,11 @@ def test_close_drains_the_queue(tmp_path):
     ("wake_word: {word: go, seconds: 0}", "wake_word.seconds"),
     ("wake_word: {word: go, secs: 3}", "wake_word.secs"),
     ("wake_word: {word: go, fire: maybe}", "wake_word.fire"),
+    # past a day: a typo (the timers themselves overflow past ~25 days, at every command)
+    ("actions: {stop: {run: [playerctl], timeout: 86401}}", "actions.stop.timeout"),
+    ("actions: {up: {http: {url: 'http://h/', timeout: 1.0e+10}}}", "actions.up.http.timeout"),
+    ("actions: {yes: {say: hi, timeout: 3000000}}", "actions.yes.timeout"),
+    ("actions: {stop: {run: [playerctl], timeout: 1e3}}", "write it as a number YAML reads"),  # YAML's text
     ("actions:\n  stop: log\n  stop: print\n", "stop"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, body, key):
@@ -745,6 +750,42 @@ def test_config_errors_name_file_and_key(tmp_path, body, key):
     msg = str(info.value)
     assert str(path) in msg
     assert key in msg
+
+
+def test_a_call_module_that_exits_while_imported_is_a_config_error(tmp_path, monkeypatch):
+    """sys.exit() at a hook module's top level ended listen with status 4 and not a word."""
+    mod = make_module(tmp_path, monkeypatch, "import sys\nsys.exit(4)\n")
+    with pytest.raises(ConfigError, match=rf"actions.go.call: cannot import module '{mod}' \(SystemExit: 4\)"):
+        load_assistant(write_cfg(tmp_path, f"actions: {{go: {{call: '{mod}:f'}}}}\n"))
+
+
+def test_an_async_hook_runs_to_its_end_and_a_generator_is_refused(tmp_path, monkeypatch):
+    """An async def was called, its coroutine never awaited, and the action reported ok; a generator's body never
+    runs either."""
+    mod = make_module(tmp_path, monkeypatch, """
+        import asyncio
+        seen = []
+        async def notify(cmd):
+            await asyncio.sleep(0.01)
+            seen.append(cmd.label)
+            return "done"
+        def gen(cmd):
+            yield cmd
+    """)
+    with runner_for(tmp_path, f"actions: {{go: {{call: '{mod}:notify'}}}}\n") as runner:
+        runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10)
+    assert sys.modules[mod].seen == ["go"] and runner.results[0].detail == "returned 'done'"
+    with pytest.raises(ConfigError, match=f"actions.go.call: '{mod}:gen' is a generator function"):
+        load_assistant(write_cfg(tmp_path, f"actions: {{go: {{call: '{mod}:gen'}}}}\n"))
+
+
+def test_a_hooks_message_over_several_lines_is_reported_on_one(tmp_path, monkeypatch):
+    mod = make_module(tmp_path, monkeypatch, "def f(cmd):\n    raise RuntimeError('first line\\nsecond line')\n")
+    with runner_for(tmp_path, f"actions: {{go: {{call: '{mod}:f'}}}}\n") as runner:
+        runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10)
+    assert runner.results[0].detail.startswith("RuntimeError: first line second line (at ")
 
 
 def test_call_module_that_fails_to_import_is_a_config_error(tmp_path, monkeypatch):
@@ -821,7 +862,41 @@ def test_a_misspelled_placeholder_is_warned_about_at_load(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="voice_gru.actions")
     load_assistant(write_cfg(tmp_path, 'actions:\n  stop: {print: "heard {lable} at {t:.1f}s, json {\\"a\\": 1}"}\n'))
     warned = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
-    assert warned == ["actions.stop.print: {lable} is not a placeholder ({cmd}, {label}, {score}, {t}); it is kept as written"]
+    assert warned == [f"{tmp_path / 'assistant.yaml'}: actions.stop.print: {{lable}} is not a placeholder ({{cmd}}, "
+                      "{label}, {score}, {t}); it is kept as written"]
+
+
+@pytest.mark.parametrize("text", ["{score!r}", "{ cmd }", "{cmd.upper}", "{label[0]}", "{score:.2f and on"])
+def test_a_placeholder_written_almost_right_is_warned_about_at_load(tmp_path, caplog, text):
+    """These were kept as written without a word."""
+    caplog.set_level(logging.WARNING, logger="voice_gru.actions")
+    load_assistant(write_cfg(tmp_path, f"actions:\n  stop: {{print: {json.dumps('heard ' + text)}}}\n"))
+    warned = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
+    assert len(warned) == 1 and "is not a placeholder" in warned[0] and "actions.stop.print" in warned[0], warned
+
+
+def test_placeholders_in_json_keys_are_filled(tmp_path, hook_server):
+    url, received = hook_server
+    with runner_for(tmp_path, f"actions: {{up: {{http: {{url: '{url}/k', json: {{'{{cmd}}': '{{score}}'}}}}}}}}\n") as r:
+        r.submit(Command("up", 0.8, 4.0))
+        assert r.wait_idle(10)
+    assert received == [("/k", "application/json", {"up": 0.8})]
+
+
+def test_a_url_with_a_space_or_an_accent_is_sent_percent_encoded(tmp_path, hook_server):
+    """Accepted at load, it failed at every command (InvalidURL, UnicodeEncodeError)."""
+    url, received = hook_server
+    with runner_for(tmp_path, f"""
+        actions:
+          up: {{http: "{url}/light on?room=salle à manger&s={{score:6.2f}}"}}
+          down: {{http: "{url}/lumi%C3%A8re"}}
+    """) as runner:
+        runner.submit(Command("up", 0.8, 4.0))
+        runner.submit(Command("down", 0.8, 6.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 0, [x.detail for x in runner.results]
+    assert sorted(path for path, _, _ in received) == ["/light%20on?room=salle%20%C3%A0%20manger&s=%20%200.80",
+                                                       "/lumi%C3%A8re"]
 
 
 
@@ -891,13 +966,32 @@ def test_wake_gate_fire():
     assert gate.accept(Command("stop", 0.9, 2.5))
 
 
-def test_a_call_module_beside_the_assistant_file_is_found(tmp_path):
+def test_a_call_module_beside_the_assistant_file_is_found(tmp_path, monkeypatch):
+    """... and so is a module it imports only when it is called (the folder left the path once the file was read)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))  # whatever the assistant adds goes with the test
     name = f"va_beside_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text("def on_stop(cmd):\n    return 'stopped ' + cmd.label\n")
+    (tmp_path / f"{name}.py").write_text(f"def on_stop(cmd):\n    import {name}_helper\n"
+                                         f"    return {name}_helper.word(cmd.label)\n")
+    (tmp_path / f"{name}_helper.py").write_text("def word(label):\n    return 'stopped ' + label\n")
     assert str(tmp_path) not in sys.path
     cfg = load_assistant(write_cfg(tmp_path, f"actions:\n  stop: {{call: '{name}:on_stop'}}\n"))
     assert cfg.actions["stop"][0].func(Command("stop", 0.9, 1.0)) == "stopped stop"
-    assert str(tmp_path) not in sys.path  # only while the file was read
+    other = tmp_path / "other"
+    other.mkdir()
+    load_assistant(write_cfg(other, "actions: {stop: print}\n"))
+    assert str(other) not in sys.path  # a file without call actions leaves the path as it was
+
+
+def test_a_run_program_that_is_a_folder_or_not_executable_is_said_at_load(tmp_path, caplog):
+    caplog.set_level(logging.WARNING, logger="voice_gru.actions")
+    script = tmp_path / "light.sh"
+    script.write_text("#!/bin/sh\n")
+    path = write_cfg(tmp_path, f"actions: {{stop: {{run: ['{tmp_path}']}}, go: {{run: ['{script}']}}}}\n")
+    load_assistant(path)
+    warned = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
+    assert warned == [f"{path}: actions.stop.run: '{tmp_path}' is a folder, not a program; that action will fail",
+                      f"{path}: actions.go.run: '{script}' is not executable (chmod +x it, or run it through its "
+                      "interpreter); that action will fail"]
 
 
 def test_runner_with_wake_word(tmp_path, capsys):

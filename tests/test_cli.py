@@ -17,6 +17,7 @@ import pytest
 
 from tiny_data import REPO, TEST_DATA, TINY_CONFIG
 from voice_gru.cli import main
+from voice_gru.errors import ConfigError
 
 SCRIPT = Path(sys.executable).with_name("voice-gru")
 CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
@@ -259,6 +260,12 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert "listening for down only (--commands): " in err
     assert main(base + ["--commands", "jump"]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: jump: not a command")
+    # a command the file has no action for is heard and printed, and that is said (it was left to be found out)
+    assert main(base + ["--assistant", str(only), "--commands", "up", "down"]) == 0
+    assert f"--commands: {only} maps no action to down: it is only printed" in capsys.readouterr().err
+    # an unset variable (--assistant "$CONF") meant no assistant at all
+    assert main(base + ["--assistant", ""]) == 2
+    assert capsys.readouterr().err.startswith("voice-gru: error: empty argument after --assistant: give a value")
 
 
 def test_evaluate_stream_for_some_commands_counts_and_advises_for_them_alone(tmp_path, capsys):
@@ -362,7 +369,7 @@ def test_listen_with_a_wake_word_says_so_and_marks_what_it_ignores(tmp_path, cap
 
 def test_a_wake_word_is_strict_and_the_commands_after_it_sensitive(tmp_path, capsys):
     """The wake word at the model's point chosen for it alone, the commands it opens at the point of
-    wake_word.false_accepts_per_hour (default 20); --threshold or null keep one sensitivity for all."""
+    wake_word.false_accepts_per_hour (default 20; null: the wake word's rate); --threshold keeps one for all."""
     import argparse
 
     from voice_gru.actions import WakeWord
@@ -382,7 +389,12 @@ def test_a_wake_word_is_strict_and_the_commands_after_it_sensitive(tmp_path, cap
     assert wake_thresholds(argparse.Namespace(threshold=None, false_accepts_per_hour=5.0), ckpt,
                            WakeWord("go", 5.0, False, 2.0))["go"] == operating_point(ckpt, 5.0, ["go"])["thresholds"]["go"]
     assert wake_thresholds(argparse.Namespace(threshold=["0.9"], false_accepts_per_hour=None), ckpt, WakeWord("go")) is None
-    assert wake_thresholds(args, ckpt, WakeWord("go", 5.0, False, None)) is None
+    # null: the commands at the wake word's rate, the wake word still at its own point (it took the model's for all)
+    assert wake_thresholds(args, ckpt, WakeWord("go", 5.0, False, None)) == {
+        **operating_point(ckpt, 1.0)["thresholds"], "go": alone["thresholds"]["go"]}
+    with pytest.raises(ConfigError, match=r"^wake.yaml: wake_word.false_accepts_per_hour 0.2: the lowest calibrated"):
+        wake_thresholds(argparse.Namespace(threshold=None, false_accepts_per_hour=None, assistant="wake.yaml"), ckpt,
+                        WakeWord("go", 5.0, False, 0.2))  # said of the flag, which was not given
 
 
 def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):

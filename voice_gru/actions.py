@@ -32,6 +32,7 @@ command keys.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import http.client
@@ -72,6 +73,7 @@ ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
 TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking", "echo_seconds")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 DEFAULT_QUEUE_SIZE = 16
+MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
 # after a say action ends, its last words are still on their way through the room, the sound server's buffers and
 # the recognizer (~0.2 s from a word's end to its detection): a command until then is the assistant's own voice
 # (the assistant file's ``echo_seconds``; a Bluetooth speaker's delay or a long room may want more)
@@ -182,6 +184,8 @@ def load_assistant(path: str | Path) -> AssistantConfig:
     file and the key. ``call`` targets are imported here, so an import error is caught now."""
     import yaml
 
+    if not str(path).strip():
+        raise ConfigError("assistant config file: the path is empty")
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: {not_a_file(path, 'assistant config file')}")
@@ -197,22 +201,53 @@ def load_assistant(path: str | Path) -> AssistantConfig:
     except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first
         raise ConfigError(f"{path}: nested too deeply to be an assistant config") from None
     # a `call` module beside the file or in the working folder imports like one on PYTHONPATH (after it: a
-    # module of the same name there wins); the console script's sys.path holds neither
+    # module of the same name there wins); the console script's sys.path holds neither. They stay there while
+    # the assistant runs: a hook may import a module of its own when it is called
     added = [d for d in dict.fromkeys((str(path.resolve().parent), os.getcwd())) if d not in sys.path]
     sys.path.extend(added)
+    named = _FileNamed(str(path))  # the warnings said while the file is read name it, as its errors do
+    logger.addFilter(named)
     try:
         config = _parse_assistant(raw if raw is not None else {}, str(path))
     except ConfigError as exc:
+        for d in added:
+            sys.path.remove(d)
         raise ConfigError(f"{path}: {exc}") from None
     finally:
+        logger.removeFilter(named)
+    if not any(a.kind == "call" for acts in config.actions.values() for a in acts):
         for d in added:
             sys.path.remove(d)
     for label, acts in config.actions.items():
         for a in acts:
-            if a.kind == "run" and not shutil.which(a.argv[0]):
-                logger.warning("%s: actions.%s: program %r not found on PATH; that action will fail",
-                               path, label, a.argv[0])
+            if a.kind == "run":
+                problem = _program_problem(a.argv[0])
+                if problem:
+                    logger.warning("%s: actions.%s.run: %s; that action will fail", path, label, problem)
     return config
+
+
+class _FileNamed(logging.Filter):
+    """Puts a file's name before each message it lets through."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.file = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = f"{self.file}: {record.msg}"
+        return True
+
+
+def _program_problem(program: str) -> str | None:
+    """Why ``program`` cannot be run (not on PATH, a folder, not executable), or None."""
+    if shutil.which(program):
+        return None
+    if os.sep in program and Path(program).is_dir():
+        return f"{program!r} is a folder, not a program"
+    if os.sep in program and Path(program).is_file():
+        return f"{program!r} is not executable (chmod +x it, or run it through its interpreter)"
+    return f"program {program!r} not found" + ("" if os.sep in program else " on PATH")
 
 
 def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
@@ -280,11 +315,33 @@ def _parse_wake(spec: Any) -> WakeWord | None:
     return WakeWord(word=word, seconds=seconds, fire=fire, false_accepts_per_hour=rate)
 
 
-def _positive_number(value: Any, where: str, unit: str = "seconds") -> float:
+def _positive_number(value: Any, where: str, unit: str = "seconds", most: float = math.inf) -> float:
+    if isinstance(value, str) and _is_number(value):  # YAML 1.1 reads 1e3 (no dot, no sign) as text
+        raise ConfigError(f"{where}: got the text {value!r}: write it as a number YAML reads (1000, or 1.0e+3)")
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{where}: expected a positive number of {unit}, got {value!r}")
+            or not math.isfinite(value) or value <= 0 or value > most:
+        upto = f" up to {most:g}" if math.isfinite(most) else ""
+        raise ConfigError(f"{where}: expected a positive number of {unit}{upto}, got {value!r}")
     return float(value)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _timeout(value: Any, where: str) -> float:
+    """An action's timeout: seconds, up to a day."""
+    return _positive_number(value, where, most=MAX_TIMEOUT_S)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` on one line (a message over several lines would break the line that reports it)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_keys(spec: Mapping, allowed: tuple[str, ...], where: str, kind: str) -> None:
@@ -338,12 +395,12 @@ def _parse_action(spec: Any, where: str) -> Action:
             raise ConfigError(f"{kw}: expected a non-empty list of strings (quote numbers), got {value!r}")
         for i, a in enumerate(value):
             _check_template(a, f"{kw}[{i}]")
-        timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["run"]), f"{where}.timeout")
+        timeout = _timeout(spec.get("timeout", DEFAULT_TIMEOUTS["run"]), f"{where}.timeout")
         return Action(kind="run", argv=tuple(value), timeout=timeout, audible=audible)
 
     if kind == "say":
         _check_keys(spec, ("say", "timeout"), where, kind)
-        timeout = _positive_number(spec.get("timeout", DEFAULT_TIMEOUTS["say"]), f"{where}.timeout")
+        timeout = _timeout(spec.get("timeout", DEFAULT_TIMEOUTS["say"]), f"{where}.timeout")
         return Action(kind="say", text=_text(value, kw), timeout=timeout, audible=True)
 
     if kind in ("print", "log"):
@@ -368,7 +425,7 @@ def _parse_action(spec: Any, where: str) -> Action:
                 raise ConfigError(f"{kw}.json: not JSON-serialisable ({exc})") from None
             _walk_templates(body, f"{kw}.json")
         t_where = f"{kw}.timeout" if "timeout" in value else f"{where}.timeout"
-        timeout = _positive_number(value.get("timeout", spec.get("timeout", DEFAULT_TIMEOUTS["http"])), t_where)
+        timeout = _timeout(value.get("timeout", spec.get("timeout", DEFAULT_TIMEOUTS["http"])), t_where)
         return Action(kind="http", url=url, body=body, timeout=timeout, audible=audible)
 
     # call
@@ -377,13 +434,19 @@ def _parse_action(spec: Any, where: str) -> Action:
     return Action(kind="call", target=value, func=func, audible=audible)
 
 
+def encoded_url(url: str) -> str:
+    """``url`` with what may not stand in one (spaces, other characters outside ASCII) percent-encoded, as a browser
+    sends it; what is encoded already stays as it is."""
+    return urllib.parse.quote(url, safe="!#$%&'()*+,/:;=?@[]~")
+
+
 def _check_url(url: Any, where: str) -> str:
     """``url`` itself if it is an http(s) URL with a host; ConfigError otherwise."""
     if not isinstance(url, str) or not url:
         raise ConfigError(f"{where}: expected an http(s) URL, got {url!r}")
     _check_template(url, where)
     try:
-        parts = urllib.parse.urlsplit(url)
+        parts = urllib.parse.urlsplit(encoded_url(url))
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError as exc:
         raise ConfigError(f"{where}: bad URL {url!r} ({exc})") from None
@@ -402,9 +465,8 @@ def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
         raise ConfigError(f"{where}: expected 'module:function', got {target!r}")
     try:
         obj: Any = importlib.import_module(mod_name)
-    except Exception as exc:  # noqa: BLE001 - any failure importing user code is a config error
-        raise ConfigError(f"{where}: cannot import module '{mod_name}' "
-                          f"({type(exc).__name__}: {exc})") from None
+    except (Exception, SystemExit) as exc:  # noqa: BLE001 - any failure importing user code (sys.exit too)
+        raise ConfigError(f"{where}: cannot import module '{mod_name}' ({one_line(exc)})") from None
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
@@ -412,6 +474,9 @@ def _import_callable(target: Any, where: str) -> Callable[[Command], Any]:
             raise ConfigError(f"{where}: module '{mod_name}' has no attribute '{attr}'") from None
     if not callable(obj):
         raise ConfigError(f"{where}: '{target}' is not callable")
+    if inspect.isgeneratorfunction(obj) or inspect.isasyncgenfunction(obj):  # calling it would run none of its body
+        raise ConfigError(f"{where}: '{target}' is a generator function (it yields): give a function that does "
+                          "its work when called")
     try:
         inspect.signature(obj).bind(_PROBE)  # said now, not when the command is first heard
     except TypeError as exc:
@@ -460,8 +525,8 @@ def substitute_json(body: Any, cmd: Command) -> Any:
         if m and m.group(1) in ("score", "t") and m.group(2) is None:
             return _value(m.group(1), cmd)
         return substitute(body, cmd)
-    if isinstance(body, Mapping):
-        return {k: substitute_json(v, cmd) for k, v in body.items()}
+    if isinstance(body, Mapping):  # keys too: {"{cmd}": "{score}"} names the command
+        return {substitute(k, cmd) if isinstance(k, str) else k: substitute_json(v, cmd) for k, v in body.items()}
     if isinstance(body, (list, tuple)):
         return [substitute_json(v, cmd) for v in body]
     return body
@@ -469,6 +534,8 @@ def substitute_json(body: Any, cmd: Command) -> Any:
 
 # a name in braces that is no placeholder: kept as written (a JSON body may hold braces), but most often a typo
 _NAME_IN_BRACES = re.compile(r"\{([A-Za-z_]\w*)(?::[^{}]*)?\}")
+# a placeholder's name after a brace in something that is no placeholder: { cmd }, {score!r}, {label[0]}, {t:.2f
+_ALMOST = re.compile(r"\{\s*(?:cmd|label|score|t)\b[^{}]*\}?")
 
 
 def _check_template(text: str, where: str) -> None:
@@ -480,6 +547,10 @@ def _check_template(text: str, where: str) -> None:
         if not _PLACEHOLDER.fullmatch(m.group(0)):
             logger.warning("%s: {%s} is not a placeholder ({cmd}, {label}, {score}, {t}); it is kept as written",
                            where, m.group(1))
+    for m in _ALMOST.finditer(text):
+        if not _PLACEHOLDER.fullmatch(m.group(0)) and not _NAME_IN_BRACES.fullmatch(m.group(0)):
+            logger.warning("%s: %r is not a placeholder (write {cmd}, {label}, {score}, {t}, or with a format "
+                           "as {score:.2f}); it is kept as written", where, m.group(0))
 
 
 def _walk_templates(body: Any, where: str) -> None:
@@ -487,6 +558,8 @@ def _walk_templates(body: Any, where: str) -> None:
         _check_template(body, where)
     elif isinstance(body, Mapping):
         for k, v in body.items():
+            if isinstance(k, str):
+                _check_template(k, f"{where} (key {k!r})")
             _walk_templates(v, f"{where}.{k}")
     elif isinstance(body, list):
         for i, v in enumerate(body):
@@ -785,8 +858,10 @@ class ActionRunner:
         if any(a.kind == "say" for acts in config.actions.values() for a in acts):
             self._speech = find_speech_program()
             if self._speech is None:  # said now, not at the first command
-                logger.warning("no speech program found (install espeak-ng, espeak or speech-dispatcher): "
-                               "'say' actions will fail")
+                keys = ", ".join(f"actions.{c}.say" for c, acts in config.actions.items()
+                                 if any(a.kind == "say" for a in acts))
+                logger.warning("%s: %s: no speech program found (install espeak-ng, espeak or speech-dispatcher): "
+                               "'say' actions will fail", config.source, keys)
 
     def speaking(self) -> bool:
         """Whether an audible action (``say``, or one marked ``audible: true``) is running, or stopped less than
@@ -876,7 +951,7 @@ class ActionRunner:
             with self._sounding(action.audible):
                 ok, detail = self._execute(action, cmd)
         except BaseException as exc:  # noqa: BLE001 - a failing action (sys.exit() included) never stops the worker
-            ok, detail = False, f"{type(exc).__name__}: {exc}"
+            ok, detail = False, one_line(exc)
             if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level
                 last = traceback.extract_tb(exc.__traceback__)[-1]
                 detail += f" (at {last.filename}:{last.lineno})"
@@ -907,11 +982,13 @@ class ActionRunner:
             return _run_process([substitute(a, cmd) for a in action.argv], timeout, running=self._running, env=env)
         if kind == "http":
             body = cmd.to_dict() if action.body is None else substitute_json(action.body, cmd)
-            return _post_json(substitute(action.url, cmd), body, timeout)
+            return _post_json(encoded_url(substitute(action.url, cmd)), body, timeout)
         if kind == "call":
             if action.func is None:
                 return False, f"no function given for {action.target or 'this call action'}"
             out = action.func(cmd)
+            if inspect.iscoroutine(out):  # an async def: run to its end here, on this action's own worker
+                out = asyncio.run(out)
             return True, "returned" if out is None else f"returned {out!r}"[:200]
         text = substitute(action.text, cmd) if action.text is not None else _default_text(kind, cmd)
         if kind == "print":

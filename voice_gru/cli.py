@@ -367,11 +367,15 @@ def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | 
     from voice_gru.calibrate import SUBSET_CONFIDENCE, operating_point
 
     cal = (ckpt.meta or {}).get("calibration") or {}
-    if args.threshold or wake.false_accepts_per_hour is None or not cal.get("operating_points"):
+    if args.threshold or not cal.get("operating_points"):
         return None
     rate = cal["target_fa_per_hour"] if args.false_accepts_per_hour is None else args.false_accepts_per_hour
     alone = operating_point(ckpt, rate, [wake.word])
-    after = operating_point(ckpt, wake.false_accepts_per_hour)
+    # null: the commands at the wake word's rate (the point for all of them), the wake word still at its own
+    after_rate = rate if wake.false_accepts_per_hour is None else wake.false_accepts_per_hour
+    key = f"{getattr(args, 'assistant', None) or 'the assistant file'}: wake_word.false_accepts_per_hour"
+    after = operating_point(ckpt, after_rate, name="--false-accepts-per-hour" if wake.false_accepts_per_hour is None
+                            else key)
     bound = (f", at most {alone['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
              if "fa_bound_per_hour" in alone else "")
     print(f"sensitivity: the wake word '{wake.word}' at most {rate:g} false accept{'' if rate == 1 else 's'}/hour "
@@ -482,6 +486,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
               file=sys.stderr)
         commands = [*commands, wake]
     subset = command_subset(commands, ckpt.labels)
+    if assistant is not None and getattr(args, "commands", None):
+        bare = [c for c in args.commands if c not in assistant.actions and c != wake]
+        if bare:  # heard and printed, but nothing runs: said, not left to be found out
+            print(f"--commands: {args.assistant} maps no action to {', '.join(bare)}: "
+                  f"{'it is' if len(bare) == 1 else 'they are'} only printed", file=sys.stderr)
     woken = wake_thresholds(args, ckpt, assistant.wake_word) if assistant is not None and assistant.wake_word else None
     # also says at start-up which sensitivity is in use
     override = woken if woken is not None else recognizer_override(args, ckpt, subset)
@@ -695,6 +704,16 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """argparse's, after refusing an empty argument: ``--assistant "$CONF"`` with CONF unset would otherwise
+        mean no assistant (or, for a path, the working folder)."""
+        words = list(sys.argv[1:] if args is None else args)
+        for i, word in enumerate(words):
+            if word == "" or (word.startswith("--") and word.endswith("=")):
+                after = f" after {words[i - 1]}" if word == "" and i else f" ({word})" if word else ""
+                self.error(f"empty argument{after}: give a value (is the variable that should hold it set?)")
+        return super().parse_known_args(args, namespace)
 
 
 def build_parser() -> argparse.ArgumentParser:
