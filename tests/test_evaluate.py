@@ -227,6 +227,85 @@ def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path,
     assert f"{clip}: is inside {root}, which is read as input" in capsys.readouterr().err and clip.read_bytes() == before
 
 
+def test_a_folder_of_label_folders_with_a_suffixless_clip_a_loop_a_pipe_and_hidden_files(tmp_path):
+    """What an audit found: a suffix-less WAV in a label folder was scored unlabelled; a link to the folder itself
+    became a label folder (its name the label, the real clip "given twice"); a pipe was opened and waited on for
+    ever; hidden files went unnamed."""
+    import os
+    import threading
+
+    root = tmp_path / "takes"
+    (root / "yes").mkdir(parents=True)
+    sf.write(str(root / "yes" / "a.wav"), read("yes"), 16000, subtype="PCM_16")
+    sf.write(str(root / "yes" / "take2"), read("yes"), 16000, subtype="PCM_16", format="WAV")
+    (root / "yes" / ".a.wav").write_bytes((root / "yes" / "a.wav").read_bytes())
+    os.mkfifo(root / "capture")
+    ignored: list = []
+    done: list = []
+    worker = threading.Thread(target=lambda: done.append(collect_inputs([root], labels=list(COMMANDS), ignored=ignored)),
+                              daemon=True)
+    worker.start()
+    worker.join(30)
+    assert done, "collect_inputs is waiting on the pipe"
+    assert {Path(it.name).name: it.label for it in done[0]} == {"a.wav": "yes", "take2": "yes"}
+    assert {(Path(f["file"]).name, f["reason"].split(" (")[0]) for f in ignored} == {
+        ("capture", "not a regular file"), (".a.wav", "hidden")}
+    loop = tmp_path / "loop"
+    loop.mkdir()
+    sf.write(str(loop / "a.wav"), read("no"), 16000, subtype="PCM_16")
+    (loop / "self").symlink_to(".")
+    ignored = []
+    items = collect_inputs([loop], labels=list(COMMANDS), ignored=ignored)
+    assert [(it.name, it.label) for it in items] == [(str(loop / "a.wav"), None)]
+    assert ignored == [{"file": str(loop / "self"), "reason": "a link to a folder above it (not searched)"}]
+
+
+def test_every_silence_example_of_a_short_noise_recording_is_evaluated(tmp_path, shared_data):
+    """With a 1 s noise recording every cut starts at 0 and volumes print alike at 3 decimals: 5 of 20 were
+    dropped as "given more than once"."""
+    root = tmp_path / "root"
+    listed = []
+    for word in ("yes", "no"):
+        (root / word).mkdir(parents=True)
+        for f in sorted((shared_data / word).glob("*.wav"))[:100]:
+            (root / word / f.name).symlink_to(f)
+            listed.append(f"{word}/{f.name}")
+    (root / "testing_list.txt").write_text("\n".join(listed) + "\n")
+    (root / "_background_noise_").mkdir()
+    sf.write(str(root / "_background_noise_" / "short.wav"), np.random.default_rng(0).normal(0, 0.1, 16000), 16000)
+    cfg = DataConfig(task="12")
+    clips = scan_dataset(root)
+    want = [e for e in split_examples(clips, "testing", cfg, 1, [16000]) if e.label == SILENCE]
+    ignored: list = []
+    items = collect_inputs([root], labels=list(COMMANDS) + [SILENCE, UNKNOWN], ignored=ignored)
+    assert len(want) > 1 and sum(it.label == SILENCE for it in items) == len(want)
+    assert not [f for f in ignored if "more than once" in f["reason"]]
+
+
+def test_unlabelled_clips_beside_labelled_ones_are_listed_in_the_report():
+    preds = [{"file": "yes/a.wav", "label": "yes", "predicted": "yes", "score": 0.9},
+             {"file": "loose.wav", "label": None, "predicted": "go", "score": 0.8}]
+    report = {"accuracy": 1.0, "n": 1, "model_labels": ["yes", "go"], "predictions": preds, "errors": [], "n_errors": 0,
+              "clips_per_second": 10.0, "per_class": per_class_prf(np.array([[1, 0], [0, 0]]), ["yes", "go"]),
+              "confusion": {"labels": ["yes", "go"], "matrix": [[1, 0], [0, 0]]}, "most_confused": []}
+    text = format_report(report)
+    assert "without a label (1; predictions only):\nloose.wav\tgo\t0.800" in text
+
+
+def test_long_recordings_are_classified_a_few_at_a_time(ckpt, monkeypatch):
+    """128 five-minute files were loaded and featurised at once (eight already took 2.3 GB)."""
+    import voice_gru.evaluate as ev
+
+    seen: list[int] = []
+    real = ev.classify
+    monkeypatch.setattr(ev, "classify", lambda c, audios, b: seen.append(sum(a.size for a in audios)) or real(c, audios, b))
+    items = [EvalItem(f"long{i}", "yes", lambda: np.zeros(3_000_000, np.float32)) for i in range(3)]
+    items += [EvalItem(f"short{i}", "yes", lambda: np.zeros(16000, np.float32)) for i in range(5)]
+    report = evaluate_items(ckpt, items, progress=False)
+    assert len(report["predictions"]) == 8
+    assert seen == [3_000_000, 3_000_000, 3_000_000 + 5 * 16000]  # one long file per batch; short ones join it
+
+
 def test_unknown_by_word_by_hand():
     from voice_gru.evaluate import unknown_by_word
 

@@ -15,7 +15,7 @@ from tiny_data import TEST_DATA
 from voice_gru.checkpoint_data import default_model_path
 from voice_gru.cli import main
 from voice_gru.errors import ConfigError
-from voice_gru.fileio import atomic_path, check_outputs, write_text
+from voice_gru.fileio import atomic_path, check_outputs, write_json, write_text
 
 CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
 
@@ -56,6 +56,27 @@ def test_standard_output_is_written_into_when_it_is_a_pipe(target, tmp_path):
                          timeout=60)
     assert run.returncode == 0, run.stderr
     assert json.loads(run.stdout) == {"ok": 1} and list(tmp_path.iterdir()) == []  # no file named "-"
+
+def test_an_output_on_a_descriptor_is_appended_through_it_never_replaced(tmp_path):
+    """``--json - >> log``: with standard output a file, /dev/stdout was taken for one, and the report, renamed
+    onto it, replaced the /dev/stdout link itself (for every process after, as root) and never reached the log.
+    Shown on a descriptor of the test's own (the same path rule), so a relapse cannot break this machine's."""
+    from voice_gru.fileio import descriptor
+    from voice_gru.live import EventWriter
+    from voice_gru.decision import Command
+
+    assert descriptor("-") == descriptor("/dev/stdout") == 1 and descriptor("/dev/stderr") == 2
+    assert descriptor("/proc/self/fd/7") == descriptor("/dev/fd/7") == 7 and descriptor(tmp_path / "x") is None
+    log = tmp_path / "log.txt"
+    log.write_text("earlier\n")
+    with open(log, "a") as f:
+        write_json(f"/dev/fd/{f.fileno()}", {"a": 1})
+        events = EventWriter(f"/dev/fd/{f.fileno()}")
+        events.write(Command("go", 0.9, 1.0))
+        events.close()
+    assert log.read_text().splitlines() == ["earlier", "{", '  "a": 1', "}", json.dumps(Command("go", 0.9, 1.0).to_dict())]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt"]
+
 
 def test_a_failed_write_names_the_file_and_leaves_the_old_one(tmp_path):
     path = tmp_path / "result.json"

@@ -147,7 +147,8 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
     if not os.access(path, os.R_OK):
         raise AudioFormatError(f"{path}: permission denied")
     try:
-        f = (_read_on_file() if in_blocks else sf.SoundFile)(str(path))
+        # bytes: libsndfile takes any name the file system does (soundfile encodes str strictly as UTF-8)
+        f = (_read_on_file() if in_blocks else sf.SoundFile)(os.fsencode(path))
     except sf.LibsndfileError as exc:
         layout = _wav_layout(path)
         broken = wav_format(layout.fmt).broken() if layout is not None and len(layout.fmt) >= 16 else None
@@ -428,7 +429,7 @@ def load_recording(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarr
 
     blocks = audio_blocks(path, sample_rate)  # checks the file first
     try:  # no codec here packs more than 64 samples into a byte: a header that says more is not believed
-        info = sf.info(str(path))
+        info = sf.info(os.fsencode(path))
         frames = info.frames if 0 < info.frames <= 64 * Path(path).stat().st_size else 0
         guess = int(np.ceil(frames * sample_rate / info.samplerate)) + 1 if frames else 0
     except (RuntimeError, ValueError, OSError):

@@ -29,7 +29,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from voice_gru.data import dataset_stats
     from voice_gru.fileio import write_json
 
-    check_outputs({"--json": args.json})
+    check_outputs({"--json": args.json}, folders=[args.data_dir])
     cfg = DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))

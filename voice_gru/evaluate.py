@@ -31,6 +31,7 @@ from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
 from voice_gru.model import Checkpoint, Ensemble, clip_posteriors
 
 TAIL_SECONDS = 0.3  # silence appended after a clip: the model marks a word just after it ends
+MAX_BATCH_SAMPLES = 4_000_000  # ~4 min at 16 kHz held at once: 128 one-second clips, or one long recording
 
 
 @dataclass(frozen=True)
@@ -92,7 +93,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             items += _dataset_items(p, split, data_cfg, sample_rate)
             skipped += unused_entries(p)
         else:
-            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and _holds_audio(d)]
+            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not _leads_up(d)
+                       and _holds_audio(d)]
             for d in subdirs:
                 label = folder_label(d.name)
                 for f in sorted(d.iterdir()):
@@ -100,9 +102,12 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                         items.append(_file_item(f, _map_label(label, labels), sample_rate, label if label in WORDS_V2 else ""))
             found = _unread(p, label_folders=bool(subdirs))
             # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
-            files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + [
-                Path(u["file"]) for u in found if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
-            items += [_file_item(f, None, sample_rate) for f in files]
+            tried = [Path(u["file"]) for u in found if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
+            files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + tried
+            for f in files:  # one in a label folder is that folder's clip
+                folder = folder_label(f.parent.name) if f.parent != p else None
+                items.append(_file_item(f, None if folder is None else _map_label(folder, labels), sample_rate,
+                                        folder if folder in WORDS_V2 else ""))
             skipped += [u for u in found if Path(u["file"]) not in files]
             if not subdirs and not files:
                 inner = [d for d in sorted(p.iterdir()) if d.is_dir() and (is_test_set_layout(d) or is_dataset_root(d))]
@@ -112,6 +117,9 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
     unique: list[EvalItem] = []
     for it in items:  # one file named twice (a folder and a clip in it, a layout given twice) counts once,
         key = _same_file_key(it.name)  # with its label where one of the names gives it
+        if not Path(it.name).exists():  # a silence cut of a dataset root's noise: made, never given twice
+            unique.append(it)
+            continue
         if key in kept:
             i = kept[key]
             if unique[i].label is None and it.label is not None:
@@ -154,14 +162,25 @@ def _same_file_key(name: str) -> str:
     return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files
 
 
+def _leads_up(folder: Path) -> bool:
+    """A link to the folder it is in, or to one above: searching it would find the same clips again, under a
+    label that is the link's name."""
+    if not folder.is_symlink():
+        return False
+    target = folder.resolve()
+    return target in (folder.parent.resolve(), *folder.parent.resolve().parents)
+
+
 _NOT_AUDIO = f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})"
+_NOT_FILE = "not a regular file (a pipe or a device: not opened)"
+_HIDDEN = "hidden (the name starts with a dot)"
 
 
 def _no_suffix_audio(path: str) -> bool:
     """A file without a suffix that the audio reader can open."""
     import soundfile as sf
 
-    if Path(path).suffix:
+    if Path(path).suffix or not Path(path).is_file():  # a pipe would be waited on for ever
         return False
     try:
         sf.info(path)
@@ -188,11 +207,15 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
         out.append({"file": str(f), "reason": reason})
 
     for f in sorted(root.iterdir()):
-        if f.name.startswith(".") or f.name == BACKGROUND:
+        if f.name == BACKGROUND or (f.name.startswith(".") and f.is_dir()):
+            continue
+        if f.name.startswith("."):
+            note(f, _HIDDEN)
             continue
         if f.is_dir():
-            if not label_folders:
-                note(f, "a folder inside a folder of clips (not searched)")
+            if not label_folders or _leads_up(f):
+                note(f, "a link to a folder above it (not searched)" if _leads_up(f)
+                     else "a folder inside a folder of clips (not searched)")
                 continue
             try:
                 inside = sorted(f.iterdir())
@@ -201,15 +224,20 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
                 continue
             for g in inside:
                 if g.name.startswith("."):
-                    continue
-                if g.is_dir():
+                    if not g.is_dir():
+                        note(g, _HIDDEN)
+                elif g.is_dir():
                     note(g, "a folder inside a label folder (not searched)")
                 elif not g.exists():
                     note(g, "a broken link")
+                elif not g.is_file():
+                    note(g, _NOT_FILE)
                 elif not is_audio_file(g):
                     note(g, _NOT_AUDIO)
         elif not f.exists():
             note(f, "a broken link")
+        elif not f.is_file():
+            note(f, _NOT_FILE)
         elif not is_audio_file(f):
             note(f, _NOT_AUDIO)
         elif layout:
@@ -404,21 +432,31 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
     t0 = time.perf_counter()
     preds: list[dict] = []
     errors: list[dict] = []
-    for s in tqdm(range(0, len(items), batch_size), desc="evaluating", unit="batch", disable=not progress, leave=False):
-        chunk, audios = [], []
-        for it in items[s:s + batch_size]:
-            try:
-                audios.append(it.load())
-                chunk.append(it)
-            except AudioFormatError as exc:
-                errors.append({"file": it.name, "error": str(exc), "label": it.label})
-        if not chunk:
-            continue
+    chunk: list[EvalItem] = []
+    audios: list[np.ndarray] = []
+
+    def run_batch() -> None:
         post = classify_streaming(recognizer, audios) if streaming else classify(ckpt, audios, batch_size)
         for it, p in zip(chunk, post):
             k = int(np.argmax(p))
             preds.append({"file": it.name, "label": it.label, "predicted": labels[k], "score": float(p[k]),
                           **({"word": it.word} if it.word else {})})
+        chunk.clear()
+        audios.clear()
+
+    for it in tqdm(items, desc="evaluating", unit="clip", disable=not progress, leave=False):
+        try:
+            audio = it.load()
+        except AudioFormatError as exc:
+            errors.append({"file": it.name, "error": str(exc), "label": it.label})
+            continue
+        # a batch of long recordings would hold them all at once (128 five-minute files: 2.5 GB, then their features)
+        if chunk and (len(chunk) >= batch_size or sum(a.size for a in audios) + audio.size > MAX_BATCH_SAMPLES):
+            run_batch()
+        audios.append(audio)
+        chunk.append(it)
+    if chunk:
+        run_batch()
     seconds = time.perf_counter() - t0
     report: dict = {"mode": "streaming" if streaming else "clips", "n_inputs": len(items), "n_errors": len(errors), "errors": errors,
                     "seconds": seconds, "clips_per_second": len(preds) / seconds if seconds else 0.0}
@@ -463,6 +501,10 @@ def format_report(report: dict) -> str:
     from voice_gru.metrics import format_confusion
 
     lines = []
+
+    def row(p: dict) -> str:
+        return f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}"
+
     if "accuracy" in report:
         how = " (streaming: one continuous stream, state carried)" if report.get("mode") == "streaming" else ""
         lines.append(f"accuracy {report['accuracy']:.4f} on {report['n']} labelled clips{how}")
@@ -494,9 +536,11 @@ def format_report(report: dict) -> str:
                          f"{report['unknown_word_balanced_recall']:.3f} with every word equally often (as in the official "
                          f"test set); " + ("missed: " + ", ".join(missed[:10]) + (", ..." if len(missed) > 10 else "")
                                            if missed else "none missed"))
+        bare = [p for p in report["predictions"] if p["label"] is None]
+        if bare:  # given beside labelled clips: named here too, not only in --json / --csv
+            lines += [f"without a label ({len(bare)}; predictions only):"] + [row(p) for p in bare]
     else:
-        for p in report["predictions"]:
-            lines.append(f"{p['file']}\t{p['predicted']}\t{p['score']:.3f}")
+        lines += [row(p) for p in report["predictions"]]
     for e in report["errors"]:
         lines.append(f"skipped: {e['error']}")
     by_reason: dict[str, list[str]] = {}

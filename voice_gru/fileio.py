@@ -6,10 +6,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
+import sys
 import tempfile
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence
 
 from voice_gru.errors import ConfigError
 
@@ -19,9 +21,25 @@ FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran 
 """Where an output named ``-`` goes."""
 
 
+def descriptor(path: str | Path) -> int | None:
+    """The open file descriptor a path names (``-`` and ``/dev/stdout``: 1, ``/dev/stderr``, ``/dev/fd/N``,
+    ``/proc/self/fd/N``), or None. Written through a copy of the descriptor: opening the path again would truncate
+    a file that standard output is appended to (``>> log``), and renaming onto it would replace the link itself."""
+    m = re.fullmatch(r"-|/dev/std(out|err)|/(?:dev|proc/self)/fd/(\d+)", str(path))
+    if m is None:
+        return None
+    return int(m.group(2)) if m.group(2) else 2 if m.group(1) == "err" else 1
+
+
+def open_descriptor(fd: int, mode: str = "w") -> IO[Any]:
+    """A file object on a copy of ``fd`` (closing it leaves ``fd`` open)."""
+    return os.fdopen(os.dup(fd), mode, encoding=None if "b" in mode else "utf-8")
+
+
 def _special(path: str | Path) -> bool:
     """A pipe, a terminal or ``/dev/stdout``: written directly, never replaced by a rename."""
-    return os.path.exists(path) and not os.path.isfile(path) and not os.path.isdir(path)
+    return descriptor(path) is not None or (os.path.exists(path) and not os.path.isfile(path)
+                                             and not os.path.isdir(path))
 
 
 def written_path(path: str | Path) -> Path:
@@ -42,6 +60,18 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
     name ``path``, not the temp file. ``-`` is standard output."""
     path = written_path(path)
+    fd = descriptor(path)
+    if fd is not None:  # written whole, then copied onto the descriptor as it is (appending, a pipe, a file)
+        folder = tempfile.mkdtemp(prefix=".voice-gru-")
+        try:
+            yield Path(folder) / f"out{suffix}"
+            if sys.__stdout__ is not None:
+                sys.__stdout__.flush()  # what Python printed before comes first
+            with open(Path(folder) / f"out{suffix}", "rb") as src, open_descriptor(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+        return
     if _special(path):
         yield path
         return
@@ -145,8 +175,8 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
 
 def write_text(path: str | Path, text: str) -> None:
     """Write a text file atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(text, encoding="utf-8")
+    with atomic_path(path) as tmp:  # a file name that is no UTF-8 (a CSV row's) is written back as its own bytes
+        tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
 
 
 def write_json(path: str | Path, obj: Any) -> None:

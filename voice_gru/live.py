@@ -395,5 +395,11 @@ class EventWriter:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def _open(self) -> None:
+        from voice_gru.fileio import descriptor, open_descriptor
+
+        fd = descriptor(self.path)
+        if fd is not None:  # standard output appended to (>> log) stays appended to
+            self._f = open_descriptor(fd)
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._f = open(self.path, "w", encoding="utf-8")
