@@ -260,6 +260,29 @@ def test_a_folder_of_label_folders_with_a_suffixless_clip_a_loop_a_pipe_and_hidd
     assert ignored == [{"file": str(loop / "self"), "reason": "a link to a folder above it (not searched)"}]
 
 
+def test_a_clip_whose_name_is_no_utf8_is_read_and_written_back_as_its_bytes(tmp_path):
+    """It was "cannot decode audio" (soundfile encodes a name as strict UTF-8), and --csv ended in a traceback."""
+    import os
+
+    from voice_gru.audio import load_audio
+    from voice_gru.cli import write_predictions_csv
+
+    name = Path(os.fsdecode(bytes(tmp_path) + b"/bad\xffname.wav"))
+    sf.write(str(tmp_path / "good.wav"), read("yes"), 16000, subtype="PCM_16")
+    os.rename(tmp_path / "good.wav", name)
+    np.testing.assert_array_equal(load_audio(name), read("yes"))
+    write_predictions_csv(str(tmp_path / "p.csv"), [{"file": str(name), "label": None, "predicted": "yes", "score": 0.9}])
+    assert b"/bad\xffname.wav,,yes,0.9" in (tmp_path / "p.csv").read_bytes()
+
+
+def test_data_stats_never_writes_into_the_dataset(tmp_path, capsys):
+    root = make_tiny_dataset(tmp_path / "root")
+    lists = root / "testing_list.txt"
+    before = lists.read_bytes()
+    assert main(["data", "stats", "--data-dir", str(root), "--json", str(lists)]) == 2
+    assert f"is inside {root}, which is read as input" in capsys.readouterr().err and lists.read_bytes() == before
+
+
 def test_every_silence_example_of_a_short_noise_recording_is_evaluated(tmp_path, shared_data):
     """With a 1 s noise recording every cut starts at 0 and volumes print alike at 3 decimals: 5 of 20 were
     dropped as "given more than once"."""
