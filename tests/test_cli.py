@@ -686,6 +686,26 @@ def test_score_events_refuses_a_bad_detections_file_naming_the_line(tmp_path, ca
     assert re.search(message, err) and err.count("\n") == 1, err
 
 
+def test_stream_tools_say_what_was_given_in_the_wrong_place(tmp_path, capsys):
+    """A detections file given as --labels (without --input) was asked for a 'duration'; a folder given as
+    evaluate-stream --input was said to lack its label file; make-stream wrote a stream too short to hold a word,
+    whose label file its own tools then refused."""
+    _, labels = _labelled_recording(tmp_path)
+    events = tmp_path / "live.jsonl"
+    events.write_text('{"t": 1.0, "label": "yes", "score": 0.9}\n{"t": 4.0, "label": "no", "score": 0.9}\n')
+    assert main(["score-events", "--events", str(events), "--labels", str(events)]) == 2
+    assert "live.jsonl: this looks like a detections file (listen --events), not a label file" in capsys.readouterr().err
+    assert main(["evaluate-stream", "--input", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"voice-gru: error: {tmp_path}: is a folder, not a recording"
+
+
+def test_make_stream_refuses_a_stream_too_short_for_a_word(shared_data, tmp_path, capsys):
+    """It wrote one, whose label file (no events, not command-free) its own tools then refused."""
+    out = tmp_path / "tiny.wav"
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.05", "--out", str(out)]) == 2
+    assert "holds no word" in capsys.readouterr().err and not out.exists() and not out.with_suffix(".json").exists()
+
+
 def test_the_systemd_unit_runs_a_valid_listen_command():
     """configs/voice-gru.service: its ExecStart is a `voice-gru listen` command line this parser accepts,
     with files that exist in the clone it names (%h/voice_gru)."""

@@ -62,6 +62,9 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
         print(f"note: --gap {spec.gap_s[0]:g} {spec.gap_s[1]:g}: words start before the previous 1 s clip ends, so they "
               "overlap (babble); evaluate-stream cuts each word's window at the next word's start", file=sys.stderr)
     audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed)
+    if not truth["events"] and not truth.get("command_free"):  # its own tools would refuse the label file
+        raise ConfigError(f"--minutes {args.minutes:g}: {truth['duration']:.1f} s holds no word (words come every "
+                          f"{spec.gap_s[0]:g}–{spec.gap_s[1]:g} s): give a longer stream")
     wav, labels = write_stream(out, audio, truth)
     n_cmd = sum(1 for e in truth["events"] if e["label"] != "_unknown_")
     n_unk = len(truth["events"]) - n_cmd

@@ -230,6 +230,9 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
         if given is None or given <= 0:
             raise DatasetError(f"{path}: the recording's duration {duration!r} is not a positive number of seconds")
         truth["duration"] = float(given)
+    elif any(isinstance(e, dict) and "t" in e and "start" not in e for e in truth["events"]):
+        raise DatasetError(f"{path}: this looks like a detections file (listen --events), not a label file: give it "
+                           "to score-events --events")
     else:
         raise DatasetError(f"{path}: missing 'duration' (the recording's length in seconds; with the recording, "
                            "--input REC.wav, it is read from there)")
@@ -346,6 +349,8 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
 
     if not Path(wav).exists():
         raise AudioFormatError(f"{wav}: recording not found")
+    if Path(wav).is_dir():  # said of it, not of the label file its name would give
+        raise AudioFormatError(f"{wav}: is a folder, not a recording")
     if command_free:
         audio = load_recording(wav, sample_rate)
         return audio, command_free_truth(audio.size / sample_rate, sample_rate)
