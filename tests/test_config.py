@@ -155,6 +155,13 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("augment:\n  speeds: [0.9, 0]\n", "augment.speeds = [0.9, 0.0]: must be above 0"),
         ("augment:\n  noise_prob: 2\n", "augment.noise_prob = 2.0: must be between 0 and 1"),
         ("data:\n  clip_seconds: -1\n", "data.clip_seconds = -1.0: must be above 0"),
+        # before: the features were built, then numpy's generator refused the seed in a traceback
+        ("train:\n  seed: -1\n", "train.seed = -1: must be a whole number from 0 to 4294967295"),
+        ("data:\n  seed: 100000000000000000000000\n", "data.seed = 100000000000000000000000: must be a whole number"),
+        ("features:\n  hop_ms: 50\n  win_ms: 30\n", "features.hop_ms = 50.0: must be at most win_ms (30)"),
+        # before: the last of two equal keys won, silently (a second train: section replaced the whole first one)
+        ("train:\n  lr: 0.003\n  lr: 0.5\n", "not valid YAML at line 3 (key 'lr' given twice)"),
+        ("train: {epochs: 3}\ntrain: {epochs: 1}\n", "not valid YAML at line 2 (key 'train' given twice)"),
     ],
 )
 def test_values_out_of_range_name_the_key_and_file(tmp_path, text, message):

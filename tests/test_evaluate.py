@@ -275,6 +275,13 @@ def test_a_clip_whose_name_is_no_utf8_is_read_and_written_back_as_its_bytes(tmp_
     assert b"/bad\xffname.wav,,yes,0.9" in (tmp_path / "p.csv").read_bytes()
 
 
+def test_an_ensemble_of_one_model_is_refused(model_path, tmp_path, capsys):
+    """It wrote "1 members combined by mean": a copy of the model under another name."""
+    assert main(["ensemble", str(model_path), "--out", str(tmp_path / "one.pt")]) == 2
+    assert "one model: an ensemble needs two members or more" in capsys.readouterr().err
+    assert not (tmp_path / "one.pt").exists()
+
+
 def test_data_stats_never_writes_into_the_dataset(tmp_path, capsys):
     root = make_tiny_dataset(tmp_path / "root")
     lists = root / "testing_list.txt"

@@ -64,6 +64,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
 from voice_gru import COMMANDS
+from voice_gru.config import yaml_loader
 from voice_gru.decision import Command
 from voice_gru.errors import ConfigError, not_a_file
 
@@ -145,40 +146,6 @@ class AssistantConfig:
         return tuple(c for c in COMMANDS if c in self.actions or c in wake)
 
 
-def _yaml_loader() -> type:
-    """A SafeLoader where only true/false are booleans (``yes: ...`` is the command) and a
-    duplicated key is an error rather than a silent override."""
-    import yaml
-
-    class Loader(yaml.SafeLoader):
-        pass
-
-    bool_tag = "tag:yaml.org,2002:bool"
-    Loader.yaml_implicit_resolvers = {
-        k: [(tag, rx) for tag, rx in v if tag != bool_tag]
-        for k, v in yaml.SafeLoader.yaml_implicit_resolvers.items()
-    }
-    Loader.add_implicit_resolver(
-        bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
-
-    def construct_mapping(loader, node, deep=False):
-        seen = set()
-        for key_node, _ in node.value:
-            key = loader.construct_object(key_node, deep=True)
-            try:
-                dup = key in seen
-                seen.add(key)
-            except TypeError:
-                continue
-            if dup:
-                raise yaml.constructor.ConstructorError(
-                    None, None, f"duplicate key '{key}'", key_node.start_mark)
-        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
-
-    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
-    return Loader
-
-
 def load_assistant(path: str | Path) -> AssistantConfig:
     """Load and validate an assistant YAML file; every problem is a ``ConfigError`` naming the
     file and the key. ``call`` targets are imported here, so an import error is caught now."""
@@ -190,7 +157,7 @@ def load_assistant(path: str | Path) -> AssistantConfig:
     if not path.is_file():
         raise ConfigError(f"{path}: {not_a_file(path, 'assistant config file')}")
     try:
-        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=_yaml_loader())
+        raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader())
     except yaml.YAMLError as exc:
         mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

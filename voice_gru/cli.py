@@ -156,6 +156,12 @@ def _default_recipe() -> str:
     return "configs/default.yaml" if repo is None else _shown_path(repo)
 
 
+def _same_weights(a, b, torch) -> bool:
+    """Whether two models hold the same parameters."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
@@ -167,6 +173,17 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
                               "adds nothing but compute")
         seen[os.path.realpath(m)] = m
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
+    if isinstance(ckpt.model, Ensemble):  # a byte copy, or a member already inside an ensemble given
+        import torch
+
+        parts = ckpt.model.parts()
+        for i, part in enumerate(parts):
+            twin = next((j for j in range(i) if _same_weights(parts[j], part, torch)), None)
+            if twin is not None:
+                raise ConfigError(f"members {twin + 1} and {i + 1} of {' '.join(args.models)} have the same weights (a "
+                                  "copy, or a member already inside an ensemble given): a copy adds nothing but compute")
+    if not isinstance(ckpt.model, Ensemble) or len(ckpt.model.parts()) < 2:
+        raise ConfigError(f"{' '.join(args.models)}: one model: an ensemble needs two members or more")
     save_checkpoint(args.out, ckpt)
     n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
     print(f"wrote {args.out}: {n} members combined by {args.combine}, {count_parameters(ckpt.model):,} parameters; "
@@ -742,8 +759,10 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--device", default="cpu", help="cpu or cuda (default: %(default)s)")
     tr.add_argument("--cache-dir", help="feature cache (default: $XDG_CACHE_HOME/voice_gru)")
     tr.add_argument("--restart", action="store_true", help="start from scratch even if --out holds a run")
-    tr.add_argument("--threads", type=whole(1), help="CPU threads (default: all cores)")
-    tr.add_argument("--seed", type=whole(0), help="override the recipe's train.seed (e.g. for ensemble members)")
+    # past thousands torch's thread pool itself dies (a segmentation fault at 99999)
+    tr.add_argument("--threads", type=whole(1, max(256, 4 * (os.cpu_count() or 1))),
+                    help="CPU threads (default: all cores)")
+    tr.add_argument("--seed", type=whole(0, 2**32 - 1), help="override the recipe's train.seed (e.g. for ensemble members)")
     tr.add_argument("--epochs", type=whole(1), help="override the recipe's train.epochs (e.g. a longer schedule)")
     tr.add_argument("--init", metavar="CKPT",
                     help="override the recipe's train.init: start from this checkpoint's weights (fine-tuning)")

@@ -18,6 +18,8 @@ from voice_gru.errors import ConfigError, not_a_file
 _ABOVE_0, _AT_LEAST_0, _AT_LEAST_1 = ("above 0", lambda v: v > 0), ("at least 0", lambda v: v >= 0), ("at least 1", lambda v: v >= 1)
 _FRACTION, _BELOW_1 = ("between 0 and 1", lambda v: 0 <= v <= 1), ("at least 0 and below 1", lambda v: 0 <= v < 1)
 _ANY = ("a finite number", lambda v: True)
+# numpy's and torch's generators take seeds of 0 to 2**32 - 1; outside them the run failed after its features
+_SEED = ("a whole number from 0 to 4294967295", lambda v: v == int(v) and 0 <= v < 2**32)
 
 
 def _check(obj: Any, rules: Mapping[str, tuple[str, Any]], ranges: tuple[str, ...] = ()) -> None:
@@ -82,6 +84,8 @@ class FeatureConfig:
                       "n_mels": _AT_LEAST_1, "n_mfcc": _AT_LEAST_1, "f_min": _AT_LEAST_0, "log_offset": _ABOVE_0})
         _require(self, self.win_length <= self.n_fft, "n_fft", f"must hold the {self.win_length}-sample window")
         _require(self, self.hop_length >= 1, "hop_ms", "must be at least one sample")
+        _require(self, self.hop_ms <= self.win_ms, "hop_ms", f"must be at most win_ms ({self.win_ms:g}): a longer hop "
+                 "leaves audio between frames that no frame sees")
         _require(self, self.n_mfcc <= self.n_mels, "n_mfcc", f"must be at most n_mels ({self.n_mels})")
         _require(self, self.f_min < self.f_max <= self.sample_rate / 2, "f_max",
                  f"must lie above f_min ({self.f_min:g}) and at most half the sample rate ({self.sample_rate / 2:g})")
@@ -104,7 +108,8 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _ABOVE_0,
-                      "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1})
+                      "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1,
+                      "seed": _SEED})
         _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
         _one_of(self, "unknown_mix", ("clips", "words"))
 
@@ -200,7 +205,7 @@ class TrainConfig:
                       "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,
-                      "after_unknown_weight": _AT_LEAST_0})
+                      "after_unknown_weight": _AT_LEAST_0, "seed": _SEED})
         _one_of(self, "target", ("frames", "last"))
 
 
@@ -334,10 +339,12 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def yaml_loader() -> type:
-    """A YAML SafeLoader whose booleans are only true/false (YAML 1.2), not yes/no/on/off.
+    """A YAML SafeLoader whose booleans are only true/false (YAML 1.2), not yes/no/on/off, and where a key given
+    twice in one mapping is an error.
 
     PyYAML's default (YAML 1.1) reads the command words ``yes``, ``no``, ``on``, ``off`` as
-    booleans, so ``thresholds: {yes: 0.5, on: 0.6}`` would silently become ``{True: 0.6}``.
+    booleans, so ``thresholds: {yes: 0.5, on: 0.6}`` would silently become ``{True: 0.6}``; and it keeps the last
+    of two equal keys, so a second ``train:`` section silently replaced the whole first one.
     """
     import yaml
 
@@ -351,6 +358,21 @@ def yaml_loader() -> type:
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+
+    def construct_mapping(loader, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                dup = key in seen
+                seen.add(key)
+            except TypeError:  # an unhashable key: the mapping's own construction says so
+                continue
+            if dup:
+                raise yaml.constructor.ConstructorError(None, None, f"key '{key}' given twice", key_node.start_mark)
+        return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+    Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, construct_mapping)
     return Loader
 
 
@@ -364,7 +386,9 @@ def _read_yaml(path: str | Path) -> Mapping[str, Any]:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader()) or {}
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}: not valid YAML{where} ({problem or str(exc).splitlines()[0]})") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first
