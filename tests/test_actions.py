@@ -860,9 +860,11 @@ def test_shapes_and_defaults(tmp_path, monkeypatch):
 
 def test_a_misspelled_placeholder_is_warned_about_at_load(tmp_path, caplog):
     caplog.set_level(logging.WARNING, logger="voice_gru.actions")
-    load_assistant(write_cfg(tmp_path, 'actions:\n  stop: {print: "heard {lable} at {t:.1f}s, json {\\"a\\": 1}"}\n'))
+    folder = tmp_path / "100%s"  # the file's name goes before the message, not into its format
+    folder.mkdir()
+    load_assistant(write_cfg(folder, 'actions:\n  stop: {print: "heard {lable} at {t:.1f}s, json {\\"a\\": 1}"}\n'))
     warned = [r.getMessage() for r in caplog.records if r.name == "voice_gru.actions"]
-    assert warned == [f"{tmp_path / 'assistant.yaml'}: actions.stop.print: {{lable}} is not a placeholder ({{cmd}}, "
+    assert warned == [f"{folder / 'assistant.yaml'}: actions.stop.print: {{lable}} is not a placeholder ({{cmd}}, "
                       "{label}, {score}, {t}); it is kept as written"]
 
 

@@ -202,7 +202,7 @@ class _FileNamed(logging.Filter):
         self.file = name
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = f"{self.file}: {record.msg}"
+        record.msg, record.args = f"{self.file}: {record.getMessage()}", ()  # a % in the name is no format
         return True
 
 
