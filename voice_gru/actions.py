@@ -64,9 +64,9 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping
 
 from voice_gru import COMMANDS
-from voice_gru.config import yaml_loader
+from voice_gru.config import number_in_text, yaml_loader, yaml_problem
 from voice_gru.decision import Command
-from voice_gru.errors import ConfigError, not_a_file
+from voice_gru.errors import ConfigError, not_a_file, one_line
 
 logger = logging.getLogger("voice_gru.actions")
 
@@ -159,10 +159,7 @@ def load_assistant(path: str | Path) -> AssistantConfig:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader())
     except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        detail = problem or " ".join(str(exc).split())
-        raise ConfigError(f"{path}: not valid YAML{where} ({detail})") from None
+        raise ConfigError(f"{path}: not valid YAML{yaml_problem(exc)}") from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot read ({exc})") from None
     except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first
@@ -283,7 +280,7 @@ def _parse_wake(spec: Any) -> WakeWord | None:
 
 
 def _positive_number(value: Any, where: str, unit: str = "seconds", most: float = math.inf) -> float:
-    if isinstance(value, str) and _is_number(value):  # YAML 1.1 reads 1e3 (no dot, no sign) as text
+    if number_in_text(value) is not None:  # YAML 1.1 reads 1e3 (no dot, no sign) as text
         raise ConfigError(f"{where}: got the text {value!r}: write it as a number YAML reads (1000, or 1.0e+3)")
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not math.isfinite(value) or value <= 0 or value > most:
@@ -292,23 +289,9 @@ def _positive_number(value: Any, where: str, unit: str = "seconds", most: float 
     return float(value)
 
 
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _timeout(value: Any, where: str) -> float:
     """An action's timeout: seconds, up to a day."""
     return _positive_number(value, where, most=MAX_TIMEOUT_S)
-
-
-def one_line(exc: BaseException) -> str:
-    """``Type: message`` on one line (a message over several lines would break the line that reports it)."""
-    text = " ".join(str(exc).split())
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def _check_keys(spec: Mapping, allowed: tuple[str, ...], where: str, kind: str) -> None:

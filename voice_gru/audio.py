@@ -377,6 +377,13 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
     ``on_truncated``: a file shorter than its header says (a recorder that was killed) is told to it and read as
     far as it goes, as the same bytes on a pipe are; without it that is an AudioFormatError.
     """
+    return _blocks_and_length(path, sample_rate, block_seconds, on_truncated)[0]
+
+
+def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float = 1.0,
+                       on_truncated: Callable[[str], object] | None = None) -> tuple[Iterator[np.ndarray], int]:
+    """``audio_blocks`` and the samples at ``sample_rate`` its file's header promises (0 when it does not say, or says
+    more than any codec here packs into the file: 64 samples a byte)."""
     from voice_gru.mic import StreamingResampler
 
     path = Path(path)
@@ -418,23 +425,18 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
                 raise AudioFormatError(message)
             tell(f"{message}: {done / f.samplerate:.1f} s of it were heard")
 
-    return blocks()
+    promised = _header_frames(f)
+    if promised > 64 * path.stat().st_size:
+        promised = 0
+    return blocks(), int(np.ceil(promised * sample_rate / f.samplerate))
 
 
 def load_recording(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """A whole recording as ``listen --input`` hears it (``audio_blocks``' samples), held once at ``sample_rate``:
     an hour at 44.1 kHz stereo is never in memory at its own rate (1.3 GB as float32, then its mono, then the 0.23 GB
     kept). Bad input raises AudioFormatError, as ``load_audio`` does."""
-    import soundfile as sf
-
-    blocks = audio_blocks(path, sample_rate)  # checks the file first
-    try:  # no codec here packs more than 64 samples into a byte: a header that says more is not believed
-        info = sf.info(os.fsencode(path))
-        frames = info.frames if 0 < info.frames <= 64 * Path(path).stat().st_size else 0
-        guess = int(np.ceil(frames * sample_rate / info.samplerate)) + 1 if frames else 0
-    except (RuntimeError, ValueError, OSError):
-        guess = 0
-    out, n = np.empty(guess, np.float32), 0
+    blocks, promised = _blocks_and_length(path, sample_rate)
+    out, n = np.empty(promised + 1 if promised else 0, np.float32), 0
     for block in blocks:
         if n + block.size > out.size:  # the header said less (or nothing): grow by half
             out = np.concatenate([out[:n], np.empty(max(block.size, out.size // 2), np.float32)])

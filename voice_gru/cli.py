@@ -156,8 +156,10 @@ def _default_recipe() -> str:
     return "configs/default.yaml" if repo is None else _shown_path(repo)
 
 
-def _same_weights(a, b, torch) -> bool:
+def _same_weights(a, b) -> bool:
     """Whether two models hold the same parameters."""
+    import torch
+
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
 
@@ -173,20 +175,16 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
                               "adds nothing but compute")
         seen[os.path.realpath(m)] = m
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
-    if isinstance(ckpt.model, Ensemble):  # a byte copy, or a member already inside an ensemble given
-        import torch
-
-        parts = ckpt.model.parts()
-        for i, part in enumerate(parts):
-            twin = next((j for j in range(i) if _same_weights(parts[j], part, torch)), None)
-            if twin is not None:
-                raise ConfigError(f"members {twin + 1} and {i + 1} of {' '.join(args.models)} have the same weights (a "
-                                  "copy, or a member already inside an ensemble given): a copy adds nothing but compute")
-    if not isinstance(ckpt.model, Ensemble) or len(ckpt.model.parts()) < 2:
+    parts = ckpt.model.parts() if isinstance(ckpt.model, Ensemble) else [ckpt.model]
+    if len(parts) < 2:
         raise ConfigError(f"{' '.join(args.models)}: one model: an ensemble needs two members or more")
+    for i, part in enumerate(parts):  # a byte copy, or a member already inside an ensemble given
+        twin = next((j for j in range(i) if _same_weights(parts[j], part)), None)
+        if twin is not None:
+            raise ConfigError(f"members {twin + 1} and {i + 1} of {' '.join(args.models)} have the same weights (a "
+                              "copy, or a member already inside an ensemble given): a copy adds nothing but compute")
     save_checkpoint(args.out, ckpt)
-    n = len(ckpt.model.parts()) if isinstance(ckpt.model, Ensemble) else 1
-    print(f"wrote {args.out}: {n} members combined by {args.combine}, {count_parameters(ckpt.model):,} parameters; "
+    print(f"wrote {args.out}: {len(parts)} members combined by {args.combine}, {count_parameters(ckpt.model):,} parameters; "
           f"calibrate it before listening (voice-gru calibrate --model {args.out})")
     return 0
 
@@ -389,10 +387,11 @@ def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | 
     rate = cal["target_fa_per_hour"] if args.false_accepts_per_hour is None else args.false_accepts_per_hour
     alone = operating_point(ckpt, rate, [wake.word])
     # null: the commands at the wake word's rate (the point for all of them), the wake word still at its own
-    after_rate = rate if wake.false_accepts_per_hour is None else wake.false_accepts_per_hour
-    key = f"{getattr(args, 'assistant', None) or 'the assistant file'}: wake_word.false_accepts_per_hour"
-    after = operating_point(ckpt, after_rate, name="--false-accepts-per-hour" if wake.false_accepts_per_hour is None
-                            else key)
+    if wake.false_accepts_per_hour is None:
+        after = operating_point(ckpt, rate)
+    else:
+        where = getattr(args, "assistant", None) or "the assistant file"
+        after = operating_point(ckpt, wake.false_accepts_per_hour, name=f"{where}: wake_word.false_accepts_per_hour")
     bound = (f", at most {alone['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
              if "fa_bound_per_hour" in alone else "")
     print(f"sensitivity: the wake word '{wake.word}' at most {rate:g} false accept{'' if rate == 1 else 's'}/hour "

@@ -287,12 +287,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
         return value
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            hint = ""
-            if isinstance(value, str):
-                try:  # PyYAML (YAML 1.1) reads 3e-3 as text; a number needs a point and a signed exponent
-                    hint = f" (YAML reads that as text: write {float(value):.1e})"
-                except ValueError:
-                    pass
+            spelled = number_in_text(value)
+            hint = f" (YAML reads that as text: write {spelled:.1e})" if spelled is not None else ""
             raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
         return float(value)
     if tp is int:
@@ -376,6 +372,24 @@ def yaml_loader() -> type:
     return Loader
 
 
+def yaml_problem(exc: Exception) -> str:
+    """A YAML error as ``at line N (what)`` for a one-line message (the line only where the parser knows it)."""
+    mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
+    where = f" at line {mark.line + 1}" if mark is not None else ""
+    return f"{where} ({problem or ' '.join(str(exc).split())})"
+
+
+def number_in_text(value: Any) -> float | None:
+    """The number a string spells (PyYAML, YAML 1.1, reads 3e-3 as text: a number needs a point and a signed
+    exponent), else None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return float(value)
+    except ValueError:
+        return None
+
+
 def _read_yaml(path: str | Path) -> Mapping[str, Any]:
     """A recipe file's top-level mapping; errors name the file."""
     import yaml
@@ -386,9 +400,7 @@ def _read_yaml(path: str | Path) -> Mapping[str, Any]:
     try:
         raw = yaml.load(path.read_text(encoding="utf-8"), Loader=yaml_loader()) or {}
     except yaml.YAMLError as exc:
-        mark, problem = getattr(exc, "problem_mark", None), getattr(exc, "problem", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where} ({problem or str(exc).splitlines()[0]})") from None
+        raise ConfigError(f"{path}: not valid YAML{yaml_problem(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{path}: not a UTF-8 text file") from None
     except RecursionError:  # thousands of nested brackets: the parser's own recursion gives out first

@@ -9,6 +9,13 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
 
 
+def one_line(exc: BaseException) -> str:
+    """``Type: message`` with the whole message on one line (a message over several lines would break the line that
+    reports it)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 def is_whole(value: object, low: int = 1) -> bool:
     """Whether ``value`` is a whole number (Python's or NumPy's, not a bool) of at least ``low``: the check behind
     the one-line errors for counts, lengths and indices."""
