@@ -154,7 +154,12 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("augment:\n  gain_db: [6, -30]\n", "augment.gain_db = [6.0, -30.0]: the low end is above the high end"),
         ("augment:\n  speeds: [0.9, 0]\n", "augment.speeds = [0.9, 0.0]: must be above 0"),
         ("augment:\n  noise_prob: 2\n", "augment.noise_prob = 2.0: must be between 0 and 1"),
-        ("data:\n  clip_seconds: -1\n", "data.clip_seconds = -1.0: must be above 0"),
+        ("data:\n  clip_seconds: -1\n", "data.clip_seconds = -1.0: must be from 0.1 to 10"),
+        # before: accepted, then the run ran out of memory building features or its first batch
+        ("data:\n  clip_seconds: 1000\n", "data.clip_seconds = 1000.0: must be from 0.1 to 10"),
+        ("train:\n  batch_size: 64000\n", "train.batch_size = 64000: must be from 1 to 8192"),
+        ("augment:\n  context_seconds: [0.2, 300]\n", "augment.context_seconds = [0.2, 300.0]: must be from 0 to 10"),
+        ("model:\n  hidden: 100000\n", "model.hidden = 100000: must be from 1 to 4096"),
         # before: the features were built, then numpy's generator refused the seed in a traceback
         ("train:\n  seed: -1\n", "train.seed = -1: must be a whole number from 0 to 4294967295"),
         ("data:\n  seed: 100000000000000000000000\n", "data.seed = 100000000000000000000000: must be a whole number"),

@@ -104,6 +104,19 @@ def test_bad_distillation_settings_are_one_line(tiny_root, tmp_path, capsys, cha
     assert not (tmp_path / "run").exists()
 
 
+def test_a_teacher_that_is_no_checkpoint_is_refused_before_the_features(tiny_root, tmp_path, capsys):
+    (tmp_path / "notes.pt").write_text("not a model")
+    raw = yaml.safe_load(TINY_CONFIG.read_text())
+    raw["train"]["teacher"] = str(tmp_path / "notes.pt")
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(yaml.safe_dump(raw))
+    rc = main(["train", "--config", str(cfg), "--data-dir", str(tiny_root), "--out", str(tmp_path / "run"),
+               "--cache-dir", str(tmp_path / "cache"), "--threads", "1", "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.count("\n") == 1 and f"{tmp_path / 'notes.pt'}" in err, err
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()  # before: after the features
+
+
 @pytest.mark.slow
 def test_student_ends_closer_to_its_teacher_than_without_it(tiny_root, tmp_path):
     """Same seed and data; only the distillation term differs: the student's validation posteriors

@@ -264,6 +264,19 @@ def test_run_folder_inside_the_dataset_is_refused_before_anything_is_written(tin
     assert not (tiny_root / "runs").exists() and not (tiny_root / "summary.json").exists()
 
 
+def test_run_or_cache_folder_that_is_a_file_is_refused_before_the_features(tiny_root, tiny_cfg, tmp_path):
+    """Found at the first write before, after every clip's features were computed."""
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    for out, cache, says in ((afile, tmp_path / "cache", f"--out {afile}: exists and is not a folder"),
+                             (afile / "run", tmp_path / "cache", f"--out {afile / 'run'}: {afile} is a file, not a folder"),
+                             (tmp_path / "run", afile, f"--cache-dir {afile}: exists and is not a folder")):
+        with pytest.raises(ConfigError) as info:
+            train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+        assert str(info.value) == says
+    assert not (tmp_path / "cache").exists() and not (tmp_path / "run").exists()
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without a GPU")
 def test_cuda_without_a_gpu_is_one_line(tiny_root, tiny_cfg, tmp_path):
     for device in ("cuda", "cuda:1"):

@@ -11,7 +11,7 @@ from typing import Callable, Iterator, NamedTuple
 
 import numpy as np
 
-from voice_gru.errors import AudioFormatError
+from voice_gru.errors import AudioFormatError, first_line
 
 SAMPLE_RATE = 16000
 logger = logging.getLogger(__name__)
@@ -154,9 +154,9 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
         broken = wav_format(layout.fmt).broken() if layout is not None and len(layout.fmt) >= 16 else None
         if broken:  # libsndfile says "SF_INFO struct incomplete" here
             raise AudioFormatError(f"{path}: {broken}") from None
-        raise AudioFormatError(f"{path}: not a readable audio file ({_short(exc)})") from None
+        raise AudioFormatError(f"{path}: not a readable audio file ({first_line(exc)})") from None
     except (RuntimeError, ValueError, OSError) as exc:
-        raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+        raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
     if is_truncated_wav(path):
         if on_truncated is None:
             f.close()
@@ -356,7 +356,7 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
         try:
             data = f.read(dtype="float32", always_2d=True)
         except (RuntimeError, ValueError, OSError) as exc:
-            raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+            raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
     if data.shape[0] == 0:
         raise AudioFormatError(f"{path}: audio has zero length (no samples)")
     if data.shape[0] < expected:
@@ -409,7 +409,7 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                 try:
                     data = f.read(step, dtype="float32", always_2d=True)
                 except (RuntimeError, ValueError, OSError) as exc:
-                    raise AudioFormatError(f"{path}: cannot decode audio ({_short(exc)})") from None
+                    raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
                 if data.shape[0] == 0:
                     break
                 out = resample_block(_checked_samples(path, data, done / f.samplerate))
@@ -453,12 +453,6 @@ def is_truncated_wav(path: str | Path) -> bool:
     if layout is None or layout.size in PLACEHOLDER_SIZES:
         return False
     return layout.start + layout.size > Path(path).stat().st_size
-
-
-def _short(exc: BaseException) -> str:
-    """First line of an exception message."""
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:

@@ -18,6 +18,14 @@ from voice_gru.errors import ConfigError, not_a_file
 _ABOVE_0, _AT_LEAST_0, _AT_LEAST_1 = ("above 0", lambda v: v > 0), ("at least 0", lambda v: v >= 0), ("at least 1", lambda v: v >= 1)
 _FRACTION, _BELOW_1 = ("between 0 and 1", lambda v: 0 <= v <= 1), ("at least 0 and below 1", lambda v: 0 <= v < 1)
 _ANY = ("a finite number", lambda v: True)
+
+
+def _between(lo: float, hi: float) -> tuple[str, Any]:
+    """A rule for values from ``lo`` to ``hi``: the upper ends keep a typo (a batch of 64000, a 1000 s clip) from
+    running out of memory minutes into a run instead of failing here."""
+    return f"from {lo:g} to {hi:g}", lambda v: lo <= v <= hi
+
+
 # numpy's and torch's generators take seeds of 0 to 2**32 - 1; outside them the run failed after its features
 _SEED = ("a whole number from 0 to 4294967295", lambda v: v == int(v) and 0 <= v < 2**32)
 
@@ -107,7 +115,7 @@ class DataConfig:
     seed: int = 59185
 
     def __post_init__(self) -> None:
-        _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _ABOVE_0,
+        _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _between(0.1, 10),
                       "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1,
                       "seed": _SEED})
         _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
@@ -146,7 +154,7 @@ class AugmentConfig:
                       "reverb_prob": _FRACTION, "rt60_s": _ABOVE_0, "drr_db": _ANY, "eq_db": _AT_LEAST_0,
                       "lowpass_prob": _FRACTION, "lowpass_hz": _ABOVE_0,
                       "freq_masks": _AT_LEAST_0, "freq_mask_width": _AT_LEAST_0, "time_masks": _AT_LEAST_0,
-                      "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _AT_LEAST_0},
+                      "time_mask_width": _AT_LEAST_0, "context_prob": _FRACTION, "context_seconds": _between(0, 10)},
                ("noise_level", "snr_db", "silence_gain_db", "gain_db", "vtlp", "rt60_s", "drr_db", "context_seconds",
                 "lowpass_hz"))
         _require(self, len(self.speeds) >= 1, "speeds", "must list at least one speed")
@@ -170,7 +178,7 @@ class ModelConfig:
     def __post_init__(self) -> None:
         _check(self, {"spectral_channels": _AT_LEAST_0, "spectral_kernel": _AT_LEAST_1, "spectral_stride": _AT_LEAST_1,
                       "spectral_layers": _AT_LEAST_1, "conv_channels": _AT_LEAST_0, "conv_kernel": _AT_LEAST_1,
-                      "hidden": _AT_LEAST_1, "layers": _AT_LEAST_1, "dropout": _BELOW_1})
+                      "hidden": _between(1, 4096), "layers": _between(1, 32), "dropout": _BELOW_1})
         _one_of(self, "pooling", POOLINGS)
 
 
@@ -201,7 +209,7 @@ class TrainConfig:
     after_unknown_weight: float = 0.0  # the same cap after other words (where they are labelled _unknown_), this weight
 
     def __post_init__(self) -> None:
-        _check(self, {"epochs": _AT_LEAST_1, "batch_size": _AT_LEAST_1, "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
+        _check(self, {"epochs": _AT_LEAST_1, "batch_size": _between(1, 8192), "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
                       "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,

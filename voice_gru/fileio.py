@@ -110,6 +110,17 @@ def is_within(path: str | Path, folder: str | Path) -> bool:
                                                 Path(os.path.realpath(path))))
 
 
+def check_folder(flag: str, path: str | Path) -> None:
+    """``ConfigError`` unless ``path`` is a folder or can become one: a file there or above it was found only at the
+    first write, after minutes of work."""
+    p = Path(path)
+    if p.exists() and not p.is_dir():
+        raise ConfigError(f"{flag} {p}: exists and is not a folder")
+    above = next((q for q in p.absolute().parents if q.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"{flag} {p}: {above} is a file, not a folder")
+
+
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = (), folders: Sequence[str | Path | None] = ()) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of

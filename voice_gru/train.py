@@ -31,12 +31,12 @@ from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, e
 from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
 from voice_gru.data import (
-    background_files, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
+    background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
     split_examples, task_labels, unused_entries,
 )
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
-from voice_gru.fileio import atomic_path, is_within, write_json, write_text
+from voice_gru.fileio import atomic_path, check_folder, is_within, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
                              describe_model, load_checkpoint, save_checkpoint, spectral_map)
 
@@ -80,7 +80,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     index = {lab: i for i, lab in enumerate(labels)}
     train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
     if cfg.data.synthetic_unknown > 0:
-        from voice_gru.data import Example, cache_dir
+        from voice_gru.data import Example
         from voice_gru.synth import synthesize_unknown
 
         synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed,
@@ -290,13 +290,17 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
         raise missing_dataset(data_dir)
+    check_folder("--out", out)
+    check_folder("--cache-dir", cache_dir(cache))
     if is_within(out, data_dir):  # its files would sit among the word folders
         raise ConfigError(f"--out {out}: is inside the dataset folder {data_dir}; write the run elsewhere")
     if cfg.model.spectral_channels and cfg.features.n_mfcc != cfg.features.n_mels:
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
-    if cfg.train.teacher and not Path(cfg.train.teacher).is_file():  # before anything is written to --out
-        raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
+    if cfg.train.teacher:  # missing, damaged or of another task: said before the features, not minutes after
+        if not Path(cfg.train.teacher).is_file():
+            raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
+        _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task), cfg.features)
     init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
     data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
