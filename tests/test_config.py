@@ -14,6 +14,7 @@ from voice_gru.config import (
     DecisionConfig,
     FeatureConfig,
     ModelConfig,
+    TrainConfig,
     from_dict,
     load_config,
     to_dict,
@@ -317,3 +318,16 @@ def test_bad_extends_is_one_clear_error(tmp_path, files, message):
         write(tmp_path, text, name)
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path / "a.yaml")
+
+
+def test_settings_the_35_word_task_ignores_are_named():
+    """The 35-word task has no _silence_ or _unknown_ class: weights and ratios for them changed nothing, unsaid."""
+    from voice_gru.config import settings_without_effect
+
+    twelve = Config(data=DataConfig(unknown_weight=2.0, synthetic_unknown=100))
+    assert settings_without_effect(twelve) == []
+    thirty_five = dataclasses.replace(twelve, data=dataclasses.replace(twelve.data, task="35"),
+                                      train=TrainConfig(after_unknown_weight=3.0))
+    assert settings_without_effect(thirty_five) == ["data.unknown_weight", "data.synthetic_unknown",
+                                                    "train.after_unknown_weight"]
+    assert settings_without_effect(Config(data=DataConfig(task="35"))) == []

@@ -220,6 +220,15 @@ def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, ti
     assert not (tmp_path / "run").exists()
 
 
+def test_settings_the_35_word_task_ignores_are_warned_before_anything(tiny_root, tiny_cfg, tmp_path, capsys):
+    cfg = replace(tiny_cfg, data=replace(tiny_cfg.data, task="35", unknown_weight=3.0),
+                  train=replace(tiny_cfg.train, init=str(tmp_path / "missing.pt")))
+    with pytest.raises(ConfigError, match="checkpoint file not found"):
+        train(cfg, tiny_root, tmp_path / "run", quiet=True, threads=1)
+    err = capsys.readouterr().err
+    assert "warning: the 35-word task has no _silence_ or _unknown_ class: data.unknown_weight has no effect\n" in err
+
+
 def test_init_member_without_init_is_refused(tiny_root, tiny_cfg, tmp_path, capsys):
     """--init-member without --init was silently ignored: there is no ensemble to pick a member of."""
     cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, init_member=5))

@@ -265,6 +265,21 @@ class Config:
     decision: DecisionConfig = DecisionConfig()
 
 
+# what only the 12-class task has: _silence_ and _unknown_ classes to draw, weigh, synthesise and cap
+_TWELVE_CLASS_ONLY = {"data": ("silence_ratio", "unknown_ratio", "unknown_weight", "synthetic_unknown",
+                               "reversed_unknown", "unknown_mix"),
+                      "train": ("inside_unknown_weight", "after_unknown_weight", "inside_cap")}
+
+
+def settings_without_effect(cfg: Config) -> list[str]:
+    """The recipe's keys set away from their defaults that its task ignores (``data.unknown_weight`` in the
+    35-word task, which has no ``_unknown_`` class)."""
+    if cfg.data.task == "12":
+        return []
+    return [f"{section}.{key}" for section, keys in _TWELVE_CLASS_ONLY.items() for key in keys
+            if getattr(getattr(cfg, section), key) != getattr(getattr(Config(), section), key)]
+
+
 _SECTIONS = frozenset(k for k, tp in typing.get_type_hints(Config).items() if dataclasses.is_dataclass(tp))
 
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from voice_gru import SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eval_features
 from voice_gru.checkpoint_data import weight_shapes
-from voice_gru.config import Config, FeatureConfig, from_dict, to_dict
+from voice_gru.config import Config, FeatureConfig, from_dict, settings_without_effect, to_dict
 from voice_gru.data import (
     background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
     split_examples, task_labels, unused_entries,
@@ -79,7 +79,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     labels = task_labels(cfg.data.task)
     index = {lab: i for i, lab in enumerate(labels)}
     train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
-    if cfg.data.synthetic_unknown > 0:
+    if cfg.data.synthetic_unknown > 0 and UNKNOWN in index:
         from voice_gru.data import Example
         from voice_gru.synth import synthesize_unknown
 
@@ -301,6 +301,10 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         if not Path(cfg.train.teacher).is_file():
             raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
         _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task), cfg.features)
+    ignored = settings_without_effect(cfg)
+    if ignored and main_proc:
+        _warn(f"warning: the {cfg.data.task}-word task has no _silence_ or _unknown_ class: {', '.join(ignored)} "
+              f"{'has' if len(ignored) == 1 else 'have'} no effect")
     init = load_init(cfg) if cfg.train.init else None
     state_path = out / "state.pt"
     data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
