@@ -91,7 +91,7 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "threshold not a number": (["listen", "--threshold", "abc"], ["--threshold", "abc"]),
         "ensemble member missing": (["ensemble", str(default_model_path()), str(tmp / "nope.pt"), "--out", out + ".pt"],
                                     ["nope.pt", "not found"]),
-        "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "between 0 and 1"]),
+        "threshold out of range": (["listen", "--threshold", "stop=1.5"], ["stop=1.5", "must be a posterior from 0.01 to 1 (1.01: off)"]),
         # torch's thread pool died at 99999 (exit 139, no word); a seed past 2**32 failed after the features
         "threads past any machine": (["train", "--out", out, "--threads", "99999"], ["--threads", "got '99999'"]),
         "seed past 2**32": (["train", "--out", out, "--seed", str(2**32)], ["--seed", "4294967295"]),
@@ -271,7 +271,7 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert [ln.split()[:2] for ln in out.splitlines() if " score " in ln] == [x for x in every if x[1] == "down"]
     assert "listening for down only (--commands): " in err
     assert main(base + ["--commands", "jump"]) == 2
-    assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: jump: not a command")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: 'jump': not a command")
     # a command the file has no action for is heard and printed, and that is said (it was left to be found out)
     assert main(base + ["--assistant", str(only), "--commands", "up", "down"]) == 0
     assert f"--commands: {only} maps no action to down: it is only printed" in capsys.readouterr().err

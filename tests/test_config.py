@@ -141,7 +141,7 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("features:\n  win_ms: 40\n  n_fft: 256\n", "features.n_fft = 256: must hold the 640-sample window"),
         ("decision:\n  smooth_ms: -100\n", "decision.smooth_ms = -100.0: must be from 0 to 2000 ms"),
         ("decision:\n  min_duration_ms: 100000\n", "decision.min_duration_ms = 100000.0: must be from 0 to 2000 ms"),
-        ("decision:\n  threshold: 1.5\n", "decision.threshold = 1.5: must be between 0 and 1"),
+        ("decision:\n  threshold: 1.5\n", "decision.threshold = 1.5: must be a posterior from 0.01 to 1 (1.01: off)"),
         # before: one epoch trained, then KeyError: 'val_acc_avg'
         ("model:\n  pooling: avg\n", "model.pooling = 'avg': must be one of max, mean, last"),
         # before: "unknown task '13' (expected '12' or '35')" from the data loader, naming neither file nor key

@@ -199,7 +199,7 @@ def test_a_word_hovering_at_the_threshold_fires_once():
 def test_background_never_fires():
     p = seq(frames(100), frames(100, unknown=1.0), frames(100))
     assert p[:, 0].max() == 1.0 and p[:, 1].max() == 1.0
-    assert det(threshold=0.0, min_duration_ms=10).update(p) == []
+    assert det(threshold=0.01, min_duration_ms=10).update(p) == []
     # even when a thresholds mapping (e.g. a hand-written or calibrated one) names them
     d = det(explicit={"_silence_": 0.1, "_unknown_": 0.1, "yes": 0.5}, min_duration_ms=10)
     assert d.update(p) == []

@@ -39,6 +39,11 @@ def test_as_float_mono_scales_and_downmixes():
     np.testing.assert_array_equal(as_float_mono(np.ones((3, 1), np.float32)), np.ones(3, np.float32))
 
 
+def test_bytes_are_refused_with_the_way_to_decode_them():
+    with pytest.raises(AudioFormatError, match=r"bytes or text: decode it first, e.g. np.frombuffer\(data, np.int16\)"):
+        as_float_mono(b"\x00\x01" * 800)
+
+
 @pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.array(["a", "b"]), np.zeros(3, np.complex64),
                                  np.zeros((1600, 0), np.float32), np.zeros((1, 1600), np.int16)])
 def test_as_float_mono_rejects_what_is_not_audio(bad):
@@ -197,8 +202,13 @@ def test_sensitivity_settings(spotter16):
     # a mapping adjusts single commands of a point; the others keep the point's values
     adjusted = CommandSpotter(ckpt, threshold={"stop": 0.99}, false_accepts_per_hour=5).thresholds
     assert adjusted == {k: pytest.approx(0.99 if k == "stop" else v) for k, v in five["thresholds"].items()}
-    with pytest.raises(ConfigError, match="between 0 and 1"):
+    with pytest.raises(ConfigError, match=r"threshold 90: must be a posterior from 0.01 to 1 \(1.01: off\)"):
         CommandSpotter(ckpt, threshold=90)
+    # at 0 a command fired once a stream: it re-arms only below half its threshold
+    for low in (0, 0.0, 0.001, {"stop": 0}):
+        with pytest.raises(ConfigError, match="must be a posterior from 0.01 to 1"):
+            CommandSpotter(ckpt, threshold=low)
+    assert CommandSpotter(ckpt, threshold=0.01).thresholds["stop"] == 0.01
     with pytest.raises(ConfigError, match="'jump': not a command"):
         CommandSpotter(ckpt, threshold={"jump": 0.5})
     with pytest.raises(ConfigError, match="not a command"):
@@ -228,7 +238,7 @@ def test_one_spotter_refuses_a_second_thread(spotter16):
     worker.start()
     assert inside.wait(10)
     for call in (lambda: spotter.process(audio[:1600]), spotter.reset, spotter.flush):
-        with pytest.raises(RuntimeError, match="called while another thread is in it: one spotter is one stream"):
+        with pytest.raises(RuntimeError, match="called while CommandSpotter.process runs .*: one spotter is one stream"):
             call()
     release.set()
     worker.join(10)
@@ -255,7 +265,7 @@ def test_only_the_chosen_commands_fire_and_at_the_same_moments(spotter16):
     assert only_up.thresholds["up"] == spotter16.thresholds["up"] and only_up.thresholds["down"] > 1.0
     assert [(c.label, c.t) for c in _run(only_up, audio, 1600)] == [(c.label, c.t) for c in every if c.label == "up"]
     assert CommandSpotter(spotter16.ckpt, commands="up").commands == ("up",)
-    for bad, reason in ((["up", "jump"], "commands: jump: not a command of this model"), ([], "commands: none given"),
+    for bad, reason in ((["up", "jump"], "commands: 'jump': not a command of this model"), ([], "commands: none given"),
                         (5, "commands 5: expected command names")):
         with pytest.raises(ConfigError, match=reason):
             CommandSpotter(spotter16.ckpt, commands=bad)
@@ -265,7 +275,7 @@ def test_only_the_chosen_commands_fire_and_at_the_same_moments(spotter16):
     assert once.operating_point == CommandSpotter(spotter16.ckpt, commands=["up", "stop"],
                                                   false_accepts_per_hour=1).operating_point
     from voice_gru.calibrate import operating_point
-    for bad, reason in (([], "commands: none given"), (["jump"], "commands: jump: not a command")):
+    for bad, reason in (([], "commands: none given"), (["jump"], "commands: 'jump': not a command")):
         with pytest.raises(ConfigError, match=reason):
             operating_point(spotter16.ckpt, 1, bad)
     with pytest.raises(ConfigError, match=r"^false_accepts_per_hour 0.01: the lowest calibrated rate"):  # its own name
@@ -328,6 +338,68 @@ def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and warnings[0].startswith("microphone usb: 1 block(s) of 100 ms lost")
     assert "input overflows: 1, dropped because commands were not read fast enough: 2" in warnings[1]
+
+
+@needs_model
+def test_listen_holds_the_spotter_until_its_loop_ends(spotter16, monkeypatch):
+    """process() or reset() while listen() ran was not refused: two threads doing it aborted the process (heap
+    corruption), one thread mixed two streams."""
+    audio, _ = _example()
+    from voice_gru import mic
+
+    monkeypatch.setattr(mic, "MicrophoneStream", _LossyMic(audio, {}))
+    spotter = CommandSpotter(spotter16.ckpt)
+    heard = spotter.listen("usb", seconds=audio.size / 16000)
+    next(iter(heard), None)  # the loop has started (or ended: a generator holds it only while it runs)
+    stream = spotter.listen("usb", seconds=1.0)
+    for call in (lambda: spotter.process(audio[:1600]), spotter.reset, lambda: next(stream)):
+        with pytest.raises(RuntimeError, match="called while CommandSpotter.listen runs"):
+            call()
+    heard.close()  # the caller's loop ends: the spotter is free again
+    assert spotter.process(audio[:1600]) == []
+
+
+@needs_model
+def test_one_long_chunk_is_converted_piece_by_piece(spotter16):
+    """An hour in one call held four copies of it (int16 -> float32, |x|, the downmix): memory grew with its length."""
+    import tracemalloc
+
+    audio, _ = _example()
+    ints = (np.tile(audio, 6) * 32767).astype(np.int16)
+    stereo = np.stack([ints, ints], axis=1)  # 2 minutes of 2-channel int16: 7.7 MB
+    spotter = CommandSpotter(spotter16.ckpt)
+
+    def peak_of(chunk: np.ndarray) -> tuple[int, list]:
+        spotter.reset()
+        tracemalloc.start()
+        commands = spotter.process(chunk)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return peak, commands
+
+    one_piece, _ = peak_of(stereo[:160_000])
+    peak, got = peak_of(stereo)
+    assert peak < one_piece + 2_000_000, (peak, one_piece)  # 12 pieces: was one piece + 3 copies of 7.7 MB
+    fresh = CommandSpotter(spotter16.ckpt)
+    assert [(c.label, c.t) for c in got] == [(c.label, c.t) for c in _run(fresh, stereo, 160000)]
+    # a bad sample in a later piece refuses the whole chunk before any of it is heard, naming its place in the chunk
+    bad = np.tile(audio, 2).astype(np.float32)
+    bad[200_000] = np.nan
+    spotter.reset()
+    with pytest.raises(AudioFormatError, match="first at index 200000"):
+        spotter.process(bad)
+    assert spotter.detector.n == 0
+
+
+@needs_model
+def test_a_spotter_is_neither_copied_nor_pickled(spotter16):
+    """copy.copy shared the stream's state with the copy; pickle failed deep inside with 'cannot pickle module'."""
+    import copy
+    import pickle
+
+    for attempt in (copy.copy, copy.deepcopy, pickle.dumps):
+        with pytest.raises(TypeError, match="is one running stream and is not copied or pickled"):
+            attempt(spotter16)
 
 
 @needs_model

@@ -1361,7 +1361,7 @@ def test_nested_points_script(shared_data, capsys):
     from voice_gru.cli import run_reporting_errors
 
     assert run_reporting_errors(lambda: mod.main(small + ["--commands", "jump"]), "", "nested_points.py") == 2
-    assert capsys.readouterr().err.strip().startswith("nested_points.py: error: commands: jump: not a command")
+    assert capsys.readouterr().err.strip().startswith("nested_points.py: error: commands: 'jump': not a command")
 
 
 def test_wake_gap_script(shared_data, capsys):

@@ -16,15 +16,24 @@ SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 
 __all__ = [
-    "AudioDeviceError", "AudioFormatError", "CheckpointError", "CommandSpotter", "ConfigError", "DatasetError",
+    "AudioDeviceError", "AudioFormatError", "CheckpointError", "Command", "CommandSpotter", "ConfigError", "DatasetError",
     "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__",
 ]
 
 
 def __getattr__(name: str):
-    # the API class is loaded on first use, so `import voice_gru` stays light (no torch import)
+    # the API classes are loaded on first use, so `import voice_gru` stays light (no torch import)
     if name == "CommandSpotter":
         from voice_gru.spotter import CommandSpotter
 
         return CommandSpotter
+    if name == "Command":  # what CommandSpotter returns: label, score, t
+        from voice_gru.decision import Command
+
+        return Command
     raise AttributeError(f"module 'voice_gru' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    """The module's names, the lazily loaded API classes included (for dir() and completion)."""
+    return sorted({*globals(), *__all__})

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Callable, NoReturn, Sequence
 
-from voice_gru.config import REFRESH_S
+from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import STDOUT, check_outputs
 
@@ -308,8 +308,8 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
             raise ConfigError(f"--threshold {v!r}: expected a number or COMMAND=NUMBER") from None
         if eq and not key.strip():
             raise ConfigError(f"--threshold {v!r}: no command before '=' (one number for every command: --threshold {num})")
-        if not 0.0 <= x <= 1.0:
-            raise ConfigError(f"--threshold {v!r}: thresholds are posteriors between 0 and 1")
+        if not threshold_ok(x):
+            raise ConfigError(f"--threshold {v!r}: must be {THRESHOLD_RANGE}")
         if (key in out) if key else (glob is not None):  # the last one would win unseen
             raise ConfigError(f"--threshold {v!r}: {'that command' if key else 'one number'} is given twice")
         if key:

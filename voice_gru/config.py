@@ -220,6 +220,15 @@ class TrainConfig:
 # seconds between the live path's GRU state refreshes: a state never reset drifts from the lengths it was trained on
 REFRESH_S = 3.0
 OFF = 1.01  # a threshold above any posterior: the command is switched off (calibration's "no value met the budget")
+# The lowest threshold a person may set: at 0 a command fires whenever it is the top class, and once fired never
+# re-arms (its score never falls below rearm_ratio x 0), so it fired once a stream.
+MIN_THRESHOLD = 0.01
+THRESHOLD_RANGE = f"a posterior from {MIN_THRESHOLD:g} to 1 ({OFF:g}: off)"
+
+
+def threshold_ok(value: Any) -> bool:
+    """Whether ``value`` is a threshold a person may set: a number from ``MIN_THRESHOLD`` to ``OFF``."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and MIN_THRESHOLD <= value <= OFF
 
 
 @dataclass(frozen=True)
@@ -242,14 +251,13 @@ class DecisionConfig:
     def __post_init__(self) -> None:
         # a window or duration longer than a spoken word (~1 s) is a typo that would silence every command
         word = ("from 0 to 2000 ms (longer than any word: nothing would fire)", lambda v: 0 <= v <= 2000)
-        _check(self, {"smooth_ms": word, "threshold": _FRACTION, "min_duration_ms": word,
+        _check(self, {"smooth_ms": word, "threshold": (THRESHOLD_RANGE, threshold_ok), "min_duration_ms": word,
                       "cooldown_ms": ("from 0 to 60000 ms", lambda v: 0 <= v <= 60000),
                       "unknown_veto": ("between 0 and 1.01 (off)", lambda v: 0 <= v <= OFF),
                       "unknown_veto_ms": ("from 0 to 2000 ms", lambda v: 0 <= v <= 2000),
                       "rearm_ratio": ("above 0 and at most 1", lambda v: 0 < v <= 1)})
         for name, value in self.thresholds.items():
-            _require(self, isinstance(value, (int, float)) and 0 <= value <= OFF, "thresholds",
-                     f"{name}'s threshold must be a posterior between 0 and 1")
+            _require(self, threshold_ok(value), "thresholds", f"{name}'s threshold must be {THRESHOLD_RANGE}")
 
 
 @dataclass(frozen=True)

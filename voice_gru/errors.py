@@ -37,11 +37,13 @@ class VoiceGruError(Exception):
 
 
 class AudioFormatError(VoiceGruError):
-    """An audio file is missing, empty, not audio, truncated or holds invalid samples."""
+    """An audio file is missing, empty, not audio or truncated, or audio (a file's or an array given to the API) holds
+    samples that would be misread: NaN or inf, a scale or shape that is not audio's."""
 
 
 class ConfigError(VoiceGruError):
-    """A YAML config file is missing, malformed, or has an unknown or badly typed key."""
+    """A setting is wrong: a YAML file missing, malformed, or with an unknown or badly typed key; a command-line
+    value or an API argument out of its range."""
 
 
 class DatasetError(VoiceGruError):

@@ -3,7 +3,8 @@
 ``CommandSpotter`` composes what ``voice-gru listen`` runs — streaming front end and GRU
 (``stream.Recognizer``), the decision layer (``decision.Detector``) with the model's calibrated
 thresholds or an operating point chosen in false accepts per hour — and accepts audio as it comes
-from any source: any sample rate, int16 or float, mono or interleaved channels, chunks of any size::
+from any source: any sample rate, int16 or float, mono ``(samples,)`` or ``(samples, channels)`` (interleaved
+bytes from a capture library: ``np.frombuffer(data, np.int16).reshape(-1, channels)``), chunks of any size::
 
     from voice_gru import CommandSpotter
 
@@ -27,9 +28,10 @@ from typing import Any, Iterator, Mapping, Sequence
 import numpy as np
 
 from voice_gru.audio import FLOAT_LIMIT, Downmix
-from voice_gru.config import OFF, REFRESH_S, DecisionConfig
+from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, DecisionConfig, threshold_ok
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds, only_commands
 from voice_gru.errors import AudioFormatError, ConfigError
+from voice_gru.input_level import narrowband
 from voice_gru.checkpoint_data import CheckpointData, read_checkpoint_data
 from voice_gru.stream import Recognizer
 
@@ -47,10 +49,14 @@ PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: me
 END_SILENCE_S = 0.5
 
 
-def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None) -> np.ndarray:
+def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None, offset: int = 0) -> np.ndarray:
     """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1] (``downmix``: a
-    stream's ``audio.Downmix``, which keeps to the first channel where the channels cancel; else their average)."""
+    stream's ``audio.Downmix``, which keeps to the first channel where the channels cancel; else their average;
+    ``offset``: where ``audio`` starts in the caller's chunk, for the index an error names)."""
     x = np.asarray(audio)
+    if x.dtype.kind in "SUV" or isinstance(audio, (bytes, bytearray)):
+        raise AudioFormatError("audio chunk given as bytes or text: decode it first, e.g. np.frombuffer(data, np.int16) "
+                               "(.reshape(-1, channels) for interleaved channels)")
     if x.ndim not in (1, 2):
         raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
     if x.ndim == 2 and not 1 <= x.shape[1] <= MAX_CHANNELS:
@@ -65,10 +71,11 @@ def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None) -> np.ndarr
     elif np.issubdtype(x.dtype, np.floating):
         with np.errstate(over="ignore"):  # a float64 beyond float32's range becomes inf: reported just below
             x = x.astype(np.float32, copy=False)
-        peak = float(np.abs(x).max()) if x.size else 0.0  # NaN or inf when any sample is: one pass for both checks
+        # NaN or inf when any sample is: one check for both; max and min, not abs(), which would copy the chunk
+        peak = max(float(x.max()), -float(x.min())) if x.size else 0.0
         if not np.isfinite(peak):  # one NaN would poison the GRU state for seconds (or for ever without refresh)
             bad = np.flatnonzero(~np.isfinite(x.reshape(x.shape[0], -1)).all(axis=1))
-            raise AudioFormatError(f"audio chunk holds {bad.size} non-finite sample(s) (NaN or inf; first at index {bad[0]}), "
+            raise AudioFormatError(f"audio chunk holds {bad.size} non-finite sample(s) (NaN or inf; first at index {bad[0] + offset}), "
                                    "float32 overflow included")
         if peak > FLOAT_LIMIT:
             raise AudioFormatError(f"float audio chunk reaches {peak:g}: float samples lie in [-1, 1] (integer PCM "
@@ -91,14 +98,14 @@ def positive_number(value: Any, name: str, unit: str) -> float:
 
 
 def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> float | dict[str, float] | None:
-    """A ``threshold`` argument checked: posteriors in [0, 1] (or calibration's ``OFF``, which
+    """A ``threshold`` argument checked: posteriors from ``MIN_THRESHOLD`` to 1 (or calibration's ``OFF``, which
     switches a command off), command names the model knows."""
     if threshold is None:
         return None
     values = dict(threshold) if isinstance(threshold, Mapping) else {"": threshold}
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= float(value) <= OFF:
-            raise ConfigError(f"threshold {value!r}{' for ' + name if name else ''}: thresholds are posteriors between 0 and 1")
+        if not threshold_ok(float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value):
+            raise ConfigError(f"threshold {value!r}{' for ' + repr(name) if name else ''}: must be {THRESHOLD_RANGE}")
         if name and (name not in labels or name in BACKGROUND):
             commands = [lab for lab in labels if lab not in BACKGROUND]
             raise ConfigError(f"threshold for '{name}': not a command of this model ({', '.join(commands)})")
@@ -115,7 +122,7 @@ def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[st
         raise ConfigError(f"commands {chosen!r}: expected command names, e.g. ['stop', 'go']") from None
     unknown = [c for c in chosen if c not in commands]
     if unknown:
-        raise ConfigError(f"commands: {', '.join(map(str, unknown))}: not a command of this model ({', '.join(commands)})")
+        raise ConfigError(f"commands: {', '.join(map(repr, unknown))}: not a command of this model ({', '.join(commands)})")
     if not chosen:
         raise ConfigError("commands: none given (leave it out to listen for all of them)")
     return tuple(c for c in commands if c in set(chosen))
@@ -143,8 +150,8 @@ class CommandSpotter:
     ``sample_rate``: the rate of the audio given to ``process`` (resampled in code).
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings; a
     ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``).
-    ``commands``: only these commands can fire (None: all); the others' thresholds are off, so their false
-    triggers go with them. With ``false_accepts_per_hour`` the point is chosen for them: the most sensitive
+    ``commands``: only these commands can fire (None: all); the others' thresholds are off (a ``threshold`` given
+    for one of them included), so their false triggers go with them. With ``false_accepts_per_hour`` the point is chosen for them: the most sensitive
     one whose false accepts expected from these commands alone are within the rate.
     ``flush()`` at the end of a recording runs the last few milliseconds the resampler still holds, then
     ``END_SILENCE_S`` of silence, so that a command at its very end is decided (its ``t`` may lie past the end).
@@ -198,14 +205,24 @@ class CommandSpotter:
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
         self.lost_blocks = 0  # microphone blocks lost during the last listen()
         self._busy = threading.Lock()
+        self._inside = ""  # the call holding _busy
+        if self.sample_rate < f.sample_rate:
+            logger.warning(narrowband("the audio", int(self.sample_rate), f.sample_rate))
+
+    def __reduce__(self) -> Any:
+        # copy.copy shared the stream's state with the copy, pickle failed on a module deep inside
+        raise TypeError("a CommandSpotter is one running stream and is not copied or pickled: make one in each process "
+                        "(a checkpoint read once with voice_gru.checkpoint_data.read_checkpoint_data can be given to each)")
 
     @contextlib.contextmanager
     def _one_caller(self, what: str) -> Iterator[None]:
         """One stream has one order of chunks: two threads at once would interleave them (and its compiled
         state is not made for that), so the second is refused."""
         if not self._busy.acquire(blocking=False):
-            raise RuntimeError(f"CommandSpotter.{what} called while another thread is in it: one spotter is one "
-                               "stream; give each thread (each audio source) its own spotter")
+            raise RuntimeError(f"CommandSpotter.{what} called while {self._inside} runs (in another thread, or in this "
+                               "one around a listen() loop): one spotter is one stream; give each audio source its own "
+                               "spotter")
+        self._inside = f"CommandSpotter.{what}"
         try:
             yield
         finally:
@@ -217,12 +234,17 @@ class CommandSpotter:
             return self._process(audio)
 
     def _process(self, audio: np.ndarray) -> list[Command]:
-        x = as_float_mono(audio, self._downmix)
-        step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, ~200 MB instead of 3.4 GB
+        x = np.asarray(audio)
+        step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, the memory of 10 s
+        if x.ndim not in (1, 2) or len(x) <= step:
+            pieces = [as_float_mono(x, self._downmix)]
+        else:  # every piece checked before any is heard: a refused chunk leaves the stream as it was
+            for i in range(0, len(x), step):
+                as_float_mono(x[i:i + step], offset=i)
+            pieces = (as_float_mono(x[i:i + step], self._downmix) for i in range(0, len(x), step))  # type: ignore[assignment]
         commands: list[Command] = []
         posteriors = []
-        for i in range(0, max(len(x), 1), step):
-            piece = x[i:i + step]
+        for piece in pieces:
             commands += self._process_model_rate(self._resampler(piece) if self._resampler is not None else piece)
             posteriors.append(self.posteriors)
         self.posteriors = np.concatenate(posteriors) if len(posteriors) > 1 else posteriors[0]
@@ -231,7 +253,8 @@ class CommandSpotter:
     def flush(self) -> list[Command]:
         """End of the stream: run the audio still held inside the resampler (~25 ms at 44.1 kHz) and
         ``END_SILENCE_S`` of silence after it; return the commands they complete (``posteriors``: their frames).
-        The next ``process`` starts a new stream's resampling."""
+        The next ``process`` starts a new stream's resampling, but its ``t`` goes on counting after the silence
+        added here: ``reset()`` starts a new stream at 0."""
         with self._one_caller("flush"):
             x = np.zeros(0, np.float32)
             if self._resampler is not None:
@@ -282,22 +305,23 @@ class CommandSpotter:
 
         samples = 0
         self.lost_blocks = 0
-        try:
-            mic = mics.open()
-            chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
-                                              on_back=back, rescan=lambda: rescan_for(device),
-                                              on_retry_error=lambda why: logger.warning("still waiting: %s", why))
-                      if reconnect else mic_chunks(mic))
-            for chunk in chunks:
-                overflows, dropped = mics.overflows, mics.dropped_blocks
-                if overflows + dropped > self.lost_blocks:
-                    logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
-                                   "because commands were not read fast enough: %d)", device if device is not None
-                                   else "default", overflows + dropped, block_ms, overflows, dropped)
-                    self.lost_blocks = overflows + dropped
-                yield from self._process_model_rate(chunk)
-                samples += chunk.size
-                if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
-                    return
-        finally:
-            mics.close()
+        with self._one_caller("listen"):  # held until the caller's loop ends (the generator is closed)
+            try:
+                mic = mics.open()
+                chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
+                                                  on_back=back, rescan=lambda: rescan_for(device),
+                                                  on_retry_error=lambda why: logger.warning("still waiting: %s", why))
+                          if reconnect else mic_chunks(mic))
+                for chunk in chunks:
+                    overflows, dropped = mics.overflows, mics.dropped_blocks
+                    if overflows + dropped > self.lost_blocks:
+                        logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
+                                       "because commands were not read fast enough: %d)", device if device is not None
+                                       else "default", overflows + dropped, block_ms, overflows, dropped)
+                        self.lost_blocks = overflows + dropped
+                    yield from self._process_model_rate(chunk)
+                    samples += chunk.size
+                    if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
+                        return
+            finally:
+                mics.close()
