@@ -251,6 +251,36 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     assert "input level: loudest sample" in out
 
 
+def test_a_second_ctrl_c_stops_the_actions_still_running_and_keeps_the_totals(tmp_path):
+    """A second Ctrl-C while the first waited for a slow action ended the run with no totals, its program left
+    running after the exit (it runs in a session of its own, so the terminal's Ctrl-C never reaches it)."""
+    import signal
+    import time
+    import uuid
+
+    tag = f"voice-gru-test-{uuid.uuid4().hex[:8]}"
+    assistant = tmp_path / "slow.yaml"
+    assistant.write_text(f'actions:\n  down: {{run: [sh, -c, "sleep 30; echo {tag}"]}}\n')
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    proc = subprocess.Popen([str(SCRIPT), "listen", "--input", str(example), "--realtime", "--no-view",
+                             "--assistant", str(assistant)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        while " down " not in (line := proc.stdout.readline()):  # the program has started
+            assert line, proc.stderr.read()
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGINT)
+        time.sleep(1.0)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=20)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert "waiting up to 10 s for the actions still to run (Ctrl-C again stops them)" in err, err
+    assert re.search(r"^\d+ command\(s\) in [\d.]+s of audio", out, re.M), out
+    assert subprocess.run(["pgrep", "-f", tag], capture_output=True).returncode == 1  # no program left behind
+
+
 def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_path, capsys):
     example = REPO / "voice_gru" / "assets" / "example.wav"
     base = ["listen", "--input", str(example), "--no-view"]

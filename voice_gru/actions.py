@@ -764,6 +764,8 @@ class _Lane:
         self.label = label
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.running: str | None = None  # the action being run, for the message of a close that times out
+        # set by the worker as it ends: Thread.is_alive() said False after a join() that Ctrl-C interrupted (3.11)
+        self.ended = threading.Event()
         self.thread = threading.Thread(target=work, args=(self,), name=f"voice-gru-actions-{label}", daemon=True)
         self.thread.start()
 
@@ -802,6 +804,8 @@ class ActionRunner:
         self._size = queue_size or config.queue_size
         self._lanes: dict[str, _Lane] = {}
         self._running: set[subprocess.Popen] = set()  # programs of run/say actions now running
+        self._gave_up = False  # close() dropped the queues and killed the programs
+        self._closing_since = 0.0  # when close() was first called
         self._lock = threading.Lock()
         self._closed = False
         self._speech: str | None = None
@@ -868,17 +872,20 @@ class ActionRunner:
 
     # -- worker side ----------------------------------------------------------------------------
     def _work(self, lane: _Lane) -> None:
-        while True:
-            item = lane.queue.get()
-            try:
-                if item is self._STOP:
-                    return
-                for action in self.config.actions.get(item.label, ()):
-                    lane.running = f"{item.label} -> {action.describe()}"
-                    self._run_one(action, item)
-            finally:
-                lane.running = None
-                lane.queue.task_done()
+        try:
+            while True:
+                item = lane.queue.get()
+                try:
+                    if item is self._STOP:
+                        return
+                    for action in self.config.actions.get(item.label, ()):
+                        lane.running = f"{item.label} -> {action.describe()}"
+                        self._run_one(action, item)
+                finally:
+                    lane.running = None
+                    lane.queue.task_done()
+        finally:
+            lane.ended.set()
 
     @contextlib.contextmanager
     def _sounding(self, audible: bool) -> Iterator[None]:
@@ -987,7 +994,8 @@ class ActionRunner:
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting commands, run what is queued, stop the workers. True if they finished within
         ``timeout``; otherwise what is still queued is dropped, the programs still running are killed, the
-        (daemon) workers are left to end, and a warning names what did not run. A second call only waits."""
+        (daemon) workers are left to end, and a warning names what did not run. A second call waits as long as it is
+        told, then gives up as the first would have, where the first was interrupted before it did (a second Ctrl-C)."""
         self._not_from_an_action("close")
         timeout = self._checked_timeout(timeout, "close")
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -999,16 +1007,19 @@ class ActionRunner:
             first, self._closed = not self._closed, True
             lanes = list(self._lanes.values())
         if first:
+            self._closing_since = time.monotonic()
+        if first:
             for lane in lanes:
                 try:
                     lane.queue.put(self._STOP, timeout=remaining())
                 except queue.Full:  # its backlog did not drain in time: the stop goes in below, after the drop
                     pass
         for lane in lanes:
-            lane.thread.join(remaining())
-        stuck = [lane for lane in lanes if lane.thread.is_alive()]
-        if not stuck or not first:
+            lane.ended.wait(remaining())
+        stuck = [lane for lane in lanes if not lane.ended.is_set()]
+        if not stuck or self._gave_up:
             return not stuck
+        self._gave_up = True
         running = [lane.running for lane in stuck if lane.running]
         dropped = []
         for lane in stuck:  # nothing queued runs after close() has returned
@@ -1021,12 +1032,25 @@ class ActionRunner:
                     dropped.append(item.label)
                 lane.queue.task_done()
             lane.queue.put_nowait(self._STOP)
-        killed = bool(self._running)
-        for proc in list(self._running):
-            _kill_group(proc)
-        logger.warning("actions still running after %gs: %s%s", timeout, ", ".join(running) or "(none)",
+        killed = self.kill_running()
+        logger.warning("actions still running after %gs: %s%s", round(time.monotonic() - self._closing_since, 1),
+                       ", ".join(running) or "(none)",
                        (" (stopped)" if killed else "") + (f"; not run: {', '.join(dropped)}" if dropped else ""))
         return False
+
+    def kill_running(self) -> bool:
+        """Kill the programs of run/say actions running now (from any thread); whether there were any."""
+        running = list(self._running)
+        for proc in running:
+            _kill_group(proc)
+        return bool(running)
+
+    @property
+    def busy(self) -> bool:
+        """Whether an action is running or waiting in a queue."""
+        with self._lock:
+            lanes = list(self._lanes.values())
+        return any(lane.running or not lane.queue.empty() for lane in lanes)
 
     def __enter__(self) -> "ActionRunner":
         return self

@@ -22,6 +22,8 @@ from voice_gru.fileio import STDOUT, check_outputs
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
+ACTIONS_GRACE_S = 10.0  # listen, once stopped: how long the actions still queued or running may take
+STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after its signal ends the process
 
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
@@ -467,6 +469,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.input_level import InputMonitor
     from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks,
                                 reconnecting_mic_chunks, stdin_chunks)
+    from voice_gru.signals import give_up_after
     from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
@@ -559,6 +562,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     completed = interrupted = False
     stats: ListenStats | None = None
+    watch = contextlib.ExitStack()
+    if not args.input:  # PortAudio blocked on a sound server that stopped answering ignored Ctrl-C and SIGTERM
+        watch.enter_context(give_up_after(STOP_GRACE_S, runner.kill_running if runner else lambda: None,
+                                          "the microphone did not let go (its sound server is not answering?)"))
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
         if args.input:
@@ -631,14 +638,24 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:  # Ctrl-C or SIGTERM: how a live session ends, a run like any other
         completed = interrupted = True
     finally:
-        if runner:
-            runner.close(timeout=10)
-        if events:
-            events.close(completed)
-    if stats is not None:
-        print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
-              f"real-time factor {stats.real_time_factor:.4f}", flush=True)
-        print(monitor.summary(), flush=True)
+        try:
+            if runner:
+                if runner.busy:
+                    print(f"waiting up to {ACTIONS_GRACE_S:g} s for the actions still to run (Ctrl-C again stops them)",
+                          file=sys.stderr, flush=True)
+                try:
+                    runner.close(timeout=ACTIONS_GRACE_S)
+                except KeyboardInterrupt:  # a second Ctrl-C: the programs are stopped now, not left running
+                    runner.close(timeout=0)
+                    completed = interrupted = True
+            if events:
+                events.close(completed)
+            if stats is not None and (completed or stats.seconds):  # also when the microphone was lost mid-run
+                print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
+                      f"real-time factor {stats.real_time_factor:.4f}", flush=True)
+                print(monitor.summary(), flush=True)
+        finally:
+            watch.close()
     if interrupted:
         raise KeyboardInterrupt  # exit status 130, after the totals
     return 0

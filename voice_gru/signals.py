@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
-from typing import Iterator
+from typing import Callable, Iterator
 
 
 @contextlib.contextmanager
@@ -28,3 +29,44 @@ def stop_on_signals() -> Iterator[None]:
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+@contextlib.contextmanager
+def give_up_after(grace_s: float, on_give_up: Callable[[], None] = lambda: None,
+                  message: str = "did not stop") -> Iterator[None]:
+    """While inside, a SIGINT or SIGTERM that has not ended the process ``grace_s`` seconds after it arrived ends it
+    (``on_give_up()``, then ``message`` on stderr, exit status 130). A signal's Python handler runs only between
+    bytecodes, so a main thread blocked in C code (PortAudio waiting on a sound server that stopped answering)
+    neither stopped nor died: SIGTERM and Ctrl-C were ignored for minutes, and a service manager waited for its
+    SIGKILL. Needs the main thread (elsewhere: nothing is watched)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    read_fd, write_fd = os.pipe()
+    os.set_blocking(write_fd, False)
+    old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)  # the C handler writes the signal's number
+    done = threading.Event()
+
+    def watch() -> None:
+        while True:
+            got = os.read(read_fd, 64)
+            if done.is_set() or not got:
+                return
+            if any(b in (signal.SIGINT, signal.SIGTERM) for b in got) and not done.wait(grace_s):
+                try:
+                    on_give_up()
+                finally:
+                    os.write(2, f"voice-gru: {message}: stopped without waiting, {grace_s:g} s after the signal\n".encode())
+                    os._exit(130)
+
+    watcher = threading.Thread(target=watch, name="voice-gru stop watch", daemon=True)
+    watcher.start()
+    try:
+        yield
+    finally:
+        done.set()
+        signal.set_wakeup_fd(old_fd)
+        os.write(write_fd, b"\0")  # wakes the watcher, which sees done and ends
+        watcher.join(1.0)
+        os.close(write_fd)
+        os.close(read_fd)

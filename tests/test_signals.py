@@ -1,0 +1,65 @@
+"""How a process stops: give_up_after ends a stop that hangs (PortAudio blocked on a sound server that stopped
+answering ignored Ctrl-C and SIGTERM for minutes)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from voice_gru.signals import give_up_after, stop_on_signals
+
+# the child stops "cleanly" in the way a hung close would: the KeyboardInterrupt arrives, the cleanup never ends
+CHILD = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from voice_gru.signals import give_up_after, stop_on_signals
+
+    marker, hang = Path(sys.argv[1]), sys.argv[2] == "hang"
+    with stop_on_signals(), give_up_after(1.0, lambda: marker.write_text("killed the actions"), "the microphone did not let go"):
+        print("ready", flush=True)
+        try:
+            time.sleep(30)
+        except KeyboardInterrupt:
+            time.sleep(30 if hang else 0.2)
+    print("stopped in time", flush=True)
+""")
+
+
+def _stop_child(tmp_path: Path, how: str, sig: int) -> tuple[subprocess.CompletedProcess, float]:
+    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(tmp_path / "marker"), how], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout.readline() == "ready\n"
+    t0 = time.monotonic()
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=20)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err), time.monotonic() - t0
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_a_stop_that_hangs_ends_the_process_after_the_grace(tmp_path, sig):
+    done, took = _stop_child(tmp_path, "hang", sig)
+    assert done.returncode == 130 and 0.9 < took < 10, (done, took)
+    assert done.stderr == ("voice-gru: the microphone did not let go: stopped without waiting, 1 s after the "
+                           "signal\n"), done.stderr
+    assert (tmp_path / "marker").read_text() == "killed the actions"  # before the exit: no program left running
+
+
+def test_a_stop_within_the_grace_is_left_alone(tmp_path):
+    done, took = _stop_child(tmp_path, "clean", signal.SIGTERM)
+    assert done.returncode == 0 and done.stdout == "stopped in time\n" and done.stderr == "", done
+    assert not (tmp_path / "marker").exists()
+    time.sleep(0)  # nothing else to wait for: the watcher ended with the block
+
+
+def test_the_wakeup_descriptor_is_given_back():
+    before = signal.set_wakeup_fd(-1)
+    signal.set_wakeup_fd(before)
+    with stop_on_signals(), give_up_after(5.0):
+        pass
+    assert signal.set_wakeup_fd(before) == before
