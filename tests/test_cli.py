@@ -281,6 +281,23 @@ def test_a_second_ctrl_c_stops_the_actions_still_running_and_keeps_the_totals(tm
     assert subprocess.run(["pgrep", "-f", tag], capture_output=True).returncode == 1  # no program left behind
 
 
+def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
+    """--seconds with a long chunk heard twice the time asked; a microphone block of a minute delayed every command
+    by a minute; the package's warnings came out bare, like output; a blank --device chose the default silently."""
+    example = str(REPO / "voice_gru" / "assets" / "example.wav")
+    assert main(["listen", "--input", example, "--no-view", "--chunk-ms", "3000", "--seconds", "3"]) == 0
+    assert "command(s) in 3.0s of audio" in capsys.readouterr().out
+    assert main(["listen", "--chunk-ms", "3000"]) == 2
+    assert "--chunk-ms 3000: a microphone is read in blocks of at most 1000 ms" in capsys.readouterr().err
+    assert main(["listen", "--device", "  "]) == 2
+    assert "empty argument after --device: give a value" in capsys.readouterr().err
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("actions:\n  up: {print: 'up {lable}'}\n")
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(odd), "--seconds", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.startswith(f"warning: {odd}: actions.up.print: {{lable}} is not a placeholder"), err
+
+
 def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_path, capsys):
     example = REPO / "voice_gru" / "assets" / "example.wav"
     base = ["listen", "--input", str(example), "--no-view"]

@@ -386,6 +386,27 @@ class _FakeMic:
         self.closed = True
 
 
+def test_a_microphone_that_goes_silent_is_said_and_its_return_too():
+    """A sound server that stopped answering left the stream open and silent: 'listening' stood for as long."""
+    import time
+
+    from voice_gru.live import mic_chunks
+
+    plan = [np.ones(4, np.float32)] + [None] * 8 + [np.full(4, 2.0, np.float32)] * 2
+
+    class Quiet:
+        def read(self, timeout=None):
+            time.sleep(0.02)
+            return plan.pop(0)
+
+    said: list[str] = []
+    got = [float(c[0]) for c in mic_chunks(Quiet(), stop=lambda: not plan, on_gap=said.append, gap_s=0.1)]
+    assert got == [1.0, 2.0, 2.0]  # the audio after the gap goes on as one stream
+    assert len(said) == 2, said  # once when it fell silent, once when it came back: not every read
+    assert said[0].startswith("no audio from the microphone for 0 s (is its sound server answering?)"), said
+    assert said[1].startswith("audio from the microphone again after 0 s without: what was said meanwhile"), said
+
+
 def test_reconnecting_chunks_wait_for_the_microphone_and_go_on():
     from voice_gru.live import reconnecting_mic_chunks
 

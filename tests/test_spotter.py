@@ -337,7 +337,7 @@ def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
     assert spotter.lost_blocks == 3
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and warnings[0].startswith("microphone usb: 1 block(s) of 100 ms lost")
-    assert "input overflows: 1, dropped because commands were not read fast enough: 2" in warnings[1]
+    assert "input overflows: 1, dropped because the audio was not taken fast enough: 2" in warnings[1]
 
 
 @needs_model

@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, NoReturn, Sequence
+from typing import Any, Callable, Iterator, NoReturn, Sequence
 
 from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
@@ -23,6 +23,7 @@ DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
 ACTIONS_GRACE_S = 10.0  # listen, once stopped: how long the actions still queued or running may take
+MAX_MIC_CHUNK_MS = 1000.0  # listen from a microphone: --chunk-ms at most this
 STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after its signal ends the process
 
 
@@ -467,7 +468,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.audio import file_rate
     from voice_gru.input_level import InputMonitor
-    from voice_gru.live import (EventWriter, ListenStats, LiveView, file_chunks, listen_loop, mic_chunks,
+    from voice_gru.live import (EventWriter, ListenStats, LiveView, LossWatch, file_chunks, listen_loop, mic_chunks,
                                 reconnecting_mic_chunks, stdin_chunks)
     from voice_gru.signals import give_up_after
     from voice_gru.spotter import CommandSpotter, command_subset
@@ -479,6 +480,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if args.input and args.reconnect:
         raise ConfigError("--reconnect waits for a microphone that went away; with --input the audio comes from a file "
                           "or pipe: leave it out")
+    if not args.input and args.chunk_ms > MAX_MIC_CHUNK_MS:  # also the capture block: every command that much later
+        raise ConfigError(f"--chunk-ms {args.chunk_ms:g}: a microphone is read in blocks of at most {MAX_MIC_CHUNK_MS:g} "
+                          "ms (a command is decided only once its block has come: a longer one delays every command)")
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
@@ -562,9 +566,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     completed = interrupted = False
     stats: ListenStats | None = None
-    watch = contextlib.ExitStack()
+    stop_watch = contextlib.ExitStack()
     if not args.input:  # PortAudio blocked on a sound server that stopped answering ignored Ctrl-C and SIGTERM
-        watch.enter_context(give_up_after(STOP_GRACE_S, runner.kill_running if runner else lambda: None,
+        stop_watch.enter_context(give_up_after(STOP_GRACE_S, runner.kill_running if runner else lambda: None,
                                           "the microphone did not let go (its sound server is not answering?)"))
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
@@ -618,8 +622,17 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 print(f"opening {mic.device.name} at {mic.samplerate} Hz, {mic.channels} channel(s) ...", flush=True)
                 watch(mic)
                 chunks = (reconnecting_mic_chunks(mic, mics.open, stop.is_set, first, lost, back, RECONNECT_S,
-                                                  lambda: rescan_for(args.device), on_retry_error=retry_failed)
-                          if args.reconnect else mic_chunks(mic, stop.is_set, first))
+                                                  lambda: rescan_for(args.device), on_retry_error=retry_failed,
+                                                  on_gap=warn)
+                          if args.reconnect else mic_chunks(mic, stop.is_set, first, on_gap=warn))
+                losses = LossWatch(mics, args.chunk_ms, warn)
+
+                def said_when_lost(chunks: Iterator[Any]) -> Iterator[Any]:
+                    for chunk in chunks:
+                        losses.check()
+                        yield chunk
+
+                chunks = said_when_lost(chunks)
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                 try:
                     listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
@@ -655,7 +668,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                       f"real-time factor {stats.real_time_factor:.4f}", flush=True)
                 print(monitor.summary(), flush=True)
         finally:
-            watch.close()
+            stop_watch.close()
     if interrupted:
         raise KeyboardInterrupt  # exit status 130, after the totals
     return 0
@@ -728,7 +741,9 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--refresh", type=number(0), metavar="S",
                    help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset; "
                         f"default: {REFRESH_S:g}; --mode stream only)")
-    p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0, help="audio chunk size (default: %(default)s)")
+    p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0,
+                   help="audio per chunk in ms: how often commands are decided, and a microphone's block (at most "
+                        "1000 there; default: %(default)s)")
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -743,8 +758,8 @@ class OneLineParser(argparse.ArgumentParser):
         mean no assistant (or, for a path, the working folder)."""
         words = list(sys.argv[1:] if args is None else args)
         for i, word in enumerate(words):
-            if word == "" or (word.startswith("--") and word.endswith("=")):
-                after = f" after {words[i - 1]}" if word == "" and i else f" ({word})" if word else ""
+            if not word.strip() or (word.startswith("--") and word.endswith("=")):  # blanks too: --device " "
+                after = f" after {words[i - 1]}" if not word.strip() and i else f" ({word})" if word.strip() else ""
                 self.error(f"empty argument{after}: give a value (is the variable that should hold it set?)")
         return super().parse_known_args(args, namespace)
 
@@ -895,8 +910,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     # SIGINT ignored, and one sent while the model loads was lost (listen then ran on)
     # a result written to standard output (`--json -`) must be all that is there: the report goes to stderr
     to_stdout = any(str(getattr(args, k, None)) in ("-", STDOUT) for k in ("json", "csv", "events"))
-    with stop_on_signals(), contextlib.redirect_stdout(sys.stderr if to_stdout else sys.stdout):
+    with stop_on_signals(), contextlib.redirect_stdout(sys.stderr if to_stdout else sys.stdout), _library_warnings():
         return run_reporting_errors(lambda: command(args), f"voice-gru {args.command}")
+
+
+@contextlib.contextmanager
+def _library_warnings() -> Iterator[None]:
+    """The package's logged warnings on stderr as the command's own: ``warning: ...`` (Python's last-resort handler
+    printed them bare, so "action queue of down full" looked like output)."""
+    import logging
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setLevel(logging.WARNING)
+    handler.setFormatter(logging.Formatter("warning: %(message)s"))  # the package logs nothing above warnings
+    log = logging.getLogger("voice_gru")
+    log.addHandler(handler)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
 
 
 def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import math
 import struct
 import sys
 import time
@@ -16,6 +17,9 @@ import numpy as np
 from voice_gru.decision import Command
 from voice_gru.input_level import InputMonitor, chunk_levels
 from voice_gru.spotter import CommandSpotter
+
+# a microphone silent this long has stopped delivering (PulseAudio's first block comes within ~2.5 s of opening)
+GAP_S = 5.0
 
 
 def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
@@ -200,17 +204,48 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
     return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
 
-def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
-    """Chunks from an open ``MicrophoneStream`` until ``stop()`` says so."""
+def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None,
+               on_gap: Callable[[str], None] | None = None, gap_s: float = GAP_S) -> Iterator[np.ndarray]:
+    """Chunks from an open ``MicrophoneStream`` until ``stop()`` says so. ``on_gap(message)``: no audio has come for
+    ``gap_s`` seconds (a sound server that stopped answering leaves the stream open and silent: nothing else
+    said so), and again when it comes back."""
     first = True
+    last, silent = time.monotonic(), False
     while not stop():
         chunk = mic.read(timeout=0.5)
+        now = time.monotonic()
         if chunk is None or chunk.size == 0:
+            if on_gap is not None and not silent and now - last >= gap_s:
+                silent = True
+                on_gap(f"no audio from the microphone for {now - last:.0f} s{' since it opened' if first else ''} "
+                       "(is its sound server answering?); still waiting for it")
             continue
+        if silent and on_gap is not None:
+            on_gap(f"audio from the microphone again after {now - last:.0f} s without: what was said meanwhile "
+                   "was not heard")
+        last, silent = now, False
         if first and on_first is not None:
             on_first()
         first = False
         yield chunk
+
+
+class LossWatch:
+    """A listening session's lost microphone blocks (``mic.Microphones``' counters), said as the count grows:
+    at the end of a run it was too late to say which commands may have been missed."""
+
+    def __init__(self, mics: Any, block_ms: float, warn: Callable[[str], None], name: str = "") -> None:
+        self.mics, self.block_ms, self.warn, self.name = mics, block_ms, warn, name
+        self.total = 0
+
+    def check(self) -> None:
+        """Say the blocks lost since the last check, if any."""
+        overflows, dropped = self.mics.overflows, self.mics.dropped_blocks
+        if overflows + dropped > self.total:
+            self.warn(f"microphone{' ' + self.name if self.name else ''}: {overflows + dropped} block(s) of "
+                      f"{self.block_ms:g} ms lost so far (input overflows: {overflows}, dropped because the audio was "
+                      f"not taken fast enough: {dropped})")
+            self.total = overflows + dropped
 
 
 def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], bool] = lambda: False,
@@ -219,7 +254,8 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
                             on_back: Callable[[Any, float], None] | None = None,
                             retry_s: float = 2.0, rescan: Callable[[], None] | None = None,
                             sleep: Callable[[float], None] = time.sleep,
-                            on_retry_error: Callable[[str], None] | None = None) -> Iterator[np.ndarray]:
+                            on_retry_error: Callable[[str], None] | None = None,
+                            on_gap: Callable[[str], None] | None = None) -> Iterator[np.ndarray]:
     """Chunks from an open microphone until ``stop()``, as ``mic_chunks``; when it stops delivering audio (unplugged,
     its sound server restarted: ``AudioDeviceError``) it is closed, ``on_lost(reason)`` is called, and every
     ``retry_s`` ``reopen()`` is tried, then, if that fails, again after ``rescan()`` (the device list scanned anew),
@@ -248,7 +284,7 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
     try:
         while True:
             try:
-                yield from mic_chunks(mic, stop, None if said_first else first)
+                yield from mic_chunks(mic, stop, None if said_first else first, on_gap)
                 return
             except AudioDeviceError as exc:
                 mic.close()
@@ -343,6 +379,8 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
 
     try:
         for chunk in chunks:
+            if max_seconds is not None:  # a chunk that runs past it (--chunk-ms 3000 --seconds 3 heard 6 s) is cut
+                chunk = chunk[:max(1, math.ceil(max_seconds * sr - samples))]
             if monitor is not None:
                 monitor.update(chunk)
             t0 = time.perf_counter()

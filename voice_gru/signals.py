@@ -32,7 +32,7 @@ def stop_on_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def give_up_after(grace_s: float, on_give_up: Callable[[], None] = lambda: None,
+def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: None,
                   message: str = "did not stop") -> Iterator[None]:
     """While inside, a SIGINT or SIGTERM that has not ended the process ``grace_s`` seconds after it arrived ends it
     (``on_give_up()``, then ``message`` on stderr, exit status 130). A signal's Python handler runs only between

@@ -292,7 +292,7 @@ class CommandSpotter:
         delivering audio is waited for (logged) instead of raising ``AudioDeviceError`` (``listen --reconnect``);
         once a new process finds it, PortAudio's devices are scanned again, which stops every other audio stream of
         the program (once, when it is back: ``mic.rescan_for``)."""
-        from voice_gru.live import mic_chunks, reconnecting_mic_chunks
+        from voice_gru.live import LossWatch, mic_chunks, reconnecting_mic_chunks
         from voice_gru.mic import Microphones, MicrophoneStream, rescan_for
 
         if seconds is not None:  # checked before the microphone opens (at the first iteration: this is a generator)
@@ -308,17 +308,15 @@ class CommandSpotter:
         with self._one_caller("listen"):  # held until the caller's loop ends (the generator is closed)
             try:
                 mic = mics.open()
+                losses = LossWatch(mics, block_ms, logger.warning, "default" if device is None else str(device))
                 chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
                                                   on_back=back, rescan=lambda: rescan_for(device),
-                                                  on_retry_error=lambda why: logger.warning("still waiting: %s", why))
-                          if reconnect else mic_chunks(mic))
+                                                  on_retry_error=lambda why: logger.warning("still waiting: %s", why),
+                                                  on_gap=logger.warning)
+                          if reconnect else mic_chunks(mic, on_gap=logger.warning))
                 for chunk in chunks:
-                    overflows, dropped = mics.overflows, mics.dropped_blocks
-                    if overflows + dropped > self.lost_blocks:
-                        logger.warning("microphone %s: %d block(s) of %g ms lost so far (input overflows: %d, dropped "
-                                       "because commands were not read fast enough: %d)", device if device is not None
-                                       else "default", overflows + dropped, block_ms, overflows, dropped)
-                        self.lost_blocks = overflows + dropped
+                    losses.check()
+                    self.lost_blocks = losses.total
                     yield from self._process_model_rate(chunk)
                     samples += chunk.size
                     if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
