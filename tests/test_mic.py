@@ -486,3 +486,17 @@ def test_reconnecting_chunks_stop_while_waiting():
 
     got = list(reconnecting_mic_chunks(a, reopen, stop=lambda: stopped["now"], sleep=lambda s: None))
     assert len(got) == 1 and a.closed
+
+
+def test_library_noise_is_left_out_and_the_rest_passed_on(capfd):
+    """Each retry of a lost microphone printed ALSA's and PortAudio's own lines around the one that says it."""
+    import os
+
+    from voice_gru.mic import library_noise_muted
+
+    with library_noise_muted():
+        os.write(2, b"ALSA lib pulse.c:242:(pulse_connect) PulseAudio: Unable to connect: Connection refused\n\n"
+                    b"Expression 'ret' failed in 'src/hostapi/alsa/pa_linux_alsa.c', line: 1736\n"
+                    b"a line of someone else's\n")
+    os.write(2, b"after\n")
+    assert capfd.readouterr().err == "a line of someone else's\nafter\n"

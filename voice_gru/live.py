@@ -263,6 +263,7 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
     said through ``on_retry_error``. The chunks go on as one stream (the outage is not in it); the last microphone
     is closed at the end."""
     from voice_gru.errors import AudioDeviceError
+    from voice_gru.mic import library_noise_muted
 
     said_first = False
 
@@ -273,13 +274,14 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
             on_first()
 
     def attempt() -> Any:
-        try:
+        with library_noise_muted():  # every failed try printed six lines of ALSA's around the one that says it
+            try:
+                return reopen()
+            except AudioDeviceError:
+                if rescan is None:
+                    raise
+            rescan()  # a device that came back under another index, or a PortAudio that lost its server
             return reopen()
-        except AudioDeviceError:
-            if rescan is None:
-                raise
-        rescan()  # a device that came back under another index, or a PortAudio that lost its server
-        return reopen()
 
     try:
         while True:
@@ -287,7 +289,8 @@ def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], b
                 yield from mic_chunks(mic, stop, None if said_first else first, on_gap)
                 return
             except AudioDeviceError as exc:
-                mic.close()
+                with library_noise_muted():
+                    mic.close()
                 if on_lost is not None:
                     on_lost(str(exc))
             lost_at, last_error = time.monotonic(), ""

@@ -17,14 +17,17 @@ resampler that keeps its state across chunks.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import queue
+import re
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 
@@ -490,6 +493,37 @@ class MicrophoneStream:
                 f"(disconnected, or its sound server went away){error}; {_HINT}"
             )
 
+
+
+# what ALSA and PortAudio print on the process's stderr themselves when a sound server is gone
+_LIBRARY_NOISE = re.compile(r"ALSA lib |Expression '.*' failed in '|Cannot connect to server socket|"
+                            r"jack server is not running|JackShmReadWritePtr")
+
+
+@contextlib.contextmanager
+def library_noise_muted() -> Iterator[None]:
+    """While inside, the lines ALSA and PortAudio write on stderr themselves (``ALSA lib pulse.c:242:(pulse_connect)
+    PulseAudio: Unable to connect``, ``Expression '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c'``) are left
+    out: each retry of a lost microphone printed six of them around the one line that says what happens. Anything
+    else written to the descriptor meanwhile is passed on after."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no descriptor 2 to redirect
+        yield
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            kept = [line for line in tmp.read().decode("utf-8", "replace").splitlines()
+                    if line.strip() and not _LIBRARY_NOISE.match(line)]
+            if kept:
+                os.write(2, ("\n".join(kept) + "\n").encode("utf-8", "replace"))
 
 
 class Microphones:
