@@ -281,6 +281,21 @@ def test_a_second_ctrl_c_stops_the_actions_still_running_and_keeps_the_totals(tm
     assert subprocess.run(["pgrep", "-f", tag], capture_output=True).returncode == 1  # no program left behind
 
 
+def test_calibrate_never_writes_its_report_over_the_model(tmp_path, capsys):
+    """--json naming --model replaced the model with the JSON report, exit 0 (only --out may replace --model)."""
+    model = tmp_path / "m.pt"
+    model.write_bytes((REPO / "voice_gru" / "models" / "default.pt").read_bytes())
+    for flag in ("--json", "--plot"):
+        name = model if flag == "--json" else model.with_suffix(".png")
+        if flag == "--plot":
+            model.rename(name)
+        rc = main(["calibrate", "--model", str(name), "--out", str(tmp_path / "c.pt"), flag, str(name)])
+        assert rc == 2 and "is also an input; writing it would destroy that input" in capsys.readouterr().err
+        if flag == "--plot":
+            name.rename(model)
+    assert model.read_bytes() == (REPO / "voice_gru" / "models" / "default.pt").read_bytes()
+
+
 def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     """--seconds with a long chunk heard twice the time asked; a microphone block of a minute delayed every command
     by a minute; the package's warnings came out bare, like output; a blank --device chose the default silently."""

@@ -114,9 +114,14 @@ def test_check_outputs(tmp_path):
         ({"--events": tmp_path / "loop"}, [], "a link that leads back to itself"),
         # root passes os.access on /proc, yet nothing can be created there: found by trying
         ({"--events": "/proc/voice-gru-x.jsonl"}, [], r"--events /proc/voice-gru-x.jsonl: cannot write in /proc \("),
+        # written as a file named "new" before, the slash dropped, "wrote new/" said
+        ({"--json": f"{tmp_path}/new/"}, [], "ends in '/', as a folder does; give the name of the file to write"),
+        # the checkpoint's bytes landed among the report's lines on standard output
+        ({"--out": "-"}, [], "--out -: a checkpoint is binary; give it a file name, not standard output"),
+        ({"--out": "/dev/stdout"}, [], "a checkpoint is binary"),
     ]:
         with pytest.raises(ConfigError, match=says):
-            check_outputs(outputs, inputs, png=["--plot"])
+            check_outputs(outputs, inputs, png=["--plot"], binary=["--out"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "loop"]  # the probe leaves nothing behind
     check_outputs({"--events": "/dev/null"})  # a device is written directly
 

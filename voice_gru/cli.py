@@ -170,7 +170,7 @@ def _same_weights(a, b) -> bool:
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
-    check_outputs({"--out": args.out}, args.models)
+    check_outputs({"--out": args.out}, args.models, binary=["--out"])
     seen: dict[str, str] = {}
     for m in args.models:
         if os.path.realpath(m) in seen:

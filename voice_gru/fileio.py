@@ -122,11 +122,13 @@ def check_folder(flag: str, path: str | Path) -> None:
 
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
-                  png: Sequence[str] = (), folders: Sequence[str | Path | None] = ()) -> None:
+                  png: Sequence[str] = (), folders: Sequence[str | Path | None] = (),
+                  binary: Sequence[str] = ()) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of
     the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
-    outputs named in ``png`` are images and must be named ``.png``."""
+    outputs named in ``png`` are images and must be named ``.png``; those in ``binary`` (checkpoints) go to files,
+    never to standard output."""
     from voice_gru.checkpoint_data import default_model_path
 
     ins = {os.path.realpath(q) for q in inputs if q and str(q) != "-"}
@@ -136,6 +138,8 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
         if not p:
             continue
         try:
+            if flag in binary and descriptor(p) is not None:  # mixed into the report's lines: neither was usable
+                raise ConfigError(f"{flag} {p}: a checkpoint is binary; give it a file name, not standard output")
             _check_output(flag, p, ins, shipped, png, folders, seen)
         except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
@@ -145,6 +149,8 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
                   folders: Sequence[str | Path | None], seen: dict[str, str]) -> None:
     """``check_outputs`` for one output (``ins``, ``shipped``: the inputs' and the shipped model's real paths);
     ``seen`` maps the outputs checked before it to their flags."""
+    if str(p).endswith(("/", os.sep)) and not os.path.isdir(p):  # was written as a file of that name, slash dropped
+        raise ConfigError(f"{flag} {p}: ends in '/', as a folder does; give the name of the file to write")
     if flag in png and Path(p).suffix.lower() != ".png":
         raise ConfigError(f"{flag} {p}: plots are written as PNG; give a name ending in .png")
     if str(p) == "-":
