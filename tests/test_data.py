@@ -168,6 +168,21 @@ def test_scan_with_lists_uses_the_lists(tmp_path):
     assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
 
 
+def test_split_list_lines_written_otherwise_name_the_same_clips(tmp_path):
+    """'./yes/x.wav', 'yes\\x.wav' or an absolute path named no clip: the whole split silently became training."""
+    copy_clips(tmp_path)
+    (tmp_path / "validation_list.txt").write_text("./yes/0ea0e2f4_nohash_0.wav\n"
+                                                  f"{tmp_path.resolve() / 'marvin' / '4954abe8_nohash_0.wav'}\n")
+    (tmp_path / "testing_list.txt").write_text("no\\" + Path(CLIPS["no"]).name + "\n./yes/0ea0e2f4_nohash_0.wav\n")
+    clips = {Path(c.path).relative_to(tmp_path).as_posix(): c.split for c in scan_dataset(tmp_path)}
+    assert clips["yes/0ea0e2f4_nohash_0.wav"] == "validation" and clips["marvin/4954abe8_nohash_0.wav"] == "validation"
+    assert clips[CLIPS["no"]] == "testing"
+    # in both lists: one split (validation), and said so
+    assert data.unused_entries(tmp_path) == [
+        {"file": str(tmp_path / "yes" / "0ea0e2f4_nohash_0.wav"),
+         "reason": "named in both validation_list.txt and testing_list.txt: used as a validation clip only"}]
+
+
 def test_a_split_list_that_is_not_text_is_named_with_its_line(tmp_path):
     copy_clips(tmp_path)
     (tmp_path / "validation_list.txt").write_bytes(b"yes/0ea0e2f4_nohash_0.wav\nyes/\xff\xfe.wav\n")

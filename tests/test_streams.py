@@ -1395,3 +1395,16 @@ def test_calibration_warnings_for_short_streams_and_a_model_that_never_fires():
                      "events): give --free-minutes 360 or more"]
     deaf = calibration_warnings({**ok, "tradeoff": [{"recall": 0.0}] * 3}, 1.0)
     assert deaf == ["the model heard no command at any point: its thresholds mean nothing (is it trained?)"]
+    # a split without clips of some commands reported recall 1.000 and thresholds for them, unsaid
+    unheard = calibration_warnings({**ok, "per_command": {"yes": {"clips": 4}, "no": {"clips": 0}, "up": {"clips": 0}}}, 1.0)
+    assert unheard == ["the validation split holds no clip of no, up: their thresholds were fitted to false accepts "
+                       "alone, and the recall figures do not include them"]
+    missed = calibration_warnings({**ok, "met": False}, 1.0)
+    assert missed == ["the target of 1 false accepts per hour was not met on these streams (see above)"]
+
+
+def test_calibrate_refuses_a_model_without_other_words(model, shared_data):
+    """A 35-word model's own words were scored as false accepts of _unknown_ clips."""
+    words = dataclasses.replace(model, labels=[lab for lab in model.labels if lab != "_unknown_"])
+    with pytest.raises(ConfigError, match="calibrate a 12-class model"):
+        calibrate(words, shared_data, 1.0)

@@ -446,6 +446,9 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: floa
     """
     if not max_fa_per_hour >= 0:
         raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
+    if UNKNOWN not in ckpt.labels:  # its own words (bed, cat, ...) would be scored as false accepts of _unknown_ clips
+        raise ConfigError(f"a model of the {len(ckpt.labels)}-word task: calibration fits the ten commands against "
+                          "other words (_unknown_), which that task has no class for; calibrate a 12-class model")
     veto_candidates(DecisionConfig(), veto)  # a bad choice fails before the streams are built
     t0 = time.perf_counter()
     if data is None:

@@ -308,6 +308,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from voice_gru.cli import config_decision
     from voice_gru.fileio import write_json
     from voice_gru.model import resolve_model, save_checkpoint
+    from voice_gru.data import background_files, unused_entries
     from voice_gru.streams import skipped_line
 
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
@@ -324,8 +325,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                    spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
                                    veto=args.unknown_veto)
     save_checkpoint(args.out, calibrated)
-    if report["unreadable"]:
-        print(skipped_line(report["unreadable"]))
+    # what the streams could not use, as data stats lists it (list lines naming no clip, broken links)
+    left_out = report["unreadable"] + [u for u in unused_entries(args.data_dir) if "testing_list" not in u["reason"]]
+    if left_out:
+        print(skipped_line(left_out))
+    if not background_files(args.data_dir):
+        print(f"note: {args.data_dir} has no _background_noise_ folder: the calibration streams' words are over digital "
+              "silence, which no microphone gives", file=sys.stderr)
     print(format_calibration(report))
     print(f"wrote {args.out}")
     for line in calibration_warnings(report, args.max_false_accepts_per_hour):
@@ -350,6 +356,13 @@ def calibration_warnings(report: dict, target: float) -> list[str]:
     points = report.get("tradeoff") or []
     if points and max(p["recall"] for p in points) == 0:
         out.append("the model heard no command at any point: its thresholds mean nothing (is it trained?)")
+    unheard = [c for c, v in (report.get("per_command") or {}).items() if not v.get("clips")]
+    if unheard:  # their thresholds were fitted to false accepts alone, and the recall counts none of them
+        out.append(f"the validation split holds no clip of {', '.join(unheard)}: {'its threshold was' if len(unheard) == 1 else 'their thresholds were'} "
+                   "fitted to false accepts alone, and the recall figures do not include "
+                   f"{'it' if len(unheard) == 1 else 'them'}")
+    if not report.get("met", True):
+        out.append(f"the target of {target:g} false accepts per hour was not met on these streams (see above)")
     return out
 
 
@@ -427,7 +440,7 @@ def register(subparsers) -> None:
                                help="choose thresholds for a false-accepts-per-hour target on new speakers (cross-validated over validation speakers)")
     ca.add_argument("--model", help="checkpoint (default: the shipped model)")
     ca.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
-    ca.add_argument("--max-false-accepts-per-hour", type=number(0, above=True), default=1.0, metavar="R",
+    ca.add_argument("--max-false-accepts-per-hour", type=number(0, 1000, above=True), default=1.0, metavar="R",
                     help="the model's default operating point: false accepts per hour to expect on speakers the "
                          "thresholds were not fitted to (default: %(default)s, as the shipped model); the points for "
                          "0.5-100 per hour are stored too, for listen --false-accepts-per-hour")

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import posixpath
 import re
 import time
 from collections import Counter, defaultdict
@@ -122,7 +123,21 @@ def _read_list(path: Path) -> set[str]:
         line = path.read_bytes()[:exc.start].count(b"\n") + 1
         raise DatasetError(f"{path}: line {line} is not UTF-8 text (a split list names clips as relative paths, "
                            "one per line)") from None
-    return {line.strip() for line in text.splitlines() if line.strip()}
+    return {_list_entry(line, path.parent) for line in text.splitlines() if line.strip()}
+
+
+def _list_entry(line: str, root: Path) -> str:
+    """A split-list line as the clip path relative to ``root`` that it names: ``./yes/x.wav``, ``yes\\x.wav`` and an
+    absolute path inside ``root`` read as ``yes/x.wav`` (they named no clip, and the split silently became training)."""
+    entry = line.strip().replace("\\", "/")
+    if entry.startswith("/"):
+        for base in (root, root.resolve()):
+            try:
+                entry = Path(entry).relative_to(base).as_posix()
+                break
+            except ValueError:
+                continue
+    return posixpath.normpath(entry)
 
 
 def missing_dataset(root: str | Path) -> DatasetError:
@@ -175,10 +190,14 @@ def unused_entries(root: str | Path) -> list[dict]:
             why = "a folder, not a clip" if f.is_dir() else "a broken link" if f.is_symlink() else \
                 "not a regular file"
             out.append({"file": str(f), "reason": why})
-    for name in ("validation_list.txt", "testing_list.txt"):
-        for rel in sorted(_read_list(root / name)):
+    lists = {name: _read_list(root / name) for name in ("validation_list.txt", "testing_list.txt")}
+    for name, entries in lists.items():
+        for rel in sorted(entries):
             if not (root / rel).exists() and not (root / rel).is_symlink():
                 out.append({"file": str(root / rel), "reason": f"named in {name}, not on disk"})
+    for rel in sorted(set.intersection(*lists.values())):  # validation wins: one clip, one split
+        out.append({"file": str(root / rel), "reason": "named in both validation_list.txt and testing_list.txt: "
+                                                       "used as a validation clip only"})
     return out
 
 

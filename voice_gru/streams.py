@@ -217,7 +217,8 @@ def _join_noise(clips: Sequence[np.ndarray], crossfade_s: float = 0.05,
 def skipped_line(unreadable: Sequence[Mapping]) -> str:
     """The line that reports a split's unreadable clips (``{"file", "reason"}``), left out of a stream."""
     first = unreadable[0]
-    return f"skipped {len(unreadable)} unreadable clip(s), e.g. {first['file']}: {first['reason']}"
+    reason = str(first["reason"]).removeprefix(f"{first['file']}: ")  # some reasons name the file themselves
+    return f"skipped {len(unreadable)} unreadable clip(s), e.g. {first['file']}: {reason}"
 
 
 def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int = SAMPLE_RATE,
