@@ -23,7 +23,7 @@ def main() -> int:
     ap.add_argument("--data-dir", default=str(ROOT.parent / "shared" / "speech_commands"),
                     help="dataset root whose testing split the clips come from (default: %(default)s)")
     ap.add_argument("--seconds", type=number(5, 600), default=20.0, help="length, 5-600 s (default: %(default)s)")
-    ap.add_argument("--seed", type=whole(0), default=2,
+    ap.add_argument("--seed", type=whole(0, 2**32 - 1), default=2,
                     help="which clips and gaps; the bundled recording is seed 2 (default: %(default)s)")
     args = ap.parse_args()
     spec = StreamSpec(seconds=args.seconds, gap_s=(2.0, 3.0), command_ratio=0.7, gain_db=(-6.0, 0.0),

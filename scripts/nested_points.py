@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", help="checkpoint (default: the shipped model)")
     p.add_argument("--config", help="recipe YAML whose decision section the streams are scored with")
     p.add_argument("--data-dir", default="../shared/speech_commands")
-    p.add_argument("--seed", type=whole(0), default=0, help="calibration streams' seed")
+    p.add_argument("--seed", type=whole(0, 2**32 - 1), default=0, help="calibration streams' seed")
     p.add_argument("--target", type=number(0, above=True), default=1.0, help="false accepts per hour")
     p.add_argument("--commands", nargs="+", metavar="CMD", help="a set of commands: one point for them, the others off")
     p.add_argument("--confidence", nargs="+", type=number(0, 0.999), metavar="LEVEL",

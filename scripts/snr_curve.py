@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="talkers: speed factors (1.1: ten percent faster), no noise")
     p.add_argument("--peak-dbfs", nargs="+", type=number(-120, 60), default=[],
                    help="input levels: each word's loudest sample at this dBFS (above 0: clipped), no noise")
-    p.add_argument("--seed", type=whole(0), default=0)
+    p.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
     p.add_argument("--threads", type=whole(1, os.cpu_count() or 1), default=1)
     p.add_argument("--plot", metavar="OUT.png")
     p.add_argument("--json", metavar="OUT")

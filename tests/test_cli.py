@@ -306,6 +306,13 @@ def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     assert "--chunk-ms 3000: a microphone is read in blocks of at most 1000 ms" in capsys.readouterr().err
     assert main(["listen", "--device", "  "]) == 2
     assert "empty argument after --device: give a value" in capsys.readouterr().err
+    # thresholds fitted in one recognizer mode, run in the other: said (was silent)
+    assert main(["listen", "--input", example, "--no-view", "--mode", "window", "--seconds", "1"]) == 0
+    assert "warning: the model's thresholds were calibrated in stream mode; in window mode" in capsys.readouterr().err
+    bare = tmp_path / "bare.yaml"
+    bare.write_text("name: bare\nmodel:\n  hidden: 16\n")
+    assert main(["listen", "--input", example, "--no-view", "--config", str(bare), "--seconds", "1"]) == 0
+    assert f"warning: --config {bare}: has no decision settings" in capsys.readouterr().err
     odd = tmp_path / "odd.yaml"
     odd.write_text("actions:\n  up: {print: 'up {lable}'}\n")
     assert main(["listen", "--input", example, "--no-view", "--assistant", str(odd), "--seconds", "1"]) == 0

@@ -458,7 +458,11 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: floa
     halves = speaker_halves([p.truth for p in data.pieces])
     rules = _rules([max_fa_per_hour, *tradeoff_targets, *VETO_JUDGED_AT])
     fits = []  # per decision setting tried: (its fitter, cross-validated rules, judged recall)
-    for dcfg in veto_candidates(data.decision, veto):
+    candidates = veto_candidates(data.decision, veto)
+    for i, dcfg in enumerate(candidates):
+        if log is not None:  # a minute or two each on the default streams, which was a silent wait
+            log(f"fitting thresholds {i + 1}/{len(candidates)} (unknown-word veto "
+                f"{'on' if dcfg.unknown_veto < OFF else 'off'}; cross-validated over speaker halves) ...")
         d = with_decision(data, dcfg)
         tables, split, shared = threshold_tables(d, grid, halves)
         fitter = _RuleFitter(d, tables, split, shared, halves, grid, wrong_cost)
@@ -483,6 +487,8 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: floa
     unknown_files = {ev["file"] for p in pieces for ev in p.truth["events"] if ev["label"] == UNKNOWN}
     fired = {c["file"] for s in scores for c in s["false_accepts_by_clip"]}
     tradeoff = []
+    if log is not None:
+        log(f"operating points for {', '.join(f'{t:g}' for t in tradeoff_targets)} false accepts per hour ...")
     for target in tradeoff_targets:
         pick, ok = select_rule(cv, target)
         thr_t, sc_t = fitter.fit_all(pick["rule"], exact=False)

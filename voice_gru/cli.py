@@ -101,13 +101,16 @@ def number(low: float | None = None, high: float | None = None, above: bool = Fa
 
 
 def _range(low: float | None, high: float | None, above: bool) -> str:
+    def shown(v: float) -> str:  # a whole bound in full: 4294967295, not 4.29497e+09
+        return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+
     if low is None and high is None:
         return "(finite)"
     if high is None:
-        return f"{'above' if above else 'of at least'} {low:g}"
+        return f"{'above' if above else 'of at least'} {shown(low)}"
     if low is None:
-        return f"of at most {high:g}"
-    return f"{'above' if above else 'from'} {low:g} {'and at most' if above else 'to'} {high:g}"
+        return f"of at most {shown(high)}"
+    return f"{'above' if above else 'from'} {shown(low)} {'and at most' if above else 'to'} {shown(high)}"
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
@@ -378,6 +381,15 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
     return {**point["thresholds"], **(adjust or {})}
 
 
+def mode_warning(ckpt, mode: str) -> None:
+    """Say so on stderr where the model's thresholds were calibrated in the other recognizer mode: ``calibrate --mode
+    window`` was recorded, then listened to in stream mode with the window's thresholds, unsaid."""
+    fitted = ((ckpt.meta or {}).get("calibration") or {}).get("mode")
+    if fitted and fitted != mode:
+        print(f"warning: the model's thresholds were calibrated in {fitted} mode; in {mode} mode their expected figures "
+              f"do not hold (--mode {fitted} runs them as fitted)", file=sys.stderr)
+
+
 def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | None:
     """With a wake word (and no ``--threshold``): the wake word at the point of ``--false-accepts-per-hour``
     (default: the model's) chosen for it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose
@@ -421,6 +433,12 @@ def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
     if thresholds_used and ckpt.thresholds and keys & {"threshold", "thresholds"}:
         print(f"warning: --config {path}: its decision thresholds are not used: the model's calibrated thresholds come "
               "first (--threshold or --false-accepts-per-hour change them)", file=sys.stderr)
+    if not thresholds_used and keys & {"threshold", "thresholds"}:
+        print(f"warning: --config {path}: its decision thresholds are not used: calibration chooses them",
+              file=sys.stderr)
+    if not keys:  # a recipe without the section: nothing of it is used, which the run looked as if it did
+        print(f"warning: --config {path}: has no decision settings (a 'decision' section): the model's own are used",
+              file=sys.stderr)
     return decision
 
 
@@ -517,6 +535,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     woken = wake_thresholds(args, ckpt, assistant.wake_word) if assistant is not None and assistant.wake_word else None
     # also says at start-up which sensitivity is in use
     override = woken if woken is not None else recognizer_override(args, ckpt, subset)
+    mode_warning(ckpt, args.mode)
     spotter = CommandSpotter(ckpt, threshold=override, decision=decision, mode=args.mode, refresh_s=refresh,
                              commands=subset)
     off = [c for c in spotter.thresholds if c not in spotter.commands]

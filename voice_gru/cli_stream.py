@@ -189,7 +189,7 @@ def format_command_free(r: dict) -> str:
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import config_decision, recognizer_override, refresh_of, threshold_override
+    from voice_gru.cli import config_decision, mode_warning, recognizer_override, refresh_of, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import for_commands, operating_point
@@ -224,6 +224,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     subset = command_subset(args.commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)
+    mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
     print(format_stream_report(result))
@@ -386,7 +387,7 @@ def register(subparsers) -> None:
     ms.add_argument("--minutes", type=number(0.05, 24 * 60), default=10.0, help="length (default: %(default)s)")
     ms.add_argument("--command-free", action="store_true",
                     help="only unknown words and noise (measures false accepts per hour)")
-    ms.add_argument("--seed", type=whole(0), default=0, help="same seed, same recording (default: %(default)s)")
+    ms.add_argument("--seed", type=whole(0, 2**32 - 1), default=0, help="same seed, same recording (default: %(default)s)")
     ms.add_argument("--gap", dest="gap_s", nargs=2, type=number(0.1, 60), metavar=("MIN", "MAX"),
                     help="seconds from one word's start to the next (default: 2 4)")
     ms.add_argument("--command-ratio", type=number(0, 1), help="fraction of words that are commands (default: 0.7)")
@@ -450,7 +451,7 @@ def register(subparsers) -> None:
     ca.add_argument("--free-minutes", type=number(0.05, 24 * 60), default=360.0,
                     help="length of the command-free stream (default: %(default)s; 120 is three times faster but "
                          "its 1/h point moves by up to 40 points between stream seeds, docs/RESULTS.md: Calibration)")
-    ca.add_argument("--seed", type=whole(0), default=0, help="seed of the calibration streams (default: %(default)s)")
+    ca.add_argument("--seed", type=whole(0, 2**32 - 1), default=0, help="seed of the calibration streams (default: %(default)s)")
     ca.add_argument("--mode", choices=["stream", "window"], default="stream", help="recognizer mode (default: %(default)s)")
     ca.add_argument("--unknown-mix", choices=["words", "clips"], default="words",
                     help="the streams' other words: every word equally often (as in the official test set and in "
