@@ -296,6 +296,18 @@ def test_calibrate_never_writes_its_report_over_the_model(tmp_path, capsys):
     assert model.read_bytes() == (REPO / "voice_gru" / "models" / "default.pt").read_bytes()
 
 
+def test_demo_checks_its_model_first_and_names_it_in_the_next_step(tmp_path, capsys):
+    bad = tmp_path / "bad.pt"
+    bad.write_text("no model")
+    assert main(["demo", "--model", str(bad)]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith(f"voice-gru: error: {bad}: not a voice_gru checkpoint"), (out, err)
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes((REPO / "voice_gru" / "models" / "default.pt").read_bytes())
+    assert main(["demo", "--model", str(mine)]) == 0
+    assert f" --model {mine}` listens to your microphone" in capsys.readouterr().out
+
+
 def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     """--seconds with a long chunk heard twice the time asked; a microphone block of a minute delayed every command
     by a minute; the package's warnings came out bare, like output; a blank --device chose the default silently."""

@@ -223,7 +223,28 @@ def test_sidecar_mismatch_leaves_nothing(tmp_path, server, archives):
     dest = tmp_path / "data"
     with pytest.raises(DownloadError, match=r"checksum mismatch .*expected sha256 0{64}, got [0-9a-f]{64}"):
         download_speech_commands(dest, base_url=server.base_url, progress=False)
-    assert _tree(dest) == {".downloads"}
+    assert _tree(dest) == set()  # not even the empty .downloads folder
+
+
+@pytest.mark.parametrize("base, says", [
+    ("http://[::1", "not a valid URL"),  # was a ValueError traceback
+    ("ftp://mirror.example/sc/", "unsupported scheme 'ftp'"),  # was "cannot reach mirror.example"
+    ("https://", "names no server"),  # was "cannot reach speech_commands_v0.02.tar.gz.sha256"
+])
+def test_a_base_url_that_cannot_work_is_one_line_before_anything(tmp_path, base, says):
+    with pytest.raises(DownloadError, match=says):
+        download_speech_commands(tmp_path / "data", base_url=base, progress=False)
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_folder_holding_other_files_is_not_downloaded_into(tmp_path, server, archives):
+    """Its validation_list.txt was replaced by the archive's, 'ready' said."""
+    dest = tmp_path / "mine"
+    dest.mkdir()
+    (dest / "validation_list.txt").write_text("mine\n")
+    with pytest.raises(DownloadError, match="holds files and no earlier download"):
+        download_speech_commands(dest, base_url=server.base_url, progress=False)
+    assert (dest / "validation_list.txt").read_text() == "mine\n" and _tree(dest) == {"validation_list.txt"}
 
 
 def test_unsafe_archive_is_refused_by_download_speech_commands(tmp_path, server, archives):

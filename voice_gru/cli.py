@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import math
 import os
 import sys
@@ -101,8 +102,8 @@ def number(low: float | None = None, high: float | None = None, above: bool = Fa
 
 
 def _range(low: float | None, high: float | None, above: bool) -> str:
-    def shown(v: float) -> str:  # a whole bound in full: 4294967295, not 4.29497e+09
-        return str(int(v)) if float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
+    def shown(v: float | None) -> str:  # a whole bound in full: 4294967295, not 4.29497e+09
+        return str(int(v)) if v is not None and float(v).is_integer() and abs(v) < 1e16 else f"{v:g}"
 
     if low is None and high is None:
         return "(finite)"
@@ -702,6 +703,14 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     truth = json.loads((assets / "example.json").read_text(encoding="utf-8"))
     assistant = args.assistant or next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                                           assets / "assistant.yaml") if p.is_file()), None)
+    if args.model:  # refused before the first line, not after it
+        from voice_gru.checkpoint_data import read_checkpoint_data
+
+        read_checkpoint_data(args.model)
+    if args.assistant:
+        from voice_gru.actions import load_assistant
+
+        load_assistant(args.assistant)
     said = ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"])
     print(f"example recording ({truth['duration']:.0f} s of Speech Commands clips over background noise; "
           f"CC BY 4.0): {said}")
@@ -717,7 +726,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     score = score_events(events, truth, truth["duration"])
     print(f"score against the recording's labels: {score['hits']} of {score['commands']} "
           f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
-    where = f" --assistant {_shown_path(assistant)}" if assistant else ""
+    where = (f" --assistant {_shown_path(assistant)}" if assistant else "") + \
+        (f" --model {_shown_path(args.model)}" if args.model else "")
     # the command as it was typed (.venv/bin/voice-gru is not on PATH after scripts/setup.sh)
     me = _shown_path(sys.argv[0]) if Path(sys.argv[0]).name == "voice-gru" else "voice-gru"
     print(f"next: `{me} listen{where}` listens to your microphone (`{me} devices` lists them)")
@@ -779,7 +789,10 @@ class OneLineParser(argparse.ArgumentParser):
         for i, word in enumerate(words):
             if not word.strip() or (word.startswith("--") and word.endswith("=")):  # blanks too: --device " "
                 after = f" after {words[i - 1]}" if not word.strip() and i else f" ({word})" if word.strip() else ""
-                self.error(f"empty argument{after}: give a value (is the variable that should hold it set?)")
+                # the help of the subcommand typed (voice-gru data download), not the top one's
+                typed = list(itertools.takewhile(lambda w: w.strip() and not w.startswith("-"), words))
+                self.exit(2, f"{self.prog.split()[0]}: error: empty argument{after}: give a value (is the variable "
+                             f"that should hold it set?) (see {' '.join([self.prog, *typed])} --help)\n")
         return super().parse_known_args(args, namespace)
 
 

@@ -515,6 +515,15 @@ def _archive_plan(base_url: str) -> list[tuple[ArchiveInfo, str, bool]]:
         if not Path(base).is_dir():
             raise DownloadError(f"--base-url {base}: neither a URL (https://, file://) nor an existing folder")
         base = Path(base).resolve().as_uri()
+    try:  # said here, in one line: a traceback (http://[::1), or "cannot reach" a file name (https://, ftp://x)
+        parts = urlsplit(base)
+    except ValueError as exc:
+        raise DownloadError(f"--base-url {base}: not a valid URL ({exc})") from None
+    if parts.scheme.lower() not in ("http", "https", "file"):
+        raise DownloadError(f"--base-url {base}: unsupported scheme {parts.scheme!r}: use https://, http://, file:// "
+                            "or a folder")
+    if parts.scheme.lower() != "file" and not parts.netloc:
+        raise DownloadError(f"--base-url {base}: names no server (e.g. https://example.org/speech_commands/)")
     base = base if base.endswith("/") else base + "/"
     official = base == OFFICIAL_BASE_URL
     return [(info, base + info.filename, official) for info in SPEECH_COMMANDS_ARCHIVES]
@@ -539,9 +548,24 @@ def download_speech_commands(
     """Download, verify and extract Speech Commands v0.02 and its test set; return both roots."""
     dest = Path(dest)
     downloads = dest / DOWNLOADS_DIRNAME
+    plan = _archive_plan(base_url)
+    if dest.is_dir() and not downloads.is_dir() and any(not p.name.startswith(".") for p in dest.iterdir()):
+        raise DownloadError(f"--dest {dest}: holds files and no earlier download: the archive would write over those "
+                            "of the same name (split lists, word folders); give an empty or a new folder")
+    made = not downloads.exists()
     _mkdir(downloads)
+    try:
+        return _download_into(dest, downloads, plan, progress)
+    except BaseException:
+        if made and not any(downloads.iterdir()):  # nothing fetched: no empty .downloads left behind
+            downloads.rmdir()
+        raise
+
+
+def _download_into(dest: Path, downloads: Path, plan: list[tuple[ArchiveInfo, str, bool]], progress: bool) -> list[Path]:
+    """``download_speech_commands`` once its folders are checked: each archive fetched, verified, extracted."""
     roots: list[Path] = []
-    for info, url, official in _archive_plan(base_url):
+    for info, url, official in plan:
         archive = downloads / info.filename
         marker = downloads / f"{info.filename}.extracted.json"
         root = dest / info.subdir if info.subdir else dest
