@@ -633,7 +633,8 @@ def test_devices_exit_status_says_whether_there_is_a_microphone(monkeypatch, cap
 
     monkeypatch.setattr(mic, "list_input_devices", lambda: [])
     assert main(["devices"]) == 1
-    assert "no audio input device found" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("voice-gru: no audio input device found"), (out, err)
     monkeypatch.setattr(mic, "list_input_devices", lambda: [mic.InputDevice(3, "USB mic", "ALSA", 2, 48000.0)])
     monkeypatch.setattr(mic, "default_input_index", lambda: 3)
     assert main(["devices"]) == 0

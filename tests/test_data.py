@@ -206,6 +206,14 @@ def test_what_a_dataset_root_names_but_cannot_read_is_listed(tmp_path, capsys):
     assert "not read as clips: 3" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
 
 
+def test_a_dataset_one_folder_down_is_pointed_to(tmp_path):
+    """The archive's own folder inside --data-dir got "no word folders" and no hint."""
+    copy_clips(tmp_path / "speech_commands_v0.02")
+    (tmp_path / "speech_commands_v0.02" / "validation_list.txt").write_text("")
+    with pytest.raises(DatasetError, match=f"; the dataset seems to be {tmp_path / 'speech_commands_v0.02'}$"):
+        scan_dataset(tmp_path)
+
+
 def test_a_word_folder_in_capitals_is_its_word(tmp_path):
     copy_clips(tmp_path)
     (tmp_path / "yes").rename(tmp_path / "Yes")

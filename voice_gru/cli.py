@@ -54,7 +54,9 @@ def format_stats(stats: dict) -> str:
         lines.append(f"{w:<14}" + "".join(f"{stats[s]['per_word_folder'].get(w, 0):>12}" for s in splits))
     lines.append(f"{'all clips':<14}" + "".join(f"{stats[s]['clips']:>12}" for s in splits))
     lines.append(f"{'speakers':<14}" + "".join(f"{stats[s]['speakers']:>12}" for s in splits))
-    lines += ["", f"examples per class, {stats['task']}-class task (after silence/unknown sampling)", head, "-" * len(head)]
+    by_class = f"{'class':<14}" + "".join(f"{s:>12}" for s in splits)
+    lines += ["", f"examples per class, {stats['task']}-class task (after silence/unknown sampling)", by_class,
+              "-" * len(by_class)]
     for lab in stats[splits[0]]["per_class"] if splits else []:
         lines.append(f"{lab:<14}" + "".join(f"{stats[s]['per_class'].get(lab, 0):>12}" for s in splits))
     unused = stats.get("unused", [])
@@ -477,8 +479,11 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     from voice_gru.mic import format_devices, list_input_devices
 
     devices = list_input_devices()
+    if not devices:  # a script can tell "no microphone" from a list: status 1, the reason on stderr
+        print(f"voice-gru: {format_devices(devices)}", file=sys.stderr)
+        return 1
     print(format_devices(devices))
-    return 0 if devices else 1  # a script can tell "no microphone" from a list
+    return 0
 
 
 def _cmd_listen(args: argparse.Namespace) -> int:

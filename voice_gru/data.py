@@ -170,8 +170,11 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
                 split = which_set(f.name)
             # a word folder in any case is its word (`Yes/` is "yes", not an unknown word "Yes")
             clips.append(ClipRef(str(f), folder_label(folder.name), parse_name(f)[1], split))
-    if not clips:
-        raise DatasetError(f"{root}: no word folders with audio clips (expected the Speech Commands layout)")
+    if not clips:  # one folder too high (the archive's own folder inside): say where the dataset is
+        inner = sorted(p.parent for p in root.glob("*/validation_list.txt")) + \
+            sorted(p.parent for p in root.glob("*/_background_noise_"))
+        hint = f"; the dataset seems to be {inner[0]}" if inner else ""
+        raise DatasetError(f"{root}: no word folders with audio clips (expected the Speech Commands layout){hint}")
     return clips
 
 

@@ -162,7 +162,8 @@ def select_rule(results: Sequence[Mapping], max_fa_per_hour: float) -> tuple[Map
     scored = [r for r in results if r["recall"] is not None]
     if not scored:
         raise ConfigError("calibrate: no threshold rule could be cross-validated (the validation streams need commands "
-                          "and unknown words from more than one speaker)")
+                          "and unknown words from more than one speaker: longer streams, --minutes and --free-minutes, "
+                          "or a validation split with more speakers)")
     ok = [r for r in scored if r["fa_per_hour"] <= max_fa_per_hour + 1e-9]
     if ok:
         return max(ok, key=lambda r: (r["recall"], -r["fa_per_hour"])), True
