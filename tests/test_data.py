@@ -197,13 +197,17 @@ def test_what_a_dataset_root_names_but_cannot_read_is_listed(tmp_path, capsys):
     (tmp_path / "stop" / "gone_nohash_0.wav").symlink_to(tmp_path / "nowhere.wav")
     (tmp_path / "stop" / "takes_nohash_0.wav").mkdir()
     (tmp_path / "stop" / "notes.txt").write_text("not a clip, not named like one\n")
+    (tmp_path / "stop" / "more").mkdir()  # clips one level down were left out unsaid
+    shutil.copy(TEST_DATA / CLIPS["no"], tmp_path / "stop" / "more" / "x_nohash_0.wav")
     want = [{"file": str(tmp_path / "stop" / "gone_nohash_0.wav"), "reason": "a broken link"},
+            {"file": str(tmp_path / "stop" / "more"),
+             "reason": "a folder inside a word folder: its 1 clip(s) are not read (clips go straight into their word's folder)"},
             {"file": str(tmp_path / "stop" / "takes_nohash_0.wav"), "reason": "a folder, not a clip"},
             {"file": str(tmp_path / "yes" / "lost_nohash_0.wav"), "reason": "named in validation_list.txt, not on disk"}]
     assert data.unused_entries(tmp_path) == want
     assert main(["data", "stats", "--data-dir", str(tmp_path), "--task", "35"]) == 0
     out = capsys.readouterr().out
-    assert "not read as clips: 3" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
+    assert "not read as clips: 4" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
 
 
 def test_a_dataset_one_folder_down_is_pointed_to(tmp_path):

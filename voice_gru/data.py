@@ -188,7 +188,15 @@ def unused_entries(root: str | Path) -> list[dict]:
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         for f in sorted(folder.iterdir()):
-            if f.name.startswith(".") or f.suffix.lower() not in AUDIO_SUFFIXES or f.is_file():
+            if f.name.startswith("."):
+                continue
+            if f.suffix.lower() not in AUDIO_SUFFIXES:  # clips one level down are not read: said, not dropped
+                held = sum(1 for g in f.rglob("*") if is_audio_file(g)) if f.is_dir() and not f.is_symlink() else 0
+                if held:
+                    out.append({"file": str(f), "reason": f"a folder inside a word folder: its {held} clip(s) are "
+                                                          "not read (clips go straight into their word's folder)"})
+                continue
+            if f.is_file():
                 continue
             why = "a folder, not a clip" if f.is_dir() else "a broken link" if f.is_symlink() else \
                 "not a regular file"
