@@ -1054,3 +1054,21 @@ def test_an_assistant_file_that_is_a_folder_is_called_so(tmp_path):
     assert str(info.value) == f"{tmp_path}: is a folder, not an assistant config file"
     with pytest.raises(ConfigError, match="assistant config file not found"):
         load_assistant(tmp_path / "none.yaml")
+
+
+def test_a_close_cut_short_while_its_queue_is_full_is_finished_by_the_next(tmp_path):
+    """Ctrl-C while close() waited for room for its stop in a full queue: that lane never got one, and a second
+    close() waited for ever (or said actions were running that were not)."""
+    cfg = AssistantConfig(source="test", actions={"stop": (Action("call", target="m:f", func=lambda c: time.sleep(0.6)),)})
+    runner = ActionRunner(cfg, queue_size=1)
+    runner.submit(Command("stop", 0.9, 1.0))
+    time.sleep(0.1)
+    runner.submit(Command("stop", 0.9, 2.0))  # one running, one queued: the queue is full
+    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    with pytest.raises(KeyboardInterrupt):
+        runner.close(timeout=10)
+    done: dict = {}
+    closer = threading.Thread(target=lambda: done.setdefault("ok", runner.close(timeout=None)), daemon=True)
+    closer.start()
+    closer.join(10)
+    assert done == {"ok": True} and runner.fired == 2  # both ran, and the workers ended

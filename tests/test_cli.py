@@ -327,9 +327,16 @@ def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     assert f"warning: --config {bare}: has no decision settings" in capsys.readouterr().err
     odd = tmp_path / "odd.yaml"
     odd.write_text("actions:\n  up: {print: 'up {lable}'}\n")
-    assert main(["listen", "--input", example, "--no-view", "--assistant", str(odd), "--seconds", "1"]) == 0
-    err = capsys.readouterr().err
-    assert err.startswith(f"warning: {odd}: actions.up.print: {{lable}} is not a placeholder"), err
+    # as a command line runs it: no logging set up (pytest's own handlers would take the record here)
+    done = subprocess.run([str(SCRIPT), "listen", "--input", example, "--no-view", "--assistant", str(odd),
+                           "--seconds", "1"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"warning: {odd}: actions.up.print: {{lable}} is not a placeholder"), done.stderr
+    # a program that sets up logging and calls main(): its handler alone, not the warning twice
+    embedded = ("import logging, sys; logging.basicConfig(format='log: %(message)s'); from voice_gru.cli import main; "
+                f"main(['listen', '--input', {example!r}, '--no-view', '--assistant', {str(odd)!r}, '--seconds', '1'])")
+    done = subprocess.run([sys.executable, "-c", embedded], capture_output=True, text=True, timeout=120)
+    assert done.stderr.count("is not a placeholder") == 1 and "log: " in done.stderr, done.stderr
 
 
 def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_path, capsys):

@@ -392,6 +392,14 @@ def test_one_long_chunk_is_converted_piece_by_piece(spotter16):
 
 
 @needs_model
+def test_raw_bytes_given_to_process_are_refused(spotter16):
+    """A bytearray became uint8 samples (noise) before the check for bytes could see it."""
+    for raw in (b"\x00\x01" * 800, bytearray(b"\x00\x01" * 800)):
+        with pytest.raises(AudioFormatError, match="given as bytes or text: decode it first"):
+            spotter16.process(raw)
+
+
+@needs_model
 def test_a_spotter_is_neither_copied_nor_pickled(spotter16):
     """copy.copy shared the stream's state with the copy; pickle failed deep inside with 'cannot pickle module'."""
     import copy

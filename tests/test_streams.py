@@ -486,6 +486,26 @@ def test_label_files_of_other_tools_are_read_as_the_same_truth(tmp_path, text):
     assert s["latency"]["values"] == [pytest.approx(0.2, abs=0.011)]
 
 
+def test_speech_ends_of_clip_windows_over_noise_follow_make_streams_rule(tmp_path):
+    """Noise 20 dB under the word is 'speech' by the first rule alone: the end of a clip-long span (TensorFlow's
+    1 s labels) was taken for the word's end, and latencies read ~45 ms short against make-stream's own labels."""
+    from voice_gru.audio import save_wav
+
+    rng = np.random.default_rng(0)
+    audio = (0.02 * rng.standard_normal(20 * SR)).astype(np.float32)
+    a = int(2.2 * SR)
+    audio[a:a + int(0.3 * SR)] += 0.3 * np.sin(np.arange(int(0.3 * SR)) * 0.2).astype(np.float32)
+    wav = tmp_path / "rec.wav"
+    save_wav(wav, audio, SR)
+    labels = tmp_path / "labels.json"
+    labels.write_text(json.dumps([{"label": "yes", "start": 2.0, "end": 3.0},  # a clip's window
+                                  {"label": "go", "start": 2.15, "end": 2.55}]))  # a span cut to the word
+    truth = load_stream(wav, labels)[1]
+    window, tight = truth["events"]
+    assert window["speech_end"] == pytest.approx(2.5, abs=0.011)  # the tone's end, not the window's (3.0)
+    assert tight["speech_end"] == pytest.approx(2.55, abs=0.011)  # cut to the word: its span, the first rule alone
+
+
 def test_a_command_free_label_file_needs_no_events(tmp_path):
     wav = _tone_recording(tmp_path, [])
     labels = tmp_path / "free.json"

@@ -766,6 +766,7 @@ class _Lane:
         self.running: str | None = None  # the action being run, for the message of a close that times out
         # set by the worker as it ends: Thread.is_alive() said False after a join() that Ctrl-C interrupted (3.11)
         self.ended = threading.Event()
+        self.stop_sent = False  # close() has put its stop in the queue
         self.thread = threading.Thread(target=work, args=(self,), name=f"voice-gru-actions-{label}", daemon=True)
         self.thread.start()
 
@@ -1008,12 +1009,14 @@ class ActionRunner:
             lanes = list(self._lanes.values())
         if first:
             self._closing_since = time.monotonic()
-        if first:
-            for lane in lanes:
-                try:
-                    lane.queue.put(self._STOP, timeout=remaining())
-                except queue.Full:  # its backlog did not drain in time: the stop goes in below, after the drop
-                    pass
+        for lane in lanes:  # every call: a first one cut short (Ctrl-C) may have left a full lane without its stop
+            if lane.stop_sent:
+                continue
+            try:
+                lane.queue.put(self._STOP, timeout=remaining())
+                lane.stop_sent = True
+            except queue.Full:  # its backlog did not drain in time: the stop goes in below, after the drop
+                pass
         for lane in lanes:
             lane.ended.wait(remaining())
         stuck = [lane for lane in lanes if not lane.ended.is_set()]
@@ -1032,6 +1035,7 @@ class ActionRunner:
                     dropped.append(item.label)
                 lane.queue.task_done()
             lane.queue.put_nowait(self._STOP)
+            lane.stop_sent = True
         killed = self.kill_running()
         logger.warning("actions still running after %gs: %s%s", round(time.monotonic() - self._closing_since, 1),
                        ", ".join(running) or "(none)",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import itertools
 import math
 import os
 import sys
@@ -787,6 +786,17 @@ class OneLineParser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
 
+    def _typed_command(self, words: Sequence[str]) -> str:
+        """The (sub)command ``words`` name, as its --help is asked for: ``voice-gru data download``, not the top
+        parser's, and none of the values typed after it."""
+        parser: argparse.ArgumentParser = self
+        for word in words:
+            subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+            if not subs or word not in subs[0].choices:
+                break
+            parser = subs[0].choices[word]
+        return parser.prog
+
     def parse_known_args(self, args=None, namespace=None):
         """argparse's, after refusing an empty argument: ``--assistant "$CONF"`` with CONF unset would otherwise
         mean no assistant (or, for a path, the working folder)."""
@@ -794,10 +804,8 @@ class OneLineParser(argparse.ArgumentParser):
         for i, word in enumerate(words):
             if not word.strip() or (word.startswith("--") and word.endswith("=")):  # blanks too: --device " "
                 after = f" after {words[i - 1]}" if not word.strip() and i else f" ({word})" if word.strip() else ""
-                # the help of the subcommand typed (voice-gru data download), not the top one's
-                typed = list(itertools.takewhile(lambda w: w.strip() and not w.startswith("-"), words))
                 self.exit(2, f"{self.prog.split()[0]}: error: empty argument{after}: give a value (is the variable "
-                             f"that should hold it set?) (see {' '.join([self.prog, *typed])} --help)\n")
+                             f"that should hold it set?) (see {self._typed_command(words)} --help)\n")
         return super().parse_known_args(args, namespace)
 
 
@@ -953,19 +961,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 @contextlib.contextmanager
 def _library_warnings() -> Iterator[None]:
-    """The package's logged warnings on stderr as the command's own: ``warning: ...`` (Python's last-resort handler
-    printed them bare, so "action queue of down full" looked like output)."""
+    """Where nothing else handles logging (a plain command line), the package's logged warnings print as the
+    command's own, ``warning: ...``: Python's last-resort handler printed them bare, so "action queue of down full"
+    read like output. A program that runs ``main()`` with logging set up keeps its own handlers, alone."""
     import logging
+
+    class Lowered(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"{record.levelname.lower()}: {super().format(record)}"
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setLevel(logging.WARNING)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))  # the package logs nothing above warnings
-    log = logging.getLogger("voice_gru")
-    log.addHandler(handler)
+    handler.setFormatter(Lowered("%(message)s"))
+    before, logging.lastResort = logging.lastResort, handler  # used only where no handler is found
     try:
         yield
     finally:
-        log.removeHandler(handler)
+        logging.lastResort = before
 
 
 def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:

@@ -228,11 +228,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
     print(format_stream_report(result))
-    estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
-    if estimated:
-        result["speech_end_estimated"] = estimated
-        print(f"note: the label file gives no speech end for {estimated} of {len(truth['events'])} words: latency is "
-              "measured from ends found in the recording (the make-stream rule)")
+    _note_estimated_ends(truth, result)
     # one replay of the detector over the posteriors serves both the advice and the DET curve
     sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
     if args.command_free:
@@ -270,6 +266,16 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_estimated_ends(truth: dict, result: dict) -> None:
+    """Say (and record in ``result``) for how many words the label file gave no speech end: latency is then
+    measured from ends found in the recording."""
+    estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
+    if estimated:
+        result["speech_end_estimated"] = estimated
+        print(f"note: the label file gives no speech end for {estimated} of {len(truth['events'])} words: latency is "
+              "measured from ends found in the recording (the make-stream rule for clip-long spans)")
+
+
 def _cmd_score_events(args: argparse.Namespace) -> int:
     """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
     from voice_gru.fileio import write_json
@@ -296,6 +302,7 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     result = score_events(detections, truth, after=args.after)
     result["offset_s"] = args.offset
     print(format_stream_report(result))
+    _note_estimated_ends(truth, result)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")
@@ -326,10 +333,13 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                    spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
                                    veto=args.unknown_veto)
     save_checkpoint(args.out, calibrated)
-    # what the streams could not use, as data stats lists it (list lines naming no clip, broken links)
-    left_out = report["unreadable"] + [u for u in unused_entries(args.data_dir) if "testing_list" not in u["reason"]]
-    if left_out:
-        print(skipped_line(left_out))
+    if report["unreadable"]:
+        print(skipped_line(report["unreadable"]))
+    # what the validation list names that the streams could not use (data stats lists every such entry)
+    unused = [u for u in unused_entries(args.data_dir) if "validation_list" in u["reason"]]
+    if unused:
+        print(f"not used: {len(unused)} entr{'y' if len(unused) == 1 else 'ies'} of validation_list.txt, e.g. "
+              f"{unused[0]['file']}: {unused[0]['reason']}")
     if not background_files(args.data_dir):
         print(f"note: {args.data_dir} has no _background_noise_ folder: the calibration streams' words are over digital "
               "silence, which no microphone gives", file=sys.stderr)

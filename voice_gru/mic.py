@@ -504,15 +504,22 @@ _LIBRARY_NOISE = re.compile(r"ALSA lib |Expression '.*' failed in '|Cannot conne
 def library_noise_muted() -> Iterator[None]:
     """While inside, the lines ALSA and PortAudio write on stderr themselves (``ALSA lib pulse.c:242:(pulse_connect)
     PulseAudio: Unable to connect``, ``Expression '...' failed in 'src/hostapi/alsa/pa_linux_alsa.c'``) are left
-    out: each retry of a lost microphone printed six of them around the one line that says what happens. Anything
-    else written to the descriptor meanwhile is passed on after."""
+    out: each retry of a lost microphone printed six of them around the one line that says what happens. The
+    descriptor is the process's: anything else written to it meanwhile (another thread's warning) is passed on
+    after, late; programs that actions start write elsewhere (``actions._run_process``)."""
     try:
         sys.stderr.flush()
-        saved = os.dup(2)
-    except (OSError, ValueError):  # no descriptor 2 to redirect
+        tmp = tempfile.TemporaryFile()
+    except (OSError, ValueError):  # no temporary file to be had: the lines are printed, as before
         yield
         return
-    with tempfile.TemporaryFile() as tmp:
+    try:
+        saved = os.dup(2)
+    except OSError:  # no descriptor 2 to redirect
+        tmp.close()
+        yield
+        return
+    with tmp:
         os.dup2(tmp.fileno(), 2)
         try:
             yield

@@ -42,6 +42,9 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
     if threading.current_thread() is not threading.main_thread():
         yield
         return
+    # the line goes to stderr as it is now: a hang inside mic.library_noise_muted has descriptor 2 on a temp file
+    # that nobody reads after os._exit
+    err_fd = os.dup(2)
     read_fd, write_fd = os.pipe()
     os.set_blocking(write_fd, False)
     old_fd = signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)  # the C handler writes the signal's number
@@ -56,7 +59,7 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
                 try:
                     on_give_up()
                 finally:
-                    os.write(2, f"voice-gru: {message}: stopped without waiting, {grace_s:g} s after the signal\n".encode())
+                    os.write(err_fd, f"voice-gru: {message}: stopped without waiting, {grace_s:g} s after the signal\n".encode())
                     os._exit(130)
 
     watcher = threading.Thread(target=watch, name="voice-gru stop watch", daemon=True)
@@ -70,3 +73,4 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
         watcher.join(1.0)
         os.close(write_fd)
         os.close(read_fd)
+        os.close(err_fd)

@@ -234,6 +234,8 @@ class CommandSpotter:
             return self._process(audio)
 
     def _process(self, audio: np.ndarray) -> list[Command]:
+        if isinstance(audio, (bytes, bytearray)):  # np.asarray makes a bytearray uint8 samples: noise, unsaid
+            as_float_mono(audio)  # refuses it, saying how to decode it
         x = np.asarray(audio)
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, the memory of 10 s
         if x.ndim not in (1, 2) or len(x) <= step:
@@ -304,8 +306,8 @@ class CommandSpotter:
             logger.info("microphone %s is back after %.0f s", m.device.name, away)
 
         samples = 0
-        self.lost_blocks = 0
         with self._one_caller("listen"):  # held until the caller's loop ends (the generator is closed)
+            self.lost_blocks = 0
             try:
                 mic = mics.open()
                 losses = LossWatch(mics, block_ms, logger.warning, "default" if device is None else str(device))

@@ -263,6 +263,9 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     return truth
 
 
+CLIP_SPAN_S = 0.8  # a label span this long is a clip's window, noise around the word included
+
+
 def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMPLE_RATE) -> int:
     """Give every word event without ``speech_end`` one measured in ``audio`` (make-stream's rule);
     returns how many were estimated (each marked ``speech_end_estimated``)."""
@@ -276,7 +279,11 @@ def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMP
         segment = audio[a:min(b, audio.size)]
         if segment.size == 0:
             continue
-        s0, s1 = speech_bounds(segment, sample_rate=sample_rate, floor_margin_db=None)  # the span may be cut to the word
+        # a clip-long span (TensorFlow's 1 s labels, a list of clip windows) holds the noise around its word, as
+        # make-stream's clips do: the same noise-floor rule (without it latencies read ~45 ms short); a span cut to
+        # the word has no floor to find
+        margin = 10.0 if ev["end"] - ev["start"] >= CLIP_SPAN_S else None
+        s0, s1 = speech_bounds(segment, sample_rate=sample_rate, floor_margin_db=margin)
         ev.setdefault("speech_start", round(ev["start"] + s0, 5))
         ev["speech_end"] = max(ev["speech_start"], round(ev["start"] + s1, 5))
         ev["speech_end_estimated"] = True
