@@ -23,10 +23,10 @@ CHILD = textwrap.dedent("""
 
     marker, how = Path(sys.argv[1]), sys.argv[2]
     with stop_on_signals(), give_up_after(1.0, lambda: marker.write_text("killed the actions"), "the microphone did not let go"):
-        print("ready", flush=True)
         # "muted": the hang inside a reconnect's retry, stderr's descriptor on a temp file meanwhile
         with library_noise_muted() if how == "muted" else contextlib.nullcontext():
             try:
+                print("ready", flush=True)  # inside the try: the signal follows at once
                 time.sleep(30)
             except KeyboardInterrupt:
                 time.sleep(0.2 if how == "clean" else 30)
