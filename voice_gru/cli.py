@@ -593,7 +593,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     stop_watch = contextlib.ExitStack()
     if not args.input:  # PortAudio blocked on a sound server that stopped answering ignored Ctrl-C and SIGTERM
         stop_watch.enter_context(give_up_after(STOP_GRACE_S, runner.kill_running if runner else lambda: None,
-                                          "the microphone did not let go (its sound server is not answering?)"))
+                                               "the microphone did not let go (its sound server is not answering?)"))
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
         if args.input:
