@@ -238,12 +238,13 @@ class CommandSpotter:
             as_float_mono(audio)  # refuses it, saying how to decode it
         x = np.asarray(audio)
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, the memory of 10 s
+        pieces: Iterator[np.ndarray]
         if x.ndim not in (1, 2) or len(x) <= step:
-            pieces = [as_float_mono(x, self._downmix)]
+            pieces = iter([as_float_mono(x, self._downmix)])
         else:  # every piece checked before any is heard: a refused chunk leaves the stream as it was
             for i in range(0, len(x), step):
                 as_float_mono(x[i:i + step], offset=i)
-            pieces = (as_float_mono(x[i:i + step], self._downmix) for i in range(0, len(x), step))  # type: ignore[assignment]
+            pieces = (as_float_mono(x[i:i + step], self._downmix) for i in range(0, len(x), step))
         commands: list[Command] = []
         posteriors = []
         for piece in pieces:
