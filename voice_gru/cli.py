@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Iterator, NoReturn, Sequence
+from typing import Callable, Iterator, NoReturn, Sequence
 
 from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
@@ -649,14 +649,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                                                   lambda: rescan_for(args.device), on_retry_error=retry_failed,
                                                   on_gap=warn)
                           if args.reconnect else mic_chunks(mic, stop.is_set, first, on_gap=warn))
-                losses = LossWatch(mics, args.chunk_ms, warn)
-
-                def said_when_lost(chunks: Iterator[Any]) -> Iterator[Any]:
-                    for chunk in chunks:
-                        losses.check()
-                        yield chunk
-
-                chunks = said_when_lost(chunks)
+                chunks = LossWatch(mics, args.chunk_ms, warn).watched(chunks)
                 stats = ListenStats()  # filled as it runs: a session ended by Ctrl-C still reports its totals
                 try:
                     listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)

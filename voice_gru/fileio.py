@@ -116,9 +116,17 @@ def check_folder(flag: str, path: str | Path) -> None:
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{flag} {p}: exists and is not a folder")
-    above = next((q for q in p.absolute().parents if q.exists()), None)
-    if above is not None and not above.is_dir():
+    above = _existing_parent(p.absolute())
+    if not above.is_dir():
         raise ConfigError(f"{flag} {p}: {above} is a file, not a folder")
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest folder above ``path`` that exists (or whatever is there in its place)."""
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    return parent
 
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
@@ -178,9 +186,7 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
         return  # a pipe or /dev/stdout is written directly (atomic_path)
     if os.path.isdir(real):
         raise ConfigError(f"{flag} {p}: is a folder, not a file")
-    parent = Path(real).parent
-    while not parent.exists():
-        parent = parent.parent
+    parent = _existing_parent(Path(real))
     if not parent.is_dir():
         raise ConfigError(f"{flag} {p}: {parent} is not a folder")
     try:  # a real file, not os.access: root may "access" /proc or a read-only mount and still fail to write

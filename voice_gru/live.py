@@ -247,6 +247,12 @@ class LossWatch:
                       f"not taken fast enough: {dropped})")
             self.total = overflows + dropped
 
+    def watched(self, chunks: Iterable[np.ndarray]) -> Iterator[np.ndarray]:
+        """``chunks``, with the losses said before each."""
+        for chunk in chunks:
+            self.check()
+            yield chunk
+
 
 def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], bool] = lambda: False,
                             on_first: Callable[[], None] | None = None,
