@@ -357,7 +357,7 @@ _BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must nam
     ("events.0.end", _DELETE, r"events\[0\]: missing 'end'"),
     ("events.0.start", _DELETE, r"events\[0\]: missing 'start'"),
     ("events.0.label", ["down"], r"events\[0\]\.label = \['down'\]"),
-    ("events.0.label", "yess", r"events\[0\]\.label = 'yess': not a 12-class label"),
+    ("events.0.label", "yess", r"events\[0\]\.label = 'yess': not a command or _unknown_/_silence_"),
     ("events.0.label", 7, r"events\[0\]\.label = 7"),
     ("events.0.speech_end", "x", r"events\[0\]\.speech_end = 'x'"),
     ("events.0.speech_end", 2.5, r"events\[0\]\.speech_end = 2.5: must lie between"),
@@ -376,7 +376,7 @@ _BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must nam
     ("duration", True, r"duration = True"),
     ("duration", "x", r"duration = 'x'"),
     ("duration", 0, r"duration = 0"),
-    ("events.0.label", "yse", r"events\[0\]\.label = 'yse': not a 12-class label .*did you mean 'yes'"),
+    ("events.0.label", "yse", r"events\[0\]\.label = 'yse': not a command or _unknown_/_silence_ .*did you mean 'yes'"),
     ("events.0.speech_end", 2.001, r"events\[0\]\.speech_end = 2.001: must lie between"),  # past the 1e-4 rounding
 ]
 

@@ -61,7 +61,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from voice_gru import COMMANDS
 from voice_gru.config import number_in_text, yaml_loader, yaml_problem
@@ -138,17 +138,19 @@ class AssistantConfig:
     queue_size: int = DEFAULT_QUEUE_SIZE
     listen_while_speaking: bool = False  # live audio: obey commands heard while a say action speaks
     echo_seconds: float = SPEECH_ECHO_S  # how long after an audible action its sound may still be heard
+    known: tuple[str, ...] = COMMANDS  # the model's commands, which the file was checked against
 
     @property
     def commands(self) -> tuple[str, ...]:
-        """The commands this assistant responds to: those with an action, and its wake word."""
+        """The commands this assistant responds to: those with an action, and its wake word (the model's order)."""
         wake = (self.wake_word.word,) if self.wake_word else ()
-        return tuple(c for c in COMMANDS if c in self.actions or c in wake)
+        return tuple(c for c in self.known if c in self.actions or c in wake)
 
 
-def load_assistant(path: str | Path) -> AssistantConfig:
+def load_assistant(path: str | Path, commands: Sequence[str] = COMMANDS) -> AssistantConfig:
     """Load and validate an assistant YAML file; every problem is a ``ConfigError`` naming the
-    file and the key. ``call`` targets are imported here, so an import error is caught now."""
+    file and the key. ``call`` targets are imported here, so an import error is caught now. ``commands``: the
+    model's commands (its labels but ``_silence_`` and ``_unknown_``), which the file's words must be."""
     import yaml
 
     if not str(path).strip():
@@ -172,7 +174,7 @@ def load_assistant(path: str | Path) -> AssistantConfig:
     named = _FileNamed(str(path))  # the warnings said while the file is read name it, as its errors do
     logger.addFilter(named)
     try:
-        config = _parse_assistant(raw if raw is not None else {}, str(path))
+        config = _parse_assistant(raw if raw is not None else {}, str(path), tuple(commands))
     except ConfigError as exc:
         for d in added:
             sys.path.remove(d)
@@ -214,7 +216,7 @@ def _program_problem(program: str) -> str | None:
     return f"program {program!r} not found" + ("" if os.sep in program else " on PATH")
 
 
-def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
+def _parse_assistant(raw: Any, source: str, commands: tuple[str, ...]) -> AssistantConfig:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"top level must be a mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
     for key in raw:
@@ -229,7 +231,7 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
     echo = raw.get("echo_seconds", SPEECH_ECHO_S)
     if isinstance(echo, bool) or not isinstance(echo, (int, float)) or not 0 <= echo <= MAX_ECHO_S:
         raise ConfigError(f"echo_seconds: expected a number of seconds from 0 to {MAX_ECHO_S:g}, got {echo!r}")
-    wake = _parse_wake(raw.get("wake_word"))
+    wake = _parse_wake(raw.get("wake_word"), commands)
     acts = raw.get("actions")
     if not acts:  # an assistant that does nothing is a mistake, not a choice (listen without --assistant prints)
         raise ConfigError("actions: no command has an action (e.g. actions: {stop: {say: stopping}})")
@@ -238,8 +240,8 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
     parsed: dict[str, tuple[Action, ...]] = {}
     for label, spec in acts.items():
         where = f"actions.{label}"
-        if label not in COMMANDS:
-            raise ConfigError(f"{where}: unknown command '{label}' (commands: {', '.join(COMMANDS)})")
+        if label not in commands:
+            raise ConfigError(f"{where}: unknown command '{label}' (the model's commands: {', '.join(commands)})")
         if isinstance(spec, list):
             if not spec:
                 raise ConfigError(f"{where}: empty list of actions")
@@ -250,10 +252,11 @@ def _parse_assistant(raw: Any, source: str) -> AssistantConfig:
         raise ConfigError(f"actions.{wake.word}: '{wake.word}' is the wake word and wake_word.fire is false, so these "
                           "actions would never run: set fire: true or remove them")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
-                           queue_size=queue_size, listen_while_speaking=while_speaking, echo_seconds=float(echo))
+                           queue_size=queue_size, listen_while_speaking=while_speaking, echo_seconds=float(echo),
+                           known=commands)
 
 
-def _parse_wake(spec: Any) -> WakeWord | None:
+def _parse_wake(spec: Any, commands: tuple[str, ...]) -> WakeWord | None:
     if spec is None:
         return None
     if isinstance(spec, str):
@@ -267,8 +270,8 @@ def _parse_wake(spec: Any) -> WakeWord | None:
     if "word" not in spec:
         raise ConfigError("wake_word.word: missing (which command wakes the assistant?)")
     word = spec["word"]
-    if word not in COMMANDS:
-        raise ConfigError(f"wake_word.word: '{word}' is not a command (commands: {', '.join(COMMANDS)})")
+    if word not in commands:
+        raise ConfigError(f"wake_word.word: '{word}' is not a command (the model's commands: {', '.join(commands)})")
     seconds = _positive_number(spec.get("seconds", 5.0), "wake_word.seconds")
     fire = spec.get("fire", False)
     if not isinstance(fire, bool):
@@ -710,9 +713,9 @@ class WakeGate:
     restarts the window; a time earlier than the wake word (a new stream) closes the gate.
     """
 
-    def __init__(self, word: str, seconds: float, fire: bool = False):
-        if word not in COMMANDS:
-            raise ConfigError(f"wake word {word!r}: not a command ({', '.join(COMMANDS)})")
+    def __init__(self, word: str, seconds: float, fire: bool = False, commands: Sequence[str] = COMMANDS):
+        if word not in commands:
+            raise ConfigError(f"wake word {word!r}: not a command ({', '.join(commands)})")
         if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not 0 < seconds < math.inf:
             raise ConfigError(f"wake word window {seconds!r}: must be a positive number of seconds")
         self.word = word
@@ -721,8 +724,9 @@ class WakeGate:
         self.woke_at: float | None = None
 
     @classmethod
-    def from_config(cls, wake: WakeWord) -> "WakeGate":
-        return cls(wake.word, wake.seconds, wake.fire)
+    def from_config(cls, wake: WakeWord, commands: Sequence[str] = COMMANDS) -> "WakeGate":
+        """The gate an assistant file's ``wake_word`` describes (``commands``: the model's)."""
+        return cls(wake.word, wake.seconds, wake.fire, commands)
 
     def is_open(self, t: float) -> bool:
         """Whether a command at stream time ``t`` would be accepted."""
@@ -794,7 +798,7 @@ class ActionRunner:
         self._speaking = 0  # audible actions running now
         self._spoke_until = -math.inf  # monotonic time until which the last speech may still be heard
         self.on_result = on_result
-        self.gate = WakeGate.from_config(config.wake_word) if config.wake_word else None
+        self.gate = WakeGate.from_config(config.wake_word, config.known) if config.wake_word else None
         self.results: collections.deque[ActionResult] = collections.deque(maxlen=keep)
         self.fired = 0
         self.failed = 0
@@ -827,7 +831,7 @@ class ActionRunner:
     def ignored_because(self, cmd: Command) -> str | None:
         """Why ``submit`` would run no action for ``cmd`` now, in words for the line that reports it; None if it
         would (or if ``cmd`` has no action anyway)."""
-        if cmd.label not in COMMANDS:
+        if cmd.label not in self.config.known:
             return None
         if self._deaf_while_speaking and self.speaking():
             return "the assistant was speaking"
@@ -842,7 +846,7 @@ class ActionRunner:
         if self._closed:
             logger.debug("runner closed; %s not run", cmd.label)
             return False
-        if cmd.label not in COMMANDS:
+        if cmd.label not in self.config.known:
             return False
         if self._deaf_while_speaking and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:

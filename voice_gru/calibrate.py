@@ -54,7 +54,8 @@ import numpy as np
 
 from voice_gru import UNKNOWN
 from voice_gru.config import OFF, REFRESH_S, DecisionConfig, to_dict
-from voice_gru.errors import ConfigError
+from voice_gru.data import commands_of
+from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.metrics import rate_upper_bound, share_upper_bound
 from voice_gru.speaker_cv import (
     BLENDS, FAS, FOLDS, HITS, SHARED_MARGINS, budget_of, commands_by_label, cross_validate, describe_rule, half_sizes,
@@ -197,7 +198,11 @@ def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minut
     dcfg = decision_of(ckpt, decision_cfg)
     f = ckpt.features
     frame_s, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
-    bank = load_clip_bank(str(root), SPLIT)
+    bank = load_clip_bank(str(root), SPLIT, commands_of(ckpt.labels))  # the model's own command words
+    missing = [c for c in bank.words if not any(w == c for _, w, _ in bank.commands)]
+    if missing:  # its thresholds would be fitted blind
+        raise DatasetError(f"{root}: the {SPLIT} split has no clips of {', '.join(missing)}: the model's commands need "
+                           "validation clips to calibrate on")
     plan = [("command", dataclasses.replace(spec, seconds=command_minutes * 60.0, command_free=False), seed)]
     for k, secs in enumerate(_pieces_spec(free_minutes, piece_minutes) if free_minutes > 0 else []):
         plan.append(("command_free", dataclasses.replace(spec, seconds=secs, command_free=True), seed * 1000 + 1 + k))
@@ -447,7 +452,7 @@ def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: floa
     if not max_fa_per_hour >= 0:
         raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
     if UNKNOWN not in ckpt.labels:  # its own words (bed, cat, ...) would be scored as false accepts of _unknown_ clips
-        raise ConfigError(f"a model of the {len(ckpt.labels)}-word task: calibration fits the ten commands against "
+        raise ConfigError(f"a model of the {len(ckpt.labels)}-word task: calibration fits the commands against "
                           "other words (_unknown_), which that task has no class for; calibrate a 12-class model")
     veto_candidates(DecisionConfig(), veto)  # a bad choice fails before the streams are built
     t0 = time.perf_counter()

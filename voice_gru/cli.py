@@ -33,13 +33,25 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
 
     check_outputs({"--json": args.json}, folders=[args.data_dir])
-    cfg = DataConfig(task=args.task)
+    if args.commands and args.task != "12":
+        raise ConfigError("--commands: the 35-word task has every word as its own class; use it with --task 12")
+    cfg = DataConfig(task=args.task, commands=command_words(args.commands)) if args.commands else DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))
     if args.json:
         write_json(args.json, stats)
         print(f"wrote {args.json}")
     return 0
+
+
+def command_words(words: Sequence[str]) -> tuple[str, ...]:
+    """``--commands`` words as a recipe's ``data.commands`` (its checks, said of the flag)."""
+    from voice_gru.config import DataConfig
+
+    try:
+        return DataConfig(commands=tuple(words)).commands
+    except ConfigError as exc:
+        raise ConfigError(str(exc).replace("DataConfig.commands =", "--commands", 1)) from None
 
 
 def format_stats(stats: dict) -> str:
@@ -54,7 +66,8 @@ def format_stats(stats: dict) -> str:
     lines.append(f"{'all clips':<14}" + "".join(f"{stats[s]['clips']:>12}" for s in splits))
     lines.append(f"{'speakers':<14}" + "".join(f"{stats[s]['speakers']:>12}" for s in splits))
     by_class = f"{'class':<14}" + "".join(f"{s:>12}" for s in splits)
-    lines += ["", f"examples per class, {stats['task']}-class task (after silence/unknown sampling)", by_class,
+    n_classes = len(stats[splits[0]]["per_class"]) if splits else 0
+    lines += ["", f"examples per class, {n_classes} classes (after silence/unknown sampling)", by_class,
               "-" * len(by_class)]
     for lab in stats[splits[0]]["per_class"] if splits else []:
         lines.append(f"{lab:<14}" + "".join(f"{stats[s]['per_class'].get(lab, 0):>12}" for s in splits))
@@ -116,6 +129,8 @@ def _range(low: float | None, high: float | None, above: bool) -> str:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
+    import dataclasses
+
     from voice_gru.config import load_config
     from voice_gru.train import train
 
@@ -124,9 +139,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("init", args.init),
                                    ("init_member", args.init_member)) if v is not None}
     if overrides:
-        import dataclasses
-
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
+    if args.commands:
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, commands=command_words(args.commands)))
     cores = os.cpu_count() or 1
     if args.threads and args.threads > cores:
         print(f"warning: --threads {args.threads}: this machine has {cores} CPU core(s); more threads than cores "
@@ -333,13 +348,14 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
 
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> float | dict[str, float] | None:
     """``--threshold`` values parsed and checked against a model's labels."""
-    from voice_gru import COMMANDS
+    from voice_gru.data import commands_of
 
     override = parse_thresholds(values)
     if isinstance(override, dict):
-        unknown = sorted(set(override) - set(COMMANDS) - set(labels))
+        unknown = sorted(set(override) - set(labels))
         if unknown:
-            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (commands: {', '.join(COMMANDS)})")
+            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
+                              f"{', '.join(commands_of(labels))})")
     return override
 
 
@@ -522,7 +538,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
 
-        assistant = load_assistant(args.assistant)
+        from voice_gru.data import commands_of
+
+        assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
@@ -700,14 +718,18 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     truth = json.loads((assets / "example.json").read_text(encoding="utf-8"))
     assistant = args.assistant or next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                                           assets / "assistant.yaml") if p.is_file()), None)
+    from voice_gru import COMMANDS
+    from voice_gru.data import commands_of
+
+    commands: tuple[str, ...] = COMMANDS
     if args.model:  # refused before the first line, not after it
         from voice_gru.checkpoint_data import read_checkpoint_data
 
-        read_checkpoint_data(args.model)
+        commands = commands_of(read_checkpoint_data(args.model).labels)
     if args.assistant:
         from voice_gru.actions import load_assistant
 
-        load_assistant(args.assistant)
+        load_assistant(args.assistant, commands)
     said = ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"])
     print(f"example recording ({truth['duration']:.0f} s of Speech Commands clips over background noise; "
           f"CC BY 4.0): {said}")
@@ -812,7 +834,10 @@ def build_parser() -> argparse.ArgumentParser:
     st = dsub.add_parser("stats", help="clips per class and split of a Speech Commands root")
     st.add_argument("--data-dir", default=DEFAULT_DATA, help="dataset root (default: %(default)s)")
     st.add_argument("--task", choices=["12", "35"], default="12",
-                    help="12: the ten commands + _silence_ + _unknown_; 35: every word its own class (default: %(default)s)")
+                    help="12: the commands + _silence_ + _unknown_; 35: every word its own class (default: %(default)s)")
+    st.add_argument("--commands", nargs="+", metavar="WORD",
+                    help="with --task 12: the command words, as a recipe's data.commands (default: the ten of Speech "
+                         "Commands)")
     st.add_argument("--json", metavar="FILE", help="also write the counts as JSON")
     st.set_defaults(func=_cmd_data_stats)
     dl = dsub.add_parser("download", help="download and unpack Speech Commands v0.02 and its test set")
@@ -833,6 +858,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="CPU threads (default: all cores)")
     tr.add_argument("--seed", type=whole(0, 2**32 - 1), help="override the recipe's train.seed (e.g. for ensemble members)")
     tr.add_argument("--epochs", type=whole(1), help="override the recipe's train.epochs (e.g. a longer schedule)")
+    tr.add_argument("--commands", nargs="+", metavar="WORD",
+                    help="the model's command words: word folders of the dataset (override the recipe's data.commands; "
+                         "default: yes no up down left right on off stop go); every other word is _unknown_")
     tr.add_argument("--init", metavar="CKPT",
                     help="override the recipe's train.init: start from this checkpoint's weights (fine-tuning)")
     tr.add_argument("--init-member", type=whole(0), metavar="N",

@@ -41,6 +41,8 @@ def _spec_from_args(args: argparse.Namespace):
 
 
 def _cmd_make_stream(args: argparse.Namespace) -> int:
+    from voice_gru import COMMANDS
+    from voice_gru.cli import command_words
     from voice_gru.data import is_test_set_layout
     from voice_gru.errors import ConfigError
     from voice_gru.streams import make_stream, skipped_line, write_stream
@@ -61,7 +63,8 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     if spec.gap_s[0] < 1.0:
         print(f"note: --gap {spec.gap_s[0]:g} {spec.gap_s[1]:g}: words start before the previous 1 s clip ends, so they "
               "overlap (babble); evaluate-stream cuts each word's window at the next word's start", file=sys.stderr)
-    audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed)
+    commands = command_words(args.commands) if args.commands else COMMANDS
+    audio, truth = make_stream(args.data_dir, args.split, spec, seed=args.seed, commands=commands)
     if not truth["events"] and not truth.get("command_free"):  # its own tools would refuse the label file
         raise ConfigError(f"--minutes {args.minutes:g}: {truth['duration']:.1f} s holds no word (words come every "
                           f"{spec.gap_s[0]:g}–{spec.gap_s[1]:g} s): give a longer stream")
@@ -186,6 +189,23 @@ def format_command_free(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _model_hears_its_commands(truth: dict, labels: Path | str | None, model_labels: Sequence[str]) -> None:
+    """Refuse a label file whose commands the model cannot name (a stream built for other command words would
+    count each of them a miss it cannot avoid)."""
+    from voice_gru.data import commands_of
+    from voice_gru.errors import DatasetError
+    from voice_gru.stream_labels import commands_in
+
+    if truth.get("command_free"):
+        return
+    own = commands_of(model_labels)
+    said = commands_in(truth)
+    missing = [c for c in said if c not in own]
+    if missing:
+        raise DatasetError(f"{labels}: its commands {', '.join(missing)} are not the model's ({', '.join(own)}): build "
+                           f"the recording for them, make-stream --commands {' '.join(own)}")
+
+
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
@@ -215,6 +235,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     refresh = refresh_of(args, ckpt.features.hop_ms)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate)
+    _model_hears_its_commands(truth, labels, ckpt.labels)
     low = narrowband(str(args.input), file_rate(args.input), ckpt.features.sample_rate)
     if not low:  # the header's rate is full: the content may still have been resampled up on its way
         top = bandwidth(band_power(audio), ckpt.features.sample_rate)
@@ -279,9 +300,8 @@ def _note_estimated_ends(truth: dict, result: dict) -> None:
 def _cmd_score_events(args: argparse.Namespace) -> int:
     """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
     from voice_gru.fileio import write_json
-    from voice_gru import COMMANDS
     from voice_gru.errors import DatasetError
-    from voice_gru.stream_labels import TIME_TOL_S, load_stream, read_detections, read_truth
+    from voice_gru.stream_labels import TIME_TOL_S, commands_in, load_stream, read_detections, read_truth
     from voice_gru.streams import score_events
 
     check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
@@ -289,10 +309,10 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
         _, truth = load_stream(args.input, args.labels)
     else:
         truth = read_truth(args.labels)  # its 'duration' is needed: without --input nothing else says it
-        if any("speech_end" not in e for e in truth["events"] if e["label"] in COMMANDS):
+        if any("speech_end" not in e for e in truth["events"] if e["label"] in commands_in(truth)):
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
-    detections = read_detections(args.events, args.offset)
+    detections = read_detections(args.events, args.offset, commands_in(truth))
     duration = float(truth["duration"])
     for i, d in enumerate(detections):  # counted as false accepts they would inflate the rate per hour
         if not -TIME_TOL_S <= d["t"] <= duration + TIME_TOL_S:
@@ -412,6 +432,9 @@ def register(subparsers) -> None:
     ms.add_argument("--unknown-mix", choices=["clips", "words"],
                     help="unknown words clip by clip (the split's own mix, mostly bed/cat/happy here) or "
                          "every word equally often (default: clips)")
+    ms.add_argument("--commands", nargs="+", metavar="WORD",
+                    help="the words that are commands, for a model trained with its own (a recipe's data.commands); "
+                         "every other word is an unknown word (default: the ten of Speech Commands)")
     ms.add_argument("--out", required=True, metavar="REC.wav", help="WAV to write; labels go to REC.json")
     ms.set_defaults(func=_cmd_make_stream)
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
+from voice_gru import COMMANDS
 from voice_gru.errors import ConfigError, not_a_file
 
 # Each config's ranges, checked when it is built (from YAML, a checkpoint or code): a value outside them
@@ -56,7 +57,8 @@ def _one_of(obj: Any, key: str, choices: tuple[str, ...]) -> None:
              f"must be {' or '.join(repr(c) for c in choices)}" if len(choices) == 2 else f"must be one of {', '.join(choices)}")
 
 
-TASKS = ("12", "35")  # data.task: 10 commands + _silence_ + _unknown_, or all 35 words (voice_gru.data.task_labels)
+TASKS = ("12", "35")  # data.task: the commands + _silence_ + _unknown_, or all 35 words (voice_gru.data.task_labels)
+MAX_COMMANDS = 100  # data.commands: more is a word list pasted by mistake, not a command set
 POOLINGS = ("max", "mean", "last")  # model.pooling: how a clip decision is read from per-frame outputs (model.clip_posteriors)
 
 
@@ -103,7 +105,10 @@ class FeatureConfig:
 class DataConfig:
     """Which task, and how silence/unknown examples are drawn."""
 
-    task: str = "12"  # "12" (10 commands + _silence_ + _unknown_) or "35" (all words)
+    task: str = "12"  # "12" (the commands + _silence_ + _unknown_) or "35" (all words)
+    # the words the "12" task names (its other classes: _silence_, _unknown_ for every other word): any word
+    # folders of the dataset, the 10 Speech Commands commands by default (then the task has 12 classes)
+    commands: tuple[str, ...] = COMMANDS
     silence_ratio: float = 0.1  # silence examples per word example, per split
     unknown_ratio: float = 0.1  # unknown examples kept per command example in training
     balanced: bool = True  # class-balanced sampling in training
@@ -120,6 +125,13 @@ class DataConfig:
                       "seed": _SEED})
         _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
         _one_of(self, "unknown_mix", ("clips", "words"))
+        _require(self, 1 <= len(self.commands) <= MAX_COMMANDS, "commands", f"expected 1 to {MAX_COMMANDS} words")
+        for word in self.commands:
+            _require(self, isinstance(word, str) and word.strip() == word and word != "" and "/" not in word
+                     and not word.startswith((".", "_")), "commands",
+                     f"{word!r} is not a word folder's name (no spaces at its ends, '/', or leading '.' or '_')")
+        twice = sorted({w for w in self.commands if self.commands.count(w) > 1})
+        _require(self, not twice, "commands", f"{', '.join(map(repr, twice))} given twice")
 
 
 @dataclass(frozen=True)
@@ -274,7 +286,7 @@ class Config:
 
 
 # what only the 12-class task has: _silence_ and _unknown_ classes to draw, weigh, synthesise and cap
-_TWELVE_CLASS_ONLY = {"data": ("silence_ratio", "unknown_ratio", "unknown_weight", "synthetic_unknown",
+_TWELVE_CLASS_ONLY = {"data": ("commands", "silence_ratio", "unknown_ratio", "unknown_weight", "synthetic_unknown",
                                "reversed_unknown", "unknown_mix"),
                       "train": ("inside_unknown_weight", "after_unknown_weight", "inside_cap")}
 

@@ -287,22 +287,35 @@ def background_files(root: str | Path) -> list[Path]:
     return sorted(f for f in folder.iterdir() if is_audio_file(f))
 
 
-def task_labels(task: str) -> list[str]:
-    """Class labels of a task, in model output order."""
+def task_labels(task: str, commands: Sequence[str] = COMMANDS) -> list[str]:
+    """Class labels of a task, in model output order (``commands``: the "12" task's words, ``data.commands``)."""
     if task == "12":
-        return [SILENCE, UNKNOWN, *COMMANDS]
+        return [SILENCE, UNKNOWN, *commands]
     if task == "35":
         return list(WORDS_V2)
     raise DatasetError(f"unknown task '{task}' (expected '12' or '35')")
 
 
-def label_of(clip: ClipRef, task: str) -> str:
-    """The class of a clip for a task."""
+def label_of(clip: ClipRef, task: str, commands: Sequence[str] = COMMANDS) -> str:
+    """The class of a clip for a task (``commands``: the "12" task's words; every other word is ``_unknown_``)."""
     if clip.label:
+        if task == "12" and clip.label not in (SILENCE, UNKNOWN, *commands):  # an official layout's folder of a word
+            return UNKNOWN if clip.label in WORDS_V2 else clip.label  # that is not one of these commands
         return clip.label if task == "12" else clip.word
     if task == "35":
         return clip.word
-    return clip.word if clip.word in COMMANDS else UNKNOWN
+    return clip.word if clip.word in commands else UNKNOWN
+
+
+def commands_of(labels: Sequence[str]) -> tuple[str, ...]:
+    """The command words of a model's labels (all but ``_silence_`` and ``_unknown_``), in their order."""
+    return tuple(lab for lab in labels if lab not in (SILENCE, UNKNOWN))
+
+
+def missing_commands(clips: Sequence[ClipRef], commands: Sequence[str], split: str = "training") -> list[str]:
+    """The commands with no clip in ``split`` (a misspelt word, or a folder the dataset lacks)."""
+    found = {c.word for c in clips if c.split == split}
+    return [w for w in commands if w not in found]
 
 
 def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
@@ -324,7 +337,7 @@ def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
             "clips": len(sc),
             "speakers": len({c.speaker for c in sc if c.word != SILENCE}),
             "per_word_folder": words,
-            "per_class": {lab: classes.get(lab, 0) for lab in task_labels(cfg.task)},
+            "per_class": {lab: classes.get(lab, 0) for lab in task_labels(cfg.task, cfg.commands)},
         }
     out["background_noise_files"] = n_noise
     out["unused"] = unused_entries(root)
@@ -353,10 +366,10 @@ def split_examples(
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split) if split in SPLITS else 9])
     out: list[Example] = []
     if any(c.label for c in sc):  # the official test-set layout is taken as it is
-        return [Example(label_of(c, cfg.task), c.path) for c in sc if cfg.task == "12" or c.word in WORDS_V2]
-    commands = [c for c in sc if label_of(c, cfg.task) != UNKNOWN]
-    unknown = [c for c in sc if label_of(c, cfg.task) == UNKNOWN]
-    out += [Example(label_of(c, cfg.task), c.path, word=c.word) for c in commands]
+        return [Example(label_of(c, cfg.task, cfg.commands), c.path) for c in sc if cfg.task == "12" or c.word in WORDS_V2]
+    commands = [c for c in sc if label_of(c, cfg.task, cfg.commands) != UNKNOWN]
+    unknown = [c for c in sc if label_of(c, cfg.task, cfg.commands) == UNKNOWN]
+    out += [Example(label_of(c, cfg.task, cfg.commands), c.path, word=c.word) for c in commands]
     if unknown:
         if split == "training":
             keep = unknown

@@ -19,11 +19,11 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from voice_gru import SILENCE, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
-    AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
+    AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, commands_of, fit_clip, folder_label, is_audio_file, is_test_set_layout,
     parse_name, scan_dataset, split_examples, unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
@@ -69,7 +69,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
     a subfolder of a label folder, a broken link) and each file given more than once (evaluated once).
     """
     if data_cfg is None:
-        data_cfg = DataConfig(task="35" if labels and SILENCE not in labels else "12")
+        twelve = not labels or SILENCE in labels
+        data_cfg = DataConfig(task="12", commands=commands_of(labels) or COMMANDS) if twelve else DataConfig(task="35")
     if all_unknown:  # a ratio no split reaches: split_examples keeps every unknown clip
         data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
     skipped: list[dict] = [] if ignored is None else ignored

@@ -23,7 +23,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -40,7 +40,7 @@ TF_ROW = "_tensorflow"  # an event read from TensorFlow's 'label, time_ms' line:
 # the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
 TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
 _ALIASES = {"unknown": UNKNOWN, "silence": SILENCE, "_background_noise_": SILENCE,
-            **{w: UNKNOWN for w in WORDS_V2 if w not in COMMANDS}}
+            **{w: UNKNOWN for w in WORDS_V2}}  # a word of the dataset that is not one of the commands
 _TF_LINE = re.compile(r"^\s*([^,]+?)\s*,\s*([-+0-9.eE]+)\s*$")
 
 
@@ -69,24 +69,28 @@ def _seconds(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) else number
 
 
-def _label(where: str, raw: Any) -> tuple[str, str | None]:
-    """The 12-class label of ``raw`` and the word it names when that is not the label itself."""
+def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS) -> tuple[str, str | None]:
+    """The label of ``raw`` (one of ``commands``, ``_unknown_``, ``_silence_``) and the word it names when that is
+    not the label itself."""
+    labels = (*commands, UNKNOWN, SILENCE)
     if isinstance(raw, str):
-        name = raw.strip().lower()
-        if name in TRUTH_LABELS:
-            return name, None
-        if name in _ALIASES:
-            return _ALIASES[name], (name if name in WORDS_V2 else None)
+        name = raw.strip()
+        own = {lab.lower(): lab for lab in labels}.get(name.lower())
+        if own is not None:
+            return own, None
+        if name.lower() in _ALIASES:
+            return _ALIASES[name.lower()], (name.lower() if name.lower() in WORDS_V2 else None)
     hint = ""
     if isinstance(raw, str):
-        close = difflib.get_close_matches(raw.strip().lower(), [*TRUTH_LABELS, *_ALIASES], n=1)
+        close = difflib.get_close_matches(raw.strip().lower(), [*labels, *_ALIASES], n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
     # a label no model outputs would count as a command that can never be hit, lowering recall
-    raise DatasetError(f"{where}.label = {raw!r}: not a 12-class label (one of {', '.join(TRUTH_LABELS)}, "
+    raise DatasetError(f"{where}.label = {raw!r}: not a command or {UNKNOWN}/{SILENCE} (one of {', '.join(labels)}, "
                        f"or a word of the dataset for {UNKNOWN}){hint}")
 
 
-def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float | None = None) -> dict:
+def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float | None = None,
+                 commands: tuple[str, ...] = COMMANDS) -> dict:
     """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key.
     ``recorded``: the recording's own length, where the label file's ``duration`` was used instead."""
     where = f"{path}:{ev[LINE]}" if isinstance(ev, dict) and LINE in ev else f"{path}: events[{i}]"
@@ -99,7 +103,7 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
                     if "t" in ev else "")
             raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds){hint}")
     out = {k: v for k, v in ev.items() if k not in (LINE, TF_ROW)}
-    out["label"], word = _label(where, ev["label"])
+    out["label"], word = _label(where, ev["label"], commands)
     if word and not ev.get("word"):
         out["word"] = word
     for key in ("start", "end", "speech_start", "speech_end"):
@@ -216,10 +220,15 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     ``duration``: the recording's length in seconds, used when the file does not say it. Checked
     once here so scoring never meets a value it would silently misread: times are finite numbers
     within the recording (with a small tolerance), ``start <= speech_start <= speech_end <= end``,
-    labels are 12-class labels, no two events start at the same time.
+    labels are commands, ``_unknown_`` or ``_silence_``, no two events start at the same time. The commands are
+    the file's ``commands`` list where it has one (make-stream writes it for a model's own command words), else the
+    ten of Speech Commands (``commands_in(truth)``).
     """
     path = Path(path)
     truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
+    if "commands" in truth:
+        truth["commands"] = _commands(path, truth["commands"])
+    commands = commands_in(truth)
     if truth.get("duration") is not None:
         said = _seconds(truth["duration"])
         if said is None or said <= 0:
@@ -249,8 +258,9 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
     seen: dict[float, int] = {}
     events = []
     for i, ev in enumerate(truth["events"]):
-        ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration))
-        if truth.get("command_free") is True and ev["label"] in COMMANDS:
+        ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
+                          commands)
+        if truth.get("command_free") is True and ev["label"] in commands:
             raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} but the file says "
                                "\"command_free\": true")
         # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
@@ -261,6 +271,19 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
         events.append(ev)
     truth["events"] = events
     return truth
+
+
+def commands_in(truth: Mapping) -> tuple[str, ...]:
+    """The words a truth counts as commands: its ``commands`` list, else the ten of Speech Commands."""
+    return tuple(truth.get("commands", COMMANDS))
+
+
+def _commands(path: Path, value: Any) -> list[str]:
+    """A label file's ``commands`` list, checked."""
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(w, str) and w.strip() for w in value) \
+            or {w.lower() for w in value} & {UNKNOWN, SILENCE} or len({w.lower() for w in value}) < len(value):
+        raise DatasetError(f"{path}: commands = {value!r}: expected a list of distinct command words")
+    return [w.strip() for w in value]
 
 
 CLIP_SPAN_S = 0.8  # a label span this long is a clip's window, noise around the word included
@@ -291,15 +314,16 @@ def estimate_speech_ends(audio: np.ndarray, truth: dict, sample_rate: int = SAMP
     return n
 
 
-def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
+def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, ...] = COMMANDS) -> list[dict]:
     """Detections as ``listen --events`` writes them (JSON Lines of ``{"t", "label", "score"}``, or a
     JSON list of such objects), each ``t`` minus ``offset`` (how long listening ran before the
-    recording started); errors name the file and line."""
+    recording started), each label one of ``commands``; errors name the file and line."""
     path = Path(path)
     shift = _seconds(offset)
     if shift is None:
         raise DatasetError(f"{path}: offset {offset!r} is not a finite number of seconds")
     text = _read_text(path, "detections file", "listen --events writes it")
+    own = {c.lower(): c for c in commands}
     try:
         whole = json.loads(text)
     except RecursionError:
@@ -327,9 +351,9 @@ def read_detections(path: str | Path, offset: float = 0.0) -> list[dict]:
         t = _seconds(row["t"])
         if t is None:
             raise DatasetError(f"{where}: t = {row['t']!r}: must be a finite number of seconds")
-        label = row["label"].strip().lower() if isinstance(row["label"], str) else row["label"]
-        if label not in COMMANDS:
-            raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(COMMANDS)})")
+        label = own.get(row["label"].strip().lower()) if isinstance(row["label"], str) else None
+        if label is None:
+            raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(commands)})")
         det = {"t": t - shift, "label": label}
         if row.get("score") is not None:
             score = _seconds(row["score"])
@@ -382,5 +406,5 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
     return audio, truth
 
 
-__all__ = ["TRUTH_LABELS", "labels_path_for", "command_free_truth", "read_truth", "estimate_speech_ends", "load_stream",
+__all__ = ["TRUTH_LABELS", "commands_in", "labels_path_for", "command_free_truth", "read_truth", "estimate_speech_ends", "load_stream",
            "read_detections"]

@@ -135,11 +135,13 @@ class ClipBank:
     unknown: tuple
     noise: tuple  # ((file name, audio, rms), ...)
     unreadable: tuple = ()  # ((path, reason), ...): reported, never silently dropped
+    words: tuple[str, ...] = COMMANDS  # which words were taken as commands
 
 
 @functools.lru_cache(maxsize=4)
-def load_clip_bank(root: str | Path, split: str) -> ClipBank:
-    """Decode every clip of ``split`` under ``root`` (cached per process) and the background noise."""
+def load_clip_bank(root: str | Path, split: str, commands: tuple[str, ...] = COMMANDS) -> ClipBank:
+    """Decode every clip of ``split`` under ``root`` (cached per process) and the background noise; ``commands``: the
+    words that are commands (a model's own, ``data.commands``), every other word is an unknown word."""
     from voice_gru.audio import load_audio
     from voice_gru.data import background_files, is_test_set_layout, scan_dataset
 
@@ -152,7 +154,7 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
             raise DatasetError(f"{root}: a test-set layout (label folders, no split lists) is all testing clips; it "
                                f"has no {split} split")
         raise DatasetError(f"{root}: no clips in the {split} split")
-    commands: list[tuple[str, str, np.ndarray]] = []  # (path under root, word, audio)
+    said: list[tuple[str, str, np.ndarray]] = []  # the commands: (path under root, word, audio)
     unknown: list[tuple[str, str, np.ndarray]] = []
     silence: list[np.ndarray] = []
     bad: list[tuple[str, str]] = []
@@ -170,7 +172,7 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
         if word == SILENCE:  # a test-set layout's _silence_ clips are background noise, not words
             silence.append(audio)
             continue
-        (commands if word in COMMANDS else unknown).append((rel, word, audio))
+        (said if word in commands else unknown).append((rel, word, audio))
     noise = []
     for f in background_files(root):
         try:
@@ -184,7 +186,7 @@ def load_clip_bank(root: str | Path, split: str) -> ClipBank:
     joined, n_joined = _join_noise(silence)
     if n_joined:
         noise.append((f"{SILENCE} ({n_joined} clips joined)", joined, _rms(joined)))
-    return ClipBank(str(root), split, tuple(commands), tuple(unknown), tuple(noise), tuple(bad))
+    return ClipBank(str(root), split, tuple(said), tuple(unknown), tuple(noise), tuple(bad), tuple(commands))
 
 
 def _rms(a: np.ndarray) -> float:
@@ -325,18 +327,19 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
 
 
 def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), seed: int = 0,
-                bank: ClipBank | None = None) -> tuple[np.ndarray, dict]:
+                bank: ClipBank | None = None, commands: Sequence[str] = COMMANDS) -> tuple[np.ndarray, dict]:
     """A long recording of ``split``'s clips over background noise, and its truth (see module doc).
 
-    Deterministic: the same root, split, spec and seed give the same samples and truth.
+    ``commands``: the words that are commands (a model's own); a ``bank`` given says its own. Deterministic: the same
+    root, split, spec, commands and seed give the same samples and truth.
     """
     spec.check()
     if bank is None:
-        bank = load_clip_bank(str(root), split)
+        bank = load_clip_bank(str(root), split, tuple(commands))
     if not bank.unknown and (spec.command_free or spec.command_ratio < 1):
         raise DatasetError(f"{root}: the {split} split has no unknown-word clips to build this stream from")
     if not bank.commands and not spec.command_free and spec.command_ratio > 0:
-        raise DatasetError(f"{root}: the {split} split has no command clips")
+        raise DatasetError(f"{root}: the {split} split has no clips of the commands ({', '.join(bank.words)})")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)
@@ -362,7 +365,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
-            "label": word if word in COMMANDS else UNKNOWN, "word": word, "file": rel,
+            "label": word if word in bank.words else UNKNOWN, "word": word, "file": rel,
             "start": round(start / SAMPLE_RATE, 5), "end": round((start + clip.size) / SAMPLE_RATE, 5),
             # rounded separately, speech_end could land 1e-5 past end: clamped, as the label reader requires
             "speech_start": round(start / SAMPLE_RATE + s0, 5),
@@ -384,6 +387,8 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         "events": events,
         "noise": noise,
     }
+    if bank.words != COMMANDS:  # the label file says which words it counts as commands (stream_labels.read_truth)
+        truth["commands"] = list(bank.words)
     return audio, truth
 
 
@@ -746,7 +751,7 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     smoothed = detector_scores(result["posteriors"], labels, dcfg, result["frame_seconds"])
     top, score = smoothed_top(smoothed)
     used = result["thresholds"]
-    start = np.array([float(used[lab]) if lab in used and lab in COMMANDS else np.inf for lab in labels])
+    start = np.array([float(used[lab]) if lab in used and lab not in (UNKNOWN, SILENCE) else np.inf for lab in labels])
     thr = start.copy()
     while True:
         fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score,

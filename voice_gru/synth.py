@@ -10,10 +10,12 @@ out homophones and near-homophones of the commands ("know", "write", "of", ...).
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -63,14 +65,19 @@ VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "
 
 
 def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000,
-                       progress: bool = True) -> list[str]:
-    """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached)."""
+                       progress: bool = True, exclude: Sequence[str] = ()) -> list[str]:
+    """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached); ``exclude``: words
+    never to say (a recipe's own commands, ``data.commands``: as ``_unknown_`` they would teach it to reject them)."""
     from tqdm.auto import tqdm
 
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.data import fit_clip
 
-    out = Path(out_dir) / f"espeak-{n}-{seed}"
+    left_out = sorted(set(VOCABULARY) & {w.lower() for w in exclude})
+    vocabulary = tuple(w for w in VOCABULARY if w not in left_out)
+    # the 10 default commands are not in the vocabulary: their cache (and the shipped model's draws) is the same
+    suffix = f"-without-{hashlib.sha1(' '.join(left_out).encode()).hexdigest()[:10]}" if left_out else ""
+    out = Path(out_dir) / f"espeak-{n}-{seed}{suffix}"
     done = out / "COMPLETE"
     paths = [str(out / f"synth_{i:05d}.wav") for i in range(n)]
     if done.is_file():
@@ -85,7 +92,7 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
     with tempfile.TemporaryDirectory(dir=out, prefix=".espeak-") as scratch:
         tmp = Path(scratch) / "raw.wav"
         for p in tqdm(paths, desc="synthesising unknown words", unit="clip", leave=False, disable=not progress):
-            word = VOCABULARY[int(rng.integers(len(VOCABULARY)))]
+            word = vocabulary[int(rng.integers(len(vocabulary)))]
             voice = VOICES[int(rng.integers(len(VOICES)))] + VARIANTS[int(rng.integers(len(VARIANTS)))]
             speed, pitch = int(rng.integers(110, 200)), int(rng.integers(20, 80))
             subprocess.run([exe, "-v", voice, "-s", str(speed), "-p", str(pitch), "-w", str(tmp), word],

@@ -26,13 +26,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from voice_gru import SILENCE, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, eval_features
 from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, settings_without_effect, to_dict
 from voice_gru.data import (
     background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
-    split_examples, task_labels, unused_entries,
+    missing_commands, split_examples, task_labels, unused_entries,
 )
 from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
@@ -76,7 +76,16 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     noise = load_noise(data_dir, cfg.features.sample_rate)
     noise_mels = [mel_power(n, cfg.features) for n in noise]
     lengths = [len(n) for n in noise]
-    labels = task_labels(cfg.data.task)
+    labels = task_labels(cfg.data.task, cfg.data.commands)
+    if cfg.data.task == "12":
+        missing = missing_commands(clips, cfg.data.commands)
+        if missing and cfg.data.commands != COMMANDS:  # a word of one's own list misspelt, or not in this dataset
+            words = sorted({c.word for c in clips if c.split == "training" and c.word}, key=str.lower)
+            raise DatasetError(f"{data_dir}: data.commands: no training clips of {', '.join(map(repr, missing))} "
+                               f"(word folders with training clips: {', '.join(words)})")
+        if missing and _dist()[1] == 0:  # a subset of the dataset: those classes are never named (one line per run)
+            _warn(f"warning: {data_dir}: no training clips of {', '.join(missing)}: the model will not learn "
+                  f"{'it' if len(missing) == 1 else 'them'}")
     index = {lab: i for i, lab in enumerate(labels)}
     train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
     if cfg.data.synthetic_unknown > 0 and UNKNOWN in index:
@@ -84,7 +93,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         from voice_gru.synth import synthesize_unknown
 
         synth = synthesize_unknown(cfg.data.synthetic_unknown, cache_dir(cache) / "synthetic", cfg.data.seed,
-                                   progress=not quiet)
+                                   progress=not quiet, exclude=cfg.data.commands)
         train_ex += [Example(UNKNOWN, p) for p in synth]
     val_ex = split_examples(clips, "validation", cfg.data, len(noise), lengths)
     if not train_ex or not val_ex:
@@ -300,7 +309,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     if cfg.train.teacher:  # missing, damaged or of another task: said before the features, not minutes after
         if not Path(cfg.train.teacher).is_file():
             raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
-        _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task), cfg.features)
+        _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task, cfg.data.commands), cfg.features)
     ignored = settings_without_effect(cfg)
     if ignored and main_proc:
         _warn(f"warning: the {cfg.data.task}-word task has no _silence_ or _unknown_ class: {', '.join(ignored)} "
@@ -550,7 +559,7 @@ def load_init(cfg: Config) -> Checkpoint:
     any data is read."""
     if not Path(cfg.train.init).is_file():
         raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found")
-    labels = task_labels(cfg.data.task)
+    labels = task_labels(cfg.data.task, cfg.data.commands)
     init = _compatible("train.init", cfg.train.init, labels, cfg.features)
     members = [cast(GRUClassifier, m) for m in init.model.members] if isinstance(init.model, Ensemble) else [init.model]
     if cfg.train.init_member >= len(members):

@@ -1,0 +1,207 @@
+"""A model of its own command words (``data.commands``): recipe, data, training, streams, calibration, actions.
+
+Every other word of the dataset, the ten default commands included, is then ``_unknown_``. The tools that know
+which words are commands take them from the model (evaluate, listen, calibrate, the assistant file) or from the
+label file make-stream writes (``"commands"``), and refuse a mix of the two in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tiny_data import TINY_CONFIG, make_tiny_dataset
+from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru.actions import WakeGate, load_assistant
+from voice_gru.cli import main
+from voice_gru.config import DataConfig, load_config
+from voice_gru.data import commands_of, dataset_stats, label_of, scan_dataset, task_labels
+from voice_gru.errors import ConfigError, DatasetError
+from voice_gru.stream_labels import read_detections, read_truth
+
+OWN = ("bed", "cat", "happy")  # words of the shared subset with ~280 training clips each
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory) -> Path:
+    return make_tiny_dataset(tmp_path_factory.mktemp("tiny") / "speech_commands")
+
+
+def _own_cfg(words):
+    cfg = load_config(TINY_CONFIG)
+    return dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, commands=tuple(words)))
+
+
+@pytest.fixture(scope="module")
+def own_model(tmp_path_factory):
+    """An untrained checkpoint whose commands are OWN (these tests check the plumbing, not skill)."""
+    from voice_gru.config import FeatureConfig, ModelConfig
+    from voice_gru.features import Normalizer
+    from voice_gru.model import Checkpoint, GRUClassifier, save_checkpoint
+
+    torch.manual_seed(0)
+    feats = FeatureConfig()
+    labels = tuple(task_labels("12", OWN))
+    net = GRUClassifier(feats.n_mfcc, len(labels), ModelConfig(hidden=16, layers=1)).eval()
+    ckpt = Checkpoint(net, labels, feats, Normalizer((0.0,) * feats.n_mfcc, (10.0,) * feats.n_mfcc), "max", {}, {}, {})
+    path = tmp_path_factory.mktemp("own") / "own.pt"
+    save_checkpoint(path, ckpt)
+    return path
+
+
+def test_a_recipe_names_its_commands_and_bad_lists_are_one_line(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  commands: [marvin, yes, no, 'on']\n")  # YAML 1.1 would read yes/no/on as booleans
+    assert load_config(recipe).data.commands == ("marvin", "yes", "no", "on")
+    assert DataConfig().commands == COMMANDS
+    for words, says in (((), "expected 1 to 100 words"), (("yes", "yes"), "'yes' given twice"),
+                        (("_unknown_",), "not a word folder's name"), (("up/down",), "not a word folder's name"),
+                        ((" yes",), "not a word folder's name")):
+        with pytest.raises(ConfigError, match=says):
+            DataConfig(commands=words)
+
+
+def test_the_task_labels_and_every_other_word_unknown(tiny_root):
+    assert task_labels("12", ("marvin", "yes")) == [SILENCE, UNKNOWN, "marvin", "yes"]
+    assert commands_of(task_labels("12", ("marvin", "yes"))) == ("marvin", "yes")
+    clips = scan_dataset(tiny_root)
+    by_word = {c.word: label_of(c, "12", ("marvin", "yes")) for c in clips}
+    assert by_word == {"marvin": "marvin", "yes": "yes", "no": UNKNOWN, "stop": UNKNOWN, "bed": UNKNOWN}
+    stats = dataset_stats(tiny_root, DataConfig(commands=("marvin", "yes")))
+    # tiny_data: 4 training speakers a word; the three other words are all kept as _unknown_ in training
+    assert stats["training"]["per_class"] == {SILENCE: 1, UNKNOWN: 12, "marvin": 4, "yes": 4}
+
+
+def test_training_on_own_commands_and_a_missing_word_refused_before_anything(tiny_root, tmp_path):
+    from voice_gru.model import load_checkpoint
+    from voice_gru.train import train
+
+    train(_own_cfg(("marvin", "yes")), tiny_root, tmp_path / "run", cache=tmp_path / "cache", quiet=True, threads=1)
+    assert load_checkpoint(tmp_path / "run" / "best.pt").labels == (SILENCE, UNKNOWN, "marvin", "yes")
+    with pytest.raises(DatasetError, match=r"data.commands: no training clips of 'sheila' \(word folders with "
+                                           r"training clips: bed, marvin, no, stop, yes\)"):
+        train(_own_cfg(("marvin", "sheila")), tiny_root, tmp_path / "bad", cache=tmp_path / "cache", quiet=True,
+              threads=1)
+    assert not (tmp_path / "bad").exists()
+    assert main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(tmp_path / "cli"),
+                 "--cache-dir", str(tmp_path / "cache"), "--commands", "no", "stop", "--quiet", "--threads", "1"]) == 0
+    assert load_checkpoint(tmp_path / "cli" / "best.pt").labels == (SILENCE, UNKNOWN, "no", "stop")
+
+
+def test_synthetic_unknown_words_never_say_the_commands(tmp_path, monkeypatch):
+    import voice_gru.synth as synth
+
+    said: list[str] = []
+
+    def fake_espeak(argv, **kwargs):
+        said.append(argv[-1])
+        import soundfile as sf
+
+        sf.write(argv[-2], np.full(1600, 0.1, np.float32), 16000)
+
+    monkeypatch.setattr(synth.shutil, "which", lambda name: "/usr/bin/" + name)
+    monkeypatch.setattr(synth.subprocess, "run", fake_espeak)
+    plain = synth.synthesize_unknown(300, tmp_path, seed=1, progress=False, exclude=COMMANDS)
+    words = sorted(set(said))
+    assert Path(plain[0]).parent.name == "espeak-300-1"  # the ten commands are not in the vocabulary: same cache
+    said.clear()
+    without = synth.synthesize_unknown(300, tmp_path, seed=1, progress=False, exclude=words[:3])
+    assert Path(without[0]).parent != Path(plain[0]).parent
+    assert said and not set(said) & set(words[:3])
+
+
+def test_an_assistant_file_is_checked_against_the_models_commands(tmp_path):
+    f = tmp_path / "a.yaml"
+    f.write_text(textwrap.dedent("""\
+        wake_word: happy
+        actions:
+          bed: {print: sleeping}
+          cat: {print: meow}
+        """))
+    cfg = load_assistant(f, OWN)
+    assert cfg.commands == OWN and cfg.known == OWN
+    with pytest.raises(ConfigError, match=r"wake_word.word: 'happy' is not a command \(the model's commands: yes, no"):
+        load_assistant(f)
+    f.write_text("actions:\n  stop: {print: x}\n")
+    with pytest.raises(ConfigError, match=r"actions.stop: unknown command 'stop' \(the model's commands: bed, cat, happy\)"):
+        load_assistant(f, OWN)
+    assert WakeGate("happy", 5.0, commands=OWN).word == "happy"
+
+
+def test_streams_of_own_commands_carry_them_in_their_label_file(shared_data, tmp_path):
+    from voice_gru.streams import StreamSpec, make_stream, write_stream
+
+    audio, truth = make_stream(shared_data, "validation", StreamSpec(seconds=40.0), seed=2, commands=OWN)
+    assert truth["commands"] == list(OWN)
+    words = {e["word"]: e["label"] for e in truth["events"]}
+    assert {lab for lab in words.values()} == {*OWN, UNKNOWN}
+    assert all(lab == (w if w in OWN else UNKNOWN) for w, lab in words.items())
+    _, labels = write_stream(tmp_path / "own.wav", audio, truth)
+    back = read_truth(labels)
+    assert back["commands"] == list(OWN) and [e["label"] for e in back["events"]] == [e["label"] for e in truth["events"]]
+    _, plain = make_stream(shared_data, "validation", StreamSpec(seconds=20.0), seed=2)
+    assert "commands" not in plain  # the default file stays as it was
+    assert read_truth(write_stream(tmp_path / "plain.wav", *make_stream(shared_data, "validation",
+                                                                         StreamSpec(seconds=20.0), seed=2))[1]).get("commands") is None
+    # "happy" is an unknown word of the ten-command files, a command here; a label outside the list is refused
+    events = [{"label": "happy", "start": 1.0, "end": 2.0}]
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"duration": 10.0, "events": events}))
+    assert read_truth(odd)["events"][0]["label"] == UNKNOWN
+    odd.write_text(json.dumps({"duration": 10.0, "commands": list(OWN), "events": events}))
+    assert read_truth(odd)["events"][0]["label"] == "happy"
+    odd.write_text(json.dumps({"duration": 10.0, "commands": ["happy", "happy"], "events": events}))
+    with pytest.raises(DatasetError, match="expected a list of distinct command words"):
+        read_truth(odd)
+    det = tmp_path / "det.jsonl"
+    det.write_text('{"t": 1.5, "label": "cat"}\n')
+    assert read_detections(det, commands=OWN) == [{"t": 1.5, "label": "cat"}]
+    with pytest.raises(DatasetError, match=r"label = 'cat': not one of the commands \(yes, no"):
+        read_detections(det)
+
+
+def test_cli_own_commands_stream_evaluate_and_mismatch(shared_data, own_model, tmp_path, capsys):
+    rec = tmp_path / "own.wav"
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--commands", *OWN,
+                 "--out", str(rec)]) == 0
+    assert json.loads(rec.with_suffix(".json").read_text())["commands"] == list(OWN)
+    assert main(["evaluate-stream", "--input", str(rec), "--model", str(own_model), "--threshold", "0.5",
+                 "--json", str(tmp_path / "r.json")]) == 0
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert set(report["thresholds"]) == set(OWN) and report["commands"] > 0
+    capsys.readouterr()
+    plain = tmp_path / "plain.wav"
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--out", str(plain)]) == 0
+    assert main(["evaluate-stream", "--input", str(plain), "--model", str(own_model)]) == 2
+    err = capsys.readouterr().err
+    assert "its commands yes, no" in err and "are not the model's (bed, cat, happy)" in err
+    assert "make-stream --commands bed cat happy" in err and len(err.strip().splitlines()) == 1
+    assert main(["make-stream", "--minutes", "0.5", "--commands", "cat", "cat", "--out", str(tmp_path / "x.wav")]) == 2
+    assert "--commands ['cat', 'cat']: 'cat' given twice" in capsys.readouterr().err
+    assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "stop=0.5", "--no-view"]) == 2
+    assert "--threshold: unknown command 'stop' (the model's commands: bed, cat, happy)" in capsys.readouterr().err
+    assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", *OWN]) == 0
+    out = capsys.readouterr().out
+    assert "5 classes" in out and "\nhappy " in out
+    assert main(["evaluate", str(shared_data), "--split", "validation", "--model", str(own_model),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    per_class = json.loads((tmp_path / "e.json").read_text())["per_class"]
+    counts = json.loads((shared_data / "counts.json").read_text())  # COUNTS.md's numbers
+    assert set(per_class) == {SILENCE, UNKNOWN, *OWN}
+    assert {w: per_class[w]["n"] for w in OWN} == {w: counts["validation"]["per_word_folder"][w] for w in OWN}
+
+
+def test_calibration_fits_the_models_own_commands(shared_data, own_model):
+    from voice_gru.calibrate import calibrate
+    from voice_gru.model import load_checkpoint
+
+    cal, rep = calibrate(load_checkpoint(own_model), shared_data, 200.0, command_minutes=0.5, free_minutes=0.5,
+                         piece_minutes=0.5, grid=np.linspace(0.3, 0.95, 14))
+    assert set(cal.thresholds) == set(OWN)
+    assert rep["split"] == "validation"
