@@ -28,18 +28,20 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from voice_gru import UNKNOWN
-    from voice_gru.data import label_of, scan_dataset
+    from voice_gru.data import commands_of, label_of, scan_dataset
     from voice_gru.errors import DatasetError
     from voice_gru.fileio import check_outputs, write_json
-    from voice_gru.checkpoint_data import default_model_path
+    from voice_gru.checkpoint_data import default_model_path, read_checkpoint_data
     from voice_gru.word_fires import other_word_fires
 
     check_outputs({"--json": args.json}, [m for m in (args.model, args.data_dir) if m], folders=[args.data_dir])
-    clips = [c for c in scan_dataset(args.data_dir) if c.split in args.split and label_of(c, "12") == UNKNOWN]
+    model = args.model or default_model_path()
+    commands = commands_of(read_checkpoint_data(model).labels)  # other words: those that are not its commands
+    clips = [c for c in scan_dataset(args.data_dir) if c.split in args.split and label_of(c, "12", commands) == UNKNOWN]
     for split in args.split:  # an empty split would print a row of zeros as if it were a result
         if not any(c.split == split for c in clips):
             raise DatasetError(f"{args.data_dir}: the {split} split has no other-word clips")
-    rows = other_word_fires(args.model or default_model_path(), [(c.path, c.word) for c in clips])
+    rows = other_word_fires(model, [(c.path, c.word) for c in clips])
     split_of = {str(c.path): c.split for c in clips}
     for split in args.split:
         mine = [r for r in rows if split_of[r["path"]] == split]

@@ -186,6 +186,9 @@ def test_cli_own_commands_stream_evaluate_and_mismatch(shared_data, own_model, t
     assert "--commands ['cat', 'cat']: 'cat' given twice" in capsys.readouterr().err
     assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "stop=0.5", "--no-view"]) == 2
     assert "--threshold: unknown command 'stop' (the model's commands: bed, cat, happy)" in capsys.readouterr().err
+    assert main(["demo", "--model", str(own_model)]) == 2  # its recording says the ten commands
+    err = capsys.readouterr().err
+    assert "a model of other commands (bed, cat, happy): the example recording says" in err
     assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", *OWN]) == 0
     out = capsys.readouterr().out
     assert "5 classes" in out and "\nhappy " in out

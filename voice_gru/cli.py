@@ -718,7 +718,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     truth = json.loads((assets / "example.json").read_text(encoding="utf-8"))
     assistant = args.assistant or next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                                           assets / "assistant.yaml") if p.is_file()), None)
-    from voice_gru import COMMANDS
+    from voice_gru import COMMANDS, UNKNOWN
     from voice_gru.data import commands_of
 
     commands: tuple[str, ...] = COMMANDS
@@ -726,6 +726,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         from voice_gru.checkpoint_data import read_checkpoint_data
 
         commands = commands_of(read_checkpoint_data(args.model).labels)
+        said = sorted({e["label"] for e in truth["events"]} - {UNKNOWN} - set(commands))
+        if said:  # each would be scored a miss it cannot avoid
+            raise ConfigError(f"--model {args.model}: a model of other commands ({', '.join(commands)}): the example "
+                              f"recording says {', '.join(said)}; try it on your own audio with `voice-gru listen "
+                              f"--model {args.model}`")
     if args.assistant:
         from voice_gru.actions import load_assistant
 
