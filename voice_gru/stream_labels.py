@@ -11,7 +11,9 @@ tools are read too, so a recording labelled elsewhere can be scored without conv
   (``"bed"``) for ``_unknown_``; times as numbers or numeric strings; ``duration`` may be left out
   (the recording's length is used); an event without ``speech_end`` gets it estimated from the
   recording with the rule make-stream uses (``streams.speech_bounds``), since latency is
-  measured from there.
+  measured from there;
+* a ``"commands"`` list (make-stream ``--commands``, for a model of its own command words): the words that are
+  commands in this file; without it, the ten of Speech Commands.
 
 Anything else is refused in one line naming the file, the event and the key.
 """
@@ -37,7 +39,8 @@ ORDER_TOL_S = 1e-4  # start <= speech_start <= speech_end <= end up to rounding 
 TF_CLIP_S = 1.0  # TensorFlow's streaming test labels a clip's start; its clips last 1 s
 LINE = "_line"  # where an event of a line-based label file came from (for messages; not kept)
 TF_ROW = "_tensorflow"  # an event read from TensorFlow's 'label, time_ms' line: its end is ours (not kept)
-# the 12-class labels a truth event may carry; scoring counts every one but _unknown_/_silence_ as a command
+# the labels a truth event of a ten-command label file may carry (a file with a "commands" list: those instead);
+# scoring counts every one but _unknown_/_silence_ as a command
 TRUTH_LABELS = (*COMMANDS, UNKNOWN, SILENCE)
 _ALIASES = {"unknown": UNKNOWN, "silence": SILENCE, "_background_noise_": SILENCE,
             **{w: UNKNOWN for w in WORDS_V2}}  # a word of the dataset that is not one of the commands

@@ -10,7 +10,8 @@ builds one deterministically from a seed and returns the audio with its *truth*:
                  "start": 3.2, "end": 4.2, "speech_end": 3.91, "gain_db": -4.1}, ...],
      "noise": [{"file": "running_tap.wav", "start": 0.0, "end": 12.3, "dbfs": -52.0}, ...]}
 
-``label`` is the 12-class label (a command or ``_unknown_``); ``speech_end`` is where the speech
+``label`` is the word's class (a command or ``_unknown_``; for a model of its own command words, ``make_stream(...,
+commands=...)``, those words are the commands and the truth lists them as ``"commands"``); ``speech_end`` is where the speech
 inside the clip ends (the end of the last 10 ms frame within ``speech_db`` dB of the clip's
 loudest frame and clear of the clip's own noise floor, ``speech_bounds``) — latency is measured from there. A ``command_free`` stream holds only unknown
 words and noise: it measures false accepts. Unknown words come clip by clip (the split's own word
