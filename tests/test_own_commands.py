@@ -1,8 +1,9 @@
 """A model of its own command words (``data.commands``): recipe, data, training, streams, calibration, actions.
 
 Every other word of the dataset, the ten default commands included, is then ``_unknown_``. The tools that know
-which words are commands take them from the model (evaluate, listen, calibrate, the assistant file) or from the
-label file make-stream writes (``"commands"``), and refuse a mix of the two in one line.
+which words are commands take them from the model (evaluate, listen, calibrate, evaluate-stream, the assistant
+file), from ``--commands`` or from the label file make-stream writes (``"commands"``); a label file made for other
+commands is scored word by word for the model's.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def test_a_recipe_names_its_commands_and_bad_lists_are_one_line(tmp_path):
     assert DataConfig().commands == COMMANDS
     for words, says in (((), "expected 1 to 100 words"), (("yes", "yes"), "'yes' given twice"),
                         (("_unknown_",), "not a word folder's name"), (("up/down",), "not a word folder's name"),
-                        ((" yes",), "not a word folder's name")):
+                        ((" yes",), "not a word folder's name"), (("Hola", "hola"), "given twice \\(in any case\\)")):
         with pytest.raises(ConfigError, match=says):
             DataConfig(commands=words)
 
@@ -92,6 +93,11 @@ def test_training_on_own_commands_and_a_missing_word_refused_before_anything(tin
     assert main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(tiny_root), "--out", str(tmp_path / "cli"),
                  "--cache-dir", str(tmp_path / "cache"), "--commands", "no", "stop", "--quiet", "--threads", "1"]) == 0
     assert load_checkpoint(tmp_path / "cli" / "best.pt").labels == (SILENCE, UNKNOWN, "no", "stop")
+    words35 = tmp_path / "35.yaml"
+    words35.write_text(TINY_CONFIG.read_text().replace('task: "12"', 'task: "35"'))
+    assert main(["train", "--config", str(words35), "--data-dir", str(tiny_root), "--out", str(tmp_path / "w35"),
+                 "--commands", "no", "--quiet"]) == 2
+    assert not (tmp_path / "w35").exists()
 
 
 def test_synthetic_unknown_words_never_say_the_commands(tmp_path, monkeypatch):
@@ -176,19 +182,44 @@ def test_cli_own_commands_stream_evaluate_and_mismatch(shared_data, own_model, t
     report = json.loads((tmp_path / "r.json").read_text())
     assert set(report["thresholds"]) == set(OWN) and report["commands"] > 0
     capsys.readouterr()
+    # a recording made for the ten commands: its words scored as what they are, for the model's commands
     plain = tmp_path / "plain.wav"
     assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--out", str(plain)]) == 0
-    assert main(["evaluate-stream", "--input", str(plain), "--model", str(own_model)]) == 2
+    assert main(["evaluate-stream", "--input", str(plain), "--model", str(own_model), "--json",
+                 str(tmp_path / "p.json")]) == 0
+    assert "was made for the commands yes, no, up" in capsys.readouterr().err
+    said = [e["word"] for e in json.loads(plain.with_suffix(".json").read_text())["events"]]
+    assert json.loads((tmp_path / "p.json").read_text())["commands"] == sum(w in OWN for w in said)
+    free = tmp_path / "free.wav"  # its other words are the model's commands: not command-free for it
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--command-free",
+                 "--unknown-mix", "words", "--out", str(free)]) == 0
+    assert main(["evaluate-stream", "--input", str(free), "--model", str(own_model)]) == 2
     err = capsys.readouterr().err
-    assert "its commands yes, no" in err and "are not the model's (bed, cat, happy)" in err
-    assert "make-stream --commands bed cat happy" in err and len(err.strip().splitlines()) == 1
+    assert "(scored for bed, cat, happy) but the file says \"command_free\": true" in err
+    assert "make-stream --command-free --commands bed cat happy" in err
+    assert main(["make-stream", "--minutes", "0.5", "--commands", "bed", "bedd", "--out", str(tmp_path / "y.wav")]) == 2
+    assert "the validation split has no clips of bedd (commands: bed, bedd)" in capsys.readouterr().err
+    # another tool's labels (TensorFlow's 'label, time_ms' lines), scored with --commands
+    events = json.loads(rec.with_suffix(".json").read_text())["events"]
+    tf = tmp_path / "tf.txt"
+    tf.write_text("".join(f"{e['word']}, {e['start'] * 1000:.0f}\n" for e in events))
+    det = tmp_path / "det.jsonl"
+    first = next(e for e in events if e["label"] in OWN)
+    det.write_text(json.dumps({"t": first["end"] - 0.1, "label": first["label"]}) + "\n")
+    assert main(["score-events", "--events", str(det), "--labels", str(tf), "--input", str(rec), "--commands", *OWN,
+                 "--json", str(tmp_path / "s.json")]) == 0
+    scored = json.loads((tmp_path / "s.json").read_text())
+    assert (scored["hits"], scored["commands"]) == (1, sum(e["label"] in OWN for e in events))
     assert main(["make-stream", "--minutes", "0.5", "--commands", "cat", "cat", "--out", str(tmp_path / "x.wav")]) == 2
     assert "--commands ['cat', 'cat']: 'cat' given twice" in capsys.readouterr().err
     assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "stop=0.5", "--no-view"]) == 2
     assert "--threshold: unknown command 'stop' (the model's commands: bed, cat, happy)" in capsys.readouterr().err
-    assert main(["demo", "--model", str(own_model)]) == 2  # its recording says the ten commands
-    err = capsys.readouterr().err
-    assert "a model of other commands (bed, cat, happy): the example recording says" in err
+    assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "_unknown_=0.5"]) == 2
+    assert "sensitivity" not in capsys.readouterr().out  # refused before anything is said
+    assert main(["demo", "--model", str(own_model)]) == 0  # its recording says bed and happy among the ten
+    out = capsys.readouterr().out
+    assert "assistant.yaml maps commands this model does not have: no actions" in out
+    assert "commands recognised" in out and " of 2 commands" in out
     assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", *OWN]) == 0
     out = capsys.readouterr().out
     assert "5 classes" in out and "\nhappy " in out
@@ -208,3 +239,17 @@ def test_calibration_fits_the_models_own_commands(shared_data, own_model):
                          piece_minutes=0.5, grid=np.linspace(0.3, 0.95, 14))
     assert set(cal.thresholds) == set(OWN)
     assert rep["split"] == "validation"
+
+
+def test_an_official_layouts_other_words_that_are_the_models_commands(own_model, clip_paths, tmp_path):
+    """The official test set keeps every other word in _unknown_/, named word_speaker_nohash_N.wav."""
+    import shutil
+
+    root = tmp_path / "official"
+    for folder, name, src in (("_unknown_", "bed_0c2d2ffa_nohash_1.wav", "bed"), ("_unknown_", "marvin_4954abe8_nohash_0.wav",
+                              "marvin"), ("yes", "0ea0e2f4_nohash_0.wav", "yes"), ("_silence_", "s.wav", "bed")):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+        shutil.copy(clip_paths[src], root / folder / name)
+    assert main(["evaluate", str(root), "--model", str(own_model), "--json", str(tmp_path / "o.json")]) == 0
+    per_class = json.loads((tmp_path / "o.json").read_text())["per_class"]
+    assert {k: v["n"] for k, v in per_class.items() if v["n"]} == {"bed": 1, UNKNOWN: 2, SILENCE: 1}

@@ -141,6 +141,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if overrides:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     if args.commands:
+        if cfg.data.task != "12":
+            raise ConfigError(f"--commands: the recipe's {cfg.data.task}-word task has every word as its own class; use "
+                              "it with data.task \"12\" (commands, _silence_, _unknown_)")
         cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, commands=command_words(args.commands)))
     cores = os.cpu_count() or 1
     if args.threads and args.threads > cores:
@@ -352,7 +355,7 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
 
     override = parse_thresholds(values)
     if isinstance(override, dict):
-        unknown = sorted(set(override) - set(labels))
+        unknown = sorted(set(override) - set(commands_of(labels)))
         if unknown:
             raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
                               f"{', '.join(commands_of(labels))})")
@@ -711,30 +714,34 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
-    import json
+    from voice_gru import COMMANDS, UNKNOWN
+    from voice_gru.actions import load_assistant
+    from voice_gru.data import commands_of
+    from voice_gru.stream_labels import read_truth
 
     assets = Path(__file__).parent / "assets"
     example = assets / "example.wav"
-    truth = json.loads((assets / "example.json").read_text(encoding="utf-8"))
-    assistant = args.assistant or next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
-                                                          assets / "assistant.yaml") if p.is_file()), None)
-    from voice_gru import COMMANDS, UNKNOWN
-    from voice_gru.data import commands_of
-
     commands: tuple[str, ...] = COMMANDS
     if args.model:  # refused before the first line, not after it
         from voice_gru.checkpoint_data import read_checkpoint_data
 
         commands = commands_of(read_checkpoint_data(args.model).labels)
-        said = sorted({e["label"] for e in truth["events"]} - {UNKNOWN} - set(commands))
-        if said:  # each would be scored a miss it cannot avoid
-            raise ConfigError(f"--model {args.model}: a model of other commands ({', '.join(commands)}): the example "
-                              f"recording says {', '.join(said)}; try it on your own audio with `voice-gru listen "
-                              f"--model {args.model}`")
-    if args.assistant:
-        from voice_gru.actions import load_assistant
-
-        load_assistant(args.assistant, commands)
+    truth = read_truth(assets / "example.json", commands=commands)  # its words scored as this model's commands or not
+    if not any(e["label"] != UNKNOWN for e in truth["events"]):
+        raise ConfigError(f"--model {args.model}: the example recording says none of its commands "
+                          f"({', '.join(commands)}); try it on your own audio with `voice-gru listen --model {args.model}`")
+    assistant = args.assistant
+    if assistant:
+        load_assistant(assistant, commands)
+    else:  # the bundled one, where its commands are the model's
+        assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
+                                           assets / "assistant.yaml") if p.is_file()), None)
+        try:
+            if assistant:
+                load_assistant(assistant, commands)
+        except ConfigError:
+            print(f"note: {assistant} maps commands this model does not have: no actions (give --assistant FILE)")
+            assistant = None
     said = ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"])
     print(f"example recording ({truth['duration']:.0f} s of Speech Commands clips over background noise; "
           f"CC BY 4.0): {said}")

@@ -189,23 +189,6 @@ def format_command_free(r: dict) -> str:
     return "\n".join(lines)
 
 
-def _model_hears_its_commands(truth: dict, labels: Path | str | None, model_labels: Sequence[str]) -> None:
-    """Refuse a label file whose commands the model cannot name (a stream built for other command words would
-    count each of them a miss it cannot avoid)."""
-    from voice_gru.data import commands_of
-    from voice_gru.errors import DatasetError
-    from voice_gru.stream_labels import commands_in
-
-    if truth.get("command_free"):
-        return
-    own = commands_of(model_labels)
-    said = commands_in(truth)
-    missing = [c for c in said if c not in own]
-    if missing:
-        raise DatasetError(f"{labels}: its commands {', '.join(missing)} are not the model's ({', '.join(own)}): build "
-                           f"the recording for them, make-stream --commands {' '.join(own)}")
-
-
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
@@ -215,6 +198,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.calibrate import for_commands, operating_point
     from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
+    from voice_gru.data import commands_of
     from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    plot_det, public_result, refined_silent_threshold, silent_per_command,
@@ -233,9 +217,13 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     threshold_override(args.threshold, ckpt.labels)  # flags first, then files, then the sensitivity line
     refresh = refresh_of(args, ckpt.features.hop_ms)
+    subset = command_subset(args.commands, ckpt.labels)
+    commands = commands_of(ckpt.labels)  # what the label file is scored for (--commands: only some can fire)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
-                               sample_rate=ckpt.features.sample_rate)
-    _model_hears_its_commands(truth, labels, ckpt.labels)
+                               sample_rate=ckpt.features.sample_rate, commands=commands)
+    if truth.get("labelled_for"):
+        print(f"note: {labels} was made for the commands {', '.join(truth['labelled_for'])}; scored for "
+              f"the model's {', '.join(commands)} (each word as what it is: the others are other words)", file=sys.stderr)
     low = narrowband(str(args.input), file_rate(args.input), ckpt.features.sample_rate)
     if not low:  # the header's rate is full: the content may still have been resampled up on its way
         top = bandwidth(band_power(audio), ckpt.features.sample_rate)
@@ -243,7 +231,6 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     if low:
         print(f"warning: {low}", file=sys.stderr)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
-    subset = command_subset(args.commands, ckpt.labels)
     override = recognizer_override(args, ckpt, subset)
     mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
@@ -299,16 +286,18 @@ def _note_estimated_ends(truth: dict, result: dict) -> None:
 
 def _cmd_score_events(args: argparse.Namespace) -> int:
     """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
+    from voice_gru.cli import command_words
     from voice_gru.fileio import write_json
     from voice_gru.errors import DatasetError
     from voice_gru.stream_labels import TIME_TOL_S, commands_in, load_stream, read_detections, read_truth
     from voice_gru.streams import score_events
 
     check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
+    commands = command_words(args.commands) if args.commands else None
     if args.input:
-        _, truth = load_stream(args.input, args.labels)
+        _, truth = load_stream(args.input, args.labels, commands=commands)
     else:
-        truth = read_truth(args.labels)  # its 'duration' is needed: without --input nothing else says it
+        truth = read_truth(args.labels, commands=commands)  # its 'duration' is needed: without --input nothing says it
         if any("speech_end" not in e for e in truth["events"] if e["label"] in commands_in(truth)):
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
@@ -467,6 +456,10 @@ def register(subparsers) -> None:
     se.add_argument("--offset", type=number(-86400, 86400), default=0.0, metavar="S",
                     help="seconds listening ran before the recording started (subtracted from each detection; "
                          "default: %(default)s)")
+    se.add_argument("--commands", nargs="+", metavar="WORD",
+                    help="the words that are commands (a model of its own words: its commands; each word of the label "
+                         "file is scored as what it is); default: the label file's commands list, else the ten of "
+                         "Speech Commands")
     _add_scoring_args(se)
     se.set_defaults(func=_cmd_score_events)
 

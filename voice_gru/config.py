@@ -130,8 +130,9 @@ class DataConfig:
             _require(self, isinstance(word, str) and word.strip() == word and word != "" and "/" not in word
                      and not word.startswith((".", "_")), "commands",
                      f"{word!r} is not a word folder's name (no spaces at its ends, '/', or leading '.' or '_')")
-        twice = sorted({w for w in self.commands if self.commands.count(w) > 1})
-        _require(self, not twice, "commands", f"{', '.join(map(repr, twice))} given twice")
+        folded = [w.casefold() for w in self.commands]  # label files and detections are read in any case
+        twice = sorted({w for w in self.commands if folded.count(w.casefold()) > 1})
+        _require(self, not twice, "commands", f"{', '.join(map(repr, twice))} given twice (in any case)")
 
 
 @dataclass(frozen=True)

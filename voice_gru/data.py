@@ -299,6 +299,8 @@ def task_labels(task: str, commands: Sequence[str] = COMMANDS) -> list[str]:
 def label_of(clip: ClipRef, task: str, commands: Sequence[str] = COMMANDS) -> str:
     """The class of a clip for a task (``commands``: the "12" task's words; every other word is ``_unknown_``)."""
     if clip.label:
+        if task == "12" and clip.label == UNKNOWN and clip.word in commands:  # bed_0c2c_nohash_0.wav in _unknown_/
+            return clip.word  # says a word that is one of these commands
         if task == "12" and clip.label not in (SILENCE, UNKNOWN, *commands):  # an official layout's folder of a word
             return UNKNOWN if clip.label in WORDS_V2 else clip.label  # that is not one of these commands
         return clip.label if task == "12" else clip.word

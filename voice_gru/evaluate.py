@@ -87,8 +87,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             items.append(_file_item(p, None, sample_rate))
         elif is_test_set_layout(p):
             for c in scan_dataset(p):
-                items.append(_file_item(Path(c.path), c.label if c.label in labels else _map_label(c.label, labels), sample_rate,
-                                        c.word))
+                items.append(_file_item(Path(c.path), _label_for(c.label, Path(c.path), labels), sample_rate, c.word))
             skipped += _unread(p, label_folders=True)
         elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
@@ -100,7 +99,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                 label = folder_label(d.name)
                 for f in sorted(d.iterdir()):
                     if is_audio_file(f):
-                        items.append(_file_item(f, _map_label(label, labels), sample_rate, label if label in WORDS_V2 else ""))
+                        items.append(_file_item(f, _label_for(label, f, labels), sample_rate,
+                                                label if label in WORDS_V2 else ""))
             found = _unread(p, label_folders=bool(subdirs))
             # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
             tried = [Path(u["file"]) for u in found if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
@@ -130,6 +130,17 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
         kept[key] = len(unique)
         unique.append(it)
     return unique
+
+
+def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
+    """A label folder's clip's class for a model of ``labels``: a clip of ``_unknown_/`` whose name says a word that
+    is one of the model's commands (``bed_0c2ca723_nohash_0.wav``, as the official test set names them) is that
+    command."""
+    if label == UNKNOWN and labels:
+        word = parse_name(path)[0]
+        if word and word in commands_of(labels):
+            return word
+    return label if label in labels else _map_label(label, labels)
 
 
 def _map_label(name: str, labels: Sequence[str]) -> str:

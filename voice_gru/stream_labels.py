@@ -25,7 +25,7 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -109,6 +109,9 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
     out["label"], word = _label(where, ev["label"], commands)
     if word and not ev.get("word"):
         out["word"] = word
+    said = out.get("word")
+    if out["label"] == UNKNOWN and isinstance(said, str):  # another word to the file, a command to this model
+        out["label"] = {c.lower(): c for c in commands}.get(said.strip().lower(), UNKNOWN)
     for key in ("start", "end", "speech_start", "speech_end"):
         if key in ev and ev[key] is None and key.startswith("speech"):
             del out[key]  # written as unknown: estimated from the recording, as when left out
@@ -217,20 +220,27 @@ def _parse(path: Path, text: str) -> dict:
     return data
 
 
-def read_truth(path: str | Path, duration: float | None = None) -> dict:
+def read_truth(path: str | Path, duration: float | None = None, commands: Sequence[str] | None = None) -> dict:
     """Read and check a stream's label file (any format of the module doc) and return its truth.
 
     ``duration``: the recording's length in seconds, used when the file does not say it. Checked
     once here so scoring never meets a value it would silently misread: times are finite numbers
     within the recording (with a small tolerance), ``start <= speech_start <= speech_end <= end``,
     labels are commands, ``_unknown_`` or ``_silence_``, no two events start at the same time. The commands are
-    the file's ``commands`` list where it has one (make-stream writes it for a model's own command words), else the
-    ten of Speech Commands (``commands_in(truth)``).
+    ``commands`` where given (a model's: every event is labelled by what it says, a word of the file's
+    ``_unknown_`` that is one of them becomes that command, a command of the file that is not one of them
+    ``_unknown_``; the file's own list, where it differs, is kept as ``labelled_for``), else the file's ``commands`` list (make-stream writes it for a model's own command words), else
+    the ten of Speech Commands (``commands_in(truth)``).
     """
     path = Path(path)
     truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
     if "commands" in truth:
         truth["commands"] = _commands(path, truth["commands"])
+    if commands is not None:
+        made = commands_in(truth)
+        if set(made) != set(commands):  # said by evaluate-stream: the file's own words were re-read
+            truth["labelled_for"] = list(made)
+        truth["commands"] = list(commands)
     commands = commands_in(truth)
     if truth.get("duration") is not None:
         said = _seconds(truth["duration"])
@@ -264,8 +274,10 @@ def read_truth(path: str | Path, duration: float | None = None) -> dict:
         ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
                           commands)
         if truth.get("command_free") is True and ev["label"] in commands:
-            raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} but the file says "
-                               "\"command_free\": true")
+            raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} (scored for "
+                               f"{', '.join(commands)}) but the file says \"command_free\": true" +
+                               ("" if commands == COMMANDS else f" (a recording without them: make-stream --command-free "
+                                                                f"--commands {' '.join(commands)})"))
         # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
         if ev["start"] in seen:
             raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
@@ -368,14 +380,15 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
 
 
 def load_stream(wav: str | Path, labels: str | Path | None = None, command_free: bool = False,
-                sample_rate: int = SAMPLE_RATE) -> tuple[np.ndarray, dict]:
+                sample_rate: int = SAMPLE_RATE, commands: Sequence[str] | None = None) -> tuple[np.ndarray, dict]:
     """A recording at ``sample_rate`` (the model's) and its truth; the label file defaults to the
     WAV's name with ``.json``.
 
     The label file's ``sample_rate`` says at what rate make-stream wrote the WAV; the recording's own
     header is the truth for the audio, so a label file that disagrees with it is refused (it belongs
     to another recording, or the recording was resampled after the labels were written).
-    ``command_free``: no label file; the recording holds no commands (``command_free_truth``).
+    ``command_free``: no label file; the recording holds no commands (``command_free_truth``). ``commands``: the
+    words scored as commands (``read_truth``).
     """
     import soundfile as sf
 
@@ -393,10 +406,10 @@ def load_stream(wav: str | Path, labels: str | Path | None = None, command_free:
         raise DatasetError(f"{labels}: label file not found (make-stream writes it beside the WAV; a recording with "
                            "no commands in it, e.g. TV or a meeting, takes --command-free instead)")
     if not labels.is_file():
-        read_truth(labels)
+        read_truth(labels, commands=commands)
     audio = load_recording(wav, sample_rate)  # decoded and checked: the header below is readable
     seconds = audio.size / sample_rate
-    truth = read_truth(labels, duration=seconds)
+    truth = read_truth(labels, duration=seconds, commands=commands)
     header_sr = int(sf.info(str(wav)).samplerate)
     said_sr = truth.get("sample_rate")
     if said_sr is not None and said_sr != header_sr:

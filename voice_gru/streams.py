@@ -327,6 +327,12 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
     return out, segments
 
 
+def missing_words(bank: ClipBank) -> list[str]:
+    """The bank's command words without a clip in it."""
+    said = {w for _, w, _ in bank.commands}
+    return [w for w in bank.words if w not in said]
+
+
 def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), seed: int = 0,
                 bank: ClipBank | None = None, commands: Sequence[str] = COMMANDS) -> tuple[np.ndarray, dict]:
     """A long recording of ``split``'s clips over background noise, and its truth (see module doc).
@@ -341,6 +347,10 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         raise DatasetError(f"{root}: the {split} split has no unknown-word clips to build this stream from")
     if not bank.commands and not spec.command_free and spec.command_ratio > 0:
         raise DatasetError(f"{root}: the {split} split has no clips of the commands ({', '.join(bank.words)})")
+    missing = missing_words(bank)
+    if missing and bank.words != COMMANDS:  # one's own list: a misspelt word would be a command never said
+        raise DatasetError(f"{root}: the {split} split has no clips of {', '.join(missing)} (commands: "
+                           f"{', '.join(bank.words)})")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)
