@@ -274,10 +274,12 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
         ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
                           commands)
         if truth.get("command_free") is True and ev["label"] in commands:
-            raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r} (scored for "
-                               f"{', '.join(commands)}) but the file says \"command_free\": true" +
-                               ("" if commands == COMMANDS else f" (a recording without them: make-stream --command-free "
-                                                                f"--commands {' '.join(commands)})"))
+            own = commands != COMMANDS  # a model's own words: maybe another word to whoever made the file
+            raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r}"
+                               + (f" (scored for {', '.join(commands)})" if own else "")
+                               + " but the file says \"command_free\": true"
+                               + (f" (a recording without them: make-stream --command-free --commands "
+                                  f"{' '.join(commands)})" if own else ""))
         # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
         if ev["start"] in seen:
             raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
