@@ -740,6 +740,7 @@ class WakeGate:
         return self.is_open(cmd.t)
 
     def reset(self) -> None:
+        """Close the gate: commands wait for the wake word again."""
         self.woke_at = None
 
 

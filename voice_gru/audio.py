@@ -180,6 +180,7 @@ class WavFormat(NamedTuple):
 
     @property
     def kind(self) -> str:
+        """The sample format's name for messages (``PCM``, ``float``, else its tag)."""
         return {1: "PCM", 3: "float"}.get(self.tag, f"format tag {self.tag}")
 
     def broken(self) -> str | None:

@@ -147,6 +147,7 @@ class ClipBank:
 
     @classmethod
     def build(cls, mels: list[torch.Tensor], labels: Sequence[int]) -> "ClipBank":
+        """A bank of these mel spectra (per speed) and labels, with each clip's speech bounds found."""
         bounds = [np.array([speech_bounds(m) for m in ms], dtype=np.int64).reshape(-1, 2) for ms in mels]
         return cls(mels, bounds, np.asarray(labels, dtype=np.int64))
 
@@ -218,7 +219,8 @@ class SequenceBuilder:
         if pos < 0 and on < 0:  # the word's start is cut off: its label would be a guess
             y[max(0, off):min(T, off + self.tail_frames)] = IGNORE
 
-    def batch(self, idx: Sequence[int], rng: np.random.Generator, context_frames: int | None = None):
+    def batch(self, idx: Sequence[int], rng: np.random.Generator,
+              context_frames: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Features ``(B, T, n_mfcc)`` (normalised) and targets ``(B, T)`` for clip indices ``idx``."""
         aug = self.aug
         B = len(idx)

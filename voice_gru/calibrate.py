@@ -48,7 +48,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -65,6 +65,15 @@ from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
     detector_scores, load_clip_bank, make_stream, missing_words, score_events, smoothed_top,
 )
+
+if TYPE_CHECKING:
+    from pathlib import Path
+    from typing import TypeVar
+
+    from voice_gru.checkpoint_data import CheckpointData
+    from voice_gru.model import Checkpoint
+
+    CkptT = TypeVar("CkptT", Checkpoint, CheckpointData)  # calibrate returns the kind of checkpoint it was given
 
 SPLIT = "validation"
 # Finer near the top: with label smoothing 0.05 a sure word's posterior settles at 0.95 + 0.05/12 ~ 0.954, so
@@ -119,6 +128,7 @@ class CalibrationData:
 
     @property
     def hours(self) -> float:
+        """Length of all the streams in hours (what the false-accept budget is counted over)."""
         return sum(p.duration for p in self.pieces) / 3600.0
 
     @property
@@ -127,6 +137,7 @@ class CalibrationData:
         return list({u["file"]: u for p in self.pieces for u in p.truth.get("unreadable", ())}.values())
 
     def frames(self) -> tuple[int, int, int]:
+        """The detector's (smoothing, minimum-duration, cooldown) in frames, for replaying it on these posteriors."""
         return detector_frames(self.decision, self.frame_seconds)
 
 
@@ -186,8 +197,9 @@ def _knapsack(options: Mapping[str, Sequence[tuple]], budget: int, wrong_cost: f
     return choice[max(feasible, key=lambda b: best[b])]
 
 
-def calibration_streams(ckpt, root, *, command_minutes: float = 25.0, free_minutes: float = 360.0,
-                        piece_minutes: float = 10.0, decision_cfg: DecisionConfig | None = None, seed: int = 0,
+def calibration_streams(ckpt: Checkpoint | CheckpointData, root: str | Path, *, command_minutes: float = 25.0,
+                        free_minutes: float = 360.0, piece_minutes: float = 10.0,
+                        decision_cfg: DecisionConfig | None = None, seed: int = 0,
                         mode: str = "stream", refresh_s: float | None = REFRESH_S, chunk_ms: float = 100.0,
                         after: float = 1.0, spec: StreamSpec = CALIBRATION_SPEC,
                         log: Callable[[str], None] | None = None) -> CalibrationData:
@@ -260,7 +272,8 @@ def _replay(data: CalibrationData, thr: np.ndarray) -> list[dict]:
     return out
 
 
-def threshold_tables(data: CalibrationData, grid: Sequence[float], halves: Sequence[np.ndarray]):
+def threshold_tables(data: CalibrationData, grid: Sequence[float], halves: Sequence[np.ndarray]
+                     ) -> tuple[dict[str, list], dict[str, dict[float, Any]], dict[float, Any]]:
     """Per command: ``(threshold, hits, false accepts, wrong)`` rows with only that command enabled;
     each row's counts by speaker half (``speaker_cv.split_counts``); and, per grid value, the false
     accepts (total, by half) of one threshold shared by every command: ``(tables, split, shared)``."""
@@ -433,13 +446,15 @@ def _scores(data: CalibrationData, thresholds: Mapping[str, float], exact: bool)
     return _replay(data, np.array([thresholds.get(lab, np.inf) for lab in data.labels]))
 
 
-def calibrate(ckpt, root, max_fa_per_hour: float = 1.0, *, command_minutes: float = 25.0,
-              free_minutes: float = 360.0, piece_minutes: float = 10.0, grid: Sequence[float] = DEFAULT_GRID,
+def calibrate(ckpt: CkptT, root: str | Path, max_fa_per_hour: float = 1.0, *,
+              command_minutes: float = 25.0, free_minutes: float = 360.0, piece_minutes: float = 10.0,
+              grid: Sequence[float] = DEFAULT_GRID,
               decision_cfg: DecisionConfig | None = None, seed: int = 0, mode: str = "stream",
               refresh_s: float | None = REFRESH_S, chunk_ms: float = 100.0, after: float = 1.0,
               spec: StreamSpec = CALIBRATION_SPEC, wrong_cost: float = WRONG_COST,
               tradeoff_targets: Sequence[float] = TRADEOFF_TARGETS,
-              log: Callable[[str], None] | None = None, data: CalibrationData | None = None, veto: str = "auto"):
+              log: Callable[[str], None] | None = None, data: CalibrationData | None = None, veto: str = "auto"
+              ) -> tuple[CkptT, dict[str, Any]]:
     """Choose thresholds on validation streams for a false-accept rate on new speakers; return
     ``(calibrated_ckpt, report)``.
 
@@ -610,8 +625,8 @@ def for_commands(point: Mapping, commands: Sequence[str], hours: float | None = 
     return out
 
 
-def operating_point(ckpt, max_fa_per_hour: float, commands: Sequence[str] | None = None,
-                    name: str = "--false-accepts-per-hour") -> dict:
+def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
+                    commands: Sequence[str] | None = None, name: str = "--false-accepts-per-hour") -> dict:
     """The calibrated operating point with the highest recall whose target is at most
     ``max_fa_per_hour`` false accepts per hour: ``{"target_fa_per_hour", "fa_per_hour", "recall",
     "thresholds"}``, from the trade-off ``calibrate`` stores in the checkpoint.
@@ -675,7 +690,7 @@ def format_calibration(report: Mapping) -> str:
     return "\n".join(lines)
 
 
-def plot_expected(report: Mapping, path) -> None:
+def plot_expected(report: Mapping, path: str | Path) -> None:
     """PNG: expected recall against expected false accepts per hour on new speakers for every rule
     (one colour per kind), the operating point chosen for each target, and what the same thresholds
     give on the streams they were fitted to. Written atomically."""

@@ -60,6 +60,7 @@ class CheckpointData:
 
     @property
     def silence_index(self) -> int | None:
+        """Index of ``_silence_`` among the labels (None: a model without it)."""
         return self.labels.index("_silence_") if "_silence_" in self.labels else None
 
     @property

@@ -13,11 +13,17 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import Callable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
 from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import STDOUT, check_outputs
+
+if TYPE_CHECKING:
+    from voice_gru.actions import WakeWord
+    from voice_gru.checkpoint_data import CheckpointData
+    from voice_gru.config import DecisionConfig
+    from voice_gru.model import Checkpoint
 
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
@@ -362,7 +368,8 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
     return override
 
 
-def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] | None = None) -> float | dict[str, float] | None:
+def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
+                        commands: Sequence[str] | None = None) -> float | dict[str, float] | None:
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model, chosen for ``commands`` when only those can fire), or None for the
     model's own calibrated thresholds."""
@@ -402,7 +409,7 @@ def recognizer_override(args: argparse.Namespace, ckpt, commands: Sequence[str] 
     return {**point["thresholds"], **(adjust or {})}
 
 
-def mode_warning(ckpt, mode: str) -> None:
+def mode_warning(ckpt: Checkpoint | CheckpointData, mode: str) -> None:
     """Say so on stderr where the model's thresholds were calibrated in the other recognizer mode: ``calibrate --mode
     window`` was recorded, then listened to in stream mode with the window's thresholds, unsaid."""
     fitted = ((ckpt.meta or {}).get("calibration") or {}).get("mode")
@@ -411,7 +418,8 @@ def mode_warning(ckpt, mode: str) -> None:
               f"do not hold (--mode {fitted} runs them as fitted)", file=sys.stderr)
 
 
-def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | None:
+def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
+                    wake: WakeWord) -> dict[str, float] | None:
     """With a wake word (and no ``--threshold``): the wake word at the point of ``--false-accepts-per-hour``
     (default: the model's) chosen for it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose
     false accepts cost nothing outside the seconds after it. None where that does not apply."""
@@ -438,7 +446,8 @@ def wake_thresholds(args: argparse.Namespace, ckpt, wake) -> dict[str, float] | 
     return {**after["thresholds"], wake.word: alone["thresholds"][wake.word]}
 
 
-def config_decision(path: str | None, ckpt, thresholds_used: bool = True):
+def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
+                    thresholds_used: bool = True) -> DecisionConfig | None:
     """``--config``: the model's decision settings with those its ``decision`` section sets (None: none given)."""
     if not path:
         return None
@@ -468,7 +477,7 @@ def _where(point: dict) -> str:
     return "on new speakers, expected" if "rule" in point else "on the validation streams, measured"
 
 
-def sensitivity_line(ckpt, override: float | dict[str, float] | None) -> str:
+def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None) -> str:
     """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
     change = "--false-accepts-per-hour R or --threshold T change it"
     if isinstance(override, dict):
@@ -811,6 +820,7 @@ class OneLineParser(argparse.ArgumentParser):
     starts with the program's name (``voice-gru`` for each subcommand, a script's own name)."""
 
     def error(self, message: str) -> NoReturn:
+        """Exit with status 2 and ``message`` on one line, pointing to the --help that explains it."""
         self.exit(2, f"{self.prog.split()[0]}: error: {message} (see {self.prog} --help)\n")
 
     def _typed_command(self, words: Sequence[str]) -> str:
@@ -824,7 +834,7 @@ class OneLineParser(argparse.ArgumentParser):
             parser = subs[0].choices[word]
         return parser.prog
 
-    def parse_known_args(self, args=None, namespace=None):
+    def parse_known_args(self, args: Iterable[str] | None = None, namespace: Any = None) -> tuple[Any, list[str]]:
         """argparse's, after refusing an empty argument: ``--assistant "$CONF"`` with CONF unset would otherwise
         mean no assistant (or, for a path, the working folder)."""
         words = list(sys.argv[1:] if args is None else args)

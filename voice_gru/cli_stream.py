@@ -12,10 +12,13 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from voice_gru.cli import DEFAULT_DATA
 from voice_gru.fileio import check_outputs, is_within
+
+if TYPE_CHECKING:
+    from voice_gru.cli import OneLineParser
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -395,7 +398,7 @@ def _add_scoring_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="OUT", help="write the full report (every detection and its outcome) as JSON")
 
 
-def register(subparsers) -> None:
+def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
     """Add ``make-stream``, ``evaluate-stream`` and ``calibrate`` to the ``voice-gru`` subparsers."""
     from voice_gru.cli import add_recognizer_args, number, whole
 

@@ -83,10 +83,12 @@ class FeatureConfig:
 
     @property
     def win_length(self) -> int:
+        """Samples per analysis window."""
         return int(round(self.sample_rate * self.win_ms / 1000))
 
     @property
     def hop_length(self) -> int:
+        """Samples between the starts of consecutive frames."""
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
     def __post_init__(self) -> None:

@@ -20,13 +20,16 @@ import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.config import DataConfig, FeatureConfig
 from voice_gru.errors import AudioFormatError, DatasetError
+
+if TYPE_CHECKING:
+    import torch
 
 WORDS_V2 = (
     "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -470,7 +473,7 @@ def load_clip_mels(
     speed: float = 1.0,
     cache: str | Path | None = None,
     progress: bool = True,
-):
+) -> tuple[torch.Tensor, dict[str, str]]:
     """Mel power ``(N, frames, n_mels)`` of fixed-length clips, cached on disk.
 
     Returns ``(mels, bad)`` where ``bad`` maps unreadable paths to the reason (their rows are
@@ -496,7 +499,8 @@ def load_clip_mels(
     return mels, bad
 
 
-def compute_clip_mels(paths: Sequence[str], feat: FeatureConfig, clip_seconds: float, speed: float, progress: bool):
+def compute_clip_mels(paths: Sequence[str], feat: FeatureConfig, clip_seconds: float, speed: float,
+                      progress: bool) -> tuple[torch.Tensor, dict[str, str]]:
     """Decode, speed-perturb, pad/cut and compute mel power for each clip (batched)."""
     import torch
     from tqdm.auto import tqdm

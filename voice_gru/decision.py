@@ -5,13 +5,16 @@ from __future__ import annotations
 import math
 import numbers
 from dataclasses import dataclass
-from typing import Collection, Mapping, Sequence
+from typing import TYPE_CHECKING, Collection, Mapping, Sequence
 
 import numpy as np
 
 from voice_gru.config import OFF, DecisionConfig
 from voice_gru.errors import ConfigError, is_whole
 from voice_gru.kernels import check_kernel, compiled_kernels
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 
 @dataclass(frozen=True)
@@ -23,6 +26,7 @@ class Command:
     t: float
 
     def to_dict(self) -> dict:
+        """The event as JSON values (``t`` to the millisecond, ``score`` to 4 decimals)."""
         return {"t": round(self.t, 3), "label": self.label, "score": round(self.score, 4)}
 
 
@@ -183,7 +187,7 @@ class Detector:
         # to the microsecond: 14.21 s, not 14.209999999999999 (frame counts times 0.01 are rarely exact)
         return round(self.first_frame_end + frame * self.frame_seconds, 6)
 
-    def update(self, posteriors) -> list[Command]:
+    def update(self, posteriors: ArrayLike) -> list[Command]:
         """Consume ``(frames, classes)`` posteriors (or one frame's ``(classes,)``); return the commands that fired."""
         p = np.asarray(posteriors, dtype=np.float64)
         if p.shape == (len(self.labels),):  # one frame

@@ -14,7 +14,7 @@ import numbers
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 import torch
@@ -29,6 +29,9 @@ from voice_gru.data import (
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
 from voice_gru.model import Checkpoint, Ensemble, clip_posteriors
+
+if TYPE_CHECKING:
+    from voice_gru.stream import Recognizer
 
 TAIL_SECONDS = 0.3  # silence appended after a clip: the model marks a word just after it ends
 MAX_BATCH_SAMPLES = 4_000_000  # ~4 min at 16 kHz held at once: 128 one-second clips, or one long recording
@@ -407,7 +410,7 @@ def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 1
     return out
 
 
-def classify_streaming(recognizer, audios: Sequence[np.ndarray]) -> np.ndarray:
+def classify_streaming(recognizer: Recognizer, audios: Sequence[np.ndarray]) -> np.ndarray:
     """Clip posteriors ``(N, classes)`` from one continuous stream: each clip (padded to 1 s, then
     ``TAIL_SECONDS`` of silence) is pushed through the live ``Recognizer`` right after the previous
     one, its state carried over as in a live session, and pooled over the frames it completes."""
@@ -435,7 +438,7 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
 
     if batch_size < 1:  # range() would refuse 0, and a negative step would name no clip at all
         raise ConfigError(f"batch_size {batch_size}: must be at least 1")
-    recognizer = None
+    recognizer: Any = None  # a Recognizer wherever it is used (streaming)
     if streaming:
         from voice_gru.stream import Recognizer
 

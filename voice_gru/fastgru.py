@@ -36,13 +36,16 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import TYPE_CHECKING, Any, Mapping, Optional
 
 import numpy as np
 
 from voice_gru.checkpoint_data import CheckpointData
 from voice_gru.config import ModelConfig
 from voice_gru.kernels import check_kernel, compiled_kernels
+
+if TYPE_CHECKING:
+    from voice_gru.model import GRUClassifier, State
 
 
 @functools.lru_cache(maxsize=1)
@@ -64,13 +67,13 @@ class FastState:
     h: Optional[np.ndarray]  # (layers, B, hidden) or None
 
     @classmethod
-    def from_torch(cls, state) -> "FastState":
+    def from_torch(cls, state: State) -> "FastState":
         """From a ``voice_gru.model.State`` of tensors."""
         conv = None if state.conv is None else state.conv.detach().cpu().numpy().astype(np.float32)
         h = None if state.h is None else state.h.detach().cpu().numpy().astype(np.float32)
         return cls(conv, h)
 
-    def to_torch(self):
+    def to_torch(self) -> State:
         """As a ``voice_gru.model.State`` of tensors (for ``GRUClassifier.step``)."""
         import torch
 
@@ -210,7 +213,7 @@ class FastGRU:
         return cls(n_in, head_w.shape[0], cfg.hidden, conv_w, conv_b, gru, head_w, a("head.bias"), spectral, kernel)
 
     @classmethod
-    def from_model(cls, model, kernel: str = "numba") -> "FastGRU":
+    def from_model(cls, model: GRUClassifier, kernel: str = "numba") -> "FastGRU":
         """From a ``voice_gru.model.GRUClassifier`` (weights are copied; later training is not seen)."""
         weights = {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
         return cls.from_weights(model.cfg, weights, model.n_in, kernel)
@@ -427,7 +430,7 @@ class FastEnsemble:
         return logits, new_state
 
 
-def fast_model(model, kernel: str = "numba") -> FastGRU | FastEnsemble:
+def fast_model(model: CheckpointData | Any, kernel: str = "numba") -> FastGRU | FastEnsemble:
     """NumPy inference of a checkpoint's network (``CheckpointData``), or of a ``GRUClassifier`` or an
     ``Ensemble`` of them (weights copied)."""
     if isinstance(model, CheckpointData):

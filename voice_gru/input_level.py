@@ -131,6 +131,7 @@ class InputMonitor:
 
     @property
     def seconds(self) -> float:
+        """Audio taken so far, in seconds."""
         return self.samples / self.sample_rate
 
     def update(self, chunk: np.ndarray) -> list[str]:

@@ -10,13 +10,16 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, TextIO
 
 import numpy as np
 
 from voice_gru.decision import Command
 from voice_gru.input_level import InputMonitor, chunk_levels
 from voice_gru.spotter import CommandSpotter
+
+if TYPE_CHECKING:
+    from voice_gru.mic import MicrophoneStream
 
 # a microphone silent this long has stopped delivering (PulseAudio's first block comes within ~2.5 s of opening)
 GAP_S = 5.0
@@ -204,7 +207,8 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
     return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
 
-def mic_chunks(mic, stop: Callable[[], bool] = lambda: False, on_first: Callable[[], None] | None = None,
+def mic_chunks(mic: MicrophoneStream, stop: Callable[[], bool] = lambda: False,
+               on_first: Callable[[], None] | None = None,
                on_gap: Callable[[str], None] | None = None, gap_s: float = GAP_S) -> Iterator[np.ndarray]:
     """Chunks from an open ``MicrophoneStream`` until ``stop()`` says so. ``on_gap(message)``: no audio has come for
     ``gap_s`` seconds (a sound server that stopped answering leaves the stream open and silent: nothing else
@@ -254,7 +258,8 @@ class LossWatch:
             yield chunk
 
 
-def reconnecting_mic_chunks(mic, reopen: Callable[[], Any], stop: Callable[[], bool] = lambda: False,
+def reconnecting_mic_chunks(mic: MicrophoneStream, reopen: Callable[[], Any],
+                            stop: Callable[[], bool] = lambda: False,
                             on_first: Callable[[], None] | None = None,
                             on_lost: Callable[[str], None] | None = None,
                             on_back: Callable[[Any, float], None] | None = None,
@@ -328,13 +333,14 @@ class ListenStats:
 
     @property
     def real_time_factor(self) -> float:
+        """Compute seconds per second of audio (0 before any audio)."""
         return self.compute / self.seconds if self.seconds else 0.0
 
 
 class LiveView:
     """A one-line status on a terminal: input level, top posteriors, last detections."""
 
-    def __init__(self, labels, out: TextIO = sys.stderr, every_s: float = 0.1) -> None:
+    def __init__(self, labels: Iterable[str], out: TextIO = sys.stderr, every_s: float = 0.1) -> None:
         self.labels = list(labels)
         self.out = out
         self.every_s = every_s
@@ -342,9 +348,11 @@ class LiveView:
         self.last: list[str] = []
 
     def event(self, cmd: Command) -> None:
+        """Show ``cmd`` among the last three detections."""
         self.last = (self.last + [f"{cmd.label}@{cmd.t:.1f}s"])[-3:]
 
     def update(self, chunk: np.ndarray, smoothed: np.ndarray) -> None:
+        """Redraw the line for the latest chunk and smoothed posteriors (at most once per ``every_s``)."""
         now = time.monotonic()
         if now < self._next:
             return
@@ -357,6 +365,7 @@ class LiveView:
         self.out.flush()
 
     def close(self) -> None:
+        """Clear the line, so what is printed next starts on a clean one."""
         self.out.write("\r\x1b[2K")
         self.out.flush()
 
@@ -423,6 +432,7 @@ class EventWriter:
         self._f: Any = None
 
     def write(self, cmd: Command) -> None:
+        """Append ``cmd`` as one JSON line, at once (the first replaces the file)."""
         try:
             if self._f is None:
                 self._open()

@@ -371,6 +371,7 @@ class MicrophoneStream:
 
     @property
     def is_open(self) -> bool:
+        """Whether the input stream is open (``open`` called, ``close`` not yet)."""
         return self._stream is not None
 
     # --- life cycle -------------------------------------------------------------------------

@@ -270,6 +270,7 @@ class Checkpoint:
 
     @property
     def silence_index(self) -> int | None:
+        """Index of ``_silence_`` among the labels (None: a model without it)."""
         return self.labels.index("_silence_") if "_silence_" in self.labels else None
 
     def data(self) -> CheckpointData:

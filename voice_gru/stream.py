@@ -80,6 +80,7 @@ class Recognizer:
 
     @property
     def frame_seconds(self) -> float:
+        """Seconds between consecutive frames (the front end's hop)."""
         return self.ckpt.features.hop_ms / 1000
 
     def frame_time(self, index: int) -> float:

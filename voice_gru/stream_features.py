@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,6 +21,9 @@ from voice_gru.audio import FLOAT_LIMIT
 from voice_gru.config import FeatureConfig
 from voice_gru.errors import AudioFormatError, is_whole
 from voice_gru.kernels import check_kernel, compiled_kernels
+
+if TYPE_CHECKING:
+    import torch
 
 
 def num_frames(n_samples: int, cfg: FeatureConfig) -> int:
@@ -72,7 +76,7 @@ class Normalizer:
     std: tuple[float, ...]
 
     @classmethod
-    def fit(cls, frames) -> "Normalizer":
+    def fit(cls, frames: torch.Tensor) -> "Normalizer":
         """Statistics of ``(N, n_mfcc)`` (or ``(..., n_mfcc)``) frames (a torch tensor)."""
         flat = frames.reshape(-1, frames.shape[-1]).double()
         mean = flat.mean(0)
@@ -88,10 +92,12 @@ class Normalizer:
         return (frames - mean) / std
 
     def to_dict(self) -> dict:
+        """Plain lists, as a checkpoint stores them."""
         return {"mean": list(self.mean), "std": list(self.std)}
 
     @classmethod
     def from_dict(cls, d: dict) -> "Normalizer":
+        """Back from ``to_dict``'s form."""
         return cls(tuple(float(x) for x in d["mean"]), tuple(float(x) for x in d["std"]))
 
 

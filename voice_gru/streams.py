@@ -43,7 +43,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
@@ -57,6 +57,11 @@ from voice_gru.stream_labels import (  # noqa: F401  (this module's API since be
     load_stream,
     read_truth,
 )
+
+if TYPE_CHECKING:
+    from voice_gru.checkpoint_data import CheckpointData
+    from voice_gru.decision import Detector
+    from voice_gru.model import Checkpoint
 
 SAMPLE_RATE = 16000
 SPLITS = ("training", "validation", "testing")
@@ -598,7 +603,7 @@ def array_chunks(audio: np.ndarray, chunk_ms: float = 100.0, sample_rate: int = 
         yield audio[i:i + n]
 
 
-def decision_of(ckpt, decision_cfg: DecisionConfig | None = None) -> DecisionConfig:
+def decision_of(ckpt: Checkpoint | CheckpointData, decision_cfg: DecisionConfig | None = None) -> DecisionConfig:
     """The decision settings ``listen`` uses: explicit, else the checkpoint's, else the defaults."""
     if decision_cfg is not None:
         return decision_cfg
@@ -608,14 +613,15 @@ def decision_of(ckpt, decision_cfg: DecisionConfig | None = None) -> DecisionCon
 
 
 def make_detector(labels: Sequence[str], decision_cfg: DecisionConfig, thresholds: Mapping[str, float],
-                  frame_seconds: float = 0.01, first_frame_end: float = 0.03):
+                  frame_seconds: float = 0.01, first_frame_end: float = 0.03) -> Detector:
     """A ``Detector`` with the timing of a checkpoint's front end."""
     from voice_gru.decision import Detector
 
     return Detector(labels, decision_cfg, thresholds, frame_seconds, first_frame_end)
 
 
-def evaluate_stream(ckpt, audio: np.ndarray, truth: Mapping, decision_cfg: DecisionConfig | None = None,
+def evaluate_stream(ckpt: str | Path | Checkpoint | CheckpointData, audio: np.ndarray, truth: Mapping,
+                    decision_cfg: DecisionConfig | None = None,
                     thresholds: Mapping[str, float] | float | None = None, mode: str = "stream",
                     chunk_ms: float = 100.0, refresh_s: float | None = REFRESH_S, after: float = 1.0,
                     commands: Sequence[str] | None = None) -> dict:
