@@ -253,3 +253,48 @@ def test_an_official_layouts_other_words_that_are_the_models_commands(own_model,
     assert main(["evaluate", str(root), "--model", str(own_model), "--json", str(tmp_path / "o.json")]) == 0
     per_class = json.loads((tmp_path / "o.json").read_text())["per_class"]
     assert {k: v["n"] for k, v in per_class.items() if v["n"]} == {"bed": 1, UNKNOWN: 2, SILENCE: 1}
+
+
+def test_label_files_made_for_other_commands_are_read_word_by_word(tmp_path):
+    """A file's own command words (a folder of one's recordings) are other words to a model without them; a file
+    whose other words do not say which word they are is flagged, since one of them may be a command here."""
+    made = tmp_path / "hello.json"
+    made.write_text(json.dumps({"duration": 10.0, "commands": ["hello", "bed"], "events": [
+        {"label": "hello", "start": 1.0, "end": 2.0}, {"label": "bed", "start": 3.0, "end": 4.0},
+        {"label": "_unknown_", "word": "cat", "start": 5.0, "end": 6.0}]}))
+    truth = read_truth(made, commands=COMMANDS)  # the shipped model's: every one of them another word
+    assert [(e["label"], e.get("word")) for e in truth["events"]] == [(UNKNOWN, "hello"), (UNKNOWN, "bed"),
+                                                                      (UNKNOWN, "cat")]
+    assert truth["labelled_for"] == ["hello", "bed"] and truth["unnamed_words"] == 0
+    truth = read_truth(made, commands=OWN)
+    assert [e["label"] for e in truth["events"]] == [UNKNOWN, "bed", "cat"]
+    tf = tmp_path / "tf.txt"  # TensorFlow's lines: other words only as _unknown_
+    tf.write_text("yes, 1000\n_unknown_, 3000\n")
+    truth = read_truth(tf, duration=10.0, commands=OWN)
+    assert truth["labelled_for"] == list(COMMANDS) and truth["unnamed_words"] == 1
+    words = tmp_path / "words.json"  # the model's own words as labels, no list: not made for other commands
+    words.write_text(json.dumps({"duration": 10.0, "events": [{"label": "Bed", "start": 1.0, "end": 2.0}]}))
+    truth = read_truth(words, commands=OWN)
+    assert "labelled_for" not in truth and truth["events"][0]["label"] == "bed"
+
+
+def test_score_events_says_what_it_rescored_and_takes_the_flushs_detections(shared_data, tmp_path, capsys):
+    from voice_gru.spotter import END_SILENCE_S
+
+    rec = tmp_path / "rec.wav"
+    assert main(["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--out", str(rec)]) == 0
+    duration = json.loads(rec.with_suffix(".json").read_text())["duration"]
+    det = tmp_path / "det.jsonl"
+    det.write_text(json.dumps({"t": duration + END_SILENCE_S - 0.05, "label": "cat"}) + "\n")  # decided on the flush
+    capsys.readouterr()
+    assert main(["score-events", "--events", str(det), "--labels", str(rec.with_suffix(".json")),
+                 "--commands", *OWN]) == 0
+    captured = capsys.readouterr()
+    assert "was made for the commands yes, no" in captured.err and "scored for bed, cat, happy" in captured.err
+    assert "false accepts 1" in captured.out
+    det.write_text(json.dumps({"t": duration + 2.0, "label": "cat"}) + "\n")
+    assert main(["score-events", "--events", str(det), "--labels", str(rec.with_suffix(".json")),
+                 "--commands", *OWN]) == 2
+    assert "outside its 0-" in capsys.readouterr().err
+    assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", "bed", "zebra"]) == 0
+    assert "warning: --commands: no clips of zebra" in capsys.readouterr().err

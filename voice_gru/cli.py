@@ -44,6 +44,11 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     cfg = DataConfig(task=args.task, commands=command_words(args.commands)) if args.commands else DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))
+    found = {w for split in ("training", "validation", "testing") for w, n in
+             stats.get(split, {}).get("per_word_folder", {}).items() if n}
+    missing = [w for w in cfg.commands if w not in found] if args.commands else []
+    if missing:  # a misspelt word: train and make-stream would refuse it
+        print(f"warning: --commands: no clips of {', '.join(missing)} in {args.data_dir}", file=sys.stderr)
     if args.json:
         write_json(args.json, stats)
         print(f"wrote {args.json}")

@@ -192,6 +192,18 @@ def format_command_free(r: dict) -> str:
     return "\n".join(lines)
 
 
+def _say_other_commands(truth: dict, labels: Path | str | None, whose: str) -> None:
+    """Say when a label file made for other commands is scored word by word for these, and warn where its other
+    words do not say which word they are (a command of these among them would count as a false accept)."""
+    if not truth.get("labelled_for"):
+        return
+    print(f"note: {labels} was made for the commands {', '.join(truth['labelled_for'])}; scored for {whose}"
+          f"{', '.join(truth['commands'])} (each word as what it is: the others are other words)", file=sys.stderr)
+    if truth.get("unnamed_words"):
+        print(f"warning: {truth['unnamed_words']} of its other words do not say which word they are (no 'word'): one "
+              f"that is {', '.join(truth['commands'])} counts as a false accept", file=sys.stderr)
+
+
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
@@ -224,9 +236,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     commands = commands_of(ckpt.labels)  # what the label file is scored for (--commands: only some can fire)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate, commands=commands)
-    if truth.get("labelled_for"):
-        print(f"note: {labels} was made for the commands {', '.join(truth['labelled_for'])}; scored for "
-              f"the model's {', '.join(commands)} (each word as what it is: the others are other words)", file=sys.stderr)
+    _say_other_commands(truth, labels, "the model's ")
     low = narrowband(str(args.input), file_rate(args.input), ckpt.features.sample_rate)
     if not low:  # the header's rate is full: the content may still have been resampled up on its way
         top = bandwidth(band_power(audio), ckpt.features.sample_rate)
@@ -293,6 +303,7 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
     from voice_gru.errors import DatasetError
     from voice_gru.stream_labels import TIME_TOL_S, commands_in, load_stream, read_detections, read_truth
+    from voice_gru.spotter import END_SILENCE_S
     from voice_gru.streams import score_events
 
     check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
@@ -301,13 +312,16 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
         _, truth = load_stream(args.input, args.labels, commands=commands)
     else:
         truth = read_truth(args.labels, commands=commands)  # its 'duration' is needed: without --input nothing says it
+    _say_other_commands(truth, args.labels, "")
+    if not args.input:
         if any("speech_end" not in e for e in truth["events"] if e["label"] in commands_in(truth)):
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
     detections = read_detections(args.events, args.offset, commands_in(truth))
     duration = float(truth["duration"])
-    for i, d in enumerate(detections):  # counted as false accepts they would inflate the rate per hour
-        if not -TIME_TOL_S <= d["t"] <= duration + TIME_TOL_S:
+    # listen decides the last word on END_SILENCE_S of silence after the recording: a detection may fall there
+    for i, d in enumerate(detections):  # beyond, counted as false accepts they would inflate the rate per hour
+        if not -TIME_TOL_S <= d["t"] <= duration + END_SILENCE_S + TIME_TOL_S:
             raise DatasetError(f"{args.events}: detection {i + 1} at {d['t'] + args.offset:g} s is at {d['t']:g} s of "
                                f"the recording (--offset {args.offset:g}), outside its 0-{duration:g} s: check --offset "
                                "and --labels")

@@ -72,9 +72,10 @@ def _seconds(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) else number
 
 
-def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS) -> tuple[str, str | None]:
+def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS,
+           others: tuple[str, ...] = ()) -> tuple[str, str | None]:
     """The label of ``raw`` (one of ``commands``, ``_unknown_``, ``_silence_``) and the word it names when that is
-    not the label itself."""
+    not the label itself (``others``: words the file itself calls commands that these commands do not hold)."""
     labels = (*commands, UNKNOWN, SILENCE)
     if isinstance(raw, str):
         name = raw.strip()
@@ -83,6 +84,9 @@ def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS) -> tuple[
             return own, None
         if name.lower() in _ALIASES:
             return _ALIASES[name.lower()], (name.lower() if name.lower() in WORDS_V2 else None)
+        other = {w.lower(): w for w in others}.get(name.lower())
+        if other is not None:  # the file's own command word (a folder of one's recordings): another word here
+            return UNKNOWN, other
     hint = ""
     if isinstance(raw, str):
         close = difflib.get_close_matches(raw.strip().lower(), [*labels, *_ALIASES], n=1)
@@ -93,7 +97,7 @@ def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS) -> tuple[
 
 
 def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float | None = None,
-                 commands: tuple[str, ...] = COMMANDS) -> dict:
+                 commands: tuple[str, ...] = COMMANDS, others: tuple[str, ...] = ()) -> dict:
     """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key.
     ``recorded``: the recording's own length, where the label file's ``duration`` was used instead."""
     where = f"{path}:{ev[LINE]}" if isinstance(ev, dict) and LINE in ev else f"{path}: events[{i}]"
@@ -106,7 +110,7 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
                     if "t" in ev else "")
             raise DatasetError(f"{where}: missing '{key}' (each event needs 'label', 'start' and 'end', in seconds){hint}")
     out = {k: v for k, v in ev.items() if k not in (LINE, TF_ROW)}
-    out["label"], word = _label(where, ev["label"], commands)
+    out["label"], word = _label(where, ev["label"], commands, others)
     if word and not ev.get("word"):
         out["word"] = word
     said = out.get("word")
@@ -229,17 +233,26 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     labels are commands, ``_unknown_`` or ``_silence_``, no two events start at the same time. The commands are
     ``commands`` where given (a model's: every event is labelled by what it says, a word of the file's
     ``_unknown_`` that is one of them becomes that command, a command of the file that is not one of them
-    ``_unknown_``; the file's own list, where it differs, is kept as ``labelled_for``), else the file's ``commands`` list (make-stream writes it for a model's own command words), else
-    the ten of Speech Commands (``commands_in(truth)``).
+    ``_unknown_``; where the file was made for other commands, its list is kept as ``labelled_for`` and the number of
+    its other words that do not say which word they are as ``unnamed_words``), else the file's ``commands`` list
+    (make-stream writes it for a model's own command words), else the ten of Speech Commands
+    (``commands_in(truth)``).
     """
     path = Path(path)
     truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
     if "commands" in truth:
         truth["commands"] = _commands(path, truth["commands"])
+    others: tuple[str, ...] = ()
     if commands is not None:
         made = commands_in(truth)
-        if set(made) != set(commands):  # said by evaluate-stream: the file's own words were re-read
+        mine = {c.casefold() for c in commands}
+        others = tuple(w for w in made if w.casefold() not in mine)
+        raw = [str(e.get("label", "")).strip().casefold() for e in truth["events"] if isinstance(e, dict)]
+        # made for other commands: its list says so, or (without one) it labels one of the ten that is not ours
+        if {w.casefold() for w in made} != mine and ("commands" in truth or any(r in others for r in raw)):
             truth["labelled_for"] = list(made)
+            truth["unnamed_words"] = sum(1 for e in truth["events"] if isinstance(e, dict) and not e.get("word")
+                                         and str(e.get("label", "")).strip().casefold() in ("_unknown_", "unknown"))
         truth["commands"] = list(commands)
     commands = commands_in(truth)
     if truth.get("duration") is not None:
@@ -272,7 +285,7 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     events = []
     for i, ev in enumerate(truth["events"]):
         ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
-                          commands)
+                          commands, others)
         if truth.get("command_free") is True and ev["label"] in commands:
             own = commands != COMMANDS  # a model's own words: maybe another word to whoever made the file
             raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r}"
@@ -370,7 +383,8 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
             raise DatasetError(f"{where}: t = {row['t']!r}: must be a finite number of seconds")
         label = own.get(row["label"].strip().lower()) if isinstance(row["label"], str) else None
         if label is None:
-            raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(commands)})")
+            raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(commands)}; "
+                               "a model of its own words: score-events --commands names them)")
         det = {"t": t - shift, "label": label}
         if row.get("score") is not None:
             score = _seconds(row["score"])
