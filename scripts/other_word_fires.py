@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     from voice_gru import UNKNOWN
-    from voice_gru.data import commands_of, label_of, scan_dataset
+    from voice_gru import commands_of
+    from voice_gru.data import label_of, scan_dataset
     from voice_gru.errors import DatasetError
     from voice_gru.fileio import check_outputs, write_json
     from voice_gru.checkpoint_data import default_model_path, read_checkpoint_data

@@ -22,7 +22,8 @@ from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.actions import WakeGate, load_assistant
 from voice_gru.cli import main
 from voice_gru.config import DataConfig, load_config
-from voice_gru.data import commands_of, dataset_stats, label_of, scan_dataset, task_labels
+from voice_gru import commands_of
+from voice_gru.data import dataset_stats, label_of, scan_dataset, task_labels
 from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.stream_labels import read_detections, read_truth
 
@@ -61,7 +62,7 @@ def test_a_recipe_names_its_commands_and_bad_lists_are_one_line(tmp_path):
     recipe.write_text("data:\n  commands: [marvin, yes, no, 'on']\n")  # YAML 1.1 would read yes/no/on as booleans
     assert load_config(recipe).data.commands == ("marvin", "yes", "no", "on")
     assert DataConfig().commands == COMMANDS
-    for words, says in (((), "expected 1 to 100 words"), (("yes", "yes"), "'yes' given twice"),
+    for words, says in (((), "expected a list of 1 to 100 words"), (("yes", "yes"), "'yes' given twice"),
                         (("_unknown_",), "not a word folder's name"), (("up/down",), "not a word folder's name"),
                         ((" yes",), "not a word folder's name"), (("Hola", "hola"), "given twice \\(in any case\\)")):
         with pytest.raises(ConfigError, match=says):
@@ -131,7 +132,7 @@ def test_an_assistant_file_is_checked_against_the_models_commands(tmp_path):
           cat: {print: meow}
         """))
     cfg = load_assistant(f, OWN)
-    assert cfg.commands == OWN and cfg.known == OWN
+    assert cfg.commands == OWN and cfg.model_commands == OWN
     with pytest.raises(ConfigError, match=r"wake_word.word: 'happy' is not a command \(the model's commands: yes, no"):
         load_assistant(f)
     f.write_text("actions:\n  stop: {print: x}\n")
@@ -211,15 +212,16 @@ def test_cli_own_commands_stream_evaluate_and_mismatch(shared_data, own_model, t
     scored = json.loads((tmp_path / "s.json").read_text())
     assert (scored["hits"], scored["commands"]) == (1, sum(e["label"] in OWN for e in events))
     assert main(["make-stream", "--minutes", "0.5", "--commands", "cat", "cat", "--out", str(tmp_path / "x.wav")]) == 2
-    assert "--commands ['cat', 'cat']: 'cat' given twice" in capsys.readouterr().err
+    assert "--commands cat cat: 'cat' given twice" in capsys.readouterr().err
     assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "stop=0.5", "--no-view"]) == 2
     assert "--threshold: unknown command 'stop' (the model's commands: bed, cat, happy)" in capsys.readouterr().err
     assert main(["listen", "--model", str(own_model), "--input", str(rec), "--threshold", "_unknown_=0.5"]) == 2
     assert "sensitivity" not in capsys.readouterr().out  # refused before anything is said
     assert main(["demo", "--model", str(own_model)]) == 0  # its recording says bed and happy among the ten
-    out = capsys.readouterr().out
-    assert "assistant.yaml maps commands this model does not have: no actions" in out
-    assert "commands recognised" in out and " of 2 commands" in out
+    captured = capsys.readouterr()
+    assert "assistant.yaml maps down, go, left, no, off, on, right, stop, up, yes, which this model does not have: no " \
+           "actions" in captured.err
+    assert "commands recognised" in captured.out and " of 2 commands" in captured.out
     assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", *OWN]) == 0
     out = capsys.readouterr().out
     assert "5 classes" in out and "\nhappy " in out
@@ -265,7 +267,7 @@ def test_label_files_made_for_other_commands_are_read_word_by_word(tmp_path):
     truth = read_truth(made, commands=COMMANDS)  # the shipped model's: every one of them another word
     assert [(e["label"], e.get("word")) for e in truth["events"]] == [(UNKNOWN, "hello"), (UNKNOWN, "bed"),
                                                                       (UNKNOWN, "cat")]
-    assert truth["labelled_for"] == ["hello", "bed"] and truth["unnamed_words"] == 0
+    assert truth["labelled_for"] == ["hello", "bed"] and "unnamed_words" not in truth
     truth = read_truth(made, commands=OWN)
     assert [e["label"] for e in truth["events"]] == [UNKNOWN, "bed", "cat"]
     tf = tmp_path / "tf.txt"  # TensorFlow's lines: other words only as _unknown_
@@ -298,3 +300,50 @@ def test_score_events_says_what_it_rescored_and_takes_the_flushs_detections(shar
     assert "outside its 0-" in capsys.readouterr().err
     assert main(["data", "stats", "--data-dir", str(shared_data), "--commands", "bed", "zebra"]) == 0
     assert "warning: --commands: no clips of zebra" in capsys.readouterr().err
+
+
+def test_a_default_label_file_read_without_a_model_stays_as_written(tmp_path):
+    """Words are re-read only for a model of other commands: a ten-command file read for the ten is as before."""
+    f = tmp_path / "l.json"
+    f.write_text(json.dumps({"duration": 10.0, "command_free": True, "events": [
+        {"label": "_unknown_", "word": "yes", "start": 1.0, "end": 2.0}]}))
+    for commands in (None, COMMANDS):
+        truth = read_truth(f, commands=commands)
+        assert truth["events"][0]["label"] == UNKNOWN and "labelled_for" not in truth and "unnamed_words" not in truth
+
+
+def test_refusals_for_commands_the_data_or_the_example_lack(shared_data, own_model, tmp_path, capsys):
+    from voice_gru.calibrate import calibrate
+    from voice_gru.model import load_checkpoint
+
+    ckpt = load_checkpoint(own_model)
+    no_val = dataclasses.replace(ckpt, labels=(SILENCE, UNKNOWN, "bed", "cat", "dog"))  # "dog": 1 validation clip
+    lone = tmp_path / "lone"  # the dataset without dog's validation clip
+    lone.mkdir()
+    for item in shared_data.iterdir():
+        (lone / item.name).symlink_to(item)
+    (lone / "validation_list.txt").unlink()
+    (lone / "validation_list.txt").write_text("".join(
+        line for line in (shared_data / "validation_list.txt").read_text().splitlines(keepends=True)
+        if not line.startswith("dog/")))
+    with pytest.raises(DatasetError, match="the validation split has no clips of dog: the model's commands need"):
+        calibrate(no_val, lone, 1.0, command_minutes=0.5, free_minutes=0.5, piece_minutes=0.5)
+    from voice_gru.model import save_checkpoint
+
+    save_checkpoint(tmp_path / "dog.pt", dataclasses.replace(ckpt, labels=(SILENCE, UNKNOWN, "dog", "zero", "wow")))
+    assert main(["demo", "--model", str(tmp_path / "dog.pt")]) == 2  # the example says none of them
+    assert "the example recording says none of its commands (dog, zero, wow)" in capsys.readouterr().err
+
+
+def test_other_word_fires_takes_the_models_own_commands(shared_data, own_model, tmp_path):
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "scripts/other_word_fires.py", "--model", str(own_model), "--split", "validation",
+                          "--data-dir", str(shared_data), "--json", str(tmp_path / "f.json")], capture_output=True,
+                         text=True, cwd=Path(__file__).resolve().parents[1], timeout=600)
+    assert out.returncode == 0, out.stderr
+    counts = json.loads((shared_data / "counts.json").read_text())["validation"]["per_word_folder"]
+    clips = json.loads((tmp_path / "f.json").read_text())["clips"]
+    assert len(clips) == sum(n for w, n in counts.items() if w not in OWN)  # every other word, the ten included
+    assert {c["word"] for c in clips} & set(COMMANDS) and not {c["word"] for c in clips} & set(OWN)

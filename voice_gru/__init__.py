@@ -1,5 +1,9 @@
 """voice_gru: a streaming GRU speech-command recognizer over MFCC features."""
 
+from __future__ import annotations
+
+from typing import Sequence
+
 from voice_gru.errors import (
     AudioDeviceError,
     AudioFormatError,
@@ -15,9 +19,15 @@ COMMANDS = ("yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go
 SILENCE = "_silence_"
 UNKNOWN = "_unknown_"
 
+
+def commands_of(labels: Sequence[str]) -> tuple[str, ...]:
+    """The command words of a model's labels (all but ``_silence_`` and ``_unknown_``), in their order."""
+    return tuple(lab for lab in labels if lab not in (SILENCE, UNKNOWN))
+
+
 __all__ = [
     "AudioDeviceError", "AudioFormatError", "CheckpointError", "Command", "CommandSpotter", "ConfigError", "DatasetError",
-    "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__",
+    "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__", "commands_of",
 ]
 
 

@@ -138,13 +138,13 @@ class AssistantConfig:
     queue_size: int = DEFAULT_QUEUE_SIZE
     listen_while_speaking: bool = False  # live audio: obey commands heard while a say action speaks
     echo_seconds: float = SPEECH_ECHO_S  # how long after an audible action its sound may still be heard
-    known: tuple[str, ...] = COMMANDS  # the model's commands, which the file was checked against
+    model_commands: tuple[str, ...] = COMMANDS  # which the file was checked against
 
     @property
     def commands(self) -> tuple[str, ...]:
         """The commands this assistant responds to: those with an action, and its wake word (the model's order)."""
         wake = (self.wake_word.word,) if self.wake_word else ()
-        return tuple(c for c in self.known if c in self.actions or c in wake)
+        return tuple(c for c in self.model_commands if c in self.actions or c in wake)
 
 
 def load_assistant(path: str | Path, commands: Sequence[str] = COMMANDS) -> AssistantConfig:
@@ -253,7 +253,7 @@ def _parse_assistant(raw: Any, source: str, commands: tuple[str, ...]) -> Assist
                           "actions would never run: set fire: true or remove them")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
                            queue_size=queue_size, listen_while_speaking=while_speaking, echo_seconds=float(echo),
-                           known=commands)
+                           model_commands=commands)
 
 
 def _parse_wake(spec: Any, commands: tuple[str, ...]) -> WakeWord | None:
@@ -799,7 +799,7 @@ class ActionRunner:
         self._speaking = 0  # audible actions running now
         self._spoke_until = -math.inf  # monotonic time until which the last speech may still be heard
         self.on_result = on_result
-        self.gate = WakeGate.from_config(config.wake_word, config.known) if config.wake_word else None
+        self.gate = WakeGate.from_config(config.wake_word, config.model_commands) if config.wake_word else None
         self.results: collections.deque[ActionResult] = collections.deque(maxlen=keep)
         self.fired = 0
         self.failed = 0
@@ -832,7 +832,7 @@ class ActionRunner:
     def ignored_because(self, cmd: Command) -> str | None:
         """Why ``submit`` would run no action for ``cmd`` now, in words for the line that reports it; None if it
         would (or if ``cmd`` has no action anyway)."""
-        if cmd.label not in self.config.known:
+        if cmd.label not in self.config.model_commands:
             return None
         if self._deaf_while_speaking and self.speaking():
             return "the assistant was speaking"
@@ -847,7 +847,7 @@ class ActionRunner:
         if self._closed:
             logger.debug("runner closed; %s not run", cmd.label)
             return False
-        if cmd.label not in self.config.known:
+        if cmd.label not in self.config.model_commands:
             return False
         if self._deaf_while_speaking and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:

@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru import COMMANDS, UNKNOWN
+from voice_gru import COMMANDS, UNKNOWN, commands_of
 from voice_gru.config import OFF, REFRESH_S, DecisionConfig, to_dict
-from voice_gru.data import commands_of
+from voice_gru.data import missing_commands
 from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.metrics import rate_upper_bound, share_upper_bound
 from voice_gru.speaker_cv import (
@@ -63,7 +63,7 @@ from voice_gru.speaker_cv import (
 )
 from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
-    detector_scores, load_clip_bank, make_stream, missing_words, score_events, smoothed_top,
+    detector_scores, load_clip_bank, make_stream, score_events, smoothed_top,
 )
 
 if TYPE_CHECKING:
@@ -211,8 +211,8 @@ def calibration_streams(ckpt: Checkpoint | CheckpointData, root: str | Path, *, 
     f = ckpt.features
     frame_s, first_end = f.hop_ms / 1000, f.win_length / f.sample_rate
     bank = load_clip_bank(str(root), SPLIT, commands_of(ckpt.labels))  # the model's own command words
-    missing = missing_words(bank)
-    if missing and bank.words != COMMANDS:  # its thresholds would be fitted blind (the ten: as before, on a subset)
+    missing = missing_commands((w for _, w, _ in bank.commands), bank.command_words)
+    if missing and bank.command_words != COMMANDS:  # its thresholds would be fitted blind (the ten: as before, on a subset)
         raise DatasetError(f"{root}: the {SPLIT} split has no clips of {', '.join(missing)}: the model's commands need "
                            "validation clips to calibrate on")
     plan = [("command", dataclasses.replace(spec, seconds=command_minutes * 60.0, command_free=False), seed)]
@@ -637,10 +637,9 @@ def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
     its figures are theirs (``"commands"`` says so). ``name``: what the rate is called where it was given, for errors.
     """
     if commands is not None:  # none or an unknown name would otherwise pick the most sensitive point
-        from voice_gru.decision import BACKGROUND
         from voice_gru.spotter import checked_commands
 
-        commands = checked_commands(commands, [lab for lab in ckpt.labels if lab not in BACKGROUND])
+        commands = checked_commands(commands, list(commands_of(ckpt.labels)))
     cal = (ckpt.meta or {}).get("calibration", {})
     points = cal.get("operating_points")
     if not points:

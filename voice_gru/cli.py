@@ -35,7 +35,7 @@ STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after
 
 def _cmd_data_stats(args: argparse.Namespace) -> int:
     from voice_gru.config import DataConfig
-    from voice_gru.data import dataset_stats
+    from voice_gru.data import dataset_stats, missing_commands
     from voice_gru.fileio import write_json
 
     check_outputs({"--json": args.json}, folders=[args.data_dir])
@@ -44,9 +44,9 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     cfg = DataConfig(task=args.task, commands=command_words(args.commands)) if args.commands else DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))
-    found = {w for split in ("training", "validation", "testing") for w, n in
-             stats.get(split, {}).get("per_word_folder", {}).items() if n}
-    missing = [w for w in cfg.commands if w not in found] if args.commands else []
+    missing = missing_commands((w for split in ("training", "validation", "testing") for w, n in
+                                stats.get(split, {}).get("per_word_folder", {}).items() if n), cfg.commands) \
+        if args.commands else []
     if missing:  # a misspelt word: train and make-stream would refuse it
         print(f"warning: --commands: no clips of {', '.join(missing)} in {args.data_dir}", file=sys.stderr)
     if args.json:
@@ -56,13 +56,13 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
 
 
 def command_words(words: Sequence[str]) -> tuple[str, ...]:
-    """``--commands`` words as a recipe's ``data.commands`` (its checks, said of the flag)."""
-    from voice_gru.config import DataConfig
+    """``--commands`` words, checked as a recipe's ``data.commands`` is."""
+    from voice_gru.config import command_words_problem
 
-    try:
-        return DataConfig(commands=tuple(words)).commands
-    except ConfigError as exc:
-        raise ConfigError(str(exc).replace("DataConfig.commands =", "--commands", 1)) from None
+    problem = command_words_problem(tuple(words))
+    if problem:
+        raise ConfigError(f"--commands {' '.join(words)}: {problem}")
+    return tuple(words)
 
 
 def format_stats(stats: dict) -> str:
@@ -362,7 +362,7 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
 
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> float | dict[str, float] | None:
     """``--threshold`` values parsed and checked against a model's labels."""
-    from voice_gru.data import commands_of
+    from voice_gru import commands_of
 
     override = parse_thresholds(values)
     if isinstance(override, dict):
@@ -555,7 +555,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if args.assistant:
         from voice_gru.actions import ActionRunner, load_assistant
 
-        from voice_gru.data import commands_of
+        from voice_gru import commands_of
 
         assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
     commands = getattr(args, "commands", None)
@@ -726,11 +726,30 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _assistant_words(path: str) -> set[str]:
+    """The words an assistant file maps or wakes on, read without loading it (nothing if it cannot be read: loading
+    it says why)."""
+    import yaml
+
+    from voice_gru.config import yaml_loader
+
+    try:
+        raw = yaml.load(Path(path).read_text(encoding="utf-8"), Loader=yaml_loader())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError, RecursionError):
+        return set()
+    if not isinstance(raw, dict):
+        return set()
+    wake = raw.get("wake_word")
+    wake = wake.get("word") if isinstance(wake, dict) else wake
+    actions = raw.get("actions")
+    return {str(w) for w in (*(actions if isinstance(actions, dict) else ()), *([wake] if wake else []))}
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
     from voice_gru import COMMANDS, UNKNOWN
     from voice_gru.actions import load_assistant
-    from voice_gru.data import commands_of
+    from voice_gru import commands_of
     from voice_gru.stream_labels import read_truth
 
     assets = Path(__file__).parent / "assets"
@@ -747,14 +766,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     assistant = args.assistant
     if assistant:
         load_assistant(assistant, commands)
-    else:  # the bundled one, where its commands are the model's
+    else:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
         assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                            assets / "assistant.yaml") if p.is_file()), None)
-        try:
-            if assistant:
-                load_assistant(assistant, commands)
-        except ConfigError:
-            print(f"note: {assistant} maps commands this model does not have: no actions (give --assistant FILE)")
+        lacking = sorted(_assistant_words(assistant) - set(commands)) if assistant else []
+        if lacking:
+            print(f"note: {assistant} maps {', '.join(lacking)}, which this model does not have: no actions (give "
+                  "--assistant FILE)", file=sys.stderr)
             assistant = None
     said = ", ".join(f"{e['word']}@{e['start']:.1f}s" for e in truth["events"])
     print(f"example recording ({truth['duration']:.0f} s of Speech Commands clips over background noise; "

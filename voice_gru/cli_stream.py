@@ -195,10 +195,9 @@ def format_command_free(r: dict) -> str:
 def _say_other_commands(truth: dict, labels: Path | str | None, whose: str) -> None:
     """Say when a label file made for other commands is scored word by word for these, and warn where its other
     words do not say which word they are (a command of these among them would count as a false accept)."""
-    if not truth.get("labelled_for"):
-        return
-    print(f"note: {labels} was made for the commands {', '.join(truth['labelled_for'])}; scored for {whose}"
-          f"{', '.join(truth['commands'])} (each word as what it is: the others are other words)", file=sys.stderr)
+    if truth.get("labelled_for"):
+        print(f"note: {labels} was made for the commands {', '.join(truth['labelled_for'])}; scored for {whose}"
+              f"{', '.join(truth['commands'])} (each word as what it is: the others are other words)", file=sys.stderr)
     if truth.get("unnamed_words"):
         print(f"warning: {truth['unnamed_words']} of its other words do not say which word they are (no 'word'): one "
               f"that is {', '.join(truth['commands'])} counts as a false accept", file=sys.stderr)
@@ -213,7 +212,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.calibrate import for_commands, operating_point
     from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
-    from voice_gru.data import commands_of
+    from voice_gru import commands_of
     from voice_gru.spotter import command_subset
     from voice_gru.streams import (decision_of, evaluate_stream, false_accepts_at_operating_points, load_stream,
                                    plot_det, public_result, refined_silent_threshold, silent_per_command,
@@ -323,8 +322,9 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     for i, d in enumerate(detections):  # beyond, counted as false accepts they would inflate the rate per hour
         if not -TIME_TOL_S <= d["t"] <= duration + END_SILENCE_S + TIME_TOL_S:
             raise DatasetError(f"{args.events}: detection {i + 1} at {d['t'] + args.offset:g} s is at {d['t']:g} s of "
-                               f"the recording (--offset {args.offset:g}), outside its 0-{duration:g} s: check --offset "
-                               "and --labels")
+                               f"the recording (--offset {args.offset:g}), outside its 0-{duration:g} s (and the "
+                               f"{END_SILENCE_S:g} s of silence listen decides its last word on): check --offset and "
+                               "--labels")
     result = score_events(detections, truth, after=args.after)
     result["offset_s"] = args.offset
     print(format_stream_report(result))

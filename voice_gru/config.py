@@ -103,6 +103,18 @@ class FeatureConfig:
                  f"must lie above f_min ({self.f_min:g}) and at most half the sample rate ({self.sample_rate / 2:g})")
 
 
+def command_words_problem(words: Any) -> str | None:
+    """What is wrong with a list of command words (``data.commands``, ``--commands``), or None."""
+    if not isinstance(words, tuple) or not 1 <= len(words) <= MAX_COMMANDS:
+        return f"expected a list of 1 to {MAX_COMMANDS} words"
+    for word in words:
+        if not isinstance(word, str) or word.strip() != word or word == "" or "/" in word or word.startswith((".", "_")):
+            return f"{word!r} is not a word folder's name (no spaces at its ends, '/', or leading '.' or '_')"
+    folded = [w.casefold() for w in words]  # label files and detections are read in any case
+    twice = sorted({w for w in words if folded.count(w.casefold()) > 1})
+    return f"{', '.join(map(repr, twice))} given twice (in any case)" if twice else None
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which task, and how silence/unknown examples are drawn."""
@@ -127,14 +139,8 @@ class DataConfig:
                       "seed": _SEED})
         _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
         _one_of(self, "unknown_mix", ("clips", "words"))
-        _require(self, 1 <= len(self.commands) <= MAX_COMMANDS, "commands", f"expected 1 to {MAX_COMMANDS} words")
-        for word in self.commands:
-            _require(self, isinstance(word, str) and word.strip() == word and word != "" and "/" not in word
-                     and not word.startswith((".", "_")), "commands",
-                     f"{word!r} is not a word folder's name (no spaces at its ends, '/', or leading '.' or '_')")
-        folded = [w.casefold() for w in self.commands]  # label files and detections are read in any case
-        twice = sorted({w for w in self.commands if folded.count(w.casefold()) > 1})
-        _require(self, not twice, "commands", f"{', '.join(map(repr, twice))} given twice (in any case)")
+        problem = command_words_problem(self.commands)
+        _require(self, problem is None, "commands", problem or "")
 
 
 @dataclass(frozen=True)

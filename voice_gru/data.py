@@ -302,8 +302,9 @@ def task_labels(task: str, commands: Sequence[str] = COMMANDS) -> list[str]:
 def label_of(clip: ClipRef, task: str, commands: Sequence[str] = COMMANDS) -> str:
     """The class of a clip for a task (``commands``: the "12" task's words; every other word is ``_unknown_``)."""
     if clip.label:
-        if task == "12" and clip.label == UNKNOWN and clip.word in commands:  # bed_0c2c_nohash_0.wav in _unknown_/
-            return clip.word  # says a word that is one of these commands
+        said = said_command(clip.label, clip.word, commands) if task == "12" else None
+        if said is not None:
+            return said
         if task == "12" and clip.label not in (SILENCE, UNKNOWN, *commands):  # an official layout's folder of a word
             return UNKNOWN if clip.label in WORDS_V2 else clip.label  # that is not one of these commands
         return clip.label if task == "12" else clip.word
@@ -312,15 +313,16 @@ def label_of(clip: ClipRef, task: str, commands: Sequence[str] = COMMANDS) -> st
     return clip.word if clip.word in commands else UNKNOWN
 
 
-def commands_of(labels: Sequence[str]) -> tuple[str, ...]:
-    """The command words of a model's labels (all but ``_silence_`` and ``_unknown_``), in their order."""
-    return tuple(lab for lab in labels if lab not in (SILENCE, UNKNOWN))
+def missing_commands(found: Iterable[str], commands: Sequence[str]) -> list[str]:
+    """The commands not among the words ``found`` (a misspelt word, or a folder the dataset lacks)."""
+    have = set(found)
+    return [w for w in commands if w not in have]
 
 
-def missing_commands(clips: Sequence[ClipRef], commands: Sequence[str], split: str = "training") -> list[str]:
-    """The commands with no clip in ``split`` (a misspelt word, or a folder the dataset lacks)."""
-    found = {c.word for c in clips if c.split == split}
-    return [w for w in commands if w not in found]
+def said_command(label: str, word: str, commands: Sequence[str]) -> str | None:
+    """The command a clip of an ``_unknown_`` label folder says where its name gives one of ``commands`` as its word
+    (the official test set's ``_unknown_/bed_0c2ca723_nohash_0.wav`` for a model whose command "bed" is), else None."""
+    return word if label == UNKNOWN and word and word in commands else None
 
 
 def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:

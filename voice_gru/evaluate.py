@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 import numpy as np
 import torch
 
-from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN, commands_of
 from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
-    AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, commands_of, fit_clip, folder_label, is_audio_file, is_test_set_layout,
-    parse_name, scan_dataset, split_examples, unused_entries,
+    AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
+    parse_name, said_command, scan_dataset, split_examples, unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -139,11 +139,8 @@ def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
     """A label folder's clip's class for a model of ``labels``: a clip of ``_unknown_/`` whose name says a word that
     is one of the model's commands (``bed_0c2ca723_nohash_0.wav``, as the official test set names them) is that
     command."""
-    if label == UNKNOWN and labels:
-        word = parse_name(path)[0]
-        if word and word in commands_of(labels):
-            return word
-    return label if label in labels else _map_label(label, labels)
+    said = said_command(label, parse_name(path)[0], commands_of(labels)) if labels else None
+    return said or (label if label in labels else _map_label(label, labels))
 
 
 def _map_label(name: str, labels: Sequence[str]) -> str:

@@ -27,6 +27,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 
+from voice_gru import commands_of
 from voice_gru.audio import FLOAT_LIMIT, Downmix
 from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, DecisionConfig, threshold_ok
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds, only_commands
@@ -107,7 +108,7 @@ def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> 
         if not threshold_ok(float(value) if isinstance(value, numbers.Real) and not isinstance(value, bool) else value):
             raise ConfigError(f"threshold {value!r}{' for ' + repr(name) if name else ''}: must be {THRESHOLD_RANGE}")
         if name and (name not in labels or name in BACKGROUND):
-            commands = [lab for lab in labels if lab not in BACKGROUND]
+            commands = list(commands_of(labels))
             raise ConfigError(f"threshold for '{name}': not a command of this model ({', '.join(commands)})")
     return {k: float(v) for k, v in values.items()} if isinstance(threshold, Mapping) else float(threshold)
 
@@ -131,7 +132,7 @@ def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[st
 def command_subset(chosen: Sequence[str] | None, labels: Sequence[str]) -> tuple[str, ...] | None:
     """``chosen`` checked against a model's commands (``labels`` less the background classes); None where it
     names all of them or nothing was chosen (every command can fire)."""
-    every = tuple(c for c in labels if c not in BACKGROUND)
+    every = commands_of(labels)
     if chosen is None:
         return None
     subset = checked_commands(chosen, every)
@@ -183,7 +184,7 @@ class CommandSpotter:
         self.ckpt = read_checkpoint_data(model) if model is None or isinstance(model, (str, Path)) else model.data()
         self.labels = list(self.ckpt.labels)
         chosen = command_subset(commands, self.labels)  # only these fire, and a point is chosen for them
-        self.commands = chosen or tuple(c for c in self.labels if c not in BACKGROUND)
+        self.commands = chosen or commands_of(self.labels)
         self.operating_point = (operating_point(self.ckpt, false_accepts_per_hour, chosen, name="false_accepts_per_hour")
                                 if false_accepts_per_hour is not None else None)
         override = _checked_override(threshold, self.labels)

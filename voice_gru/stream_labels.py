@@ -97,7 +97,7 @@ def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS,
 
 
 def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float | None = None,
-                 commands: tuple[str, ...] = COMMANDS, others: tuple[str, ...] = ()) -> dict:
+                 commands: tuple[str, ...] = COMMANDS, others: tuple[str, ...] = (), rescore: bool = False) -> dict:
     """``events[i]`` in the one form scoring reads; DatasetError naming the event and its first bad key.
     ``recorded``: the recording's own length, where the label file's ``duration`` was used instead."""
     where = f"{path}:{ev[LINE]}" if isinstance(ev, dict) and LINE in ev else f"{path}: events[{i}]"
@@ -114,7 +114,7 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
     if word and not ev.get("word"):
         out["word"] = word
     said = out.get("word")
-    if out["label"] == UNKNOWN and isinstance(said, str):  # another word to the file, a command to this model
+    if rescore and out["label"] == UNKNOWN and isinstance(said, str):  # another word to the file, a command here
         out["label"] = {c.lower(): c for c in commands}.get(said.strip().lower(), UNKNOWN)
     for key in ("start", "end", "speech_start", "speech_end"):
         if key in ev and ev[key] is None and key.startswith("speech"):
@@ -242,17 +242,22 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     truth = _parse(path, _read_text(path, "label file", "make-stream writes it beside the WAV"))
     if "commands" in truth:
         truth["commands"] = _commands(path, truth["commands"])
-    others: tuple[str, ...] = ()
+    others: tuple[str, ...] = ()  # the file's command words that are not those it is scored for
+    rescore = False  # made for other commands than those it is scored for: each word is read as what it is
     if commands is not None:
         made = commands_in(truth)
-        mine = {c.casefold() for c in commands}
+        mine, theirs = {c.casefold() for c in commands}, {w.casefold() for w in made}
         others = tuple(w for w in made if w.casefold() not in mine)
+        rescore = theirs != mine
         raw = [str(e.get("label", "")).strip().casefold() for e in truth["events"] if isinstance(e, dict)]
         # made for other commands: its list says so, or (without one) it labels one of the ten that is not ours
-        if {w.casefold() for w in made} != mine and ("commands" in truth or any(r in others for r in raw)):
+        if rescore and ("commands" in truth or any(r in {o.casefold() for o in others} for r in raw)):
             truth["labelled_for"] = list(made)
-            truth["unnamed_words"] = sum(1 for e in truth["events"] if isinstance(e, dict) and not e.get("word")
-                                         and str(e.get("label", "")).strip().casefold() in ("_unknown_", "unknown"))
+        if mine - theirs:  # an other word of the file may be one of ours: it must say which
+            unnamed = sum(1 for e in truth["events"] if isinstance(e, dict) and not e.get("word")
+                          and str(e.get("label", "")).strip().casefold() in (UNKNOWN, "unknown"))
+            if unnamed:
+                truth["unnamed_words"] = unnamed
         truth["commands"] = list(commands)
     commands = commands_in(truth)
     if truth.get("duration") is not None:
@@ -285,7 +290,7 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     events = []
     for i, ev in enumerate(truth["events"]):
         ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
-                          commands, others)
+                          commands, others, rescore)
         if truth.get("command_free") is True and ev["label"] in commands:
             own = commands != COMMANDS  # a model's own words: maybe another word to whoever made the file
             raise DatasetError(f"{path}: events[{i}] is the command {ev['label']!r}"
@@ -310,10 +315,11 @@ def commands_in(truth: Mapping) -> tuple[str, ...]:
 
 def _commands(path: Path, value: Any) -> list[str]:
     """A label file's ``commands`` list, checked."""
-    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(w, str) and w.strip() for w in value) \
-            or {w.lower() for w in value} & {UNKNOWN, SILENCE} or len({w.lower() for w in value}) < len(value):
+    words = [w.strip() for w in value if isinstance(w, str)] if isinstance(value, (list, tuple)) else []
+    folded = {w.casefold() for w in words}
+    if not words or len(words) < len(value) or not all(words) or folded & {UNKNOWN, SILENCE} or len(folded) < len(words):
         raise DatasetError(f"{path}: commands = {value!r}: expected a list of distinct command words")
-    return [w.strip() for w in value]
+    return words
 
 
 CLIP_SPAN_S = 0.8  # a label span this long is a clip's window, noise around the word included

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 
-from voice_gru import COMMANDS, SILENCE, UNKNOWN
+from voice_gru import COMMANDS, SILENCE, UNKNOWN, commands_of
 from voice_gru.config import REFRESH_S, DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError, is_whole
 from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
@@ -57,6 +57,8 @@ from voice_gru.stream_labels import (  # noqa: F401  (this module's API since be
     load_stream,
     read_truth,
 )
+from voice_gru.stream_labels import commands_in
+from voice_gru.data import missing_commands
 
 if TYPE_CHECKING:
     from voice_gru.checkpoint_data import CheckpointData
@@ -141,7 +143,7 @@ class ClipBank:
     unknown: tuple
     noise: tuple  # ((file name, audio, rms), ...)
     unreadable: tuple = ()  # ((path, reason), ...): reported, never silently dropped
-    words: tuple[str, ...] = COMMANDS  # which words were taken as commands
+    command_words: tuple[str, ...] = COMMANDS  # which words were taken as commands
 
 
 @functools.lru_cache(maxsize=4)
@@ -332,12 +334,6 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
     return out, segments
 
 
-def missing_words(bank: ClipBank) -> list[str]:
-    """The bank's command words without a clip in it."""
-    said = {w for _, w, _ in bank.commands}
-    return [w for w in bank.words if w not in said]
-
-
 def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), seed: int = 0,
                 bank: ClipBank | None = None, commands: Sequence[str] = COMMANDS) -> tuple[np.ndarray, dict]:
     """A long recording of ``split``'s clips over background noise, and its truth (see module doc).
@@ -351,11 +347,11 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     if not bank.unknown and (spec.command_free or spec.command_ratio < 1):
         raise DatasetError(f"{root}: the {split} split has no unknown-word clips to build this stream from")
     if not bank.commands and not spec.command_free and spec.command_ratio > 0:
-        raise DatasetError(f"{root}: the {split} split has no clips of the commands ({', '.join(bank.words)})")
-    missing = missing_words(bank)
-    if missing and bank.words != COMMANDS:  # one's own list: a misspelt word would be a command never said
+        raise DatasetError(f"{root}: the {split} split has no clips of the commands ({', '.join(bank.command_words)})")
+    missing = missing_commands((w for _, w, _ in bank.commands), bank.command_words)
+    if missing and bank.command_words != COMMANDS:  # one's own list: a misspelt word would be a command never said
         raise DatasetError(f"{root}: the {split} split has no clips of {', '.join(missing)} (commands: "
-                           f"{', '.join(bank.words)})")
+                           f"{', '.join(bank.command_words)})")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)
@@ -381,7 +377,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
-            "label": word if word in bank.words else UNKNOWN, "word": word, "file": rel,
+            "label": word if word in bank.command_words else UNKNOWN, "word": word, "file": rel,
             "start": round(start / SAMPLE_RATE, 5), "end": round((start + clip.size) / SAMPLE_RATE, 5),
             # rounded separately, speech_end could land 1e-5 past end: clamped, as the label reader requires
             "speech_start": round(start / SAMPLE_RATE + s0, 5),
@@ -403,8 +399,8 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         "events": events,
         "noise": noise,
     }
-    if bank.words != COMMANDS:  # the label file says which words it counts as commands (stream_labels.read_truth)
-        truth["commands"] = list(bank.words)
+    if bank.command_words != COMMANDS:  # the label file says which words it counts as commands (stream_labels.read_truth)
+        truth["commands"] = list(bank.command_words)
     return audio, truth
 
 
@@ -541,7 +537,8 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     hours = duration / 3600.0
     latencies = [hit_at[i] - float(clips[i].get("speech_end", clips[i]["end"])) for i in sorted(hit_at)]
     per_command = {}
-    for lab in sorted(per, key=lambda x: (COMMANDS.index(x) if x in COMMANDS else len(COMMANDS), x)):
+    listed = commands_in(truth)  # the model's or the label file's commands, in their order
+    for lab in sorted(per, key=lambda x: (listed.index(x) if x in listed else len(listed), x)):
         s = per[lab]
         s["misses"] = s["clips"] - s["hits"]
         s["recall"] = round(s["hits"] / s["clips"], 4) if s["clips"] else None
@@ -694,7 +691,7 @@ def sweep_thresholds(posteriors: np.ndarray, labels: Sequence[str], truth: Mappi
     duration = float(truth["duration"]) if duration is None else duration
     points = []
     for x in thresholds:
-        thr = only_commands({lab: float(x) for lab in labels if lab not in (UNKNOWN, SILENCE)}, only)
+        thr = only_commands({lab: float(x) for lab in commands_of(labels)}, only)
         s = score_events(detect(posteriors, labels, decision_cfg, thr, frame_seconds, first_frame_end), truth, duration, after)
         points.append({"threshold": round(float(x), 4), "hits": s["hits"], "misses": s["misses"], "wrong": s["wrong"],
                        "false_accepts": s["false_accepts"], "false_accepts_per_hour": s["false_accepts_per_hour"],

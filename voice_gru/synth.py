@@ -5,7 +5,8 @@ unknown clips, while a live assistant hears every other word a person says. Synt
 few hundred other words, in espeak-ng's English voices at several speeds and pitches, teaches the
 model what "not a command" sounds like. Only unknown words are synthesised, never commands (a
 synthetic "stop" would teach the model espeak's accent, not people's), and the vocabulary leaves
-out homophones and near-homophones of the commands ("know", "write", "of", ...).
+out homophones and near-homophones of the ten default commands ("know", "write", "of", ...). A model of its own
+command words (``data.commands``) has those words themselves left out, not their near-homophones.
 """
 
 from __future__ import annotations

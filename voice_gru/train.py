@@ -78,7 +78,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
     lengths = [len(n) for n in noise]
     labels = task_labels(cfg.data.task, cfg.data.commands)
     if cfg.data.task == "12":
-        missing = missing_commands(clips, cfg.data.commands)
+        missing = missing_commands((c.word for c in clips if c.split == "training"), cfg.data.commands)
         if missing and cfg.data.commands != COMMANDS:  # a word of one's own list misspelt, or not in this dataset
             words = sorted({c.word for c in clips if c.split == "training" and c.word}, key=str.lower)
             raise DatasetError(f"{data_dir}: data.commands: no training clips of {', '.join(map(repr, missing))} "
