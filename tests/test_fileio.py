@@ -119,11 +119,15 @@ def test_check_outputs(tmp_path):
         # the checkpoint's bytes landed among the report's lines on standard output
         ({"--out": "-"}, [], "--out -: a checkpoint is binary; give it a file name, not standard output"),
         ({"--out": "/dev/stdout"}, [], "a checkpoint is binary"),
+        # `ensemble ... --out run.sh` (a typo) replaced the script with a checkpoint
+        ({"--out": inp}, [], "exists and is not a checkpoint; give another name"),
     ]:
         with pytest.raises(ConfigError, match=says):
             check_outputs(outputs, inputs, png=["--plot"], binary=["--out"])
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "loop"]  # the probe leaves nothing behind
     check_outputs({"--events": "/dev/null"})  # a device is written directly
+    (tmp_path / "old.pt").write_bytes(b"PK\x03\x04rest")  # an earlier checkpoint is replaced, as asked
+    check_outputs({"--out": tmp_path / "old.pt"}, binary=["--out"])
 
 
 def test_listen_keeps_the_last_runs_events_when_it_cannot_start(tmp_path, capsys):

@@ -148,9 +148,18 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
         try:
             if flag in binary and descriptor(p) is not None:  # mixed into the report's lines: neither was usable
                 raise ConfigError(f"{flag} {p}: a checkpoint is binary; give it a file name, not standard output")
+            if flag in binary and os.path.isfile(p) and not _is_checkpoint(p):  # a typo would have replaced a script
+                raise ConfigError(f"{flag} {p}: exists and is not a checkpoint; give another name (or remove it)")
             _check_output(flag, p, ins, shipped, png, folders, seen)
         except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
+
+
+def _is_checkpoint(path: str | Path) -> bool:
+    """Whether ``path`` starts as ``torch.save`` writes (a zip archive; an empty file is a write cut short)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    return head in (b"PK\x03\x04", b"")
 
 
 def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Sequence[str],
