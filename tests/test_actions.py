@@ -1059,12 +1059,19 @@ def test_an_assistant_file_that_is_a_folder_is_called_so(tmp_path):
 def test_a_close_cut_short_while_its_queue_is_full_is_finished_by_the_next(tmp_path):
     """Ctrl-C while close() waited for room for its stop in a full queue: that lane never got one, and a second
     close() waited for ever (or said actions were running that were not)."""
-    cfg = AssistantConfig(source="test", actions={"stop": (Action("call", target="m:f", func=lambda c: time.sleep(0.6)),)})
+    started = threading.Event()
+
+    def act(cmd):
+        started.set()
+        time.sleep(0.6)
+
+    cfg = AssistantConfig(source="test", actions={"stop": (Action("call", target="m:f", func=act),)})
     runner = ActionRunner(cfg, queue_size=1)
     runner.submit(Command("stop", 0.9, 1.0))
-    time.sleep(0.1)
-    runner.submit(Command("stop", 0.9, 2.0))  # one running, one queued: the queue is full
-    threading.Timer(0.2, lambda: os.kill(os.getpid(), signal.SIGINT)).start()
+    assert started.wait(5)
+    assert runner.submit(Command("stop", 0.9, 2.0))  # one running, one queued: the queue is full
+    main_thread = threading.get_ident()  # to the waiting thread itself: another would not wake its wait
+    threading.Timer(0.2, lambda: signal.pthread_kill(main_thread, signal.SIGINT)).start()
     with pytest.raises(KeyboardInterrupt):
         runner.close(timeout=10)
     done: dict = {}
