@@ -1056,9 +1056,18 @@ def test_an_assistant_file_that_is_a_folder_is_called_so(tmp_path):
         load_assistant(tmp_path / "none.yaml")
 
 
-def test_a_close_cut_short_while_its_queue_is_full_is_finished_by_the_next(tmp_path):
+def test_a_close_cut_short_while_its_queue_is_full_is_finished_by_the_next():
     """Ctrl-C while close() waited for room for its stop in a full queue: that lane never got one, and a second
     close() waited for ever (or said actions were running that were not)."""
+    # Python leaves Ctrl-C ignored where it started ignored (the suite run in the background of a script, `cmd &`)
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        _close_cut_short()
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _close_cut_short() -> None:
     started = threading.Event()
 
     def act(cmd):
