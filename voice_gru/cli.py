@@ -39,9 +39,8 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     from voice_gru.fileio import write_json
 
     check_outputs({"--json": args.json}, folders=[args.data_dir])
-    if args.commands and args.task != "12":
-        raise ConfigError("--commands: the 35-word task has every word as its own class; use it with --task 12")
-    cfg = DataConfig(task=args.task, commands=command_words(args.commands)) if args.commands else DataConfig(task=args.task)
+    cfg = DataConfig(task=args.task, commands=command_words(args.commands, args.task)) if args.commands else \
+        DataConfig(task=args.task)
     stats = dataset_stats(args.data_dir, cfg)
     print(format_stats(stats))
     missing = missing_commands((w for split in ("training", "validation", "testing") for w, n in
@@ -55,10 +54,13 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     return 0
 
 
-def command_words(words: Sequence[str]) -> tuple[str, ...]:
-    """``--commands`` words, checked as a recipe's ``data.commands`` is."""
+def command_words(words: Sequence[str], task: str = "12") -> tuple[str, ...]:
+    """``--commands`` words, checked as a recipe's ``data.commands`` is (``task``: the task they are for)."""
     from voice_gru.config import command_words_problem
 
+    if task != "12":
+        raise ConfigError(f"--commands: the {task}-word task has every word as its own class; use it with the \"12\" "
+                          "task (commands, _silence_, _unknown_)")
     problem = command_words_problem(tuple(words))
     if problem:
         raise ConfigError(f"--commands {' '.join(words)}: {problem}")
@@ -152,10 +154,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     if overrides:
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **overrides))
     if args.commands:
-        if cfg.data.task != "12":
-            raise ConfigError(f"--commands: the recipe's {cfg.data.task}-word task has every word as its own class; use "
-                              "it with data.task \"12\" (commands, _silence_, _unknown_)")
-        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, commands=command_words(args.commands)))
+        cfg = dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, commands=command_words(args.commands,
+                                                                                                 cfg.data.task)))
     cores = os.cpu_count() or 1
     if args.threads and args.threads > cores:
         print(f"warning: --threads {args.threads}: this machine has {cores} CPU core(s); more threads than cores "
@@ -553,9 +553,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     assistant = None
     if args.assistant:
-        from voice_gru.actions import ActionRunner, load_assistant
-
         from voice_gru import commands_of
+        from voice_gru.actions import ActionRunner, load_assistant
 
         assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
     commands = getattr(args, "commands", None)
@@ -747,9 +746,8 @@ def _assistant_words(path: str) -> set[str]:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
-    from voice_gru import COMMANDS, UNKNOWN
+    from voice_gru import COMMANDS, UNKNOWN, commands_of
     from voice_gru.actions import load_assistant
-    from voice_gru import commands_of
     from voice_gru.stream_labels import read_truth
 
     assets = Path(__file__).parent / "assets"

@@ -374,9 +374,10 @@ def split_examples(
     out: list[Example] = []
     if any(c.label for c in sc):  # the official test-set layout is taken as it is
         return [Example(label_of(c, cfg.task, cfg.commands), c.path) for c in sc if cfg.task == "12" or c.word in WORDS_V2]
-    commands = [c for c in sc if label_of(c, cfg.task, cfg.commands) != UNKNOWN]
-    unknown = [c for c in sc if label_of(c, cfg.task, cfg.commands) == UNKNOWN]
-    out += [Example(label_of(c, cfg.task, cfg.commands), c.path, word=c.word) for c in commands]
+    labelled = [(c, label_of(c, cfg.task, cfg.commands)) for c in sc]
+    commands = [c for c, lab in labelled if lab != UNKNOWN]
+    unknown = [c for c, lab in labelled if lab == UNKNOWN]
+    out += [Example(lab, c.path, word=c.word) for c, lab in labelled if lab != UNKNOWN]
     if unknown:
         if split == "training":
             keep = unknown

@@ -21,6 +21,7 @@ Anything else is refused in one line naming the file, the event and the key.
 from __future__ import annotations
 
 import difflib
+import functools
 import json
 import math
 import re
@@ -72,6 +73,12 @@ def _seconds(value: Any) -> float | None:
     return value if isinstance(value, (int, float)) else number
 
 
+@functools.lru_cache(maxsize=16)
+def _by_fold(words: tuple[str, ...]) -> dict[str, str]:
+    """Each word by its case-folded form: label files and detections name words in any case."""
+    return {w.casefold(): w for w in words}
+
+
 def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS,
            others: tuple[str, ...] = ()) -> tuple[str, str | None]:
     """The label of ``raw`` (one of ``commands``, ``_unknown_``, ``_silence_``) and the word it names when that is
@@ -79,12 +86,12 @@ def _label(where: str, raw: Any, commands: tuple[str, ...] = COMMANDS,
     labels = (*commands, UNKNOWN, SILENCE)
     if isinstance(raw, str):
         name = raw.strip()
-        own = {lab.lower(): lab for lab in labels}.get(name.lower())
+        own = _by_fold(labels).get(name.casefold())
         if own is not None:
             return own, None
         if name.lower() in _ALIASES:
             return _ALIASES[name.lower()], (name.lower() if name.lower() in WORDS_V2 else None)
-        other = {w.lower(): w for w in others}.get(name.lower())
+        other = _by_fold(others).get(name.casefold())
         if other is not None:  # the file's own command word (a folder of one's recordings): another word here
             return UNKNOWN, other
     hint = ""
@@ -115,7 +122,7 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
         out["word"] = word
     said = out.get("word")
     if rescore and out["label"] == UNKNOWN and isinstance(said, str):  # another word to the file, a command here
-        out["label"] = {c.lower(): c for c in commands}.get(said.strip().lower(), UNKNOWN)
+        out["label"] = _by_fold(commands).get(said.strip().casefold(), UNKNOWN)
     for key in ("start", "end", "speech_start", "speech_end"):
         if key in ev and ev[key] is None and key.startswith("speech"):
             del out[key]  # written as unknown: estimated from the recording, as when left out
@@ -246,12 +253,12 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     rescore = False  # made for other commands than those it is scored for: each word is read as what it is
     if commands is not None:
         made = commands_in(truth)
-        mine, theirs = {c.casefold() for c in commands}, {w.casefold() for w in made}
+        mine, theirs = set(_by_fold(tuple(commands))), set(_by_fold(made))
         others = tuple(w for w in made if w.casefold() not in mine)
         rescore = theirs != mine
-        raw = [str(e.get("label", "")).strip().casefold() for e in truth["events"] if isinstance(e, dict)]
+        raw = {str(e.get("label", "")).strip().casefold() for e in truth["events"] if isinstance(e, dict)}
         # made for other commands: its list says so, or (without one) it labels one of the ten that is not ours
-        if rescore and ("commands" in truth or any(r in {o.casefold() for o in others} for r in raw)):
+        if rescore and ("commands" in truth or raw & (theirs - mine)):
             truth["labelled_for"] = list(made)
         if mine - theirs:  # an other word of the file may be one of ours: it must say which
             unnamed = sum(1 for e in truth["events"] if isinstance(e, dict) and not e.get("word")
@@ -359,7 +366,7 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
     if shift is None:
         raise DatasetError(f"{path}: offset {offset!r} is not a finite number of seconds")
     text = _read_text(path, "detections file", "listen --events writes it")
-    own = {c.lower(): c for c in commands}
+    own = _by_fold(tuple(commands))
     try:
         whole = json.loads(text)
     except RecursionError:
@@ -387,7 +394,7 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
         t = _seconds(row["t"])
         if t is None:
             raise DatasetError(f"{where}: t = {row['t']!r}: must be a finite number of seconds")
-        label = own.get(row["label"].strip().lower()) if isinstance(row["label"], str) else None
+        label = own.get(row["label"].strip().casefold()) if isinstance(row["label"], str) else None
         if label is None:
             raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(commands)}; "
                                "a model of its own words: score-events --commands names them)")

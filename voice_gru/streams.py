@@ -765,7 +765,8 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     smoothed = detector_scores(result["posteriors"], labels, dcfg, result["frame_seconds"])
     top, score = smoothed_top(smoothed)
     used = result["thresholds"]
-    start = np.array([float(used[lab]) if lab in used and lab not in (UNKNOWN, SILENCE) else np.inf for lab in labels])
+    said = set(commands_of(labels))
+    start = np.array([float(used[lab]) if lab in used and lab in said else np.inf for lab in labels])
     thr = start.copy()
     while True:
         fired = {k for _, k, _ in fast_events(smoothed, thr, n_min, n_cool, top, score,
