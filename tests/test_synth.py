@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from voice_gru import synth
+from voice_gru import COMMANDS, synth
 from voice_gru.synth import synthesize_unknown
 
 pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None and shutil.which("espeak") is None,
@@ -51,3 +51,23 @@ def test_quiet_synthesis_prints_nothing(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     synthesize_unknown(2, tmp_path / "p", seed=1)
     assert "synthesising unknown words" in capsys.readouterr().err
+
+
+def test_words_espeak_says_alike_are_left_out_near_ones_stay(tmp_path, monkeypatch):
+    """An own command "see": the vocabulary's "sea" would be the same sound labelled `_unknown_`; "bad" for "bed" is
+    a different word a model must tell apart, so it stays (espeak-ng's own phonemes decide)."""
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    assert synth.homophones(synth.VOCABULARY, ["see", "bed", "sun"], exe) == {"see", "sea", "sun", "son"}
+    assert synth.homophones(synth.VOCABULARY, list(COMMANDS), exe) == set()  # written without theirs
+    monkeypatch.setattr(synth, "VOCABULARY", ("sea", "bad", "son", "see"))
+    said: list[str] = []
+    run = synth.subprocess.run
+
+    def spy(argv, **kwargs):
+        if "-w" in argv:
+            said.append(argv[-1])
+        return run(argv, **kwargs)
+
+    monkeypatch.setattr(synth.subprocess, "run", spy)
+    synthesize_unknown(12, tmp_path, seed=0, progress=False, exclude=["See", "bed"])
+    assert set(said) == {"bad", "son"}

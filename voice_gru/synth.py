@@ -6,7 +6,8 @@ few hundred other words, in espeak-ng's English voices at several speeds and pit
 model what "not a command" sounds like. Only unknown words are synthesised, never commands (a
 synthetic "stop" would teach the model espeak's accent, not people's), and the vocabulary leaves
 out homophones and near-homophones of the ten default commands ("know", "write", "of", ...). A model of its own
-command words (``data.commands``) has those words themselves left out, not their near-homophones.
+command words (``data.commands``) has those words left out and every vocabulary word espeak-ng pronounces the same
+("sea" for "see"); words that only sound near them ("bad" for "bed") stay: they teach the difference.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
+from voice_gru import COMMANDS
 from voice_gru.errors import DatasetError
 
 VOCABULARY = tuple("""
@@ -65,6 +67,29 @@ VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-029", "en-us-nyc
 VARIANTS = ("", "+m1", "+m2", "+m3", "+m4", "+m7", "+f1", "+f2", "+f3", "+f4", "+klatt", "+klatt2")
 
 
+def pronunciations(words: Sequence[str], exe: str, voice: str = "en-us") -> list[str]:
+    """espeak-ng's phonemes of each word, stress and pauses left out (one call for all of them)."""
+    def clean(ph: str) -> str:
+        return "".join(c for c in ph if c not in "',_:-")
+
+    out = subprocess.run([exe, "-q", "-x", "-v", voice, ", ".join(words)], check=True, capture_output=True,
+                         text=True).stdout
+    lines = [ln.strip() for ln in out.splitlines() if ln.strip()]
+    if len(lines) != len(words):  # a word espeak split or joined: ask word by word
+        lines = [subprocess.run([exe, "-q", "-x", "-v", voice, w], check=True, capture_output=True,
+                                text=True).stdout.strip() for w in words]
+    return [clean(ln) for ln in lines]
+
+
+def homophones(vocabulary: Sequence[str], words: Sequence[str], exe: str) -> set[str]:
+    """The vocabulary words espeak-ng pronounces like one of ``words`` (in its American or British voice)."""
+    found: set[str] = set()
+    for voice in ("en-us", "en-gb"):
+        sounds = set(pronunciations(words, exe, voice))
+        found |= {w for w, ph in zip(vocabulary, pronunciations(vocabulary, exe, voice)) if ph in sounds}
+    return found
+
+
 def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: int = 16000,
                        progress: bool = True, exclude: Sequence[str] = ()) -> list[str]:
     """``n`` one-second WAV clips of random vocabulary words in random espeak-ng voices (cached); ``exclude``: words
@@ -74,7 +99,12 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
     from voice_gru.audio import load_audio, save_wav
     from voice_gru.data import fit_clip
 
-    left_out = sorted(set(VOCABULARY) & {w.lower() for w in exclude})
+    exe = shutil.which("espeak-ng") or shutil.which("espeak")
+    said = {w.lower() for w in exclude}
+    # the vocabulary was written without the ten default commands' homophones: only other words need espeak here
+    # (without it the cache can still serve a run whose words have no homophone, as before)
+    alike = homophones(VOCABULARY, sorted(said - set(COMMANDS)), exe) if exe and said - set(COMMANDS) else set()
+    left_out = sorted((set(VOCABULARY) & said) | alike)
     vocabulary = tuple(w for w in VOCABULARY if w not in left_out)
     # the 10 default commands are not in the vocabulary: their cache (and the shipped model's draws) is the same
     suffix = f"-without-{hashlib.sha1(' '.join(left_out).encode()).hexdigest()[:10]}" if left_out else ""
@@ -83,7 +113,6 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
     paths = [str(out / f"synth_{i:05d}.wav") for i in range(n)]
     if done.is_file():
         return paths
-    exe = shutil.which("espeak-ng") or shutil.which("espeak")
     if exe is None:
         raise DatasetError("data.synthetic_unknown needs espeak-ng (apt-get install espeak-ng, or run scripts/setup.sh)")
     rng = np.random.default_rng(seed)
