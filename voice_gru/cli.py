@@ -977,9 +977,10 @@ def build_parser() -> argparse.ArgumentParser:
     de.add_argument("--events", metavar="OUT.jsonl", help="write each detection as a JSON line")
     de.set_defaults(func=_cmd_demo)
 
-    from voice_gru.cli_stream import register
+    from voice_gru import cli_record, cli_stream
 
-    register(sub)
+    cli_stream.register(sub)
+    cli_record.register(sub)
 
     dv = sub.add_parser("devices", help="list audio input devices and their default sample rates")
     dv.set_defaults(func=_cmd_devices)

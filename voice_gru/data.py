@@ -117,7 +117,14 @@ def is_test_set_layout(root: Path) -> bool:
     return root.is_dir() and any(d.is_dir() and folder_label(d.name) in (UNKNOWN, SILENCE) for d in root.iterdir())
 
 
-def _read_list(path: Path) -> set[str]:
+def uses_split_lists(root: Path) -> bool:
+    """Whether a dataset root's splits are its lists (either file there, even empty: then every clip they do not name
+    is training) rather than the speaker hash."""
+    return (root / "validation_list.txt").is_file() or (root / "testing_list.txt").is_file()
+
+
+def read_split_list(path: Path) -> set[str]:
+    """The clips a split list (`validation_list.txt`, `testing_list.txt`) names, relative to its folder; none if absent."""
     if not path.is_file():
         return set()
     try:
@@ -159,8 +166,8 @@ def scan_dataset(root: str | Path) -> list[ClipRef]:
         raise missing_dataset(root)
     if is_test_set_layout(root):
         return _scan_test_set(root)
-    val, test = _read_list(root / "validation_list.txt"), _read_list(root / "testing_list.txt")
-    use_lists = bool(val or test)
+    val, test = read_split_list(root / "validation_list.txt"), read_split_list(root / "testing_list.txt")
+    use_lists = uses_split_lists(root)
     clips = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
         for f in sorted(folder.iterdir()):
@@ -204,7 +211,7 @@ def unused_entries(root: str | Path) -> list[dict]:
             why = "a folder, not a clip" if f.is_dir() else "a broken link" if f.is_symlink() else \
                 "not a regular file"
             out.append({"file": str(f), "reason": why})
-    lists = {name: _read_list(root / name) for name in ("validation_list.txt", "testing_list.txt")}
+    lists = {name: read_split_list(root / name) for name in ("validation_list.txt", "testing_list.txt")}
     for name, entries in lists.items():
         for rel in sorted(entries):
             if not (root / rel).exists() and not (root / rel).is_symlink():

@@ -1,0 +1,260 @@
+"""`voice-gru record`: takes of one's own word cut out of a recording or a microphone into the dataset layout.
+
+The cutter is checked against sounds placed by hand (their start, end and the reason each other one is skipped) and
+against real Speech Commands clips laid end to end; the command against the dataset reader (`scan_dataset`), the
+training it is for, and the PulseAudio fake microphone."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from tiny_data import REPO, TEST_DATA, TINY_CONFIG, make_tiny_dataset
+from voice_gru import SILENCE, UNKNOWN
+from voice_gru.cli import main
+from voice_gru.config import DataConfig
+from voice_gru.data import dataset_stats, scan_dataset
+from voice_gru.errors import ConfigError
+from voice_gru.takes import Skipped, Take, TakeConfig, TakeCutter, cut_takes, speaker_id, split_for
+
+SR = 16000
+DATA = REPO.parent / "shared" / "speech_commands"
+
+
+def _room(seconds: float, dbfs: float = -60.0, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(seconds * SR)) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+def _sound(x: np.ndarray, t: float, dur: float, dbfs: float = -20.0, seed: int = 1) -> None:
+    a, n = int(t * SR), int(dur * SR)
+    x[a:a + n] += (np.random.default_rng(seed + a).standard_normal(n) * 10 ** (dbfs / 20)).astype(np.float32)
+
+
+# (start, duration) of each sound, and what becomes of it
+PLACED = [(1.0, 0.4, "take"), (2.5, 0.25, "take"), (4.0, 0.03, "a click or a knock"),
+          (5.0, 1.5, "more than a 1 s take holds"), (8.0, 0.5, "take"), (8.85, 0.2, "the sound before it ended"),
+          (10.0, 0.2, "the next sound began"), (10.55, 0.6, "take"), (12.5, 0.9, "take")]
+
+
+def _placed() -> np.ndarray:
+    x = _room(14)
+    for t, d, _ in PLACED:
+        _sound(x, t, d)
+    return x
+
+
+def test_each_sound_is_a_centred_take_or_skipped_with_its_reason():
+    x = _placed()
+    found = cut_takes(x)
+    assert len(found) == len(PLACED)
+    for f, (t, d, fate) in zip(found, PLACED):
+        assert abs(f.start_s - t) <= 0.01 and abs(f.end_s - (t + d)) <= 0.01, (f, t, d)
+        if fate == "take":
+            assert isinstance(f, Take) and f.audio.shape == (SR,)
+            assert abs(f.peak_dbfs - 20 * np.log10(np.abs(x[int(t * SR):int((t + d) * SR)]).max())) < 0.01
+            power = f.audio.astype(np.float64) ** 2
+            loud = np.flatnonzero(power > 10 ** (-40 / 10))  # the sound's samples, the room's 20 dB below them
+            assert abs((loud[0] + loud[-1]) / 2 - SR / 2) <= 160  # in the middle of its second, to a frame
+        else:
+            assert isinstance(f, Skipped) and fate in f.reason
+
+
+def test_chunks_of_any_size_give_the_same_takes_in_bounded_memory():
+    x = np.concatenate([_placed()] * 4)  # 56 s
+    whole = cut_takes(x)
+    for size in (37, 1600, 16000):
+        cutter, got, held = TakeCutter(), [], 0
+        for i in range(0, x.size, size):
+            got += cutter.push(x[i:i + size])
+            held = max(held, cutter._audio.size)
+        got += cutter.flush()
+        assert [(type(f), f.start_s, f.end_s) for f in got] == [(type(f), f.start_s, f.end_s) for f in whole]
+        assert all(np.array_equal(a.audio, b.audio) for a, b in zip(got, whole) if isinstance(a, Take))
+        assert held <= 2.5 * SR + size  # what a pending take and the sound being heard can need, not the stream
+
+
+def test_a_take_at_the_very_end_is_padded_and_a_sound_too_close_to_the_start_kept():
+    x = _room(2.0)
+    _sound(x, 0.1, 0.3)
+    _sound(x, 1.75, 0.2)
+    found = cut_takes(x)
+    assert [type(f) for f in found] == [Take, Take]
+    assert found[1].audio.shape == (SR,) and not found[1].audio[-SR // 4:].any()  # past the end: zeros
+
+
+def test_a_stray_quiet_frame_does_not_sink_the_floor_and_a_fan_becomes_floor():
+    """A 30 ms dropout (digital zeros) once dragged a running-minimum floor 20 dB down: the room's own noise then
+    counted as sound for seconds and the next words merged into one "too long" sound."""
+    x = _room(8, -55)
+    x[int(1.0 * SR):int(1.03 * SR)] = 0
+    for t in (2.0, 3.5, 5.0):
+        _sound(x, t, 0.4)
+    assert [type(f) for f in cut_takes(x)] == [Take] * 3
+    fan = _room(16, -60)
+    fan[4 * SR:] += _room(12, -35, seed=3)  # a fan starts: 25 dB more noise from 4 s on
+    for t in (1.0, 9.0, 12.0):
+        _sound(fan, t, 0.4, dbfs=-10)
+    found = cut_takes(fan)
+    assert [type(f) for f in found] == [Take, Skipped, Take, Take]
+    assert "more than" in found[1].reason and abs(found[1].start_s - 4.0) < 0.02
+
+
+def test_a_config_that_cannot_hold_a_word_is_refused():
+    with pytest.raises(ConfigError, match="max_sound_s <= clip_s"):
+        TakeConfig(max_sound_s=1.2)
+
+
+@pytest.mark.skipif(not DATA.is_dir(), reason="needs ../shared/speech_commands")
+def test_real_words_laid_end_to_end_become_takes_inside_their_clips():
+    """60 validation clips of five words, each scaled so its own noise floor is the room's (-55 dBFS), 0.8 s apart:
+    the words of most become takes (the rest are said as skipped or are under 12 dB above their floor), and no take
+    lies outside a clip (measured 2026-12-07 on 150 such clips: 125 takes, 21 sounds longer than a take, 6 clicks)."""
+    clips = [c for c in scan_dataset(DATA) if c.split == "validation"
+             and c.word in ("yes", "left", "stop", "happy", "six")][:60]
+    from voice_gru.audio import load_audio
+
+    parts, spans, pos = [_room(1.0, -55)], [], SR
+    for c in clips:
+        a = load_audio(c.path, SR)
+        frames = a[:a.size // 160 * 160].reshape(-1, 160)
+        floor = 10 * np.log10(np.percentile((frames.astype(np.float64) ** 2).mean(1), 10) + 1e-13)
+        parts += [np.clip(a * 10 ** ((-55 - floor) / 20), -1, 1).astype(np.float32), _room(0.8, -55, seed=pos)]
+        spans.append((pos / SR, (pos + a.size) / SR))
+        pos += a.size + int(0.8 * SR)
+    takes = [f for f in cut_takes(np.concatenate(parts)) if isinstance(f, Take)]
+    inside = [[i for i, (a, b) in enumerate(spans) if a - 0.02 <= t.start_s and t.end_s <= b + 0.02] for t in takes]
+    assert all(len(i) == 1 for i in inside)
+    assert len({i[0] for i in inside}) == len(takes) >= 0.75 * len(clips)
+
+
+def _recording(path: Path, word: Path = TEST_DATA / "bed" / "0c2d2ffa_nohash_1.wav", n: int = 4) -> Path:
+    """``n`` times one real clip of a word with a second of the room between them."""
+    clip, sr = sf.read(str(word), dtype="float32")
+    parts = [_room(1.0, -62)]
+    for i in range(n):
+        parts += [clip + _room(clip.size / SR, -62, seed=i + 5)[:clip.size], _room(1.0, -62, seed=i + 10)]
+    sf.write(str(path), np.concatenate(parts), SR, subtype="PCM_16")
+    return path
+
+
+def test_record_writes_a_new_dataset_each_speaker_in_one_split(tmp_path, capsys):
+    rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"
+    root.mkdir()
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice"]) == 0
+    out = capsys.readouterr().out
+    alice, bob = speaker_id("alice"), speaker_id("bob")
+    assert "a new dataset: split lists started" in out and f"speaker {alice}, training split" in out
+    assert sorted(p.name for p in (root / "lights").iterdir()) == [f"{alice}_nohash_{i}.wav" for i in range(4)]
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice",
+                 "--takes", "2"]) == 0  # numbering goes on
+    assert (root / "lights" / f"{alice}_nohash_5.wav").is_file() and not (root / "lights" / f"{alice}_nohash_6.wav").exists()
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--split",
+                 "validation"]) == 0
+    assert (root / "validation_list.txt").read_text().split() == [f"lights/{bob}_nohash_{i}.wav" for i in range(4)]
+    by_split = {(Path(c.path).name, c.split) for c in scan_dataset(root)}  # the dataset reader's own view
+    assert by_split == {(f"{alice}_nohash_{i}.wav", "training") for i in range(6)} | \
+        {(f"{bob}_nohash_{i}.wav", "validation") for i in range(4)}
+    for f in (root / "lights").iterdir():
+        audio, sr = sf.read(str(f), dtype="float32")
+        assert sr == SR and audio.shape == (SR,)
+    capsys.readouterr()
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--split",
+                 "testing"]) == 2
+    assert f"'bob' (speaker {bob}) already has clips in the validation split" in capsys.readouterr().err
+    assert len(list((root / "lights").iterdir())) == 10
+
+
+def test_record_refuses_what_would_lose_or_misplace_takes(tmp_path, capsys):
+    rec = _recording(tmp_path / "me.wav")
+    hashed = tmp_path / "hashed"  # clips and no split lists: the speaker's hash decides
+    (hashed / "cat").mkdir(parents=True)
+    shutil.copy(TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav", hashed / "cat" / "0ea0e2f4_nohash_0.wav")
+    fate = split_for(hashed, speaker_id("alice"))
+    other = "validation" if fate != "validation" else "training"
+    cases = [
+        (["--data-dir", str(hashed), "--speaker", "alice", "--split", other], f"which puts 'alice' (speaker "
+         f"{speaker_id('alice')}) in {fate}"),
+        (["--data-dir", str(tmp_path / "nowhere")], "no such folder"),
+        (["--data-dir", str(hashed), "--device", "0"], "--device chooses a microphone"),
+    ]
+    for extra, says in cases:
+        assert main(["record", "lights", "--input", str(rec), *extra]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert main(["record", "lights", "--data-dir", str(hashed), "--input", str(tmp_path / "none.wav")]) == 2
+    assert "none.wav: file not found" in capsys.readouterr().err
+    assert main(["record", "_unknown_", "--data-dir", str(hashed), "--input", str(rec)]) == 2
+    assert "not a word folder's name" in capsys.readouterr().err
+    assert not (hashed / "lights").exists() and not (hashed / "validation_list.txt").exists()
+    quiet = tmp_path / "quiet.wav"
+    sf.write(str(quiet), _room(3.0), SR)
+    assert main(["record", "lights", "--data-dir", str(hashed), "--input", str(quiet)]) == 2
+    assert "no take found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_recorded_takes_train_a_model_of_that_word(tmp_path):
+    """The point of recording: two people's takes of a new word beside the dataset's, and `train --commands`."""
+    root = make_tiny_dataset(tmp_path / "data")
+    rec = _recording(tmp_path / "marvin.wav", TEST_DATA / "marvin" / "4954abe8_nohash_0.wav", n=5)
+    for who, split in (("alice", "training"), ("carol", "training"), ("bob", "validation"), ("dan", "testing")):
+        assert main(["record", "hey", "--data-dir", str(root), "--input", str(rec), "--speaker", who,
+                     "--split", split]) == 0
+    stats = dataset_stats(root, DataConfig(commands=("hey", "yes")))
+    assert stats["training"]["per_class"]["hey"] == 10 and stats["validation"]["per_class"]["hey"] == 5
+    assert main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(root), "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache"), "--commands", "hey", "yes", "--quiet", "--threads", "1"]) == 0
+    from voice_gru.model import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "best.pt").labels == (SILENCE, UNKNOWN, "hey", "yes")
+
+
+def test_record_runs_on_the_base_install(tmp_path):
+    """A small computer with the listening install (no torch) records too."""
+    rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"
+    root.mkdir()
+    code = ("import sys\nfrom voice_gru.cli import TRAIN_EXTRA, main\nsys.modules.update(dict.fromkeys(TRAIN_EXTRA))\n"
+            f"sys.exit(main(['record', 'lights', '--data-dir', {str(root)!r}, '--input', {str(rec)!r}]))")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert len(list((root / "lights").iterdir())) == 4
+
+
+def test_record_from_the_microphone_stops_after_its_takes(pulse_mic, tmp_path):
+    """The PulseAudio fake microphone plays the recording: `record --takes 3` saves three takes and ends by itself."""
+    rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"
+    root.mkdir()
+    proc = subprocess.Popen([sys.executable, "-m", "voice_gru.cli", "record", "lights", "--data-dir", str(root),
+                             "--device", "pulse", "--takes", "3", "--speaker", "tester"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, env=pulse_mic.env)
+    out: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        for line in proc.stdout:
+            out.append(line)
+            if line.startswith("say 'lights'"):
+                ready.set()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    try:
+        assert ready.wait(30), "record never said it was listening:\n" + "".join(out)
+        pulse_mic.play(rec)
+        assert proc.wait(30) == 0, "".join(out)
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(10)
+    reader.join(5)
+    assert sorted(p.name for p in (root / "lights").iterdir()) == \
+        [f"{speaker_id('tester')}_nohash_{i}.wav" for i in range(3)], "".join(out)
+    assert "saved 3 take(s)" in "".join(out)

@@ -1,0 +1,148 @@
+"""``voice-gru record``: takes of your own word from the microphone (or a recording) into a dataset's layout."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+
+from voice_gru.errors import ConfigError, VoiceGruError
+
+QUIET_DBFS = -40.0  # below it the shipped model names fewer words right (README, *Is it the microphone?*)
+CLIPPED_DBFS = -0.1
+
+
+def _person() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user without a passwd entry
+        return "me"
+
+
+def _clock(seconds: float) -> str:
+    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+
+
+def _cmd_record(args: argparse.Namespace) -> int:
+    from voice_gru.config import command_words_problem
+    from voice_gru.input_level import InputMonitor
+    from voice_gru.takes import Skipped, Take, TakeCutter, save_take, speaker_id, split_for, start_split_lists
+
+    problem = command_words_problem((args.word,))
+    if problem:
+        raise ConfigError(f"record {args.word}: {problem}")
+    if args.input and args.device is not None:
+        raise ConfigError("--device chooses a microphone; with --input the takes come from that file: give one of them")
+    root = Path(args.data_dir)
+    if not root.is_dir():
+        raise ConfigError(f"--data-dir {root}: no such folder (the dataset root the word's folder goes into: a copy of "
+                          "Speech Commands to train beside its words, or a new folder)")
+    chunks = None
+    if args.input:  # a missing or unreadable file: said before anything is written
+        from voice_gru.live import file_chunks
+
+        chunks = file_chunks(args.input, on_truncated=lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
+    name = args.speaker or _person()
+    speaker = speaker_id(name)
+    if start_split_lists(root):
+        print(f"{root}: a new dataset: split lists started (validation_list.txt, testing_list.txt): each speaker's "
+              "takes join the split --split names, training by default", flush=True)
+    split = split_for(root, speaker, args.split, name)
+    folder = root / args.word
+    want = args.takes if args.takes is not None else (None if args.input else 20)
+    print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    monitor = InputMonitor(str(args.input) if args.input else "the microphone", warn=warn,
+                           hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
+    cutter = TakeCutter()
+    saved: list[Path] = []
+    skipped = 0
+
+    def keep(found: Take | Skipped) -> bool:
+        """Save a take or say why a sound was skipped; True once ``want`` takes are saved."""
+        nonlocal skipped
+        if not isinstance(found, Take):
+            skipped += 1
+            print(f"  skipped the sound at {_clock(found.start_s)}: {found.reason}", flush=True)
+            return False
+        path = save_take(root, args.word, speaker, split, found)
+        saved.append(path)
+        level = (" — clipped: lower the input gain" if found.peak_dbfs >= CLIPPED_DBFS else
+                 " — quiet: speak closer or raise the input gain" if found.peak_dbfs < QUIET_DBFS else "")
+        print(f"take {len(saved)}{f' of {want}' if want else ''}: {path.relative_to(root)} "
+              f"({found.end_s - found.start_s:.2f} s of sound, peak {found.peak_dbfs:.0f} dBFS){level}", flush=True)
+        return bool(want and len(saved) >= want)
+
+    def take_in(chunks: Iterable[np.ndarray], last: bool) -> None:
+        """Cut takes out of ``chunks`` until ``want`` are saved (``last``: the audio ends with them)."""
+        for chunk in chunks:
+            monitor.update(chunk)
+            if any(keep(found) for found in cutter.push(chunk)):
+                return
+        if last:
+            any(keep(found) for found in cutter.flush())
+
+    interrupted = False
+    try:
+        if chunks is not None:
+            take_in(chunks, last=True)
+        else:
+            from voice_gru.live import mic_chunks
+            from voice_gru.mic import Microphones
+
+            stop = threading.Event()
+            mics = Microphones(args.device, block_ms=100.0)
+            try:
+                mic = mics.open()
+                print(f"opening {mic.device.name} at {mic.samplerate} Hz ...", flush=True)
+
+                def first() -> None:
+                    print(f"say '{args.word}', then pause about a second; again, {want} times in all; vary how you say "
+                          "it, as you will when using it (Ctrl-C stops; the takes saved stay)", flush=True)
+
+                try:
+                    take_in(mic_chunks(mic, stop.is_set, first, on_gap=warn), last=False)
+                except KeyboardInterrupt:
+                    stop.set()
+                    interrupted = True
+            finally:
+                mics.close()
+    except KeyboardInterrupt:
+        interrupted = True
+    print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
+          f"is in the {split} split", flush=True)
+    if args.input and not saved and not interrupted:
+        raise VoiceGruError(f"{args.input}: no take found: say the word alone with a pause around it, the sound at "
+                            "least 12 dB above the room's noise")
+    return 130 if interrupted else 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``record`` to the ``voice-gru`` subparsers."""
+    from voice_gru.cli import whole
+    from voice_gru.data import SPLITS
+
+    p = subparsers.add_parser("record", help="record takes of your own word into a dataset folder (its Speech "
+                                             "Commands layout), to train with train --commands")
+    p.add_argument("word", metavar="WORD", help="the word: its folder's name in the dataset (e.g. lights)")
+    p.add_argument("--data-dir", required=True, metavar="DIR",
+                   help="the dataset root (its WORD/SPEAKER_nohash_N.wav files and split lists)")
+    p.add_argument("--speaker", metavar="NAME",
+                   help="whose voice (default: your login name); its hash is the speaker id in the file names")
+    p.add_argument("--takes", type=whole(1, 100000), metavar="N",
+                   help="stop after N takes (default: 20 from a microphone, all of them from --input)")
+    p.add_argument("--split", choices=SPLITS,
+                   help="which split this speaker's takes join (default: where the speaker already is, else "
+                        "training; a dataset without split lists splits by the speaker's hash)")
+    p.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
+    p.add_argument("--input", metavar="FILE", help="cut the takes out of a recording instead of the microphone")
+    p.set_defaults(func=_cmd_record)

@@ -1,0 +1,253 @@
+"""One-second takes of a word, cut out of a microphone or a recording: a dataset of your own command words.
+
+A person says the word again and again with a pause after each. Every stretch of sound that stands out of the
+room's noise floor, long enough for a word, short enough for one clip and clear of its neighbours, becomes a take
+of ``clip_s`` seconds with the sound in its middle, as Speech Commands' clips hold theirs. A frame's level is its
+power over 10 ms; the noise floor is the 10th percentile of the last 2 s of frame levels: a word (under a second)
+does not lift it, a fan that starts is floor again within 2 s, and a stray quiet frame (a dropout, digital zeros
+inside a clip) does not sink it, as a running minimum would, until the room's own noise counts as sound.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Union
+
+import numpy as np
+
+from voice_gru.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TakeConfig:
+    """What counts as a word's sound and the pause around it."""
+
+    clip_s: float = 1.0  # a take's length, the sound in its middle
+    above_floor_db: float = 12.0  # a frame is sound this far above the noise floor ...
+    min_level_dbfs: float = -65.0  # ... and above this (digital silence has no floor to stand out of)
+    min_sound_s: float = 0.08  # shorter: a click or a knock, not a word
+    max_sound_s: float = 0.95  # longer: more than one word, or one that does not fit its second
+    pause_s: float = 0.3  # this long without sound ends a sound
+    floor_window_s: float = 2.0  # the noise floor: a low percentile of the frame levels over this long ...
+    floor_percentile: float = 10.0  # ... this one
+    frame_ms: float = 10.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_sound_s <= self.max_sound_s <= self.clip_s:
+            raise ConfigError(f"takes: expected 0 < min_sound_s <= max_sound_s <= clip_s (got {self.min_sound_s:g}, "
+                              f"{self.max_sound_s:g}, {self.clip_s:g})")
+        if self.pause_s <= 0 or self.frame_ms <= 0 or self.floor_window_s <= 0 or not 0 <= self.floor_percentile <= 100:
+            raise ConfigError("takes: pause_s, frame_ms and floor_window_s must be positive, floor_percentile 0-100")
+
+
+@dataclass(frozen=True)
+class Take:
+    """A word's second of audio and where its sound lay in the stream."""
+
+    audio: np.ndarray  # clip_s seconds, the sound centred
+    start_s: float  # the sound's first and last frame, seconds from the stream's start
+    end_s: float
+    peak_dbfs: float  # the loudest sample of the sound
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A sound that did not become a take, and why."""
+
+    start_s: float
+    end_s: float
+    reason: str
+
+
+Found = Union[Take, Skipped]
+
+
+class TakeCutter:
+    """Push audio chunks (16 kHz float mono) in; takes come out once the second after their sound has arrived.
+
+    Memory stays bounded: only the audio a pending take or the sound being heard can still need is kept."""
+
+    def __init__(self, sample_rate: int = 16000, cfg: TakeConfig = TakeConfig()) -> None:
+        self.rate = sample_rate
+        self.cfg = cfg
+        self.hop = max(1, round(sample_rate * cfg.frame_ms / 1000))
+        self.clip = round(sample_rate * cfg.clip_s)
+        self._audio = np.zeros(0, np.float32)
+        self._origin = 0  # stream sample of _audio[0]
+        self._frames = 0  # frames judged so far
+        self._levels = np.zeros(max(1, round(cfg.floor_window_s * 1000 / cfg.frame_ms)))  # a ring of frame levels
+        self._sound: list[int] | None = None  # first and last loud frame of the sound being heard
+        self._last_end = -(10 ** 12)  # stream sample where the last word-long sound ended
+        self._pending: list[tuple[int, int, int]] = []  # (clip start, sound start, sound end) waiting for audio
+
+    def _s(self, sample: int) -> float:
+        return sample / self.rate
+
+    def push(self, chunk: np.ndarray) -> list[Found]:
+        """Take the next chunk; return the takes and skipped sounds it completed, in stream order."""
+        self._audio = np.concatenate([self._audio, np.asarray(chunk, np.float32).reshape(-1)])
+        out: list[Found] = []
+        cfg, hop = self.cfg, self.hop
+        pause = max(1, round(cfg.pause_s * 1000 / cfg.frame_ms))
+        while (self._frames + 1) * hop - self._origin <= self._audio.size:
+            a = self._frames * hop - self._origin
+            x = self._audio[a:a + hop]
+            level = 10 * math.log10(float(np.dot(x, x)) / hop + 1e-13)
+            i = self._frames
+            self._levels[i % self._levels.size] = level
+            self._frames += 1
+            floor = float(np.percentile(self._levels[:self._frames], cfg.floor_percentile))
+            if level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
+                if self._sound is None:
+                    self._sound = [i, i]
+                self._sound[1] = i
+            elif self._sound is not None and i - self._sound[1] >= pause:
+                out += self._sound_ends()
+            if self._pending:
+                out += self._ready(self._frames * hop)
+        self._trim()
+        return out
+
+    def flush(self) -> list[Found]:
+        """The stream has ended: finish what is pending (a second running past the end is padded with zeros)."""
+        out = self._sound_ends() if self._sound is not None else []
+        end = self._origin + self._audio.size
+        need = max([c + self.clip for c, _, _ in self._pending], default=end)
+        if need > end:
+            self._audio = np.concatenate([self._audio, np.zeros(need - end, np.float32)])
+        return out + self._ready(need)
+
+    def _sound_ends(self) -> list[Found]:
+        assert self._sound is not None
+        first, last = self._sound
+        self._sound = None
+        start, end = first * self.hop, (last + 1) * self.hop
+        took = (end - start) / self.rate
+        if took < self.cfg.min_sound_s:  # a click inside a take's second leaves it a take
+            return [Skipped(self._s(start), self._s(end), f"{took * 1000:.0f} ms of sound: a click or a knock, "
+                                                          "not a word")]
+        out: list[Found] = []
+        for c, s, e in [p for p in self._pending if start < p[0] + self.clip]:
+            self._pending.remove((c, s, e))
+            out.append(Skipped(self._s(s), self._s(e), "the next sound began within its second: pause longer "
+                                                       "after each take"))
+        last_end, self._last_end = self._last_end, end
+        if took > self.cfg.max_sound_s:
+            return out + [Skipped(self._s(start), self._s(end), f"{took:.2f} s of sound: more than a "
+                                  f"{self.cfg.clip_s:g} s take holds (say the word alone, then pause)")]
+        clip_start = (start + end) // 2 - self.clip // 2
+        if last_end > clip_start:
+            return out + [Skipped(self._s(start), self._s(end), "the sound before it ended within its second: pause "
+                                                                "longer between takes")]
+        self._pending.append((clip_start, start, end))
+        return out
+
+    def _ready(self, heard: int) -> list[Found]:
+        """Pending takes whose whole second is in (up to stream sample ``heard``), with no sound begun inside it
+        that may still prove word-long."""
+        out: list[Found] = []
+        for c, s, e in list(self._pending):
+            if c + self.clip > heard or (self._sound is not None and self._sound[0] * self.hop < c + self.clip):
+                continue
+            self._pending.remove((c, s, e))
+            lo = max(c, self._origin)
+            audio = np.concatenate([np.zeros(lo - c, np.float32),
+                                    self._audio[lo - self._origin:c + self.clip - self._origin]])
+            peak = 20 * math.log10(float(np.abs(self._audio[s - self._origin:e - self._origin]).max()) + 1e-12)
+            out.append(Take(audio, self._s(s), self._s(e), peak))
+        return out
+
+    def _trim(self) -> None:
+        """Drop audio nothing can need any more: before pending takes, the sound being heard and the last second."""
+        keep = self._frames * self.hop - self.clip
+        if self._sound is not None:  # its start, while it may still be a word
+            first, last = self._sound
+            if (last + 1 - first) * self.hop <= self.cfg.max_sound_s * self.rate:
+                keep = min(keep, first * self.hop - self.clip)
+        keep = min([keep] + [c for c, _, _ in self._pending])
+        if keep > self._origin:
+            self._audio = self._audio[keep - self._origin:]
+            self._origin = keep
+
+
+def cut_takes(audio: np.ndarray, sample_rate: int = 16000, cfg: TakeConfig = TakeConfig()) -> list[Found]:
+    """Every take (and every skipped sound) of a whole recording."""
+    cutter = TakeCutter(sample_rate, cfg)
+    return cutter.push(audio) + cutter.flush()
+
+
+def speaker_id(name: str) -> str:
+    """A person's name as a Speech Commands speaker id (8 hex digits: the layout's file names need one)."""
+    return hashlib.sha1(name.encode("utf-8")).hexdigest()[:8]
+
+
+def split_for(root: str | Path, speaker: str, wanted: str | None = None, name: str = "") -> str:
+    """The split a speaker's new takes belong to in a dataset root: where the speaker's clips already are (a speaker
+    stays in one split, as the dataset keeps them apart), else ``wanted`` (default training). A root without split
+    lists splits by the speaker id's hash, which ``wanted`` cannot change. ``name``: the person, for the messages."""
+    from voice_gru.data import SPLITS, read_split_list, uses_split_lists, which_set
+
+    root = Path(root)
+    who = f"'{name}' (speaker {speaker})" if name else f"speaker {speaker}"
+    if wanted is not None and wanted not in SPLITS:
+        raise ConfigError(f"split '{wanted}': expected one of {', '.join(SPLITS)}")
+    if not uses_split_lists(root):
+        hashed = which_set(f"{speaker}_nohash_0.wav")
+        if wanted is not None and wanted != hashed:
+            raise ConfigError(f"{root} has no validation_list.txt or testing_list.txt: its splits go by each speaker "
+                              f"id's hash, which puts {who} in {hashed}; leave out --split, choose another --speaker, "
+                              "or give the dataset split lists")
+        return hashed
+    val, test = read_split_list(root / "validation_list.txt"), read_split_list(root / "testing_list.txt")
+    have = sorted({"validation" if rel in val else "testing" if rel in test else "training"
+                   for rel in (p.relative_to(root).as_posix() for p in root.glob(f"*/{speaker}_nohash_*"))})
+    if len(have) > 1 or (have and wanted is not None and have != [wanted]):
+        raise ConfigError(f"{root}: {who} already has clips in the {' and '.join(have)} split"
+                          f"{'s' if len(have) > 1 else ''}: a speaker's clips stay in one split (validation and "
+                          f"testing measure voices never heard in training); "
+                          + (f"use --split {have[0]} or another --speaker" if len(have) == 1 else
+                             "fix validation_list.txt/testing_list.txt"))
+    return have[0] if have else wanted or "training"
+
+
+def start_split_lists(root: str | Path) -> bool:
+    """Give a new dataset root (no clips, no split lists) two empty split lists, so that each speaker's split is
+    chosen (``--split``) rather than hashed from the speaker id; True if it did."""
+    from voice_gru.data import is_audio_file, uses_split_lists
+    from voice_gru.fileio import write_text
+
+    root = Path(root)
+    if uses_split_lists(root) or any(is_audio_file(f) for d in root.iterdir() if d.is_dir() for f in d.iterdir()):
+        return False
+    for name in ("validation_list.txt", "testing_list.txt"):
+        write_text(root / name, "")
+    return True
+
+
+def next_take_path(folder: str | Path, speaker: str) -> Path:
+    """The first free ``SPEAKER_nohash_N.wav`` in a word folder (numbering goes on after earlier sessions)."""
+    taken = [int(m.group(1)) for p in Path(folder).glob(f"{speaker}_nohash_*")
+             if (m := re.fullmatch(rf"{speaker}_nohash_(\d+)\.\w+", p.name))]
+    return Path(folder) / f"{speaker}_nohash_{max(taken, default=-1) + 1}.wav"
+
+
+def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take, sample_rate: int = 16000) -> Path:
+    """Write a take into ``root/word/`` as 16-bit WAV, named into ``split`` (its list line first: a run killed between
+    the two leaves a line naming no clip, which the dataset tools report, never a clip in the wrong split)."""
+    from voice_gru.audio import save_wav
+    from voice_gru.data import uses_split_lists
+    from voice_gru.fileio import write_text
+
+    root = Path(root)
+    path = next_take_path(root / word, speaker)
+    if split != "training" and uses_split_lists(root):
+        listed = root / f"{split}_list.txt"
+        old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
+        write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_wav(path, take.audio, sample_rate)
+    return path
