@@ -153,6 +153,8 @@ def test_record_writes_a_new_dataset_each_speaker_in_one_split(tmp_path, capsys)
     alice, bob = speaker_id("alice"), speaker_id("bob")
     assert "a new dataset: split lists started" in out and f"speaker {alice}, training split" in out
     assert sorted(p.name for p in (root / "lights").iterdir()) == [f"{alice}_nohash_{i}.wav" for i in range(4)]
+    # two empty lists are lists: alice is training whatever her id's hash says
+    assert {c.split for c in scan_dataset(root)} == {"training"} and (root / "testing_list.txt").read_text() == ""
     assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice",
                  "--takes", "2"]) == 0  # numbering goes on
     assert (root / "lights" / f"{alice}_nohash_5.wav").is_file() and not (root / "lights" / f"{alice}_nohash_6.wav").exists()
@@ -194,6 +196,10 @@ def test_record_refuses_what_would_lose_or_misplace_takes(tmp_path, capsys):
     assert main(["record", "_unknown_", "--data-dir", str(hashed), "--input", str(rec)]) == 2
     assert "not a word folder's name" in capsys.readouterr().err
     assert not (hashed / "lights").exists() and not (hashed / "validation_list.txt").exists()
+    empty = tmp_path / "new"
+    empty.mkdir()
+    assert main(["record", "lights", "--data-dir", str(empty), "--device", "no such microphone"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1 and not list(empty.iterdir())  # no lists started for nothing
     quiet = tmp_path / "quiet.wav"
     sf.write(str(quiet), _room(3.0), SR)
     assert main(["record", "lights", "--data-dir", str(hashed), "--input", str(quiet)]) == 2

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import threading
 from pathlib import Path
 from typing import Iterable
 
@@ -43,11 +42,21 @@ def _cmd_record(args: argparse.Namespace) -> int:
     if not root.is_dir():
         raise ConfigError(f"--data-dir {root}: no such folder (the dataset root the word's folder goes into: a copy of "
                           "Speech Commands to train beside its words, or a new folder)")
-    chunks = None
-    if args.input:  # a missing or unreadable file: said before anything is written
+
+    def warn(message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    # a missing or unreadable file, or no such microphone: said before anything is written
+    chunks, mics = None, None
+    if args.input:
         from voice_gru.live import file_chunks
 
-        chunks = file_chunks(args.input, on_truncated=lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
+        chunks = file_chunks(args.input, on_truncated=warn)
+    else:
+        from voice_gru.mic import Microphones
+
+        mics = Microphones(args.device, block_ms=100.0)
+        mic = mics.open()
     name = args.speaker or _person()
     speaker = speaker_id(name)
     if start_split_lists(root):
@@ -57,10 +66,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
     folder = root / args.word
     want = args.takes if args.takes is not None else (None if args.input else 20)
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
-
-    def warn(message: str) -> None:
-        print(f"warning: {message}", file=sys.stderr, flush=True)
-
     monitor = InputMonitor(str(args.input) if args.input else "the microphone", warn=warn,
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     cutter = TakeCutter()
@@ -97,27 +102,18 @@ def _cmd_record(args: argparse.Namespace) -> int:
             take_in(chunks, last=True)
         else:
             from voice_gru.live import mic_chunks
-            from voice_gru.mic import Microphones
 
-            stop = threading.Event()
-            mics = Microphones(args.device, block_ms=100.0)
-            try:
-                mic = mics.open()
-                print(f"opening {mic.device.name} at {mic.samplerate} Hz ...", flush=True)
+            def first() -> None:
+                print(f"say '{args.word}', then pause about a second; again, {want} times in all; vary how you say "
+                      "it, as you will when using it (Ctrl-C stops; the takes saved stay)", flush=True)
 
-                def first() -> None:
-                    print(f"say '{args.word}', then pause about a second; again, {want} times in all; vary how you say "
-                          "it, as you will when using it (Ctrl-C stops; the takes saved stay)", flush=True)
-
-                try:
-                    take_in(mic_chunks(mic, stop.is_set, first, on_gap=warn), last=False)
-                except KeyboardInterrupt:
-                    stop.set()
-                    interrupted = True
-            finally:
-                mics.close()
+            print(f"listening on {mic.device.name} at {mic.samplerate} Hz ...", flush=True)
+            take_in(mic_chunks(mic, lambda: False, first, on_gap=warn), last=False)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        if mics is not None:
+            mics.close()
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
           f"is in the {split} split", flush=True)
     if args.input and not saved and not interrupted:
