@@ -21,7 +21,7 @@ from voice_gru.errors import ConfigError
 
 SCRIPT = Path(sys.executable).with_name("voice-gru")
 CLIP = TEST_DATA / "yes" / "0ea0e2f4_nohash_0.wav"
-SUBCOMMANDS = ("data", "train", "ensemble", "evaluate", "listen", "devices")
+SUBCOMMANDS = ("data", "train", "ensemble", "evaluate", "listen", "devices", "record")
 
 
 def test_help_lists_subcommands():

@@ -81,13 +81,34 @@ def test_chunks_of_any_size_give_the_same_takes_in_bounded_memory():
         assert held <= 2.5 * SR + size  # what a pending take and the sound being heard can need, not the stream
 
 
-def test_a_take_at_the_very_end_is_padded_and_a_sound_too_close_to_the_start_kept():
-    x = _room(2.0)
-    _sound(x, 0.1, 0.3)
-    _sound(x, 1.75, 0.2)
+def test_the_ends_of_a_recording():
+    """A take whose second runs past the end is padded with zeros, one whose pause the end cuts is skipped (the word
+    may be cut off), a sound before the room's floor is known is not heard but noted, and a dropout (digital zeros)
+    or a DC offset changes nothing."""
+    x = _room(3.0)
+    _sound(x, 1.0, 0.3)
+    _sound(x, 2.5, 0.1)
     found = cut_takes(x)
     assert [type(f) for f in found] == [Take, Take]
-    assert found[1].audio.shape == (SR,) and not found[1].audio[-SR // 4:].any()  # past the end: zeros
+    assert found[1].audio.shape == (SR,) and not found[1].audio[-int(0.05 * SR) + 16:].any()  # past the end: zeros
+    cut = _room(2.0)
+    _sound(cut, 1.3, 0.2)
+    _sound(cut, 1.85, 0.15)  # to the end of the recording
+    found = cut_takes(cut)
+    assert [type(f) for f in found] == [Skipped, Skipped] and "recording ends during it" in found[1].reason
+    assert "next sound began" in found[0].reason  # the cut sound lies inside the first one's second
+    early = _room(3.0)
+    _sound(early, 0.1, 0.15)
+    _sound(early, 1.5, 0.3)
+    cutter = TakeCutter()
+    found = cutter.push(early) + cutter.flush()
+    assert [type(f) for f in found] == [Take] and abs(found[0].start_s - 1.5) < 0.011 and cutter.missed_at_start
+    shifted = _room(6.0) + 0.05
+    shifted[:int(0.5 * SR)] = 0  # a recorder that starts with half a second of zeros
+    for t in (1.5, 3.0, 4.5):
+        _sound(shifted, t, 0.4)
+    found = cut_takes(shifted)
+    assert [(type(f), round(f.start_s, 1)) for f in found] == [(Take, 1.5), (Take, 3.0), (Take, 4.5)]
 
 
 def test_a_stray_quiet_frame_does_not_sink_the_floor_and_a_fan_becomes_floor():
@@ -116,7 +137,8 @@ def test_a_config_that_cannot_hold_a_word_is_refused():
 def test_real_words_laid_end_to_end_become_takes_inside_their_clips():
     """60 validation clips of five words, each scaled so its own noise floor is the room's (-55 dBFS), 0.8 s apart:
     the words of most become takes (the rest are said as skipped or are under 12 dB above their floor), and no take
-    lies outside a clip (measured 2026-12-07 on 150 such clips: 125 takes, 21 sounds longer than a take, 6 clicks)."""
+    lies outside a clip (measured 2026-12-07 on 150 such clips: 125 takes; 21 sounds longer than a take, 5
+    clicks and 3 too close to the next skipped)."""
     clips = [c for c in scan_dataset(DATA) if c.split == "validation"
              and c.word in ("yes", "left", "stop", "happy", "six")][:60]
     from voice_gru.audio import load_audio
@@ -264,3 +286,53 @@ def test_record_from_the_microphone_stops_after_its_takes(pulse_mic, tmp_path):
     assert sorted(p.name for p in (root / "lights").iterdir()) == \
         [f"{speaker_id('tester')}_nohash_{i}.wav" for i in range(3)], "".join(out)
     assert "saved 3 take(s)" in "".join(out)
+
+
+def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path):
+    """A run stopped between a list line and its clip: the speaker's next take neither reuses the name nor lands in
+    another split. A dataset copied as links: the copy's list becomes its own, the original is untouched."""
+    from voice_gru.takes import next_take_path, save_take
+
+    root = tmp_path / "d"
+    (root / "lights").mkdir(parents=True)
+    bob = speaker_id("bob")
+    (root / "validation_list.txt").write_text(f"lights/{bob}_nohash_0.wav\n")
+    (root / "testing_list.txt").write_text("")
+    assert next_take_path(root / "lights", bob).name == f"{bob}_nohash_1.wav"
+    assert split_for(root, bob) == "validation"
+    with pytest.raises(ConfigError, match="already has clips in the validation split"):
+        split_for(root, bob, "training")
+    orig, copy = tmp_path / "orig", tmp_path / "copy"
+    orig.mkdir()
+    (orig / "validation_list.txt").write_text("yes/x_nohash_0.wav\n")
+    copy.mkdir()
+    (copy / "validation_list.txt").symlink_to(orig / "validation_list.txt")
+    take = cut_takes(_placed())[0]
+    save_take(copy, "lights", bob, "validation", take)
+    assert (orig / "validation_list.txt").read_text() == "yes/x_nohash_0.wav\n"
+    assert not (copy / "validation_list.txt").is_symlink()
+    assert (copy / "validation_list.txt").read_text().split() == ["yes/x_nohash_0.wav", f"lights/{bob}_nohash_0.wav"]
+
+
+def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
+    from voice_gru.cli_record import _clock
+
+    rec = _recording(tmp_path / "me.wav")
+    testset = tmp_path / "testset"
+    for d in ("yes", "_unknown_", "_silence_"):
+        (testset / d).mkdir(parents=True)
+    above = tmp_path / "above"
+    (above / "inner" / "_background_noise_").mkdir(parents=True)
+    (above / "inner" / "validation_list.txt").write_text("")
+    words = tmp_path / "words"
+    words.mkdir()
+    (words / "notes").write_text("not a word folder")
+    for argv, says in (([str(testset)], "official test-set layout"), ([str(above)], "holds a dataset one folder down"),
+                       ([str(rec)], "is a file, not a dataset folder"), ([str(words), "notes"], "exists and is not a folder"),
+                       ([str(words), "a\\b"], "not a word folder's name"), ([str(words), "a\nb"], "not a word folder's name")):
+        word = argv[1] if len(argv) > 1 else "lights"
+        assert main(["record", word, "--data-dir", argv[0], "--input", str(rec)]) == 2
+        err = capsys.readouterr().err
+        assert says in err and err.count("\n") == 1, err
+    assert not list(testset.glob("*.txt")) and not (above / "validation_list.txt").exists()
+    assert [_clock(t) for t in (0.04, 59.96, 61.25)] == ["0:00.0", "1:00.0", "1:01.2"]

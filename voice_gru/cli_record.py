@@ -25,7 +25,8 @@ def _person() -> str:
 
 
 def _clock(seconds: float) -> str:
-    return f"{int(seconds // 60)}:{seconds % 60:04.1f}"
+    minutes, tenths = divmod(round(seconds * 10), 600)
+    return f"{minutes}:{tenths / 10:04.1f}"
 
 
 def _cmd_record(args: argparse.Namespace) -> int:
@@ -35,13 +36,22 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     problem = command_words_problem((args.word,))
     if problem:
-        raise ConfigError(f"record {args.word}: {problem}")
+        raise ConfigError(f"record: {problem}")
     if args.input and args.device is not None:
         raise ConfigError("--device chooses a microphone; with --input the takes come from that file: give one of them")
+    from voice_gru.data import is_test_set_layout
+
     root = Path(args.data_dir)
+    if root.exists() and not root.is_dir():
+        raise ConfigError(f"--data-dir {root}: is a file, not a dataset folder")
     if not root.is_dir():
         raise ConfigError(f"--data-dir {root}: no such folder (the dataset root the word's folder goes into: a copy of "
                           "Speech Commands to train beside its words, or a new folder)")
+    if is_test_set_layout(root):
+        raise ConfigError(f"--data-dir {root}: is in the official test-set layout (_unknown_/, _silence_/: every clip is "
+                          "testing); record into a dataset root of word folders and split lists")
+    if (root / args.word).exists() and not (root / args.word).is_dir():
+        raise ConfigError(f"record {args.word}: {root / args.word} exists and is not a folder")
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
@@ -111,9 +121,17 @@ def _cmd_record(args: argparse.Namespace) -> int:
             take_in(mic_chunks(mic, lambda: False, first, on_gap=warn), last=False)
     except KeyboardInterrupt:
         interrupted = True
+        if cutter.waiting:  # its second (or the pause after it) had not ended
+            print(f"stopped: the last {cutter.waiting} sound(s) heard were not saved (the second after them had not "
+                  "passed)", flush=True)
     finally:
         if mics is not None:
             mics.close()
+    if cutter.missed_at_start:
+        print("  a sound in the first 0.3 s, while the room's noise was being learnt, was not heard: start speaking "
+              "after that", flush=True)
+    if args.input and want and 0 < len(saved) < want and not interrupted:
+        print(f"{args.input} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
           f"is in the {split} split", flush=True)
     if args.input and not saved and not interrupted:

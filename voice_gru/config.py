@@ -108,8 +108,10 @@ def command_words_problem(words: Any) -> str | None:
     if not isinstance(words, tuple) or not 1 <= len(words) <= MAX_COMMANDS:
         return f"expected a list of 1 to {MAX_COMMANDS} words"
     for word in words:
-        if not isinstance(word, str) or word.strip() != word or word == "" or "/" in word or word.startswith((".", "_")):
-            return f"{word!r} is not a word folder's name (no spaces at its ends, '/', or leading '.' or '_')"
+        if not isinstance(word, str) or word.strip() != word or word == "" or "/" in word or "\\" in word \
+                or not word.isprintable() or word.startswith((".", "_")):
+            return (f"{word!r} is not a word folder's name (no spaces at its ends, '/', '\\', control characters, or "
+                    "leading '.' or '_')")
     folded = [w.casefold() for w in words]  # label files and detections are read in any case
     twice = sorted({w for w in words if folded.count(w.casefold()) > 1})
     return f"{', '.join(map(repr, twice))} given twice (in any case)" if twice else None

@@ -3,9 +3,10 @@
 A person says the word again and again with a pause after each. Every stretch of sound that stands out of the
 room's noise floor, long enough for a word, short enough for one clip and clear of its neighbours, becomes a take
 of ``clip_s`` seconds with the sound in its middle, as Speech Commands' clips hold theirs. A frame's level is its
-power over 10 ms; the noise floor is the 10th percentile of the last 2 s of frame levels: a word (under a second)
-does not lift it, a fan that starts is floor again within 2 s, and a stray quiet frame (a dropout, digital zeros
-inside a clip) does not sink it, as a running minimum would, until the room's own noise counts as sound.
+power over 10 ms about its mean (a DC offset is no sound); the noise floor is the 10th percentile of the last 2 s of
+frame levels, digital silence left out: a word (under a second) does not lift it, a fan that starts is floor again
+within 2 s, and a dropout (digital zeros: a recorder starting, a clip's own padding) does not sink it, as a running
+minimum would, until the room's own noise counts as sound.
 """
 
 from __future__ import annotations
@@ -29,9 +30,11 @@ class TakeConfig:
     clip_s: float = 1.0  # a take's length, the sound in its middle
     above_floor_db: float = 12.0  # a frame is sound this far above the noise floor ...
     min_level_dbfs: float = -65.0  # ... and above this (digital silence has no floor to stand out of)
+    silence_dbfs: float = -100.0  # frames below it are digital silence (16-bit's own noise is ~-101 dBFS): no floor
     min_sound_s: float = 0.08  # shorter: a click or a knock, not a word
     max_sound_s: float = 0.95  # longer: more than one word, or one that does not fit its second
     pause_s: float = 0.3  # this long without sound ends a sound
+    warm_up_s: float = 0.3  # the room heard this long before anything counts as sound
     floor_window_s: float = 2.0  # the noise floor: a low percentile of the frame levels over this long ...
     floor_percentile: float = 10.0  # ... this one
     frame_ms: float = 10.0
@@ -80,9 +83,17 @@ class TakeCutter:
         self._origin = 0  # stream sample of _audio[0]
         self._frames = 0  # frames judged so far
         self._levels = np.zeros(max(1, round(cfg.floor_window_s * 1000 / cfg.frame_ms)))  # a ring of frame levels
+        self._heard = 0  # frames of sound or room noise (not digital silence) put in it
+        self._warm = max(1, round(cfg.warm_up_s * 1000 / cfg.frame_ms))  # no sound before the floor is known
+        self.missed_at_start = False  # a sound while the floor was being learnt: not heard, and said
         self._sound: list[int] | None = None  # first and last loud frame of the sound being heard
         self._last_end = -(10 ** 12)  # stream sample where the last word-long sound ended
         self._pending: list[tuple[int, int, int]] = []  # (clip start, sound start, sound end) waiting for audio
+
+    @property
+    def waiting(self) -> int:
+        """Sounds heard that are not yet a take or skipped (their second, or their pause, has not ended)."""
+        return len(self._pending) + (self._sound is not None)
 
     def _s(self, sample: int) -> float:
         return sample / self.rate
@@ -96,12 +107,17 @@ class TakeCutter:
         while (self._frames + 1) * hop - self._origin <= self._audio.size:
             a = self._frames * hop - self._origin
             x = self._audio[a:a + hop]
-            level = 10 * math.log10(float(np.dot(x, x)) / hop + 1e-13)
+            level = 10 * math.log10(float(np.var(x)) + 1e-13)
             i = self._frames
-            self._levels[i % self._levels.size] = level
             self._frames += 1
-            floor = float(np.percentile(self._levels[:self._frames], cfg.floor_percentile))
-            if level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
+            if level > cfg.silence_dbfs:
+                self._levels[self._heard % self._levels.size] = level
+                self._heard += 1
+            floor = (float(np.percentile(self._levels[:self._heard], cfg.floor_percentile)) if self._heard
+                     else cfg.min_level_dbfs)
+            if self._heard < self._warm:
+                self.missed_at_start |= self._heard > 1 and level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs)
+            elif level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
                 if self._sound is None:
                     self._sound = [i, i]
                 self._sound[1] = i
@@ -113,8 +129,19 @@ class TakeCutter:
         return out
 
     def flush(self) -> list[Found]:
-        """The stream has ended: finish what is pending (a second running past the end is padded with zeros)."""
-        out = self._sound_ends() if self._sound is not None else []
+        """The stream has ended: finish what is pending (a second running past the end is padded with zeros). A sound
+        still going, or without its pause after it, is skipped: the word may have been cut off."""
+        out: list[Found] = []
+        if self._sound is not None and (self._sound[1] + 1 - self._sound[0]) * self.hop < self.cfg.min_sound_s * self.rate:
+            out += self._sound_ends()  # a click: said as one
+        elif self._sound is not None:
+            start = self._sound[0] * self.hop
+            out += [Skipped(self._s(s), self._s(e), "the next sound began within its second: pause longer after "
+                            "each take") for c, s, e in self._pending if start < c + self.clip]
+            self._pending = [p for p in self._pending if start >= p[0] + self.clip]
+            out.append(Skipped(self._s(start), self._s((self._sound[1] + 1) * self.hop),
+                               "the recording ends during it or within its pause: it may be cut off"))
+            self._sound = None
         end = self._origin + self._audio.size
         need = max([c + self.clip for c, _, _ in self._pending], default=end)
         if need > end:
@@ -203,8 +230,11 @@ def split_for(root: str | Path, speaker: str, wanted: str | None = None, name: s
                               "or give the dataset split lists")
         return hashed
     val, test = read_split_list(root / "validation_list.txt"), read_split_list(root / "testing_list.txt")
+    mine = re.compile(rf"[^/]+/{speaker}_nohash_[^/]*")
     have = sorted({"validation" if rel in val else "testing" if rel in test else "training"
-                   for rel in (p.relative_to(root).as_posix() for p in root.glob(f"*/{speaker}_nohash_*"))})
+                   for rel in (p.relative_to(root).as_posix() for p in root.glob(f"*/{speaker}_nohash_*"))}
+                  # a line whose clip was never written (a run stopped between the two) still holds the speaker there
+                  | {"validation" for rel in val if mine.fullmatch(rel)} | {"testing" for rel in test if mine.fullmatch(rel)})
     if len(have) > 1 or (have and wanted is not None and have != [wanted]):
         raise ConfigError(f"{root}: {who} already has clips in the {' and '.join(have)} split"
                           f"{'s' if len(have) > 1 else ''}: a speaker's clips stay in one split (validation and "
@@ -223,31 +253,46 @@ def start_split_lists(root: str | Path) -> bool:
     root = Path(root)
     if uses_split_lists(root) or any(is_audio_file(f) for d in root.iterdir() if d.is_dir() for f in d.iterdir()):
         return False
+    inner = sorted(p.parent for p in [*root.glob("*/validation_list.txt"), *root.glob("*/_background_noise_")])
+    if inner:  # one folder too high: lists here would start a second, empty dataset around the real one
+        raise ConfigError(f"{root}: holds a dataset one folder down ({inner[0]}): record into that one")
     for name in ("validation_list.txt", "testing_list.txt"):
         write_text(root / name, "")
     return True
 
 
 def next_take_path(folder: str | Path, speaker: str) -> Path:
-    """The first free ``SPEAKER_nohash_N.wav`` in a word folder (numbering goes on after earlier sessions)."""
-    taken = [int(m.group(1)) for p in Path(folder).glob(f"{speaker}_nohash_*")
-             if (m := re.fullmatch(rf"{speaker}_nohash_(\d+)\.\w+", p.name))]
-    return Path(folder) / f"{speaker}_nohash_{max(taken, default=-1) + 1}.wav"
+    """The first free ``SPEAKER_nohash_N.wav`` in a word folder (numbering goes on after earlier sessions, and past
+    names a split list holds without their clip)."""
+    from voice_gru.data import read_split_list
+
+    folder = Path(folder)
+    names = [p.name for p in folder.glob(f"{speaker}_nohash_*")] + [
+        rel.split("/", 1)[1] for lst in ("validation_list.txt", "testing_list.txt")
+        for rel in read_split_list(folder.parent / lst) if rel.startswith(f"{folder.name}/")]
+    taken = [int(m.group(1)) for n in names if (m := re.fullmatch(rf"{speaker}_nohash_(\d+)\.\w+", n))]
+    return folder / f"{speaker}_nohash_{max(taken, default=-1) + 1}.wav"
 
 
 def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take, sample_rate: int = 16000) -> Path:
-    """Write a take into ``root/word/`` as 16-bit WAV, named into ``split`` (its list line first: a run killed between
-    the two leaves a line naming no clip, which the dataset tools report, never a clip in the wrong split)."""
-    from voice_gru.audio import save_wav
+    """Write a take into ``root/word/`` as 16-bit WAV, named into ``split``: the clip is written, then its list line,
+    then the clip is renamed into place (a run stopped between the last two leaves a line naming no clip, which the
+    dataset tools report and ``split_for`` heeds, never a clip in the wrong split). A split list that is a link (a
+    copy of a dataset made of links) becomes a file of its own: the original dataset is not changed."""
+    import soundfile as sf
+
     from voice_gru.data import uses_split_lists
-    from voice_gru.fileio import write_text
+    from voice_gru.fileio import atomic_path, write_text
 
     root = Path(root)
     path = next_take_path(root / word, speaker)
-    if split != "training" and uses_split_lists(root):
-        listed = root / f"{split}_list.txt"
-        old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
-        write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_wav(path, take.audio, sample_rate)
+    with atomic_path(path, suffix=".wav") as tmp:
+        sf.write(str(tmp), np.clip(take.audio, -1, 1), sample_rate, subtype="PCM_16")
+        if split != "training" and uses_split_lists(root):
+            listed = root / f"{split}_list.txt"
+            old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
+            if listed.is_symlink():
+                listed.unlink()
+            write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
     return path
