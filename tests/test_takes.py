@@ -174,6 +174,8 @@ def test_record_writes_a_new_dataset_each_speaker_in_one_split(tmp_path, capsys)
     out = capsys.readouterr().out
     alice, bob = speaker_id("alice"), speaker_id("bob")
     assert "a new dataset: split lists started" in out and f"speaker {alice}, training split" in out
+    assert "'lights' in " + str(root) + ": training 4 (1 speaker), validation 0 (0 speakers)" in out
+    assert "no validation takes of 'lights' yet" in out and "has no other words and no _background_noise_ folder" in out
     assert sorted(p.name for p in (root / "lights").iterdir()) == [f"{alice}_nohash_{i}.wav" for i in range(4)]
     # two empty lists are lists: alice is training whatever her id's hash says
     assert {c.split for c in scan_dataset(root)} == {"training"} and (root / "testing_list.txt").read_text() == ""
@@ -229,13 +231,15 @@ def test_record_refuses_what_would_lose_or_misplace_takes(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_recorded_takes_train_a_model_of_that_word(tmp_path):
+def test_recorded_takes_train_a_model_of_that_word(tmp_path, capsys):
     """The point of recording: two people's takes of a new word beside the dataset's, and `train --commands`."""
     root = make_tiny_dataset(tmp_path / "data")
     rec = _recording(tmp_path / "marvin.wav", TEST_DATA / "marvin" / "4954abe8_nohash_0.wav", n=5)
     for who, split in (("alice", "training"), ("carol", "training"), ("bob", "validation"), ("dan", "testing")):
         assert main(["record", "hey", "--data-dir", str(root), "--input", str(rec), "--speaker", who,
                      "--split", split]) == 0
+    assert f"next: voice-gru train --config configs/default.yaml --data-dir {root} --commands hey" in \
+        capsys.readouterr().out
     stats = dataset_stats(root, DataConfig(commands=("hey", "yes")))
     assert stats["training"]["per_class"]["hey"] == 10 and stats["validation"]["per_class"]["hey"] == 5
     assert main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(root), "--out", str(tmp_path / "run"),
@@ -256,6 +260,8 @@ def test_record_runs_on_the_base_install(tmp_path):
     assert len(list((root / "lights").iterdir())) == 4
 
 
+@pytest.mark.audio_stack
+@pytest.mark.slow
 def test_record_from_the_microphone_stops_after_its_takes(pulse_mic, tmp_path):
     """The PulseAudio fake microphone plays the recording: `record --takes 3` saves three takes and ends by itself."""
     rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"

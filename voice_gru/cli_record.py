@@ -134,10 +134,36 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"{args.input} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
           f"is in the {split} split", flush=True)
+    if saved:
+        _next_steps(root, args.word)
     if args.input and not saved and not interrupted:
         raise VoiceGruError(f"{args.input}: no take found: say the word alone with a pause around it, the sound at "
                             "least 12 dB above the room's noise")
     return 130 if interrupted else 0
+
+
+def _next_steps(root: Path, word: str) -> None:
+    """What the dataset now holds of the word, and what to do next."""
+    from voice_gru.takes import word_splits
+
+    held = word_splits(root, word)
+    print(f"'{word}' in {root}: " + ", ".join(f"{s} {n} ({k} speaker{'' if k == 1 else 's'})"
+                                             for s, (n, k) in held.items()), flush=True)
+    if not held["validation"][0]:
+        print(f"  no validation takes of '{word}' yet: record a second voice with --speaker NAME --split validation, so "
+              "that training chooses its epoch, and calibrate its thresholds, on a voice it did not learn", flush=True)
+    from voice_gru.data import BACKGROUND, is_audio_file
+
+    others = any(is_audio_file(f) for d in root.iterdir() if d.is_dir() and d.name not in (word, BACKGROUND)
+                 for f in d.iterdir())
+    missing = [what for what, there in (("other words", others), (f"{BACKGROUND} folder", (root / BACKGROUND).is_dir()))
+               if not there]
+    if missing:
+        print(f"  {root} has no {' and no '.join(missing)}: training needs them beside the word (_unknown_ is the other "
+              "words, _silence_ is cut from the noise); record into a copy of Speech Commands", flush=True)
+    else:
+        print(f"  next: voice-gru train --config configs/default.yaml --data-dir {root} --commands {word} "
+              f"--out runs/{word}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

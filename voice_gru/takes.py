@@ -296,3 +296,11 @@ def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take,
                 listed.unlink()
             write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
     return path
+
+
+def word_splits(root: str | Path, word: str) -> dict[str, tuple[int, int]]:
+    """(clips, speakers) of one word folder in each split of a dataset root, as training will read them."""
+    from voice_gru.data import SPLITS, scan_dataset
+
+    clips = [c for c in scan_dataset(root) if Path(c.path).parent.name == word]
+    return {s: (sum(c.split == s for c in clips), len({c.speaker for c in clips if c.split == s})) for s in SPLITS}
