@@ -101,9 +101,11 @@ def synthesize_unknown(n: int, out_dir: str | Path, seed: int = 0, sample_rate: 
 
     exe = shutil.which("espeak-ng") or shutil.which("espeak")
     said = {w.lower() for w in exclude}
-    # the vocabulary was written without the ten default commands' homophones: only other words need espeak here
-    # (without it the cache can still serve a run whose words have no homophone, as before)
-    alike = homophones(VOCABULARY, sorted(said - set(COMMANDS)), exe) if exe and said - set(COMMANDS) else set()
+    own = sorted(said - set(COMMANDS))  # the vocabulary was written without the ten default commands' homophones
+    if own and exe is None:  # which words sound like them is espeak-ng's to say, even for a cached set
+        raise DatasetError(f"data.synthetic_unknown with own command words ({', '.join(own)}) needs espeak-ng, to leave "
+                           "out the words it says like them (apt-get install espeak-ng, or run scripts/setup.sh)")
+    alike = homophones(VOCABULARY, own, exe) if own and exe else set()
     left_out = sorted((set(VOCABULARY) & said) | alike)
     vocabulary = tuple(w for w in VOCABULARY if w not in left_out)
     # the 10 default commands are not in the vocabulary: their cache (and the shipped model's draws) is the same

@@ -251,8 +251,9 @@ def start_split_lists(root: str | Path) -> bool:
     from voice_gru.fileio import write_text
 
     root = Path(root)
-    if uses_split_lists(root) or any(is_audio_file(f) for d in root.iterdir() if d.is_dir() for f in d.iterdir()):
-        return False
+    if uses_split_lists(root) or any(is_audio_file(f) for d in root.iterdir()
+                                     if d.is_dir() and not d.name.startswith((".", "_")) for f in d.iterdir()):
+        return False  # clips already split by their speakers' hash (_background_noise_ is no clip)
     inner = sorted(p.parent for p in [*root.glob("*/validation_list.txt"), *root.glob("*/_background_noise_")])
     if inner:  # one folder too high: lists here would start a second, empty dataset around the real one
         raise ConfigError(f"{root}: holds a dataset one folder down ({inner[0]}): record into that one")
