@@ -343,12 +343,16 @@ def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
     words = tmp_path / "words"
     words.mkdir()
     (words / "notes").write_text("not a word folder")
+    (tmp_path / "original" / "lights").mkdir(parents=True)
+    (words / "linked").symlink_to(tmp_path / "original" / "lights")
     for argv, says in (([str(testset)], "official test-set layout"), ([str(above)], "holds a dataset one folder down"),
                        ([str(rec)], "is a file, not a dataset folder"), ([str(words), "notes"], "exists and is not a folder"),
-                       ([str(words), "a\\b"], "not a word folder's name"), ([str(words), "a\nb"], "not a word folder's name")):
+                       ([str(words), "a\\b"], "not a word folder's name"), ([str(words), "a\nb"], "not a word folder's name"),
+                       ([str(words), "linked"], "the takes would be written there")):
         word = argv[1] if len(argv) > 1 else "lights"
         assert main(["record", word, "--data-dir", argv[0], "--input", str(rec)]) == 2
         err = capsys.readouterr().err
         assert says in err and err.count("\n") == 1, err
     assert not list(testset.glob("*.txt")) and not (above / "validation_list.txt").exists()
+    assert not list((tmp_path / "original" / "lights").iterdir())
     assert [_clock(t) for t in (0.04, 59.96, 61.25)] == ["0:00.0", "1:00.0", "1:01.2"]

@@ -52,6 +52,9 @@ def _cmd_record(args: argparse.Namespace) -> int:
                           "testing); record into a dataset root of word folders and split lists")
     if (root / args.word).exists() and not (root / args.word).is_dir():
         raise ConfigError(f"record {args.word}: {root / args.word} exists and is not a folder")
+    if (root / args.word).is_symlink():  # a copy of a dataset made of links: the takes would land in the original
+        raise ConfigError(f"record {args.word}: {root / args.word} is a link to {(root / args.word).resolve()}: the takes "
+                          "would be written there; make it a folder of its own (copy its clips in)")
 
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
