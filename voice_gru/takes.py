@@ -136,9 +136,7 @@ class TakeCutter:
             out += self._sound_ends()  # a click: said as one
         elif self._sound is not None:
             start = self._sound[0] * self.hop
-            out += [Skipped(self._s(s), self._s(e), "the next sound began within its second: pause longer after "
-                            "each take") for c, s, e in self._pending if start < c + self.clip]
-            self._pending = [p for p in self._pending if start >= p[0] + self.clip]
+            out += self._overrun_by(start)
             out.append(Skipped(self._s(start), self._s((self._sound[1] + 1) * self.hop),
                                "the recording ends during it or within its pause: it may be cut off"))
             self._sound = None
@@ -157,11 +155,7 @@ class TakeCutter:
         if took < self.cfg.min_sound_s:  # a click inside a take's second leaves it a take
             return [Skipped(self._s(start), self._s(end), f"{took * 1000:.0f} ms of sound: a click or a knock, "
                                                           "not a word")]
-        out: list[Found] = []
-        for c, s, e in [p for p in self._pending if start < p[0] + self.clip]:
-            self._pending.remove((c, s, e))
-            out.append(Skipped(self._s(s), self._s(e), "the next sound began within its second: pause longer "
-                                                       "after each take"))
+        out = self._overrun_by(start)
         last_end, self._last_end = self._last_end, end
         if took > self.cfg.max_sound_s:
             return out + [Skipped(self._s(start), self._s(end), f"{took:.2f} s of sound: more than a "
@@ -172,6 +166,13 @@ class TakeCutter:
                                                                 "longer between takes")]
         self._pending.append((clip_start, start, end))
         return out
+
+    def _overrun_by(self, start: int) -> list[Found]:
+        """Skip the pending takes whose second a word-long sound starting at stream sample ``start`` enters."""
+        hit = [p for p in self._pending if start < p[0] + self.clip]
+        self._pending = [p for p in self._pending if p not in hit]
+        return [Skipped(self._s(s), self._s(e), "the next sound began within its second: pause longer after each take")
+                for _, s, e in hit]
 
     def _ready(self, heard: int) -> list[Found]:
         """Pending takes whose whole second is in (up to stream sample ``heard``), with no sound begun inside it
