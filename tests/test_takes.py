@@ -331,7 +331,7 @@ def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path):
 
 
 def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
-    from voice_gru.cli_record import _clock
+    from voice_gru.decision import clock
 
     rec = _recording(tmp_path / "me.wav")
     testset = tmp_path / "testset"
@@ -355,4 +355,4 @@ def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
         assert says in err and err.count("\n") == 1, err
     assert not list(testset.glob("*.txt")) and not (above / "validation_list.txt").exists()
     assert not list((tmp_path / "original" / "lights").iterdir())
-    assert [_clock(t) for t in (0.04, 59.96, 61.25)] == ["0:00.0", "1:00.0", "1:01.2"]
+    assert [clock(t) for t in (0.04, 59.96, 61.25, 3599.97)] == ["0:00:00.0", "0:01:00.0", "0:01:01.2", "1:00:00.0"]

@@ -24,13 +24,9 @@ def _person() -> str:
         return "me"
 
 
-def _clock(seconds: float) -> str:
-    minutes, tenths = divmod(round(seconds * 10), 600)
-    return f"{minutes}:{tenths / 10:04.1f}"
-
-
 def _cmd_record(args: argparse.Namespace) -> int:
     from voice_gru.config import command_words_problem
+    from voice_gru.decision import clock
     from voice_gru.input_level import InputMonitor
     from voice_gru.takes import Skipped, Take, TakeCutter, save_take, speaker_id, split_for, start_split_lists
 
@@ -90,7 +86,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         nonlocal skipped
         if not isinstance(found, Take):
             skipped += 1
-            print(f"  skipped the sound at {_clock(found.start_s)}: {found.reason}", flush=True)
+            print(f"  skipped the sound at {clock(found.start_s)}: {found.reason}", flush=True)
             return False
         path = save_take(root, args.word, speaker, split, found)
         saved.append(path)

@@ -31,8 +31,9 @@ class Command:
 
 
 def clock(t: float) -> str:
-    """Stream time in seconds as H:MM:SS.s."""
-    return f"{int(t // 3600)}:{int(t % 3600 // 60):02d}:{t % 60:04.1f}"
+    """Stream time in seconds as H:MM:SS.s (rounded to the tenth first: 59.96 s is 0:01:00.0, not 0:00:60.0)."""
+    tenths = round(t * 10)
+    return f"{tenths // 36000}:{tenths % 36000 // 600:02d}:{tenths % 600 / 10:04.1f}"
 
 
 BACKGROUND = ("_silence_", "_unknown_")
