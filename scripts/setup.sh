@@ -51,6 +51,14 @@ fi
 stamp=$venv/.voice_gru-install.sha256
 want=$(sha256sum pyproject.toml constraints.txt)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; then
+    # torch 2.14.1 is a CUDA build (it runs on the CPU; the pairing ENVIRONMENT.md found working with
+    # torchaudio): a new .venv takes ~6.2 GB. Say so now rather than after a wall of pip errors.
+    need_mb=$((6400 - $(du -sm "$venv" | cut -f1)))
+    free_mb=$(df -Pm "$venv" | awk 'NR == 2 {print $4}')
+    if ((free_mb < need_mb)); then
+        log "not enough disk for .venv: ${free_mb} MB free on $(df -P "$venv" | awk 'NR == 2 {print $6}'), the install needs ~${need_mb} MB more (torch's CUDA build); free some space and rerun"
+        exit 1
+    fi
     log "installing the project into .venv (pip, constraints.txt)"
     start=$SECONDS
     pip_log=$(mktemp)
@@ -58,8 +66,12 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; 
     if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
             "$venv/bin/pip" install -q -c constraints.txt -e '.[train,dev]' >"$pip_log" 2>&1; then
         grep -v "is ignored: it is neither a file nor a directory" "$pip_log" | tail -n 40 >&2
+        if grep -q "No space left on device" "$pip_log"; then
+            log "pip install failed: the disk filled up ($(df -Pm "$venv" | awk 'NR == 2 {print $4}') MB free now; a new .venv needs ~6.2 GB)"
+        else
+            log "pip install failed (output above)"
+        fi
         rm -f "$pip_log"
-        log "pip install failed (output above)"
         exit 1
     fi
     rm -f "$pip_log"
