@@ -805,3 +805,42 @@ def test_a_torchrun_worker_stops_when_its_launcher_is_killed(tmp_path):
     assert launcher.stdout.readline().strip() == "ready"
     launcher.kill()  # kill -9 of the launcher
     assert launcher.stdout.readline().strip() == "stopped"  # the worker, told at once
+
+
+def test_a_short_run_averages_its_last_quarter_and_the_shipped_recipes_keep_their_ema():
+    """0.998 over 336 steps left half the average's weight on the untrained start: a user's 4-epoch run named every
+    clip `_silence_`. A run from scratch now averages at most its last quarter; the shipped recipes' runs are
+    long enough to keep 0.998, and a fine-tune from trained weights keeps it at any length."""
+    assert train_module.ema_decay(0.998, 336) == pytest.approx(1 - 4 / 336)
+    assert 0.998 ** 335 > 0.5 and (1 - 4 / 336) ** 335 < 0.02  # the start's share of the average, before and after
+    assert train_module.ema_decay(0.998, 336, from_scratch=False) == 0.998
+    assert train_module.ema_decay(0.998, 3) == 0.0  # shorter than four steps: the last weights
+    data = REPO.parent / "shared" / "speech_commands"
+    if not data.is_dir():
+        pytest.skip("needs ../shared/speech_commands")
+    from voice_gru.data import load_noise, scan_dataset, split_examples
+
+    cfg = load_config(REPO / "configs" / "default.yaml")
+    noise = load_noise(data, cfg.features.sample_rate)
+    n = len(split_examples(scan_dataset(data), "training", cfg.data, len(noise), [len(x) for x in noise]))
+    steps = -(-(n + cfg.data.synthetic_unknown) // cfg.train.batch_size)
+    assert steps * 35 == 3220  # the default recipe; the shipped members ran 80 epochs
+    for epochs in (35, 80):
+        assert train_module.ema_decay(cfg.train.ema, steps * epochs) == cfg.train.ema == 0.998
+
+
+def test_a_short_run_with_a_weight_average_says_so_and_resumes_to_the_same_weights(baseline, tiny_root, tiny_cfg,
+                                                                                   cache, tmp_path, capsys):
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, ema=0.998))
+    whole = tmp_path / "whole"
+    train(cfg, tiny_root, whole, cache=cache, quiet=False, threads=1)
+    assert "remembers its last quarter instead" in capsys.readouterr().out
+    out = tmp_path / "run"
+    train(cfg, tiny_root, out, cache=cache, quiet=True, threads=1, stop_after=1)
+    train(cfg, tiny_root, out, cache=cache, quiet=False, threads=1)
+    assert "remembers its last quarter" not in capsys.readouterr().out  # said once, when the run starts
+    a = load_checkpoint(whole / "last.pt").model.state_dict()
+    b = load_checkpoint(out / "last.pt").model.state_dict()
+    raw = torch.load(whole / "state.pt", weights_only=True)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], raw[k]) for k in raw)  # the average, not the last weights

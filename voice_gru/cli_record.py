@@ -52,6 +52,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
         raise ConfigError(f"record {args.word}: {root / args.word} is a link to {(root / args.word).resolve()}: the takes "
                           "would be written there; make it a folder of its own (copy its clips in)")
 
+    import os
+
+    for path in (root, root / args.word, root / "validation_list.txt", root / "testing_list.txt"):
+        if path.exists() and not os.access(path, os.W_OK):
+            raise ConfigError(f"record {args.word}: {path} is read-only (a copy of a read-only dataset keeps its modes: "
+                              f"chmod -R u+w {root})")
+
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
@@ -161,8 +168,10 @@ def _next_steps(root: Path, word: str) -> None:
         print(f"  {root} has no {' and no '.join(missing)}: training needs them beside the word (_unknown_ is the other "
               "words, _silence_ is cut from the noise); record into a copy of Speech Commands", flush=True)
     else:
-        print(f"  next: voice-gru train --config configs/default.yaml --data-dir {root} --commands {word} "
-              f"--out runs/{word}", flush=True)
+        import shlex
+
+        print(f"  next: voice-gru train --config configs/default.yaml --data-dir {shlex.quote(str(root))} --commands "
+              f"{shlex.quote(word)} --out {shlex.quote(f'runs/{word}')}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -86,6 +86,9 @@ class TakeCutter:
         self._heard = 0  # frames of sound or room noise (not digital silence) put in it
         self._warm = max(1, round(cfg.warm_up_s * 1000 / cfg.frame_ms))  # no sound before the floor is known
         self.missed_at_start = False  # a sound while the floor was being learnt: not heard, and said
+        self._warm_sound = -(10 ** 12)  # its last frame: a sound heard within a pause of it is its rest, cut off
+        self._warm_levels: list[tuple[int, float]] = []  # (frame, level) of the warm-up, judged again once the
+        self._floor = cfg.min_level_dbfs  # floor is known: a word from the first sample makes the warm-up's floor
         self._sound: list[int] | None = None  # first and last loud frame of the sound being heard
         self._last_end = -(10 ** 12)  # stream sample where the last word-long sound ended
         self._pending: list[tuple[int, int, int]] = []  # (clip start, sound start, sound end) waiting for audio
@@ -115,8 +118,12 @@ class TakeCutter:
                 self._heard += 1
             floor = (float(np.percentile(self._levels[:self._heard], cfg.floor_percentile)) if self._heard
                      else cfg.min_level_dbfs)
+            self._floor = floor
             if self._heard < self._warm:
-                self.missed_at_start |= self._heard > 1 and level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs)
+                self._warm_levels.append((i, level))
+                if self._heard > 1 and level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
+                    self.missed_at_start = True
+                    self._warm_sound = i
             elif level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
                 if self._sound is None:
                     self._sound = [i, i]
@@ -132,6 +139,7 @@ class TakeCutter:
         """The stream has ended: finish what is pending (a second running past the end is padded with zeros). A sound
         still going, or without its pause after it, is skipped: the word may have been cut off."""
         out: list[Found] = []
+        self._judge_warm_up()
         if self._sound is not None and (self._sound[1] + 1 - self._sound[0]) * self.hop < self.cfg.min_sound_s * self.rate:
             out += self._sound_ends()  # a click: said as one
         elif self._sound is not None:
@@ -150,22 +158,37 @@ class TakeCutter:
         assert self._sound is not None
         first, last = self._sound
         self._sound = None
+        self._judge_warm_up()
+        cut = first - self._warm_sound <= round(self.cfg.pause_s * 1000 / self.cfg.frame_ms)
         start, end = first * self.hop, (last + 1) * self.hop
         took = (end - start) / self.rate
         if took < self.cfg.min_sound_s:  # a click inside a take's second leaves it a take
             return [Skipped(self._s(start), self._s(end), f"{took * 1000:.0f} ms of sound: a click or a knock, "
-                                                          "not a word")]
+                                                          "or a word too quiet to stand out of the room's noise")]
         out = self._overrun_by(start)
         last_end, self._last_end = self._last_end, end
         if took > self.cfg.max_sound_s:
-            return out + [Skipped(self._s(start), self._s(end), f"{took:.2f} s of sound: more than a "
-                                  f"{self.cfg.clip_s:g} s take holds (say the word alone, then pause)")]
+            return out + [Skipped(self._s(start), self._s(end), f"{took:.2f} s of sound: longer than the "
+                                  f"{self.cfg.max_sound_s:g} s a {self.cfg.clip_s:g} s take holds (say the word alone, "
+                                  "then pause)")]
+        if cut:
+            return out + [Skipped(self._s(start), self._s(end), f"it began in the first {self.cfg.warm_up_s:g} s, while "
+                                  "the room's noise was being learnt: it may be cut off at its start")]
         clip_start = (start + end) // 2 - self.clip // 2
         if last_end > clip_start:
             return out + [Skipped(self._s(start), self._s(end), "the sound before it ended within its second: pause "
                                                                 "longer between takes")]
         self._pending.append((clip_start, start, end))
         return out
+
+    def _judge_warm_up(self) -> None:
+        """Judge the warm-up's frames by the floor as it is now: a word said from the recording's first sample set the
+        floor of its own warm-up, so none of its frames stood out then."""
+        loud = [i for i, level in self._warm_levels if level > max(self._floor + self.cfg.above_floor_db,
+                                                                    self.cfg.min_level_dbfs)]
+        if loud:
+            self.missed_at_start = True
+            self._warm_sound = max(self._warm_sound, loud[-1])
 
     def _overrun_by(self, start: int) -> list[Found]:
         """Skip the pending takes whose second a word-long sound starting at stream sample ``start`` enters."""
