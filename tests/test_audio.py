@@ -561,3 +561,22 @@ def test_a_recording_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
     r = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(wav)], capture_output=True,
                        text=True, timeout=120)
     assert r.returncode == 0 and "in 2.0s of audio" in r.stdout and "warning: " in r.stderr and "truncated" in r.stderr
+
+
+def test_a_flac_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
+    """FLAC cut short was an error after the audio before the cut ("flac decoder lost sync") where a WAV is a warning:
+    listen lost its last command and the 0.5 s after the end that decides it."""
+    from voice_gru.live import file_chunks
+
+    audio = (np.sin(np.arange(64000) * 0.05) * 0.3).astype(np.float32)
+    flac = tmp_path / "cut.flac"
+    sf.write(flac, audio, 16000)
+    data = flac.read_bytes()
+    flac.write_bytes(data[:len(data) // 2])
+    said: list[str] = []
+    got = np.concatenate(list(file_chunks(flac, on_truncated=said.append)))
+    assert len(said) == 1 and said[0].startswith(f"{flac}: cannot decode it after ") and "cut short?" in said[0]
+    assert 24000 <= got.size <= 40000  # about half, to the block of 1024 samples the decoder lost sync in
+    np.testing.assert_allclose(got, audio[:got.size], atol=1e-4)
+    with pytest.raises(AudioFormatError, match="cannot decode audio"):
+        load_recording(flac)  # evaluate-stream scores a whole recording: still an error there

@@ -339,3 +339,17 @@ def test_a_folder_is_not_a_checkpoint(tmp_path):
     assert str(info.value) == f"{tmp_path}/runs: is a folder; give a checkpoint file (a .pt file that voice-gru train writes)"
     with pytest.raises(CheckpointError, match="^/dev/null: not a regular file"):  # it exists: "not found" misled
         read_checkpoint_data("/dev/null")
+
+
+def test_a_plain_pickle_as_a_model_is_one_line(tmp_path):
+    """torch's "Detected pickle protocol 4" warning came as two lines before the error."""
+    import pickle
+
+    bad = tmp_path / "plain.pt"
+    bad.write_bytes(pickle.dumps({"weights": [1, 2]}, protocol=4))
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    # a process of its own: pytest would have caught the warning, not let it reach stderr
+    run = subprocess.run([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(example), "--model", str(bad),
+                          "--no-view"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+    assert f"{bad}: not a readable voice_gru checkpoint" in run.stderr

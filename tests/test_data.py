@@ -208,6 +208,14 @@ def test_what_a_dataset_root_names_but_cannot_read_is_listed(tmp_path, capsys):
     assert main(["data", "stats", "--data-dir", str(tmp_path), "--task", "35"]) == 0
     out = capsys.readouterr().out
     assert "not read as clips: 4" in out and f"{tmp_path / 'stop' / 'gone_nohash_0.wav'}: a broken link" in out
+    (tmp_path / "validation_list.txt").write_text("no\n")  # a folder's name: its clips stay where they were
+    assert data.unused_entries(tmp_path)[-1] == {"file": str(tmp_path / "no"), "reason": "named in "
+                                                 "validation_list.txt: a folder, not a clip (a list names each clip, "
+                                                 "as word/SPEAKER_nohash_N.wav)"}
+    assert main(["data", "stats", "--data-dir", str(tmp_path), "--task", "35"]) == 0
+    out = capsys.readouterr().out
+    assert "no clips in the validation split" in out and "not read as clips: 4" in out  # its column went unsaid
+    assert "validation" not in out.splitlines()[3]  # the table's head: training and testing
 
 
 def test_a_dataset_one_folder_down_is_pointed_to(tmp_path):

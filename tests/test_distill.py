@@ -90,7 +90,7 @@ def tiny_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("change, says", [
     ({"distill_weight": 1.5}, "train.distill_weight = 1.5: must be between 0 and 1"),
     ({"distill_temperature": 0}, "train.distill_temperature = 0.0: must be above 0"),
-    ({"teacher": "no/such/model.pt"}, "train.teacher: no/such/model.pt: checkpoint file not found"),
+    ({"teacher": "no/such/model.pt"}, "train.teacher: no/such/model.pt: checkpoint file not found (looked for in the current folder, "),
 ])
 def test_bad_distillation_settings_are_one_line(tiny_root, tmp_path, capsys, change, says):
     raw = yaml.safe_load(TINY_CONFIG.read_text())

@@ -530,3 +530,7 @@ def test_safe_extract_damaged_archive(tmp_path):
     archive.write_bytes(b"\x1f\x8b\x08\x00" + _blob(2000))
     with pytest.raises(DownloadError, match=r"damaged or not a tar\.gz; delete it and download again"):
         safe_extract(archive, tmp_path / "dest")
+    archive.write_bytes(b"not an archive")  # tarfile's reason was five lines, one per method it tried
+    with pytest.raises(DownloadError) as info:
+        safe_extract(archive, tmp_path / "dest")
+    assert "\n" not in str(info.value) and str(info.value).endswith("(file could not be opened successfully)")

@@ -491,13 +491,15 @@ def test_broken_files_are_reported_not_counted(ckpt, tmp_path):
 def test_cli_exits_nonzero_when_no_input_could_be_read(model_path, tmp_path, capsys):
     (tmp_path / "notes.wav").write_text("not audio")
     js = tmp_path / "r.json"
+    js.write_text('{"accuracy": 0.9}\n')  # an earlier run's report
     rc = main(["evaluate", str(tmp_path / "notes.wav"), str(tmp_path / "missing.wav"), "--model", str(model_path),
                "--json", str(js), "--quiet"])
     out, err = capsys.readouterr()
     assert rc == 1
     assert "0 clips classified, 2 unreadable" in out
-    assert err.strip().splitlines() == ["voice-gru: error: none of the 2 input(s) could be read (reasons above)"]
-    assert json.loads(js.read_text())["n_errors"] == 2  # the report still records why
+    assert err.strip().splitlines() == ["voice-gru: error: none of the 2 input(s) could be read (reasons above); "
+                                        "--json not written"]
+    assert json.loads(js.read_text()) == {"accuracy": 0.9}  # a failed run keeps the earlier report
 
 
 def test_cli_report_json_csv_plot_agree_with_predictions(model_path, tmp_path, capsys):

@@ -209,3 +209,19 @@ def test_a_wav_pipe_stops_at_its_data_chunks_end():
     unknown = bytearray(_wav_bytes(audio, 16000))
     unknown[40:44] = struct.pack("<I", 0xFFFFFFFF)  # what a writer to a pipe puts there
     assert sniff_wav_header(io.BytesIO(bytes(unknown))).size is None
+
+
+def test_a_wav_pipe_that_ends_before_its_header_said_is_heard_and_said():
+    """The same bytes as a file are a warning there ("truncated"); on a pipe they were heard without a word."""
+    audio = (np.sin(np.arange(32000) * 0.05) * 0.3).astype(np.float32)
+    stream = io.BytesIO(_wav_bytes(audio, 16000)[:44 + 16000])  # the header, then half a second of its two
+    header = sniff_wav_header(stream)
+    said: list[str] = []
+    got = np.concatenate(list(pipe_chunks(stream, header.rate, header.channels, head=header.head, size=header.size,
+                                          on_short=said.append)))
+    assert got.size == 8000 and said == ["standard input ended after 0.5 s, before the 2.0 s its WAV header announced "
+                                         "(a recorder that was stopped?): what came is heard"]
+    whole = io.BytesIO(_wav_bytes(audio, 16000))
+    header = sniff_wav_header(whole)
+    list(pipe_chunks(whole, header.rate, header.channels, head=header.head, size=header.size, on_short=said.append))
+    assert len(said) == 1  # a whole one says nothing

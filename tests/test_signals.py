@@ -66,3 +66,25 @@ def test_the_wakeup_descriptor_is_given_back():
     with stop_on_signals(), give_up_after(5.0):
         pass
     assert signal.set_wakeup_fd(before) == before
+
+
+def test_signals_held_act_on_exit_as_their_handlers_would():
+    import os
+    import signal
+    import threading
+
+    from voice_gru.signals import signals_held
+
+    spinner = threading.Thread(target=lambda: threading.Event().wait(2.0))  # the kernel may pick another thread
+    spinner.start()
+    steps = []
+    with pytest.raises(KeyboardInterrupt):
+        with signals_held():
+            os.kill(os.getpid(), signal.SIGINT)
+            steps.append("first")
+            os.kill(os.getpid(), signal.SIGINT)  # twice is once: one stop
+            steps.append("second")
+    assert steps == ["first", "second"] and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    with signals_held():
+        pass  # nothing came: nothing happens
+    spinner.join()

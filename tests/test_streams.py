@@ -323,6 +323,44 @@ def test_read_truth_and_load_stream_errors(tmp_path):
         write_stream(tmp_path / "rec.flac", audio, truth_of([]))
 
 
+def test_a_stop_while_a_stream_is_written_leaves_the_old_pair_or_the_new_one(tmp_path, monkeypatch):
+    """make-stream stopped between its WAV and its label file left a new recording beside the old labels."""
+    import os
+    import signal
+
+    import voice_gru.fileio as fileio
+
+    old = np.zeros(SR * 2, dtype=np.float32)
+    wav, labels = write_stream(tmp_path / "rec.wav", old, truth_of([ev("yes", 0.5, 0.9)], duration=2.0))
+    before = (wav.read_bytes(), labels.read_bytes())
+    new = np.full(SR * 2, 0.1, dtype=np.float32)
+    new_truth = truth_of([ev("no", 1.0, 1.4)], duration=2.0)
+
+    def stopped_while_writing(path, obj):
+        os.kill(os.getpid(), signal.SIGINT)
+        return fileio.write_text(path, "{}")
+
+    monkeypatch.setattr(fileio, "write_json", stopped_while_writing)
+    with pytest.raises(KeyboardInterrupt):
+        write_stream(wav, new, new_truth)
+    assert (wav.read_bytes(), labels.read_bytes()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.json", "rec.wav"]  # no temp file left
+    monkeypatch.undo()
+    replace = os.replace
+
+    def stopped_between_the_renames(src, dst):
+        replace(src, dst)
+        if str(dst).endswith("rec.json"):
+            os.kill(os.getpid(), signal.SIGINT)  # held until the recording is in place too
+
+    monkeypatch.setattr(fileio.os, "replace", stopped_between_the_renames)
+    with pytest.raises(KeyboardInterrupt):
+        write_stream(wav, new, new_truth)
+    monkeypatch.undo()
+    assert json.loads(labels.read_text())["events"][0]["label"] == "no"
+    assert np.abs(load_stream(wav)[0]).max() == pytest.approx(0.1, abs=1e-4)  # the new recording beside its labels
+
+
 def _valid_labels() -> dict:
     """A label file as make-stream writes it: a command and an unknown word in a 20 s recording."""
     events = [ev("yes", 1.0, 2.0), ev("_unknown_", 4.0, 5.0, word="bed")]
@@ -1428,3 +1466,16 @@ def test_calibrate_refuses_a_model_without_other_words(model, shared_data):
     words = dataclasses.replace(model, labels=[lab for lab in model.labels if lab != "_unknown_"])
     with pytest.raises(ConfigError, match="calibrate a 12-class model"):
         calibrate(words, shared_data, 1.0)
+
+
+def test_standard_input_is_refused_where_a_recording_file_is_read(tmp_path, capsys):
+    from voice_gru.cli import main
+
+    labels = tmp_path / "rec.json"
+    labels.write_text(json.dumps(truth_of([ev("yes", 1.0, 1.5)], duration=3.0)))
+    for argv, says in ((["evaluate-stream", "--input", "-", "--labels", str(labels)], "evaluate-stream reads a recording file"),
+                       (["score-events", "--events", str(labels), "--labels", str(labels), "--input", "-"],
+                        "score-events reads the recording from a file")):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"--input -: {says}" in err

@@ -365,3 +365,39 @@ def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
     assert not list(testset.glob("*.txt")) and not (above / "validation_list.txt").exists()
     assert not list((tmp_path / "original" / "lights").iterdir())
     assert [clock(t) for t in (0.04, 59.96, 61.25, 3599.97)] == ["0:00:00.0", "0:01:00.0", "0:01:01.2", "1:00:00.0"]
+
+
+def test_record_from_standard_input_and_into_a_read_only_copy(tmp_path, capsys, monkeypatch):
+    """`arecord ... | voice-gru record lights --input -` takes what the file gives; a dataset copied with `cp -r` from a
+    read-only one is read-only too: one line with the fix, not "Permission denied" after the first line."""
+    import os
+
+    rec, piped, filed = _recording(tmp_path / "me.wav"), tmp_path / "piped", tmp_path / "filed"
+    piped.mkdir()
+    filed.mkdir()
+    script = Path(sys.executable).parent / "voice-gru"
+    if not script.is_file():
+        pytest.skip("needs the installed voice-gru command (scripts/setup.sh)")
+    with open(rec, "rb") as f:
+        run = subprocess.run([str(script), "record", "lights", "--data-dir", str(piped), "--input", "-", "--speaker",
+                              "alice"], stdin=f, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "reading WAV (16-bit PCM) from standard input: 16000 Hz, 1 channel(s)" in run.stdout
+    assert main(["record", "lights", "--data-dir", str(filed), "--input", str(rec), "--speaker", "alice"]) == 0
+    names = sorted(p.name for p in (filed / "lights").iterdir())
+    assert len(names) == 4 and names == sorted(p.name for p in (piped / "lights").iterdir())
+    for n in names:
+        assert np.array_equal(sf.read(str(piped / "lights" / n))[0], sf.read(str(filed / "lights" / n))[0])
+    leftover = piped / "lights" / f".{speaker_id('alice')}_nohash_4.wav.k9x2ab.wav"  # what a kill -9 mid-take leaves
+    leftover.write_bytes(b"RIFF half a take")
+    assert main(["record", "lights", "--data-dir", str(piped), "--input", str(rec), "--speaker", "alice",
+                 "--takes", "1"]) == 0
+    assert not leftover.exists() and len(list((piped / "lights").iterdir())) == 5
+    (piped / "lights" / f"{speaker_id('alice')}_nohash_4.wav").unlink()
+    capsys.readouterr()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == piped / "lights" else real_access(p, mode))
+    assert main(["record", "lights", "--data-dir", str(piped), "--input", str(rec)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"{piped / 'lights'} is read-only" in err and f"chmod -R u+w {piped}" in err
+    assert len(list((piped / "lights").iterdir())) == 4

@@ -844,3 +844,20 @@ def test_a_short_run_with_a_weight_average_says_so_and_resumes_to_the_same_weigh
     raw = torch.load(whole / "state.pt", weights_only=True)["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], raw[k]) for k in raw)  # the average, not the last weights
+
+
+def test_a_threshold_for_a_word_the_recipe_lacks_is_refused_before_anything(tiny_root, tiny_cfg, tmp_path):
+    cfg = replace(tiny_cfg, decision=replace(tiny_cfg.decision, thresholds={"stop": 0.8, "foo": 0.5}))
+    with pytest.raises(ConfigError, match=r"decision.thresholds.foo: not a command of this recipe \(yes, no, up"):
+        train(cfg, tiny_root, tmp_path / "run", quiet=True, threads=1)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_finished_run_whose_checkpoint_was_damaged_says_so(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """`listen --events runs/a/best.pt` once turned a best.pt into JSON; the rerun then said "already trained"."""
+    run, _ = baseline
+    out = tmp_path / "run"
+    shutil.copytree(run, out)
+    (out / "best.pt").write_text('{"label": "stop", "t": 1.0}\n')
+    with pytest.raises(VoiceGruError, match=r"finished, but best.pt is not readable any more .*--restart trains"):
+        train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)

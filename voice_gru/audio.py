@@ -410,7 +410,19 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                 try:
                     data = f.read(step, dtype="float32", always_2d=True)
                 except (RuntimeError, ValueError, OSError) as exc:
-                    raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
+                    if on_truncated is None or not done:
+                        raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
+                    if step > 1024:  # the block that failed is lost whole: go back and read up to the break in small ones
+                        try:
+                            f.seek(done)
+                            step = 1024
+                            continue
+                        except (RuntimeError, ValueError, OSError):
+                            pass
+                    # a compressed file cut short (FLAC: "lost sync") is heard as far as it goes, as a WAV is
+                    tell(f"{path}: cannot decode it after {done / f.samplerate:.1f} s ({first_line(exc)}): cut short? "
+                         "what came before is heard")
+                    break
                 if data.shape[0] == 0:
                     break
                 out = resample_block(_checked_samples(path, data, done / f.samplerate))

@@ -254,10 +254,14 @@ def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tupl
 
 def _read_with_torch(path: Path) -> Any:
     """``torch.load(weights_only=True)`` with the tensors as arrays; a failure is one CheckpointError."""
+    import warnings
+
     import torch
 
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # "Detected pickle protocol 4 ...": two lines before the one that says it all
+            warnings.simplefilter("ignore", UserWarning)
+            blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle/zip errors of every kind mean the same thing to a user
         first = first_line(exc)
         if first.startswith("Weights only load failed"):  # torch's advice here is to run the file's code: never

@@ -84,6 +84,9 @@ def format_stats(stats: dict) -> str:
               "-" * len(by_class)]
     for lab in stats[splits[0]]["per_class"] if splits else []:
         lines.append(f"{lab:<14}" + "".join(f"{stats[s]['per_class'].get(lab, 0):>12}" for s in splits))
+    empty = [s for s in ("training", "validation", "testing") if s not in stats]
+    if empty and stats.get("layout") != "test-set":  # its column is left out: said, not silently gone
+        lines += ["", f"no clips in the {' or the '.join(empty)} split"]
     unused = stats.get("unused", [])
     if unused:
         lines += ["", f"not read as clips: {len(unused)}"] + [f"  {u['file']}: {u['reason']}" for u in unused[:10]]
@@ -289,6 +292,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         report["snr_db"] = args.snr
         print(f"noise mixed into every clip but _silence_ at {args.snr:g} dB SNR")
     print(format_report(report))
+    if not report["predictions"]:
+        # every input was unreadable: a script must not take an empty report for a result, and an earlier
+        # run's report under the same name is kept
+        written = [f for f, p in (("--json", args.json), ("--csv", args.csv), ("--plot", args.plot)) if p]
+        print(f"voice-gru: error: none of the {report['n_inputs']} input(s) could be read (reasons above)"
+              + (f"; {', '.join(written)} not written" if written else ""), file=sys.stderr)
+        return 1
     if args.json:
         write_json(args.json, {k: v for k, v in report.items()})
         print(f"wrote {args.json}")
@@ -305,10 +315,6 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         plot_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"], args.plot,
                        f"accuracy {report['accuracy']:.3f} (n={report['n']})")
         print(f"wrote {args.plot}")
-    if not report["predictions"]:
-        # every input was unreadable: a script must not take an empty report for a result
-        print(f"voice-gru: error: none of the {report['n_inputs']} input(s) could be read (reasons above)", file=sys.stderr)
-        return 1
     return 0
 
 
@@ -637,7 +643,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                           file=sys.stderr, flush=True)
 
                 chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                            f.sample_rate, partial, monitor.known_rate)
+                                            f.sample_rate, partial, monitor.known_rate,
+                                            lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
             else:
                 chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate,  # a recorder killed mid-file:
                                      lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))  # as on a pipe

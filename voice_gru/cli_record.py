@@ -64,7 +64,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
     # a missing or unreadable file, or no such microphone: said before anything is written
     chunks, mics = None, None
-    if args.input:
+    if args.input == "-":  # arecord, sox, ffmpeg: a WAV header says its rate, raw PCM is 16 kHz mono
+        from voice_gru.live import stdin_chunks
+
+        chunks, what = stdin_chunks(sys.stdin.buffer, on_partial=lambda n: warn(f"standard input ended {n} byte(s) "
+                                                                                 "into a sample frame: left out"),
+                                    on_short=warn)
+        print(what, flush=True)
+    elif args.input:
         from voice_gru.live import file_chunks
 
         chunks = file_chunks(args.input, on_truncated=warn)
@@ -80,9 +87,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
               "takes join the split --split names, training by default", flush=True)
     split = split_for(root, speaker, args.split, name)
     folder = root / args.word
+    for stale in folder.glob(f".{speaker}_nohash_*.wav.*"):  # a take a killed run of this speaker left half-written
+        stale.unlink(missing_ok=True)
     want = args.takes if args.takes is not None else (None if args.input else 20)
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
-    monitor = InputMonitor(str(args.input) if args.input else "the microphone", warn=warn,
+    source = "standard input" if args.input == "-" else str(args.input)
+    monitor = InputMonitor(source if args.input else "the microphone", warn=warn,
                            hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     cutter = TakeCutter()
     saved: list[Path] = []
@@ -137,13 +147,13 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print("  a sound in the first 0.3 s, while the room's noise was being learnt, was not heard: start speaking "
               "after that", flush=True)
     if args.input and want and 0 < len(saved) < want and not interrupted:
-        print(f"{args.input} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
+        print(f"{source} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
           f"is in the {split} split", flush=True)
     if saved:
         _next_steps(root, args.word)
     if args.input and not saved and not interrupted:
-        raise VoiceGruError(f"{args.input}: no take found: say the word alone with a pause around it, the sound at "
+        raise VoiceGruError(f"{source}: no take found: say the word alone with a pause around it, the sound at "
                             "least 12 dB above the room's noise")
     return 130 if interrupted else 0
 
@@ -192,5 +202,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="which split this speaker's takes join (default: where the speaker already is, else "
                         "training; a dataset without split lists splits by the speaker's hash)")
     p.add_argument("--device", help="input device: index or part of its name (see `voice-gru devices`)")
-    p.add_argument("--input", metavar="FILE", help="cut the takes out of a recording instead of the microphone")
+    p.add_argument("--input", metavar="FILE", help="cut the takes out of a recording instead of the microphone ('-': "
+                                                   "standard input, a WAV or raw 16-bit 16 kHz mono PCM)")
     p.set_defaults(func=_cmd_record)

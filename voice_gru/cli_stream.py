@@ -56,7 +56,7 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
                           "(a WAV there would become a training clip)")
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"--out {out}: give a file name ending in .wav (the labels go beside it as .json)")
-    check_outputs({"--out": out, "its label file": out.with_suffix(".json")})
+    check_outputs({"--out": out, "its label file": out.with_suffix(".json")}, audio=["--out"])
     if args.command_free and args.command_ratio is not None:
         raise ConfigError("--command-ratio with --command-free: a command-free recording has no commands; give one of them")
     if args.split != "testing" and is_test_set_layout(Path(args.data_dir)):
@@ -220,6 +220,10 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
 
     if args.command_free and args.labels:
         raise ConfigError("--command-free and --labels: a command-free recording has no label file; give one of them")
+    if args.input == "-":
+        raise ConfigError("--input -: evaluate-stream reads a recording file, not standard input (its length is checked "
+                          "against the labels); save the pipe to a WAV first, or score `listen --input - --events E` "
+                          "with score-events")
     if args.det_json and not args.det:
         raise ConfigError("--det-json is where --det's sweep goes: add --det OUT.png")
     if args.det:  # the plot needs the train extra: say so before the recording runs, not after
@@ -300,11 +304,14 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     """Score detections already made (``listen --events``, e.g. from a microphone) against a recording's labels."""
     from voice_gru.cli import command_words
     from voice_gru.fileio import write_json
-    from voice_gru.errors import DatasetError
+    from voice_gru.errors import ConfigError, DatasetError
     from voice_gru.stream_labels import TIME_TOL_S, commands_in, load_stream, read_detections, read_truth
     from voice_gru.spotter import END_SILENCE_S
     from voice_gru.streams import score_events
 
+    if args.input == "-":
+        raise ConfigError("--input -: score-events reads the recording from a file (for its length and speech ends), not "
+                          "standard input")
     check_outputs({"--json": args.json}, [args.events, args.labels, args.input])
     commands = command_words(args.commands) if args.commands else None
     if args.input:
@@ -346,9 +353,9 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from voice_gru.streams import skipped_line
 
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
+    check_outputs({"--json": args.json, "--plot": args.plot}, [args.model], png=["--plot"])  # --out alone may replace --model
     check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot}, [args.config], png=["--plot"],
                   folders=[args.data_dir], binary=["--out"])
-    check_outputs({"--json": args.json, "--plot": args.plot}, [args.model])  # --out alone may replace --model
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
     dcfg = config_decision(args.config, ckpt, thresholds_used=False)  # calibration chooses the thresholds

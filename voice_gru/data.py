@@ -216,6 +216,9 @@ def unused_entries(root: str | Path) -> list[dict]:
         for rel in sorted(entries):
             if not (root / rel).exists() and not (root / rel).is_symlink():
                 out.append({"file": str(root / rel), "reason": f"named in {name}, not on disk"})
+            elif (root / rel).is_dir():  # not the folder's clips: a list names each clip (word/SPEAKER_nohash_N.wav)
+                out.append({"file": str(root / rel), "reason": f"named in {name}: a folder, not a clip (a list names "
+                                                               "each clip, as word/SPEAKER_nohash_N.wav)"})
     for rel in sorted(set.intersection(*lists.values())):  # validation wins: one clip, one split
         out.append({"file": str(root / rel), "reason": "named in both validation_list.txt and testing_list.txt: "
                                                        "used as a validation clip only"})

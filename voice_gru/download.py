@@ -47,7 +47,7 @@ from urllib.request import url2pathname
 
 from tqdm import tqdm
 
-from voice_gru.errors import DownloadError
+from voice_gru.errors import DownloadError, first_line
 from voice_gru.fileio import write_json
 
 OFFICIAL_BASE_URL = "https://storage.googleapis.com/download.tensorflow.org/data/"
@@ -470,14 +470,14 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False) -> int:
     except FileNotFoundError as exc:
         raise DownloadError(f"archive {archive} not found") from exc
     except _DAMAGED_ERRORS as exc:
-        raise DownloadError(f"{damaged} ({exc})") from exc
+        raise DownloadError(f"{damaged} ({first_line(exc).rstrip(':')})") from exc
     except OSError as exc:
         raise DownloadError(f"cannot read {archive}: {_reason(exc)}") from exc
     with tf:
         try:
             members = tf.getmembers()
         except _DAMAGED_ERRORS as exc:
-            raise DownloadError(f"{damaged} ({exc})") from exc
+            raise DownloadError(f"{damaged} ({first_line(exc).rstrip(':')})") from exc
         except OSError as exc:
             raise DownloadError(f"cannot read {archive}: {_reason(exc)}") from exc
         _check_members(archive, members)
@@ -495,7 +495,7 @@ def safe_extract(archive: Path, dest: Path, *, progress: bool = False) -> int:
         except _FILTER_ERRORS as exc:
             raise DownloadError(f"refusing unsafe member in {archive}: {exc}") from exc
         except _DAMAGED_ERRORS as exc:
-            raise DownloadError(f"{damaged} ({exc})") from exc
+            raise DownloadError(f"{damaged} ({first_line(exc).rstrip(':')})") from exc
         except OSError as exc:
             where = exc.filename or dest
             raise DownloadError(

@@ -131,12 +131,13 @@ def _existing_parent(path: Path) -> Path:
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = (), folders: Sequence[str | Path | None] = (),
-                  binary: Sequence[str] = ()) -> None:
+                  binary: Sequence[str] = (), audio: Sequence[str] = ()) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of
     the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
     outputs named in ``png`` are images and must be named ``.png``; those in ``binary`` (checkpoints) go to files,
-    never to standard output."""
+    never to standard output; those in ``audio`` are recordings. An existing file of another kind (a checkpoint, a
+    recording, an image, a recipe or a script) is not replaced: a typo would have thrown away a trained model."""
     from voice_gru.checkpoint_data import default_model_path
 
     ins = {os.path.realpath(q) for q in inputs if q and str(q) != "-"}
@@ -151,8 +152,32 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
             if flag in binary and os.path.isfile(p) and not _is_checkpoint(p):  # a typo would have replaced a script
                 raise ConfigError(f"{flag} {p}: exists and is not a checkpoint; give another name (or remove it)")
             _check_output(flag, p, ins, shipped, png, folders, seen)
+            want = "a checkpoint" if flag in binary else "an image" if flag in png else "a recording" if flag in audio else None
+            held = file_kind(p) if str(p) != "-" and os.path.isfile(p) else None
+            if held is not None and held != want:
+                raise ConfigError(f"{flag} {p}: exists and is {held}, not what {flag} writes; give another name (or "
+                                  "remove it)")
         except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
+
+
+_MAGIC = ((b"PK\x03\x04", "a checkpoint"), (b"\x89PNG", "an image"),
+          *((m, "a recording") for m in (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b".snd",
+                                          b"\xff\xfb", b"\xff\xf3", b"\xff\xf2")))
+_BY_SUFFIX = {**dict.fromkeys((".py", ".yaml", ".yml", ".sh", ".toml"), "a recipe or a script"),
+              **dict.fromkeys((".pt", ".pth", ".ckpt", ".safetensors"), "a checkpoint")}
+
+
+def file_kind(path: str | Path) -> str | None:
+    """What an existing file is, where an output must not silently replace it: "a checkpoint", "a recording", "an
+    image" (by its first bytes, else a checkpoint's name), "a recipe or a script" (by its name); None for anything
+    else (text, an empty file)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    for magic, kind in _MAGIC:
+        if head.startswith(magic):
+            return kind
+    return _BY_SUFFIX.get(Path(path).suffix.lower()) if head else None
 
 
 def _is_checkpoint(path: str | Path) -> bool:

@@ -148,12 +148,15 @@ def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
 
 def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk_ms: float = 100.0,
                 out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
-                head: bytes = b"", size: int | None = None) -> Iterator[np.ndarray]:
+                head: bytes = b"", size: int | None = None,
+                on_short: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
     """Raw signed 16-bit little-endian PCM from a pipe (``arecord``, ``sox``, ``ffmpeg``) as mono
     ``out_rate`` chunks, until the pipe ends or ``size`` bytes are read (``head``: bytes of it already read).
 
     Interleaved channels are downmixed (``audio.Downmix``) and other rates resampled in code, as for a microphone. A
-    trailing partial sample frame cannot be decoded; ``on_partial`` is told how many bytes it had.
+    trailing partial sample frame cannot be decoded; ``on_partial`` is told how many bytes it had. A pipe that ends
+    before the ``size`` its WAV header announced (a recorder that was stopped) is told to ``on_short``, as a file
+    cut short is.
     """
     from voice_gru.mic import StreamingResampler
 
@@ -180,14 +183,19 @@ def pipe_chunks(stream: BinaryIO, in_rate: int = 16000, channels: int = 1, chunk
         yield tail
     if pending and on_partial is not None:
         on_partial(len(pending))
+    if size is not None and left and on_short is not None:
+        heard, said = (size - left) // frame_bytes, size // frame_bytes
+        on_short(f"standard input ended after {heard / in_rate:.1f} s, before the {said / in_rate:.1f} s its WAV header "
+                 "announced (a recorder that was stopped?): what came is heard")
 
 
 def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None = None, chunk_ms: float = 100.0,
                  out_rate: int = 16000, on_partial: Callable[[int], None] | None = None,
-                 on_rate: Callable[[int], object] | None = None) -> tuple[Iterator[np.ndarray], str]:
+                 on_rate: Callable[[int], object] | None = None,
+                 on_short: Callable[[str], object] | None = None) -> tuple[Iterator[np.ndarray], str]:
     """Chunks from a pipe, WAV or raw (``rate``/``channels``: what the user said of raw PCM, None =
     16 kHz mono), and a line saying what is read; a WAV header that contradicts them is a ConfigError.
-    ``on_rate`` is told the pipe's sample rate once it is known."""
+    ``on_rate`` is told the pipe's sample rate once it is known; ``on_short``, a WAV that ends before its header said."""
     from voice_gru.errors import ConfigError
 
     header = sniff_wav_header(stream)
@@ -203,7 +211,7 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
         kind = "WAV (16-bit PCM)"
     if on_rate is not None:
         on_rate(hz)
-    chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head, header.size)
+    chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head, header.size, on_short)
     return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
 
 

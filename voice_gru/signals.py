@@ -32,6 +32,33 @@ def stop_on_signals() -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """While inside, SIGINT and SIGTERM wait: what either would do (their handlers as they were) happens on exit, so
+    a few steps that belong together (two files renamed into place) are done all or not at all. Python handlers are
+    swapped rather than the signals blocked: in a process with other threads the kernel hands a signal to one that
+    does not block it, and the main thread still raised between the steps. Needs the main thread (elsewhere:
+    nothing is held)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    came: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    for s in old:
+        signal.signal(s, lambda signum, frame: came.append(signum))
+    try:
+        yield
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+        for signum in dict.fromkeys(came):  # now as if it came just now
+            handler = old[signal.Signals(signum)]
+            if callable(handler):
+                handler(signum, None)
+            elif handler == signal.SIG_DFL:
+                os.kill(os.getpid(), signum)
+
+
+@contextlib.contextmanager
 def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: None,
                   message: str = "did not stop") -> Iterator[None]:
     """While inside, a SIGINT or SIGTERM that has not ended the process ``grace_s`` seconds after it arrived ends it

@@ -405,16 +405,28 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
 
 
 def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[Path, Path]:
-    """Write ``path`` (16-bit WAV) and its truth beside it as ``.json``, both atomically."""
+    """Write ``path`` (16-bit WAV) and its truth beside it as ``.json``, both atomically and together: both are
+    written first, then renamed into place with Ctrl-C and SIGTERM held until both are (a stop between them left a new
+    recording beside an earlier one's labels, scored against them without a word if its length was the same)."""
+    from contextlib import ExitStack
+
     from voice_gru.audio import save_wav
-    from voice_gru.fileio import write_json
+    from voice_gru.fileio import atomic_path, write_json
+    from voice_gru.signals import signals_held
 
     path = Path(path)
     if path.suffix.lower() != ".wav":
         raise ConfigError(f"{path}: a stream is written as WAV; give a file name ending in .wav")
     labels = labels_path_for(path)
-    save_wav(path, audio, int(truth.get("sample_rate", SAMPLE_RATE)))
-    write_json(labels, dict(truth))
+    held = ExitStack()
+    try:
+        with atomic_path(path, suffix=".wav") as wav_tmp:
+            save_wav(wav_tmp, audio, int(truth.get("sample_rate", SAMPLE_RATE)))
+            with atomic_path(labels, suffix=".json") as labels_tmp:
+                write_json(labels_tmp, dict(truth))
+                held.enter_context(signals_held())  # from here until both are renamed
+    finally:
+        held.close()  # a stop that came meanwhile acts now
     return path, labels
 
 

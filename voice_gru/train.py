@@ -243,6 +243,11 @@ def train(
     if cfg.train.init_member and not cfg.train.init:  # else silently ignored: there is nothing to pick a member of
         raise ConfigError(f"--init-member {cfg.train.init_member} (train.init_member) needs --init (train.init): "
                           f"the ensemble checkpoint whose member to start from")
+    words = task_labels(cfg.data.task, cfg.data.commands)
+    stray = sorted(set(cfg.decision.thresholds) - set(words))
+    if stray:  # listen --config refuses them; calibrate --config would have carried them into the model unnoticed
+        raise ConfigError(f"decision.thresholds.{stray[0]}: not a command of this recipe "
+                          f"({', '.join(w for w in words if not w.startswith('_'))})")
     _check_device(device)
     threads_before = torch.get_num_threads()
     held: list[int] = []  # the run folder's lock, once taken
@@ -318,7 +323,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.train.teacher:  # missing, damaged or of another task: said before the features, not minutes after
         if not Path(cfg.train.teacher).is_file():
-            raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found")
+            raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found{_looked_in(cfg.train.teacher)}")
         _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task, cfg.data.commands), cfg.features)
     ignored = settings_without_effect(cfg)
     if ignored and main_proc:
@@ -375,6 +380,14 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         finished = bool(said[0])
     if finished and state is not None:  # nothing to train: say so instead of "resuming"
         if main_proc:
+            from voice_gru.checkpoint_data import read_checkpoint_data
+
+            for name in ("best.pt", "last.pt"):  # what the run is for: damaged since (a typo'd output over it), say so
+                try:
+                    read_checkpoint_data(out / name)
+                except VoiceGruError as exc:
+                    raise VoiceGruError(f"{out}: finished, but {name} is not readable any more ({exc}); --restart "
+                                        "trains the run again") from None
             _warn(f"{out}: already trained ({done} of {cfg.train.epochs} epochs; best {state['best']['score']:.4f} at "
                   f"epoch {state['best']['epoch']}): nothing to do (--restart trains it again)")
         if ddp:
@@ -558,6 +571,12 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     return summary
 
 
+def _looked_in(path: str | Path) -> str:
+    """Where a relative checkpoint path of a recipe was looked for (the current folder, not the recipe's own, which
+    ``extends`` is relative to)."""
+    return "" if Path(path).is_absolute() else f" (looked for in the current folder, {Path.cwd()})"
+
+
 def _compatible(key: str, path: str | Path, labels: Sequence[str], features: FeatureConfig) -> Checkpoint:
     """The checkpoint a recipe key names, refused in one line unless it has the recipe's labels and features."""
     ckpt = load_checkpoint(path)
@@ -573,7 +592,7 @@ def load_init(cfg: Config) -> Checkpoint:
     line if it is missing, damaged or not the recipe's model (labels, features, architecture), before
     any data is read."""
     if not Path(cfg.train.init).is_file():
-        raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found")
+        raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found{_looked_in(cfg.train.init)}")
     labels = task_labels(cfg.data.task, cfg.data.commands)
     init = _compatible("train.init", cfg.train.init, labels, cfg.features)
     members = [cast(GRUClassifier, m) for m in init.model.members] if isinstance(init.model, Ensemble) else [init.model]
