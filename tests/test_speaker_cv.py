@@ -111,3 +111,18 @@ def test_select_rule_takes_the_best_recall_within_the_target():
     assert select_rule(results[:1], 1.0) == (results[0], False)  # none meets it: the fewest false accepts
     with pytest.raises(ConfigError, match="more than one speaker"):
         select_rule([{"rule": "x", "recall": None, "fa_per_hour": None, "halves": 0}], 1.0)
+
+
+def test_a_shared_threshold_plus_its_margin_stays_a_threshold_a_checkpoint_holds():
+    """A one-voice model fitted at 0.97, plus the 0.05 margin, was written as 1.02: every later command then refused
+    the calibrated checkpoint as damaged (a threshold is at most OFF, 1.01: off)."""
+    from types import SimpleNamespace
+
+    from voice_gru.calibrate import OFF, _RuleFitter
+
+    fitter = _RuleFitter.__new__(_RuleFitter)
+    fitter.data, fitter.grid = SimpleNamespace(hours=6.0), [0.5, 0.9, 0.97]
+    fitter.shared = {0.5: (40,), 0.9: (12,), 0.97: (3,)}  # false accepts at each grid value
+    assert fitter._shared_threshold(1.0, 0.05, None, None) == OFF  # fits at 0.97 (3 <= 6): 1.02 is past OFF
+    assert fitter._shared_threshold(2.0, 0.03, None, None) == 0.93  # fits at 0.9 (12 <= 12)
+    assert fitter._shared_threshold(0.1, 0.0, None, None) == OFF  # nothing fits: off

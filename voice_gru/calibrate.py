@@ -372,7 +372,9 @@ class _RuleFitter:
         hours = self.data.hours if fold is None else float(self.sizes.hours[fold, half])
         budget = budget_of(target, hours)
         fits = [g for g in self.grid if (self.shared[g][0] if fold is None else self.shared[g][1][fold, half, FAS]) <= budget]
-        return round(min(fits) + margin, 6) if fits else OFF  # 0.94, not 0.9400000000000001, in the checkpoint
+        # 0.94, not 0.9400000000000001, in the checkpoint; a margin past OFF is OFF (0.97 + 0.05 was written as 1.02,
+        # and the checkpoint then refused as damaged)
+        return min(round(min(fits) + margin, 6), OFF) if fits else OFF
 
     def fit_half(self, rule: tuple, fold: int, half: int) -> dict[str, float]:
         """Thresholds the rule chooses from one speaker half's counts alone."""
