@@ -112,6 +112,13 @@ def test_the_ends_of_a_recording():
         found = cutter.push(said_before) + cutter.flush()
         assert [type(f) for f in found][-1] == Take and abs(found[-1].start_s - 1.5) < 0.011 and cutter.missed_at_start
         assert all(isinstance(f, Skipped) and "cut off at its start" in f.reason for f in found[:-1]), found
+    quieter = _room(8.0, -60.0)
+    quieter[:3 * SR] += _room(3.0, -35.0, seed=4)  # a fan for the first 3 s, then off: its noise was no word
+    for t in (4.0, 5.5):
+        _sound(quieter, t, 0.4)
+    cutter = TakeCutter()
+    found = cutter.push(quieter) + cutter.flush()
+    assert [(type(f), round(f.start_s, 1)) for f in found] == [(Take, 4.0), (Take, 5.5)] and not cutter.missed_at_start
     shifted = _room(6.0) + 0.05
     shifted[:int(0.5 * SR)] = 0  # a recorder that starts with half a second of zeros
     for t in (1.5, 3.0, 4.5):

@@ -119,6 +119,9 @@ class TakeCutter:
             floor = (float(np.percentile(self._levels[:self._heard], cfg.floor_percentile)) if self._heard
                      else cfg.min_level_dbfs)
             self._floor = floor
+            if self._heard == self._levels.size:  # the first floor window is full: judged once more, then never
+                self._judge_warm_up()
+                self._warm_levels = []
             if self._heard < self._warm:
                 self._warm_levels.append((i, level))
                 if self._heard > 1 and level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
@@ -182,8 +185,9 @@ class TakeCutter:
         return out
 
     def _judge_warm_up(self) -> None:
-        """Judge the warm-up's frames by the floor as it is now: a word said from the recording's first sample set the
-        floor of its own warm-up, so none of its frames stood out then."""
+        """Judge the warm-up's frames by the floor as it is now, until the first floor window is full: a word said from
+        the recording's first sample set the floor of its own warm-up, so none of its frames stood out then (later, a
+        room that grew quieter would make its ordinary noise look like a sound)."""
         loud = [i for i, level in self._warm_levels if level > max(self._floor + self.cfg.above_floor_db,
                                                                     self.cfg.min_level_dbfs)]
         if loud:
