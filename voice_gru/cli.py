@@ -637,17 +637,18 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
         if args.input:
+            def cut_short(message: str) -> None:  # a recorder killed mid-file or mid-pipe: heard as far as it goes
+                print(f"warning: {message}", file=sys.stderr, flush=True)
+
             if from_pipe:
                 def partial(n: int) -> None:
                     print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
                           file=sys.stderr, flush=True)
 
                 chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                            f.sample_rate, partial, monitor.known_rate,
-                                            lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))
+                                            f.sample_rate, partial, monitor.known_rate, cut_short)
             else:
-                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate,  # a recorder killed mid-file:
-                                     lambda msg: print(f"warning: {msg}", file=sys.stderr, flush=True))  # as on a pipe
+                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate, cut_short)
                 what = f"streaming {args.input} through the recognizer"
                 monitor.known_rate(file_rate(args.input))
             print(f"{what} ({args.mode} mode)", flush=True)

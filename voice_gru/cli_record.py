@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Iterable
@@ -51,8 +53,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
     if (root / args.word).is_symlink():  # a copy of a dataset made of links: the takes would land in the original
         raise ConfigError(f"record {args.word}: {root / args.word} is a link to {(root / args.word).resolve()}: the takes "
                           "would be written there; make it a folder of its own (copy its clips in)")
-
-    import os
 
     for path in (root, root / args.word, root / "validation_list.txt", root / "testing_list.txt"):
         if path.exists() and not os.access(path, os.W_OK):
@@ -178,8 +178,6 @@ def _next_steps(root: Path, word: str) -> None:
         print(f"  {root} has no {' and no '.join(missing)}: training needs them beside the word (_unknown_ is the other "
               "words, _silence_ is cut from the noise); record into a copy of Speech Commands", flush=True)
     else:
-        import shlex
-
         print(f"  next: voice-gru train --config configs/default.yaml --data-dir {shlex.quote(str(root))} --commands "
               f"{shlex.quote(word)} --out {shlex.quote(f'runs/{word}')}", flush=True)
 
