@@ -215,6 +215,14 @@ def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
     assert s0 == pytest.approx(0.4, abs=0.011) and s1 == pytest.approx(0.7, abs=0.011)
 
 
+@pytest.mark.parametrize("n", [1, 40, 160, 400, 640, 800])
+def test_speech_bounds_of_a_clip_under_50_ms(n):
+    """A clip of fewer than five 10 ms frames (a 40 ms clip in a test-set folder crashed make-stream)."""
+    audio = (0.1 * np.random.default_rng(n).standard_normal(n)).astype(np.float32)
+    s0, s1 = speech_bounds(audio, 25.0)
+    assert 0.0 <= s0 < s1 <= n / SR
+
+
 @pytest.mark.parametrize("call, message", [
     (lambda: speech_bounds(np.zeros((SR, 2), np.float32)), "speech_bounds: audio must be one channel of float samples, "
                                                             "got float32 of shape (16000, 2)"),
