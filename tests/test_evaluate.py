@@ -227,6 +227,42 @@ def test_a_layouts_odd_entries_are_read_or_named_never_dropped(ckpt, model_path,
     assert f"{clip}: is inside {root}, which is read as input" in capsys.readouterr().err and clip.read_bytes() == before
 
 
+def test_the_official_layout_reads_what_a_plain_folder_reads_and_names_label_conflicts(model_path, tmp_path, capsys,
+                                                                                       monkeypatch):
+    """What an audit found in the official layout: a label folder that cannot be listed aborted the run; a WAV
+    without a suffix was not read (a plain folder of label folders reads it); a clip linked into another label
+    folder was scored under the link's label, silently; an ``_unknown_`` clip named as a command was scored as it
+    unsaid."""
+    root = tmp_path / "ts"
+    truth = make_test_set(root, broken=False)
+    shutil.copy(root / "no" / "2b3c4d5e_nohash_0.wav", root / "no" / "take_without_suffix")
+    truth[str(root / "no" / "take_without_suffix")] = "no"
+    (root / "up").mkdir()
+    (root / "up" / "zz_link.wav").symlink_to(root / "no" / "2b3c4d5e_nohash_0.wav")
+    sf.write(str(root / "_unknown_" / "stop_abcd1234_nohash_0.wav"), read("bed"), 16000, subtype="PCM_16")
+    truth[str(root / "_unknown_" / "stop_abcd1234_nohash_0.wav")] = "stop"
+    ignored: list = []
+    items = collect_inputs([root], labels=list(load_checkpoint(model_path).labels), ignored=ignored)
+    assert {it.name: it.label for it in items} == truth  # the link's file under its own folder, "no"
+    assert ignored == [{"file": str(root / "up" / "zz_link.wav"), "reason": "the same recording as "
+                        f"{root / 'no' / '2b3c4d5e_nohash_0.wav'}: evaluated once, as no, not up"}]
+    real_iterdir = Path.iterdir
+
+    def iterdir(self):
+        if self.name == "stop":  # as for a folder of mode 000 to a user who is not root
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_iterdir(self)
+
+    monkeypatch.setattr(Path, "iterdir", iterdir)
+    js = tmp_path / "r.json"
+    assert main(["evaluate", str(root), "--model", str(model_path), "--quiet", "--json", str(js)]) == 0
+    out, err = capsys.readouterr()
+    assert f"not evaluated: 1 a folder that cannot be read (Permission denied): {root / 'stop'}" in out
+    assert json.loads(js.read_text())["n_inputs"] == len([f for f in truth if "/stop/" not in f])
+    assert (f"note: 1 clip(s) of _unknown_/ are scored as the command their name says (e.g. "
+            f"{root / '_unknown_' / 'stop_abcd1234_nohash_0.wav'}: stop)") in err
+
+
 def test_a_folder_of_label_folders_with_a_suffixless_clip_a_loop_a_pipe_and_hidden_files(tmp_path):
     """What an audit found: a suffix-less WAV in a label folder was scored unlabelled; a link to the folder itself
     became a label folder (its name the label, the real clip "given twice"); a pipe was opened and waited on for

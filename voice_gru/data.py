@@ -258,21 +258,27 @@ def _edges(path: Path, size: int) -> bytes:
         return b""
 
 
+def test_set_clip(path: Path) -> ClipRef:
+    """A clip of a test-set layout's label folder: its folder is its label; an ``_unknown_`` clip's name gives its word."""
+    label = folder_label(path.parent.name)
+    word, speaker = parse_name(path)
+    if label == SILENCE:
+        word = SILENCE
+    elif label != UNKNOWN:
+        word = label
+    return ClipRef(str(path), word, speaker, "testing", label=label)
+
+
 def _scan_test_set(root: Path) -> list[ClipRef]:
     clips = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         if folder.name == BACKGROUND:
             continue
-        label = folder_label(folder.name)
-        for f in sorted(folder.iterdir()):
-            if not is_audio_file(f):
-                continue
-            word, speaker = parse_name(f)
-            if label == SILENCE:
-                word = SILENCE
-            elif label != UNKNOWN:
-                word = label
-            clips.append(ClipRef(str(f), word, speaker, "testing", label=label))
+        try:
+            inside = sorted(folder.iterdir())
+        except OSError:  # evaluate names it among the folders not evaluated; the other folders are still read
+            continue
+        clips += [test_set_clip(f) for f in inside if is_audio_file(f)]
     if not clips:
         raise DatasetError(f"{root}: no audio files in the label folders")
     return clips

@@ -24,7 +24,7 @@ from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
     AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
-    parse_name, said_command, scan_dataset, split_examples, unused_entries,
+    parse_name, said_command, scan_dataset, split_examples, test_set_clip, unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -89,9 +89,11 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
         elif not p.is_dir():  # a pipe or a device: said unreadable when loaded, with the rest evaluated
             items.append(_file_item(p, None, sample_rate))
         elif is_test_set_layout(p):
-            for c in scan_dataset(p):
+            found = _unread(p, label_folders=True)
+            tried = [f for f in _suffixless_audio(found) if f.parent != p]  # one beside the label folders has no label
+            for c in scan_dataset(p) + [test_set_clip(f) for f in tried]:
                 items.append(_file_item(Path(c.path), _label_for(c.label, Path(c.path), labels), sample_rate, c.word))
-            skipped += _unread(p, label_folders=True)
+            skipped += [u for u in found if Path(u["file"]) not in tried]
         elif is_dataset_root(p):
             items += _dataset_items(p, split, data_cfg, sample_rate)
             skipped += unused_entries(p)
@@ -106,7 +108,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                                                 label if label in WORDS_V2 else ""))
             found = _unread(p, label_folders=bool(subdirs))
             # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
-            tried = [Path(u["file"]) for u in found if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
+            tried = _suffixless_audio(found)
             files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + tried
             for f in files:  # one in a label folder is that folder's clip
                 folder = folder_label(f.parent.name) if f.parent != p else None
@@ -126,13 +128,28 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             continue
         if key in kept:
             i = kept[key]
-            if unique[i].label is None and it.label is not None:
+            if _rank(it) < _rank(unique[i]):
                 unique[i], it = it, unique[i]
-            skipped.append({"file": it.name, "reason": "given more than once (evaluated once)"})
+            first = unique[i]
+            skipped.append({"file": it.name, "reason": "given more than once (evaluated once)"
+                            if it.label in (None, first.label) else
+                            f"the same recording as {first.name}: evaluated once, as {first.label}, not {it.label}"})
             continue
         kept[key] = len(unique)
         unique.append(it)
     return unique
+
+
+def _rank(it: EvalItem) -> tuple[bool, bool]:
+    """Which of two names of one file is evaluated: a labelled one, then one that is no link (a clip linked into
+    another label folder is scored under the folder that holds the file)."""
+    p = Path(it.name)
+    return it.label is None, p.resolve() != p.absolute()
+
+
+def relabelled_unknown(items: Sequence[EvalItem]) -> list[EvalItem]:
+    """Clips of an ``_unknown_`` label folder scored as a command because their name says one (``_label_for``)."""
+    return [it for it in items if Path(it.name).parent.name == UNKNOWN and it.label not in (None, UNKNOWN)]
 
 
 def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
@@ -199,6 +216,12 @@ def _no_suffix_audio(path: str) -> bool:
     except Exception:  # libsndfile says "not audio" in several exception types
         return False
     return True
+
+
+def _suffixless_audio(unread: Sequence[dict]) -> list[Path]:
+    """The files of ``_unread``'s list without a suffix that hold audio: a recorder's or a script's WAV without its
+    name's end is read as a clip."""
+    return [Path(u["file"]) for u in unread if u["reason"] == _NOT_AUDIO and _no_suffix_audio(u["file"])]
 
 
 def _holds_audio(folder: Path) -> bool:
