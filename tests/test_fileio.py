@@ -215,6 +215,34 @@ def test_events_through_a_link_to_a_folder_not_made_yet(tmp_path):
     assert link.is_symlink() and json.loads(link.read_text())["label"] == "stop"
 
 
+def test_two_runs_never_write_one_events_file(tmp_path, capsys):
+    """Two `listen --events E` at once wrote interleaved lines (one cut in half, so score-events refused the file,
+    or worse, read both runs' events as one): the second is refused in one line, at its start if the file exists,
+    else at its first event; each run's file is whole."""
+    from voice_gru.cli import main
+    from voice_gru.errors import VoiceGruError
+    from voice_gru.live import EventWriter
+    from voice_gru.spotter import Command
+
+    path = tmp_path / "events.jsonl"
+    first, second = EventWriter(path), EventWriter(path)  # no file yet: neither holds it
+    first.write(Command("stop", 0.9, 1.0))
+    with pytest.raises(VoiceGruError, match="another run is writing its events to this file"):
+        second.write(Command("go", 0.8, 2.0))
+    first.write(Command("up", 0.9, 3.0))
+    example = Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav"
+    assert main(["listen", "--input", str(example), "--no-view", "--events", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [f"voice-gru: error: {path}: another run is writing its events to this file (their lines would "
+                   "mix); wait for it to end, or give another --events"]
+    first.close()
+    assert [json.loads(line)["label"] for line in path.read_text().splitlines()] == ["stop", "up"]
+    third = EventWriter(path)  # the lock went with the first run
+    third.write(Command("no", 0.9, 1.0))
+    third.close()
+    assert [json.loads(line)["label"] for line in path.read_text().splitlines()] == ["no"]
+
+
 def test_an_output_the_file_system_cannot_name_is_one_line(tmp_path):
     long = tmp_path / ("a" * 300 + ".json")  # over the 255 bytes a name may have: an OSError, not a ConfigError
     with pytest.raises(ConfigError) as info:

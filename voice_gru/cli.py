@@ -540,6 +540,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.spotter import CommandSpotter, command_subset
 
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
+    if args.events:
+        EventWriter.check(args.events)
     from_pipe = args.input == "-"
     if args.input and args.device is not None:
         raise ConfigError("--device chooses a microphone; with --input the audio comes from that file or pipe: give one of them")

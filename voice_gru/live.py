@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import struct
 import sys
 import time
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, T
 import numpy as np
 
 from voice_gru.decision import Command
+from voice_gru.errors import VoiceGruError
 from voice_gru.input_level import InputMonitor, chunk_levels
 from voice_gru.spotter import CommandSpotter
 
@@ -431,13 +433,27 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
 class EventWriter:
     """One JSON line per event, flushed as it happens. The file is replaced only when the first event
     arrives, or at the end of a run that completed without any: a run that fails before it starts
-    (a bad input, no microphone) leaves an earlier run's events as they were."""
+    (a bad input, no microphone) leaves an earlier run's events as they were. The file is locked while a run
+    writes it: a second run on the same file (whose lines would interleave with the first's) is refused in one
+    line, at its start when the file exists, else at its first event."""
 
     def __init__(self, path: str | Path) -> None:
-        from voice_gru.fileio import written_path
+        from voice_gru.fileio import descriptor, written_path
 
         self.path = written_path(path)
         self._f: Any = None
+        self._lock: int | None = None
+        if descriptor(self.path) is None and self.path.is_file():
+            try:
+                fd = os.open(self.path, os.O_RDONLY)
+            except OSError:  # unreadable: locked when it is opened for writing
+                return
+            self._lock = self._locked(fd)
+
+    @classmethod
+    def check(cls, path: str | Path) -> None:
+        """Refuse, before a run starts, an events file another run is writing (the lock is released at once)."""
+        cls(path).close(completed=False)
 
     def write(self, cmd: Command) -> None:
         """Append ``cmd`` as one JSON line, at once (the first replaces the file)."""
@@ -458,6 +474,24 @@ class EventWriter:
                 self._f.close()
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
+        finally:
+            if self._lock is not None:
+                os.close(self._lock)
+                self._lock = None
+
+    def _locked(self, fd: int) -> int:
+        """``fd``, holding an exclusive lock on the events file (closed and refused if another run holds it)."""
+        try:
+            import fcntl
+        except ImportError:  # not on this platform: unlocked
+            return fd
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise VoiceGruError(f"{self.path}: another run is writing its events to this file (their lines would "
+                                "mix); wait for it to end, or give another --events") from None
+        return fd
 
     def _open(self) -> None:
         from voice_gru.fileio import descriptor, open_descriptor
@@ -467,4 +501,6 @@ class EventWriter:
             self._f = open_descriptor(fd)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._lock is None:  # locked before it is emptied
+            self._lock = self._locked(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666))
         self._f = open(self.path, "w", encoding="utf-8")
