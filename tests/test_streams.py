@@ -314,6 +314,10 @@ def test_read_truth_and_load_stream_errors(tmp_path):
     bad.write_text("{not json")
     with pytest.raises(DatasetError, match="not a label file: neither JSON"):
         read_truth(bad)
+    for empty in ("", "# no words in this one\n\n"):  # an empty JSON Lines file is said as an empty list is
+        bad.write_text(empty)
+        with pytest.raises(DatasetError, match='bad.json: no events: for a recording without commands say "command_free"'):
+            read_truth(bad, duration=5.0)
     bad.write_text('{"label": "yes", "start": 1.0, "end": 2.0}\n{bad\n{"label": "no", "start": 2.0, "end": 3.0}\n')
     with pytest.raises(DatasetError, match=r"bad.json:2: '\{bad': not JSON .*\(the other lines are JSON Lines events\)$"):
         read_truth(bad, duration=5.0)  # JSON Lines with one broken line: that line
@@ -1463,8 +1467,9 @@ def test_calibration_warnings_for_short_streams_and_a_model_that_never_fires():
     assert deaf == ["the model heard no command at any point: its thresholds mean nothing (is it trained?)"]
     # a split without clips of some commands reported recall 1.000 and thresholds for them, unsaid
     unheard = calibration_warnings({**ok, "per_command": {"yes": {"clips": 4}, "no": {"clips": 0}, "up": {"clips": 0}}}, 1.0)
-    assert unheard == ["the validation split holds no clip of no, up: their thresholds were fitted to false accepts "
-                       "alone, and the recall figures do not include them"]
+    assert unheard == ["the calibration streams hold no clip of no, up (none in the validation split, or --minutes too "
+                       "short to draw them): their thresholds were fitted to false accepts alone, and the recall figures "
+                       "do not include them"]
     missed = calibration_warnings({**ok, "met": False}, 1.0)
     assert missed == ["the target of 1 false accepts per hour was not met on these streams (see above)"]
 

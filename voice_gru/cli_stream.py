@@ -402,9 +402,10 @@ def calibration_warnings(report: dict, target: float) -> list[str]:
         out.append("the model heard no command at any point: its thresholds mean nothing (is it trained?)")
     unheard = [c for c, v in (report.get("per_command") or {}).items() if not v.get("clips")]
     if unheard:  # their thresholds were fitted to false accepts alone, and the recall counts none of them
-        out.append(f"the validation split holds no clip of {', '.join(unheard)}: {'its threshold was' if len(unheard) == 1 else 'their thresholds were'} "
-                   "fitted to false accepts alone, and the recall figures do not include "
-                   f"{'it' if len(unheard) == 1 else 'them'}")
+        one = len(unheard) == 1
+        out.append(f"the calibration streams hold no clip of {', '.join(unheard)} (none in the validation split, or "
+                   f"--minutes too short to draw {'one' if one else 'them'}): {'its threshold was' if one else 'their thresholds were'} "
+                   f"fitted to false accepts alone, and the recall figures do not include {'it' if one else 'them'}")
     if not report.get("met", True):
         out.append(f"the target of {target:g} false accepts per hour was not met on these streams (see above)")
     return out

@@ -195,8 +195,10 @@ def _parse_lines(path: Path, text: str, why: str) -> dict:
         (n, ln), r = numbered[first], rows[first]
         why_line = f"not JSON ({r})" if isinstance(r, Exception) else f"a JSON {type(r).__name__}, not an event object"
         raise DatasetError(f"{path}:{n}: {ln.strip()[:60]!r}: {why_line} (the other lines are JSON Lines events)")
+    if not numbered:  # an empty file (or only comments) is a label file with no events: said as an empty list is
+        return {"events": []}
     tf = [(n, _TF_LINE.match(ln)) for n, ln in numbered]
-    if not numbered or 2 * sum(m is not None for _, m in tf) < len(tf):
+    if 2 * sum(m is not None for _, m in tf) < len(tf):
         raise DatasetError(f"{path}: not a label file: neither JSON ({why}), JSON Lines nor TensorFlow's "
                            "'label, time_ms' lines")
     events = []
