@@ -107,7 +107,6 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                         items.append(_file_item(f, _label_for(label, f, labels), sample_rate,
                                                 label if label in WORDS_V2 else ""))
             found = _unread(p, label_folders=bool(subdirs))
-            # a file without a suffix is tried: a recorder's or a script's WAV without its name's end
             tried = _suffixless_audio(found)
             files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + tried
             for f in files:  # one in a label folder is that folder's clip
@@ -149,7 +148,7 @@ def _rank(it: EvalItem) -> tuple[bool, bool]:
 
 def relabelled_unknown(items: Sequence[EvalItem]) -> list[EvalItem]:
     """Clips of an ``_unknown_`` label folder scored as a command because their name says one (``_label_for``)."""
-    return [it for it in items if Path(it.name).parent.name == UNKNOWN and it.label not in (None, UNKNOWN)]
+    return [it for it in items if folder_label(Path(it.name).parent.name) == UNKNOWN and it.label not in (None, UNKNOWN)]
 
 
 def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
