@@ -489,6 +489,14 @@ def test_a_wake_word_is_strict_and_the_commands_after_it_sensitive(tmp_path, cap
     assert wake_thresholds(argparse.Namespace(threshold=None, false_accepts_per_hour=5.0), ckpt,
                            WakeWord("go", 5.0, False, 2.0))["go"] == operating_point(ckpt, 5.0, ["go"])["thresholds"]["go"]
     assert wake_thresholds(argparse.Namespace(threshold=["0.9"], false_accepts_per_hour=None), ckpt, WakeWord("go")) is None
+    assert "--threshold 0.9: one threshold for every command, the wake word 'go' too" in capsys.readouterr().err
+    # pairs adjust single commands of the scheme (they threw the wake word's own point away, unsaid)
+    pairs = wake_thresholds(argparse.Namespace(threshold=["on=0.5"], false_accepts_per_hour=None), ckpt, WakeWord("go", 5.0))
+    assert pairs == {**after["thresholds"], "go": alone["thresholds"]["go"], "on": 0.5}
+    assert "the commands after it at the point of 20/h" in capsys.readouterr().err
+    for off in (["go=1.01"], ["1.01"]):  # the wake word switched off: nothing could ever run
+        with pytest.raises(ConfigError, match="switches off"):
+            wake_thresholds(argparse.Namespace(threshold=off, false_accepts_per_hour=None), ckpt, WakeWord("go", 5.0))
     # null: the commands at the wake word's rate, the wake word still at its own point (it took the model's for all)
     assert wake_thresholds(args, ckpt, WakeWord("go", 5.0, False, None)) == {
         **operating_point(ckpt, 1.0)["thresholds"], "go": alone["thresholds"]["go"]}

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Sequence
 
-from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, threshold_ok
+from voice_gru.config import OFF, REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
 from voice_gru.fileio import STDOUT, check_outputs
 
@@ -435,13 +435,24 @@ def mode_warning(ckpt: Checkpoint | CheckpointData, mode: str) -> None:
 
 def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
                     wake: WakeWord) -> dict[str, float] | None:
-    """With a wake word (and no ``--threshold``): the wake word at the point of ``--false-accepts-per-hour``
-    (default: the model's) chosen for it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose
-    false accepts cost nothing outside the seconds after it. None where that does not apply."""
+    """With a wake word: the wake word at the point of ``--false-accepts-per-hour`` (default: the model's) chosen for
+    it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose false accepts cost nothing outside the
+    seconds after it; ``--threshold COMMAND=VALUE`` pairs adjust single commands of that. None where it does not
+    apply (one ``--threshold`` for every command, a model without operating points)."""
     from voice_gru.calibrate import SUBSET_CONFIDENCE, operating_point
 
     cal = (ckpt.meta or {}).get("calibration") or {}
-    if args.threshold or not cal.get("operating_points"):
+    adjust = threshold_override(args.threshold, ckpt.labels)
+    if isinstance(adjust, dict) and adjust.get(wake.word, 0.0) >= OFF:
+        raise ConfigError(f"--threshold {wake.word}={adjust[wake.word]:g}: switches off the wake word, and no command "
+                          "could ever run after it")
+    if adjust is not None and not isinstance(adjust, dict):
+        if adjust >= OFF:
+            raise ConfigError(f"--threshold {adjust:g}: switches off every command, the wake word '{wake.word}' too")
+        print(f"--threshold {adjust:g}: one threshold for every command, the wake word '{wake.word}' too (its own point "
+              "and wake_word.false_accepts_per_hour are not used)", file=sys.stderr)
+        return None
+    if not cal.get("operating_points"):
         return None
     rate = cal["target_fa_per_hour"] if args.false_accepts_per_hour is None else args.false_accepts_per_hour
     alone = operating_point(ckpt, rate, [wake.word])
@@ -457,8 +468,10 @@ def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
           f"(the point of {alone['target_fa_per_hour']:g}/h for it alone: expected {alone['fa_per_hour']:.2f}/h{bound}, "
           f"recall {alone['recall']:.0%}); the commands after it at the point of {after['target_fa_per_hour']:g}/h "
           f"(recall {after['recall']:.0%}; wake_word.false_accepts_per_hour: their false accepts only act within "
-          f"{wake.seconds:g} s of '{wake.word}')", file=sys.stderr)
-    return {**after["thresholds"], wake.word: alone["thresholds"][wake.word]}
+          f"{wake.seconds:g} s of '{wake.word}')"
+          + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
+             if adjust else ""), file=sys.stderr)
+    return {**after["thresholds"], wake.word: alone["thresholds"][wake.word], **(adjust or {})}
 
 
 def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
