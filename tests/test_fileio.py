@@ -201,6 +201,21 @@ def test_a_result_on_standard_output_is_all_that_is_there():
     assert "command(s) in" in run.stderr
 
 
+def test_a_reader_that_goes_away_stops_listen_without_a_traceback():
+    """`listen --assistant A | head -2`: an action's result line raised BrokenPipeError on its worker (a traceback),
+    and the run ended with status 0, the later commands lost unsaid. Now: no traceback, status 141 (128 + SIGPIPE)."""
+    repo = Path(__file__).resolve().parents[1]
+    run = subprocess.Popen([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(repo / "voice_gru" / "assets"
+                            / "example.wav"), "--no-view", "--assistant", str(repo / "configs" / "assistant.yaml")],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None and run.stderr is not None
+    first = [run.stdout.readline() for _ in range(2)]
+    run.stdout.close()  # the reader goes away, as `head -2` does
+    err = run.stderr.read()
+    assert run.wait(timeout=300) == 141, err
+    assert "down" in first[1] and "Traceback" not in err and "error" not in err
+
+
 def test_events_through_a_link_to_a_folder_not_made_yet(tmp_path):
     """`--events latest.jsonl` linked to runs/today/events.jsonl: written through the link, its folder made."""
     from voice_gru.live import EventWriter

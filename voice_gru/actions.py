@@ -932,6 +932,8 @@ class ActionRunner:
         if self.on_result is not None:
             try:
                 self.on_result(cmd, name, ok, detail)
+            except BrokenPipeError:  # the reader of standard output is gone: the run stops at its next line there
+                pass
             except Exception:  # noqa: BLE001
                 logger.exception("on_result callback failed for %s -> %s", cmd.label, name)
 

@@ -1088,9 +1088,12 @@ def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voic
               f"listens; training, evaluation and calibration need the train extra: from a clone, "
               f"pip install -c constraints.txt '.[train]', or scripts/setup.sh)", file=sys.stderr)
         return 2
-    except BrokenPipeError:  # output piped into `head` and the like
-        sys.stderr.close()
-        return 0
+    except BrokenPipeError:  # output piped into `head` and the like: stop, as Unix tools do (128 + SIGPIPE)
+        try:  # what is still buffered for the closed pipe must not fail again at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+        except (OSError, AttributeError, ValueError):  # no real standard output (a notebook): nothing to silence
+            pass
+        return 141
     except OSError as exc:  # e.g. an output path under a file or in a folder without write permission
         where = f"{exc.filename}: " if exc.filename else ""
         # FileExistsError here: a folder to write into is a file (Path.mkdir(exist_ok=True) on a file)
