@@ -188,6 +188,55 @@ def test_a_full_disk_names_the_events_file():
     with pytest.raises(OSError) as info:
         events.write(Command("stop", 0.9, 1.0))
     assert info.value.filename == "/dev/full" and "No space" in info.value.strerror
+    events.close()  # nothing left buffered to fail again
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs Linux's /dev/full")
+def test_a_full_disk_mid_run_does_not_stop_the_assistant(tmp_path, capsys):
+    """The first detection's failed write ended `listen` (status 2) before its action ran: a full disk stopped the
+    assistant. Now every command still runs its action, the loss is said at once and in the exit status."""
+    from voice_gru.cli import main
+
+    example = Path(__file__).resolve().parents[1] / "voice_gru" / "assets" / "example.wav"
+    assistant = Path(__file__).resolve().parents[1] / "configs" / "assistant.yaml"
+    code = main(["listen", "--input", str(example), "--no-view", "--assistant", str(assistant), "--events", "/dev/full"])
+    out, err = capsys.readouterr()
+    fired = [ln for ln in out.splitlines() if "score" in ln]
+    assert code == 1 and len(fired) >= 2
+    assert out.count(" -> would turn the volume") == len(fired)  # every command's action (a print) ran
+    assert err.count("warning: /dev/full: No space left on device: the detection at") == 1
+    assert err.strip().splitlines()[-1] == f"voice-gru: error: {len(fired)} detection(s) could not be written to " \
+                                           f"/dev/full (the first at {fired[0].split()[0][:-1]} s)"
+
+
+def test_a_line_cut_short_by_a_full_disk_leaves_nothing_of_itself(tmp_path, monkeypatch):
+    """Half a line written before the disk filled, then the next line after space came back: one broken line
+    in the middle of the file (score-events refuses it). The half is taken back."""
+    import errno
+    import os
+
+    from voice_gru import live
+    from voice_gru.decision import Command
+    from voice_gru.live import EventWriter
+
+    path = tmp_path / "e.jsonl"
+    w = EventWriter(path)
+    w.write(Command("stop", 0.9, 1.0))
+    real_write, calls = os.write, []
+
+    def full_after_half(fd, data):
+        calls.append(1)
+        if len(calls) == 1:
+            return real_write(fd, bytes(data[:len(data) // 2]))
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(live.os, "write", full_after_half)
+    with pytest.raises(OSError, match="No space"):
+        w.write(Command("go", 0.8, 2.0))
+    monkeypatch.setattr(live.os, "write", real_write)
+    w.write(Command("up", 0.7, 3.0))
+    w.close()
+    assert [json.loads(line)["label"] for line in path.read_text().splitlines()] == ["stop", "up"]
 
 
 def test_a_result_on_standard_output_is_all_that_is_there():

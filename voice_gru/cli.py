@@ -624,6 +624,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     f = ckpt.features
 
     collected = getattr(args, "collect", None)
+    unwritten: list = []
 
     def on_command(cmd):
         why = runner.ignored_because(cmd) if runner is not None else None
@@ -631,10 +632,16 @@ def _cmd_listen(args: argparse.Namespace) -> int:
               flush=True)
         if collected is not None:
             collected.append(cmd)
-        if events:
-            events.write(cmd)
         if runner:
             runner.submit(cmd)
+        if events:
+            try:
+                events.write(cmd)
+            except OSError as exc:  # a full disk must not stop the assistant: said at once, and in the exit status
+                if not unwritten:
+                    warn(f"{exc.filename}: {exc.strerror}: the detection at {cmd.t:.2f} s is not in it, nor any later one "
+                         "that cannot be written; listening goes on (the run ends with status 1)")
+                unwritten.append(cmd)
 
     live_audio = not args.input or from_pipe
     view = LiveView(ckpt.labels) if (args.view or (args.view is None and sys.stderr.isatty() and live_audio)) else None
@@ -747,9 +754,12 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 print(monitor.summary(), flush=True)
         finally:
             stop_watch.close()
+    if unwritten:
+        print(f"voice-gru: error: {len(unwritten)} detection(s) could not be written to {args.events} (the first at "
+              f"{unwritten[0].t:.2f} s)", file=sys.stderr)
     if interrupted:
         raise KeyboardInterrupt  # exit status 130, after the totals
-    return 0
+    return 1 if unwritten else 0
 
 
 def _assistant_words(path: str) -> set[str]:
@@ -1090,7 +1100,7 @@ def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voic
         return 2
     except BrokenPipeError:  # output piped into `head` and the like: stop, as Unix tools do (128 + SIGPIPE)
         try:  # what is still buffered for the closed pipe must not fail again at exit
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.__stdout__.fileno())  # type: ignore[union-attr]
         except (OSError, AttributeError, ValueError):  # no real standard output (a notebook): nothing to silence
             pass
         return 141

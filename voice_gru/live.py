@@ -441,7 +441,9 @@ class EventWriter:
         from voice_gru.fileio import descriptor, written_path
 
         self.path = written_path(path)
-        self._f: Any = None
+        self._fd: int | None = None  # written unbuffered: a line that fails leaves nothing behind to fail again
+        self._good = 0  # bytes of whole lines written
+        self._own = False  # opened (and emptied) by this writer, not a copy of an open descriptor
         self._lock: int | None = None
         if descriptor(self.path) is None and self.path.is_file():
             try:
@@ -456,28 +458,48 @@ class EventWriter:
         cls(path).close(completed=False)
 
     def write(self, cmd: Command) -> None:
-        """Append ``cmd`` as one JSON line, at once (the first replaces the file)."""
+        """Append ``cmd`` as one JSON line, at once (the first replaces the file). A line that cannot be written
+        whole (a full disk) raises OSError and leaves nothing of itself in a regular file: later lines stay whole."""
         try:
-            if self._f is None:
+            if self._fd is None:
                 self._open()
-            self._f.write(json.dumps(cmd.to_dict()) + "\n")
-            self._f.flush()
+            assert self._fd is not None
+            line = (json.dumps(cmd.to_dict()) + "\n").encode()
+            data = memoryview(line)
+            try:
+                while data:
+                    data = data[os.write(self._fd, data):]
+            except OSError:
+                self._cut_back()
+                raise
+            self._good += len(line)
         except OSError as exc:  # a full disk says "No space left on device" without saying where
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
 
     def close(self, completed: bool = True) -> None:
         """Close; ``completed``: the run ended normally, so an empty file records that nothing fired."""
         try:
-            if self._f is None and completed:
+            if self._fd is None and completed:
                 self._open()
-            if self._f is not None:
-                self._f.close()
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
         except OSError as exc:
             raise OSError(exc.errno, exc.strerror, str(self.path)) from None
         finally:
             if self._lock is not None:
                 os.close(self._lock)
                 self._lock = None
+
+    def _cut_back(self) -> None:
+        """Take back the part of a line a failed write left in a regular file (a pipe keeps what it got)."""
+        if self._fd is None or not self._own:  # standard output appended to (>> log) is not ours to cut
+            return
+        try:
+            os.ftruncate(self._fd, self._good)
+            os.lseek(self._fd, self._good, os.SEEK_SET)
+        except OSError:
+            pass
 
     def _locked(self, fd: int) -> int:
         """``fd``, holding an exclusive lock on the events file (closed and refused if another run holds it)."""
@@ -494,13 +516,14 @@ class EventWriter:
         return fd
 
     def _open(self) -> None:
-        from voice_gru.fileio import descriptor, open_descriptor
+        from voice_gru.fileio import descriptor
 
         fd = descriptor(self.path)
         if fd is not None:  # standard output appended to (>> log) stays appended to
-            self._f = open_descriptor(fd)
+            self._fd = os.dup(fd)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if self._lock is None:  # locked before it is emptied
             self._lock = self._locked(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666))
-        self._f = open(self.path, "w", encoding="utf-8")
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        self._own = True
