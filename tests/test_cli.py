@@ -221,10 +221,11 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert load_checkpoint(tmp_path / "min.pt").model.combine == "min"
 
 
-@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])
 def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(sig, tmp_path):
     """`voice-gru listen &` from a script starts with SIGINT ignored, and services are stopped with
-    SIGTERM: both must still end the run through the clean path (events file closed, exit 130)."""
+    SIGTERM: both must still end the run through the clean path (events file closed, exit 130). So must SIGHUP
+    (its terminal or ssh session closed), which ended it with no totals (status 129)."""
     import signal
     import time
 

@@ -88,3 +88,19 @@ def test_signals_held_act_on_exit_as_their_handlers_would():
     with signals_held():
         pass  # nothing came: nothing happens
     spinner.join()
+
+
+def test_sighup_stops_a_run_unless_nohup_ignores_it():
+    """A closed terminal (SIGHUP) ends a run as SIGTERM does; under `nohup` (SIGHUP ignored) it stays ignored."""
+    before = signal.getsignal(signal.SIGHUP)
+    try:
+        for start, stops in ((signal.SIG_DFL, True), (signal.SIG_IGN, False)):
+            signal.signal(signal.SIGHUP, start)
+            with stop_on_signals():
+                assert callable(signal.getsignal(signal.SIGHUP)) == stops
+                if stops:
+                    with pytest.raises(KeyboardInterrupt):
+                        signal.raise_signal(signal.SIGHUP)
+            assert signal.getsignal(signal.SIGHUP) == start
+    finally:
+        signal.signal(signal.SIGHUP, before)

@@ -1,4 +1,4 @@
-"""How a voice-gru process stops: SIGINT and SIGTERM as ``KeyboardInterrupt``, whoever started it."""
+"""How a voice-gru process stops: SIGINT, SIGTERM and SIGHUP as ``KeyboardInterrupt``, whoever started it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ from typing import Callable, Iterator
 def stop_on_signals() -> Iterator[None]:
     """While inside, SIGINT and SIGTERM raise ``KeyboardInterrupt`` (a clean stop), even in a
     process started with SIGINT ignored (``voice-gru listen &`` from a script inherits that) and
-    for SIGTERM, which is how services are stopped. Previous handlers come back on exit."""
+    for SIGTERM, which is how services are stopped; so does SIGHUP (its terminal or ssh session closed: the
+    totals and the events file were lost), unless it is ignored (``nohup``). Previous handlers come back on exit."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -21,14 +22,22 @@ def stop_on_signals() -> Iterator[None]:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.getsignal(s) for s in _stop_signals()}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
+    if signal.SIGHUP in old and old[signal.SIGHUP] == signal.SIG_DFL:  # nohup's ignored SIGHUP stays ignored
+        signal.signal(signal.SIGHUP, stop)
     try:
         yield
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
+
+
+def _stop_signals() -> tuple[signal.Signals, ...]:
+    """The signals that stop a run: SIGINT, SIGTERM and, where there is one, SIGHUP."""
+    hup = getattr(signal, "SIGHUP", None)
+    return (signal.SIGINT, signal.SIGTERM) + ((hup,) if hup is not None else ())
 
 
 @contextlib.contextmanager
@@ -42,7 +51,7 @@ def signals_held() -> Iterator[None]:
         yield
         return
     came: list[int] = []
-    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: signal.getsignal(s) for s in _stop_signals()}
     for s in old:
         signal.signal(s, lambda signum, frame: came.append(signum))
     try:
@@ -82,7 +91,7 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
             got = os.read(read_fd, 64)
             if done.is_set() or not got:
                 return
-            if any(b in (signal.SIGINT, signal.SIGTERM) for b in got) and not done.wait(grace_s):
+            if any(b in _stop_signals() for b in got) and not done.wait(grace_s):
                 try:
                     on_give_up()
                 finally:
