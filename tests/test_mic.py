@@ -363,7 +363,14 @@ def test_open_failure_is_device_error(monkeypatch):
 
     monkeypatch.setattr(sd, "InputStream", boom)
     m = MicrophoneStream(InputDevice(0, "pulse", "ALSA", 32, 44100.0))
-    with pytest.raises(AudioDeviceError, match=r"cannot open audio input device 0 'pulse': Error querying device -1"):
+    monkeypatch.delenv("PULSE_SOURCE", raising=False)
+    with pytest.raises(AudioDeviceError, match=r"cannot open audio input device 0 'pulse': Error querying device -1") as info:
+        m.open()
+    assert "PULSE_SOURCE" not in str(info.value)
+    # a source name the sound server does not know fails as an ALSA error that never names it: the line does
+    monkeypatch.setenv("PULSE_SOURCE", "nonexistent")
+    with pytest.raises(AudioDeviceError, match=r"PULSE_SOURCE=nonexistent chooses the PulseAudio source: is that its "
+                                               r"name\? \(`pactl list short sources` lists them\)$"):
         m.open()
     m.close()
 

@@ -39,6 +39,14 @@ TARGET_RATE = 16000
 """Sample rate of the chunks :meth:`MicrophoneStream.read` returns."""
 
 _HINT = "list devices with `voice-gru devices`"
+
+
+def _open_hint() -> str:
+    """What to check when a device does not open; a PULSE_SOURCE the sound server does not know fails as an ALSA error
+    that never names it."""
+    source = os.environ.get("PULSE_SOURCE")
+    return _HINT + (f"; PULSE_SOURCE={source} chooses the PulseAudio source: is that its name? (`pactl list short "
+                    "sources` lists them)" if source else "")
 NO_DEVICE_MESSAGE = (
     "no audio input device found; is a sound card or PulseAudio running? " + _HINT
 )
@@ -394,14 +402,14 @@ class MicrophoneStream:
             )
         except (sd.PortAudioError, ValueError) as exc:
             raise AudioDeviceError(
-                f"cannot open audio input device {self._device}: {_one_line(exc)}; {_HINT}"
+                f"cannot open audio input device {self._device}: {_one_line(exc)}; {_open_hint()}"
             ) from exc
         try:
             stream.start()
         except sd.PortAudioError as exc:
             stream.close(ignore_errors=True)
             raise AudioDeviceError(
-                f"cannot start audio input device {self._device}: {_one_line(exc)}; {_HINT}"
+                f"cannot start audio input device {self._device}: {_one_line(exc)}; {_open_hint()}"
             ) from exc
         self._stream = stream
         return self
