@@ -505,8 +505,8 @@ def test_close_that_times_out_stops_the_program_and_says_what_did_not_run(tmp_pa
     caplog.set_level(logging.INFO, logger="voice_gru.actions")
     runner = runner_for(tmp_path, f"""
         actions:
-          up: {{run: [{PY}, "-c", "import os, time; open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)"],
-                timeout: 120}}
+          up: [{{run: [{PY}, "-c", "import os, time; open('{pid_file}', 'w').write(str(os.getpid())); time.sleep(60)"],
+                 timeout: 120}}, {{print: after}}]
     """)
     runner.submit(Command("up", 0.9, 1.0))
     runner.submit(Command("up", 0.9, 3.0))
@@ -516,7 +516,9 @@ def test_close_that_times_out_stops_the_program_and_says_what_did_not_run(tmp_pa
     assert runner.close(timeout=0.5) is False
     warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][-1]
     assert warning.startswith("actions still running after 0.5s: up -> run ") and warning.endswith(
-        "(stopped); not run: up")
+        "(stopped); not run: up -> print 'after', up")  # the rest of the stopped command's list, then the queue
+    # the stopped program's result was reported before close() returned (a line cut by the exit, or none, before)
+    assert [(r.ok, r.detail) for r in runner.results] == [(False, "killed by SIGKILL")]
     assert runner.close(timeout=5) is True  # a second close only waits (the stopped program let the worker end)
     assert sum(r.getMessage().startswith("actions still running") for r in caplog.records) == 1
     pid = int(pid_file.read_text())

@@ -75,6 +75,7 @@ TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking",
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 DEFAULT_QUEUE_SIZE = 16
 MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
+KILLED_SETTLE_S = 1.0  # how long close() waits, after killing the programs, for their workers to report and end
 # after a say action ends, its last words are still on their way through the room, the sound server's buffers and
 # the recognizer (~0.2 s from a word's end to its detection): a command until then is the assistant's own voice
 # (the assistant file's ``echo_seconds``; a Bluetooth speaker's delay or a long room may want more)
@@ -587,7 +588,13 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
                 running.discard(proc)
         if proc.returncode != 0:
             tail = _tail(_file_tail(err))
-            return False, f"exit {proc.returncode}" + (f": {tail}" if tail else "")
+            how = f"exit {proc.returncode}"
+            if proc.returncode < 0:  # -9 said nothing of a program that was killed
+                try:
+                    how = f"killed by {signal.Signals(-proc.returncode).name}"
+                except ValueError:
+                    how = f"killed by signal {-proc.returncode}"
+            return False, how + (f": {tail}" if tail else "")
         return True, "exit 0"
 
 
@@ -811,6 +818,7 @@ class ActionRunner:
         self._lanes: dict[str, _Lane] = {}
         self._running: set[subprocess.Popen] = set()  # programs of run/say actions now running
         self._gave_up = False  # close() dropped the queues and killed the programs
+        self._skipped: list[str] = []  # actions of a stopped command's list not run after its program was killed
         self._closing_since = 0.0  # when close() was first called
         self._lock = threading.Lock()
         self._closed = False
@@ -884,7 +892,12 @@ class ActionRunner:
                 try:
                     if item is self._STOP:
                         return
-                    for action in self.config.actions.get(item.label, ()):
+                    actions = self.config.actions.get(item.label, ())
+                    for i, action in enumerate(actions):
+                        if self._gave_up:  # close() stopped this command's program: the rest of its list is not run
+                            with self._lock:
+                                self._skipped += [f"{item.label} -> {a.describe()}" for a in actions[i:]]
+                            break
                         lane.running = f"{item.label} -> {action.describe()}"
                         self._run_one(action, item)
                 finally:
@@ -1043,10 +1056,16 @@ class ActionRunner:
                 lane.queue.task_done()
             lane.queue.put_nowait(self._STOP)
             lane.stop_sent = True
+        waited = round(time.monotonic() - self._closing_since, 1)
         killed = self.kill_running()
-        logger.warning("actions still running after %gs: %s%s", round(time.monotonic() - self._closing_since, 1),
-                       ", ".join(running) or "(none)",
-                       (" (stopped)" if killed else "") + (f"; not run: {', '.join(dropped)}" if dropped else ""))
+        settle = time.monotonic() + KILLED_SETTLE_S
+        for lane in stuck:  # a killed program's worker says so (its line whole, not cut by the exit) and ends
+            lane.ended.wait(max(0.0, settle - time.monotonic()))
+        with self._lock:
+            skipped = list(self._skipped)
+        not_run = skipped + dropped
+        logger.warning("actions still running after %gs: %s%s", waited, ", ".join(running) or "(none)",
+                       (" (stopped)" if killed else "") + (f"; not run: {', '.join(not_run)}" if not_run else ""))
         return False
 
     def kill_running(self) -> bool:
