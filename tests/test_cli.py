@@ -207,7 +207,10 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
             next(part.parameters()).add_(1e-6)
     save_checkpoint(copy, nudged)
     assert main(["ensemble", str(shipped), str(copy), "--out", str(out)]) == 0
-    assert f"{2 * n} members" in capsys.readouterr().out  # members of members are listed flat
+    said = capsys.readouterr().out
+    assert f"{2 * n} members" in said  # members of members are listed flat
+    shipped_combine = getattr(load_checkpoint(shipped).model, "combine", "mean")
+    assert f"combined by {shipped_combine}" in said  # ensembles given keep how they combine (min became mean)
     ens = load_checkpoint(out)
     assert isinstance(ens.model, Ensemble) and ens.thresholds == {}
     # two near copies of one model average to that model: the same predictions on a real clip
@@ -219,6 +222,8 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert main(["ensemble", str(shipped), str(copy), "--combine", "min", "--out", str(tmp_path / "min.pt")]) == 0
     assert "combined by min" in capsys.readouterr().out
     assert load_checkpoint(tmp_path / "min.pt").model.combine == "min"
+    assert main(["ensemble", str(shipped), str(copy), "--combine", "mean", "--out", str(tmp_path / "mean.pt")]) == 0
+    assert load_checkpoint(tmp_path / "mean.pt").model.combine == "mean"
 
 
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM", "SIGHUP"])

@@ -214,7 +214,12 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
             raise ConfigError(f"{m}: given twice (the same file as {seen[os.path.realpath(m)]}): a copy of a member "
                               "adds nothing but compute")
         seen[os.path.realpath(m)] = m
-    ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
+    loaded = [load_checkpoint(m) for m in args.models]
+    own = {c.model.combine for c in loaded if isinstance(c.model, Ensemble)}
+    # an ensemble given again (to add a member) keeps how it combines: `min` silently became `mean`
+    combine = args.combine or (own.pop() if len(own) == 1 and all(isinstance(c.model, Ensemble) for c in loaded)
+                               else "mean")
+    ckpt = make_ensemble(loaded, args.models, combine)
     parts = ckpt.model.parts() if isinstance(ckpt.model, Ensemble) else [ckpt.model]
     if len(parts) < 2:
         raise ConfigError(f"{' '.join(args.models)}: one model: an ensemble needs two members or more")
@@ -224,7 +229,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
             raise ConfigError(f"members {twin + 1} and {i + 1} of {' '.join(args.models)} have the same weights (a "
                               "copy, or a member already inside an ensemble given): a copy adds nothing but compute")
     save_checkpoint(args.out, ckpt)
-    print(f"wrote {args.out}: {len(parts)} members combined by {args.combine}, {count_parameters(ckpt.model):,} parameters; "
+    print(f"wrote {args.out}: {len(parts)} members combined by {combine}, {count_parameters(ckpt.model):,} parameters; "
           f"calibrate it before listening (voice-gru calibrate --model {args.out})")
     return 0
 
@@ -951,9 +956,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     en = sub.add_parser("ensemble", help="combine checkpoints of one task into one model")
     en.add_argument("models", nargs="+", metavar="CKPT", help="checkpoints with the same labels, features and normaliser")
-    en.add_argument("--combine", choices=["mean", "min"], default="mean",
+    en.add_argument("--combine", choices=["mean", "min"],
                     help="per frame: mean of the members' logits, or min: each class's smallest posterior "
-                         "(a command needs every member; fewer confident false accepts) (default: %(default)s)")
+                         "(a command needs every member; fewer confident false accepts) (default: the inputs' own "
+                         "where they are ensembles combined one way, else mean)")
     en.add_argument("--out", required=True, help="ensemble checkpoint to write")
     en.set_defaults(func=_cmd_ensemble)
 
