@@ -152,6 +152,31 @@ def test_an_output_does_not_replace_a_file_of_another_kind(tmp_path, capsys):
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # nothing replaced
 
 
+def test_a_checkpoint_output_never_replaces_a_training_runs_own(tmp_path):
+    """`ensemble A B --out runs/a/state.pt` replaced the run's training state (it could no longer resume) and
+    `--out runs/a/last.pt` its model, exit 0. A new name beside them is fine, and so is calibrating a run's model in
+    place when told to (`calibrate --model runs/a/best.pt --out runs/a/best.pt`), never over its state."""
+    run = tmp_path / "runs" / "a"
+    run.mkdir(parents=True)
+    for name in ("state.pt", "best.pt", "last.pt"):
+        (run / name).write_bytes(b"PK\x03\x04rest")
+    for name in ("state.pt", "best.pt", "last.pt"):
+        with pytest.raises(ConfigError, match=f"--out {run / name}: is the training run {run}'s own {name}"):
+            check_outputs({"--out": run / name}, binary=["--out"])
+    check_outputs({"--out": run / "calibrated.pt"}, binary=["--out"])
+    check_outputs({"--out": run / "best.pt"}, binary=["--out"], in_place=run / "best.pt")
+    with pytest.raises(ConfigError, match="own state.pt"):
+        check_outputs({"--out": run / "state.pt"}, binary=["--out"], in_place=run / "state.pt")
+    (run / "state.pt").unlink()
+    (run / "metrics.jsonl").write_text("{}\n")  # a run whose state was cleaned up is still a run
+    with pytest.raises(ConfigError, match="own last.pt"):
+        check_outputs({"--out": run / "last.pt"}, binary=["--out"])
+    other = tmp_path / "models"
+    other.mkdir()
+    (other / "best.pt").write_bytes(b"PK\x03\x04rest")  # a checkpoint of that name outside a run: its own kind
+    check_outputs({"--out": other / "best.pt"}, binary=["--out"])
+
+
 def test_listen_keeps_the_last_runs_events_when_it_cannot_start(tmp_path, capsys):
     """The events file is replaced when the first detection arrives or the run ends: a recording that is no audio
     (or a missing microphone) leaves the previous run's events as they were."""

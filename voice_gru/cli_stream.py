@@ -355,7 +355,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
     check_outputs({"--json": args.json, "--plot": args.plot}, [args.model], png=["--plot"])  # --out alone may replace --model
     check_outputs({"--out": args.out, "--json": args.json, "--plot": args.plot}, [args.config], png=["--plot"],
-                  folders=[args.data_dir], binary=["--out"])
+                  folders=[args.data_dir], binary=["--out"], in_place=args.model)
     torch.set_num_threads(1)
     ckpt = resolve_model(args.model)
     dcfg = config_decision(args.config, ckpt, thresholds_used=False)  # calibration chooses the thresholds

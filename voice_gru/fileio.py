@@ -131,13 +131,16 @@ def _existing_parent(path: Path) -> Path:
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = (), folders: Sequence[str | Path | None] = (),
-                  binary: Sequence[str] = (), audio: Sequence[str] = ()) -> None:
+                  binary: Sequence[str] = (), audio: Sequence[str] = (),
+                  in_place: str | Path | None = None) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of
     the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
     outputs named in ``png`` are images and must be named ``.png``; those in ``binary`` (checkpoints) go to files,
     never to standard output; those in ``audio`` are recordings. An existing file of another kind (a checkpoint, a
-    recording, an image, a recipe or a script) is not replaced: a typo would have thrown away a trained model."""
+    recording, an image, a recipe or a script) is not replaced: a typo would have thrown away a trained model; nor is a
+    training run's own checkpoint (its state.pt, best.pt or last.pt) by a checkpoint output, but for ``in_place``, the
+    model a command rewrites when told to (``calibrate --model M --out M``)."""
     from voice_gru.checkpoint_data import default_model_path
 
     ins = {os.path.realpath(q) for q in inputs if q and str(q) != "-"}
@@ -151,6 +154,13 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
                 raise ConfigError(f"{flag} {p}: a checkpoint is binary; give it a file name, not standard output")
             if flag in binary and os.path.isfile(p) and not _is_checkpoint(p):  # a typo would have replaced a script
                 raise ConfigError(f"{flag} {p}: exists and is not a checkpoint; give another name (or remove it)")
+            run = Path(p).parent
+            mine = in_place is not None and os.path.realpath(p) == os.path.realpath(in_place)
+            if flag in binary and Path(p).name in RUN_CHECKPOINTS and any((run / n).is_file() for n in RUN_MARKS) \
+                    and not (mine and Path(p).name != "state.pt"):
+                # `--out runs/a/state.pt` replaced the run's training state: it could no longer resume
+                raise ConfigError(f"{flag} {p}: is the training run {run}'s own {Path(p).name}; writing there would "
+                                  "replace it: give another name (e.g. beside it, calibrated.pt)")
             _check_output(flag, p, ins, shipped, png, folders, seen)
             want = "a checkpoint" if flag in binary else "an image" if flag in png else "a recording" if flag in audio else None
             held = file_kind(p) if str(p) != "-" and os.path.isfile(p) else None
@@ -160,6 +170,9 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
         except OSError as exc:  # a name too long for the file system, a folder that cannot be searched
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
 
+
+RUN_CHECKPOINTS = ("state.pt", "best.pt", "last.pt")  # what `train` writes into its --out (train.RUN_FILES)
+RUN_MARKS = ("state.pt", "metrics.jsonl")  # a folder holding one of these is a training run's
 
 _MAGIC = ((b"PK\x03\x04", "a checkpoint"), (b"\x89PNG", "an image"),
           *((m, "a recording") for m in (b"RIFF", b"RIFX", b"RF64", b"fLaC", b"OggS", b"FORM", b"ID3", b".snd",
