@@ -161,6 +161,12 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("train:\n  batch_size: 64000\n", "train.batch_size = 64000: must be from 1 to 8192"),
         ("augment:\n  context_seconds: [0.2, 300]\n", "augment.context_seconds = [0.2, 300.0]: must be from 0 to 10"),
         ("model:\n  hidden: 100000\n", "model.hidden = 100000: must be from 1 to 4096"),
+        # before: 23 GB and killed, 20 GB and still running, a 30-line allocator traceback (an audit, 2026-12-07)
+        ("features:\n  n_fft: 100000000\n", "features.n_fft = 100000000: must be from 1 to 65536"),
+        ("data:\n  silence_ratio: 100000\n", "data.silence_ratio = 100000.0: must be from 0 to 10"),
+        ("model:\n  conv_channels: 10000000000\n", "model.conv_channels = 10000000000: must be from 0 to 4096"),
+        ("model:\n  spectral_channels: 100000\n", "model.spectral_channels = 100000: must be from 0 to 1024"),
+        ("train:\n  tail_frames: 1000000\n", "train.tail_frames = 1000000: must be from 0 to 1000"),
         # before: the features were built, then numpy's generator refused the seed in a traceback
         ("train:\n  seed: -1\n", "train.seed = -1: must be a whole number from 0 to 4294967295"),
         ("data:\n  seed: 100000000000000000000000\n", "data.seed = 100000000000000000000000: must be a whole number"),

@@ -92,8 +92,10 @@ class FeatureConfig:
         return int(round(self.sample_rate * self.hop_ms / 1000))
 
     def __post_init__(self) -> None:
-        _check(self, {"sample_rate": _AT_LEAST_1, "win_ms": _ABOVE_0, "hop_ms": _ABOVE_0, "n_fft": _AT_LEAST_1,
-                      "n_mels": _AT_LEAST_1, "n_mfcc": _AT_LEAST_1, "f_min": _AT_LEAST_0, "log_offset": _ABOVE_0})
+        # upper ends: `n_fft: 100000000` took 23 GB before it was killed
+        _check(self, {"sample_rate": _between(1000, 384000), "win_ms": _ABOVE_0, "hop_ms": _ABOVE_0,
+                      "n_fft": _between(1, 65536), "n_mels": _between(1, 1024), "n_mfcc": _between(1, 1024),
+                      "f_min": _AT_LEAST_0, "log_offset": _ABOVE_0})
         _require(self, self.win_length <= self.n_fft, "n_fft", f"must hold the {self.win_length}-sample window")
         _require(self, self.hop_length >= 1, "hop_ms", "must be at least one sample")
         _require(self, self.hop_ms <= self.win_ms, "hop_ms", f"must be at most win_ms ({self.win_ms:g}): a longer hop "
@@ -136,7 +138,8 @@ class DataConfig:
     seed: int = 59185
 
     def __post_init__(self) -> None:
-        _check(self, {"silence_ratio": _AT_LEAST_0, "unknown_ratio": _AT_LEAST_0, "clip_seconds": _between(0.1, 10),
+        # silence examples are made, ratio x commands of them (100000: 20 GB); unknown ones only drawn from the clips
+        _check(self, {"silence_ratio": _between(0, 10), "unknown_ratio": _AT_LEAST_0, "clip_seconds": _between(0.1, 10),
                       "unknown_weight": _AT_LEAST_0, "synthetic_unknown": _AT_LEAST_0, "reversed_unknown": _BELOW_1,
                       "seed": _SEED})
         _require(self, self.task in TASKS, "task", "expected " + " or ".join(repr(t) for t in TASKS))
@@ -199,8 +202,9 @@ class ModelConfig:
     pooling: str = "last"  # how a clip decision is made from the per-frame outputs: last|mean|max
 
     def __post_init__(self) -> None:
-        _check(self, {"spectral_channels": _AT_LEAST_0, "spectral_kernel": _AT_LEAST_1, "spectral_stride": _AT_LEAST_1,
-                      "spectral_layers": _AT_LEAST_1, "conv_channels": _AT_LEAST_0, "conv_kernel": _AT_LEAST_1,
+        _check(self, {"spectral_channels": _between(0, 1024), "spectral_kernel": _between(1, 64),
+                      "spectral_stride": _between(1, 64), "spectral_layers": _between(1, 16),
+                      "conv_channels": _between(0, 4096), "conv_kernel": _between(1, 64),
                       "hidden": _between(1, 4096), "layers": _between(1, 32), "dropout": _BELOW_1})
         _one_of(self, "pooling", POOLINGS)
 
@@ -233,7 +237,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self, {"epochs": _AT_LEAST_1, "batch_size": _between(1, 8192), "lr": _ABOVE_0, "weight_decay": _AT_LEAST_0,
-                      "label_smoothing": _BELOW_1, "tail_frames": _AT_LEAST_0, "grad_clip": _ABOVE_0, "ema": _BELOW_1,
+                      "label_smoothing": _BELOW_1, "tail_frames": _between(0, 1000), "grad_clip": _ABOVE_0, "ema": _BELOW_1,
                       "background_weight": _AT_LEAST_0, "distill_weight": _FRACTION, "distill_temperature": _ABOVE_0,
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,
                       "after_unknown_weight": _AT_LEAST_0, "seed": _SEED})
