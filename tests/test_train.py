@@ -861,3 +861,18 @@ def test_a_finished_run_whose_checkpoint_was_damaged_says_so(baseline, tiny_root
     (out / "best.pt").write_text('{"label": "stop", "t": 1.0}\n')
     with pytest.raises(VoiceGruError, match=r"finished, but best.pt is not readable any more .*--restart trains"):
         train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+
+
+def test_the_curves_of_a_one_epoch_run_show_its_points(tmp_path):
+    """The README's smoke run (`--epochs 1`) drew empty axes: a line of one point is nothing, and the epoch axis read
+    0.96-1.04. Its points are drawn now: pixels of the loss line's colour (matplotlib's first, #1f77b4) are there."""
+    import matplotlib.image
+
+    from voice_gru.train import plot_curves
+
+    row = {"epoch": 1, "train_loss": 2.2, "train_frame_acc": 0.6, "val_acc_max": 0.08, "val_acc_mean": 0.1,
+           "val_acc_last": 0.09}
+    plot_curves([row], tmp_path / "curves.png")
+    rgb = matplotlib.image.imread(str(tmp_path / "curves.png"))[..., :3]
+    blue = (abs(rgb - [0x1f / 255, 0x77 / 255, 0xb4 / 255]).max(-1) < 0.05).sum()
+    assert blue > 160  # the two legends' lines alone are 118 pixels; the markers of the two panels add ~90

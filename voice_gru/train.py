@@ -751,16 +751,21 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from matplotlib.ticker import MaxNLocator
+
     ep = [r["epoch"] for r in history]
+    marks = {"marker": "o", "markersize": 4} if len(ep) <= 40 else {}  # a line of one point is drawn as nothing
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
-    a.plot(ep, [r["train_loss"] for r in history], label="train loss (per frame)")
+    a.plot(ep, [r["train_loss"] for r in history], label="train loss (per frame)", **marks)
     a.set(xlabel="epoch", ylabel="loss")
     a.legend()
     a.grid(alpha=.3)
-    b.plot(ep, [r["train_frame_acc"] for r in history], label="train frame acc")
+    b.plot(ep, [r["train_frame_acc"] for r in history], label="train frame acc", **marks)
     for p in POOLINGS:
-        b.plot(ep, [r[f"val_acc_{p}"] for r in history], label=f"val clip acc ({p})")
+        b.plot(ep, [r[f"val_acc_{p}"] for r in history], label=f"val clip acc ({p})", **marks)
     b.set(xlabel="epoch", ylabel="accuracy", ylim=(0, 1))
+    for ax in (a, b):  # epochs are whole: no 0.96-1.04 axis for a one-epoch run
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     b.legend()
     b.grid(alpha=.3)
     fig.tight_layout()
