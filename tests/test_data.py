@@ -531,6 +531,43 @@ def clip_set(tmp_path, clip_paths):
     return paths
 
 
+def test_a_cache_that_cannot_be_written_costs_the_cache_not_the_run(tmp_path, clip_set, monkeypatch, caplog):
+    """A full or read-only --cache-dir ended the run with an error after every feature had been computed (2 minutes
+    on the full dataset): the features in hand are used, said in a warning, and no temp file is left."""
+    import errno
+    import logging
+
+    def full(obj, f, *args, **kwargs):
+        Path(f).write_bytes(b"PK\x03\x04half")  # the write got this far
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(torch, "save", full)
+    cache = tmp_path / "cache"
+    with caplog.at_level(logging.WARNING, logger="voice_gru.data"):
+        mels, bad = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    assert mels.shape[0] == len(clip_set) and set(bad) == {clip_set[1], clip_set[-1]}
+    assert any("not cached (No space left on device)" in r.getMessage() for r in caplog.records)
+    assert not [p for p in cache.iterdir()]  # neither a cache file nor its temp
+
+
+def test_an_out_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A read-only --out failed after the features were built; the same check refuses it at once (root passes
+    permission checks, so the read-only disk is simulated)."""
+    import os
+
+    from voice_gru.errors import ConfigError
+    from voice_gru.fileio import check_folder
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    check_folder("--out", ro / "run", writable=True)
+    real = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == ro else real(p, mode))
+    with pytest.raises(ConfigError, match=f"--out {ro / 'run'}: cannot write in {ro} \\(a read-only disk"):
+        check_folder("--out", ro / "run", writable=True)
+    check_folder("--cache-dir", ro / "cache")  # a filled cache on a read-only disk is only read
+
+
 def test_load_clip_mels_cache(tmp_path, clip_set, monkeypatch):
     from voice_gru.audio import load_audio
     from voice_gru.features import mel_power

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import math
 import os
 import posixpath
@@ -26,10 +27,12 @@ import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN
 from voice_gru.config import DataConfig, FeatureConfig
-from voice_gru.errors import AudioFormatError, DatasetError
+from voice_gru.errors import AudioFormatError, DatasetError, first_line
 
 if TYPE_CHECKING:
     import torch
+
+logger = logging.getLogger(__name__)
 
 WORDS_V2 = (
     "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go",
@@ -513,8 +516,13 @@ def load_clip_mels(
             path.unlink(missing_ok=True)
     _remove_stale_cache_temps(path.parent)
     mels, bad = compute_clip_mels(paths, feat, clip_seconds, speed, progress)
-    with atomic_path(path, suffix=".pt") as tmp:
-        torch.save({"mels": mels, "bad": list(bad.items())}, tmp)
+    try:
+        with atomic_path(path, suffix=".pt") as tmp:
+            torch.save({"mels": mels, "bad": list(bad.items())}, tmp)
+    except (OSError, RuntimeError) as exc:  # a full or read-only cache disk: the features are in hand, the run goes on
+        why = exc.strerror if isinstance(exc, OSError) and exc.strerror else first_line(exc)
+        logger.warning("%s: not cached (%s): these features are used as computed, and computed again next run",
+                       path, why)
     return mels, bad
 
 

@@ -110,15 +110,18 @@ def is_within(path: str | Path, folder: str | Path) -> bool:
                                                 Path(os.path.realpath(path))))
 
 
-def check_folder(flag: str, path: str | Path) -> None:
-    """``ConfigError`` unless ``path`` is a folder or can become one: a file there or above it was found only at the
-    first write, after minutes of work."""
+def check_folder(flag: str, path: str | Path, writable: bool = False) -> None:
+    """``ConfigError`` unless ``path`` is a folder or can become one (``writable``: and files can be made in it): a file
+    there or above it, or a read-only disk, was found only at the first write, after minutes of work."""
     p = Path(path)
     if p.exists() and not p.is_dir():
         raise ConfigError(f"{flag} {p}: exists and is not a folder")
     above = _existing_parent(p.absolute())
     if not above.is_dir():
         raise ConfigError(f"{flag} {p}: {above} is a file, not a folder")
+    where = p if p.is_dir() else above
+    if writable and not os.access(where, os.W_OK | os.X_OK):  # also a read-only file system (EROFS), even for root
+        raise ConfigError(f"{flag} {p}: cannot write in {where} (a read-only disk, or no permission)")
 
 
 def _existing_parent(path: Path) -> Path:

@@ -314,7 +314,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     cfg_dict = to_dict(cfg)
     if not Path(data_dir).is_dir():  # before anything is written to --out
         raise missing_dataset(data_dir)
-    check_folder("--out", out)
+    check_folder("--out", out, writable=True)
     check_folder("--cache-dir", cache_dir(cache))
     if is_within(out, data_dir):  # its files would sit among the word folders
         raise ConfigError(f"--out {out}: is inside the dataset folder {data_dir}; write the run elsewhere")
