@@ -219,6 +219,23 @@ def test_record_writes_a_new_dataset_each_speaker_in_one_split(tmp_path, capsys)
     assert len(list((root / "lights").iterdir())) == 10
 
 
+def test_record_takes_a_word_in_any_case_into_its_one_folder(tmp_path, capsys):
+    """`record happy`, then `record Happy`: two folders whose clips had the same names (the dataset reader merged them
+    into one word, the summary counted one folder). Now the word's folder in any case, else one in lower case."""
+    rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"
+    root.mkdir()
+    bob = speaker_id("bob")
+    assert main(["record", "Happy", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "2"]) == 0
+    assert main(["record", "HAPPY", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "2"]) == 0
+    assert [d.name for d in root.iterdir() if d.is_dir()] == ["happy"]
+    assert sorted(p.name for p in (root / "happy").iterdir()) == [f"{bob}_nohash_{i}.wav" for i in range(4)]
+    out = capsys.readouterr().out
+    assert "'happy' in " + str(root) + ": training 4 (1 speaker)" in out
+    (root / "Lights").mkdir()  # a folder someone made in another case is the word's
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "1"]) == 0
+    assert [p.name for p in (root / "Lights").iterdir()] == [f"{bob}_nohash_0.wav"] and not (root / "lights").exists()
+
+
 def test_record_refuses_what_would_lose_or_misplace_takes(tmp_path, capsys):
     rec = _recording(tmp_path / "me.wav")
     hashed = tmp_path / "hashed"  # clips and no split lists: the speaker's hash decides

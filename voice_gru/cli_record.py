@@ -26,6 +26,17 @@ def _person() -> str:
         return "me"
 
 
+def word_folder(root: Path, word: str) -> Path:
+    """Where takes of ``word`` go: its folder in any case if there is one (a word folder in any case is its word:
+    `record Happy` beside happy/ made a second folder whose clips had the same names), else one in lower case."""
+    try:
+        found = [d for d in root.iterdir() if d.name.lower() == word.lower() and not d.name.startswith(".")]
+    except OSError:
+        found = []
+    exact = [d for d in found if d.name == word]
+    return (exact or sorted(found) or [root / word.lower()])[0]
+
+
 def _cmd_record(args: argparse.Namespace) -> int:
     from voice_gru.config import command_words_problem
     from voice_gru.decision import clock
@@ -48,13 +59,14 @@ def _cmd_record(args: argparse.Namespace) -> int:
     if is_test_set_layout(root):
         raise ConfigError(f"--data-dir {root}: is in the official test-set layout (_unknown_/, _silence_/: every clip is "
                           "testing); record into a dataset root of word folders and split lists")
-    if (root / args.word).exists() and not (root / args.word).is_dir():
-        raise ConfigError(f"record {args.word}: {root / args.word} exists and is not a folder")
-    if (root / args.word).is_symlink():  # a copy of a dataset made of links: the takes would land in the original
-        raise ConfigError(f"record {args.word}: {root / args.word} is a link to {(root / args.word).resolve()}: the takes "
+    folder = word_folder(root, args.word)
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"record {args.word}: {folder} exists and is not a folder")
+    if folder.is_symlink():  # a copy of a dataset made of links: the takes would land in the original
+        raise ConfigError(f"record {args.word}: {folder} is a link to {folder.resolve()}: the takes "
                           "would be written there; make it a folder of its own (copy its clips in)")
 
-    for path in (root, root / args.word, root / "validation_list.txt", root / "testing_list.txt"):
+    for path in (root, folder, root / "validation_list.txt", root / "testing_list.txt"):
         if path.exists() and not os.access(path, os.W_OK):
             raise ConfigError(f"record {args.word}: {path} is read-only (a copy of a read-only dataset keeps its modes: "
                               f"chmod -R u+w {root})")
@@ -86,7 +98,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"{root}: a new dataset: split lists started (validation_list.txt, testing_list.txt): each speaker's "
               "takes join the split --split names, training by default", flush=True)
     split = split_for(root, speaker, args.split, name)
-    folder = root / args.word
     for stale in folder.glob(f".{speaker}_nohash_*.wav.*"):  # a take a killed run of this speaker left half-written
         stale.unlink(missing_ok=True)
     want = args.takes if args.takes is not None else (None if args.input else 20)
@@ -105,7 +116,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
             skipped += 1
             print(f"  skipped the sound at {clock(found.start_s)}: {found.reason}", flush=True)
             return False
-        path = save_take(root, args.word, speaker, split, found)
+        path = save_take(root, folder.name, speaker, split, found)
         saved.append(path)
         level = (" — clipped: lower the input gain" if found.peak_dbfs >= CLIPPED_DBFS else
                  " — quiet: speak closer or raise the input gain" if found.peak_dbfs < QUIET_DBFS else "")
@@ -151,7 +162,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
           f"is in the {split} split", flush=True)
     if saved:
-        _next_steps(root, args.word)
+        _next_steps(root, folder.name)
     if args.input and not saved and not interrupted:
         raise VoiceGruError(f"{source}: no take found: say the word alone with a pause around it, the sound at "
                             "least 12 dB above the room's noise")
@@ -179,7 +190,7 @@ def _next_steps(root: Path, word: str) -> None:
               "words, _silence_ is cut from the noise); record into a copy of Speech Commands", flush=True)
     else:
         print(f"  next: voice-gru train --config configs/default.yaml --data-dir {shlex.quote(str(root))} --commands "
-              f"{shlex.quote(word)} --out {shlex.quote(f'runs/{word}')}", flush=True)
+              f"{shlex.quote(word.lower())} --out {shlex.quote(f'runs/{word.lower()}')}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
