@@ -693,7 +693,7 @@ def test_ctrl_c_or_sigterm_saves_the_run_exits_130_and_rerun_resumes(tiny_root, 
 
 
 @pytest.mark.slow
-def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path):
+def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path, baseline):
     torchrun = Path(sys.executable).with_name("torchrun")
     if not torchrun.is_file():
         pytest.skip("torchrun is not installed beside this Python")
@@ -710,6 +710,11 @@ def test_ddp_under_torchrun_with_gloo(tiny_root, tmp_path):
     assert len(lines) == 1, res.stdout
     best = max(r["val_acc_max"] for r in rows)
     assert f"best validation accuracy {best:.4f}" in lines[0]
+    # the loss and frame accuracy logged are of both processes' batches (they were rank 0's half): an epoch of E
+    # examples is 8 x ceil(E / 8) in one process, 2 x 8 x ceil(E / 16) in two: the same or 8 more (rank 0 alone: fewer)
+    alone = read_metrics(baseline[0])
+    for r, a in zip(rows, alone):
+        assert r["train_examples"] - a["train_examples"] in (0, 8), (r, a)
     # the same command again: a finished run says so and writes nothing (it rewrote its end files before)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     again = subprocess.run(cmd, cwd=REPO, env=cli_env(tmp_path / "xdg"), capture_output=True, text=True, timeout=300)

@@ -486,6 +486,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             brng = np.random.default_rng([cfg.train.seed, epoch, rank, 7])
             net.train()
             tot_loss = tot_ok = tot_n = 0.0
+            examples = len(order) * cfg.train.batch_size
             bar = tqdm(order, desc=f"epoch {epoch + 1}/{cfg.train.epochs}", unit="batch", disable=quiet, leave=False)
             for idx in bar:
                 x, y = builder.batch(idx, brng)
@@ -517,10 +518,14 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 tot_ok += int(((logits.argmax(-1) == y) & mask).sum())
                 tot_n += int(mask.sum())
                 bar.set_postfix(loss=f"{tot_loss / max(tot_n, 1):.3f}", acc=f"{tot_ok / max(tot_n, 1):.3f}")
+            if ddp:  # every process's batches: the log showed rank 0's half of the epoch
+                sums = torch.tensor([tot_loss, tot_ok, tot_n, examples], dtype=torch.float64, device=device)
+                dist.all_reduce(sums)
+                tot_loss, tot_ok, tot_n, examples = sums.tolist()
             if main_proc:
                 val = evaluate_mels(eval_model, prep.val_mels, prep.val_labels, prep.normalizer, cfg, sil, device)
                 row = {"epoch": epoch + 1, "train_loss": tot_loss / max(tot_n, 1), "train_frame_acc": tot_ok / max(tot_n, 1),
-                       **val, "lr": sched.get_last_lr()[0], "seconds": time.time() - te}
+                       "train_examples": int(examples), "train_frames": int(tot_n), **val, "lr": sched.get_last_lr()[0], "seconds": time.time() - te}
                 history.append(row)
                 score = val[f"val_acc_{cfg.model.pooling}"]
                 now = Checkpoint(eval_model, tuple(labels), cfg.features, prep.normalizer, cfg.model.pooling, {}, {},
