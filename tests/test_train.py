@@ -466,6 +466,11 @@ def test_run_dir_with_another_dataset_is_a_clear_error(baseline, tiny_root, tiny
     # trained on with the wrong rate when resumed by one)
     state["world"] = 2
     torch.save(state, run / "state.pt")
+    capsys.readouterr()  # finished: nothing to count steps for, so it says so (it said the processes differed)
+    assert train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)["already_done"]
+    assert "already trained (2 of 2 epochs" in capsys.readouterr().err
+    state["epoch"] = 0  # one epoch of two left
+    torch.save(state, run / "state.pt")
     with pytest.raises(VoiceGruError, match=r"different setting \(processes 2 -> 1 \(resume with as many as it started"):
         train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)
 

@@ -364,7 +364,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         elif saved_print is not None and saved_print != now_print:
             changes.append(f"the clips in {data_path} (added, removed, changed or moved to another split)")
         saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
-        if saved_world is not None and saved_world != world:
+        trained = int(state["epoch"]) + 1 >= cfg.train.epochs  # nothing left to count: "already trained" says it
+        if saved_world is not None and saved_world != world and not trained:
             changes.append(f"processes {saved_world} -> {world} (resume with as many as it started with)")
         if changes or saved_cfg != cfg_dict:
             what = "config" if saved_cfg != cfg_dict else "setting"
