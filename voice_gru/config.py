@@ -505,7 +505,11 @@ def _checked(raw: Mapping[str, Any], path: str | Path) -> Config:
 
 def load_config(path: str | Path) -> Config:
     """Load a ``Config`` from a YAML file (``extends`` resolved); errors name the file and the key."""
-    return _checked(_resolved_yaml(path), path)
+    raw = _resolved_yaml(path)
+    if not raw:  # trained the dataclasses' defaults, which are not configs/default.yaml's recipe, without a word
+        raise ConfigError(f"{path}: holds no settings (empty, or only comments): give a recipe such as "
+                          "configs/default.yaml, or one that says `extends: default.yaml` and what it changes")
+    return _checked(raw, path)
 
 
 def load_decision(path: str | Path, base: DecisionConfig) -> tuple[DecisionConfig, frozenset[str]]:
