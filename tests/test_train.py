@@ -28,7 +28,7 @@ import voice_gru.train as train_module
 from voice_gru.cli import main
 from voice_gru.config import load_config, to_dict
 from voice_gru.data import dataset_fingerprint, task_labels
-from voice_gru.errors import ConfigError, DatasetError
+from voice_gru.errors import CheckpointError, ConfigError, DatasetError
 from voice_gru.features import Normalizer
 from voice_gru.model import load_checkpoint, save_checkpoint
 from voice_gru.train import train
@@ -218,6 +218,11 @@ def test_bad_init_is_one_line_before_anything_is_written(baseline, tiny_root, ti
     with pytest.raises(ConfigError, match="train.init: .*best.pt: labels .* differ from this recipe's"):
         train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
     assert not (tmp_path / "run").exists()
+    # a run folder for its checkpoint: it was "checkpoint file not found" (it is there, and a folder)
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, init=str(run)))
+    with pytest.raises(CheckpointError, match=f"^train.init: {run}: is a folder; give a checkpoint file such as "
+                                              f"{run / 'best.pt'}$"):
+        train(cfg, tiny_root, tmp_path / "run", cache=cache, quiet=True, threads=1)
 
 
 def test_settings_the_35_word_task_ignores_are_warned_before_anything(tiny_root, tiny_cfg, tmp_path, capsys):

@@ -34,7 +34,7 @@ from voice_gru.data import (
     background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
     missing_commands, split_examples, task_labels, unused_entries,
 )
-from voice_gru.errors import ConfigError, DatasetError, VoiceGruError
+from voice_gru.errors import CheckpointError, ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import atomic_path, check_folder, is_within, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
@@ -322,7 +322,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.train.teacher:  # missing, damaged or of another task: said before the features, not minutes after
-        if not Path(cfg.train.teacher).is_file():
+        if not Path(cfg.train.teacher).exists():  # a folder is said by the reader (a run folder: its best.pt)
             raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found{_looked_in(cfg.train.teacher)}")
         _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task, cfg.data.commands), cfg.features)
     ignored = settings_without_effect(cfg)
@@ -585,7 +585,10 @@ def _looked_in(path: str | Path) -> str:
 
 def _compatible(key: str, path: str | Path, labels: Sequence[str], features: FeatureConfig) -> Checkpoint:
     """The checkpoint a recipe key names, refused in one line unless it has the recipe's labels and features."""
-    ckpt = load_checkpoint(path)
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as exc:  # which setting named it: --init and --teacher may both be given
+        raise CheckpointError(f"{key}: {exc}") from None
     if list(ckpt.labels) != list(labels):
         raise ConfigError(f"{key}: {path}: labels {list(ckpt.labels)} differ from this recipe's {list(labels)}")
     if ckpt.features != features:
@@ -597,7 +600,7 @@ def load_init(cfg: Config) -> Checkpoint:
     """The model ``train.init`` (member ``train.init_member``) names, with its normaliser, refused in one
     line if it is missing, damaged or not the recipe's model (labels, features, architecture), before
     any data is read."""
-    if not Path(cfg.train.init).is_file():
+    if not Path(cfg.train.init).exists():  # a folder is said by the reader (a run folder: its best.pt)
         raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found{_looked_in(cfg.train.init)}")
     labels = task_labels(cfg.data.task, cfg.data.commands)
     init = _compatible("train.init", cfg.train.init, labels, cfg.features)
