@@ -120,7 +120,7 @@ def test_spectral_front_end_trains_with_the_map_of_its_normaliser(tiny_root, tin
     bad = replace(cfg, features=replace(cfg.features, n_mfcc=13))
     with pytest.raises(ConfigError, match="n_mfcc == features.n_mels"):
         train(bad, tiny_root, tmp_path / "bad", cache=cache, quiet=True, threads=1)
-    with pytest.raises(ConfigError, match="spectral_layers = 0: must be at least 1"):  # refused when built
+    with pytest.raises(ConfigError, match="spectral_layers = 0: must be from 1 to 16"):  # refused when built
         replace(cfg.model, spectral_layers=0)
     assert not (tmp_path / "bad").exists()
 
