@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence
 
-from voice_gru.errors import ConfigError
+from voice_gru.errors import ConfigError, VoiceGruError
 
 
 STDOUT = "/dev/stdout"
@@ -108,6 +108,21 @@ def is_within(path: str | Path, folder: str | Path) -> bool:
     path = Path(path)
     return any(top in (p, *p.parents) for p in (Path(os.path.realpath(path.parent)) / path.name,
                                                 Path(os.path.realpath(path))))
+
+
+def lock_exclusive(fd: int, busy: str) -> int:
+    """``fd``, holding an exclusive lock on its file or folder (where the platform has ``flock``; elsewhere unlocked);
+    when another process holds one, ``fd`` is closed and ``VoiceGruError(busy)`` raised."""
+    try:
+        import fcntl
+    except ImportError:
+        return fd
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise VoiceGruError(busy) from None
+    return fd
 
 
 def check_folder(flag: str, path: str | Path, writable: bool = False) -> None:

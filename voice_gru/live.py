@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator, T
 import numpy as np
 
 from voice_gru.decision import Command
-from voice_gru.errors import VoiceGruError
 from voice_gru.input_level import InputMonitor, chunk_levels
 from voice_gru.spotter import CommandSpotter
 
@@ -503,17 +502,10 @@ class EventWriter:
 
     def _locked(self, fd: int) -> int:
         """``fd``, holding an exclusive lock on the events file (closed and refused if another run holds it)."""
-        try:
-            import fcntl
-        except ImportError:  # not on this platform: unlocked
-            return fd
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise VoiceGruError(f"{self.path}: another run is writing its events to this file (their lines would "
-                                "mix); wait for it to end, or give another --events") from None
-        return fd
+        from voice_gru.fileio import lock_exclusive
+
+        return lock_exclusive(fd, f"{self.path}: another run is writing its events to this file (their lines would "
+                                  "mix); wait for it to end, or give another --events")
 
     def _open(self) -> None:
         from voice_gru.fileio import descriptor
