@@ -464,13 +464,19 @@ def test_listen_with_a_wake_word_says_so_and_marks_what_it_ignores(tmp_path, cap
     assistant = tmp_path / "wake.yaml"
     assistant.write_text("wake_word: {word: go, seconds: 3}\nactions:\n" + "".join(
         f"  {w}: print\n" for w in ("yes", "no", "up", "down", "left", "right", "on", "off", "stop")))
+    events = tmp_path / "events.jsonl"
     assert main(["listen", "--input", str(example), "--no-view", "--assistant", str(assistant),
-                 "--commands", "up", "down"]) == 0
+                 "--commands", "up", "down", "--events", str(events)]) == 0
     out, err = capsys.readouterr()
     assert f"--commands: listening for the wake word 'go' too ({assistant}: no action runs before it)" in err
     assert "wake word: say 'go', then a command within 3 s; commands before it are ignored (and go runs no action" in err
     heard = [ln for ln in out.splitlines() if " score " in ln]
     assert heard and all(ln.endswith("(ignored: not after the wake word 'go')") for ln in heard if " go " not in ln)
+    # the events file says so too: which detections ran an action could not be told from it
+    lines = [json.loads(ln) for ln in events.read_text().splitlines()]
+    assert len(lines) == len(heard)
+    assert [e.get("ignored") for e in lines] == ["not after the wake word 'go'" if " go " not in ln else None
+                                                 for ln in heard]
 
 
 def test_a_wake_word_is_strict_and_the_commands_after_it_sensitive(tmp_path, capsys):

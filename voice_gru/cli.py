@@ -641,7 +641,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             runner.submit(cmd)
         if events:
             try:
-                events.write(cmd)
+                events.write(cmd, ignored=why)
             except OSError as exc:  # a full disk must not stop the assistant: said at once, and in the exit status
                 if not unwritten:
                     warn(f"{exc.filename}: {exc.strerror}: the detection at {cmd.t:.2f} s is not in it, nor any later one "

@@ -456,14 +456,15 @@ class EventWriter:
         """Refuse, before a run starts, an events file another run is writing (the lock is released at once)."""
         cls(path).close(completed=False)
 
-    def write(self, cmd: Command) -> None:
-        """Append ``cmd`` as one JSON line, at once (the first replaces the file). A line that cannot be written
-        whole (a full disk) raises OSError and leaves nothing of itself in a regular file: later lines stay whole."""
+    def write(self, cmd: Command, ignored: str | None = None) -> None:
+        """Append ``cmd`` as one JSON line, at once (the first replaces the file); ``ignored``: why the assistant ran
+        no action for it (its ``"ignored"`` key). A line that cannot be written whole (a full disk) raises OSError and
+        leaves nothing of itself in a regular file: later lines stay whole."""
         try:
             if self._fd is None:
                 self._open()
             assert self._fd is not None
-            line = (json.dumps(cmd.to_dict()) + "\n").encode()
+            line = (json.dumps({**cmd.to_dict(), **({"ignored": ignored} if ignored else {})}) + "\n").encode()
             data = memoryview(line)
             try:
                 while data:
