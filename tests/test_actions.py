@@ -1090,3 +1090,17 @@ def _close_cut_short() -> None:
     closer.start()
     closer.join(10)
     assert done == {"ok": True} and runner.fired == 2  # both ran, and the workers ended
+
+
+def test_a_results_line_names_the_action_as_it_ran(tmp_path):
+    """`yes -> run rec.sh '{label}' '{score:.3f}' (ok: exit 0)`: the result named the template, not what ran."""
+    with runner_for(tmp_path, f"""
+        actions:
+          stop: [{{run: [{PY}, "-c", "pass", "{{label}}", "{{score:.2f}}"]}}, {{print: "heard {{cmd}} at {{t:.1f}}"}},
+                 {{http: {{url: "http://127.0.0.1:9/{{label}}", timeout: 1}}}}]
+    """) as runner:
+        runner.submit(Command("stop", 0.912, 2.25))
+        assert runner.wait_idle(20)
+    names = [r.action for r in runner.results]
+    assert names == [f"run {sys.executable} -c pass stop 0.91", "print 'heard stop at 2.2'",
+                     "http POST http://127.0.0.1:9/stop"]

@@ -104,17 +104,26 @@ class Action:
     func: Callable[[Command], Any] | None = field(default=None, compare=False, repr=False)
     audible: bool = False  # it makes sound the microphone hears (say always; run / http / call when the file says so)
 
-    def describe(self) -> str:
-        """Short human name, e.g. ``run playerctl stop`` or ``say 'confirmed'``."""
+    def describe(self, cmd: Command | None = None) -> str:
+        """Short human name, e.g. ``run playerctl stop`` or ``say 'confirmed'``; with ``cmd``, its ``{label}``,
+        ``{score}`` and ``{t}`` filled in as the action gets them."""
+        def filled(template: str) -> str:
+            if cmd is None:
+                return template
+            try:
+                return substitute(template, cmd)
+            except ValueError:  # the action itself reports what is wrong with it
+                return template
+
         if self.kind == "run":
-            return "run " + shlex.join(self.argv)
+            return "run " + shlex.join(filled(a) for a in self.argv)
         if self.kind == "http":
-            return f"http POST {self.url}"
+            return f"http POST {filled(self.url or '')}"
         if self.kind == "call":
             return f"call {self.target}"
         if self.text is None:
             return self.kind
-        return f"{self.kind} {self.text!r}"
+        return f"{self.kind} {filled(self.text)!r}"
 
 
 @dataclass(frozen=True)
@@ -760,7 +769,7 @@ class ActionResult:
     """The outcome of one action run for one command."""
 
     command: Command
-    action: str  # Action.describe()
+    action: str  # Action.describe(command): as it ran
     ok: bool
     detail: str
 
@@ -896,9 +905,9 @@ class ActionRunner:
                     for i, action in enumerate(actions):
                         if self._gave_up:  # close() stopped this command's program: the rest of its list is not run
                             with self._lock:
-                                self._skipped += [f"{item.label} -> {a.describe()}" for a in actions[i:]]
+                                self._skipped += [f"{item.label} -> {a.describe(item)}" for a in actions[i:]]
                             break
-                        lane.running = f"{item.label} -> {action.describe()}"
+                        lane.running = f"{item.label} -> {action.describe(item)}"
                         self._run_one(action, item)
                 finally:
                     lane.running = None
@@ -922,7 +931,7 @@ class ActionRunner:
                 self._spoke_until = max(self._spoke_until, time.monotonic() + self.config.echo_seconds)
 
     def _run_one(self, action: Action, cmd: Command) -> None:
-        name = action.describe()
+        name = action.describe(cmd)
         try:
             with self._sounding(action.audible):
                 ok, detail = self._execute(action, cmd)
