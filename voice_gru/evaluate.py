@@ -579,12 +579,12 @@ def format_report(report: dict) -> str:
             words = report["unknown_by_word"]
             worst = sorted(words.items(), key=lambda kv: (kv[1]["right"] / kv[1]["n"], -kv[1]["n"]))
             missed = [f"{w} {v['right']}/{v['n']}" for w, v in worst if v["right"] < v["n"]]
+            official = (f"; the mean of the {len(report['model_labels'])} class recalls with it: "
+                        f"{report['official_layout_recall']:.3f}" if "official_layout_recall" in report else "")
+            misses = ("missed: " + ", ".join(missed[:10]) + (", ..." if len(missed) > 10 else "")) if missed else "none missed"
             lines.append(f"_unknown_ by word ({len(words)} words, {sum(v['n'] for v in words.values())} clips): recall "
                          f"{report['unknown_word_balanced_recall']:.3f} with every word equally often (as in the official "
-                         "test set" + (f"; the mean of the {len(report['model_labels'])} class recalls with it: "
-                                       f"{report['official_layout_recall']:.3f}" if "official_layout_recall" in report
-                                       else "") + "); " + ("missed: " + ", ".join(missed[:10]) + (", ..." if len(missed) > 10 else "")
-                                           if missed else "none missed"))
+                         f"test set{official}); {misses}")
         bare = [p for p in report["predictions"] if p["label"] is None]
         if bare:  # given beside labelled clips: named here too, not only in --json / --csv
             lines += [f"without a label ({len(bare)}; predictions only):"] + [row(p) for p in bare]

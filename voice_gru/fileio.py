@@ -189,7 +189,7 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
             raise ConfigError(f"{flag} {p}: {exc.strerror or exc}") from None
 
 
-RUN_CHECKPOINTS = ("state.pt", "best.pt", "last.pt")  # what `train` writes into its --out (train.RUN_FILES)
+RUN_CHECKPOINTS = ("state.pt", "best.pt", "last.pt")  # the checkpoints `train` writes into its --out
 RUN_MARKS = ("state.pt", "metrics.jsonl")  # a folder holding one of these is a training run's
 
 _MAGIC = ((b"PK\x03\x04", "a checkpoint"), (b"\x89PNG", "an image"),

@@ -36,7 +36,7 @@ from voice_gru.data import (
 )
 from voice_gru.errors import CheckpointError, ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
-from voice_gru.fileio import atomic_path, check_folder, is_within, lock_exclusive, write_json, write_text
+from voice_gru.fileio import RUN_CHECKPOINTS, atomic_path, check_folder, is_within, lock_exclusive, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
                              describe_model, load_checkpoint, save_checkpoint, spectral_map)
 
@@ -312,8 +312,6 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         raise ConfigError(f"model.spectral_channels needs features.n_mfcc == features.n_mels "
                           f"(got {cfg.features.n_mfcc} and {cfg.features.n_mels})")
     if cfg.train.teacher:  # missing, damaged or of another task: said before the features, not minutes after
-        if not Path(cfg.train.teacher).exists():  # a folder is said by the reader (a run folder: its best.pt)
-            raise ConfigError(f"train.teacher: {cfg.train.teacher}: checkpoint file not found{_looked_in(cfg.train.teacher)}")
         _compatible("train.teacher", cfg.train.teacher, task_labels(cfg.data.task, cfg.data.commands), cfg.features)
     ignored = settings_without_effect(cfg)
     if ignored and main_proc:
@@ -575,6 +573,8 @@ def _looked_in(path: str | Path) -> str:
 
 def _compatible(key: str, path: str | Path, labels: Sequence[str], features: FeatureConfig) -> Checkpoint:
     """The checkpoint a recipe key names, refused in one line unless it has the recipe's labels and features."""
+    if not Path(path).exists():  # a folder is said by the reader (a run folder: its best.pt)
+        raise ConfigError(f"{key}: {path}: checkpoint file not found{_looked_in(path)}")
     try:
         ckpt = load_checkpoint(path)
     except CheckpointError as exc:  # which setting named it: --init and --teacher may both be given
@@ -590,8 +590,6 @@ def load_init(cfg: Config) -> Checkpoint:
     """The model ``train.init`` (member ``train.init_member``) names, with its normaliser, refused in one
     line if it is missing, damaged or not the recipe's model (labels, features, architecture), before
     any data is read."""
-    if not Path(cfg.train.init).exists():  # a folder is said by the reader (a run folder: its best.pt)
-        raise ConfigError(f"train.init: {cfg.train.init}: checkpoint file not found{_looked_in(cfg.train.init)}")
     labels = task_labels(cfg.data.task, cfg.data.commands)
     init = _compatible("train.init", cfg.train.init, labels, cfg.features)
     members = [cast(GRUClassifier, m) for m in init.model.members] if isinstance(init.model, Ensemble) else [init.model]
@@ -669,7 +667,7 @@ def frame_weights(y: torch.Tensor, sil: int | None, bg_weight: float) -> torch.T
     return is_word / n_word + is_bg * w_bg
 
 
-RUN_FILES = ("state.pt", "best.pt", "last.pt", "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
+RUN_FILES = (*RUN_CHECKPOINTS, "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
 
 
 def _run_files_complete(out: Path, epochs: int) -> bool:
