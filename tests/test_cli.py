@@ -366,6 +366,16 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert "listening for down only (--commands): " in err
     assert main(base + ["--commands", "jump"]) == 2
     assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: 'jump': not a command")
+    # a threshold for a command that cannot fire does nothing: refused (it was printed as in use, then "never fire")
+    for extra in (["--commands", "stop", "go", "--threshold", "up=0.5"], ["--assistant", str(only), "--threshold", "go=0.5"],
+                  ["--commands", "stop", "--false-accepts-per-hour", "5", "--threshold", "up=0.5"]):
+        assert main(base + extra) == 2
+        name = extra[-1].split("=")[0]
+        assert capsys.readouterr().err.splitlines() == [
+            f"voice-gru: error: --threshold {extra[-1]}: '{name}' never fires here (only "
+            f"{'up, stop' if 'up' != name else ', '.join(c for c in ('stop', 'go') if c in extra)} can): "
+            "add it to --commands, or leave the pair out"]
+    assert main(base + ["--commands", "up", "--threshold", "up=0.5"]) == 0
     # a command the file has no action for is heard and printed, and that is said (it was left to be found out)
     assert main(base + ["--assistant", str(only), "--commands", "up", "down"]) == 0
     assert f"--commands: {only} maps no action to down: it is only printed" in capsys.readouterr().err
@@ -391,6 +401,8 @@ def test_evaluate_stream_for_some_commands_counts_and_advises_for_them_alone(tmp
     out = capsys.readouterr().out
     r = json.loads(out_json.read_text())
     assert r["listening_for"] == ["down", "stop"]
+    assert main(base + ["--commands", "down", "--threshold", "up=0.9"]) == 2  # as listen refuses it
+    assert capsys.readouterr().err.startswith("voice-gru: error: --threshold up=0.9: 'up' never fires here (only down")
     assert [e for e in r["events"] if e["label"] in ("down", "stop")] and {e["label"] for e in r["events"]} <= {"down", "stop"}
     assert [(e["label"], e["t"]) for e in r["events"]] == [(e["label"], e["t"]) for e in every["events"]
                                                           if e["label"] in ("down", "stop")]

@@ -375,8 +375,10 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
     return out
 
 
-def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> float | dict[str, float] | None:
-    """``--threshold`` values parsed and checked against a model's labels."""
+def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
+                       firing: Sequence[str] | None = None) -> float | dict[str, float] | None:
+    """``--threshold`` values parsed and checked against a model's labels (``firing``: the only commands that can
+    fire, ``--commands`` or an assistant's; a pair for another one would be a setting that does nothing)."""
     from voice_gru import commands_of
 
     override = parse_thresholds(values)
@@ -385,6 +387,10 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str]) -> f
         if unknown:
             raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
                               f"{', '.join(commands_of(labels))})")
+        silent = [c for c in override if firing is not None and c not in firing]
+        if silent:
+            raise ConfigError(f"--threshold {silent[0]}={override[silent[0]]:g}: '{silent[0]}' never fires here (only "
+                              f"{', '.join(firing or ())} can): add it to --commands, or leave the pair out")
     return override
 
 
@@ -397,7 +403,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
 
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
-        override = threshold_override(args.threshold, ckpt.labels)
+        override = threshold_override(args.threshold, ckpt.labels, commands)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
         cal = (ckpt.meta or {}).get("calibration") or {}
         if commands is not None and override is None and cal.get("operating_points"):
@@ -412,7 +418,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
                          f"(expected {best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%})"
                          if best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
-    adjust = threshold_override(args.threshold, ckpt.labels)
+    adjust = threshold_override(args.threshold, ckpt.labels, commands)
     if adjust is not None and not isinstance(adjust, dict):
         raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
                           "(COMMAND=VALUE pairs may adjust single commands of a point)")
@@ -596,6 +602,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
               file=sys.stderr)
         commands = [*commands, wake]
     subset = command_subset(commands, ckpt.labels)
+    threshold_override(args.threshold, ckpt.labels, subset)  # a pair for a command that cannot fire: before the rest
     if assistant is not None and getattr(args, "commands", None):
         bare = [c for c in args.commands if c not in assistant.actions and c != wake]
         if bare:  # heard and printed, but nothing runs: said, not left to be found out

@@ -233,9 +233,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},
                   [args.input, labels, args.model, args.config], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
-    threshold_override(args.threshold, ckpt.labels)  # flags first, then files, then the sensitivity line
-    refresh = refresh_of(args, ckpt.features.hop_ms)
     subset = command_subset(args.commands, ckpt.labels)
+    threshold_override(args.threshold, ckpt.labels, subset)  # flags first, then files, then the sensitivity line
+    refresh = refresh_of(args, ckpt.features.hop_ms)
     commands = commands_of(ckpt.labels)  # what the label file is scored for (--commands: only some can fire)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
                                sample_rate=ckpt.features.sample_rate, commands=commands)
