@@ -358,6 +358,17 @@ def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tm
         for c in it:
             got.append(c)
     assert len(got) == 20  # the two good seconds were heard before the bad block
+    # listen --input asks for damage to be told: the stretch is heard as silence, said once with where it starts
+    audio[int(3.2 * 16000):int(3.3 * 16000)] = np.inf
+    audio[:16000] = sine(440, 16000, amp=0.5)[:16000]
+    sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
+    said: list[str] = []
+    heard = np.concatenate(list(file_chunks(tmp_path / "nan.wav", chunk_ms=100, on_damage=said.append)))
+    assert said == [f"{tmp_path / 'nan.wav'}: 1 NaN/inf samples from 2.0 s: heard as silence",
+                    f"{tmp_path / 'nan.wav'}: 1601 NaN/inf samples in all were heard as silence"]
+    assert heard.size == audio.size and np.isfinite(heard).all()
+    np.testing.assert_allclose(heard[:16000], audio[:16000], atol=1e-6)  # the good samples as they were
+    assert not heard[16000:].any()
 
 
 # ---------------------------------------------------------------- placeholder sizes (WAVs written to a pipe)
@@ -544,7 +555,7 @@ def test_channels_that_do_not_cancel_are_averaged(case):
 
 def test_a_recording_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
     """A recorder killed mid-file leaves a header that promises more: listen --input hears what is there (as the
-    same bytes on a pipe are heard) and says so; without on_truncated it is still an error."""
+    same bytes on a pipe are heard) and says so; without on_damage it is still an error."""
     from voice_gru.live import file_chunks
 
     audio = (np.sin(np.arange(48000) * 0.05) * 0.3).astype(np.float32)
@@ -552,7 +563,7 @@ def test_a_recording_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
     sf.write(wav, audio, 16000, subtype="PCM_16")
     wav.write_bytes(wav.read_bytes()[:-32000])  # the last second gone
     said: list[str] = []
-    got = np.concatenate(list(file_chunks(wav, on_truncated=said.append)))
+    got = np.concatenate(list(file_chunks(wav, on_damage=said.append)))
     assert got.size == 32000 and said == [f"{wav}: truncated (the file is shorter than its header says): what it "
                                           "holds is heard"]
     np.testing.assert_allclose(got, audio[:32000], atol=1 / 32768)
@@ -574,7 +585,7 @@ def test_a_flac_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
     data = flac.read_bytes()
     flac.write_bytes(data[:len(data) // 2])
     said: list[str] = []
-    got = np.concatenate(list(file_chunks(flac, on_truncated=said.append)))
+    got = np.concatenate(list(file_chunks(flac, on_damage=said.append)))
     assert len(said) == 1 and said[0].startswith(f"{flac}: cannot decode it after ") and "cut short?" in said[0]
     assert 24000 <= got.size <= 40000  # about half, to the block of 1024 samples the decoder lost sync in
     np.testing.assert_allclose(got, audio[:got.size], atol=1e-4)

@@ -368,21 +368,22 @@ def load_audio(path: str | Path, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
 
 
 def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds: float = 1.0,
-                 on_truncated: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
+                 on_damage: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
     """A recording as consecutive mono float32 blocks at ``sample_rate``, decoded and resampled piece
     by piece, so memory does not grow with its length (hours of audio through ``listen --input``).
 
     What can be checked without decoding is checked before this returns; a bad sample further in
     raises AudioFormatError when its block is reached. For a file at ``sample_rate`` the samples
     are those of ``load_audio``; other rates go through the streaming resampler the microphone uses.
-    ``on_truncated``: a file shorter than its header says (a recorder that was killed) is told to it and read as
-    far as it goes, as the same bytes on a pipe are; without it that is an AudioFormatError.
+    ``on_damage``: a file shorter than its header says (a recorder that was killed) is told to it and read as
+    far as it goes, as the same bytes on a pipe are, and NaN/inf samples (a damaged stretch of a float file) are
+    told to it and heard as silence; without it each is an AudioFormatError.
     """
-    return _blocks_and_length(path, sample_rate, block_seconds, on_truncated)[0]
+    return _blocks_and_length(path, sample_rate, block_seconds, on_damage)[0]
 
 
 def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float = 1.0,
-                       on_truncated: Callable[[str], object] | None = None) -> tuple[Iterator[np.ndarray], int]:
+                       on_damage: Callable[[str], object] | None = None) -> tuple[Iterator[np.ndarray], int]:
     """``audio_blocks`` and the samples at ``sample_rate`` its file's header promises (0 when it does not say, or says
     more than any codec here packs into the file: 64 samples a byte)."""
     from voice_gru.mic import StreamingResampler
@@ -392,10 +393,10 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
 
     def tell(message: str) -> None:
         told.append(message)
-        if on_truncated is not None:
-            on_truncated(message)
+        if on_damage is not None:
+            on_damage(message)
 
-    f = _open_checked(path, None if on_truncated is None else tell, in_blocks=True)
+    f = _open_checked(path, None if on_damage is None else tell, in_blocks=True)
     if f.frames == 0:
         f.close()
         raise AudioFormatError(f"{path}: audio has zero length (no samples)")
@@ -403,14 +404,14 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
     def blocks() -> Iterator[np.ndarray]:
         resample_block = StreamingResampler(f.samplerate, sample_rate)
         expected = _header_frames(f)
-        done = 0
+        done, silenced, first_silenced = 0, 0, 0
         with f:
             step = max(1, int(f.samplerate * block_seconds))
             while True:
                 try:
                     data = f.read(step, dtype="float32", always_2d=True)
                 except (RuntimeError, ValueError, OSError) as exc:
-                    if on_truncated is None or not done:
+                    if on_damage is None or not done:
                         raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
                     if step > 1024:  # the block that failed is lost whole: go back and read up to the break in small ones
                         try:
@@ -425,6 +426,15 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                     break
                 if data.shape[0] == 0:
                     break
+                if on_damage is not None:
+                    bad = ~np.isfinite(data)
+                    if bad.any():  # a damaged stretch an hour in: said and heard as silence, not the end of the run
+                        data[bad] = 0.0
+                        if not silenced:
+                            first_silenced = int(bad.sum())
+                            on_damage(f"{path}: {first_silenced} NaN/inf samples from {done / f.samplerate:.1f} s: "
+                                      "heard as silence")
+                        silenced += int(bad.sum())
                 out = resample_block(_checked_samples(path, data, done / f.samplerate))
                 done += data.shape[0]
                 if out.size:
@@ -432,9 +442,11 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
         tail = resample_block.flush()
         if tail.size:
             yield np.clip(tail, -1.0, 1.0)
+        if on_damage is not None and silenced > first_silenced:
+            on_damage(f"{path}: {silenced} NaN/inf samples in all were heard as silence")
         if done < expected and not told:
             message = f"{path}: truncated (the file is shorter than its header says)"
-            if on_truncated is None:
+            if on_damage is None:
                 raise AudioFormatError(message)
             tell(f"{message}: {done / f.samplerate:.1f} s of it were heard")
 

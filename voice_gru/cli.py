@@ -675,7 +675,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
         if args.input:
-            def cut_short(message: str) -> None:  # a recorder killed mid-file or mid-pipe: heard as far as it goes
+            def damaged(message: str) -> None:  # a recorder killed mid-file or mid-pipe, a damaged stretch: heard
                 print(f"warning: {message}", file=sys.stderr, flush=True)
 
             if from_pipe:
@@ -684,9 +684,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                           file=sys.stderr, flush=True)
 
                 chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                            f.sample_rate, partial, monitor.known_rate, cut_short)
+                                            f.sample_rate, partial, monitor.known_rate, damaged)
             else:
-                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate, cut_short)
+                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate, damaged)
                 what = f"streaming {args.input} through the recognizer"
                 monitor.known_rate(file_rate(args.input))
             print(f"{what} ({args.mode} mode)", flush=True)

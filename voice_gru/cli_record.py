@@ -86,7 +86,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
     elif args.input:
         from voice_gru.live import file_chunks
 
-        chunks = file_chunks(args.input, on_truncated=warn)
+        chunks = file_chunks(args.input, on_damage=warn)
     else:
         from voice_gru.mic import Microphones
 

@@ -27,17 +27,18 @@ GAP_S = 5.0
 
 
 def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = False,
-                sample_rate: int = 16000, on_truncated: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
+                sample_rate: int = 16000, on_damage: Callable[[str], object] | None = None) -> Iterator[np.ndarray]:
     """A recording as consecutive chunks of ``chunk_ms``, read piece by piece (memory stays flat
     for hours of audio); with ``realtime`` paced like a microphone.
 
     The file is opened and checked here, so a bad file is reported before anything starts listening.
-    ``on_truncated``: a file cut short is told to it and heard as far as it goes (``audio.audio_blocks``).
+    ``on_damage``: a file cut short is told to it and heard as far as it goes, NaN/inf samples as silence
+    (``audio.audio_blocks``).
     """
     from voice_gru.audio import audio_blocks
 
     n = max(1, int(round(sample_rate * chunk_ms / 1000)))
-    return _paced(_rechunk(audio_blocks(path, sample_rate, on_truncated=on_truncated), n), realtime, sample_rate)
+    return _paced(_rechunk(audio_blocks(path, sample_rate, on_damage=on_damage), n), realtime, sample_rate)
 
 
 def _rechunk(blocks: Iterable[np.ndarray], n: int) -> Iterator[np.ndarray]:
