@@ -326,6 +326,27 @@ def test_data_stats_never_writes_into_the_dataset(tmp_path, capsys):
     assert f"is inside {root}, which is read as input" in capsys.readouterr().err and lists.read_bytes() == before
 
 
+def test_data_stats_counts_an_unreadable_clip_and_names_it(tmp_path, capsys):
+    """It was counted among the clips without a word, though training skips it (and lists it)."""
+    root = make_tiny_dataset(tmp_path / "root")
+    clip = sorted((root / "yes").glob("*.wav"))[0]
+    clip.write_bytes(b"not audio at all")
+    out_json = tmp_path / "s.json"
+    assert main(["data", "stats", "--data-dir", str(root), "--json", str(out_json)]) == 0
+    out = capsys.readouterr().out
+    got = json.loads(out_json.read_text())
+    split = next(s for s in ("training", "validation", "testing") if s in got and got[s]["unreadable"])
+    assert [got[s]["unreadable"] for s in ("training", "validation", "testing") if s in got].count(1) == 1
+    assert [u for u in got["unused"] if u["file"] == str(clip)] == [
+        {"file": str(clip), "reason": "not a readable audio file (Format not recognised.)"}]
+    row = next(ln for ln in out.splitlines() if ln.startswith("unreadable"))
+    assert row.split()[1:] == [str(int(s == split)) for s in ("training", "validation", "testing") if s in got]
+    assert f"  {clip}: not a readable audio file" in out
+    clip.unlink()  # nothing unreadable: no such row
+    assert main(["data", "stats", "--data-dir", str(root)]) == 0
+    assert "unreadable" not in capsys.readouterr().out
+
+
 def test_every_silence_example_of_a_short_noise_recording_is_evaluated(tmp_path, shared_data):
     """With a 1 s noise recording every cut starts at 0 and volumes print alike at 3 decimals: 5 of 20 were
     dropped as "given more than once"."""

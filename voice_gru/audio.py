@@ -154,7 +154,8 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
         broken = wav_format(layout.fmt).broken() if layout is not None and len(layout.fmt) >= 16 else None
         if broken:  # libsndfile says "SF_INFO struct incomplete" here
             raise AudioFormatError(f"{path}: {broken}") from None
-        raise AudioFormatError(f"{path}: not a readable audio file ({first_line(exc)})") from None
+        # libsndfile's message repeats the name as bytes ("Error opening b'/x.wav': Format not recognised.")
+        raise AudioFormatError(f"{path}: not a readable audio file ({exc.error_string})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
     if is_truncated_wav(path):
@@ -340,6 +341,15 @@ def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.
         raise AudioFormatError(f"{path}: float samples reach {peak:g}{where}: float samples lie in [-1, 1]; this file "
                                "looks like integer PCM stored as float: rescale it (16-bit values: divide by 32768)")
     return data
+
+
+def audio_problem(path: str | Path) -> str | None:
+    """Why a file cannot be read as audio, from the checks that need no decoding (a truncated WAV included), or None."""
+    try:
+        with _open_checked(Path(path)):
+            return None
+    except AudioFormatError as exc:
+        return str(exc)
 
 
 def file_rate(path: str | Path) -> int:

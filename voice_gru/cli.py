@@ -41,7 +41,7 @@ def _cmd_data_stats(args: argparse.Namespace) -> int:
     check_outputs({"--json": args.json}, folders=[args.data_dir])
     cfg = DataConfig(task=args.task, commands=command_words(args.commands, args.task)) if args.commands else \
         DataConfig(task=args.task)
-    stats = dataset_stats(args.data_dir, cfg)
+    stats = dataset_stats(args.data_dir, cfg, progress=True)
     print(format_stats(stats))
     missing = missing_commands((w for split in ("training", "validation", "testing") for w, n in
                                 stats.get(split, {}).get("per_word_folder", {}).items() if n), cfg.commands) \
@@ -77,6 +77,8 @@ def format_stats(stats: dict) -> str:
     for w in words:
         lines.append(f"{w:<14}" + "".join(f"{stats[s]['per_word_folder'].get(w, 0):>12}" for s in splits))
     lines.append(f"{'all clips':<14}" + "".join(f"{stats[s]['clips']:>12}" for s in splits))
+    if any(stats[s].get("unreadable") for s in splits):  # on disk, so counted above, but training skips them
+        lines.append(f"{'unreadable':<14}" + "".join(f"{stats[s]['unreadable']:>12}" for s in splits))
     lines.append(f"{'speakers':<14}" + "".join(f"{stats[s]['speakers']:>12}" for s in splits))
     by_class = f"{'class':<14}" + "".join(f"{s:>12}" for s in splits)
     n_classes = len(stats[splits[0]]["per_class"]) if splits else 0

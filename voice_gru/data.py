@@ -344,10 +344,17 @@ def said_command(label: str, word: str, commands: Sequence[str]) -> str | None:
     return word if label == UNKNOWN and word and word in commands else None
 
 
-def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
-    """Clips on disk per split and word folder, and class counts after silence/unknown sampling."""
+def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig(), progress: bool = False) -> dict:
+    """Clips on disk per split and word folder, how many of them cannot be read (headers only: no decoding), and
+    class counts after silence/unknown sampling."""
+    from tqdm.auto import tqdm
+
+    from voice_gru.audio import audio_problem
+
     root = Path(root)
     clips = scan_dataset(root)
+    problems = {c.path: why for c in tqdm(clips, desc="reading clip headers", unit="clip", disable=not progress,
+                                          leave=False) if (why := audio_problem(c.path))}
     out: dict = {"root": str(root), "task": cfg.task, "layout": "test-set" if is_test_set_layout(root) else "dataset"}
     n_noise = len(background_files(root))
     all_words = sorted({c.word or UNKNOWN for c in clips}, key=_word_order)
@@ -361,12 +368,14 @@ def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig()) -> dict:
         classes = Counter(e.label for e in ex)
         out[split] = {
             "clips": len(sc),
+            "unreadable": sum(c.path in problems for c in sc),  # counted among the clips on disk, and listed
             "speakers": len({c.speaker for c in sc if c.word != SILENCE}),
             "per_word_folder": words,
             "per_class": {lab: classes.get(lab, 0) for lab in task_labels(cfg.task, cfg.commands)},
         }
     out["background_noise_files"] = n_noise
-    out["unused"] = unused_entries(root)
+    out["unused"] = unused_entries(root) + [{"file": p, "reason": why.removeprefix(f"{p}: ")}
+                                            for p, why in problems.items()]
     return out
 
 
