@@ -402,7 +402,7 @@ _BAD_LABEL_FILES = [  # (what to change, value, what the one-line error must nam
     ("events.0.start", float("inf"), r"events\[0\]\.start"),
     ("events.0.start", -1.0, r"events\[0\]\.start = -1.0: must be >= 0"),
     ("events.1.start", 50.0, r"events\[1\]\.start = 50.0: after the recording's end"),
-    ("events.1.end", 20.5, r"events\[1\]\.end = 20.5: after the recording's end"),
+    ("events.1.end", 21.5, r"events\[1\]\.end = 21.5: after the recording's end"),  # 20.5: cut at the end
     ("events.0.end", 0.5, r"events\[0\]\.end = 0.5: before its start"),
     ("events.0.end", _DELETE, r"events\[0\]: missing 'end'"),
     ("events.0.start", _DELETE, r"events\[0\]: missing 'start'"),
@@ -450,6 +450,28 @@ def test_load_stream_refuses_a_bad_label_file_naming_the_key(tmp_path, where, va
         load_stream(wav)  # what evaluate-stream calls
     text = str(info.value)
     assert "\n" not in text and text.startswith(str(labels_path_for(wav)))
+
+
+def test_a_span_ending_just_past_the_recording_is_cut_at_its_end_and_said(tmp_path, capsys):
+    """A word's 1 s window cut by the recording's end (a tool that labels fixed windows) refused the whole file."""
+    from voice_gru.cli import main
+
+    truth = _valid_labels()
+    last = truth["events"][-1]
+    last["start"], last["end"] = 19.4, 20.6
+    last.pop("speech_start", None)
+    last["speech_end"] = 20.3  # past the end too: within the cut span
+    wav = _stream_files(tmp_path, truth)
+    _, got = load_stream(wav)
+    assert (got["events"][-1]["start"], got["events"][-1]["end"], got["events"][-1]["speech_end"]) == (19.4, 20.0, 20.0)
+    assert got["events"][-1]["end_cut"] == 20.6
+    assert main(["evaluate-stream", "--input", str(wav), "--json", str(tmp_path / "r.json")]) == 0
+    assert ("note: the label file ends 1 span(s) past the recording's end (by up to 0.60 s): cut at its end"
+            in capsys.readouterr().out)
+    assert json.loads((tmp_path / "r.json").read_text())["spans_cut_at_end"] == 1
+    last["end"] = 21.01  # more than a 1 s window past it: another recording's labels
+    with pytest.raises(DatasetError, match=r"end = 21.01: after the recording's end"):
+        load_stream(_stream_files(tmp_path, truth))
 
 
 def test_times_in_milliseconds_get_a_hint(tmp_path):
@@ -1340,7 +1362,7 @@ _TONE_WORDS = [("yes", 2.0), ("bed", 6.0)]
     ('{"command_free": true, "events": [{"label": "go", "start": 1, "end": 2}]}',
      r"events\[0\] is the command 'go' but the file says \"command_free\": true"),
     ("yes, 2000\n# a comment\nno 3000\ngo, 5000\n", r"labels.txt:3: 'no 3000': not a 'label, time_ms' line"),
-    ("yes, 19500\n", r"labels.txt:1: a 1 s clip starting at 19.5 s runs past the recording's end"),
+    ("yes, 20040\n", r"labels.txt:1: a 1 s clip starting at 20.04 s runs past the recording's end"),
     ('{"label": "yes", "start": 2, "end": 3}\n\n{"label": "yes", "start": 4}\n', r"labels.txt:3: missing 'end'"),
     ('{"t": 2.5, "label": "yes", "score": 0.9}\n', r"not a stream label file .*looks like a detections file"),
 ])

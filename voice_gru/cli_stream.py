@@ -252,7 +252,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
     print(format_stream_report(result))
-    _note_estimated_ends(truth, result)
+    _note_label_fixes(truth, result)
     # one replay of the detector over the posteriors serves both the advice and the DET curve
     sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
     if args.command_free:
@@ -290,9 +290,14 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     return 0
 
 
-def _note_estimated_ends(truth: dict, result: dict) -> None:
+def _note_label_fixes(truth: dict, result: dict) -> None:
     """Say (and record in ``result``) for how many words the label file gave no speech end: latency is then
-    measured from ends found in the recording."""
+    measured from ends found in the recording; and how many spans it ends past the recording, cut at its end."""
+    cut = [e["end_cut"] - e["end"] for e in truth["events"] if "end_cut" in e]
+    if cut:
+        result["spans_cut_at_end"] = len(cut)
+        print(f"note: the label file ends {len(cut)} span(s) past the recording's end (by up to {max(cut):.2f} s): "
+              "cut at its end")
     estimated = sum(bool(e.get("speech_end_estimated")) for e in truth["events"])
     if estimated:
         result["speech_end_estimated"] = estimated
@@ -335,7 +340,7 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     result = score_events(detections, truth, after=args.after)
     result["offset_s"] = args.offset
     print(format_stream_report(result))
-    _note_estimated_ends(truth, result)
+    _note_label_fixes(truth, result)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")

@@ -36,6 +36,7 @@ from voice_gru.errors import AudioFormatError, DatasetError
 
 SAMPLE_RATE = 16000
 TIME_TOL_S = 0.05  # a label file's times may run this far past the recording (rounding, resampling)
+END_OVERRUN_S = 1.0  # a span ending at most this far past the recording is cut at its end (a fixed 1 s window)
 ORDER_TOL_S = 1e-4  # start <= speech_start <= speech_end <= end up to rounding of the written times
 TF_CLIP_S = 1.0  # TensorFlow's streaming test labels a clip's start; its clips last 1 s
 LINE = "_line"  # where an event of a line-based label file came from (for messages; not kept)
@@ -142,6 +143,12 @@ def _check_event(path: Path, i: int, ev: Any, duration: float, recorded: float |
         raise DatasetError(f"{where}.start = {start}: after the recording's end ({duration:.5f} s{said})")
     if end < start:
         raise DatasetError(f"{where}.end = {end}: before its start ({start})")
+    if duration + TIME_TOL_S < end <= duration + END_OVERRUN_S:  # a word's window cut by the recording's end
+        out["end_cut"] = end
+        end = out["end"] = max(duration, start)
+        for key in ("speech_start", "speech_end"):
+            if key in out and out[key] > end:
+                out[key] = end
     if end > duration + TIME_TOL_S:
         if TF_ROW in ev:
             raise DatasetError(f"{where}: a {TF_CLIP_S:g} s clip starting at {start:g} s runs past the recording's "
