@@ -591,3 +591,31 @@ def test_a_flac_cut_short_is_heard_as_far_as_it_goes_when_asked(tmp_path):
     np.testing.assert_allclose(got, audio[:got.size], atol=1e-4)
     with pytest.raises(AudioFormatError, match="cannot decode audio"):
         load_recording(flac)  # evaluate-stream scores a whole recording: still an error there
+
+
+@pytest.mark.parametrize("subtype", ["VORBIS", "OPUS"])
+def test_an_ogg_file_cut_short_is_said_as_a_wav_is(tmp_path, subtype):
+    """An Ogg file's header gives no length, and libsndfile read one cut short as far as it went without a word:
+    a clip of half a word was scored, a killed recorder's file heard as whole."""
+    from voice_gru.audio import is_truncated_ogg
+    from voice_gru.live import file_chunks
+
+    audio = np.random.default_rng(0).uniform(-0.3, 0.3, 8 * 16000).astype(np.float32)  # pages enough to cut between
+    ogg = tmp_path / "a.ogg"
+    sf.write(ogg, audio, 16000, format="OGG", subtype=subtype)
+    assert not is_truncated_ogg(ogg) and load_audio(ogg).size == audio.size
+    data = ogg.read_bytes()
+    for cut in (len(data) // 2, len(data) - 1):  # in the middle; inside the last (end-of-stream) page
+        ogg.write_bytes(data[:cut])
+        assert is_truncated_ogg(ogg)
+        # (libsndfile itself refuses some Opus files cut in their last page as malformed)
+        with pytest.raises(AudioFormatError, match=r"a.ogg: (truncated \(its last Ogg page is incomplete|not a readable)"):
+            load_audio(ogg)
+    ogg.write_bytes(data[:len(data) // 2])
+    said: list[str] = []
+    got = np.concatenate(list(file_chunks(ogg, on_damage=said.append)))
+    assert said == [f"{ogg}: truncated (its last Ogg page is incomplete, or not the stream's end): what it holds is heard"]
+    assert 0.3 * audio.size < got.size < 0.7 * audio.size
+    wav = tmp_path / "b.wav"
+    sf.write(wav, audio, 16000)
+    assert not is_truncated_ogg(wav)  # not Ogg: nothing to say

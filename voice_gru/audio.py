@@ -158,11 +158,13 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
         raise AudioFormatError(f"{path}: not a readable audio file ({exc.error_string})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
-    if is_truncated_wav(path):
+    cut = ("truncated (the file is shorter than its header says)" if is_truncated_wav(path) else
+           "truncated (its last Ogg page is incomplete, or not the stream's end)" if is_truncated_ogg(path) else None)
+    if cut:
         if on_truncated is None:
             f.close()
-            raise AudioFormatError(f"{path}: truncated (the file is shorter than its header says)")
-        on_truncated(f"{path}: truncated (the file is shorter than its header says): what it holds is heard")
+            raise AudioFormatError(f"{path}: {cut}")
+        on_truncated(f"{path}: {cut}: what it holds is heard")
     if f.frames == 0:  # libsndfile takes a data size of 0 at its word, even with samples after it
         tail = _data_to_end(path)
         if tail is not None:
@@ -488,6 +490,31 @@ def is_truncated_wav(path: str | Path) -> bool:
     if layout is None or layout.size in PLACEHOLDER_SIZES:
         return False
     return layout.start + layout.size > Path(path).stat().st_size
+
+
+OGG_TAIL = 1 << 17  # bytes read from an Ogg file's end to find its last page (a page holds at most 65,307)
+
+
+def is_truncated_ogg(path: str | Path) -> bool:
+    """True when an Ogg file (Vorbis, Opus, FLAC in Ogg) ends without a whole end-of-stream page: its header gives no
+    length, and libsndfile reads a file cut short as far as it goes without a word (a recorder that was killed)."""
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"OggS":
+            return False
+        size = fh.seek(0, os.SEEK_END)
+        fh.seek(max(0, size - OGG_TAIL))
+        tail = fh.read()
+    at = tail.rfind(b"OggS")
+    while at >= 0:
+        page = tail[at:]
+        if len(page) >= 27 and page[4] == 0:  # version 0: a page header, not those bytes inside a packet
+            segments = page[26]
+            if len(page) < 27 + segments:
+                return True
+            length = 27 + segments + sum(page[27:27 + segments])
+            return length != len(page) or not page[5] & 0x04
+        at = tail.rfind(b"OggS", 0, at)
+    return True
 
 
 def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
