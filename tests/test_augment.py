@@ -155,6 +155,9 @@ def test_batches_reverberate_words_not_silence():
     assert word_wet[45] > 0.1 * word_dry[30]
     silence = _mel(_noisy_builder(noise_prob=0.0, reverb_prob=1.0), [1])  # background noise is already a room's
     torch.testing.assert_close(silence, _mel(_noisy_builder(noise_prob=0.0), [1]))
+    # a room shorter than one hop is its direct sound (its kernel had no lag at all: an IndexError)
+    tiny = _mel(_noisy_builder(noise_prob=0.0, reverb_prob=1.0, rt60_s=(0.005, 0.005), drr_db=(3.0, 3.0)), [0, 1])
+    torch.testing.assert_close(tiny[0], dry[0])  # (the draws for the room shift the next example's)
 
 
 def test_reverb_off_replays_the_old_random_stream():

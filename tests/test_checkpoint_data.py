@@ -77,6 +77,21 @@ def test_read_equals_torch_load(tmp_path, combine):
         assert torch.equal(back.model.state_dict()[k], v), k
 
 
+def test_a_bfloat16_checkpoint_is_read_as_float32(tmp_path):
+    """NumPy has no bfloat16: torch's reader gave such weights to .numpy() and a TypeError came out of loading."""
+    from voice_gru.stream import Recognizer
+
+    ckpt = _ckpt(CONFIGS[1])
+    ckpt.model.to(torch.bfloat16)
+    path = tmp_path / "bf16.pt"
+    save_checkpoint(path, ckpt)
+    got = read_checkpoint_data(path)
+    for k, v in ckpt.model.state_dict().items():
+        assert got.members[0].weights[k].dtype == np.float32 and np.array_equal(got.members[0].weights[k], v.float().numpy())
+    rows = Recognizer(got).push(np.random.default_rng(0).uniform(-0.1, 0.1, 16000).astype(np.float32))
+    assert rows.shape[0] > 90 and np.isfinite(rows).all()
+
+
 def test_reader_rebuilds_views_dtypes_and_shared_storage(tmp_path):
     base = torch.arange(24, dtype=torch.float32).reshape(4, 6)
     obj = {

@@ -246,3 +246,26 @@ def test_copies_of_one_input_share_the_front_end():
     front_batches.clear()
     net.step(np.broadcast_to(x[:, 20:], (2, 10, N_IN)), old.cat(net.initial_state(1)))
     assert front_batches == [2]
+
+
+@pytest.mark.parametrize("recurrence", KERNELS)
+@pytest.mark.parametrize("cfg", [ModelConfig(conv_channels=16, conv_kernel=1, hidden=32),
+                                 ModelConfig(spectral_channels=4, spectral_kernel=(1, 5), hidden=32)],
+                         ids=["1-frame conv", "1-frame spectral"])
+def test_a_front_end_without_past_frames_streams_past_a_state_refresh(cfg, recurrence):
+    """A front end of 1-frame kernels carried an empty buffer where a fresh state has none: the live recognizer's
+    first state refresh (1.5 s in) could not join them and ended the stream with a ValueError."""
+    from voice_gru.model import Checkpoint
+    from voice_gru.stream import Recognizer
+
+    shipped = load_checkpoint(default_model_path())
+    torch.manual_seed(0)
+    model = GRUClassifier(N_IN, len(shipped.labels), cfg).eval()
+    net = FastGRU.from_model(model, recurrence)
+    assert net.context == 0 and net.initial_state().conv is None
+    _, state = net.step(np.zeros((1, 5, N_IN), np.float32))
+    assert state.conv is None  # the same form as a fresh state
+    rec = Recognizer(Checkpoint(model, shipped.labels, shipped.features, shipped.normalizer), kernel=recurrence)
+    audio = np.random.default_rng(0).standard_normal(16000 * 5).astype(np.float32) * 0.05
+    rows = [rec.push(audio[i:i + 1600]) for i in range(0, audio.size, 1600)]
+    assert rec.n == 498 and np.isfinite(np.concatenate(rows)).all()

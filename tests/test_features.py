@@ -280,6 +280,9 @@ def test_streaming_accepts_float64_and_2d():
     for bad in (np.zeros((400, 2)), np.zeros(400, np.int16), np.zeros((2, 2, 100))):
         with pytest.raises(AudioFormatError, match="mono float"):
             fe.push(bad)
+    # float64 tensors (soundfile's default dtype, through torch.from_numpy) met float32 weights: a RuntimeError
+    wide = torch.from_numpy(x.astype(np.float64))
+    assert (mfcc(wide) - mfcc(x.astype(np.float32))).abs().max().item() <= 1e-5
     # one NaN poisoned the network for seconds; int16 values cast to float are far beyond ±1
     for bad, what in ((np.array([0.1, np.nan]), "samples that are not finite"),
                       (np.full(400, 12000.0), "a sample of 12000")):

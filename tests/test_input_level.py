@@ -53,6 +53,11 @@ def test_digital_silence_interrupted_is_not_warned():
     for i in range(60):
         assert "digital silence" not in " ".join(mon.update(quiet if i % 15 == 14 else np.zeros(1600, np.float32)))
     assert mon.zero_samples == 56 * 1600
+    # samples near a zero crossing (below 1e-6) are sound, not digital silence, however small the chunk
+    tiny = InputMonitor("in", SR)
+    for x in np.tile(np.array([1e-3, 5e-7, -1e-3, -2e-7], np.float32), 1000):
+        tiny.update(np.array([x]))
+    assert tiny.zero_samples == 0
 
 
 def test_clipping_warned_once_with_its_time():

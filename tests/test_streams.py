@@ -1331,6 +1331,9 @@ def test_silent_per_command_raises_each_command_that_fired_just_above_its_platea
     assert [c.label for c in Detector(labels, dcfg, {**thr, **raised, "stop": 0.75}).update(post)] == ["stop"]
     post[600:650] = [0.0, 0.0, 0.0, 0.0, 1.0]
     assert silent_per_command(_command_free_result(post, labels, dcfg, thr))["on"] > 1.0
+    # a plateau between the last step below 1 and 1 is silenced by 1 (it was stepped past 1: "no threshold silences")
+    post[600:650] = [0.0, 0.0, 0.0, 0.0, 0.995]
+    assert silent_per_command(_command_free_result(post, labels, dcfg, {**thr, "on": 0.922}))["on"] == 1.0
 
 
 def test_silent_per_command_finds_a_command_the_cooldown_hid():

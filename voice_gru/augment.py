@@ -203,7 +203,8 @@ class SequenceBuilder:
             src = src @ self.warps[int(rng.integers(len(self.warps)))]
         if self.aug.reverb_prob > 0 and lab != self.sil and rng.random() < self.aug.reverb_prob:
             rt60 = rng.uniform(*self.aug.rt60_s)
-            h = reverb_kernel(rt60, rng.uniform(*self.aug.drr_db), self.feat.hop_ms, min(F, int(rt60 * 1000 / self.feat.hop_ms)))
+            lags = max(1, min(F, int(rt60 * 1000 / self.feat.hop_ms)))  # a room under one hop: the direct sound only
+            h = reverb_kernel(rt60, rng.uniform(*self.aug.drr_db), self.feat.hop_ms, lags)
             src = reverberate(src, h)
         a, b = max(pos, 0), min(pos + F, T)
         if a >= b:

@@ -269,8 +269,8 @@ def _read_with_torch(path: Path) -> Any:
         raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
 
     def arrays(x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            return x.detach().cpu().numpy()
+        if isinstance(x, torch.Tensor):  # NumPy has no bfloat16: such weights are read as float32
+            return x.detach().cpu().float().numpy() if x.dtype == torch.bfloat16 else x.detach().cpu().numpy()
         if isinstance(x, dict):
             return {k: arrays(v) for k, v in x.items()}
         if isinstance(x, list):

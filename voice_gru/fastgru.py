@@ -248,7 +248,8 @@ class FastGRU:
         if spec is not None or conv is not None:
             buf = state.conv[:Bf] if state.conv is not None else np.zeros((Bf, self.context, self.n_in), f)
             xx = np.concatenate([buf.astype(f, copy=False), xf], axis=1)  # (Bf, context+T, n_in)
-            conv_buf = np.repeat(xx[:, T:, :], B // Bf, axis=0)
+            # no past frames needed (1-frame kernels): no buffer, as initial_state has none to join with
+            conv_buf = np.repeat(xx[:, T:, :], B // Bf, axis=0) if self.context else None
             y = self._spectral(xx, spec) if spec is not None else xx
             if conv is not None:  # one matmul over the k-frame windows
                 wc, bc, k = conv

@@ -82,7 +82,9 @@ def _as_tensor(audio: np.ndarray | torch.Tensor) -> torch.Tensor:
     if not (dtype.is_floating_point if isinstance(dtype, torch.dtype) else np.issubdtype(dtype, np.floating)):
         raise ValueError(f"audio of {dtype}: the front end takes float samples in [-1, 1] "
                          "(voice_gru.audio.load_audio reads files so)")
-    return audio if isinstance(audio, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
+    if isinstance(audio, torch.Tensor):  # float64 (soundfile's default, through torch.from_numpy) meets float32 weights
+        return audio.float()
+    return torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32))
 
 
 @torch.no_grad()

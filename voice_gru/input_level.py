@@ -140,7 +140,7 @@ class InputMonitor:
         self.samples += chunk.size
         peak, rms, share = chunk_levels(chunk, lim.full_scale)
         new: list[str] = []
-        if chunk.size and peak == FLOOR_DB:
+        if chunk.size and not chunk.any():  # exactly 0: a quiet chunk's samples near a zero crossing are sound
             self.zero_run += chunk.size
             self.zero_samples += chunk.size
             if self.zero_run >= lim.silence_s * self.sample_rate:

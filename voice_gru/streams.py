@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Iterator, Mapping, Sequence
 import numpy as np
 
 from voice_gru import COMMANDS, SILENCE, UNKNOWN, commands_of
-from voice_gru.config import REFRESH_S, DecisionConfig, from_dict, to_dict
+from voice_gru.config import OFF, REFRESH_S, DecisionConfig, from_dict, to_dict
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError, is_whole
 from voice_gru.stream_labels import (  # noqa: F401  (this module's API since before they moved)
     TRUTH_LABELS,
@@ -771,7 +771,7 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
     command that fires is raised by ``step`` until nothing fires (the detector replayed on the stored
     posteriors; repeated, because a silenced command no longer starts a cooldown that hid another).
     Returns only the raised commands; {} if none fired. A value above 1 means no threshold silences
-    that command (its smoothed posterior reaches 1 here)."""
+    that command (it fires even at 1: its smoothed posterior reaches 1 here)."""
     labels = list(result["labels"])
     dcfg = from_dict(DecisionConfig, result["decision"])
     _, n_min, n_cool = detector_frames(dcfg, result["frame_seconds"])
@@ -787,7 +787,8 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
         if not fired:
             break
         for k in fired:  # rounded: the advice is printed as COMMAND=VALUE and must replay the same
-            thr[k] = round(float(thr[k]) + step, 6)
+            # 1 is tried before giving up: a score of 0.995 is silenced by 1, not "by no threshold"
+            thr[k] = OFF if thr[k] >= 1.0 else min(round(float(thr[k]) + step, 6), 1.0)
     return {labels[k]: float(thr[k]) for k in range(len(labels)) if thr[k] != start[k]}
 
 

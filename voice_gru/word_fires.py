@@ -33,7 +33,7 @@ def other_word_fires(ckpt: Any, clips: Iterable[tuple[str, str]], lead_s: float 
     from voice_gru.stream import Recognizer
     from voice_gru.streams import decision_of, speech_bounds
 
-    rec = Recognizer(ckpt)
+    rec = Recognizer(ckpt, remove_dc=True)  # as CommandSpotter runs it
     sr = rec.ckpt.features.sample_rate
     det = Detector(rec.labels, decision_of(rec.ckpt), frame_seconds=rec.frame_seconds, kernel="numpy")
     rng = np.random.default_rng(seed)
