@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.evaluate import (collect_inputs, evaluate_items, noise_recordings, with_noise, with_peak, with_reverb,
                                      with_speed)
-    from voice_gru.fileio import atomic_path, check_outputs, write_json
+    from voice_gru.fileio import check_outputs, write_json
     from voice_gru.model import resolve_model
 
     for flag in ("model", "snr", "rt60", "speed", "peak_dbfs"):  # a repeated value would be one row or column, silently
@@ -88,12 +88,9 @@ def main(argv: list[str] | None = None) -> int:
         write_json(args.json, {"split": args.split, "n": len(items) - len(unreadable), "seed": args.seed, "drr_db": args.drr,
                                "models": table, "unreadable": [{"file": k, "reason": v} for k, v in unreadable.items()]})
     if args.plot:
-        import matplotlib
+        from voice_gru.plots import save_png, subplots
 
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(6, 4))
+        fig, ax = subplots(figsize=(6, 4))
         xs = list(range(len(cols)))
         for name, row in table.items():
             ax.plot(xs, [row[c]["accuracy"] * 100 for c in cols], marker="o", label=name)
@@ -103,10 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ax.set_ylabel(f"accuracy on {args.split} (%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-        fig.tight_layout()
-        with atomic_path(args.plot, suffix=".png") as tmp:
-            fig.savefig(tmp, format="png", dpi=110)
-        plt.close(fig)
+        save_png(fig, args.plot, dpi=110)
     return 0
 
 

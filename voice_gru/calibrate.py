@@ -97,7 +97,7 @@ VETO_ON = (0.7, 300.0)  # (unknown_veto, unknown_veto_ms) tried when the decisio
 VETO_JUDGED_AT = (1.0, 2.0, 5.0, 20.0)
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Piece:
     """One calibration stream after the model ran over it: truth, posteriors, smoothed top class."""
 
@@ -111,7 +111,7 @@ class Piece:
     before: dict  # its score with the checkpoint's own thresholds
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class CalibrationData:
     """The model's posteriors over the calibration streams, and how to replay the detector on them."""
 
@@ -306,8 +306,7 @@ def threshold_tables(data: CalibrationData, grid: Sequence[float], halves: Seque
 
 
 def _within_budget(options: Mapping[str, Sequence[tuple]], budget: int, start: int, wrong_cost: float,
-                   false_accepts: Callable[[dict[str, float]], float],
-                   log: Callable[[str], None] = lambda msg: None) -> dict[str, float]:
+                   false_accepts: Callable[[dict[str, float]], float]) -> dict[str, float]:
     """Knapsack thresholds (from a budget of ``start``) whose joint ``false_accepts`` stay within ``budget``:
     commands interact through the cooldown, so the knapsack's budget is lowered until they do."""
     b = start
@@ -317,13 +316,11 @@ def _within_budget(options: Mapping[str, Sequence[tuple]], budget: int, start: i
         fas = false_accepts(thresholds)
         if fas <= budget or b < 0:
             return thresholds
-        log(f"joint detector gave {fas:g} false accepts > budget {budget}; tightening")
         b -= 1
 
 
 def choose_thresholds(data: CalibrationData, max_fa_per_hour: float, tables: Mapping[str, Sequence[tuple]],
-                      wrong_cost: float = WRONG_COST, exact: bool = True,
-                      log: Callable[[str], None] | None = None) -> tuple[dict[str, float], list[dict], int]:
+                      wrong_cost: float = WRONG_COST, exact: bool = True) -> tuple[dict[str, float], list[dict], int]:
     """Thresholds meeting the false-accept budget (module doc, steps 2–3): ``(thresholds, scores, budget)``.
 
     ``exact``: verify with the real ``Detector`` (else with the fast replay).
@@ -337,7 +334,7 @@ def choose_thresholds(data: CalibrationData, max_fa_per_hour: float, tables: Map
         scored["scores"] = _scores(data, thresholds, exact)
         return sum(s["false_accepts"] for s in scored["scores"])
 
-    thresholds = _within_budget(options, budget, start, wrong_cost, false_accepts, log or (lambda msg: None))
+    thresholds = _within_budget(options, budget, start, wrong_cost, false_accepts)
     return thresholds, scored["scores"], budget
 
 
@@ -627,6 +624,11 @@ def for_commands(point: Mapping, commands: Sequence[str], hours: float | None = 
     return out
 
 
+def calibration_of(ckpt: Any) -> dict:
+    """A checkpoint's ``meta["calibration"]`` ({} for a model never calibrated)."""
+    return (ckpt.meta or {}).get("calibration") or {}
+
+
 def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
                     commands: Sequence[str] | None = None, name: str = "--false-accepts-per-hour") -> dict:
     """The calibrated operating point with the highest recall whose target is at most
@@ -642,7 +644,7 @@ def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
         from voice_gru.spotter import checked_commands
 
         commands = checked_commands(commands, list(commands_of(ckpt.labels)))
-    cal = (ckpt.meta or {}).get("calibration", {})
+    cal = calibration_of(ckpt)
     points = cal.get("operating_points")
     if not points:
         raise ConfigError(f"{name}: this model carries no calibrated trade-off; "
@@ -695,14 +697,9 @@ def plot_expected(report: Mapping, path: str | Path) -> None:
     """PNG: expected recall against expected false accepts per hour on new speakers for every rule
     (one colour per kind), the operating point chosen for each target, and what the same thresholds
     give on the streams they were fitted to. Written atomically."""
-    import matplotlib
+    from voice_gru.plots import save_png, subplots
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from voice_gru.fileio import atomic_path
-
-    fig, ax = plt.subplots(figsize=(7.0, 4.8))
+    fig, ax = subplots(figsize=(7.0, 4.8))
     kinds = (("per-command", "per-command thresholds"), ("shared", "one shared threshold (+ margin)"),
              ("blend", "per-command pulled towards the shared one"))
     for key, name in kinds:
@@ -722,10 +719,7 @@ def plot_expected(report: Mapping, path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     ax.set_title("thresholds fitted on half the validation speakers, scored on the other half", fontsize=9)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def _veto_line(veto: Mapping | None) -> list[str]:

@@ -18,10 +18,11 @@ import pickle
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 
+from voice_gru import SILENCE
 from voice_gru.config import OFF, POOLINGS, DecisionConfig, FeatureConfig, ModelConfig, from_dict
 from voice_gru.errors import CheckpointError, ConfigError, first_line
 from voice_gru.stream_features import Normalizer
@@ -30,6 +31,11 @@ FORMAT = "voice_gru.checkpoint/1"
 ENSEMBLE_FORMAT = "voice_gru.checkpoint/2"  # /1 plus a list of members instead of one set of weights
 BUFFERS = ("spectral_map",)  # state_dict entries that are fixed, not trained
 COMBINES = ("mean", "min")  # how an ensemble's members are combined per frame (voice_gru.model.Ensemble)
+
+
+def silence_index(labels: Sequence[str]) -> int | None:
+    """Index of ``_silence_`` among ``labels`` (None: a model without it)."""
+    return list(labels).index(SILENCE) if SILENCE in labels else None
 
 
 @dataclass(frozen=True)
@@ -61,7 +67,7 @@ class CheckpointData:
     @property
     def silence_index(self) -> int | None:
         """Index of ``_silence_`` among the labels (None: a model without it)."""
-        return self.labels.index("_silence_") if "_silence_" in self.labels else None
+        return silence_index(self.labels)
 
     @property
     def n_parameters(self) -> int:

@@ -401,13 +401,13 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model, chosen for ``commands`` when only those can fire), or None for the
     model's own calibrated thresholds."""
-    from voice_gru.calibrate import SUBSET_CONFIDENCE, for_commands, operating_point
+    from voice_gru.calibrate import SUBSET_CONFIDENCE, calibration_of, for_commands, operating_point
 
     rate = getattr(args, "false_accepts_per_hour", None)
     if rate is None:
         override = threshold_override(args.threshold, ckpt.labels, commands)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
-        cal = (ckpt.meta or {}).get("calibration") or {}
+        cal = calibration_of(ckpt)
         if commands is not None and override is None and cal.get("operating_points"):
             now = next((p for p in cal["operating_points"] if p["target_fa_per_hour"] == cal["target_fa_per_hour"]), None)
             now = for_commands(now, commands) if now else None
@@ -440,7 +440,9 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
 def mode_warning(ckpt: Checkpoint | CheckpointData, mode: str) -> None:
     """Say so on stderr where the model's thresholds were calibrated in the other recognizer mode: ``calibrate --mode
     window`` was recorded, then listened to in stream mode with the window's thresholds, unsaid."""
-    fitted = ((ckpt.meta or {}).get("calibration") or {}).get("mode")
+    from voice_gru.calibrate import calibration_of
+
+    fitted = calibration_of(ckpt).get("mode")
     if fitted and fitted != mode:
         print(f"warning: the model's thresholds were calibrated in {fitted} mode; in {mode} mode their expected figures "
               f"do not hold (--mode {fitted} runs them as fitted)", file=sys.stderr)
@@ -452,9 +454,9 @@ def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
     it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose false accepts cost nothing outside the
     seconds after it; ``--threshold COMMAND=VALUE`` pairs adjust single commands of that. None where it does not
     apply (one ``--threshold`` for every command, a model without operating points)."""
-    from voice_gru.calibrate import SUBSET_CONFIDENCE, operating_point
+    from voice_gru.calibrate import SUBSET_CONFIDENCE, calibration_of, operating_point
 
-    cal = (ckpt.meta or {}).get("calibration") or {}
+    cal = calibration_of(ckpt)
     adjust = threshold_override(args.threshold, ckpt.labels)
     if isinstance(adjust, dict) and adjust.get(wake.word, 0.0) >= OFF:
         raise ConfigError(f"--threshold {wake.word}={adjust[wake.word]:g}: switches off the wake word, and no command "
@@ -520,13 +522,15 @@ def _where(point: dict) -> str:
 
 def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None) -> str:
     """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
+    from voice_gru.calibrate import calibration_of
+
     change = "--false-accepts-per-hour R or --threshold T change it"
     if isinstance(override, dict):
         given = " ".join(f"{k}={v:g}" for k, v in override.items())
         return f"sensitivity: thresholds {given}, the rest the model's (higher: fewer false triggers, more misses)"
     if override is not None:
         return f"sensitivity: threshold {override:g} for every command (higher: fewer false triggers, more misses)"
-    cal = (ckpt.meta or {}).get("calibration")
+    cal = calibration_of(ckpt)
     if ckpt.thresholds and cal:
         rate = cal["target_fa_per_hour"]
         head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"

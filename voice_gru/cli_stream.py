@@ -209,7 +209,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.cli import config_decision, mode_warning, recognizer_override, refresh_of, threshold_override
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
-    from voice_gru.calibrate import for_commands, operating_point
+    from voice_gru.calibrate import calibration_of, for_commands, operating_point
     from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru import commands_of
@@ -256,10 +256,10 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     # one replay of the detector over the posteriors serves both the advice and the DET curve
     sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
     if args.command_free:
-        points = (ckpt.meta or {}).get("calibration", {}).get("operating_points") or []
+        points = calibration_of(ckpt).get("operating_points") or []
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if subset is not None:  # each point as it would run for these commands alone, with their figures
-            hours = (ckpt.meta or {}).get("calibration", {}).get("command_free_hours")
+            hours = calibration_of(ckpt).get("command_free_hours")
             points = [{**for_commands(p, subset, hours), "thresholds": only_commands(p["thresholds"], subset)}
                       for p in points]
         if points and dcfg is None:

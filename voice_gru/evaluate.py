@@ -61,19 +61,18 @@ def is_dataset_root(d: Path) -> bool:
 
 
 def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: Sequence[str] = (),
-                   data_cfg: DataConfig | None = None, sample_rate: int = 16000, all_unknown: bool = False,
+                   sample_rate: int = 16000, all_unknown: bool = False,
                    ignored: list[dict] | None = None) -> list[EvalItem]:
     """Turn command-line paths into evaluation items (labelled where the layout says so).
 
-    ``data_cfg`` (how a dataset root's split is drawn) defaults to the task of ``labels``: the
-    35-word task for a model without ``_silence_``, else the 12-class task. ``all_unknown``: a
+    A dataset root's split is drawn for the task of ``labels``: the 35-word task for a model without ``_silence_``,
+    else the 12-class task. ``all_unknown``: a
     dataset root's split keeps every clip of its other words instead of a sample. ``ignored``, where
     given, receives ``{"file", "reason"}`` for each file in a folder that is not evaluated (not audio, in
     a subfolder of a label folder, a broken link) and each file given more than once (evaluated once).
     """
-    if data_cfg is None:
-        twelve = not labels or SILENCE in labels
-        data_cfg = DataConfig(task="12", commands=commands_of(labels) or COMMANDS) if twelve else DataConfig(task="35")
+    twelve = not labels or SILENCE in labels
+    data_cfg = DataConfig(task="12", commands=commands_of(labels) or COMMANDS) if twelve else DataConfig(task="35")
     if all_unknown:  # a ratio no split reaches: split_examples keeps every unknown clip
         data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
     skipped: list[dict] = [] if ignored is None else ignored

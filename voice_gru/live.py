@@ -338,7 +338,6 @@ class ListenStats:
 
     seconds: float = 0.0
     events: list = field(default_factory=list)
-    wall: float = 0.0
     compute: float = 0.0  # seconds spent in recognizer + detector
 
     @property
@@ -393,7 +392,6 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
     """
     stats = ListenStats() if stats is None else stats
     sr = spotter.sample_rate
-    t_start = time.perf_counter()
     samples = 0  # counted exactly: summing chunk durations in float drifts (10 x 0.1 s < 1.0 s)
 
     def take(events: list[Command]) -> None:
@@ -424,7 +422,6 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
         else:  # the input ended (not --seconds): its last word is decided on silence, not heard as audio
             take(spotter.flush())
     finally:
-        stats.wall = time.perf_counter() - t_start
         if view:
             view.close()
     return stats

@@ -103,16 +103,11 @@ def format_confusion(conf: np.ndarray, labels: Sequence[str]) -> str:
 
 def plot_confusion(conf: np.ndarray, labels: Sequence[str], path: str, title: str = "") -> None:
     """Confusion matrix PNG (row-normalised colours, counts written in the cells)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from voice_gru.fileio import atomic_path
+    from voice_gru.plots import save_png, subplots
 
     norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
     n = len(labels)
-    fig, ax = plt.subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
+    fig, ax = subplots(figsize=(1.0 + 0.55 * n, 0.8 + 0.5 * n))
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
     ax.set_xticks(range(n), labels, rotation=60, ha="right")
     ax.set_yticks(range(n), labels)
@@ -125,7 +120,4 @@ def plot_confusion(conf: np.ndarray, labels: Sequence[str], path: str, title: st
                         color="white" if norm[i, j] > 0.5 else "black")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)

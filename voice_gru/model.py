@@ -35,7 +35,7 @@ from torch import nn
 
 from voice_gru import UNKNOWN
 from voice_gru.checkpoint_data import (COMBINES, ENSEMBLE_FORMAT, FORMAT, CheckpointData, MemberData,
-                                       default_model_path, read_checkpoint_data)
+                                       default_model_path, read_checkpoint_data, silence_index)
 from voice_gru.config import POOLINGS, FeatureConfig, ModelConfig, to_dict
 from voice_gru.errors import CheckpointError, first_line
 from voice_gru.features import Normalizer
@@ -271,7 +271,7 @@ class Checkpoint:
     @property
     def silence_index(self) -> int | None:
         """Index of ``_silence_`` among the labels (None: a model without it)."""
-        return self.labels.index("_silence_") if "_silence_" in self.labels else None
+        return silence_index(self.labels)
 
     def data(self) -> CheckpointData:
         """The same checkpoint with its weights as NumPy arrays (what the live path runs)."""

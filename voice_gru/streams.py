@@ -795,18 +795,13 @@ def silent_per_command(result: Mapping, step: float = 0.01) -> dict[str, float]:
 def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> None:
     """PNG of a sweep: miss rate against false accepts per hour (or, on a command-free stream,
     false accepts per hour against threshold). Written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from voice_gru.fileio import atomic_path
+    from voice_gru.plots import save_png, subplots
 
     if not points:
         raise ConfigError("plot_det: no sweep points to plot")
     fa = np.array([p["false_accepts_per_hour"] or 0.0 for p in points], dtype=float)
     thr = [p["threshold"] for p in points]
-    fig, ax = plt.subplots(figsize=(6.4, 4.6))
+    fig, ax = subplots(figsize=(6.4, 4.6))
     if all(p.get("miss_rate") is None for p in points):
         ax.plot(thr, fa, "o-")
         ax.set_xlabel("threshold (every command)")
@@ -824,10 +819,7 @@ def plot_det(points: Sequence[Mapping], path: str | Path, title: str = "") -> No
         ax.set_ylim(bottom=0)
     ax.grid(True, which="both", alpha=0.3)
     ax.set_title(title or "detection-error trade-off (labels: threshold)")
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
 
 
 # --------------------------------------------------------------------------------------------

@@ -743,16 +743,13 @@ def _first_sentence(exc: BaseException) -> str:
 
 def plot_curves(history: list[dict], path: str | Path) -> None:
     """PNG of training loss and validation accuracy per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from matplotlib.ticker import MaxNLocator
+
+    from voice_gru.plots import save_png, subplots
 
     ep = [r["epoch"] for r in history]
     marks = {"marker": "o", "markersize": 4} if len(ep) <= 40 else {}  # a line of one point is drawn as nothing
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig, (a, b) = subplots(1, 2, figsize=(10, 3.8))
     a.plot(ep, [r["train_loss"] for r in history], label="train loss (per frame)", **marks)
     a.set(xlabel="epoch", ylabel="loss")
     a.legend()
@@ -765,7 +762,4 @@ def plot_curves(history: list[dict], path: str | Path) -> None:
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     b.legend()
     b.grid(alpha=.3)
-    fig.tight_layout()
-    with atomic_path(path, suffix=".png") as tmp:
-        fig.savefig(tmp, format="png", dpi=100)
-    plt.close(fig)
+    save_png(fig, path)
