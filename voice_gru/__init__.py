@@ -31,8 +31,8 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    # the API classes are loaded on first use, so `import voice_gru` stays light (no torch import)
+def __getattr__(name: str) -> type:
+    """The API classes, loaded on first use, so that `import voice_gru` stays light (no torch import)."""
     if name == "CommandSpotter":
         from voice_gru.spotter import CommandSpotter
 

@@ -379,6 +379,35 @@ def dataset_stats(root: str | Path, cfg: DataConfig = DataConfig(), progress: bo
     return out
 
 
+def format_stats(stats: dict) -> str:
+    """A text table of ``dataset_stats`` output."""
+    splits = [s for s in ("training", "validation", "testing") if s in stats]
+    lines = [f"{stats['root']} ({stats['layout']} layout, {stats['background_noise_files']} background-noise files)", ""]
+    words = list(stats[splits[0]]["per_word_folder"]) if splits else []
+    head = f"{'word folder':<14}" + "".join(f"{s:>12}" for s in splits)
+    lines += ["clips on disk per word folder", head, "-" * len(head)]
+    for w in words:
+        lines.append(f"{w:<14}" + "".join(f"{stats[s]['per_word_folder'].get(w, 0):>12}" for s in splits))
+    lines.append(f"{'all clips':<14}" + "".join(f"{stats[s]['clips']:>12}" for s in splits))
+    if any(stats[s].get("unreadable") for s in splits):  # on disk, so counted above, but training skips them
+        lines.append(f"{'unreadable':<14}" + "".join(f"{stats[s]['unreadable']:>12}" for s in splits))
+    lines.append(f"{'speakers':<14}" + "".join(f"{stats[s]['speakers']:>12}" for s in splits))
+    by_class = f"{'class':<14}" + "".join(f"{s:>12}" for s in splits)
+    n_classes = len(stats[splits[0]]["per_class"]) if splits else 0
+    lines += ["", f"examples per class, {n_classes} classes (after silence/unknown sampling)", by_class,
+              "-" * len(by_class)]
+    for lab in stats[splits[0]]["per_class"] if splits else []:
+        lines.append(f"{lab:<14}" + "".join(f"{stats[s]['per_class'].get(lab, 0):>12}" for s in splits))
+    empty = [s for s in ("training", "validation", "testing") if s not in stats]
+    if empty and stats.get("layout") != "test-set":  # its column is left out: said, not silently gone
+        lines += ["", f"no clips in the {' or the '.join(empty)} split"]
+    unused = stats.get("unused", [])
+    if unused:
+        lines += ["", f"not read as clips: {len(unused)}"] + [f"  {u['file']}: {u['reason']}" for u in unused[:10]]
+        lines += [f"  ... and {len(unused) - 10} more (--json lists them all)"] if len(unused) > 10 else []
+    return "\n".join(lines)
+
+
 def _word_order(word: str) -> tuple[int, str]:
     return (WORDS_V2.index(word), "") if word in WORDS_V2 else (len(WORDS_V2), word)
 

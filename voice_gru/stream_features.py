@@ -83,7 +83,7 @@ class Normalizer:
         std = flat.std(0).clamp_min(1e-3)
         return cls(tuple(mean.tolist()), tuple(std.tolist()))
 
-    def __call__(self, frames):
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
         """Normalised frames (a torch tensor), same shape."""
         import torch
 
