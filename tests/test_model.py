@@ -495,7 +495,13 @@ def test_make_ensemble_round_trip(tmp_path, normalizer):
         assert torch.equal(got.model(x), ens.model(x))
         assert torch.allclose(got.model(x), (a.model(x) + b.model(x)) / 2, atol=1e-6)
     # an ensemble of an ensemble and a model is flat: three members
-    assert len(make_ensemble([got, a]).model.members) == 3
+    assert len(make_ensemble([got, make_ckpt(normalizer, 8)]).model.members) == 3
+    with pytest.raises(CheckpointError, match="members 1 and 3 of .* have the same weights"):
+        make_ensemble([got, a])  # a member already inside: a copy adds nothing but compute
+    with pytest.raises(CheckpointError, match="one model: an ensemble needs two members or more"):
+        make_ensemble([a])
+    assert make_ensemble([make_ensemble([a, b], combine="min"), make_ckpt(normalizer, 8)]).model.combine == "mean"
+    assert make_ensemble([make_ensemble([a, b], combine="min")], combine=None).model.combine == "min"  # kept
     # min combination survives the round trip; checkpoints written before it load as mean
     mn = make_ensemble([a, b], combine="min")
     save_checkpoint(tmp_path / "min.pt", mn)

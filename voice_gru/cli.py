@@ -169,14 +169,6 @@ def _default_recipe() -> str:
     return "configs/default.yaml" if repo is None else _shown_path(repo)
 
 
-def _same_weights(a, b) -> bool:
-    """Whether two models hold the same parameters."""
-    import torch
-
-    sa, sb = a.state_dict(), b.state_dict()
-    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
-
-
 def _cmd_ensemble(args: argparse.Namespace) -> int:
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
@@ -187,22 +179,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
             raise ConfigError(f"{m}: given twice (the same file as {seen[os.path.realpath(m)]}): a copy of a member "
                               "adds nothing but compute")
         seen[os.path.realpath(m)] = m
-    loaded = [load_checkpoint(m) for m in args.models]
-    own = {c.model.combine for c in loaded if isinstance(c.model, Ensemble)}
-    # an ensemble given again (to add a member) keeps how it combines: `min` silently became `mean`
-    combine = args.combine or (own.pop() if len(own) == 1 and all(isinstance(c.model, Ensemble) for c in loaded)
-                               else "mean")
-    ckpt = make_ensemble(loaded, args.models, combine)
-    parts = ckpt.model.parts() if isinstance(ckpt.model, Ensemble) else [ckpt.model]
-    if len(parts) < 2:
-        raise ConfigError(f"{' '.join(args.models)}: one model: an ensemble needs two members or more")
-    for i, part in enumerate(parts):  # a byte copy, or a member already inside an ensemble given
-        twin = next((j for j in range(i) if _same_weights(parts[j], part)), None)
-        if twin is not None:
-            raise ConfigError(f"members {twin + 1} and {i + 1} of {' '.join(args.models)} have the same weights (a "
-                              "copy, or a member already inside an ensemble given): a copy adds nothing but compute")
+    ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
+    assert isinstance(ckpt.model, Ensemble)
     save_checkpoint(args.out, ckpt)
-    print(f"wrote {args.out}: {len(parts)} members combined by {combine}, {count_parameters(ckpt.model):,} parameters; "
+    print(f"wrote {args.out}: {len(ckpt.model.parts())} members combined by {ckpt.model.combine}, "
+          f"{count_parameters(ckpt.model):,} parameters; "
           f"calibrate it before listening (voice-gru calibrate --model {args.out})")
     return 0
 

@@ -343,15 +343,26 @@ def checkpoint_from_data(data: CheckpointData, path: str | Path = "checkpoint") 
                       data.meta)
 
 
-def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combine: str = "mean") -> Checkpoint:
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    """Whether two models hold the same parameters."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combine: str | None = None) -> Checkpoint:
     """One checkpoint combining the members (``combine``: ``mean`` of logits, or ``min`` of posteriors
-    with the rest to ``_unknown_``); they must share labels, features, normaliser.
+    with the rest to ``_unknown_``; None: the inputs' own where all are ensembles combined alike, else ``mean``);
+    they must share labels, features, normaliser, and be two different models or more (an ensemble given is
+    taken apart into its members).
 
     Calibrated thresholds are not carried over: an ensemble's scores are its own, so calibrate it.
     """
     names = list(names) or [f"member {i}" for i in range(len(ckpts))]
     if not ckpts:
         raise CheckpointError("an ensemble needs at least one checkpoint")
+    if combine is None:  # an ensemble given again (to add a member) keeps how it combines: `min` silently became `mean`
+        own = {c.model.combine for c in ckpts if isinstance(c.model, Ensemble)}
+        combine = own.pop() if len(own) == 1 and all(isinstance(c.model, Ensemble) for c in ckpts) else "mean"
     if combine not in COMBINES:
         raise CheckpointError(f"unknown ensemble combination '{combine}' (expected one of {', '.join(COMBINES)})")
     first = ckpts[0]
@@ -369,6 +380,13 @@ def make_ensemble(ckpts: Sequence[Checkpoint], names: Sequence[str] = (), combin
     members: list[GRUClassifier] = []
     for c in ckpts:
         members += c.model.parts() if isinstance(c.model, Ensemble) else [c.model]
+    if len(members) < 2:
+        raise CheckpointError(f"{' '.join(map(str, names))}: one model: an ensemble needs two members or more")
+    for i, part in enumerate(members):  # a byte copy, or a member already inside an ensemble given
+        twin = next((j for j in range(i) if _same_weights(members[j], part)), None)
+        if twin is not None:
+            raise CheckpointError(f"members {twin + 1} and {i + 1} of {' '.join(map(str, names))} have the same weights "
+                                  "(a copy, or a member already inside an ensemble given): a copy adds nothing but compute")
     meta = {"ensemble_of": [dict(c.meta or {}) for c in ckpts], "sources": [str(n) for n in names]}
     residual = None
     if combine == "min":
