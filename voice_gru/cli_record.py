@@ -26,22 +26,12 @@ def _person() -> str:
         return "me"
 
 
-def word_folder(root: Path, word: str) -> Path:
-    """Where takes of ``word`` go: its folder in any case if there is one (a word folder in any case is its word:
-    `record Happy` beside happy/ made a second folder whose clips had the same names), else one in lower case."""
-    try:
-        found = [d for d in root.iterdir() if d.name.lower() == word.lower() and not d.name.startswith(".")]
-    except OSError:
-        found = []
-    exact = [d for d in found if d.name == word]
-    return (exact or sorted(found) or [root / word.lower()])[0]
-
-
 def _cmd_record(args: argparse.Namespace) -> int:
     from voice_gru.config import command_words_problem
     from voice_gru.decision import clock
     from voice_gru.input_level import InputMonitor
-    from voice_gru.takes import Skipped, Take, TakeCutter, save_take, speaker_id, split_for, start_split_lists
+    from voice_gru.takes import (Skipped, Take, TakeCutter, remove_half_written, save_take, speaker_id, split_for,
+                                 start_split_lists, word_folder)
 
     problem = command_words_problem((args.word,))
     if problem:
@@ -98,8 +88,7 @@ def _cmd_record(args: argparse.Namespace) -> int:
         print(f"{root}: a new dataset: split lists started (validation_list.txt, testing_list.txt): each speaker's "
               "takes join the split --split names, training by default", flush=True)
     split = split_for(root, speaker, args.split, name)
-    for stale in folder.glob(f".{speaker}_nohash_*.wav.*"):  # a take a killed run of this speaker left half-written
-        stale.unlink(missing_ok=True)
+    remove_half_written(folder, speaker)
     want = args.takes if args.takes is not None else (None if args.input else 20)
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
     source = "standard input" if args.input == "-" else str(args.input)

@@ -517,8 +517,10 @@ STALE_TEMP_S = 6 * 3600  # a cache temp this old is a killed run's (the full dat
 def _remove_stale_cache_temps(folder: Path) -> None:
     """Delete feature-cache temps a killed run left (``.clips-<key>.pt.<random>.pt``, ~90 MB each for the full
     dataset); a younger one may be another run's, being written now."""
+    from voice_gru.fileio import atomic_temps
+
     now = time.time()
-    for tmp in folder.glob(".clips-*.pt.*"):
+    for tmp in atomic_temps(folder, "clips-*.pt"):
         try:
             if now - tmp.stat().st_mtime > STALE_TEMP_S:
                 tmp.unlink()

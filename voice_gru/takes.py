@@ -290,6 +290,25 @@ def start_split_lists(root: str | Path) -> bool:
     return True
 
 
+def word_folder(root: Path, word: str) -> Path:
+    """Where takes of ``word`` go: its folder in any case if there is one (a word folder in any case is its word:
+    `record Happy` beside happy/ made a second folder whose clips had the same names), else one in lower case."""
+    try:
+        found = [d for d in root.iterdir() if d.name.lower() == word.lower() and not d.name.startswith(".")]
+    except OSError:
+        found = []
+    exact = [d for d in found if d.name == word]
+    return (exact or sorted(found) or [root / word.lower()])[0]
+
+
+def remove_half_written(folder: str | Path, speaker: str) -> None:
+    """Delete the takes of ``speaker`` a killed run left half-written in a word folder (the temps of ``save_take``)."""
+    from voice_gru.fileio import atomic_temps
+
+    for stale in atomic_temps(folder, f"{speaker}_nohash_*.wav"):
+        stale.unlink(missing_ok=True)
+
+
 def next_take_path(folder: str | Path, speaker: str) -> Path:
     """The first free ``SPEAKER_nohash_N.wav`` in a word folder (numbering goes on after earlier sessions, and past
     names a split list holds without their clip)."""
