@@ -148,7 +148,11 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
         ("train:\n  target: middle\n", "train.target = 'middle': must be 'frames' or 'last'"),
         ("model:\n  dropout: 1.0\n", "model.dropout = 1.0: must be at least 0 and below 1"),
         ("augment:\n  gain_db: [6, -30]\n", "augment.gain_db = [6.0, -30.0]: the low end is above the high end"),
-        ("augment:\n  speeds: [0.9, 0]\n", "augment.speeds = [0.9, 0.0]: must be above 0"),
+        ("augment:\n  speeds: [0.9, 0]\n", "augment.speeds = [0.9, 0.0]: must be from 0.5 to 2"),
+        # before: percentages trained on clips squeezed to 160 samples, 1e-5 a resampler traceback after the scan
+        ("augment:\n  speeds: [90, 100, 110]\n", "augment.speeds = [90.0, 100.0, 110.0]: must be from 0.5 to 2"),
+        # before: accepted, and no frame ever carried a command's label (a model that names only _silence_)
+        ("train:\n  tail_frames: 0\n", "train.tail_frames = 0: must be at least 1 with target: frames"),
         ("augment:\n  noise_prob: 2\n", "augment.noise_prob = 2.0: must be between 0 and 1"),
         ("data:\n  clip_seconds: -1\n", "data.clip_seconds = -1.0: must be from 0.1 to 10"),
         # before: accepted, then the run ran out of memory building features or its first batch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import re
 import shutil
 from collections import Counter
@@ -166,6 +167,9 @@ def test_scan_with_lists_uses_the_lists(tmp_path):
     assert clips["yes/0ea0e2f4_nohash_0.wav"].split == "validation"
     assert clips["marvin/4954abe8_nohash_0.wav"].split == "testing"
     assert {c.split for k, c in clips.items() if k.split("/")[0] not in ("yes", "marvin")} == {"training"}
+    # a list saved with a byte-order mark (Windows Notepad, PowerShell): its first clip silently became training
+    (tmp_path / "validation_list.txt").write_bytes("\ufeffyes/0ea0e2f4_nohash_0.wav\r\n".encode("utf-8"))
+    assert {Path(c.path).name: c.split for c in scan_dataset(tmp_path)}["0ea0e2f4_nohash_0.wav"] == "validation"
 
 
 def test_split_list_lines_written_otherwise_name_the_same_clips(tmp_path):
@@ -627,11 +631,20 @@ def test_load_clip_mels_cache(tmp_path, clip_set, monkeypatch):
     mels4, bad4 = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
     assert len(calls) == 3 and set(bad4) == {clip_set[-1]}
     torch.testing.assert_close(mels4[1], mels[0])
+    # ... also when the new recording has the same size and its modification time is set back (within the second
+    # the key used to stop at, or a copy that keeps its time): another clip of the same length
+    st = os.stat(clip_set[1])
+    same_size = np.frombuffer(Path(clip_set[1]).read_bytes(), np.uint8).copy()
+    same_size[100:] = same_size[100:][::-1]  # other samples, same header, same size
+    Path(clip_set[1]).write_bytes(same_size.tobytes())
+    os.utime(clip_set[1], ns=(st.st_atime_ns, st.st_mtime_ns))
+    mels5, _ = load_clip_mels(clip_set, FEAT, cache=cache, progress=False)
+    assert len(calls) == 4 and not torch.equal(mels5[1], mels4[1])
 
     # different feature settings are a different cache entry
     small = FeatureConfig(n_mels=20, n_mfcc=20)
     assert load_clip_mels(clip_set, small, cache=cache, progress=False)[0].shape == (len(clip_set), 98, 20)
-    assert len(calls) == 4
+    assert len(calls) == 5
 
 
 def test_load_clip_mels_default_cache_is_xdg(tmp_path, clip_paths, monkeypatch):

@@ -901,6 +901,14 @@ def test_cli_speed_option(tiny_root, model_path, tmp_path, capsys):
     assert main(args + ["--speed", "1.1", "--json", str(out)]) == 0
     assert "1.1 times as fast" in capsys.readouterr().out
     assert json.loads(out.read_text())["speed"] == 1.1
+    # a perturbed clip keeps its word: `_unknown_`'s figures word by word came back empty with --speed/--snr/--rt60
+    from voice_gru.evaluate import EvalItem, with_noise, with_peak, with_reverb, with_speed
+
+    items = [EvalItem("bed.wav", "_unknown_", lambda: np.zeros(16000, np.float32) + 0.01, "bed"),
+             EvalItem("s.wav", "_silence_", lambda: np.zeros(16000, np.float32), None)]
+    for changed in (with_speed(items, 1.1, 16000), with_noise(items, [np.ones(32000, np.float32) * 0.1], 10.0),
+                    with_reverb(items, 0.5, 0.0, 16000), with_peak(items, -6.0)):
+        assert [it.word for it in changed] == ["bed", None]
     assert main(args + ["--speed", "-1"]) != 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "--speed" in err[0]

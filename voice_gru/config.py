@@ -176,7 +176,7 @@ class AugmentConfig:
 
     def __post_init__(self) -> None:
         _check(self, {"time_shift_ms": _AT_LEAST_0, "noise_prob": _FRACTION, "noise_level": _AT_LEAST_0, "snr_prob": _FRACTION,
-                      "snr_db": _ANY, "silence_gain_db": _ANY, "gain_db": _ANY, "speeds": _ABOVE_0, "vtlp": _ABOVE_0,
+                      "snr_db": _ANY, "silence_gain_db": _ANY, "gain_db": _ANY, "speeds": _between(0.5, 2), "vtlp": _ABOVE_0,
                       "reverb_prob": _FRACTION, "rt60_s": _ABOVE_0, "drr_db": _ANY, "eq_db": _AT_LEAST_0,
                       "lowpass_prob": _FRACTION, "lowpass_hz": _ABOVE_0,
                       "freq_masks": _AT_LEAST_0, "freq_mask_width": _AT_LEAST_0, "time_masks": _AT_LEAST_0,
@@ -242,6 +242,10 @@ class TrainConfig:
                       "init_member": _AT_LEAST_0, "inside_unknown_weight": _AT_LEAST_0, "inside_cap": _FRACTION,
                       "after_unknown_weight": _AT_LEAST_0, "seed": _SEED})
         _one_of(self, "target", ("frames", "last"))
+        # word frames train nothing under per-frame targets: the command is taught only after the word ends
+        _require(self, self.target == "last" or self.tail_frames >= 1, "tail_frames",
+                 "must be at least 1 with target: frames (the frames after each word carry its label; with none, no "
+                 "frame names a command)")
 
 
 # seconds between the live path's GRU state refreshes: a state never reset drifts from the lengths it was trained on

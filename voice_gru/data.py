@@ -131,7 +131,7 @@ def read_split_list(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a byte-order mark (Notepad) hid the first line's clip
     except UnicodeDecodeError as exc:
         line = path.read_bytes()[:exc.start].count(b"\n") + 1
         raise DatasetError(f"{path}: line {line} is not UTF-8 text (a split list names clips as relative paths, "
@@ -528,6 +528,17 @@ def _remove_stale_cache_temps(folder: Path) -> None:
             pass
 
 
+def _file_signature(path: str) -> str:
+    """What tells a clip's contents apart in the feature cache's key without reading it: size and times to the
+    nanosecond (a clip of the same size replaced within a second kept its old features; the change time also moves
+    when a copy keeps the modification time)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return f"{path}:-1"
+    return f"{path}:{st.st_size}:{st.st_mtime_ns}:{st.st_ctime_ns}"
+
+
 def load_clip_mels(
     paths: Sequence[str],
     feat: FeatureConfig,
@@ -545,7 +556,7 @@ def load_clip_mels(
 
     from voice_gru.fileio import atomic_path
 
-    sig = [f"{p}:{os.path.getsize(p) if os.path.exists(p) else -1}:{int(os.path.getmtime(p)) if os.path.exists(p) else 0}" for p in paths]
+    sig = [_file_signature(p) for p in paths]
     key = _key([FEATURE_CODE_VERSION, json.dumps(feat.__dict__, sort_keys=True), str(clip_seconds), f"{speed:.4f}", *sig])
     path = cache_dir(cache) / f"clips-{key}.pt"
     if path.is_file():

@@ -342,7 +342,7 @@ def _perturbed(items: Sequence[EvalItem], perturb: Callable[[np.ndarray, np.rand
     def changed(it: EvalItem, i: int) -> EvalItem:
         if it.label == SILENCE:
             return it
-        return EvalItem(it.name, it.label, lambda: perturb(it.load(), np.random.default_rng([seed, i])))
+        return EvalItem(it.name, it.label, lambda: perturb(it.load(), np.random.default_rng([seed, i])), it.word)
 
     return [changed(it, i) for i, it in enumerate(items)]
 
