@@ -411,6 +411,18 @@ def test_split_examples_training_keeps_all_unknown():
     assert counts[SILENCE] == math.ceil(0.1 * 43)
 
 
+def test_all_unknown_keeps_every_other_word_and_the_same_silence_cuts():
+    """`evaluate --unknown all` drew other silence cuts than the default it is compared with (one random stream)."""
+    clips = fake_clips()
+    lengths = [960000, 600000, 16000, 20000, 500000, 480000]
+    some = split_examples(clips, "validation", DataConfig(), 6, lengths)
+    every = split_examples(clips, "validation", DataConfig(), 6, lengths, all_unknown=True)
+    unknown = [c for c in clips if c.split == "validation" and c.word not in COMMANDS]
+    assert Counter(e.label for e in every)[UNKNOWN] == len(unknown) > Counter(e.label for e in some)[UNKNOWN]
+    assert [e for e in every if e.label == SILENCE] == [e for e in some if e.label == SILENCE]
+    assert [e for e in every if e.label not in (SILENCE, UNKNOWN)] == [e for e in some if e.label not in (SILENCE, UNKNOWN)]
+
+
 def test_split_examples_without_noise_files_has_no_silence():
     ex = split_examples(fake_clips(), "validation", DataConfig(), n_noise_files=0, noise_lengths=None)
     assert SILENCE not in {e.label for e in ex}

@@ -418,11 +418,12 @@ def split_examples(
     cfg: DataConfig,
     n_noise_files: int,
     noise_lengths: Sequence[int] | None,
+    all_unknown: bool = False,
 ) -> list[Example]:
     """Examples of one split: word clips, sampled unknowns and seeded silence cuts.
 
     Training keeps every unknown clip (the sampler weighs classes); validation/testing keep a
-    seeded sample of ``unknown_ratio`` × commands. Silence examples number ``silence_ratio`` ×
+    seeded sample of ``unknown_ratio`` × commands, or every one with ``all_unknown`` (the silence cuts the same). Silence examples number ``silence_ratio`` ×
     commands and are cut from the background noise at seeded offsets and volumes, so the
     validation and test sets are identical on every run.
     """
@@ -440,8 +441,8 @@ def split_examples(
             keep = unknown
         else:
             n = min(len(unknown), int(math.ceil(cfg.unknown_ratio * len(commands))))
-            idx = rng.choice(len(unknown), size=n, replace=False)
-            keep = [unknown[i] for i in sorted(idx)]
+            idx = rng.choice(len(unknown), size=n, replace=False)  # drawn either way: the silence cuts follow it
+            keep = unknown if all_unknown else [unknown[i] for i in sorted(idx)]
         out += [Example(UNKNOWN, c.path, word=c.word) for c in keep]
     if cfg.task == "12" and n_noise_files:
         n_sil = int(math.ceil(cfg.silence_ratio * len(commands)))

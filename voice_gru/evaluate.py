@@ -7,7 +7,6 @@ audio reader accepts. An unreadable file is reported with its reason and counted
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import math
 import numbers
@@ -73,8 +72,6 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
     """
     twelve = not labels or SILENCE in labels
     data_cfg = DataConfig(task="12", commands=commands_of(labels) or COMMANDS) if twelve else DataConfig(task="35")
-    if all_unknown:  # a ratio no split reaches: split_examples keeps every unknown clip
-        data_cfg = dataclasses.replace(data_cfg, unknown_ratio=1e9)
     skipped: list[dict] = [] if ignored is None else ignored
     items: list[EvalItem] = []
     if isinstance(paths, (str, Path)):  # one path, not its characters (a lone "/" would scan the whole disk)
@@ -94,7 +91,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                 items.append(_file_item(Path(c.path), _label_for(c.label, Path(c.path), labels), sample_rate, c.word))
             skipped += [u for u in found if Path(u["file"]) not in tried]
         elif is_dataset_root(p):
-            items += _dataset_items(p, split, data_cfg, sample_rate)
+            items += _dataset_items(p, split, data_cfg, sample_rate, all_unknown)
             skipped += unused_entries(p)
         else:
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not _leads_up(d)
@@ -278,7 +275,7 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
     return out
 
 
-def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[EvalItem]:
+def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int, all_unknown: bool = False) -> list[EvalItem]:
     clips = scan_dataset(root)
     noise_paths = background_files(root)
     noise_cache: dict[int, np.ndarray] = {}
@@ -296,7 +293,7 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int) -> list[Eva
         import soundfile as sf
 
         lengths = [sf.info(str(f)).frames * sr // sf.info(str(f)).samplerate for f in noise_paths]
-    ex = split_examples(clips, split, cfg, len(noise_paths), lengths)
+    ex = split_examples(clips, split, cfg, len(noise_paths), lengths, all_unknown)
     if not ex:
         raise DatasetError(f"{root}: the '{split}' split is empty")
     n = int(cfg.clip_seconds * sr)
