@@ -185,6 +185,12 @@ def test_split_list_lines_written_otherwise_name_the_same_clips(tmp_path):
     assert data.unused_entries(tmp_path) == [
         {"file": str(tmp_path / "yes" / "0ea0e2f4_nohash_0.wav"),
          "reason": "named in both validation_list.txt and testing_list.txt: used as a validation clip only"}]
+    # the official test set where `data download` unpacks it (inside the dataset root) is not a word folder
+    for label in ("yes", "_unknown_", "_silence_"):
+        (tmp_path / "speech_commands_test_set_v0.02" / label).mkdir(parents=True)
+        shutil.copy(TEST_DATA / CLIPS["no"], tmp_path / "speech_commands_test_set_v0.02" / label / "a_nohash_0.wav")
+    assert len(data.unused_entries(tmp_path)) == 1
+    assert not [c for c in scan_dataset(tmp_path) if "speech_commands_test_set" in c.path]
 
 
 def test_a_split_list_that_is_not_text_is_named_with_its_line(tmp_path):

@@ -328,12 +328,16 @@ def test_unreadable_clips_are_left_out_warned_even_when_quiet_and_listed_in_the_
     summary = train(cfg, root, tmp_path / "run", cache=tmp_path / "cache", quiet=True, threads=1)
     captured = capsys.readouterr()
     assert captured.out == ""  # --quiet: no progress
-    warnings = [ln for ln in captured.err.splitlines() if ln.startswith("warning: skipped unreadable clip")]
-    assert len(warnings) == 4 and all(any(str(p) in w for w in warnings) for p in named)
-    assert sorted(summary["skipped_clips"]) == sorted(map(str, named)) and all(summary["skipped_clips"].values())
-    assert summary["skipped_clips"][str(named[2])].endswith("named in validation_list.txt, not on disk")
-    assert summary["skipped_clips"][str(named[3])].endswith("a broken link")
-    assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_clips"] == summary["skipped_clips"]
+    warnings = [ln for ln in captured.err.splitlines() if ln.startswith("warning: skipped unreadable clip: ")]
+    assert len(warnings) == 2 and all(any(str(p) in w for w in warnings) for p in bad)
+    assert sorted(summary["skipped_clips"]) == sorted(map(str, bad)) and all(summary["skipped_clips"].values())
+    # what names no clip is not an unreadable clip: said as what it is
+    said = [ln for ln in captured.err.splitlines() if ln.startswith("warning: not read as a clip: ")]
+    assert len(said) == 2 and all(any(str(p) in w for w in said) for p in named[2:])
+    assert summary["not_read"][str(named[2])].endswith("named in validation_list.txt, not on disk")
+    assert summary["not_read"][str(named[3])].endswith("a broken link")
+    written = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert (written["skipped_clips"], written["not_read"]) == (summary["skipped_clips"], summary["not_read"])
 
 
 # ---------------------------------------------------------------- resume

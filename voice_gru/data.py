@@ -200,6 +200,8 @@ def unused_entries(root: str | Path) -> list[dict]:
         return []
     out = []
     for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))):
+        if is_test_set_layout(folder):  # the official test set where `data download` unpacks it: not a word folder
+            continue
         for f in sorted(folder.iterdir()):
             if f.name.startswith("."):
                 continue

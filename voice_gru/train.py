@@ -52,7 +52,8 @@ class Prepared:
     val_labels: torch.Tensor
     noise_mels: list[torch.Tensor]
     normalizer: Normalizer
-    bad_files: dict
+    bad_files: dict  # clips that could not be read, left out: path -> why
+    not_read: dict  # what the dataset names or holds that is not read as a clip (``data.unused_entries``): path -> why
     n_train_speakers: int
     epoch_size: int  # draws per epoch: the dataset's examples (added reversed clips do not lengthen an epoch)
 
@@ -108,7 +109,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         full = torch.zeros(len(train_ex), mels.shape[1], mels.shape[2])
         full[rows] = mels
         banks.append(full)
-    bad.update({u["file"]: f"{u['file']}: {u['reason']}" for u in unused_entries(data_dir)})
+    not_read = {u["file"]: f"{u['file']}: {u['reason']}" for u in unused_entries(data_dir)}
     if bad:  # left out (and reported): kept, an unreadable clip would train as silence under its word's label
         keep = [i for i, e in enumerate(train_ex) if e.path not in bad]
         train_ex = [train_ex[i] for i in keep]
@@ -141,7 +142,7 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         val_mels = val_mels[keep]
     return Prepared(
         labels, bank, weights, val_mels,
-        torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad,
+        torch.tensor([index[e.label] for e in val_ex]), noise_mels, normalizer, bad, not_read,
         len({c.speaker for c in clips if c.split == "training"}), len(train_ex),
     )
 
@@ -405,11 +406,12 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             for name in RUN_FILES:
                 (out / name).unlink(missing_ok=True)
         write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
-        whys = [why for _, why in sorted(prep.bad_files.items())]
-        for why in whys[:10]:
-            _warn(f"warning: skipped unreadable clip {why}")
-        if len(whys) > 10:
-            _warn(f"warning: ... and {len(whys) - 10} more unreadable clips (summary.json lists them all)")
+        for what, found in (("skipped unreadable clip", prep.bad_files), ("not read as a clip", prep.not_read)):
+            whys = [why for _, why in sorted(found.items())]
+            for why in whys[:10]:
+                _warn(f"warning: {what}: {why}")
+            if len(whys) > 10:
+                _warn(f"warning: ... and {len(whys) - 10} more (summary.json lists them all)")
     sil = labels.index(SILENCE) if SILENCE in labels else None
     torch.manual_seed(cfg.train.seed)
     model = GRUClassifier(cfg.features.n_mfcc, len(labels), cfg.model)
@@ -543,7 +545,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                      "command starts it again"))
     summary = {"run": str(out), "best_epoch": best["epoch"], "best_val_acc": best["score"], "epochs_done": len(history),
                "parameters": count_parameters(model), "train_seconds": sum(r["seconds"] for r in history),
-               "interrupted": interrupted, "labels": labels, "skipped_clips": dict(sorted(prep.bad_files.items()))}
+               "interrupted": interrupted, "labels": labels, "skipped_clips": dict(sorted(prep.bad_files.items())),
+               "not_read": dict(sorted(prep.not_read.items()))}
     if main_proc and history:
         # a stop may have landed between state.pt and metrics.jsonl (now, or in the last save of an earlier run
         # that this one only finishes): make them agree
