@@ -76,26 +76,56 @@ class PipeHeader:
     size: int | None = None  # the WAV data chunk's bytes, where its header says (None: to the end of the pipe)
 
 
+_MPEG_KBPS = {  # bit rate index -> kbit/s, by (MPEG-1?, layer)
+    (True, 1): (0, 32, 64, 96, 128, 160, 192, 224, 256, 288, 320, 352, 384, 416, 448),
+    (True, 2): (0, 32, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 384),
+    (True, 3): (0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320),
+    (False, 1): (0, 32, 48, 56, 64, 80, 96, 112, 128, 144, 160, 176, 192, 224, 256),
+    (False, 2): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+    (False, 3): (0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160),
+}
+_MPEG_RATES = {3: (44100, 48000, 32000), 2: (22050, 24000, 16000), 0: (11025, 12000, 8000)}  # by version bits
+
+
+def _frame_length(h: bytes) -> tuple[str, int] | None:
+    """``(format, bytes)`` of the MPEG audio or ADTS frame whose header starts ``h``, None where it is none."""
+    if len(h) < 7 or h[0] != 0xFF:
+        return None
+    if (h[1] & 0xF6) == 0xF0 and (h[2] >> 2) & 0xF < 13:  # ADTS: the length is a field of its own
+        n = ((h[3] & 0x03) << 11) | (h[4] << 3) | (h[5] >> 5)
+        return ("AAC (ADTS)", n) if n >= 7 else None
+    version, layer_bits, index, rate_bits = (h[1] >> 3) & 3, (h[1] >> 1) & 3, h[2] >> 4, (h[2] >> 2) & 3
+    if (h[1] & 0xE0) != 0xE0 or version == 1 or layer_bits == 0 or not 0 < index < 15 or rate_bits == 3:
+        return None
+    layer, mpeg1, pad = 4 - layer_bits, version == 3, (h[2] >> 1) & 1
+    kbps, rate = _MPEG_KBPS[mpeg1, layer][index], _MPEG_RATES[version][rate_bits]
+    if layer == 1:
+        n = (12 * kbps * 1000 // rate + pad) * 4
+    else:
+        n = (144 if mpeg1 or layer == 2 else 72) * kbps * 1000 // rate + pad
+    return "MPEG audio (MP3)", n
+
+
 def _compressed(head: bytes) -> str | None:
     """The name of a compressed format whose stream starts with ``head`` (up to 4 KiB), None for anything else.
-    MPEG audio and AAC have no magic of their own: a frame header whose sync, layer, bit rate and sample rate
-    are valid, found again with the same fields at three or more places (raw PCM does not repeat so)."""
+    MPEG audio and AAC have no magic of their own: a frame header, and the next ones where its length says (three
+    frames in all, or as many as ``head`` holds); raw PCM that happens to hold header-like bytes does not chain so."""
     if head[4:8] == b"ftyp":
         return "MP4/M4A"
     for magic, name in ((b"\x1aE\xdf\xa3", "Matroska/WebM"), (b"#!AMR", "AMR"), (b"wvpk", "WavPack"),
                         (b"MAC ", "Monkey's Audio")):
         if head.startswith(magic):
             return name
-    if len(head) < 3 or head[0] != 0xFF:
+    first = _frame_length(head)
+    if first is None:
         return None
-    b1, b2 = head[1], head[2]
-    mpeg = (b1 & 0xE0) == 0xE0 and (b1 >> 3) & 3 != 1 and (b1 >> 1) & 3 != 0 and 0 < b2 >> 4 < 15 and (b2 >> 2) & 3 != 3
-    adts = (b1 & 0xF6) == 0xF0 and (b2 >> 2) & 0xF < 13
-    if not (mpeg or adts):
-        return None
-    key = bytes([0xFF, b1])
-    repeats = sum(1 for i in range(len(head) - 2) if head[i:i + 2] == key and (head[i + 2] & 0xFC) == (b2 & 0xFC))
-    return ("MPEG audio (MP3)" if mpeg else "AAC (ADTS)") if repeats >= 3 else None
+    pos, frames = 0, 0
+    while pos + 7 <= len(head) and frames < 3:
+        found = _frame_length(head[pos:pos + 7])
+        if found is None or found[0] != first[0] or head[pos + 1] != head[1]:  # one stream: the same kind of frame
+            return None
+        pos, frames = pos + found[1], frames + 1
+    return first[0] if frames >= 3 or (frames == 2 and pos >= len(head)) else None
 
 
 def sniff_wav_header(stream: BinaryIO) -> PipeHeader:
