@@ -288,6 +288,17 @@ def test_a_reader_that_goes_away_stops_listen_without_a_traceback():
     err = run.stderr.read()
     assert run.wait(timeout=300) == 141, err
     assert "down" in first[1] and "Traceback" not in err and "error" not in err
+    # `--events - | head -1`: its reader gone, the run went on as for a full disk (from a microphone: for ever)
+    run = subprocess.Popen([sys.executable, "-m", "voice_gru.cli", "listen", "--input", str(repo / "voice_gru" / "assets"
+                            / "example.wav"), "--no-view", "--realtime", "--events", "-"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert run.stdout is not None and run.stderr is not None
+    first = [run.stdout.readline()]
+    run.stdout.close()
+    err = run.stderr.read()
+    assert run.wait(timeout=300) == 141, err
+    assert json.loads(first[0])["label"] == "down" and "Traceback" not in err and "could not be written" not in err
+    assert "in 20.0s of audio" not in err  # it stopped at the write that failed, not at the recording's end
 
 
 def test_events_through_a_link_to_a_folder_not_made_yet(tmp_path):

@@ -607,6 +607,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if events:
             try:
                 events.write(cmd, ignored=why)
+            except BrokenPipeError:  # `--events - | head`: its reader is gone, as stdout's would be (exit 141)
+                raise
             except OSError as exc:  # a full disk must not stop the assistant: said at once, and in the exit status
                 if not unwritten:
                     warn(f"{exc.filename}: {exc.strerror}: the detection at {cmd.t:.2f} s is not in it, nor any later one "
