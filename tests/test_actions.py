@@ -998,6 +998,29 @@ def test_a_run_program_that_is_a_folder_or_not_executable_is_said_at_load(tmp_pa
                       "interpreter); that action will fail"]
 
 
+def test_a_command_submitted_while_another_thread_closes_runs_or_is_refused(tmp_path, capsys):
+    """submit() checked "closed" under the lock but queued after it: a close() in between put the lane's stop marker
+    first, and the command, accepted (True), never ran (an API caller with its audio on one thread)."""
+    import threading
+
+    runner = runner_for(tmp_path, 'actions: {up: {print: "up at {t}"}}\n')
+    assert runner.submit(Command("up", 0.9, 1.0))  # the lane exists
+    lane = runner._lanes["up"]
+    real = lane.queue.put_nowait
+    closer = threading.Thread(target=runner.close)
+
+    def slow_put(item):
+        closer.start()  # close() while this submit is between its check and its queueing
+        closer.join(0.3)
+        real(item)
+
+    lane.queue.put_nowait = slow_put
+    accepted = runner.submit(Command("up", 0.9, 2.0))
+    closer.join(10)
+    ran = capsys.readouterr().out.splitlines()
+    assert ran == (["up at 1.0", "up at 2.0"] if accepted else ["up at 1.0"])
+
+
 def test_runner_with_wake_word(tmp_path, capsys):
     with runner_for(tmp_path, """
         wake_word: {word: go, seconds: 3}
@@ -1013,6 +1036,10 @@ def test_runner_with_wake_word(tmp_path, capsys):
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
     assert runner.ignored == 2 and runner.fired == 1
+    # a command without an action (`--commands` beyond the file: only printed) is not "ignored": nothing would run
+    with runner_for(tmp_path, "wake_word: {word: go, seconds: 3}\nactions: {stop: print}\n") as bare:
+        assert bare.ignored_because(Command("down", 0.9, 1.0)) is None and not bare.submit(Command("down", 0.9, 1.0))
+        assert bare.ignored == 0
     assert load_assistant(write_cfg(tmp_path, "wake_word: {word: go, false_accepts_per_hour: null}\nactions: {stop: print}\n"
                                     )).wake_word.false_accepts_per_hour is None
     assert load_assistant(write_cfg(tmp_path, "wake_word: go\nactions: {stop: print}\n")).wake_word.false_accepts_per_hour == 20

@@ -846,10 +846,14 @@ class ActionRunner:
         with self._lock:
             return self._speaking > 0 or time.monotonic() < self._spoke_until
 
+    def _acts_on(self, label: str) -> bool:
+        """Whether ``label`` has actions, or is the wake word (which opens the gate)."""
+        return bool(self.config.actions.get(label)) or (self.gate is not None and label == self.gate.word)
+
     def ignored_because(self, cmd: Command) -> str | None:
         """Why ``submit`` would run no action for ``cmd`` now, in words for the line that reports it; None if it
         would (or if ``cmd`` has no action anyway)."""
-        if cmd.label not in self.config.model_commands:
+        if cmd.label not in self.config.model_commands or not self._acts_on(cmd.label):
             return None
         if self._deaf_while_speaking and self.speaking():
             return "the assistant was speaking"
@@ -864,8 +868,8 @@ class ActionRunner:
         if self._closed:
             logger.debug("runner closed; %s not run", cmd.label)
             return False
-        if cmd.label not in self.config.model_commands:
-            return False
+        if cmd.label not in self.config.model_commands or not self._acts_on(cmd.label):
+            return False  # nothing to run, so nothing ignored (a command only printed: `--commands` beyond the file)
         if self._deaf_while_speaking and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:
                 self.ignored += 1
@@ -877,17 +881,19 @@ class ActionRunner:
             return False
         if not self.config.actions.get(cmd.label):
             return False
-        with self._lock:  # with close(): a lane is made only while the runner is open, so each one gets its stop
+        with self._lock:  # with close(): queued only while the runner is open, so never behind a lane's stop marker
             if self._closed:
                 return False
             lane = self._lanes.get(cmd.label)
             if lane is None:
                 lane = self._lanes[cmd.label] = _Lane(cmd.label, self._size, self._work)
-        try:
-            lane.queue.put_nowait(cmd)
-        except queue.Full:
-            with self._lock:
+            try:
+                lane.queue.put_nowait(cmd)
+                full = False
+            except queue.Full:
                 self.dropped += 1
+                full = True
+        if full:
             logger.warning("action queue of %s full (%d waiting): dropped %s at t=%.2fs",
                            cmd.label, lane.queue.maxsize, cmd.label, cmd.t)
             return False
