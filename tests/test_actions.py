@@ -636,6 +636,42 @@ def test_http_timeout_is_a_deadline_for_the_whole_request(tmp_path, dripping_ser
     assert elapsed < 3.0
 
 
+def test_http_timeout_also_bounds_the_name_lookup(monkeypatch):
+    """A slow lookup (an mDNS name, a DNS server that does not answer) held the command's worker past the timeout,
+    and the result line then said "timed out after 1s" after 4 s. Nothing is sent once the time is up."""
+    import http.server
+
+    got: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    real = socket.getaddrinfo
+
+    def slow(host, *args, **kwargs):
+        if host == "hook.example.local":
+            time.sleep(2.5)
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", slow)
+    t0 = time.monotonic()
+    ok, detail = _post_json(f"http://hook.example.local:{srv.server_port}/x", {"label": "up"}, 0.5)
+    assert (ok, detail) == (False, "timed out after 0.5s") and time.monotonic() - t0 < 1.5
+    time.sleep(2.5)  # the lookup ends meanwhile: its request is not sent late
+    assert got == []
+    assert _post_json(f"http://127.0.0.1:{srv.server_port}/x", {"label": "up"}, 2.0) == (True, "HTTP 200") and got
+    srv.shutdown()
+
+
 def test_queue_full_drops_are_counted(tmp_path, monkeypatch, caplog):
     mod = make_module(tmp_path, monkeypatch, """
         import threading

@@ -677,7 +677,23 @@ class _Deadline:
 
 
 def _post_json(url: str, body: Any, timeout: float) -> tuple[bool, str]:
-    """POST ``body`` as JSON; the whole request (connect, send, answer) must finish within ``timeout``."""
+    """POST ``body`` as JSON; the whole request (name lookup, connect, send, answer) must finish within ``timeout``."""
+    # the lookup (getaddrinfo: an mDNS name, a DNS server that does not answer) has no timeout of its own and no socket
+    # to cut: the request runs on a thread of its own, and one still looking a name up is left to end by itself (its
+    # socket, made after the deadline, is cut at once: nothing is sent late)
+    done: list[tuple[bool, str]] = []
+    worker = threading.Thread(target=lambda: done.append(_post_json_within(url, body, timeout)), daemon=True,
+                              name="voice-gru-http")
+    worker.start()
+    worker.join(timeout + LOOKUP_GRACE_S)
+    return done[0] if done else (False, f"timed out after {timeout:g}s")
+
+
+LOOKUP_GRACE_S = 0.5  # past an http action's timeout, for the request's own deadline to say so first
+
+
+def _post_json_within(url: str, body: Any, timeout: float) -> tuple[bool, str]:
+    """``_post_json`` on the calling thread: bounded by ``timeout`` once the server's address is known."""
     data = jsonlib.dumps(body).encode("utf-8")
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"Content-Type": "application/json"})
