@@ -18,7 +18,6 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import yaml
@@ -30,7 +29,7 @@ from voice_gru.cli import main
 from voice_gru.config import load_config, to_dict
 from voice_gru.data import dataset_fingerprint, task_labels
 from voice_gru.errors import CheckpointError, ConfigError, DatasetError
-from voice_gru.features import Normalizer, front_end
+from voice_gru.features import Normalizer
 from voice_gru.model import load_checkpoint, save_checkpoint
 from voice_gru.train import train
 
@@ -153,20 +152,6 @@ def test_best_checkpoint_has_labels_normalizer_and_meta(baseline, tiny_cfg, tiny
     assert ckpt.meta["seed"] == tiny_cfg.train.seed
     assert ckpt.meta["epoch"] == summary["best_epoch"]
     assert ckpt.meta["val_acc"] == summary["best_val_acc"]
-    # the accuracy that chose best.pt is the one `evaluate` gives for it: the same validation inputs, frame for frame
-    # (each clip's last frames and the silence cuts differed: 95.8% against evaluate's 95.6% for the shipped model)
-    from voice_gru.data import fit_clip
-    from voice_gru.evaluate import TAIL_SECONDS, collect_inputs, evaluate_items
-    from voice_gru.features import mfcc
-
-    items = collect_inputs([tiny_root], split="validation", labels=ckpt.labels)
-    assert evaluate_items(ckpt, items, progress=False)["accuracy"] == pytest.approx(ckpt.meta["val_acc"], abs=1e-9)
-    prep = train_module.prepare(tiny_cfg, tiny_root, quiet=True)
-    assert [ckpt.labels[i] for i in prep.val_labels] == [it.label for it in items]
-    tail = np.zeros(int(TAIL_SECONDS * 16000), np.float32)
-    want = torch.stack([mfcc(np.concatenate([fit_clip(it.load(), 16000), tail]), tiny_cfg.features) for it in items])
-    got = front_end(tiny_cfg.features).mfcc_from_mel(prep.val_mels)
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-3)
     assert ckpt.meta["config_name"] == "tiny"
     assert ckpt.meta["data_dir"] == str(tiny_root)
     x = torch.randn(2, 50, tiny_cfg.features.n_mfcc)

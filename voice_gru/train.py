@@ -31,11 +31,10 @@ from voice_gru.augment import IGNORE, INSIDE_OTHER, ClipBank, SequenceBuilder, e
 from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, settings_without_effect, to_dict
 from voice_gru.data import (
-    background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, fit_clip, load_clip_mels, load_noise,
-    missing_dataset, scan_dataset, missing_commands, split_examples, task_labels, unused_entries,
+    background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
+    missing_commands, split_examples, task_labels, unused_entries,
 )
 from voice_gru.errors import CheckpointError, ConfigError, DatasetError, VoiceGruError
-from voice_gru.evaluate import TAIL_SECONDS
 from voice_gru.features import Normalizer, front_end, mel_power
 from voice_gru.fileio import RUN_CHECKPOINTS, atomic_path, check_folder, is_within, lock_exclusive, write_json, write_text
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
@@ -125,20 +124,18 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         banks, targets, weights = add_reversed_unknown(banks, targets, weights, labels, cfg.data.reversed_unknown)
     bank = ClipBank.build(banks, targets)
     val_paths = [e.path for e in val_ex if e.path]
-    # each clip followed by the silence `evaluate` appends, as audio: the frames across the clip's end are the same,
-    # so the accuracy that picks best.pt is the one `evaluate --split validation` reports
-    seconds = cfg.data.clip_seconds + TAIL_SECONDS
-    vm, b = load_clip_mels(val_paths, cfg.features, seconds, 1.0, cache, progress=not quiet)
+    vm, b = load_clip_mels(val_paths, cfg.features, cfg.data.clip_seconds, 1.0, cache, progress=not quiet)
     bad.update(b)
     val_mels = torch.zeros(len(val_ex), vm.shape[1], vm.shape[2])
-    n_clip, n_all = int(cfg.data.clip_seconds * cfg.features.sample_rate), int(seconds * cfg.features.sample_rate)
+    hop = cfg.features.hop_length
     it = iter(vm)
     for i, e in enumerate(val_ex):
         if e.path:
             val_mels[i] = next(it)
-        else:  # silence: a seeded cut of background noise at a seeded volume (evaluate's cut)
-            cut = fit_clip(noise[e.noise][e.offset:e.offset + n_clip] * e.volume, n_clip)
-            val_mels[i] = mel_power(fit_clip(cut, n_all), cfg.features)[:vm.shape[1]]
+        else:  # silence: a seeded cut of background noise at a seeded volume
+            o = e.offset // hop
+            seg = noise_mels[e.noise][o:o + vm.shape[1]]
+            val_mels[i, :seg.shape[0]] = seg * e.volume**2
     if b:  # left out (and reported), not scored as a silent clip of its word
         keep = [i for i, e in enumerate(val_ex) if e.path not in b]
         val_ex = [val_ex[i] for i in keep]
@@ -182,7 +179,7 @@ def evaluate_mels(model: GRUClassifier, mels: torch.Tensor, labels: torch.Tensor
     model.eval()
     out = {p: 0 for p in POOLINGS}
     for i in range(0, len(labels), 256):
-        x = eval_features(mels[i:i + 256], cfg.features, prep_norm, tail_frames=0).to(device)  # their tail is in them
+        x = eval_features(mels[i:i + 256], cfg.features, prep_norm).to(device)
         logits = model(x).cpu()
         for p in POOLINGS:
             out[p] += int((clip_posteriors(logits, p, silence_index).argmax(1) == labels[i:i + 256]).sum())
