@@ -425,9 +425,10 @@ def split_examples(
     """Examples of one split: word clips, sampled unknowns and seeded silence cuts.
 
     Training keeps every unknown clip (the sampler weighs classes); validation/testing keep a
-    seeded sample of ``unknown_ratio`` × commands, or every one with ``all_unknown`` (the silence cuts the same). Silence examples number ``silence_ratio`` ×
-    commands and are cut from the background noise at seeded offsets and volumes, so the
-    validation and test sets are identical on every run.
+    seeded sample of ``unknown_ratio`` × commands, or every one with ``all_unknown`` (the silence
+    cuts the same). Silence examples number ``silence_ratio`` × commands and are cut from the
+    background noise at seeded offsets and volumes, so the validation and test sets are
+    identical on every run.
     """
     sc = [c for c in clips if c.split == split]
     rng = np.random.default_rng([cfg.seed, SPLITS.index(split) if split in SPLITS else 9])
