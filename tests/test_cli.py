@@ -698,6 +698,11 @@ def test_demo_scores_the_bundled_recording_against_its_labels(tmp_path, capsys):
     out = capsys.readouterr().out
     assert f"score against the recording's labels: {hits} of {len(commands)} commands recognised" in out
     assert hits >= 3  # the shipped model on its own example (README: 3 of 5, none wrong, no false accept)
+    # an assistant file is read once: each of its warnings said once (it was read to check it, then again by listen)
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("actions:\n  up: {print: 'up {lable}'}\n")
+    done = subprocess.run([str(SCRIPT), "demo", "--assistant", str(odd)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stderr.count("{lable} is not a placeholder") == 1, done.stderr
 
 
 def test_train_finds_its_default_recipe_from_any_folder(tmp_path, monkeypatch):

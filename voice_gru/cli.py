@@ -550,7 +550,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         from voice_gru import commands_of
         from voice_gru.actions import ActionRunner, load_assistant
 
-        assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
+        assistant = getattr(args, "assistant_config", None) or load_assistant(args.assistant, commands_of(ckpt.labels))
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
@@ -771,9 +771,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model {args.model}: the example recording says none of its commands "
                           f"({', '.join(commands)}); try it on your own audio with `voice-gru listen --model {args.model}`")
     assistant = args.assistant
-    if assistant:
-        load_assistant(assistant, commands)
-    else:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
+    loaded = load_assistant(assistant, commands) if assistant else None  # refused before anything is printed
+    if not assistant:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
         assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                            assets / "assistant.yaml") if p.is_file()), None)
         lacking = sorted(_assistant_words(assistant) - set(commands)) if assistant else []
@@ -790,6 +789,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
                                    + (["--events", args.events] if args.events else []))
     events: list = []
     ns.collect = events
+    ns.assistant_config = loaded  # read once: its warnings said once
     rc = _cmd_listen(ns)
     from voice_gru.streams import score_events
 
