@@ -309,6 +309,12 @@ def test_an_action_marked_audible_is_heard_like_speech(tmp_path):
         time.sleep(0.3)
         assert runner.submit(Command("stop", 0.9, 3.0))  # a run not marked audible makes nobody deaf
         assert runner.wait_idle(10) and not runner.speaking()
+    # an audible action that failed made no sound (a `say` with no speech program): no echo to wait out after it
+    failing = "echo_seconds: 5\nactions:\n  go: {run: [/nonexistent/player], audible: true}\n  stop: print\n"
+    with runner_for(tmp_path, failing, live=True) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10) and runner.failed == 1
+        assert not runner.speaking() and runner.submit(Command("stop", 0.9, 1.5))
     for bad, says in (("{run: [echo], audible: loud}", "actions.stop.audible: expected true or false, got 'loud'"),
                       ("{print: x, audible: true}", "actions.stop.audible: unknown key for a print action")):
         with pytest.raises(ConfigError, match=says):

@@ -938,25 +938,29 @@ class ActionRunner:
             lane.ended.set()
 
     @contextlib.contextmanager
-    def _sounding(self, audible: bool) -> Iterator[None]:
-        """While an audible action runs, and ``echo_seconds`` after, ``speaking()`` is true."""
+    def _sounding(self, audible: bool) -> Iterator[list[bool]]:
+        """While an audible action runs, and ``echo_seconds`` after, ``speaking()`` is true; the caller sets the
+        flag it is given to False for an action that made no sound (a ``say`` with no speech program): no echo."""
+        sounded = [True]
         if not audible:
-            yield
+            yield sounded
             return
         with self._lock:
             self._speaking += 1
         try:
-            yield
+            yield sounded
         finally:
             with self._lock:
                 self._speaking -= 1
-                self._spoke_until = max(self._spoke_until, time.monotonic() + self.config.echo_seconds)
+                if sounded[0]:
+                    self._spoke_until = max(self._spoke_until, time.monotonic() + self.config.echo_seconds)
 
     def _run_one(self, action: Action, cmd: Command) -> None:
         name = action.describe(cmd)
         try:
-            with self._sounding(action.audible):
+            with self._sounding(action.audible) as sounded:
                 ok, detail = self._execute(action, cmd)
+                sounded[0] = ok
         except BaseException as exc:  # noqa: BLE001 - a failing action (sys.exit() included) never stops the worker
             ok, detail = False, one_line(exc)
             if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level
