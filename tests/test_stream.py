@@ -255,6 +255,14 @@ def test_listen_loop_matches_direct_pipeline(ckpts, signal, tmp_path):
     stats2 = listen_loop(file_chunks(wav, chunk_ms=100), CommandSpotter(ckpt, decision=LOOSE),
                          lambda c: None, max_seconds=1.0)
     assert stats2.seconds == pytest.approx(1.0)
+    # ... and what it stopped at is decided as at a file's end: --seconds equal to the file's length lost the
+    # end-of-file decision (the silence after the last word)
+    at_end: list = []
+    listen_loop(file_chunks(wav, chunk_ms=100), CommandSpotter(ckpt, decision=LOOSE), at_end.append, max_seconds=4.0)
+    assert_same_events(at_end, direct)
+    cut = events_of(push_all(Recognizer(ckpt, remove_dc=True), np.concatenate(
+        [audio[:16000], np.zeros(int(END_SILENCE_S * 16000), np.float32)]), 16000 + int(END_SILENCE_S * 16000)))
+    assert_same_events(stats2.events, cut)
 
 
 # --------------------------------------------------------------------------------------------

@@ -418,7 +418,8 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
     ``keep_posteriors``: a list that receives each chunk's per-frame posteriors (for scoring).
     ``stats``: filled as the loop runs, so a caller whose loop ends in Ctrl-C still has the totals.
     ``monitor``: sees every chunk first (level, clipping, digital silence; it warns by itself).
-    When ``chunks`` run out (the end of a recording), ``spotter.flush()`` decides a command said at its very end.
+    When ``chunks`` run out (the end of a recording) or ``max_seconds`` do, ``spotter.flush()`` decides a command
+    said at the very end.
     """
     stats = ListenStats() if stats is None else stats
     sr = spotter.sample_rate
@@ -449,8 +450,9 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
                 view.update(chunk, spotter.detector.smoothed)
             if max_seconds is not None and stats.seconds >= max_seconds:
                 break
-        else:  # the input ended (not --seconds): its last word is decided on silence, not heard as audio
-            take(spotter.flush())
+        # the input ended, or --seconds did (at a file's very end the two are one): a word said last is decided on
+        # silence, not heard as audio
+        take(spotter.flush())
     finally:
         if view:
             view.close()
