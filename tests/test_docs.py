@@ -34,7 +34,7 @@ def test_reproduce_commands_use_the_shipped_combination():
     ckpt = load_checkpoint(MODEL)
     assert isinstance(ckpt.model, Ensemble)
     readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("Reproduce the shipped model"):]
+    block = readme[readme.index("### Reproduce the shipped model"):]  # the section, not a mention of it
     block = block[:block.index("```", block.index("```") + 3)]
     recipe = _members_recipe(ckpt)
     lines = _ensemble_lines(block) + _ensemble_lines(recipe)
@@ -48,7 +48,7 @@ def test_reproduce_commands_name_the_shipped_members_seeds():
     ckpt = load_checkpoint(MODEL)
     members = ckpt.meta.get("ensemble_of") or []
     readme = (ROOT / "README.md").read_text()
-    block = readme[readme.index("Reproduce the shipped model"):]
+    block = readme[readme.index("### Reproduce the shipped model"):]  # the section, not a mention of it
     block = block[:block.index("```", block.index("```") + 3)]
     recipe = _members_recipe(ckpt)
     seeds = sorted(m["seed"] for m in members)
