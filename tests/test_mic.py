@@ -180,6 +180,32 @@ def test_callback_queue_drops_oldest_and_counts():
     m.close()  # twice is fine
 
 
+def test_reopening_a_stream_starts_with_new_audio(monkeypatch):
+    """close() left its queue full, and open() again served up to 5 s captured before the close as new audio."""
+    import sounddevice as sd
+
+    class Stream:  # PortAudio's stand-in: delivers nothing by itself
+        def __init__(self, **kwargs):
+            pass
+
+        def start(self):
+            pass
+
+        def close(self, ignore_errors=True):
+            pass
+
+    monkeypatch.setattr(sd, "InputStream", Stream)
+    m = MicrophoneStream(InputDevice(0, "fake", "ALSA", 1, 16000.0), block_ms=50)
+    m.open()
+    for value in (1.0, 2.0):
+        m._callback(np.full((800, 1), value, np.float32), 800, None, _Status())
+    m.close()
+    m.open()
+    m._callback(np.full((800, 1), 3.0, np.float32), 800, None, _Status())
+    assert float(m.read(timeout=0)[0]) == 3.0
+    m.close()
+
+
 def test_block_size_follows_block_ms():
     m = MicrophoneStream(InputDevice(0, "x", "ALSA", 1, 44100.0), block_ms=20)
     assert m.blocksize == 882 and m.channels == 1

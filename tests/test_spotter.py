@@ -303,9 +303,12 @@ def test_listen_hears_the_fake_microphone(pulse_mic, spotter16):
 class _LossyMic:
     """Stands in for mic.MicrophoneStream: serves a recording in 100 ms blocks and reports losses."""
 
-    def __init__(self, audio: np.ndarray, lost_at: dict[int, tuple[int, int]]) -> None:
+    def __init__(self, audio: np.ndarray, lost_at: dict[int, tuple[int, int]], rate: int = 16000) -> None:
+        from voice_gru.mic import InputDevice
+
         self.blocks = [audio[i:i + 1600] for i in range(0, audio.size, 1600)]
         self.lost_at, self.i, self.overflows, self.dropped_blocks = lost_at, 0, 0, 0
+        self.device, self.samplerate = InputDevice(0, "usb", "ALSA", 1, float(rate)), rate
 
     def __call__(self, device, block_ms, out_rate):
         return self
@@ -326,7 +329,7 @@ class _LossyMic:
 def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
     audio, _ = _example()
     spotter16.reset()
-    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600)]
+    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600) + spotter16.flush()]  # seconds= ends as a file
     from voice_gru import mic
 
     monkeypatch.setattr(mic, "MicrophoneStream", _LossyMic(audio, {5: (1, 0), 40: (1, 2)}))
@@ -338,6 +341,27 @@ def test_listen_reports_lost_microphone_audio(spotter16, monkeypatch, caplog):
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 2 and warnings[0].startswith("microphone usb: 1 block(s) of 100 ms lost")
     assert "input overflows: 1, dropped because the audio was not taken fast enough: 2" in warnings[1]
+
+
+@needs_model
+def test_listen_for_some_seconds_ends_as_listen_seconds_does(spotter16, monkeypatch, caplog):
+    """listen(seconds=S) returned at the first block past S: that block heard whole, and no silence after the last
+    word to decide it (`listen --seconds` cuts the block and ends as a file does); an 8 kHz microphone went unsaid."""
+    audio, _ = _example()
+    from voice_gru import mic
+
+    seconds = 14.35  # not a whole number of blocks; the recording's "up" ends just before (README: 14.13 s)
+    fresh = CommandSpotter(spotter16.ckpt)
+    cut = audio[:int(seconds * 16000)]
+    expected = [(c.label, c.t) for c in _run(fresh, cut, 1600) + fresh.flush()]
+    monkeypatch.setattr(mic, "MicrophoneStream", _LossyMic(audio, {}))
+    spotter = CommandSpotter(spotter16.ckpt)
+    assert [(c.label, c.t) for c in spotter.listen("usb", seconds=seconds)] == expected
+    assert spotter.detector.n == fresh.detector.n  # the same frames: the last block cut at S
+    monkeypatch.setattr(mic, "MicrophoneStream", _LossyMic(audio, {}, rate=8000))
+    with caplog.at_level("WARNING", logger="voice_gru.spotter"):
+        list(CommandSpotter(spotter16.ckpt).listen("usb", seconds=0.5))
+    assert [r.getMessage() for r in caplog.records if "is recorded at 8000 Hz" in r.getMessage()]
 
 
 @needs_model
@@ -419,7 +443,7 @@ def test_listen_reconnect_goes_on_where_the_microphone_left_off(spotter16, monke
 
     audio, _ = _example()
     spotter16.reset()
-    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600)]
+    expected = [(c.label, c.t) for c in _run(spotter16, audio, 1600) + spotter16.flush()]
     blocks = [audio[i:i + 1600] for i in range(0, audio.size, 1600)]
     halves = [blocks[:len(blocks) // 2], blocks[len(blocks) // 2:]]
     opened: list = []
@@ -430,7 +454,7 @@ def test_listen_reconnect_goes_on_where_the_microphone_left_off(spotter16, monke
                 opened.append(None)  # the first try after the loss finds nothing
                 raise AudioDeviceError("no device 'usb'")
             self.blocks, self.overflows, self.dropped_blocks = list(halves[len(opened) // 2]), 0, 0
-            self.device = mic.InputDevice(0, "usb", "ALSA", 1, 16000.0)
+            self.device, self.samplerate = mic.InputDevice(0, "usb", "ALSA", 1, 16000.0), 16000
             opened.append(self)
 
         def open(self):

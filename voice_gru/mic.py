@@ -390,6 +390,11 @@ class MicrophoneStream:
         sd = _sounddevice()
         self._finished.clear()
         self._resampler.reset()
+        while True:  # blocks captured before a close() are not the new stream's audio
+            try:
+                self._queue.get_nowait()
+            except queue.Empty:
+                break
         try:
             stream = sd.InputStream(
                 device=self._device.index,

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import numbers
 import threading
 from pathlib import Path
@@ -304,6 +305,14 @@ class CommandSpotter:
         positive_number(block_ms, "block_ms", "milliseconds")
         mics = Microphones(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate)
 
+        rate = self.ckpt.features.sample_rate
+
+        def opened(m: MicrophoneStream) -> MicrophoneStream:
+            low = narrowband(f"microphone {m.device.name!r}", int(m.samplerate), rate)
+            if low:  # as `listen` says it: an 8 kHz device loses a quarter of the commands
+                logger.warning(low)
+            return m
+
         def back(m: MicrophoneStream, away: float) -> None:
             logger.info("microphone %s is back after %.0f s", m.device.name, away)
 
@@ -311,9 +320,9 @@ class CommandSpotter:
         with self._one_caller("listen"):  # held until the caller's loop ends (the generator is closed)
             self.lost_blocks = 0
             try:
-                mic = mics.open()
+                mic = opened(mics.open())
                 losses = LossWatch(mics, block_ms, logger.warning, "default" if device is None else str(device))
-                chunks = (reconnecting_mic_chunks(mic, mics.open, on_lost=lambda why: logger.warning("%s; waiting for it", why),
+                chunks = (reconnecting_mic_chunks(mic, lambda: opened(mics.open()), on_lost=lambda why: logger.warning("%s; waiting for it", why),
                                                   on_back=back, rescan=lambda: rescan_for(device),
                                                   on_retry_error=lambda why: logger.warning("still waiting: %s", why),
                                                   on_gap=logger.warning)
@@ -321,9 +330,13 @@ class CommandSpotter:
                 for chunk in chunks:
                     losses.check()
                     self.lost_blocks = losses.total
+                    if seconds is not None:  # a block that runs past it is cut, as `listen --seconds` cuts it
+                        chunk = chunk[:max(1, math.ceil(seconds * rate - samples))]
                     yield from self._process_model_rate(chunk)
                     samples += chunk.size
-                    if seconds is not None and samples >= seconds * self.ckpt.features.sample_rate:
+                    if seconds is not None and samples >= seconds * rate:
+                        # its last word decided as at the end of a recording (`listen --seconds`): silence after it
+                        yield from self._process_model_rate(np.zeros(int(END_SILENCE_S * rate), np.float32))
                         return
             finally:
                 mics.close()
