@@ -85,16 +85,38 @@ def test_quiet_input_hinted_after_its_time_unless_anything_was_loud():
     mon.update(_sine(10 ** (-60 / 20), 0.1))
     assert len(said) == 1 and "nothing louder than -60 dBFS in the first 3 s" in said[0]
     loud_once = InputMonitor("in", SR, limits=lim)
+    loud_once.update(_sine(1e-3, 1.0))
     loud_once.update(_sine(0.1, 0.1))  # -20 dBFS once
     assert all(loud_once.update(c) == [] for c in _chunks(_sine(1e-3, 5.0)))
 
 
+def test_a_dc_offset_is_not_taken_for_sound():
+    """A cheap microphone's offset (~0.05) lifted the levels to -26 dBFS, hid a gain set far too low, and made the
+    band check say "nothing above 3 kHz" (the DC line dwarfed the hiss): levels and band are judged without it, as
+    the recognizer hears the audio; mains hum below 150 Hz is not counted in the band either."""
+    lim = LevelLimits(quiet_s=3.0, quiet_dbfs=-50.0)
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(12 * SR) * 10 ** (-80 / 20)).astype(np.float32)  # -80 dBFS RMS, full band
+    words = _sine(10 ** (-60 / 20), 12.0, 1000.0) * (np.arange(12 * SR) % SR < SR // 2)  # quiet speech stand-in
+    for offset, hum in ((0.05, 0.0), (0.0, 0.07)):
+        said: list[str] = []
+        mon = InputMonitor("mic", SR, limits=lim, warn=said.append)
+        x = hiss + words.astype(np.float32) + offset + _sine(hum, 12.0, 50.0)
+        for c in _chunks(x.astype(np.float32)):
+            mon.update(c)
+        assert not [m for m in said if "carried nothing above" in m], said
+        if not hum:  # the offset hid this one (a hum is sound: it is heard)
+            assert [m for m in said if m.startswith("nothing louder than -5")], said  # the words' peaks and hiss
+            assert mon.loudest < -55 and mon.median_rms_dbfs() < -60
+
+
 def test_summary_median_level_to_a_decibel():
     mon = InputMonitor("in", SR)
-    for amp_db in (-40, -30, -20):  # RMS of a constant is its value
-        mon.update(np.full(1600, 10 ** (amp_db / 20), np.float32))
+    mon.update(_sine(0.01, 0.5))  # the DC filter's settling time: not judged
+    for amp_db in (-40, -30, -20):  # a sine's RMS is its amplitude over sqrt(2) (441 Hz: whole periods in a chunk)
+        mon.update(_sine(10 ** (amp_db / 20) * np.sqrt(2), 0.1, 441.0))
     assert mon.median_rms_dbfs() == -30
-    assert "loudest sample -20.0 dBFS, median -30 dBFS RMS; 0 clipping chunk(s); 0.0 s of digital silence" in mon.summary()
+    assert "loudest sample -17.0 dBFS, median -30 dBFS RMS; 0 clipping chunk(s); 0.0 s of digital silence" in mon.summary()
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from typing import Callable
 import numpy as np
 
 from voice_gru.decision import clock
+from voice_gru.stream_features import DCBlocker
 
 FLOOR_DB = -120.0  # the level reported for an all-zero chunk
 
@@ -36,6 +37,8 @@ class LevelLimits:
 NARROW_COST = ("fewer commands are heard and other words fire more often (8 kHz telephone audio as measured in the "
                "README: a quarter fewer commands, four times the false accepts in an hour of speech)")
 BAND_FFT = 512  # frames of the bandwidth check (31 Hz bins at 16 kHz, Hann window: no leakage from the low band)
+DC_SETTLE_S = 0.5  # the level monitor's DC filter settles within this (8 time constants)
+BAND_LOW_HZ = 150.0  # the bandwidth check's total starts here: mains hum (50/60 Hz) is not sound of the band
 
 
 def narrowband(source: str, rate: int, model_rate: int = 16000) -> str | None:
@@ -53,10 +56,10 @@ def bandwidth(power: np.ndarray, sample_rate: int, floor_db: float = -70.0) -> f
     """The lowest frequency (Hz, in 250 Hz steps from 3 kHz) above which a power spectrum (``BAND_FFT``-point
     bins, summed over frames) holds less than ``floor_db`` of its total: where a resampled recording's band
     ended. None when the band is full or the spectrum is empty."""
-    total = float(power.sum())
+    freqs = np.fft.rfftfreq(2 * (power.size - 1), 1.0 / sample_rate)
+    total = float(power[freqs >= BAND_LOW_HZ].sum())  # a hum or an offset below it says nothing of the band
     if total <= 0:
         return None
-    freqs = np.fft.rfftfreq(2 * (power.size - 1), 1.0 / sample_rate)
     above = np.cumsum(power[::-1])[::-1]  # power at and above each bin
     for f in np.arange(3000.0, 0.45 * sample_rate, 250.0):
         if above[np.searchsorted(freqs, f)] < total * 10 ** (floor_db / 10):
@@ -128,6 +131,8 @@ class InputMonitor:
         self.band_rest = np.zeros(0, dtype=np.float32)  # the start of a frame, from chunks shorter than one
         self.sound_samples = 0  # all sound heard (digital silence aside)
         self.band_judged = False  # the band was said to be narrow (once is enough)
+        # levels and band are judged on what the recognizer hears: a cheap microphone's DC offset (~0.05) taken off
+        self._dc = DCBlocker()
 
     @property
     def seconds(self) -> float:
@@ -137,8 +142,12 @@ class InputMonitor:
     def update(self, chunk: np.ndarray) -> list[str]:
         """Take the next chunk (float samples, full scale 1); return the warnings it raised (also passed to ``warn``)."""
         lim, t0 = self.limits, self.seconds
+        start = self.samples
         self.samples += chunk.size
-        peak, rms, share = chunk_levels(chunk, lim.full_scale)
+        # the filter's first DC_SETTLE_S still carry an offset's onset (a resampler starts from zeros): not judged
+        heard = self._dc(chunk)[max(0, int(DC_SETTLE_S * self.sample_rate) - start):]
+        peak, rms, _ = chunk_levels(heard, lim.full_scale)
+        share = chunk_levels(chunk, lim.full_scale)[2]  # clipping happens before any filter
         new: list[str] = []
         if chunk.size and not chunk.any():  # exactly 0: a quiet chunk's samples near a zero crossing are sound
             self.zero_run += chunk.size
@@ -150,7 +159,7 @@ class InputMonitor:
         else:
             self.zero_run = 0
             if not self.band_judged:
-                new += self._band(chunk, t0)
+                new += self._band(heard, t0)
             self.sound_samples += chunk.size
         if share >= lim.clip_share:
             self.clipped_chunks += 1
@@ -158,7 +167,8 @@ class InputMonitor:
                                       "scale; lower the input gain (validation words driven 6 / 12 / 20 dB over full "
                                       "scale: 94 / 91 / 79% right, against 96%)")
         self.loudest = max(self.loudest, peak)
-        self.hist[min(max(int(round(rms - FLOOR_DB)), 0), self.hist.size - 1)] += 1
+        if heard.size:
+            self.hist[min(max(int(round(rms - FLOOR_DB)), 0), self.hist.size - 1)] += 1
         if (self.seconds >= lim.quiet_s and self.loudest < lim.quiet_dbfs
                 and self.zero_samples < self.samples):  # all zeros has its own warning
             new += self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS in the first {self.seconds:.0f} s "
