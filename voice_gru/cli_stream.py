@@ -443,7 +443,9 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
     ms.add_argument("--gain-db", nargs=2, type=number(-60, 20), metavar=("MIN", "MAX"),
                     help="gain of each word in dB (default: -10 0)")
     ms.add_argument("--noise-dbfs", nargs=2, type=number(-120, 0), metavar=("MIN", "MAX"),
-                    help="background noise level, dBFS RMS (default: -70 -50)")
+                    help="background noise level, dBFS RMS: each segment's recording is set to a level drawn from "
+                         "this range (a stretch of a recording that varies lies above or below it: the label file's "
+                         "segment_dbfs; default: -70 -50)")
     ms.add_argument("--rt60", type=number(0.05, 5), metavar="S",
                     help="play every word in one simulated room with this reverberation time (default: none)")
     ms.add_argument("--drr", type=number(-30, 60), metavar="DB",

@@ -8,7 +8,7 @@ builds one deterministically from a seed and returns the audio with its *truth*:
      "command_free": false, "spec": {...},
      "events": [{"label": "stop", "word": "stop", "file": "stop/0ab3b47d_nohash_0.wav",
                  "start": 3.2, "end": 4.2, "speech_end": 3.91, "gain_db": -4.1}, ...],
-     "noise": [{"file": "running_tap.wav", "start": 0.0, "end": 12.3, "dbfs": -52.0}, ...]}
+     "noise": [{"file": "running_tap.wav", "start": 0.0, "end": 12.3, "dbfs": -52.0, "segment_dbfs": -49.7}, ...]}
 
 ``label`` is the word's class (a command or ``_unknown_``; for a model of its own command words, ``make_stream(...,
 commands=...)``, those words are the commands and the truth lists them as ``"commands"``); ``speech_end`` is where the speech
@@ -87,7 +87,9 @@ class StreamSpec:
     command_ratio: float = 0.7  # fraction of clips that are commands (ignored when command_free)
     command_free: bool = False  # only unknown words and noise: measures false accepts
     gain_db: tuple[float, float] = (-10.0, 0.0)  # gain applied to each clip, uniform in dB
-    noise_dbfs: tuple[float, float] = (-70.0, -50.0)  # RMS level of each noise segment, uniform in dB
+    # each noise segment's recording is set to an RMS level drawn uniformly in dB from this range (``dbfs``); the
+    # segment's own level varies with the recording (~±9 dB for the dataset's dishes and cat; ``segment_dbfs``)
+    noise_dbfs: tuple[float, float] = (-70.0, -50.0)
     noise_segment_s: tuple[float, float] = (5.0, 20.0)  # the noise changes file/level this often
     crossfade_s: float = 0.1  # between noise segments
     lead_s: float = 1.0  # noise only before the first clip
@@ -319,6 +321,7 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
             off = int(rng.integers(0, audio.size))
             seg = np.resize(np.roll(audio, -off), length).astype(np.float32)
         seg *= np.float32(10 ** (dbfs / 20) / rms)
+        level = float(10 * np.log10(max(float(np.mean(seg.astype(np.float64) ** 2)), 1e-20)))  # before the fades
         k = min(xf, length // 2)
         if k > 0:
             ramp = np.linspace(0.0, 1.0, k, endpoint=False, dtype=np.float32)
@@ -328,7 +331,8 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
                 seg[-k:] *= ramp[::-1]
         out[pos:pos + length] += seg
         segments.append({"file": name, "start": round(pos / SAMPLE_RATE, 4),
-                         "end": round((pos + length) / SAMPLE_RATE, 4), "dbfs": round(dbfs, 2)})
+                         "end": round((pos + length) / SAMPLE_RATE, 4), "dbfs": round(dbfs, 2),
+                         "segment_dbfs": round(level, 2)})
         if pos + length >= n:
             break
         pos += length - k
