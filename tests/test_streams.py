@@ -798,7 +798,20 @@ def test_make_stream_from_a_test_set_layout_plays_its_silence_clips_as_noise(tmp
     shutil.copytree(root, quiet, ignore=shutil.ignore_patterns("_silence_"))
     assert _run(["make-stream", "--data-dir", str(quiet), "--split", "testing", "--minutes", "0.2",
                  "--out", str(tmp_path / "quiet.wav")]) == 0
-    assert "no background noise" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "no background noise" in err and "still play when the next starts" not in err  # 1 s clips every 2-4 s
+
+    long = tmp_path / "long_words"  # a folder of one's own recordings, 2.6 s each: the next word began over them
+    shutil.copytree(root, long)
+    for clip in long.glob("[!_]*/*.wav"):
+        x, _ = sf.read(str(clip), dtype="float32")
+        sf.write(str(clip), np.concatenate([x, np.zeros(int(2.6 * SR) - x.size, np.float32)]), SR)
+    assert _run(["make-stream", "--data-dir", str(long), "--split", "testing", "--minutes", "0.5",
+                 "--out", str(tmp_path / "long.wav")]) == 0
+    events = json.loads((tmp_path / "long.json").read_text())["events"]
+    n = sum(a["end"] > b["start"] for a, b in zip(events, events[1:]))
+    err = capsys.readouterr().err
+    assert n and f"note: {n} word(s) still play when the next starts (clips up to 2.6 s, words every 2–4 s): --gap 4 6" in err
 
 
 def test_make_stream_errors(tmp_path, shared_data):

@@ -79,6 +79,12 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
     if not truth["noise"]:
         print(f"note: {args.data_dir} has no background noise (a _background_noise_ folder of recordings, or a test-set "
               "layout's _silence_ clips): the words are over digital silence", file=sys.stderr)
+    overlaps = sum(a["end"] > b["start"] for a, b in zip(truth["events"], truth["events"][1:]))
+    if overlaps and spec.gap_s[0] >= 1.0:  # (a shorter gap was said above: overlap asked for)
+        longest = max(e["end"] - e["start"] for e in truth["events"])
+        print(f"note: {overlaps} word(s) still play when the next starts (clips up to {longest:.1f} s, words every "
+              f"{spec.gap_s[0]:g}–{spec.gap_s[1]:g} s): --gap {math.ceil(longest) + 1} {math.ceil(longest) + 3} keeps "
+              "them apart; evaluate-stream cuts each word's window at the next word's start", file=sys.stderr)
     if truth.get("clipped_samples"):
         print(f"warning: {truth['clipped_samples']} samples ({truth['clipped_samples'] / max(1, audio.size):.1%}) were clipped at "
               "full scale: lower --gain-db or --noise-dbfs", file=sys.stderr)
