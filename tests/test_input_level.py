@@ -112,7 +112,9 @@ def test_a_dc_offset_is_not_taken_for_sound():
 
 def test_summary_median_level_to_a_decibel():
     mon = InputMonitor("in", SR)
-    mon.update(_sine(0.01, 0.5))  # the DC filter's settling time: not judged
+    mon.update(_sine(0.01, 0.3))  # the DC filter's settling time: not judged
+    assert mon.summary() == ("input level: 0.30 s heard, too little to judge; 0 clipping chunk(s); 0.0 s of digital "
+                             "silence")  # not "every sample 0"
     for amp_db in (-40, -30, -20):  # a sine's RMS is its amplitude over sqrt(2) (441 Hz: whole periods in a chunk)
         mon.update(_sine(10 ** (amp_db / 20) * np.sqrt(2), 0.1, 441.0))
     assert mon.median_rms_dbfs() == -30
