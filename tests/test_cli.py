@@ -384,6 +384,28 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert capsys.readouterr().err.startswith("voice-gru: error: empty argument after --assistant: give a value")
 
 
+def test_detections_and_action_lines_are_written_whole(tmp_path, monkeypatch):
+    """print() writes a line and its newline apart: an action's line from its worker could land between the two
+    writes of a detection's line, joining them into one ("   14.13s  up  score 0.95  up -> run …")."""
+    import io
+
+    writes: list[str] = []
+
+    class Recorder(io.StringIO):
+        def write(self, text: str) -> int:
+            writes.append(text)
+            return len(text)
+
+    monkeypatch.setattr(sys, "stdout", Recorder())
+    assistant = tmp_path / "a.yaml"
+    assistant.write_text("actions:\n  up: {print: 'UP {t}'}\n  down: [{print: 'DOWN'}, log]\n")
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    assert main(["listen", "--input", str(example), "--no-view", "--assistant", str(assistant)]) == 0
+    lines = [w for w in writes if " score " in w or "UP " in w or "DOWN" in w or " -> " in w]
+    assert len([w for w in lines if " score " in w]) >= 3 and [w for w in lines if " -> log" in w]
+    assert all(w.endswith("\n") and w.count("\n") == 1 for w in lines), lines
+
+
 def test_evaluate_stream_for_some_commands_counts_and_advises_for_them_alone(tmp_path, capsys):
     """`evaluate-stream --command-free --commands`: only those fire; each calibrated point is replayed as it would
     run for them (its flag is their expected rate, which `listen --commands` takes back to that point), and the

@@ -67,6 +67,7 @@ from voice_gru import COMMANDS
 from voice_gru.config import number_in_text, yaml_loader, yaml_problem
 from voice_gru.decision import Command
 from voice_gru.errors import ConfigError, not_a_file, one_line
+from voice_gru.fileio import print_line
 
 logger = logging.getLogger("voice_gru.actions")
 
@@ -1005,7 +1006,7 @@ class ActionRunner:
             return True, "returned" if out is None else f"returned {out!r}"[:200]
         text = substitute(action.text, cmd) if action.text is not None else _default_text(kind, cmd)
         if kind == "print":
-            print(text, file=sys.stdout, flush=True)
+            print_line(text)
             return True, "printed"
         if kind == "log":
             logger.info("%s", text)

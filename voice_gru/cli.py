@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, S
 
 from voice_gru.config import OFF, REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
-from voice_gru.fileio import STDOUT, check_outputs
+from voice_gru.fileio import STDOUT, check_outputs, print_line
 
 if TYPE_CHECKING:
     from voice_gru.actions import WakeWord
@@ -583,7 +583,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         def report(cmd, action, ok, detail):
             if ok and action.startswith("print"):  # its own output says it all
                 return
-            print(f"  {cmd.label} -> {action} ({'ok: ' + detail if ok else 'FAILED: ' + str(detail)})", flush=True)
+            print_line(f"  {cmd.label} -> {action} ({'ok: ' + detail if ok else 'FAILED: ' + str(detail)})")
 
         runner = ActionRunner(assistant, on_result=report, live=not args.input or from_pipe)
         if assistant.wake_word:
@@ -598,8 +598,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
     def on_command(cmd):
         why = runner.ignored_because(cmd) if runner is not None else None
-        print(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}" + (f"  (ignored: {why})" if why else ""),
-              flush=True)
+        print_line(f"{cmd.t:8.2f}s  {cmd.label:<6} score {cmd.score:.2f}" + (f"  (ignored: {why})" if why else ""))
         if collected is not None:
             collected.append(cmd)
         if runner:

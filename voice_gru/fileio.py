@@ -11,7 +11,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
-from typing import IO, Any, Iterator, Mapping, Sequence
+from typing import IO, Any, Iterator, Mapping, Sequence, TextIO
 
 from voice_gru.errors import ConfigError, VoiceGruError
 
@@ -114,6 +114,14 @@ def is_within(path: str | Path, folder: str | Path) -> bool:
     path = Path(path)
     return any(top in (p, *p.parents) for p in (Path(os.path.realpath(path.parent)) / path.name,
                                                 Path(os.path.realpath(path))))
+
+
+def print_line(text: str, file: TextIO | None = None) -> None:
+    """``text`` and its newline in one write, flushed: print() writes them apart, so a line printed on another thread
+    (an action's result beside a detection) could land between them and join two lines into one."""
+    out = sys.stdout if file is None else file
+    out.write(text + "\n")
+    out.flush()
 
 
 def lock_exclusive(fd: int, busy: str) -> int:
