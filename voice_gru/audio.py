@@ -159,7 +159,8 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
     cut = ("truncated (the file is shorter than its header says)" if is_truncated_wav(path) else
-           "truncated (its last Ogg page is incomplete, or not the stream's end)" if is_truncated_ogg(path) else None)
+           "truncated (its last Ogg page is incomplete, or not the stream's end)"
+           if f.format == "OGG" and is_truncated_ogg(path) else None)
     if cut:
         if on_truncated is None:
             f.close()

@@ -65,9 +65,8 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
     """Turn command-line paths into evaluation items (labelled where the layout says so).
 
     A dataset root's split is drawn for the task of ``labels``: the 35-word task for a model without ``_silence_``,
-    else the 12-class task. ``all_unknown``: a
-    dataset root's split keeps every clip of its other words instead of a sample. ``ignored``, where
-    given, receives ``{"file", "reason"}`` for each file in a folder that is not evaluated (not audio, in
+    else the 12-class task. ``all_unknown``: a dataset root's split keeps every clip of its other words instead of a
+    sample. ``ignored``, where given, receives ``{"file", "reason"}`` for each file in a folder that is not evaluated (not audio, in
     a subfolder of a label folder, a broken link) and each file given more than once (evaluated once).
     """
     twelve = not labels or SILENCE in labels

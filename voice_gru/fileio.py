@@ -52,11 +52,11 @@ def written_path(path: str | Path) -> Path:
     return Path(os.path.realpath(path))
 
 
-
 def atomic_temps(folder: str | Path, name_glob: str) -> list[Path]:
     """The temp files ``atomic_path`` makes for files named like ``name_glob`` in ``folder`` (a killed run leaves
     them: ``.NAME.<random><suffix>``)."""
     return sorted(Path(folder).glob(f".{name_glob}.*"))
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:

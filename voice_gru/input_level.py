@@ -102,7 +102,12 @@ def chunk_levels(x: np.ndarray, full_scale: float = 0.999) -> tuple[float, float
     a = np.abs(x)
     peak = float(a.max())
     ms = float(np.dot(a, a)) / a.size
-    return _db(peak * peak), _db(ms), np.count_nonzero(a >= full_scale) / a.size
+    return _db(peak * peak), _db(ms), clipped_share(a, full_scale)
+
+
+def clipped_share(a: np.ndarray, full_scale: float = 0.999) -> float:
+    """The share of samples at ``full_scale`` or above in magnitude (``a``: magnitudes or samples)."""
+    return np.count_nonzero(np.abs(a) >= full_scale) / a.size if a.size else 0.0
 
 
 class InputMonitor:
@@ -147,7 +152,7 @@ class InputMonitor:
         # the filter's first DC_SETTLE_S still carry an offset's onset (a resampler starts from zeros): not judged
         heard = self._dc(chunk)[max(0, int(DC_SETTLE_S * self.sample_rate) - start):]
         peak, rms, _ = chunk_levels(heard, lim.full_scale)
-        share = chunk_levels(chunk, lim.full_scale)[2]  # clipping happens before any filter
+        share = clipped_share(chunk, lim.full_scale)  # clipping happens before any filter
         new: list[str] = []
         if chunk.size and not chunk.any():  # exactly 0: a quiet chunk's samples near a zero crossing are sound
             self.zero_run += chunk.size

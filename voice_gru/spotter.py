@@ -265,8 +265,13 @@ class CommandSpotter:
             if self._resampler is not None:
                 x = self._resampler.flush()
                 self._resampler.reset()
-            rate = self.ckpt.features.sample_rate
-            return self._process_model_rate(np.concatenate([x, np.zeros(int(END_SILENCE_S * rate), np.float32)]))
+            return self._end_of_stream(x)
+
+    def _end_of_stream(self, held: np.ndarray | None = None) -> list[Command]:
+        """The commands that ``held`` (model-rate audio still to run) and ``END_SILENCE_S`` of silence after it
+        complete."""
+        silence = np.zeros(int(END_SILENCE_S * self.ckpt.features.sample_rate), np.float32)
+        return self._process_model_rate(silence if held is None else np.concatenate([held, silence]))
 
     def _process_model_rate(self, x: np.ndarray) -> list[Command]:
         self.posteriors = self.recognizer.push(x)
@@ -303,9 +308,8 @@ class CommandSpotter:
         if seconds is not None:  # checked before the microphone opens (at the first iteration: this is a generator)
             positive_number(seconds, "seconds", "seconds of audio")
         positive_number(block_ms, "block_ms", "milliseconds")
-        mics = Microphones(device, block_ms=block_ms, out_rate=self.ckpt.features.sample_rate)
-
         rate = self.ckpt.features.sample_rate
+        mics = Microphones(device, block_ms=block_ms, out_rate=rate)
 
         def opened(m: MicrophoneStream) -> MicrophoneStream:
             low = narrowband(f"microphone {m.device.name!r}", int(m.samplerate), rate)
@@ -335,8 +339,7 @@ class CommandSpotter:
                     yield from self._process_model_rate(chunk)
                     samples += chunk.size
                     if seconds is not None and samples >= seconds * rate:
-                        # its last word decided as at the end of a recording (`listen --seconds`): silence after it
-                        yield from self._process_model_rate(np.zeros(int(END_SILENCE_S * rate), np.float32))
+                        yield from self._end_of_stream()  # its last word decided as at a recording's end
                         return
             finally:
                 mics.close()
