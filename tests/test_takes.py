@@ -363,6 +363,23 @@ def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path):
     assert (copy / "validation_list.txt").read_text().split() == ["yes/x_nohash_0.wav", f"lights/{bob}_nohash_0.wav"]
 
 
+def test_runs_saving_into_one_dataset_at_once_lose_no_take_and_no_list_line(tmp_path):
+    """Several speakers' recordings imported in parallel (``record ... &``): each took the same free name or wrote back
+    the split list without the others' lines, so takes were overwritten and validation clips read as training."""
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "validation_list.txt").write_text("")
+    (root / "testing_list.txt").write_text("")
+    script = ("import sys, numpy as np; from voice_gru.takes import Take, save_take\n"
+              "take = Take(np.full(16000, 0.1, np.float32), 0.2, 0.8, -20.0)\n"
+              "[save_take(sys.argv[1], 'lights', sys.argv[2], 'validation', take) for _ in range(25)]")
+    runs = [subprocess.Popen([sys.executable, "-c", script, str(root), who]) for who in ("ann", "ann", "bea", "cid")]
+    assert [r.wait(timeout=120) for r in runs] == [0] * 4
+    on_disk = sorted(f"lights/{p.name}" for p in (root / "lights").iterdir())
+    assert len(on_disk) == 100
+    assert sorted((root / "validation_list.txt").read_text().split()) == on_disk
+
+
 def test_record_refuses_roots_and_words_it_cannot_write_right(tmp_path, capsys):
     from voice_gru.decision import clock
 

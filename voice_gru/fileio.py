@@ -139,6 +139,23 @@ def lock_exclusive(fd: int, busy: str) -> int:
     return fd
 
 
+@contextlib.contextmanager
+def folder_lock(folder: str | Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (waiting for another process's; where the platform has ``flock``): runs
+    that write the same dataset take turns instead of overwriting each other's files and list lines."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 def check_folder(flag: str, path: str | Path, writable: bool = False) -> None:
     """``ConfigError`` unless ``path`` is a folder or can become one (``writable``: and files can be made in it): a file
     there or above it, or a read-only disk, was found only at the first write, after minutes of work."""

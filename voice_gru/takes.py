@@ -303,10 +303,14 @@ def word_folder(root: Path, word: str) -> Path:
 
 def remove_half_written(folder: str | Path, speaker: str) -> None:
     """Delete the takes of ``speaker`` a killed run left half-written in a word folder (the temps of ``save_take``)."""
-    from voice_gru.fileio import atomic_temps
+    from voice_gru.fileio import atomic_temps, folder_lock
 
-    for stale in atomic_temps(folder, f"{speaker}_nohash_*.wav"):
-        stale.unlink(missing_ok=True)
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    with folder_lock(folder.parent):  # a run saving a take now holds it: its temp is not half-written
+        for stale in atomic_temps(folder, f"{speaker}_nohash_*.wav"):
+            stale.unlink(missing_ok=True)
 
 
 def next_take_path(folder: str | Path, speaker: str) -> Path:
@@ -330,19 +334,23 @@ def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take,
     import soundfile as sf
 
     from voice_gru.data import uses_split_lists
-    from voice_gru.fileio import atomic_path, write_text
+    from voice_gru.fileio import atomic_path, folder_lock, write_text
 
     root = Path(root)
-    path = next_take_path(root / word, speaker)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(str(tmp), np.clip(take.audio, -1, 1), sample_rate, subtype="PCM_16")
-        if split != "training" and uses_split_lists(root):
-            listed = root / f"{split}_list.txt"
-            old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
-            if listed.is_symlink():
-                listed.unlink()
-            write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
+    root.mkdir(parents=True, exist_ok=True)
+    # runs recording into one dataset at once would take the same free name, and each would write back the split
+    # list as it read it, without the other's line (a validation clip read as training): one take at a time
+    with folder_lock(root):
+        path = next_take_path(root / word, speaker)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path, suffix=".wav") as tmp:
+            sf.write(str(tmp), np.clip(take.audio, -1, 1), sample_rate, subtype="PCM_16")
+            if split != "training" and uses_split_lists(root):
+                listed = root / f"{split}_list.txt"
+                old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
+                if listed.is_symlink():
+                    listed.unlink()
+                write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
     return path
 
 
