@@ -297,9 +297,19 @@ def test_train_extra_is_what_the_cli_names():
                                               "operating_points": [{"target_fa_per_hour": 1.0, "fa_per_hour": 0.5,
                                                                     "recall": 0.8, "thresholds": {"stop": "high"}}]}}),
      "calibration operating point 0: thresholds are not a mapping of labels"),
+    # read by `listen --commands ... --false-accepts-per-hour`: a traceback there
+    (lambda b: b.update(meta={"calibration": {"target_fa_per_hour": 1.0, "achieved_fa_per_hour": 0.5, "recall": 0.8,
+                                              "command_free_hours": -1.0}}),
+     "calibration: command_free_hours is -1.0, not a number of at least 0"),
+    (lambda b: b.update(meta={"calibration": {"target_fa_per_hour": 1.0, "achieved_fa_per_hour": 0.5, "recall": 0.8,
+                                              "operating_points": [{"target_fa_per_hour": 1.0, "fa_per_hour": 0.5,
+                                                                    "recall": 0.8, "thresholds": {},
+                                                                    "by_command": {"stop": {"fa_per_hour": "0.1",
+                                                                                            "recall": None}}}]}}),
+     "calibration operating point 0 by_command.stop: fa_per_hour is '0.1'"),
 ], ids=["no-members", "member-without-weights", "pooling", "member-pooling", "empty-ensemble", "integer-labels",
         "integer-weights",
-        "calibration-keys", "calibration-point"])
+        "calibration-keys", "calibration-point", "calibration-hours", "calibration-by-command"])
 def test_missing_keys_and_unknown_choices_are_named(tmp_path, edit, message):
     src = tmp_path / "ens.pt"
     save_checkpoint(src, make_ensemble([_ckpt(CONFIGS[1], 0), _ckpt(CONFIGS[1], 1)]))

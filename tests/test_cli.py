@@ -589,6 +589,29 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     assert "not calibrated" in capsys.readouterr().err
 
 
+def test_a_point_whose_target_was_missed_is_not_handed_out_for_it():
+    """calibrate keeps the fewest false accepts it found where no rule met a target on held-out speakers: that point,
+    stored under the missed target, was given for `--false-accepts-per-hour 1` although it expects 2.4 per hour."""
+    from types import SimpleNamespace
+
+    from voice_gru.calibrate import operating_point
+
+    thr = {"yes": 0.95, "no": 0.95}
+    points = [{"target_fa_per_hour": t, "fa_per_hour": fa, "recall": r, "rule": "r", "thresholds": thr}
+              for t, fa, r in ((0.5, 2.4, 0.8), (1.0, 2.4, 0.8), (5.0, 4.1, 0.9))]
+    ckpt = SimpleNamespace(labels=["_silence_", "_unknown_", "yes", "no"], meta={"calibration": {
+        "target_fa_per_hour": 5.0, "achieved_fa_per_hour": 0.0, "recall": 0.9, "operating_points": points}})
+    assert operating_point(ckpt, 5.0)["target_fa_per_hour"] == 5.0
+    assert operating_point(ckpt, 3.0)["fa_per_hour"] == 2.4  # its expected rate is within 3
+    with pytest.raises(ConfigError, match="no calibrated point is expected within it.*the fewest expected: 2.4 per hour"):
+        operating_point(ckpt, 1.0)
+    with pytest.raises(ConfigError, match="lowest calibrated rate is 0.5"):
+        operating_point(ckpt, 0.2)
+    for bad in (0.0, -1.0, float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match="must be a number of false accepts per hour above 0"):
+            operating_point(ckpt, bad)
+
+
 def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):
     """`evaluate-stream --command-free`: no label file, every detection is a false accept, fired at
     the times `listen --input` reports; each calibrated setting is replayed (the model's own point

@@ -463,8 +463,8 @@ def calibrate(ckpt: CkptT, root: str | Path, max_fa_per_hour: float = 1.0, *,
     ``veto`` (``VETO_CHOICES``): ``auto`` fits the thresholds with and without the unknown-word veto and keeps
     the settings with the higher ``judged_recall``; ``on`` / ``off`` fit only that one (``veto_candidates``).
     """
-    if not max_fa_per_hour >= 0:
-        raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be >= 0")
+    if not (math.isfinite(max_fa_per_hour) and max_fa_per_hour >= 0):
+        raise ConfigError(f"--max-false-accepts-per-hour {max_fa_per_hour}: must be a number >= 0")
     if UNKNOWN not in ckpt.labels:  # its own words (bed, cat, ...) would be scored as false accepts of _unknown_ clips
         raise ConfigError(f"a model of the {len(ckpt.labels)}-word task: calibration fits the commands against "
                           "other words (_unknown_), which that task has no class for; calibrate a 12-class model")
@@ -640,6 +640,9 @@ def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
     commands' rate rests on a few events; fewer commands, fewer false triggers, so a more sensitive point may fit);
     its figures are theirs (``"commands"`` says so). ``name``: what the rate is called where it was given, for errors.
     """
+    if isinstance(max_fa_per_hour, bool) or not isinstance(max_fa_per_hour, (int, float)) or not (
+            math.isfinite(max_fa_per_hour) and max_fa_per_hour > 0):
+        raise ConfigError(f"{name} {max_fa_per_hour!r}: must be a number of false accepts per hour above 0")
     if commands is not None:  # none or an unknown name would otherwise pick the most sensitive point
         from voice_gru.spotter import checked_commands
 
@@ -649,22 +652,29 @@ def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
     if not points:
         raise ConfigError(f"{name}: this model carries no calibrated trade-off; "
                           "run `voice-gru calibrate` on it first (or give --threshold)")
+    # a point whose target was missed on held-out speakers (calibrate keeps the fewest false accepts it found) is
+    # within a rate only by its expected figure, not by its target
+    within = [p["target_fa_per_hour"] <= max_fa_per_hour and p["fa_per_hour"] <= max_fa_per_hour + 1e-9 for p in points]
     if commands is not None:
         subset = [for_commands(p, commands, cal.get("command_free_hours")) for p in points]
         if all("commands" in p for p in subset):
             key = "fa_bound_per_hour" if all("fa_bound_per_hour" in p for p in subset) else "fa_per_hour"
-            # a point calibrated for every command within the rate stays within it for fewer
-            fits = [p for p in subset if p[key] <= max_fa_per_hour + 1e-9 or p["target_fa_per_hour"] <= max_fa_per_hour]
+            # a point within the rate for every command stays within it for fewer
+            fits = [p for p, ok in zip(subset, within) if p[key] <= max_fa_per_hour + 1e-9 or ok]
             if not fits:
                 lowest = min(p[key] for p in subset)
                 what = "upper bound of the expected rate" if key == "fa_bound_per_hour" else "expected rate"
                 raise ConfigError(f"{name} {max_fa_per_hour:g}: for {', '.join(commands)} the lowest "
                                   f"{what} of the calibrated points is {lowest:g} per hour")
             return max(fits, key=lambda p: (p["recall"], -p[key]))
-    fits = [p for p in points if p["target_fa_per_hour"] <= max_fa_per_hour]
+    fits = [p for p, ok in zip(points, within) if ok]
     if not fits:
-        lowest = min(p["target_fa_per_hour"] for p in points)
-        raise ConfigError(f"{name} {max_fa_per_hour:g}: the lowest calibrated rate is {lowest:g} per hour")
+        target = min(p["target_fa_per_hour"] for p in points)
+        if target > max_fa_per_hour:
+            raise ConfigError(f"{name} {max_fa_per_hour:g}: the lowest calibrated rate is {target:g} per hour")
+        raise ConfigError(f"{name} {max_fa_per_hour:g}: no calibrated point is expected within it on new speakers (its "
+                          f"calibration missed those targets; the fewest expected: "
+                          f"{min(p['fa_per_hour'] for p in points):g} per hour)")
     return max(fits, key=lambda p: (p["recall"], -p["target_fa_per_hour"]))
 
 
@@ -686,7 +696,9 @@ def format_calibration(report: Mapping) -> str:
         *_clip_line(report.get("false_accept_clips")),
         f"before: recall {report['before']['recall']:.3f}, {report['before']['false_accepts_per_hour']:.2f} false accepts/hour",
         "expected recall at other targets: " + ", ".join(
-            f"{t['target_fa_per_hour']:g}/h {t['recall']:.2f}" for t in report.get("tradeoff", []) if t["recall"] is not None),
+            f"{t['target_fa_per_hour']:g}/h {t['recall']:.2f}" + ("" if t.get("met", True) else
+                                                                  f" (not met: {t['fa_per_hour']:.2f}/h)")
+            for t in report.get("tradeoff", []) if t["recall"] is not None),
         "thresholds: " + " ".join(f"{c}={'off' if v['off'] else format(v['threshold'], 'g')}"
                                   for c, v in report["per_command"].items()),
     ]

@@ -218,6 +218,10 @@ def _check_calibration(cal: Any, labels: tuple[str, ...], bad: Any) -> None:
                 raise bad(f"{where}: {k} is {v!r}, not a number of at least 0")
 
     numbers(cal, ("target_fa_per_hour", "achieved_fa_per_hour", "recall"), "calibration")
+    if cal.get("command_free_hours") is not None:  # the upper bound of a few commands' rate divides by it
+        numbers(cal, ("command_free_hours",), "calibration")
+        if not cal["command_free_hours"] > 0:
+            raise bad("calibration: command_free_hours is 0, not a length of audio")
     if "expected_fa_per_hour" in cal or "expected_recall" in cal:
         numbers(cal, ("expected_fa_per_hour", "expected_recall"), "calibration")
     points = cal.get("operating_points", [])
@@ -230,6 +234,15 @@ def _check_calibration(cal: Any, labels: tuple[str, ...], bad: Any) -> None:
         if not isinstance(thresholds, Mapping) or not all(
                 k in labels and isinstance(v, (int, float)) and 0 <= v <= OFF for k, v in thresholds.items()):
             raise bad(f"{where}: thresholds are not a mapping of labels to posteriors between 0 and 1")
+        by_command = point.get("by_command")
+        if by_command is not None:
+            if not isinstance(by_command, Mapping):
+                raise bad(f"{where}: by_command is not a mapping")
+            for c, figures in by_command.items():
+                if not isinstance(figures, Mapping):
+                    raise bad(f"{where}: by_command.{c} is not a mapping")
+                given = tuple(k for k in ("fa_per_hour", "recall") if figures.get(k) is not None)  # None: not measured
+                numbers(figures, given, f"{where} by_command.{c}")
 
 
 def weight_shapes(cfg: ModelConfig, n_in: int, n_classes: int) -> dict[str, tuple[int, ...]]:

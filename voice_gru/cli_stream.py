@@ -418,7 +418,10 @@ def calibration_warnings(report: dict, target: float) -> list[str]:
                    f"--minutes too short to draw {'one' if one else 'them'}): {'its threshold was' if one else 'their thresholds were'} "
                    f"fitted to false accepts alone, and the recall figures do not include {'it' if one else 'them'}")
     if not report.get("met", True):
-        out.append(f"the target of {target:g} false accepts per hour was not met on these streams (see above)")
+        expected = (report.get("expected") or {}).get("fa_per_hour")
+        out.append(f"the target of {target:g} false accepts per hour was not met on held-out speakers"
+                   + (f" (expected {expected:.2f}/h: the fewest any rule gave; see above)" if expected is not None else
+                      " (see above)"))
     return out
 
 
