@@ -786,6 +786,12 @@ def test_close_drains_the_queue(tmp_path):
     ("actions: {yes: {say: hi, timeout: 3000000}}", "actions.yes.timeout"),
     ("actions: {stop: {run: [playerctl], timeout: 1e3}}", "write it as a number YAML reads"),  # YAML's text
     ("actions:\n  stop: log\n  stop: print\n", "stop"),
+    # a whole number of 400 digits: OverflowError and a traceback
+    ("actions: {stop: {run: [echo, hi], timeout: " + "9" * 400 + "}}", "actions.stop.timeout"),
+    ("wake_word: {word: go, seconds: " + "9" * 400 + "}", "wake_word.seconds"),
+    # NaN and Infinity are not JSON: sent as such, a server refuses the body
+    ("actions: {stop: {http: {url: 'http://h/', json: .nan}}}", "actions.stop.http.json"),
+    ("actions: {stop: {http: {url: 'http://h/', json: {x: .inf}}}}", "actions.stop.http.json"),
 ])
 def test_config_errors_name_file_and_key(tmp_path, body, key):
     path = write_cfg(tmp_path, body + "\n", name=f"bad-{uuid.uuid4().hex[:6]}.yaml")

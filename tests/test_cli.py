@@ -132,6 +132,17 @@ def make_bad_inputs(tmp: Path) -> dict[str, tuple[list[str], list[str]]]:
         "smoothing longer than a word": (["listen", "--input", str(CLIP), "--config", _yaml(tmp, "smooth.yaml",
                                           "decision:\n  smooth_ms: 1000000\n")],
                                          ["smooth.yaml", "smooth_ms = 1000000", "from 0 to 2000 ms"]),
+        # each of these was an OverflowError and a traceback
+        "seconds past any run": (["listen", "--input", str(CLIP), "--seconds", "1e308"], ["--seconds", "got '1e308'"]),
+        "refresh past any run": (["listen", "--input", str(CLIP), "--refresh", "1e308"], ["--refresh", "got '1e308'"]),
+        # accepted and silently not used
+        "realtime from a pipe": (["listen", "--input", "-", "--realtime"], ["--realtime", "standard input"]),
+        "realtime from a microphone": (["listen", "--realtime"], ["--realtime", "a microphone"]),
+        "drr without rt60 at its default": (["evaluate", str(CLIP), "--drr", "3"], ["--drr", "--rt60"]),
+        # listened, then "0 command(s)" with status 0
+        "every command off": (["listen", "--input", str(CLIP), "--threshold", "1.01"], ["--threshold 1.01", "off"]),
+        "the only command off": (["listen", "--input", str(CLIP), "--commands", "stop", "--threshold", "stop=1.01"],
+                                 ["--threshold stop=1.01", "nothing would ever fire"]),
     }
 
 
@@ -145,6 +156,8 @@ CASES = [
     "threshold twice", "threshold without command", "a recording as model", "split of no dataset",
     "refresh in window mode", "refresh too short", "init member without init", "subcommand option mistyped",
     "threshold of no command in a config", "smoothing longer than a word", "top-level option mistyped",
+    "seconds past any run", "refresh past any run", "realtime from a pipe", "realtime from a microphone",
+    "drr without rt60 at its default", "every command off", "the only command off",
 ]
 
 
@@ -382,6 +395,12 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     # an unset variable (--assistant "$CONF") meant no assistant at all
     assert main(base + ["--assistant", ""]) == 2
     assert capsys.readouterr().err.startswith("voice-gru: error: empty argument after --assistant: give a value")
+    assert main(base + ["--assistant="]) == 2
+    assert capsys.readouterr().err.startswith("voice-gru: error: empty argument (--assistant=): give a value")
+    # a value that ends in '=' (base64 padding, a query string) is a value: it was taken for an empty one
+    assert main(base + [f"--assistant={only}="]) == 2
+    err = capsys.readouterr().err
+    assert f"{only}=" in err.splitlines()[-1] and "empty argument" not in err
 
 
 def test_detections_and_action_lines_are_written_whole(tmp_path, monkeypatch):
@@ -857,6 +876,9 @@ def test_score_events_scores_detections_made_elsewhere_with_an_offset(tmp_path, 
     ('{"t": 1.0, "label": "_unknown_"}\n', r"live.jsonl:1: label = '_unknown_': not one of the commands"),
     ('{"t": 1.0, "label": "yes"\n', r"live.jsonl:1: not a JSON line"),
     ('{"label": "yes", "start": 2.0, "end": 3.0}\n', r"looks like a label file: give it to --labels"),
+    # json keeps the last of two: one of them was dropped unsaid
+    ('{"t": 0.5, "label": "no"}\n{"t": 1.5, "t": 2.5, "label": "yes"}\n', r"live.jsonl:2: key 't' given twice"),
+    ('[{"t": 1.5, "label": "yes", "label": "no"}]', r"live.jsonl: key 'label' given twice"),
 ])
 def test_score_events_refuses_a_bad_detections_file_naming_the_line(tmp_path, capsys, content, message):
     import re

@@ -76,6 +76,15 @@ def test_command_words_stay_strings_in_yaml(tmp_path):
     assert cfg.decision.thresholds == {"yes": 0.5, "no": 0.6, "on": 0.7, "off": 0.8, "stop": 0.9}
 
 
+def test_numbers_are_read_as_yaml_1_2_writes_them(tmp_path):
+    """YAML 1.1 read a leading zero as octal: `epochs: 010` trained 8 epochs, the word `010` became '8'."""
+    cfg = load_config(write(tmp_path, "train:\n  epochs: 010\n  seed: 0x1F\ndata:\n  task: 012\n  "
+                                      "commands: [yes, 010]\naugment:\n  gain_db: [-1_0, 0o6]\n"))
+    assert (cfg.train.epochs, cfg.train.seed, cfg.data.task, cfg.data.commands) == (10, 31, "12", ("yes", "10"))
+    assert cfg.augment.gain_db == (-10.0, 6.0)
+    assert load_config(write(tmp_path, "train:\n  lr: 0.5e-3\n")).train.lr == 0.0005
+
+
 def test_numeric_task_is_read_as_string(tmp_path):
     assert load_config(write(tmp_path, "data:\n  task: 35\n")).data.task == "35"
 
@@ -131,6 +140,14 @@ def test_wrong_type_names_the_key_and_file(tmp_path, text, key):
     "text, message",
     [
         ("features:\n  hop_ms: 0\n", "features.hop_ms = 0.0: must be above 0"),
+        # past a second: an OverflowError and a traceback at 1e308
+        ("features:\n  win_ms: 1.0e+308\n", "features.win_ms = 1e+308: must be above 0 and at most 1000 ms"),
+        # a whole number of 400 digits: OverflowError and a traceback wherever it was compared
+        ("train:\n  epochs: " + "9" * 400 + "\n", "train.epochs = 99999999... (400 digits): too large a number"),
+        ("train:\n  lr: " + "9" * 400 + "\n", "train.lr: 99999999... (400 digits): too large a number"),
+        ("augment:\n  gain_db: [" + "9" * 400 + ", 1]\n", "augment.gain_db[0]: 99999999... (400 digits): too large"),
+        # YAML 1.1 read 1:30 as 90 (base 60), unsaid
+        ("train:\n  epochs: 1:30\n", "train.epochs: expected an integer, got '1:30'"),
         ("features:\n  n_mfcc: 50\n", "features.n_mfcc = 50: must be at most n_mels (40)"),
         ("features:\n  f_max: 9000\n", "features.f_max = 9000.0: must lie above f_min"),
         ("features:\n  win_ms: 40\n  n_fft: 256\n", "features.n_fft = 256: must hold the 640-sample window"),

@@ -1121,7 +1121,7 @@ def test_a_set_of_commands_point_must_fit_at_the_upper_bound_of_its_rate():
                 "by_command": {"stop": {"fa_per_hour": stop[0], "recall": stop[1]},
                                "go": {"fa_per_hour": go[0], "recall": go[1]}}}
 
-    points = [point(0.5, 0.7, (0.3, 0.7), (0.3, 0.7)), point(1.0, 0.8, (0.1, 0.8), (0.0, 0.7)),
+    points = [point(0.5, 0.7, (0.2, 0.7), (0.2, 0.7)), point(1.0, 0.8, (0.1, 0.8), (0.0, 0.7)),
               point(5.0, 0.85, (0.4, 0.9), (0.3, 0.9)), point(20.0, 0.9, (1.5, 0.95), (0.5, 0.95))]
 
     class Ck:
@@ -1133,7 +1133,7 @@ def test_a_set_of_commands_point_must_fit_at_the_upper_bound_of_its_rate():
     assert for_commands(points[1], ["stop", "go"], 6.0)["fa_bound_per_hour"] == pytest.approx(0.6799, abs=1e-4)
     assert operating_point(Ck(), 1.0, ["stop", "go"])["target_fa_per_hour"] == 1.0
     assert operating_point(Ck(), 1.6, ["stop", "go"])["target_fa_per_hour"] == 5.0
-    # the 0.5 point's subset estimate (0.6/h, bound 1.15) is above 0.5, but it was calibrated for all at 0.5
+    # the 0.5 point's subset estimate (0.4/h) has its bound at 1.15/h, above 0.5, but it was calibrated for all at 0.5
     assert operating_point(Ck(), 0.5, ["stop", "go"])["target_fa_per_hour"] == 0.5
     assert operating_point(Ck(), 0.7, ["stop"])["target_fa_per_hour"] == 1.0  # stop: 0.1/h, bound 0.68, recall 0.8
     with pytest.raises(ConfigError, match="lowest upper bound of the expected rate of the calibrated points is 0.4993"):
@@ -1401,6 +1401,10 @@ _TONE_WORDS = [("yes", 2.0), ("bed", 6.0)]
     ("yes, 20040\n", r"labels.txt:1: a 1 s clip starting at 20.04 s runs past the recording's end"),
     ('{"label": "yes", "start": 2, "end": 3}\n\n{"label": "yes", "start": 4}\n', r"labels.txt:3: missing 'end'"),
     ('{"t": 2.5, "label": "yes", "score": 0.9}\n', r"not a stream label file .*looks like a detections file"),
+    # json keeps the last of two equal keys: {"duration": 5, "duration": 60} was scored as a minute
+    ('{"duration": 5, "duration": 60, "events": []}', r"labels.txt: key 'duration' given twice"),
+    ('{"label": "yes", "start": 2, "end": 3}\n{"label": "yes", "start": 4, "start": 5, "end": 6}\n',
+     r"labels.txt:2: key 'start' given twice"),
 ])
 def test_bad_label_files_of_any_format_are_one_line_naming_the_place(tmp_path, content, message):
     wav = _tone_recording(tmp_path, _TONE_WORDS)

@@ -64,7 +64,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from voice_gru import COMMANDS
-from voice_gru.config import number_in_text, yaml_loader, yaml_problem
+from voice_gru.config import finite, number_in_text, yaml_loader, yaml_problem
 from voice_gru.decision import Command
 from voice_gru.errors import ConfigError, not_a_file, one_line
 from voice_gru.fileio import print_line
@@ -297,9 +297,10 @@ def _positive_number(value: Any, where: str, unit: str = "seconds", most: float 
     if number_in_text(value) is not None:  # YAML 1.1 reads 1e3 (no dot, no sign) as text
         raise ConfigError(f"{where}: got the text {value!r}: write it as a number YAML reads (1000, or 1.0e+3)")
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0 or value > most:
+            or not finite(value) or value <= 0 or value > most:
         upto = f" up to {most:g}" if math.isfinite(most) else ""
-        raise ConfigError(f"{where}: expected a positive number of {unit}{upto}, got {value!r}")
+        shown = f"{str(value)[:8]}... ({len(str(value))} digits)" if isinstance(value, int) and not finite(value) else repr(value)
+        raise ConfigError(f"{where}: expected a positive number of {unit}{upto}, got {shown}")
     return float(value)
 
 
@@ -384,7 +385,7 @@ def _parse_action(spec: Any, where: str) -> Action:
         body = value.get("json")
         if body is not None:
             try:
-                jsonlib.dumps(body)
+                jsonlib.dumps(body, allow_nan=False)  # NaN and Infinity are not JSON: a server would refuse it
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{kw}.json: not JSON-serialisable ({exc})") from None
             _walk_templates(body, f"{kw}.json")
@@ -695,7 +696,7 @@ LOOKUP_GRACE_S = 0.5  # past an http action's timeout, for the request's own dea
 
 def _post_json_within(url: str, body: Any, timeout: float) -> tuple[bool, str]:
     """``_post_json`` on the calling thread: bounded by ``timeout`` once the server's address is known."""
-    data = jsonlib.dumps(body).encode("utf-8")
+    data = jsonlib.dumps(body, allow_nan=False).encode("utf-8")
     req = urllib.request.Request(url, data=data, method="POST",
                                  headers={"Content-Type": "application/json"})
     deadline = _Deadline()

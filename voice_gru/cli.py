@@ -198,8 +198,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
                   png=["--plot"], folders=[*args.paths, *(args.noise or [])])
     if args.noise and args.snr is None:
         raise ConfigError("--noise gives the noise for --snr: add --snr DB")
-    if args.rt60 is None and args.drr != DEFAULT_DRR:
+    if args.rt60 is None and args.drr is not None:
         raise ConfigError("--drr is the direct-to-reverberant ratio of the room --rt60 simulates: add --rt60 S")
+    drr = DEFAULT_DRR if args.drr is None else args.drr
     if args.split is not None and not any(is_dataset_root(Path(p)) for p in args.paths):
         raise ConfigError(f"--split {args.split}: chooses a split of a dataset root (a folder with validation_list.txt), "
                           "and none of the paths is one")
@@ -223,7 +224,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if args.speed is not None:  # the flags' ranges are checked by argparse (``number``)
         items = with_speed(items, args.speed, ckpt.features.sample_rate)
     if args.rt60 is not None:
-        items = with_reverb(items, args.rt60, args.drr, ckpt.features.sample_rate)
+        items = with_reverb(items, args.rt60, drr, ckpt.features.sample_rate)
     if args.snr is not None:
         from voice_gru.data import background_files
 
@@ -248,9 +249,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         report["speed"] = args.speed
         print(f"every clip but _silence_ spoken {args.speed:g} times as fast (tempo and pitch)")
     if args.rt60 is not None:
-        report["room"] = {"rt60_s": args.rt60, "drr_db": args.drr}
+        report["room"] = {"rt60_s": args.rt60, "drr_db": drr}
         print(f"every clip but _silence_ played in a simulated room: RT60 {args.rt60:g} s, "
-              f"direct-to-reverberant ratio {args.drr:g} dB")
+              f"direct-to-reverberant ratio {drr:g} dB")
     if args.snr is not None:
         report["snr_db"] = args.snr
         print(f"noise mixed into every clip but _silence_ at {args.snr:g} dB SNR")
@@ -336,6 +337,12 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
     from voice_gru import commands_of
 
     override = parse_thresholds(values)
+    able = list(firing) if firing is not None else list(commands_of(labels))
+    if override is not None and all((override if isinstance(override, float) else override.get(c, 0.0)) >= OFF
+                                    for c in able):  # listened for minutes, then "0 command(s)", status 0
+        given = " ".join(values or ())
+        raise ConfigError(f"--threshold {given}: switches off every command that can fire here (a threshold of {OFF:g} "
+                          "is off): nothing would ever fire")
     if isinstance(override, dict):
         unknown = sorted(set(override) - set(commands_of(labels)))
         if unknown:
@@ -527,6 +534,9 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from_pipe = args.input == "-"
     if args.input and args.device is not None:
         raise ConfigError("--device chooses a microphone; with --input the audio comes from that file or pipe: give one of them")
+    if args.realtime and (not args.input or from_pipe):  # a microphone or a pipe comes at its own pace
+        raise ConfigError("--realtime paces a file given with --input FILE like a microphone; "
+                          f"{'standard input' if from_pipe else 'a microphone'} comes at its own pace: leave it out")
     if args.input and args.reconnect:
         raise ConfigError("--reconnect waits for a microphone that went away; with --input the audio comes from a file "
                           "or pipe: leave it out")
@@ -836,7 +846,7 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", help="recipe YAML whose 'decision' section changes the model's settings (only the keys it sets)")
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
-    p.add_argument("--refresh", type=number(0), metavar="S",
+    p.add_argument("--refresh", type=number(0, 86400), metavar="S",
                    help="a fresh GRU state takes over every S seconds after S/2 of warm-up (0 = one state, never reset; "
                         f"default: {REFRESH_S:g}; --mode stream only)")
     p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0,
@@ -868,7 +878,7 @@ class OneLineParser(argparse.ArgumentParser):
         mean no assistant (or, for a path, the working folder)."""
         words = list(sys.argv[1:] if args is None else args)
         for i, word in enumerate(words):
-            if not word.strip() or (word.startswith("--") and word.endswith("=")):  # blanks too: --device " "
+            if not word.strip() or (word.startswith("--") and not word.partition("=")[2] and "=" in word):  # --device " "
                 after = f" after {words[i - 1]}" if not word.strip() and i else f" ({word})" if word.strip() else ""
                 self.exit(2, f"{self.prog.split()[0]}: error: empty argument{after}: give a value (is the variable "
                              f"that should hold it set?) (see {self._typed_command(words)} --help)\n")
@@ -949,8 +959,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="play every clip but _silence_ F times as fast, pitch included (1.1: a fast talker, 0.9: a slow one)")
     ev.add_argument("--rt60", type=number(0.05, 5), metavar="S",
                     help="play every clip but _silence_ in a simulated room with this reverberation time (s)")
-    ev.add_argument("--drr", type=number(-30, 60), metavar="DB", default=DEFAULT_DRR,
-                    help="direct-to-reverberant ratio of that room, dB (default: %(default)s; ~0 across a room, ~10 close up)")
+    ev.add_argument("--drr", type=number(-30, 60), metavar="DB",
+                    help=f"direct-to-reverberant ratio of that room, dB (default: {DEFAULT_DRR:g}; ~0 across a room, ~10 close up)")
     ev.add_argument("--json", metavar="OUT", help="write the report as JSON")
     ev.add_argument("--csv", metavar="OUT", help="write per-file predictions as CSV")
     ev.add_argument("--plot", metavar="OUT.png", help="write the confusion matrix as PNG")
@@ -975,7 +985,7 @@ def build_parser() -> argparse.ArgumentParser:
                     help="only these commands can fire, the others are off: fewer false triggers, and "
                          "--false-accepts-per-hour counts theirs alone (default: all, or with --assistant the commands it maps)")
     add_recognizer_args(ls)
-    ls.add_argument("--seconds", type=number(0, above=True), help="stop after this much audio")
+    ls.add_argument("--seconds", type=number(0, 366 * 86400, above=True), help="stop after this much audio")
     ls.add_argument("--view", action=argparse.BooleanOptionalAction, default=None,
                     help="live level/posterior line on the terminal (default: on for a microphone or a pipe, on a TTY)")
     ls.set_defaults(func=_cmd_listen)

@@ -37,12 +37,22 @@ def _check(obj: Any, rules: Mapping[str, tuple[str, Any]], ranges: tuple[str, ..
     for key, (what, ok) in rules.items():
         value = getattr(obj, key)
         for v in value if isinstance(value, tuple) else (value,):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and ok(v)):
-                raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(value)}: must be {what}")
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (finite(v) and ok(v)):
+                why = "too large a number" if isinstance(v, int) and not finite(v) else f"must be {what}"
+                raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(value)}: {why}")
     for key in ranges:
         lo, hi = getattr(obj, key)
         if lo > hi:
             raise ConfigError(f"{type(obj).__name__}.{key} = {_plain((lo, hi))}: the low end is above the high end")
+
+
+def finite(value: int | float) -> bool:
+    """Whether a number is finite and within a float's range (math.isfinite raises OverflowError on a whole number of
+    400 digits)."""
+    try:
+        return math.isfinite(value)
+    except OverflowError:
+        return False
 
 
 def _require(obj: Any, ok: bool, key: str, what: str) -> None:
@@ -63,7 +73,10 @@ POOLINGS = ("max", "mean", "last")  # model.pooling: how a clip decision is read
 
 
 def _plain(value: Any) -> str:
-    return repr(list(value)) if isinstance(value, tuple) else repr(value)
+    if isinstance(value, tuple):
+        return "[" + ", ".join(_plain(v) for v in value) + "]"
+    text = repr(value)
+    return f"{text[:8]}... ({len(text)} digits)" if isinstance(value, int) and len(text) > 24 else text
 
 
 
@@ -93,7 +106,8 @@ class FeatureConfig:
 
     def __post_init__(self) -> None:
         # upper ends: `n_fft: 100000000` took 23 GB before it was killed
-        _check(self, {"sample_rate": _between(1000, 384000), "win_ms": _ABOVE_0, "hop_ms": _ABOVE_0,
+        ms = ("above 0 and at most 1000 ms", lambda v: 0 < v <= 1000)  # a frame is milliseconds, a word a second
+        _check(self, {"sample_rate": _between(1000, 384000), "win_ms": ms, "hop_ms": ms,
                       "n_fft": _between(1, 65536), "n_mels": _between(1, 1024), "n_mfcc": _between(1, 1024),
                       "f_min": _AT_LEAST_0, "log_offset": _ABOVE_0})
         _require(self, self.win_length <= self.n_fft, "n_fft", f"must hold the {self.win_length}-sample window")
@@ -352,6 +366,8 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             spelled = number_in_text(value)
             hint = f" (YAML reads that as text: write {spelled:.1e})" if spelled is not None else ""
             raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
+        if not finite(value) and isinstance(value, int):
+            raise ConfigError(f"{where}: {_plain(value)}: too large a number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
@@ -397,8 +413,8 @@ def to_dict(obj: Any) -> dict[str, Any]:
 
 
 def yaml_loader() -> type:
-    """A YAML SafeLoader whose booleans are only true/false (YAML 1.2), not yes/no/on/off, and where a key given
-    twice in one mapping is an error.
+    """A YAML SafeLoader whose booleans are only true/false and whose whole numbers are decimal unless 0x/0o (YAML
+    1.2), not yes/no/on/off, octal 010 or base-60 1:30; and where a key given twice in one mapping is an error.
 
     PyYAML's default (YAML 1.1) reads the command words ``yes``, ``no``, ``on``, ``off`` as
     booleans, so ``thresholds: {yes: 0.5, on: 0.6}`` would silently become ``{True: 0.6}``; and it keeps the last
@@ -406,16 +422,28 @@ def yaml_loader() -> type:
     """
     import yaml
 
-    bool_tag = "tag:yaml.org,2002:bool"
+    bool_tag, int_tag, float_tag = "tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"
 
     class Loader(yaml.SafeLoader):
         pass
 
     Loader.yaml_implicit_resolvers = {
-        ch: [(tag, rx) for tag, rx in resolvers if tag != bool_tag]
+        ch: [(tag, rx) for tag, rx in resolvers if tag not in (bool_tag, int_tag, float_tag)]
         for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
     Loader.add_implicit_resolver(bool_tag, re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    # YAML 1.1 also read 010 as 8 (octal) and 1:30 as 90 (base 60): an epoch count or a word of digits silently changed
+    Loader.add_implicit_resolver(int_tag, re.compile(r"^(?:[-+]?[0-9][0-9_]*|0o[0-7]+|0x[0-9a-fA-F]+)$"),
+                                 list("-+0123456789"))
+    Loader.add_implicit_resolver(float_tag, re.compile(
+        r"^(?:[-+]?[0-9][0-9_]*\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"), list("-+0123456789."))
+
+    def construct_int(loader, node):
+        text = loader.construct_scalar(node).replace("_", "")
+        return int(text, 16 if text.startswith("0x") else 8 if text.startswith("0o") else 10)
+
+    Loader.add_constructor(int_tag, construct_int)
 
     def construct_mapping(loader, node, deep=False):
         seen = set()

@@ -185,13 +185,33 @@ def _read_text(path: Path, what: str, where_from: str) -> str:
         raise DatasetError(f"{path}: not a text file ({exc})") from None
 
 
+class _KeyTwice(ValueError):
+    pass
+
+
+def _pairs(pairs: list) -> dict:
+    keys = [k for k, _ in pairs]
+    twice = next((k for i, k in enumerate(keys) if k in keys[:i]), None)
+    if twice is not None:  # json keeps the last: {"duration": 5, "duration": 60} was scored as an hour
+        raise _KeyTwice(f"key '{twice}' given twice")
+    return dict(pairs)
+
+
+def _json(text: str, where: str | Path) -> Any:
+    """``json.loads`` where a key given twice in one object is a ``DatasetError`` naming ``where``."""
+    try:
+        return json.loads(text, object_pairs_hook=_pairs)
+    except _KeyTwice as exc:
+        raise DatasetError(f"{where}: {exc}") from None
+
+
 def _parse_lines(path: Path, text: str, why: str) -> dict:
     """JSON Lines or TensorFlow's ``label, time_ms`` lines as ``{"events": [...]}``."""
     numbered = [(n, ln) for n, ln in enumerate(text.splitlines(), 1) if ln.strip() and not ln.lstrip().startswith("#")]
     rows: list = []
-    for _, ln in numbered:
+    for n, ln in numbered:
         try:
-            rows.append(json.loads(ln))
+            rows.append(_json(ln, f"{path}:{n}"))
         except (json.JSONDecodeError, RecursionError) as exc:
             rows.append(exc)
     objects = [isinstance(r, dict) for r in rows]
@@ -221,7 +241,7 @@ def _parse_lines(path: Path, text: str, why: str) -> dict:
 def _parse(path: Path, text: str) -> dict:
     """The label file's content as ``{"events": [...], ...}``, whichever format it was written in."""
     try:
-        data = json.loads(text)
+        data = _json(text, path)
     except RecursionError:
         raise DatasetError(f"{path}: JSON nested too deeply to be a label file") from None
     except json.JSONDecodeError as exc:
@@ -377,7 +397,7 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
     text = _read_text(path, "detections file", "listen --events writes it")
     own = _by_fold(tuple(commands))
     try:
-        whole = json.loads(text)
+        whole = _json(text, path)
     except RecursionError:
         raise DatasetError(f"{path}: JSON nested too deeply to be a detections file") from None
     except json.JSONDecodeError:
@@ -393,7 +413,7 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
     for where, row in rows:
         if isinstance(row, str):
             try:
-                row = json.loads(row)
+                row = _json(row, where)
             except (json.JSONDecodeError, RecursionError) as exc:
                 raise DatasetError(f"{where}: not a JSON line ({exc})") from None
         if not isinstance(row, dict) or "t" not in row or "label" not in row:
