@@ -472,6 +472,70 @@ def test_cli_dataset_root_split_validation(model_path, tiny_root, tmp_path, caps
     assert report["n"] == len(ex) == 5  # 3 commands, ceil(0.1 * 3) unknown, ceil(0.1 * 3) silence
 
 
+def test_a_damaged_noise_recording_is_named_and_the_split_evaluated(model_path, tiny_root, tmp_path, capsys):
+    """One unreadable file in _background_noise_ ended the whole evaluation of a dataset root in a traceback."""
+    root = tmp_path / "copy"
+    shutil.copytree(tiny_root, root)
+    (root / "_background_noise_" / "broken.wav").write_text("not audio\n")
+    out = tmp_path / "report.json"
+    assert main(["evaluate", str(root), "--split", "validation", "--model", str(model_path), "--json", str(out),
+                 "--quiet"]) == 0
+    report = json.loads(out.read_text())
+    assert report["n"] == 5  # the silence clips are cut from the readable recordings
+    assert [i["file"] for i in report["ignored"] if "background noise" in i["reason"]] == [
+        str(root / "_background_noise_" / "broken.wav")]
+    assert "no _silence_ clip is cut from it" in capsys.readouterr().out
+
+
+def test_label_folders_of_a_models_own_words_in_any_case_and_a_link_up_in_the_official_layout(ckpt, tmp_path):
+    """`Hello/` for a model's command `hello` was a class of its own (every clip an error); a link to the official
+    layout's own folder was said not searched, yet searched (the clip beside the folders scored under its name)."""
+    import dataclasses
+
+    own = dataclasses.replace(ckpt, labels=[("hello" if lab == "yes" else lab) for lab in ckpt.labels])
+    for layout in ("plain", "official"):
+        root = tmp_path / layout
+        for folder, word in (("Hello", "yes"), ("NO", "no")) + ((("_Unknown_", "bed"),) if layout == "official" else ()):
+            (root / folder).mkdir(parents=True)
+            sf.write(str(root / folder / "a_nohash_0.wav"), read(word), 16000, subtype="PCM_16")
+        items = collect_inputs([root], labels=own.labels)
+        assert sorted(it.label for it in items) == sorted(["hello", "no"] + (["_unknown_"] if layout == "official" else []))
+    (tmp_path / "official" / "loop").symlink_to(tmp_path / "official")
+    sf.write(str(tmp_path / "official" / "beside.wav"), read("yes"), 16000, subtype="PCM_16")
+    assert sorted(it.label for it in collect_inputs([tmp_path / "official"], labels=own.labels)) == [
+        "_unknown_", "hello", "no"]
+
+
+def test_clips_skipped_as_unreadable_are_not_counted_below_the_models_rate(model_path, tmp_path, capsys):
+    """A truncated 8 kHz WAV was skipped, and still counted among the clips "recorded below 16000 Hz"."""
+    sf.write(str(tmp_path / "low.wav"), read("yes")[::2], 8000, subtype="PCM_16")
+    blob = (tmp_path / "low.wav").read_bytes()
+    (tmp_path / "low.wav").write_bytes(blob[: len(blob) // 2])
+    sf.write(str(tmp_path / "ok.wav"), read("no"), 16000, subtype="PCM_16")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(tmp_path / "low.wav"), str(tmp_path / "ok.wav"), "--model", str(model_path),
+                 "--json", str(out), "--quiet"]) == 0
+    assert "clips_below_model_rate" not in json.loads(out.read_text())
+    assert "below 16000 Hz" not in capsys.readouterr().err
+
+
+def test_a_report_naming_a_file_that_is_no_utf8_prints_under_a_utf8_locale(model_path, tmp_path):
+    """Python's standard output is strict UTF-8 under en_US.UTF-8: the report's line ended the run before --json."""
+    import os
+    import subprocess
+    import sys
+
+    name = os.fsdecode(bytes(tmp_path) + b"/caf\xe9.wav")
+    sf.write(str(tmp_path / "good.wav"), read("yes"), 16000, subtype="PCM_16")
+    os.rename(tmp_path / "good.wav", name)
+    out = tmp_path / "r.json"
+    run = subprocess.run([sys.executable, "-c", "import sys; from voice_gru.cli import main; sys.exit(main())",
+                          "evaluate", name, "--model", str(model_path), "--json", str(out), "--quiet"],
+                         capture_output=True, env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert run.returncode == 0, run.stderr
+    assert b"caf\xe9.wav" in run.stdout and out.is_file()
+
+
 def test_cli_all_unknown_keeps_every_unknown_clip_of_the_split_and_reports_them_by_word(model_path, tiny_root, tmp_path,
                                                                                       capsys):
     out = tmp_path / "report.json"
@@ -641,6 +705,20 @@ def test_confusion_matrix_and_per_class_by_hand():
                              ([0, 1], [1.7, 0], "y_pred must hold class indices"), ([0, 1], [1], "2 true labels but 1")):
         with pytest.raises(ValueError, match=says):
             confusion_matrix(true, pred, 2)
+
+
+def test_the_confusion_plot_of_many_labels_stays_a_readable_size(tmp_path, monkeypatch):
+    """0.55 inch a label: 1,200 label folders (one per speaker) asked matplotlib for a 27 GB image."""
+    from voice_gru import plots
+    from voice_gru.metrics import plot_confusion
+
+    sizes = []
+    real = plots.subplots
+    monkeypatch.setattr(plots, "subplots", lambda **kw: sizes.append(kw["figsize"]) or real(**kw))
+    for n in (12, 300):
+        plot_confusion(np.eye(n, dtype=np.int64), [f"s{i}" for i in range(n)], str(tmp_path / f"{n}.png"))
+    assert sizes[0][0] == pytest.approx(2.0 + 0.55 * 12) and max(sizes[1]) <= 32.0
+    assert (tmp_path / "300.png").stat().st_size > 0
 
 
 def test_top_confusions_by_hand():

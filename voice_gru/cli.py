@@ -237,8 +237,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     if relabelled:  # deliberate (the official test set's "bed" clips for a model whose command "bed" is), but said
         print(f"note: {len(relabelled)} clip(s) of _unknown_/ are scored as the command their name says (e.g. "
               f"{relabelled[0].name}: {relabelled[0].label}), a command of this model", file=sys.stderr)
-    low = clips_below(items, ckpt.features.sample_rate)
     report = evaluate_items(ckpt, items, progress=not args.quiet, streaming=args.streaming)
+    unread = {e["file"] for e in report["errors"]}  # a clip skipped as unreadable was not heard at its rate
+    low = clips_below([it for it in items if it.name not in unread], ckpt.features.sample_rate)
     report["ignored"] = ignored
     if low:
         report["clips_below_model_rate"] = low
@@ -1033,6 +1034,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     command = func  # narrowed: not None
     args.argv = list(sys.argv[1:] if argv is None else argv)  # as typed, for notes that depend on the order
+    if getattr(sys.stdout, "errors", None) == "strict" and hasattr(sys.stdout, "reconfigure"):
+        # a file name that is no UTF-8 (café.wav written in Latin-1) is printed as its own bytes: under a UTF-8
+        # locale the report's line ended the run in a UnicodeEncodeError before --json was written
+        sys.stdout.reconfigure(errors="surrogateescape")
     from voice_gru.signals import stop_on_signals
 
     # from here on, not only once a command is running: a process started in the background by a script has

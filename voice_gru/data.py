@@ -274,9 +274,18 @@ def test_set_clip(path: Path) -> ClipRef:
     return ClipRef(str(path), word, speaker, "testing", label=label)
 
 
+def leads_up(folder: Path) -> bool:
+    """A link to the folder it is in, or to one above: searching it would find the same clips again, under a
+    label that is the link's name."""
+    if not folder.is_symlink():
+        return False
+    target = folder.resolve()
+    return target in (folder.parent.resolve(), *folder.parent.resolve().parents)
+
+
 def _scan_test_set(root: Path) -> list[ClipRef]:
     clips = []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for folder in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".") and not leads_up(p)):
         if folder.name == BACKGROUND:
             continue
         try:

@@ -23,7 +23,7 @@ from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
     AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
-    parse_name, said_command, scan_dataset, split_examples, test_set_clip, unused_entries,
+    leads_up, parse_name, said_command, scan_dataset, split_examples, test_set_clip, unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -90,10 +90,10 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
                 items.append(_file_item(Path(c.path), _label_for(c.label, Path(c.path), labels), sample_rate, c.word))
             skipped += [u for u in found if Path(u["file"]) not in tried]
         elif is_dataset_root(p):
-            items += _dataset_items(p, split, data_cfg, sample_rate, all_unknown)
+            items += _dataset_items(p, split, data_cfg, sample_rate, all_unknown, skipped)
             skipped += unused_entries(p)
         else:
-            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not _leads_up(d)
+            subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not leads_up(d)
                        and _holds_audio(d)]
             for d in subdirs:
                 label = folder_label(d.name)
@@ -157,6 +157,9 @@ def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
 def _map_label(name: str, labels: Sequence[str]) -> str:
     if not labels or name in labels:
         return name
+    same = [lab for lab in labels if lab.casefold() == name.casefold()]  # label folders are matched in any case
+    if same:  # (a model's own word, `Hello/` for `hello`, was a class of its own that every clip missed)
+        return same[0]
     if name in WORDS_V2 and UNKNOWN in labels:
         return UNKNOWN
     return name  # a label the model does not know: counted as an error of that class
@@ -183,15 +186,6 @@ def clips_below(items: Sequence[EvalItem], sample_rate: int) -> dict[int, int]:
 def _same_file_key(name: str) -> str:
     p = Path(name)
     return str(p.resolve()) if p.exists() else name  # silence cuts of a dataset root are named, not files
-
-
-def _leads_up(folder: Path) -> bool:
-    """A link to the folder it is in, or to one above: searching it would find the same clips again, under a
-    label that is the link's name."""
-    if not folder.is_symlink():
-        return False
-    target = folder.resolve()
-    return target in (folder.parent.resolve(), *folder.parent.resolve().parents)
 
 
 _NOT_AUDIO = f"not an audio file (suffixes read: {' '.join(AUDIO_SUFFIXES)})"
@@ -242,8 +236,8 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
             note(f, _HIDDEN)
             continue
         if f.is_dir():
-            if not label_folders or _leads_up(f):
-                note(f, "a link to a folder above it (not searched)" if _leads_up(f)
+            if not label_folders or leads_up(f):
+                note(f, "a link to a folder above it (not searched)" if leads_up(f)
                      else "a folder inside a folder of clips (not searched)")
                 continue
             try:
@@ -274,9 +268,19 @@ def _unread(root: Path, label_folders: bool) -> list[dict]:
     return out
 
 
-def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int, all_unknown: bool = False) -> list[EvalItem]:
+def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int, all_unknown: bool = False,
+                   skipped: list[dict] | None = None) -> list[EvalItem]:
+    from voice_gru.audio import audio_problem
+
     clips = scan_dataset(root)
-    noise_paths = background_files(root)
+    noise_paths = []
+    for f in background_files(root):  # one damaged noise file ended the whole evaluation in a traceback
+        why = audio_problem(f)
+        if why is None:
+            noise_paths.append(f)
+        elif skipped is not None:
+            skipped.append({"file": str(f), "reason": f"background noise that cannot be read "
+                                                      f"({why.removeprefix(f'{f}: ')}): no _silence_ clip is cut from it"})
     noise_cache: dict[int, np.ndarray] = {}
 
     def noise(k: int) -> np.ndarray:
@@ -291,7 +295,8 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int, all_unknown
     if noise_paths:
         import soundfile as sf
 
-        lengths = [sf.info(str(f)).frames * sr // sf.info(str(f)).samplerate for f in noise_paths]
+        infos = [sf.info(str(f)) for f in noise_paths]
+        lengths = [i.frames * sr // i.samplerate for i in infos]
     ex = split_examples(clips, split, cfg, len(noise_paths), lengths, all_unknown)
     if not ex:
         raise DatasetError(f"{root}: the '{split}' split is empty")
