@@ -61,7 +61,10 @@ def execute_notebook(src: str | Path, dst: str | Path | None = None, cwd: str | 
         if cell.cell_type == "code":
             cell.outputs = [o for o in cell.outputs if not (o.output_type == "stream" and not o.text.strip())]
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
-    nbformat.write(nb, Path(dst) if dst else src)
+    from voice_gru.fileio import write_text
+
+    # written whole or not at all: a full disk mid-write left the notebook in place as broken JSON, its cells lost
+    write_text(Path(dst) if dst else src, nbformat.writes(nb) + "\n")
     return seconds
 
 

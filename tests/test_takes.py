@@ -144,6 +144,28 @@ def test_a_stray_quiet_frame_does_not_sink_the_floor_and_a_fan_becomes_floor():
     assert "longer than" in found[1].reason and abs(found[1].start_s - 4.0) < 0.02
 
 
+def test_a_noise_gated_microphone_whose_pauses_are_digital_silence():
+    """Its pauses are exact zeros: the warm-up counted only frames with sound (the first word was "while the room's
+    noise was being learnt"), and the floor came from the words alone (a steady word never stood out of itself)."""
+    steady = np.zeros(int(9.5 * SR), np.float32)
+    for t in (1.5, 3.0, 4.5, 6.0, 7.5):
+        _sound(steady, t, 0.5)
+    steady[np.abs(steady) < 1e-9] = 0.0
+    found = cut_takes(steady)
+    assert [(type(f), round(f.start_s, 1)) for f in found][-4:] == [(Take, t) for t in (3.0, 4.5, 6.0, 7.5)]
+    words = [c for c in scan_dataset(DATA) if c.split == "validation" and c.word == "left"][:4]
+    from voice_gru.audio import load_audio
+
+    parts, starts = [np.zeros(SR, np.float32)], []
+    for c in words:
+        a = load_audio(c.path, SR)
+        starts.append(sum(p.size for p in parts) / SR)
+        parts += [np.where(np.abs(a) > 0.01, a, 0.0).astype(np.float32), np.zeros(SR, np.float32)]  # the gate
+    found = cut_takes(np.concatenate(parts))
+    assert all(isinstance(f, Take) for f in found) and len(found) == len(words), found
+    assert all(s - 0.02 <= f.start_s <= s + 1.0 for f, s in zip(found, starts))
+
+
 def test_a_config_that_cannot_hold_a_word_is_refused():
     with pytest.raises(ConfigError, match="max_sound_s <= clip_s"):
         TakeConfig(max_sound_s=1.2)

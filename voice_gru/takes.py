@@ -84,6 +84,8 @@ class TakeCutter:
         self._frames = 0  # frames judged so far
         self._levels = np.zeros(max(1, round(cfg.floor_window_s * 1000 / cfg.frame_ms)))  # a ring of frame levels
         self._heard = 0  # frames of sound or room noise (not digital silence) put in it
+        self._digital = np.zeros(self._levels.size, bool)  # a ring: which of the frames since the first heard were
+        self._since = 0  # digital silence, and how many there were
         self._warm = max(1, round(cfg.warm_up_s * 1000 / cfg.frame_ms))  # no sound before the floor is known
         self.missed_at_start = False  # a sound while the floor was being learnt: not heard, and said
         self._warm_sound = -(10 ** 12)  # its last frame: a sound heard within a pause of it is its rest, cut off
@@ -113,16 +115,25 @@ class TakeCutter:
             level = 10 * math.log10(float(np.var(x)) + 1e-13)
             i = self._frames
             self._frames += 1
-            if level > cfg.silence_dbfs:
+            digital = level <= cfg.silence_dbfs
+            if not digital:
                 self._levels[self._heard % self._levels.size] = level
                 self._heard += 1
-            floor = (float(np.percentile(self._levels[:self._heard], cfg.floor_percentile)) if self._heard
-                     else cfg.min_level_dbfs)
+            if self._heard:  # digital silence before anything was heard is a recorder starting: no room at all
+                self._digital[self._since % self._digital.size] = digital
+                self._since += 1
+            if self._digital[:self._since].mean() > 0.5 if self._since else False:
+                # a noise-gated microphone's pauses are digital silence: a floor of its words alone let only their
+                # loudest part stand out
+                floor = cfg.min_level_dbfs - cfg.above_floor_db
+            else:
+                floor = (float(np.percentile(self._levels[:self._heard], cfg.floor_percentile)) if self._heard
+                         else cfg.min_level_dbfs)
             self._floor = floor
             if self._heard == self._levels.size:  # the first floor window is full: judged once more, then never
                 self._judge_warm_up()
                 self._warm_levels = []
-            if self._heard < self._warm:
+            if self._frames < self._warm:  # digital silence counts: a gated microphone's first word was its warm-up
                 self._warm_levels.append((i, level))
                 if self._heard > 1 and level > max(floor + cfg.above_floor_db, cfg.min_level_dbfs):
                     self.missed_at_start = True
