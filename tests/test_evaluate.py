@@ -296,6 +296,16 @@ def test_a_folder_of_label_folders_with_a_suffixless_clip_a_loop_a_pipe_and_hidd
     assert ignored == [{"file": str(loop / "self"), "reason": "a link to a folder above it (not searched)"}]
 
 
+def test_layouts_whose_every_clip_lacks_its_suffix_are_read(tmp_path):
+    """A suffixless clip was read only where another clip had a suffix: with none, the run stopped ("no audio")."""
+    for root, folders in ((tmp_path / "official", ("yes", "_unknown_")), (tmp_path / "plain", ("yes", "no"))):
+        for folder in folders:
+            (root / folder).mkdir(parents=True)
+            sf.write(str(root / folder / "clip0"), read("no" if folder == "no" else "yes"), 16000, format="WAV")
+        assert sorted(it.label for it in collect_inputs([root], labels=["_silence_", "_unknown_", "yes", "no"])) == \
+            sorted(folders)
+
+
 def test_a_clip_whose_name_is_no_utf8_is_read_and_written_back_as_its_bytes(tmp_path):
     """It was "cannot decode audio" (soundfile encodes a name as strict UTF-8), and --csv ended in a traceback."""
     import os

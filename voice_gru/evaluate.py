@@ -86,7 +86,13 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
         elif is_test_set_layout(p):
             found = _unread(p, label_folders=True)
             tried = [f for f in _suffixless_audio(found) if f.parent != p]  # one beside the label folders has no label
-            for c in scan_dataset(p) + [test_set_clip(f) for f in tried]:
+            try:
+                listed = scan_dataset(p)
+            except DatasetError:  # "no audio files in the label folders": every clip's name may lack its suffix
+                if not tried:
+                    raise
+                listed = []
+            for c in listed + [test_set_clip(f) for f in tried]:
                 items.append(_file_item(Path(c.path), _label_for(c.label, Path(c.path), labels), sample_rate, c.word))
             skipped += [u for u in found if Path(u["file"]) not in tried]
         elif is_dataset_root(p):
@@ -213,9 +219,10 @@ def _suffixless_audio(unread: Sequence[dict]) -> list[Path]:
 
 
 def _holds_audio(folder: Path) -> bool:
-    """A folder with an audio file in it (one that cannot be listed holds none that could be read)."""
+    """A folder with an audio file in it, its name's suffix or not (one that cannot be listed holds none that could
+    be read)."""
     try:
-        return any(is_audio_file(f) for f in folder.iterdir())
+        return any(is_audio_file(f) or _no_suffix_audio(str(f)) for f in folder.iterdir())
     except OSError:
         return False
 
