@@ -224,6 +224,10 @@ def test_sidecar_mismatch_leaves_nothing(tmp_path, server, archives):
     with pytest.raises(DownloadError, match=r"checksum mismatch .*expected sha256 0{64}, got [0-9a-f]{64}"):
         download_speech_commands(dest, base_url=server.base_url, progress=False)
     assert _tree(dest) == set()  # not even the empty .downloads folder
+    new = tmp_path / "new" / "data"
+    with pytest.raises(DownloadError, match="checksum mismatch"):
+        download_speech_commands(new, base_url=server.base_url, progress=False)
+    assert not new.exists()  # a --dest the run made is not left behind empty (one above it may be: mkdir -p's)
 
 
 @pytest.mark.parametrize("base, says", [

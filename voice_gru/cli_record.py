@@ -84,11 +84,16 @@ def _cmd_record(args: argparse.Namespace) -> int:
         mic = mics.open()
     name = args.speaker or _person()
     speaker = speaker_id(name)
-    if start_split_lists(root):
-        print(f"{root}: a new dataset: split lists started (validation_list.txt, testing_list.txt): each speaker's "
-              "takes join the split --split names, training by default", flush=True)
-    split = split_for(root, speaker, args.split, name)
-    remove_half_written(folder, speaker)
+    try:
+        if start_split_lists(root):
+            print(f"{root}: a new dataset: split lists started (validation_list.txt, testing_list.txt): each speaker's "
+                  "takes join the split --split names, training by default", flush=True)
+        split = split_for(root, speaker, args.split, name)
+        remove_half_written(folder, speaker)
+    except BaseException:  # a speaker already in another split: the microphone is let go before the message
+        if mics is not None:
+            mics.close()
+        raise
     want = args.takes if args.takes is not None else (None if args.input else 20)
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
     source = "standard input" if args.input == "-" else str(args.input)

@@ -554,13 +554,14 @@ def download_speech_commands(
     if dest.is_dir() and not downloads.is_dir() and any(not p.name.startswith(".") for p in dest.iterdir()):
         raise DownloadError(f"--dest {dest}: holds files and no earlier download: the archive would write over those "
                             "of the same name (split lists, word folders); give an empty or a new folder")
-    made = not downloads.exists()
+    made = [p for p in (dest, downloads) if not p.exists()]
     _mkdir(downloads)
     try:
         return _download_into(dest, downloads, plan, progress)
     except BaseException:
-        if made and not any(downloads.iterdir()):  # nothing fetched: no empty .downloads left behind
-            downloads.rmdir()
+        for folder in reversed(made):  # nothing fetched (offline): no empty folders left behind
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         raise
 
 
