@@ -287,6 +287,20 @@ def test_truncated_wav(tmp_path, cut):
     expect_error(path, "truncated")
 
 
+@pytest.mark.parametrize("fmt, suffix", [("AIFF", "aiff"), ("AU", "au")])
+def test_truncated_aiff_and_au(tmp_path, fmt, suffix):
+    """libsndfile lowers their frame count to what is on disk: two thirds of a clip were classified unsaid."""
+    whole = tmp_path / f"whole.{suffix}"
+    audio = sine(440, SAMPLE_RATE)
+    sf.write(whole, audio, SAMPLE_RATE, format=fmt, subtype="PCM_16")
+    np.testing.assert_allclose(load_audio(whole), audio, atol=1e-4)  # whole: read as it is
+    data = whole.read_bytes()
+    for cut in (1, len(data) // 3):
+        path = tmp_path / f"cut{cut}.{suffix}"
+        path.write_bytes(data[:-cut])
+        expect_error(path, "truncated")
+
+
 def test_zero_length_wav(tmp_path):
     path = tmp_path / "zero.wav"
     sf.write(path, np.zeros(0, dtype=np.float32), SAMPLE_RATE, subtype="PCM_16")

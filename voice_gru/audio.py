@@ -158,7 +158,8 @@ def _open_checked(path: Path, on_truncated: Callable[[str], object] | None = Non
         raise AudioFormatError(f"{path}: not a readable audio file ({exc.error_string})") from None
     except (RuntimeError, ValueError, OSError) as exc:
         raise AudioFormatError(f"{path}: cannot decode audio ({first_line(exc)})") from None
-    cut = ("truncated (the file is shorter than its header says)" if is_truncated_wav(path) else
+    cut = ("truncated (the file is shorter than its header says)" if is_truncated_wav(path) or (
+        f.format in ("AIFF", "AU") and is_truncated_aiff_or_au(path)) else
            "truncated (its last Ogg page is incomplete, or not the stream's end)"
            if f.format == "OGG" and is_truncated_ogg(path) else None)
     if cut:
@@ -491,6 +492,27 @@ def is_truncated_wav(path: str | Path) -> bool:
     if layout is None or layout.size in PLACEHOLDER_SIZES:
         return False
     return layout.start + layout.size > Path(path).stat().st_size
+
+
+def is_truncated_aiff_or_au(path: str | Path) -> bool:
+    """True when an AIFF/AIFF-C file's sound data (SSND) or a Sun/NeXT .au file's data is shorter than its header
+    says: libsndfile lowers the frame count to what is on disk and says nothing (an unknown .au size says nothing)."""
+    with open(path, "rb") as fh:
+        head = fh.read(24)
+        size = fh.seek(0, os.SEEK_END)
+        if head[:4] == b".snd" and len(head) >= 12:
+            offset, length = struct.unpack(">II", head[4:12])
+            return length != 0xFFFFFFFF and offset + length > size
+        if head[:4] != b"FORM" or head[8:12] not in (b"AIFF", b"AIFC"):
+            return False
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            kind, length = struct.unpack(">4sI", fh.read(8))
+            if kind == b"SSND":
+                return pos + 8 + length > size
+            pos += 8 + length + (length & 1)  # chunks are padded to an even length
+    return False
 
 
 OGG_TAIL = 1 << 17  # bytes read from an Ogg file's end to find its last page (a page holds at most 65,307)
