@@ -45,7 +45,8 @@ def test_bytes_are_refused_with_the_way_to_decode_them():
 
 
 @pytest.mark.parametrize("bad", [np.zeros((2, 2, 2), np.float32), np.array(["a", "b"]), np.zeros(3, np.complex64),
-                                 np.zeros((1600, 0), np.float32), np.zeros((1, 1600), np.int16)])
+                                 np.zeros((1600, 0), np.float32), np.zeros((1, 1600), np.int16),
+                                 np.zeros((2, 64), np.float32)])  # channels first, 64-frame periods: 64 "channels"
 def test_as_float_mono_rejects_what_is_not_audio(bad):
     with pytest.raises(AudioFormatError, match="audio chunk"):
         as_float_mono(bad)
@@ -418,9 +419,40 @@ def test_one_long_chunk_is_converted_piece_by_piece(spotter16):
 @needs_model
 def test_raw_bytes_given_to_process_are_refused(spotter16):
     """A bytearray became uint8 samples (noise) before the check for bytes could see it."""
-    for raw in (b"\x00\x01" * 800, bytearray(b"\x00\x01" * 800)):
+    import array
+
+    # a memoryview (a capture callback's buffer) was read as 8-bit PCM: twice as many samples of noise
+    for raw in (b"\x00\x01" * 800, bytearray(b"\x00\x01" * 800), memoryview(b"\x00\x01" * 800),
+                array.array("B", b"\x00\x01" * 800)):
         with pytest.raises(AudioFormatError, match="given as bytes or text: decode it first"):
             spotter16.process(raw)
+    assert as_float_mono(np.zeros((4, 2), np.uint8) + 128).tolist() == [0.0] * 4  # uint8 PCM as an array is audio
+
+
+def test_loud_float_audio_the_resampler_rings_past_the_limit_is_heard(spotter16):
+    """A square wave of 15 at 44.1 kHz (within the 16 allowed) rang to 17.9 in the resampler: the front end refused
+    the chunk after the resampler had taken it, and the silence after it too."""
+    loud = CommandSpotter(spotter16.ckpt, sample_rate=44100)
+    square = np.where(np.arange(44100) % 100 < 50, 15.0, -15.0).astype(np.float32)
+    loud.process(square)
+    loud.process(np.zeros(13230, np.float32))
+    assert 120 <= loud.detector.n <= 128  # 1.3 s: ~128 frames less what the resampler still holds (it heard 8)
+
+
+def test_api_odds_and_ends(spotter16, caplog):
+    """A NumPy number as false_accepts_per_hour was refused as no number; a DecisionConfig's thresholds were silently
+    not used; Recognizer(None) and GRUClassifier.step(x, None) raised AttributeError."""
+    import dataclasses
+    import logging
+
+    from voice_gru.stream import Recognizer
+
+    assert CommandSpotter(spotter16.ckpt, false_accepts_per_hour=np.float32(5.0)).thresholds == \
+        CommandSpotter(spotter16.ckpt, false_accepts_per_hour=5).thresholds
+    with caplog.at_level(logging.WARNING, logger="voice_gru.spotter"):
+        CommandSpotter(spotter16.ckpt, decision=dataclasses.replace(spotter16.decision, thresholds={"stop": 0.2}))
+    assert "its threshold(s) are not used" in caplog.text
+    assert list(Recognizer(None).labels) == list(spotter16.labels)
 
 
 @needs_model

@@ -122,8 +122,10 @@ class GRUClassifier(nn.Module):
         """Per-frame logits ``(B, T, classes)`` of a whole sequence ``(B, T, n_in)`` from zero state."""
         return self.step(frames, State(None, None))[0]
 
-    def step(self, frames: torch.Tensor, state: State) -> tuple[torch.Tensor, State]:
-        """Logits for a chunk ``(B, T, n_in)`` continuing from ``state``; returns the new state."""
+    def step(self, frames: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Logits for a chunk ``(B, T, n_in)`` continuing from ``state`` (None: zero state); returns the new state."""
+        if state is None:
+            state = State(None, None)
         if frames.shape[1] == 0:
             return frames.new_zeros(frames.shape[0], 0, self.n_classes), state
         x, conv_buf = self._front(frames, state.conv)

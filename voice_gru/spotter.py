@@ -41,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 
 # float audio is in [-1, 1]; beyond this it is integer PCM cast to float (int16 values are up to 32768)
-MAX_CHANNELS = 64  # more "channels" than this is a (channels, samples) array
+MAX_CHANNELS = 64  # more "channels" than this is a (channels, samples) array ...
+FEW_CHANNELS = 8  # ... and so is more than this with fewer samples than channels
 RATE_RANGE = (1000.0, 1_000_000.0)  # sample rates a resampler is asked to handle (beyond: a unit slip, or a hang)
 PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: memory stays that of a chunk
 # A word is decided ~0.15-0.3 s after it ends (smoothing, minimum duration, the network's own delay). A recording
@@ -51,19 +52,28 @@ PIECE_S = 10.0  # process() runs a long chunk in pieces of this many seconds: me
 END_SILENCE_S = 0.5
 
 
+def _undecoded(audio: Any, x: np.ndarray) -> bool:
+    """Bytes or text, not samples: a memoryview or another buffer of bytes is uint8 to NumPy (twice as many samples
+    of noise, unsaid)."""
+    return x.dtype.kind in "SUV" or isinstance(audio, (bytes, bytearray, memoryview)) or (
+        x.dtype == np.uint8 and not isinstance(audio, np.ndarray))
+
+
 def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None, offset: int = 0) -> np.ndarray:
     """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1] (``downmix``: a
     stream's ``audio.Downmix``, which keeps to the first channel where the channels cancel; else their average;
     ``offset``: where ``audio`` starts in the caller's chunk, for the index an error names)."""
     x = np.asarray(audio)
-    if x.dtype.kind in "SUV" or isinstance(audio, (bytes, bytearray)):
+    if _undecoded(audio, x):
         raise AudioFormatError("audio chunk given as bytes or text: decode it first, e.g. np.frombuffer(data, np.int16) "
                                "(.reshape(-1, channels) for interleaved channels)")
     if x.ndim not in (1, 2):
         raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
-    if x.ndim == 2 and not 1 <= x.shape[1] <= MAX_CHANNELS:
+    # a (2, 64) block (JACK's 64-frame periods, channels first) was heard as 64 channels of two samples
+    if x.ndim == 2 and not (1 <= x.shape[1] <= MAX_CHANNELS and (x.shape[1] <= FEW_CHANNELS or x.shape[1] <= x.shape[0])):
         raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples, channels) with 1 to {MAX_CHANNELS} "
-                               "channels" + (" (a (channels, samples) array? transpose it)" if x.shape[1] else ""))
+                               f"channels, at least as many samples as channels beyond {FEW_CHANNELS}"
+                               + (" (a (channels, samples) array? transpose it)" if x.shape[1] else ""))
     if x.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
         x = (x.astype(np.float32) - 128.0) / 128.0
     elif x.dtype == np.int64:  # what NumPy makes of a list of Python ints: its scale says nothing of the PCM format
@@ -151,7 +161,8 @@ class CommandSpotter:
     conflict). Neither: the model's own calibrated thresholds.
     ``sample_rate``: the rate of the audio given to ``process`` (resampled in code).
     ``decision``: smoothing / minimum duration / cooldown (None: the model's calibrated settings; a
-    ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``).
+    ``DecisionConfig`` replaces them all, so change one with ``dataclasses.replace(spotter.decision, ...)``; its
+    ``threshold``/``thresholds`` only apply to a model without calibrated thresholds, else a warning is logged).
     ``commands``: only these commands can fire (None: all); the others' thresholds are off (a ``threshold`` given
     for one of them included), so their false triggers go with them. With ``false_accepts_per_hour`` the point is chosen for them: the most sensitive
     one whose false accepts expected from these commands alone are within the rate.
@@ -174,8 +185,8 @@ class CommandSpotter:
         if not RATE_RANGE[0] <= rate <= RATE_RANGE[1]:
             raise ConfigError(f"sample_rate {sample_rate!r}: must be from {RATE_RANGE[0]:g} to {RATE_RANGE[1]:g} samples "
                               "per second")
-        if false_accepts_per_hour is not None:
-            positive_number(false_accepts_per_hour, "false_accepts_per_hour", "false accepts per hour")
+        if false_accepts_per_hour is not None:  # a NumPy number as a float: operating_point takes Python numbers
+            false_accepts_per_hour = positive_number(false_accepts_per_hour, "false_accepts_per_hour", "false accepts per hour")
         if decision is not None and not isinstance(decision, DecisionConfig):
             raise ConfigError(f"decision {decision!r}: expected a voice_gru.config.DecisionConfig "
                               "(to change one setting: dataclasses.replace(CommandSpotter().decision, cooldown_ms=500))")
@@ -195,6 +206,10 @@ class CommandSpotter:
         if self.operating_point:
             override = {**self.operating_point["thresholds"], **(override if isinstance(override, dict) else {})}  # a number was refused above
         self.decision = decision_of(self.ckpt, decision)
+        if decision is not None and self.ckpt.thresholds and (
+                decision.thresholds or decision.threshold != DecisionConfig.threshold):
+            logger.warning("decision: its threshold(s) are not used: the model's calibrated thresholds come first "
+                           "(threshold= or false_accepts_per_hour= change them)")
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         if chosen is not None:
             self.thresholds = only_commands(self.thresholds, self.commands)
@@ -236,9 +251,9 @@ class CommandSpotter:
             return self._process(audio)
 
     def _process(self, audio: np.ndarray) -> list[Command]:
-        if isinstance(audio, (bytes, bytearray)):  # np.asarray makes a bytearray uint8 samples: noise, unsaid
-            as_float_mono(audio)  # refuses it, saying how to decode it
         x = np.asarray(audio)
+        if _undecoded(audio, x):  # refused before the pieces below make it an array
+            as_float_mono(audio)
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, the memory of 10 s
         pieces: Iterator[np.ndarray]
         if x.ndim not in (1, 2) or len(x) <= step:
@@ -250,7 +265,9 @@ class CommandSpotter:
         commands: list[Command] = []
         posteriors = []
         for piece in pieces:
-            commands += self._process_model_rate(self._resampler(piece) if self._resampler is not None else piece)
+            if self._resampler is not None:  # its ringing may take a square wave of 15 past the front end's 16
+                piece = np.clip(self._resampler(piece), -FLOAT_LIMIT, FLOAT_LIMIT)
+            commands += self._process_model_rate(piece)
             posteriors.append(self.posteriors)
         self.posteriors = np.concatenate(posteriors) if len(posteriors) > 1 else posteriors[0]
         return commands

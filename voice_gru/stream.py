@@ -53,7 +53,8 @@ class Recognizer:
         if mode not in ("stream", "window"):
             raise ConfigError(f"unknown recognizer mode {mode!r} (expected 'stream' or 'window')")
         # a checkpoint path, a voice_gru.model.Checkpoint or a CheckpointData: its arrays either way
-        self.ckpt: CheckpointData = read_checkpoint_data(ckpt) if isinstance(ckpt, (str, Path)) else ckpt.data()
+        self.ckpt: CheckpointData = (read_checkpoint_data(ckpt) if ckpt is None or isinstance(ckpt, (str, Path))
+                                     else ckpt.data())  # None: the shipped model, as for CommandSpotter
         self.labels = self.ckpt.labels
         self.mode = mode
         hop_s = self.ckpt.features.hop_ms / 1000
