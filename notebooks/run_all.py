@@ -79,7 +79,11 @@ def main(argv: list[str] | None = None) -> int:
         os.environ["VOICE_GRU_NB_QUICK"] = "1"
     names = args.names or list(NOTEBOOKS)
     if args.out:
-        Path(args.out).mkdir(parents=True, exist_ok=True)
+        try:
+            Path(args.out).mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # a file of that name, a read-only disk: one line, not a traceback
+            print(f"run_all: error: --out {args.out}: {exc.strerror}", file=sys.stderr)
+            return 2
     total = 0.0
     for name in names:
         src = NOTEBOOK_DIR / Path(name).name

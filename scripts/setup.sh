@@ -12,8 +12,9 @@ log() { echo "setup: $*" >&2; }
 
 # --- Debian packages ------------------------------------------------------------------------
 # libportaudio2: sounddevice; pulseaudio + pulseaudio-utils: the private fake microphone used
-# by the audio tests (pactl, paplay); espeak-ng: synthetic speech for demos and tests.
-apt_packages=(libportaudio2 pulseaudio pulseaudio-utils espeak-ng)
+# by the audio tests (pactl, paplay); espeak-ng: synthetic speech for demos and tests; python3-venv: Debian's
+# python3 makes no venv (with pip) without it.
+apt_packages=(libportaudio2 pulseaudio pulseaudio-utils espeak-ng python3 python3-venv)
 missing=()
 for p in "${apt_packages[@]}"; do
     dpkg -s "$p" 2>/dev/null | grep -q '^Status: install ok installed' || missing+=("$p")
@@ -43,9 +44,9 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------
 venv=$root/.venv
-if [[ ! -x $venv/bin/python ]]; then
+if [[ ! -x $venv/bin/python || ! -x $venv/bin/pip ]]; then  # one made without pip (no python3-venv) is made again
     log "creating .venv"
-    python3 -m venv "$venv"
+    python3 -m venv --clear "$venv"
 fi
 
 stamp=$venv/.voice_gru-install.sha256

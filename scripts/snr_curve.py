@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--snr", nargs="*", type=number(-60, 100), default=[30.0, 20.0, 10.0, 5.0, 0.0],
                    help="noise levels (dB SNR); none given: no noise columns")
     p.add_argument("--rt60", nargs="+", type=number(0.05, 5), default=[], help="rooms: reverberation times (s), no noise")
-    p.add_argument("--drr", type=number(-30, 60), default=3.0, help="the rooms' direct-to-reverberant ratio (dB)")
+    p.add_argument("--drr", type=number(-30, 60), help="the rooms' direct-to-reverberant ratio (dB; default: 3)")
     p.add_argument("--speed", nargs="+", type=number(0.25, 4), default=[],
                    help="talkers: speed factors (1.1: ten percent faster), no noise")
     p.add_argument("--peak-dbfs", nargs="+", type=number(-120, 60), default=[],
@@ -52,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
         values = getattr(args, flag)
         if len(set(values)) < len(values):
             raise ConfigError(f"--{flag.replace('_', '-')}: {' '.join(f'{v:g}' if isinstance(v, float) else str(v) for v in values)} names a value twice")
+    if args.drr is not None and not args.rt60:  # the rooms' ratio, with no room it was silently not used
+        raise ConfigError("--drr is the direct-to-reverberant ratio of the rooms --rt60 simulates: add --rt60 S")
+    args.drr = 3.0 if args.drr is None else args.drr
     torch.set_num_threads(args.threads)
     check_outputs({"--json": args.json, "--plot": args.plot}, [*[m for m in args.model if m], args.data_dir], png=["--plot"],
                   folders=[args.data_dir])

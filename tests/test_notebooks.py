@@ -34,6 +34,39 @@ def test_run_all_lists_every_notebook():
     assert sorted(p.name for p in NB_DIR.glob("*.ipynb")) == sorted(NOTEBOOKS)
 
 
+def test_run_all_writes_a_notebook_whole_or_not_at_all(tmp_path, monkeypatch, capsys):
+    """It wrote in place with nbformat.write: a full disk mid-write left broken JSON, the notebook's cells lost. An
+    --out that is a file was a traceback."""
+    nbformat = pytest.importorskip("nbformat")
+    run_all = _run_all()
+    src = tmp_path / "n.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("1 + 1")]), src)
+    before = src.read_bytes()
+
+    class FullDisk:
+        def __init__(self, nb, **kw):
+            pass
+
+        def execute(self):
+            pass
+
+    monkeypatch.setattr("nbclient.NotebookClient", FullDisk)
+    monkeypatch.setattr(nbformat, "writes", lambda *a, **kw: "{" + "x" * 10)  # then the disk fills up
+    real_replace = __import__("os").replace
+
+    def full(*a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("os.replace", full)
+    with pytest.raises(OSError):
+        run_all.execute_notebook(src)
+    monkeypatch.setattr("os.replace", real_replace)
+    assert src.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["n.ipynb"]
+    (tmp_path / "afile").write_text("")
+    assert run_all.main(["--out", str(tmp_path / "afile")]) == 2
+    assert capsys.readouterr().err == f"run_all: error: --out {tmp_path / 'afile'}: File exists\n"
+
+
 @pytest.mark.parametrize("name", NOTEBOOKS)
 def test_committed_notebook_has_outputs(name):
     """Saved with outputs (they read well on a code-hosting site), no errors, small enough."""

@@ -102,6 +102,23 @@ def test_wake_gap_names_its_own_flags_and_skips_unreadable_clips_aloud(broken_ro
     assert "no validation clips of go and stop that fire alone" in one_line_error(r, "wake_gap.py")  # tiny clips
 
 
+def test_wake_gap_with_one_word_twice_and_a_clip_longer_than_its_buffer(tiny_root, tmp_path, shared_data):
+    """`--first go --then go` counted the first go's own detection as the second's (5/5 at 0.1 s apart); a clip
+    longer than 2.5 s ended the run in a broadcasting traceback."""
+    import numpy as np
+    import soundfile as sf
+
+    r = run("wake_gap.py", "--first", "go", "--then", "go", "--pairs", "2", "--gaps", "0.1", "--rates", "1",
+            "--data-dir", str(shared_data))
+    assert r.returncode == 0, r.stderr
+    assert "pairs where go fired twice:" in r.stdout and "0.1 s: 0/2" in r.stdout  # within the cooldown: once
+    root = Path(shutil.copytree(tiny_root, tmp_path / "speech_commands"))
+    clip = next(p for p in (root / "validation_list.txt").read_text().split() if p.startswith("stop/"))
+    sf.write(str(root / clip), np.zeros(48000, np.float32), 16000)
+    line = one_line_error(run("wake_gap.py", "--data-dir", str(root), "--pairs", "1", "--gaps", "1"), "wake_gap.py")
+    assert "that fire alone" in line
+
+
 def test_nested_points_refuses_what_it_cannot_measure(shared_data):
     assert one_line_error(run("nested_points.py", "--confidence", "0.5"), "nested_points.py") == \
         "nested_points.py: error: --confidence chooses the point of a set of commands: add --commands"
@@ -115,6 +132,9 @@ def test_nested_points_refuses_what_it_cannot_measure(shared_data):
 @pytest.mark.parametrize("script, args, says", [
     ("bench_throughput.py", ["--data-dir", "README.md"], "README.md: is a file, not a dataset folder"),
     ("nested_points.py", ["--config", "configs"], "configs: is a folder, not a config file"),
+    # silently not used: no room to have the ratio
+    ("snr_curve.py", ["--snr", "--drr", "40"], "--drr is the direct-to-reverberant ratio of the rooms --rt60 simulates"),
+    ("snr_curve.py", ["--snr", "--drr", "3"], "add --rt60 S"),
 ])
-def test_a_path_of_the_wrong_kind_is_not_called_missing(script, args, says):
+def test_a_path_of_the_wrong_kind_or_an_option_without_its_own_is_one_line(script, args, says):
     assert says in one_line_error(run(script, *args), script)
