@@ -369,6 +369,40 @@ def test_stop_after_then_rerun_continues_and_matches(baseline, tiny_root, tiny_c
     check_run_files(out, 2)
 
 
+def test_a_resumed_run_stopped_in_its_last_plot_leaves_no_old_summary_or_curves(tiny_root, tiny_cfg, cache, tmp_path,
+                                                                                 monkeypatch):
+    """summary.json was written before curves.png, and a resumed run kept the earlier session's: a kill in the final
+    plot left a run found "already trained" for ever with the curves of its first epoch."""
+    import voice_gru.train as train_module
+
+    out = tmp_path / "run"
+    train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1, stop_after=1)
+    assert (out / "summary.json").is_file() and (out / "curves.png").is_file()
+
+    def killed(*a, **kw):
+        raise RuntimeError("killed while drawing")
+
+    monkeypatch.setattr(train_module, "plot_curves", killed)
+    with pytest.raises(RuntimeError):
+        train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+    assert not (out / "summary.json").exists() and not (out / "curves.png").exists()
+    monkeypatch.undo()
+    assert train(tiny_cfg, tiny_root, out, cache=cache, quiet=True, threads=1)["epochs_done"] == 2
+    check_run_files(out, 2)
+
+
+def test_a_teacher_replaced_between_runs_is_refused_on_resume(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """The teacher is named by its path: another model copied over it taught the rest of the run unsaid."""
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(baseline[0] / "best.pt", teacher)
+    cfg = replace(tiny_cfg, train=replace(tiny_cfg.train, teacher=str(teacher)))
+    out = tmp_path / "run"
+    train(cfg, tiny_root, out, cache=cache, quiet=True, threads=1, stop_after=1)
+    shutil.copy(out / "last.pt", teacher)
+    with pytest.raises(VoiceGruError, match=f"train.teacher {teacher}: not the file the run started with"):
+        train(cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
+
+
 def test_run_from_before_a_new_setting_resumes(baseline, tiny_root, tiny_cfg, cache, tmp_path):
     """A setting added to the recipe since a run started (at its default) does not block resuming."""
     out = tmp_path / "run"

@@ -322,6 +322,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
     state_path = out / "state.pt"
     data_path = str(Path(data_dir).resolve())  # recorded in state.pt: a run resumes on the data it started on
     data_print = dataset_fingerprint(data_dir)  # ... wherever that data has moved since
+    # a teacher is named by its path: another model copied over it would teach the rest of the run unsaid
+    teacher_print = _file_digest(cfg.train.teacher) if cfg.train.teacher else None
     state = None
     if main_proc and out.is_dir():  # a run writing here now: said before the features load, not minutes after
         _lock_run_folder(out, held)
@@ -352,6 +354,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 _warn(f"{out}: the dataset moved from {saved_data}: the same clips, resuming on {data_path}")
         elif saved_print is not None and saved_print != now_print:
             changes.append(f"the clips in {data_path} (added, removed, changed or moved to another split)")
+        if state.get("teacher_digest") not in (None, teacher_print):  # None: a run from before it was recorded
+            changes.append(f"train.teacher {cfg.train.teacher}: not the file the run started with")
         saved_world = state.get("world")  # the learning-rate schedule counts steps of all processes together
         trained = int(state["epoch"]) + 1 >= cfg.train.epochs  # nothing left to count: "already trained" says it
         if saved_world is not None and saved_world != world and not trained:
@@ -404,6 +408,9 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             # it writes anything, state.pt first (it alone makes a folder resumable): a kill at any
             # moment leaves the old run or a fresh one, never a mix of the two
             for name in RUN_FILES:
+                (out / name).unlink(missing_ok=True)
+        else:  # an earlier session's (an interrupted one's): a kill before this one's end would leave them beside
+            for name in ("summary.json", "curves.png"):  # a best.pt they contradict
                 (out / name).unlink(missing_ok=True)
         write_text(out / "config.yaml", yaml.safe_dump(cfg_dict, sort_keys=False))
         for what, found in (("skipped unreadable clip", prep.bad_files), ("not read as a clip", prep.not_read)):
@@ -527,7 +534,7 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
                 # validation's clip accuracy is not every goal (a fine-tuning run's is elsewhere): the end too
                 save_checkpoint(out / "last.pt", now)
                 _save_state(state_path, model, opt, sched, epoch, history, best, cfg_dict, ema, data_path, world,
-                            data_print)
+                            data_print, teacher_print)
                 write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
                 _log(f"epoch {epoch + 1:3d}  loss {row['train_loss']:.3f}  frame acc {row['train_frame_acc']:.3f}  "
                      f"val acc {score:.4f} ({cfg.model.pooling})  best {best['score']:.4f}@{best['epoch']}  "
@@ -551,8 +558,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
         # a stop may have landed between state.pt and metrics.jsonl (now, or in the last save of an earlier run
         # that this one only finishes): make them agree
         write_text(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        write_json(out / "summary.json", summary)
         plot_curves(history, out / "curves.png")
+        write_json(out / "summary.json", summary)  # last: it marks the run's files complete (_run_files_complete)
     if ddp:
         if not interrupted:  # after a stop, a peer may be blocked in a step's all-reduce: no collective
             box = [summary]  # only rank 0 validates: every rank returns rank 0's summary
@@ -706,12 +713,21 @@ def _saved_progress(path: Path) -> tuple[list[dict], dict]:
 
 
 def _save_state(path: Path, model, opt, sched, epoch: int, history: list, best: dict, cfg_dict: dict, ema=None,
-                data_dir: str | None = None, world: int = 1, data_fingerprint: str | None = None) -> None:
+                data_dir: str | None = None, world: int = 1, data_fingerprint: str | None = None,
+                teacher_digest: str | None = None) -> None:
     with atomic_path(path, suffix=".pt") as tmp:
         torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                     "epoch": epoch, "history": history, "best": best, "config": cfg_dict,
                     "ema": ema.state_dict() if ema is not None else None, "data_dir": data_dir,
-                    "data_fingerprint": data_fingerprint, "data_fingerprint_content": True, "world": world}, tmp)
+                    "data_fingerprint": data_fingerprint, "data_fingerprint_content": True, "world": world,
+                    "teacher_digest": teacher_digest}, tmp)
+
+
+def _file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes (a checkpoint of a few MB)."""
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def config_changes(saved: Any, now: Any, prefix: str = "") -> list[str]:
