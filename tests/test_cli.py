@@ -500,7 +500,8 @@ def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys
     assert best["fa_per_hour"] <= cal["target_fa_per_hour"] and best["recall"] >= now["recall"]
     assert main(base) == 0
     err = capsys.readouterr().err
-    assert f"stop, go alone: expected {now['fa_per_hour']:.2f} false accepts/h, recall {now['recall']:.0%} here" in err
+    assert (f"stop, go alone at the model's point: expected {now['fa_per_hour']:.2f} false accepts/h, recall "
+            f"{now['recall']:.0%} (on new speakers)") in err
     if best["recall"] > now["recall"]:
         assert (f"--false-accepts-per-hour {cal['target_fa_per_hour']:g} picks the point of "
                 f"{best['target_fa_per_hour']:g}/h for them (expected {best['fa_per_hour']:.2f}/h") in err
@@ -629,6 +630,19 @@ def test_a_point_whose_target_was_missed_is_not_handed_out_for_it():
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="must be a number of false accepts per hour above 0"):
             operating_point(ckpt, bad)
+
+
+def test_evaluate_stream_with_some_commands_says_their_own_recall(tmp_path, capsys):
+    """With --commands only those fire, yet every labelled command counted: 2 of 5 read as the model's recall on
+    the commands it listened for, which heard 2 of 2."""
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    out = tmp_path / "r.json"
+    assert main(["evaluate-stream", "--input", str(example), "--commands", "down", "--json", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["can_fire"] == {"commands": ["down"], "hits": r["per_command"]["down"]["hits"],
+                             "commands_said": r["per_command"]["down"]["clips"], "recall": r["per_command"]["down"]["recall"]}
+    assert r["hits"] < r["commands"] and r["can_fire"]["commands_said"] == 2
+    assert "of the commands that can fire (down): hits 2/2 (recall 1.000)" in capsys.readouterr().out
 
 
 def test_evaluate_stream_on_a_users_command_free_recording(tmp_path, capsys):

@@ -296,6 +296,18 @@ def test_a_folder_of_label_folders_with_a_suffixless_clip_a_loop_a_pipe_and_hidd
     assert ignored == [{"file": str(loop / "self"), "reason": "a link to a folder above it (not searched)"}]
 
 
+def test_a_recording_of_several_words_is_said_to_be_one(model_path, tmp_path, capsys):
+    """evaluate named a 20 s recording of five commands by one confident class, unsaid."""
+    long = tmp_path / "talk.wav"
+    sf.write(str(long), np.concatenate([read("yes"), read("no"), read("yes"), read("no")]), 16000, subtype="PCM_16")
+    out = tmp_path / "r.json"
+    assert main(["evaluate", str(long), "--model", str(model_path), "--json", str(out),
+                 "--quiet"]) == 0
+    assert json.loads(out.read_text())["long_inputs"] == [{"file": str(long), "seconds": 4.0}]
+    assert f"note: 1 input(s) longer than 3 s (e.g. {long}: 4 s): evaluate names a whole file by one class" in \
+        capsys.readouterr().err
+
+
 def test_layouts_whose_every_clip_lacks_its_suffix_are_read(tmp_path):
     """A suffixless clip was read only where another clip had a suffix: with none, the run stopped ("no audio")."""
     for root, folders in ((tmp_path / "official", ("yes", "_unknown_")), (tmp_path / "plain", ("yes", "no"))):

@@ -184,7 +184,7 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     save_checkpoint(args.out, ckpt)
     print(f"wrote {args.out}: {len(ckpt.model.parts())} members combined by {ckpt.model.combine}, "
           f"{count_parameters(ckpt.model):,} parameters; "
-          f"calibrate it before listening (voice-gru calibrate --model {args.out})")
+          f"calibrate it before listening (voice-gru calibrate --model {args.out} --out {args.out})")
     return 0
 
 
@@ -246,6 +246,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"note: {sum(low.values())} clip(s) recorded below {ckpt.features.sample_rate} Hz ("
               + ", ".join(f"{r} Hz: {n}" for r, n in sorted(low.items()))
               + "): nothing above half their rate reaches the model, so expect fewer of them named right", file=sys.stderr)
+    if report.get("long_inputs"):  # a recording of several words came back as one confident label, unsaid
+        from voice_gru.evaluate import LONG_INPUT_S
+
+        first = report["long_inputs"][0]
+        print(f"note: {len(report['long_inputs'])} input(s) longer than {LONG_INPUT_S:g} s (e.g. {first['file']}: "
+              f"{first['seconds']:g} s): evaluate names a whole file by one class, as a clip of one word; the words of "
+              "a recording are found by `voice-gru listen --input FILE` (scored by `voice-gru evaluate-stream`)",
+              file=sys.stderr)
     if args.speed is not None:
         report["speed"] = args.speed
         print(f"every clip but _silence_ spoken {args.speed:g} times as fast (tempo and pitch)")
@@ -374,8 +382,8 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
             if now and "commands" in now:
                 target = cal["target_fa_per_hour"]
                 best = operating_point(ckpt, target, commands)
-                print(f"{', '.join(commands)} alone: expected {now['fa_per_hour']:.2f} false accepts/h, recall "
-                      f"{now['recall']:.0%} here"
+                print(f"{', '.join(commands)} alone at the model's point: expected {now['fa_per_hour']:.2f} false "
+                      f"accepts/h, recall {now['recall']:.0%} (on new speakers)"
                       + (f"; --false-accepts-per-hour {target:g} picks the point of {best['target_fa_per_hour']:g}/h for them "
                          f"(expected {best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%})"
                          if best["recall"] > now["recall"] else ""), file=sys.stderr)
@@ -838,12 +846,14 @@ def _shown_path(path: str | Path) -> str:
 def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     """The options shared by every command that runs the live recognition path."""
     p.add_argument("--threshold", action="append", metavar="X|CMD=X",
-                   help="detection threshold (posterior 0-1; higher = fewer false triggers, more misses); "
+                   help="detection threshold (a posterior from 0.01 to 1, 1.01 = off; higher = fewer false triggers, "
+                        "more misses); "
                         "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point). "
                         "Default: the model's calibrated thresholds")
     p.add_argument("--false-accepts-per-hour", type=number(0, above=True), metavar="R",
                    help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
-                        "per hour (its trade-off was measured on validation streams; higher R = more sensitive)")
+                        "per hour (the most sensitive of its calibrated points at or below R; the shipped model's: "
+                        "0.5 1 2 5 10 20 30 100; higher R = more sensitive)")
     p.add_argument("--config", help="recipe YAML whose 'decision' section changes the model's settings (only the keys it sets)")
     p.add_argument("--mode", choices=["stream", "window"], default="stream",
                    help="stream: GRU frame by frame with carried state; window: rerun 1.5 s windows (reference)")
@@ -852,7 +862,8 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
                         f"default: {REFRESH_S:g}; --mode stream only)")
     p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0,
                    help="audio per chunk in ms: how often commands are decided, and a microphone's block (at most "
-                        "1000 there; default: %(default)s)")
+                        "1000 there: a command waits for its block); times and latencies count from the audio itself "
+                        "(default: %(default)s)")
 
 
 class OneLineParser(argparse.ArgumentParser):

@@ -111,6 +111,10 @@ def format_stream_report(r: dict) -> str:
         (f"hits {r['hits']}/{r['commands']} (recall {r['recall']:.3f})  misses {r['misses']} "
          f"({r['wrong']} of them a wrong label: heard as another command)"
          if r["commands"] else "command-free stream: no commands to hit"),
+        *([f"of the commands that can fire ({', '.join(r['can_fire']['commands'])}): hits {r['can_fire']['hits']}/"
+           f"{r['can_fire']['commands_said']}" + (f" (recall {r['can_fire']['recall']:.3f})"
+                                                  if r['can_fire']['commands_said'] else "")
+           + "; the others are off (--commands) and counted as misses above"] if r.get("can_fire") else []),
         f"false accepts {r['false_accepts']} ({r['false_accepts_per_hour']:.2f} per hour; outside words "
         f"{fa['outside']}, on unknown words {fa['unknown_word']}, repeats {fa['repeat']})",
         f"latency from end of speech: median {sec(lat['median'])}, p90 {sec(lat['p90'])}",
@@ -257,6 +261,11 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
+    if subset is not None and result["commands"]:  # the others are off: their misses say nothing of these
+        said = [result["per_command"][c] for c in subset if c in result["per_command"]]
+        hits, clips = sum(v["hits"] for v in said), sum(v["clips"] for v in said)
+        result["can_fire"] = {"commands": list(subset), "hits": hits, "commands_said": clips,
+                              "recall": round(hits / clips, 4) if clips else None}
     print(format_stream_report(result))
     _note_label_fixes(truth, result)
     # one replay of the detector over the posteriors serves both the advice and the DET curve

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from voice_gru.stream import Recognizer
 
 TAIL_SECONDS = 0.3  # silence appended after a clip: the model marks a word just after it ends
+LONG_INPUT_S = 3.0  # an input longer than this is a recording, not a clip of one word: said
 MAX_BATCH_SAMPLES = 4_000_000  # ~4 min at 16 kHz held at once: 128 one-second clips, or one long recording
 
 
@@ -475,6 +476,7 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
     errors: list[dict] = []
     chunk: list[EvalItem] = []
     audios: list[np.ndarray] = []
+    long: list[dict] = []
 
     def run_batch() -> None:
         post = classify_streaming(recognizer, audios) if streaming else classify(ckpt, audios, batch_size)
@@ -491,6 +493,8 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
         except AudioFormatError as exc:
             errors.append({"file": it.name, "error": str(exc), "label": it.label})
             continue
+        if audio.size > LONG_INPUT_S * ckpt.features.sample_rate:
+            long.append({"file": it.name, "seconds": round(audio.size / ckpt.features.sample_rate, 2)})
         # a batch of long recordings would hold them all at once (128 five-minute files: 2.5 GB, then their features)
         if chunk and (len(chunk) >= batch_size or sum(a.size for a in audios) + audio.size > MAX_BATCH_SAMPLES):
             run_batch()
@@ -501,6 +505,8 @@ def evaluate_items(ckpt: Checkpoint, items: Sequence[EvalItem], progress: bool =
     seconds = time.perf_counter() - t0
     report: dict = {"mode": "streaming" if streaming else "clips", "n_inputs": len(items), "n_errors": len(errors), "errors": errors,
                     "seconds": seconds, "clips_per_second": len(preds) / seconds if seconds else 0.0}
+    if long:
+        report["long_inputs"] = long
     scored = [p for p in preds if p["label"] is not None]
     if scored:
         known = labels + sorted({p["label"] for p in scored} - set(labels))
