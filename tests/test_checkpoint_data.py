@@ -378,3 +378,42 @@ def test_a_plain_pickle_as_a_model_is_one_line(tmp_path):
                           "--no-view"], capture_output=True, text=True, cwd=REPO, timeout=300)
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert f"{bad}: not a readable voice_gru checkpoint" in run.stderr
+
+
+def test_crafted_files_cost_no_memory_hang_or_harm_to_later_reads(tmp_path):
+    """A security review's files: a stride-0 tensor of 2 KB copied into gigabytes; a compressed storage inflated
+    (by torch's loader, before its own size check) from 1 MB to 1 GB; lists nested 64 deep, each held twice, walked
+    2**64 times; a pickle that set the dtype of the storage type every later file shared."""
+    bomb = tmp_path / "stride.pt"
+    torch.save({"x": torch.zeros(1).expand(2000, 1500)}, bomb)
+    with pytest.raises(ValueError, match="more elements than its storage"):
+        _read_archive(bomb)
+    inflated = tmp_path / "zip.pt"
+    torch.save({"x": torch.zeros(10, dtype=torch.uint8)}, tmp_path / "plain.pt")
+    with zipfile.ZipFile(tmp_path / "plain.pt") as src, zipfile.ZipFile(inflated, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            dst.writestr(info.filename, data, zipfile.ZIP_DEFLATED if info.filename.endswith("/data/0") else zipfile.ZIP_STORED)
+    with pytest.raises(CheckpointError, match="its storage 0 is compressed"):
+        read_checkpoint_data(inflated)
+    nested = tmp_path / "nested.pt"
+    script = ("import torch; a = [1]\n"
+              "for _ in range(64): a = [a, a]\n"
+              f"torch.save({{'x': a, 's': torch.Size([1])}}, {str(nested)!r})\n"
+              "from voice_gru.checkpoint_data import read_checkpoint_data\n"
+              f"read_checkpoint_data({str(nested)!r})")
+    run = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "CheckpointError" in run.stderr and "nested over 32 deep" in run.stderr, run.stderr[-500:]
+
+    def text(x: str) -> bytes:
+        return b"X" + len(x.encode()).to_bytes(4, "little") + x.encode()
+
+    poison = tmp_path / "poison.pt"
+    with zipfile.ZipFile(poison, "w") as z:  # BUILD {"dtype": "<f2"} onto torch.FloatStorage
+        z.writestr("archive/data.pkl", b"\x80\x02ctorch\nFloatStorage\n}" + text("dtype") + text("<f2") + b"sb0}.")
+        z.writestr("archive/byteorder", "little")
+    before = read_checkpoint_data(default_model_path())
+    with pytest.raises(CheckpointError):
+        read_checkpoint_data(poison)
+    after = read_checkpoint_data(default_model_path())
+    assert all(np.array_equal(before.members[0].weights[k], after.members[0].weights[k]) for k in before.members[0].weights)

@@ -387,3 +387,20 @@ def test_a_full_disk_under_torch_save_is_said_as_one(tmp_path, monkeypatch):
     with pytest.raises(RuntimeError, match="some other failure"):  # with room to spare it is not a full disk
         with atomic_path(target) as tmp:
             raise RuntimeError("some other failure")
+
+
+def test_a_file_written_again_keeps_its_modes(tmp_path):
+    """mkstemp's temp replaced it with the umask's modes: a report made private (0600) became readable by all."""
+    import os
+    import stat
+
+    from voice_gru.fileio import write_json
+
+    private = tmp_path / "r.json"
+    write_json(private, {"x": 1})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(private.stat().st_mode) == 0o666 & ~umask  # new: as any file
+    private.chmod(0o600)
+    write_json(private, {"x": 2})
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == '{\n  "x": 2\n}\n'

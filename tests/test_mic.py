@@ -533,3 +533,15 @@ def test_library_noise_is_left_out_and_the_rest_passed_on(capfd):
                     b"a line of someone else's\n")
     os.write(2, b"after\n")
     assert capfd.readouterr().err == "a line of someone else's\nafter\n"
+
+
+def test_the_device_probe_runs_no_module_of_the_working_folder(tmp_path, monkeypatch):
+    """`python -c` puts its working folder first on the module path: a dataclasses.py where `listen --reconnect`
+    ran was run by the probe when the microphone went away."""
+    (tmp_path / "dataclasses.py").write_text("open('PLANTED_RAN', 'w').close()\nraise SystemExit(9)\n")
+    monkeypatch.chdir(tmp_path)
+    try:
+        mic.probe_device("no such device 12345")
+    except AudioDeviceError:
+        pass
+    assert not (tmp_path / "PLANTED_RAN").exists()

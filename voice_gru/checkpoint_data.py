@@ -14,6 +14,7 @@ loader instead. ``voice_gru.model.load_checkpoint`` builds its PyTorch model fro
 from __future__ import annotations
 
 import collections
+import math
 import pickle
 import zipfile
 from dataclasses import dataclass
@@ -100,6 +101,8 @@ def read_checkpoint_data(path: str | Path | None) -> CheckpointData:
                                              else "checkpoint file not found"))
     try:
         blob = _read_archive(path)
+    except _NoTorchFile as exc:  # (a compressed storage: a megabyte that inflates to a gigabyte)
+        raise CheckpointError(f"{path}: not a voice_gru checkpoint ({exc})") from None
     except Exception as exc:  # not what this reader knows: torch's weights-only loader decides (and words the error)
         if isinstance(exc, zipfile.BadZipFile) and "CRC" in str(exc):  # torch's loader reads damaged bytes unchecked
             raise CheckpointError(f"{path}: damaged checkpoint ({first_line(exc)})") from None
@@ -287,29 +290,44 @@ def _read_with_torch(path: Path) -> Any:
             first = "it is not a PyTorch file of tensors and plain values; code in a file is never run"
         raise CheckpointError(f"{path}: not a readable voice_gru checkpoint ({first})") from None
 
-    def arrays(x: Any) -> Any:
+    done: dict[int, Any] = {}  # a list held twice is converted once: 64 such levels were 2**64 steps, a hang
+
+    def arrays(x: Any, depth: int = 0) -> Any:
+        if depth > MAX_DEPTH:
+            raise CheckpointError(f"{path}: not a voice_gru checkpoint (values nested over {MAX_DEPTH} deep)")
+        if id(x) in done:
+            return done[id(x)]
         if isinstance(x, torch.Tensor):  # NumPy has no bfloat16: such weights are read as float32
-            return x.detach().cpu().float().numpy() if x.dtype == torch.bfloat16 else x.detach().cpu().numpy()
-        if isinstance(x, dict):
-            return {k: arrays(v) for k, v in x.items()}
-        if isinstance(x, list):
-            return [arrays(v) for v in x]
-        return x
+            out = x.detach().cpu().float().numpy() if x.dtype == torch.bfloat16 else x.detach().cpu().numpy()
+        elif isinstance(x, dict):
+            out = {k: arrays(v, depth + 1) for k, v in x.items()}
+        elif isinstance(x, list):
+            out = [arrays(v, depth + 1) for v in x]
+        else:
+            return x
+        done[id(x)] = out
+        return out
 
     return arrays(blob)
 
 
+MAX_DEPTH = 32  # a checkpoint's values nest ~5 deep
+
+
+class _NoTorchFile(ValueError):
+    """What torch.save never writes, and torch's own loader would read whole before refusing it."""
+
+
 class _Storage:
-    """A storage type named in the pickle (``torch.FloatStorage`` …): only its element type matters."""
+    """A storage type named in the pickle (``torch.FloatStorage`` …): only its element type matters. A new one each
+    time it is named: a pickle may set attributes on it, which a shared one would keep for every later file."""
 
     def __init__(self, dtype: str) -> None:
         self.dtype = np.dtype(dtype)
 
 
-_STORAGES = {name: _Storage(dt) for name, dt in (
-    ("FloatStorage", "<f4"), ("DoubleStorage", "<f8"), ("HalfStorage", "<f2"), ("LongStorage", "<i8"),
-    ("IntStorage", "<i4"), ("ShortStorage", "<i2"), ("CharStorage", "i1"), ("ByteStorage", "u1"),
-    ("BoolStorage", "?"))}
+_STORAGES = {"FloatStorage": "<f4", "DoubleStorage": "<f8", "HalfStorage": "<f2", "LongStorage": "<i8",
+             "IntStorage": "<i4", "ShortStorage": "<i2", "CharStorage": "i1", "ByteStorage": "u1", "BoolStorage": "?"}
 
 
 def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple, *_: Any) -> np.ndarray:
@@ -321,6 +339,8 @@ def _rebuild_tensor(storage: np.ndarray, offset: int, size: tuple, stride: tuple
     need = offset + 1 + sum((n - 1) * s for n, s in zip(size, stride))
     if not (offset >= 0 and min(stride) >= 0 and need <= storage.size):
         raise ValueError("a tensor reaches outside its storage")
+    if math.prod(size) > storage.size:  # strides of 0: 2 KB of file copied into gigabytes of memory
+        raise ValueError("a tensor of more elements than its storage holds")
     view = np.lib.stride_tricks.as_strided(storage[offset:], tuple(size), tuple(s * storage.itemsize for s in stride))
     return np.array(view)
 
@@ -339,7 +359,7 @@ class _Unpickler(pickle.Unpickler):
         if (module, name) == ("torch._utils", "_rebuild_tensor_v2"):
             return _rebuild_tensor
         if module == "torch" and name in _STORAGES:
-            return _STORAGES[name]
+            return _Storage(_STORAGES[name])
         raise pickle.UnpicklingError(f"{module}.{name} is not a tensor or a plain value")
 
     def persistent_load(self, pid: Any) -> np.ndarray:
@@ -347,8 +367,13 @@ class _Unpickler(pickle.Unpickler):
         if kind != "storage" or not isinstance(storage, _Storage):
             raise pickle.UnpicklingError(f"unknown persistent id {kind!r}")
         if key not in self._storages:
-            raw = self._archive.read(f"{self._prefix}/data/{key}")
-            self._storages[key] = np.frombuffer(raw, storage.dtype, count=int(numel))
+            name = f"{self._prefix}/data/{key}"
+            info = self._archive.getinfo(name)
+            # torch.save stores storages as they are: a compressed one (a megabyte that inflates to a gigabyte) or
+            # one of another length is no torch file
+            if info.compress_type != zipfile.ZIP_STORED or info.file_size != int(numel) * storage.dtype.itemsize:
+                raise _NoTorchFile(f"its storage {key} is compressed or not {numel} elements long")
+            self._storages[key] = np.frombuffer(self._archive.read(name), storage.dtype, count=int(numel))
         return self._storages[key]
 
 

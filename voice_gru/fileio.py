@@ -87,9 +87,13 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a result file should read like any other
+        try:  # a file written again keeps its own modes (a report made private stays private)
+            mode = path.stat().st_mode & 0o7777
+        except OSError:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # mkstemp makes 0600; a new result file should read like any other
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except OSError as exc:
         if tmp is not None:

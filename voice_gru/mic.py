@@ -154,8 +154,10 @@ def probe_device(spec: str | int | InputDevice | None = None) -> bool:
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     try:
+        # cwd: `python -c` puts its working folder first on the module path, and a dataclasses.py in the folder
+        # listen runs in would be run by the probe
         done = subprocess.run([sys.executable, "-c", _PROBE, arg], capture_output=True, text=True, env=env,
-                              timeout=_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL)
+                              timeout=_PROBE_TIMEOUT_S, stdin=subprocess.DEVNULL, cwd=root)
     except (OSError, subprocess.SubprocessError):
         return False
     if done.returncode == 3:
