@@ -297,6 +297,7 @@ def _read_with_torch(path: Path) -> Any:
             raise CheckpointError(f"{path}: not a voice_gru checkpoint (values nested over {MAX_DEPTH} deep)")
         if id(x) in done:
             return done[id(x)]
+        out: Any
         if isinstance(x, torch.Tensor):  # NumPy has no bfloat16: such weights are read as float32
             out = x.detach().cpu().float().numpy() if x.dtype == torch.bfloat16 else x.detach().cpu().numpy()
         elif isinstance(x, dict):
