@@ -806,6 +806,11 @@ def test_a_relative_recipe_missing_here_is_the_repositorys(tmp_path, monkeypatch
     (tmp_path / "configs").mkdir()
     (tmp_path / "configs" / "words_finetune.yaml").write_text("name: mine\n")
     assert recipe_path("configs/words_finetune.yaml") == "configs/words_finetune.yaml"  # one here comes first
+    # the README's `listen --assistant configs/assistant.yaml` from another folder: "not found" (--config was found)
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    assert main(["listen", "--input", str(example), "--assistant", "configs/assistant.yaml", "--no-view",
+                 "--seconds", "1"]) == 0
+    assert "--assistant configs/assistant.yaml: not in " in capsys.readouterr().err
 
 
 def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):

@@ -153,13 +153,13 @@ def _in_repository(path: str) -> Path | None:
     return repo if not Path(path).exists() and not Path(path).is_absolute() and repo.is_file() else None
 
 
-def recipe_path(path: str) -> str:
+def recipe_path(path: str, flag: str = "--config") -> str:
     """``path``, or the repository's file of that name where it is relative and missing here (``--config
-    configs/words_finetune.yaml`` run from another folder), said on stderr."""
+    configs/words_finetune.yaml`` or ``--assistant configs/assistant.yaml`` run from another folder), said on stderr."""
     repo = _in_repository(path)
     if repo is None:
         return path
-    print(f"--config {path}: not in {Path.cwd()}; using the repository's {repo}", file=sys.stderr)
+    print(f"{flag} {path}: not in {Path.cwd()}; using the repository's {repo}", file=sys.stderr)
     return str(repo)
 
 
@@ -537,6 +537,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     from voice_gru.signals import give_up_after
     from voice_gru.spotter import CommandSpotter, command_subset
 
+    if args.assistant and not getattr(args, "assistant_config", None):
+        args.assistant = recipe_path(args.assistant, "--assistant")
     check_outputs({"--events": args.events}, [args.input, args.model, args.assistant, args.config])
     if args.events:
         EventWriter.check(args.events)
@@ -788,7 +790,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if not any(e["label"] != UNKNOWN for e in truth["events"]):
         raise ConfigError(f"--model {args.model}: the example recording says none of its commands "
                           f"({', '.join(commands)}); try it on your own audio with `voice-gru listen --model {args.model}`")
-    assistant = args.assistant
+    assistant = recipe_path(args.assistant, "--assistant") if args.assistant else None
     loaded = load_assistant(assistant, commands) if assistant else None  # refused before anything is printed
     if not assistant:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
         assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",

@@ -470,7 +470,8 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
                     help="that room's direct-to-reverberant ratio in dB (default: 3; ~0 across a room)")
     ms.add_argument("--unknown-mix", choices=["clips", "words"],
                     help="unknown words clip by clip (the split's own mix, mostly bed/cat/happy here) or "
-                         "every word equally often (default: clips)")
+                         "every word equally often, as `calibrate` draws them and its expected figures assume "
+                         "(default: clips)")
     ms.add_argument("--commands", nargs="+", metavar="WORD",
                     help="the words that are commands, for a model trained with its own (a recipe's data.commands); "
                          "every other word is an unknown word (default: the ten of Speech Commands)")
