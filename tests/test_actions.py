@@ -425,6 +425,48 @@ def test_failures_are_logged_with_the_command_and_later_actions_run(tmp_path, mo
     assert failures["right"].startswith("right -> run") and "timed out after 0.3s" in failures["right"]
 
 
+def test_a_run_that_times_out_is_stopped_at_its_timeout_with_the_programs_it_started(tmp_path):
+    """The time limit is the one the file gives (twice it passed the tests: only the message was read), and the
+    whole process group goes (killing the shell alone left its `sleep` running)."""
+    import os
+
+    pidfile = tmp_path / "child.pid"
+    with runner_for(tmp_path, f"""
+        actions:
+          stop: {{run: [sh, -c, "sleep 30 & echo $! > {pidfile}; wait"], timeout: 1}}
+    """) as runner:
+        t0 = time.monotonic()
+        runner.submit(Command("stop", 0.9, 0.0))
+        assert runner.wait_idle(20)
+        took = time.monotonic() - t0
+    assert runner.failed == 1 and 0.95 <= took < 1.8, took
+    child = int(pidfile.read_text())
+
+    def alive() -> bool:  # a zombie (no init to reap it in a container) has ended
+        try:
+            return Path(f"/proc/{child}/stat").read_text().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + 2.0
+    while alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if alive():
+        os.kill(child, 9)
+        pytest.fail("the action's child outlived its timeout")
+
+
+def test_the_documented_default_timeouts(tmp_path):
+    """run 10 s, say 15 s, http 5 s, as the README and the assistant file's comments say."""
+    loaded = load_assistant(write_cfg(tmp_path, """
+        actions:
+          stop: {run: [echo]}
+          go: {say: hi}
+          up: {http: {url: "http://127.0.0.1:9/x"}}
+    """))
+    assert [loaded.actions[c][0].timeout for c in ("stop", "go", "up")] == [10.0, 15.0, 5.0]
+
+
 def test_a_slow_action_delays_no_other_command(tmp_path):
     """ "down" runs for 5 s; "up", detected a moment later, has done its action long before."""
     out = tmp_path / "up.txt"

@@ -190,6 +190,15 @@ def test_a_word_hovering_at_the_threshold_fires_once():
     p = seq(frames(3, yes=0.96), frames(2, yes=0.45), frames(30, yes=0.96))
     d = det(smooth_ms=10, threshold=0.7, thresholds={"yes": 0.95}, min_duration_ms=10, cooldown_ms=200)
     assert [round((e.t - 0.03) / 0.01) for e in d.update(p)] == [0, 21]
+    # "below": a dip to exactly the level (0.5 x 0.5, exact in binary) does not re-arm, one just under it does
+    for dip, fired in ((0.25, [0]), (0.2499, [0, 21])):
+        p = seq(frames(3, yes=0.9), frames(2, yes=dip), frames(30, yes=0.9))
+        d = det(smooth_ms=10, threshold=0.5, min_duration_ms=10, cooldown_ms=200)
+        assert [round((e.t - 0.03) / 0.01) for e in d.update(p)] == fired
+        from voice_gru.streams import fast_events  # calibration's replay of the same rule
+
+        thr = np.array([np.inf, np.inf, 0.5, 0.5, 0.5])
+        assert [f for f, _, _ in fast_events(p.astype(np.float32), thr, 1, 20, rearm_ratio=0.5)] == fired
 
 
 # --------------------------------------------------------------------------------------------
@@ -308,6 +317,9 @@ def test_unknown_veto_moves_the_commands_mass_for_the_window_after_unknown_peaks
     # _unknown_ (class 1) reaches 0.7 on frame 1 only: with a 3-frame window frames 1-3 are vetoed, frame 4 is not
     want = np.array([[0.1, 0.2, 0.7], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.1, 0.9, 0.0], [0.1, 0.1, 0.8]])
     np.testing.assert_allclose(unknown_veto(p, 1, [2], 0.7, 3), want)
+    at = p.copy()
+    at[1] = [0.25, 0.5, 0.25]  # "reached": exactly the level (0.5, exact in binary) vetoes
+    np.testing.assert_allclose(unknown_veto(at, 1, [2], 0.5, 3)[1:4, 2], 0.0)
     # the same frames in two pieces, the first piece's _unknown_ carried in ``before``
     np.testing.assert_allclose(unknown_veto(p[2:], 1, [2], 0.7, 3, before=p[:2, 1]), want[2:])
     np.testing.assert_allclose(unknown_veto(p, 1, [2], 0.7, 1), [p[0], want[1], *p[2:]])  # its own frame only

@@ -404,3 +404,21 @@ def test_a_file_written_again_keeps_its_modes(tmp_path):
     private.chmod(0o600)
     write_json(private, {"x": 2})
     assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == '{\n  "x": 2\n}\n'
+
+
+def test_the_temp_file_lies_beside_its_target(tmp_path, monkeypatch):
+    """A rename is atomic only within one file system: a temp in $TMPDIR (another disk) would be copied over, and
+    a kill mid-copy would leave half a file."""
+    from voice_gru.fileio import atomic_path
+
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    monkeypatch.setenv("TMPDIR", str(other))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    target = tmp_path / "out" / "r.json"
+    with atomic_path(target) as tmp:
+        assert tmp.parent == target.parent
+        tmp.write_text("{}")
+    assert target.read_text() == "{}" and not list(other.iterdir())

@@ -85,6 +85,10 @@ def test_score_miss_and_window_edges():
     # a detection before the clip starts does not count for it
     s = score_events([{"t": 9.99, "label": "go"}], truth)
     assert s["hits"] == 0 and s["false_accepts"] == 1
+    # one exactly at a word's start is that word's (it was credited to the word before, or to no word)
+    near = truth_of([ev("go", 10.0, 11.0), ev("yes", 11.5, 12.5)])
+    s = score_events([{"t": 11.5, "label": "yes"}], near)
+    assert s["per_command"]["yes"]["hits"] == 1 and s["false_accepts"] == 0
 
 
 def test_score_wrong_label_is_a_miss_not_a_false_accept():
@@ -286,6 +290,8 @@ def test_detect_reruns_the_detector():
 def test_plateau_options_take_the_middle_of_equal_stretches():
     table = [(0.3, 5, 4, 1), (0.4, 5, 2, 0), (0.5, 4, 0, 0), (0.6, 4, 0, 0), (0.7, 4, 0, 0), (0.8, 1, 0, 0), (OFF, 0, 0, 0)]
     assert plateau_options(table) == [(0.3, 5, 4, 1), (0.4, 5, 2, 0), (0.6, 4, 0, 0), (0.8, 1, 0, 0), (OFF, 0, 0, 0)]
+    even = [(0.5, 4, 0, 0), (0.6, 4, 0, 0), (0.7, 1, 0, 0), (0.8, 1, 0, 0), (0.9, 1, 0, 0), (0.95, 1, 0, 0)]
+    assert plateau_options(even) == [(0.5, 4, 0, 0), (0.8, 1, 0, 0)]  # an even stretch: its lower middle
 
 
 def test_knapsack_maximises_hits_within_the_budget():
@@ -302,6 +308,20 @@ def test_knapsack_maximises_hits_within_the_budget():
     options["go"] = [(0.5, 0, 0, 0), (OFF, 0, 0, 0)]
     got = _knapsack(options, 0)
     assert got["up"][0] == OFF and got["go"][0] == 0.5
+
+
+def test_thresholds_whose_joint_false_accepts_equal_the_budget_are_within_it():
+    """The knapsack's choice is checked jointly (commands interact through the cooldown) and the budget lowered
+    until it holds: "within" is at most, so a choice that uses the whole budget is kept."""
+    from voice_gru.calibrate import _within_budget
+
+    options = {"yes": [(0.5, 8, 1, 0), (0.7, 5, 0, 0), (OFF, 0, 0, 0)]}
+    fa = {0.5: 1, 0.7: 0, OFF: 0}
+    joint = lambda thr: fa[thr["yes"]]  # noqa: E731
+    assert _within_budget(options, 1, 1, 0.0, joint) == {"yes": 0.5}
+    assert _within_budget(options, 0, 0, 0.0, joint) == {"yes": 0.7}
+    worse = {0.5: 2, 0.7: 0, OFF: 0}  # jointly more than alone: the budget is lowered until they fit
+    assert _within_budget(options, 1, 1, 0.0, lambda thr: worse[thr["yes"]]) == {"yes": 0.7}
 
 
 # ------------------------------------------------------------------------------ truth files, plots
