@@ -119,6 +119,16 @@ def test_summary_median_level_to_a_decibel():
         mon.update(_sine(10 ** (amp_db / 20) * np.sqrt(2), 0.1, 441.0))
     assert mon.median_rms_dbfs() == -30
     assert "loudest sample -17.0 dBFS, median -30 dBFS RMS; 0 clipping chunk(s); 0.0 s of digital silence" in mon.summary()
+    # of 100 ms blocks, whatever the chunks: it was the median of chunk levels (-57 dBFS at --chunk-ms 100, -33 at 5000)
+    x = np.concatenate([_sine(10 ** (-40 / 20) * np.sqrt(2), 0.3 + 0.1 * i, 441.0) if i % 3 else
+                        _sine(10 ** (-10 / 20) * np.sqrt(2), 0.1, 441.0) for i in range(12)])
+    medians = set()
+    for n in (160, 1600, 4410, x.size):
+        mon = InputMonitor("in", SR)
+        for i in range(0, x.size, n):
+            mon.update(x[i:i + n])
+        medians.add(mon.median_rms_dbfs())
+    assert medians == {-40}
 
 
 @pytest.mark.slow

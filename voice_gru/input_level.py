@@ -38,6 +38,8 @@ NARROW_COST = ("fewer commands are heard and other words fire more often (8 kHz 
                "README: a quarter fewer commands, four times the false accepts in an hour of speech)")
 BAND_FFT = 512  # frames of the bandwidth check (31 Hz bins at 16 kHz, Hann window: no leakage from the low band)
 DC_SETTLE_S = 0.3  # the level monitor's DC filter settles within this (5 time constants: an offset of 0.05 at -68 dBFS)
+LEVEL_BLOCK_S = 0.1  # the median level is of blocks this long, whatever the chunks (it was of chunks: -57 dBFS at
+# --chunk-ms 100, -33 at 5000 for the same file)
 BAND_LOW_HZ = 150.0  # the bandwidth check's total starts here: mains hum (50/60 Hz) is not sound of the band
 
 
@@ -129,7 +131,8 @@ class InputMonitor:
         self.zero_samples = 0  # all of them
         self.clipped_chunks = 0
         self.loudest = FLOOR_DB
-        self.hist = np.zeros(int(-FLOOR_DB) + 1, dtype=np.int64)  # chunk RMS levels, 1 dB bins from FLOOR_DB
+        self.hist = np.zeros(int(-FLOOR_DB) + 1, dtype=np.int64)  # block RMS levels, 1 dB bins from FLOOR_DB
+        self._level_rest = np.zeros(0, dtype=np.float32)  # the start of a block, from the chunks so far
         self.warned: set[str] = set()
         self.band_power = np.zeros(BAND_FFT // 2 + 1)  # the power spectrum of the window being judged
         self.band_samples = 0  # sound in it so far
@@ -151,7 +154,7 @@ class InputMonitor:
         self.samples += chunk.size
         # the filter's first DC_SETTLE_S still carry an offset's onset (a resampler starts from zeros): not judged
         heard = self._dc(chunk)[max(0, int(DC_SETTLE_S * self.sample_rate) - start):]
-        peak, rms, _ = chunk_levels(heard, lim.full_scale)
+        peak = chunk_levels(heard, lim.full_scale)[0]
         share = clipped_share(chunk, lim.full_scale)  # clipping happens before any filter
         new: list[str] = []
         if chunk.size and not chunk.any():  # exactly 0: a quiet chunk's samples near a zero crossing are sound
@@ -172,8 +175,7 @@ class InputMonitor:
                                       "scale; lower the input gain (validation words driven 6 / 12 / 20 dB over full "
                                       "scale: 94 / 91 / 79% right, against 96%)")
         self.loudest = max(self.loudest, peak)
-        if heard.size:
-            self.hist[min(max(int(round(rms - FLOOR_DB)), 0), self.hist.size - 1)] += 1
+        self._add_levels(heard)
         if (self.seconds >= lim.quiet_s and self.loudest < lim.quiet_dbfs
                 and self.zero_samples < self.samples):  # all zeros has its own warning
             new += self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS in the first {self.seconds:.0f} s "
@@ -220,15 +222,28 @@ class InputMonitor:
             self.warn(message)
         return [message]
 
+    def _add_levels(self, x: np.ndarray) -> None:
+        """Count the RMS level of each whole ``LEVEL_BLOCK_S`` block of the audio heard so far."""
+        n = max(1, int(LEVEL_BLOCK_S * self.sample_rate))
+        x = np.concatenate([self._level_rest, x]) if self._level_rest.size else x
+        whole = x.size // n * n
+        if whole:
+            blocks = x[:whole].reshape(-1, n).astype(np.float64)
+            ms = np.einsum("ij,ij->i", blocks, blocks) / n
+            levels = 10 * np.log10(np.maximum(ms, 10 ** (FLOOR_DB / 10)))
+            np.add.at(self.hist, np.clip(np.round(levels - FLOOR_DB).astype(int), 0, self.hist.size - 1), 1)
+        self._level_rest = np.array(x[whole:], dtype=np.float32)
+
     def median_rms_dbfs(self) -> float:
-        """Median of the chunks' RMS levels (to 1 dB), ``FLOOR_DB`` before any chunk."""
+        """Median of the RMS levels of ``LEVEL_BLOCK_S`` blocks (to 1 dB; a part block alone where there is no
+        whole one yet), ``FLOOR_DB`` before any audio."""
         n = int(self.hist.sum())
         if n == 0:
-            return FLOOR_DB
+            return round(chunk_levels(self._level_rest)[1])
         return FLOOR_DB + int(np.searchsorted(np.cumsum(self.hist), (n + 1) // 2))
 
     def summary(self) -> str:
-        """One line: loudest sample, median chunk level, clipping and digital silence."""
+        """One line: loudest sample, median level, clipping and digital silence."""
         if self.samples == 0:
             return "input level: no audio arrived"
         if self.samples <= DC_SETTLE_S * self.sample_rate and self.zero_samples < self.samples:
