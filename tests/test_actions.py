@@ -425,22 +425,28 @@ def test_failures_are_logged_with_the_command_and_later_actions_run(tmp_path, mo
     assert failures["right"].startswith("right -> run") and "timed out after 0.3s" in failures["right"]
 
 
+def _shell_with_a_child(tmp_path: Path, script: str, timeout: float) -> tuple[ActionRunner, float, int]:
+    """Run ``sh -c script`` as a ``run`` action (``{pid}``: where it writes its background child's pid); return the
+    runner, the seconds from submitting the command to the action's end, and the child's pid."""
+    pid_file = tmp_path / "child.pid"
+    with runner_for(tmp_path, f"""
+        actions:
+          go: {{run: [sh, -c, "{script.format(pid=pid_file)}"], timeout: {timeout}}}
+    """) as runner:
+        t0 = time.monotonic()
+        runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(20)
+        took = time.monotonic() - t0
+    return runner, took, int(pid_file.read_text())
+
+
 def test_a_run_that_times_out_is_stopped_at_its_timeout_with_the_programs_it_started(tmp_path):
     """The time limit is the one the file gives (twice it passed the tests: only the message was read), and the
     whole process group goes (killing the shell alone left its `sleep` running)."""
     import os
 
-    pidfile = tmp_path / "child.pid"
-    with runner_for(tmp_path, f"""
-        actions:
-          stop: {{run: [sh, -c, "sleep 30 & echo $! > {pidfile}; wait"], timeout: 1}}
-    """) as runner:
-        t0 = time.monotonic()
-        runner.submit(Command("stop", 0.9, 0.0))
-        assert runner.wait_idle(20)
-        took = time.monotonic() - t0
+    runner, took, child = _shell_with_a_child(tmp_path, "sleep 30 & echo $! > {pid}; wait", 1)
     assert runner.failed == 1 and 0.95 <= took < 1.8, took
-    child = int(pidfile.read_text())
 
     def alive() -> bool:  # a zombie (no init to reap it in a container) has ended
         try:
@@ -489,17 +495,8 @@ def test_a_slow_action_delays_no_other_command(tmp_path):
 def test_a_launcher_is_done_when_it_exits_and_what_it_started_runs_on(tmp_path):
     """`sh -c "sleep 30 & ..."` exits at once; its background child holds the output open but must neither make
     the action wait for its timeout nor be killed."""
-    pid_file = tmp_path / "pid"
-    with runner_for(tmp_path, f"""
-        actions:
-          go: {{run: [sh, -c, "sleep 30 & echo $! > {pid_file}; echo started"], timeout: 5}}
-    """) as runner:
-        t0 = time.monotonic()
-        runner.submit(Command("go", 0.9, 1.0))
-        assert runner.wait_idle(10)
-        took = time.monotonic() - t0
+    runner, took, child = _shell_with_a_child(tmp_path, "sleep 30 & echo $! > {pid}; echo started", 5)
     assert runner.fired == 1 and took < 2.0, (runner.results[-1], took)
-    child = int(pid_file.read_text())
     os.kill(child, 0)  # still running
     os.kill(child, signal.SIGKILL)
 
