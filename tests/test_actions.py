@@ -315,10 +315,39 @@ def test_an_action_marked_audible_is_heard_like_speech(tmp_path):
         assert runner.submit(Command("go", 0.9, 1.0))
         assert runner.wait_idle(10) and runner.failed == 1
         assert not runner.speaking() and runner.submit(Command("stop", 0.9, 1.5))
+    # one that played until its timeout killed it (a long say) was heard: the echo window follows it all the same
+    timed_out = (f"echo_seconds: 5\nactions:\n  go: {{run: [{sys.executable!r}, -c, 'import time; time.sleep(9)'], "
+                 "audible: true, timeout: 0.3}\n  stop: print\n")
+    with runner_for(tmp_path, timed_out, live=True) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0))
+        assert runner.wait_idle(10) and runner.failed == 1
+        assert runner.speaking() and runner.ignored_because(Command("stop", 0.9, 1.5)) == "the assistant was speaking"
+    # live only while the audio keeps the clock's pace (a recording piped in runs far ahead: no echo of anything)
+    paced = [True]
+    with runner_for(tmp_path, timed_out, live=lambda: paced[0]) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0)) and runner.wait_idle(10) and runner.speaking()
+        assert runner.ignored_because(Command("stop", 0.9, 1.5)) == "the assistant was speaking"
+        paced[0] = False
+        assert runner.ignored_because(Command("stop", 0.9, 90.0)) is None
     for bad, says in (("{run: [echo], audible: loud}", "actions.stop.audible: expected true or false, got 'loud'"),
                       ("{print: x, audible: true}", "actions.stop.audible: unknown key for a print action")):
         with pytest.raises(ConfigError, match=says):
             load_assistant(write_cfg(tmp_path, f"actions:\n  stop: {bad}\n"))
+
+def test_a_command_whose_queue_is_full_is_said_ignored_and_dropped(tmp_path):
+    """Dropped by a full queue, it was printed and written to --events as if its actions ran."""
+    text = (f"queue_size: 1\nactions:\n  go: {{run: [{sys.executable!r}, -c, 'import time; time.sleep(1)']}}\n")
+    with runner_for(tmp_path, text) as runner:
+        assert runner.submit(Command("go", 0.9, 1.0))
+        deadline = time.monotonic() + 5
+        while runner.ignored_because(Command("go", 0.9, 2.0)) is not None and time.monotonic() < deadline:
+            time.sleep(0.01)  # until its worker has taken it: it runs, the next one waits
+        assert runner.submit(Command("go", 0.9, 2.0))
+        why = runner.ignored_because(Command("go", 0.9, 3.0))
+        assert why == "its earlier actions are still running (1 waiting)"
+        assert not runner.submit(Command("go", 0.9, 3.0), said=why) and runner.dropped == 1
+        assert runner.wait_idle(10) and runner.fired == 2
+
 
 def test_an_action_that_waits_for_the_runner_is_refused(tmp_path, monkeypatch):
     """`call` code (or an on_result callback) that waits for the workers ran on one of them: it waited for itself

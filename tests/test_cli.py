@@ -982,3 +982,20 @@ def test_evaluate_stream_with_a_missing_label_file_says_only_that(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "none.json: label file not found" in err, err  # no sensitivity line before it
     assert "takes --command-free instead" in err  # the way out for a recording with no commands
+
+
+def test_a_run_stopped_before_any_audio_keeps_the_last_runs_events(tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM) while a pipe had sent nothing yet emptied the previous run's events file, which "a run that
+    cannot start keeps"."""
+    import voice_gru.live as live
+
+    events = tmp_path / "ev.jsonl"
+    events.write_text('{"t": 1.0, "label": "go", "score": 0.9}\n')
+
+    def stopped(*a, **kw):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(live, "listen_loop", stopped)
+    example = REPO / "voice_gru" / "assets" / "example.wav"
+    assert main(["listen", "--input", str(example), "--no-view", "--events", str(events)]) == 130
+    assert events.read_text() == '{"t": 1.0, "label": "go", "score": 0.9}\n'

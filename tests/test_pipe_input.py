@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -135,6 +136,33 @@ def test_listen_from_a_pipe_hears_what_the_file_path_hears(tmp_path):
     assert [e["label"] for e in heard] == [e["label"] for e in want]
     for h, w in zip(heard, want):
         assert abs(h["t"] - w["t"]) <= 0.05  # the resampler's delay is a few ms
+
+
+@pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")
+def test_a_recording_piped_in_is_no_echo_of_an_audible_action(tmp_path):
+    """Echo suppression took any pipe for a microphone and timed its window by the clock: a recording piped in runs
+    ~150 times faster, so every command after a `say` was "ignored: the assistant was speaking"."""
+    assistant = tmp_path / "a.yaml"
+    player = "import time; time.sleep(2)"
+    assistant.write_text(f"actions:\n  down: {{run: [{sys.executable!r}, -c, {player!r}], audible: true}}\n"
+                         "  up: {print: 'UP {t}'}\n")
+    got = tmp_path / "pipe.jsonl"
+    _events(["--input", "-", "--assistant", str(assistant), "--events", str(got)], stdin=EXAMPLE.read_bytes())
+    heard = [json.loads(line) for line in got.read_text().splitlines()]
+    assert [e["label"] for e in heard] == ["down", "up", "down"] and not any("ignored" in e for e in heard)
+
+
+def test_audio_ahead_of_the_clock_is_not_live():
+    import time
+
+    from voice_gru.live import PACE_SLACK_S, ListenStats
+
+    stats = ListenStats()
+    assert not stats.keeps_real_time()  # nothing heard yet
+    stats.started, stats.seconds = time.monotonic() - 10.0, 10.0  # a microphone: as many seconds as have passed
+    assert stats.keeps_real_time()
+    stats.seconds = 10.0 + PACE_SLACK_S + 1  # a recording piped in: ahead
+    assert not stats.keeps_real_time()
 
 
 @pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")

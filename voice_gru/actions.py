@@ -74,6 +74,10 @@ logger = logging.getLogger("voice_gru.actions")
 ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
 TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking", "echo_seconds")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
+# how the results of actions that never got to make a sound begin (an echo window after them would make a deaf
+# assistant for nothing)
+QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words for a command's full queue
+NEVER_STARTED = ("program not found", "cannot start", "no speech program", "unreachable")
 DEFAULT_QUEUE_SIZE = 16
 MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
 KILLED_SETTLE_S = 1.0  # how long close() waits, after killing the programs, for their workers to report and end
@@ -819,7 +823,7 @@ class ActionRunner:
     commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` (or
     ``audible``) action runs, or within the file's ``echo_seconds`` after, is the assistant's own voice and is ignored
     (unless the assistant file says ``listen_while_speaking: true``); a recording streamed faster than real time
-    has no such overlap. ``results`` keeps
+    has no such overlap. A callable is asked at each command (a pipe is live while its audio keeps real time). ``results`` keeps
     the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
     on the command's worker thread after each action; without it, failures are logged as warnings.
     """
@@ -827,9 +831,9 @@ class ActionRunner:
     _STOP = object()
 
     def __init__(self, config: AssistantConfig, *, on_result: OnResult | None = None,
-                 queue_size: int | None = None, keep: int = 1000, live: bool = False):
+                 queue_size: int | None = None, keep: int = 1000, live: bool | Callable[[], bool] = False):
         self.config = config
-        self._deaf_while_speaking = live and not config.listen_while_speaking
+        self._live: Callable[[], bool] = live if callable(live) else (lambda: bool(live))
         self._speaking = 0  # audible actions running now
         self._spoke_until = -math.inf  # monotonic time until which the last speech may still be heard
         self.on_result = on_result
@@ -858,6 +862,9 @@ class ActionRunner:
                 logger.warning("%s: %s: no speech program found (install espeak-ng, espeak or speech-dispatcher): "
                                "'say' actions will fail", config.source, keys)
 
+    def _deaf_while_speaking(self) -> bool:
+        return not self.config.listen_while_speaking and self._live()
+
     def speaking(self) -> bool:
         """Whether an audible action (``say``, or one marked ``audible: true``) is running, or stopped less than
         ``echo_seconds`` ago."""
@@ -873,22 +880,33 @@ class ActionRunner:
         would (or if ``cmd`` has no action anyway)."""
         if cmd.label not in self.config.model_commands or not self._acts_on(cmd.label):
             return None
-        if self._deaf_while_speaking and self.speaking():
+        if self._deaf_while_speaking() and self.speaking():
             return "the assistant was speaking"
         if self.gate is not None and cmd.label != self.gate.word and not self.gate.is_open(cmd.t):
             return f"not after the wake word '{self.gate.word}'"
+        with self._lock:
+            lane = self._lanes.get(cmd.label)
+            if lane is not None and lane.queue.full():
+                return f"{QUEUE_FULL} ({lane.queue.maxsize} waiting)"
         return None
 
     # -- audio-path side ----------------------------------------------------------------------
-    def submit(self, cmd: Command) -> bool:
+    def submit(self, cmd: Command, said: str | None = None) -> bool:
         """Queue ``cmd``'s actions; True if queued. Never blocks. False for a label with no
-        actions, a command the wake word holds back, a full queue (counted) or a closed runner."""
+        actions, a command the wake word holds back, a full queue (counted) or a closed runner. ``said``: what
+        ``ignored_because`` answered for it a moment ago (a queue it found full drops it, though a worker may have
+        taken one since: as it was reported)."""
+        if said is not None and said.startswith(QUEUE_FULL):
+            with self._lock:
+                self.dropped += 1
+            logger.info("action queue of %s full: dropped %s at t=%.2fs", cmd.label, cmd.label, cmd.t)  # said there
+            return False
         if self._closed:
             logger.debug("runner closed; %s not run", cmd.label)
             return False
         if cmd.label not in self.config.model_commands or not self._acts_on(cmd.label):
             return False  # nothing to run, so nothing ignored (a command only printed: `--commands` beyond the file)
-        if self._deaf_while_speaking and self.speaking():  # its own voice: nor may it wake the wake word
+        if self._deaf_while_speaking() and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:
                 self.ignored += 1
             return False
@@ -942,7 +960,8 @@ class ActionRunner:
     @contextlib.contextmanager
     def _sounding(self, audible: bool) -> Iterator[list[bool]]:
         """While an audible action runs, and ``echo_seconds`` after, ``speaking()`` is true; the caller sets the
-        flag it is given to False for an action that made no sound (a ``say`` with no speech program): no echo."""
+        flag it is given to False for an action that made no sound (a ``say`` with no speech program, a program
+        that could not start): no echo."""
         sounded = [True]
         if not audible:
             yield sounded
@@ -962,7 +981,8 @@ class ActionRunner:
         try:
             with self._sounding(action.audible) as sounded:
                 ok, detail = self._execute(action, cmd)
-                sounded[0] = ok
+                # one that timed out or failed after it played was heard all the same: only one that never started
+                sounded[0] = ok or not detail.startswith(NEVER_STARTED)
         except BaseException as exc:  # noqa: BLE001 - a failing action (sys.exit() included) never stops the worker
             ok, detail = False, one_line(exc)
             if action.kind == "call":  # the user's own code: the line that raised, the traceback at debug level

@@ -606,7 +606,11 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 return
             print_line(f"  {cmd.label} -> {action} ({'ok: ' + detail if ok else 'FAILED: ' + str(detail)})")
 
-        runner = ActionRunner(assistant, on_result=report, live=not args.input or from_pipe)
+        # a pipe is live while its audio keeps real time (a recording piped in runs far ahead: its commands are
+        # no echo of a say action, which the wall clock times)
+        live: bool | Callable[[], bool] = (lambda: stats is not None and stats.keeps_real_time()) if from_pipe \
+            else not args.input
+        runner = ActionRunner(assistant, on_result=report, live=live)
         if assistant.wake_word:
             w = assistant.wake_word
             print(f"wake word: say '{w.word}', then a command within {w.seconds:g} s; commands before it are "
@@ -623,7 +627,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         if collected is not None:
             collected.append(cmd)
         if runner:
-            runner.submit(cmd)
+            runner.submit(cmd, said=why)
         if events:
             try:
                 events.write(cmd, ignored=why)
@@ -739,7 +743,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                     runner.close(timeout=0)
                     completed = interrupted = True
             if events:
-                events.close(completed)
+                events.close(completed and stats is not None and stats.seconds > 0)  # none heard: the last run's kept
             if stats is not None and (completed or stats.seconds):  # also when the microphone was lost mid-run
                 print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
                       f"real-time factor {stats.real_time_factor:.4f}", flush=True)

@@ -362,6 +362,9 @@ def reconnecting_mic_chunks(mic: MicrophoneStream, reopen: Callable[[], Any],
         mic.close()
 
 
+PACE_SLACK_S = 3.0  # audio ahead of the clock by more than this is not arriving live (a pipe buffers ~2 s)
+
+
 @dataclass
 class ListenStats:
     """What a listening session did."""
@@ -369,6 +372,12 @@ class ListenStats:
     seconds: float = 0.0
     events: list = field(default_factory=list)
     compute: float = 0.0  # seconds spent in recognizer + detector
+    started: float | None = None  # time.monotonic() when the first chunk arrived
+
+    def keeps_real_time(self, slack_s: float = PACE_SLACK_S) -> bool:
+        """Whether the audio so far came at about the pace it was recorded (a microphone, a pipe from one), not
+        ahead of the clock (a recording piped in)."""
+        return self.started is not None and self.seconds <= time.monotonic() - self.started + slack_s
 
     @property
     def real_time_factor(self) -> float:
@@ -436,6 +445,8 @@ def listen_loop(chunks: Iterable[np.ndarray], spotter: CommandSpotter, on_comman
 
     try:
         for chunk in chunks:
+            if stats.started is None:
+                stats.started = time.monotonic()
             if max_seconds is not None:  # a chunk that runs past it (--chunk-ms 3000 --seconds 3 heard 6 s) is cut
                 chunk = chunk[:max(1, math.ceil(max_seconds * sr - samples))]
             if monitor is not None:
