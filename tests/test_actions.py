@@ -574,6 +574,28 @@ def test_sys_exit_in_a_call_fails_that_action_only(tmp_path, monkeypatch):
     assert runner.results[0].detail.startswith("SystemExit: 3 (at ")
 
 
+def test_close_names_the_actions_a_hung_call_holds_back(tmp_path, monkeypatch, caplog):
+    """A `call` no kill can stop: the rest of its command's list was left out of "not run" (a killed run's was not)."""
+    name = make_module(tmp_path, monkeypatch, """
+        import time
+        def hang(cmd):
+            time.sleep(3)
+    """)
+    caplog.set_level(logging.INFO, logger="voice_gru.actions")
+    runner = runner_for(tmp_path, f"""
+        actions:
+          go: [{{call: "{name}:hang"}}, {{print: after}}]
+    """)
+    runner.submit(Command("go", 0.9, 1.0))
+    t0 = time.monotonic()
+    while not runner.busy and time.monotonic() - t0 < 5:
+        time.sleep(0.01)
+    assert runner.close(timeout=0.3) is False
+    warning = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING][-1]
+    assert warning.startswith(f"actions still running after 0.3s: go -> call {name}:hang") and warning.endswith(
+        "; not run: go -> print 'after'")
+
+
 def test_close_that_times_out_stops_the_program_and_says_what_did_not_run(tmp_path, caplog):
     pid_file = tmp_path / "pid"
     caplog.set_level(logging.INFO, logger="voice_gru.actions")

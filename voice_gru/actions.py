@@ -807,6 +807,7 @@ class _Lane:
         self.label = label
         self.queue: queue.Queue = queue.Queue(maxsize=size)
         self.running: str | None = None  # the action being run, for the message of a close that times out
+        self.rest: list[str] = []  # the actions after it in its command's list (a hung call never reaches them)
         # set by the worker as it ends: Thread.is_alive() said False after a join() that Ctrl-C interrupted (3.11)
         self.ended = threading.Event()
         self.stop_sent = False  # close() has put its stop in the queue
@@ -950,9 +951,10 @@ class ActionRunner:
                                 self._skipped += [f"{item.label} -> {a.describe(item)}" for a in actions[i:]]
                             break
                         lane.running = f"{item.label} -> {action.describe(item)}"
+                        lane.rest = [f"{item.label} -> {a.describe(item)}" for a in actions[i + 1:]]
                         self._run_one(action, item)
                 finally:
-                    lane.running = None
+                    lane.running, lane.rest = None, []
                     lane.queue.task_done()
         finally:
             lane.ended.set()
@@ -1120,7 +1122,8 @@ class ActionRunner:
             lane.ended.wait(max(0.0, settle - time.monotonic()))
         with self._lock:
             skipped = list(self._skipped)
-        not_run = skipped + dropped
+        hung = [rest for lane in stuck if not lane.ended.is_set() for rest in lane.rest]  # a call no kill can stop
+        not_run = skipped + hung + dropped
         logger.warning("actions still running after %gs: %s%s", waited, ", ".join(running) or "(none)",
                        (" (stopped)" if killed else "") + (f"; not run: {', '.join(not_run)}" if not_run else ""))
         return False
