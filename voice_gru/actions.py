@@ -74,9 +74,9 @@ logger = logging.getLogger("voice_gru.actions")
 ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
 TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking", "echo_seconds")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
+QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words for a command's full queue
 # how the results of actions that never got to make a sound begin (an echo window after them would make a deaf
 # assistant for nothing)
-QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words for a command's full queue
 NEVER_STARTED = ("program not found", "cannot start", "no speech program", "unreachable")
 DEFAULT_QUEUE_SIZE = 16
 MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
@@ -824,8 +824,8 @@ class ActionRunner:
     commands come from audio heard as it happens (a microphone, a pipe from one), so one heard while a ``say`` (or
     ``audible``) action runs, or within the file's ``echo_seconds`` after, is the assistant's own voice and is ignored
     (unless the assistant file says ``listen_while_speaking: true``); a recording streamed faster than real time
-    has no such overlap. A callable is asked at each command (a pipe is live while its audio keeps real time). ``results`` keeps
-    the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
+    has no such overlap. A callable is asked at each command (a pipe is live while its audio keeps real time).
+    ``results`` keeps the last ``keep`` ``ActionResult``s. ``on_result(command, action_name, ok, detail)`` is called
     on the command's worker thread after each action; without it, failures are logged as warnings.
     """
 
