@@ -122,7 +122,7 @@ class TakeCutter:
             if self._heard:  # digital silence before anything was heard is a recorder starting: no room at all
                 self._digital[self._since % self._digital.size] = digital
                 self._since += 1
-            if self._digital[:self._since].mean() > 0.5 if self._since else False:
+            if self._since and self._digital[:self._since].mean() > 0.5:
                 # a noise-gated microphone's pauses are digital silence: a floor of its words alone let only their
                 # loudest part stand out
                 floor = cfg.min_level_dbfs - cfg.above_floor_db
