@@ -341,6 +341,12 @@ def test_two_runs_never_write_one_events_file(tmp_path, capsys):
     third.write(Command("no", 0.9, 1.0))
     third.close()
     assert [json.loads(line)["label"] for line in path.read_text().splitlines()] == ["no"]
+    # a device is every run's: two runs with --events /dev/null at once, the second was refused
+    first, second = EventWriter("/dev/null"), EventWriter("/dev/null")
+    first.write(Command("stop", 0.9, 1.0))
+    second.write(Command("go", 0.8, 2.0))
+    first.close()
+    second.close()
 
 
 def test_an_output_the_file_system_cannot_name_is_one_line(tmp_path):

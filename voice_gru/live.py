@@ -557,7 +557,8 @@ class EventWriter:
             self._fd = os.dup(fd)
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        if self._lock is None:  # locked before it is emptied
+        # a regular file is locked before it is emptied; a device (/dev/null, /dev/full) is shared by every run
+        if self._lock is None and (self.path.is_file() or not self.path.exists()):
             self._lock = self._locked(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666))
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
         self._own = True
