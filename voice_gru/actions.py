@@ -64,7 +64,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from voice_gru import COMMANDS
-from voice_gru.config import finite, number_in_text, yaml_loader, yaml_problem
+from voice_gru.config import finite, number_in_text, shown_value, yaml_loader, yaml_problem
 from voice_gru.decision import Command
 from voice_gru.errors import ConfigError, not_a_file, one_line
 from voice_gru.fileio import print_line
@@ -303,8 +303,7 @@ def _positive_number(value: Any, where: str, unit: str = "seconds", most: float 
     if isinstance(value, bool) or not isinstance(value, (int, float)) \
             or not finite(value) or value <= 0 or value > most:
         upto = f" up to {most:g}" if math.isfinite(most) else ""
-        shown = f"{str(value)[:8]}... ({len(str(value))} digits)" if isinstance(value, int) and not finite(value) else repr(value)
-        raise ConfigError(f"{where}: expected a positive number of {unit}{upto}, got {shown}")
+        raise ConfigError(f"{where}: expected a positive number of {unit}{upto}, got {shown_value(value)}")
     return float(value)
 
 

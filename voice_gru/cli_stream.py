@@ -261,11 +261,6 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
-    if subset is not None and result["commands"]:  # the others are off: their misses say nothing of these
-        said = [result["per_command"][c] for c in subset if c in result["per_command"]]
-        hits, clips = sum(v["hits"] for v in said), sum(v["clips"] for v in said)
-        result["can_fire"] = {"commands": list(subset), "hits": hits, "commands_said": clips,
-                              "recall": round(hits / clips, 4) if clips else None}
     print(format_stream_report(result))
     _note_label_fixes(truth, result)
     # one replay of the detector over the posteriors serves both the advice and the DET curve

@@ -39,11 +39,11 @@ def _check(obj: Any, rules: Mapping[str, tuple[str, Any]], ranges: tuple[str, ..
         for v in value if isinstance(value, tuple) else (value,):
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (finite(v) and ok(v)):
                 why = "too large a number" if isinstance(v, int) and not finite(v) else f"must be {what}"
-                raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(value)}: {why}")
+                raise ConfigError(f"{type(obj).__name__}.{key} = {shown_value(value)}: {why}")
     for key in ranges:
         lo, hi = getattr(obj, key)
         if lo > hi:
-            raise ConfigError(f"{type(obj).__name__}.{key} = {_plain((lo, hi))}: the low end is above the high end")
+            raise ConfigError(f"{type(obj).__name__}.{key} = {shown_value((lo, hi))}: the low end is above the high end")
 
 
 def finite(value: int | float) -> bool:
@@ -58,7 +58,7 @@ def finite(value: int | float) -> bool:
 def _require(obj: Any, ok: bool, key: str, what: str) -> None:
     """``ConfigError`` naming ``Class.key`` and its value unless ``ok``."""
     if not ok:
-        raise ConfigError(f"{type(obj).__name__}.{key} = {_plain(getattr(obj, key))}: {what}")
+        raise ConfigError(f"{type(obj).__name__}.{key} = {shown_value(getattr(obj, key))}: {what}")
 
 
 def _one_of(obj: Any, key: str, choices: tuple[str, ...]) -> None:
@@ -72,9 +72,10 @@ MAX_COMMANDS = 100  # data.commands: more is a word list pasted by mistake, not 
 POOLINGS = ("max", "mean", "last")  # model.pooling: how a clip decision is read from per-frame outputs (model.clip_posteriors)
 
 
-def _plain(value: Any) -> str:
+def shown_value(value: Any) -> str:
+    """A value as a message shows it: tuples as lists, a whole number of many digits cut short."""
     if isinstance(value, tuple):
-        return "[" + ", ".join(_plain(v) for v in value) + "]"
+        return "[" + ", ".join(shown_value(v) for v in value) + "]"
     text = repr(value)
     return f"{text[:8]}... ({len(text)} digits)" if isinstance(value, int) and len(text) > 24 else text
 
@@ -367,7 +368,7 @@ def _convert(tp: Any, value: Any, where: str) -> Any:
             hint = f" (YAML reads that as text: write {spelled:.1e})" if spelled is not None else ""
             raise ConfigError(f"{where}: expected a number, got {value!r}{hint}")
         if not finite(value) and isinstance(value, int):
-            raise ConfigError(f"{where}: {_plain(value)}: too large a number")
+            raise ConfigError(f"{where}: {shown_value(value)}: too large a number")
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):

@@ -645,7 +645,8 @@ def evaluate_stream(ckpt: str | Path | Checkpoint | CheckpointData, audio: np.nd
     (None: the checkpoint's, as ``listen`` does). Returns ``score_events``'s dict plus ``rtf``
     (compute seconds / audio seconds), ``posteriors`` (``(frames, classes)`` float32 array),
     ``labels``, the thresholds and decision settings used, and the frame timing. ``commands``: only these
-    can fire (``CommandSpotter``'s); ``listening_for`` then names them, and sweeps of the result keep the others off.
+    can fire (``CommandSpotter``'s); ``listening_for`` then names them, ``can_fire`` gives their own hits and recall,
+    and sweeps of the result keep the others off.
     """
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.live import listen_loop
@@ -682,6 +683,11 @@ def evaluate_stream(ckpt: str | Path | Checkpoint | CheckpointData, audio: np.nd
         "first_frame_end": first_end,
         "posteriors": post,
     })
+    if commands is not None and out["commands"]:  # the others are off: their misses say nothing of these
+        said = [out["per_command"][c] for c in spotter.commands if c in out["per_command"]]
+        hits, clips = sum(v["hits"] for v in said), sum(v["clips"] for v in said)
+        out["can_fire"] = {"commands": list(spotter.commands), "hits": hits, "commands_said": clips,
+                           "recall": round(hits / clips, 4) if clips else None}
     return out
 
 
