@@ -30,6 +30,32 @@ def test_a_link_is_written_through(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["link.json", "real.json"]  # no temp file left
 
 
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="making another user's link needs root")
+@pytest.mark.parametrize("hops", [1, 2])
+def test_a_link_another_user_planted_in_a_shared_folder_is_not_followed(tmp_path, capsys, hops):
+    shared = tmp_path / "tmp"
+    shared.mkdir()
+    shared.chmod(0o1777)  # as /tmp: anyone may add a file, only its owner may remove it
+    victim = tmp_path / "victim.json"
+    link = shared / "out.json"
+    first = shared / "hop.json" if hops == 2 else link
+    if hops == 2:  # our own link, leading on to the planted one
+        link.symlink_to(first)
+    first.symlink_to(victim)
+    os.lchown(first, 12345, 12345)
+    with pytest.raises(OSError, match="another user made in a shared folder"):
+        write_text(link, "mine")
+    assert main(["evaluate", str(CLIP), "--json", str(link)]) == 2  # refused before any work
+    assert "--json" in capsys.readouterr().err and not victim.exists()
+    os.lchown(first, os.getuid(), os.getgid())  # one's own link in /tmp is followed, as ever
+    write_text(link, "mine")
+    assert victim.read_text() == "mine"
+    shared.chmod(0o777)  # not sticky: anyone could replace the link anyway, and the kernel follows it
+    os.lchown(first, 12345, 12345)
+    write_text(link, "again")
+    assert victim.read_text() == "again"
+
+
 def test_a_pipe_is_written_into_not_replaced(tmp_path):
     fifo = tmp_path / "out.fifo"
     os.mkfifo(fifo)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tempfile
 from pathlib import Path
@@ -17,8 +18,9 @@ from voice_gru.errors import ConfigError, VoiceGruError
 
 
 STDOUT = "/dev/stdout"
-FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran out of space
 """Where an output named ``-`` goes."""
+FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran out of space
+MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
 
 
 def descriptor(path: str | Path) -> int | None:
@@ -49,7 +51,27 @@ def written_path(path: str | Path) -> Path:
         return Path(STDOUT)
     if _special(path) or not Path(path).is_symlink():
         return Path(path)
+    link = Path(path)
+    for _ in range(MAX_LINK_HOPS):
+        if not link.is_symlink():
+            break
+        if _planted(link):
+            # the kernel's protected_symlinks rule, which resolving the link here would bypass
+            raise OSError(errno.EACCES, "a link that another user made in a shared folder is not followed "
+                          "(write somewhere else, or remove the link)", str(path))
+        link = link.parent / os.readlink(link)
     return Path(os.path.realpath(path))
+
+
+def _planted(link: Path) -> bool:
+    """Whether ``link`` sits in a sticky, world-writable folder (a shared ``/tmp``) and belongs to neither this user
+    nor the folder's owner."""
+    try:
+        own, folder = link.lstat(), link.parent.stat()
+    except OSError:
+        return False
+    shared = folder.st_mode & stat.S_ISVTX and folder.st_mode & stat.S_IWOTH
+    return bool(shared) and own.st_uid not in (os.geteuid(), folder.st_uid)
 
 
 def atomic_temps(folder: str | Path, name_glob: str) -> list[Path]:
@@ -270,6 +292,8 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
         except OSError as exc:
             if exc.errno == errno.ELOOP:  # found at the first write otherwise: after the run's first detection
                 raise ConfigError(f"{flag} {p}: a link that leads back to itself") from None
+    if Path(p).is_symlink():
+        written_path(p)  # refuses a link planted in a shared folder before the work, not after it
     if real in ins:
         raise ConfigError(f"{flag} {p}: is also an input; writing it would destroy that input")
     for folder in folders:
