@@ -219,6 +219,20 @@ def test_speech_bounds_end_where_a_noisy_clips_word_ends_not_its_noise():
     assert s0 == pytest.approx(0.4, abs=0.011) and s1 == pytest.approx(0.7, abs=0.011)
 
 
+def test_speech_bounds_keep_a_words_pause_but_not_a_click_a_pause_away():
+    """A stop consonant's release 100 ms after the vowel is the word; a 50 ms click 250 ms before or after it is the
+    recorder (make-stream gave the clip's end as the speech end, understating latency by up to 0.9 s)."""
+    rng = np.random.default_rng(1)
+    audio = (1e-3 * rng.standard_normal(SR)).astype(np.float32)
+    audio[4800:8800] += 0.3 * np.sin(np.arange(4000) * 0.3)  # the vowel, 0.3-0.55 s
+    audio[10400:11200] += 0.1 * rng.standard_normal(800).astype(np.float32)  # the release, 0.65-0.7 s
+    assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)
+    audio[15200:16000] += 0.2 * rng.standard_normal(800).astype(np.float32)  # a click, 0.95-1.0 s
+    assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)
+    audio[0:800] += 0.2 * rng.standard_normal(800).astype(np.float32)  # and one before the word, 0-0.05 s
+    assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)
+
+
 @pytest.mark.parametrize("n", [1, 40, 160, 400, 640, 800])
 def test_speech_bounds_of_a_clip_under_50_ms(n):
     """A clip of fewer than five 10 ms frames (a 40 ms clip in a test-set folder crashed make-stream)."""

@@ -69,6 +69,7 @@ SAMPLE_RATE = 16000
 SPLITS = ("training", "validation", "testing")
 DEFAULT_SWEEP = tuple(float(x) for x in np.round(np.linspace(0.3, 0.99, 24), 3))
 FRAME_S = 0.01  # energy frames of the speech_end rule
+MAX_GAP_S = 0.2  # longer than a pause inside a word (the closure before a stop's release)
 
 
 # --------------------------------------------------------------------------------------------
@@ -244,7 +245,8 @@ def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int =
     rule alone their noise is speech to the clip's end, and latency measured from there comes out short
     (a quarter of the testing stream's clips). It needs noise around the word, as a dataset clip has; for a
     segment cut to the word (a label file's span) ``floor_margin_db=None`` keeps the first rule alone.
-    Frames of exact zeros (a clip padded with digital silence) are not the floor.
+    Frames of exact zeros (a clip padded with digital silence) are not the floor. Of frames that pass, the word is the
+    stretch around the loudest 50 ms, its pauses shorter than ``MAX_GAP_S``: a click or breath a pause away is not.
     """
     audio = np.asarray(audio)
     if audio.ndim != 1 or not np.issubdtype(audio.dtype, np.floating):
@@ -265,14 +267,17 @@ def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int =
         return 0.0, audio.size / sample_rate
     loud = energy >= peak * 10 ** (-speech_db / 10)
     speech = np.flatnonzero(loud)
+    # one noise burst is no speech; "full" sliced, not "same", which is longer than a clip of under 5 frames
+    smooth = np.convolve(energy, np.ones(5) / 5, mode="full")[2:2 + n]
     if floor_margin_db is not None:
-        # one noise burst is no speech; "full" sliced, not "same", which is longer than a clip of under 5 frames
-        smooth = np.convolve(energy, np.ones(5) / 5, mode="full")[2:2 + n]
         floor = min(np.percentile(smooth[energy > 0], 10) * 10 ** (floor_margin_db / 10), smooth.max() * 0.1)
         clear = np.flatnonzero(loud & (energy >= floor) & (smooth >= floor))
         if clear.size:  # else the loudest frames are brief bursts: the first rule alone
             speech = clear
-    return float(speech[0] * hop / sample_rate), float(min(audio.size, (speech[-1] + 1) * hop) / sample_rate)
+    # the word is the stretch around its loudest 50 ms; a click the recorder made a pause away is not part of it
+    parts = np.split(speech, np.flatnonzero(np.diff(speech) > MAX_GAP_S / FRAME_S) + 1)
+    word = max(parts, key=lambda part: smooth[part].max())
+    return float(word[0] * hop / sample_rate), float(min(audio.size, (word[-1] + 1) * hop) / sample_rate)
 
 
 class _Deck:
