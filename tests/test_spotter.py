@@ -423,6 +423,7 @@ def test_raw_bytes_given_to_process_are_refused(spotter16):
 
     # a memoryview (a capture callback's buffer) was read as 8-bit PCM: twice as many samples of noise
     for raw in (b"\x00\x01" * 800, bytearray(b"\x00\x01" * 800), memoryview(b"\x00\x01" * 800),
+                memoryview(bytearray(b"\x00\x01" * 800)), memoryview(b"\x00\x01" * 800).cast("c"),
                 array.array("B", b"\x00\x01" * 800)):
         with pytest.raises(AudioFormatError, match="given as bytes or text: decode it first"):
             spotter16.process(raw)
@@ -437,6 +438,27 @@ def test_loud_float_audio_the_resampler_rings_past_the_limit_is_heard(spotter16)
     loud.process(square)
     loud.process(np.zeros(13230, np.float32))
     assert 120 <= loud.detector.n <= 128  # 1.3 s: ~128 frames less what the resampler still holds (it heard 8)
+    loud.reset()
+    loud.process(square)
+    loud.flush()  # the tail the resampler held rang past the limit too: the last word's decision was lost
+    assert loud.detector.n >= 140
+
+
+def test_a_many_channel_streams_short_blocks_are_its_own(spotter16):
+    """(samples, 16) blocks: a 10 s piece's 3-sample remainder, and a short last block, were refused as channels first."""
+    rng = np.random.default_rng(0)
+    whole = 0.01 * rng.standard_normal((160_003, 16)).astype(np.float32)
+    spotter16.reset()
+    spotter16.process(whole)  # 10 s pieces: the last is 3 samples of 16 channels
+    assert spotter16.detector.n == 998  # (160,003 - 480) // 160 + 1 frames
+    spotter16.process(whole[:5])  # the stream's last block
+    spotter16.process(whole[:0])
+    spotter16.reset()
+    with pytest.raises(AudioFormatError, match=r"shape \(5, 16\).*transpose it"):  # a new stream: no channels known
+        spotter16.process(whole[:5])
+    spotter16.process(whole[:0])  # nothing to misread
+    mono = spotter16.process(memoryview(np.zeros(1600, np.int16)).cast("B").cast("h"))  # int16 samples, zero-copy
+    assert mono == [] and spotter16.detector.n == 8
 
 
 def test_api_odds_and_ends(spotter16, caplog):

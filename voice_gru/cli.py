@@ -381,12 +381,15 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
             now = for_commands(now, commands) if now else None
             if now and "commands" in now:
                 target = cal["target_fa_per_hour"]
-                best = operating_point(ckpt, target, commands)
+                try:  # advice only: a model whose calibration missed its target may have no point to give
+                    best: dict | None = operating_point(ckpt, target, commands)
+                except ConfigError:
+                    best = None
                 print(f"{', '.join(commands)} alone at the model's point: expected {now['fa_per_hour']:.2f} false "
                       f"accepts/h, recall {now['recall']:.0%} (on new speakers)"
                       + (f"; --false-accepts-per-hour {target:g} picks the point of {best['target_fa_per_hour']:g}/h for them "
                          f"(expected {best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%})"
-                         if best["recall"] > now["recall"] else ""), file=sys.stderr)
+                         if best is not None and best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
     adjust = threshold_override(args.threshold, ckpt.labels, commands)
     if adjust is not None and not isinstance(adjust, dict):
@@ -490,7 +493,7 @@ def _where(point: dict) -> str:
 
 def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None) -> str:
     """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
-    from voice_gru.calibrate import calibration_of
+    from voice_gru.calibrate import calibration_of, operating_point
 
     change = "--false-accepts-per-hour R or --threshold T change it"
     if isinstance(override, dict):
@@ -503,11 +506,17 @@ def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[s
         rate = cal["target_fa_per_hour"]
         head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"
         if "expected_fa_per_hour" in cal:
-            more = [p for p in cal.get("operating_points", []) if p["target_fa_per_hour"] in (5.0, 20.0)
-                    and p["recall"] > cal["expected_recall"]]
+            more = {}  # what each rate's flag would pick (a point whose target was missed is not handed out)
+            for more_rate in (5.0, 20.0):
+                try:
+                    point = operating_point(ckpt, more_rate)
+                except ConfigError:
+                    continue
+                if point["recall"] > max([cal["expected_recall"], *(p["recall"] for p in more.values())]):
+                    more[more_rate] = point
             if more:
                 change = ("more recall: --false-accepts-per-hour " + " or ".join(
-                    f"{p['target_fa_per_hour']:g} ({p['recall']:.0%})" for p in more) + "; --threshold T sets it directly")
+                    f"{r:g} ({p['recall']:.0%})" for r, p in more.items()) + "; --threshold T sets it directly")
             return (f"{head} on new speakers (expected {cal['expected_fa_per_hour']:.2f}/h, recall {cal['expected_recall']:.0%}, "
                     f"cross-validated over {cal.get('split', 'validation')} speakers; more in reverberant rooms); {change}")
         return (f"{head} on {cal.get('split', 'validation')} streams (measured {cal['achieved_fa_per_hour']:.2f}/h, recall "

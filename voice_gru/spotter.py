@@ -53,27 +53,36 @@ END_SILENCE_S = 0.5
 
 
 def _undecoded(audio: Any, x: np.ndarray) -> bool:
-    """Bytes or text, not samples: a memoryview or another buffer of bytes is uint8 to NumPy (twice as many samples
-    of noise, unsaid)."""
-    return x.dtype.kind in "SUV" or isinstance(audio, (bytes, bytearray, memoryview)) or (
+    """Bytes or text, not samples: a buffer of bytes is uint8 to NumPy (twice as many samples of noise, unsaid); a
+    memoryview cast to its samples' type (``.cast("h")``) is samples."""
+    return x.dtype.kind in "SUV" or isinstance(audio, (bytes, bytearray)) or (
         x.dtype == np.uint8 and not isinstance(audio, np.ndarray))
 
 
-def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None, offset: int = 0) -> np.ndarray:
+def check_layout(x: np.ndarray, channels: int | None = None) -> None:
+    """Refuse an array that is no ``(samples,)`` or ``(samples, channels)`` block (``channels``: the stream's, as its
+    earlier blocks had them: a short last block of many channels is one)."""
+    if x.ndim not in (1, 2):
+        raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
+    # a (2, 64) block (JACK's 64-frame periods, channels first) was heard as 64 channels of two samples
+    if x.ndim == 2 and x.shape[1] != channels and not (
+            1 <= x.shape[1] <= MAX_CHANNELS and (x.shape[1] <= FEW_CHANNELS or not 0 < x.shape[0] < x.shape[1])):
+        raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples, channels) with 1 to {MAX_CHANNELS} "
+                               f"channels, at least as many samples as channels beyond {FEW_CHANNELS}"
+                               + (" (a (channels, samples) array? transpose it)" if x.shape[1] else ""))
+
+
+def as_float_mono(audio: np.ndarray, downmix: Downmix | None = None, offset: int = 0,
+                  channels: int | None = None) -> np.ndarray:
     """Samples ``(n,)`` or ``(n, channels)``, float or integer PCM, as float32 mono in [-1, 1] (``downmix``: a
     stream's ``audio.Downmix``, which keeps to the first channel where the channels cancel; else their average;
-    ``offset``: where ``audio`` starts in the caller's chunk, for the index an error names)."""
+    ``offset``: where ``audio`` starts in the caller's chunk, for the index an error names; ``channels``: the
+    stream's channel count, as ``check_layout`` takes it)."""
     x = np.asarray(audio)
     if _undecoded(audio, x):
         raise AudioFormatError("audio chunk given as bytes or text: decode it first, e.g. np.frombuffer(data, np.int16) "
                                "(.reshape(-1, channels) for interleaved channels)")
-    if x.ndim not in (1, 2):
-        raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples,) or (samples, channels)")
-    # a (2, 64) block (JACK's 64-frame periods, channels first) was heard as 64 channels of two samples
-    if x.ndim == 2 and not (1 <= x.shape[1] <= MAX_CHANNELS and (x.shape[1] <= FEW_CHANNELS or x.shape[1] <= x.shape[0])):
-        raise AudioFormatError(f"audio chunk of shape {x.shape}: expected (samples, channels) with 1 to {MAX_CHANNELS} "
-                               f"channels, at least as many samples as channels beyond {FEW_CHANNELS}"
-                               + (" (a (channels, samples) array? transpose it)" if x.shape[1] else ""))
+    check_layout(x, channels)
     if x.dtype == np.uint8:  # 8-bit PCM is unsigned, centred on 128
         x = (x.astype(np.float32) - 128.0) / 128.0
     elif x.dtype == np.int64:  # what NumPy makes of a list of Python ints: its scale says nothing of the PCM format
@@ -219,6 +228,7 @@ class CommandSpotter:
         self.detector = Detector(self.labels, self.decision, self.thresholds, f.hop_ms / 1000, f.win_length / f.sample_rate)
         self._resampler = StreamingResampler(self.sample_rate, f.sample_rate) if self.sample_rate != f.sample_rate else None
         self._downmix = Downmix(self.sample_rate, on_cancel=logger.warning)
+        self._channels: int | None = None  # the stream's, from its blocks so far
         self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
         self.lost_blocks = 0  # microphone blocks lost during the last listen()
         self._busy = threading.Lock()
@@ -254,14 +264,18 @@ class CommandSpotter:
         x = np.asarray(audio)
         if _undecoded(audio, x):  # refused before the pieces below make it an array
             as_float_mono(audio)
+        check_layout(x, self._channels)  # the whole chunk's: its last piece may be shorter than its channels
+        channels = x.shape[1] if x.ndim == 2 else None
         step = max(1, int(PIECE_S * self.sample_rate))  # an hour in one call: the same commands, the memory of 10 s
         pieces: Iterator[np.ndarray]
-        if x.ndim not in (1, 2) or len(x) <= step:
-            pieces = iter([as_float_mono(x, self._downmix)])
+        if len(x) <= step:
+            pieces = iter([as_float_mono(x, self._downmix, channels=channels)])
         else:  # every piece checked before any is heard: a refused chunk leaves the stream as it was
             for i in range(0, len(x), step):
-                as_float_mono(x[i:i + step], offset=i)
-            pieces = (as_float_mono(x[i:i + step], self._downmix) for i in range(0, len(x), step))
+                as_float_mono(x[i:i + step], offset=i, channels=channels)
+            pieces = (as_float_mono(x[i:i + step], self._downmix, channels=channels) for i in range(0, len(x), step))
+        if channels is not None and len(x):
+            self._channels = channels
         commands: list[Command] = []
         posteriors = []
         for piece in pieces:
@@ -280,7 +294,7 @@ class CommandSpotter:
         with self._one_caller("flush"):
             x = np.zeros(0, np.float32)
             if self._resampler is not None:
-                x = self._resampler.flush()
+                x = np.clip(self._resampler.flush(), -FLOAT_LIMIT, FLOAT_LIMIT)  # its ringing, as in process()
                 self._resampler.reset()
             return self._end_of_stream(x)
 
@@ -307,6 +321,7 @@ class CommandSpotter:
             if self._resampler is not None:
                 self._resampler.reset()
             self._downmix = Downmix(self.sample_rate, on_cancel=logger.warning)
+            self._channels = None
             self.posteriors = np.zeros((0, len(self.labels)), dtype=np.float32)
 
     def listen(self, device: str | int | None = None, seconds: float | None = None,
