@@ -163,6 +163,11 @@ def test_audio_ahead_of_the_clock_is_not_live():
     assert stats.keeps_real_time()
     stats.seconds = 10.0 + PACE_SLACK_S + 1  # a recording piped in: ahead
     assert not stats.keeps_real_time()
+    # a live microphone whose clock runs 0.1% fast, an hour into listening (a fixed slack ran out after 50 min)
+    stats.started, stats.seconds = time.monotonic() - 3600.0, 3600.0 * 1.001
+    assert stats.keeps_real_time()
+    stats.seconds = 3600.0 * 1.5  # a recording piped in an hour ago (it would have ended long before)
+    assert not stats.keeps_real_time()
 
 
 @pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")

@@ -362,7 +362,8 @@ def reconnecting_mic_chunks(mic: MicrophoneStream, reopen: Callable[[], Any],
         mic.close()
 
 
-PACE_SLACK_S = 3.0  # audio ahead of the clock by more than this is not arriving live (a pipe buffers ~2 s)
+PACE_SLACK_S = 3.0  # audio ahead of the clock by more than this is not arriving live (a pipe buffers ~2 s) ...
+PACE_DRIFT = 0.01  # ... plus this share of the time: a sound card's clock runs up to ~0.1% fast (a recording: ~150x)
 
 
 @dataclass
@@ -377,7 +378,10 @@ class ListenStats:
     def keeps_real_time(self, slack_s: float = PACE_SLACK_S) -> bool:
         """Whether the audio so far came at about the pace it was recorded (a microphone, a pipe from one), not
         ahead of the clock (a recording piped in)."""
-        return self.started is not None and self.seconds <= time.monotonic() - self.started + slack_s
+        if self.started is None:
+            return False
+        elapsed = time.monotonic() - self.started
+        return self.seconds <= elapsed * (1 + PACE_DRIFT) + slack_s
 
     @property
     def real_time_factor(self) -> float:
