@@ -414,6 +414,11 @@ def test_connection_refused_is_one_clear_line(tmp_path):
     assert "\n" not in msg
     with pytest.raises(DownloadError, match="cannot reach 127.0.0.1"):
         download_file(base + MAIN, tmp_path / "x.tar.gz", progress=False)
+    assert list(tmp_path.iterdir()) == []  # no empty folder left behind
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DownloadError, match="cannot reach 127.0.0.1"):  # folders made for it, three deep
+        download_speech_commands(tmp_path / "kept" / "a" / "b" / "data", base_url=base, progress=False)
+    assert list(tmp_path.iterdir()) == [tmp_path / "kept"] and list((tmp_path / "kept").iterdir()) == []
 
 
 def test_dns_failure_is_reported(tmp_path, monkeypatch):

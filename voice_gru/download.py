@@ -554,7 +554,7 @@ def download_speech_commands(
     if dest.is_dir() and not downloads.is_dir() and any(not p.name.startswith(".") for p in dest.iterdir()):
         raise DownloadError(f"--dest {dest}: holds files and no earlier download: the archive would write over those "
                             "of the same name (split lists, word folders); give an empty or a new folder")
-    made = [p for p in (dest, downloads) if not p.exists()]
+    made = [p for p in (*reversed(downloads.parents), downloads) if not p.exists()]  # outermost first
     _mkdir(downloads)
     try:
         return _download_into(dest, downloads, plan, progress)
