@@ -6,9 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from tiny_data import TEST_DATA
@@ -54,6 +56,32 @@ def test_a_link_another_user_planted_in_a_shared_folder_is_not_followed(tmp_path
     os.lchown(first, 12345, 12345)
     write_text(link, "again")
     assert victim.read_text() == "again"
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path, monkeypatch):
+    """SIGKILL skips every clean-up: three killed 60-minute make-stream runs left 250 MB of temps, and a complete rerun
+    kept them (each temp also nested a temp of its own)."""
+    import time
+
+    from voice_gru.fileio import DEAD_TEMP_S
+    from voice_gru.streams import write_stream
+
+    dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not Path(f"/proc/{pid}").exists())
+    old = time.time() - DEAD_TEMP_S - 5
+    left = {name: tmp_path / name for name in (f".out.json.{dead}-x1.tmp", f".out.json.{os.getpid()}-x2.tmp",
+                                               f".out.json.{dead}-x3.tmp", f".other.json.{dead}-x4.tmp")}
+    for name, p in left.items():
+        p.write_text("half")
+        if not name.endswith("x3.tmp"):  # x3: written to a moment ago (a writer elsewhere, on a shared folder)
+            os.utime(p, (old, old))
+    write_json(tmp_path / "out.json", {"a": 1})
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
+        n for n in left if not n.endswith("x1.tmp"))  # only the dead writer's old temp of this very file
+    made = []
+    real = tempfile.mkstemp
+    monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: made.append(k.get("suffix")) or real(*a, **k))
+    write_stream(tmp_path / "s.wav", np.zeros(160, np.float32), {"sample_rate": 16000, "duration": 0.01, "events": []})
+    assert made == [".wav", ".json"]  # one temp per file
 
 
 def test_a_pipe_is_written_into_not_replaced(tmp_path):

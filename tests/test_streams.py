@@ -382,11 +382,11 @@ def test_a_stop_while_a_stream_is_written_leaves_the_old_pair_or_the_new_one(tmp
     new = np.full(SR * 2, 0.1, dtype=np.float32)
     new_truth = truth_of([ev("no", 1.0, 1.4)], duration=2.0)
 
-    def stopped_while_writing(path, obj):
+    def stopped_while_writing(obj):
         os.kill(os.getpid(), signal.SIGINT)
-        return fileio.write_text(path, "{}")
+        return "{}"
 
-    monkeypatch.setattr(fileio, "write_json", stopped_while_writing)
+    monkeypatch.setattr(fileio, "json_text", stopped_while_writing)
     with pytest.raises(KeyboardInterrupt):
         write_stream(wav, new, new_truth)
     assert (wav.read_bytes(), labels.read_bytes()) == before

@@ -6,6 +6,7 @@ training it is for, and the PulseAudio fake microphone."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import subprocess
@@ -359,7 +360,7 @@ def test_record_from_the_microphone_stops_after_its_takes(pulse_mic, tmp_path):
     assert "saved 3 take(s)" in "".join(out)
 
 
-def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path):
+def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path, monkeypatch):
     """A run stopped between a list line and its clip: the speaker's next take neither reuses the name nor lands in
     another split. A dataset copied as links: the copy's list becomes its own, the original is untouched."""
     from voice_gru.takes import next_take_path, save_take
@@ -379,6 +380,18 @@ def test_a_list_line_left_without_its_clip_and_a_linked_list(tmp_path):
     copy.mkdir()
     (copy / "validation_list.txt").symlink_to(orig / "validation_list.txt")
     take = cut_takes(_placed())[0]
+    real_replace = os.replace
+
+    def stopped(src, dst, *a, **k):  # Ctrl-C as the list is put in place: the link was removed before, the copy
+        if Path(dst).name == "validation_list.txt":  # left with no validation list (its clips read as training)
+            raise KeyboardInterrupt
+        return real_replace(src, dst, *a, **k)
+
+    monkeypatch.setattr(os, "replace", stopped)
+    with pytest.raises(KeyboardInterrupt):
+        save_take(copy, "lights", bob, "validation", take)
+    assert (copy / "validation_list.txt").is_symlink() and (copy / "validation_list.txt").read_text() == "yes/x_nohash_0.wav\n"
+    monkeypatch.setattr(os, "replace", real_replace)
     save_take(copy, "lights", bob, "validation", take)
     assert (orig / "validation_list.txt").read_text() == "yes/x_nohash_0.wav\n"
     assert not (copy / "validation_list.txt").is_symlink()

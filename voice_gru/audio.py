@@ -542,9 +542,14 @@ def is_truncated_ogg(path: str | Path) -> bool:
 
 def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
     """Write 16-bit PCM WAV atomically (temp file + rename)."""
-    import soundfile as sf
-
     from voice_gru.fileio import atomic_path
 
     with atomic_path(path, suffix=".wav") as tmp:
-        sf.write(str(tmp), np.clip(audio, -1, 1), sample_rate, subtype="PCM_16")
+        write_pcm16(tmp, audio, sample_rate)
+
+
+def write_pcm16(path: str | Path, audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> None:
+    """Write 16-bit PCM WAV in place (into a temp file the caller renames), samples clipped to [-1, 1]."""
+    import soundfile as sf
+
+    sf.write(str(path), np.clip(audio, -1, 1), sample_rate, subtype="PCM_16")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import re
@@ -11,6 +12,7 @@ import shutil
 import stat
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, Any, Iterator, Mapping, Sequence, TextIO
 
@@ -21,6 +23,7 @@ STDOUT = "/dev/stdout"
 """Where an output named ``-`` goes."""
 FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran out of space
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
+DEAD_TEMP_S = 60.0  # a killed writer's temp file is removed once it is this old
 
 
 def descriptor(path: str | Path) -> int | None:
@@ -80,14 +83,45 @@ def atomic_temps(folder: str | Path, name_glob: str) -> list[Path]:
     return sorted(Path(folder).glob(f".{name_glob}.*"))
 
 
+def remove_dead_temps(path: Path) -> None:
+    """Remove the temp files that writers of ``path`` which no longer run left beside it (SIGKILL skips every
+    clean-up; a recording's temp is as large as the recording). One untouched for a minute, too: a writer on another
+    machine (a shared folder) has a pid this one cannot see."""
+    mine = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-")
+    try:
+        temps = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+    except OSError:
+        return
+    for tmp in temps:
+        m = mine.match(tmp.name)
+        try:
+            if m and not _runs(int(m.group(1))) and tmp.is_file() and not tmp.is_symlink() \
+                    and time.time() - tmp.stat().st_mtime > DEAD_TEMP_S:
+                tmp.unlink()
+        except OSError:
+            continue
+
+
+def _runs(pid: int) -> bool:
+    """Whether a process ``pid`` runs here."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = "", through_links: bool = True) -> Iterator[Path]:
     """Yield a temp path in the target's folder; on success rename it onto ``path``.
 
     A link is written through (its target is replaced, the link kept); a target that is not a regular
     file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
-    name ``path``, not the temp file. ``-`` is standard output."""
-    path = written_path(path)
+    name ``path``, not the temp file. ``-`` is standard output. ``through_links=False``: a link is replaced by the
+    file, in the one rename (a dataset copy made of links gets a list of its own, the original kept)."""
+    path = written_path(path) if through_links or not Path(path).is_symlink() else Path(path)
     fd = descriptor(path)
     if fd is not None:  # written whole, then copied onto the descriptor as it is (appending, a pipe, a file)
         folder = tempfile.mkdtemp(prefix=".voice-gru-")
@@ -106,7 +140,9 @@ def atomic_path(path: str | Path, suffix: str = "") -> Iterator[Path]:
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix or ".tmp", dir=path.parent)
+        remove_dead_temps(path)
+        # the writer's pid in the name: what a killed one left is known for its own and removed by the next
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix or ".tmp", dir=path.parent)
         os.close(fd)
         yield Path(tmp)
         try:  # a file written again keeps its own modes (a report made private stays private)
@@ -320,12 +356,18 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
         raise ConfigError(f"{flag} {p}: cannot write in {parent} ({exc.strerror or exc})") from None
 
 
-def write_text(path: str | Path, text: str) -> None:
+def write_text(path: str | Path, text: str, through_links: bool = True) -> None:
     """Write a text file atomically."""
-    with atomic_path(path) as tmp:  # a file name that is no UTF-8 (a CSV row's) is written back as its own bytes
+    # a file name that is no UTF-8 (a CSV row's) is written back as its own bytes
+    with atomic_path(path, through_links=through_links) as tmp:
         tmp.write_text(text, encoding="utf-8", errors="surrogateescape")
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as the JSON files here are written (indented, a line end at the end)."""
+    return json.dumps(obj, indent=2, sort_keys=False) + "\n"
 
 
 def write_json(path: str | Path, obj: Any) -> None:
     """Write JSON atomically (indented, UTF-8)."""
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json_text(obj))

@@ -420,8 +420,8 @@ def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[P
     recording beside an earlier one's labels, scored against them without a word if its length was the same)."""
     from contextlib import ExitStack
 
-    from voice_gru.audio import save_wav
-    from voice_gru.fileio import atomic_path, write_json
+    from voice_gru.audio import write_pcm16
+    from voice_gru.fileio import atomic_path, json_text
     from voice_gru.signals import signals_held
 
     path = Path(path)
@@ -431,9 +431,10 @@ def write_stream(path: str | Path, audio: np.ndarray, truth: Mapping) -> tuple[P
     held = ExitStack()
     try:
         with atomic_path(path, suffix=".wav") as wav_tmp:
-            save_wav(wav_tmp, audio, int(truth.get("sample_rate", SAMPLE_RATE)))
+            # into the temps directly: an atomic write of a temp made a temp of its own, which SIGKILL left behind
+            write_pcm16(wav_tmp, audio, int(truth.get("sample_rate", SAMPLE_RATE)))
             with atomic_path(labels, suffix=".json") as labels_tmp:
-                write_json(labels_tmp, dict(truth))
+                labels_tmp.write_text(json_text(dict(truth)), encoding="utf-8")
                 held.enter_context(signals_held())  # from here until both are renamed
     finally:
         held.close()  # a stop that came meanwhile acts now

@@ -342,8 +342,7 @@ def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take,
     then the clip is renamed into place (a run stopped between the last two leaves a line naming no clip, which the
     dataset tools report and ``split_for`` heeds, never a clip in the wrong split). A split list that is a link (a
     copy of a dataset made of links) becomes a file of its own: the original dataset is not changed."""
-    import soundfile as sf
-
+    from voice_gru.audio import write_pcm16
     from voice_gru.data import uses_split_lists
     from voice_gru.fileio import atomic_path, folder_lock, write_text
 
@@ -355,13 +354,13 @@ def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take,
         path = next_take_path(root / word, speaker)
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path, suffix=".wav") as tmp:
-            sf.write(str(tmp), np.clip(take.audio, -1, 1), sample_rate, subtype="PCM_16")
+            write_pcm16(tmp, take.audio, sample_rate)
             if split != "training" and uses_split_lists(root):
                 listed = root / f"{split}_list.txt"
                 old = listed.read_text(encoding="utf-8") if listed.is_file() else ""
-                if listed.is_symlink():
-                    listed.unlink()
-                write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n")
+                # a link replaced in one rename: unlinked first, a stop between left the copy without its list
+                write_text(listed, old + ("" if old.endswith("\n") or not old else "\n") + f"{word}/{path.name}\n",
+                           through_links=False)
     return path
 
 
