@@ -506,7 +506,7 @@ def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[s
         rate = cal["target_fa_per_hour"]
         head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"
         if "expected_fa_per_hour" in cal:
-            more = {}  # what each rate's flag would pick (a point whose target was missed is not handed out)
+            more: dict[float, dict] = {}  # what each rate's flag would pick (a point whose target was missed is not handed out)
             for more_rate in (5.0, 20.0):
                 try:
                     point = operating_point(ckpt, more_rate)
