@@ -270,6 +270,31 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     assert "input level: loudest sample" in out
 
 
+@pytest.mark.parametrize("when", ["start", "end"])
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_a_stop_as_the_program_starts_or_ends_is_one_line_or_nothing(sig, when):
+    """A stop while the program imported (its first ~0.2 s) printed a KeyboardInterrupt traceback, or SIGTERM ended
+    it unsaid; one during the interpreter's teardown, after every output was written, died by that signal."""
+    program = f"""
+import atexit, os, signal, sys
+class Stop:  # the signal arrives while the command line's module is imported
+    def find_spec(self, name, path=None, target=None):
+        if name == "voice_gru.cli" and {when!r} == "start":
+            os.kill(os.getpid(), signal.{sig})
+sys.meta_path.insert(0, Stop())
+if {when!r} == "end":  # the last thing before the interpreter tears down
+    atexit.register(lambda: os.kill(os.getpid(), signal.{sig}))
+sys.argv = ["voice-gru", "--version"]
+from voice_gru.console import run
+run()
+"""
+    out = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=60, cwd=REPO)
+    if when == "start":
+        assert (out.returncode, out.stderr) == (130, "voice-gru: interrupted\n")
+    else:
+        assert out.returncode == 0 and out.stderr == "" and out.stdout.startswith("voice-gru ")
+
+
 def test_a_second_ctrl_c_stops_the_actions_still_running_and_keeps_the_totals(tmp_path):
     """A second Ctrl-C while the first waited for a slow action ended the run with no totals, its program left
     running after the exit (it runs in a session of its own, so the terminal's Ctrl-C never reaches it)."""

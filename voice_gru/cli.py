@@ -914,7 +914,10 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every subcommand."""
+    from voice_gru import __version__
+
     p = OneLineParser(prog="voice-gru", description="Speech-command recognizer: train, evaluate, listen.")
+    p.add_argument("--version", action="version", version=f"voice-gru {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     data = sub.add_parser("data", help="dataset tools: stats, download")

@@ -22,7 +22,7 @@ def stop_on_signals() -> Iterator[None]:
     def stop(signum, frame):
         raise KeyboardInterrupt
 
-    old = {s: signal.getsignal(s) for s in _stop_signals()}
+    old = {s: signal.getsignal(s) for s in stop_signals()}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
     if signal.SIGHUP in old and old[signal.SIGHUP] == signal.SIG_DFL:  # nohup's ignored SIGHUP stays ignored
@@ -34,7 +34,7 @@ def stop_on_signals() -> Iterator[None]:
             signal.signal(s, handler)
 
 
-def _stop_signals() -> tuple[signal.Signals, ...]:
+def stop_signals() -> tuple[signal.Signals, ...]:
     """The signals that stop a run: SIGINT, SIGTERM and, where there is one, SIGHUP."""
     hup = getattr(signal, "SIGHUP", None)
     return (signal.SIGINT, signal.SIGTERM) + ((hup,) if hup is not None else ())
@@ -51,7 +51,7 @@ def signals_held() -> Iterator[None]:
         yield
         return
     came: list[int] = []
-    old = {s: signal.getsignal(s) for s in _stop_signals()}
+    old = {s: signal.getsignal(s) for s in stop_signals()}
     for s in old:
         signal.signal(s, lambda signum, frame: came.append(signum))
     try:
@@ -91,7 +91,7 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
             got = os.read(read_fd, 64)
             if done.is_set() or not got:
                 return
-            if any(b in _stop_signals() for b in got) and not done.wait(grace_s):
+            if any(b in stop_signals() for b in got) and not done.wait(grace_s):
                 try:
                     on_give_up()
                 finally:
