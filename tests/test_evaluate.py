@@ -174,6 +174,33 @@ def test_a_folder_that_cannot_be_listed_is_named_and_the_rest_evaluated(model_pa
     reason = "a folder that cannot be read (Permission denied)" if labelled else "a folder inside a folder of clips"
     assert f"{reason}" in out and str(root / "locked") in out and "1 clips classified, 0 unreadable" in out
 
+def test_a_stop_while_the_outputs_are_written_leaves_one_runs_set(tmp_path, monkeypatch):
+    """evaluate wrote --json, --csv and --plot one after another: a stop after the first left a new report beside
+    the last run's plot."""
+    import os
+    import signal
+
+    import voice_gru.fileio as fileio
+
+    root = tmp_path / "words"
+    for word in ("yes", "no"):
+        (root / word).mkdir(parents=True)
+        shutil.copy(next((TEST_DATA / word).glob("*.wav")), root / word / "a.wav")
+    outs = [tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "r.png"]
+    for p in outs:
+        p.write_bytes(b"\x89PNG old" if p.suffix == ".png" else b"old")
+    write_text = fileio.write_text
+
+    def stopped_after_writing(path, text, *a, **k):
+        write_text(path, text, *a, **k)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(fileio, "write_text", stopped_after_writing)
+    args = ["evaluate", str(root), "--quiet", "--json", str(outs[0]), "--csv", str(outs[1]), "--plot", str(outs[2])]
+    assert main(args) == 130
+    assert not any(b"old" in p.read_bytes()[:12] for p in outs)  # all three written, then the stop
+
+
 def test_classify_refuses_what_it_would_misread(ckpt):
     """int16 was read as float (32768 times too loud) and NaN gave NaN posteriors, without a word."""
     from voice_gru.evaluate import classify

@@ -272,22 +272,25 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"voice-gru: error: none of the {report['n_inputs']} input(s) could be read (reasons above)"
               + (f"; {', '.join(written)} not written" if written else ""), file=sys.stderr)
         return 1
-    if args.json:
-        write_json(args.json, {k: v for k, v in report.items()})
-        print(f"wrote {args.json}")
-    if args.csv:
-        write_predictions_csv(args.csv, report["predictions"], report["errors"])
-        print(f"wrote {args.csv}")
-    if args.plot and "confusion" not in report:
-        print(f"no confusion plot ({args.plot}): none of the inputs is labelled (a label folder or a dataset split)")
-    if args.plot and "confusion" in report:
-        import numpy as np
+    from voice_gru.signals import signals_held
 
-        from voice_gru.metrics import plot_confusion
+    with signals_held():  # the outputs are one set: a stop between them left a new report beside an old plot
+        if args.json:
+            write_json(args.json, {k: v for k, v in report.items()})
+            print(f"wrote {args.json}")
+        if args.csv:
+            write_predictions_csv(args.csv, report["predictions"], report["errors"])
+            print(f"wrote {args.csv}")
+        if args.plot and "confusion" not in report:
+            print(f"no confusion plot ({args.plot}): none of the inputs is labelled (a label folder or a dataset split)")
+        if args.plot and "confusion" in report:
+            import numpy as np
 
-        plot_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"], args.plot,
-                       f"accuracy {report['accuracy']:.3f} (n={report['n']})")
-        print(f"wrote {args.plot}")
+            from voice_gru.metrics import plot_confusion
+
+            plot_confusion(np.array(report["confusion"]["matrix"]), report["confusion"]["labels"], args.plot,
+                           f"accuracy {report['accuracy']:.3f} (n={report['n']})")
+            print(f"wrote {args.plot}")
     return 0
 
 

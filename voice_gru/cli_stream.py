@@ -19,6 +19,7 @@ from voice_gru.fileio import check_outputs, is_within
 
 if TYPE_CHECKING:
     from voice_gru.cli import OneLineParser
+    from voice_gru.model import Checkpoint
 
 
 def _spec_from_args(args: argparse.Namespace):
@@ -220,6 +221,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import calibration_of, for_commands, operating_point
+    from voice_gru.signals import signals_held
     from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru import commands_of
@@ -290,13 +292,14 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         result["silent_base"] = " ".join(([f"--commands {' '.join(subset)}"] if subset else [])
                                          + ([f"--false-accepts-per-hour {rate:g}"] if rate is not None else []))
         print(format_command_free(result))
-    if args.json:
-        write_json(args.json, public_result(result))
-        print(f"wrote {args.json}")
-    if args.det and det_json:
-        plot_det(sweep, args.det, f"{Path(args.input).name}: {result['mode']} mode")
-        write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": sweep})
-        print(f"wrote {args.det} and {det_json} ({len(sweep)} thresholds)")
+    with signals_held():  # one set: a stop between them left a new result beside an old DET curve
+        if args.json:
+            write_json(args.json, public_result(result))
+            print(f"wrote {args.json}")
+        if args.det and det_json:
+            plot_det(sweep, args.det, f"{Path(args.input).name}: {result['mode']} mode")
+            write_json(det_json, {"input": str(args.input), "mode": result["mode"], "points": sweep})
+            print(f"wrote {args.det} and {det_json} ({len(sweep)} thresholds)")
     return 0
 
 
@@ -360,12 +363,10 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
 def _cmd_calibrate(args: argparse.Namespace) -> int:
     import torch
 
-    from voice_gru.calibrate import CALIBRATION_SPEC, calibrate, format_calibration, plot_expected
+    from voice_gru.calibrate import CALIBRATION_SPEC, calibrate
     from voice_gru.cli import config_decision
-    from voice_gru.fileio import write_json
-    from voice_gru.model import resolve_model, save_checkpoint
-    from voice_gru.data import background_files, unused_entries
-    from voice_gru.streams import skipped_line
+    from voice_gru.model import resolve_model
+    from voice_gru.signals import signals_held
 
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
     check_outputs({"--json": args.json, "--plot": args.plot}, [args.model], png=["--plot"])  # --out alone may replace --model
@@ -380,6 +381,19 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                    decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log,
                                    spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
                                    veto=args.unknown_veto)
+    with signals_held():  # the model, its report and plot are one set: a stop between them mixed two runs'
+        _write_calibration(args, calibrated, report)
+    return 0
+
+
+def _write_calibration(args: argparse.Namespace, calibrated: Checkpoint, report: dict) -> None:
+    """``calibrate``'s outputs, and what it says about them."""
+    from voice_gru.calibrate import format_calibration, plot_expected
+    from voice_gru.data import background_files, unused_entries
+    from voice_gru.fileio import write_json
+    from voice_gru.model import save_checkpoint
+    from voice_gru.streams import skipped_line
+
     save_checkpoint(args.out, calibrated)
     if report["unreadable"]:
         print(skipped_line(report["unreadable"]))
@@ -401,7 +415,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     if args.plot:
         plot_expected(report, args.plot)
         print(f"wrote {args.plot}")
-    return 0
 
 
 def calibration_warnings(report: dict, target: float) -> list[str]:
