@@ -270,6 +270,31 @@ def test_listen_stops_cleanly_on_signals_even_when_started_with_sigint_ignored(s
     assert "input level: loudest sample" in out
 
 
+def test_interrupted_is_said_on_a_line_of_its_own_not_on_a_progress_bar(capsys):
+    """A Ctrl-C while a bar was drawn put 'voice-gru: interrupted' onto the bar's line: the bar was closed only at
+    exit."""
+    from tqdm import tqdm
+
+    from voice_gru.cli import run_reporting_errors
+
+    def work() -> int:
+        for i in tqdm(range(10), desc="reading clip headers", mininterval=0, leave=False):
+            if i == 5:
+                raise KeyboardInterrupt
+        return 0
+
+    def train() -> int:  # a bar a frame holds (train's epoch bar) stays drawn while the traceback lives
+        bar = tqdm(total=10, desc="epoch 1/80", mininterval=0, leave=False)
+        bar.update(5)
+        raise KeyboardInterrupt
+
+    for run in (work, train):
+        assert run_reporting_errors(run, "voice-gru data stats") == 130
+        err = capsys.readouterr().err
+        said = err.index("voice-gru: interrupted\n")
+        assert err[:said].split("\r")[-2:] == [" " * len(err[:said].split("\r")[-2]), ""], repr(err)  # bar cleared
+
+
 @pytest.mark.parametrize("when", ["start", "end"])
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_as_the_program_starts_or_ends_is_one_line_or_nothing(sig, when):

@@ -1130,8 +1130,12 @@ def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voic
         print(f"{prog}: error: {where}{why}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        pass  # said below: once the traceback is gone, so are the progress bars its frames held (each clears its line)
+    if "tqdm" in sys.modules:  # a bar still drawn (the stop came inside its own code) is cleared for the line
+        sys.modules["tqdm"].tqdm.write(f"{prog}: interrupted", file=sys.stderr)
+    else:
         print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
+    return 130
 
 
 if __name__ == "__main__":
