@@ -88,6 +88,15 @@ def test_quiet_input_hinted_after_its_time_unless_anything_was_loud():
     loud_once.update(_sine(1e-3, 1.0))
     loud_once.update(_sine(0.1, 0.1))  # -20 dBFS once
     assert all(loud_once.update(c) == [] for c in _chunks(_sine(1e-3, 5.0)))
+    # a run that ends before the warning was due: said at its end (a 20 s try at -62 dBFS ended with no word of why)
+    short = InputMonitor("in", SR, limits=lim)
+    short.update(_sine(10 ** (-60 / 20), 2.0))
+    at_end = short.end()
+    assert len(at_end) == 1 and "nothing louder than -60 dBFS in its 2.0 s of in:" in at_end[0] and short.end() == []
+    assert mon.end() == [] and loud_once.end() == []  # said already; loud enough
+    silent = InputMonitor("in", SR, limits=lim)
+    silent.update(np.zeros(SR, np.float32))
+    assert silent.end() == []  # digital silence has its own warning
 
 
 def test_a_dc_offset_is_not_taken_for_sound():

@@ -131,11 +131,20 @@ def test_listen_from_a_pipe_hears_what_the_file_path_hears(tmp_path):
     hi = soxr.resample(audio, 16000, 48000, quality="HQ")
     pcm48 = np.round(np.stack([hi, hi], 1) * 32767).clip(-32768, 32767).astype("<i2").tobytes()
     got48 = tmp_path / "pipe48.jsonl"
-    _events(["--input", "-", "--input-rate", "48000", "--input-channels", "2", "--events", str(got48)], stdin=pcm48)
+    said = _events(["--input", "-", "--input-rate", "48000", "--input-channels", "2", "--events", str(got48)],
+                   stdin=pcm48).stdout.decode()
     heard = [json.loads(line) for line in got48.read_text().splitlines()]
     assert [e["label"] for e in heard] == [e["label"] for e in want]
     for h, w in zip(heard, want):
         assert abs(h["t"] - w["t"]) <= 0.05  # the resampler's delay is a few ms
+    assert "48000 Hz, 2 channel(s) (stream mode)" in said  # as told: nothing assumed
+    # raw 48 kHz read as the 16 kHz mono no header contradicts: 6x slow, nothing heard, and no word of why
+    mono48 = np.round(hi * 32767).clip(-32768, 32767).astype("<i2").tobytes()
+    out = _events(["--input", "-"], stdin=pcm48)
+    assert b"16000 Hz, 1 channel(s) (no header says otherwise; for other raw audio: --input-rate HZ --input-channels N)" \
+        in out.stdout
+    out = _events(["--input", "-"], stdin=mono48)
+    assert b"or raw PCM recorded at a higher rate than the 16000 Hz assumed: --input-rate" in out.stderr, out.stderr
 
 
 @pytest.mark.skipif(not SCRIPT.is_file(), reason="needs the installed voice-gru command (scripts/setup.sh)")

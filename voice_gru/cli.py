@@ -681,6 +681,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
 
                 chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
                                             f.sample_rate, partial, monitor.known_rate, damaged)
+                if "raw" in what and args.input_rate is None:  # 48 kHz raw read as 16 kHz sounds 3x slow and low
+                    monitor.band_hint = "(or raw PCM recorded at a higher rate than the 16000 Hz assumed: --input-rate)"
             else:
                 chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate, damaged)
                 what = f"streaming {args.input} through the recognizer"
@@ -759,6 +761,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             if stats is not None and (completed or stats.seconds):  # also when the microphone was lost mid-run
                 print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
                       f"real-time factor {stats.real_time_factor:.4f}", flush=True)
+                for message in monitor.end():
+                    warn(message)
                 print(monitor.summary(), flush=True)
         finally:
             stop_watch.close()

@@ -126,6 +126,7 @@ class InputMonitor:
         self.limits = limits
         self.warn = warn
         self.hint = hint
+        self.band_hint = ""  # follows the narrowband warning (raw PCM at a rate assumed, not known)
         self.samples = 0
         self.zero_run = 0  # samples of the current all-zero run
         self.zero_samples = 0  # all of them
@@ -176,12 +177,22 @@ class InputMonitor:
                                       "scale: 94 / 91 / 79% right, against 96%)")
         self.loudest = max(self.loudest, peak)
         self._add_levels(heard)
-        if (self.seconds >= lim.quiet_s and self.loudest < lim.quiet_dbfs
-                and self.zero_samples < self.samples):  # all zeros has its own warning
-            new += self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS in the first {self.seconds:.0f} s "
-                                       f"of {self.source}: if a command was said, raise the input gain (validation "
-                                       "words peaking at -40 / -50 / -60 dBFS: 95 / 90 / 54% right)")
+        if self.seconds >= lim.quiet_s:
+            new += self._quiet(f"in the first {self.seconds:.0f} s")
         return new
+
+    def end(self) -> list[str]:
+        """The warnings of a run that ended before they were due: too quiet, judged on what was heard (a 20 s try
+        ended with no word of why nothing fired)."""
+        return self._quiet(f"in its {self.seconds:.1f} s") if self.seconds > DC_SETTLE_S else []
+
+    def _quiet(self, when: str) -> list[str]:
+        """The warning for input that never got loud enough to be a word said near the microphone."""
+        if self.loudest >= self.limits.quiet_dbfs or self.zero_samples >= self.samples:  # all zeros: its own warning
+            return []
+        return self._once("quiet", f"nothing louder than {self.loudest:.0f} dBFS {when} of {self.source}: if a command "
+                                   "was said, raise the input gain (validation words peaking at -40 / -50 / -60 dBFS: "
+                                   "95 / 90 / 54% right)")
 
     def known_rate(self, rate: int) -> list[str]:
         """The input's own sample rate, where its header or device says it: below the model's, warned at once."""
@@ -212,7 +223,8 @@ class InputMonitor:
         self.band_judged = True
         where = (f"in its first {seconds:.0f} s of sound" if self.sound_samples < lim.band_every_s * sr
                  else f"in {seconds:.0f} s of sound up to {clock(t0 + chunk.size / sr)}")
-        return self._once("narrowband", narrowband_content(self.source, top, where))
+        return self._once("narrowband", narrowband_content(self.source, top, where)
+                          + (f" {self.band_hint}" if self.band_hint else ""))
 
     def _once(self, key: str, message: str) -> list[str]:
         if key in self.warned:

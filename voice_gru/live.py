@@ -231,9 +231,12 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
     from voice_gru.errors import ConfigError
 
     header = sniff_wav_header(stream)
+    assumed = ""
     if header.rate is None or header.channels is None:
         hz, n_ch = (16000 if rate is None else rate), (1 if channels is None else channels)
         kind = "raw 16-bit PCM"
+        if rate is None or channels is None:  # 48 kHz stereo read so was 6x slow, and heard nothing, unsaid
+            assumed = " (no header says otherwise; for other raw audio: --input-rate HZ --input-channels N)"
     else:
         for flag, given, says in (("--input-rate", rate, header.rate), ("--input-channels", channels, header.channels)):
             if given is not None and given != says:
@@ -244,7 +247,7 @@ def stdin_chunks(stream: BinaryIO, rate: int | None = None, channels: int | None
     if on_rate is not None:
         on_rate(hz)
     chunks = pipe_chunks(stream, hz, n_ch, chunk_ms, out_rate, on_partial, header.head, header.size, on_short)
-    return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s)"
+    return chunks, f"reading {kind} from standard input: {hz} Hz, {n_ch} channel(s){assumed}"
 
 
 def mic_chunks(mic: MicrophoneStream, stop: Callable[[], bool] = lambda: False,
