@@ -382,7 +382,10 @@ def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     by a minute; the package's warnings came out bare, like output; a blank --device chose the default silently."""
     example = str(REPO / "voice_gru" / "assets" / "example.wav")
     assert main(["listen", "--input", example, "--no-view", "--chunk-ms", "3000", "--seconds", "3"]) == 0
-    assert "command(s) in 3.0s of audio" in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "command(s) in 3.0s of audio" in out and "warning: --chunk-ms" not in err  # a file: no one waits
+    assert main(["listen", "--input", example, "--no-view", "--chunk-ms", "500", "--seconds", "0.5", "--realtime"]) == 0
+    assert "warning: --chunk-ms 500: a command is acted on only once its block has come" in capsys.readouterr().err
     assert main(["listen", "--chunk-ms", "3000"]) == 2
     assert "--chunk-ms 3000: a microphone is read in blocks of at most 1000 ms" in capsys.readouterr().err
     assert main(["listen", "--device", "  "]) == 2

@@ -30,6 +30,7 @@ DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
 ACTIONS_GRACE_S = 10.0  # listen, once stopped: how long the actions still queued or running may take
 MAX_MIC_CHUNK_MS = 1000.0  # listen from a microphone: --chunk-ms at most this
+SLOW_CHUNK_MS = 250.0  # live audio in longer blocks than this: warned, every reaction that much later
 STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after its signal ends the process
 
 
@@ -566,6 +567,10 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     if not args.input and args.chunk_ms > MAX_MIC_CHUNK_MS:  # also the capture block: every command that much later
         raise ConfigError(f"--chunk-ms {args.chunk_ms:g}: a microphone is read in blocks of at most {MAX_MIC_CHUNK_MS:g} "
                           "ms (a command is decided only once its block has come: a longer one delays every command)")
+    if (not args.input or from_pipe or args.realtime) and args.chunk_ms > SLOW_CHUNK_MS:  # timed: +0.75-1.9 s at 1000
+        print(f"warning: --chunk-ms {args.chunk_ms:g}: a command is acted on only once its block has come, up to "
+              f"{args.chunk_ms:g} ms after it was said (plus what the sound server holds); the default 100 keeps "
+              "reactions quick", file=sys.stderr)
     if (args.input_rate is not None or args.input_channels is not None) and not from_pipe:
         raise ConfigError("--input-rate and --input-channels describe raw audio on standard input: use them with --input -")
     for flag, value in (("--input-rate", args.input_rate), ("--input-channels", args.input_channels)):
@@ -884,7 +889,8 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
                         f"default: {REFRESH_S:g}; --mode stream only)")
     p.add_argument("--chunk-ms", type=number(1, 60000), default=100.0,
                    help="audio per chunk in ms: how often commands are decided, and a microphone's block (at most "
-                        "1000 there: a command waits for its block); times and latencies count from the audio itself "
+                        "1000 there: a command waits for its block; live audio over 250 is warned); times and latencies "
+                        "count from the audio itself "
                         "(default: %(default)s)")
 
 
