@@ -801,11 +801,22 @@ def test_config_changes_only_the_decision_keys_it_sets(tmp_path, capsys):
     cfg.write_text("decision:\n  cooldown_ms: 500\n")
     got = config_decision(str(cfg), ckpt)
     assert (got.smooth_ms, got.min_duration_ms, got.cooldown_ms) == (250.0, ckpt.decision["min_duration_ms"], 500.0)
-    assert capsys.readouterr().err == ""
+    assert capsys.readouterr().err.startswith(f"warning: --config {cfg}: cooldown_ms 500 instead of the model's")
     cfg.write_text("decision:\n  thresholds: {yes: 0.999}\n")
     config_decision(str(cfg), ckpt)
     assert "its decision thresholds are not used" in capsys.readouterr().err
     assert config_decision(None, ckpt) is None
+    # through listen: said once, in the command line's words (CommandSpotter said it again, as the API's)
+    example = str(REPO / "voice_gru" / "assets" / "example.wav")
+    assert main(["listen", "--input", example, "--no-view", "--seconds", "1", "--config", str(cfg)]) == 0
+    assert capsys.readouterr().err.count("are not used") == 1
+    # settings the calibration was measured with, changed: its promise no longer holds, and is not kept on screen
+    cfg.write_text(f"decision:\n  cooldown_ms: 3000\n  smooth_ms: {shipped.decision['smooth_ms']}\n")
+    assert main(["listen", "--input", example, "--no-view", "--seconds", "1", "--config", str(cfg)]) == 0
+    err = capsys.readouterr().err
+    assert (f"warning: --config {cfg}: cooldown_ms 3000 instead of the model's {shipped.decision['cooldown_ms']:g}: its "
+            "calibrated figures (false accepts per hour, recall) were measured with the model's and no longer hold") in err
+    assert "smooth_ms" not in err  # the model's own value, unchanged
 
 
 def test_config_switches_the_veto_off_and_a_bad_one_is_one_line(tmp_path, capsys):
@@ -820,6 +831,7 @@ def test_config_switches_the_veto_off_and_a_bad_one_is_one_line(tmp_path, capsys
     off.write_text("decision: {unknown_veto: 1.01}\n")
     got = config_decision(str(off), shipped)
     assert got.unknown_veto == 1.01 and got.smooth_ms == shipped.decision["smooth_ms"]
+    assert "unknown_veto 1.01 instead of the model's 0.7" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("decision: {unknown_veto: 2}\n")
     example = REPO / "voice_gru" / "assets" / "example.wav"

@@ -469,6 +469,8 @@ def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
     """``--config``: the model's decision settings with those its ``decision`` section sets (None: none given)."""
     if not path:
         return None
+    import dataclasses
+
     from voice_gru.config import load_decision
     from voice_gru.streams import decision_of
 
@@ -481,9 +483,17 @@ def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
     if thresholds_used and ckpt.thresholds and keys & {"threshold", "thresholds"}:
         print(f"warning: --config {path}: its decision thresholds are not used: the model's calibrated thresholds come "
               "first (--threshold or --false-accepts-per-hour change them)", file=sys.stderr)
+        # said once: CommandSpotter would say it again, in the API's words
+        decision = dataclasses.replace(decision, threshold=decision_of(ckpt).threshold, thresholds={})
     if not thresholds_used and keys & {"threshold", "thresholds"}:
         print(f"warning: --config {path}: its decision thresholds are not used: calibration chooses them",
               file=sys.stderr)
+    model_own = decision_of(ckpt)
+    changed = [k for k in sorted(keys - {"threshold", "thresholds"}) if getattr(decision, k) != getattr(model_own, k)]
+    if thresholds_used and ckpt.thresholds and changed:  # cooldown 3000 ms fired 2 of 3 commands "at 80% recall"
+        print(f"warning: --config {path}: {', '.join(f'{k} {getattr(decision, k):g}' for k in changed)} instead of the "
+              f"model's {', '.join(f'{getattr(model_own, k):g}' for k in changed)}: its calibrated figures (false "
+              "accepts per hour, recall) were measured with the model's and no longer hold", file=sys.stderr)
     if not keys:  # a recipe without the section: nothing of it is used, which the run looked as if it did
         print(f"warning: --config {path}: has no decision settings (a 'decision' section): the model's own are used",
               file=sys.stderr)
