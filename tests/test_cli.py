@@ -709,7 +709,8 @@ def test_a_point_whose_target_was_missed_is_not_handed_out_for_it():
     assert operating_point(ckpt, 3.0)["fa_per_hour"] == 2.4  # its expected rate is within 3
     with pytest.raises(ConfigError, match="no calibrated point is expected within it.*the fewest expected: 2.4 per hour"):
         operating_point(ckpt, 1.0)
-    with pytest.raises(ConfigError, match="lowest calibrated rate is 0.5"):
+    with pytest.raises(ConfigError, match=r"lowest calibrated rate is 0.5 per hour; stricter still: a threshold over "
+                                          r"that point's 0.95 \(--threshold T\), checked on your own command-free audio"):
         operating_point(ckpt, 0.2)
     for bad in (0.0, -1.0, float("nan"), float("inf")):
         with pytest.raises(ConfigError, match="must be a number of false accepts per hour above 0"):

@@ -671,7 +671,13 @@ def operating_point(ckpt: Checkpoint | CheckpointData, max_fa_per_hour: float,
     if not fits:
         target = min(p["target_fa_per_hour"] for p in points)
         if target > max_fa_per_hour:
-            raise ConfigError(f"{name} {max_fa_per_hour:g}: the lowest calibrated rate is {target:g} per hour")
+            lowest = min((p for p in points if p["target_fa_per_hour"] == target), key=lambda p: p["fa_per_hour"])
+            top = max(lowest["thresholds"].values()) if lowest.get("thresholds") else None
+            way = {"--false-accepts-per-hour": "--threshold T", "false_accepts_per_hour": "threshold=T"}.get(name)
+            raise ConfigError(f"{name} {max_fa_per_hour:g}: the lowest calibrated rate is {target:g} per hour"
+                              + (f"; stricter still: a threshold over that point's {top:g} ({way}), checked on your "
+                                 "own command-free audio with `voice-gru evaluate-stream --command-free`"
+                                 if top is not None and way else ""))
         raise ConfigError(f"{name} {max_fa_per_hour:g}: no calibrated point is expected within it on new speakers (its "
                           f"calibration missed those targets; the fewest expected: "
                           f"{min(p['fa_per_hour'] for p in points):g} per hour)")
