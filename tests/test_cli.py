@@ -388,6 +388,8 @@ def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     assert "warning: --chunk-ms 500: a command is acted on only once its block has come" in capsys.readouterr().err
     assert main(["listen", "--chunk-ms", "3000"]) == 2
     assert "--chunk-ms 3000: a microphone is read in blocks of at most 1000 ms" in capsys.readouterr().err
+    assert main(["listen", "--sensitivity", "0.5"]) == 2  # Porcupine's knob: where ours is, and which way it turns
+    assert "sensitivity is set by --false-accepts-per-hour R (a higher R: more sensitive" in capsys.readouterr().err
     assert main(["listen", "--device", "  "]) == 2
     assert "empty argument after --device: give a value" in capsys.readouterr().err
     # thresholds fitted in one recognizer mode, run in the other: said (was silent)

@@ -30,6 +30,10 @@ DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
 RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
 ACTIONS_GRACE_S = 10.0  # listen, once stopped: how long the actions still queued or running may take
 MAX_MIC_CHUNK_MS = 1000.0  # listen from a microphone: --chunk-ms at most this
+# what other keyword spotters call their one knob (Porcupine's, openWakeWord's): said how it is set here
+SENSITIVITY_FLAGS = dict.fromkeys(("--sensitivity", "--sensitivities"),
+                                  "; sensitivity is set by --false-accepts-per-hour R (a higher R: more sensitive, more "
+                                  "false triggers) or --threshold T (a higher T: less sensitive)")
 SLOW_CHUNK_MS = 250.0  # live audio in longer blocks than this: warned, every reaction that much later
 STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after its signal ends the process
 
@@ -1074,7 +1078,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = args.command in words and words.index(extra[0]) < words.index(args.command)
         where = "voice-gru" if before else " ".join(
             x for x in ("voice-gru", args.command, getattr(args, "data_command", None)) if x)
-        print(f"voice-gru: error: unrecognized arguments: {' '.join(extra)} (see {where} --help)", file=sys.stderr)
+        alien = next((SENSITIVITY_FLAGS[x.split("=")[0]] for x in extra if x.split("=")[0] in SENSITIVITY_FLAGS), "")
+        print(f"voice-gru: error: unrecognized arguments: {' '.join(extra)} (see {where} --help){alien}", file=sys.stderr)
         return 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)
     if func is None:
