@@ -238,6 +238,13 @@ def test_devices_listed_through_pulse(pulse_mic):
     code = "from voice_gru.mic import list_input_devices as l; print([d.name for d in l()])"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=REPO)
     assert "'pulse'" in proc.stdout, proc.stderr
+    # the sources behind the one `pulse` device, and how to choose one (the table alone gave no way to)
+    pulse_mic.pactl("load-module", "module-null-sink", "sink_name=usb_mic")
+    sources = mic.pulse_sources()
+    assert {"fake_mic.monitor", "usb_mic.monitor"} <= set(sources), sources
+    proc = subprocess.run([sys.executable, "-m", "voice_gru.cli", "devices"], capture_output=True, text=True,
+                          timeout=60, cwd=REPO)
+    assert "PULSE_SOURCE=NAME voice-gru listen --device pulse" in proc.stdout and "  usb_mic.monitor" in proc.stdout
 
 
 @pytest.mark.audio_stack

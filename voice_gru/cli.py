@@ -543,13 +543,16 @@ def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[s
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
-    from voice_gru.mic import format_devices, list_input_devices
+    from voice_gru.mic import format_devices, format_pulse_sources, list_input_devices, pulse_sources
 
     devices = list_input_devices()
     if not devices:  # a script can tell "no microphone" from a list: status 1, the reason on stderr
         print(f"voice-gru: {format_devices(devices)}", file=sys.stderr)
         return 1
     print(format_devices(devices))
+    sources = pulse_sources() if any(d.name == "pulse" for d in devices) else []
+    if sources:  # two microphones behind the one `pulse` device: the table alone gave no way to pick the second
+        print(format_pulse_sources(sources))
     return 0
 
 

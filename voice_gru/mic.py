@@ -219,6 +219,25 @@ def format_devices(devices: Sequence[InputDevice], default: int | None = -1) -> 
     return "\n".join(lines)
 
 
+def pulse_sources(timeout_s: float = 3.0) -> list[str]:
+    """The source names a PulseAudio or PipeWire server offers (``pactl list short sources``; none where there is no
+    ``pactl`` or no server): behind PortAudio's one ``pulse`` device, only ``PULSE_SOURCE`` chooses among them."""
+    try:
+        out = subprocess.run(["pactl", "list", "short", "sources"], capture_output=True, text=True, timeout=timeout_s,
+                             stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.SubprocessError):
+        return []
+    if out.returncode != 0:
+        return []
+    return [cols[1] for line in out.stdout.splitlines() if len(cols := line.split("\t")) > 1]
+
+
+def format_pulse_sources(sources: Sequence[str]) -> str:
+    """How to choose among a sound server's sources, for ``voice-gru devices``."""
+    return ("sound server sources (one is chosen by name: PULSE_SOURCE=NAME voice-gru listen --device pulse):\n"
+            + "\n".join(f"  {name}" for name in sources))
+
+
 def _describe(devices: Sequence[InputDevice]) -> str:
     return ", ".join(f"{d.index} {d.name!r}" for d in devices)
 
