@@ -658,6 +658,17 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     assert capsys.readouterr().err == "sensitivity: threshold 0.6 for every command (higher: fewer false triggers, more misses)\n"
     assert main(base + ["--threshold", "stop=0.9"]) == 0
     assert capsys.readouterr().err.startswith("sensitivity: thresholds stop=0.9, the rest the model's")
+    # one number for every command but those given their own (it was refused: "not both")
+    from voice_gru.cli import threshold_override
+
+    commands = ["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+    labels = ["_silence_", "_unknown_", *commands]
+    assert threshold_override(["0.95", "down=0.99"], labels) == {**dict.fromkeys(commands, 0.95), "down": 0.99}
+    assert threshold_override(["down=0.99", "0.95"], labels, ["down", "up"]) == {"down": 0.99, "up": 0.95}
+    assert main(base + ["--threshold", "0.95", "--threshold", "down=0.99"]) == 0
+    assert "down=0.99" in capsys.readouterr().err
+    assert main(base + ["--threshold", "0.95", "--threshold", "down=0.99", "--false-accepts-per-hour", "5"]) == 2
+    assert "give --threshold T or --false-accepts-per-hour, not both" in capsys.readouterr().err
     raw = dataclasses.replace(resolve_model(None), thresholds=None, meta={})
     save_checkpoint(tmp_path / "raw.pt", raw)
     assert main(base + ["--model", str(tmp_path / "raw.pt")]) == 0

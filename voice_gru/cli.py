@@ -318,13 +318,12 @@ def write_predictions_csv(path: str, predictions: list[dict], errors: Sequence[d
     write_text(path, buf.getvalue())
 
 
-def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] | None:
-    """``["0.8"]`` -> 0.8; ``["stop=0.9", "go=0.6"]`` -> per-command; errors name the bad value."""
-    if not values:
-        return None
+def parse_thresholds(values: Sequence[str] | None) -> tuple[float | None, dict[str, float]]:
+    """``--threshold`` values as (one number for every command or None, per-command pairs): ``["0.8", "stop=0.9"]``
+    -> ``(0.8, {"stop": 0.9})``; errors name the bad value."""
     out: dict[str, float] = {}
     glob = None
-    for v in values:
+    for v in values or ():
         key, eq, num = v.rpartition("=")
         try:
             x = float(num)
@@ -340,11 +339,7 @@ def parse_thresholds(values: Sequence[str] | None) -> float | dict[str, float] |
             out[key] = x
         else:
             glob = x
-    if glob is not None and not out:
-        return glob
-    if glob is not None:
-        raise ConfigError("--threshold: give either one number or COMMAND=NUMBER pairs, not both")
-    return out
+    return glob, out
 
 
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
@@ -353,22 +348,24 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
     fire, ``--commands`` or an assistant's; a pair for another one would be a setting that does nothing)."""
     from voice_gru import commands_of
 
-    override = parse_thresholds(values)
+    glob, pairs = parse_thresholds(values)
     able = list(firing) if firing is not None else list(commands_of(labels))
+    # one number and pairs: the number for every command that can fire, the pairs for theirs ("0.95, down 0.99")
+    override = (glob if not pairs else {**dict.fromkeys(able, glob), **pairs} if glob is not None else pairs) \
+        if glob is not None or pairs else None
     if override is not None and all((override if isinstance(override, float) else override.get(c, 0.0)) >= OFF
                                     for c in able):  # listened for minutes, then "0 command(s)", status 0
         given = " ".join(values or ())
         raise ConfigError(f"--threshold {given}: switches off every command that can fire here (a threshold of {OFF:g} "
                           "is off): nothing would ever fire")
-    if isinstance(override, dict):
-        unknown = sorted(set(override) - set(commands_of(labels)))
-        if unknown:
-            raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
-                              f"{', '.join(commands_of(labels))})")
-        silent = [c for c in override if firing is not None and c not in firing]
-        if silent:
-            raise ConfigError(f"--threshold {silent[0]}={override[silent[0]]:g}: '{silent[0]}' never fires here (only "
-                              f"{', '.join(firing or ())} can): add it to --commands, or leave the pair out")
+    unknown = sorted(set(pairs) - set(commands_of(labels)))
+    if unknown:
+        raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
+                          f"{', '.join(commands_of(labels))})")
+    silent = [c for c in pairs if firing is not None and c not in firing]
+    if silent:
+        raise ConfigError(f"--threshold {silent[0]}={pairs[silent[0]]:g}: '{silent[0]}' never fires here (only "
+                          f"{', '.join(firing or ())} can): add it to --commands, or leave the pair out")
     return override
 
 
@@ -400,7 +397,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
                          if best is not None and best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
     adjust = threshold_override(args.threshold, ckpt.labels, commands)
-    if adjust is not None and not isinstance(adjust, dict):
+    if parse_thresholds(args.threshold)[0] is not None:
         raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
                           "(COMMAND=VALUE pairs may adjust single commands of a point)")
     point = operating_point(ckpt, rate, commands)
