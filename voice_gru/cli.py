@@ -397,7 +397,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
                          if best is not None and best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
     adjust = threshold_override(args.threshold, ckpt.labels, commands)
-    if parse_thresholds(args.threshold)[0] is not None:
+    if parse_thresholds(args.threshold)[0] is not None or isinstance(adjust, float):
         raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
                           "(COMMAND=VALUE pairs may adjust single commands of a point)")
     point = operating_point(ckpt, rate, commands)
