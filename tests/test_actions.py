@@ -1204,6 +1204,41 @@ def test_an_assistant_listens_for_the_commands_it_maps_and_its_wake_word(tmp_pat
     assert every.commands == COMMANDS
 
 
+def test_an_assistant_file_holds_its_sensitivity(tmp_path, capsys):
+    """A service runs the assistant file: its sensitivity had to go into the unit's command line, as flags."""
+    from voice_gru.cli import main
+
+    cfg = load_assistant(write_cfg(tmp_path, """
+        sensitivity: {false_accepts_per_hour: 5, thresholds: {down: 0.99}}
+        actions:
+          down: {print: DOWN}
+          up: {print: UP}
+        """))
+    assert (cfg.false_accepts_per_hour, cfg.threshold, dict(cfg.thresholds)) == (5.0, None, {"down": 0.99})
+    assert cfg.threshold_values == ["down=0.99"]
+    example = str(ROOT / "voice_gru" / "assets" / "example.wav")
+    path = tmp_path / "assistant.yaml"
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(path)]) == 0
+    out, err = capsys.readouterr()
+    assert err.startswith("operating point: at most 5 false accepts/hour from up, down") and "adjusted: down=0.99" in err
+    assert "DOWN" not in out and "UP" in out  # down at 0.99: its two words (0.97) do not reach it
+    # flags given too: theirs, said so
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(path), "--threshold", "0.5"]) == 0
+    err = capsys.readouterr().err
+    assert f"used instead of {path}'s sensitivity" in err and "sensitivity: threshold 0.5 for every command" in err
+    one = load_assistant(write_cfg(tmp_path, "sensitivity: {threshold: 0.9, thresholds: {stop: 0.95}}\n"
+                                             "actions: {stop: {print: s}, go: {print: g}}\n"))
+    assert one.threshold_values == ["0.9", "stop=0.95"]
+    for bad, says in (("{false_accepts_per_hour: 5, threshold: 0.9}", "give false_accepts_per_hour or threshold, not both"),
+                      ("{threshold: 2}", "sensitivity.threshold: expected a posterior from 0.01 to 1"),
+                      ("{thresholds: {jump: 0.9}}", "sensitivity.thresholds.jump: unknown command"),
+                      ("{thresholds: {left: 0.9}}", "sensitivity.thresholds.left: 'left' has no action here"),
+                      ("{false_accepts_per_hour: -1}", "sensitivity.false_accepts_per_hour: expected a positive number"),
+                      ("{patience: 3}", "sensitivity.patience: unknown key"), ("5", "sensitivity: expected a mapping")):
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            load_assistant(write_cfg(tmp_path, f"sensitivity: {bad}\nactions: {{stop: {{print: s}}}}\n"))
+
+
 def test_a_runner_and_a_wake_gate_refuse_settings_that_would_never_open_or_never_bound():
     """A NaN or negative window gave a gate that never opens, an unknown word one never woken; -1 an unbounded queue."""
     for word, seconds, says in (("go", float("nan"), "window nan"), ("go", -5, "window -5"),

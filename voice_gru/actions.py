@@ -64,7 +64,7 @@ from types import MappingProxyType
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from voice_gru import COMMANDS
-from voice_gru.config import finite, number_in_text, shown_value, yaml_loader, yaml_problem
+from voice_gru.config import THRESHOLD_RANGE, finite, number_in_text, shown_value, threshold_ok, yaml_loader, yaml_problem
 from voice_gru.decision import Command
 from voice_gru.errors import ConfigError, not_a_file, one_line
 from voice_gru.fileio import print_line
@@ -72,7 +72,8 @@ from voice_gru.fileio import print_line
 logger = logging.getLogger("voice_gru.actions")
 
 ACTION_TYPES = ("run", "say", "http", "call", "print", "log")
-TOP_LEVEL_KEYS = ("wake_word", "actions", "queue_size", "listen_while_speaking", "echo_seconds")
+TOP_LEVEL_KEYS = ("wake_word", "actions", "sensitivity", "queue_size", "listen_while_speaking", "echo_seconds")
+SENSITIVITY_KEYS = ("false_accepts_per_hour", "threshold", "thresholds")
 DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words for a command's full queue
 # how the results of actions that never got to make a sound begin (an echo window after them would make a deaf
@@ -154,6 +155,15 @@ class AssistantConfig:
     listen_while_speaking: bool = False  # live audio: obey commands heard while a say action speaks
     echo_seconds: float = SPEECH_ECHO_S  # how long after an audible action its sound may still be heard
     model_commands: tuple[str, ...] = COMMANDS  # which the file was checked against
+    # its sensitivity: as listen's --false-accepts-per-hour, or --threshold (one number and/or COMMAND=NUMBER)
+    false_accepts_per_hour: float | None = None
+    threshold: float | None = None
+    thresholds: Mapping[str, float] = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def threshold_values(self) -> list[str]:
+        """Its thresholds as ``--threshold`` values (``["0.95", "down=0.99"]``; empty: none set)."""
+        return ([] if self.threshold is None else [f"{self.threshold!r}"]) + [f"{c}={t!r}" for c, t in self.thresholds.items()]
 
     @property
     def commands(self) -> tuple[str, ...]:
@@ -247,6 +257,7 @@ def _parse_assistant(raw: Any, source: str, commands: tuple[str, ...]) -> Assist
     if isinstance(echo, bool) or not isinstance(echo, (int, float)) or not 0 <= echo <= MAX_ECHO_S:
         raise ConfigError(f"echo_seconds: expected a number of seconds from 0 to {MAX_ECHO_S:g}, got {echo!r}")
     wake = _parse_wake(raw.get("wake_word"), commands)
+    rate, one, each = _parse_sensitivity(raw.get("sensitivity"), commands)
     acts = raw.get("actions")
     if not acts:  # an assistant that does nothing is a mistake, not a choice (listen without --assistant prints)
         raise ConfigError("actions: no command has an action (e.g. actions: {stop: {say: stopping}})")
@@ -266,9 +277,46 @@ def _parse_assistant(raw: Any, source: str, commands: tuple[str, ...]) -> Assist
     if wake is not None and wake.word in parsed and not wake.fire:
         raise ConfigError(f"actions.{wake.word}: '{wake.word}' is the wake word and wake_word.fire is false, so these "
                           "actions would never run: set fire: true or remove them")
+    silent = [c for c in each if c not in parsed and (wake is None or c != wake.word)]
+    if silent:  # only the commands with actions (and the wake word) are listened for
+        raise ConfigError(f"sensitivity.thresholds.{silent[0]}: '{silent[0]}' has no action here, so it never fires")
     return AssistantConfig(source=source, actions=MappingProxyType(parsed), wake_word=wake,
                            queue_size=queue_size, listen_while_speaking=while_speaking, echo_seconds=float(echo),
-                           model_commands=commands)
+                           model_commands=commands, false_accepts_per_hour=rate, threshold=one,
+                           thresholds=MappingProxyType(each))
+
+
+def _parse_sensitivity(spec: Any, commands: tuple[str, ...]) -> tuple[float | None, float | None, dict[str, float]]:
+    """``sensitivity: {false_accepts_per_hour: R}`` or ``{threshold: T, thresholds: {COMMAND: T}}`` (either or both)
+    as (rate, one threshold, per-command thresholds)."""
+    if spec is None:
+        return None, None, {}
+    if not isinstance(spec, Mapping) or not spec:
+        raise ConfigError(f"sensitivity: expected a mapping with {' or '.join(SENSITIVITY_KEYS)}, got {spec!r}")
+    for key in spec:
+        if key not in SENSITIVITY_KEYS:
+            raise ConfigError(f"sensitivity.{key}: unknown key (known: {', '.join(SENSITIVITY_KEYS)})")
+    if "false_accepts_per_hour" in spec and "threshold" in spec:
+        raise ConfigError("sensitivity: give false_accepts_per_hour or threshold, not both (thresholds may adjust "
+                          "single commands of either)")
+    rate = spec.get("false_accepts_per_hour")
+    if rate is not None:
+        rate = _positive_number(rate, "sensitivity.false_accepts_per_hour", "false accepts per hour")
+
+    def checked(value: Any, where: str) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not threshold_ok(value):
+            raise ConfigError(f"{where}: expected {THRESHOLD_RANGE}, got {shown_value(value)}")
+        return float(value)
+
+    one = checked(spec["threshold"], "sensitivity.threshold") if spec.get("threshold") is not None else None
+    each = spec.get("thresholds") or {}
+    if not isinstance(each, Mapping):
+        raise ConfigError(f"sensitivity.thresholds: expected a mapping of command -> threshold, got {each!r}")
+    for label in each:
+        if label not in commands:
+            raise ConfigError(f"sensitivity.thresholds.{label}: unknown command (the model's commands: "
+                              f"{', '.join(commands)})")
+    return rate, one, {label: checked(t, f"sensitivity.thresholds.{label}") for label, t in each.items()}
 
 
 def _parse_wake(spec: Any, commands: tuple[str, ...]) -> WakeWord | None:

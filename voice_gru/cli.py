@@ -603,6 +603,13 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         from voice_gru.actions import ActionRunner, load_assistant
 
         assistant = getattr(args, "assistant_config", None) or load_assistant(args.assistant, commands_of(ckpt.labels))
+        file_sets = assistant.false_accepts_per_hour is not None or assistant.threshold_values
+        if file_sets and (args.false_accepts_per_hour is not None or args.threshold):
+            print(f"--false-accepts-per-hour / --threshold: used instead of {args.assistant}'s sensitivity",
+                  file=sys.stderr)
+        elif file_sets:  # the assistant file, which a service runs, holds the sensitivity too: as if given as flags
+            args.false_accepts_per_hour = assistant.false_accepts_per_hour
+            args.threshold = assistant.threshold_values or None
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
