@@ -20,10 +20,12 @@ from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, Vo
 from voice_gru.fileio import STDOUT, check_outputs, print_line
 
 if TYPE_CHECKING:
-    from voice_gru.actions import WakeWord
+    from voice_gru.actions import AssistantConfig, WakeWord
     from voice_gru.checkpoint_data import CheckpointData
     from voice_gru.config import DecisionConfig
+    from voice_gru.input_level import InputMonitor
     from voice_gru.model import Checkpoint
+    from voice_gru.spotter import CommandSpotter
 
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
@@ -553,16 +555,9 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_listen(args: argparse.Namespace) -> int:
-    import threading
-
-    from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.audio import file_rate
-    from voice_gru.input_level import InputMonitor
-    from voice_gru.live import (EventWriter, ListenStats, LiveView, LossWatch, file_chunks, listen_loop, mic_chunks,
-                                reconnecting_mic_chunks, stdin_chunks)
-    from voice_gru.signals import give_up_after
-    from voice_gru.spotter import CommandSpotter, command_subset
+def check_listen_args(args: argparse.Namespace) -> bool:
+    """``listen``'s flags checked together, before any work (each problem one line); whether the input is a pipe."""
+    from voice_gru.live import EventWriter
 
     if args.assistant and not getattr(args, "assistant_config", None):
         args.assistant = recipe_path(args.assistant, "--assistant")
@@ -594,13 +589,20 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         from voice_gru.mic import resolve_device
 
         resolve_device(args.device)
-    ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
+    return from_pipe
+
+
+def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[CommandSpotter, AssistantConfig | None]:
+    """The recognizer ``listen`` runs and its assistant (None without ``--assistant``): the commands that can fire,
+    their sensitivity from the flags or the assistant file (said at start-up), the decision settings of ``--config``."""
+    from voice_gru.spotter import CommandSpotter, command_subset
+
     refresh = refresh_of(args, ckpt.features.hop_ms)
     decision = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     assistant = None
     if args.assistant:
         from voice_gru import commands_of
-        from voice_gru.actions import ActionRunner, load_assistant
+        from voice_gru.actions import load_assistant
 
         assistant = getattr(args, "assistant_config", None) or load_assistant(args.assistant, commands_of(ckpt.labels))
         file_sets = assistant.false_accepts_per_hour is not None or assistant.threshold_values
@@ -636,8 +638,48 @@ def _cmd_listen(args: argparse.Namespace) -> int:
         print(f"listening for {', '.join(spotter.commands)} only ("
               + ("--commands" if getattr(args, "commands", None) else f"the commands {args.assistant} maps; --commands chooses")
               + f"): {', '.join(off)} never fire", file=sys.stderr)
+    return spotter, assistant
+
+
+def _input_chunks(args: argparse.Namespace, sample_rate: int, monitor: InputMonitor) -> tuple[Iterator, str]:
+    """The chunks of ``listen --input`` (a file or ``-``, at the model's ``sample_rate``) and a line saying what is
+    read; ``monitor`` is told the input's own rate."""
+    from voice_gru.audio import file_rate
+    from voice_gru.live import file_chunks, stdin_chunks
+
+    def damaged(message: str) -> None:  # a recorder killed mid-file or mid-pipe, a damaged stretch: heard
+        print(f"warning: {message}", file=sys.stderr, flush=True)
+
+    if args.input != "-":
+        chunks = file_chunks(args.input, args.chunk_ms, args.realtime, sample_rate, damaged)
+        monitor.known_rate(file_rate(args.input))
+        return chunks, f"streaming {args.input} through the recognizer"
+
+    def partial(n: int) -> None:
+        print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
+              file=sys.stderr, flush=True)
+
+    chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
+                                sample_rate, partial, monitor.known_rate, damaged)
+    if "raw" in what and args.input_rate is None:  # 48 kHz raw read as 16 kHz sounds 3x slow and low
+        monitor.band_hint = "(or raw PCM recorded at a higher rate than the 16000 Hz assumed: --input-rate)"
+    return chunks, what
+
+
+def _cmd_listen(args: argparse.Namespace) -> int:
+    import threading
+
+    from voice_gru.checkpoint_data import read_checkpoint_data
+    from voice_gru.input_level import InputMonitor
+    from voice_gru.live import EventWriter, ListenStats, LiveView, LossWatch, listen_loop, mic_chunks, reconnecting_mic_chunks
+    from voice_gru.signals import give_up_after
+
+    from_pipe = check_listen_args(args)
+    ckpt = read_checkpoint_data(args.model)  # no torch: the live path runs on NumPy and numba alone
+    spotter, assistant = listen_spotter(args, ckpt)
     runner = None
     if assistant is not None:
+        from voice_gru.actions import ActionRunner
 
         def report(cmd, action, ok, detail):
             if ok and action.startswith("print"):  # its own output says it all
@@ -697,22 +739,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
     # Ctrl-C or SIGTERM (handled as KeyboardInterrupt from main() on): stop cleanly, run queued actions, close files
     try:
         if args.input:
-            def damaged(message: str) -> None:  # a recorder killed mid-file or mid-pipe, a damaged stretch: heard
-                print(f"warning: {message}", file=sys.stderr, flush=True)
-
-            if from_pipe:
-                def partial(n: int) -> None:
-                    print(f"standard input ended inside a sample frame: its last {n} byte(s) were not audio",
-                          file=sys.stderr, flush=True)
-
-                chunks, what = stdin_chunks(sys.stdin.buffer, args.input_rate, args.input_channels, args.chunk_ms,
-                                            f.sample_rate, partial, monitor.known_rate, damaged)
-                if "raw" in what and args.input_rate is None:  # 48 kHz raw read as 16 kHz sounds 3x slow and low
-                    monitor.band_hint = "(or raw PCM recorded at a higher rate than the 16000 Hz assumed: --input-rate)"
-            else:
-                chunks = file_chunks(args.input, args.chunk_ms, args.realtime, f.sample_rate, damaged)
-                what = f"streaming {args.input} through the recognizer"
-                monitor.known_rate(file_rate(args.input))
+            chunks, what = _input_chunks(args, f.sample_rate, monitor)
             print(f"{what} ({args.mode} mode)", flush=True)
             stats = ListenStats()  # filled as it runs: a run ended by Ctrl-C or SIGTERM still reports its totals
             listen_loop(chunks, spotter, on_command, view, args.seconds, stats=stats, monitor=monitor)
