@@ -1220,12 +1220,42 @@ def test_an_assistant_file_holds_its_sensitivity(tmp_path, capsys):
     path = tmp_path / "assistant.yaml"
     assert main(["listen", "--input", example, "--no-view", "--assistant", str(path)]) == 0
     out, err = capsys.readouterr()
-    assert err.startswith("operating point: at most 5 false accepts/hour from up, down") and "adjusted: down=0.99" in err
+    assert err.startswith(f"sensitivity from {path}: false_accepts_per_hour 5 down=0.99\n"
+                          "operating point: at most 5 false accepts/hour from up, down") and "adjusted: down=0.99" in err
     assert "DOWN" not in out and "UP" in out  # down at 0.99: its two words (0.97) do not reach it
     # flags given too: theirs, said so
     assert main(["listen", "--input", example, "--no-view", "--assistant", str(path), "--threshold", "0.5"]) == 0
     err = capsys.readouterr().err
     assert f"used instead of {path}'s sensitivity" in err and "sensitivity: threshold 0.5 for every command" in err
+    # errors about the file's values name its keys, not flags nobody typed (a service has none)
+    low = write_cfg(tmp_path, "sensitivity: {false_accepts_per_hour: 0.3}\nactions: {stop: {print: s}, go: {print: g}}\n",
+                    "low.yaml")
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(low)]) == 2
+    assert capsys.readouterr().err.splitlines()[-1].startswith(
+        f"voice-gru: error: {low}: sensitivity.false_accepts_per_hour 0.3: for stop, go the lowest")
+    off = write_cfg(tmp_path, "sensitivity: {threshold: 1.01}\nactions: {stop: {print: s}}\n", "off.yaml")
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(off)]) == 2
+    assert f"error: {off}: sensitivity.threshold(s) 1.01: switches off every command" in capsys.readouterr().err
+    # --commands narrows the file's commands: its pair for one left out does nothing, and is no error
+    pair = write_cfg(tmp_path, "sensitivity: {thresholds: {stop: 0.95}}\nactions: {stop: {print: s}, down: {print: d}}\n",
+                     "pair.yaml")
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(pair), "--commands", "down"]) == 0
+    assert "DOWN" not in capsys.readouterr().out
+    # a wake word with one number and pairs: one scheme for all, refused beside a rate before any line says otherwise
+    wake = write_cfg(tmp_path, "wake_word: {word: go, seconds: 5}\nactions: {stop: {print: s}, up: {print: u}}\n",
+                     "wake.yaml")
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(wake), "--false-accepts-per-hour", "5",
+                 "--threshold", "0.95", "--threshold", "up=0.99"]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "voice-gru: error: give --threshold T or --false-accepts-per-hour, not both (COMMAND=VALUE pairs may adjust "
+        "single commands of a point)"]
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(wake), "--threshold", "0.95",
+                 "--threshold", "up=0.99", "--seconds", "1"]) == 0
+    assert ("--threshold 0.95 up=0.99: these thresholds, the wake word 'go' too (its own point and "
+            "wake_word.false_accepts_per_hour are not used)") in capsys.readouterr().err
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(wake), "--threshold", "1.01",
+                 "--threshold", "go=0.9"]) == 2  # the wake word alone on, and it runs nothing: nothing ever would
+    assert "switches off every command after the wake word 'go'" in capsys.readouterr().err
     one = load_assistant(write_cfg(tmp_path, "sensitivity: {threshold: 0.9, thresholds: {stop: 0.95}}\n"
                                              "actions: {stop: {print: s}, go: {print: g}}\n"))
     assert one.threshold_values == ["0.9", "stop=0.95"]

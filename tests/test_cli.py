@@ -388,8 +388,17 @@ def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
     assert "warning: --chunk-ms 500: a command is acted on only once its block has come" in capsys.readouterr().err
     assert main(["listen", "--chunk-ms", "3000"]) == 2
     assert "--chunk-ms 3000: a microphone is read in blocks of at most 1000 ms" in capsys.readouterr().err
+    import numpy as np
+    import soundfile as sf
+
+    quiet = tmp_path / "quiet.wav"  # 5 s peaking at -55 dBFS: said at the end of a run shorter than 30 s, once
+    sf.write(quiet, (10 ** (-55 / 20) * np.sin(np.arange(80000) * 0.05)).astype(np.float32), 16000)
+    assert main(["listen", "--input", str(quiet), "--no-view"]) == 0
+    assert capsys.readouterr().err.count("warning: nothing louder than -55 dBFS in its 5.0 s of") == 1
     assert main(["listen", "--sensitivity", "0.5"]) == 2  # Porcupine's knob: where ours is, and which way it turns
     assert "sensitivity is set by --false-accepts-per-hour R (a higher R: more sensitive" in capsys.readouterr().err
+    assert main(["devices", "--sensitivity", "0.5"]) == 2  # a command with neither flag: no pointer to them
+    assert "sensitivity is set by" not in capsys.readouterr().err
     assert main(["listen", "--device", "  "]) == 2
     assert "empty argument after --device: give a value" in capsys.readouterr().err
     # thresholds fitted in one recognizer mode, run in the other: said (was silent)
@@ -433,7 +442,7 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
     assert [ln.split()[:2] for ln in out.splitlines() if " score " in ln] == [x for x in every if x[1] == "down"]
     assert "listening for down only (--commands): " in err
     assert main(base + ["--commands", "jump"]) == 2
-    assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: commands: 'jump': not a command")
+    assert capsys.readouterr().err.splitlines()[-1].startswith("voice-gru: error: --commands: 'jump': not a command")
     # a threshold for a command that cannot fire does nothing: refused (it was printed as in use, then "never fire")
     for extra in (["--commands", "stop", "go", "--threshold", "up=0.5"], ["--assistant", str(only), "--threshold", "go=0.5"],
                   ["--commands", "stop", "--false-accepts-per-hour", "5", "--threshold", "up=0.5"]):
@@ -442,7 +451,8 @@ def test_listen_fires_only_the_commands_an_assistant_maps_or_commands_names(tmp_
         assert capsys.readouterr().err.splitlines() == [
             f"voice-gru: error: --threshold {extra[-1]}: '{name}' never fires here (only "
             f"{'up, stop' if 'up' != name else ', '.join(c for c in ('stop', 'go') if c in extra)} can): "
-            "add it to --commands, or leave the pair out"]
+            + (f"{only} maps no action to it: give it one" if "--assistant" in extra else "add it to --commands")
+            + ", or leave the pair out"]
     assert main(base + ["--commands", "up", "--threshold", "up=0.5"]) == 0
     # a command the file has no action for is heard and printed, and that is said (it was left to be found out)
     assert main(base + ["--assistant", str(only), "--commands", "up", "down"]) == 0
@@ -564,7 +574,8 @@ def test_listen_states_what_a_set_of_commands_expects_and_picks_its_point(capsys
     err = capsys.readouterr().err
     assert (f"operating point: at most 1 false accept/hour from stop, go on new speakers, expected "
             f"({best['fa_per_hour']:.2f}/h, at most {best['fa_bound_per_hour']:.2f}/h at 95% confidence, recall "
-            f"{best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h for every command)") in err
+            f"{best['recall']:.0%}; the point of {best['target_fa_per_hour']:g}/h for every command; thresholds "
+            f"stop={best['thresholds']['stop']:g} go={best['thresholds']['go']:g})") in err  # the two that can fire
     assert (best["fa_bound_per_hour"] <= 1.0 or best["target_fa_per_hour"] <= 1.0) and "fa_bound_per_hour" not in now
 
 
@@ -651,8 +662,10 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
 
     point = operating_point(resolve_model(None), 5.0)  # a stored point of the trade-off, by its expected rate
     assert main(base + ["--false-accepts-per-hour", "5"]) == 0
+    shown = " ".join(f"{c}={t:g}" for c, t in point["thresholds"].items())  # per command at 5/h: all of them shown
     assert capsys.readouterr().err == (f"operating point: at most {point['target_fa_per_hour']:g} false accepts/hour on new "
-                                       f"speakers, expected ({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%})\n")
+                                       f"speakers, expected ({point['fa_per_hour']:.2f}/h, recall {point['recall']:.0%}; "
+                                       f"thresholds {shown})\n")
     assert point["fa_per_hour"] <= 5.0 and point["rule"]
     assert main(base + ["--threshold", "0.6"]) == 0
     assert capsys.readouterr().err == "sensitivity: threshold 0.6 for every command (higher: fewer false triggers, more misses)\n"
@@ -666,7 +679,10 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     assert threshold_override(["0.95", "down=0.99"], labels) == {**dict.fromkeys(commands, 0.95), "down": 0.99}
     assert threshold_override(["down=0.99", "0.95"], labels, ["down", "up"]) == {"down": 0.99, "up": 0.95}
     assert main(base + ["--threshold", "0.95", "--threshold", "down=0.99"]) == 0
-    assert "down=0.99" in capsys.readouterr().err
+    assert "sensitivity: threshold 0.95 for every command but down=0.99 (higher" in capsys.readouterr().err
+    assert main(base + ["--commands", "down", "--threshold", "0.95", "--threshold", "down=0.99"]) == 0
+    assert "--threshold 0.95: every command that can fire has a value of its own: the number is not used" in \
+        capsys.readouterr().err  # it was dropped unsaid
     assert main(base + ["--threshold", "0.95", "--threshold", "down=0.99", "--false-accepts-per-hour", "5"]) == 2
     assert "give --threshold T or --false-accepts-per-hour, not both" in capsys.readouterr().err
     raw = dataclasses.replace(resolve_model(None), thresholds=None, meta={})

@@ -77,11 +77,37 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path, monke
     write_json(tmp_path / "out.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
         n for n in left if not n.endswith("x1.tmp"))  # only the dead writer's old temp of this very file
+    long = tmp_path / ("r" * 245 + ".json")  # its temp's name, with the pid in it, was too long to make
+    write_json(long, {"a": 1})
+    assert json.loads(long.read_text()) == {"a": 1}
     made = []
     real = tempfile.mkstemp
     monkeypatch.setattr(tempfile, "mkstemp", lambda *a, **k: made.append(k.get("suffix")) or real(*a, **k))
     write_stream(tmp_path / "s.wav", np.zeros(160, np.float32), {"sample_rate": 16000, "duration": 0.01, "events": []})
     assert made == [".wav", ".json"]  # one temp per file
+
+
+def test_outputs_into_a_pipe_are_written_with_stops_heard(tmp_path):
+    """A command's outputs are written with Ctrl-C held until all are, but not when one goes into a pipe: its reader
+    may have stopped, and the run blocked in the write could then be ended by SIGKILL alone."""
+    import signal
+    import time
+
+    from voice_gru.fileio import written_together
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with written_together([str(tmp_path / "r.json"), None, str(tmp_path / "r.png")]):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("both written")  # held until here
+    assert done == ["both written"]
+    with pytest.raises(KeyboardInterrupt):
+        with written_together([str(tmp_path / "r.json"), "-"]):
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(0.05)
+            done.append("not reached")
+    assert done == ["both written"]
 
 
 def test_a_pipe_is_written_into_not_replaced(tmp_path):

@@ -461,6 +461,15 @@ def test_a_many_channel_streams_short_blocks_are_its_own(spotter16):
     assert mono == [] and spotter16.detector.n == 8
 
 
+def test_a_spotter_that_could_never_fire_is_refused(spotter16):
+    """threshold=1.01 (off) for every command that can fire listened for nothing, as the command line refuses."""
+    for kwargs in ({"threshold": 1.01}, {"commands": ["down"], "threshold": {"down": 1.01}},
+                   {"threshold": dict.fromkeys(spotter16.commands, 1.01)}):
+        with pytest.raises(ConfigError, match="switches off every command that can fire"):
+            CommandSpotter(spotter16.ckpt, **kwargs)
+    assert CommandSpotter(spotter16.ckpt, commands=["down"], threshold={"up": 1.01}).thresholds["down"] < 1.0
+
+
 def test_api_odds_and_ends(spotter16, caplog):
     """A NumPy number as false_accepts_per_hour was refused as no number; a DecisionConfig's thresholds were silently
     not used; Recognizer(None) and GRUClassifier.step(x, None) raised AttributeError."""

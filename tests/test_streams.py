@@ -231,6 +231,8 @@ def test_speech_bounds_keep_a_words_pause_but_not_a_click_a_pause_away():
     assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)
     audio[0:800] += 0.2 * rng.standard_normal(800).astype(np.float32)  # and one before the word, 0-0.05 s
     assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)
+    audio[0:480] += 0.5 * rng.standard_normal(480).astype(np.float32)  # louder than the word, but 30 ms of it
+    assert speech_bounds(audio, 25.0) == pytest.approx((0.3, 0.7), abs=0.011)  # the loudest 50 ms chose the click
 
 
 @pytest.mark.parametrize("n", [1, 40, 160, 400, 640, 800])

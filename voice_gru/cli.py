@@ -13,7 +13,7 @@ import math
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 from voice_gru.config import OFF, REFRESH_S, THRESHOLD_RANGE, threshold_ok
 from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
@@ -36,6 +36,8 @@ MAX_MIC_CHUNK_MS = 1000.0  # listen from a microphone: --chunk-ms at most this
 SENSITIVITY_FLAGS = dict.fromkeys(("--sensitivity", "--sensitivities"),
                                   "; sensitivity is set by --false-accepts-per-hour R (a higher R: more sensitive, more "
                                   "false triggers) or --threshold T (a higher T: less sensitive)")
+NOT_BOTH = ("give --threshold T or --false-accepts-per-hour, not both (COMMAND=VALUE pairs may adjust single commands "
+            "of a point)")
 SLOW_CHUNK_MS = 250.0  # live audio in longer blocks than this: warned, every reaction that much later
 STOP_GRACE_S = 15.0  # listen from a microphone: a stop not done this long after its signal ends the process
 
@@ -279,9 +281,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"voice-gru: error: none of the {report['n_inputs']} input(s) could be read (reasons above)"
               + (f"; {', '.join(written)} not written" if written else ""), file=sys.stderr)
         return 1
-    from voice_gru.signals import signals_held
+    from voice_gru.fileio import written_together
 
-    with signals_held():  # the outputs are one set: a stop between them left a new report beside an old plot
+    with written_together([args.json, args.csv, args.plot]):
         if args.json:
             write_json(args.json, {k: v for k, v in report.items()})
             print(f"wrote {args.json}")
@@ -344,30 +346,46 @@ def parse_thresholds(values: Sequence[str] | None) -> tuple[float | None, dict[s
     return glob, out
 
 
+def sensitivity_names(args: argparse.Namespace) -> tuple[str, str]:
+    """What the rate and the thresholds in use are called in messages: the flags, or the assistant file's keys where
+    they came from there."""
+    source = getattr(args, "sensitivity_from", None)
+    if source:
+        return f"{source}.false_accepts_per_hour", f"{source}.threshold(s)"
+    return "--false-accepts-per-hour", "--threshold"
+
+
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
-                       firing: Sequence[str] | None = None) -> float | dict[str, float] | None:
+                       firing: Sequence[str] | None = None, name: str = "--threshold",
+                       firing_from: str = "--commands") -> float | dict[str, float] | None:
     """``--threshold`` values parsed and checked against a model's labels (``firing``: the only commands that can
-    fire, ``--commands`` or an assistant's; a pair for another one would be a setting that does nothing)."""
+    fire, ``--commands`` or an assistant's, as ``firing_from`` says; a pair for another one would be a setting that
+    does nothing). ``name``: what the values are called in errors."""
     from voice_gru import commands_of
 
     glob, pairs = parse_thresholds(values)
     able = list(firing) if firing is not None else list(commands_of(labels))
+    if glob is not None and pairs and set(able) <= set(pairs):  # said, not silently dropped
+        print(f"{name} {glob:g}: every command that can fire has a value of its own: the number is not used",
+              file=sys.stderr)
     # one number and pairs: the number for every command that can fire, the pairs for theirs ("0.95, down 0.99")
     override = (glob if not pairs else {**dict.fromkeys(able, glob), **pairs} if glob is not None else pairs) \
         if glob is not None or pairs else None
     if override is not None and all((override if isinstance(override, float) else override.get(c, 0.0)) >= OFF
                                     for c in able):  # listened for minutes, then "0 command(s)", status 0
         given = " ".join(values or ())
-        raise ConfigError(f"--threshold {given}: switches off every command that can fire here (a threshold of {OFF:g} "
+        raise ConfigError(f"{name} {given}: switches off every command that can fire here (a threshold of {OFF:g} "
                           "is off): nothing would ever fire")
     unknown = sorted(set(pairs) - set(commands_of(labels)))
     if unknown:
-        raise ConfigError(f"--threshold: unknown command '{unknown[0]}' (the model's commands: "
+        raise ConfigError(f"{name}: unknown command '{unknown[0]}' (the model's commands: "
                           f"{', '.join(commands_of(labels))})")
     silent = [c for c in pairs if firing is not None and c not in firing]
     if silent:
-        raise ConfigError(f"--threshold {silent[0]}={pairs[silent[0]]:g}: '{silent[0]}' never fires here (only "
-                          f"{', '.join(firing or ())} can): add it to --commands, or leave the pair out")
+        fix = ("add it to --commands" if firing_from == "--commands"
+               else f"{firing_from} maps no action to it: give it one")
+        raise ConfigError(f"{name} {silent[0]}={pairs[silent[0]]:g}: '{silent[0]}' never fires here (only "
+                          f"{', '.join(firing or ())} can): {fix}, or leave the pair out")
     return override
 
 
@@ -376,11 +394,13 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
     """Thresholds from ``--threshold`` or from ``--false-accepts-per-hour`` (a calibrated
     operating point of the model, chosen for ``commands`` when only those can fire), or None for the
     model's own calibrated thresholds."""
+    from voice_gru import commands_of
     from voice_gru.calibrate import SUBSET_CONFIDENCE, calibration_of, for_commands, operating_point
 
     rate = getattr(args, "false_accepts_per_hour", None)
+    rate_name, threshold_name = sensitivity_names(args)
     if rate is None:
-        override = threshold_override(args.threshold, ckpt.labels, commands)
+        override = threshold_override(args.threshold, ckpt.labels, commands, threshold_name)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
         cal = calibration_of(ckpt)
         if commands is not None and override is None and cal.get("operating_points"):
@@ -398,18 +418,18 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
                          f"(expected {best['fa_per_hour']:.2f}/h, recall {best['recall']:.0%})"
                          if best is not None and best["recall"] > now["recall"] else ""), file=sys.stderr)
         return override
-    adjust = threshold_override(args.threshold, ckpt.labels, commands)
+    adjust = threshold_override(args.threshold, ckpt.labels, commands, threshold_name)
     if parse_thresholds(args.threshold)[0] is not None or isinstance(adjust, float):
-        raise ConfigError("give --threshold T or --false-accepts-per-hour, not both "
-                          "(COMMAND=VALUE pairs may adjust single commands of a point)")
-    point = operating_point(ckpt, rate, commands)
+        raise ConfigError(NOT_BOTH)
+    point = operating_point(ckpt, rate, commands, name=rate_name)
     whose = f" from {', '.join(point['commands'])}" if "commands" in point else ""
     budget = rate if whose else point["target_fa_per_hour"]
     print(f"operating point: at most {budget:g} false accept{'' if budget == 1 else 's'}/hour{whose} "
           f"{_where(point)} ({point['fa_per_hour']:.2f}/h"
           + (f", at most {point['fa_bound_per_hour']:.2f}/h at {SUBSET_CONFIDENCE:.0%} confidence"
              if "fa_bound_per_hour" in point else "") + f", recall {point['recall']:.0%}"
-          + (f"; the point of {point['target_fa_per_hour']:g}/h for every command" if whose else "") + ")"
+          + (f"; the point of {point['target_fa_per_hour']:g}/h for every command" if whose else "") + "; "
+          + thresholds_text(point["thresholds"], commands or commands_of(ckpt.labels)) + ")"
           + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
              if adjust else ""), file=sys.stderr)
     return {**point["thresholds"], **(adjust or {})}
@@ -426,32 +446,43 @@ def mode_warning(ckpt: Checkpoint | CheckpointData, mode: str) -> None:
               f"do not hold (--mode {fitted} runs them as fitted)", file=sys.stderr)
 
 
-def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
-                    wake: WakeWord) -> dict[str, float] | None:
+def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData, wake: WakeWord,
+                    firing: Sequence[str] | None = None) -> dict[str, float] | None:
     """With a wake word: the wake word at the point of ``--false-accepts-per-hour`` (default: the model's) chosen for
     it alone, the commands it opens at ``wake.false_accepts_per_hour``, whose false accepts cost nothing outside the
     seconds after it; ``--threshold COMMAND=VALUE`` pairs adjust single commands of that. None where it does not
-    apply (one ``--threshold`` for every command, a model without operating points)."""
+    apply (one ``--threshold`` for every command, pairs or not; a model without operating points). ``firing``: the
+    commands that can fire (None: all)."""
+    from voice_gru import commands_of
     from voice_gru.calibrate import SUBSET_CONFIDENCE, calibration_of, operating_point
 
     cal = calibration_of(ckpt)
-    adjust = threshold_override(args.threshold, ckpt.labels)
-    if isinstance(adjust, dict) and adjust.get(wake.word, 0.0) >= OFF:
-        raise ConfigError(f"--threshold {wake.word}={adjust[wake.word]:g}: switches off the wake word, and no command "
-                          "could ever run after it")
-    if adjust is not None and not isinstance(adjust, dict):
-        if adjust >= OFF:
-            raise ConfigError(f"--threshold {adjust:g}: switches off every command, the wake word '{wake.word}' too")
-        print(f"--threshold {adjust:g}: one threshold for every command, the wake word '{wake.word}' too (its own point "
-              "and wake_word.false_accepts_per_hour are not used)", file=sys.stderr)
+    rate_name, threshold_name = sensitivity_names(args)
+    glob, pairs = parse_thresholds(args.threshold)
+    if glob is not None and args.false_accepts_per_hour is not None:  # before any line says what is in use
+        raise ConfigError(NOT_BOTH)
+    threshold_override(args.threshold, ckpt.labels, name=threshold_name)
+    able = list(firing) if firing is not None else list(commands_of(ckpt.labels))
+    used = {c: pairs.get(c, glob) if glob is not None else pairs.get(c, 0.0) for c in able}
+    if used.get(wake.word, 0.0) >= OFF:
+        raise ConfigError(f"{threshold_name} {' '.join(args.threshold or ())}: switches off the wake word "
+                          f"'{wake.word}', and no command could ever run after it")
+    if glob is not None:  # one number (and pairs): one threshold scheme for all, neither point
+        opened = [c for c in able if c != wake.word]
+        if opened and all(used[c] >= OFF for c in opened) and not wake.fire:
+            raise ConfigError(f"{threshold_name} {' '.join(args.threshold or ())}: switches off every command after "
+                              f"the wake word '{wake.word}', which runs no action of its own: nothing would ever run")
+        print(f"{threshold_name} {' '.join(args.threshold or ())}: "
+              + ("one threshold for every command" if not pairs else "these thresholds") + f", the wake word "
+              f"'{wake.word}' too (its own point and wake_word.false_accepts_per_hour are not used)", file=sys.stderr)
         return None
     if not cal.get("operating_points"):
         return None
     rate = cal["target_fa_per_hour"] if args.false_accepts_per_hour is None else args.false_accepts_per_hour
-    alone = operating_point(ckpt, rate, [wake.word])
+    alone = operating_point(ckpt, rate, [wake.word], name=rate_name)
     # null: the commands at the wake word's rate (the point for all of them), the wake word still at its own
     if wake.false_accepts_per_hour is None:
-        after = operating_point(ckpt, rate)
+        after = operating_point(ckpt, rate, name=rate_name)
     else:
         where = getattr(args, "assistant", None) or "the assistant file"
         after = operating_point(ckpt, wake.false_accepts_per_hour, name=f"{where}: wake_word.false_accepts_per_hour")
@@ -462,9 +493,9 @@ def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
           f"recall {alone['recall']:.0%}); the commands after it at the point of {after['target_fa_per_hour']:g}/h "
           f"(recall {after['recall']:.0%}; wake_word.false_accepts_per_hour: their false accepts only act within "
           f"{wake.seconds:g} s of '{wake.word}')"
-          + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in adjust.items())} (its figures no longer hold for those)"
-             if adjust else ""), file=sys.stderr)
-    return {**after["thresholds"], wake.word: alone["thresholds"][wake.word], **(adjust or {})}
+          + (f"; adjusted: {' '.join(f'{k}={v:g}' for k, v in pairs.items())} (its figures no longer hold for those)"
+             if pairs else ""), file=sys.stderr)
+    return {**after["thresholds"], wake.word: alone["thresholds"][wake.word], **pairs}
 
 
 def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
@@ -508,20 +539,36 @@ def _where(point: dict) -> str:
     return "on new speakers, expected" if "rule" in point else "on the validation streams, measured"
 
 
+def thresholds_text(thresholds: Mapping[str, float], every: Sequence[str]) -> str:
+    """Per-command thresholds in a few words: ``threshold 0.95 for every command but down=0.99`` where they cover
+    ``every`` command (those that can fire), else ``thresholds stop=0.9, the rest the model's``."""
+    from collections import Counter
+
+    if not set(every) <= set(thresholds):
+        return f"thresholds {' '.join(f'{k}={v:g}' for k, v in thresholds.items())}, the rest the model's"
+    common, _ = Counter(round(thresholds[c], 6) for c in every).most_common(1)[0]
+    odd = [f"{c}={thresholds[c]:g}" for c in every if round(thresholds[c], 6) != common]
+    if 2 * len(odd) >= len(every):  # no number most of them share
+        return f"thresholds {' '.join(f'{c}={thresholds[c]:g}' for c in every)}"
+    return f"threshold {common:g} for every command" + (f" but {' '.join(odd)}" if odd else "")
+
+
 def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None) -> str:
     """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
+    from voice_gru import commands_of
     from voice_gru.calibrate import calibration_of, operating_point
 
     change = "--false-accepts-per-hour R or --threshold T change it"
     if isinstance(override, dict):
-        given = " ".join(f"{k}={v:g}" for k, v in override.items())
-        return f"sensitivity: thresholds {given}, the rest the model's (higher: fewer false triggers, more misses)"
+        return (f"sensitivity: {thresholds_text(override, commands_of(ckpt.labels))} (higher: fewer false triggers, "
+                "more misses)")
     if override is not None:
         return f"sensitivity: threshold {override:g} for every command (higher: fewer false triggers, more misses)"
     cal = calibration_of(ckpt)
     if ckpt.thresholds and cal:
         rate = cal["target_fa_per_hour"]
-        head = f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour"
+        head = (f"sensitivity: calibrated for at most {rate:g} false accept{'' if rate == 1 else 's'} per hour "
+                f"({thresholds_text(ckpt.thresholds, commands_of(ckpt.labels))})")
         if "expected_fa_per_hour" in cal:
             more: dict[float, dict] = {}  # what each rate's flag would pick (a point whose target was missed is not handed out)
             for more_rate in (5.0, 20.0):
@@ -610,8 +657,16 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
             print(f"--false-accepts-per-hour / --threshold: used instead of {args.assistant}'s sensitivity",
                   file=sys.stderr)
         elif file_sets:  # the assistant file, which a service runs, holds the sensitivity too: as if given as flags
+            chosen = getattr(args, "commands", None)  # --commands narrows the file's: its other pairs do nothing
+            wake = assistant.wake_word.word if assistant.wake_word else None
             args.false_accepts_per_hour = assistant.false_accepts_per_hour
-            args.threshold = assistant.threshold_values or None
+            args.threshold = [v for v in assistant.threshold_values
+                              if "=" not in v or chosen is None or v.split("=")[0] in (*chosen, wake)] or None
+            args.sensitivity_from = f"{args.assistant}: sensitivity"  # its errors name the file's keys
+            print(f"sensitivity from {args.assistant}: "
+                  + " ".join([*([f"false_accepts_per_hour {args.false_accepts_per_hour:g}"]
+                                if args.false_accepts_per_hour is not None else []), *(args.threshold or [])]),
+                  file=sys.stderr)
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands
@@ -620,14 +675,17 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
         print(f"--commands: listening for the wake word '{wake}' too ({args.assistant}: no action runs before it)",
               file=sys.stderr)
         commands = [*commands, wake]
-    subset = command_subset(commands, ckpt.labels)
-    threshold_override(args.threshold, ckpt.labels, subset)  # a pair for a command that cannot fire: before the rest
+    subset = command_subset(commands, ckpt.labels, "--commands")
+    # a pair for a command that cannot fire: before the rest
+    threshold_override(args.threshold, ckpt.labels, subset, sensitivity_names(args)[1],
+                       "--commands" if getattr(args, "commands", None) or assistant is None else args.assistant)
     if assistant is not None and getattr(args, "commands", None):
         bare = [c for c in args.commands if c not in assistant.actions and c != wake]
         if bare:  # heard and printed, but nothing runs: said, not left to be found out
             print(f"--commands: {args.assistant} maps no action to {', '.join(bare)}: "
                   f"{'it is' if len(bare) == 1 else 'they are'} only printed", file=sys.stderr)
-    woken = wake_thresholds(args, ckpt, assistant.wake_word) if assistant is not None and assistant.wake_word else None
+    woken = (wake_thresholds(args, ckpt, assistant.wake_word, subset)
+             if assistant is not None and assistant.wake_word else None)
     # also says at start-up which sensitivity is in use
     override = woken if woken is not None else recognizer_override(args, ckpt, subset)
     mode_warning(ckpt, args.mode)
@@ -814,8 +872,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             if stats is not None and (completed or stats.seconds):  # also when the microphone was lost mid-run
                 print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
                       f"real-time factor {stats.real_time_factor:.4f}", flush=True)
-                for message in monitor.end():
-                    warn(message)
+                monitor.end()  # said through its warn
                 print(monitor.summary(), flush=True)
         finally:
             stop_watch.close()
@@ -923,8 +980,9 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threshold", action="append", metavar="X|CMD=X",
                    help="detection threshold (a posterior from 0.01 to 1, 1.01 = off; higher = fewer false triggers, "
                         "more misses); "
-                        "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point). "
-                        "Default: the model's calibrated thresholds")
+                        "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point; with "
+                        "one number: that number for the others). Default: an assistant file's sensitivity, else the "
+                        "model's calibrated thresholds")
     p.add_argument("--false-accepts-per-hour", type=number(0, above=True), metavar="R",
                    help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
                         "per hour (the most sensitive of its calibrated points at or below R; the shipped model's: "
@@ -1112,7 +1170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         before = args.command in words and words.index(extra[0]) < words.index(args.command)
         where = "voice-gru" if before else " ".join(
             x for x in ("voice-gru", args.command, getattr(args, "data_command", None)) if x)
-        alien = next((SENSITIVITY_FLAGS[x.split("=")[0]] for x in extra if x.split("=")[0] in SENSITIVITY_FLAGS), "")
+        alien = next((SENSITIVITY_FLAGS[x.split("=")[0]] for x in extra if x.split("=")[0] in SENSITIVITY_FLAGS
+                      and args.command in ("listen", "evaluate-stream")), "")
         print(f"voice-gru: error: unrecognized arguments: {' '.join(extra)} (see {where} --help){alien}", file=sys.stderr)
         return 2
     func: Callable[[argparse.Namespace], int] | None = getattr(args, "func", None)

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 from voice_gru.cli import DEFAULT_DATA
-from voice_gru.fileio import check_outputs, is_within
+from voice_gru.fileio import check_outputs, is_within, written_together
 
 if TYPE_CHECKING:
     from voice_gru.cli import OneLineParser
@@ -221,7 +221,6 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import calibration_of, for_commands, operating_point
-    from voice_gru.signals import signals_held
     from voice_gru.input_level import band_power, bandwidth, narrowband, narrowband_content
     from voice_gru.decision import effective_thresholds, only_commands
     from voice_gru import commands_of
@@ -245,7 +244,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},
                   [args.input, labels, args.model, args.config], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
-    subset = command_subset(args.commands, ckpt.labels)
+    subset = command_subset(args.commands, ckpt.labels, "--commands")
     threshold_override(args.threshold, ckpt.labels, subset)  # flags first, then files, then the sensitivity line
     refresh = refresh_of(args, ckpt.features.hop_ms)
     commands = commands_of(ckpt.labels)  # what the label file is scored for (--commands: only some can fire)
@@ -292,7 +291,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         result["silent_base"] = " ".join(([f"--commands {' '.join(subset)}"] if subset else [])
                                          + ([f"--false-accepts-per-hour {rate:g}"] if rate is not None else []))
         print(format_command_free(result))
-    with signals_held():  # one set: a stop between them left a new result beside an old DET curve
+    with written_together([args.json, args.det, det_json]):
         if args.json:
             write_json(args.json, public_result(result))
             print(f"wrote {args.json}")
@@ -366,7 +365,6 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
     from voice_gru.calibrate import CALIBRATION_SPEC, calibrate
     from voice_gru.cli import config_decision
     from voice_gru.model import resolve_model
-    from voice_gru.signals import signals_held
 
     # --out may be --model itself: a checkpoint calibrated in place (read before it is replaced, atomically)
     check_outputs({"--json": args.json, "--plot": args.plot}, [args.model], png=["--plot"])  # --out alone may replace --model
@@ -381,7 +379,7 @@ def _cmd_calibrate(args: argparse.Namespace) -> int:
                                    decision_cfg=dcfg, seed=args.seed, mode=args.mode, log=log,
                                    spec=dataclasses.replace(CALIBRATION_SPEC, unknown_mix=args.unknown_mix),
                                    veto=args.unknown_veto)
-    with signals_held():  # the model, its report and plot are one set: a stop between them mixed two runs'
+    with written_together([args.out, args.json, args.plot]):
         _write_calibration(args, calibrated, report)
     return 0
 

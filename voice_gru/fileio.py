@@ -23,6 +23,7 @@ STDOUT = "/dev/stdout"
 """Where an output named ``-`` goes."""
 FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran out of space
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
+TEMP_STEM_MAX = 225  # a file name is at most 255 bytes: ".", the stem, ".<pid>-", 8 random characters, a suffix
 DEAD_TEMP_S = 60.0  # a killed writer's temp file is removed once it is this old
 
 
@@ -87,9 +88,9 @@ def remove_dead_temps(path: Path) -> None:
     """Remove the temp files that writers of ``path`` which no longer run left beside it (SIGKILL skips every
     clean-up; a recording's temp is as large as the recording). One untouched for a minute, too: a writer on another
     machine (a shared folder) has a pid this one cannot see."""
-    mine = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-")
+    mine = re.compile(rf"\.{re.escape(_temp_stem(path))}\.(\d+)-")
     try:
-        temps = list(path.parent.glob(f".{glob.escape(path.name)}.*"))
+        temps = list(path.parent.glob(f".{glob.escape(_temp_stem(path))}.*"))
     except OSError:
         return
     for tmp in temps:
@@ -100,6 +101,12 @@ def remove_dead_temps(path: Path) -> None:
                 tmp.unlink()
         except OSError:
             continue
+
+
+def _temp_stem(path: Path) -> str:
+    """The part of ``path``'s name its temp files begin with: the name, cut where a long one would leave no room for
+    the pid and the random part (a 240-character output name failed after the work)."""
+    return path.name[:TEMP_STEM_MAX]
 
 
 def _runs(pid: int) -> bool:
@@ -142,7 +149,8 @@ def atomic_path(path: str | Path, suffix: str = "", through_links: bool = True) 
         path.parent.mkdir(parents=True, exist_ok=True)
         remove_dead_temps(path)
         # the writer's pid in the name: what a killed one left is known for its own and removed by the next
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=suffix or ".tmp", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path)}.{os.getpid()}-", suffix=suffix or ".tmp",
+                                   dir=path.parent)
         os.close(fd)
         yield Path(tmp)
         try:  # a file written again keeps its own modes (a report made private stays private)
@@ -354,6 +362,17 @@ def _check_output(flag: str, p: str | Path, ins: set[str], shipped: str, png: Se
             pass
     except OSError as exc:
         raise ConfigError(f"{flag} {p}: cannot write in {parent} ({exc.strerror or exc})") from None
+
+
+def written_together(outputs: Sequence[str | Path | None]) -> contextlib.AbstractContextManager[None]:
+    """Around writing a command's outputs, which are one set: Ctrl-C and SIGTERM held until all are written (a stop
+    between them left a new report beside the last run's plot); but not where one goes into a pipe or standard
+    output, whose reader may have stopped: held there, only SIGKILL could end the run."""
+    from voice_gru.signals import signals_held
+
+    if any(p and (descriptor(p) is not None or _special(p)) for p in outputs):
+        return contextlib.nullcontext()
+    return signals_held()
 
 
 def write_text(path: str | Path, text: str, through_links: bool = True) -> None:

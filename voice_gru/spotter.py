@@ -30,7 +30,7 @@ import numpy as np
 
 from voice_gru import commands_of
 from voice_gru.audio import FLOAT_LIMIT, Downmix
-from voice_gru.config import REFRESH_S, THRESHOLD_RANGE, DecisionConfig, threshold_ok
+from voice_gru.config import OFF, REFRESH_S, THRESHOLD_RANGE, DecisionConfig, threshold_ok
 from voice_gru.decision import BACKGROUND, Command, Detector, effective_thresholds, only_commands
 from voice_gru.errors import AudioFormatError, ConfigError
 from voice_gru.input_level import narrowband
@@ -133,29 +133,31 @@ def _checked_override(threshold: float | Mapping[str, float] | None, labels) -> 
     return {k: float(v) for k, v in values.items()} if isinstance(threshold, Mapping) else float(threshold)
 
 
-def checked_commands(chosen: Sequence[str], commands: Sequence[str]) -> tuple[str, ...]:
-    """``chosen`` checked against the model's commands (at least one, each known), in the model's order."""
+def checked_commands(chosen: Sequence[str], commands: Sequence[str], name: str = "commands") -> tuple[str, ...]:
+    """``chosen`` checked against the model's commands (at least one, each known), in the model's order (``name``: what
+    they are called in errors)."""
     if isinstance(chosen, str):
         chosen = [chosen]
     try:
         chosen = list(chosen)  # an iterator once: checking it must not use it up
     except TypeError:
-        raise ConfigError(f"commands {chosen!r}: expected command names, e.g. ['stop', 'go']") from None
+        raise ConfigError(f"{name} {chosen!r}: expected command names, e.g. ['stop', 'go']") from None
     unknown = [c for c in chosen if c not in commands]
     if unknown:
-        raise ConfigError(f"commands: {', '.join(map(repr, unknown))}: not a command of this model ({', '.join(commands)})")
+        raise ConfigError(f"{name}: {', '.join(map(repr, unknown))}: not a command of this model ({', '.join(commands)})")
     if not chosen:
-        raise ConfigError("commands: none given (leave it out to listen for all of them)")
+        raise ConfigError(f"{name}: none given (leave it out to listen for all of them)")
     return tuple(c for c in commands if c in set(chosen))
 
 
-def command_subset(chosen: Sequence[str] | None, labels: Sequence[str]) -> tuple[str, ...] | None:
+def command_subset(chosen: Sequence[str] | None, labels: Sequence[str],
+                   name: str = "commands") -> tuple[str, ...] | None:
     """``chosen`` checked against a model's commands (``labels`` less the background classes); None where it
     names all of them or nothing was chosen (every command can fire)."""
     every = commands_of(labels)
     if chosen is None:
         return None
-    subset = checked_commands(chosen, every)
+    subset = checked_commands(chosen, every, name)
     return subset if len(subset) < len(every) else None
 
 
@@ -222,6 +224,9 @@ class CommandSpotter:
         self.thresholds = effective_thresholds(self.labels, self.decision, self.ckpt.thresholds, override)
         if chosen is not None:
             self.thresholds = only_commands(self.thresholds, self.commands)
+        if all(self.thresholds.get(c, 0.0) >= OFF for c in self.commands):  # as the command line refuses it
+            raise ConfigError(f"threshold {threshold!r}: switches off every command that can fire (a threshold of "
+                              f"{OFF:g} is off): nothing would ever fire")
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s, remove_dc=True)  # a microphone's offset
