@@ -981,7 +981,7 @@ def add_recognizer_args(p: argparse.ArgumentParser) -> None:
                    help="detection threshold (a posterior from 0.01 to 1, 1.01 = off; higher = fewer false triggers, "
                         "more misses); "
                         "repeat as stop=0.9 for one command (also to adjust a --false-accepts-per-hour point; with "
-                        "one number: that number for the others). Default: an assistant file's sensitivity, else the "
+                        "one number: that number for the others). Default: the sensitivity of listen --assistant FILE, else the "
                         "model's calibrated thresholds")
     p.add_argument("--false-accepts-per-hour", type=number(0, above=True), metavar="R",
                    help="sensitivity in user units: the model's calibrated thresholds for at most R false accepts "
