@@ -1240,7 +1240,8 @@ def test_an_assistant_file_holds_its_sensitivity(tmp_path, capsys):
     pair = write_cfg(tmp_path, "sensitivity: {thresholds: {stop: 0.95}}\nactions: {stop: {print: s}, down: {print: d}}\n",
                      "pair.yaml")
     assert main(["listen", "--input", example, "--no-view", "--assistant", str(pair), "--commands", "down"]) == 0
-    assert "DOWN" not in capsys.readouterr().out
+    out, err = capsys.readouterr()
+    assert "DOWN" not in out and f"{pair}: its sensitivity is for commands --commands leaves out: the model's is used" in err
     # a wake word with one number and pairs: one scheme for all, refused beside a rate before any line says otherwise
     wake = write_cfg(tmp_path, "wake_word: {word: go, seconds: 5}\nactions: {stop: {print: s}, up: {print: u}}\n",
                      "wake.yaml")
@@ -1256,6 +1257,12 @@ def test_an_assistant_file_holds_its_sensitivity(tmp_path, capsys):
     assert main(["listen", "--input", example, "--no-view", "--assistant", str(wake), "--threshold", "1.01",
                  "--threshold", "go=0.9"]) == 2  # the wake word alone on, and it runs nothing: nothing ever would
     assert "switches off every command after the wake word 'go'" in capsys.readouterr().err
+    assert main(["listen", "--input", example, "--no-view", "--assistant", str(wake), "--threshold", "stop=1.01",
+                 "--threshold", "up=1.01"]) == 2  # pairs alone too
+    assert "switches off every command after the wake word 'go'" in capsys.readouterr().err
+    both = load_assistant(write_cfg(tmp_path, "sensitivity: {false_accepts_per_hour: 5, threshold: null}\n"
+                                              "actions: {stop: {print: s}}\n"))  # null: not set, as everywhere
+    assert both.false_accepts_per_hour == 5.0 and both.threshold is None
     one = load_assistant(write_cfg(tmp_path, "sensitivity: {threshold: 0.9, thresholds: {stop: 0.95}}\n"
                                              "actions: {stop: {print: s}, go: {print: g}}\n"))
     assert one.threshold_values == ["0.9", "stop=0.95"]

@@ -465,9 +465,16 @@ def test_a_spotter_that_could_never_fire_is_refused(spotter16):
     """threshold=1.01 (off) for every command that can fire listened for nothing, as the command line refuses."""
     for kwargs in ({"threshold": 1.01}, {"commands": ["down"], "threshold": {"down": 1.01}},
                    {"threshold": dict.fromkeys(spotter16.commands, 1.01)}):
-        with pytest.raises(ConfigError, match="switches off every command that can fire"):
+        with pytest.raises(ConfigError, match=r"^threshold .*: switch off every command that can fire"):
             CommandSpotter(spotter16.ckpt, **kwargs)
     assert CommandSpotter(spotter16.ckpt, commands=["down"], threshold={"up": 1.01}).thresholds["down"] < 1.0
+    # off in the model's own calibration (no value met its budget): said so, not as a threshold nobody gave
+    import dataclasses
+
+    off = dataclasses.replace(spotter16.ckpt, thresholds={**spotter16.ckpt.thresholds, "stop": 1.01})
+    with pytest.raises(ConfigError, match=r"^the model's calibrated thresholds: switch off every command that can "
+                                          r"fire \(stop: a threshold of 1.01 is off\)"):
+        CommandSpotter(off, commands=["stop"])
 
 
 def test_api_odds_and_ends(spotter16, caplog):

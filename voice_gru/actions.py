@@ -296,7 +296,7 @@ def _parse_sensitivity(spec: Any, commands: tuple[str, ...]) -> tuple[float | No
     for key in spec:
         if key not in SENSITIVITY_KEYS:
             raise ConfigError(f"sensitivity.{key}: unknown key (known: {', '.join(SENSITIVITY_KEYS)})")
-    if "false_accepts_per_hour" in spec and "threshold" in spec:
+    if spec.get("false_accepts_per_hour") is not None and spec.get("threshold") is not None:
         raise ConfigError("sensitivity: give false_accepts_per_hour or threshold, not both (thresholds may adjust "
                           "single commands of either)")
     rate = spec.get("false_accepts_per_hour")

@@ -357,17 +357,15 @@ def sensitivity_names(args: argparse.Namespace) -> tuple[str, str]:
 
 def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
                        firing: Sequence[str] | None = None, name: str = "--threshold",
-                       firing_from: str = "--commands") -> float | dict[str, float] | None:
+                       firing_from: str = "--commands", say_unused: bool = False) -> float | dict[str, float] | None:
     """``--threshold`` values parsed and checked against a model's labels (``firing``: the only commands that can
     fire, ``--commands`` or an assistant's, as ``firing_from`` says; a pair for another one would be a setting that
-    does nothing). ``name``: what the values are called in errors."""
+    does nothing). ``name``: what the values are called in errors; ``say_unused``: say (once, as the sensitivity in
+    use is said) that a number every pair covers is not used."""
     from voice_gru import commands_of
 
     glob, pairs = parse_thresholds(values)
     able = list(firing) if firing is not None else list(commands_of(labels))
-    if glob is not None and pairs and set(able) <= set(pairs):  # said, not silently dropped
-        print(f"{name} {glob:g}: every command that can fire has a value of its own: the number is not used",
-              file=sys.stderr)
     # one number and pairs: the number for every command that can fire, the pairs for theirs ("0.95, down 0.99")
     override = (glob if not pairs else {**dict.fromkeys(able, glob), **pairs} if glob is not None else pairs) \
         if glob is not None or pairs else None
@@ -380,6 +378,9 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
     if unknown:
         raise ConfigError(f"{name}: unknown command '{unknown[0]}' (the model's commands: "
                           f"{', '.join(commands_of(labels))})")
+    if say_unused and glob is not None and pairs and set(able) <= set(pairs):  # said, not silently dropped
+        print(f"{name} {glob:g}: every command that can fire has a value of its own: the number is not used",
+              file=sys.stderr)
     silent = [c for c in pairs if firing is not None and c not in firing]
     if silent:
         fix = ("add it to --commands" if firing_from == "--commands"
@@ -400,7 +401,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
     rate = getattr(args, "false_accepts_per_hour", None)
     rate_name, threshold_name = sensitivity_names(args)
     if rate is None:
-        override = threshold_override(args.threshold, ckpt.labels, commands, threshold_name)
+        override = threshold_override(args.threshold, ckpt.labels, commands, threshold_name, say_unused=True)
         print(sensitivity_line(ckpt, override), file=sys.stderr)
         cal = calibration_of(ckpt)
         if commands is not None and override is None and cal.get("operating_points"):
@@ -467,11 +468,11 @@ def wake_thresholds(args: argparse.Namespace, ckpt: Checkpoint | CheckpointData,
     if used.get(wake.word, 0.0) >= OFF:
         raise ConfigError(f"{threshold_name} {' '.join(args.threshold or ())}: switches off the wake word "
                           f"'{wake.word}', and no command could ever run after it")
+    opened = [c for c in able if c != wake.word]
+    if opened and all(used[c] >= OFF for c in opened) and not wake.fire:
+        raise ConfigError(f"{threshold_name} {' '.join(args.threshold or ())}: switches off every command after "
+                          f"the wake word '{wake.word}', which runs no action of its own: nothing would ever run")
     if glob is not None:  # one number (and pairs): one threshold scheme for all, neither point
-        opened = [c for c in able if c != wake.word]
-        if opened and all(used[c] >= OFF for c in opened) and not wake.fire:
-            raise ConfigError(f"{threshold_name} {' '.join(args.threshold or ())}: switches off every command after "
-                              f"the wake word '{wake.word}', which runs no action of its own: nothing would ever run")
         print(f"{threshold_name} {' '.join(args.threshold or ())}: "
               + ("one threshold for every command" if not pairs else "these thresholds") + f", the wake word "
               f"'{wake.word}' too (its own point and wake_word.false_accepts_per_hour are not used)", file=sys.stderr)
@@ -659,14 +660,17 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
         elif file_sets:  # the assistant file, which a service runs, holds the sensitivity too: as if given as flags
             chosen = getattr(args, "commands", None)  # --commands narrows the file's: its other pairs do nothing
             wake = assistant.wake_word.word if assistant.wake_word else None
-            args.false_accepts_per_hour = assistant.false_accepts_per_hour
-            args.threshold = [v for v in assistant.threshold_values
-                              if "=" not in v or chosen is None or v.split("=")[0] in (*chosen, wake)] or None
-            args.sensitivity_from = f"{args.assistant}: sensitivity"  # its errors name the file's keys
-            print(f"sensitivity from {args.assistant}: "
-                  + " ".join([*([f"false_accepts_per_hour {args.false_accepts_per_hour:g}"]
-                                if args.false_accepts_per_hour is not None else []), *(args.threshold or [])]),
-                  file=sys.stderr)
+            kept = [v for v in assistant.threshold_values
+                    if "=" not in v or chosen is None or v.split("=")[0] in (*chosen, wake)]
+            if assistant.false_accepts_per_hour is None and not kept:
+                print(f"{args.assistant}: its sensitivity is for commands --commands leaves out: the model's is used",
+                      file=sys.stderr)
+            else:
+                args.false_accepts_per_hour, args.threshold = assistant.false_accepts_per_hour, kept or None
+                args.sensitivity_from = f"{args.assistant}: sensitivity"  # its errors name the file's keys
+                print(f"sensitivity from {args.assistant}: "
+                      + " ".join([*([f"false_accepts_per_hour {args.false_accepts_per_hour:g}"]
+                                    if args.false_accepts_per_hour is not None else []), *kept]), file=sys.stderr)
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands

@@ -106,7 +106,7 @@ def remove_dead_temps(path: Path) -> None:
 def _temp_stem(path: Path) -> str:
     """The part of ``path``'s name its temp files begin with: the name, cut where a long one would leave no room for
     the pid and the random part (a 240-character output name failed after the work)."""
-    return path.name[:TEMP_STEM_MAX]
+    return os.fsdecode(os.fsencode(path.name)[:TEMP_STEM_MAX])  # bytes: "é" takes two of the 255
 
 
 def _runs(pid: int) -> bool:

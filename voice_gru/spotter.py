@@ -225,8 +225,11 @@ class CommandSpotter:
         if chosen is not None:
             self.thresholds = only_commands(self.thresholds, self.commands)
         if all(self.thresholds.get(c, 0.0) >= OFF for c in self.commands):  # as the command line refuses it
-            raise ConfigError(f"threshold {threshold!r}: switches off every command that can fire (a threshold of "
-                              f"{OFF:g} is off): nothing would ever fire")
+            whose = (f"threshold {threshold!r}" if threshold is not None else
+                     f"false_accepts_per_hour {false_accepts_per_hour!r}" if self.operating_point else
+                     "the model's calibrated thresholds")
+            raise ConfigError(f"{whose}: switch off every command that can fire ({', '.join(self.commands)}: a "
+                              f"threshold of {OFF:g} is off): nothing would ever fire")
         f = self.ckpt.features
         self.sample_rate = int(rate) if rate.is_integer() else rate
         self.recognizer = Recognizer(self.ckpt, mode=mode, refresh_s=refresh_s, remove_dc=True)  # a microphone's offset
