@@ -683,6 +683,8 @@ def test_listen_says_which_sensitivity_is_in_use(tmp_path, capsys):
     assert main(base + ["--commands", "down", "--threshold", "0.95", "--threshold", "down=0.99"]) == 0
     assert capsys.readouterr().err.count(  # it was dropped unsaid; then said twice
         "--threshold 0.95: every command that can fire has a value of its own: the number is not used") == 1
+    assert main(base + ["--commands", "stop", "go", "--threshold", "stop=0.9", "--threshold", "go=0.8"]) == 0
+    assert "sensitivity: thresholds stop=0.9 go=0.8 (higher" in capsys.readouterr().err  # no "rest": none can fire
     assert main(base + ["--commands", "down", "--threshold", "0.95", "--threshold", "down=0.99",
                         "--false-accepts-per-hour", "5"]) == 2
     assert capsys.readouterr().err.startswith("voice-gru: error: give --threshold T")  # no line before the refusal

@@ -402,7 +402,7 @@ def recognizer_override(args: argparse.Namespace, ckpt: Checkpoint | CheckpointD
     rate_name, threshold_name = sensitivity_names(args)
     if rate is None:
         override = threshold_override(args.threshold, ckpt.labels, commands, threshold_name, say_unused=True)
-        print(sensitivity_line(ckpt, override), file=sys.stderr)
+        print(sensitivity_line(ckpt, override, commands), file=sys.stderr)
         cal = calibration_of(ckpt)
         if commands is not None and override is None and cal.get("operating_points"):
             now = next((p for p in cal["operating_points"] if p["target_fa_per_hour"] == cal["target_fa_per_hour"]), None)
@@ -554,15 +554,17 @@ def thresholds_text(thresholds: Mapping[str, float], every: Sequence[str]) -> st
     return f"threshold {common:g} for every command" + (f" but {' '.join(odd)}" if odd else "")
 
 
-def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None) -> str:
-    """One line saying which thresholds are in use and what they mean (stderr at start-up)."""
+def sensitivity_line(ckpt: Checkpoint | CheckpointData, override: float | dict[str, float] | None,
+                     commands: Sequence[str] | None = None) -> str:
+    """One line saying which thresholds are in use and what they mean (stderr at start-up; ``commands``: those that
+    can fire, None: all)."""
     from voice_gru import commands_of
     from voice_gru.calibrate import calibration_of, operating_point
 
     change = "--false-accepts-per-hour R or --threshold T change it"
     if isinstance(override, dict):
-        return (f"sensitivity: {thresholds_text(override, commands_of(ckpt.labels))} (higher: fewer false triggers, "
-                "more misses)")
+        return (f"sensitivity: {thresholds_text(override, commands or commands_of(ckpt.labels))} (higher: fewer false "
+                "triggers, more misses)")
     if override is not None:
         return f"sensitivity: threshold {override:g} for every command (higher: fewer false triggers, more misses)"
     cal = calibration_of(ckpt)
