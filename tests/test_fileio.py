@@ -68,15 +68,16 @@ def test_a_killed_writers_temp_file_is_removed_by_the_next_write(tmp_path, monke
 
     dead = next(pid for pid in range(4_000_000, 3_000_000, -1) if not Path(f"/proc/{pid}").exists())
     old = time.time() - DEAD_TEMP_S - 5
-    left = {name: tmp_path / name for name in (f".out.json.{dead}-x1.tmp", f".out.json.{os.getpid()}-x2.tmp",
-                                               f".out.json.{dead}-x3.tmp", f".other.json.{dead}-x4.tmp")}
+    left = {name: tmp_path / name for name in (f".out.json.{dead}-x1abcdef.tmp", f".out.json.{os.getpid()}-x2abcdef.tmp",
+                                               f".out.json.{dead}-x3abcdef.tmp", f".other.json.{dead}-x4abcdef.tmp",
+                                               ".out.json.2024-06-01", f".out.json.{dead}-x5abcdef.tmp.bak")}
     for name, p in left.items():
         p.write_text("half")
-        if not name.endswith("x3.tmp"):  # x3: written to a moment ago (a writer elsewhere, on a shared folder)
+        if "x3" not in name:  # x3: written to a moment ago (a writer elsewhere, on a shared folder)
             os.utime(p, (old, old))
     write_json(tmp_path / "out.json", {"a": 1})
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == sorted(
-        n for n in left if not n.endswith("x1.tmp"))  # only the dead writer's old temp of this very file
+        n for n in left if "x1" not in n)  # only the dead writer's old temp of this very file: not a user's backup
     for long in (tmp_path / ("r" * 245 + ".json"), tmp_path / ("é" * 120 + ".json")):  # 250 and 245 bytes
         write_json(long, {"a": 1})  # its temp's name, with the pid in it, was too long to make
         assert json.loads(long.read_text()) == {"a": 1}

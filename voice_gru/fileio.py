@@ -84,17 +84,18 @@ def atomic_temps(folder: str | Path, name_glob: str) -> list[Path]:
     return sorted(Path(folder).glob(f".{name_glob}.*"))
 
 
-def remove_dead_temps(path: Path) -> None:
-    """Remove the temp files that writers of ``path`` which no longer run left beside it (SIGKILL skips every
-    clean-up; a recording's temp is as large as the recording). One untouched for a minute, too: a writer on another
-    machine (a shared folder) has a pid this one cannot see."""
-    mine = re.compile(rf"\.{re.escape(_temp_stem(path))}\.(\d+)-")
+def remove_dead_temps(path: Path, suffix: str = ".tmp") -> None:
+    """Remove the temp files (named as ``atomic_path`` names them, ``suffix`` included) that writers of ``path`` which
+    no longer run left beside it (SIGKILL skips every clean-up; a recording's temp is as large as the recording); only
+    those untouched for a minute: a writer on another machine (a shared folder) has a pid this one cannot see."""
+    # the whole name as mkstemp makes it: a user's .report.json.2024-06-01 only begins like one
+    mine = re.compile(rf"\.{re.escape(_temp_stem(path))}\.(\d+)-[a-z0-9_]{{8}}{re.escape(suffix)}")
     try:
         temps = list(path.parent.glob(f".{glob.escape(_temp_stem(path))}.*"))
     except OSError:
         return
     for tmp in temps:
-        m = mine.match(tmp.name)
+        m = mine.fullmatch(tmp.name)
         try:
             if m and not _runs(int(m.group(1))) and tmp.is_file() and not tmp.is_symlink() \
                     and time.time() - tmp.stat().st_mtime > DEAD_TEMP_S:
@@ -147,7 +148,7 @@ def atomic_path(path: str | Path, suffix: str = "", through_links: bool = True) 
     tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        remove_dead_temps(path)
+        remove_dead_temps(path, suffix or ".tmp")
         # the writer's pid in the name: what a killed one left is known for its own and removed by the next
         fd, tmp = tempfile.mkstemp(prefix=f".{_temp_stem(path)}.{os.getpid()}-", suffix=suffix or ".tmp",
                                    dir=path.parent)
