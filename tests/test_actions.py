@@ -1263,6 +1263,17 @@ def test_an_assistant_file_holds_its_sensitivity(tmp_path, capsys):
     both = load_assistant(write_cfg(tmp_path, "sensitivity: {false_accepts_per_hour: 5, threshold: null}\n"
                                               "actions: {stop: {print: s}}\n"))  # null: not set, as everywhere
     assert both.false_accepts_per_hour == 5.0 and both.threshold is None
+    # evaluate-stream scores the recording as the assistant runs: its commands, its sensitivity
+    out_json = tmp_path / "r.json"
+    runs = write_cfg(tmp_path, "sensitivity: {false_accepts_per_hour: 5, thresholds: {down: 0.99}}\n"
+                               "actions: {down: {print: DOWN}, up: {print: UP}}\n", "runs.yaml")
+    assert main(["evaluate-stream", "--input", example, "--assistant", str(runs), "--json", str(out_json)]) == 0
+    err = capsys.readouterr().err
+    assert f"sensitivity from {runs}: false_accepts_per_hour 5 down=0.99" in err and "adjusted: down=0.99" in err
+    scored = json.loads(out_json.read_text())
+    assert scored["can_fire"]["commands"] == ["up", "down"] and scored["per_command"]["down"]["hits"] == 0
+    assert main(["evaluate-stream", "--input", example, "--assistant", str(wake)]) == 2
+    assert "its wake word's gate (commands only within 5 s after 'go') is not replayed here" in capsys.readouterr().err
     one = load_assistant(write_cfg(tmp_path, "sensitivity: {threshold: 0.9, thresholds: {stop: 0.95}}\n"
                                              "actions: {stop: {print: s}, go: {print: g}}\n"))
     assert one.threshold_values == ["0.9", "stop=0.95"]

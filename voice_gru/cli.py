@@ -642,6 +642,29 @@ def check_listen_args(args: argparse.Namespace) -> bool:
     return from_pipe
 
 
+def use_assistant_sensitivity(args: argparse.Namespace, assistant: AssistantConfig) -> None:
+    """An assistant file's ``sensitivity:`` as if given as flags (a service runs the file), unless flags were given;
+    ``--commands`` narrows its pairs. Said on stderr."""
+    file_sets = assistant.false_accepts_per_hour is not None or assistant.threshold_values
+    if file_sets and (args.false_accepts_per_hour is not None or args.threshold):
+        print(f"--false-accepts-per-hour / --threshold: used instead of {args.assistant}'s sensitivity", file=sys.stderr)
+        return
+    if not file_sets:
+        return
+    chosen = getattr(args, "commands", None)  # --commands narrows the file's: its other pairs do nothing
+    wake = assistant.wake_word.word if assistant.wake_word else None
+    kept = [v for v in assistant.threshold_values if "=" not in v or chosen is None or v.split("=")[0] in (*chosen, wake)]
+    if assistant.false_accepts_per_hour is None and not kept:
+        print(f"{args.assistant}: its sensitivity is for commands --commands leaves out: the model's is used",
+              file=sys.stderr)
+        return
+    args.false_accepts_per_hour, args.threshold = assistant.false_accepts_per_hour, kept or None
+    args.sensitivity_from = f"{args.assistant}: sensitivity"  # its errors name the file's keys
+    print(f"sensitivity from {args.assistant}: " + " ".join(
+        [*([f"false_accepts_per_hour {args.false_accepts_per_hour:g}"] if args.false_accepts_per_hour is not None
+           else []), *kept]), file=sys.stderr)
+
+
 def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[CommandSpotter, AssistantConfig | None]:
     """The recognizer ``listen`` runs and its assistant (None without ``--assistant``): the commands that can fire,
     their sensitivity from the flags or the assistant file (said at start-up), the decision settings of ``--config``."""
@@ -655,24 +678,7 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
         from voice_gru.actions import load_assistant
 
         assistant = getattr(args, "assistant_config", None) or load_assistant(args.assistant, commands_of(ckpt.labels))
-        file_sets = assistant.false_accepts_per_hour is not None or assistant.threshold_values
-        if file_sets and (args.false_accepts_per_hour is not None or args.threshold):
-            print(f"--false-accepts-per-hour / --threshold: used instead of {args.assistant}'s sensitivity",
-                  file=sys.stderr)
-        elif file_sets:  # the assistant file, which a service runs, holds the sensitivity too: as if given as flags
-            chosen = getattr(args, "commands", None)  # --commands narrows the file's: its other pairs do nothing
-            wake = assistant.wake_word.word if assistant.wake_word else None
-            kept = [v for v in assistant.threshold_values
-                    if "=" not in v or chosen is None or v.split("=")[0] in (*chosen, wake)]
-            if assistant.false_accepts_per_hour is None and not kept:
-                print(f"{args.assistant}: its sensitivity is for commands --commands leaves out: the model's is used",
-                      file=sys.stderr)
-            else:
-                args.false_accepts_per_hour, args.threshold = assistant.false_accepts_per_hour, kept or None
-                args.sensitivity_from = f"{args.assistant}: sensitivity"  # its errors name the file's keys
-                print(f"sensitivity from {args.assistant}: "
-                      + " ".join([*([f"false_accepts_per_hour {args.false_accepts_per_hour:g}"]
-                                    if args.false_accepts_per_hour is not None else []), *kept]), file=sys.stderr)
+        use_assistant_sensitivity(args, assistant)
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
         commands = assistant.commands

@@ -217,7 +217,8 @@ def _say_other_commands(truth: dict, labels: Path | str | None, whose: str) -> N
 def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
-    from voice_gru.cli import config_decision, mode_warning, recognizer_override, refresh_of, threshold_override
+    from voice_gru.cli import (config_decision, mode_warning, recipe_path, recognizer_override, refresh_of,
+                               sensitivity_names, threshold_override, use_assistant_sensitivity)
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import calibration_of, for_commands, operating_point
@@ -241,11 +242,26 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         import matplotlib  # noqa: F401
     det_json = (Path(args.det_json) if args.det_json else Path(args.det).with_suffix(".det.json")) if args.det else None
     labels = args.labels or (None if args.command_free else Path(args.input).with_suffix(".json"))
+    if args.assistant:
+        args.assistant = recipe_path(args.assistant, "--assistant")
     check_outputs({"--json": args.json, "--det": args.det, "--det-json": det_json},
-                  [args.input, labels, args.model, args.config], png=["--det"])
+                  [args.input, labels, args.model, args.config, args.assistant], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
+    firing_from = "--commands"
+    if args.assistant:  # what the assistant runs: its commands, its sensitivity
+        from voice_gru.actions import load_assistant
+
+        assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
+        if assistant.wake_word:
+            raise ConfigError(f"--assistant {args.assistant}: its wake word's gate (commands only within "
+                              f"{assistant.wake_word.seconds:g} s after '{assistant.wake_word.word}') is not replayed "
+                              f"here: try it with listen --input {args.input} --assistant {args.assistant}")
+        if args.commands is None:
+            args.commands, firing_from = list(assistant.commands), args.assistant
+        use_assistant_sensitivity(args, assistant)
     subset = command_subset(args.commands, ckpt.labels, "--commands")
-    threshold_override(args.threshold, ckpt.labels, subset)  # flags first, then files, then the sensitivity line
+    # flags first, then files, then the sensitivity line
+    threshold_override(args.threshold, ckpt.labels, subset, sensitivity_names(args)[1], firing_from)
     refresh = refresh_of(args, ckpt.features.hop_ms)
     commands = commands_of(ckpt.labels)  # what the label file is scored for (--commands: only some can fire)
     audio, truth = load_stream(args.input, args.labels, command_free=args.command_free,
@@ -497,6 +513,8 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
     es.add_argument("--commands", nargs="+", metavar="CMD",
                     help="only these commands can fire, as `listen --commands` (the sweeps and the advice keep the others off)")
     add_recognizer_args(es)
+    es.add_argument("--assistant", metavar="YAML", help="score the recording as listen --assistant YAML runs: only the "
+                    "commands it maps fire, at its sensitivity (a wake word's gate is not replayed: refused)")
     _add_scoring_args(es)
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
     es.add_argument("--det-json", metavar="OUT", help="where the sweep's points go (default: OUT.det.json beside --det)")
