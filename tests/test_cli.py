@@ -295,6 +295,13 @@ def test_interrupted_is_said_on_a_line_of_its_own_not_on_a_progress_bar(capsys):
         assert err[:said].split("\r")[-2:] == [" " * len(err[:said].split("\r")[-2]), ""], repr(err)  # bar cleared
 
 
+def test_python_m_voice_gru_is_the_program():
+    """`python -m voice_gru` said "No module named voice_gru.__main__"."""
+    out = subprocess.run([sys.executable, "-m", "voice_gru", "--version"], capture_output=True, text=True, timeout=60,
+                         cwd=REPO)
+    assert (out.returncode, out.stdout.strip()) == (0, "voice-gru 0.1.0")
+
+
 @pytest.mark.parametrize("when", ["start", "end"])
 @pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
 def test_a_stop_as_the_program_starts_or_ends_is_one_line_or_nothing(sig, when):
