@@ -366,9 +366,9 @@ def threshold_override(values: Sequence[str] | None, labels: Sequence[str],
 
     glob, pairs = parse_thresholds(values)
     able = list(firing) if firing is not None else list(commands_of(labels))
-    # one number and pairs: the number for every command that can fire, the pairs for theirs ("0.95, down 0.99")
-    override = (glob if not pairs else {**dict.fromkeys(able, glob), **pairs} if glob is not None else pairs) \
-        if glob is not None or pairs else None
+    override: float | dict[str, float] | None = glob
+    if pairs:  # with one number too: the number for every command that can fire, the pairs for theirs
+        override = pairs if glob is None else {**dict.fromkeys(able, glob), **pairs}
     if override is not None and all((override if isinstance(override, float) else override.get(c, 0.0)) >= OFF
                                     for c in able):  # listened for minutes, then "0 command(s)", status 0
         given = " ".join(values or ())
@@ -510,7 +510,8 @@ def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
     from voice_gru.streams import decision_of
 
     path = recipe_path(path)
-    decision, keys = load_decision(path, decision_of(ckpt))
+    model_own = decision_of(ckpt)
+    decision, keys = load_decision(path, model_own)
     unknown = sorted(set(decision.thresholds) - set(ckpt.labels)) if "thresholds" in keys else []
     if unknown:
         raise ConfigError(f"{path}: decision.thresholds.{unknown[0]}: not a label of this model "
@@ -519,11 +520,10 @@ def config_decision(path: str | None, ckpt: Checkpoint | CheckpointData,
         print(f"warning: --config {path}: its decision thresholds are not used: the model's calibrated thresholds come "
               "first (--threshold or --false-accepts-per-hour change them)", file=sys.stderr)
         # said once: CommandSpotter would say it again, in the API's words
-        decision = dataclasses.replace(decision, threshold=decision_of(ckpt).threshold, thresholds={})
+        decision = dataclasses.replace(decision, threshold=model_own.threshold, thresholds={})
     if not thresholds_used and keys & {"threshold", "thresholds"}:
         print(f"warning: --config {path}: its decision thresholds are not used: calibration chooses them",
               file=sys.stderr)
-    model_own = decision_of(ckpt)
     changed = [k for k in sorted(keys - {"threshold", "thresholds"}) if getattr(decision, k) != getattr(model_own, k)]
     if thresholds_used and ckpt.thresholds and changed:  # cooldown 3000 ms fired 2 of 3 commands "at 80% recall"
         print(f"warning: --config {path}: {', '.join(f'{k} {getattr(decision, k):g}' for k in changed)} instead of the "

@@ -116,8 +116,8 @@ def _runs(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except (PermissionError, OverflowError):
-        return True
+    except (PermissionError, OverflowError):  # another user's process; a number no pid can be: left alone
+        pass
     return True
 
 
@@ -129,7 +129,7 @@ def atomic_path(path: str | Path, suffix: str = "", through_links: bool = True) 
     file (a pipe, ``/dev/stdout``) is written directly, since renaming onto it would replace it. Errors
     name ``path``, not the temp file. ``-`` is standard output. ``through_links=False``: a link is replaced by the
     file, in the one rename (a dataset copy made of links gets a list of its own, the original kept)."""
-    path = written_path(path) if through_links or not Path(path).is_symlink() else Path(path)
+    path = written_path(path) if through_links else Path(path)
     fd = descriptor(path)
     if fd is not None:  # written whole, then copied onto the descriptor as it is (appending, a pipe, a file)
         folder = tempfile.mkdtemp(prefix=".voice-gru-")

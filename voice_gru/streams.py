@@ -267,9 +267,9 @@ def speech_bounds(audio: np.ndarray, speech_db: float = 25.0, sample_rate: int =
         return 0.0, audio.size / sample_rate
     loud = energy >= peak * 10 ** (-speech_db / 10)
     speech = np.flatnonzero(loud)
-    # one noise burst is no speech; "full" sliced, not "same", which is longer than a clip of under 5 frames
-    smooth = np.convolve(energy, np.ones(5) / 5, mode="full")[2:2 + n]
     if floor_margin_db is not None:
+        # one noise burst is no speech; "full" sliced, not "same", which is longer than a clip of under 5 frames
+        smooth = np.convolve(energy, np.ones(5) / 5, mode="full")[2:2 + n]
         floor = min(np.percentile(smooth[energy > 0], 10) * 10 ** (floor_margin_db / 10), smooth.max() * 0.1)
         clear = np.flatnonzero(loud & (energy >= floor) & (smooth >= floor))
         if clear.size:  # else the loudest frames are brief bursts: the first rule alone
