@@ -275,6 +275,7 @@ def test_a_live_assistant_does_not_obey_its_own_voice(tmp_path, monkeypatch):
         assert runner.submit(Command("on", 0.9, 3.0))
         assert runner.wait_idle(10)
     assert spoken.read_text().splitlines() == ["going", "light on"] and runner.ignored == 2
+    assert runner.summary() == "actions: 2 done, 0 failed; commands that ran none: 2 while the assistant spoke"
     with runner_for(tmp_path, text) as recorded:  # a recording streamed faster than real time: no overlap to judge
         assert recorded.submit(Command("go", 0.9, 1.0))
         time.sleep(0.2)
@@ -444,7 +445,7 @@ def test_failures_are_logged_with_the_command_and_later_actions_run(tmp_path, mo
             runner.submit(Command(label, 0.9, float(i)))
         assert runner.wait_idle(20)
     assert sorted(out.read_text().split()) == ["down-3", "no-1", "off-2", "right-4"]  # each command on its own worker
-    assert runner.failed == 4 and runner.fired == 4
+    assert runner.failed == 4 and runner.fired == 4 and runner.summary() == "actions: 4 done, 4 failed"
     failures = {r.getMessage().split(" ->")[0]: r.getMessage() for r in caplog.records
                 if r.name == "voice_gru.actions" and r.levelno >= logging.WARNING}
     assert len(failures) == 4
@@ -528,6 +529,50 @@ def test_a_launcher_is_done_when_it_exits_and_what_it_started_runs_on(tmp_path):
     assert runner.fired == 1 and took < 2.0, (runner.results[-1], took)
     os.kill(child, 0)  # still running
     os.kill(child, signal.SIGKILL)
+
+
+def test_what_a_launcher_started_writes_to_stderr_fills_no_file_and_never_blocks(tmp_path):
+    """The program a launcher leaves running inherits the action's stderr: a deleted temporary file there grew for as
+    long as it wrote (out of sight of ls and du); a pipe nobody drained would block it once full (64 KiB)."""
+    done = tmp_path / "done"
+    script = (f"(i=0; while [ $i -lt 400 ]; do printf '%4000s\\n' x >&2; i=$((i+1)); done; touch {done}; sleep 30) "
+              "& echo $! > {pid}; echo started")
+    runner, took, child = _shell_with_a_child(tmp_path, script, 5)
+    try:
+        assert runner.fired == 1 and took < 2.0, (runner.results[-1], took)
+        assert os.readlink(f"/proc/{child}/fd/2").startswith("pipe:")
+        deadline = time.monotonic() + 10
+        while not done.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert done.exists(), "1.6 MB of stderr blocked the program the launcher started"
+    finally:
+        os.kill(child, signal.SIGKILL)
+
+
+def test_a_failing_launcher_says_its_last_line_though_its_child_holds_stderr(tmp_path):
+    runner, took, child = _shell_with_a_child(tmp_path, "sleep 30 & echo $! > {pid}; echo no player >&2; exit 3", 5)
+    os.kill(child, signal.SIGKILL)
+    assert runner.failed == 1 and took < 2.0, took
+    assert runner.results[-1].detail == "exit 3: no player"
+
+
+def test_a_speech_program_that_says_error_and_exits_0_said_nothing(tmp_path, monkeypatch):
+    """espeak-ng without a sound device prints "error: No such file or directory" and exits 0."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "espeak-ng"
+    fake.write_text(f"#!{sys.executable}\nimport sys\nsys.stdin.read()\n"
+                    "print('ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM default', file=sys.stderr)\n"
+                    "print('error: No such file or directory', file=sys.stderr)\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
+    with runner_for(tmp_path, """
+        actions:
+          yes: {say: "confirmed"}
+    """) as runner:
+        runner.submit(Command("yes", 0.9, 1.0))
+        assert runner.wait_idle(10)
+    assert runner.failed == 1 and runner.results[-1].detail == "exit 0, but: error: No such file or directory"
 
 
 def test_what_close_says_it_dropped_never_runs(tmp_path):
@@ -799,6 +844,7 @@ def test_queue_full_drops_are_counted(tmp_path, monkeypatch, caplog):
         assert runner.close(timeout=10)
     assert hooks.calls == [0.0, 1.0]
     assert runner.fired == 2
+    assert runner.summary() == "actions: 2 done, 0 failed; commands that ran none: 2 with its queue full"
     assert sum("dropped stop" in r.getMessage() for r in caplog.records) == 2
 
 
@@ -1174,6 +1220,7 @@ def test_runner_with_wake_word(tmp_path, capsys):
         assert not runner.submit(Command("stop", 0.9, 6.0))
     assert capsys.readouterr().out.splitlines() == ["stop at 4.0"]
     assert runner.ignored == 2 and runner.fired == 1
+    assert runner.summary() == "actions: 1 done, 0 failed; commands that ran none: 2 before the wake word 'go'"
     # a command without an action (`--commands` beyond the file: only printed) is not "ignored": nothing would run
     with runner_for(tmp_path, "wake_word: {word: go, seconds: 3}\nactions: {stop: print}\n") as bare:
         assert bare.ignored_because(Command("down", 0.9, 1.0)) is None and not bare.submit(Command("down", 0.9, 1.0))

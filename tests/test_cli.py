@@ -381,7 +381,10 @@ def test_demo_checks_its_model_first_and_names_it_in_the_next_step(tmp_path, cap
     mine = tmp_path / "mine.pt"
     mine.write_bytes((REPO / "voice_gru" / "models" / "default.pt").read_bytes())
     assert main(["demo", "--model", str(mine)]) == 0
-    assert f" --model {mine}` listens to your microphone" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert f" --model {mine}` listens to your microphone" in out
+    # the run's totals say what its actions did, after the heard commands' line
+    assert re.search(r"^\d+ command\(s\) in 20.0s of audio; .*\nactions: 3 done, 0 failed\n", out, re.M), out
 
 
 def test_listen_chunks_seconds_and_warnings(tmp_path, capsys):
@@ -1073,16 +1076,30 @@ def test_the_systemd_unit_runs_a_valid_listen_command():
     with files that exist in the clone it names (%h/voice_gru)."""
     import shlex
 
-    from voice_gru.cli import build_parser
+    from voice_gru.cli import DEVICE_STATUS, build_parser
 
     unit = (REPO / "configs" / "voice-gru.service").read_text()
     keys = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
     assert keys["WorkingDirectory"] == "%h/voice_gru" and keys["Restart"] == "on-failure"
     assert keys["SuccessExitStatus"] == "130"  # a stop (SIGTERM: exit 130 after the totals) is no failure
+    # a mistake in a file (status 2) restarted every 5 s for ever; a missing microphone (75) is worth retrying
+    assert keys["RestartPreventExitStatus"] == "2" and DEVICE_STATUS == 75
+    assert keys["KillMode"] == "process"  # the player a launcher started outlives a restart, as the README says
     argv = shlex.split(keys["ExecStart"])
     assert argv[0] == "%h/voice_gru/.venv/bin/voice-gru" and argv[1] == "listen"
     args = build_parser().parse_args(argv[1:])
     assert args.assistant and (REPO / args.assistant).is_file() and args.input is None
+    assert args.reconnect  # a microphone lost mid-run is waited for, not a restart that stops what actions started
+
+
+def test_a_missing_microphone_has_its_own_exit_status(monkeypatch, capsys):
+    """Status 75 (EX_TEMPFAIL) for a device that may be there when tried again, 2 for a mistake in the files."""
+    import voice_gru.mic as mic
+
+    monkeypatch.setattr(mic, "list_input_devices", lambda: [])
+    assert main(["listen", "--no-view", "--device", "USB mic"]) == 75
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main(["listen", "--no-view", "--assistant", "no such file.yaml"]) == 2
 
 
 @pytest.mark.parametrize("lines, extra, message", [

@@ -168,7 +168,7 @@ def test_listen_reconnect_waits_for_a_restarted_sound_server(pulse_mic, tmp_path
 
 
 def test_listen_without_reconnect_ends_in_one_line_that_names_it(pulse_mic):
-    """The sound server dies mid-session: one line, exit status 2 (systemd restarts the service), and the line says
+    """The sound server dies mid-session: one line, exit status 75 (a device's: systemd restarts the service), and the line says
     that --reconnect would have waited."""
     proc, out, seen, reader = _spawn([sys.executable, "-m", "voice_gru.cli", "listen", "--no-view", "--device", "pulse"],
                                      pulse_mic.env, {"listening": "listening:"})
@@ -181,7 +181,7 @@ def test_listen_without_reconnect_ends_in_one_line_that_names_it(pulse_mic):
             proc.kill()
         reader.join(5)
     errors = [line for line in out if line.startswith("voice-gru: error:")]
-    assert rc == 2 and len(errors) == 1, "".join(out)
+    assert rc == 75 and len(errors) == 1, "".join(out)
     assert "stopped delivering audio" in errors[0] and errors[0].rstrip().endswith("(listen --reconnect waits for it instead)")
     assert "Traceback" not in "".join(out)
 

@@ -51,7 +51,6 @@ import socket
 import subprocess
 import sys
 import queue
-import tempfile
 import threading
 import time
 import traceback
@@ -615,49 +614,83 @@ def _kill_group(proc: subprocess.Popen) -> None:
         pass
 
 
-def _file_tail(f) -> bytes:
-    f.seek(0, os.SEEK_END)
-    f.seek(max(0, f.tell() - 4096))
-    return f.read()
+class _StderrTail:
+    """The last 4 KiB a program writes to stderr, read from a pipe until every writer has closed it. A program that a
+    launcher leaves running keeps that pipe: it is drained for as long as the program lives, so it never blocks on a
+    full pipe and nothing grows out of sight (a temporary file did: deleted, and written on for days)."""
+
+    KEEP = 4096
+
+    def __init__(self) -> None:
+        self._read, self.write_fd = os.pipe()
+        self._tail = bytearray()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._drain, name="voice-gru-stderr", daemon=True)
+        self._thread.start()
+
+    def _drain(self) -> None:
+        with os.fdopen(self._read, "rb", buffering=0) as pipe:
+            while chunk := pipe.read(65536):
+                with self._lock:
+                    self._tail += chunk
+                    del self._tail[:-self.KEEP]
+
+    def writer_started(self) -> None:
+        """Close this process's copy of the write end (the program holds its own), so the pipe ends with it."""
+        os.close(self.write_fd)
+
+    def last_line(self, wait: float = 0.5) -> str:
+        """The last line written so far, once the pipe has ended or ``wait`` seconds have passed (a program left
+        running by a launcher holds it open)."""
+        self._thread.join(wait)
+        with self._lock:
+            return _tail(bytes(self._tail))
 
 
 def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
-                 running: set | None = None, env: Mapping[str, str] | None = None) -> tuple[bool, str]:
-    """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. Its stderr goes to a
-    temporary file (its last line is the failure's detail), not a pipe: a launcher that starts a program in the
-    background and exits is done when it exits, though the program it started keeps stderr open (and keeps running). ``running``: a set the
-    process is in while it runs (so a closing runner can stop it)."""
-    with tempfile.TemporaryFile() as err:
-        try:
-            # stdout is dropped (it was only ever logged at debug level): a program a launcher leaves running
-            # would otherwise write on into a deleted temporary file, out of sight of ls and du
-            proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                                    env=None if env is None else {**os.environ, **env})
-        except FileNotFoundError:
-            return False, f"program not found: {argv[0]}"
-        except OSError as exc:
-            return False, f"cannot start {argv[0]}: {exc}"
+                 running: set | None = None, env: Mapping[str, str] | None = None,
+                 quiet_failure: str | None = None) -> tuple[bool, str]:
+    """Run ``argv`` (no shell) until it exits; on timeout kill its whole process group. The last line of its stderr is
+    the failure's detail (``_StderrTail``: a launcher that starts a program in the background and exits is done when
+    it exits, though the program it started keeps stderr open, and keeps running). ``running``: a set the process is in
+    while it runs (so a closing runner can stop it). ``quiet_failure``: how a failing program that still exits 0 begins
+    its last stderr line (espeak-ng without a sound device says "error: ..." and exits 0)."""
+    err = _StderrTail()
+    try:
+        # stdout is dropped (it was only ever logged at debug level): a program a launcher leaves running
+        # would otherwise write on into it
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+                                stdout=subprocess.DEVNULL, stderr=err.write_fd, start_new_session=True,
+                                env=None if env is None else {**os.environ, **env})
+    except FileNotFoundError:
+        return False, f"program not found: {argv[0]}"
+    except OSError as exc:
+        return False, f"cannot start {argv[0]}: {exc}"
+    finally:
+        err.writer_started()
+    if running is not None:
+        running.add(proc)
+    try:
+        proc.communicate(input=stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_group(proc)
+        return False, f"timed out after {timeout:g}s"
+    finally:
         if running is not None:
-            running.add(proc)
-        try:
-            proc.communicate(input=stdin, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            return False, f"timed out after {timeout:g}s"
-        finally:
-            if running is not None:
-                running.discard(proc)
-        if proc.returncode != 0:
-            tail = _tail(_file_tail(err))
-            how = f"exit {proc.returncode}"
-            if proc.returncode < 0:  # -9 said nothing of a program that was killed
-                try:
-                    how = f"killed by {signal.Signals(-proc.returncode).name}"
-                except ValueError:
-                    how = f"killed by signal {-proc.returncode}"
-            return False, how + (f": {tail}" if tail else "")
+            running.discard(proc)
+    if proc.returncode == 0:
+        said = err.last_line() if quiet_failure else ""
+        if quiet_failure and said.lower().startswith(quiet_failure):
+            return False, f"exit 0, but: {said}"
         return True, "exit 0"
+    tail = err.last_line()
+    how = f"exit {proc.returncode}"
+    if proc.returncode < 0:  # -9 said nothing of a program that was killed
+        try:
+            how = f"killed by {signal.Signals(-proc.returncode).name}"
+        except ValueError:
+            how = f"killed by signal {-proc.returncode}"
+    return False, how + (f": {tail}" if tail else "")
 
 
 def _is_loopback(host: str | None) -> bool:
@@ -891,6 +924,7 @@ class ActionRunner:
         self.failed = 0
         self.dropped = 0
         self.ignored = 0
+        self._ran_none: collections.Counter[str] = collections.Counter()  # commands that ran no action, by why
         if queue_size is not None and (isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1):
             raise ConfigError(f"queue_size {queue_size!r}: must be a positive whole number")  # -1 meant unbounded
         self._size = queue_size or config.queue_size
@@ -947,6 +981,7 @@ class ActionRunner:
         if said is not None and said.startswith(QUEUE_FULL):
             with self._lock:
                 self.dropped += 1
+                self._ran_none["with its queue full"] += 1
             logger.info("action queue of %s full: dropped %s at t=%.2fs", cmd.label, cmd.label, cmd.t)  # said there
             return False
         if self._closed:
@@ -957,11 +992,13 @@ class ActionRunner:
         if self._deaf_while_speaking() and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:
                 self.ignored += 1
+                self._ran_none["while the assistant spoke"] += 1
             return False
         if self.gate is not None and not self.gate.accept(cmd):
             if cmd.label != self.gate.word:
                 with self._lock:
                     self.ignored += 1
+                    self._ran_none[f"before the wake word '{self.gate.word}'"] += 1
             return False
         if not self.config.actions.get(cmd.label):
             return False
@@ -976,6 +1013,7 @@ class ActionRunner:
                 full = False
             except queue.Full:
                 self.dropped += 1
+                self._ran_none["with its queue full"] += 1
                 full = True
         if full:
             logger.warning("action queue of %s full (%d waiting): dropped %s at t=%.2fs",
@@ -1087,7 +1125,8 @@ class ActionRunner:
         if self._speech is None:
             return False, f"no speech program (install espeak-ng): not said: {text!r}"
         if Path(self._speech).name.startswith("espeak"):
-            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running)
+            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running,
+                                quiet_failure="error")
         return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -1117,6 +1156,13 @@ class ActionRunner:
                         return False
                     lane.queue.all_tasks_done.wait(remaining)
         return True
+
+    def summary(self) -> str:
+        """One line of totals for the end of a run: the actions that ran and failed, the commands that ran none
+        and why (each also said as it happened)."""
+        with self._lock:
+            none = ", ".join(f"{n} {why}" for why, n in self._ran_none.most_common())
+        return f"actions: {self.fired} done, {self.failed} failed" + (f"; commands that ran none: {none}" if none else "")
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting commands, run what is queued, stop the workers. True if they finished within

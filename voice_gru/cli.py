@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEFAULT_DATA = "../shared/speech_commands"
 DEFAULT_DRR = 3.0  # dB: evaluate --rt60's room
+DEVICE_STATUS = 75  # sysexits' EX_TEMPFAIL: the service restarts on it, not on a mistake in its files (status 2)
 RECONNECT_S = 2.0  # listen --reconnect: how often a lost microphone is looked for
 ACTIONS_GRACE_S = 10.0  # listen, once stopped: how long the actions still queued or running may take
 MAX_MIC_CHUNK_MS = 1000.0  # listen from a microphone: --chunk-ms at most this
@@ -884,6 +885,8 @@ def _cmd_listen(args: argparse.Namespace) -> int:
             if stats is not None and (completed or stats.seconds):  # also when the microphone was lost mid-run
                 print(f"{len(stats.events)} command(s) in {stats.seconds:.1f}s of audio; "
                       f"real-time factor {stats.real_time_factor:.4f}", flush=True)
+                if runner:
+                    print(runner.summary(), flush=True)
                 monitor.end()  # said through its warn
                 print(monitor.summary(), flush=True)
         finally:
@@ -1233,12 +1236,13 @@ def _library_warnings() -> Iterator[None]:
 
 def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:
     """``run()``'s exit status; a project error, a missing training dependency or a file's OS error is
-    one line on stderr (``prog: error: ...``, status 2), Ctrl-C is status 130. For the CLI and scripts."""
+    one line on stderr (``prog: error: ...``, status 2; a missing or lost audio device status 75, EX_TEMPFAIL: it may be
+    there when tried again, as a service manager does), Ctrl-C is status 130. For the CLI and scripts."""
     try:
         return run()
     except VoiceGruError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+        return DEVICE_STATUS if isinstance(exc, AudioDeviceError) else 2
     except ImportError as exc:  # a base install (no `train` extra) reaching the training side
         top = (exc.name or "").split(".")[0]
         if top not in TRAIN_EXTRA:
