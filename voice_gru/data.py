@@ -109,10 +109,13 @@ def is_audio_file(path: Path) -> bool:
 
 
 def folder_label(name: str) -> str:
-    """A label folder's label: a dataset word or ``_unknown_``/``_silence_`` in any case (``YES`` is ``yes``),
-    else the name as it is."""
+    """A label folder's label: a dataset word or ``_unknown_``/``_silence_`` in any case (``YES`` is ``yes``), the
+    last two also without their underscores (``unknown/``, ``Silence/``: else a class of their own, every clip a
+    miss), else the name as it is."""
     lower = name.lower()
-    return lower if lower in WORDS_V2 or lower in (UNKNOWN, SILENCE) else name
+    if lower in WORDS_V2:
+        return lower
+    return {UNKNOWN.strip("_"): UNKNOWN, SILENCE.strip("_"): SILENCE}.get(lower.strip("_"), name)
 
 
 def is_test_set_layout(root: Path) -> bool:
