@@ -224,6 +224,17 @@ def test_ensemble_command_writes_a_model_that_evaluates(tmp_path, capsys):
     assert f"{2 * n} members" in said  # members of members are listed flat
     shipped_combine = getattr(load_checkpoint(shipped).model, "combine", "mean")
     assert f"combined by {shipped_combine}" in said  # ensembles given keep how they combine (min became mean)
+    assert said.rstrip().endswith(f"calibrate it before listening (voice-gru calibrate --model {out} --out {out})")
+    # members of one's own words: the hint names their dataset (the default one has none of their words)
+    import dataclasses
+
+    mine = tmp_path / "mine.pt"
+    save_checkpoint(mine, dataclasses.replace(load_checkpoint(copy), meta={"data_dir": "/data/my words"}))
+    save_checkpoint(copy, dataclasses.replace(load_checkpoint(shipped), meta={"data_dir": "/data/my words"}))
+    assert main(["ensemble", str(copy), str(mine), "--out", str(tmp_path / "own.pt")]) == 0
+    assert (f"(voice-gru calibrate --model {tmp_path / 'own.pt'} --data-dir '/data/my words' --out "
+            f"{tmp_path / 'own.pt'})") in capsys.readouterr().out
+    save_checkpoint(copy, nudged)
     ens = load_checkpoint(out)
     assert isinstance(ens.model, Ensemble) and ens.thresholds == {}
     # two near copies of one model average to that model: the same predictions on a real clip

@@ -81,12 +81,34 @@ def test_the_task_labels_and_every_other_word_unknown(tiny_root):
     assert stats["training"]["per_class"] == {SILENCE: 1, UNKNOWN: 12, "marvin": 4, "yes": 4}
 
 
-def test_training_on_own_commands_and_a_missing_word_refused_before_anything(tiny_root, tmp_path):
+def test_training_on_own_commands_and_a_missing_word_refused_before_anything(tiny_root, tmp_path, capsys):
     from voice_gru.model import load_checkpoint
     from voice_gru.train import train
 
     train(_own_cfg(("marvin", "yes")), tiny_root, tmp_path / "run", cache=tmp_path / "cache", quiet=True, threads=1)
     assert load_checkpoint(tmp_path / "run" / "best.pt").labels == (SILENCE, UNKNOWN, "marvin", "yes")
+    assert (f"warning: {tiny_root}: few training takes (marvin 4, yes 4): a model of a word needs about 20, from as "
+            "many voices as will use it (README: Recording your own word)\n") in capsys.readouterr().err
+    # takes of one voice only, all in training: refused before any work (it had made every feature first)
+    alone = tmp_path / "alone"
+    alone.mkdir()
+    for item in tiny_root.iterdir():
+        if item.name not in ("marvin", "validation_list.txt"):
+            (alone / item.name).symlink_to(item)
+    held = [line for line in (tiny_root / "validation_list.txt").read_text().splitlines() if line.startswith("marvin/")]
+    assert held
+    (alone / "validation_list.txt").write_text("".join(
+        line for line in (tiny_root / "validation_list.txt").read_text().splitlines(keepends=True)
+        if not line.startswith("marvin/")))
+    (alone / "marvin").mkdir()
+    for clip in (tiny_root / "marvin").iterdir():
+        if f"marvin/{clip.name}" not in held:
+            (alone / "marvin" / clip.name).symlink_to(clip)
+    with pytest.raises(DatasetError, match=r"data.commands: no validation clips of 'marvin': training chooses its epoch "
+                                           r"on a voice it does not learn: .* \(voice-gru record marvin --data-dir "):
+        train(_own_cfg(("marvin", "yes")), alone, tmp_path / "alone_run", cache=tmp_path / "cache2", quiet=True,
+              threads=1)
+    assert not (tmp_path / "alone_run").exists() and not (tmp_path / "cache2").exists()
     with pytest.raises(DatasetError, match=r"data.commands: no training clips of 'sheila' \(word folders with "
                                            r"training clips: bed, marvin, no, stop, yes\)"):
         train(_own_cfg(("marvin", "sheila")), tiny_root, tmp_path / "bad", cache=tmp_path / "cache", quiet=True,
@@ -329,9 +351,22 @@ def test_refusals_for_commands_the_data_or_the_example_lack(shared_data, own_mod
     (lone / "validation_list.txt").write_text("".join(
         line for line in (shared_data / "validation_list.txt").read_text().splitlines(keepends=True)
         if not line.startswith("dog/")))
-    with pytest.raises(DatasetError, match="the validation split has no clips of dog: the model's commands need"):
+    with pytest.raises(DatasetError, match=r"the validation split has no clips of dog: the model's commands need "
+                       r"validation clips to calibrate on: give the dataset the model was trained on, or record a voice "
+                       rf"for this split \(voice-gru record dog --data-dir {lone} --speaker NAME --split validation\)"):
         calibrate(no_val, lone, 1.0, command_minutes=0.5, free_minutes=0.5, piece_minutes=0.5)
+    with pytest.raises(DatasetError, match=r"give the dataset the model was trained on \(/data/mine\), or record"):
+        calibrate(dataclasses.replace(no_val, meta={"data_dir": "/data/mine"}), lone, 1.0, command_minutes=0.5,
+                  free_minutes=0.5, piece_minutes=0.5)
     from voice_gru.model import save_checkpoint
+
+    # words recorded into another dataset: the split is not empty, it lacks the model's words
+    save_checkpoint(tmp_path / "lights.pt", dataclasses.replace(ckpt, labels=(SILENCE, UNKNOWN, "lights", "music", "pause")))
+    assert main(["evaluate", str(lone), "--split", "testing", "--model", str(tmp_path / "lights.pt")]) == 2
+    assert capsys.readouterr().err == (
+        f"voice-gru: error: {lone}: the 'testing' split has no clips of lights, music, pause (the model's commands): give the "
+        f"dataset the model was trained on, or record a voice for this split (voice-gru record lights --data-dir {lone} "
+        "--speaker NAME --split testing)\n")
 
     save_checkpoint(tmp_path / "dog.pt", dataclasses.replace(ckpt, labels=(SILENCE, UNKNOWN, "dog", "zero", "wow")))
     assert main(["demo", "--model", str(tmp_path / "dog.pt")]) == 2  # the example says none of them

@@ -53,8 +53,9 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 import numpy as np
 
 from voice_gru import COMMANDS, UNKNOWN, commands_of
+from voice_gru.checkpoint_data import trained_on
 from voice_gru.config import OFF, REFRESH_S, DecisionConfig, to_dict
-from voice_gru.data import missing_commands
+from voice_gru.data import missing_commands, record_hint
 from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.metrics import rate_upper_bound, share_upper_bound
 from voice_gru.speaker_cv import (
@@ -214,7 +215,7 @@ def calibration_streams(ckpt: Checkpoint | CheckpointData, root: str | Path, *, 
     missing = missing_commands((w for _, w, _ in bank.commands), bank.command_words)
     if missing and bank.command_words != COMMANDS:  # its thresholds would be fitted blind (the ten: as before, on a subset)
         raise DatasetError(f"{root}: the {SPLIT} split has no clips of {', '.join(missing)}: the model's commands need "
-                           "validation clips to calibrate on")
+                           f"validation clips to calibrate on: {record_hint(root, SPLIT, missing, trained_on(ckpt.meta))}")
     plan = [("command", dataclasses.replace(spec, seconds=command_minutes * 60.0, command_free=False), seed)]
     for k, secs in enumerate(_pieces_spec(free_minutes, piece_minutes) if free_minutes > 0 else []):
         plan.append(("command_free", dataclasses.replace(spec, seconds=secs, command_free=True), seed * 1000 + 1 + k))

@@ -80,6 +80,17 @@ class CheckpointData:
         return self
 
 
+def trained_on(meta: Mapping | None) -> str | None:
+    """The dataset folder a checkpoint was trained on (an ensemble's: where its members agree), as training named it;
+    None where the checkpoint does not say."""
+    meta = meta or {}
+    if "ensemble_of" in meta:
+        found = {trained_on(m) for m in meta["ensemble_of"] if isinstance(m, Mapping)}
+        return found.pop() if len(found) == 1 else None
+    where = meta.get("data_dir")
+    return where if isinstance(where, str) and where else None
+
+
 def default_model_path() -> Path:
     """The model shipped inside the package."""
     return Path(__file__).parent / "models" / "default.pt"

@@ -11,6 +11,7 @@ import argparse
 import contextlib
 import math
 import os
+import shlex
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
@@ -180,6 +181,7 @@ def _default_recipe() -> str:
 
 
 def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from voice_gru.checkpoint_data import trained_on
     from voice_gru.model import Ensemble, count_parameters, load_checkpoint, make_ensemble, save_checkpoint
 
     check_outputs({"--out": args.out}, args.models, binary=["--out"])
@@ -192,9 +194,11 @@ def _cmd_ensemble(args: argparse.Namespace) -> int:
     ckpt = make_ensemble([load_checkpoint(m) for m in args.models], args.models, args.combine)
     assert isinstance(ckpt.model, Ensemble)
     save_checkpoint(args.out, ckpt)
+    data = trained_on(ckpt.meta)  # its own words are in the dataset its members learnt them from, not the default one
+    on = f" --data-dir {shlex.quote(data)}" if data and os.path.realpath(data) != os.path.realpath(DEFAULT_DATA) else ""
     print(f"wrote {args.out}: {len(ckpt.model.parts())} members combined by {ckpt.model.combine}, "
           f"{count_parameters(ckpt.model):,} parameters; "
-          f"calibrate it before listening (voice-gru calibrate --model {args.out} --out {args.out})")
+          f"calibrate it before listening (voice-gru calibrate --model {args.out}{on} --out {args.out})")
     return 0
 
 

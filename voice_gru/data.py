@@ -352,6 +352,14 @@ def missing_commands(found: Iterable[str], commands: Sequence[str]) -> list[str]
     return [w for w in commands if w not in have]
 
 
+def record_hint(root: str | Path, split: str, words: Sequence[str], trained_on: str | None = None) -> str:
+    """What to do when ``root``'s ``split`` has no clips of a model's own ``words`` (``trained_on``: the dataset its
+    checkpoint names)."""
+    where = f" ({trained_on})" if trained_on and Path(trained_on).resolve() != Path(root).resolve() else ""
+    return (f"give the dataset the model was trained on{where}, or record a voice for this split (voice-gru record "
+            f"{words[0]} --data-dir {root} --speaker NAME --split {split})")
+
+
 def said_command(label: str, word: str, commands: Sequence[str]) -> str | None:
     """The command a clip of an ``_unknown_`` label folder says where its name gives one of ``commands`` as its word
     (the official test set's ``_unknown_/bed_0c2ca723_nohash_0.wav`` for a model whose command "bed" is), else None."""

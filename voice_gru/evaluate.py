@@ -24,7 +24,8 @@ from voice_gru.audio import load_audio, resample
 from voice_gru.config import DataConfig
 from voice_gru.data import (
     AUDIO_SUFFIXES, BACKGROUND, WORDS_V2, background_files, fit_clip, folder_label, is_audio_file, is_test_set_layout,
-    leads_up, parse_name, said_command, scan_dataset, split_examples, test_set_clip, unused_entries,
+    leads_up, missing_commands, parse_name, record_hint, said_command, scan_dataset, split_examples, test_set_clip,
+    unused_entries,
 )
 from voice_gru.errors import AudioFormatError, ConfigError, DatasetError
 from voice_gru.metrics import confusion_matrix, per_class_prf, top_confusions
@@ -315,6 +316,10 @@ def _dataset_items(root: Path, split: str, cfg: DataConfig, sr: int, all_unknown
         lengths = [i.frames * sr // i.samplerate for i in infos]
     ex = split_examples(clips, split, cfg, len(noise_paths), lengths, all_unknown)
     if not ex:
+        missing = missing_commands((c.word for c in clips if c.split == split), cfg.commands)
+        if any(c.split == split for c in clips) and missing and cfg.commands != COMMANDS:
+            raise DatasetError(f"{root}: the '{split}' split has no clips of {', '.join(missing)} (the model's "
+                               f"commands): {record_hint(root, split, missing)}")
         raise DatasetError(f"{root}: the '{split}' split is empty")
     n = int(cfg.clip_seconds * sr)
     items = []

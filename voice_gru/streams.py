@@ -58,7 +58,7 @@ from voice_gru.stream_labels import (  # noqa: F401  (this module's API since be
     read_truth,
 )
 from voice_gru.stream_labels import commands_in
-from voice_gru.data import missing_commands
+from voice_gru.data import missing_commands, record_hint
 
 if TYPE_CHECKING:
     from voice_gru.checkpoint_data import CheckpointData
@@ -362,7 +362,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
     missing = missing_commands((w for _, w, _ in bank.commands), bank.command_words)
     if missing and bank.command_words != COMMANDS:  # one's own list: a misspelt word would be a command never said
         raise DatasetError(f"{root}: the {split} split has no clips of {', '.join(missing)} (commands: "
-                           f"{', '.join(bank.command_words)})")
+                           f"{', '.join(bank.command_words)}): {record_hint(root, split, missing)}")
     rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free)])
     n = int(round(spec.seconds * SAMPLE_RATE))
     audio, noise = _noise_bed(n, bank, spec, rng)

@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 import dataclasses
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence, cast
@@ -32,7 +33,7 @@ from voice_gru.checkpoint_data import weight_shapes
 from voice_gru.config import Config, FeatureConfig, from_dict, settings_without_effect, to_dict
 from voice_gru.data import (
     background_files, cache_dir, check_speakers, class_weights, dataset_fingerprint, load_clip_mels, load_noise, missing_dataset, scan_dataset,
-    missing_commands, split_examples, task_labels, unused_entries,
+    missing_commands, record_hint, split_examples, task_labels, unused_entries,
 )
 from voice_gru.errors import CheckpointError, ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
@@ -68,6 +69,25 @@ def _warn(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
+FEW_TAKES = 20  # README, *Recording your own word*: twenty takes are worth it, five are not
+
+
+def _check_own_takes(clips: Sequence, commands: Sequence[str], data_dir: str | Path) -> None:
+    """Refuse own command words without validation takes (training picks its epoch on a voice it does not learn,
+    and with none a one-word model found its validation split empty only after its features were made); warn of
+    words with few training takes."""
+    missing = missing_commands((c.word for c in clips if c.split == "validation"), commands)
+    if missing:
+        raise DatasetError(f"{data_dir}: data.commands: no validation clips of {', '.join(map(repr, missing))}: "
+                           f"training chooses its epoch on a voice it does not learn: "
+                           f"{record_hint(data_dir, 'validation', missing)}")
+    counts = Counter(c.word for c in clips if c.split == "training")
+    few = [f"{w} {counts[w]}" for w in commands if counts[w] < FEW_TAKES]
+    if few and _dist()[1] == 0:
+        _warn(f"warning: {data_dir}: few training takes ({', '.join(few)}): a model of a word needs about "
+              f"{FEW_TAKES}, from as many voices as will use it (README: Recording your own word)")
+
+
 def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, quiet: bool = False) -> Prepared:
     """Scan the dataset, draw the examples, load (or compute and cache) their mel spectra."""
     clips = scan_dataset(data_dir)
@@ -87,6 +107,8 @@ def prepare(cfg: Config, data_dir: str | Path, cache: str | Path | None = None, 
         if missing and _dist()[1] == 0:  # a subset of the dataset: those classes are never named (one line per run)
             _warn(f"warning: {data_dir}: no training clips of {', '.join(missing)}: the model will not learn "
                   f"{'it' if len(missing) == 1 else 'them'}")
+        if cfg.data.commands != COMMANDS:  # one's own words: recorded takes, checked before an hour of work
+            _check_own_takes(clips, cfg.data.commands, data_dir)
     index = {lab: i for i, lab in enumerate(labels)}
     train_ex = split_examples(clips, "training", cfg.data, len(noise), lengths)
     if cfg.data.synthetic_unknown > 0 and UNKNOWN in index:
