@@ -166,6 +166,24 @@ def test_an_assistant_file_is_checked_against_the_models_commands(tmp_path):
     assert WakeGate("happy", 5.0, commands=OWN).word == "happy"
 
 
+@pytest.mark.parametrize("command", [["listen", "--no-view"], ["evaluate-stream", "--command-free"], ["demo"]])
+def test_an_own_words_assistant_without_model_says_how_to_give_one(tmp_path, capsys, command):
+    """The README's listen lines name no --model: the file's own words then met the shipped model, and the error
+    gave no way forward."""
+    f = tmp_path / "mine.yaml"
+    f.write_text("actions:\n  lights: {print: x}\n")
+    example = Path(__file__).parents[1] / "voice_gru" / "assets" / "example.wav"
+    extra = [] if command == ["demo"] else ["--input", str(example)]
+    assert main([*command, *extra, "--assistant", str(f)]) == 2
+    assert capsys.readouterr().err == (
+        f"voice-gru: error: {f}: actions.lights: unknown command 'lights' (the model's commands: yes, no, up, down, "
+        "left, right, on, off, stop, go); that is the shipped model: a model of your own words is given with --model "
+        "(--model runs/NAME/calibrated.pt)\n")
+    f.write_text("actions:\n  stop: {nope: x}\n")  # a mistake of another kind: no word of --model
+    assert main([*command, *extra, "--assistant", str(f)]) == 2
+    assert "--model" not in capsys.readouterr().err
+
+
 def test_streams_of_own_commands_carry_them_in_their_label_file(shared_data, tmp_path):
     from voice_gru.streams import StreamSpec, make_stream, write_stream
 
@@ -266,6 +284,15 @@ def test_calibration_fits_the_models_own_commands(shared_data, own_model):
                          piece_minutes=0.5, grid=np.linspace(0.3, 0.95, 14))
     assert set(cal.thresholds) == set(OWN)
     assert rep["split"] == "validation"
+    from voice_gru.data import scan_dataset
+    from voice_gru.streams import load_clip_bank
+
+    # each word's voices in its calibration streams: at most the split's, at least 2 here (else a warning)
+    voices = {w: {c.speaker for c in scan_dataset(shared_data) if c.split == "validation" and c.word == w} for w in OWN}
+    bank = load_clip_bank(str(shared_data), "validation", OWN)
+    assert {w for _, w, _ in bank.commands} == set(OWN)
+    for w in OWN:
+        assert 2 <= rep["per_command"][w]["speakers"] <= len(voices[w]), (w, rep["per_command"][w])
 
 
 def test_an_official_layouts_other_words_that_are_the_models_commands(own_model, clip_paths, tmp_path):

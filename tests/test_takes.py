@@ -254,9 +254,13 @@ def test_record_takes_a_word_in_any_case_into_its_one_folder(tmp_path, capsys):
     assert sorted(p.name for p in (root / "happy").iterdir()) == [f"{bob}_nohash_{i}.wav" for i in range(4)]
     out = capsys.readouterr().out
     assert "'happy' in " + str(root) + ": training 4 (1 speaker)" in out
+    (root / "_background_noise_").mkdir()
     (root / "Lights").mkdir()  # a folder someone made in another case is the word's
     assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "1"]) == 0
     assert [p.name for p in (root / "Lights").iterdir()] == [f"{bob}_nohash_0.wav"] and not (root / "lights").exists()
+    # the folder's own name is the word training reads (`--commands lights` found no clips of 'lights'); "happy", a
+    # word of Speech Commands, is not counted among the words recorded here
+    assert "--commands Lights --out runs/lights\n" in capsys.readouterr().out
 
 
 def test_record_refuses_what_would_lose_or_misplace_takes(tmp_path, capsys):
@@ -304,8 +308,17 @@ def test_recorded_takes_train_a_model_of_that_word(tmp_path, capsys):
     for who, split in (("alice", "training"), ("carol", "training"), ("bob", "validation"), ("dan", "testing")):
         assert main(["record", "hey", "--data-dir", str(root), "--input", str(rec), "--speaker", who,
                      "--split", split]) == 0
-    assert f"next: voice-gru train --config configs/default.yaml --data-dir {root} --commands hey" in \
+    assert f"next: voice-gru train --config configs/default.yaml --data-dir {root} --commands hey --out runs/hey" in \
         capsys.readouterr().out
+    # a second word, from an 8 kHz recording: warned (its takes would teach a word without its upper band), and the
+    # next step trains every word recorded here, not only the last one
+    audio, sr = sf.read(str(rec), dtype="float32")
+    sf.write(str(tmp_path / "lamp8k.wav"), audio[::2], sr // 2, subtype="PCM_16")
+    assert main(["record", "Lamp", "--data-dir", str(root), "--input", str(tmp_path / "lamp8k.wav"), "--speaker",
+                 "alice"]) == 0
+    out, err = capsys.readouterr()
+    assert f"warning: {tmp_path / 'lamp8k.wav'} is recorded at 8000 Hz: nothing above 4 kHz reaches the model" in err
+    assert f"next: voice-gru train --config configs/default.yaml --data-dir {root} --commands hey lamp --out runs/own" in out
     stats = dataset_stats(root, DataConfig(commands=("hey", "yes")))
     assert stats["training"]["per_class"]["hey"] == 10 and stats["validation"]["per_class"]["hey"] == 5
     assert main(["train", "--config", str(TINY_CONFIG), "--data-dir", str(root), "--out", str(tmp_path / "run"),

@@ -60,7 +60,7 @@ from voice_gru.errors import ConfigError, DatasetError
 from voice_gru.metrics import rate_upper_bound, share_upper_bound
 from voice_gru.speaker_cv import (
     BLENDS, FAS, FOLDS, HITS, SHARED_MARGINS, budget_of, commands_by_label, cross_validate, describe_rule, half_sizes,
-    select_rule, speaker_halves, split_counts, split_counts_by_label,
+    select_rule, speaker_halves, speaker_of, split_counts, split_counts_by_label,
 )
 from voice_gru.streams import (
     StreamSpec, combine_scores, decision_of, detect, detector_frames, evaluate_stream, fast_events,
@@ -527,8 +527,10 @@ def calibrate(ckpt: CkptT, root: str | Path, max_fa_per_hour: float = 1.0, *,
         n = sum(s["per_command"].get(c, {}).get("clips", 0) for s in cmd_scores)
         h = sum(s["per_command"].get(c, {}).get("hits", 0) for s in cmd_scores)
         fa = sum(s["per_command"].get(c, {}).get("false_accepts", 0) for s in scores)
+        voices = {speaker_of(e.get("file", "")) for p in pieces if p.kind == "command" for e in p.truth["events"]
+                  if e["label"] == c}
         per_command[c] = {"threshold": thresholds[c], "off": thresholds[c] >= OFF, "clips": n, "hits": h,
-                          "recall": round(h / n, 4) if n else None, "false_accepts": fa}
+                          "recall": round(h / n, 4) if n else None, "false_accepts": fa, "speakers": len(voices)}
     command_hours = sum(p.duration for p in pieces if p.kind == "command") / 3600.0
     free_hours = hours - command_hours
     report = {

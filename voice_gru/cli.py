@@ -680,9 +680,9 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
     assistant = None
     if args.assistant:
         from voice_gru import commands_of
-        from voice_gru.actions import load_assistant
 
-        assistant = getattr(args, "assistant_config", None) or load_assistant(args.assistant, commands_of(ckpt.labels))
+        assistant = (getattr(args, "assistant_config", None)
+                     or assistant_of(args.assistant, commands_of(ckpt.labels), args.model))
         use_assistant_sensitivity(args, assistant)
     commands = getattr(args, "commands", None)
     if commands is None and assistant is not None:
@@ -922,10 +922,24 @@ def _assistant_words(path: str) -> set[str]:
     return {str(w) for w in (*(actions if isinstance(actions, dict) else ()), *([wake] if wake else []))}
 
 
+def assistant_of(path: str, commands: Sequence[str], model: str | None) -> "AssistantConfig":
+    """``load_assistant`` for a model of ``commands``; where no ``--model`` was given and the file names words the
+    shipped model lacks, its error says how to give a model of one's own words."""
+    from voice_gru import COMMANDS
+    from voice_gru.actions import load_assistant
+
+    try:
+        return load_assistant(path, commands)
+    except ConfigError as exc:
+        if model is None and _assistant_words(path) - set(COMMANDS):
+            raise ConfigError(f"{exc}; that is the shipped model: a model of your own words is given with --model "
+                              f"(--model runs/NAME/calibrated.pt)") from None
+        raise
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     """The shipped model on the bundled example recording, actions from configs/assistant.yaml."""
     from voice_gru import COMMANDS, UNKNOWN, commands_of
-    from voice_gru.actions import load_assistant
     from voice_gru.stream_labels import read_truth
 
     assets = Path(__file__).parent / "assets"
@@ -940,7 +954,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         raise ConfigError(f"--model {args.model}: the example recording says none of its commands "
                           f"({', '.join(commands)}); try it on your own audio with `voice-gru listen --model {args.model}`")
     assistant = recipe_path(args.assistant, "--assistant") if args.assistant else None
-    loaded = load_assistant(assistant, commands) if assistant else None  # refused before anything is printed
+    loaded = assistant_of(assistant, commands, args.model) if assistant else None  # refused before anything is printed
     if not assistant:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
         assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
                                            assets / "assistant.yaml") if p.is_file()), None)

@@ -64,24 +64,31 @@ def _cmd_record(args: argparse.Namespace) -> int:
     def warn(message: str) -> None:
         print(f"warning: {message}", file=sys.stderr, flush=True)
 
-    # a missing or unreadable file, or no such microphone: said before anything is written
+    source = "standard input" if args.input == "-" else str(args.input)
+    monitor = InputMonitor(source if args.input else "the microphone", warn=warn,
+                           hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
+    # a missing or unreadable file, or no such microphone: said before anything is written; a rate below 16 kHz
+    # too (takes of 8 kHz audio teach the model a word without its upper band), as listen says it
     chunks, mics = None, None
     if args.input == "-":  # arecord, sox, ffmpeg: a WAV header says its rate, raw PCM is 16 kHz mono
         from voice_gru.live import stdin_chunks
 
         chunks, what = stdin_chunks(sys.stdin.buffer, on_partial=lambda n: warn(f"standard input ended {n} byte(s) "
                                                                                  "into a sample frame: left out"),
-                                    on_short=warn)
+                                    on_rate=monitor.known_rate, on_short=warn)
         print(what, flush=True)
     elif args.input:
+        from voice_gru.audio import file_rate
         from voice_gru.live import file_chunks
 
         chunks = file_chunks(args.input, on_damage=warn)
+        monitor.known_rate(file_rate(args.input))
     else:
         from voice_gru.mic import Microphones
 
         mics = Microphones(args.device, block_ms=100.0)
         mic = mics.open()
+        monitor.known_rate(int(mic.samplerate))
     name = args.speaker or _person()
     speaker = speaker_id(name)
     try:
@@ -96,9 +103,6 @@ def _cmd_record(args: argparse.Namespace) -> int:
         raise
     want = args.takes if args.takes is not None else (None if args.input else 20)
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
-    source = "standard input" if args.input == "-" else str(args.input)
-    monitor = InputMonitor(source if args.input else "the microphone", warn=warn,
-                           hint="" if args.input else "(`voice-gru devices` lists the inputs; choose one with --device)")
     cutter = TakeCutter()
     saved: list[Path] = []
     skipped = 0
@@ -173,18 +177,20 @@ def _next_steps(root: Path, word: str) -> None:
     if not held["validation"][0]:
         print(f"  no validation takes of '{word}' yet: record a second voice with --speaker NAME --split validation, so "
               "that training chooses its epoch, and calibrate its thresholds, on a voice it did not learn", flush=True)
-    from voice_gru.data import BACKGROUND, is_audio_file
+    from voice_gru.data import BACKGROUND, WORDS_V2, is_audio_file
 
-    others = any(is_audio_file(f) for d in root.iterdir() if d.is_dir() and d.name not in (word, BACKGROUND)
-                 for f in d.iterdir())
+    voiced = {d.name for d in root.iterdir() if d.is_dir() and d.name != BACKGROUND and any(map(is_audio_file, d.iterdir()))}
+    others = bool(voiced - {word})
     missing = [what for what, there in (("other words", others), (f"{BACKGROUND} folder", (root / BACKGROUND).is_dir()))
                if not there]
     if missing:
         print(f"  {root} has no {' and no '.join(missing)}: training needs them beside the word (_unknown_ is the other "
               "words, _silence_ is cut from the noise); record into a copy of Speech Commands", flush=True)
-    else:
+    else:  # every word recorded into the dataset (the folders Speech Commands lacks), not only this one
+        words = sorted({w for w in voiced if w.lower() not in WORDS_V2} | {word}, key=str.lower)  # as the folders are
+        out = f"runs/{words[0].lower()}" if len(words) == 1 else "runs/own"
         print(f"  next: voice-gru train --config configs/default.yaml --data-dir {shlex.quote(str(root))} --commands "
-              f"{shlex.quote(word.lower())} --out {shlex.quote(f'runs/{word.lower()}')}", flush=True)
+              f"{' '.join(map(shlex.quote, words))} --out {shlex.quote(out)}", flush=True)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

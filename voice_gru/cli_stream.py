@@ -249,9 +249,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     firing_from = "--commands"
     if args.assistant:  # what the assistant runs: its commands, its sensitivity
-        from voice_gru.actions import load_assistant
+        from voice_gru.cli import assistant_of
 
-        assistant = load_assistant(args.assistant, commands_of(ckpt.labels))
+        assistant = assistant_of(args.assistant, commands_of(ckpt.labels), args.model)
         if assistant.wake_word:
             raise ConfigError(f"--assistant {args.assistant}: its wake word's gate (commands only within "
                               f"{assistant.wake_word.seconds:g} s after '{assistant.wake_word.word}') is not replayed "
@@ -448,6 +448,11 @@ def calibration_warnings(report: dict, target: float) -> list[str]:
         out.append(f"the calibration streams hold no clip of {', '.join(unheard)} (none in the validation split, or "
                    f"--minutes too short to draw {'one' if one else 'them'}): {'its threshold was' if one else 'their thresholds were'} "
                    f"fitted to false accepts alone, and the recall figures do not include {'it' if one else 'them'}")
+    alone = [c for c, v in (report.get("per_command") or {}).items() if v.get("speakers") == 1]
+    if alone:  # its speaker falls in one half of every fold: thresholds fitted on no clip of it, judged on all
+        out.append(f"the validation split holds one speaker's {', '.join(alone)}: the figures \"on new speakers\" for "
+                   f"{'it' if len(alone) == 1 else 'them'} are fitted without a clip of {'it' if len(alone) == 1 else 'them'} "
+                   f"(voice-gru record {alone[0]} --speaker NAME --split validation: another voice)")
     if not report.get("met", True):
         expected = (report.get("expected") or {}).get("fa_per_hour")
         out.append(f"the target of {target:g} false accepts per hour was not met on held-out speakers"
