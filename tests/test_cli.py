@@ -1041,6 +1041,31 @@ def test_score_events_scores_detections_made_elsewhere_with_an_offset(tmp_path, 
     assert "hits 1/1" in capsys.readouterr().out
 
 
+def test_score_events_of_a_run_stopped_before_its_recording_ended(tmp_path, capsys):
+    """Listening stopped at 60 s of a 600 s recording: every later command was a miss and the rate per hour was over
+    ten minutes, with no word said. Now a warning points to --until, which scores what was heard."""
+    labels = tmp_path / "rec.json"
+    words = [{"label": "yes", "start": t, "end": t + 1.0, "speech_end": t + 0.6} for t in range(5, 600, 10)]
+    labels.write_text(json.dumps({"duration": 600.0, "events": words}))
+    events = tmp_path / "live.jsonl"  # the first six commands heard, one false accept, then the run was stopped
+    events.write_text("".join(json.dumps({"t": t + 0.8, "label": "yes", "score": 0.9}) + "\n" for t in range(5, 60, 10))
+                      + json.dumps({"t": 58.0, "label": "no", "score": 0.9}) + "\n")
+    assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 0
+    out, err = capsys.readouterr()
+    assert "hits 6/60 (recall 0.100)" in out and "false accepts 1 (6.00 per hour" in out
+    assert err == ("warning: no detection after 58.0 s, though 54 commands were said in the 9.0 min after it: if "
+                   "listening stopped before the recording ended, --until 58 scores what was heard\n")
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "60"]) == 0
+    out, err = capsys.readouterr()
+    assert "hits 6/6 (recall 1.000)" in out and "false accepts 1 (60.00 per hour" in out and err == ""
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "601"]) == 2
+    assert "--until 601: the recording is 600 s long" in capsys.readouterr().err
+    # a whole run that heard the last commands: no warning
+    events.write_text("".join(json.dumps({"t": t + 0.8, "label": "yes", "score": 0.9}) + "\n" for t in range(5, 600, 10)))
+    assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 0
+    assert capsys.readouterr().err == ""
+
+
 @pytest.mark.parametrize("content, message", [
     ('{"t": 1.0}\n', r"live.jsonl:1: expected an object with 't' \(seconds\) and 'label'"),
     ('{"t": 1.0, "label": "yes"}\n{"t": "x", "label": "no"}\n', r"live.jsonl:2: t = 'x': must be a finite number"),

@@ -12,7 +12,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from voice_gru.cli import DEFAULT_DATA
 from voice_gru.fileio import check_outputs, is_within, written_together
@@ -357,6 +357,8 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
     detections = read_detections(args.events, args.offset, commands_in(truth))
+    if args.until is not None:
+        truth = heard_part(truth, args.until)
     duration = float(truth["duration"])
     # listen decides the last word on END_SILENCE_S of silence after the recording: a detection may fall there
     for i, d in enumerate(detections):  # beyond, counted as false accepts they would inflate the rate per hour
@@ -369,10 +371,38 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     result["offset_s"] = args.offset
     print(format_stream_report(result))
     _note_label_fixes(truth, result)
+    silent = silent_end(detections, truth)
+    if silent and args.until is None:
+        print(f"warning: no detection after {silent[0]:.1f} s, though {silent[1]} commands were said in the "
+              f"{(duration - silent[0]) / 60:.1f} min after it: if listening stopped before the recording ended, "
+              f"--until {silent[0]:.0f} scores what was heard", file=sys.stderr)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
+
+
+SILENT_END_COMMANDS = 10  # commands said after the last detection before a run is suspected of stopping early
+
+
+def heard_part(truth: Mapping, until: float) -> dict:
+    """The truth of a recording's first ``until`` seconds: the words that end by then, over that duration."""
+    from voice_gru.errors import ConfigError
+
+    if until > float(truth["duration"]):
+        raise ConfigError(f"--until {until:g}: the recording is {float(truth['duration']):g} s long")
+    return {**truth, "duration": until, "events": [e for e in truth["events"] if float(e["end"]) <= until]}
+
+
+def silent_end(detections: Sequence[Mapping], truth: Mapping) -> tuple[float, int] | None:
+    """``(time of the last detection, commands said after it)`` where so many commands follow the last detection that
+    listening most likely stopped before the recording ended (a run stopped early scored against its whole
+    recording: every later word a miss, the rate per hour over audio never heard); else None."""
+    from voice_gru.stream_labels import commands_in
+
+    last = max((float(d["t"]) for d in detections), default=0.0)
+    after = sum(1 for e in truth["events"] if e["label"] in commands_in(truth) and float(e["start"]) > last)
+    return (last, after) if after >= SILENT_END_COMMANDS else None
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -540,6 +570,9 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
                     help="the words that are commands (a model of its own words: its commands; each word of the label "
                          "file is scored as what it is); default: the label file's commands list, else the ten of "
                          "Speech Commands")
+    se.add_argument("--until", type=number(0.001, 10 ** 7), metavar="S",
+                    help="score only the recording's first S seconds (a run stopped before the recording ended: its "
+                         "later words were never heard, and the rate per hour is over what was)")
     _add_scoring_args(se)
     se.set_defaults(func=_cmd_score_events)
 
