@@ -1041,6 +1041,28 @@ def test_score_events_scores_detections_made_elsewhere_with_an_offset(tmp_path, 
     assert "hits 1/1" in capsys.readouterr().out
 
 
+def test_evaluate_stream_replays_a_wake_words_gate_on_command_free_audio(tmp_path, capsys):
+    """An assistant with a wake word: its false activations are the commands its gate lets through, at the
+    thresholds listen gives it (the wake word at its own point). A labelled recording's commands follow no wake word:
+    refused, saying what can be measured."""
+    example = REPO / "voice_gru" / "assets" / "example.wav"  # heard: down 2.3 s, up 14.1 s, down 16.5 s
+    assistant = tmp_path / "wake.yaml"
+    assistant.write_text("wake_word: {word: up, seconds: 5}\nactions:\n  down: {print: down}\n")
+    out = tmp_path / "free.json"
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--assistant", str(assistant),
+                 "--json", str(out)]) == 0
+    said, err = capsys.readouterr()
+    assert json.loads(out.read_text())["wake_word"] == {"word": "up", "seconds": 5.0, "wakes": 1, "acted": 1}
+    assert (f"with the wake word 'up' (commands within 5 s after it): 1 false wake(s) (180.00 per hour), 1 acted on "
+            f"(180.00 per hour): the false activations of {assistant}") in said
+    assert "sensitivity: the wake word 'up' at most 1 false accept/hour" in err
+    assert main(["evaluate-stream", "--input", str(example), "--assistant", str(assistant)]) == 2
+    assert capsys.readouterr().err == (
+        f"voice-gru: error: --assistant {assistant}: its commands run only within 5 s after the wake word 'up', which "
+        "the recording's commands do not follow; its false activations are measured on audio without commands "
+        "(--command-free), its commands without the wake word (--commands down)\n")
+
+
 def test_score_events_of_a_run_stopped_before_its_recording_ended(tmp_path, capsys):
     """Listening stopped at 60 s of a 600 s recording: every later command was a miss and the rate per hour was over
     ten minutes, with no word said. Now a warning points to --until, which scores what was heard."""

@@ -862,6 +862,19 @@ class WakeGate:
         self.woke_at = None
 
 
+def wake_replay(wake: WakeWord, events: Sequence[Mapping], commands: Sequence[str] = COMMANDS) -> dict[str, int]:
+    """A wake word's gate over detections already made (each with ``t``, ``label`` and ``score``): how many woke it
+    (``wakes``) and how many would have run actions (``acted``: the commands within its window, and the wake word
+    itself where it fires)."""
+    gate = WakeGate.from_config(wake, commands)
+    wakes = acted = 0
+    for e in sorted(events, key=lambda e: float(e["t"])):
+        cmd = Command(str(e["label"]), float(e.get("score", 1.0)), float(e["t"]))
+        wakes += cmd.label == wake.word
+        acted += gate.accept(cmd)
+    return {"wakes": wakes, "acted": acted}
+
+
 # --------------------------------------------------------------------------------------------
 # Worker
 

@@ -218,7 +218,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     from voice_gru.audio import file_rate
     from voice_gru.checkpoint_data import read_checkpoint_data
     from voice_gru.cli import (config_decision, mode_warning, recipe_path, recognizer_override, refresh_of,
-                               sensitivity_names, threshold_override, use_assistant_sensitivity)
+                               sensitivity_names, threshold_override, use_assistant_sensitivity, wake_thresholds)
     from voice_gru.errors import ConfigError
     from voice_gru.fileio import write_json
     from voice_gru.calibrate import calibration_of, for_commands, operating_point
@@ -248,14 +248,17 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
                   [args.input, labels, args.model, args.config, args.assistant], png=["--det"])
     ckpt = read_checkpoint_data(args.model)  # the listen path: no torch
     firing_from = "--commands"
+    wake = None
     if args.assistant:  # what the assistant runs: its commands, its sensitivity
         from voice_gru.cli import assistant_of
 
         assistant = assistant_of(args.assistant, commands_of(ckpt.labels), args.model)
-        if assistant.wake_word:
-            raise ConfigError(f"--assistant {args.assistant}: its wake word's gate (commands only within "
-                              f"{assistant.wake_word.seconds:g} s after '{assistant.wake_word.word}') is not replayed "
-                              f"here: try it with listen --input {args.input} --assistant {args.assistant}")
+        wake = assistant.wake_word
+        if wake and not args.command_free:  # its commands count only after the wake word, which no label file has
+            raise ConfigError(f"--assistant {args.assistant}: its commands run only within {wake.seconds:g} s after the "
+                              f"wake word '{wake.word}', which the recording's commands do not follow; its false "
+                              f"activations are measured on audio without commands (--command-free), its commands "
+                              f"without the wake word (--commands {' '.join(c for c in assistant.commands if c != wake.word)})")
         if args.commands is None:
             args.commands, firing_from = list(assistant.commands), args.assistant
         use_assistant_sensitivity(args, assistant)
@@ -274,7 +277,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     if low:
         print(f"warning: {low}", file=sys.stderr)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
-    override = recognizer_override(args, ckpt, subset)
+    # as listen runs it: the wake word at its own point, the commands it opens at theirs (said at start-up)
+    override = wake_thresholds(args, ckpt, wake, subset) if wake else recognizer_override(args, ckpt, subset)
     mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
@@ -282,7 +286,16 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     _note_label_fixes(truth, result)
     # one replay of the detector over the posteriors serves both the advice and the DET curve
     sweep = sweep_result(result, truth, args.after) if (args.command_free or args.det) else []
-    if args.command_free:
+    if wake:  # what the assistant would have done: only commands within the window after a false wake
+        from voice_gru.actions import wake_replay
+
+        per_hour = 3600 / float(truth["duration"])
+        result["wake_word"] = {"word": wake.word, "seconds": wake.seconds, **wake_replay(wake, result["events"], commands)}
+        w = result["wake_word"]
+        print(f"with the wake word '{wake.word}' (commands within {wake.seconds:g} s after it): {w['wakes']} false "
+              f"wake(s) ({w['wakes'] * per_hour:.2f} per hour), {w['acted']} acted on ({w['acted'] * per_hour:.2f} per "
+              f"hour): the false activations of {args.assistant}")
+    elif args.command_free:
         points = calibration_of(ckpt).get("operating_points") or []
         # posteriors do not depend on thresholds; the points were calibrated with the model's own decision settings
         if subset is not None:  # each point as it would run for these commands alone, with their figures
@@ -549,7 +562,8 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
                     help="only these commands can fire, as `listen --commands` (the sweeps and the advice keep the others off)")
     add_recognizer_args(es)
     es.add_argument("--assistant", metavar="YAML", help="score the recording as listen --assistant YAML runs: only the "
-                    "commands it maps fire, at its sensitivity (a wake word's gate is not replayed: refused)")
+                    "commands it maps fire, at its sensitivity; with a wake word, on --command-free audio: the false "
+                    "activations its gate lets through")
     _add_scoring_args(es)
     es.add_argument("--det", metavar="OUT.png", help="also sweep one threshold for all commands and plot the trade-off")
     es.add_argument("--det-json", metavar="OUT", help="where the sweep's points go (default: OUT.det.json beside --det)")
