@@ -533,14 +533,24 @@ def test_a_launcher_is_done_when_it_exits_and_what_it_started_runs_on(tmp_path):
 
 def test_what_a_launcher_started_writes_to_stderr_fills_no_file_and_never_blocks(tmp_path):
     """The program a launcher leaves running inherits the action's stderr: a deleted temporary file there grew for as
-    long as it wrote (out of sight of ls and du); a pipe nobody drained would block it once full (64 KiB)."""
+    long as it wrote (out of sight of ls and du); a pipe nobody drained would block it once full (64 KiB), and one
+    drained only by this process killed it with SIGPIPE once this process was gone (a service stopped). So a detached
+    drainer takes the pipe: this process holds no end of it."""
     done = tmp_path / "done"
-    script = (f"(i=0; while [ $i -lt 400 ]; do printf '%4000s\\n' x >&2; i=$((i+1)); done; touch {done}; sleep 30) "
-              "& echo $! > {pid}; echo started")
+    script = (f"(sleep 1; i=0; while [ $i -lt 400 ]; do printf '%4000s\\n' x >&2; i=$((i+1)); done; touch {done}; "
+              "sleep 30) & echo $! > {pid}; echo started")
     runner, took, child = _shell_with_a_child(tmp_path, script, 5)
     try:
         assert runner.fired == 1 and took < 2.0, (runner.results[-1], took)
-        assert os.readlink(f"/proc/{child}/fd/2").startswith("pipe:")
+        pipe = os.readlink(f"/proc/{child}/fd/2")
+        assert pipe.startswith("pipe:")
+        ours = []
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                ours.append(os.readlink(f"/proc/self/fd/{fd}"))
+            except OSError:  # the listing's own descriptor, closed by now
+                pass
+        assert pipe not in ours  # nothing here reads it: the program's stderr does not depend on this process
         deadline = time.monotonic() + 10
         while not done.exists() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -567,11 +577,13 @@ def test_a_speech_program_that_says_error_and_exits_0_said_nothing(tmp_path, mon
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", str(bindir) + os.pathsep + os.environ.get("PATH", ""))
     with runner_for(tmp_path, """
+        echo_seconds: 5
         actions:
           yes: {say: "confirmed"}
-    """) as runner:
+    """, live=True) as runner:
         runner.submit(Command("yes", 0.9, 1.0))
         assert runner.wait_idle(10)
+        assert not runner.speaking()  # nothing was said: no echo of it to wait out, deaf for nothing
     assert runner.failed == 1 and runner.results[-1].detail == "exit 0, but: error: No such file or directory"
 
 
@@ -580,15 +592,22 @@ def test_what_close_says_it_dropped_never_runs(tmp_path):
     append = "import sys, time; time.sleep(1); open(sys.argv[1], 'a').write(sys.argv[2] + chr(10))"
     runner = runner_for(tmp_path, f"""
         actions:
-          stop: {{run: [{PY}, "-c", "{append}", "{out}", "{{t}}"], timeout: 30}}
+          stop:
+            - {{run: [{PY}, "-c", "{append}", "{out}", "{{t}}"], timeout: 30}}
+            - print
     """, queue_size=2)
-    for t in (1.0, 2.0, 3.0):
-        runner.submit(Command("stop", 0.9, t))
+    runner.submit(Command("stop", 0.9, 1.0))
+    time.sleep(0.3)  # taken by its worker: the other two wait in the queue
+    for t in (2.0, 3.0):
+        assert runner.submit(Command("stop", 0.9, t))
     assert runner.close(timeout=0.3) is False
     time.sleep(2.5)
     assert not out.exists()  # the running one was stopped, the queued ones dropped
     assert runner.wait_idle(5)  # and the runner's books are balanced
     runner.close()
+    # the totals say so too (they counted neither)
+    assert runner.summary() == ("actions: 0 done, 1 failed, 1 not run (the run stopped); commands that ran none: "
+                                "2 dropped when the run stopped")
 
 
 def test_closing_twice_is_harmless(tmp_path):

@@ -1076,10 +1076,19 @@ def test_score_events_of_a_run_stopped_before_its_recording_ended(tmp_path, caps
     out, err = capsys.readouterr()
     assert "hits 6/60 (recall 0.100)" in out and "false accepts 1 (6.00 per hour" in out
     assert err == ("warning: no detection after 58.0 s, though 54 commands were said in the 9.0 min after it: if "
-                   "listening stopped before the recording ended, --until 58 scores what was heard\n")
-    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "60"]) == 0
+                   "listening stopped before the recording ended, --until 59 scores what was heard\n")
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "59"]) == 0
     out, err = capsys.readouterr()
-    assert "hits 6/6 (recall 1.000)" in out and "false accepts 1 (60.00 per hour" in out and err == ""
+    assert "hits 6/6 (recall 1.000)" in out and "false accepts 1 (61.02 per hour" in out and err == ""
+    # detections of words past --until go with them (they were false accepts of no word)
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "30"]) == 0
+    out, err = capsys.readouterr()
+    assert "hits 3/3 (recall 1.000)" in out and "false accepts 0" in out
+    assert err == "note: 4 detection(s) more than 1 s after --until 30 left out with the words past it\n"
+    events.write_text("")
+    assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 0
+    assert capsys.readouterr().err == ("warning: no detection at all, though 60 commands were said: was listening "
+                                       "stopped at once, or did it hear nothing (the events file, --offset)?\n")
     assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "601"]) == 2
     assert "--until 601: the recording is 600 s long" in capsys.readouterr().err
     # a whole run that heard the last commands: no warning
@@ -1158,6 +1167,11 @@ def test_a_missing_microphone_has_its_own_exit_status(monkeypatch, capsys):
     assert main(["listen", "--no-view", "--device", "USB mic"]) == 75
     assert capsys.readouterr().err.count("\n") == 1
     assert main(["listen", "--no-view", "--assistant", "no such file.yaml"]) == 2
+    two = [mic.InputDevice(1, "USB mic A", "ALSA", 1, 48000.0), mic.InputDevice(2, "USB mic B", "ALSA", 1, 48000.0)]
+    monkeypatch.setattr(mic, "list_input_devices", lambda: two)
+    assert main(["listen", "--no-view", "--device", "USB mic C"]) == 75  # not plugged in yet
+    assert main(["listen", "--no-view", "--device", "USB"]) == 2  # ambiguous: no retry will choose
+    assert "is ambiguous" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("lines, extra, message", [

@@ -138,6 +138,23 @@ def test_other_words_and_silence_folders_without_their_underscores(ckpt, tmp_pat
     assert {it.name: it.label for it in items} == renamed
 
 
+
+def test_a_datasets_word_folder_named_silence_stays_a_word(tiny_root, tmp_path):
+    """Read as `_silence_` everywhere, one `record silence` take made a copy of the dataset the official test-set
+    layout: every clip testing."""
+    from voice_gru.data import is_test_set_layout
+
+    root = tmp_path / "ds"
+    root.mkdir()
+    for item in tiny_root.iterdir():
+        (root / item.name).symlink_to(item)
+    (root / "silence").mkdir()
+    sf.write(str(root / "silence" / "0000beef_nohash_0.wav"), read("yes"), 16000)
+    assert not is_test_set_layout(root)
+    clips = scan_dataset(root)
+    assert "silence" in {c.word for c in clips} and {c.split for c in clips} == {"training", "validation", "testing"}
+
+
 def test_unknown_clips_name_their_word_in_every_layout(ckpt, tmp_path):
     make_test_set(tmp_path / "test_set", broken=False)
     items = collect_inputs([tmp_path / "test_set"], labels=ckpt.labels)
@@ -213,6 +230,20 @@ def test_a_stop_while_the_outputs_are_written_leaves_one_runs_set(tmp_path, monk
     args = ["evaluate", str(root), "--quiet", "--json", str(outs[0]), "--csv", str(outs[1]), "--plot", str(outs[2])]
     assert main(args) == 130
     assert not any(b"old" in p.read_bytes()[:12] for p in outs)  # all three written, then the stop
+
+
+def test_clips_under_a_second_of_any_length_are_one_batch(ckpt):
+    """Each is padded to the same length, so they go through the model together (they went one by one)."""
+    from voice_gru.evaluate import classify
+
+    calls = []
+    hook = ckpt.model.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    try:
+        rng = np.random.default_rng(0)
+        got = classify(ckpt, [rng.normal(0, 0.05, n).astype(np.float32) for n in range(4000, 16000, 1200)])
+    finally:
+        hook.remove()
+    assert calls == [10] and got.shape == (10, len(ckpt.labels))
 
 
 def test_classify_refuses_what_it_would_misread(ckpt):

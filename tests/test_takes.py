@@ -314,6 +314,8 @@ def test_recorded_takes_train_a_model_of_that_word(tmp_path, capsys):
     # next step trains every word recorded here, not only the last one
     audio, sr = sf.read(str(rec), dtype="float32")
     sf.write(str(tmp_path / "lamp8k.wav"), audio[::2], sr // 2, subtype="PCM_16")
+    (root / ".trash").mkdir()  # what training does not read is no word to train (it was: --commands .trash)
+    sf.write(str(root / ".trash" / "old.wav"), audio[:SR], SR)
     assert main(["record", "Lamp", "--data-dir", str(root), "--input", str(tmp_path / "lamp8k.wav"), "--speaker",
                  "alice"]) == 0
     out, err = capsys.readouterr()

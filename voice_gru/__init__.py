@@ -10,6 +10,7 @@ from voice_gru.errors import (
     CheckpointError,
     ConfigError,
     DatasetError,
+    DeviceUnavailableError,
     DownloadError,
     VoiceGruError,
 )
@@ -27,7 +28,7 @@ def commands_of(labels: Sequence[str]) -> tuple[str, ...]:
 
 __all__ = [
     "AudioDeviceError", "AudioFormatError", "CheckpointError", "Command", "CommandSpotter", "ConfigError", "DatasetError",
-    "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__", "commands_of",
+    "DeviceUnavailableError", "DownloadError", "VoiceGruError", "COMMANDS", "SILENCE", "UNKNOWN", "__version__", "commands_of",
 ]
 
 

@@ -51,6 +51,7 @@ import socket
 import subprocess
 import sys
 import queue
+import select
 import threading
 import time
 import traceback
@@ -77,7 +78,8 @@ DEFAULT_TIMEOUTS = {"run": 10.0, "say": 15.0, "http": 5.0}
 QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words for a command's full queue
 # how the results of actions that never got to make a sound begin (an echo window after them would make a deaf
 # assistant for nothing)
-NEVER_STARTED = ("program not found", "cannot start", "no speech program", "unreachable")
+SAID_NOTHING = "exit 0, but"  # a speech program that exits 0 after its error (espeak-ng without a sound device)
+NEVER_STARTED = ("program not found", "cannot start", "no speech program", "unreachable", SAID_NOTHING)
 DEFAULT_QUEUE_SIZE = 16
 MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
 KILLED_SETTLE_S = 1.0  # how long close() waits, after killing the programs, for their workers to report and end
@@ -615,34 +617,49 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 class _StderrTail:
-    """The last 4 KiB a program writes to stderr, read from a pipe until every writer has closed it. A program that a
-    launcher leaves running keeps that pipe: it is drained for as long as the program lives, so it never blocks on a
-    full pipe and nothing grows out of sight (a temporary file did: deleted, and written on for days)."""
+    """The last 4 KiB a program writes to stderr, read from a pipe while the program runs (a temporary file instead was
+    written on, deleted and out of sight of ls and du, for as long as a program a launcher started lived). When the
+    program has exited and a program it left running still holds the pipe, a detached ``cat`` drains it from then on:
+    that program never blocks on a full pipe, nor dies of SIGPIPE once this process is gone."""
 
     KEEP = 4096
+    POLL_S = 0.1
 
     def __init__(self) -> None:
         self._read, self.write_fd = os.pipe()
         self._tail = bytearray()
         self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ended = False
         self._thread = threading.Thread(target=self._drain, name="voice-gru-stderr", daemon=True)
         self._thread.start()
 
     def _drain(self) -> None:
-        with os.fdopen(self._read, "rb", buffering=0) as pipe:
-            while chunk := pipe.read(65536):
-                with self._lock:
-                    self._tail += chunk
-                    del self._tail[:-self.KEEP]
+        while not self._stop.is_set():
+            if not select.select([self._read], [], [], self.POLL_S)[0]:
+                continue
+            chunk = os.read(self._read, 65536)
+            if not chunk:
+                self._ended = True
+                return
+            with self._lock:
+                self._tail += chunk
+                del self._tail[:-self.KEEP]
 
     def writer_started(self) -> None:
         """Close this process's copy of the write end (the program holds its own), so the pipe ends with it."""
         os.close(self.write_fd)
 
-    def last_line(self, wait: float = 0.5) -> str:
-        """The last line written so far, once the pipe has ended or ``wait`` seconds have passed (a program left
-        running by a launcher holds it open)."""
+    def finish(self, wait: float = 0.5) -> str:
+        """After the program exited: the last line it wrote, once the pipe has ended or, where a program left running
+        holds it, ``wait`` seconds have passed and the pipe is handed to a detached drainer."""
         self._thread.join(wait)
+        self._stop.set()
+        self._thread.join()
+        if not self._ended:  # `cat` reads what is left and ends with the last writer; fd 3: a background job's
+            subprocess.run(["sh", "-c", "exec 3<&0; cat <&3 >/dev/null 3<&- &"], stdin=self._read,  # stdin is /dev/null
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, check=False)
+        os.close(self._read)
         with self._lock:
             return _tail(bytes(self._tail))
 
@@ -674,16 +691,16 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
         proc.communicate(input=stdin, timeout=timeout)
     except subprocess.TimeoutExpired:
         _kill_group(proc)
+        err.finish()
         return False, f"timed out after {timeout:g}s"
     finally:
         if running is not None:
             running.discard(proc)
+    tail = err.finish()
     if proc.returncode == 0:
-        said = err.last_line() if quiet_failure else ""
-        if quiet_failure and said.lower().startswith(quiet_failure):
-            return False, f"exit 0, but: {said}"
+        if quiet_failure and tail.lower().startswith(quiet_failure):
+            return False, f"{SAID_NOTHING}: {tail}"
         return True, "exit 0"
-    tail = err.last_line()
     how = f"exit {proc.returncode}"
     if proc.returncode < 0:  # -9 said nothing of a program that was killed
         try:
@@ -938,6 +955,7 @@ class ActionRunner:
         self.dropped = 0
         self.ignored = 0
         self._ran_none: collections.Counter[str] = collections.Counter()  # commands that ran no action, by why
+        self._unrun = 0  # actions of a command under way that close() stopped before they ran
         if queue_size is not None and (isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1):
             raise ConfigError(f"queue_size {queue_size!r}: must be a positive whole number")  # -1 meant unbounded
         self._size = queue_size or config.queue_size
@@ -1174,8 +1192,10 @@ class ActionRunner:
         """One line of totals for the end of a run: the actions that ran and failed, the commands that ran none
         and why (each also said as it happened)."""
         with self._lock:
-            none = ", ".join(f"{n} {why}" for why, n in self._ran_none.most_common())
-        return f"actions: {self.fired} done, {self.failed} failed" + (f"; commands that ran none: {none}" if none else "")
+            none = ", ".join(f"{n} {why}" for why, n in self._ran_none.most_common() if n)
+            unrun = f", {self._unrun} not run (the run stopped)" if self._unrun else ""
+        return (f"actions: {self.fired} done, {self.failed} failed{unrun}"
+                + (f"; commands that ran none: {none}" if none else ""))
 
     def close(self, timeout: float | None = 10.0) -> bool:
         """Stop accepting commands, run what is queued, stop the workers. True if they finished within
@@ -1226,9 +1246,11 @@ class ActionRunner:
         settle = time.monotonic() + KILLED_SETTLE_S
         for lane in stuck:  # a killed program's worker says so (its line whole, not cut by the exit) and ends
             lane.ended.wait(max(0.0, settle - time.monotonic()))
+        hung = [rest for lane in stuck if not lane.ended.is_set() for rest in lane.rest]  # a call no kill can stop
         with self._lock:
             skipped = list(self._skipped)
-        hung = [rest for lane in stuck if not lane.ended.is_set() for rest in lane.rest]  # a call no kill can stop
+            self._ran_none["dropped when the run stopped"] += len(dropped)
+            self._unrun = len(skipped) + len(hung)
         not_run = skipped + hung + dropped
         logger.warning("actions still running after %gs: %s%s", waited, ", ".join(running) or "(none)",
                        (" (stopped)" if killed else "") + (f"; not run: {', '.join(not_run)}" if not_run else ""))

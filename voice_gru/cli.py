@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 from voice_gru.config import OFF, REFRESH_S, THRESHOLD_RANGE, threshold_ok
-from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, VoiceGruError
+from voice_gru.errors import AudioDeviceError, AudioFormatError, ConfigError, DeviceUnavailableError, VoiceGruError
 from voice_gru.fileio import STDOUT, check_outputs, print_line
 
 if TYPE_CHECKING:
@@ -865,7 +865,7 @@ def _cmd_listen(args: argparse.Namespace) -> int:
                 except AudioDeviceError as exc:  # mid-session (--reconnect keeps these): say what would have waited
                     if args.reconnect:
                         raise
-                    raise AudioDeviceError(f"{exc} (listen --reconnect waits for it instead)") from None
+                    raise type(exc)(f"{exc} (listen --reconnect waits for it instead)") from None
             finally:
                 mics.close()
             if mics.overflows or mics.dropped_blocks:
@@ -1254,13 +1254,13 @@ def _library_warnings() -> Iterator[None]:
 
 def run_reporting_errors(run: Callable[[], int], command: str, prog: str = "voice-gru") -> int:
     """``run()``'s exit status; a project error, a missing training dependency or a file's OS error is
-    one line on stderr (``prog: error: ...``, status 2; a missing or lost audio device status 75, EX_TEMPFAIL: it may be
-    there when tried again, as a service manager does), Ctrl-C is status 130. For the CLI and scripts."""
+    one line on stderr (``prog: error: ...``, status 2; an audio device missing or lost status 75, EX_TEMPFAIL: it may
+    be there when tried again, as a service manager does), Ctrl-C is status 130. For the CLI and scripts."""
     try:
         return run()
     except VoiceGruError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
-        return DEVICE_STATUS if isinstance(exc, AudioDeviceError) else 2
+        return DEVICE_STATUS if isinstance(exc, DeviceUnavailableError) else 2
     except ImportError as exc:  # a base install (no `train` extra) reaching the training side
         top = (exc.name or "").split(".")[0]
         if top not in TRAIN_EXTRA:

@@ -177,9 +177,9 @@ def _next_steps(root: Path, word: str) -> None:
     if not held["validation"][0]:
         print(f"  no validation takes of '{word}' yet: record a second voice with --speaker NAME --split validation, so "
               "that training chooses its epoch, and calibrate its thresholds, on a voice it did not learn", flush=True)
-    from voice_gru.data import BACKGROUND, WORDS_V2, is_audio_file
+    from voice_gru.data import BACKGROUND, WORDS_V2, scan_dataset
 
-    voiced = {d.name for d in root.iterdir() if d.is_dir() and d.name != BACKGROUND and any(map(is_audio_file, d.iterdir()))}
+    voiced = {Path(c.path).parent.name for c in scan_dataset(root)}  # the word folders as training reads them
     others = bool(voiced - {word})
     missing = [what for what, there in (("other words", others), (f"{BACKGROUND} folder", (root / BACKGROUND).is_dir()))
                if not there]

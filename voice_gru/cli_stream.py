@@ -372,6 +372,11 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     detections = read_detections(args.events, args.offset, commands_in(truth))
     if args.until is not None:
         truth = heard_part(truth, args.until)
+        later = [d for d in detections if d["t"] > args.until + args.after]  # of words past it, left out with them
+        if later:
+            detections = [d for d in detections if d["t"] <= args.until + args.after]
+            print(f"note: {len(later)} detection(s) more than {args.after:g} s after --until {args.until:g} left out "
+                  "with the words past it", file=sys.stderr)
     duration = float(truth["duration"])
     # listen decides the last word on END_SILENCE_S of silence after the recording: a detection may fall there
     for i, d in enumerate(detections):  # beyond, counted as false accepts they would inflate the rate per hour
@@ -384,11 +389,14 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     result["offset_s"] = args.offset
     print(format_stream_report(result))
     _note_label_fixes(truth, result)
-    silent = silent_end(detections, truth)
+    silent = silent_end(detections, truth, args.after)
     if silent and args.until is None:
-        print(f"warning: no detection after {silent[0]:.1f} s, though {silent[1]} commands were said in the "
-              f"{(duration - silent[0]) / 60:.1f} min after it: if listening stopped before the recording ended, "
-              f"--until {silent[0]:.0f} scores what was heard", file=sys.stderr)
+        last, said, until = silent
+        print(f"warning: no detection after {last:.1f} s, though {said} commands were said in the "
+              f"{(duration - last) / 60:.1f} min after it: if listening stopped before the recording ended, "
+              f"--until {until:g} scores what was heard" if detections else
+              f"warning: no detection at all, though {said} commands were said: was listening stopped at once, or did "
+              f"it hear nothing (the events file, --offset)?", file=sys.stderr)
     if args.json:
         write_json(args.json, result)
         print(f"wrote {args.json}")
@@ -407,15 +415,18 @@ def heard_part(truth: Mapping, until: float) -> dict:
     return {**truth, "duration": until, "events": [e for e in truth["events"] if float(e["end"]) <= until]}
 
 
-def silent_end(detections: Sequence[Mapping], truth: Mapping) -> tuple[float, int] | None:
-    """``(time of the last detection, commands said after it)`` where so many commands follow the last detection that
-    listening most likely stopped before the recording ended (a run stopped early scored against its whole
-    recording: every later word a miss, the rate per hour over audio never heard); else None."""
+def silent_end(detections: Sequence[Mapping], truth: Mapping, after: float = 1.0) -> tuple[float, int, int] | None:
+    """``(time of the last detection, commands said after it, the --until that scores what was heard)`` where so many
+    commands follow the last detection that listening most likely stopped before the recording ended (a run stopped
+    early scored against its whole recording: every later word a miss, the rate per hour over audio never heard);
+    else None. The --until keeps the word of the last detection: up to ``after`` s past its end counts for it."""
     from voice_gru.stream_labels import commands_in
 
     last = max((float(d["t"]) for d in detections), default=0.0)
-    after = sum(1 for e in truth["events"] if e["label"] in commands_in(truth) and float(e["start"]) > last)
-    return (last, after) if after >= SILENT_END_COMMANDS else None
+    said = sum(1 for e in truth["events"] if e["label"] in commands_in(truth) and float(e["start"]) > last)
+    ends = [float(e["end"]) for e in truth["events"] if float(e["start"]) <= last]
+    until = min(math.ceil(max([last + after, *ends])), math.floor(float(truth["duration"])))
+    return (last, said, until) if said >= SILENT_END_COMMANDS else None
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:
@@ -464,7 +475,7 @@ def _write_calibration(args: argparse.Namespace, calibrated: Checkpoint, report:
               "silence, which no microphone gives", file=sys.stderr)
     print(format_calibration(report))
     print(f"wrote {args.out}")
-    for line in calibration_warnings(report, args.max_false_accepts_per_hour):
+    for line in calibration_warnings(report, args.max_false_accepts_per_hour, args.data_dir):
         print(f"warning: {line}", file=sys.stderr)
     if args.json:
         write_json(args.json, report)
@@ -474,9 +485,11 @@ def _write_calibration(args: argparse.Namespace, calibrated: Checkpoint, report:
         print(f"wrote {args.plot}")
 
 
-def calibration_warnings(report: dict, target: float) -> list[str]:
+def calibration_warnings(report: dict, target: float, root: str | Path = DEFAULT_DATA) -> list[str]:
     """What makes a calibration's figures mean little: streams too short to count the target, a model that
-    never fires."""
+    never fires, a word of one voice (``root``: the dataset calibrated on)."""
+    from voice_gru.data import record_command
+
     out = []
     hours = report.get("command_free_hours") or 0.0
     if hours * target < 3:  # fewer than three false accepts at the target can be counted at all
@@ -495,7 +508,7 @@ def calibration_warnings(report: dict, target: float) -> list[str]:
     if alone:  # its speaker falls in one half of every fold: thresholds fitted on no clip of it, judged on all
         out.append(f"the validation split holds one speaker's {', '.join(alone)}: the figures \"on new speakers\" for "
                    f"{'it' if len(alone) == 1 else 'them'} are fitted without a clip of {'it' if len(alone) == 1 else 'them'} "
-                   f"(voice-gru record {alone[0]} --speaker NAME --split validation: another voice)")
+                   f"({record_command(root, 'validation', alone[0])}: another voice)")
     if not report.get("met", True):
         expected = (report.get("expected") or {}).get("fa_per_hour")
         out.append(f"the target of {target:g} false accepts per hour was not met on held-out speakers"

@@ -109,13 +109,10 @@ def is_audio_file(path: Path) -> bool:
 
 
 def folder_label(name: str) -> str:
-    """A label folder's label: a dataset word or ``_unknown_``/``_silence_`` in any case (``YES`` is ``yes``), the
-    last two also without their underscores (``unknown/``, ``Silence/``: else a class of their own, every clip a
-    miss), else the name as it is."""
+    """A label folder's label: a dataset word or ``_unknown_``/``_silence_`` in any case (``YES`` is ``yes``),
+    else the name as it is."""
     lower = name.lower()
-    if lower in WORDS_V2:
-        return lower
-    return {UNKNOWN.strip("_"): UNKNOWN, SILENCE.strip("_"): SILENCE}.get(lower.strip("_"), name)
+    return lower if lower in WORDS_V2 or lower in (UNKNOWN, SILENCE) else name
 
 
 def is_test_set_layout(root: Path) -> bool:
@@ -356,8 +353,13 @@ def record_hint(root: str | Path, split: str, words: Sequence[str], trained_on: 
     """What to do when ``root``'s ``split`` has no clips of a model's own ``words`` (``trained_on``: the dataset its
     checkpoint names)."""
     where = f" ({trained_on})" if trained_on and Path(trained_on).resolve() != Path(root).resolve() else ""
-    return (f"give the dataset the model was trained on{where}, or record a voice for this split (voice-gru record "
-            f"{words[0]} --data-dir {root} --speaker NAME --split {split})")
+    return (f"give the dataset the model was trained on{where}, or record a voice for this split "
+            f"({record_command(root, split, words[0])})")
+
+
+def record_command(root: str | Path, split: str, word: str) -> str:
+    """The command that records another voice of ``word`` into ``root``'s ``split``."""
+    return f"voice-gru record {word} --data-dir {root} --speaker NAME --split {split}"
 
 
 def said_command(label: str, word: str, commands: Sequence[str]) -> str | None:

@@ -58,5 +58,11 @@ class AudioDeviceError(VoiceGruError):
     """No audio input device, an unknown device, or a device that disappeared."""
 
 
+class DeviceUnavailableError(AudioDeviceError):
+    """A device that is not there now but may be when tried again: none found, none matching, one that cannot be
+    opened or stopped delivering audio (exit status 75, which a service manager retries; a missing library or a
+    device name that can never match is a plain ``AudioDeviceError``)."""
+
+
 class DownloadError(VoiceGruError):
     """A download failed: offline, bad size/checksum, or an unsafe archive."""

@@ -108,7 +108,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not leads_up(d)
                        and _holds_audio(d)]
             for d in subdirs:
-                label = folder_label(d.name)
+                label = _folder_class(d.name)
                 for f in sorted(d.iterdir()):
                     if is_audio_file(f):
                         items.append(_file_item(f, _label_for(label, f, labels), sample_rate,
@@ -117,7 +117,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             tried = _suffixless_audio(found)
             files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + tried
             for f in files:  # one in a label folder is that folder's clip
-                folder = folder_label(f.parent.name) if f.parent != p else None
+                folder = _folder_class(f.parent.name) if f.parent != p else None
                 items.append(_file_item(f, None if folder is None else _map_label(folder, labels), sample_rate,
                                         folder if folder in WORDS_V2 else ""))
             skipped += [u for u in found if Path(u["file"]) not in files]
@@ -155,13 +155,14 @@ def _rank(it: EvalItem) -> tuple[bool, bool]:
 
 def relabelled_unknown(items: Sequence[EvalItem]) -> list[EvalItem]:
     """Clips of an ``_unknown_`` label folder scored as a command because their name says one (``_label_for``)."""
-    return [it for it in items if folder_label(Path(it.name).parent.name) == UNKNOWN and it.label not in (None, UNKNOWN)]
+    return [it for it in items if _folder_class(Path(it.name).parent.name) == UNKNOWN and it.label not in (None, UNKNOWN)]
 
 
 def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
     """A label folder's clip's class for a model of ``labels``: a clip of ``_unknown_/`` whose name says a word that
     is one of the model's commands (``bed_0c2ca723_nohash_0.wav``, as the official test set names them) is that
     command."""
+    label = _folder_class(label)
     said = said_command(label, parse_name(path)[0], commands_of(labels)) if labels else None
     return said or (label if label in labels else _map_label(label, labels))
 
@@ -193,6 +194,13 @@ def clips_below(items: Sequence[EvalItem], sample_rate: int) -> dict[int, int]:
         if rate < sample_rate:
             out[rate] = out.get(rate, 0) + 1
     return out
+
+
+def _folder_class(name: str) -> str:
+    """A label folder's class in a folder given to evaluate: ``folder_label``'s, and ``unknown/`` and ``silence/``
+    without their underscores in any case (a class of their own, every clip a miss, until 2026-12-07); a dataset's
+    word folders of those names stay words."""
+    return {UNKNOWN.strip("_"): UNKNOWN, SILENCE.strip("_"): SILENCE}.get(name.lower().strip("_"), folder_label(name))
 
 
 def _same_file_key(name: str) -> str:
@@ -443,7 +451,7 @@ def classify(ckpt: Checkpoint, audios: Sequence[np.ndarray], batch_size: int = 1
             raise AudioFormatError(f"clip {i}: shape {a.shape}, dtype {a.dtype}: clips are mono float samples in [-1, 1], "
                                    "all finite (voice_gru.audio.load_audio reads a file so)")
         prepared.append(clip_input(a, sr))
-        by_len.setdefault(a.size, []).append(i)
+        by_len.setdefault(prepared[-1].size, []).append(i)  # clips under a second are one batch
     for idx in by_len.values():
         for s in range(0, len(idx), batch_size):
             chunk = idx[s:s + batch_size]

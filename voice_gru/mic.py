@@ -33,7 +33,7 @@ import numpy as np
 
 from voice_gru.audio import Downmix
 from voice_gru.audio import logger as audio_logger
-from voice_gru.errors import AudioDeviceError
+from voice_gru.errors import AudioDeviceError, DeviceUnavailableError
 
 TARGET_RATE = 16000
 """Sample rate of the chunks :meth:`MicrophoneStream.read` returns."""
@@ -93,7 +93,7 @@ def list_input_devices() -> list[InputDevice]:
         devices = sd.query_devices()
         hostapis = sd.query_hostapis()
     except sd.PortAudioError as exc:
-        raise AudioDeviceError(f"cannot list audio devices: {exc}") from exc
+        raise DeviceUnavailableError(f"cannot list audio devices: {exc}") from exc
     out = []
     for d in devices:
         if int(d["max_input_channels"]) <= 0:
@@ -126,7 +126,7 @@ def rescan_devices() -> None:
     try:
         sd._initialize()
     except sd.PortAudioError as exc:
-        raise AudioDeviceError(f"cannot scan audio devices again: {_one_line(exc)}") from exc
+        raise DeviceUnavailableError(f"cannot scan audio devices again: {_one_line(exc)}") from exc
 
 
 # run by probe_device in a new process: exit 0 when the device resolves, 3 with the reason on stdout when not
@@ -161,7 +161,7 @@ def probe_device(spec: str | int | InputDevice | None = None) -> bool:
     except (OSError, subprocess.SubprocessError):
         return False
     if done.returncode == 3:
-        raise AudioDeviceError(" ".join(done.stdout.split()) or f"audio input device {arg or 'default'} not found")
+        raise DeviceUnavailableError(" ".join(done.stdout.split()) or f"audio input device {arg or 'default'} not found")
     return done.returncode == 0
 
 
@@ -254,7 +254,7 @@ def resolve_device(spec: str | int | InputDevice | None = None) -> InputDevice:
         return spec
     devices = list_input_devices()
     if not devices:
-        raise AudioDeviceError(NO_DEVICE_MESSAGE)
+        raise DeviceUnavailableError(NO_DEVICE_MESSAGE)
     known = f"input devices: {_describe(devices)}; {_HINT}"
     if spec is None or (isinstance(spec, str) and not spec.strip()):
         idx = default_input_index()
@@ -269,7 +269,7 @@ def resolve_device(spec: str | int | InputDevice | None = None) -> InputDevice:
         for d in devices:
             if d.index == idx:
                 return d
-        raise AudioDeviceError(f"no audio input device with index {idx}; {known}")
+        raise DeviceUnavailableError(f"no audio input device with index {idx}; {known}")
     if not isinstance(spec, str):
         raise AudioDeviceError(f"invalid audio input device {spec!r}; {known}")
     want = spec.strip().lower()
@@ -280,7 +280,7 @@ def resolve_device(spec: str | int | InputDevice | None = None) -> InputDevice:
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        raise AudioDeviceError(f"no audio input device matches {spec!r}; {known}")
+        raise DeviceUnavailableError(f"no audio input device matches {spec!r}; {known}")
     raise AudioDeviceError(
         f"audio input device {spec!r} is ambiguous: it matches {_describe(matches)}; "
         f"give the index instead; {_HINT}"
@@ -427,14 +427,14 @@ class MicrophoneStream:
                 finished_callback=self._finished.set,
             )
         except (sd.PortAudioError, ValueError) as exc:
-            raise AudioDeviceError(
+            raise DeviceUnavailableError(
                 f"cannot open audio input device {self._device}: {_one_line(exc)}; {_open_hint()}"
             ) from exc
         try:
             stream.start()
         except sd.PortAudioError as exc:
             stream.close(ignore_errors=True)
-            raise AudioDeviceError(
+            raise DeviceUnavailableError(
                 f"cannot start audio input device {self._device}: {_one_line(exc)}; {_open_hint()}"
             ) from exc
         self._stream = stream
@@ -523,7 +523,7 @@ class MicrophoneStream:
         except Exception as exc:  # noqa: BLE001 - PortAudioError from a vanished device
             active, error = False, f": {_one_line(exc)}"
         if self._finished.is_set() or not active:
-            raise AudioDeviceError(
+            raise DeviceUnavailableError(
                 f"audio input device {self._device} stopped delivering audio "
                 f"(disconnected, or its sound server went away){error}; {_HINT}"
             )
