@@ -201,6 +201,23 @@ def test_a_word_hovering_at_the_threshold_fires_once():
         assert [f for f, _, _ in fast_events(p.astype(np.float32), thr, 1, 20, rearm_ratio=0.5)] == fired
 
 
+def test_quick_repeats_settings_hear_a_command_said_again_0_3_s_later():
+    """"up, up": between the two the model's score stays at ~0.6, above half the threshold, for a 0.3 s pause; the
+    shipped decision (800 ms cooldown, re-arm below half) hears one, configs/quick_repeats.yaml both."""
+    from pathlib import Path
+
+    from voice_gru.config import load_config
+
+    quick = load_config(Path(__file__).resolve().parents[1] / "configs" / "quick_repeats.yaml").decision
+    assert (quick.cooldown_ms, quick.rearm_ratio) == (300.0, 0.8)
+    p = seq(frames(3), frames(30, yes=0.97), frames(30, yes=0.6), frames(30, yes=0.97), frames(20))
+    shipped = det(smooth_ms=10, threshold=0.9, min_duration_ms=10, cooldown_ms=800, rearm_ratio=0.5)
+    assert [round((e.t - 0.03) / 0.01) for e in shipped.update(p)] == [3]
+    both = det(smooth_ms=10, threshold=0.9, min_duration_ms=10, cooldown_ms=quick.cooldown_ms,
+               rearm_ratio=quick.rearm_ratio)
+    assert [round((e.t - 0.03) / 0.01) for e in both.update(p)] == [3, 63]
+
+
 # --------------------------------------------------------------------------------------------
 # background classes
 
