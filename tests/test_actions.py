@@ -559,6 +559,33 @@ def test_what_a_launcher_started_writes_to_stderr_fills_no_file_and_never_blocks
         os.kill(child, signal.SIGKILL)
 
 
+def test_the_stderr_pipe_is_closed_on_every_path_and_read_above_descriptor_1024():
+    """A start that failed left the pipe's read end open (a thousand missing-program actions and no program could
+    start any more); select() refused descriptors from 1024 up, so a program's stderr went undrained there and one
+    that wrote 64 KiB blocked until its timeout, its error lost."""
+    from voice_gru.actions import _run_process
+
+    def fds() -> int:
+        return len(os.listdir("/proc/self/fd"))
+
+    before = fds()
+    for _ in range(50):
+        assert _run_process(["no-such-program-voice-gru"], 5) == (False, "program not found: no-such-program-voice-gru")
+        assert _run_process([str(Path(sys.executable).parent)], 5)[1].startswith("cannot start")
+    with pytest.raises(ValueError):  # an argument with a NUL byte: refused by Popen, the pipe closed all the same
+        _run_process(["echo", "a\0b"], 5)
+    assert fds() == before
+    loud = [sys.executable, "-c", "import sys; sys.stderr.write('x' * 200000 + '\\nthe real error\\n'); sys.exit(3)"]
+    held = [os.open("/dev/null", os.O_RDONLY) for _ in range(1030)]  # a long run's open files: the pipe above 1024
+    try:
+        t0 = time.monotonic()
+        assert _run_process(loud, 5) == (False, "exit 3: the real error")
+        assert time.monotonic() - t0 < 4
+    finally:
+        for fd in held:
+            os.close(fd)
+
+
 def test_a_failing_launcher_says_its_last_line_though_its_child_holds_stderr(tmp_path):
     runner, took, child = _shell_with_a_child(tmp_path, "sleep 30 & echo $! > {pid}; echo no player >&2; exit 3", 5)
     os.kill(child, signal.SIGKILL)
@@ -1235,6 +1262,8 @@ def test_wake_replay_counts_what_the_gate_lets_through():
     assert wake_replay(WakeWord("up", 5.0, fire=True), events) == {"wakes": 3, "acted": 5}
     assert wake_replay(WakeWord("up", 6.5), events) == {"wakes": 3, "acted": 3}
     assert wake_replay(WakeWord("go", 5.0), events) == {"wakes": 0, "acted": 0}
+    # what a runner runs: a wake word that fires but has no action of its own, a command with none, run nothing
+    assert wake_replay(WakeWord("up", 5.0, fire=True), events, acting=["down"]) == {"wakes": 3, "acted": 1}
 
 
 def test_runner_with_wake_word(tmp_path, capsys):

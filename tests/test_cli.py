@@ -1056,6 +1056,22 @@ def test_evaluate_stream_replays_a_wake_words_gate_on_command_free_audio(tmp_pat
     assert (f"with the wake word 'up' (commands within 5 s after it): 1 false wake(s) (180.00 per hour), 1 acted on "
             f"(180.00 per hour): the false activations of {assistant}") in said
     assert "sensitivity: the wake word 'up' at most 1 false accept/hour" in err
+    # one threshold for all, the wake word too (it was ignored: the model's thresholds were used)
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--assistant", str(assistant),
+                 "--threshold", "0.9999", "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["wake_word"] == {"word": "up", "seconds": 5.0, "wakes": 0, "acted": 0}
+    # --commands without the wake word: listened for all the same, as listen does
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--assistant", str(assistant),
+                 "--commands", "down", "--json", str(out)]) == 0
+    assert "--commands: listening for the wake word 'up' too" in capsys.readouterr().err
+    assert json.loads(out.read_text())["wake_word"]["acted"] == 1
+    # a wake word that fires with no action of its own runs nothing: not counted as acted on
+    fires = tmp_path / "fires.yaml"
+    fires.write_text("wake_word: {word: up, seconds: 5, fire: true}\nactions:\n  down: {print: down}\n")
+    assert main(["evaluate-stream", "--input", str(example), "--command-free", "--assistant", str(fires),
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["wake_word"] == {"word": "up", "seconds": 5.0, "wakes": 1, "acted": 1}
+    capsys.readouterr()
     assert main(["evaluate-stream", "--input", str(example), "--assistant", str(assistant)]) == 2
     assert capsys.readouterr().err == (
         f"voice-gru: error: --assistant {assistant}: its commands run only within 5 s after the wake word 'up', which "
@@ -1084,7 +1100,16 @@ def test_score_events_of_a_run_stopped_before_its_recording_ended(tmp_path, caps
     assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "30"]) == 0
     out, err = capsys.readouterr()
     assert "hits 3/3 (recall 1.000)" in out and "false accepts 0" in out
-    assert err == "note: 4 detection(s) more than 1 s after --until 30 left out with the words past it\n"
+    assert err == "note: 4 detection(s) of words past --until 30 left out with them\n"
+    # a word cut by --until takes its detection with it (it was a false accept), and a detection up to --after past
+    # --until is no error about --offset
+    assert main(["score-events", "--events", str(events), "--labels", str(labels), "--until", "25.5", "--json",
+                 str(tmp_path / "s.json")]) == 0
+    out, err = capsys.readouterr()
+    assert "hits 2/2 (recall 1.000)" in out and "false accepts 0" in out
+    assert err == "note: 5 detection(s) of words past --until 25.5 left out with them\n"
+    saved = json.loads((tmp_path / "s.json").read_text())
+    assert saved["until_s"] == 25.5 and saved["detections_left_out"] == 5
     events.write_text("")
     assert main(["score-events", "--events", str(events), "--labels", str(labels)]) == 0
     assert capsys.readouterr().err == ("warning: no detection at all, though 60 commands were said: was listening "

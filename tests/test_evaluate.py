@@ -136,6 +136,14 @@ def test_other_words_and_silence_folders_without_their_underscores(ckpt, tmp_pat
     items = collect_inputs([tmp_path / "test_set"], labels=ckpt.labels)
     renamed = {k.replace("/_unknown_/", f"/{unknown}/").replace("/_silence_/", f"/{silence}/"): v for k, v in truth.items()}
     assert {it.name: it.label for it in items} == renamed
+    # a model whose own command is "silence": its folder is that word's
+    own = tmp_path / "own"
+    for folder in ("silence", "lamp", "_silence_"):
+        (own / folder).mkdir(parents=True)
+        sf.write(str(own / folder / "a.wav"), read("yes"), 16000)
+    got = {Path(it.name).parent.name: it.label
+           for it in collect_inputs([own], labels=[SILENCE, UNKNOWN, "lamp", "silence"])}
+    assert got == {"silence": "silence", "lamp": "lamp", "_silence_": SILENCE}
 
 
 
@@ -869,8 +877,9 @@ def test_a_clip_cut_tight_to_its_word_is_named_after_a_lead_in():
     """Every training clip has silence before its word; a clip cut at the word's first sample had none, and the
     model's first frames were speech it had never heard start so (validation clips cut tight: 365 of 408 named right,
     384 with the lead-in). This "go", cut to its speech (0.33 s), was named `_silence_`."""
-    from voice_gru.evaluate import LEAD_SECONDS, TAIL_SECONDS, classify, clip_input
+    from voice_gru.evaluate import LEAD_SECONDS, TAIL_SECONDS, classify, classify_streaming, clip_input
     from voice_gru.model import default_model_path
+    from voice_gru.stream import Recognizer
     from voice_gru.streams import speech_bounds
 
     sr = 16000
@@ -895,7 +904,9 @@ def test_a_clip_cut_tight_to_its_word_is_named_after_a_lead_in():
     tight = audio[int(start * sr):int(end * sr)]
     assert tight.size < 0.4 * sr
     assert shipped.labels[classify(shipped, [tight])[0].argmax()] == "go"
-    assert np.array_equal(clip_input(word, sr, lead_in=False)[:8000], word)  # --streaming: the stream is the lead-in
+    # --streaming: the first clip too (from zero state); a later one's lead-in is the stream before it
+    assert shipped.labels[classify_streaming(Recognizer(shipped), [tight])[0].argmax()] == "go"
+    assert np.array_equal(clip_input(word, sr, lead_in=False)[:8000], word)
 
 
 def test_cli_streaming_mode_on_a_labelled_folder(tmp_path, capsys):

@@ -1570,9 +1570,9 @@ def test_calibration_warnings_for_short_streams_and_a_model_that_never_fires():
                        "do not include them"]
     # one recorded voice of a word: each fold's halves have it on one side, so its "expected" figures were not
     alone = calibration_warnings({**ok, "per_command": {"yes": {"clips": 9, "speakers": 3},
-                                                        "lights": {"clips": 8, "speakers": 1}}}, 1.0, "mine")
+                                                        "lights": {"clips": 8, "speakers": 1}}}, 1.0, "my words")
     assert alone == ["the validation split holds one speaker's lights: the figures \"on new speakers\" for it are "
-                     "fitted without a clip of it (voice-gru record lights --data-dir mine --speaker NAME --split "
+                     "fitted without a clip of it (voice-gru record lights --data-dir 'my words' --speaker NAME --split "
                      "validation: another voice)"]
     missed = calibration_warnings({**ok, "met": False, "expected": {"fa_per_hour": 2.4}}, 1.0)
     # met or not is judged on held-out speakers: "on these streams" stood beside their 0 false accepts

@@ -61,7 +61,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, Callable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterator, Mapping, Sequence
 
 from voice_gru import COMMANDS
 from voice_gru.config import THRESHOLD_RANGE, finite, number_in_text, shown_value, threshold_ok, yaml_loader, yaml_problem
@@ -635,8 +635,10 @@ class _StderrTail:
         self._thread.start()
 
     def _drain(self) -> None:
+        poll = select.poll()  # not select.select: it refuses descriptors numbered 1024 and up
+        poll.register(self._read, select.POLLIN | select.POLLHUP)
         while not self._stop.is_set():
-            if not select.select([self._read], [], [], self.POLL_S)[0]:
+            if not poll.poll(self.POLL_S * 1000):
                 continue
             chunk = os.read(self._read, 65536)
             if not chunk:
@@ -656,10 +658,15 @@ class _StderrTail:
         self._thread.join(wait)
         self._stop.set()
         self._thread.join()
-        if not self._ended:  # `cat` reads what is left and ends with the last writer; fd 3: a background job's
-            subprocess.run(["sh", "-c", "exec 3<&0; cat <&3 >/dev/null 3<&- &"], stdin=self._read,  # stdin is /dev/null
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True, check=False)
-        os.close(self._read)
+        try:
+            if not self._ended:  # `cat` reads what is left and ends with the last writer; fd 3: a background job's
+                subprocess.run(["/bin/sh", "-c", "exec 3<&0; cat <&3 >/dev/null 3<&- &"],  # stdin is /dev/null
+                               stdin=self._read, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True, check=False)
+        except OSError as exc:  # no shell: the program left running may block on its stderr one day, said once here
+            logger.warning("cannot hand the stderr of a program an action left running to a drainer: %s", exc)
+        finally:
+            os.close(self._read)
         with self._lock:
             return _tail(bytes(self._tail))
 
@@ -679,12 +686,15 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err.write_fd, start_new_session=True,
                                 env=None if env is None else {**os.environ, **env})
-    except FileNotFoundError:
-        return False, f"program not found: {argv[0]}"
-    except OSError as exc:
-        return False, f"cannot start {argv[0]}: {exc}"
-    finally:
-        err.writer_started()
+    except BaseException as exc:  # the pipe's ends closed on every path: a leaked one a failed start (1,000 of them
+        err.writer_started()      # and no program could start any more)
+        err.finish()
+        if isinstance(exc, FileNotFoundError):
+            return False, f"program not found: {argv[0]}"
+        if isinstance(exc, OSError):
+            return False, f"cannot start {argv[0]}: {exc}"
+        raise
+    err.writer_started()
     if running is not None:
         running.add(proc)
     try:
@@ -879,16 +889,17 @@ class WakeGate:
         self.woke_at = None
 
 
-def wake_replay(wake: WakeWord, events: Sequence[Mapping], commands: Sequence[str] = COMMANDS) -> dict[str, int]:
+def wake_replay(wake: WakeWord, events: Sequence[Mapping], commands: Sequence[str] = COMMANDS,
+                acting: Collection[str] | None = None) -> dict[str, int]:
     """A wake word's gate over detections already made (each with ``t``, ``label`` and ``score``): how many woke it
     (``wakes``) and how many would have run actions (``acted``: the commands within its window, and the wake word
-    itself where it fires)."""
+    itself where it fires, each only if among ``acting``, the commands with actions; None: all)."""
     gate = WakeGate.from_config(wake, commands)
     wakes = acted = 0
     for e in sorted(events, key=lambda e: float(e["t"])):
         cmd = Command(str(e["label"]), float(e.get("score", 1.0)), float(e["t"]))
         wakes += cmd.label == wake.word
-        acted += gate.accept(cmd)
+        acted += gate.accept(cmd) and (acting is None or cmd.label in acting)
     return {"wakes": wakes, "acted": acted}
 
 

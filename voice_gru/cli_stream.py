@@ -261,6 +261,10 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
                               f"without the wake word (--commands {' '.join(c for c in assistant.commands if c != wake.word)})")
         if args.commands is None:
             args.commands, firing_from = list(assistant.commands), args.assistant
+        elif wake and wake.word not in args.commands:  # as listen: without it nothing could ever run
+            print(f"--commands: listening for the wake word '{wake.word}' too ({args.assistant}: no action runs before "
+                  "it)", file=sys.stderr)
+            args.commands = [*args.commands, wake.word]
         use_assistant_sensitivity(args, assistant)
     subset = command_subset(args.commands, ckpt.labels, "--commands")
     # flags first, then files, then the sensitivity line
@@ -278,7 +282,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         print(f"warning: {low}", file=sys.stderr)
     dcfg = config_decision(args.config, ckpt)  # a bad --config is refused before anything is printed
     # as listen runs it: the wake word at its own point, the commands it opens at theirs (said at start-up)
-    override = wake_thresholds(args, ckpt, wake, subset) if wake else recognizer_override(args, ckpt, subset)
+    woken = wake_thresholds(args, ckpt, wake, subset) if wake else None  # None also for one --threshold for all
+    override = woken if woken is not None else recognizer_override(args, ckpt, subset)
     mode_warning(ckpt, args.mode)
     result = evaluate_stream(ckpt, audio, truth, dcfg, override, mode=args.mode, chunk_ms=args.chunk_ms,
                              refresh_s=refresh, after=args.after, commands=subset)
@@ -290,7 +295,9 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
         from voice_gru.actions import wake_replay
 
         per_hour = 3600 / float(truth["duration"])
-        result["wake_word"] = {"word": wake.word, "seconds": wake.seconds, **wake_replay(wake, result["events"], commands)}
+        acting = [c for c in commands if assistant.actions.get(c)]  # what a runner runs actions for
+        result["wake_word"] = {"word": wake.word, "seconds": wake.seconds,
+                               **wake_replay(wake, result["events"], commands, acting)}
         w = result["wake_word"]
         print(f"with the wake word '{wake.word}' (commands within {wake.seconds:g} s after it): {w['wakes']} false "
               f"wake(s) ({w['wakes'] * per_hour:.2f} per hour), {w['acted']} acted on ({w['acted'] * per_hour:.2f} per "
@@ -370,13 +377,6 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
             print("note: the label file gives no speech end for some words: their latency is measured from the word's "
                   "end (give --input to find the speech ends in the recording)", file=sys.stderr)
     detections = read_detections(args.events, args.offset, commands_in(truth))
-    if args.until is not None:
-        truth = heard_part(truth, args.until)
-        later = [d for d in detections if d["t"] > args.until + args.after]  # of words past it, left out with them
-        if later:
-            detections = [d for d in detections if d["t"] <= args.until + args.after]
-            print(f"note: {len(later)} detection(s) more than {args.after:g} s after --until {args.until:g} left out "
-                  "with the words past it", file=sys.stderr)
     duration = float(truth["duration"])
     # listen decides the last word on END_SILENCE_S of silence after the recording: a detection may fall there
     for i, d in enumerate(detections):  # beyond, counted as false accepts they would inflate the rate per hour
@@ -385,8 +385,18 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
                                f"the recording (--offset {args.offset:g}), outside its 0-{duration:g} s (and the "
                                f"{END_SILENCE_S:g} s of silence listen decides its last word on): check --offset and "
                                "--labels")
+    left_out = 0
+    if args.until is not None:
+        detections, left_out = heard_detections(detections, truth, args.until, args.after)
+        truth = heard_part(truth, args.until)
+        duration = args.until
+        if left_out:
+            print(f"note: {left_out} detection(s) of words past --until {args.until:g} left out with them",
+                  file=sys.stderr)
     result = score_events(detections, truth, after=args.after)
     result["offset_s"] = args.offset
+    if args.until is not None:
+        result.update(until_s=args.until, detections_left_out=left_out)
     print(format_stream_report(result))
     _note_label_fixes(truth, result)
     silent = silent_end(detections, truth, args.after)
@@ -413,6 +423,16 @@ def heard_part(truth: Mapping, until: float) -> dict:
     if until > float(truth["duration"]):
         raise ConfigError(f"--until {until:g}: the recording is {float(truth['duration']):g} s long")
     return {**truth, "duration": until, "events": [e for e in truth["events"] if float(e["end"]) <= until]}
+
+
+def heard_detections(detections: Sequence[dict], truth: Mapping, until: float,
+                     after: float) -> tuple[list[dict], int]:
+    """The detections that belong to the first ``until`` seconds of a recording, and how many do not: those later than
+    ``after`` past it, and those within a word that ends past it (from its start to ``after`` past its end)."""
+    gone = [(float(e["start"]), float(e["end"]) + after) for e in truth["events"] if float(e["end"]) > until]
+    kept = [d for d in detections
+            if d["t"] <= until + after and not any(a <= d["t"] <= b for a, b in gone)]
+    return kept, len(detections) - len(kept)
 
 
 def silent_end(detections: Sequence[Mapping], truth: Mapping, after: float = 1.0) -> tuple[float, int, int] | None:

@@ -17,6 +17,7 @@ import math
 import os
 import posixpath
 import re
+import shlex
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -359,7 +360,7 @@ def record_hint(root: str | Path, split: str, words: Sequence[str], trained_on: 
 
 def record_command(root: str | Path, split: str, word: str) -> str:
     """The command that records another voice of ``word`` into ``root``'s ``split``."""
-    return f"voice-gru record {word} --data-dir {root} --speaker NAME --split {split}"
+    return f"voice-gru record {shlex.quote(word)} --data-dir {shlex.quote(str(root))} --speaker NAME --split {split}"
 
 
 def said_command(label: str, word: str, commands: Sequence[str]) -> str | None:

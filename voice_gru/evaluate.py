@@ -108,7 +108,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not leads_up(d)
                        and _holds_audio(d)]
             for d in subdirs:
-                label = _folder_class(d.name)
+                label = _folder_class(d.name, labels or ())
                 for f in sorted(d.iterdir()):
                     if is_audio_file(f):
                         items.append(_file_item(f, _label_for(label, f, labels), sample_rate,
@@ -117,7 +117,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             tried = _suffixless_audio(found)
             files = [f for f in sorted(p.iterdir()) if is_audio_file(f)] + tried
             for f in files:  # one in a label folder is that folder's clip
-                folder = _folder_class(f.parent.name) if f.parent != p else None
+                folder = _folder_class(f.parent.name, labels or ()) if f.parent != p else None
                 items.append(_file_item(f, None if folder is None else _map_label(folder, labels), sample_rate,
                                         folder if folder in WORDS_V2 else ""))
             skipped += [u for u in found if Path(u["file"]) not in files]
@@ -162,7 +162,7 @@ def _label_for(label: str, path: Path, labels: Sequence[str]) -> str:
     """A label folder's clip's class for a model of ``labels``: a clip of ``_unknown_/`` whose name says a word that
     is one of the model's commands (``bed_0c2ca723_nohash_0.wav``, as the official test set names them) is that
     command."""
-    label = _folder_class(label)
+    label = _folder_class(label, labels)
     said = said_command(label, parse_name(path)[0], commands_of(labels)) if labels else None
     return said or (label if label in labels else _map_label(label, labels))
 
@@ -196,10 +196,12 @@ def clips_below(items: Sequence[EvalItem], sample_rate: int) -> dict[int, int]:
     return out
 
 
-def _folder_class(name: str) -> str:
+def _folder_class(name: str, labels: Sequence[str] = ()) -> str:
     """A label folder's class in a folder given to evaluate: ``folder_label``'s, and ``unknown/`` and ``silence/``
-    without their underscores in any case (a class of their own, every clip a miss, until 2026-12-07); a dataset's
-    word folders of those names stay words."""
+    without their underscores in any case (a class of their own, every clip a miss, until 2026-12-07) unless the
+    model of ``labels`` has a command of that name; a dataset's word folders of those names stay words."""
+    if any(lab.casefold() == name.casefold() for lab in labels):
+        return folder_label(name)
     return {UNKNOWN.strip("_"): UNKNOWN, SILENCE.strip("_"): SILENCE}.get(name.lower().strip("_"), folder_label(name))
 
 
@@ -426,10 +428,15 @@ def with_peak(items: Sequence[EvalItem], peak_dbfs: float) -> list[EvalItem]:
     return _perturbed(items, level, 0)
 
 
+def lead_samples(n: int, sample_rate: int) -> int:
+    """The silence put before a clip of ``n`` samples: as much as it lacks of a second, up to ``LEAD_SECONDS``."""
+    return min(int(LEAD_SECONDS * sample_rate), max(0, sample_rate - n))
+
+
 def clip_input(audio: np.ndarray, sample_rate: int, lead_in: bool = True) -> np.ndarray:
-    """The samples a clip is named from: a clip shorter than 1 s with up to ``LEAD_SECONDS`` of silence before it
+    """The samples a clip is named from: a clip shorter than 1 s with ``lead_samples`` of silence before it
     (``lead_in``) and padded to 1 s after, a longer one whole; then ``TAIL_SECONDS`` of silence."""
-    lead = min(int(LEAD_SECONDS * sample_rate), max(0, sample_rate - audio.size)) if lead_in else 0
+    lead = lead_samples(audio.size, sample_rate) if lead_in else 0
     body = fit_clip(np.pad(audio, (lead, 0)), sample_rate) if audio.size <= sample_rate else audio
     return np.concatenate([body, np.zeros(int(TAIL_SECONDS * sample_rate), dtype=np.float32)])
 
@@ -472,8 +479,10 @@ def classify_streaming(recognizer: Recognizer, audios: Sequence[np.ndarray]) -> 
     sr = ckpt.features.sample_rate
     out = np.full((len(audios), len(ckpt.labels)), 1.0 / len(ckpt.labels), dtype=np.float32)
     for i, a in enumerate(audios):
-        # no lead-in: the stream's state comes out of the last clip's silence (a lead moved a word's after-word
-        # `_unknown_` into the next clip's frames: --streaming named the example folder's "no" `_unknown_`)
+        if i == 0:  # from zero state: the silence a short clip lacks goes first, its frames pooled for no clip
+            recognizer.push(np.zeros(lead_samples(a.size, sr), dtype=np.float32))
+        # no lead inside the clip: a later clip's state comes out of the last one's silence, and a lead moved a short
+        # word's after-word `_unknown_` into the next clip's frames (the example folder's "no" was named `_unknown_`)
         post = recognizer.push(clip_input(a, sr, lead_in=False))
         if post.shape[0]:
             # the pooling functions take logits: log-posteriors give back the same softmax
