@@ -680,14 +680,12 @@ def _run_process(argv: list[str], timeout: float, stdin: bytes | None = None,
     while it runs (so a closing runner can stop it). ``quiet_failure``: how a failing program that still exits 0 begins
     its last stderr line (espeak-ng without a sound device says "error: ..." and exits 0)."""
     err = _StderrTail()
-    try:
-        # stdout is dropped (it was only ever logged at debug level): a program a launcher leaves running
-        # would otherwise write on into it
+    try:  # stdout is dropped: it was only ever logged at debug level
         proc = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=err.write_fd, start_new_session=True,
                                 env=None if env is None else {**os.environ, **env})
-    except BaseException as exc:  # the pipe's ends closed on every path: a leaked one a failed start (1,000 of them
-        err.writer_started()      # and no program could start any more)
+    except BaseException as exc:  # both ends closed here too: each failed start kept one, and after ~1,000 of them
+        err.writer_started()      # no program could start any more
         err.finish()
         if isinstance(exc, FileNotFoundError):
             return False, f"program not found: {argv[0]}"

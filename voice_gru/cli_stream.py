@@ -12,7 +12,7 @@ import dataclasses
 import math
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Mapping, Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from voice_gru.cli import DEFAULT_DATA
 from voice_gru.fileio import check_outputs, is_within, written_together
@@ -360,7 +360,7 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
     from voice_gru.errors import ConfigError, DatasetError
     from voice_gru.stream_labels import TIME_TOL_S, commands_in, load_stream, read_detections, read_truth
     from voice_gru.spotter import END_SILENCE_S
-    from voice_gru.streams import score_events
+    from voice_gru.streams import heard_detections, heard_part, score_events, silent_end
 
     if args.input == "-":
         raise ConfigError("--input -: score-events reads the recording from a file (for its length and speech ends), not "
@@ -387,9 +387,10 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
                                "--labels")
     left_out = 0
     if args.until is not None:
+        if args.until > duration:
+            raise ConfigError(f"--until {args.until:g}: the recording is {duration:g} s long")
         detections, left_out = heard_detections(detections, truth, args.until, args.after)
         truth = heard_part(truth, args.until)
-        duration = args.until
         if left_out:
             print(f"note: {left_out} detection(s) of words past --until {args.until:g} left out with them",
                   file=sys.stderr)
@@ -411,42 +412,6 @@ def _cmd_score_events(args: argparse.Namespace) -> int:
         write_json(args.json, result)
         print(f"wrote {args.json}")
     return 0
-
-
-SILENT_END_COMMANDS = 10  # commands said after the last detection before a run is suspected of stopping early
-
-
-def heard_part(truth: Mapping, until: float) -> dict:
-    """The truth of a recording's first ``until`` seconds: the words that end by then, over that duration."""
-    from voice_gru.errors import ConfigError
-
-    if until > float(truth["duration"]):
-        raise ConfigError(f"--until {until:g}: the recording is {float(truth['duration']):g} s long")
-    return {**truth, "duration": until, "events": [e for e in truth["events"] if float(e["end"]) <= until]}
-
-
-def heard_detections(detections: Sequence[dict], truth: Mapping, until: float,
-                     after: float) -> tuple[list[dict], int]:
-    """The detections that belong to the first ``until`` seconds of a recording, and how many do not: those later than
-    ``after`` past it, and those within a word that ends past it (from its start to ``after`` past its end)."""
-    gone = [(float(e["start"]), float(e["end"]) + after) for e in truth["events"] if float(e["end"]) > until]
-    kept = [d for d in detections
-            if d["t"] <= until + after and not any(a <= d["t"] <= b for a, b in gone)]
-    return kept, len(detections) - len(kept)
-
-
-def silent_end(detections: Sequence[Mapping], truth: Mapping, after: float = 1.0) -> tuple[float, int, int] | None:
-    """``(time of the last detection, commands said after it, the --until that scores what was heard)`` where so many
-    commands follow the last detection that listening most likely stopped before the recording ended (a run stopped
-    early scored against its whole recording: every later word a miss, the rate per hour over audio never heard);
-    else None. The --until keeps the word of the last detection: up to ``after`` s past its end counts for it."""
-    from voice_gru.stream_labels import commands_in
-
-    last = max((float(d["t"]) for d in detections), default=0.0)
-    said = sum(1 for e in truth["events"] if e["label"] in commands_in(truth) and float(e["start"]) > last)
-    ends = [float(e["end"]) for e in truth["events"] if float(e["start"]) <= last]
-    until = min(math.ceil(max([last + after, *ends])), math.floor(float(truth["duration"])))
-    return (last, said, until) if said >= SILENT_END_COMMANDS else None
 
 
 def _cmd_calibrate(args: argparse.Namespace) -> int:

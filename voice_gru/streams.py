@@ -596,6 +596,36 @@ def score_events(events: Iterable[Any], truth: Mapping, duration: float | None =
     }
 
 
+SILENT_END_COMMANDS = 10  # commands said after the last detection before a run is suspected of stopping early
+
+
+def heard_part(truth: Mapping, until: float) -> dict:
+    """The truth of a recording's first ``until`` seconds: the words that end by then, over that duration."""
+    return {**truth, "duration": until, "events": [e for e in truth["events"] if float(e["end"]) <= until]}
+
+
+def heard_detections(detections: Sequence[dict], truth: Mapping, until: float,
+                     after: float) -> tuple[list[dict], int]:
+    """The detections that belong to the first ``until`` seconds of a recording, and how many do not: those later than
+    ``after`` past it, and those within a word that ends past it (from its start to ``after`` past its end)."""
+    gone = [(float(e["start"]), float(e["end"]) + after) for e in truth["events"] if float(e["end"]) > until]
+    kept = [d for d in detections
+            if d["t"] <= until + after and not any(a <= d["t"] <= b for a, b in gone)]
+    return kept, len(detections) - len(kept)
+
+
+def silent_end(detections: Sequence[Mapping], truth: Mapping, after: float = 1.0) -> tuple[float, int, int] | None:
+    """``(time of the last detection, commands said after it, the ``until`` that scores what was heard)`` where so many
+    commands follow the last detection that listening most likely stopped before the recording ended (a run stopped
+    early scored against its whole recording: every later word a miss, the rate per hour over audio never heard);
+    else None. That ``until`` keeps the word of the last detection: up to ``after`` s past its end counts for it."""
+    last = max((float(d["t"]) for d in detections), default=0.0)
+    said = sum(1 for e in truth["events"] if e["label"] in commands_in(truth) and float(e["start"]) > last)
+    ends = [float(e["end"]) for e in truth["events"] if float(e["start"]) <= last]
+    until = min(math.ceil(max([last + after, *ends])), math.floor(float(truth["duration"])))
+    return (last, said, until) if said >= SILENT_END_COMMANDS else None
+
+
 def combine_scores(scores: Sequence[Mapping]) -> dict:
     """Totals over several scored streams (counts add; rates and recall are recomputed)."""
     keys = ("commands", "unknown_words", "detections", "hits", "misses", "wrong", "false_accepts")
@@ -932,7 +962,7 @@ __all__ = [
     "StreamSpec", "ClipBank", "load_clip_bank", "speech_bounds", "make_stream", "write_stream", "read_truth",
     "load_stream", "command_free_truth", "false_accepts_at_operating_points", "lowest_silent_threshold",
     "refined_silent_threshold", "sweep_result",
-    "labels_path_for", "score_events", "combine_scores", "array_chunks", "evaluate_stream",
+    "labels_path_for", "score_events", "heard_part", "heard_detections", "silent_end", "combine_scores", "array_chunks", "evaluate_stream",
     "detect", "sweep_thresholds", "silent_per_command", "plot_det", "smoothed_scores", "detector_scores", "smoothed_top", "fast_events", "detector_frames", "public_result",
     "decision_of", "DEFAULT_SWEEP",
 ]
