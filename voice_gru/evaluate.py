@@ -108,7 +108,7 @@ def collect_inputs(paths: Sequence[str | Path], split: str = "testing", labels: 
             subdirs = [d for d in sorted(p.iterdir()) if d.is_dir() and not d.name.startswith(".") and not leads_up(d)
                        and _holds_audio(d)]
             for d in subdirs:
-                label = _folder_class(d.name, labels or ())
+                label = folder_label(d.name)  # its class: _label_for
                 for f in sorted(d.iterdir()):
                     if is_audio_file(f):
                         items.append(_file_item(f, _label_for(label, f, labels), sample_rate,
