@@ -79,6 +79,7 @@ QUEUE_FULL = "its earlier actions are still running"  # ignored_because's words 
 # how the results of actions that never got to make a sound begin (an echo window after them would make a deaf
 # assistant for nothing)
 SAID_NOTHING = "exit 0, but"  # a speech program that exits 0 after its error (espeak-ng without a sound device)
+FULL, SPOKE, BEFORE_WAKE = "with its queue full", "while the assistant spoke", "before the wake word"  # summary()
 NEVER_STARTED = ("program not found", "cannot start", "no speech program", "unreachable", SAID_NOTHING)
 DEFAULT_QUEUE_SIZE = 16
 MAX_TIMEOUT_S = 86400.0  # a day: past ~25 days the timers themselves overflow (a typo, never a wish)
@@ -961,8 +962,6 @@ class ActionRunner:
         self.results: collections.deque[ActionResult] = collections.deque(maxlen=keep)
         self.fired = 0
         self.failed = 0
-        self.dropped = 0
-        self.ignored = 0
         self._ran_none: collections.Counter[str] = collections.Counter()  # commands that ran no action, by why
         self._unrun = 0  # actions of a command under way that close() stopped before they ran
         if queue_size is not None and (isinstance(queue_size, bool) or not isinstance(queue_size, int) or queue_size < 1):
@@ -983,6 +982,16 @@ class ActionRunner:
                                  if any(a.kind == "say" for a in acts))
                 logger.warning("%s: %s: no speech program found (install espeak-ng, espeak or speech-dispatcher): "
                                "'say' actions will fail", config.source, keys)
+
+    @property
+    def dropped(self) -> int:
+        """Commands whose actions found their queue full."""
+        return self._ran_none[FULL]
+
+    @property
+    def ignored(self) -> int:
+        """Commands held back by the wake word, or heard while the assistant spoke."""
+        return sum(n for why, n in self._ran_none.items() if why == SPOKE or why.startswith(BEFORE_WAKE))
 
     def _deaf_while_speaking(self) -> bool:
         return not self.config.listen_while_speaking and self._live()
@@ -1020,8 +1029,7 @@ class ActionRunner:
         taken one since: as it was reported)."""
         if said is not None and said.startswith(QUEUE_FULL):
             with self._lock:
-                self.dropped += 1
-                self._ran_none["with its queue full"] += 1
+                self._ran_none[FULL] += 1
             logger.info("action queue of %s full: dropped %s at t=%.2fs", cmd.label, cmd.label, cmd.t)  # said there
             return False
         if self._closed:
@@ -1031,14 +1039,12 @@ class ActionRunner:
             return False  # nothing to run, so nothing ignored (a command only printed: `--commands` beyond the file)
         if self._deaf_while_speaking() and self.speaking():  # its own voice: nor may it wake the wake word
             with self._lock:
-                self.ignored += 1
-                self._ran_none["while the assistant spoke"] += 1
+                self._ran_none[SPOKE] += 1
             return False
         if self.gate is not None and not self.gate.accept(cmd):
             if cmd.label != self.gate.word:
                 with self._lock:
-                    self.ignored += 1
-                    self._ran_none[f"before the wake word '{self.gate.word}'"] += 1
+                    self._ran_none[f"{BEFORE_WAKE} '{self.gate.word}'"] += 1
             return False
         if not self.config.actions.get(cmd.label):
             return False
@@ -1052,8 +1058,7 @@ class ActionRunner:
                 lane.queue.put_nowait(cmd)
                 full = False
             except queue.Full:
-                self.dropped += 1
-                self._ran_none["with its queue full"] += 1
+                self._ran_none[FULL] += 1
                 full = True
         if full:
             logger.warning("action queue of %s full (%d waiting): dropped %s at t=%.2fs",

@@ -688,10 +688,7 @@ def listen_spotter(args: argparse.Namespace, ckpt: CheckpointData) -> tuple[Comm
     if commands is None and assistant is not None:
         commands = assistant.commands
     wake = assistant.wake_word.word if assistant is not None and assistant.wake_word else None
-    if commands is not None and wake and wake not in commands:  # without it nothing could ever run
-        print(f"--commands: listening for the wake word '{wake}' too ({args.assistant}: no action runs before it)",
-              file=sys.stderr)
-        commands = [*commands, wake]
+    commands = with_wake_word(commands, wake, args.assistant)
     subset = command_subset(commands, ckpt.labels, "--commands")
     # a pair for a command that cannot fire: before the rest
     threshold_override(args.threshold, ckpt.labels, subset, sensitivity_names(args)[1],
@@ -920,6 +917,15 @@ def _assistant_words(path: str) -> set[str]:
     wake = wake.get("word") if isinstance(wake, dict) else wake
     actions = raw.get("actions")
     return {str(w) for w in (*(actions if isinstance(actions, dict) else ()), *([wake] if wake else []))}
+
+
+def with_wake_word(commands: Sequence[str] | None, wake: str | None, source: str) -> list[str] | None:
+    """``--commands`` with the wake word of the assistant file ``source`` added (said): without it nothing could ever
+    run."""
+    if commands is None or not wake or wake in commands:
+        return None if commands is None else list(commands)
+    print(f"--commands: listening for the wake word '{wake}' too ({source}: no action runs before it)", file=sys.stderr)
+    return [*commands, wake]
 
 
 def assistant_of(path: str, commands: Sequence[str], model: str | None) -> "AssistantConfig":

@@ -169,17 +169,17 @@ def _cmd_record(args: argparse.Namespace) -> int:
 
 def _next_steps(root: Path, word: str) -> None:
     """What the dataset now holds of the word, and what to do next."""
+    from voice_gru.data import BACKGROUND, WORDS_V2, scan_dataset
     from voice_gru.takes import word_splits
 
-    held = word_splits(root, word)
+    scanned = scan_dataset(root)  # once: the word's counts and the other word folders, as training reads them
+    held = word_splits(root, word, scanned)
     print(f"'{word}' in {root}: " + ", ".join(f"{s} {n} ({k} speaker{'' if k == 1 else 's'})"
                                              for s, (n, k) in held.items()), flush=True)
     if not held["validation"][0]:
         print(f"  no validation takes of '{word}' yet: record a second voice with --speaker NAME --split validation, so "
               "that training chooses its epoch, and calibrate its thresholds, on a voice it did not learn", flush=True)
-    from voice_gru.data import BACKGROUND, WORDS_V2, scan_dataset
-
-    voiced = {Path(c.path).parent.name for c in scan_dataset(root)}  # the word folders as training reads them
+    voiced = {Path(c.path).parent.name for c in scanned}
     others = bool(voiced - {word})
     missing = [what for what, there in (("other words", others), (f"{BACKGROUND} folder", (root / BACKGROUND).is_dir()))
                if not there]

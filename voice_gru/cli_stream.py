@@ -250,7 +250,7 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
     firing_from = "--commands"
     wake = None
     if args.assistant:  # what the assistant runs: its commands, its sensitivity
-        from voice_gru.cli import assistant_of
+        from voice_gru.cli import assistant_of, with_wake_word
 
         assistant = assistant_of(args.assistant, commands_of(ckpt.labels), args.model)
         wake = assistant.wake_word
@@ -261,10 +261,8 @@ def _cmd_evaluate_stream(args: argparse.Namespace) -> int:
                               f"without the wake word (--commands {' '.join(c for c in assistant.commands if c != wake.word)})")
         if args.commands is None:
             args.commands, firing_from = list(assistant.commands), args.assistant
-        elif wake and wake.word not in args.commands:  # as listen: without it nothing could ever run
-            print(f"--commands: listening for the wake word '{wake.word}' too ({args.assistant}: no action runs before "
-                  "it)", file=sys.stderr)
-            args.commands = [*args.commands, wake.word]
+        elif wake:
+            args.commands = with_wake_word(args.commands, wake.word, args.assistant)
         use_assistant_sensitivity(args, assistant)
     subset = command_subset(args.commands, ckpt.labels, "--commands")
     # flags first, then files, then the sensitivity line

@@ -16,7 +16,7 @@ import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -364,9 +364,10 @@ def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take,
     return path
 
 
-def word_splits(root: str | Path, word: str) -> dict[str, tuple[int, int]]:
-    """(clips, speakers) of one word folder in each split of a dataset root, as training will read them."""
+def word_splits(root: str | Path, word: str, scanned: Sequence | None = None) -> dict[str, tuple[int, int]]:
+    """(clips, speakers) of one word folder in each split of a dataset root, as training will read them
+    (``scanned``: ``scan_dataset(root)`` already made)."""
     from voice_gru.data import SPLITS, scan_dataset
 
-    clips = [c for c in scan_dataset(root) if Path(c.path).parent.name == word]
+    clips = [c for c in (scan_dataset(root) if scanned is None else scanned) if Path(c.path).parent.name == word]
     return {s: (sum(c.split == s for c in clips), len({c.speaker for c in clips if c.split == s})) for s in SPLITS}
