@@ -1163,6 +1163,22 @@ def test_make_stream_refuses_a_stream_too_short_for_a_word(shared_data, tmp_path
     assert "holds no word" in capsys.readouterr().err and not out.exists() and not out.with_suffix(".json").exists()
 
 
+def test_make_stream_snr_sets_the_words_levels_and_excludes_gain_db(shared_data, tmp_path, capsys):
+    out = tmp_path / "noisy.wav"
+    base = ["make-stream", "--data-dir", str(shared_data), "--minutes", "0.5", "--out", str(out), "--snr", "10", "10"]
+    assert main(base + ["--gain-db", "-6", "0"]) == 2
+    assert capsys.readouterr().err.strip().endswith("--snr with --gain-db: each sets the words' level (against the "
+                                                    "noise under each word, or against the recording's full scale); "
+                                                    "give one of them")
+    assert main(base) == 0 and out.exists()
+    assert "clipped" not in capsys.readouterr().err
+    assert main(base[:-2] + ["40", "40", "--noise-dbfs", "-20", "-20"]) == 0  # words 40 dB over loud noise
+    assert "clipped at full scale: lower --snr or --noise-dbfs" in capsys.readouterr().err
+    assert main(base) == 0
+    truth = json.loads(out.with_suffix(".json").read_text())
+    assert truth["spec"]["snr_db"] == [10.0, 10.0] and {e["snr_db"] for e in truth["events"]} == {10.0}
+
+
 def test_the_systemd_unit_runs_a_valid_listen_command():
     """configs/voice-gru.service: its ExecStart is a `voice-gru listen` command line this parser accepts,
     with files that exist in the clone it names (%h/voice_gru)."""

@@ -686,6 +686,36 @@ def test_stream_spec_checks():
         with pytest.raises(ConfigError, match=f"stream spec: {field} = .*: expected {says}"):
             StreamSpec(**{field: value}).check()
     StreamSpec(gap_s=[2, 3]).check()  # a list is a range too
+    for value, says in (((10.0, 0.0), "the first value must not exceed the second"), (5.0, "two finite numbers"),
+                        ((0.0, math.nan), "two finite numbers")):
+        with pytest.raises(ConfigError, match=f"stream spec: snr_db = .*{says}"):
+            StreamSpec(snr_db=value).check()
+
+
+def _active_db(x: np.ndarray) -> float:
+    """Active power in dB: 20 ms frames within 20 dB of the loudest, by hand (the definition `evaluate --snr` uses)."""
+    frames = x[: x.size // 320 * 320].astype(np.float64).reshape(-1, 320)
+    energy = (frames ** 2).mean(axis=1)
+    return float(10 * np.log10(energy[energy >= energy.max() / 100].mean()))
+
+
+def test_make_stream_sets_each_word_at_its_snr_over_the_noise_under_it(shared_data):
+    """`--snr`: the same seed with the words silenced is the bed alone, so the difference is the words as played."""
+    spec = StreamSpec(seconds=90.0, snr_db=(0.0, 20.0), noise_dbfs=(-45.0, -30.0))
+    audio, truth = make_stream(shared_data, "validation", spec, seed=4)
+    bed, quiet = make_stream(shared_data, "validation", dataclasses.replace(spec, snr_db=None, gain_db=(-300.0, -300.0)),
+                             seed=4)
+    assert [e["file"] for e in quiet["events"]] == [e["file"] for e in truth["events"]]
+    words = audio.astype(np.float64) - bed
+    snrs = []
+    for e in truth["events"]:
+        a, b = round(e["start"] * SR), round(e["end"] * SR)
+        got = _active_db(words[a:b]) - 10 * np.log10(np.mean(bed[a:b].astype(np.float64) ** 2))
+        assert got == pytest.approx(e["snr_db"], abs=0.05), e
+        snrs.append(e["snr_db"])
+    assert min(snrs) < 5 and max(snrs) > 15 and not truth["clipped_samples"]
+    with pytest.raises(DatasetError, match="no background noise .* give gain_db instead of snr_db"):
+        make_stream("synthetic", "validation", spec, bank=dataclasses.replace(_synthetic_bank(), noise=()))
 
 
 def test_plot_det_writes_png(tmp_path):

@@ -90,6 +90,10 @@ KILLED_SETTLE_S = 1.0  # how long close() waits, after killing the programs, for
 SPEECH_ECHO_S = 1.0
 MAX_ECHO_S = 10.0
 SPEECH_PROGRAMS = ("espeak-ng", "espeak", "spd-say")
+# the system's own voice where there is no espeak: macOS's say, Windows' speech synthesizer through PowerShell
+SYSTEM_SPEECH = {"darwin": "say", "win32": "powershell"}
+_WINDOWS_SPEAK = ("[Console]::InputEncoding = [Text.Encoding]::UTF8; Add-Type -AssemblyName System.Speech; "
+                  "(New-Object System.Speech.Synthesis.SpeechSynthesizer).Speak([Console]::In.ReadToEnd())")
 
 OnResult = Callable[[Command, str, bool, str], Any]
 
@@ -589,12 +593,25 @@ def _walk_templates(body: Any, where: str) -> None:
 
 
 def find_speech_program() -> str | None:
-    """Path of the first of espeak-ng, espeak, spd-say on PATH, or None."""
-    for name in SPEECH_PROGRAMS:
+    """Path of the first of espeak-ng, espeak, spd-say on PATH, else of the system's own (``SYSTEM_SPEECH``), or None."""
+    own = SYSTEM_SPEECH.get(sys.platform)
+    for name in SPEECH_PROGRAMS + ((own,) if own else ()):
         found = shutil.which(name)
         if found:
             return found
     return None
+
+
+def speech_command(program: str, text: str) -> tuple[list[str], bytes | None]:
+    """The command line that makes ``program`` (a ``find_speech_program`` path) say ``text``, and what goes to its
+    stdin (the text, except for spd-say, which takes it as its last argument)."""
+    name = Path(program).stem.lower()
+    if name == "spd-say":
+        return [program, "--wait", "--", text], None
+    argv = {"say": [program, "-f", "-"],
+            "powershell": [program, "-NoProfile", "-NonInteractive", "-Command", _WINDOWS_SPEAK]}.get(
+        name, [program, "--stdin"])  # espeak-ng, espeak
+    return argv, text.encode("utf-8")
 
 
 def _tail(data: bytes | None, limit: int = 200) -> str:
@@ -636,6 +653,9 @@ class _StderrTail:
         self._thread.start()
 
     def _drain(self) -> None:
+        if not hasattr(select, "poll"):  # Windows: select() takes sockets only
+            self._read_to_end()
+            return
         poll = select.poll()  # not select.select: it refuses descriptors numbered 1024 and up
         poll.register(self._read, select.POLLIN | select.POLLHUP)
         while not self._stop.is_set():
@@ -645,9 +665,21 @@ class _StderrTail:
             if not chunk:
                 self._ended = True
                 return
-            with self._lock:
-                self._tail += chunk
-                del self._tail[:-self.KEEP]
+            self._keep(chunk)
+
+    def _read_to_end(self) -> None:
+        """Blocking reads until the last writer closes the pipe; this thread owns the read end and closes it."""
+        try:
+            while chunk := os.read(self._read, 65536):
+                self._keep(chunk)
+        finally:
+            os.close(self._read)
+            self._ended = True
+
+    def _keep(self, chunk: bytes) -> None:
+        with self._lock:
+            self._tail += chunk
+            del self._tail[:-self.KEEP]
 
     def writer_started(self) -> None:
         """Close this process's copy of the write end (the program holds its own), so the pipe ends with it."""
@@ -655,8 +687,12 @@ class _StderrTail:
 
     def finish(self, wait: float = 0.5) -> str:
         """After the program exited: the last line it wrote, once the pipe has ended or, where a program left running
-        holds it, ``wait`` seconds have passed and the pipe is handed to a detached drainer."""
+        holds it, ``wait`` seconds have passed and the pipe is handed to a detached drainer (without ``poll``: the
+        reader thread itself reads on while this process lives)."""
         self._thread.join(wait)
+        if not hasattr(select, "poll"):
+            with self._lock:
+                return _tail(bytes(self._tail))
         self._stop.set()
         self._thread.join()
         try:
@@ -1169,10 +1205,8 @@ class ActionRunner:
     def _say(self, text: str, timeout: float) -> tuple[bool, str]:
         if self._speech is None:
             return False, f"no speech program (install espeak-ng): not said: {text!r}"
-        if Path(self._speech).name.startswith("espeak"):
-            return _run_process([self._speech, "--stdin"], timeout, stdin=text.encode("utf-8"), running=self._running,
-                                quiet_failure="error")
-        return _run_process([self._speech, "--wait", "--", text], timeout, running=self._running)
+        argv, stdin = speech_command(self._speech, text)
+        return _run_process(argv, timeout, stdin=stdin, running=self._running, quiet_failure="error")
 
     # -- lifecycle -------------------------------------------------------------------------------
     def _not_from_an_action(self, what: str) -> None:

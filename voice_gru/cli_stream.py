@@ -27,7 +27,10 @@ def _spec_from_args(args: argparse.Namespace):
     from voice_gru.streams import StreamSpec
 
     kw = {"seconds": args.minutes * 60.0, "command_free": args.command_free}
-    for name in ("gap_s", "gain_db", "noise_dbfs"):
+    if getattr(args, "snr_db", None) is not None and getattr(args, "gain_db", None) is not None:
+        raise ConfigError("--snr with --gain-db: each sets the words' level (against the noise under each word, or "
+                          "against the recording's full scale); give one of them")
+    for name in ("gap_s", "gain_db", "noise_dbfs", "snr_db"):
         val = getattr(args, name, None)
         if val is not None:
             kw[name] = tuple(val)
@@ -88,7 +91,7 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
               "them apart; evaluate-stream cuts each word's window at the next word's start", file=sys.stderr)
     if truth.get("clipped_samples"):
         print(f"warning: {truth['clipped_samples']} samples ({truth['clipped_samples'] / max(1, audio.size):.1%}) were clipped at "
-              "full scale: lower --gain-db or --noise-dbfs", file=sys.stderr)
+              f"full scale: lower {'--snr' if spec.snr_db else '--gain-db'} or --noise-dbfs", file=sys.stderr)
     if truth["unreadable"]:
         print(skipped_line(truth["unreadable"]))
     return 0
@@ -526,6 +529,9 @@ def register(subparsers: argparse._SubParsersAction[OneLineParser]) -> None:
     ms.add_argument("--command-ratio", type=number(0, 1), help="fraction of words that are commands (default: 0.7)")
     ms.add_argument("--gain-db", nargs=2, type=number(-60, 20), metavar=("MIN", "MAX"),
                     help="gain of each word in dB (default: -10 0)")
+    ms.add_argument("--snr", dest="snr_db", nargs=2, type=number(-30, 60), metavar=("MIN", "MAX"),
+                    help="instead of --gain-db: each word's signal-to-noise ratio in dB over the noise under it, drawn "
+                         "from this range (its active power over the noise's mean power, as `evaluate --snr` mixes)")
     ms.add_argument("--noise-dbfs", nargs=2, type=number(-120, 0), metavar=("MIN", "MAX"),
                     help="background noise level, dBFS RMS: each segment's recording is set to a level drawn from "
                          "this range (a stretch of a recording that varies lies above or below it: the label file's "

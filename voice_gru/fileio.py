@@ -13,7 +13,7 @@ import stat
 import sys
 import tempfile
 import time
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import IO, Any, Iterator, Mapping, Sequence, TextIO
 
 from voice_gru.errors import ConfigError, VoiceGruError
@@ -31,7 +31,8 @@ def descriptor(path: str | Path) -> int | None:
     """The open file descriptor a path names (``-`` and ``/dev/stdout``: 1, ``/dev/stderr``, ``/dev/fd/N``,
     ``/proc/self/fd/N``), or None. Written through a copy of the descriptor: opening the path again would truncate
     a file that standard output is appended to (``>> log``), and renaming onto it would replace the link itself."""
-    m = re.fullmatch(r"-|/dev/std(out|err)|/(?:dev|proc/self)/fd/(\d+)", str(path))
+    text = path.as_posix() if isinstance(path, PurePath) else str(path)  # on Windows str(Path("/dev/stdout")) is \\dev\\stdout
+    m = re.fullmatch(r"-|/dev/std(out|err)|/(?:dev|proc/self)/fd/(\d+)", text)
     if m is None:
         return None
     return int(m.group(2)) if m.group(2) else 2 if m.group(1) == "err" else 1
@@ -111,7 +112,10 @@ def _temp_stem(path: Path) -> str:
 
 
 def _runs(pid: int) -> bool:
-    """Whether a process ``pid`` runs here."""
+    """Whether a process ``pid`` runs here (on Windows: False, and a live writer's open temp file cannot be removed
+    there anyway; os.kill(pid, 0) would send it Ctrl-C, CTRL_C_EVENT being 0)."""
+    if os.name == "nt":
+        return False
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -195,12 +199,25 @@ def print_line(text: str, file: TextIO | None = None) -> None:
     out.flush()
 
 
-def lock_exclusive(fd: int, busy: str) -> int:
-    """``fd``, holding an exclusive lock on its file or folder (where the platform has ``flock``; elsewhere unlocked);
-    when another process holds one, ``fd`` is closed and ``VoiceGruError(busy)`` raised."""
+def _fcntl() -> Any:
+    """The ``fcntl`` module where the platform has ``flock`` (Linux, macOS), else None (files are written unlocked)."""
     try:
         import fcntl
     except ImportError:
+        return None
+    return fcntl
+
+
+def can_lock() -> bool:
+    """Whether files and folders can be locked here (``flock``)."""
+    return _fcntl() is not None
+
+
+def lock_exclusive(fd: int, busy: str) -> int:
+    """``fd``, holding an exclusive lock on its file or folder (where the platform has ``flock``; elsewhere unlocked);
+    when another process holds one, ``fd`` is closed and ``VoiceGruError(busy)`` raised."""
+    fcntl = _fcntl()
+    if fcntl is None:
         return fd
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -214,9 +231,8 @@ def lock_exclusive(fd: int, busy: str) -> int:
 def folder_lock(folder: str | Path) -> Iterator[None]:
     """Hold an exclusive lock on ``folder`` (waiting for another process's; where the platform has ``flock``): runs
     that write the same dataset take turns instead of overwriting each other's files and list lines."""
-    try:
-        import fcntl
-    except ImportError:
+    fcntl = _fcntl()
+    if fcntl is None:
         yield
         return
     fd = os.open(folder, os.O_RDONLY)

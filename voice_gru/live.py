@@ -567,5 +567,6 @@ class EventWriter:
         # a regular file is locked before it is emptied; a device (/dev/null, /dev/full) is shared by every run
         if self._lock is None and (self.path.is_file() or not self.path.exists()):
             self._lock = self._locked(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o666))
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+        # O_BINARY: Windows opens in text mode otherwise, writing each "\n" as "\r\n" (the line count of _good off)
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_BINARY", 0), 0o666)
         self._own = True

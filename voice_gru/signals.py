@@ -25,8 +25,9 @@ def stop_on_signals() -> Iterator[None]:
     old = {s: signal.getsignal(s) for s in stop_signals()}
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, stop)
-    if signal.SIGHUP in old and old[signal.SIGHUP] == signal.SIG_DFL:  # nohup's ignored SIGHUP stays ignored
-        signal.signal(signal.SIGHUP, stop)
+    hup = getattr(signal, "SIGHUP", None)  # Windows has none
+    if hup is not None and old.get(hup) == signal.SIG_DFL:  # nohup's ignored SIGHUP stays ignored
+        signal.signal(hup, stop)
     try:
         yield
     finally:
@@ -75,7 +76,8 @@ def give_up_after(grace_s: float, on_give_up: Callable[[], object] = lambda: Non
     bytecodes, so a main thread blocked in C code (PortAudio waiting on a sound server that stopped answering)
     neither stopped nor died: SIGTERM and Ctrl-C were ignored for minutes, and a service manager waited for its
     SIGKILL. Needs the main thread (elsewhere: nothing is watched)."""
-    if threading.current_thread() is not threading.main_thread():
+    # Windows before Python 3.12 cannot make a pipe non-blocking: nothing is watched there either
+    if threading.current_thread() is not threading.main_thread() or not hasattr(os, "set_blocking"):
         yield
         return
     # the line goes to stderr as it is now: a hang inside mic.library_noise_muted has descriptor 2 on a temp file

@@ -100,18 +100,22 @@ class StreamSpec:
     drr_db: float = 3.0  # ... and this direct-to-reverberant ratio (mixing.room_impulse_response)
     unknown_mix: str = "clips"  # "clips": each unknown clip equally often (the split's own word mix);
     # "words": each unknown word equally often ("five" as often as "happy", which has ten times its clips)
+    # instead of gain_db: each word set to an SNR drawn from this range over the noise bed under it (the word's active
+    # power over the bed's mean power across the clip, as ``mixing.mix_at_snr`` and scripts/snr_curve.py define it)
+    snr_db: tuple[float, float] | None = None
 
     def check(self) -> "StreamSpec":
         """Raise ConfigError naming the first bad field; return self."""
         for f in dataclasses.fields(self):  # a NaN passes every comparison below by failing it; inf never ends
             value = getattr(self, f.name)
             parts = tuple(value) if isinstance(value, (tuple, list)) else (value,)
-            if f.name in ("command_free", "unknown_mix"):
+            if f.name in ("command_free", "unknown_mix") or (f.name == "snr_db" and value is None):
                 continue
-            if len(parts) != (2 if isinstance(f.default, tuple) else 1) or not all(
+            pair = isinstance(f.default, tuple) or f.name == "snr_db"
+            if len(parts) != (2 if pair else 1) or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in parts):
                 raise ConfigError(f"stream spec: {f.name} = {value!r}: expected "
-                                  + ("two finite numbers" if isinstance(f.default, tuple) else "a finite number"))
+                                  + ("two finite numbers" if pair else "a finite number"))
 
         def rng(name: str, lo_min: float | None = None) -> None:
             lo, hi = getattr(self, name)
@@ -124,6 +128,8 @@ class StreamSpec:
         rng("gap_s", 0.1)
         rng("gain_db")
         rng("noise_dbfs")
+        if self.snr_db is not None:
+            rng("snr_db")
         rng("noise_segment_s", 0.5)
         if not 0.0 <= self.command_ratio <= 1.0:
             raise ConfigError(f"stream spec: command_ratio = {self.command_ratio}: must be between 0 and 1")
@@ -345,6 +351,16 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
     return out, segments
 
 
+def _gain_for_snr(clip: np.ndarray, bed: np.ndarray, snr_db: float) -> float:
+    """The gain in dB that puts ``clip``'s active power ``snr_db`` above the mean power of ``bed`` under it."""
+    from voice_gru.mixing import active_power
+
+    speech, noise = active_power(clip), float(np.mean(bed.astype(np.float64) ** 2))
+    if speech <= 0.0 or noise <= 0.0:  # a silent clip or a silent stretch of noise: no level makes that SNR
+        return 0.0
+    return float(10 * np.log10(noise / speech) + snr_db)
+
+
 def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), seed: int = 0,
                 bank: ClipBank | None = None, commands: Sequence[str] = COMMANDS) -> tuple[np.ndarray, dict]:
     """A long recording of ``split``'s clips over background noise, and its truth (see module doc).
@@ -357,6 +373,9 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         bank = load_clip_bank(str(root), split, tuple(commands))
     if not bank.unknown and (spec.command_free or spec.command_ratio < 1):
         raise DatasetError(f"{root}: the {split} split has no unknown-word clips to build this stream from")
+    if spec.snr_db is not None and not bank.noise:
+        raise DatasetError(f"{root}: no background noise (a _background_noise_ folder or a test-set layout's _silence_ "
+                           "clips) to set the words' SNR against: give gain_db instead of snr_db")
     if not bank.commands and not spec.command_free and spec.command_ratio > 0:
         raise DatasetError(f"{root}: the {split} split has no clips of the commands ({', '.join(bank.command_words)})")
     missing = missing_commands((w for _, w, _ in bank.commands), bank.command_words)
@@ -374,18 +393,19 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
 
         room_rng = np.random.default_rng([int(seed) & 0xFFFFFFFF, SPLITS.index(split), int(spec.command_free), 1])
         rir = room_impulse_response(spec.rt60_s, spec.drr_db, SAMPLE_RATE, room_rng).astype(np.float32)
-    events = []
+    events, placed = [], []
     t = spec.lead_s + float(rng.uniform(0.0, 1.0))
     stop_at = n - int(round(spec.tail_s * SAMPLE_RATE))
     while True:
         is_cmd = (not spec.command_free) and (not bank.unknown or float(rng.random()) < spec.command_ratio)
         rel, word, clip = decks[is_cmd].draw()
-        gain_db = float(rng.uniform(*spec.gain_db))
+        level_db = float(rng.uniform(*(spec.gain_db if spec.snr_db is None else spec.snr_db)))
         start = int(round(t * SAMPLE_RATE))
         if start + clip.size > stop_at:
             break
-        heard = clip if rir is None else reverberate(clip, rir, length=n - start)
-        audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
+        # words are added after every level is set, so the noise under a word is the bed alone, not an earlier word
+        gain_db = level_db if spec.snr_db is None else _gain_for_snr(clip, audio[start:start + clip.size], level_db)
+        placed.append((start, clip, gain_db))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
             "label": word if word in bank.command_words else UNKNOWN, "word": word, "file": rel,
@@ -394,8 +414,12 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
             "speech_start": round(start / SAMPLE_RATE + s0, 5),
             "speech_end": min(round(start / SAMPLE_RATE + s1, 5), round((start + clip.size) / SAMPLE_RATE, 5)),
             "gain_db": round(gain_db, 2),
+            **({} if spec.snr_db is None else {"snr_db": round(level_db, 2)}),
         })
         t += float(rng.uniform(*spec.gap_s))
+    for start, clip, gain_db in placed:
+        heard = clip if rir is None else reverberate(clip, rir, length=n - start)
+        audio[start:start + heard.size] += heard * np.float32(10 ** (gain_db / 20))
     clipped = int(np.count_nonzero(np.abs(audio) > 1.0))
     np.clip(audio, -1.0, 1.0, out=audio)
     truth = {

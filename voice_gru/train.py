@@ -37,7 +37,8 @@ from voice_gru.data import (
 )
 from voice_gru.errors import CheckpointError, ConfigError, DatasetError, VoiceGruError
 from voice_gru.features import Normalizer, front_end, mel_power
-from voice_gru.fileio import RUN_CHECKPOINTS, atomic_path, check_folder, is_within, lock_exclusive, write_json, write_text
+from voice_gru.fileio import (RUN_CHECKPOINTS, atomic_path, can_lock, check_folder, is_within, lock_exclusive, write_json,
+                              write_text)
 from voice_gru.model import (POOLINGS, Checkpoint, Ensemble, GRUClassifier, clip_posteriors, count_parameters,
                              describe_model, load_checkpoint, save_checkpoint, spectral_map)
 
@@ -286,6 +287,8 @@ def train(
 def _lock_run_folder(out: Path, held: list[int]) -> None:
     """Hold an exclusive lock on the run folder itself (no file is made) while this run writes it: a second
     ``train`` on the same --out (or the workers of a killed torchrun) would otherwise write over its files."""
+    if not can_lock():  # Windows: nothing to hold, and a folder cannot even be opened there
+        return
     held.append(lock_exclusive(os.open(out, os.O_RDONLY), f"{out}: another training run is writing this folder; wait "
                                                           "for it to end (or stop it), or choose another --out"))
 
