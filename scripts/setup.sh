@@ -9,6 +9,7 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$root"
 
 log() { echo "setup: $*" >&2; }
+trap 'rm -f "${apt_log:-}" "${pip_log:-}"' EXIT  # a stop during apt-get or pip leaves no log in /tmp
 
 # --- Debian packages ------------------------------------------------------------------------
 # libportaudio2: sounddevice; pulseaudio + pulseaudio-utils: the private fake microphone used
@@ -50,7 +51,8 @@ if [[ ! -x $venv/bin/python || ! -x $venv/bin/pip ]]; then  # one made without p
 fi
 
 stamp=$venv/.voice_gru-install.sha256
-want=$(sha256sum pyproject.toml constraints.txt)
+# the venv's own path too: a clone moved or renamed keeps a .venv whose scripts and editable install name the old one
+want=$(echo "$venv"; sha256sum pyproject.toml constraints.txt)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; then
     # torch 2.14.1 is a CUDA build (it runs on the CPU; the pairing ENVIRONMENT.md found working with
     # torchaudio): a new .venv takes ~6.2 GB. Say so now rather than after a wall of pip errors.
@@ -65,7 +67,7 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; 
     pip_log=$(mktemp)
     # pip's output (including this machine's index warnings) goes to a log, shown only on failure
     if ! PIP_ROOT_USER_ACTION=ignore PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            "$venv/bin/pip" install -q -c constraints.txt -e '.[train,dev]' >"$pip_log" 2>&1; then
+            "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[train,dev]' >"$pip_log" 2>&1; then
         grep -v "is ignored: it is neither a file nor a directory" "$pip_log" | tail -n 40 >&2
         if grep -q "No space left on device" "$pip_log"; then
             log "pip install failed: the disk filled up ($(df -Pm "$venv" | awk 'NR == 2 {print $4}') MB free now; a new .venv needs ~6.2 GB)"

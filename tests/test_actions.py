@@ -947,6 +947,8 @@ def test_close_drains_the_queue(tmp_path):
     ("actions: {stop: {run: [playerctl], timeout: true}}", "actions.stop.timeout"),
     ("actions: {up: {http: {url: 'http://h/', timeout: 0}}}", "actions.up.http.timeout"),
     ("actions: {yes: {say: hi, timeout: nope}}", "actions.yes.timeout"),
+    ("actions: {no: {say: ''}}", "actions.no.say"),
+    ("actions: {no: {say: '  '}}", "actions.no.say"),
     ("actions: {go: {call: 'no_such_module_xyz_123:func'}}", "actions.go.call"),
     ("actions: {go: {call: 'os:no_such_function_xyz'}}", "actions.go.call"),
     ("actions: {go: {call: 'os.path'}}", "actions.go.call"),

@@ -378,11 +378,24 @@ def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tm
     sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
     said: list[str] = []
     heard = np.concatenate(list(file_chunks(tmp_path / "nan.wav", chunk_ms=100, on_damage=said.append)))
-    assert said == [f"{tmp_path / 'nan.wav'}: 1 NaN/inf samples from 2.0 s: heard as silence",
-                    f"{tmp_path / 'nan.wav'}: 1601 NaN/inf samples in all were heard as silence"]
+    assert said == [f"{tmp_path / 'nan.wav'}: 1 damaged samples (NaN, inf or beyond ±16) from 2.0 s: heard as silence "
+                    "(if all of the file is like that, it is integer PCM stored as float: rescale it)",
+                    f"{tmp_path / 'nan.wav'}: 1601 damaged samples in all were heard as silence"]
     assert heard.size == audio.size and np.isfinite(heard).all()
     np.testing.assert_allclose(heard[:16000], audio[:16000], atol=1e-6)  # the good samples as they were
     assert not heard[16000:].any()
+    # random bytes over a stretch decode as huge finite floats more often than as NaN: they ended the run there
+    audio[int(3.2 * 16000):int(3.3 * 16000)] = 7.9e36
+    audio[int(3.5 * 16000)] = -40.0
+    sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
+    said.clear()
+    heard = np.concatenate(list(file_chunks(tmp_path / "nan.wav", chunk_ms=100, on_damage=said.append)))
+    assert said[-1] == f"{tmp_path / 'nan.wav'}: 1602 damaged samples in all were heard as silence"
+    assert heard.size == audio.size and not heard[16000:].any()
+    # in the first block they still mean the whole file is integer PCM stored as float
+    sf.write(tmp_path / "int.wav", np.full(16000, 1000.0, np.float32), 16000, subtype="FLOAT")
+    with pytest.raises(AudioFormatError, match="looks like integer PCM stored as float"):
+        list(file_chunks(tmp_path / "int.wav", chunk_ms=100, on_damage=said.append))
 
 
 # ---------------------------------------------------------------- placeholder sizes (WAVs written to a pipe)

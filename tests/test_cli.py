@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -965,7 +966,7 @@ def test_a_relative_recipe_missing_here_is_the_repositorys(tmp_path, monkeypatch
     assert "--assistant configs/assistant.yaml: not in " in capsys.readouterr().err
 
 
-def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
+def test_demo_counts_a_wrong_label_once(monkeypatch, capsys, tmp_path):
     """A word heard as another command is one of the recording's commands, not a sixth."""
     from voice_gru import cli
     from voice_gru.live import Command
@@ -984,6 +985,11 @@ def test_demo_counts_a_wrong_label_once(monkeypatch, capsys):
     monkeypatch.chdir(REPO / "voice_gru")  # elsewhere: a path that works from there
     assert main(["demo"]) == 0
     assert f"next: `voice-gru listen --assistant {REPO / 'configs' / 'assistant.yaml'}`" in capsys.readouterr().out
+    spaced = tmp_path / "my models" / "m.pt"  # a path with a space: quoted, so the line pastes
+    spaced.parent.mkdir()
+    shutil.copy(REPO / "voice_gru" / "models" / "default.pt", spaced)
+    assert main(["demo", "--model", str(spaced)]) == 0
+    assert f"--model '{spaced}'`" in capsys.readouterr().out
 
 
 def test_evaluate_stream_reads_tensorflow_labels_and_says_speech_ends_were_estimated(tmp_path, capsys):

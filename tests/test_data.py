@@ -711,3 +711,17 @@ def test_a_killed_runs_feature_cache_temp_is_removed_once_stale(tmp_path):
     os.utime(old, (time.time() - STALE_TEMP_S - 60,) * 2)
     load_clip_mels([str(TEST_DATA / CLIPS["yes"])], FeatureConfig(), cache=cache, progress=False)
     assert not old.exists() and young.exists()  # the young one may be another run's, being written now
+
+
+def test_data_stats_counts_a_clip_of_no_samples_as_unreadable(tmp_path):
+    """Its header says 0 frames: `data stats` counted it readable, `train` then skipped it."""
+    import soundfile as sf
+
+    from tiny_data import make_tiny_dataset
+
+    root = make_tiny_dataset(tmp_path / "sc")
+    empty = root / "yes" / "00000000_nohash_9.wav"
+    sf.write(str(empty), np.zeros(0, np.float32), 16000, subtype="PCM_16")
+    stats = dataset_stats(root)
+    assert stats["training"]["unreadable"] == 1
+    assert {"file": str(empty), "reason": "audio has zero length (no samples)"} in stats["unused"]

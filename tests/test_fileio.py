@@ -216,18 +216,19 @@ def test_an_output_does_not_replace_a_file_of_another_kind(tmp_path, capsys):
     clip = sorted((TEST_DATA / "yes").iterdir())[0]
     files = {"best.pt": b"PK\x03\x04rest", "take.wav": clip.read_bytes(), "cm.png": b"\x89PNG\r\n\x1a\nrest",
              "recipe.yaml": b"name: mine\n", "old.json": b'{"accuracy": 0.9}\n', "empty.csv": b"",
-             "model.png": b"PK\x03\x04rest"}
+             "model.png": b"PK\x03\x04rest", "rec.json": b' {"sample_rate": 16000, "duration": 60.0, "events": []}'}
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
     for flag, name, kind in [("--events", "best.pt", "a checkpoint"), ("--json", "take.wav", "a recording"),
                              ("--csv", "cm.png", "an image"), ("--json", "recipe.yaml", "a recipe or a script"),
-                             ("--plot", "model.png", "a checkpoint"), ("--out", "take.wav", "not a checkpoint")]:
+                             ("--plot", "model.png", "a checkpoint"), ("--out", "take.wav", "not a checkpoint"),
+                             ("--events", "rec.json", "a label file")]:  # `listen --input rec.wav --events rec.json`
         with pytest.raises(ConfigError, match=f"{flag} {tmp_path / name}: exists and is {kind}"):
             check_outputs({flag: tmp_path / name}, png=["--plot"], binary=["--out"])
     # each output replaces its own kind, and text or an empty file
     check_outputs({"--json": tmp_path / "old.json", "--csv": tmp_path / "empty.csv", "--plot": tmp_path / "cm.png",
-                   "--out": tmp_path / "best.pt", "--wav": tmp_path / "take.wav"},
-                  png=["--plot"], binary=["--out"], audio=["--wav"])
+                   "--out": tmp_path / "best.pt", "--wav": tmp_path / "take.wav", "labels": tmp_path / "rec.json"},
+                  png=["--plot"], binary=["--out"], audio=["--wav"], labels=["labels"])
     rc = main(["listen", "--input", str(clip), "--no-view", "--events", str(tmp_path / "best.pt")])
     assert rc == 2 and "exists and is a checkpoint" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # nothing replaced

@@ -532,6 +532,25 @@ def test_load_stream_refuses_duplicate_events(tmp_path):
     truth["events"].append(dict(truth["events"][0]))
     with pytest.raises(DatasetError, match=r"events\[2\]\.start = 1.0: events\[0\] starts there too"):
         load_stream(_stream_files(tmp_path, truth))
+    # the same word from two label sources a millisecond apart: the first one's window was a millisecond long
+    truth["events"][2] = {**truth["events"][0], "start": 1.001}
+    with pytest.raises(DatasetError, match=r"events\[2\]\.start = 1.001: events\[0\] starts 1 ms away \(a duplicate"):
+        load_stream(_stream_files(tmp_path, truth))
+    truth["events"][2] = {**truth["events"][0], "start": 1.1, "end": 2.1}  # babble: make-stream --gap 0.1 0.1
+    truth["events"][2].pop("speech_start", None), truth["events"][2].pop("speech_end", None)
+    load_stream(_stream_files(tmp_path, truth))
+
+
+def test_score_events_refuses_a_detections_file_holding_its_lines_twice(tmp_path):
+    """`cat live.jsonl live.jsonl`: every copy was scored a false accept (660 per hour)."""
+    from voice_gru.stream_labels import read_detections
+
+    events = tmp_path / "live.jsonl"
+    events.write_text('{"t": 1.0, "label": "yes", "score": 0.9}\n{"t": 4.0, "label": "no", "score": 0.9}\n' * 2)
+    with pytest.raises(DatasetError, match=r"live.jsonl:3: the same detection as .*live.jsonl:1 \(yes at 1 s\)"):
+        read_detections(events)
+    events.write_text('{"t": 1.0, "label": "yes"}\n{"t": 1.0, "label": "no"}\n')  # two commands at once: both read
+    assert len(read_detections(events)) == 2
 
 
 def test_load_stream_accepts_valid_label_files(tmp_path):

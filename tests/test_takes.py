@@ -196,12 +196,13 @@ def test_real_words_laid_end_to_end_become_takes_inside_their_clips():
     assert len({i[0] for i in inside}) == len(takes) >= 0.75 * len(clips)
 
 
-def _recording(path: Path, word: Path = TEST_DATA / "bed" / "0c2d2ffa_nohash_1.wav", n: int = 4) -> Path:
-    """``n`` times one real clip of a word with a second of the room between them."""
+def _recording(path: Path, word: Path = TEST_DATA / "bed" / "0c2d2ffa_nohash_1.wav", n: int = 4, seed: int = 0) -> Path:
+    """``n`` times one real clip of a word with a second of the room between them (``seed``: the room's noise)."""
     clip, sr = sf.read(str(word), dtype="float32")
     parts = [_room(1.0, -62)]
     for i in range(n):
-        parts += [clip + _room(clip.size / SR, -62, seed=i + 5)[:clip.size], _room(1.0, -62, seed=i + 10)]
+        parts += [clip + _room(clip.size / SR, -62, seed=i + 5 + 100 * seed)[:clip.size],
+                  _room(1.0, -62, seed=i + 10 + 100 * seed)]
     sf.write(str(path), np.concatenate(parts), SR, subtype="PCM_16")
     return path
 
@@ -223,8 +224,13 @@ def test_record_writes_a_new_dataset_each_speaker_in_one_split(tmp_path, capsys)
     assert {c.split for c in scan_dataset(root)} == {"training"} and (root / "testing_list.txt").read_text() == ""
     (root / "lights" / f"{speaker_id('voice10')}_nohash_0.wav").unlink()
     capsys.readouterr()
-    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice",
-                 "--takes", "2"]) == 0  # numbering goes on
+    # the same recording again (a rerun after a stop) saves none of its takes twice
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice"]) == 0
+    out = capsys.readouterr().out
+    assert f"is already saved: lights/{alice}_nohash_3.wav" in out and "saved 0 take(s)" in out
+    assert "(0 sound(s) skipped, 4 already saved before)" in out and len(list((root / "lights").iterdir())) == 4
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(_recording(tmp_path / "again.wav", seed=1)),
+                 "--speaker", "alice", "--takes", "2"]) == 0  # numbering goes on
     assert (root / "lights" / f"{alice}_nohash_5.wav").is_file() and not (root / "lights" / f"{alice}_nohash_6.wav").exists()
     assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--split",
                  "validation"]) == 0
@@ -249,7 +255,8 @@ def test_record_takes_a_word_in_any_case_into_its_one_folder(tmp_path, capsys):
     root.mkdir()
     bob = speaker_id("bob")
     assert main(["record", "Happy", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "2"]) == 0
-    assert main(["record", "HAPPY", "--data-dir", str(root), "--input", str(rec), "--speaker", "bob", "--takes", "2"]) == 0
+    assert main(["record", "HAPPY", "--data-dir", str(root), "--input", str(_recording(tmp_path / "again.wav", seed=1)),
+                 "--speaker", "bob", "--takes", "2"]) == 0
     assert [d.name for d in root.iterdir() if d.is_dir()] == ["happy"]
     assert sorted(p.name for p in (root / "happy").iterdir()) == [f"{bob}_nohash_{i}.wav" for i in range(4)]
     out = capsys.readouterr().out
@@ -481,8 +488,8 @@ def test_record_from_standard_input_and_into_a_read_only_copy(tmp_path, capsys, 
         assert np.array_equal(sf.read(str(piped / "lights" / n))[0], sf.read(str(filed / "lights" / n))[0])
     leftover = piped / "lights" / f".{speaker_id('alice')}_nohash_4.wav.k9x2ab.wav"  # what a kill -9 mid-take leaves
     leftover.write_bytes(b"RIFF half a take")
-    assert main(["record", "lights", "--data-dir", str(piped), "--input", str(rec), "--speaker", "alice",
-                 "--takes", "1"]) == 0
+    assert main(["record", "lights", "--data-dir", str(piped), "--input", str(_recording(tmp_path / "again.wav", seed=1)),
+                 "--speaker", "alice", "--takes", "1"]) == 0
     assert not leftover.exists() and len(list((piped / "lights").iterdir())) == 5
     (piped / "lights" / f"{speaker_id('alice')}_nohash_4.wav").unlink()
     capsys.readouterr()

@@ -403,6 +403,28 @@ def test_a_teacher_replaced_between_runs_is_refused_on_resume(baseline, tiny_roo
         train(cfg, tiny_root, out, cache=cache, quiet=True, threads=1)
 
 
+def test_a_trained_model_without_its_state_is_not_replaced_unasked(baseline, tiny_root, tiny_cfg, cache, tmp_path):
+    """A run folder copied without state.pt (or with it deleted to save space): its best.pt was removed and trained
+    again without a word. The same recipe's run killed in its first save, before state.pt, still starts afresh."""
+    run = tmp_path / "run"
+    shutil.copytree(baseline[0], run)
+    (run / "state.pt").unlink()
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    other = replace(tiny_cfg, train=replace(tiny_cfg.train, seed=7))
+    for cfg in (tiny_cfg, other):
+        with pytest.raises(VoiceGruError, match=f"^{run}: holds best.pt and last.pt but no state.pt, so it cannot be "
+                                                "resumed; pass --restart to replace them, or choose another --out$"):
+            train(cfg, tiny_root, run, cache=cache, quiet=True, threads=1)
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert train(other, tiny_root, run, cache=cache, quiet=True, threads=1, restart=True)["epochs_done"] == 2
+    (run / "state.pt").unlink()  # as a kill between best.pt and state.pt in the first epoch's save leaves it
+    (run / "metrics.jsonl").unlink()
+    assert train(other, tiny_root, run, cache=cache, quiet=True, threads=1, stop_after=1)["epochs_done"] == 1
+    with pytest.raises(VoiceGruError, match="but no state.pt"):  # that, but with another recipe
+        (run / "state.pt").unlink(), (run / "metrics.jsonl").unlink()
+        train(tiny_cfg, tiny_root, run, cache=cache, quiet=True, threads=1)
+
+
 def test_run_from_before_a_new_setting_resumes(baseline, tiny_root, tiny_cfg, cache, tmp_path):
     """A setting added to the recipe since a run started (at its default) does not block resuming."""
     out = tmp_path / "run"
@@ -899,11 +921,21 @@ def test_a_short_run_with_a_weight_average_says_so_and_resumes_to_the_same_weigh
     assert any(not torch.equal(a[k], raw[k]) for k in raw)  # the average, not the last weights
 
 
-def test_a_threshold_for_a_word_the_recipe_lacks_is_refused_before_anything(tiny_root, tiny_cfg, tmp_path):
+def test_a_threshold_for_a_word_the_recipe_lacks_is_refused_before_anything(tiny_root, tiny_cfg, tmp_path, capsys):
     cfg = replace(tiny_cfg, decision=replace(tiny_cfg.decision, thresholds={"stop": 0.8, "foo": 0.5}))
     with pytest.raises(ConfigError, match=r"decision.thresholds.foo: not a command of this recipe \(yes, no, up"):
         train(cfg, tiny_root, tmp_path / "run", quiet=True, threads=1)
     assert not (tmp_path / "run").exists()
+    # from the command line the recipe is named, and where the words came from
+    from voice_gru.cli import main
+
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(f"extends: {TINY_CONFIG}\ndecision:\n  thresholds: {{banana: 0.9}}\n", encoding="utf-8")
+    assert main(["train", "--config", str(recipe), "--data-dir", str(tiny_root), "--out", str(tmp_path / "run"),
+                 "--commands", "yes", "no"]) == 2
+    err = capsys.readouterr().err
+    assert err.strip() == (f"voice-gru: error: {recipe}: decision.thresholds.banana: not a command of this recipe "
+                           "(yes, no) (--commands gave the words)")
 
 
 def test_a_finished_run_whose_checkpoint_was_damaged_says_so(baseline, tiny_root, tiny_cfg, cache, tmp_path):

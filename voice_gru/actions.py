@@ -423,6 +423,8 @@ def _parse_action(spec: Any, where: str) -> Action:
     if kind == "say":
         _check_keys(spec, ("say", "timeout"), where, kind)
         timeout = _timeout(spec.get("timeout", DEFAULT_TIMEOUTS["say"]), f"{where}.timeout")
+        if isinstance(value, str) and not value.strip():  # ran the speech program on nothing at every command
+            raise ConfigError(f"{kw}: empty text: nothing would be said (a bare `say` says the command's name)")
         return Action(kind="say", text=_text(value, kw), timeout=timeout, audible=True)
 
     if kind in ("print", "log"):

@@ -33,7 +33,7 @@ _HEADERLESS_FORMATS = {
 
 
 def resample(audio: np.ndarray, orig_sr: int, target_sr: int = SAMPLE_RATE) -> np.ndarray:
-    """Band-limited resampling of a 1-D float32 signal (soxr, through librosa's dependency)."""
+    """Band-limited resampling of a 1-D float32 signal (soxr)."""
     if orig_sr == target_sr:
         return audio.astype(np.float32, copy=False)
     import soxr
@@ -350,8 +350,8 @@ def _checked_samples(path: Path, data: np.ndarray, offset_s: float = 0.0) -> np.
 def audio_problem(path: str | Path) -> str | None:
     """Why a file cannot be read as audio, from the checks that need no decoding (a truncated WAV included), or None."""
     try:
-        with _open_checked(Path(path)):
-            return None
+        with _open_checked(Path(path)) as f:  # a header of no samples: `data stats` counted it, `train` skipped it
+            return f"{path}: audio has zero length (no samples)" if f.frames == 0 else None
     except AudioFormatError as exc:
         return str(exc)
 
@@ -390,8 +390,9 @@ def audio_blocks(path: str | Path, sample_rate: int = SAMPLE_RATE, block_seconds
     raises AudioFormatError when its block is reached. For a file at ``sample_rate`` the samples
     are those of ``load_audio``; other rates go through the streaming resampler the microphone uses.
     ``on_damage``: a file shorter than its header says (a recorder that was killed) is told to it and read as
-    far as it goes, as the same bytes on a pipe are, and NaN/inf samples (a damaged stretch of a float file) are
-    told to it and heard as silence; without it each is an AudioFormatError.
+    far as it goes, as the same bytes on a pipe are, and NaN/inf samples or, after the first block, samples beyond
+    ``FLOAT_LIMIT`` (a damaged stretch of a float file) are told to it and heard as silence; without it each is an
+    AudioFormatError.
     """
     return _blocks_and_length(path, sample_rate, block_seconds, on_damage)[0]
 
@@ -441,13 +442,17 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                 if data.shape[0] == 0:
                     break
                 if on_damage is not None:
-                    bad = ~np.isfinite(data)
-                    if bad.any():  # a damaged stretch an hour in: said and heard as silence, not the end of the run
+                    # a damaged stretch an hour in: said and heard as silence, not the end of the run. Random bytes
+                    # decode as huge floats more often than as NaN; in the first block those still say "integer PCM
+                    # stored as float", which a whole file of them is
+                    bad = ~np.isfinite(data) | ((np.abs(data) > FLOAT_LIMIT) if done else False)
+                    if bad.any():
                         data[bad] = 0.0
                         if not silenced:
                             first_silenced = int(bad.sum())
-                            on_damage(f"{path}: {first_silenced} NaN/inf samples from {done / f.samplerate:.1f} s: "
-                                      "heard as silence")
+                            on_damage(f"{path}: {first_silenced} damaged samples (NaN, inf or beyond ±{FLOAT_LIMIT:g}) "
+                                      f"from {done / f.samplerate:.1f} s: heard as silence (if all of the file is "
+                                      "like that, it is integer PCM stored as float: rescale it)")
                         silenced += int(bad.sum())
                 out = resample_block(_checked_samples(path, data, done / f.samplerate))
                 done += data.shape[0]
@@ -457,7 +462,7 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
         if tail.size:
             yield np.clip(tail, -1.0, 1.0)
         if on_damage is not None and silenced > first_silenced:
-            on_damage(f"{path}: {silenced} NaN/inf samples in all were heard as silence")
+            on_damage(f"{path}: {silenced} damaged samples in all were heard as silence")
         if done < expected and not told:
             message = f"{path}: truncated (the file is shorter than its header says)"
             if on_damage is None:

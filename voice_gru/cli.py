@@ -132,9 +132,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
     import dataclasses
 
     from voice_gru.config import load_config
-    from voice_gru.train import train
+    from voice_gru.train import check_thresholds, train
 
-    cfg = load_config(recipe_path(args.config) if args.config else _default_recipe())
+    recipe = recipe_path(args.config) if args.config else _default_recipe()
+    cfg = load_config(recipe)
     # one recipe, several members (seeds) or a longer schedule (epochs), without a copy of the YAML
     overrides = {k: v for k, v in (("seed", args.seed), ("epochs", args.epochs), ("init", args.init),
                                    ("init_member", args.init_member)) if v is not None}
@@ -149,6 +150,10 @@ def _cmd_train(args: argparse.Namespace) -> int:
               "only slow training down", file=sys.stderr)
     if args.init_member is not None and not cfg.train.init:
         raise ConfigError("--init-member picks a member of the ensemble that --init starts from: add --init CKPT")
+    try:
+        check_thresholds(cfg)
+    except ConfigError as exc:
+        raise ConfigError(f"{recipe}: {exc}" + (" (--commands gave the words)" if args.commands else "")) from None
     summary = train(cfg, args.data_dir, args.out, device=args.device, cache=args.cache_dir,
                     quiet=args.quiet, restart=args.restart, threads=args.threads)
     if os.environ.get("RANK", "0") == "0":  # under torchrun: one line, from rank 0
@@ -157,11 +162,30 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def own_config(name: str) -> Path | None:
+    """voice-gru's own ``configs/NAME``: the clone's, else the copy installed with the package (``voice_gru.configs``)."""
+    from importlib.resources import files
+
+    repo = Path(__file__).resolve().parents[1] / "configs" / name
+    if repo.is_file():
+        return repo
+    try:
+        installed = Path(str(files("voice_gru.configs") / name))
+    except ModuleNotFoundError:  # a source tree on PYTHONPATH, not installed
+        return None
+    return installed if installed.is_file() else None
+
+
 def _in_repository(path: str) -> Path | None:
-    """The repository's file at ``path`` where ``path`` is relative and missing here (a clone run from another
-    folder), else None."""
+    """voice-gru's own file at ``path`` where ``path`` is relative and missing here (a clone run from another folder,
+    or an installed package: ``configs/NAME``, ``own_config``), else None."""
+    if Path(path).exists() or Path(path).is_absolute():
+        return None
     repo = Path(__file__).resolve().parents[1] / path
-    return repo if not Path(path).exists() and not Path(path).is_absolute() and repo.is_file() else None
+    if repo.is_file():
+        return repo
+    parts = Path(path).parts
+    return own_config(parts[1]) if len(parts) == 2 and parts[0] == "configs" else None
 
 
 def recipe_path(path: str, flag: str = "--config") -> str:
@@ -170,7 +194,7 @@ def recipe_path(path: str, flag: str = "--config") -> str:
     repo = _in_repository(path)
     if repo is None:
         return path
-    print(f"{flag} {path}: not in {Path.cwd()}; using the repository's {repo}", file=sys.stderr)
+    print(f"{flag} {path}: not in {Path.cwd()}; using voice-gru's own, {repo}", file=sys.stderr)
     return str(repo)
 
 
@@ -962,8 +986,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     assistant = recipe_path(args.assistant, "--assistant") if args.assistant else None
     loaded = assistant_of(assistant, commands, args.model) if assistant else None  # refused before anything is printed
     if not assistant:  # the bundled one (listen loads it and says what is wrong with it), where its commands are the model's
-        assistant = next((str(p) for p in (Path(__file__).parents[1] / "configs" / "assistant.yaml",
-                                           assets / "assistant.yaml") if p.is_file()), None)
+        found = own_config("assistant.yaml")
+        assistant = str(found) if found is not None else None
+        if found is None:  # a source tree without its configs/: said, not silently no actions
+            print("note: no configs/assistant.yaml here: detections only, no actions (give --assistant FILE)",
+                  file=sys.stderr)
         lacking = sorted(_assistant_words(assistant) - set(commands)) if assistant else []
         if lacking:
             print(f"note: {assistant} maps {', '.join(lacking)}, which this model does not have: no actions (give "
@@ -985,10 +1012,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     score = score_events(events, truth, truth["duration"])
     print(f"score against the recording's labels: {score['hits']} of {score['commands']} "
           f"commands recognised, {score['wrong']} wrong, {score['false_accepts']} false accept(s)")
-    where = (f" --assistant {_shown_path(assistant)}" if assistant else "") + \
-        (f" --model {_shown_path(args.model)}" if args.model else "")
+    # quoted: a clone in a folder with a space made a line that did not paste
+    where = (f" --assistant {shlex.quote(_shown_path(assistant))}" if assistant else "") + \
+        (f" --model {shlex.quote(_shown_path(args.model))}" if args.model else "")
     # the command as it was typed (.venv/bin/voice-gru is not on PATH after scripts/setup.sh)
-    me = _shown_path(sys.argv[0]) if Path(sys.argv[0]).name == "voice-gru" else "voice-gru"
+    me = shlex.quote(_shown_path(sys.argv[0])) if Path(sys.argv[0]).name == "voice-gru" else "voice-gru"
     print(f"next: `{me} listen{where}` listens to your microphone (`{me} devices` lists them)")
     return rc
 
@@ -1194,7 +1222,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-TRAIN_EXTRA = ("torch", "torchaudio", "librosa", "scipy", "matplotlib", "tqdm")  # pyproject.toml's `train` extra
+TRAIN_EXTRA = ("torch", "torchaudio", "scipy", "matplotlib", "tqdm")  # pyproject.toml's `train` extra
 
 
 def main(argv: Sequence[str] | None = None) -> int:

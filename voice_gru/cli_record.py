@@ -30,8 +30,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
     from voice_gru.config import command_words_problem
     from voice_gru.decision import clock
     from voice_gru.input_level import InputMonitor
-    from voice_gru.takes import (Skipped, Take, TakeCutter, remove_half_written, save_take, speaker_id, split_for,
-                                 start_split_lists, word_folder)
+    from voice_gru.takes import (Skipped, Take, TakeCutter, remove_half_written, same_take, save_take, speaker_id,
+                                 split_for, start_split_lists, word_folder)
 
     problem = command_words_problem((args.word,))
     if problem:
@@ -105,14 +105,19 @@ def _cmd_record(args: argparse.Namespace) -> int:
     print(f"takes of '{args.word}' by '{name}' (speaker {speaker}, {split} split) go to {folder}/", flush=True)
     cutter = TakeCutter()
     saved: list[Path] = []
-    skipped = 0
+    skipped = repeated = 0
 
     def keep(found: Take | Skipped) -> bool:
         """Save a take or say why a sound was skipped; True once ``want`` takes are saved."""
-        nonlocal skipped
+        nonlocal skipped, repeated
         if not isinstance(found, Take):
             skipped += 1
             print(f"  skipped the sound at {clock(found.start_s)}: {found.reason}", flush=True)
+            return False
+        same = same_take(folder, speaker, found.audio)
+        if same is not None:  # the same recording again (a rerun after a stop): its takes are not saved twice
+            repeated += 1
+            print(f"  the sound at {clock(found.start_s)} is already saved: {same.relative_to(root)}", flush=True)
             return False
         path = save_take(root, folder.name, speaker, split, found)
         saved.append(path)
@@ -157,11 +162,12 @@ def _cmd_record(args: argparse.Namespace) -> int:
               "after that", flush=True)
     if args.input and want and 0 < len(saved) < want and not interrupted:
         print(f"{source} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
-    print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped); speaker {speaker} "
-          f"is in the {split} split", flush=True)
+    again = f", {repeated} already saved before" if repeated else ""
+    print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped{again}); speaker "
+          f"{speaker} is in the {split} split", flush=True)
     if saved:
         _next_steps(root, folder.name)
-    if args.input and not saved and not interrupted:
+    if args.input and not saved and not interrupted and not repeated:
         raise VoiceGruError(f"{source}: no take found: say the word alone with a pause around it, the sound at "
                             "least 12 dB above the room's noise")
     return 130 if interrupted else 0

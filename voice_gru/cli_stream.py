@@ -60,7 +60,7 @@ def _cmd_make_stream(args: argparse.Namespace) -> int:
                           "(a WAV there would become a training clip)")
     if out.suffix.lower() != ".wav":
         raise ConfigError(f"--out {out}: give a file name ending in .wav (the labels go beside it as .json)")
-    check_outputs({"--out": out, "its label file": out.with_suffix(".json")}, audio=["--out"])
+    check_outputs({"--out": out, "its label file": out.with_suffix(".json")}, audio=["--out"], labels=["its label file"])
     if args.command_free and args.command_ratio is not None:
         raise ConfigError("--command-ratio with --command-free: a command-free recording has no commands; give one of them")
     if args.split != "testing" and is_test_set_layout(Path(args.data_dir)):

@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 def _expit():
     """scipy's logistic ufunc, or None: one call per step for both sigmoid gates (without it: four).
     Only the NumPy path needs it, and importing scipy.special costs ~0.2 s of the live path's start-up."""
-    try:  # scipy comes with librosa
+    try:  # scipy comes with the train extra
         from scipy.special import expit
     except ImportError:  # pragma: no cover - exercised only without scipy
         return None

@@ -25,6 +25,7 @@ FULL_DISK_BYTES = 16 << 20  # a writer that failed with less free than this ran 
 MAX_LINK_HOPS = 40  # as the kernel's ELOOP limit
 TEMP_STEM_MAX = 225  # a file name is at most 255 bytes: ".", the stem, ".<pid>-", 8 random characters, a suffix
 DEAD_TEMP_S = 60.0  # a killed writer's temp file is removed once it is this old
+LABEL_FILE_MAX_BYTES = 64 << 20  # a day of make-stream's labels is ~8 MB: larger JSON is not read to find out
 
 
 def descriptor(path: str | Path) -> int | None:
@@ -267,14 +268,14 @@ def _existing_parent(path: Path) -> Path:
 
 def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str | Path | None] = (),
                   png: Sequence[str] = (), folders: Sequence[str | Path | None] = (),
-                  binary: Sequence[str] = (), audio: Sequence[str] = (),
+                  binary: Sequence[str] = (), audio: Sequence[str] = (), labels: Sequence[str] = (),
                   in_place: str | Path | None = None) -> None:
     """Before any work is done: each output (``{"--json": path}``) can be written, is none of the inputs, in none of
     the input ``folders`` (a dataset: a file there would be read as one of its clips or lists, or replace one), no
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
     outputs named in ``png`` are images and must be named ``.png``; those in ``binary`` (checkpoints) go to files,
-    never to standard output; those in ``audio`` are recordings. An existing file of another kind (a checkpoint, a
-    recording, an image, a recipe or a script) is not replaced: a typo would have thrown away a trained model; nor is a
+    never to standard output; those in ``audio`` are recordings, those in ``labels`` label files. An existing file of
+    another kind (a checkpoint, a recording, an image, a recipe or a script, a label file) is not replaced: a typo would have thrown away a trained model; nor is a
     training run's own checkpoint (its state.pt, best.pt or last.pt) by a checkpoint output, but for ``in_place``, the
     model a command rewrites when told to (``calibrate --model M --out M``)."""
     from voice_gru.checkpoint_data import default_model_path
@@ -298,7 +299,8 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
                 raise ConfigError(f"{flag} {p}: is the training run {run}'s own {Path(p).name}; writing there would "
                                   "replace it: give another name (e.g. beside it, calibrated.pt)")
             _check_output(flag, p, ins, shipped, png, folders, seen)
-            want = "a checkpoint" if flag in binary else "an image" if flag in png else "a recording" if flag in audio else None
+            want = ("a checkpoint" if flag in binary else "an image" if flag in png else "a recording" if flag in audio
+                    else "a label file" if flag in labels else None)
             held = file_kind(p) if str(p) != "-" and os.path.isfile(p) else None
             if held is not None and held != want:
                 raise ConfigError(f"{flag} {p}: exists and is {held}, not what {flag} writes; give another name (or "
@@ -319,14 +321,28 @@ _BY_SUFFIX = {**dict.fromkeys((".py", ".yaml", ".yml", ".sh", ".toml"), "a recip
 
 def file_kind(path: str | Path) -> str | None:
     """What an existing file is, where an output must not silently replace it: "a checkpoint", "a recording", "an
-    image" (by its first bytes, else a checkpoint's name), "a recipe or a script" (by its name); None for anything
-    else (text, an empty file)."""
+    image" (by its first bytes, else a checkpoint's name), "a recipe or a script" (by its name), "a label file" (a
+    recording's, as make-stream writes it); None for anything else (other text, an empty file)."""
     with open(path, "rb") as f:
         head = f.read(4)
     for magic, kind in _MAGIC:
         if head.startswith(magic):
             return kind
+    if head.lstrip().startswith(b"{") and Path(path).suffix.lower() == ".json" and _is_label_file(path):
+        return "a label file"
     return _BY_SUFFIX.get(Path(path).suffix.lower()) if head else None
+
+
+def _is_label_file(path: str | Path) -> bool:
+    """Whether ``path`` holds a recording's labels as make-stream writes them (``listen --events rec.json`` beside
+    rec.wav emptied them)."""
+    if os.path.getsize(path) > LABEL_FILE_MAX_BYTES:
+        return False
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and "duration" in data and isinstance(data.get("events"), list)
 
 
 def _is_checkpoint(path: str | Path) -> bool:

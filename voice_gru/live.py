@@ -32,7 +32,7 @@ def file_chunks(path: str | Path, chunk_ms: float = 100.0, realtime: bool = Fals
     for hours of audio); with ``realtime`` paced like a microphone.
 
     The file is opened and checked here, so a bad file is reported before anything starts listening.
-    ``on_damage``: a file cut short is told to it and heard as far as it goes, NaN/inf samples as silence
+    ``on_damage``: a file cut short is told to it and heard as far as it goes, damaged samples as silence
     (``audio.audio_blocks``).
     """
     from voice_gru.audio import audio_blocks

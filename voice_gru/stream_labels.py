@@ -38,6 +38,7 @@ SAMPLE_RATE = 16000
 TIME_TOL_S = 0.05  # a label file's times may run this far past the recording (rounding, resampling)
 END_OVERRUN_S = 1.0  # a span ending at most this far past the recording is cut at its end (a fixed 1 s window)
 ORDER_TOL_S = 1e-4  # start <= speech_start <= speech_end <= end up to rounding of the written times
+MIN_EVENT_GAP_S = 0.05  # two events starting closer than this are one event given twice
 TF_CLIP_S = 1.0  # TensorFlow's streaming test labels a clip's start; its clips last 1 s
 LINE = "_line"  # where an event of a line-based label file came from (for messages; not kept)
 TF_ROW = "_tensorflow"  # an event read from TensorFlow's 'label, time_ms' line: its end is ours (not kept)
@@ -322,7 +323,6 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
     if not truth["events"] and truth.get("command_free") is not True:
         raise DatasetError(f"{path}: no events: for a recording without commands say \"command_free\": true "
                            "(or use evaluate-stream --command-free)")
-    seen: dict[float, int] = {}
     events = []
     for i, ev in enumerate(truth["events"]):
         ev = _check_event(path, i, ev, float(truth["duration"]), None if duration is None else float(duration),
@@ -334,12 +334,17 @@ def read_truth(path: str | Path, duration: float | None = None, commands: Sequen
                                + " but the file says \"command_free\": true"
                                + (f" (a recording without them: make-stream --command-free --commands "
                                   f"{' '.join(commands)})" if own else ""))
-        # two events at one start: scoring gives the first a window of zero length, a miss it cannot avoid
-        if ev["start"] in seen:
-            raise DatasetError(f"{path}: events[{i}].start = {ev['start']}: events[{seen[ev['start']]}] starts "
-                               "there too (a duplicate event)")
-        seen[ev["start"]] = i
         events.append(ev)
+    # two events at one start (or a few ms apart: two label sources merged): scoring cuts the first one's window at
+    # the second's start, a miss no detector can avoid; make-stream starts words at least 100 ms apart
+    by_start = sorted(range(len(events)), key=lambda k: events[k]["start"])
+    for a, b in zip(by_start, by_start[1:]):
+        gap = events[b]["start"] - events[a]["start"]
+        if gap < MIN_EVENT_GAP_S:
+            first, second = sorted((a, b))
+            where = "there too" if gap == 0 else f"{gap * 1000:.0f} ms away"
+            raise DatasetError(f"{path}: events[{second}].start = {events[second]['start']}: events[{first}] starts "
+                               f"{where} (a duplicate event)")
     truth["events"] = events
     return truth
 
@@ -410,6 +415,7 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
     rows = [(f"{path}: [{i}]", row) for i, row in enumerate(whole)] if isinstance(whole, list) else \
         [(f"{path}:{n}", line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
     out = []
+    seen: dict[tuple[float, str], str] = {}
     for where, row in rows:
         if isinstance(row, str):
             try:
@@ -427,6 +433,10 @@ def read_detections(path: str | Path, offset: float = 0.0, commands: tuple[str, 
         if label is None:
             raise DatasetError(f"{where}: label = {row['label']!r}: not one of the commands ({', '.join(commands)}; "
                                "a model of its own words: score-events --commands names them)")
+        if (t, label) in seen:  # the same file twice (concatenated): every copy was a false accept
+            raise DatasetError(f"{where}: the same detection as {seen[t, label]} ({label} at {t:g} s): the file "
+                               "holds its detections twice?")
+        seen[t, label] = where
         det = {"t": t - shift, "label": label}
         if row.get("score") is not None:
             score = _seconds(row["score"])

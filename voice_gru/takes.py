@@ -337,6 +337,25 @@ def next_take_path(folder: str | Path, speaker: str) -> Path:
     return folder / f"{speaker}_nohash_{max(taken, default=-1) + 1}.wav"
 
 
+def same_take(folder: str | Path, speaker: str, audio: np.ndarray, sample_rate: int = 16000) -> Path | None:
+    """A take of ``speaker`` in the word folder with the same samples as ``audio`` (to 16-bit precision), or None:
+    ``record --input`` run twice on one recording saved every take again."""
+    import soundfile as sf
+
+    want = np.clip(np.asarray(audio, dtype=np.float32), -1, 1)
+    for path in sorted(Path(folder).glob(f"{speaker}_nohash_*.wav")):
+        try:
+            info = sf.info(str(path))
+            if info.frames != want.size or info.samplerate != sample_rate or info.channels != 1:
+                continue
+            have = sf.read(str(path), dtype="float32")[0]
+        except (RuntimeError, OSError):  # unreadable: not the same as anything
+            continue
+        if np.abs(have - want).max(initial=0.0) <= 2 / 32768:
+            return path
+    return None
+
+
 def save_take(root: str | Path, word: str, speaker: str, split: str, take: Take, sample_rate: int = 16000) -> Path:
     """Write a take into ``root/word/`` as 16-bit WAV, named into ``split``: the clip is written, then its list line,
     then the clip is renamed into place (a run stopped between the last two leaves a line naming no clip, which the

@@ -267,11 +267,7 @@ def train(
     if cfg.train.init_member and not cfg.train.init:  # else silently ignored: there is nothing to pick a member of
         raise ConfigError(f"--init-member {cfg.train.init_member} (train.init_member) needs --init (train.init): "
                           f"the ensemble checkpoint whose member to start from")
-    words = task_labels(cfg.data.task, cfg.data.commands)
-    stray = sorted(set(cfg.decision.thresholds) - set(words))
-    if stray:  # listen --config refuses them; calibrate --config would have carried them into the model unnoticed
-        raise ConfigError(f"decision.thresholds.{stray[0]}: not a command of this recipe "
-                          f"({', '.join(w for w in words if not w.startswith('_'))})")
+    check_thresholds(cfg)
     _check_device(device)
     threads_before = torch.get_num_threads()
     held: list[int] = []  # the run folder's lock, once taken
@@ -282,6 +278,16 @@ def train(
         torch.set_num_threads(threads_before)
         for fd in held:
             os.close(fd)  # releases the lock
+
+
+def check_thresholds(cfg: Config) -> None:
+    """``ConfigError`` for a ``decision.thresholds`` key that is not one of the recipe's commands (listen --config
+    refuses them; calibrate --config would have carried them into the model unnoticed)."""
+    words = task_labels(cfg.data.task, cfg.data.commands)
+    stray = sorted(set(cfg.decision.thresholds) - set(words))
+    if stray:
+        raise ConfigError(f"decision.thresholds.{stray[0]}: not a command of this recipe "
+                          f"({', '.join(w for w in words if not w.startswith('_'))})")
 
 
 def _lock_run_folder(out: Path, held: list[int]) -> None:
@@ -391,6 +397,8 @@ def _train(cfg: Config, data_dir: str | Path, out: Path, device: str, cache: str
             shown = f" ({shown})" if shown else ""
             raise VoiceGruError(f"{out}: holds a run with a different {what}{shown}; "
                                 f"pass --restart or choose another --out")
+    if state is None and not restart:
+        _refuse_models_without_state(out, cfg_dict)
     done = int(state["epoch"]) + 1 if state is not None else 0
     finished = done >= cfg.train.epochs and main_proc and _run_files_complete(out, done)
     if ddp:  # every rank stops, or none: rank 0 has looked at the run's files
@@ -703,6 +711,25 @@ def frame_weights(y: torch.Tensor, sil: int | None, bg_weight: float) -> torch.T
 
 
 RUN_FILES = (*RUN_CHECKPOINTS, "metrics.jsonl", "curves.png", "config.yaml", "summary.json")
+
+
+def _refuse_models_without_state(out: Path, cfg_dict: dict) -> None:
+    """A folder holding trained models but no state.pt (copied without it, or state.pt deleted to save space) was
+    emptied and trained again without a word. The same recipe's run killed in its first save, after best.pt and
+    before state.pt (metrics.jsonl comes after both), starts afresh."""
+    import yaml
+
+    models = [name for name in ("best.pt", "last.pt") if (out / name).is_file()]
+    if not models:
+        return
+    try:
+        killed_in_first_save = not (out / "metrics.jsonl").exists() and yaml.safe_load(
+            (out / "config.yaml").read_text(encoding="utf-8")) == cfg_dict
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        killed_in_first_save = False
+    if not killed_in_first_save:
+        raise VoiceGruError(f"{out}: holds {' and '.join(models)} but no state.pt, so it cannot be resumed; pass "
+                            "--restart to replace them, or choose another --out")
 
 
 def _run_files_complete(out: Path, epochs: int) -> bool:
