@@ -45,14 +45,20 @@ fi
 
 # --- virtual environment ----------------------------------------------------------------------
 venv=$root/.venv
+stamp=$venv/.voice_gru-install.sha256
+# a clone moved or renamed keeps a .venv whose programs (pip, pytest, ruff, voice-gru) name the old path: made again
+made_for=$(head -n 1 "$stamp" 2>/dev/null || true)
+if [[ -n $made_for && $made_for == /* && $made_for != "$venv" ]]; then
+    log "the clone moved from $(dirname "$made_for"): making .venv again"
+    rm -f "$stamp"
+    python3 -m venv --clear "$venv"
+fi
 if [[ ! -x $venv/bin/python || ! -x $venv/bin/pip ]]; then  # one made without pip (no python3-venv) is made again
     log "creating .venv"
     python3 -m venv --clear "$venv"
 fi
 
-stamp=$venv/.voice_gru-install.sha256
-# the venv's own path too: a clone moved or renamed keeps a .venv whose scripts and editable install name the old one
-want=$(echo "$venv"; sha256sum pyproject.toml constraints.txt)
+want=$(echo "$venv"; sha256sum pyproject.toml constraints.txt)  # the venv's path first (checked above)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" || ! -x $venv/bin/voice-gru ]]; then
     # torch 2.14.1 is a CUDA build (it runs on the CPU; the pairing ENVIRONMENT.md found working with
     # torchaudio): a new .venv takes ~6.2 GB. Say so now rather than after a wall of pip errors.

@@ -378,8 +378,7 @@ def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tm
     sf.write(tmp_path / "nan.wav", audio, 16000, subtype="FLOAT")
     said: list[str] = []
     heard = np.concatenate(list(file_chunks(tmp_path / "nan.wav", chunk_ms=100, on_damage=said.append)))
-    assert said == [f"{tmp_path / 'nan.wav'}: 1 damaged samples (NaN, inf or beyond ±16) from 2.0 s: heard as silence "
-                    "(if all of the file is like that, it is integer PCM stored as float: rescale it)",
+    assert said == [f"{tmp_path / 'nan.wav'}: 1 damaged samples (NaN, inf or beyond ±16) from 2.0 s: heard as silence",
                     f"{tmp_path / 'nan.wav'}: 1601 damaged samples in all were heard as silence"]
     assert heard.size == audio.size and np.isfinite(heard).all()
     np.testing.assert_allclose(heard[:16000], audio[:16000], atol=1e-6)  # the good samples as they were
@@ -392,10 +391,13 @@ def test_file_chunks_report_bad_files_up_front_and_bad_samples_where_they_are(tm
     heard = np.concatenate(list(file_chunks(tmp_path / "nan.wav", chunk_ms=100, on_damage=said.append)))
     assert said[-1] == f"{tmp_path / 'nan.wav'}: 1602 damaged samples in all were heard as silence"
     assert heard.size == audio.size and not heard[16000:].any()
-    # in the first block they still mean the whole file is integer PCM stored as float
-    sf.write(tmp_path / "int.wav", np.full(16000, 1000.0, np.float32), 16000, subtype="FLOAT")
-    with pytest.raises(AudioFormatError, match="looks like integer PCM stored as float"):
-        list(file_chunks(tmp_path / "int.wav", chunk_ms=100, on_damage=said.append))
+    # before the file has sounded like float audio they still mean integer PCM stored as float: in the first block,
+    # and after a first second of silence or of quiet room noise in 16-bit units (±10), which was heard as silence
+    for start in (np.zeros(0), np.zeros(16000), np.random.default_rng(0).uniform(-10, 10, 16000)):
+        sf.write(tmp_path / "int.wav", np.concatenate([start, np.full(16000, 1000.0)]).astype(np.float32), 16000,
+                 subtype="FLOAT")
+        with pytest.raises(AudioFormatError, match="looks like integer PCM stored as float"):
+            list(file_chunks(tmp_path / "int.wav", chunk_ms=100, on_damage=said.append))
 
 
 # ---------------------------------------------------------------- placeholder sizes (WAVs written to a pipe)

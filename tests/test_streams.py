@@ -718,9 +718,11 @@ def _active_db(x: np.ndarray) -> float:
     return float(10 * np.log10(energy[energy >= energy.max() / 100].mean()))
 
 
-def test_make_stream_sets_each_word_at_its_snr_over_the_noise_under_it(shared_data):
-    """`--snr`: the same seed with the words silenced is the bed alone, so the difference is the words as played."""
-    spec = StreamSpec(seconds=90.0, snr_db=(0.0, 20.0), noise_dbfs=(-45.0, -30.0))
+@pytest.mark.parametrize("rt60", [0.0, 0.5])
+def test_make_stream_sets_each_word_at_its_snr_over_the_noise_under_it(shared_data, rt60):
+    """`--snr`: the same seed with the words silenced is the bed alone, so the difference is the words as played (in
+    a room: with their echo, which the level was first set without: 8-11 dB for 10)."""
+    spec = StreamSpec(seconds=90.0, snr_db=(0.0, 20.0), noise_dbfs=(-45.0, -30.0), rt60_s=rt60)
     audio, truth = make_stream(shared_data, "validation", spec, seed=4)
     bed, quiet = make_stream(shared_data, "validation", dataclasses.replace(spec, snr_db=None, gain_db=(-300.0, -300.0)),
                              seed=4)
@@ -728,7 +730,7 @@ def test_make_stream_sets_each_word_at_its_snr_over_the_noise_under_it(shared_da
     words = audio.astype(np.float64) - bed
     snrs = []
     for e in truth["events"]:
-        a, b = round(e["start"] * SR), round(e["end"] * SR)
+        a, b = round(e["start"] * SR), round(e["end"] * SR) + (int(rt60 * SR) - 1 if rt60 else 0)
         got = _active_db(words[a:b]) - 10 * np.log10(np.mean(bed[a:b].astype(np.float64) ** 2))
         assert got == pytest.approx(e["snr_db"], abs=0.05), e
         snrs.append(e["snr_db"])

@@ -499,3 +499,18 @@ def test_record_from_standard_input_and_into_a_read_only_copy(tmp_path, capsys, 
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{piped / 'lights'} is read-only" in err and f"chmod -R u+w {piped}" in err
     assert len(list((piped / "lights").iterdir())) == 4
+
+
+def test_a_rerun_after_a_stop_saves_the_rest_and_counts_the_takes_saved_before(tmp_path, capsys):
+    """The first run stopped after two takes (--takes 2); the same command for all four saves the last two and does
+    not say the recording held fewer takes than asked for (it held four, two saved before)."""
+    rec, root = _recording(tmp_path / "me.wav"), tmp_path / "mine"
+    root.mkdir()
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice",
+                 "--takes", "2"]) == 0
+    capsys.readouterr()
+    assert main(["record", "lights", "--data-dir", str(root), "--input", str(rec), "--speaker", "alice",
+                 "--takes", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "saved 2 take(s)" in out and "2 already saved before" in out and "fewer than" not in out, out
+    assert len(list((root / "lights").iterdir())) == 4

@@ -17,6 +17,7 @@ SAMPLE_RATE = 16000
 logger = logging.getLogger(__name__)
 # float samples lie in [-1, 1]; a little over is clipping, far over is integer PCM stored as float
 FLOAT_LIMIT = 16.0
+SOUNDED_PEAK = 1e-3  # a block of float audio peaking above this (and within [-1, 1]) is sound, not silence
 
 # data sizes a WAV writer leaves when it cannot go back to fill them in (output to a pipe, a recorder
 # that was killed): the samples run to the end of the file (0 too, when bytes follow the chunk header)
@@ -420,6 +421,7 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
         resample_block = StreamingResampler(f.samplerate, sample_rate)
         expected = _header_frames(f)
         done, silenced, first_silenced = 0, 0, 0
+        sounded_float = False
         with f:
             step = max(1, int(f.samplerate * block_seconds))
             while True:
@@ -443,17 +445,20 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                     break
                 if on_damage is not None:
                     # a damaged stretch an hour in: said and heard as silence, not the end of the run. Random bytes
-                    # decode as huge floats more often than as NaN; in the first block those still say "integer PCM
-                    # stored as float", which a whole file of them is
-                    bad = ~np.isfinite(data) | ((np.abs(data) > FLOAT_LIMIT) if done else False)
+                    # decode as huge floats more often than as NaN: those count as damage only once the file has
+                    # sounded like float audio (a block within [-1, 1], not silent); before, they say "integer PCM
+                    # stored as float", which a file whose first second is quiet room noise or silence may be
+                    finite = np.isfinite(data)
+                    bad = ~finite | ((np.abs(data) > FLOAT_LIMIT) if sounded_float else False)
                     if bad.any():
                         data[bad] = 0.0
                         if not silenced:
                             first_silenced = int(bad.sum())
                             on_damage(f"{path}: {first_silenced} damaged samples (NaN, inf or beyond ±{FLOAT_LIMIT:g}) "
-                                      f"from {done / f.samplerate:.1f} s: heard as silence (if all of the file is "
-                                      "like that, it is integer PCM stored as float: rescale it)")
+                                      f"from {done / f.samplerate:.1f} s: heard as silence")
                         silenced += int(bad.sum())
+                    peak = float(np.abs(data).max(initial=0.0))
+                    sounded_float = sounded_float or SOUNDED_PEAK < peak <= 1.0
                 out = resample_block(_checked_samples(path, data, done / f.samplerate))
                 done += data.shape[0]
                 if out.size:

@@ -160,8 +160,8 @@ def _cmd_record(args: argparse.Namespace) -> int:
     if cutter.missed_at_start:
         print("  a sound in the first 0.3 s, while the room's noise was being learnt, was not heard: start speaking "
               "after that", flush=True)
-    if args.input and want and 0 < len(saved) < want and not interrupted:
-        print(f"{source} held {len(saved)} take(s), fewer than --takes {want}", flush=True)
+    if args.input and want and 0 < len(saved) + repeated < want and not interrupted:
+        print(f"{source} held {len(saved) + repeated} take(s), fewer than --takes {want}", flush=True)
     again = f", {repeated} already saved before" if repeated else ""
     print(f"saved {len(saved)} take(s) of '{args.word}' in {folder}/ ({skipped} sound(s) skipped{again}); speaker "
           f"{speaker} is in the {split} split", flush=True)

@@ -351,13 +351,14 @@ def _noise_bed(n: int, bank: ClipBank, spec: StreamSpec, rng: np.random.Generato
     return out, segments
 
 
-def _gain_for_snr(clip: np.ndarray, bed: np.ndarray, snr_db: float) -> float:
-    """The gain in dB that puts ``clip``'s active power ``snr_db`` above the mean power of ``bed`` under it."""
+def _gain_for_snr(word: np.ndarray, bed: np.ndarray, snr_db: float) -> float | None:
+    """The gain in dB that puts ``word``'s active power ``snr_db`` above the mean power of ``bed`` under it (None for a
+    silent word or silent noise, where no gain does)."""
     from voice_gru.mixing import active_power
 
-    speech, noise = active_power(clip), float(np.mean(bed.astype(np.float64) ** 2))
-    if speech <= 0.0 or noise <= 0.0:  # a silent clip or a silent stretch of noise: no level makes that SNR
-        return 0.0
+    speech, noise = active_power(word), float(np.mean(bed.astype(np.float64) ** 2))
+    if speech <= 0.0 or noise <= 0.0:
+        return None
     return float(10 * np.log10(noise / speech) + snr_db)
 
 
@@ -403,9 +404,12 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
         start = int(round(t * SAMPLE_RATE))
         if start + clip.size > stop_at:
             break
-        # words are added after every level is set, so the noise under a word is the bed alone, not an earlier word
-        gain_db = level_db if spec.snr_db is None else _gain_for_snr(clip, audio[start:start + clip.size], level_db)
-        placed.append((start, clip, gain_db))
+        gain_db: float | None = level_db
+        if spec.snr_db is not None:  # the word as heard (in the room, with its echo) over the noise under it; words
+            # are added after every level is set, so that noise is the bed alone, not an earlier word
+            heard = clip if rir is None else reverberate(clip, rir, length=n - start)
+            gain_db = _gain_for_snr(heard, audio[start:start + heard.size], level_db)
+        placed.append((start, clip, gain_db or 0.0))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
             "label": word if word in bank.command_words else UNKNOWN, "word": word, "file": rel,
@@ -413,8 +417,9 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
             # rounded separately, speech_end could land 1e-5 past end: clamped, as the label reader requires
             "speech_start": round(start / SAMPLE_RATE + s0, 5),
             "speech_end": min(round(start / SAMPLE_RATE + s1, 5), round((start + clip.size) / SAMPLE_RATE, 5)),
-            "gain_db": round(gain_db, 2),
-            **({} if spec.snr_db is None else {"snr_db": round(level_db, 2)}),
+            "gain_db": round(gain_db or 0.0, 2),
+            # None: the noise under the word was digital silence, where no level makes an SNR
+            **({} if spec.snr_db is None else {"snr_db": None if gain_db is None else round(level_db, 2)}),
         })
         t += float(rng.uniform(*spec.gap_s))
     for start, clip, gain_db in placed:
