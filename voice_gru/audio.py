@@ -448,8 +448,7 @@ def _blocks_and_length(path: str | Path, sample_rate: int, block_seconds: float 
                     # decode as huge floats more often than as NaN: those count as damage only once the file has
                     # sounded like float audio (a block within [-1, 1], not silent); before, they say "integer PCM
                     # stored as float", which a file whose first second is quiet room noise or silence may be
-                    finite = np.isfinite(data)
-                    bad = ~finite | ((np.abs(data) > FLOAT_LIMIT) if sounded_float else False)
+                    bad = ~np.isfinite(data) | ((np.abs(data) > FLOAT_LIMIT) if sounded_float else False)
                     if bad.any():
                         data[bad] = 0.0
                         if not silenced:

@@ -181,11 +181,11 @@ def _in_repository(path: str) -> Path | None:
     or an installed package: ``configs/NAME``, ``own_config``), else None."""
     if Path(path).exists() or Path(path).is_absolute():
         return None
-    repo = Path(__file__).resolve().parents[1] / path
-    if repo.is_file():
-        return repo
     parts = Path(path).parts
-    return own_config(parts[1]) if len(parts) == 2 and parts[0] == "configs" else None
+    if len(parts) == 2 and parts[0] == "configs":
+        return own_config(parts[1])
+    repo = Path(__file__).resolve().parents[1] / path
+    return repo if repo.is_file() else None
 
 
 def recipe_path(path: str, flag: str = "--config") -> str:

@@ -275,9 +275,10 @@ def check_outputs(outputs: Mapping[str, str | Path | None], inputs: Sequence[str
     other output and not the shipped model — a failure found after an hour of streams would throw the hour away. The
     outputs named in ``png`` are images and must be named ``.png``; those in ``binary`` (checkpoints) go to files,
     never to standard output; those in ``audio`` are recordings, those in ``labels`` label files. An existing file of
-    another kind (a checkpoint, a recording, an image, a recipe or a script, a label file) is not replaced: a typo would have thrown away a trained model; nor is a
-    training run's own checkpoint (its state.pt, best.pt or last.pt) by a checkpoint output, but for ``in_place``, the
-    model a command rewrites when told to (``calibrate --model M --out M``)."""
+    another kind (a checkpoint, a recording, an image, a recipe or a script, a label file) is not replaced: a typo
+    would have thrown away a trained model; nor is a training run's own checkpoint (its state.pt, best.pt or last.pt)
+    by a checkpoint output, but for ``in_place``, the model a command rewrites when told to
+    (``calibrate --model M --out M``)."""
     from voice_gru.checkpoint_data import default_model_path
 
     ins = {os.path.realpath(q) for q in inputs if q and str(q) != "-"}

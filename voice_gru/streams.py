@@ -409,7 +409,8 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
             # are added after every level is set, so that noise is the bed alone, not an earlier word
             heard = clip if rir is None else reverberate(clip, rir, length=n - start)
             gain_db = _gain_for_snr(heard, audio[start:start + heard.size], level_db)
-        placed.append((start, clip, gain_db or 0.0))
+        gain = 0.0 if gain_db is None else gain_db
+        placed.append((start, clip, gain))
         s0, s1 = speech_bounds(clip, spec.speech_db)
         events.append({
             "label": word if word in bank.command_words else UNKNOWN, "word": word, "file": rel,
@@ -417,7 +418,7 @@ def make_stream(root: str | Path, split: str, spec: StreamSpec = StreamSpec(), s
             # rounded separately, speech_end could land 1e-5 past end: clamped, as the label reader requires
             "speech_start": round(start / SAMPLE_RATE + s0, 5),
             "speech_end": min(round(start / SAMPLE_RATE + s1, 5), round((start + clip.size) / SAMPLE_RATE, 5)),
-            "gain_db": round(gain_db or 0.0, 2),
+            "gain_db": round(gain, 2),
             # None: the noise under the word was digital silence, where no level makes an SNR
             **({} if spec.snr_db is None else {"snr_db": None if gain_db is None else round(level_db, 2)}),
         })
